@@ -1,0 +1,11 @@
+"""gpukmeans: k-means clustering on NVIDIA GPUs (CUDA kernels) and CPUs (Numba).
+
+>>> from gpukmeans import KMeans
+"""
+
+__version__ = "0.1.0"
+
+from ._device import gpu_available
+from ._estimator import KMeans
+
+__all__ = ["KMeans", "gpu_available", "__version__"]
