@@ -23,36 +23,47 @@ class Engine(NamedTuple):
     xp: Any
     """The array module the engine's arrays live in (``numpy`` or ``cupy``)."""
 
-    assign_labels: Callable
-    """``assign_labels(X, centers, labels, distances) -> None``
+    lloyd_iter: Callable
+    """``lloyd_iter(X, sample_weight, centers_old, labels) -> (sums, weight_in_clusters)``
 
-    E-step. OUT ``labels[i]``: index of the closest center (lowest index on ties).
-    OUT ``distances[i]``: squared euclidean distance to that center, ``X.dtype``,
-    clipped at 0 (it may come from ``||x||^2 - 2 x.c + ||c||^2``).
+    One fused E-step and M-step accumulation. OUT ``labels[i]``: index of the closest
+    center of ``centers_old`` (lowest index on ties), chosen on ``||c||^2 - 2 x.c``
+    evaluated in ``X.dtype`` (as scikit-learn does). Returns ``sums`` (float64,
+    ``(n_clusters, n_features)``, ``sum_i w_i x_i`` per cluster) and
+    ``weight_in_clusters`` (float64, ``(n_clusters,)``), both summed in a fixed order.
+    Division, empty-cluster relocation and the convergence test are the driver's.
     """
 
-    lloyd_iter: Callable
-    """``lloyd_iter(X, sample_weight, centers_old, labels, distances) -> (sums, weight_in_clusters)``
+    assign_labels: Callable
+    """``assign_labels(X, centers, labels) -> None``
 
-    One fused E-step and M-step accumulation: writes ``labels`` and ``distances`` as
-    :attr:`assign_labels` does and returns ``sums`` (float64, ``(n_clusters, n_features)``,
-    ``sum_i w_i x_i`` per cluster) and ``weight_in_clusters`` (float64, ``(n_clusters,)``).
-    Division, empty-cluster relocation and the convergence test are the driver's.
+    E-step only (predict, the final E-step): writes ``labels`` as :attr:`lloyd_iter` does.
+    """
+
+    assigned_distances: Callable
+    """``assigned_distances(X, centers, labels) -> float64 (n_samples,)``
+
+    ``||x_i - centers[labels[i]]||^2`` from the differences (not the norm expansion),
+    in float64: for empty-cluster relocation ("farthest points") and inertia.
     """
 
     inertia: Callable
     """``inertia(X, sample_weight, centers, labels) -> float64 0-d array``
 
-    ``sum_i w_i ||x_i - centers[labels[i]]||^2`` computed from the differences (not the
-    norm expansion), accumulated in float64 in a fixed order. Returned as a 0-d array of
-    the engine's module so that the GPU engine needs no synchronisation.
+    ``sum_i w_i ||x_i - centers[labels[i]]||^2`` from the differences, accumulated in
+    float64 in a fixed order. A 0-d array of the engine's module (NumPy scalar on CPU),
+    so that the GPU engine needs no synchronisation.
     """
 
     pairwise_distances: Callable
     """``pairwise_distances(X, centers) -> (n_samples, n_clusters) X.dtype``
 
-    Euclidean (not squared) distances, for ``transform``.
+    Euclidean (not squared) distances, for ``transform``; ``||x||^2 - 2 x.c + ||c||^2``
+    combined in float64 and clipped at 0 before the square root.
     """
+
+    row_norms: Callable
+    """``row_norms(X) -> float64 (n_samples,)``: ``||x_i||^2`` in float64."""
 
     kmeanspp_candidates: Callable
     """``kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq)
@@ -60,8 +71,10 @@ class Engine(NamedTuple):
 
     The greedy k-means++ local-trial step. IN ``candidate_ids`` int64 ``(n_candidates,)``;
     IN ``closest_dist_sq`` ``X.dtype`` ``(n_samples,)``; IN ``x_squared_norms`` float64
-    ``(n_samples,)``. OUT ``distance_to_candidates`` ``X.dtype`` ``(n_candidates, n_samples)``:
-    ``min(closest_dist_sq, ||x - X[candidate]||^2)``, the distance evaluated in float64
-    (as scikit-learn upcasts float32 here) and clipped at 0; OUT ``candidates_pot`` float64
-    ``(n_candidates,)``: ``distance_to_candidates @ sample_weight``, fixed-order sum.
+    ``(n_samples,)`` (from :attr:`row_norms`). OUT ``distance_to_candidates`` ``X.dtype``
+    ``(n_candidates, n_samples)``: ``||x - X[candidate]||^2 = ||x||^2 - 2 x.c + ||c||^2``
+    (norms and combination in float64; the dot product at least as precise as
+    ``X.dtype``; the GPU engine may evaluate it wholly in double), clipped at 0, rounded to
+    ``X.dtype``, then ``min``-ed with ``closest_dist_sq``. OUT ``candidates_pot`` float64
+    ``(n_candidates,)``: ``sum_i w_i distance_to_candidates[j, i]``, fixed-order sum.
     """
