@@ -6,6 +6,6 @@
 __version__ = "0.1.0"
 
 from ._device import gpu_available
-from ._estimator import KMeans
+from ._estimator import KMeans, kmeans_plusplus
 
-__all__ = ["KMeans", "gpu_available", "__version__"]
+__all__ = ["KMeans", "kmeans_plusplus", "gpu_available", "__version__"]

@@ -1,0 +1,360 @@
+"""The CPU engine: Numba kernels for one Lloyd step, inertia, transform and k-means++.
+
+Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
+``chunk_rows`` samples; a chunk's dot products with the centers come from one BLAS GEMM
+(single-threaded inside the parallel loop, see :func:`single_threaded_blas`), and the
+argmin and the center accumulation run while the chunk is still in cache.
+
+Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
+only on the data's shape, never on the thread count. Each group accumulates into its own
+float64 partial buffer in sample order, and the partials are added in group order after
+the loop. So the same input gives bitwise the same output with 1 thread or 64.
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _ensure_writable_numba_cache():
+    """Point Numba's cache at a writable directory before any ``cache=True`` function.
+
+    Numba writes its cache beside the module (``__pycache__``) or, failing that, under
+    the home directory. In a read-only site-packages with no usable home the first call
+    would raise; a temporary directory keeps ``import gpukmeans`` and the first fit working.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    candidates = [here]
+    home = os.path.expanduser("~")
+    if home and home != "~":
+        candidates.append(os.path.join(home, ".cache", "gpukmeans", "numba"))
+    candidates.append(os.path.join(tempfile.gettempdir(), f"gpukmeans-numba-{os.getuid()}"))
+    for path in candidates:
+        try:
+            os.makedirs(path, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe")
+            probe.close()
+        except OSError:
+            continue
+        if path != here:
+            os.environ["NUMBA_CACHE_DIR"] = path
+        return
+    logger.debug("no writable directory for Numba's cache; kernels compile every process")
+
+
+_ensure_writable_numba_cache()
+
+import numba  # noqa: E402  (after the cache directory is settled)
+from numba import njit, prange  # noqa: E402
+
+from ._engine import Engine  # noqa: E402
+
+# scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
+# pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2.
+CHUNK_ROWS = 256
+# Partial sums are (n_groups, n_clusters, n_features) float64: cap their memory, and
+# keep enough groups to feed many cores. The count depends on shapes only.
+MAX_GROUPS = 64
+PARTIALS_BUDGET_BYTES = 256 * 2**20
+
+
+def _n_groups(n_chunks, n_clusters, n_features):
+    """Number of independent accumulation groups: a function of the shapes only."""
+    per_group = 8 * (n_clusters * n_features + n_clusters)
+    return int(max(1, min(n_chunks, MAX_GROUPS, PARTIALS_BUDGET_BYTES // per_group)))
+
+
+def _n_chunks(n_samples):
+    return (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Limit BLAS to one thread while Numba's threads each call it on their own chunk.
+
+    Without this, every Numba thread's GEMM would start its own BLAS threads
+    (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
+    same order as a single-threaded one.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@njit(nogil=True, cache=True)
+def _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
+    first = group * n_chunks // n_groups
+    last = (group + 1) * n_chunks // n_groups
+    return first * chunk_rows, min(last * chunk_rows, n_samples)
+
+
+@njit(nogil=True, cache=True)
+def _squared_distance_f64(x, c):
+    """``||x - c||^2`` from the differences, in float64, with four running sums.
+
+    Four independent accumulators in a fixed order break the add-latency chain
+    without ``fastmath`` reassociation, so the result stays reproducible.
+    """
+    n_features = x.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    f = 0
+    while f + 4 <= n_features:
+        d0 = np.float64(x[f]) - np.float64(c[f])
+        d1 = np.float64(x[f + 1]) - np.float64(c[f + 1])
+        d2 = np.float64(x[f + 2]) - np.float64(c[f + 2])
+        d3 = np.float64(x[f + 3]) - np.float64(c[f + 3])
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+        f += 4
+    while f < n_features:
+        d0 = np.float64(x[f]) - np.float64(c[f])
+        s0 += d0 * d0
+        f += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _lloyd_chunked(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    centers_old,  # IN (n_clusters, n_features)
+    labels,  # OUT (n_samples,) int32
+    chunk_rows,
+    n_groups,
+    update_centers,
+):
+    """One E-step, and the M-step sums when ``update_centers``.
+
+    Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
+    ``update_centers`` is False.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers_old.shape[0]
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; argmin over c needs only ||c||^2 - 2 x.c,
+    # computed in X's dtype exactly as scikit-learn's Lloyd does.
+    centers_t = np.ascontiguousarray(centers_old.T)  # (n_features, n_clusters)
+    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
+
+    n_part = n_groups if update_centers else 1
+    sums_part = np.zeros((n_part, n_clusters, n_features), dtype=np.float64)
+    weights_part = np.zeros((n_part, n_clusters), dtype=np.float64)
+
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            dots = np.dot(X[chunk_start:chunk_end], centers_t)  # (chunk, n_clusters)
+            for i in range(chunk_end - chunk_start):
+                best = 0
+                best_value = centers_squared_norms[0] - 2 * dots[i, 0]
+                for j in range(1, n_clusters):
+                    value = centers_squared_norms[j] - 2 * dots[i, j]
+                    if value < best_value:
+                        best_value = value
+                        best = j
+                sample = chunk_start + i
+                labels[sample] = best
+                if update_centers:
+                    weight = np.float64(sample_weight[sample])
+                    weights_part[group, best] += weight
+                    for f in range(n_features):
+                        sums_part[group, best, f] += weight * X[sample, f]
+
+    # Fixed-order reduction of the per-group partials.
+    sums = sums_part[0].copy()
+    weight_in_clusters = weights_part[0].copy()
+    if update_centers:
+        for group in range(1, n_groups):
+            sums += sums_part[group]
+            weight_in_clusters += weights_part[group]
+    else:
+        sums[:] = 0.0
+        weight_in_clusters[:] = 0.0
+    return sums, weight_in_clusters
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _assigned_distances(X, centers, labels):
+    """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
+    n_samples = X.shape[0]
+    distances = np.empty(n_samples, dtype=np.float64)
+    for i in prange(n_samples):
+        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
+    return distances
+
+
+@njit(nogil=True, cache=True)
+def _weighted_sum_f64(values, sample_weight):
+    """``sum_i w_i v_i`` in float64, sequential: the order never changes."""
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += np.float64(sample_weight[i]) * values[i]
+    return total
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
+    """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
+
+    ``||x||^2 - 2 x.c + ||c||^2`` with the norms and the combination in float64 (as
+    scikit-learn upcasts float32 here), clipped at 0 before the square root.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    centers_t = np.ascontiguousarray(centers.T)
+    centers_squared_norms = np.zeros(n_clusters, dtype=np.float64)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            centers_squared_norms[j] += np.float64(centers[j, f]) * centers[j, f]
+    out = np.empty((n_samples, n_clusters), dtype=X.dtype)
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    for chunk in prange(n_chunks):
+        chunk_start = chunk * chunk_rows
+        chunk_end = min(chunk_start + chunk_rows, n_samples)
+        dots = np.dot(X[chunk_start:chunk_end], centers_t)
+        for i in range(chunk_end - chunk_start):
+            sample = chunk_start + i
+            for j in range(n_clusters):
+                d = x_squared_norms[sample] - 2.0 * dots[i, j] + centers_squared_norms[j]
+                out[sample, j] = np.sqrt(max(d, 0.0))
+    return out
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _kmeanspp_candidates_chunked(
+    X,  # IN (n_samples, n_features)
+    x_squared_norms,  # IN (n_samples,) float64
+    sample_weight,  # IN (n_samples,)
+    candidate_ids,  # IN (n_candidates,) int64
+    closest_dist_sq,  # IN (n_samples,) X.dtype
+    chunk_rows,
+    n_groups,
+):
+    n_samples, n_features = X.shape
+    n_candidates = candidate_ids.shape[0]
+    candidates_t = np.empty((n_features, n_candidates), dtype=X.dtype)
+    for j in range(n_candidates):
+        for f in range(n_features):
+            candidates_t[f, j] = X[candidate_ids[j], f]
+    distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
+    pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            dots = np.dot(X[chunk_start:chunk_end], candidates_t)  # (chunk, n_candidates)
+            for i in range(chunk_end - chunk_start):
+                sample = chunk_start + i
+                weight = np.float64(sample_weight[sample])
+                for j in range(n_candidates):
+                    d = (
+                        x_squared_norms[sample]
+                        - 2.0 * dots[i, j]
+                        + x_squared_norms[candidate_ids[j]]
+                    )
+                    # Stored (rounded to X's dtype) before the min, as scikit-learn does.
+                    distance_to_candidates[j, sample] = max(d, 0.0)
+                    if closest_dist_sq[sample] < distance_to_candidates[j, sample]:
+                        distance_to_candidates[j, sample] = closest_dist_sq[sample]
+                    pot_part[group, j] += weight * distance_to_candidates[j, sample]
+
+    candidates_pot = pot_part[0].copy()
+    for group in range(1, n_groups):
+        candidates_pot += pot_part[group]
+    return distance_to_candidates, candidates_pot
+
+
+# --- the Engine functions: thin wrappers that fix the group count and BLAS threads ---
+
+
+def lloyd_iter(X, sample_weight, centers_old, labels):
+    n_samples, n_features = X.shape
+    n_groups = _n_groups(_n_chunks(n_samples), centers_old.shape[0], n_features)
+    with single_threaded_blas():
+        return _lloyd_chunked(
+            X, sample_weight, centers_old, labels, CHUNK_ROWS, n_groups, True
+        )
+
+
+def assign_labels(X, centers, labels):
+    with single_threaded_blas():
+        no_weight = np.empty(0, dtype=X.dtype)
+        _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, _n_chunks(X.shape[0]), False)
+
+
+def assigned_distances(X, centers, labels):
+    return _assigned_distances(X, centers, labels)
+
+
+def inertia(X, sample_weight, centers, labels):
+    return np.float64(_weighted_sum_f64(_assigned_distances(X, centers, labels), sample_weight))
+
+
+def pairwise_distances(X, centers):
+    x_squared_norms = row_norms_f64(X)
+    with single_threaded_blas():
+        return _pairwise_distances_chunked(X, x_squared_norms, centers, CHUNK_ROWS)
+
+
+def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
+    n_samples, n_features = X.shape
+    n_groups = _n_groups(_n_chunks(n_samples), candidate_ids.shape[0], 1)
+    with single_threaded_blas():
+        return _kmeanspp_candidates_chunked(
+            X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, CHUNK_ROWS, n_groups
+        )
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _row_norms_f64(X):
+    n_samples, n_features = X.shape
+    out = np.empty(n_samples, dtype=np.float64)
+    zeros = np.zeros(n_features, dtype=X.dtype)
+    for i in prange(n_samples):
+        out[i] = _squared_distance_f64(X[i], zeros)
+    return out
+
+
+def row_norms_f64(X):
+    return _row_norms_f64(X)
+
+
+def make_engine():
+    return Engine(
+        name="cpu",
+        xp=np,
+        lloyd_iter=lloyd_iter,
+        assign_labels=assign_labels,
+        assigned_distances=assigned_distances,
+        inertia=inertia,
+        pairwise_distances=pairwise_distances,
+        row_norms=row_norms_f64,
+        kmeanspp_candidates=kmeanspp_candidates,
+    )
+
+
+def set_num_threads(n_threads):
+    """Set Numba's thread count (for tests of thread-count independence)."""
+    numba.set_num_threads(n_threads)

@@ -1,0 +1,431 @@
+"""The public estimator: parameters, validation calls, device dispatch, fitted attributes."""
+
+import logging
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _validation
+from ._device import get_engine, resolve_device
+from ._init import kmeans_plusplus as _kmeans_plusplus
+from ._init import random_init
+from ._lloyd import kmeans_single_lloyd, to_host
+
+logger = logging.getLogger(__name__)
+
+
+class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-Means clustering on an NVIDIA GPU (CUDA kernels) or the CPU (Numba).
+
+    A drop-in for :class:`sklearn.cluster.KMeans`: every shared parameter means the
+    same, and from the same initial centers the result is scikit-learn's (float64
+    labels identical; float32 up to exact near-ties).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters to form, and of centroids to generate.
+    init : {"k-means++", "random"}, callable or array-like of shape \
+            (n_clusters, n_features), default="k-means++"
+        "k-means++": greedy k-means++ with ``2 + int(ln(n_clusters))`` local trials per
+        center, weighted by ``sample_weight``. "random": ``n_clusters`` distinct rows
+        drawn with probability proportional to their weight. A callable is called as
+        ``init(X, n_clusters, random_state=random_state)`` on the centred data. An array
+        gives the initial centers (NumPy or CuPy).
+    n_init : "auto" or int, default="auto"
+        Number of runs with different seeds; the one with the lowest inertia wins.
+        "auto": 1 for "k-means++" and array init, 10 for "random" and callables.
+    max_iter : int, default=300
+        Maximum number of iterations of a single run.
+    tol : float, default=1e-4
+        Relative tolerance: a run stops when the sum of squared center shifts is at most
+        ``tol`` times the mean variance of the features. A run also stops, strictly
+        converged, when no label changed.
+    verbose : int, default=0
+        0: silent. 1 or more: a progress report per iteration with the inertia.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation draws. The same seed gives bitwise the same result on
+        the same device, whatever the number of threads.
+    copy_x : bool, default=True
+        True: the data are centred on a copy for accurate distances (the caller's array
+        is never modified). False: no centring and, where the input is already a
+        C-contiguous float array, no copy: less memory, slightly less accurate distances
+        for data far from the origin.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Both give Lloyd's exact result; accepted for compatibility with scikit-learn.
+        Both engines use fused distance+argmin passes that are faster than Elkan's
+        bounds on the hardware they target.
+    device : {"auto", "cpu", "gpu"}, default="auto"
+        "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
+        the Numba engine; "auto" picks the GPU when CuPy and a device are usable, or when
+        X already lives on the GPU, and the CPU otherwise.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray or cupy.ndarray of shape (n_clusters, n_features)
+        Coordinates of the cluster centers, in X's dtype (float32 stays float32).
+    labels_ : ndarray or cupy.ndarray of shape (n_samples,)
+        Label of each point; equal to ``predict(X)``.
+    inertia_ : float
+        Sum of (weighted) squared distances of samples to their closest center.
+    n_iter_ : int
+        Number of iterations run by the best run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+    device_ : {"cpu", "gpu"}
+        Where the fit ran.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : The reference implementation this one reproduces.
+
+    Notes
+    -----
+    NumPy input gives NumPy results. CuPy input (or any array exposing
+    ``__cuda_array_interface__``, such as a PyTorch CUDA tensor) stays on the GPU and
+    gives CuPy results; passing ``X`` and ``sample_weight`` on different sides is an error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpukmeans import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0, device="cpu").fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> km.predict([[0, 0], [12, 3]]).tolist() == [km.labels_[0], km.labels_[3]]
+    True
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        verbose=0,
+        random_state=None,
+        copy_x=True,
+        algorithm="lloyd",
+        device="auto",
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.device = device
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+            Training instances. float32 and float64 are kept; other real types become
+            float64. Never modified.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : {array-like, cupy.ndarray} of shape (n_samples,), default=None
+            Non-negative weights, not all zero, on the same side (host or GPU) as X.
+            Used in k-means++/random seeding, in the center updates and in the inertia.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        _validation.check_params(self)
+        device = self._resolve_fit_device(X)
+        engine = get_engine(device)
+        xp = engine.xp
+        X, on_device, feature_names = _validation.check_fit_data(self, X, xp)
+        n_samples, n_features = X.shape
+        _validation.check_n_samples(n_samples, self.n_clusters)
+        sample_weight = _validation.check_sample_weight(sample_weight, X, xp)
+        n_init = self._effective_n_init()
+        init = self.init
+        init_is_array = not isinstance(init, str) and not callable(init)
+        if init_is_array:
+            init = _validation.check_init_array(init, self.n_clusters, n_features, X.dtype, xp)
+        random_state = check_random_state(self.random_state)
+
+        # Validation is over: from here on, work.
+        if not on_device and xp is not np:
+            X = xp.asarray(X)  # the one host-to-device copy of the fit
+        tol = _tolerance(X, self.tol, xp)
+        if self.copy_x:
+            # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
+            X_mean = X.mean(axis=0)
+            X = X - X_mean  # a new array: the caller's is untouched
+            if init_is_array:
+                init -= X_mean
+        x_squared_norms = engine.row_norms(X)
+        reporter = self._make_reporter(n_init)
+
+        best = None
+        for run in range(n_init):
+            if reporter is not None:
+                reporter.start_run(run)
+            centers_init = self._init_centroids(
+                X, x_squared_norms, init, random_state, sample_weight, engine
+            )
+            labels, inertia, centers, n_iter = kmeans_single_lloyd(
+                X,
+                sample_weight,
+                centers_init,
+                engine,
+                max_iter=self.max_iter,
+                tol=tol,
+                reporter=reporter,
+            )
+            # A run replaces the best only if it is better and not the same clustering
+            # (rounding can make a permuted twin look marginally better).
+            if best is None or (
+                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
+            ):
+                best = labels, inertia, centers, n_iter
+        if reporter is not None:
+            reporter.close()
+
+        best_labels, best_inertia, best_centers, best_n_iter = best
+        if self.copy_x:
+            best_centers += X_mean
+        distinct_clusters = int(np.unique(to_host(best_labels)).shape[0])
+        if distinct_clusters < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        if not on_device and xp is not np:
+            best_centers, best_labels = to_host(best_centers), to_host(best_labels)
+
+        # Every fitted attribute is set here, together: a failed fit leaves none changed.
+        self.cluster_centers_ = best_centers
+        self.labels_ = best_labels
+        self.inertia_ = float(best_inertia)
+        self.n_iter_ = int(best_n_iter)
+        self.n_features_in_ = n_features
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._n_features_out = self.n_clusters
+        self.device_ = device
+        return self
+
+    def _resolve_fit_device(self, X):
+        """The device of a fit: data already on the GPU go to the GPU under "auto"."""
+        if self.device == "auto" and _validation.is_device_array(X):
+            return resolve_device("gpu")
+        return resolve_device(self.device)
+
+    def _effective_n_init(self):
+        n_init = self.n_init
+        init = self.init
+        if n_init == "auto":
+            if isinstance(init, str) and init == "k-means++":
+                n_init = 1
+            elif isinstance(init, str) and init == "random":
+                n_init = 10
+            elif callable(init):
+                n_init = 10
+            else:
+                n_init = 1
+        if not isinstance(init, str) and not callable(init) and n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            n_init = 1
+        return n_init
+
+    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, engine):
+        """Initial centers for one run. Prior validation of data is assumed."""
+        xp = engine.xp
+        if isinstance(init, str) and init == "k-means++":
+            centers, _ = _kmeans_plusplus(
+                X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine
+            )
+        elif isinstance(init, str) and init == "random":
+            centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
+        elif callable(init):
+            centers = init(X, self.n_clusters, random_state=random_state)
+            centers = _validation.check_init_array(
+                centers, self.n_clusters, X.shape[1], X.dtype, xp
+            )
+        else:
+            centers = init
+        return xp.ascontiguousarray(centers)
+
+    def _make_reporter(self, n_init):
+        if not self.verbose:
+            return None
+        from ._progress import make_reporter
+
+        return make_reporter(self.verbose, n_init, self.max_iter)
+
+    # ------------------------------------------------------------ inference
+    def _prepare(self, X):
+        """Validated X, and the engine and centers for it. Returns (X, engine, centers, on_host_out)."""
+        check_is_fitted(self)
+        X, on_device = _validation.check_predict_data(self, X)
+        if on_device:
+            device = "gpu"
+        else:
+            device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
+        engine = get_engine(device)
+        X = engine.xp.asarray(X)
+        centers = engine.xp.asarray(self.cluster_centers_)
+        return X, engine, centers, not on_device
+
+    def _return(self, array, host):
+        return to_host(array) if host else array
+
+    def predict(self, X):
+        """Index of the closest cluster center for each sample in X.
+
+        Parameters
+        ----------
+        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray or cupy.ndarray of shape (n_samples,)
+        """
+        X, engine, centers, host = self._prepare(X)
+        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+        engine.assign_labels(X, centers, labels)
+        return self._return(labels, host)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_`` (equal to ``predict(X)``)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Euclidean distance from each sample to each cluster center.
+
+        Returns
+        -------
+        X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
+        """
+        X, engine, centers, host = self._prepare(X)
+        return self._return(engine.pairwise_distances(X, centers), host)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then ``transform(X)``."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of X under the fitted centers.
+
+        Returns
+        -------
+        score : float
+        """
+        X, engine, centers, _ = self._prepare(X)
+        sample_weight = _validation.check_sample_weight(sample_weight, X, engine.xp)
+        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+        engine.assign_labels(X, centers, labels)
+        return -float(engine.inertia(X, sample_weight, centers, labels))
+
+
+def _tolerance(X, tol, xp):
+    """scikit-learn's tolerance: ``tol`` times the mean of the features' variances."""
+    if tol == 0:
+        return 0.0
+    return float(xp.mean(xp.var(X, axis=0)) * tol)
+
+
+def _is_same_clustering(labels1, labels2, n_clusters):
+    """True when two labelings are the same partition up to a permutation of labels."""
+    labels1 = to_host(labels1).astype(np.int64)
+    labels2 = to_host(labels2).astype(np.int64)
+    pairs = np.unique(labels1 * n_clusters + labels2)
+    return pairs.shape[0] == np.unique(labels1).shape[0] == np.unique(labels2).shape[0]
+
+
+def kmeans_plusplus(
+    X,
+    n_clusters,
+    *,
+    sample_weight=None,
+    x_squared_norms=None,
+    random_state=None,
+    n_local_trials=None,
+    device="auto",
+):
+    """Initial centers by greedy k-means++, as :func:`sklearn.cluster.kmeans_plusplus`.
+
+    Parameters
+    ----------
+    X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+    n_clusters : int
+    sample_weight : array-like of shape (n_samples,), default=None
+    x_squared_norms : array-like of shape (n_samples,), default=None
+        Squared row norms of X; computed when None.
+    random_state : int, RandomState instance or None, default=None
+    n_local_trials : int, default=None
+        ``2 + int(ln(n_clusters))`` when None.
+    device : {"auto", "cpu", "gpu"}, default="auto"
+
+    Returns
+    -------
+    centers : ndarray or cupy.ndarray of shape (n_clusters, n_features)
+    indices : ndarray of shape (n_clusters,)
+        Row of X each center was taken from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpukmeans import kmeans_plusplus
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> centers, indices = kmeans_plusplus(X, 2, random_state=0, device="cpu")
+    >>> centers.shape, indices.shape
+    ((2, 2), (2,))
+    """
+    params = KMeans(n_clusters=n_clusters, device=device, random_state=random_state)
+    _validation.check_params(params)
+    if n_local_trials is not None:
+        _validation._check_integer("n_local_trials", n_local_trials, 1)
+    resolved = params._resolve_fit_device(X)
+    engine = get_engine(resolved)
+    xp = engine.xp
+    X, on_device, _ = _validation.check_fit_data(params, X, xp)
+    _validation.check_n_samples(X.shape[0], n_clusters)
+    sample_weight = _validation.check_sample_weight(sample_weight, X, xp)
+    if x_squared_norms is not None:
+        x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
+        if x_squared_norms.shape != (X.shape[0],):
+            raise ValueError(
+                f"x_squared_norms.shape == {x_squared_norms.shape}, expected ({X.shape[0]},)."
+            )
+    random_state = check_random_state(random_state)
+    if not on_device and xp is not np:
+        X = xp.asarray(X)
+    if x_squared_norms is None:
+        x_squared_norms = engine.row_norms(X)
+    centers, indices = _kmeans_plusplus(
+        X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials
+    )
+    if not on_device and xp is not np:
+        centers = to_host(centers)
+    return centers, indices

@@ -1,0 +1,149 @@
+"""The single-run driver: one k-means run from given initial centers, for either engine.
+
+Written once against :class:`gpukmeans._engine.Engine` and its array module ``xp``, as
+scikit-learn's ``_kmeans_single_lloyd`` is written once for dense and sparse input. It
+owns the loop, the convergence test, empty-cluster relocation and the final E-step; the
+engine owns the passes over the data.
+"""
+
+import numpy as np
+
+
+def to_host(array):
+    """A NumPy view or copy of a NumPy or CuPy array (small arrays only in the loop)."""
+    get = getattr(array, "get", None)
+    return get() if get is not None else np.asarray(array)
+
+
+def kmeans_single_lloyd(
+    X,
+    sample_weight,
+    centers_init,
+    engine,
+    max_iter=300,
+    tol=0.0,
+    reporter=None,
+):
+    """A single run of k-means (Lloyd's algorithm). Prior validation of data is assumed.
+
+    Parameters
+    ----------
+    X : {ndarray, cupy.ndarray} of shape (n_samples, n_features)
+        C-contiguous float32 or float64, in ``engine.xp``'s memory.
+    sample_weight : array of shape (n_samples,), same dtype and module as X.
+    centers_init : array of shape (n_clusters, n_features), same dtype and module as X.
+    engine : Engine
+    max_iter : int, default=300
+    tol : float, default=0.0
+        Absolute tolerance on the sum of squared center shifts (already scaled by the
+        data's variance by the caller).
+    reporter : object or None
+        Progress reporter from :func:`gpukmeans._progress.make_reporter`; when given,
+        the inertia of each iteration is computed for it (an extra pass over X).
+
+    Returns
+    -------
+    labels : int32 array of shape (n_samples,)
+        Labels of the returned centers: a final E-step is run unless the labels
+        already stopped changing, so that ``labels`` equals ``predict(X)``.
+    inertia : float
+    centers : array of shape (n_clusters, n_features)
+    n_iter : int
+        Number of iterations run.
+    """
+    xp = engine.xp
+    n_samples = X.shape[0]
+    centers = centers_init.copy()
+    labels = xp.full(n_samples, -1, dtype=xp.int32)
+    labels_old = labels.copy()
+    strict_convergence = False
+    n_iter = 0
+
+    for n_iter in range(1, max_iter + 1):
+        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
+
+        # One small read per iteration: how many clusters emptied, whether labels moved.
+        n_empty, labels_changed = (
+            int(v)
+            for v in to_host(
+                xp.stack(
+                    [
+                        (weight_in_clusters == 0).sum(),
+                        (labels != labels_old).sum(),
+                    ]
+                )
+            )
+        )
+        if n_empty:
+            relocate_empty_clusters(
+                X, sample_weight, centers, sums, weight_in_clusters, labels, engine
+            )
+        centers_new = average_centers(sums, weight_in_clusters, X.dtype, xp)
+
+        if reporter is not None:
+            # scikit-learn reports the inertia of the assignment just made.
+            reporter.iteration(n_iter, float(engine.inertia(X, sample_weight, centers, labels)))
+
+        center_shift_tot = ((centers_new - centers) ** 2).sum()
+        centers = centers_new
+
+        if not labels_changed:
+            strict_convergence = True
+            reason = "strict convergence"
+            break
+        center_shift_tot = float(center_shift_tot)
+        if center_shift_tot <= tol:
+            reason = f"center shift {center_shift_tot:e} within tolerance {tol:e}"
+            break
+        labels_old[:] = labels
+    else:
+        reason = "max_iter reached"
+
+    if not strict_convergence:
+        # The labels belong to the centers before the last update: run the E-step
+        # once more so that labels_ == predict(X).
+        engine.assign_labels(X, centers, labels)
+
+    inertia = float(engine.inertia(X, sample_weight, centers, labels))
+    if reporter is not None:
+        reporter.end_run(n_iter, inertia, reason)
+    return labels, inertia, centers, n_iter
+
+
+def average_centers(sums, weight_in_clusters, dtype, xp):
+    """``sums / weight`` per cluster, cast to the data's dtype.
+
+    A cluster whose weight is still zero after relocation keeps its (zero) sums,
+    as scikit-learn's ``_average_centers`` does.
+    """
+    has_weight = weight_in_clusters > 0
+    divisor = xp.where(has_weight, weight_in_clusters, 1.0)
+    return (sums / divisor[:, None]).astype(dtype, copy=False)
+
+
+def relocate_empty_clusters(
+    X, sample_weight, centers_old, sums, weight_in_clusters, labels, engine
+):
+    """Give each empty cluster one of the points farthest from their centers.
+
+    scikit-learn's rule exactly: the ``n_empty`` largest distances, in the order
+    ``np.argpartition`` leaves them, are paired with the empty clusters in index order;
+    each chosen point's weighted contribution moves from its cluster to the empty one.
+    Labels are not changed (the next E-step does that). Runs on the host's ordering so
+    that both engines choose the same points; it happens rarely.
+
+    INOUT ``sums``, ``weight_in_clusters``.
+    """
+    empty_clusters = np.flatnonzero(to_host(weight_in_clusters) == 0)
+    n_empty = empty_clusters.shape[0]
+    distances = to_host(engine.assigned_distances(X, centers_old, labels))
+    far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
+    labels_host = to_host(labels)
+    for new_cluster_id, far_idx in zip(empty_clusters, far_from_centers):
+        old_cluster_id = int(labels_host[far_idx])
+        weight = sample_weight[far_idx]
+        contribution = X[far_idx].astype(np.float64) * weight
+        sums[old_cluster_id] -= contribution
+        sums[new_cluster_id] = contribution
+        weight_in_clusters[new_cluster_id] = weight
+        weight_in_clusters[old_cluster_id] -= weight

@@ -1,0 +1,229 @@
+"""Every check of parameters and input data, for host (NumPy) and device (CuPy) arrays.
+
+Called from the public entry points only; everything downstream assumes validated
+input. Each error names the parameter and what was wrong, and is raised before any
+work starts. The caller's arrays are never modified: anything we change is a copy.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils.validation import check_array, validate_data
+
+from ._device import DEVICES
+
+INITS = ("k-means++", "random")
+ALGORITHMS = ("lloyd", "elkan")
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def is_device_array(obj):
+    """True for CUDA-resident arrays (CuPy, or anything with ``__cuda_array_interface__``,
+    such as a PyTorch CUDA tensor); never imports CuPy."""
+    return hasattr(obj, "__cuda_array_interface__")
+
+
+def _is_sparse(obj):
+    return hasattr(obj, "tocsr") and hasattr(obj, "nnz")
+
+
+def _check_integer(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_params(estimator):
+    """Validate the hyper-parameters of a :class:`gpukmeans.KMeans`. Returns nothing."""
+    _check_integer("n_clusters", estimator.n_clusters, 1)
+    _check_integer("max_iter", estimator.max_iter, 1)
+    _check_integer("verbose", int(estimator.verbose) if isinstance(estimator.verbose, bool)
+                   else estimator.verbose, 0)
+    if not (isinstance(estimator.n_init, str) and estimator.n_init == "auto"):
+        if isinstance(estimator.n_init, str):
+            raise ValueError(f"n_init must be 'auto' or an int >= 1, got {estimator.n_init!r}.")
+        _check_integer("n_init", estimator.n_init, 1)
+    tol = estimator.tol
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
+    if not isinstance(estimator.copy_x, (bool, np.bool_)):
+        raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
+    if estimator.algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."
+        )
+    if estimator.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
+    init = estimator.init
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(
+                f"init must be one of {INITS}, a callable or an array of shape "
+                f"(n_clusters, n_features), got {init!r}."
+            )
+    elif not callable(init) and not hasattr(init, "__len__") and not is_device_array(init):
+        raise TypeError(
+            f"init must be one of {INITS}, a callable or an array of shape "
+            f"(n_clusters, n_features), got {type(init).__name__}."
+        )
+    rs = estimator.random_state
+    if not (
+        rs is None
+        or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))
+        or isinstance(rs, np.random.RandomState)
+    ):
+        raise TypeError(
+            "random_state must be None, an int or a numpy.random.RandomState, "
+            f"got {type(rs).__name__}."
+        )
+
+
+def _check_device_X(X, name, xp):
+    """Device-side counterpart of scikit-learn's ``check_array`` for CuPy arrays."""
+    X = xp.asarray(X)  # a zero-copy view of torch tensors and other CUDA arrays
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array for {name}, got {X.ndim}D array of shape {X.shape} instead."
+        )
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported for {name}, got dtype {X.dtype}.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(
+            f"Found array with shape {X.shape} for {name}, while at least one sample "
+            "and one feature are required."
+        )
+    if X.dtype not in FLOAT_DTYPES:
+        X = X.astype(xp.float64)
+    if not bool(xp.isfinite(X).all()):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X
+
+
+def check_fit_data(estimator, X, device_xp):
+    """Validate ``X`` for ``fit``.
+
+    Returns ``(X, on_device, feature_names)`` where X is a C-contiguous float32/float64
+    array: NumPy for host input, ``device_xp`` (CuPy) for device input. X may be the
+    caller's own array: callers must not modify it in place.
+    """
+    if _is_sparse(X):
+        raise TypeError(
+            "X is a scipy.sparse matrix; gpukmeans supports dense input only. "
+            "Use X.toarray() if it fits in memory."
+        )
+    if is_device_array(X):
+        if device_xp is None or device_xp is np:
+            raise ValueError(
+                "X is a GPU array but the fit runs on the CPU (device='cpu'); pass a NumPy "
+                "array, or use device='gpu' or 'auto'."
+            )
+        X = _check_device_X(X, "X", device_xp)
+        return device_xp.ascontiguousarray(X), True, None
+
+    from sklearn.utils.validation import _get_feature_names
+
+    feature_names = _get_feature_names(X)
+    X = check_array(
+        X,
+        dtype=list(FLOAT_DTYPES),
+        order="C",
+        estimator=estimator,
+        input_name="X",
+    )
+    return X, False, feature_names
+
+
+def check_predict_data(estimator, X):
+    """Validate ``X`` for predict/transform/score against the fitted model.
+
+    Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``.
+    """
+    if _is_sparse(X):
+        raise TypeError(
+            "X is a scipy.sparse matrix; gpukmeans supports dense input only. "
+            "Use X.toarray() if it fits in memory."
+        )
+    dtype = estimator.cluster_centers_.dtype
+    if is_device_array(X):
+        import cupy
+
+        X = _check_device_X(X, "X", cupy)
+        if X.shape[1] != estimator.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+                f"{estimator.n_features_in_} features as input."
+            )
+        return cupy.ascontiguousarray(X, dtype=dtype), True
+    X = validate_data(
+        estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False
+    )
+    return np.ascontiguousarray(X, dtype=dtype), False
+
+
+def check_sample_weight(sample_weight, X, xp):
+    """Return a fresh ``sample_weight`` array of X's dtype and module, validated."""
+    n_samples = X.shape[0]
+    if sample_weight is None:
+        return xp.ones(n_samples, dtype=X.dtype)
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, sample_weight)
+    if is_device_array(sample_weight) != (xp is not np):
+        where_sw = "GPU" if is_device_array(sample_weight) else "host (NumPy)"
+        where_x = "GPU" if xp is not np else "host (NumPy)"
+        raise ValueError(
+            f"sample_weight is a {where_sw} array but X is a {where_x} array; "
+            "pass both on the same side."
+        )
+    if _is_sparse(sample_weight):
+        raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
+    sw = xp.asarray(sample_weight)
+    if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {sw.shape}, expected ({n_samples},) to match X."
+        )
+    sw = sw.astype(X.dtype, copy=True)
+    if not bool(xp.isfinite(sw).all()):
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if bool((sw < 0).any()):
+        raise ValueError("Negative values in data passed to sample_weight.")
+    if not bool((sw > 0).any()):
+        raise ValueError("sample_weight must have at least one positive value, got all zeros.")
+    return sw
+
+
+def check_init_array(init, n_clusters, n_features, dtype, xp):
+    """A fresh, validated copy of an array ``init`` in X's dtype and module."""
+    if _is_sparse(init):
+        raise TypeError("init must be a dense array, got a sparse matrix.")
+    if is_device_array(init):
+        import cupy
+
+        centers = _check_device_X(init, "init", cupy)
+        centers = xp.asarray(centers.get() if xp is np else centers)
+    else:
+        centers = check_array(init, dtype=list(FLOAT_DTYPES), input_name="init")
+        centers = xp.asarray(centers)
+    if centers.shape[0] != n_clusters:
+        raise ValueError(
+            f"The shape of the initial centers {centers.shape} does not match "
+            f"the number of clusters {n_clusters}."
+        )
+    if centers.shape[1] != n_features:
+        raise ValueError(
+            f"The shape of the initial centers {centers.shape} does not match "
+            f"the number of features of the data {n_features}."
+        )
+    return xp.array(centers, dtype=dtype, order="C", copy=True)
+
+
+def check_n_samples(n_samples, n_clusters):
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
