@@ -1,0 +1,648 @@
+"""The ``gpukmeans`` command (also ``python -m gpukmeans``): demo, fit, info, bench.
+
+Every user error (a bad file, a wrong shape, a non-numeric column, an unknown device, a
+GPU asked for where there is none) ends the command with one line on stderr and exit
+status 2, before anything is written: outputs are made in a temporary directory and moved
+into place only once all of them exist.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+DEVICES = ("auto", "cpu", "gpu")
+DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+MAX_SCATTER_POINTS = 20_000  # a scatter of more points takes long to draw and shows no more
+
+# The notebook's first example: four round blobs (as in the Python Data Science Handbook).
+BLOBS = dict(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
+BLOBS_CLUSTERS = 4
+DIGITS_CLUSTERS = 10
+MNIST_CLUSTERS = 20  # the notebook's KMeans(20)
+
+
+class CommandError(Exception):
+    """A user error: printed as one line, exit status 2, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CommandError(f"{self.prog}: error: {message}")
+
+
+def main(argv=None):
+    """Run the ``gpukmeans`` command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":  # everything after it belongs to the benchmark helper
+        return _run_bench(argv[1:])
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["demo", *argv]  # demo is the default subcommand
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except CommandError as exc:
+        print(str(exc).splitlines()[0] if str(exc) else "gpukmeans: error", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gpukmeans: interrupted", file=sys.stderr)
+        return 130
+
+
+def _build_parser():
+    from . import __version__
+
+    parser = _Parser(
+        prog="gpukmeans",
+        description="k-means on NVIDIA GPUs (CUDA kernels) and CPUs (Numba). "
+        "With no subcommand, runs the demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpukmeans {__version__}")
+    subparsers = parser.add_subparsers(title="subcommands", metavar="{demo,fit,info,bench}")
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="cluster the notebook's blobs, scikit-learn's digits and, when available, MNIST "
+        "(the default)",
+        description="Cluster the notebook's blobs and scikit-learn's 8x8 digits (no download "
+        "needed) and, when MNIST is available (--mnist PATH or GPUKMEANS_DATA), all 70,000 "
+        "MNIST digits; print a table and write pictures.",
+    )
+    _add_common(demo)
+    demo.add_argument(
+        "--mnist", metavar="PATH", type=pathlib.Path,
+        help="directory holding the MNIST IDX files (default: $GPUKMEANS_DATA, then the cache)",
+    )
+    demo.add_argument(
+        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("gpukmeans-demo"),
+        help="where to write the pictures (default: ./gpukmeans-demo)",
+    )
+    demo.add_argument("--no-plots", action="store_true", help="write no pictures")
+    demo.set_defaults(run=_run_demo)
+
+    fit = subparsers.add_parser(
+        "fit",
+        help="cluster a .npy, .npz, .csv or .parquet file",
+        description="Cluster the rows of DATA and write labels, centres and a JSON summary.",
+    )
+    fit.add_argument("data", metavar="DATA", type=pathlib.Path, help="a .npy, .npz, .csv or .parquet file")
+    fit.add_argument("-k", "--n-clusters", type=_positive_int, required=True, help="number of clusters")
+    _add_common(fit)
+    fit.add_argument(
+        "--out", metavar="DIR", type=pathlib.Path,
+        help="where to write the results (default: ./<DATA name>-kmeans)",
+    )
+    fit.add_argument("--plot", action="store_true", help="also write the pictures (needs matplotlib)")
+    fit.add_argument("--key", help="the array to cluster in a .npz holding several")
+    fit.add_argument("--n-init", default="auto", type=_n_init, help="runs from different seeds (default: auto)")
+    fit.add_argument("--max-iter", type=_positive_int, default=300, help="iterations per run (default: 300)")
+    fit.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (default: 1e-4)")
+    fit.add_argument(
+        "--image-shape", metavar="HxW", type=_image_shape,
+        help="draw the centres as HxW images (default: 28x28 or 8x8 when the features fit)",
+    )
+    fit.set_defaults(run=_run_fit)
+
+    info = subparsers.add_parser(
+        "info",
+        help="the GPU found (or why not), versions, kernel cache",
+        description="Show the GPU gpukmeans would use (or why none), the versions of CuPy, "
+        "the CUDA driver and Numba, and where compiled kernels are cached.",
+    )
+    info.set_defaults(run=_run_info)
+
+    subparsers.add_parser(
+        "bench", help="run the benchmarks (arguments go to the benchmark helper)", add_help=False
+    )
+    parser.set_defaults(run=lambda args: parser.error("a subcommand is needed"))
+    return parser
+
+
+def _add_common(parser):
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto",
+        help="where to compute: auto (the GPU when one is usable), cpu or gpu (default: auto)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the fits (default: 0)")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _n_init(text):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _image_shape(text):
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}")
+    return height, width
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+
+def _resolve_device(device):
+    from ._device import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as exc:
+        raise CommandError(f"gpukmeans: error: {exc}") from None
+
+
+def _verbose(args):
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    return 1 if progress else 0
+
+
+def _fit(X, n_clusters, device, args, **params):
+    """Fit gpukmeans' KMeans; return ``(model, seconds)``. Bad data is a CommandError."""
+    from . import KMeans
+
+    model = KMeans(n_clusters, device=device, random_state=args.seed, verbose=_verbose(args), **params)
+    start = time.perf_counter()
+    try:
+        model.fit(X)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"gpukmeans: error: {exc}") from None
+    return model, time.perf_counter() - start
+
+
+def _warm_up(device):
+    """Fit once on tiny data of each dtype, so that the timings shown exclude compilation."""
+    from . import KMeans
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        KMeans(2, n_init=1, max_iter=2, device=device, random_state=0).fit(
+            rng.standard_normal((64, 3)).astype(dtype)
+        )
+
+
+def _format_table(headers, rows):
+    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _staged_output(out_dir):
+    """Yield a temporary directory; on success move its files into ``out_dir``.
+
+    The temporary directory sits in ``out_dir``'s nearest existing ancestor, so the final
+    moves are renames on one file system. On failure it is removed and ``out_dir`` is left
+    as it was (not even created).
+    """
+    out_dir = pathlib.Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
+    ancestor = out_dir
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
+    except OSError as exc:
+        raise CommandError(f"gpukmeans: error: cannot write in {ancestor}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _plotting_available():
+    try:
+        from ._plotting import require_matplotlib
+
+        require_matplotlib()
+    except ImportError:
+        return False
+    return True
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+def _demo_datasets(mnist_path):
+    """Return the demo's data sets: ``[(name, X, y, n_clusters, image_shape)]``."""
+    from sklearn.datasets import load_digits, make_blobs
+
+    X, y = make_blobs(**BLOBS)
+    cases = [("blobs", X, y, BLOBS_CLUSTERS, None)]
+    digits = load_digits()
+    cases.append(("digits 8x8", digits.data, digits.target, DIGITS_CLUSTERS, (8, 8)))
+    mnist = _load_demo_mnist(mnist_path)
+    if mnist is not None:
+        cases.append(("MNIST 28x28", *mnist, MNIST_CLUSTERS, (28, 28)))
+    return cases
+
+
+def _load_demo_mnist(mnist_path):
+    """All 70,000 MNIST digits if available without download, else None (said on stderr)."""
+    from .datasets import load_mnist
+
+    try:
+        return load_mnist(mnist_path, download=False)
+    except (FileNotFoundError, ValueError) as exc:
+        if mnist_path is not None:  # asked for explicitly: its absence is an error
+            raise CommandError(f"gpukmeans demo: error: --mnist {mnist_path}: {exc}") from None
+    print(
+        "MNIST part skipped: MNIST was not found; pass --mnist PATH or set GPUKMEANS_DATA "
+        "to a directory holding its IDX files.",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _run_demo(args):
+    from sklearn.metrics import adjusted_rand_score
+
+    device = _resolve_device(args.device)
+    plots = not args.no_plots and _plotting_available()
+    if not args.no_plots and not plots:
+        print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[plot]').", file=sys.stderr)
+    cases = _demo_datasets(args.mnist)
+
+    _warm_up(device)
+    rows, fits = [], []
+    for name, X, y, n_clusters, image_shape in cases:
+        model, seconds = _fit(X, n_clusters, device, args)
+        fits.append((name, X, model, image_shape))
+        rows.append([
+            name, X.shape[0], X.shape[1], n_clusters, model.device_, f"{seconds:.3f}",
+            f"{model.inertia_:.6g}", f"{adjusted_rand_score(y, model.labels_):.3f}",
+        ])
+        if name == "blobs":
+            print(f"blobs: {n_clusters} centres found on {model.device_} in {seconds:.3f} s:")
+            print(np.array2string(model.cluster_centers_, precision=3, suppress_small=True))
+            print()
+
+    print(_format_table(
+        ["data", "samples", "features", "k", "device", "time (s)", "inertia", "ARI"], rows
+    ))
+    print("time: one fit, after a warm-up fit (compilation excluded); "
+          "ARI: adjusted Rand index against the true labels.")
+
+    if plots:
+        with _staged_output(args.out) as staging:
+            written = _demo_pictures(fits, staging)
+        for filename in written:
+            print(f"wrote {args.out / filename}")
+    return EXIT_OK
+
+
+def _demo_pictures(fits, directory):
+    from ._plotting import plot_centroid_grid, plot_clusters
+
+    written = []
+    for name, X, model, image_shape in fits:
+        slug = name.split()[0].lower()
+        device = model.device_
+        if image_shape is None:
+            filename = f"{slug}_clusters.png"
+            plot_clusters(
+                X, model.labels_, model.cluster_centers_, directory / filename,
+                title=f"{name}: k={model.n_clusters} on {device}",
+            )
+        else:
+            filename = f"{slug}_centroids.png"
+            sizes = np.bincount(model.labels_, minlength=model.n_clusters)
+            plot_centroid_grid(
+                model.cluster_centers_, image_shape, directory / filename,
+                title=f"{name}: the {model.n_clusters} centroids (k-means on {device})",
+                subtitles=[f"{size} images" for size in sizes],
+            )
+        written.append(filename)
+    return written
+
+
+# --- fit -----------------------------------------------------------------------------------
+
+
+def _read_data(path, key=None):
+    """Read DATA into ``(X, feature_names)``; every problem is a one-line CommandError."""
+    prefix = f"gpukmeans fit: error: {path}"
+    suffix = path.suffix.lower()
+    if suffix not in DATA_SUFFIXES:
+        raise CommandError(f"{prefix}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(DATA_SUFFIXES)}")
+    if not path.is_file():
+        raise CommandError(f"{prefix}: no such file")
+    try:
+        if suffix == ".npy":
+            X, names = np.load(path, allow_pickle=False), None
+        elif suffix == ".npz":
+            X, names = _read_npz(path, key), None
+        elif suffix == ".csv":
+            X, names = _read_table(path, "csv")
+        else:
+            X, names = _read_table(path, "parquet")
+    except CommandError:
+        raise
+    except ImportError as exc:
+        raise CommandError(f"{prefix}: {exc}") from None
+    except Exception as exc:  # whatever a damaged file makes a reader raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CommandError(f"{prefix}: cannot be read as {suffix}: {message}") from None
+    return _check_matrix(X, prefix), names
+
+
+def _read_npz(path, key):
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        if key is None:
+            if len(keys) == 1:
+                key = keys[0]
+            elif "X" in keys:
+                key = "X"
+            else:
+                raise CommandError(
+                    f"gpukmeans fit: error: {path} holds several arrays ({', '.join(keys)}); "
+                    f"choose one with --key"
+                )
+        if key not in keys:
+            raise CommandError(f"gpukmeans fit: error: {path} has no array {key!r} (it has {', '.join(keys)})")
+        return archive[key]
+
+
+def _read_table(path, kind):
+    try:
+        import pandas as pd
+    except ImportError:
+        if kind == "csv":
+            return _read_csv_without_pandas(path)
+        raise ImportError("reading .parquet needs pandas and pyarrow: pip install 'gpukmeans[cli]'") from None
+    if kind == "csv":
+        frame = pd.read_csv(path)
+        if all(_is_number(name) for name in frame.columns):  # no header line: the first row is data
+            frame = pd.read_csv(path, header=None)
+            frame.columns = [f"x{i}" for i in range(frame.shape[1])]
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except ImportError as exc:
+            raise ImportError(f"reading .parquet needs pyarrow: pip install 'gpukmeans[cli]' ({exc})") from None
+    names = [str(name) for name in frame.columns]
+    not_numeric = [
+        name for name, dtype in zip(names, frame.dtypes)
+        if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype))
+    ]
+    if not_numeric:
+        raise CommandError(
+            f"gpukmeans fit: error: {path}: column(s) {', '.join(map(repr, not_numeric))} are not numeric"
+        )
+    return frame.to_numpy(dtype=np.float64), names
+
+
+def _read_csv_without_pandas(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = [row for row in csv.reader(fh) if row]
+    if not rows:
+        return np.empty((0, 0)), None
+    if all(_is_number(cell) for cell in rows[0]):
+        names, body = [f"x{i}" for i in range(len(rows[0]))], rows
+    else:
+        names, body = rows[0], rows[1:]
+    for line, row in enumerate(body, start=2 if names is not rows[0] else 1):
+        if len(row) != len(names):
+            raise CommandError(f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not {len(names)}")
+        for name, cell in zip(names, row):
+            if not _is_number(cell):
+                raise CommandError(f"gpukmeans fit: error: {path}: column {name!r} is not numeric ({cell!r} on line {line})")
+    return np.array(body, dtype=np.float64).reshape(len(body), len(names)), names
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_matrix(X, prefix):
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise CommandError(f"{prefix}: holds {X.dtype} data, not numbers")
+    if X.ndim != 2:
+        raise CommandError(f"{prefix}: should hold a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if X.size == 0:
+        raise CommandError(f"{prefix}: holds no data (shape {X.shape})")
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    finite = np.isfinite(X)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        raise CommandError(f"{prefix}: holds NaN or infinite values (first at row {row}, column {column})")
+    return X
+
+
+def _run_fit(args):
+    device = _resolve_device(args.device)
+    if args.plot and not _plotting_available():
+        raise CommandError("gpukmeans fit: error: --plot needs matplotlib: pip install 'gpukmeans[plot]'")
+    X, names = _read_data(args.data, args.key)
+    image_shape = args.image_shape
+    if image_shape is not None and image_shape[0] * image_shape[1] != X.shape[1]:
+        raise CommandError(
+            f"gpukmeans fit: error: --image-shape {image_shape[0]}x{image_shape[1]} does not match "
+            f"the {X.shape[1]} features of {args.data}"
+        )
+    if image_shape is None and X.shape[1] in (64, 784):
+        image_shape = (8, 8) if X.shape[1] == 64 else (28, 28)
+    out_dir = args.out if args.out is not None else pathlib.Path(f"{args.data.stem}-kmeans")
+
+    with _staged_output(out_dir) as staging:
+        model, seconds = _fit(
+            X, args.n_clusters, device, args, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol
+        )
+        written = _write_fit_results(args, X, names, model, seconds, image_shape, staging)
+
+    sizes = np.bincount(model.labels_, minlength=args.n_clusters)
+    print(_format_table(
+        ["data", "samples", "features", "k", "device", "time (s)", "inertia", "iterations"],
+        [[args.data.name, X.shape[0], X.shape[1], args.n_clusters, model.device_,
+          f"{seconds:.3f}", f"{model.inertia_:.6g}", model.n_iter_]],
+    ))
+    print(f"cluster sizes: {' '.join(map(str, sizes))}")
+    for filename in written:
+        print(f"wrote {out_dir / filename}")
+    return EXIT_OK
+
+
+def _write_fit_results(args, X, names, model, seconds, image_shape, directory):
+    from . import __version__
+
+    labels = np.asarray(model.labels_)
+    centers = np.asarray(model.cluster_centers_)
+    names = names or [f"x{i}" for i in range(X.shape[1])]
+    np.save(directory / "labels.npy", labels)
+    np.save(directory / "centers.npy", centers)
+    np.savetxt(directory / "labels.csv", labels, fmt="%d", header="label", comments="")
+    np.savetxt(
+        directory / "centers.csv", centers, delimiter=",", fmt="%.17g",
+        header=",".join(names), comments="",
+    )
+    written = ["labels.npy", "labels.csv", "centers.npy", "centers.csv"]
+    if args.plot:
+        from ._plotting import plot_centroid_grid, plot_clusters
+
+        keep = np.random.default_rng(0).permutation(len(X))[:MAX_SCATTER_POINTS]
+        plot_clusters(
+            X[keep], labels[keep], centers, directory / "clusters.png",
+            title=f"{args.data.name}: k={args.n_clusters} on {model.device_}",
+        )
+        written.append("clusters.png")
+        if image_shape is not None:
+            sizes = np.bincount(labels, minlength=args.n_clusters)
+            plot_centroid_grid(
+                centers, image_shape, directory / "centroids.png",
+                title=f"{args.data.name}: the {args.n_clusters} centroids",
+                subtitles=[f"{size} rows" for size in sizes],
+            )
+            written.append("centroids.png")
+    summary = {
+        "data": str(args.data),
+        "n_samples": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "feature_names": names,
+        "n_clusters": int(args.n_clusters),
+        "device": model.device_,
+        "fit_seconds": seconds,
+        "inertia": float(model.inertia_),
+        "n_iter": int(model.n_iter_),
+        "cluster_sizes": np.bincount(labels, minlength=args.n_clusters).tolist(),
+        "params": {
+            "n_init": args.n_init, "max_iter": args.max_iter, "tol": args.tol, "random_state": args.seed,
+            "device": args.device,
+        },
+        "gpukmeans_version": __version__,
+        "files": written,
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return ["summary.json", *written]
+
+
+# --- info ----------------------------------------------------------------------------------
+
+
+def _run_info(args):
+    from . import __version__
+    from ._device import gpu_status
+
+    usable, reason = gpu_status()
+    lines = [("gpukmeans", __version__), ("python", sys.version.split()[0])]
+    lines += [(name, _version_of(name)) for name in ("numpy", "scikit-learn", "numba")]
+    cupy_version, driver, runtime, devices = _cuda_details()
+    lines += [
+        ("cupy", cupy_version),
+        ("CUDA driver", driver),
+        ("CUDA runtime", runtime),
+        ("GPU", f"usable: {reason}" if usable else f"not usable: {reason}"),
+    ]
+    lines += [(f"  device {index}", text) for index, text in enumerate(devices)]
+    cache = os.environ.get("CUPY_CACHE_DIR")
+    lines.append((
+        "kernel cache",
+        f"{cache} (CUPY_CACHE_DIR)" if cache
+        else f"{pathlib.Path('~/.cupy/kernel_cache').expanduser()} (CuPy's default; set CUPY_CACHE_DIR to move it)",
+    ))
+    numba_cache = os.environ.get("NUMBA_CACHE_DIR")
+    lines.append(("numba cache", f"{numba_cache} (NUMBA_CACHE_DIR)" if numba_cache else "Numba's default (NUMBA_CACHE_DIR unset)"))
+    lines.append(("default device", "gpu" if usable else "cpu"))
+    optional = ", ".join(f"{name} {_version_of(name)}" for name in ("matplotlib", "tqdm", "pandas", "pyarrow"))
+    lines.append(("optional", optional))
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def _version_of(distribution):
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cuda_details():
+    """Return ``(cupy version, driver version, runtime version, [device descriptions])``."""
+    try:
+        import cupy
+    except Exception:
+        return "not installed", "unknown (no CuPy)", "unknown (no CuPy)", []
+    runtime_api = cupy.cuda.runtime
+
+    def version(getter):
+        try:
+            number = getter()
+        except Exception as exc:
+            return f"unknown ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        return f"{number // 1000}.{number % 1000 // 10}" if number else "none"
+
+    driver = version(runtime_api.driverGetVersion)
+    runtime = version(runtime_api.runtimeGetVersion)
+    devices = []
+    try:
+        for index in range(runtime_api.getDeviceCount()):
+            props = runtime_api.getDeviceProperties(index)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            devices.append(
+                f"{name}, compute capability {props['major']}.{props['minor']}, "
+                f"{props['totalGlobalMem'] / 2**30:.1f} GiB"
+            )
+    except Exception:
+        pass
+    return cupy.__version__, driver, runtime, devices
+
+
+# --- bench ---------------------------------------------------------------------------------
+
+
+def _run_bench(argv):
+    try:
+        from . import _bench
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}._bench":
+            raise
+        print(
+            "gpukmeans bench: error: the benchmark helper (gpukmeans/_bench.py) is not part of "
+            "this installation; run the scripts in benchmarks/ from a source checkout.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return _bench.main(argv)
