@@ -1,0 +1,127 @@
+"""Bad input: a clear error naming the parameter, before any work, nothing modified."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from gpukmeans import KMeans
+from gpukmeans import _device
+
+X_OK = np.arange(40, dtype=np.float64).reshape(20, 2)
+
+
+def _fit(X=X_OK, sample_weight=None, **params):
+    params.setdefault("n_clusters", 2)
+    params.setdefault("device", "cpu")
+    return KMeans(**params).fit(X, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]), ValueError, "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]), ValueError, "infinity"),
+        (np.empty((0, 2)), ValueError, "0 sample"),
+        (np.empty((3, 0)), ValueError, "0 feature"),
+        (np.arange(5.0), ValueError, "Expected 2D array"),
+        (np.ones((3, 2), dtype=complex), ValueError, "[Cc]omplex"),
+        (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), ValueError, "string|convert"),
+        (np.array([[object(), 1]] * 3, dtype=object), (TypeError, ValueError), "float|number"),
+        (scipy.sparse.csr_matrix(np.eye(3)), TypeError, "sparse"),
+    ],
+)
+def test_bad_X(X, error, match):
+    with pytest.raises(error, match=match):
+        _fit(X)
+
+
+def test_n_samples_below_n_clusters():
+    with pytest.raises(ValueError, match=r"n_samples=3 should be >= n_clusters=4"):
+        _fit(X_OK[:3], n_clusters=4)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
+        ({"n_clusters": 2.5}, TypeError, "n_clusters must be an int"),
+        ({"n_clusters": True}, TypeError, "n_clusters must be an int"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"n_init": 0}, ValueError, "n_init"),
+        ({"n_init": "many"}, ValueError, "n_init"),
+        ({"tol": -1.0}, ValueError, "tol"),
+        ({"tol": "x"}, TypeError, "tol"),
+        ({"algorithm": "full"}, ValueError, "algorithm"),
+        ({"device": "tpu"}, ValueError, "device must be one of"),
+        ({"init": "kmeans++"}, ValueError, "init must be one of"),
+        ({"init": 3}, TypeError, "init must be one of"),
+        ({"random_state": "seed"}, TypeError, "random_state"),
+        ({"copy_x": "yes"}, TypeError, "copy_x"),
+        ({"init": np.zeros((3, 2))}, ValueError, r"initial centers \(3, 2\).*number of clusters 2"),
+        ({"init": np.zeros((2, 3))}, ValueError, r"initial centers \(2, 3\).*number of features"),
+        ({"init": np.array([[0.0, np.nan], [1.0, 1.0]])}, ValueError, "NaN"),
+    ],
+)
+def test_bad_params(params, error, match):
+    with pytest.raises(error, match=match):
+        _fit(**params)
+
+
+@pytest.mark.parametrize(
+    "sample_weight, error, match",
+    [
+        (np.full(20, np.nan), ValueError, "sample_weight contains NaN"),
+        (np.r_[np.ones(19), np.inf], ValueError, "sample_weight contains NaN or infinity"),
+        (np.r_[np.ones(19), -1.0], ValueError, "Negative values in data passed to sample_weight"),
+        (np.zeros(20), ValueError, "sample_weight must have at least one positive"),
+        (np.ones(19), ValueError, r"sample_weight.shape == \(19,\)"),
+        (np.ones((20, 1)), ValueError, "sample_weight.shape"),
+        (np.array(["a"] * 20), TypeError, "sample_weight must hold real numbers"),
+    ],
+)
+def test_bad_sample_weight(sample_weight, error, match):
+    before = np.array(sample_weight, copy=True)
+    with pytest.raises(error, match=match):
+        _fit(sample_weight=sample_weight)
+    np.testing.assert_array_equal(np.asarray(sample_weight), before)
+
+
+def test_feature_mismatch_at_predict_and_transform():
+    km = _fit()
+    for method in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match="X has 3 features, but KMeans is expecting 2"):
+            method(np.ones((4, 3)))
+
+
+def test_failed_refit_leaves_the_model_unchanged():
+    km = _fit()
+    before = {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in vars(km).items()}
+    with pytest.raises(ValueError):
+        km.fit(np.ones((5, 7)), sample_weight=np.ones(4))
+    with pytest.raises(ValueError):
+        km.set_params(n_clusters=50).fit(np.ones((5, 7)))
+    km.set_params(n_clusters=2)
+    for key, value in before.items():
+        np.testing.assert_array_equal(getattr(km, key), value)
+
+
+def test_gpu_requested_without_gpu_says_why(monkeypatch):
+    monkeypatch.setattr(_device, "gpu_status", lambda: (False, "CuPy is not installed (test)"))
+    with pytest.raises(ValueError, match="device='gpu'.*CuPy is not installed"):
+        _fit(device="gpu")
+    # "auto" falls back to the CPU quietly.
+    assert _fit(device="auto").device_ == "cpu"
+
+
+def test_gpu_status_reasons_without_device():
+    usable, reason = _device.gpu_status()
+    if not usable:
+        assert any(word in reason for word in ("CuPy", "driver", "device"))
+
+
+def test_gpu_array_with_cpu_device_is_an_error():
+    class FakeDeviceArray:
+        __cuda_array_interface__ = {"shape": (3, 2), "typestr": "<f8", "data": (0, False), "version": 3}
+
+    with pytest.raises(ValueError, match="X is a GPU array but the fit runs on the CPU"):
+        _fit(FakeDeviceArray(), device="cpu")

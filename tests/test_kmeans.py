@@ -1,0 +1,284 @@
+"""KMeans on the CPU engine against scikit-learn and float64 NumPy references.
+
+Data are fresh random draws on every run (seeded from the OS, the seed printed on
+failure through the test id of ``rng``), so agreement is tested, not memorised.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.cluster
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from gpukmeans import KMeans, kmeans_plusplus
+from gpukmeans import _cpu
+
+
+@pytest.fixture
+def rng(request):
+    seed = np.random.SeedSequence().entropy % 2**32
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed: {seed}")
+    return np.random.default_rng(seed)
+
+
+# scikit-learn's own KMeans lists the same expected failure, for the same reason.
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "k-means++ draws differ between a weighted sample and its repetition, so the "
+        "local optimum found differs; the weighted Lloyd updates themselves are exact "
+        "(see test_sample_weight_equals_repetition_from_same_init)."
+    ),
+}
+
+
+@parametrize_with_checks(
+    [KMeans(device="cpu")],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def _labels_equal_up_to_permutation(a, b):
+    """True when a == p(b) for a bijection p of the label values."""
+    a, b = np.asarray(a), np.asarray(b)
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return (
+        np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
+    )
+
+
+def _dataset(kind, n_samples, n_features, n_clusters, rng):
+    if kind == "blobs":
+        X, _ = make_blobs(
+            n_samples=n_samples,
+            n_features=n_features,
+            centers=n_clusters,
+            cluster_std=rng.uniform(0.3, 2.0),
+            random_state=int(rng.integers(2**31)),
+        )
+    elif kind == "uniform":
+        X = rng.uniform(-3, 5, size=(n_samples, n_features))
+    else:  # many exact duplicates
+        base = rng.normal(size=(max(2, n_samples // 7), n_features))
+        X = base[rng.integers(base.shape[0], size=n_samples)]
+    return X
+
+
+SHAPES = [
+    # (n_samples, n_features, n_clusters): k=1, d=1, n not a multiple of any chunk
+    (1, 3, 1),
+    (257, 1, 1),
+    (513, 1, 5),
+    (1000, 2, 4),
+    (1031, 17, 9),
+    (3001, 64, 33),
+]
+
+
+@pytest.mark.parametrize("kind", ["blobs", "uniform", "duplicates"])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", SHAPES)
+def test_float64_matches_sklearn_from_same_init(kind, n_samples, n_features, n_clusters, rng):
+    X = _dataset(kind, n_samples, n_features, n_clusters, rng)
+    init = X[rng.choice(n_samples, n_clusters, replace=False)]
+    init = init + rng.normal(scale=1e-3, size=init.shape)
+    sample_weight = rng.uniform(0.5, 2.0, size=n_samples)
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=50, tol=1e-6)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = KMeans(device="cpu", **params).fit(X, sample_weight=sample_weight)
+        ref = sklearn.cluster.KMeans(**params).fit(X, sample_weight=sample_weight)
+
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-10, atol=1e-12)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.cluster_centers_.dtype == np.float64
+
+
+@pytest.mark.parametrize("kind", ["blobs", "uniform"])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", SHAPES[2:])
+def test_float32_matches_sklearn_from_same_init(kind, n_samples, n_features, n_clusters, rng):
+    X = _dataset(kind, n_samples, n_features, n_clusters, rng).astype(np.float32)
+    init = X[rng.choice(n_samples, n_clusters, replace=False)]
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=30, tol=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = KMeans(device="cpu", **params).fit(X)
+        ref = sklearn.cluster.KMeans(**params).fit(X)
+
+    assert ours.cluster_centers_.dtype == np.float32
+    assert ours.labels_.shape == ref.labels_.shape
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5)
+    # Labels may differ only where the sample is (nearly) equidistant to two centers.
+    differ = np.flatnonzero(ours.labels_ != ref.labels_)
+    if differ.size:
+        X64 = X[differ].astype(np.float64)
+        d_ours = ((X64 - ours.cluster_centers_[ours.labels_[differ]]) ** 2).sum(1)
+        d_ref = ((X64 - ours.cluster_centers_[ref.labels_[differ]]) ** 2).sum(1)
+        np.testing.assert_allclose(d_ours, d_ref, rtol=1e-4, atol=1e-5)
+    assert differ.size <= max(2, n_samples // 1000)
+
+
+def test_empty_clusters_are_relocated_like_sklearn(rng):
+    # Initial centers far from the data leave clusters empty at the first E-step.
+    X = rng.normal(size=(600, 3))
+    init = np.vstack([X[:3], rng.normal(loc=100.0, size=(4, 3))])
+    params = dict(n_clusters=7, init=init, n_init=1, max_iter=20, tol=0)
+    ours = KMeans(device="cpu", **params).fit(X)
+    ref = sklearn.cluster.KMeans(**params).fit(X)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+    assert len(np.unique(ours.labels_)) == 7
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
+    X = _dataset("blobs", 2000, 5, 6, rng).astype(dtype)
+    km = KMeans(6, random_state=int(rng.integers(1000)), device="cpu", max_iter=3).fit(X)
+    np.testing.assert_array_equal(km.labels_, km.predict(X))
+    X64 = X.astype(np.float64)
+    centers64 = km.cluster_centers_.astype(np.float64)
+    # float64 NumPy reference of the nearest center and the inertia.
+    d = ((X64[:, None, :] - centers64[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(
+        d[np.arange(len(X)), km.labels_], d.min(1), rtol=1e-5 if dtype == np.float32 else 1e-12
+    )
+    np.testing.assert_allclose(km.inertia_, d.min(1).sum(), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(km.score(X), -km.inertia_, rtol=1e-6)
+    np.testing.assert_allclose(km.transform(X), np.sqrt(d), rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-3)
+    assert km.transform(X).dtype == dtype
+
+
+def test_sample_weight_equals_repetition_from_same_init(rng):
+    X = rng.normal(size=(300, 4))
+    repeats = rng.integers(1, 4, size=300)
+    init = X[:5].copy()
+    weighted = KMeans(5, init=init, n_init=1, device="cpu").fit(X, sample_weight=repeats)
+    repeated = KMeans(5, init=init, n_init=1, device="cpu").fit(np.repeat(X, repeats, axis=0))
+    np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-10)
+    np.testing.assert_allclose(weighted.inertia_, repeated.inertia_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_same_random_state_is_bitwise_identical_across_thread_counts(init, rng):
+    # Enough rows for several accumulation groups, so a thread-dependent reduction
+    # order would show.
+    X = _dataset("blobs", 20000, 8, 12, rng).astype(np.float32)
+    seed = int(rng.integers(1000))
+    fits = []
+    for n_threads in (1, 2, 1):
+        _cpu.set_num_threads(n_threads)
+        try:
+            fits.append(KMeans(12, init=init, n_init=2, random_state=seed, device="cpu").fit(X))
+        finally:
+            _cpu.set_num_threads(_cpu.numba.config.NUMBA_NUM_THREADS)
+    for other in fits[1:]:
+        np.testing.assert_array_equal(fits[0].cluster_centers_, other.cluster_centers_)
+        np.testing.assert_array_equal(fits[0].labels_, other.labels_)
+        assert fits[0].inertia_ == other.inertia_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeans_plusplus_picks_sklearns_points(dtype, rng):
+    X = _dataset("blobs", 3000, 6, 10, rng).astype(dtype)
+    sample_weight = rng.uniform(0.1, 3.0, size=X.shape[0])
+    seed = int(rng.integers(10000))
+    ours, idx_ours = kmeans_plusplus(X, 10, sample_weight=sample_weight, random_state=seed, device="cpu")
+    ref, idx_ref = sklearn.cluster.kmeans_plusplus(X, 10, sample_weight=sample_weight, random_state=seed)
+    np.testing.assert_array_equal(idx_ours, idx_ref)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.dtype == dtype
+
+
+def test_notebook_blobs_reproduce_sklearn():
+    X, _ = make_blobs(centers=4, cluster_std=0.5, random_state=0)
+    ours = KMeans(4, random_state=8, device="cpu").fit(X)
+    ref = sklearn.cluster.KMeans(4, random_state=8).fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-10)
+
+
+def test_n_init_auto_and_best_run(rng):
+    X = _dataset("blobs", 500, 3, 5, rng)
+    assert KMeans(5, n_init="auto", random_state=0, device="cpu").fit(X).n_iter_ >= 1
+    ours = KMeans(5, init="random", n_init="auto", random_state=3, device="cpu").fit(X)
+    ref = sklearn.cluster.KMeans(5, init="random", n_init="auto", random_state=3).fit(X)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-10)
+    with pytest.warns(RuntimeWarning, match="Explicit initial center"):
+        KMeans(5, init=X[:5], n_init=3, device="cpu").fit(X)
+
+
+def test_callable_init_receives_centred_data_and_random_state(rng):
+    X = _dataset("blobs", 400, 2, 3, rng) + 50.0
+    seen = {}
+
+    def init(data, n_clusters, random_state):
+        seen["mean"] = data.mean(axis=0)
+        seen["rs"] = random_state
+        return data[:n_clusters]
+
+    KMeans(3, init=init, n_init=1, random_state=1, device="cpu").fit(X)
+    np.testing.assert_allclose(seen["mean"], 0, atol=1e-10)
+    assert isinstance(seen["rs"], np.random.RandomState)
+
+
+@pytest.mark.parametrize("copy_x", [True, False])
+def test_caller_arrays_are_never_modified(copy_x, rng):
+    X = rng.normal(size=(200, 3))
+    init = X[:4].copy()
+    sw = rng.uniform(size=200)
+    X0, init0, sw0 = X.copy(), init.copy(), sw.copy()
+    km = KMeans(4, init=init, n_init=1, copy_x=copy_x, device="cpu").fit(X, sample_weight=sw)
+    km.predict(X), km.transform(X), km.score(X, sample_weight=sw)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(init, init0)
+    np.testing.assert_array_equal(sw, sw0)
+
+
+def test_pickle_and_params_round_trip(rng):
+    X = rng.normal(size=(100, 2)).astype(np.float32)
+    km = KMeans(3, random_state=0, device="cpu").fit(X)
+    clone = pickle.loads(pickle.dumps(km))
+    np.testing.assert_array_equal(clone.predict(X), km.predict(X))
+    assert clone.get_params() == km.get_params()
+    assert km.set_params(n_clusters=4).n_clusters == 4
+    assert km.device_ == "cpu"
+
+
+def test_pandas_feature_names():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [0.0, 1.0, 10.0, 11.0], "b": [0.0, 1.0, 10.0, 11.0]})
+    km = KMeans(2, random_state=0, device="cpu").fit(df)
+    assert list(km.feature_names_in_) == ["a", "b"]
+    km.fit(df.to_numpy())
+    assert not hasattr(km, "feature_names_in_")
+
+
+def test_convergence_warning_on_duplicates():
+    X = np.zeros((10, 2))
+    X[5:] = 1.0
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        KMeans(3, random_state=0, device="cpu").fit(X)
+
+
+def test_verbose_reports_progress(capsys, rng):
+    X = rng.normal(size=(200, 2))
+    KMeans(3, random_state=0, verbose=1, device="cpu").fit(X)
+    captured = capsys.readouterr()
+    assert "inertia" in (captured.out + captured.err).lower()
+
+
+def test_quiet_by_default(capsys, rng):
+    capsys.readouterr()  # drop the fixture's seed line
+    KMeans(3, random_state=0, device="cpu").fit(rng.normal(size=(50, 2)))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
