@@ -1,0 +1,329 @@
+"""The gpukmeans command: demo, fit, info, bench, and its one-line errors (exit status 2)."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from gpukmeans import _cli, datasets
+from gpukmeans._device import gpu_available
+
+SUBSET = pathlib.Path(__file__).parent / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def no_user_mnist(monkeypatch, tmp_path):
+    """Keep the tests away from the user's GPUKMEANS_DATA and MNIST cache."""
+    monkeypatch.delenv("GPUKMEANS_DATA", raising=False)
+    monkeypatch.setattr(datasets, "mnist_cache_dir", lambda: tmp_path / "cache" / "mnist")
+
+
+def run(capsys, *argv):
+    """Run the command in-process; return ``(exit status, stdout, stderr)``."""
+    status = _cli.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_usage_error(capsys, argv, match):
+    status, out, err = run(capsys, *argv)
+    assert status == 2, (out, err)
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err, err
+    return err
+
+
+def assert_picture(path, size=None):
+    """The PNG exists, has the expected (width, height), and is not blank."""
+    image = pytest.importorskip("matplotlib.image").imread(path)
+    height, width = image.shape[:2]
+    if size is not None:
+        assert (width, height) == size
+    rgb = image[..., :3].reshape(-1, 3)
+    assert rgb.std() > 0.05, f"{path} is nearly uniform"
+    assert len(np.unique(np.round(rgb, 2), axis=0)) > 20, f"{path} has too few colours"
+
+
+def nothing_left(directory):
+    """No staging directory left behind in ``directory``."""
+    return not list(pathlib.Path(directory).glob(".gpukmeans-*"))
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=120, centers=3, n_features=3, random_state=0)
+    return X, y
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_mnist(tmp_path):
+    """The first 1,000 training and 200 test images of the bundled subset, as IDX gzip files."""
+    import gzip
+    import struct
+
+    directory = tmp_path / "small_mnist"
+    directory.mkdir()
+    for prefix, n in (("train", 1000), ("t10k", 200)):
+        for kind in ("images-idx3", "labels-idx1"):
+            name = f"{prefix}-{kind}-ubyte"
+            raw = gzip.decompress((SUBSET / f"{name}.gz").read_bytes())
+            n_dims = raw[3]
+            shape = struct.unpack(f">{n_dims}I", raw[4 : 4 + 4 * n_dims])
+            item_size = int(np.prod(shape[1:], dtype=np.int64))
+            header = raw[:4] + struct.pack(f">{n_dims}I", n, *shape[1:])
+            body = raw[4 + 4 * n_dims :][: n * item_size]
+            (directory / f"{name}.gz").write_bytes(gzip.compress(header + body, compresslevel=1))
+    return directory
+
+
+def test_demo_with_mnist_writes_table_and_pictures(capsys, tmp_path, small_mnist):
+    pytest.importorskip("matplotlib")
+    out_dir = tmp_path / "demo"
+    status, out, err = run(capsys, "demo", "--device", "cpu", "--mnist", small_mnist, "--out", out_dir, "--no-progress")
+    assert status == 0, err
+    assert "blobs: 4 centres found on cpu" in out
+    header = next(line for line in out.splitlines() if line.startswith("data"))
+    assert header.split() == ["data", "samples", "features", "k", "device", "time", "(s)", "inertia", "ARI"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["blobs"], ["digits"], ["MNIST"])}
+    assert rows["blobs"][1:5] == ["300", "2", "4", "cpu"] and float(rows["blobs"][-1]) > 0.95
+    assert rows["digits"][2:6] == ["1797", "64", "10", "cpu"] and float(rows["digits"][-1]) > 0.4
+    assert rows["MNIST"][2:6] == ["1200", "784", "20", "cpu"] and float(rows["MNIST"][-1]) > 0.2
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "blobs_clusters.png", "digits_centroids.png", "mnist_centroids.png",
+    ]
+    assert_picture(out_dir / "blobs_clusters.png", (640, 520))
+    assert_picture(out_dir / "digits_centroids.png", (650, 310))  # 2 rows of 5
+    assert_picture(out_dir / "mnist_centroids.png", (650, 570))  # 4 rows of 5
+    assert nothing_left(tmp_path)
+
+
+def test_demo_is_the_default_and_skips_missing_mnist(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "--device", "cpu", "--no-plots", "--no-progress")
+    assert status == 0, err
+    assert "MNIST part skipped" in err and "--mnist PATH" in err
+    assert "blobs" in out and "digits 8x8" in out and "MNIST" not in out
+    assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or list(tmp_path.iterdir()) == []
+
+
+def test_demo_errors(capsys, tmp_path):
+    assert_usage_error(capsys, ["demo", "--device", "tpu"], "invalid choice: 'tpu'")
+    err = assert_usage_error(capsys, ["demo", "--mnist", tmp_path / "nowhere", "--device", "cpu"], "--mnist")
+    assert "nowhere" in err
+    assert not (tmp_path / "gpukmeans-demo").exists()
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is usable here")
+def test_gpu_without_gpu_is_a_one_line_error(capsys):
+    assert_usage_error(capsys, ["demo", "--device", "gpu"], "no GPU is usable")
+
+
+def test_python_dash_m_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gpukmeans", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    for subcommand in ("demo", "fit", "info", "bench"):
+        assert subcommand in result.stdout
+
+
+def test_console_script_installed():
+    script = shutil.which("gpukmeans", path=str(pathlib.Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("gpukmeans is not installed in this environment (source checkout)")
+    result = subprocess.run([script, "info"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "kernel cache" in result.stdout
+
+
+# --- fit -----------------------------------------------------------------------------------
+
+
+def check_fit_outputs(out_dir, n_samples, n_features, k, feature_names=None):
+    labels = np.load(out_dir / "labels.npy")
+    centers = np.load(out_dir / "centers.npy")
+    assert labels.shape == (n_samples,) and set(labels.tolist()) == set(range(k))
+    assert centers.shape == (k, n_features)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["n_samples"] == n_samples and summary["n_features"] == n_features
+    assert summary["n_clusters"] == k and summary["device"] in ("cpu", "gpu")
+    assert summary["inertia"] > 0 and sum(summary["cluster_sizes"]) == n_samples
+    if feature_names is not None:
+        assert summary["feature_names"] == feature_names
+        assert (out_dir / "centers.csv").read_text().splitlines()[0] == ",".join(feature_names)
+    np.testing.assert_array_equal(np.loadtxt(out_dir / "labels.csv", skiprows=1, dtype=int), labels)
+    return summary
+
+
+def test_fit_npy(capsys, tmp_path, blobs):
+    X, _ = blobs
+    np.save(tmp_path / "points.npy", X)
+    out_dir = tmp_path / "result"
+    status, out, err = run(capsys, "fit", tmp_path / "points.npy", "-k", 3, "--device", "cpu", "--out", out_dir, "--no-progress")
+    assert status == 0, err
+    assert "points.npy" in out and "cluster sizes: " in out and f"wrote {out_dir / 'summary.json'}" in out
+    summary = check_fit_outputs(out_dir, 120, 3, 3)
+    assert summary["params"]["random_state"] == 0
+
+
+def test_fit_default_out_dir_and_progress(capsys, tmp_path, blobs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("points.npy", blobs[0])
+    status, _, err = run(capsys, "fit", "points.npy", "-k", "3", "--device", "cpu", "--progress")
+    assert status == 0
+    assert "k-means run 1/1" in err and "inertia" in err
+    check_fit_outputs(tmp_path / "points-kmeans", 120, 3, 3)
+
+
+def test_fit_npz_with_key(capsys, tmp_path, blobs):
+    X, y = blobs
+    np.savez(tmp_path / "several.npz", points=X, truth=y)
+    assert_usage_error(capsys, ["fit", tmp_path / "several.npz", "-k", 3], "choose one with --key")
+    assert_usage_error(capsys, ["fit", tmp_path / "several.npz", "-k", 3, "--key", "nope"], "has no array 'nope'")
+    status, _, err = run(capsys, "fit", tmp_path / "several.npz", "-k", 3, "--key", "points", "--device", "cpu", "--out", tmp_path / "r")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "r", 120, 3, 3)
+
+
+def test_fit_csv_with_and_without_header(capsys, tmp_path, blobs):
+    X, _ = blobs
+    np.savetxt(tmp_path / "header.csv", X, delimiter=",", header="a,b,c", comments="")
+    np.savetxt(tmp_path / "bare.csv", X, delimiter=",")
+    for name, names in (("header", ["a", "b", "c"]), ("bare", ["x0", "x1", "x2"])):
+        status, _, err = run(capsys, "fit", tmp_path / f"{name}.csv", "-k", 3, "--device", "cpu", "--out", tmp_path / name)
+        assert status == 0, err
+        check_fit_outputs(tmp_path / name, 120, 3, 3, feature_names=names)
+
+
+def test_fit_csv_without_pandas(capsys, tmp_path, blobs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    X, _ = blobs
+    np.savetxt(tmp_path / "header.csv", X, delimiter=",", header="a,b,c", comments="")
+    status, _, err = run(capsys, "fit", tmp_path / "header.csv", "-k", 3, "--device", "cpu", "--out", tmp_path / "r")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "r", 120, 3, 3, feature_names=["a", "b", "c"])
+    (tmp_path / "text.csv").write_text("a,name\n1,x\n2,y\n")
+    assert_usage_error(capsys, ["fit", tmp_path / "text.csv", "-k", 1], "column 'name' is not numeric")
+
+
+def test_fit_parquet(capsys, tmp_path, blobs):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    X, _ = blobs
+    pd.DataFrame(X, columns=["u", "v", "w"]).to_parquet(tmp_path / "points.parquet")
+    status, _, err = run(capsys, "fit", tmp_path / "points.parquet", "-k", 3, "--device", "cpu", "--out", tmp_path / "r")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "r", 120, 3, 3, feature_names=["u", "v", "w"])
+    pd.DataFrame({"u": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(tmp_path / "mixed.parquet")
+    assert_usage_error(capsys, ["fit", tmp_path / "mixed.parquet", "-k", 1], "'label' are not numeric")
+
+
+def test_fit_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "digits.npy", load_digits().data[:300])
+    status, _, err = run(capsys, "fit", tmp_path / "digits.npy", "-k", 10, "--device", "cpu", "--out", tmp_path / "r", "--plot")
+    assert status == 0, err
+    assert_picture(tmp_path / "r" / "clusters.png", (640, 520))  # 64 features: drawn on 2 principal axes
+    assert_picture(tmp_path / "r" / "centroids.png", (650, 310))
+    assert "centroids.png" in json.loads((tmp_path / "r" / "summary.json").read_text())["files"]
+
+
+def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    np.save(tmp_path / "flat.npy", np.arange(10.0))
+    np.save(tmp_path / "words.npy", np.array([["a", "b"], ["c", "d"]]))
+    np.save(tmp_path / "objects.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "empty.npy", np.empty((0, 3)))
+    np.save(tmp_path / "nan.npy", np.array([[0.0, 1.0], [np.nan, 2.0]]))
+    np.save(tmp_path / "few.npy", np.ones((2, 2)))
+    (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    (tmp_path / "broken.npz").write_bytes(b"PK not really")
+    (tmp_path / "data.txt").write_text("1 2\n")
+    (tmp_path / "text.csv").write_text("a,name\n1,x\n2,y\n")
+    (tmp_path / "not_a_dir").write_text("")
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
+    cases = [
+        (["fit", tmp_path / "missing.npy", "-k", 2], "no such file"),
+        (["fit", tmp_path / "data.txt", "-k", 2], "unsupported file type '.txt'"),
+        (["fit", tmp_path / "flat.npy", "-k", 2], "2-D array (n_samples, n_features), got shape (10,)"),
+        (["fit", tmp_path / "words.npy", "-k", 2], "not numbers"),
+        (["fit", tmp_path / "objects.npy", "-k", 2], "cannot be read as .npy"),
+        (["fit", tmp_path / "empty.npy", "-k", 2], "holds no data"),
+        (["fit", tmp_path / "nan.npy", "-k", 1], "NaN or infinite values (first at row 1, column 0)"),
+        (["fit", tmp_path / "few.npy", "-k", 3, "--device", "cpu"], "n_clusters=3"),
+        (["fit", tmp_path / "broken.npy", "-k", 2], "cannot be read as .npy"),
+        (["fit", tmp_path / "broken.npz", "-k", 2], "cannot be read as .npz"),
+        (["fit", tmp_path / "text.csv", "-k", 1], "'name'"),
+        (["fit", tmp_path / "ok.npy", "-k", 0], "expected a positive integer"),
+        (["fit", tmp_path / "ok.npy", "-k", 2, "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["fit", tmp_path / "ok.npy", "-k", 2, "--image-shape", "3x3"], "does not match the 2 features"),
+        (["fit", tmp_path / "ok.npy"], "-k/--n-clusters"),
+        (["fit", tmp_path / "ok.npy", "-k", 2, "--out", tmp_path / "not_a_dir"], "not a directory"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ]
+    for argv, match in cases:
+        if "--out" not in argv:
+            argv = [*argv, "--out", out_dir]
+        assert_usage_error(capsys, argv, match)
+        assert not out_dir.exists(), argv
+        assert nothing_left(tmp_path), argv
+
+
+def test_fit_failure_after_staging_leaves_nothing(capsys, tmp_path, monkeypatch):
+    """A failure while writing (here: drawing) removes everything staged so far."""
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
+    out_dir = tmp_path / "deep" / "out"
+
+    def broken_writer(*args, **kwargs):
+        (args[-1] / "labels.npy").write_bytes(b"half")
+        raise _cli.CommandError("gpukmeans fit: error: disk full")
+
+    monkeypatch.setattr(_cli, "_write_fit_results", broken_writer)
+    assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--device", "cpu", "--out", out_dir], "disk full")
+    assert not (tmp_path / "deep").exists() and nothing_left(tmp_path)
+
+
+# --- info and bench ------------------------------------------------------------------------
+
+
+def test_info(capsys):
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    fields = {line.split("  ")[0].strip() for line in out.splitlines() if line.strip()}
+    for field in ("gpukmeans", "numpy", "numba", "cupy", "CUDA driver", "GPU", "kernel cache", "default device"):
+        assert field in fields, out
+    assert ("usable:" in out) or ("not usable:" in out)
+
+
+def test_info_kernel_cache_follows_environment(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path / "kernels"))
+    _, out, _ = run(capsys, "info")
+    assert f"{tmp_path / 'kernels'} (CUPY_CACHE_DIR)" in out
+
+
+def test_bench_passes_arguments_through(capsys, monkeypatch):
+    calls = []
+    fake = types.ModuleType("gpukmeans._bench")
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "gpukmeans._bench", fake)
+    monkeypatch.setattr(sys.modules["gpukmeans"], "_bench", fake, raising=False)
+    assert run(capsys, "bench", "--help", "-k", "20")[0] == 0
+    assert calls == [["--help", "-k", "20"]]
+
+
+def test_bench_without_the_helper(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gpukmeans._bench", None)
+    monkeypatch.delattr(sys.modules["gpukmeans"], "_bench", raising=False)
+    assert_usage_error(capsys, ["bench"], "benchmark helper (gpukmeans/_bench.py) is not part of this installation")
