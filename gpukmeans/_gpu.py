@@ -1,0 +1,521 @@
+"""The GPU engine: CUDA kernels from ``kernels/``, launched through CuPy.
+
+One small launcher per kernel, named as the kernel (``assign_labels`` launches
+``assign_labels<T>``) and taking every output as an argument; launch shapes come from
+small pure functions of the sizes (``*_launch``), testable without a GPU. The engine
+functions (:func:`lloyd_iter`, :func:`e_step`, :func:`squared_distances_to_centers`,
+:func:`inertia`, :func:`transform_distances`, :func:`row_norms`,
+:func:`kmeanspp_candidates`) chain launchers and own their temporaries.
+
+Every launcher only enqueues work on CuPy's current stream: no host synchronisation, and
+no kernel argument left to CuPy's guessing (sizes are ``np.int64``). Temporaries come from
+CuPy's memory pool and have the same sizes every iteration, so the pool serves them from
+the blocks the previous iteration freed: device memory does not grow with iterations.
+
+Residency helpers: :func:`is_device_array` (never imports CuPy) and :func:`as_cupy`.
+A PyTorch CUDA tensor becomes a CuPy array without a copy through
+``__cuda_array_interface__`` (``cupy.asarray(tensor.detach())``) or DLPack
+(``cupy.from_dlpack(tensor.detach())``); both share the tensor's memory.
+
+CuPy is imported by the launchers, never at module import: the estimator imports this
+module for :func:`is_device_array` on machines without CuPy.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+from ._engine import Engine
+from ._kernels import DEFINES, get_function
+
+# Launch geometry: the tunables compiled into the kernels (gpukmeans._kernels.DEFINES).
+WARP_SIZE = 32
+ASSIGN_TILE_SAMPLES = DEFINES["ASSIGN_TILE_SAMPLES"]
+ASSIGN_TILE_CLUSTERS = DEFINES["ASSIGN_TILE_CLUSTERS"]
+ASSIGN_THREADS = DEFINES["ASSIGN_THREADS"]
+WARPS_PER_BLOCK = DEFINES["WARPS_PER_BLOCK"]
+REDUCE_THREADS = DEFINES["REDUCE_THREADS"]
+REDUCE_CHUNK = DEFINES["REDUCE_THREADS"] * DEFINES["REDUCE_ITEMS"]
+INERTIA_ROWS_PER_BLOCK = DEFINES["INERTIA_ROWS_PER_BLOCK"]
+SORT_RANGE_SAMPLES = DEFINES["SORT_RANGE_SAMPLES"]
+ACCUMULATE_PIECE_SAMPLES = DEFINES["ACCUMULATE_PIECE_SAMPLES"]
+ACCUMULATE_THREADS = DEFINES["ACCUMULATE_THREADS"]
+
+MAX_GRID_Y = 65535
+"""CUDA's limit on gridDim.y (gridDim.x goes to 2^31 - 1)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Residency
+# ----------------------------------------------------------------------------------------
+
+
+def is_device_array(x):
+    """True when ``x`` lives in GPU memory: a ``cupy.ndarray`` or any object exporting
+    ``__cuda_array_interface__`` (PyTorch CUDA tensors, Numba device arrays, ...).
+
+    Never imports CuPy: when it is not imported yet, no ``cupy.ndarray`` can exist.
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return True
+    try:
+        getattr(x, "__cuda_array_interface__")
+    except AttributeError:  # host arrays; PyTorch raises this for CPU tensors
+        return False
+    except Exception:  # e.g. a CUDA tensor that requires grad: on the device, not exportable
+        return True
+    return True
+
+
+def as_cupy(x):
+    """``x`` as a ``cupy.ndarray`` sharing its device memory (no copy).
+
+    Accepts CuPy arrays, ``__cuda_array_interface__`` exporters and DLPack exporters.
+    A PyTorch tensor that requires grad must be detached first (``tensor.detach()``).
+    """
+    import cupy
+
+    if isinstance(x, cupy.ndarray):
+        return x
+    if hasattr(x, "__cuda_array_interface__"):
+        return cupy.asarray(x)
+    return cupy.from_dlpack(x)
+
+
+# ----------------------------------------------------------------------------------------
+# Launch shapes (pure functions of the sizes)
+# ----------------------------------------------------------------------------------------
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def assign_labels_launch(n_samples):
+    """``(grid, block)`` of ``assign_labels``: one block per tile of samples."""
+    return (_ceil_div(n_samples, ASSIGN_TILE_SAMPLES),), (ASSIGN_THREADS,)
+
+
+def pairwise_distances_launch(n_samples, n_clusters):
+    """``(grid, block)`` of ``pairwise_distances``: one block per (sample tile, center tile)."""
+    grid_y = _ceil_div(n_clusters, ASSIGN_TILE_CLUSTERS)
+    if grid_y > MAX_GRID_Y:
+        raise ValueError(f"n_clusters={n_clusters} is too large for pairwise_distances.")
+    return (_ceil_div(n_samples, ASSIGN_TILE_SAMPLES), grid_y), (ASSIGN_THREADS,)
+
+
+def warp_per_row_launch(n_rows):
+    """``(grid, block)`` of the warp-per-row kernels (row norms, argmin epilogue, assigned
+    distances, k-means++ distances; label counting and ordering, one warp per range)."""
+    return (max(1, _ceil_div(n_rows, WARPS_PER_BLOCK)),), (WARPS_PER_BLOCK * WARP_SIZE,)
+
+
+def n_sort_ranges(n_samples):
+    """How many ranges of ``SORT_RANGE_SAMPLES`` samples the counting sort walks (one warp each)."""
+    return _ceil_div(n_samples, SORT_RANGE_SAMPLES)
+
+
+def max_pieces(n_samples, n_clusters):
+    """An upper bound on the pieces of the M-step, known without reading the labels.
+
+    Cluster ``c`` of size ``m_c`` has ``ceil(m_c / P)`` pieces, at most ``m_c // P + 1`` when
+    ``m_c > 0``; summed over the non-empty clusters this is at most
+    ``n_samples // P + min(n_clusters, n_samples)``.
+    """
+    return n_samples // ACCUMULATE_PIECE_SAMPLES + min(n_clusters, n_samples)
+
+
+def feature_launch(n_blocks, n_features):
+    """``(grid, block)`` of ``accumulate_pieces`` / ``accumulate_centers``: ``n_blocks``
+    pieces or clusters along x, features along y, one thread per feature (whole warps)."""
+    threads = min(ACCUMULATE_THREADS, WARP_SIZE * _ceil_div(n_features, WARP_SIZE))
+    grid_y = _ceil_div(n_features, threads)
+    if grid_y > MAX_GRID_Y:
+        raise ValueError(f"n_features={n_features} is too large for the M-step kernels.")
+    return (max(1, n_blocks), grid_y), (threads,)
+
+
+def inertia_launch(n_samples):
+    """``(grid, block)`` of ``inertia_partials``; the grid size is the number of partials."""
+    return (max(1, _ceil_div(n_samples, INERTIA_ROWS_PER_BLOCK)),), (REDUCE_THREADS,)
+
+
+def weighted_row_sums_launch(n_rows, n_cols):
+    """``(grid, block)`` of ``weighted_row_sums``: parts of ``REDUCE_CHUNK`` columns x rows."""
+    if n_rows > MAX_GRID_Y:
+        raise ValueError(f"n_rows={n_rows} is too large for weighted_row_sums.")
+    return (max(1, _ceil_div(n_cols, REDUCE_CHUNK)), n_rows), (REDUCE_THREADS,)
+
+
+def sum_partials_launch(n_rows):
+    """``(grid, block)`` of ``sum_partials``: one block per row."""
+    return (n_rows,), (REDUCE_THREADS,)
+
+
+# ----------------------------------------------------------------------------------------
+# Fused kernel or cuBLAS GEMM for the E-step
+# ----------------------------------------------------------------------------------------
+
+# NOT YET MEASURED. The constants below come from public datasheet figures and first
+# principles, not from a run on any GPU: the first device session must replace them with
+# the crossover that benchmarks/bench_gpu.py (run by benchmarks/gpu_check.sh) measures.
+FLOPS_PER_BYTE = {4: 20.0, 8: 10.0}
+"""Machine balance of the CUDA cores (FMA peak / DRAM bandwidth): H100 SXM, about
+67 TFLOP/s FP32 and 34 TFLOP/s FP64 over 3.35 TB/s."""
+GEMM_FLOPS_PER_BYTE = {4: 20.0, 8: 20.0}
+"""The same for cuBLAS: FP32 SGEMM runs on the CUDA cores (CuPy does not enable TF32 by
+default); DGEMM uses the FP64 tensor cores (about 67 TFLOP/s on an H100 SXM)."""
+FUSED_EFFICIENCY = 0.35
+"""Fraction of the FMA peak the fused kernel reaches: a 4 x 4 register tile fed from shared
+memory with scalar loads, as a textbook SGEMM; such kernels reach 30-50 % of peak."""
+GEMM_EFFICIENCY = 0.8
+"""Fraction of the peak cuBLAS reaches on large, square-ish shapes."""
+GEMM_FULL_WIDTH = 128
+"""Below this many clusters the GEMM is a thin matrix and cuBLAS's efficiency falls
+roughly in proportion (its tiles are 128 wide)."""
+LAUNCH_OVERHEAD_BYTES = 16e6
+"""About 5 us of launch and tail per extra kernel, in bytes of DRAM traffic at 3.35 TB/s."""
+GEMM_EXTRA_LAUNCHES = 2
+"""The GEMM path launches the centers' norms, the GEMM and the epilogue; the fused path one."""
+GEMM_CHUNK_BYTES = 256 * 2**20
+"""The GEMM path's (rows, n_clusters) product buffer is at most this large."""
+
+
+def assign_path_costs(n_samples, n_features, n_clusters, itemsize):
+    """Modelled E-step times of the fused kernel and of the GEMM path, in bytes of DRAM
+    traffic (time x bandwidth). NOT YET MEASURED: see the constants above.
+
+    fused: max(read X once, 2 n k d flops at FUSED_EFFICIENCY of the CUDA-core peak);
+    gemm:  max(read X once, 2 n k d flops at cuBLAS's efficiency) + write and read the
+           n x k products + the extra launches.
+    """
+    x_bytes = n_samples * n_features * itemsize
+    flops = 2.0 * n_samples * n_clusters * n_features
+    fused = max(x_bytes, flops / (FUSED_EFFICIENCY * FLOPS_PER_BYTE[itemsize]))
+    gemm_efficiency = GEMM_EFFICIENCY * min(1.0, n_clusters / GEMM_FULL_WIDTH)
+    gemm = (
+        max(x_bytes, flops / (gemm_efficiency * GEMM_FLOPS_PER_BYTE[itemsize]))
+        + 2 * n_samples * n_clusters * itemsize
+        + GEMM_EXTRA_LAUNCHES * LAUNCH_OVERHEAD_BYTES
+    )
+    return fused, gemm
+
+
+def choose_assign_path(n_samples, n_features, n_clusters, itemsize):
+    """``"gemm"`` when the cuBLAS path is modelled faster than the fused kernel, else ``"fused"``.
+
+    The one place the choice is made; NOT YET MEASURED (see :func:`assign_path_costs`).
+    """
+    fused, gemm = assign_path_costs(n_samples, n_features, n_clusters, itemsize)
+    return "gemm" if gemm < fused else "fused"
+
+
+def gemm_chunk_rows(n_samples, n_clusters, itemsize):
+    """Rows of X per GEMM so that the product buffer stays within ``GEMM_CHUNK_BYTES``."""
+    return max(1, min(n_samples, GEMM_CHUNK_BYTES // (n_clusters * itemsize)))
+
+
+# ----------------------------------------------------------------------------------------
+# Launchers: one per kernel, same name. Prior validation of data is assumed: C-contiguous
+# CuPy arrays of the dtypes each kernel header states.
+# ----------------------------------------------------------------------------------------
+
+
+def assign_labels(X, centers, labels):
+    """Launch ``assign_labels<T>``: fused distances + argmin (OUT ``labels``)."""
+    n_samples, n_features = X.shape
+    grid, block = assign_labels_launch(n_samples)
+    get_function("assign_labels", X.dtype)(
+        grid, block,
+        (X, centers, np.int64(n_samples), np.int64(n_features), np.int64(centers.shape[0]),
+         labels),
+    )
+
+
+def pairwise_distances(X, centers, out):
+    """Launch ``pairwise_distances<T>`` (OUT ``out``, ``(n_samples, n_clusters)``)."""
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    grid, block = pairwise_distances_launch(n_samples, n_clusters)
+    get_function("pairwise_distances", X.dtype)(
+        grid, block,
+        (X, centers, np.int64(n_samples), np.int64(n_features), np.int64(n_clusters), out),
+    )
+
+
+def row_squared_norms(A, out):
+    """Launch ``row_squared_norms<T>`` (OUT ``out[r] = ||A[r]||^2``, float64)."""
+    n_rows, n_features = A.shape
+    grid, block = warp_per_row_launch(n_rows)
+    get_function("row_squared_norms", A.dtype)(
+        grid, block, (A, np.int64(n_rows), np.int64(n_features), out)
+    )
+
+
+def argmin_from_dots(dots, center_sq_norms, labels):
+    """Launch ``argmin_from_dots<T>``, the GEMM path's epilogue (OUT ``labels``)."""
+    n_rows, n_clusters = dots.shape
+    grid, block = warp_per_row_launch(n_rows)
+    get_function("argmin_from_dots", dots.dtype)(
+        grid, block, (dots, center_sq_norms, np.int64(n_rows), np.int64(n_clusters), labels)
+    )
+
+
+def count_labels(labels, n_ranges, counts):
+    """Launch ``count_labels`` (INOUT ``counts``, ``(n_clusters, n_ranges)`` int32, zeroed)."""
+    grid, block = warp_per_row_launch(n_ranges)
+    get_function("count_labels")(
+        grid, block, (labels, np.int64(labels.shape[0]), np.int64(n_ranges), counts)
+    )
+
+
+def plan_pieces(cursor, n_samples, n_ranges, n_clusters, bounds, piece_counts):
+    """Launch ``plan_pieces`` (OUT ``bounds``, ``piece_counts``, both ``(n_clusters + 1,)``)."""
+    grid = (_ceil_div(n_clusters + 1, REDUCE_THREADS),)
+    get_function("plan_pieces")(
+        grid, (REDUCE_THREADS,),
+        (cursor, np.int64(n_samples), np.int64(n_ranges), np.int64(n_clusters),
+         bounds, piece_counts),
+    )
+
+
+def order_by_label(labels, n_ranges, cursor, sorted_ids):
+    """Launch ``order_by_label`` (INOUT ``cursor``; OUT ``sorted_ids`` int64)."""
+    grid, block = warp_per_row_launch(n_ranges)
+    get_function("order_by_label")(
+        grid, block,
+        (labels, np.int64(labels.shape[0]), np.int64(n_ranges), cursor, sorted_ids),
+    )
+
+
+def accumulate_pieces(X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
+                      piece_weights):
+    """Launch ``accumulate_pieces<T>`` (OUT ``piece_sums``, ``piece_weights``, float64)."""
+    n_features = X.shape[1]
+    n_clusters = bounds.shape[0] - 1
+    grid, block = feature_launch(piece_sums.shape[0], n_features)
+    get_function("accumulate_pieces", X.dtype)(
+        grid, block,
+        (X, sample_weight, sorted_ids, bounds, piece_offsets, np.int64(n_features),
+         np.int64(n_clusters), piece_sums, piece_weights),
+    )
+
+
+def accumulate_centers(piece_sums, piece_weights, piece_offsets, sums, weight_in_clusters):
+    """Launch ``accumulate_centers`` (OUT ``sums``, ``weight_in_clusters``, float64)."""
+    n_clusters, n_features = sums.shape
+    grid, block = feature_launch(n_clusters, n_features)
+    get_function("accumulate_centers")(
+        grid, block,
+        (piece_sums, piece_weights, piece_offsets, np.int64(n_features), sums,
+         weight_in_clusters),
+    )
+
+
+def inertia_partials(X, sample_weight, centers, labels, partials):
+    """Launch ``inertia_partials<T>`` (OUT ``partials``, one float64 per block)."""
+    n_samples, n_features = X.shape
+    grid, block = inertia_launch(n_samples)
+    get_function("inertia_partials", X.dtype)(
+        grid, block,
+        (X, sample_weight, centers, labels, np.int64(n_samples), np.int64(n_features),
+         partials),
+    )
+
+
+def assigned_distances(X, centers, labels, out):
+    """Launch ``assigned_distances<T>`` (OUT ``out[i] = ||x_i - centers[labels[i]]||^2``, float64)."""
+    n_samples, n_features = X.shape
+    grid, block = warp_per_row_launch(n_samples)
+    get_function("assigned_distances", X.dtype)(
+        grid, block, (X, centers, labels, np.int64(n_samples), np.int64(n_features), out)
+    )
+
+
+def weighted_row_sums(values, weights, partials):
+    """Launch ``weighted_row_sums<T>`` (OUT ``partials``, ``(n_rows, n_parts)`` float64)."""
+    n_rows, n_cols = values.shape
+    grid, block = weighted_row_sums_launch(n_rows, n_cols)
+    get_function("weighted_row_sums", values.dtype)(
+        grid, block, (values, weights, np.int64(n_rows), np.int64(n_cols), partials)
+    )
+
+
+def sum_partials(partials, out):
+    """Launch ``sum_partials`` (OUT ``out[r] = sum(partials[r])``, in a fixed order)."""
+    n_rows, n_parts = partials.shape
+    grid, block = sum_partials_launch(n_rows)
+    get_function("sum_partials")(grid, block, (partials, np.int64(n_parts), out))
+
+
+def kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates):
+    """Launch ``kmeanspp_distances<T>`` (OUT ``distance_to_candidates``, ``(n_candidates, n_samples)``)."""
+    n_samples, n_features = X.shape
+    grid, block = warp_per_row_launch(n_samples)
+    get_function("kmeanspp_distances", X.dtype)(
+        grid, block,
+        (X, candidate_ids, closest_dist_sq, np.int64(n_samples), np.int64(n_features),
+         np.int64(candidate_ids.shape[0]), distance_to_candidates),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Engine functions (the contract in gpukmeans._engine)
+# ----------------------------------------------------------------------------------------
+
+
+def assign_labels_gemm(X, centers, labels):
+    """The E-step through cuBLAS: ``X @ centers.T`` by ``cupy.matmul`` in row chunks, then
+    the ``argmin_from_dots`` epilogue. Same output as :func:`assign_labels` (up to the
+    rounding of the dot products, which cuBLAS sums in its own order).
+
+    cuBLAS is deterministic for a given GPU, library version and shape (CuPy enables no
+    atomics mode), so fits stay bitwise reproducible.
+    """
+    import cupy
+
+    n_samples = X.shape[0]
+    n_clusters = centers.shape[0]
+    center_sq_norms = cupy.empty(n_clusters, dtype=cupy.float64)
+    row_squared_norms(centers, center_sq_norms)
+    chunk = gemm_chunk_rows(n_samples, n_clusters, X.dtype.itemsize)
+    dots = cupy.empty((chunk, n_clusters), dtype=X.dtype)
+    for start in range(0, n_samples, chunk):
+        stop = min(start + chunk, n_samples)
+        block = dots[: stop - start]
+        cupy.matmul(X[start:stop], centers.T, out=block)  # (rows, n_clusters)
+        argmin_from_dots(block, center_sq_norms, labels[start:stop])
+
+
+def e_step(X, centers, labels):
+    """Engine ``assign_labels``: the fused kernel or the GEMM path, as
+    :func:`choose_assign_path` decides from the shapes alone."""
+    n_samples, n_features = X.shape
+    path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
+    if path == "gemm":
+        assign_labels_gemm(X, centers, labels)
+    else:
+        assign_labels(X, centers, labels)
+
+
+def accumulate(X, sample_weight, labels, n_clusters):
+    """Per-cluster ``sum_i w_i x_i`` and ``sum_i w_i`` in float64, in a fixed order.
+
+    Counting sort of the samples by label (stable), then fixed-size pieces of each cluster
+    summed sequentially and added in piece order; see ``kernels/update.cu``.
+    """
+    import cupy
+
+    n_samples, n_features = X.shape
+    n_ranges = n_sort_ranges(n_samples)
+    counts = cupy.zeros((n_clusters, n_ranges), dtype=cupy.int32)
+    count_labels(labels, n_ranges, counts)
+    flat_counts = counts.ravel()
+    cursor = cupy.cumsum(flat_counts, dtype=cupy.int64)
+    cursor -= flat_counts  # exclusive prefix sum: where (cluster, range) starts
+    bounds = cupy.empty(n_clusters + 1, dtype=cupy.int64)
+    piece_counts = cupy.empty(n_clusters + 1, dtype=cupy.int64)
+    plan_pieces(cursor, n_samples, n_ranges, n_clusters, bounds, piece_counts)
+    piece_offsets = cupy.cumsum(piece_counts)
+    piece_offsets -= piece_counts  # exclusive; piece_offsets[n_clusters] = total pieces
+    sorted_ids = cupy.empty(n_samples, dtype=cupy.int64)
+    order_by_label(labels, n_ranges, cursor, sorted_ids)
+
+    n_pieces = max_pieces(n_samples, n_clusters)
+    piece_sums = cupy.empty((n_pieces, n_features), dtype=cupy.float64)
+    piece_weights = cupy.empty(n_pieces, dtype=cupy.float64)
+    accumulate_pieces(X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
+                      piece_weights)
+    sums = cupy.empty((n_clusters, n_features), dtype=cupy.float64)
+    weight_in_clusters = cupy.empty(n_clusters, dtype=cupy.float64)
+    accumulate_centers(piece_sums, piece_weights, piece_offsets, sums, weight_in_clusters)
+    return sums, weight_in_clusters
+
+
+def lloyd_iter(X, sample_weight, centers_old, labels):
+    """Engine ``lloyd_iter``: the E-step, then the M-step accumulation."""
+    e_step(X, centers_old, labels)
+    return accumulate(X, sample_weight, labels, centers_old.shape[0])
+
+
+def inertia(X, sample_weight, centers, labels):
+    """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
+    import cupy
+
+    grid, _ = inertia_launch(X.shape[0])
+    partials = cupy.empty(grid[0], dtype=cupy.float64)
+    inertia_partials(X, sample_weight, centers, labels, partials)
+    out = cupy.empty(1, dtype=cupy.float64)
+    sum_partials(partials.reshape(1, -1), out)
+    return out.reshape(())
+
+
+def squared_distances_to_centers(X, centers, labels):
+    """Engine ``assigned_distances``: ``||x_i - centers[labels[i]]||^2``, float64 ``(n_samples,)``."""
+    import cupy
+
+    out = cupy.empty(X.shape[0], dtype=cupy.float64)
+    assigned_distances(X, centers, labels, out)
+    return out
+
+
+def row_norms(X):
+    """Engine ``row_norms``: ``||x_i||^2`` in float64, ``(n_samples,)``."""
+    import cupy
+
+    out = cupy.empty(X.shape[0], dtype=cupy.float64)
+    row_squared_norms(X, out)
+    return out
+
+
+def transform_distances(X, centers):
+    """Engine ``pairwise_distances``: ``(n_samples, n_clusters)`` euclidean distances.
+
+    Summed from the differences in float64 (never negative, exact 0 on a center), which is
+    at least as accurate as the contract's norm expansion combined in float64.
+    """
+    import cupy
+
+    out = cupy.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+    pairwise_distances(X, centers, out)
+    return out
+
+
+def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
+    """Engine ``kmeanspp_candidates``: distances to the candidates and their potentials.
+
+    The distances are summed from differences in float64, so ``x_squared_norms`` (part of
+    the contract, for engines that use the norm expansion) is not needed here.
+    """
+    import cupy
+
+    candidate_ids = cupy.asarray(candidate_ids, dtype=cupy.int64)
+    n_candidates = candidate_ids.shape[0]
+    n_samples = X.shape[0]
+    distance_to_candidates = cupy.empty((n_candidates, n_samples), dtype=X.dtype)
+    kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates)
+    grid, _ = weighted_row_sums_launch(n_candidates, n_samples)
+    partials = cupy.empty((n_candidates, grid[0]), dtype=cupy.float64)
+    weighted_row_sums(distance_to_candidates, sample_weight, partials)
+    candidates_pot = cupy.empty(n_candidates, dtype=cupy.float64)
+    sum_partials(partials, candidates_pot)
+    return distance_to_candidates, candidates_pot
+
+
+def make_engine():
+    """The GPU :class:`~gpukmeans._engine.Engine` (CuPy arrays, CUDA kernels)."""
+    import cupy
+
+    return Engine(
+        name="gpu",
+        xp=cupy,
+        lloyd_iter=lloyd_iter,
+        assign_labels=e_step,
+        assigned_distances=squared_distances_to_centers,
+        inertia=inertia,
+        pairwise_distances=transform_distances,
+        row_norms=row_norms,
+        kmeanspp_candidates=kmeanspp_candidates,
+    )
