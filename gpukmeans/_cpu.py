@@ -20,18 +20,25 @@ import tempfile
 
 import numpy as np
 
+import numba
+from numba import njit, prange
+
+from ._engine import Engine
+
 logger = logging.getLogger(__name__)
 
 
 def _ensure_writable_numba_cache():
     """Point Numba's cache at a writable directory before any ``cache=True`` function.
 
-    Numba writes its cache beside the module (``__pycache__``) or, failing that, under
-    the home directory. In a read-only site-packages with no usable home the first call
-    would raise; a temporary directory keeps ``import gpukmeans`` and the first fit working.
+    Numba caches beside the module (``__pycache__``) or else under the home directory,
+    and raises at decoration time when it can use neither. In a read-only site-packages
+    with no usable home that would make ``import gpukmeans`` fail; a per-user temporary
+    directory keeps it working (and the cache useful within a machine). Returns whether
+    caching is possible at all.
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
+    if numba.config.CACHE_DIR:
+        return True
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
     candidates = [here]
     home = os.path.expanduser("~")
@@ -41,22 +48,18 @@ def _ensure_writable_numba_cache():
     for path in candidates:
         try:
             os.makedirs(path, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe")
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".probe"):
+                pass
         except OSError:
             continue
         if path != here:
-            os.environ["NUMBA_CACHE_DIR"] = path
-        return
-    logger.debug("no writable directory for Numba's cache; kernels compile every process")
+            numba.config.CACHE_DIR = path
+        return True
+    logger.debug("no writable directory for Numba's cache; kernels compile in every process")
+    return False
 
 
-_ensure_writable_numba_cache()
-
-import numba  # noqa: E402  (after the cache directory is settled)
-from numba import njit, prange  # noqa: E402
-
-from ._engine import Engine  # noqa: E402
+_CACHE = _ensure_writable_numba_cache()
 
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2.
@@ -91,14 +94,14 @@ def single_threaded_blas():
         yield
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
     first = group * n_chunks // n_groups
     last = (group + 1) * n_chunks // n_groups
     return first * chunk_rows, min(last * chunk_rows, n_samples)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _squared_distance_f64(x, c):
     """``||x - c||^2`` from the differences, in float64, with four running sums.
 
@@ -128,7 +131,7 @@ def _squared_distance_f64(x, c):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
@@ -193,7 +196,7 @@ def _lloyd_chunked(
     return sums, weight_in_clusters
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _assigned_distances(X, centers, labels):
     """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
     n_samples = X.shape[0]
@@ -203,7 +206,7 @@ def _assigned_distances(X, centers, labels):
     return distances
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _weighted_sum_f64(values, sample_weight):
     """``sum_i w_i v_i`` in float64, sequential: the order never changes."""
     total = 0.0
@@ -212,7 +215,7 @@ def _weighted_sum_f64(values, sample_weight):
     return total
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
 
@@ -240,7 +243,7 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     return out
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -327,7 +330,7 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
         )
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _row_norms_f64(X):
     n_samples, n_features = X.shape
     out = np.empty(n_samples, dtype=np.float64)

@@ -1,0 +1,90 @@
+"""Packaging: the wheel carries the CUDA sources, Numba's cache never breaks import,
+the README's commands are the ones CI runs, importing prints nothing."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+
+
+def test_import_prints_nothing_and_loads_no_gpu_stack():
+    result = _run(
+        "import sys, gpukmeans; "
+        "assert 'cupy' not in sys.modules and 'numba' not in sys.modules, sorted(sys.modules)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_numba_cache_never_breaks_import(tmp_path):
+    # A copy of the package whose __pycache__ cannot be created, and a HOME that is a
+    # file: Numba could cache nowhere it looks by default. (Tests run as root in CI, so
+    # read-only permissions would not stop writes; a file in the way does.)
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "gpukmeans", site / "gpukmeans", ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "gpukmeans" / "__pycache__").write_text("not a directory")
+    fake_home = tmp_path / "home-is-a-file"
+    fake_home.write_text("")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(PYTHONPATH=str(site), HOME=str(fake_home), TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1")
+    code = (
+        "import numpy as np, numba, gpukmeans\n"
+        "from gpukmeans import KMeans\n"
+        "km = KMeans(2, random_state=0, device='cpu').fit(np.array([[0.,0],[0,1],[9,9],[9,8]]))\n"
+        "print(numba.config.CACHE_DIR)\n"
+    )
+    result = _run(code, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(scratch)), result.stdout
+    assert any(Path(result.stdout.strip()).rglob("*.nbi")), "nothing was cached"
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"^```(?:bash|sh)\n(.*?)\n```", text, flags=re.S | re.M)
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in _readme_commands(), f"{ci!r} is not one of the README's commands"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to list tracked files")
+def test_wheel_ships_the_kernels(tmp_path):
+    kernels = sorted(p.name for p in (ROOT / "kernels").glob("*.cu*"))
+    assert kernels, "no CUDA sources in kernels/"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("gpukmeans-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(Path(n).name for n in names if n.startswith("gpukmeans/kernels/"))
+    assert shipped == kernels
+    # Installed from the wheel, away from the source tree, the loader finds them.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    found = _run(
+        "from gpukmeans import _kernels; print(_kernels.kernel_dir())",
+        env={**os.environ, "PYTHONPATH": str(site)},
+        cwd=tmp_path,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).resolve() == (site / "gpukmeans" / "kernels").resolve()
