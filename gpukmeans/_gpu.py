@@ -366,6 +366,19 @@ def kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates
 # ----------------------------------------------------------------------------------------
 
 
+def _check_operands(X, floats=(), labels=None):
+    """Kernels index raw pointers: an array of the wrong dtype or layout would be read as
+    garbage, silently. One cheap check per engine call (attributes only, no device work)."""
+    for a in (X, *floats):
+        if a.dtype != X.dtype or not a.flags.c_contiguous:
+            raise ValueError(
+                f"the GPU engine needs C-contiguous {X.dtype} arrays; got {a.dtype}, "
+                f"C-contiguous={a.flags.c_contiguous}, shape {a.shape}."
+            )
+    if labels is not None and (labels.dtype != np.int32 or not labels.flags.c_contiguous):
+        raise ValueError(f"labels must be C-contiguous int32, got {labels.dtype}.")
+
+
 def assign_labels_gemm(X, centers, labels):
     """The E-step through cuBLAS: ``X @ centers.T`` by ``cupy.matmul`` in row chunks, then
     the ``argmin_from_dots`` epilogue. Same output as :func:`assign_labels` (up to the
@@ -392,6 +405,7 @@ def assign_labels_gemm(X, centers, labels):
 def e_step(X, centers, labels):
     """Engine ``assign_labels``: the fused kernel or the GEMM path, as
     :func:`choose_assign_path` decides from the shapes alone."""
+    _check_operands(X, (centers,), labels)
     n_samples, n_features = X.shape
     path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
     if path == "gemm":
@@ -436,6 +450,7 @@ def accumulate(X, sample_weight, labels, n_clusters):
 
 def lloyd_iter(X, sample_weight, centers_old, labels):
     """Engine ``lloyd_iter``: the E-step, then the M-step accumulation."""
+    _check_operands(X, (sample_weight,))
     e_step(X, centers_old, labels)
     return accumulate(X, sample_weight, labels, centers_old.shape[0])
 
@@ -444,6 +459,7 @@ def inertia(X, sample_weight, centers, labels):
     """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
     import cupy
 
+    _check_operands(X, (sample_weight, centers), labels)
     grid, _ = inertia_launch(X.shape[0])
     partials = cupy.empty(grid[0], dtype=cupy.float64)
     inertia_partials(X, sample_weight, centers, labels, partials)
@@ -456,6 +472,7 @@ def squared_distances_to_centers(X, centers, labels):
     """Engine ``assigned_distances``: ``||x_i - centers[labels[i]]||^2``, float64 ``(n_samples,)``."""
     import cupy
 
+    _check_operands(X, (centers,), labels)
     out = cupy.empty(X.shape[0], dtype=cupy.float64)
     assigned_distances(X, centers, labels, out)
     return out
@@ -465,6 +482,7 @@ def row_norms(X):
     """Engine ``row_norms``: ``||x_i||^2`` in float64, ``(n_samples,)``."""
     import cupy
 
+    _check_operands(X)
     out = cupy.empty(X.shape[0], dtype=cupy.float64)
     row_squared_norms(X, out)
     return out
@@ -478,6 +496,7 @@ def transform_distances(X, centers):
     """
     import cupy
 
+    _check_operands(X, (centers,))
     out = cupy.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
     pairwise_distances(X, centers, out)
     return out
@@ -491,7 +510,8 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     """
     import cupy
 
-    candidate_ids = cupy.asarray(candidate_ids, dtype=cupy.int64)
+    _check_operands(X, (sample_weight, closest_dist_sq))
+    candidate_ids = cupy.ascontiguousarray(cupy.asarray(candidate_ids, dtype=cupy.int64))
     n_candidates = candidate_ids.shape[0]
     n_samples = X.shape[0]
     distance_to_candidates = cupy.empty((n_candidates, n_samples), dtype=X.dtype)

@@ -327,3 +327,14 @@ def test_is_device_array_does_not_import_cupy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_engine_rejects_layouts_the_kernels_would_misread():
+    X = np.zeros((4, 3), np.float32)
+    _gpu._check_operands(X, (np.zeros((2, 3), np.float32),), np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        _gpu._check_operands(X, (np.zeros((2, 3), np.float64),))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        _gpu._check_operands(X, (np.zeros((3, 2), np.float32).T,))
+    with pytest.raises(ValueError, match="labels"):
+        _gpu._check_operands(X, (), np.zeros(4, np.int64))
