@@ -88,6 +88,8 @@ def single_threaded_blas():
     (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
     same order as a single-threaded one.
     """
+    # Numba's np.dot calls SciPy's BLAS; load it first so that the limit covers it too.
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
@@ -151,11 +153,13 @@ def _lloyd_chunked(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; argmin over c needs only ||c||^2 - 2 x.c,
-    # computed in X's dtype exactly as scikit-learn's Lloyd does.
-    centers_t = np.ascontiguousarray(centers_old.T)  # (n_features, n_clusters)
+    # computed in X's dtype as scikit-learn's Lloyd does. Scaling the centers by -2 is
+    # exact in binary floating point, so the GEMM yields -2 x.c with no extra multiply.
+    minus_two_centers_t = np.empty((n_features, n_clusters), dtype=X.dtype)
     centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
     for j in range(n_clusters):
         for f in range(n_features):
+            minus_two_centers_t[f, j] = -2 * centers_old[j, f]
             centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
 
     n_part = n_groups if update_centers else 1
@@ -166,12 +170,12 @@ def _lloyd_chunked(
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
-            dots = np.dot(X[chunk_start:chunk_end], centers_t)  # (chunk, n_clusters)
+            dots = np.dot(X[chunk_start:chunk_end], minus_two_centers_t)  # (chunk, n_clusters)
             for i in range(chunk_end - chunk_start):
                 best = 0
-                best_value = centers_squared_norms[0] - 2 * dots[i, 0]
+                best_value = centers_squared_norms[0] + dots[i, 0]
                 for j in range(1, n_clusters):
-                    value = centers_squared_norms[j] - 2 * dots[i, j]
+                    value = centers_squared_norms[j] + dots[i, j]
                     if value < best_value:
                         best_value = value
                         best = j
@@ -180,8 +184,10 @@ def _lloyd_chunked(
                 if update_centers:
                     weight = np.float64(sample_weight[sample])
                     weights_part[group, best] += weight
+                    center_sum = sums_part[group, best]
+                    x = X[sample]
                     for f in range(n_features):
-                        sums_part[group, best, f] += weight * X[sample, f]
+                        center_sum[f] += weight * x[f]
 
     # Fixed-order reduction of the per-group partials.
     sums = sums_part[0].copy()
@@ -289,22 +295,19 @@ def _kmeanspp_candidates_chunked(
     return distance_to_candidates, candidates_pot
 
 
-# --- the Engine functions: thin wrappers that fix the group count and BLAS threads ---
+# --- the Engine functions: thin wrappers that fix the group count; they run inside
+# single_threaded_blas(), entered once per public call (Engine.runtime) ---
 
 
 def lloyd_iter(X, sample_weight, centers_old, labels):
     n_samples, n_features = X.shape
     n_groups = _n_groups(_n_chunks(n_samples), centers_old.shape[0], n_features)
-    with single_threaded_blas():
-        return _lloyd_chunked(
-            X, sample_weight, centers_old, labels, CHUNK_ROWS, n_groups, True
-        )
+    return _lloyd_chunked(X, sample_weight, centers_old, labels, CHUNK_ROWS, n_groups, True)
 
 
 def assign_labels(X, centers, labels):
-    with single_threaded_blas():
-        no_weight = np.empty(0, dtype=X.dtype)
-        _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, _n_chunks(X.shape[0]), False)
+    no_weight = np.empty(0, dtype=X.dtype)
+    _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, _n_chunks(X.shape[0]), False)
 
 
 def assigned_distances(X, centers, labels):
@@ -317,17 +320,15 @@ def inertia(X, sample_weight, centers, labels):
 
 def pairwise_distances(X, centers):
     x_squared_norms = row_norms_f64(X)
-    with single_threaded_blas():
-        return _pairwise_distances_chunked(X, x_squared_norms, centers, CHUNK_ROWS)
+    return _pairwise_distances_chunked(X, x_squared_norms, centers, CHUNK_ROWS)
 
 
 def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
     n_samples, n_features = X.shape
     n_groups = _n_groups(_n_chunks(n_samples), candidate_ids.shape[0], 1)
-    with single_threaded_blas():
-        return _kmeanspp_candidates_chunked(
-            X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, CHUNK_ROWS, n_groups
-        )
+    return _kmeanspp_candidates_chunked(
+        X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, CHUNK_ROWS, n_groups
+    )
 
 
 @njit(parallel=True, nogil=True, cache=_CACHE)
@@ -355,6 +356,7 @@ def make_engine():
         pairwise_distances=pairwise_distances,
         row_norms=row_norms_f64,
         kmeanspp_candidates=kmeanspp_candidates,
+        runtime=single_threaded_blas,
     )
 
 

@@ -13,6 +13,7 @@ float64 in the engine's array module; ``sample_weight`` has ``X``'s dtype and sh
 done in a fixed order, so the same input gives bitwise the same output.
 """
 
+import contextlib
 from typing import Any, Callable, NamedTuple
 
 
@@ -77,4 +78,11 @@ class Engine(NamedTuple):
     ``X.dtype``; the GPU engine may evaluate it wholly in double), clipped at 0, rounded to
     ``X.dtype``, then ``min``-ed with ``closest_dist_sq``. OUT ``candidates_pot`` float64
     ``(n_candidates,)``: ``sum_i w_i distance_to_candidates[j, i]``, fixed-order sum.
+    """
+
+    runtime: Callable = contextlib.nullcontext
+    """``with engine.runtime(): ...`` is entered once around each public call (a whole
+    ``fit``, a ``predict``) and sets up what the other functions assume. The CPU engine
+    keeps BLAS single-threaded inside Numba's parallel loops; entering that costs a few
+    milliseconds, too much to pay per iteration.
     """

@@ -175,33 +175,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 init -= X_mean
         x_squared_norms = engine.row_norms(X)
         reporter = self._make_reporter(n_init)
-
-        best = None
-        for run in range(n_init):
-            if reporter is not None:
-                reporter.start_run(run)
-            centers_init = self._init_centroids(
-                X, x_squared_norms, init, random_state, sample_weight, engine
+        with engine.runtime():
+            best = self._run_inits(
+                X, x_squared_norms, sample_weight, init, random_state, n_init, tol, engine, reporter
             )
-            labels, inertia, centers, n_iter = kmeans_single_lloyd(
-                X,
-                sample_weight,
-                centers_init,
-                engine,
-                max_iter=self.max_iter,
-                tol=tol,
-                reporter=reporter,
-            )
-            # A run replaces the best only if it is better and not the same clustering
-            # (rounding can make a permuted twin look marginally better).
-            if best is None or (
-                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
-            ):
-                best = labels, inertia, centers, n_iter
-        if reporter is not None:
-            reporter.close()
 
         best_labels, best_inertia, best_centers, best_n_iter = best
+
         if self.copy_x:
             best_centers += X_mean
         distinct_clusters = int(np.unique(to_host(best_labels)).shape[0])
@@ -229,6 +209,35 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._n_features_out = self.n_clusters
         self.device_ = device
         return self
+
+    def _run_inits(self, X, x_squared_norms, sample_weight, init, random_state, n_init, tol,
+                   engine, reporter):
+        """``n_init`` runs; returns the best ``(labels, inertia, centers, n_iter)``."""
+        best = None
+        for run in range(n_init):
+            if reporter is not None:
+                reporter.start_run(run)
+            centers_init = self._init_centroids(
+                X, x_squared_norms, init, random_state, sample_weight, engine
+            )
+            labels, inertia, centers, n_iter = kmeans_single_lloyd(
+                X,
+                sample_weight,
+                centers_init,
+                engine,
+                max_iter=self.max_iter,
+                tol=tol,
+                reporter=reporter,
+            )
+            # A run replaces the best only if it is better and not the same clustering
+            # (rounding can make a permuted twin look marginally better).
+            if best is None or (
+                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
+            ):
+                best = labels, inertia, centers, n_iter
+        if reporter is not None:
+            reporter.close()
+        return best
 
     def _resolve_fit_device(self, X):
         """The device of a fit: data already on the GPU go to the GPU under "auto"."""
@@ -313,7 +322,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         X, engine, centers, host = self._prepare(X)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
-        engine.assign_labels(X, centers, labels)
+        with engine.runtime():
+            engine.assign_labels(X, centers, labels)
         return self._return(labels, host)
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -328,7 +338,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
         """
         X, engine, centers, host = self._prepare(X)
-        return self._return(engine.pairwise_distances(X, centers), host)
+        with engine.runtime():
+            distances = engine.pairwise_distances(X, centers)
+        return self._return(distances, host)
 
     def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then ``transform(X)``."""
@@ -344,8 +356,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         X, engine, centers, _ = self._prepare(X)
         sample_weight = _validation.check_sample_weight(sample_weight, X, engine.xp)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
-        engine.assign_labels(X, centers, labels)
-        return -float(engine.inertia(X, sample_weight, centers, labels))
+        with engine.runtime():
+            engine.assign_labels(X, centers, labels)
+            return -float(engine.inertia(X, sample_weight, centers, labels))
 
 
 def _tolerance(X, tol, xp):
@@ -423,9 +436,10 @@ def kmeans_plusplus(
         X = xp.asarray(X)
     if x_squared_norms is None:
         x_squared_norms = engine.row_norms(X)
-    centers, indices = _kmeans_plusplus(
-        X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials
-    )
+    with engine.runtime():
+        centers, indices = _kmeans_plusplus(
+            X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials
+        )
     if not on_device and xp is not np:
         centers = to_host(centers)
     return centers, indices
