@@ -70,6 +70,10 @@ KERNELS = {
 }
 """Each source file's kernels; ``True`` marks a template on the floating dtype."""
 
+CUPY_ADDED_OPTIONS = ("-ftz=true",)
+"""Options CuPy's RawModule appends itself (``cupy.cuda.compiler``); the compile test adds
+them too, so that it compiles exactly what the engine loads (besides ``-arch``)."""
+
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 

@@ -40,7 +40,12 @@ def _compile(filename, arch):
     try:
         for name in names:
             nvrtc.addNameExpression(prog, name)
-        options = [*_kernels.compile_options(), f"--gpu-architecture={arch}", "--ptxas-options=-v"]
+        options = [
+            *_kernels.compile_options(),
+            *_kernels.CUPY_ADDED_OPTIONS,
+            f"--gpu-architecture={arch}",  # cubin, so that ptxas runs and reports
+            "--ptxas-options=-v",
+        ]
         try:
             nvrtc.compileProgram(prog, options)
         except nvrtc.NVRTCError as exc:
