@@ -1060,8 +1060,8 @@ def profile_workloads(profile):
             _mnist("notebook", 5000, 20, group="notebook", init_timing=True,
                    defaults_seeds=(0, 1)),
             _mnist("mnist-k20", 70000, 20, n_iter=10, converge=False),
-            _blobs("sweep_k", 100_000, 32, 16, n_iter=10),
-            _blobs("sweep_k", 100_000, 32, 256, n_iter=10),
+            _blobs("sweep_k", 100_000, 32, 16, n_iter=10, converge=False),
+            _blobs("sweep_k", 100_000, 32, 256, n_iter=10, converge=False),
         ]
     if profile == "full":
         workloads = [
@@ -1071,10 +1071,13 @@ def profile_workloads(profile):
             _mnist("mnist-k20", 70000, 20, init_timing=True),
             _mnist("mnist-k256", 70000, 256, init_timing=True, converge=False),
         ]
-        workloads += [_blobs("sweep_n", n, 32, 32, n_iter=10) for n in (10**4, 10**5, 10**6)]
-        workloads += [_blobs("sweep_n", 10**7, 32, 32, n_iter=10, devices=("gpu",))]
-        workloads += [_blobs("sweep_k", 10**5, 32, k, n_iter=10) for k in (8, 64, 512, 4096)]
-        workloads += [_blobs("sweep_d", 10**5, d, 32, n_iter=10) for d in (2, 16, 128, 1024)]
+        # The sweeps show how the per-iteration cost grows: fixed work only (a run to
+        # convergence from random centres can take hundreds of iterations at large k).
+        sweep = dict(n_iter=10, converge=False)
+        workloads += [_blobs("sweep_n", n, 32, 32, **sweep) for n in (10**4, 10**5, 10**6)]
+        workloads += [_blobs("sweep_n", 10**7, 32, 32, devices=("gpu",), **sweep)]
+        workloads += [_blobs("sweep_k", 10**5, 32, k, **sweep) for k in (8, 64, 512, 4096)]
+        workloads += [_blobs("sweep_d", 10**5, d, 32, **sweep) for d in (2, 16, 128, 1024)]
         workloads += [
             Workload("anchor-1M-d256-k20000", "anchor", "blobs", 10**6, 256, 20000, n_iter=25,
                      converge=False, devices=("gpu",)),
@@ -1266,7 +1269,8 @@ class Runner:
             calls = {key: (c, (lambda c=c, key=key: c.fit_converge(
                         Xd[key], init, CONVERGE_MAX_ITER, DEFAULT_TOL, tol_abs)))
                      for key, c in eligible.items()}
-            measured = self.measure(calls)
+            # Warm already (the fixed-work fits ran on this data): no first-call round.
+            measured = self.measure(calls, warmup=False, repeats=min(1, s.repeats))
             self._score(workload, "time_fit_converge", measured, X_ref, ref_xp, h2d, floor_of)
 
         # The library's own defaults (its own init), several seeds: the notebook's case.
@@ -1808,7 +1812,8 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
     p.add_argument("--mnist", help="folder of the MNIST IDX files (default: search shared/data/mnist)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--name", help="file stem (default harness-<profile>)")
-    p.add_argument("--repeats", type=int, default=3, help="samples after the first call (default 3)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="samples after the first call (default: tiny 1, quick 2, full 3)")
     p.add_argument("--max-seconds", type=float, default=max_seconds,
                    help=f"time budget; later measurements are skipped (default {max_seconds:g})")
     p.add_argument("--measure-seconds", type=float, default=None,
@@ -1824,9 +1829,9 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
 
 
 _PROFILE_SETTINGS = {
-    "tiny": dict(floor_bytes=8 << 20, sgemm_size=256, measure_seconds=2.0),
-    "quick": dict(floor_bytes=128 << 20, sgemm_size=1024, measure_seconds=3.0),
-    "full": dict(floor_bytes=256 << 20, sgemm_size=2048, measure_seconds=15.0),
+    "tiny": dict(repeats=1, floor_bytes=8 << 20, sgemm_size=256, measure_seconds=2.0),
+    "quick": dict(repeats=2, floor_bytes=128 << 20, sgemm_size=1024, measure_seconds=3.0),
+    "full": dict(repeats=3, floor_bytes=256 << 20, sgemm_size=2048, measure_seconds=15.0),
 }
 
 
@@ -1834,7 +1839,9 @@ def settings_from_args(args):
     kw = dict(_PROFILE_SETTINGS[args.profile])
     if args.measure_seconds is not None:
         kw["measure_seconds"] = args.measure_seconds
-    return Settings(repeats=args.repeats, max_seconds=args.max_seconds, slow_cap=args.slow_cap,
+    if args.repeats is not None:
+        kw["repeats"] = args.repeats
+    return Settings(max_seconds=args.max_seconds, slow_cap=args.slow_cap,
                     threads=args.threads, plots=not args.no_plots, **kw)
 
 
