@@ -1,0 +1,189 @@
+"""Smoke tests of the benchmark harness (gpukmeans/_bench.py, benchmarks/*.py) on tiny sizes.
+
+They check that the harness runs, writes valid reports and puts an inertia and an agreement
+next to every time. They never assert on a timing.
+"""
+
+import gzip
+import importlib.util
+import json
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+
+from gpukmeans import _bench
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# A few contestants that are always importable (base dependencies), to keep this fast.
+BASE = "sklearn-lloyd,gpukmeans-cpu,numpy-naive"
+
+
+def _write_idx(path, array):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory):
+    """A tiny stand-in for MNIST in the real IDX format: 600 + 200 digits of 28 x 28."""
+    directory = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    for stem, n in (("train-images-idx3-ubyte", 600), ("t10k-images-idx3-ubyte", 200)):
+        blobs = rng.integers(0, 4, n)[:, None, None] * 60 + rng.integers(0, 40, (n, 28, 28))
+        _write_idx(directory / f"{stem}.gz", blobs)
+    return directory
+
+
+def test_read_idx_round_trip(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "a.gz", array)
+    np.testing.assert_array_equal(_bench.read_idx(tmp_path / "a.gz"), array)
+
+
+def test_load_mnist_images_scales_to_unit_float32(fake_mnist):
+    X = _bench.load_mnist_images(fake_mnist, 700)
+    assert X.shape == (700, 784) and X.dtype == np.float32
+    assert 0.0 <= X.min() and X.max() <= 1.0
+
+
+def test_find_mnist_never_guesses(tmp_path):
+    assert _bench.find_mnist(tmp_path) is None
+
+
+def _check_report(result, out, name):
+    on_disk = json.loads((out / f"{name}.json").read_text())
+    assert on_disk["schema"] == _bench.SCHEMA
+    for field in ("date", "cpu", "threads", "versions", "commit"):
+        assert field in on_disk["environment"]
+    assert on_disk["floors"]["bandwidth_gbps"]["median"] > 0
+    assert on_disk["floors"]["sgemm_gflops"]["median"] > 0
+    markdown = (out / f"{name}.md").read_text()
+    assert markdown.startswith("# gpukmeans benchmark")
+    assert "| contestant | per iter ms |" in markdown
+    return on_disk
+
+
+def test_quick_harness_tiny(tmp_path, fake_mnist):
+    out = tmp_path / "out"
+    code = _bench.main(["--profile", "tiny", "--contestants", BASE, "--repeats", "1",
+                        "--mnist", str(fake_mnist), "--out", str(out), "--no-plots", "--quiet"])
+    assert code == 0
+    report = _check_report(None, out, "harness-tiny")
+    fits = [r for r in report["results"] if r["benchmark"] == "time_fit"]
+    assert {r["contestant"] for r in fits} == set(BASE.split(","))
+    assert {r["workload"] for r in fits} == {w.name for w in _bench.profile_workloads("tiny")}
+    for r in fits:
+        assert r["status"] == "ok", r
+        assert r["time_s"]["min"] <= r["time_s"]["median"] <= r["time_s"]["max"]
+        assert r["per_iter_s"]["median"] > 0 and r["ratio_to_floor"] > 0
+        assert np.isfinite(r["inertia"]) and r["inertia"] > 0
+        assert r["reference"] == "sklearn-lloyd"
+        assert 0 <= r["label_agreement"] <= 1 and np.isfinite(r["inertia_rel_diff"])
+        if r["contestant"] != "numpy-naive":  # the naive Lloyd keeps empty clusters' centres
+            # Same initial centres and fixed work: gpukmeans lands where scikit-learn does.
+            assert abs(r["inertia_rel_diff"]) < 1e-4
+    kinds = {(r["contestant"], r["benchmark"]) for r in report["results"] if r["status"] == "ok"}
+    assert ("gpukmeans-cpu", "time_init") in kinds and ("sklearn-lloyd", "time_init") in kinds
+    assert ("gpukmeans-cpu", "time_fit_converge") in kinds
+    defaults = [r for r in report["results"] if r["benchmark"] == "time_fit_defaults"]
+    assert {r["seed"] for r in defaults} == {0, 1}
+    assert all("inertia" in r for r in defaults if r["status"] == "ok")
+    # numpy-naive has no k-means++: reported as not supported, not as an error.
+    naive_init = [r for r in report["results"]
+                  if r["contestant"] == "numpy-naive" and r["benchmark"] == "time_init"]
+    assert naive_init and naive_init[0]["status"] == "skipped"
+
+
+def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
+    """Each importable CPU contestant runs a tiny workload; the rest say why not."""
+    workloads = [_bench.Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
+    settings = _bench.Settings(repeats=1, measure_seconds=1.0, max_seconds=120, threads=1,
+                               floor_bytes=1 << 20, sgemm_size=64, plots=False)
+    result = _bench.run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
+                              name="all", workloads=workloads, log=lambda *a: None)
+    available = {c["key"] for c in result["contestants"] if c["available"]}
+    assert {"sklearn-lloyd", "sklearn-elkan", "gpukmeans-cpu", "numpy-naive"} <= available
+    for c in result["contestants"]:
+        assert c["available"] or c["reason"]
+    fits = {r["contestant"]: r for r in result["results"] if r["benchmark"] == "time_fit"}
+    assert set(fits) == available
+    for key, r in fits.items():
+        assert r["status"] == "ok", r
+        assert r["inertia"] > 0 and "label_agreement" in r and "inertia_rel_diff" in r
+    assert json.loads((tmp_path / "all.json").read_text())["results"]
+
+
+def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
+    _, report = _bench.select_contestants(device="gpu")
+    assert {r["key"] for r in report} == {
+        "gpukmeans-gpu", "faiss-gpu", "torch-cuda", "fast-pytorch-kmeans-cuda", "cupy-naive"}
+    for r in report:
+        assert r["untested"] and r["device"] == "gpu"
+        assert r["available"] or r["reason"]
+
+
+def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist):
+    code = _bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
+                        "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    report = json.loads((tmp_path / "harness-tiny.json").read_text())
+    assert all(r["status"] != "ok" for r in report["results"])
+    assert {s["workload"] for s in report["skipped_workloads"]} == {
+        w.name for w in _bench.profile_workloads("tiny")}
+    assert "budget" in (tmp_path / "harness-tiny.md").read_text()
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    workloads = [_bench.Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
+                 for k in (2, 4)]
+    settings = _bench.Settings(repeats=1, measure_seconds=0.5, threads=1, floor_bytes=1 << 20,
+                               sgemm_size=64)
+    result = _bench.run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
+                              settings=settings, out_dir=tmp_path, name="p",
+                              workloads=workloads, log=lambda *a: None)
+    assert "p-sweep_k.png" in result["files"]
+    assert (tmp_path / "p-sweep_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_list_and_unknown_contestant(capsys):
+    assert _bench.main(["--list", "--contestants", "sklearn-lloyd,numpy-naive"]) == 0
+    assert "sklearn-lloyd" in capsys.readouterr().out
+    assert _bench.main(["--contestants", "nope", "--quiet"]) == 2
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_cpu_mnist_quick(tmp_path, fake_mnist):
+    script = _load_script("bench_cpu_mnist")
+    code = script.main(["--quick", "--mnist", str(fake_mnist), "--out", str(tmp_path),
+                        "--n-samples", "300", "--repeats", "1", "--threads", "1"])
+    assert code == 0
+    report = json.loads((tmp_path / "cpu-mnist-quick.json").read_text())
+    names = [row["name"] for row in report["summary"]]
+    assert names[:4] == ["k-means++ k=10", "k-means++ k=32", "iteration k=10", "iteration k=32"]
+    for row in report["summary"]:
+        assert row["ratio"] > 0 and row["gpukmeans_x_floor"] > 0
+    for k in (10, 32):
+        section = report["sections"][f"iteration k={k}"]
+        assert set(section["n_iter"]) == {"sklearn", "gpukmeans"}
+        assert np.isfinite(section["inertia_rel_diff"])
+    assert "| measurement |" in (tmp_path / "cpu-mnist-quick.md").read_text()
+
+
+def test_harness_script_wraps_the_same_core(tmp_path, fake_mnist):
+    harness = _load_script("harness")
+    code = harness.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--repeats", "0",
+                         "--mnist", str(fake_mnist), "--out", str(tmp_path), "--no-plots",
+                         "--quiet"])
+    assert code == 0
+    assert json.loads((tmp_path / "harness-tiny.json").read_text())["profile"] == "tiny"
