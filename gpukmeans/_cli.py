@@ -579,8 +579,7 @@ def _run_info(args):
         f"{cache} (CUPY_CACHE_DIR)" if cache
         else f"{pathlib.Path('~/.cupy/kernel_cache').expanduser()} (CuPy's default; set CUPY_CACHE_DIR to move it)",
     ))
-    numba_cache = os.environ.get("NUMBA_CACHE_DIR")
-    lines.append(("numba cache", f"{numba_cache} (NUMBA_CACHE_DIR)" if numba_cache else "Numba's default (NUMBA_CACHE_DIR unset)"))
+    lines.append(("numba cache", _numba_cache()))
     lines.append(("default device", "gpu" if usable else "cpu"))
     optional = ", ".join(f"{name} {_version_of(name)}" for name in ("matplotlib", "tqdm", "pandas", "pyarrow"))
     lines.append(("optional", optional))
@@ -588,6 +587,21 @@ def _run_info(args):
     for name, value in lines:
         print(f"{name.ljust(width)}  {value}")
     return EXIT_OK
+
+
+def _numba_cache():
+    """Where the CPU engine's compiled functions are cached (the CPU engine decides it)."""
+    try:
+        import numba
+
+        from . import _cpu
+    except Exception as exc:  # a broken Numba: say so rather than fail
+        return f"unknown (the CPU engine does not import: {exc})"
+    if not _cpu._CACHE:
+        return "none: no writable directory, functions compile in every process"
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return f"{numba.config.CACHE_DIR} (NUMBA_CACHE_DIR)"
+    return numba.config.CACHE_DIR or str(pathlib.Path(_cpu.__file__).parent / "__pycache__")
 
 
 def _version_of(distribution):
@@ -612,7 +626,7 @@ def _cuda_details():
             number = getter()
         except Exception as exc:
             return f"unknown ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        return f"{number // 1000}.{number % 1000 // 10}" if number else "none"
+        return f"{number // 1000}.{number % 1000 // 10}" if number else "none found"
 
     driver = version(runtime_api.driverGetVersion)
     runtime = version(runtime_api.runtimeGetVersion)

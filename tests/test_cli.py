@@ -302,7 +302,7 @@ def test_info(capsys):
     status, out, _ = run(capsys, "info")
     assert status == 0
     fields = {line.split("  ")[0].strip() for line in out.splitlines() if line.strip()}
-    for field in ("gpukmeans", "numpy", "numba", "cupy", "CUDA driver", "GPU", "kernel cache", "default device"):
+    for field in ("gpukmeans", "numpy", "numba", "cupy", "CUDA driver", "GPU", "kernel cache", "numba cache", "default device"):
         assert field in fields, out
     assert ("usable:" in out) or ("not usable:" in out)
 

@@ -57,3 +57,21 @@ def test_pca_mnist_falls_back_to_bundled_subset(tmp_path, monkeypatch):
     X, y, source = namespace["load_digits_images"]()
     assert X.shape == (namespace["N_SAMPLES"], 784) == (5000, 784) and 0 <= X.min() and X.max() <= 1
     assert "subset" in source
+
+
+def test_docs_hold_one_rendering_of_each_picture():
+    """docs/ shows every example's and the demo's picture, at the size they are drawn."""
+    from matplotlib.image import imread
+
+    docs = EXAMPLES.parent / "docs"
+    expected = {f"example_{name}": size for name, size in PICTURES.values()}
+    expected = {name.removesuffix(".png") + ".png": size for name, size in expected.items()}
+    expected.update({
+        "demo_blobs_clusters.png": (640, 520),
+        "demo_digits_centroids.png": (650, 310),
+        "demo_mnist_centroids.png": (650, 570),
+    })
+    for name, (width, height) in expected.items():
+        image = imread(docs / name)
+        assert image.shape[:2] == (height, width), name
+        assert (docs / name).stat().st_size < 100_000, f"{name}: keep docs pictures small"
