@@ -214,6 +214,14 @@ def _format_table(headers, rows):
     return "\n".join(lines)
 
 
+def _check_out_dir(out_dir):
+    """``out_dir`` made absolute; an error if it exists and is not a directory."""
+    out_dir = pathlib.Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
+    return out_dir
+
+
 @contextlib.contextmanager
 def _staged_output(out_dir):
     """Yield a temporary directory; on success move its files into ``out_dir``.
@@ -222,9 +230,7 @@ def _staged_output(out_dir):
     moves are renames on one file system. On failure it is removed and ``out_dir`` is left
     as it was (not even created).
     """
-    out_dir = pathlib.Path(out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
+    out_dir = _check_out_dir(out_dir)
     ancestor = out_dir
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -289,6 +295,8 @@ def _run_demo(args):
     from sklearn.metrics import adjusted_rand_score
 
     device = _resolve_device(args.device)
+    if not args.no_plots:
+        _check_out_dir(args.out)  # before the work, not after it
     plots = not args.no_plots and _plotting_available()
     if not args.no_plots and not plots:
         print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[plot]').", file=sys.stderr)

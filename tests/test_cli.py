@@ -122,6 +122,8 @@ def test_demo_errors(capsys, tmp_path):
     err = assert_usage_error(capsys, ["demo", "--mnist", tmp_path / "nowhere", "--device", "cpu"], "--mnist")
     assert "nowhere" in err
     assert not (tmp_path / "gpukmeans-demo").exists()
+    (tmp_path / "a_file").write_text("")
+    assert_usage_error(capsys, ["demo", "--device", "cpu", "--out", tmp_path / "a_file"], "not a directory")
 
 
 @pytest.mark.skipif(gpu_available(), reason="a GPU is usable here")
