@@ -145,7 +145,8 @@ def load_mnist(
 
     directory, origin = _mnist_dir(path)
     found = _find_mnist(directory)
-    missing = [name for name in MNIST_FILES if name not in found]
+    needed = [f"{prefix}-{kind}" for prefix in _SUBSETS[subset] for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+    missing = [name for name in needed if name not in found]
     if missing:
         if not download:
             raise FileNotFoundError(_missing_message(directory, origin, missing, "download=False"))

@@ -201,6 +201,8 @@ def test_download_verifies_and_saves(tmp_path, mirror, subset_checksums, capsys)
 def test_download_quiet_when_not_verbose(tmp_path, mirror, subset_checksums, capsys):
     load_mnist(tmp_path, subset="test", mirrors=[mirror[0]], verbose=False)
     assert capsys.readouterr() == ("", "")
+    # Only the files the subset needs.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_download_into_cache_by_default(mirror, subset_checksums):
