@@ -71,7 +71,7 @@ def main(out_dir=pathlib.Path(__file__).parent / "output"):
         print(f"{title}: ARI {ari:.3f}, {seconds:.2f} s")
         subfig.suptitle(f"{title}: ARI {ari:.2f}", fontsize=10)
         for ax, center in zip(subfig.subplots(1, len(centers)), centers):
-            ax.imshow(center.reshape(28, 28), cmap="gray_r", interpolation="nearest")
+            ax.imshow(center.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
             ax.set_axis_off()
     path = out_dir / "pca_mnist.png"
     fig.savefig(path, dpi=100)
