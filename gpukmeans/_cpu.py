@@ -202,6 +202,163 @@ def _lloyd_chunked(
     return sums, weight_in_clusters
 
 
+# Relative slack on every bound comparison: covers the float64 rounding of the bound
+# updates themselves (a few ulps per iteration, for thousands of iterations).
+BOUND_SAFETY = 1e-9
+
+
+@njit(parallel=True, nogil=True, cache=_CACHE)
+def _lloyd_bounded_chunked(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    x_squared_norms,  # IN (n_samples,) float64
+    centers_old,  # IN (n_clusters, n_features)
+    center_shift,  # IN (n_clusters,) float64: distance each center moved since the bounds
+    labels,  # INOUT (n_samples,) int32
+    upper,  # INOUT (n_samples,) float64: >= distance to centers_old[labels]
+    lower,  # INOUT (n_samples,) float64: <= distance to every other center
+    bounds_valid,  # False on a run's first iteration: search every sample
+    chunk_rows,
+    n_groups,
+):
+    """One Lloyd step that skips the distance search where Hamerly's bounds prove the
+    label cannot change; the result is the plain step's (see :func:`_lloyd_chunked`).
+
+    A sample keeps its label when ``upper <= max(lower, half_gap[label])``, where
+    ``half_gap[a]`` is half the distance from center ``a`` to its nearest other center:
+    by the triangle inequality no other center can then be closer. Bounds follow the
+    centers' movement (``upper += shift[a]``, ``lower -= largest other shift``). Samples
+    that fail the test are gathered and searched with one GEMM per chunk, exactly as the
+    plain step does, so the labels chosen are the same. Bounds from the norm expansion
+    are widened by its worst-case rounding error, so a skip is never wrong.
+
+    Returns ``(sums, weight_in_clusters)`` in float64, summed over all samples.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers_old.shape[0]
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    eps = np.finfo(X.dtype).eps
+
+    minus_two_centers_t = np.empty((n_features, n_clusters), dtype=X.dtype)
+    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
+    centers_f64 = np.empty((n_clusters, n_features), dtype=np.float64)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            minus_two_centers_t[f, j] = -2 * centers_old[j, f]
+            centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
+            centers_f64[j, f] = centers_old[j, f]
+    max_center_norm = 0.0
+    for j in range(n_clusters):
+        max_center_norm = max(max_center_norm, np.float64(centers_squared_norms[j]))
+
+    # half_gap[a] = 0.5 * min_{j != a} ||c_a - c_j||, from a float64 Gram matrix, shrunk
+    # by its rounding error so that it never overestimates.
+    gram = np.dot(centers_f64, centers_f64.T)
+    half_gap = np.full(n_clusters, np.inf)
+    for a in range(n_clusters):
+        for j in range(n_clusters):
+            if j != a:
+                d2 = gram[a, a] + gram[j, j] - 2 * gram[a, j]
+                d2 -= 4 * (n_features + 2) * 1.2e-16 * (gram[a, a] + gram[j, j])
+                half_gap[a] = min(half_gap[a], 0.5 * np.sqrt(max(d2, 0.0)))
+
+    # Largest and second-largest shift: a sample's lower bound drops by the largest
+    # shift among the centers other than its own.
+    shift_first = -1.0
+    shift_second = -1.0
+    shift_argmax = -1
+    for j in range(n_clusters):
+        if center_shift[j] > shift_first:
+            shift_second = shift_first
+            shift_first = center_shift[j]
+            shift_argmax = j
+        elif center_shift[j] > shift_second:
+            shift_second = center_shift[j]
+    shift_second = max(shift_second, 0.0)
+
+    sums_part = np.zeros((n_groups, n_clusters, n_features), dtype=np.float64)
+    weights_part = np.zeros((n_groups, n_clusters), dtype=np.float64)
+
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        gathered = np.empty((chunk_rows, n_features), dtype=X.dtype)
+        gathered_ids = np.empty(chunk_rows, dtype=np.int64)
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            n_gathered = 0
+            for sample in range(chunk_start, chunk_end):
+                if bounds_valid:
+                    a = labels[sample]
+                    u = upper[sample] + center_shift[a]
+                    other_shift = shift_second if a == shift_argmax else shift_first
+                    l = lower[sample] - other_shift
+                    bound = max(l, half_gap[a]) * (1 - BOUND_SAFETY)
+                    if u > bound:
+                        # Tighten the upper bound with the exact distance and test again.
+                        u = np.sqrt(_squared_distance_f64(X[sample], centers_old[a]))
+                        u *= 1 + BOUND_SAFETY
+                    upper[sample] = u
+                    lower[sample] = l
+                    if u <= bound:
+                        continue
+                gathered_ids[n_gathered] = sample
+                gathered[n_gathered, :] = X[sample, :]
+                n_gathered += 1
+
+            if n_gathered > 0:
+                dots = np.dot(gathered[:n_gathered], minus_two_centers_t)
+                for r in range(n_gathered):
+                    sample = gathered_ids[r]
+                    best = 0
+                    best_value = centers_squared_norms[0] + dots[r, 0]
+                    second_value = np.inf
+                    for j in range(1, n_clusters):
+                        value = centers_squared_norms[j] + dots[r, j]
+                        if value < best_value:
+                            second_value = best_value
+                            best_value = value
+                            best = j
+                        elif value < second_value:
+                            second_value = value
+                    labels[sample] = best
+                    # ||x - c||^2 = ||x||^2 + (||c||^2 - 2 x.c); the bracket carries the
+                    # dot product's rounding error, at most ~(n_features + 2) eps
+                    # (||x||^2 + ||c||^2) in X's dtype.
+                    x_norm = x_squared_norms[sample]
+                    slack = 2 * (n_features + 2) * eps * (x_norm + max_center_norm)
+                    upper[sample] = np.sqrt(max(x_norm + best_value + slack, 0.0))
+                    upper[sample] *= 1 + BOUND_SAFETY
+                    lower[sample] = np.sqrt(max(x_norm + second_value - slack, 0.0))
+                    lower[sample] *= 1 - BOUND_SAFETY
+
+            for sample in range(chunk_start, chunk_end):
+                best = labels[sample]
+                weight = np.float64(sample_weight[sample])
+                weights_part[group, best] += weight
+                center_sum = sums_part[group, best]
+                x = X[sample]
+                for f in range(n_features):
+                    center_sum[f] += weight * x[f]
+
+    sums = sums_part[0].copy()
+    weight_in_clusters = weights_part[0].copy()
+    for group in range(1, n_groups):
+        sums += sums_part[group]
+        weight_in_clusters += weights_part[group]
+    return sums, weight_in_clusters
+
+
+@njit(parallel=True, nogil=True, cache=_CACHE)
+def _center_shift(centers_before, centers_after):
+    """``||after_j - before_j||`` per center in float64, rounded up a hair."""
+    n_clusters = centers_before.shape[0]
+    shift = np.empty(n_clusters, dtype=np.float64)
+    for j in prange(n_clusters):
+        shift[j] = np.sqrt(_squared_distance_f64(centers_after[j], centers_before[j]))
+        shift[j] *= 1 + BOUND_SAFETY
+    return shift
+
+
 @njit(parallel=True, nogil=True, cache=_CACHE)
 def _assigned_distances(X, centers, labels):
     """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
@@ -225,26 +382,29 @@ def _weighted_sum_f64(values, sample_weight):
 def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
 
-    ``||x||^2 - 2 x.c + ||c||^2`` with the norms and the combination in float64 (as
-    scikit-learn upcasts float32 here), clipped at 0 before the square root.
+    ``||x||^2 - 2 x.c + ||c||^2`` wholly in float64 (each chunk is upcast, as
+    scikit-learn does for float32): in float32 the cancellation would leave errors of
+    order sqrt(eps) ||x|| on small distances. Clipped at 0 before the square root.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
-    centers_t = np.ascontiguousarray(centers.T)
+    minus_two_centers_t = np.empty((n_features, n_clusters), dtype=np.float64)
     centers_squared_norms = np.zeros(n_clusters, dtype=np.float64)
     for j in range(n_clusters):
         for f in range(n_features):
+            minus_two_centers_t[f, j] = -2.0 * centers[j, f]
             centers_squared_norms[j] += np.float64(centers[j, f]) * centers[j, f]
     out = np.empty((n_samples, n_clusters), dtype=X.dtype)
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     for chunk in prange(n_chunks):
         chunk_start = chunk * chunk_rows
         chunk_end = min(chunk_start + chunk_rows, n_samples)
-        dots = np.dot(X[chunk_start:chunk_end], centers_t)
+        chunk_f64 = X[chunk_start:chunk_end].astype(np.float64)
+        dots = np.dot(chunk_f64, minus_two_centers_t)
         for i in range(chunk_end - chunk_start):
             sample = chunk_start + i
             for j in range(n_clusters):
-                d = x_squared_norms[sample] - 2.0 * dots[i, j] + centers_squared_norms[j]
+                d = x_squared_norms[sample] + dots[i, j] + centers_squared_norms[j]
                 out[sample, j] = np.sqrt(max(d, 0.0))
     return out
 
@@ -305,6 +465,35 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
     return _lloyd_chunked(X, sample_weight, centers_old, labels, CHUNK_ROWS, n_groups, True)
 
 
+def make_lloyd_iter(X, sample_weight, x_squared_norms, n_clusters):
+    """A ``lloyd_iter`` for one run that keeps Hamerly bounds between its calls.
+
+    The returned function must be called with the same ``labels`` array every time (the
+    driver does): the bounds describe the labels it wrote last.
+    """
+    n_samples, n_features = X.shape
+    n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
+    upper = np.full(n_samples, np.inf)
+    lower = np.zeros(n_samples)
+    previous = {}
+
+    def lloyd_iter_bounded(X, sample_weight, centers_old, labels):
+        if "centers" in previous:
+            center_shift = _center_shift(previous["centers"], centers_old)
+            bounds_valid = True
+        else:
+            center_shift = np.zeros(n_clusters)
+            bounds_valid = False
+        result = _lloyd_bounded_chunked(
+            X, sample_weight, x_squared_norms, centers_old, center_shift,
+            labels, upper, lower, bounds_valid, CHUNK_ROWS, n_groups,
+        )
+        previous["centers"] = centers_old.copy()
+        return result
+
+    return lloyd_iter_bounded
+
+
 def assign_labels(X, centers, labels):
     no_weight = np.empty(0, dtype=X.dtype)
     _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, _n_chunks(X.shape[0]), False)
@@ -357,6 +546,7 @@ def make_engine():
         row_norms=row_norms_f64,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=single_threaded_blas,
+        make_lloyd_iter=make_lloyd_iter,
     )
 
 
