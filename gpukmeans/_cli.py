@@ -299,7 +299,7 @@ def _run_demo(args):
         _check_out_dir(args.out)  # before the work, not after it
     plots = not args.no_plots and _plotting_available()
     if not args.no_plots and not plots:
-        print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[plot]').", file=sys.stderr)
+        print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[cli]').", file=sys.stderr)
     cases = _demo_datasets(args.mnist)
 
     _warm_up(device)
@@ -480,7 +480,7 @@ def _check_matrix(X, prefix):
 def _run_fit(args):
     device = _resolve_device(args.device)
     if args.plot and not _plotting_available():
-        raise CommandError("gpukmeans fit: error: --plot needs matplotlib: pip install 'gpukmeans[plot]'")
+        raise CommandError("gpukmeans fit: error: --plot needs matplotlib: pip install 'gpukmeans[cli]'")
     X, names = _read_data(args.data, args.key)
     image_shape = args.image_shape
     if image_shape is not None and image_shape[0] * image_shape[1] != X.shape[1]:

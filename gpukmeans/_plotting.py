@@ -1,6 +1,6 @@
 """The command's pictures: clusters as a coloured scatter, centroids as a grid of images.
 
-matplotlib is optional (``pip install gpukmeans[plot]``) and imported only when a picture is
+matplotlib is optional (``pip install gpukmeans[cli]``) and imported only when a picture is
 drawn. Figures are built with matplotlib's object API on the Agg canvas, never through
 ``pyplot``, so drawing changes no global state (backend, open figures) of the caller.
 """
@@ -21,7 +21,7 @@ def require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError(
-            "drawing pictures needs matplotlib: pip install 'gpukmeans[plot]'"
+            "drawing pictures needs matplotlib: pip install 'gpukmeans[cli]'"
         ) from None
 
 
