@@ -27,7 +27,7 @@ import sys
 import numpy as np
 
 from ._engine import Engine
-from ._kernels import DEFINES, get_function
+from ._kernels import ASSIGN_CLUSTER_TILES, DEFINES, get_function
 
 # Launch geometry: the tunables compiled into the kernels (gpukmeans._kernels.DEFINES).
 WARP_SIZE = 32
@@ -96,6 +96,15 @@ def _ceil_div(a, b):
 def assign_labels_launch(n_samples):
     """``(grid, block)`` of ``assign_labels``: one block per tile of samples."""
     return (_ceil_div(n_samples, ASSIGN_TILE_SAMPLES),), (ASSIGN_THREADS,)
+
+
+def assign_labels_tile(n_clusters):
+    """Centers per tile of ``assign_labels``: the smallest tile that holds ``n_clusters``,
+    else the largest (fewer products wasted on zero padding when k is small)."""
+    for tile in ASSIGN_CLUSTER_TILES:
+        if n_clusters <= tile:
+            return tile
+    return ASSIGN_CLUSTER_TILES[-1]
 
 
 def pairwise_distances_launch(n_samples, n_clusters):
@@ -187,13 +196,16 @@ def assign_path_costs(n_samples, n_features, n_clusters, itemsize):
     """Modelled E-step times of the fused kernel and of the GEMM path, in bytes of DRAM
     traffic (time x bandwidth). NOT YET MEASURED: see the constants above.
 
-    fused: max(read X once, 2 n k d flops at FUSED_EFFICIENCY of the CUDA-core peak);
+    fused: max(read X once, 2 n k' d flops at FUSED_EFFICIENCY of the CUDA-core peak), k'
+           being k rounded up to whole tiles of centers (the padding is computed too);
     gemm:  max(read X once, 2 n k d flops at cuBLAS's efficiency) + write and read the
            n x k products + the extra launches.
     """
     x_bytes = n_samples * n_features * itemsize
     flops = 2.0 * n_samples * n_clusters * n_features
-    fused = max(x_bytes, flops / (FUSED_EFFICIENCY * FLOPS_PER_BYTE[itemsize]))
+    tile = assign_labels_tile(n_clusters)
+    padded_flops = flops * (_ceil_div(n_clusters, tile) * tile) / n_clusters
+    fused = max(x_bytes, padded_flops / (FUSED_EFFICIENCY * FLOPS_PER_BYTE[itemsize]))
     gemm_efficiency = GEMM_EFFICIENCY * min(1.0, n_clusters / GEMM_FULL_WIDTH)
     gemm = (
         max(x_bytes, flops / (gemm_efficiency * GEMM_FLOPS_PER_BYTE[itemsize]))
@@ -227,7 +239,7 @@ def assign_labels(X, centers, labels):
     """Launch ``assign_labels<T>``: fused distances + argmin (OUT ``labels``)."""
     n_samples, n_features = X.shape
     grid, block = assign_labels_launch(n_samples)
-    get_function("assign_labels", X.dtype)(
+    get_function("assign_labels", X.dtype, assign_labels_tile(centers.shape[0]))(
         grid, block,
         (X, centers, np.int64(n_samples), np.int64(n_features), np.int64(centers.shape[0]),
          labels),

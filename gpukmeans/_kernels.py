@@ -28,6 +28,8 @@ DEFINES = {
     "ASSIGN_TILE_CLUSTERS": 64,
     "ASSIGN_TILE_FEATURES": 16,
     "ASSIGN_THREADS": 256,
+    "ASSIGN_MIN_BLOCKS_FLOAT": 0,
+    "ASSIGN_MIN_BLOCKS_DOUBLE": 2,
     # common.cuh: warp-per-row kernels and flat reductions
     "WARPS_PER_BLOCK": 8,
     "REDUCE_THREADS": 256,
@@ -44,9 +46,13 @@ DEFINES = {
 """The kernels' tunables, passed to NVRTC as ``-D``; :mod:`gpukmeans._gpu` computes launch
 shapes from the same numbers. The ``#ifndef`` defaults in the sources are the same values."""
 
+ASSIGN_CLUSTER_TILES = (16, 32, 64)
+"""Centers per shared-memory tile of ``assign_labels``: its second template argument. The
+launcher takes the smallest that holds ``n_clusters`` (less zero padding for small k)."""
+
 KERNELS = {
     "assign.cu": {
-        "assign_labels": True,
+        "assign_labels": ASSIGN_CLUSTER_TILES,
         "pairwise_distances": True,
         "row_squared_norms": True,
         "argmin_from_dots": True,
@@ -68,7 +74,9 @@ KERNELS = {
         "kmeanspp_distances": True,
     },
 }
-"""Each source file's kernels; ``True`` marks a template on the floating dtype."""
+"""Each source file's kernels: ``False``, a plain kernel; ``True``, a template on the
+floating dtype; a tuple, a template on the dtype and one more argument, instantiated for
+each value of the tuple."""
 
 CUPY_ADDED_OPTIONS = ("-ftz=true",)
 """Options CuPy's RawModule appends itself (``cupy.cuda.compiler``); the compile test adds
@@ -77,18 +85,21 @@ them too, so that it compiles exactly what the engine loads (besides ``-arch``).
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def name_expression(kernel, dtype=None):
-    """The NVRTC name expression of a kernel: ``"assign_labels<float>"`` or ``"sum_partials"``."""
+def name_expression(kernel, dtype=None, *template_args):
+    """The NVRTC name expression of a kernel: ``"sum_partials"``, ``"inertia_partials<float>"``,
+    ``"assign_labels<double, 32>"``."""
     if dtype is None:
         return kernel
-    return f"{kernel}<{C_TYPES[np.dtype(dtype)]}>"
+    return f"{kernel}<{', '.join([C_TYPES[np.dtype(dtype)], *map(str, template_args)])}>"
 
 
 def name_expressions(filename):
     """Every instantiation a source file is compiled with (both dtypes of each template)."""
     names = []
     for kernel, templated in KERNELS[filename].items():
-        if templated:
+        if isinstance(templated, tuple):
+            names.extend(name_expression(kernel, dtype, arg) for dtype in C_TYPES for arg in templated)
+        elif templated:
             names.extend(name_expression(kernel, dtype) for dtype in C_TYPES)
         else:
             names.append(name_expression(kernel))
@@ -168,12 +179,13 @@ def _module(filename, device_id):
     return module
 
 
-def get_function(kernel, dtype=None):
-    """The ``cupy.RawKernel`` of ``kernel`` (``<T>`` from ``dtype`` when given) on the current device.
+def get_function(kernel, dtype=None, *template_args):
+    """The ``cupy.RawKernel`` of ``kernel<T, template_args...>`` (``T`` from ``dtype`` when
+    given) on the current device.
 
     Compiles the kernel's source file on first use on each device.
     """
     import cupy
 
     module = _module(source_file_of(kernel), cupy.cuda.runtime.getDevice())
-    return module.get_function(name_expression(kernel, dtype))
+    return module.get_function(name_expression(kernel, dtype, *template_args))

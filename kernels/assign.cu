@@ -1,7 +1,8 @@
 // assign.cu: the E-step (closest center per sample) and the distances for transform().
 //
-// assign_labels<T>       fused squared distance + argmin; the (n_samples, n_clusters)
-//                        distance matrix is never written.
+// assign_labels<T, TILE_CLUSTERS>  fused squared distance + argmin; the (n_samples,
+//                        n_clusters) distance matrix is never written. TILE_CLUSTERS is
+//                        16, 32 or 64 (centers per shared-memory tile).
 // pairwise_distances<T>  euclidean distances (n_samples, n_clusters), for transform().
 // row_squared_norms<T>   ||a_i||^2 for each row, in float64 (the engine's row_norms, and
 //                        the centers' norms of the GEMM path).
@@ -20,11 +21,13 @@
 //                 (ceil(n_samples / ASSIGN_TILE_SAMPLES), ceil(n_clusters / ASSIGN_TILE_CLUSTERS))
 //                 for pairwise_distances.
 // A block owns ASSIGN_TILE_SAMPLES (64) samples and walks the centers in tiles of
-// ASSIGN_TILE_CLUSTERS (64) (assign_labels: all of them; pairwise_distances: the one tile
-// blockIdx.y names). Features stream through shared memory ASSIGN_TILE_FEATURES (16) at a
-// time, as an SGEMM does: x_tile[feature][sample], center_tile[feature][cluster].
-// Thread t is (ty, tx) = (t / 16, t % 16); it owns the 4 x 4 register micro-tile of
-// samples ty + 16 i and centers tx + 16 j (i, j < 4). Strided, not contiguous, ownership
+// TILE_CLUSTERS (assign_labels: all of them, TILE_CLUSTERS a template argument, 16, 32 or
+// 64, the smallest that holds n_clusters, so that few products are wasted on the zero
+// padding when k is small; pairwise_distances: the one tile of ASSIGN_TILE_CLUSTERS (64)
+// that blockIdx.y names). Features stream through shared memory ASSIGN_TILE_FEATURES (16)
+// at a time, as an SGEMM does: x_tile[feature][sample], center_tile[feature][cluster].
+// Thread t is (ty, tx) = (t / 16, t % 16); it owns the 4 x (TILE_CLUSTERS / 16) register
+// micro-tile of samples ty + 16 i and centers tx + 16 j. Strided, not contiguous, ownership
 // keeps shared-memory reads conflict-free and visits each thread's centers in increasing
 // order, so a strict `<` keeps the lowest index on ties.
 // After the last tile the 16 threads sharing a sample (one half-warp) combine their
@@ -48,20 +51,27 @@
 #ifndef ASSIGN_THREADS
 #define ASSIGN_THREADS 256
 #endif
+// Minimum resident blocks per SM promised to ptxas in __launch_bounds__, by element size.
+// float: 0, no promise; ptxas then keeps assign_labels<float, *> at 48-80 registers with no
+// spills (a promise of 1 to 3 made it use up to 104 registers, or spill at the cap).
+// double: 2 (at most 128 registers); with no promise ptxas capped assign_labels<double, 32>
+// at 64 registers on sm_90 and spilled. Checked by tests/test_kernels_compile.py.
+#ifndef ASSIGN_MIN_BLOCKS_FLOAT
+#define ASSIGN_MIN_BLOCKS_FLOAT 0
+#endif
+#ifndef ASSIGN_MIN_BLOCKS_DOUBLE
+#define ASSIGN_MIN_BLOCKS_DOUBLE 2
+#endif
 
 // One half-warp shares a sample: the final argmin is a 16-lane butterfly.
 #define ASSIGN_THREADS_CLUSTERS 16
 #define ASSIGN_THREADS_SAMPLES (ASSIGN_THREADS / ASSIGN_THREADS_CLUSTERS)
 #define THREAD_SAMPLES (ASSIGN_TILE_SAMPLES / ASSIGN_THREADS_SAMPLES)
-#define THREAD_CLUSTERS (ASSIGN_TILE_CLUSTERS / ASSIGN_THREADS_CLUSTERS)
 // One padding column: the transposing store x_tile[f][r] spreads over more banks.
 #define TILE_PAD 1
 
 static_assert(ASSIGN_TILE_SAMPLES % ASSIGN_THREADS_SAMPLES == 0, "samples per thread");
-static_assert(ASSIGN_TILE_CLUSTERS % ASSIGN_THREADS_CLUSTERS == 0, "clusters per thread");
 static_assert((ASSIGN_TILE_FEATURES * ASSIGN_TILE_SAMPLES) % ASSIGN_THREADS == 0, "tile load");
-static_assert((ASSIGN_TILE_FEATURES * ASSIGN_TILE_CLUSTERS) % ASSIGN_THREADS == 0, "tile load");
-static_assert(ASSIGN_TILE_CLUSTERS <= ASSIGN_THREADS, "one thread per center norm");
 
 // Copy rows [row0, row0 + ROWS) x features [feature0, feature0 + TILE_FEATURES) of the
 // row-major (n_rows, n_features) array A into tile[feature][row], zeros outside A.
@@ -71,6 +81,7 @@ template <typename T, int ROWS>
 __device__ __forceinline__ void load_tile(const T* __restrict__ A, index_t n_rows,
                                           index_t n_features, index_t row0, index_t feature0,
                                           T (*tile)[ROWS + TILE_PAD]) {
+    static_assert((ASSIGN_TILE_FEATURES * ROWS) % ASSIGN_THREADS == 0, "whole loads per thread");
 #pragma unroll
     for (int s = 0; s < (ASSIGN_TILE_FEATURES * ROWS) / ASSIGN_THREADS; ++s) {
         const int e = threadIdx.x + s * ASSIGN_THREADS;
@@ -84,15 +95,18 @@ __device__ __forceinline__ void load_tile(const T* __restrict__ A, index_t n_row
 
 // Accumulate, for this thread's micro-tile, either the dot products x.y (kDifferences false)
 // or the squared differences sum (x - y)^2 (kDifferences true) between samples
-// [sample0, sample0 + TILE_SAMPLES) of X and rows [row_y0, row_y0 + TILE_CLUSTERS) of Y.
+// [sample0, sample0 + ASSIGN_TILE_SAMPLES) of X and rows [row_y0, row_y0 + TILE_CLUSTERS) of Y.
 // With kNorms, also leave ||y||^2 of the tile's Y rows in y_sq_norms (shared; thread r <
 // TILE_CLUSTERS adds row r's squares sequentially over features). Ends with a __syncthreads().
-template <typename T, typename Acc, bool kDifferences, bool kNorms>
+template <typename T, typename Acc, bool kDifferences, bool kNorms, int TILE_CLUSTERS>
 __device__ __forceinline__ void tile_products(
     const T* __restrict__ X, const T* __restrict__ Y, index_t n_samples, index_t n_rows_y,
     index_t n_features, index_t sample0, index_t row_y0,
-    T (*x_tile)[ASSIGN_TILE_SAMPLES + TILE_PAD], T (*y_tile)[ASSIGN_TILE_CLUSTERS + TILE_PAD],
-    Acc (&acc)[THREAD_SAMPLES][THREAD_CLUSTERS], Acc* y_sq_norms) {
+    T (*x_tile)[ASSIGN_TILE_SAMPLES + TILE_PAD], T (*y_tile)[TILE_CLUSTERS + TILE_PAD],
+    Acc (&acc)[THREAD_SAMPLES][TILE_CLUSTERS / ASSIGN_THREADS_CLUSTERS], Acc* y_sq_norms) {
+    constexpr int THREAD_CLUSTERS = TILE_CLUSTERS / ASSIGN_THREADS_CLUSTERS;
+    static_assert(TILE_CLUSTERS % ASSIGN_THREADS_CLUSTERS == 0, "clusters per thread");
+    static_assert(TILE_CLUSTERS <= ASSIGN_THREADS, "one thread per center norm");
     const int tx = threadIdx.x % ASSIGN_THREADS_CLUSTERS;
     const int ty = threadIdx.x / ASSIGN_THREADS_CLUSTERS;
 #pragma unroll
@@ -103,9 +117,9 @@ __device__ __forceinline__ void tile_products(
 
     for (index_t feature0 = 0; feature0 < n_features; feature0 += ASSIGN_TILE_FEATURES) {
         load_tile<T, ASSIGN_TILE_SAMPLES>(X, n_samples, n_features, sample0, feature0, x_tile);
-        load_tile<T, ASSIGN_TILE_CLUSTERS>(Y, n_rows_y, n_features, row_y0, feature0, y_tile);
+        load_tile<T, TILE_CLUSTERS>(Y, n_rows_y, n_features, row_y0, feature0, y_tile);
         __syncthreads();
-        if (kNorms && threadIdx.x < ASSIGN_TILE_CLUSTERS) {
+        if (kNorms && threadIdx.x < TILE_CLUSTERS) {
 #pragma unroll
             for (int f = 0; f < ASSIGN_TILE_FEATURES; ++f) {
                 const Acc v = y_tile[f][threadIdx.x];
@@ -134,7 +148,7 @@ __device__ __forceinline__ void tile_products(
         }
         __syncthreads();  // the next tile load overwrites x_tile / y_tile
     }
-    if (kNorms && threadIdx.x < ASSIGN_TILE_CLUSTERS) y_sq_norms[threadIdx.x] = norm;
+    if (kNorms && threadIdx.x < TILE_CLUSTERS) y_sq_norms[threadIdx.x] = norm;
     __syncthreads();
 }
 
@@ -142,15 +156,16 @@ __device__ __forceinline__ void tile_products(
 // ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the argmin over c needs only ||c||^2 - 2 x.c,
 // which a tile gets from its dot products and its centers' norms (summed by the block as the
 // center tile streams through shared memory). Evaluated in T, as scikit-learn does.
-template <typename T>
-__global__ void __launch_bounds__(ASSIGN_THREADS) assign_labels(
+template <typename T, int TILE_CLUSTERS>
+__global__ void __launch_bounds__(ASSIGN_THREADS, sizeof(T) == 4 ? ASSIGN_MIN_BLOCKS_FLOAT : ASSIGN_MIN_BLOCKS_DOUBLE) assign_labels(
     const T* __restrict__ X,        // IN  (n_samples, n_features)
     const T* __restrict__ centers,  // IN  (n_clusters, n_features)
     index_t n_samples, index_t n_features, index_t n_clusters,
     int* __restrict__ labels) {     // OUT (n_samples,)
     __shared__ T x_tile[ASSIGN_TILE_FEATURES][ASSIGN_TILE_SAMPLES + TILE_PAD];
-    __shared__ T center_tile[ASSIGN_TILE_FEATURES][ASSIGN_TILE_CLUSTERS + TILE_PAD];
-    __shared__ T center_sq_norms[ASSIGN_TILE_CLUSTERS];
+    __shared__ T center_tile[ASSIGN_TILE_FEATURES][TILE_CLUSTERS + TILE_PAD];
+    __shared__ T center_sq_norms[TILE_CLUSTERS];
+    constexpr int THREAD_CLUSTERS = TILE_CLUSTERS / ASSIGN_THREADS_CLUSTERS;
     const int tx = threadIdx.x % ASSIGN_THREADS_CLUSTERS;
     const int ty = threadIdx.x / ASSIGN_THREADS_CLUSTERS;
     const index_t sample0 = (index_t)blockIdx.x * ASSIGN_TILE_SAMPLES;
@@ -163,9 +178,9 @@ __global__ void __launch_bounds__(ASSIGN_THREADS) assign_labels(
         best_index[i] = NO_INDEX;
     }
 
-    for (index_t cluster0 = 0; cluster0 < n_clusters; cluster0 += ASSIGN_TILE_CLUSTERS) {
+    for (index_t cluster0 = 0; cluster0 < n_clusters; cluster0 += TILE_CLUSTERS) {
         T dots[THREAD_SAMPLES][THREAD_CLUSTERS];  // x.c for this thread's micro-tile
-        tile_products<T, T, false, true>(X, centers, n_samples, n_clusters, n_features,
+        tile_products<T, T, false, true, TILE_CLUSTERS>(X, centers, n_samples, n_clusters, n_features,
                                          sample0, cluster0, x_tile, center_tile, dots,
                                          center_sq_norms);
 #pragma unroll
@@ -209,10 +224,11 @@ __global__ void __launch_bounds__(ASSIGN_THREADS) pairwise_distances(
     const index_t sample0 = (index_t)blockIdx.x * ASSIGN_TILE_SAMPLES;
     const index_t cluster0 = (index_t)blockIdx.y * ASSIGN_TILE_CLUSTERS;
 
+    constexpr int THREAD_CLUSTERS = ASSIGN_TILE_CLUSTERS / ASSIGN_THREADS_CLUSTERS;
     double sq[THREAD_SAMPLES][THREAD_CLUSTERS];  // sum (x - c)^2
-    tile_products<T, double, true, false>(X, centers, n_samples, n_clusters, n_features,
-                                          sample0, cluster0, x_tile, center_tile, sq,
-                                          nullptr);
+    tile_products<T, double, true, false, ASSIGN_TILE_CLUSTERS>(
+        X, centers, n_samples, n_clusters, n_features, sample0, cluster0, x_tile, center_tile,
+        sq, nullptr);
 #pragma unroll
     for (int i = 0; i < THREAD_SAMPLES; ++i) {
         const index_t sample = sample0 + ty + i * ASSIGN_THREADS_SAMPLES;

@@ -149,8 +149,9 @@ def test_options_carry_includes_and_header_hash():
 
 
 def test_name_expressions():
-    assert _kernels.name_expression("assign_labels", np.float32) == "assign_labels<float>"
-    assert _kernels.name_expression("assign_labels", np.float64) == "assign_labels<double>"
+    assert _kernels.name_expression("assign_labels", np.float32, 16) == "assign_labels<float, 16>"
+    assert _kernels.name_expression("inertia_partials", np.float64) == "inertia_partials<double>"
+    assert "assign_labels<double, 64>" in _kernels.name_expressions("assign.cu")
     assert _kernels.name_expression("sum_partials") == "sum_partials"
     assert _kernels.source_file_of("accumulate_pieces") == "update.cu"
     with pytest.raises(KeyError):
@@ -177,6 +178,14 @@ def test_assign_labels_launch_covers_every_sample(n_samples):
     assert block == _gpu.ASSIGN_THREADS
     assert (grid - 1) * _gpu.ASSIGN_TILE_SAMPLES < n_samples <= grid * _gpu.ASSIGN_TILE_SAMPLES
     assert grid <= 2**31 - 1
+
+
+@pytest.mark.parametrize(
+    "n_clusters, tile", [(1, 16), (16, 16), (17, 32), (20, 32), (32, 32), (33, 64), (5000, 64)]
+)
+def test_assign_labels_tile(n_clusters, tile):
+    assert _gpu.assign_labels_tile(n_clusters) == tile
+    assert tile in _kernels.ASSIGN_CLUSTER_TILES
 
 
 @pytest.mark.parametrize("n_samples, n_clusters", [(1, 1), (65, 1000), (70_000, 5000)])
@@ -263,9 +272,11 @@ def test_counting_sort_plan_matches_a_stable_argsort():
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_gemm_rule_small_problems_stay_fused(itemsize):
     for n_samples, n_features, n_clusters in [
-        (70_000, 784, 1), (70_000, 784, 20), (70_000, 1, 1000), (70_000, 3, 5000), (1000, 50, 8),
+        (70_000, 784, 1), (70_000, 1, 1000), (70_000, 3, 5000), (1000, 50, 8),
     ]:
         assert _gpu.choose_assign_path(n_samples, n_features, n_clusters, itemsize) == "fused"
+    # MNIST k = 20 in float32 (the issue's headline case) is memory-bound: fused.
+    assert _gpu.choose_assign_path(70_000, 784, 20, 4) == "fused"
 
 
 def test_gemm_rule_large_k_times_d_uses_gemm():
@@ -274,10 +285,11 @@ def test_gemm_rule_large_k_times_d_uses_gemm():
     assert _gpu.choose_assign_path(1_000_000, 784, 5000, 8) == "gemm"
 
 
-def test_gemm_rule_is_monotone_in_n_clusters():
-    """Once the GEMM wins, more clusters never send the E-step back to the fused kernel."""
+def test_gemm_rule_is_monotone_in_whole_tiles_of_clusters():
+    """Once the GEMM wins, more clusters (in whole tiles: between them the fused kernel's
+    zero padding makes the model a staircase) never send the E-step back to the fused kernel."""
     for n_features in (16, 64, 784, 2048):
-        paths = [_gpu.choose_assign_path(70_000, n_features, k, 4) for k in range(1, 4097, 7)]
+        paths = [_gpu.choose_assign_path(70_000, n_features, k, 4) for k in range(64, 4097, 64)]
         first_gemm = paths.index("gemm") if "gemm" in paths else len(paths)
         assert all(p == "gemm" for p in paths[first_gemm:]), n_features
 
