@@ -279,6 +279,11 @@ def test_residency():
     assert isinstance(on_host.predict(X), np.ndarray)
     assert isinstance(on_host.transform(X), np.ndarray)
 
+    weighted = KMeans(4, random_state=0, device="gpu").fit(X, sample_weight=np.ones(X.shape[0]))
+    assert isinstance(weighted.labels_, np.ndarray)
+    weighted = KMeans(4, random_state=0, device="gpu").fit(X_d, sample_weight=cupy.ones(X.shape[0]))
+    assert isinstance(weighted.labels_, cupy.ndarray)
+
     with pytest.raises((TypeError, ValueError)):
         KMeans(4, device="gpu").fit(X_d, sample_weight=np.ones(X.shape[0], np.float32))
     with pytest.raises((TypeError, ValueError)):
