@@ -38,7 +38,10 @@ WARPS_PER_BLOCK = DEFINES["WARPS_PER_BLOCK"]
 REDUCE_THREADS = DEFINES["REDUCE_THREADS"]
 REDUCE_CHUNK = DEFINES["REDUCE_THREADS"] * DEFINES["REDUCE_ITEMS"]
 INERTIA_ROWS_PER_BLOCK = DEFINES["INERTIA_ROWS_PER_BLOCK"]
-SORT_RANGE_SAMPLES = DEFINES["SORT_RANGE_SAMPLES"]
+SORT_RANGE_SAMPLES = 256
+"""Samples per warp in the counting sort by label, at least (a multiple of 32)."""
+SORT_MAX_COUNTS = 2**20
+"""The counts matrix (n_clusters x n_ranges, int32) is kept under this many entries."""
 ACCUMULATE_PIECE_SAMPLES = DEFINES["ACCUMULATE_PIECE_SAMPLES"]
 ACCUMULATE_THREADS = DEFINES["ACCUMULATE_THREADS"]
 
@@ -121,9 +124,20 @@ def warp_per_row_launch(n_rows):
     return (max(1, _ceil_div(n_rows, WARPS_PER_BLOCK)),), (WARPS_PER_BLOCK * WARP_SIZE,)
 
 
-def n_sort_ranges(n_samples):
-    """How many ranges of ``SORT_RANGE_SAMPLES`` samples the counting sort walks (one warp each)."""
-    return _ceil_div(n_samples, SORT_RANGE_SAMPLES)
+def sort_range_samples(n_samples, n_clusters):
+    """Samples per range (one warp each) of the counting sort: ``SORT_RANGE_SAMPLES``, doubled
+    while the ``(n_clusters, n_ranges)`` counts would pass ``SORT_MAX_COUNTS`` entries. Short
+    ranges give many warps (the walk is latency-bound); the counts must stay small to zero
+    and scan."""
+    range_samples = SORT_RANGE_SAMPLES
+    while n_clusters * _ceil_div(n_samples, range_samples) > SORT_MAX_COUNTS and range_samples < n_samples:
+        range_samples *= 2
+    return range_samples
+
+
+def n_sort_ranges(n_samples, range_samples):
+    """How many ranges of ``range_samples`` samples the counting sort walks."""
+    return _ceil_div(n_samples, range_samples)
 
 
 def max_pieces(n_samples, n_clusters):
@@ -275,11 +289,13 @@ def argmin_from_dots(dots, center_sq_norms, labels):
     )
 
 
-def count_labels(labels, n_ranges, counts):
+def count_labels(labels, range_samples, counts):
     """Launch ``count_labels`` (INOUT ``counts``, ``(n_clusters, n_ranges)`` int32, zeroed)."""
+    n_ranges = counts.shape[1]
     grid, block = warp_per_row_launch(n_ranges)
     get_function("count_labels")(
-        grid, block, (labels, np.int64(labels.shape[0]), np.int64(n_ranges), counts)
+        grid, block,
+        (labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges), counts),
     )
 
 
@@ -293,12 +309,13 @@ def plan_pieces(cursor, n_samples, n_ranges, n_clusters, bounds, piece_counts):
     )
 
 
-def order_by_label(labels, n_ranges, cursor, sorted_ids):
+def order_by_label(labels, range_samples, n_ranges, cursor, sorted_ids):
     """Launch ``order_by_label`` (INOUT ``cursor``; OUT ``sorted_ids`` int64)."""
     grid, block = warp_per_row_launch(n_ranges)
     get_function("order_by_label")(
         grid, block,
-        (labels, np.int64(labels.shape[0]), np.int64(n_ranges), cursor, sorted_ids),
+        (labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges),
+         cursor, sorted_ids),
     )
 
 
@@ -435,9 +452,10 @@ def accumulate(X, sample_weight, labels, n_clusters):
     import cupy
 
     n_samples, n_features = X.shape
-    n_ranges = n_sort_ranges(n_samples)
+    range_samples = sort_range_samples(n_samples, n_clusters)
+    n_ranges = n_sort_ranges(n_samples, range_samples)
     counts = cupy.zeros((n_clusters, n_ranges), dtype=cupy.int32)
-    count_labels(labels, n_ranges, counts)
+    count_labels(labels, range_samples, counts)
     flat_counts = counts.ravel()
     cursor = cupy.cumsum(flat_counts, dtype=cupy.int64)
     cursor -= flat_counts  # exclusive prefix sum: where (cluster, range) starts
@@ -447,7 +465,7 @@ def accumulate(X, sample_weight, labels, n_clusters):
     piece_offsets = cupy.cumsum(piece_counts)
     piece_offsets -= piece_counts  # exclusive; piece_offsets[n_clusters] = total pieces
     sorted_ids = cupy.empty(n_samples, dtype=cupy.int64)
-    order_by_label(labels, n_ranges, cursor, sorted_ids)
+    order_by_label(labels, range_samples, n_ranges, cursor, sorted_ids)
 
     n_pieces = max_pieces(n_samples, n_clusters)
     piece_sums = cupy.empty((n_pieces, n_features), dtype=cupy.float64)

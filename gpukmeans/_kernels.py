@@ -37,7 +37,6 @@ DEFINES = {
     "REDUCE_ITEMS": 16,
     "INERTIA_ROWS_PER_BLOCK": 64,
     # update.cu: counting sort by label, then fixed-size pieces of each cluster
-    "SORT_RANGE_SAMPLES": 1024,
     "ACCUMULATE_PIECE_SAMPLES": 256,
     "ACCUMULATE_THREADS": 128,
     # kmeanspp.cu

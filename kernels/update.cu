@@ -9,7 +9,9 @@
 // its pieces in piece order. Counts are integers; nothing floating-point depends on timing.
 // Float products w * x of float32 inputs are exact in float64.
 //
-// The pipeline (gpukmeans/_gpu.py runs it; R = n_ranges = ceil(n_samples / SORT_RANGE_SAMPLES)):
+// The pipeline (gpukmeans/_gpu.py runs it; R = n_ranges = ceil(n_samples / range_samples), where
+// range_samples, a multiple of 32, is chosen by the launcher: 256 unless the counts matrix
+// n_clusters x R would pass 2^20 entries, then doubled until it does not):
 //   1. count_labels       counts[c, r] = #{i in range r : labels[i] = c}        (counts zeroed)
 //   2. (cupy.cumsum)      cursor = exclusive prefix sum of counts, cluster-major: cursor[c, r]
 //                         is where range r's members of cluster c start in sorted order
@@ -21,7 +23,7 @@
 //   7. accumulate_centers sums[c, :], weight_in_clusters[c] = pieces of c added in order
 //
 // Launch shapes:
-//   count_labels, order_by_label: one warp per range of SORT_RANGE_SAMPLES consecutive
+//   count_labels, order_by_label: one warp per range of range_samples consecutive
 //     samples; block = 32 * WARPS_PER_BLOCK, grid = ceil(R / WARPS_PER_BLOCK). The warp walks its
 //     range 32 samples at a time; lanes with equal labels find each other with __match_any_sync.
 //   plan_pieces: one thread per cluster (and one for the end), block = REDUCE_THREADS,
@@ -33,9 +35,6 @@
 //   accumulate_centers: grid = (n_clusters, ceil(n_features / blockDim.x)), same block.
 #include "common.cuh"
 
-#ifndef SORT_RANGE_SAMPLES
-#define SORT_RANGE_SAMPLES 1024
-#endif
 #ifndef ACCUMULATE_PIECE_SAMPLES
 #define ACCUMULATE_PIECE_SAMPLES 256
 #endif
@@ -43,17 +42,15 @@
 #define ACCUMULATE_THREADS 128
 #endif
 
-static_assert(SORT_RANGE_SAMPLES % WARP_SIZE == 0, "ranges are whole warps of samples");
-
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) count_labels(
     const int* __restrict__ labels,  // IN  (n_samples,)
-    index_t n_samples, index_t n_ranges,
+    index_t n_samples, index_t range_samples, index_t n_ranges,
     int* __restrict__ counts) {      // INOUT (n_clusters, n_ranges), zero on entry
     const int lane = threadIdx.x % WARP_SIZE;
     const index_t range = (index_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP_SIZE;
     if (range >= n_ranges) return;  // whole warps leave together
-    const index_t begin = range * SORT_RANGE_SAMPLES;
-    const index_t end = min(begin + SORT_RANGE_SAMPLES, n_samples);
+    const index_t begin = range * range_samples;
+    const index_t end = min(begin + range_samples, n_samples);
     const unsigned lanes_below = (1u << lane) - 1u;
     for (index_t base = begin; base < end; base += WARP_SIZE) {
         const index_t i = base + lane;
@@ -87,14 +84,14 @@ __global__ void __launch_bounds__(REDUCE_THREADS) plan_pieces(
 
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) order_by_label(
     const int* __restrict__ labels,  // IN    (n_samples,)
-    index_t n_samples, index_t n_ranges,
+    index_t n_samples, index_t range_samples, index_t n_ranges,
     index_t* __restrict__ cursor,    // INOUT (n_clusters, n_ranges) next free sorted position
     index_t* __restrict__ sorted_ids) {  // OUT (n_samples,) sample ids, ordered by label
     const int lane = threadIdx.x % WARP_SIZE;
     const index_t range = (index_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP_SIZE;
     if (range >= n_ranges) return;
-    const index_t begin = range * SORT_RANGE_SAMPLES;
-    const index_t end = min(begin + SORT_RANGE_SAMPLES, n_samples);
+    const index_t begin = range * range_samples;
+    const index_t end = min(begin + range_samples, n_samples);
     const unsigned lanes_below = (1u << lane) - 1u;
     for (index_t base = begin; base < end; base += WARP_SIZE) {
         const index_t i = base + lane;

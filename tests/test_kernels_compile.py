@@ -249,8 +249,9 @@ def test_counting_sort_plan_matches_a_stable_argsort():
     n_samples, n_clusters = 5000, 7
     labels = rng.integers(0, n_clusters, n_samples).astype(np.int32)
     labels[labels == 3] = 4  # an empty cluster
-    R, P = _gpu.SORT_RANGE_SAMPLES, _gpu.ACCUMULATE_PIECE_SAMPLES
-    n_ranges = _gpu.n_sort_ranges(n_samples)
+    R, P = _gpu.sort_range_samples(n_samples, n_clusters), _gpu.ACCUMULATE_PIECE_SAMPLES
+    n_ranges = _gpu.n_sort_ranges(n_samples, R)
+    assert n_ranges > 1
     counts = np.zeros((n_clusters, n_ranges), np.int32)
     for r in range(n_ranges):
         counts[:, r] = np.bincount(labels[r * R:(r + 1) * R], minlength=n_clusters)
@@ -267,6 +268,19 @@ def test_counting_sort_plan_matches_a_stable_argsort():
     np.testing.assert_array_equal(sorted_ids, np.argsort(labels, kind="stable"))
     assert piece_offsets[-1] <= _gpu.max_pieces(n_samples, n_clusters)
     assert piece_offsets[3] == piece_offsets[4]  # the empty cluster owns no piece
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_clusters", [(1, 1), (70_000, 20), (70_000, 5000), (10**7, 5000), (2**20, 2**20)]
+)
+def test_sort_range_samples(n_samples, n_clusters):
+    r = _gpu.sort_range_samples(n_samples, n_clusters)
+    assert r % 32 == 0 and r >= _gpu.SORT_RANGE_SAMPLES
+    n_ranges = _gpu.n_sort_ranges(n_samples, r)
+    assert (n_ranges - 1) * r < n_samples <= n_ranges * r
+    assert n_clusters * n_ranges <= max(_gpu.SORT_MAX_COUNTS, n_clusters)
+    if r > _gpu.SORT_RANGE_SAMPLES:  # doubled only when needed
+        assert n_clusters * _gpu.n_sort_ranges(n_samples, r // 2) > _gpu.SORT_MAX_COUNTS
 
 
 @pytest.mark.parametrize("itemsize", [4, 8])
