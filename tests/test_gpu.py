@@ -66,6 +66,11 @@ def _assert_labels_close(labels, X, centers, dtype):
     assert differ.size <= max(2, 0.01 * labels.size), f"{differ.size} near-ties is too many"
 
 
+SUM_RTOL, SUM_ATOL = 1e-10, 1e-9
+"""Float64 sums of float64 products compared with NumPy's, which adds in another order.
+Loose against rounding, tight against a missed or doubled sample (an O(1) change)."""
+
+
 def _rounding_rtol(dtype):
     """A float64 sum rounded once to ``dtype``: 1 ulp for float32; for float64 the order of
     up to 2048 float64 additions (the reference sums in another order)."""
@@ -127,8 +132,8 @@ def test_accumulate(shape, dtype):
     np.add.at(expected_sums, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
     expected_weight = np.bincount(labels, weights=sample_weight.astype(np.float64), minlength=n_clusters)
     assert sums.dtype == np.float64 and weight_in_clusters.dtype == np.float64
-    np.testing.assert_allclose(sums.get(), expected_sums, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(weight_in_clusters.get(), expected_weight, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(sums.get(), expected_sums, rtol=SUM_RTOL, atol=SUM_ATOL)
+    np.testing.assert_allclose(weight_in_clusters.get(), expected_weight, rtol=SUM_RTOL, atol=0)
     empty = np.bincount(labels, minlength=n_clusters) == 0
     assert (weight_in_clusters.get()[empty] == 0).all() and (sums.get()[empty] == 0).all()
 
@@ -159,7 +164,7 @@ def test_lloyd_iter(shape, dtype):
     _assert_labels_close(labels, X, centers, dtype)
     expected = np.zeros((centers.shape[0], X.shape[1]))
     np.add.at(expected, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
-    np.testing.assert_allclose(sums.get(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums.get(), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -178,7 +183,7 @@ def test_assigned_distances_inertia_row_norms(shape, dtype):
 
     inertia = _gpu.inertia(X_d, cupy.asarray(sample_weight), C_d, L_d)
     assert inertia.shape == () and inertia.dtype == np.float64
-    np.testing.assert_allclose(float(inertia), expected @ sample_weight.astype(np.float64), rtol=1e-12)
+    np.testing.assert_allclose(float(inertia), expected @ sample_weight.astype(np.float64), rtol=SUM_RTOL)
     assert float(inertia) == float(_gpu.inertia(X_d, cupy.asarray(sample_weight), C_d, L_d))
 
     norms = _gpu.row_norms(X_d)
@@ -203,7 +208,7 @@ def test_kmeanspp_candidates(n_features, n_candidates, dtype):
     np.testing.assert_allclose(distance_to_candidates.get(), expected, rtol=_rounding_rtol(dtype))
     np.testing.assert_allclose(
         candidates_pot.get(), distance_to_candidates.get().astype(np.float64) @ sample_weight,
-        rtol=1e-12,
+        rtol=SUM_RTOL,
     )
     assert (distance_to_candidates.get()[np.arange(n_candidates), candidate_ids] == 0).all()
 
@@ -330,8 +335,6 @@ def test_more_than_2_pow_31_elements():
     counts = cupy.bincount(true_labels, minlength=n_clusters).astype(cupy.float64)
     assert bool((weight_in_clusters == counts).all())
     tail = slice(n_samples - 5000, n_samples)  # rows past 2^31 elements
-    tail_sum = X[tail][labels[tail] == labels[-1]].astype(cupy.float64).sum(axis=0)
-    assert float(cupy.abs(tail_sum).max()) > 0
     last_cluster = int(labels[-1])
     member = cupy.flatnonzero(labels == last_cluster)
     expected = cupy.zeros(n_features, dtype=cupy.float64)
