@@ -2,7 +2,7 @@
 
 Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
 ``chunk_rows`` samples; a chunk's dot products with the centers come from one BLAS GEMM
-(single-threaded inside the parallel loop, see :func:`single_threaded_blas`), and the
+(single-threaded inside the parallel loop, see :func:`cpu_runtime`), and the
 argmin and the center accumulation run while the chunk is still in cache.
 
 Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 
 import numpy as np
 
@@ -61,6 +62,30 @@ def _ensure_writable_numba_cache():
 
 _CACHE = _ensure_writable_numba_cache()
 
+
+def _prefer_workqueue_threads():
+    """Use Numba's own thread pool unless the user chose a threading layer.
+
+    Our parallel loops are coarse (tens of groups per call), so nothing is gained from
+    OpenMP, while libgomp's threads spin actively between parallel regions: on a shared
+    or busy machine that made each Lloyd step ten times slower here. The workqueue layer
+    sleeps instead. It cannot run two parallel regions at once, so every public call
+    holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`). An explicit
+    ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()
+        return  # already started: too late to choose
+    except ValueError:
+        pass
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+_prefer_workqueue_threads()
+_ENGINE_LOCK = threading.RLock()
+
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2.
 CHUNK_ROWS = 256
@@ -81,10 +106,12 @@ def _n_chunks(n_samples):
 
 
 @contextlib.contextmanager
-def single_threaded_blas():
-    """Limit BLAS to one thread while Numba's threads each call it on their own chunk.
+def cpu_runtime():
+    """What every public call runs inside (``Engine.runtime``): one engine call at a
+    time per process, and BLAS limited to one thread while Numba's threads each call it
+    on their own chunk.
 
-    Without this, every Numba thread's GEMM would start its own BLAS threads
+    Without the limit, every Numba thread's GEMM would start its own BLAS threads
     (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
     same order as a single-threaded one.
     """
@@ -92,7 +119,7 @@ def single_threaded_blas():
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _ENGINE_LOCK, threadpool_limits(limits=1, user_api="blas"):
         yield
 
 
@@ -456,7 +483,7 @@ def _kmeanspp_candidates_chunked(
 
 
 # --- the Engine functions: thin wrappers that fix the group count; they run inside
-# single_threaded_blas(), entered once per public call (Engine.runtime) ---
+# cpu_runtime(), entered once per public call (Engine.runtime) ---
 
 
 def lloyd_iter(X, sample_weight, centers_old, labels):
@@ -545,7 +572,7 @@ def make_engine():
         pairwise_distances=pairwise_distances,
         row_norms=row_norms_f64,
         kmeanspp_candidates=kmeanspp_candidates,
-        runtime=single_threaded_blas,
+        runtime=cpu_runtime,
         make_lloyd_iter=make_lloyd_iter,
     )
 

@@ -34,7 +34,7 @@ def test_bounded_step_equals_plain_step_at_every_iteration(dtype, n_samples, n_f
     bounded = _cpu.make_lloyd_iter(X, sample_weight, x_squared_norms, n_clusters)
     labels_bounded = np.full(n_samples, -1, np.int32)
     labels_plain = np.full(n_samples, -1, np.int32)
-    with _cpu.single_threaded_blas():
+    with _cpu.cpu_runtime():
         for _ in range(8):
             sums_b, w_b = bounded(X, sample_weight, centers, labels_bounded)
             sums_p, w_p = _cpu.lloyd_iter(X, sample_weight, centers, labels_plain)
@@ -62,7 +62,7 @@ def test_distances_inertia_transform_and_kmeanspp_step(dtype, rng):
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
     labels = np.full(1000, -1, np.int32)
-    with _cpu.single_threaded_blas():
+    with _cpu.cpu_runtime():
         _cpu.assign_labels(X, centers, labels)
         ref_labels, d, _, _ = _reference_step(X, sample_weight, centers)
         np.testing.assert_array_equal(d[np.arange(1000), labels], d.min(1))
