@@ -155,7 +155,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         X, on_device, feature_names = _validation.check_fit_data(self, X, xp)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
-        sample_weight = _validation.check_sample_weight(sample_weight, X, xp)
+        sample_weight = _validation.check_sample_weight(sample_weight, X)
         n_init = self._effective_n_init()
         init = self.init
         init_is_array = not isinstance(init, str) and not callable(init)
@@ -165,7 +165,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         # Validation is over: from here on, work.
         if not on_device and xp is not np:
-            X = xp.asarray(X)  # the one host-to-device copy of the fit
+            # The one host-to-device copy of the fit.
+            X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
         tol = _tolerance(X, self.tol, xp)
         if self.copy_x:
             # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
@@ -294,18 +295,29 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return make_reporter(self.verbose, n_init, self.max_iter)
 
     # ------------------------------------------------------------ inference
-    def _prepare(self, X):
-        """Validated X, and the engine and centers for it. Returns (X, engine, centers, on_host_out)."""
+    def _prepare(self, X, sample_weight=None, use_weight=False):
+        """Validate inputs and pick the engine for inference.
+
+        Device arrays go to the GPU engine; host arrays to the engine of ``device_``
+        (or the CPU when the model was fitted on a GPU no longer usable).
+        Returns ``(X, sample_weight, engine, centers, to_host)``, the arrays in the
+        engine's memory; ``to_host`` says whether results go back to NumPy.
+        """
         check_is_fitted(self)
         X, on_device = _validation.check_predict_data(self, X)
+        if use_weight:
+            sample_weight = _validation.check_sample_weight(sample_weight, X)
         if on_device:
             device = "gpu"
         else:
             device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
         engine = get_engine(device)
-        X = engine.xp.asarray(X)
-        centers = engine.xp.asarray(self.cluster_centers_)
-        return X, engine, centers, not on_device
+        xp = engine.xp
+        X = xp.asarray(X)
+        if use_weight:
+            sample_weight = xp.asarray(sample_weight)
+        centers = xp.asarray(self.cluster_centers_)
+        return X, sample_weight, engine, centers, not on_device
 
     def _return(self, array, host):
         return to_host(array) if host else array
@@ -321,7 +333,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         labels : ndarray or cupy.ndarray of shape (n_samples,)
         """
-        X, engine, centers, host = self._prepare(X)
+        X, _, engine, centers, host = self._prepare(X)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
@@ -338,7 +350,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
         """
-        X, engine, centers, host = self._prepare(X)
+        X, _, engine, centers, host = self._prepare(X)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
         return self._return(distances, host)
@@ -354,8 +366,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        X, engine, centers, _ = self._prepare(X)
-        sample_weight = _validation.check_sample_weight(sample_weight, X, engine.xp)
+        X, sample_weight, engine, centers, _ = self._prepare(X, sample_weight, use_weight=True)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
@@ -425,7 +436,7 @@ def kmeans_plusplus(
     xp = engine.xp
     X, on_device, _ = _validation.check_fit_data(params, X, xp)
     _validation.check_n_samples(X.shape[0], n_clusters)
-    sample_weight = _validation.check_sample_weight(sample_weight, X, xp)
+    sample_weight = _validation.check_sample_weight(sample_weight, X)
     if x_squared_norms is not None:
         x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
         if x_squared_norms.shape != (X.shape[0],):
@@ -434,7 +445,7 @@ def kmeans_plusplus(
             )
     random_state = check_random_state(random_state)
     if not on_device and xp is not np:
-        X = xp.asarray(X)
+        X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
     if x_squared_norms is None:
         x_squared_norms = engine.row_norms(X)
     with engine.runtime():

@@ -11,16 +11,20 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._device import DEVICES
+from ._gpu import as_cupy, is_device_array
 
 INITS = ("k-means++", "random")
 ALGORITHMS = ("lloyd", "elkan")
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def is_device_array(obj):
-    """True for CUDA-resident arrays (CuPy, or anything with ``__cuda_array_interface__``,
-    such as a PyTorch CUDA tensor); never imports CuPy."""
-    return hasattr(obj, "__cuda_array_interface__")
+def array_module(X):
+    """CuPy for a device array, NumPy otherwise (imports CuPy only for device arrays)."""
+    if is_device_array(X):
+        import cupy
+
+        return cupy
+    return np
 
 
 def _is_sparse(obj):
@@ -84,7 +88,7 @@ def check_params(estimator):
 
 def _check_device_X(X, name, xp):
     """Device-side counterpart of scikit-learn's ``check_array`` for CuPy arrays."""
-    X = xp.asarray(X)  # a zero-copy view of torch tensors and other CUDA arrays
+    X = as_cupy(X)  # a zero-copy view of torch tensors and other CUDA arrays
     if X.ndim != 2:
         raise ValueError(
             f"Expected 2D array for {name}, got {X.ndim}D array of shape {X.shape} instead."
@@ -166,23 +170,24 @@ def check_predict_data(estimator, X):
     return np.ascontiguousarray(X, dtype=dtype), False
 
 
-def check_sample_weight(sample_weight, X, xp):
-    """Return a fresh ``sample_weight`` array of X's dtype and module, validated."""
+def check_sample_weight(sample_weight, X):
+    """Return a fresh ``sample_weight`` array of X's dtype, on X's side, validated."""
+    xp = array_module(X)
     n_samples = X.shape[0]
     if sample_weight is None:
         return xp.ones(n_samples, dtype=X.dtype)
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
         sample_weight = np.full(n_samples, sample_weight)
-    if is_device_array(sample_weight) != (xp is not np):
+    if is_device_array(sample_weight) != is_device_array(X):
         where_sw = "GPU" if is_device_array(sample_weight) else "host (NumPy)"
-        where_x = "GPU" if xp is not np else "host (NumPy)"
+        where_x = "GPU" if is_device_array(X) else "host (NumPy)"
         raise ValueError(
             f"sample_weight is a {where_sw} array but X is a {where_x} array; "
             "pass both on the same side."
         )
     if _is_sparse(sample_weight):
         raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
-    sw = xp.asarray(sample_weight)
+    sw = as_cupy(sample_weight) if xp is not np else np.asarray(sample_weight)
     if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
     if sw.ndim != 1 or sw.shape[0] != n_samples:
@@ -200,7 +205,8 @@ def check_sample_weight(sample_weight, X, xp):
 
 
 def check_init_array(init, n_clusters, n_features, dtype, xp):
-    """A fresh, validated copy of an array ``init`` in X's dtype and module."""
+    """A fresh, validated copy of an array ``init`` in X's dtype, in ``xp``'s memory
+    (``init`` itself may be on either side: it is a parameter, not data)."""
     if _is_sparse(init):
         raise TypeError("init must be a dense array, got a sparse matrix.")
     if is_device_array(init):
