@@ -26,7 +26,8 @@ DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 MAX_SCATTER_POINTS = 20_000  # a scatter of more points takes long to draw and shows no more
 
 # The notebook's first example: four round blobs (as in the Python Data Science Handbook).
-BLOBS = dict(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
+# The notebook: make_blobs(centers=4, cluster_std=0.5, random_state=0), KMeans(4, random_state=8).
+BLOBS = dict(centers=4, cluster_std=0.5, random_state=0)
 BLOBS_CLUSTERS = 4
 DIGITS_CLUSTERS = 10
 MNIST_CLUSTERS = 20  # the notebook's KMeans(20)
@@ -134,7 +135,7 @@ def _add_common(parser):
         "--device", choices=DEVICES, default="auto",
         help="where to compute: auto (the GPU when one is usable), cpu or gpu (default: auto)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random_state of the fits (default: 0)")
+    parser.add_argument("--seed", type=int, default=8, help="random_state of the fits (default: 8, the notebook's)")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a progress bar (default: when stderr is a terminal)",
