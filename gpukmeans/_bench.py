@@ -638,6 +638,11 @@ class SklearnIntelex(_SklearnLike):
     def availability(self):
         return _import_reason("sklearnex.cluster")
 
+    def setup(self, threads):
+        import daal4py  # oneDAL's threads are TBB's, which threadpoolctl does not limit
+
+        daal4py.daalinit(threads)
+
     def estimator_class(self):
         from sklearnex.cluster import KMeans
 
@@ -1233,12 +1238,10 @@ class Runner:
                              reason=f"to_device: {type(exc).__name__}: {exc}")
         eligible = {k: c for k, c in eligible.items() if k in Xd}
 
-        # The floor of one iteration on this shape, on each device that runs it.
-        floors = {d: self._floor(workload, X, d)
-                  for d in sorted({c.device for c in eligible.values()})}
-        wl["floor"] = floors.get("cpu") or floors.get("gpu")
-        wl["floors"] = floors
-        floor_of = {key: floors[c.device].get("floor_s") for key, c in eligible.items()}
+        # What BLAS takes for this shape's X @ C.T, on each device that runs it (the floors
+        # themselves are set by finish(), from the best rates of the whole run).
+        wl["floors"] = {d: self._blas_time(workload, X, d)
+                        for d in sorted({c.device for c in eligible.values()})}
 
         # Initialisation, timed apart; sklearn's seeding doubles as everyone's init.
         init = None
@@ -1250,12 +1253,7 @@ class Runner:
             if REFERENCE in measured and measured[REFERENCE]["result"] is not None:
                 init = np.asarray(measured[REFERENCE]["result"], dtype=X.dtype)
             for key, m in measured.items():
-                gpu = eligible[key].device == "gpu"
-                rates = [self.floors.get(f"gpu_{name}" if gpu else name, {}).get("max")
-                         for name in ("sgemm_gflops", "bandwidth_gbps")]
-                pp_floor = (kmeanspp_floor(*X.shape, workload.n_clusters, X.itemsize, *rates)
-                            if all(rates) else None)
-                self._record_measured(workload, key, "time_init", m, floor_s=pp_floor)
+                self._record_measured(workload, key, "time_init", m)
         if init is None:
             init = self._initial_centers(workload, X)
 
@@ -1265,7 +1263,7 @@ class Runner:
         calls = {key: (c, (lambda c=c, key=key: c.fit_fixed(Xd[key], init, workload.n_iter)))
                  for key, c in eligible.items()}
         measured = self.measure(calls)
-        self._score(workload, "time_fit", measured, X_ref, ref_xp, h2d, floor_of)
+        self._score(workload, "time_fit", measured, X_ref, ref_xp, h2d)
         for key, m in measured.items():
             if m["samples"]:
                 self._last_fit[(workload.group, key)] = (
@@ -1279,7 +1277,7 @@ class Runner:
                      for key, c in eligible.items()}
             # Warm already (the fixed-work fits ran on this data): no first-call round.
             measured = self.measure(calls, warmup=False, repeats=min(1, s.repeats))
-            self._score(workload, "time_fit_converge", measured, X_ref, ref_xp, h2d, floor_of)
+            self._score(workload, "time_fit_converge", measured, X_ref, ref_xp, h2d)
 
         # The library's own defaults (its own init), several seeds: the notebook's case.
         for seed in workload.defaults_seeds:
@@ -1288,8 +1286,7 @@ class Runner:
                      for key, c in eligible.items()}
             # Every contestant has run on this data already: one sample per seed.
             measured = self.measure(calls, warmup=False, repeats=0)
-            self._score(workload, "time_fit_defaults", measured, X_ref, ref_xp, h2d, {},
-                        seed=seed)
+            self._score(workload, "time_fit_defaults", measured, X_ref, ref_xp, h2d, seed=seed)
 
         for c in eligible.values():
             c.release()
@@ -1329,15 +1326,12 @@ class Runner:
                 return cupy, cupy.asarray(X)
         return np, X
 
-    def _floor(self, workload, X, device):
-        """One iteration's floor on ``device`` for this shape (see :func:`iteration_floor`)."""
+    def _blas_time(self, workload, X, device):
+        """``X @ C.T`` through BLAS (cuBLAS on a GPU) on this shape: see :func:`gemm_seconds`."""
         repeats = min(3, max(1, self.settings.repeats))
         if device == "cpu":
             gemm = gemm_seconds(X, workload.n_clusters, repeats=repeats)
-            return {**iteration_floor(*X.shape, workload.n_clusters, X.itemsize,
-                                      peak(self.floors["sgemm_gflops"]),
-                                      peak(self.floors["bandwidth_gbps"])),
-                    "gemm_s": gemm["median"], "gemm": gemm, "device": "cpu"}
+            return {"gemm_s": gemm["median"], "gemm": gemm, "device": "cpu"}
         try:
             import cupy
 
@@ -1347,16 +1341,57 @@ class Runner:
                                 block_elements=_GPU_BLOCK_ELEMENTS)
             del Xg
             _free_cupy()
-            return {**iteration_floor(*X.shape, workload.n_clusters, X.itemsize,
-                                      peak(self.floors["gpu_sgemm_gflops"]),
-                                      peak(self.floors["gpu_bandwidth_gbps"])),
-                    "gemm_s": gemm["median"], "gemm": gemm, "device": "gpu"}
+            return {"gemm_s": gemm["median"], "gemm": gemm, "device": "gpu"}
         except Exception as exc:
-            return {"floor_s": None, "device": "gpu", "error": repr(exc)}
+            return {"gemm_s": None, "device": "gpu", "error": repr(exc)}
+
+    def finish(self, want_gpu):
+        """Measure the rates again and set every floor from the best samples of the run.
+
+        Noise only slows a measurement down, so rates measured at the start and at the end
+        are pooled and the best taken: the floor is a lower bound, every ratio to it >= 1
+        unless an implementation beats the machine's BLAS.
+        """
+        start = self.floors
+        self.floors = {}
+        self.measure_floors(want_gpu)
+        for name in ("bandwidth_gbps", "sgemm_gflops", "gpu_bandwidth_gbps", "gpu_sgemm_gflops"):
+            if name in start and name in self.floors:
+                self.floors[name] = summarize(start[name]["samples"] + self.floors[name]["samples"])
+            elif name in start:
+                self.floors[name] = start[name]
+        rates = {}
+        for device, prefix in (("cpu", ""), ("gpu", "gpu_")):
+            if f"{prefix}sgemm_gflops" in self.floors and f"{prefix}bandwidth_gbps" in self.floors:
+                rates[device] = (peak(self.floors[f"{prefix}sgemm_gflops"]),
+                                 peak(self.floors[f"{prefix}bandwidth_gbps"]))
+        shapes = {}
+        for wl in self.workload_info:
+            shape = (wl["n_samples"], wl["n_features"], wl["n_clusters"], 4)  # float32
+            shapes[wl["name"]] = shape
+            for device, floor in wl.get("floors", {}).items():
+                if device in rates:
+                    floor.update(iteration_floor(*shape, *rates[device]))
+            wl["floor"] = wl.get("floors", {}).get("cpu") or wl.get("floors", {}).get("gpu")
+        by_name = {wl["name"]: wl for wl in self.workload_info}
+        for r in self.results:
+            if r["status"] != "ok" or r["device"] not in rates:
+                continue
+            if r["benchmark"] in ("time_fit", "time_fit_converge") and r.get("per_iter_s"):
+                floor_s = by_name[r["workload"]]["floors"][r["device"]].get("floor_s")
+                measured = r["per_iter_s"]["median"]
+            elif r["benchmark"] == "time_init":
+                floor_s = kmeanspp_floor(*shapes[r["workload"]], *rates[r["device"]])
+                measured = r["time_s"]["median"]
+            else:
+                continue
+            if floor_s:
+                r["floor_s"] = floor_s
+                r["ratio_to_floor"] = measured / floor_s
 
     # -- scoring and records --------------------------------------------------------------
 
-    def _score(self, workload, kind, measured, X_ref, ref_xp, h2d, floor_of, seed=None):
+    def _score(self, workload, kind, measured, X_ref, ref_xp, h2d, seed=None):
         scored = {}
         for key, m in measured.items():
             r = m["result"]
@@ -1384,9 +1419,9 @@ class Runner:
                 m["notes"].insert(0, "host data in: the copy to the GPU is inside the timed call")
             if kind == "time_fit" and getattr(self.contestants[key], "last_log", None):
                 extra["library_log"] = self.contestants[key].last_log
-            self._record_measured(workload, key, kind, m, floor_s=floor_of.get(key), **extra)
+            self._record_measured(workload, key, kind, m, **extra)
 
-    def _record_measured(self, workload, key, kind, m, floor_s=None, **extra):
+    def _record_measured(self, workload, key, kind, m, **extra):
         if m["error"] and not m["samples"]:
             status = "skipped" if m["error"].startswith(("not supported", "skipped")) else "error"
             keep = {k: extra[k] for k in ("seed",) if k in extra}
@@ -1402,12 +1437,6 @@ class Runner:
         n_iter = extra.get("n_iter")
         if kind in ("time_fit", "time_fit_converge") and n_iter:
             record["per_iter_s"] = summarize([t / n_iter for t in m["samples"]])
-            if floor_s:
-                record["floor_s"] = floor_s
-                record["ratio_to_floor"] = record["per_iter_s"]["median"] / floor_s
-        elif kind == "time_init" and floor_s:
-            record["floor_s"] = floor_s
-            record["ratio_to_floor"] = time_s["median"] / floor_s
         if "h2d_s" in extra:
             record["time_with_h2d_s"] = time_s["median"] + extra["h2d_s"]["median"]
         self._record(workload, key, kind, **record)
@@ -1509,6 +1538,7 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
                                     min(workload.n_clusters, 64), workload.seed)
             runner.run_workload(workload, X)
             del X
+        runner.finish(want_gpu)
 
     result = {
         "schema": SCHEMA,
@@ -1561,7 +1591,9 @@ def _num(x, fmt):
 
 def hardware_line(env):
     cpu = env["cpu"]
-    parts = [f"{cpu['model']}", f"{env['threads']} threads of {env['cores_available']} cores"]
+    threads = env["threads"]
+    parts = [f"{cpu['model']}",
+             f"{threads} thread{'s' if threads != 1 else ''} of {env['cores_available']} cores"]
     if env.get("memory_bytes"):
         parts.append(f"{env['memory_bytes'] / 2**30:.0f} GiB RAM")
     gpu = env.get("gpu")
@@ -1736,7 +1768,7 @@ def write_plots(result, out_dir, name):
             ax.plot(*zip(*points), marker="o", label=key)
         floors = sorted({(workloads[w][axis], workloads[w]["floor"]["floor_s"])
                          for w in workloads if workloads[w]["group"] == group
-                         and workloads[w].get("floor", {}).get("floor_s")})
+                         and (workloads[w].get("floor") or {}).get("floor_s")})
         if floors:
             ax.plot(*zip(*floors), "k--", label="floor (this machine)")
         ax.set_xscale("log")
