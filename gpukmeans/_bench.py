@@ -98,22 +98,28 @@ def _mnist_file(directory, stem):
 def find_mnist(path=None):
     """Return the folder holding the MNIST IDX image files, or None.
 
-    Looks at ``path``, then ``$GPUKMEANS_MNIST``, then ``shared/data/mnist`` beside or
-    above the working directory and this source tree. Never downloads.
+    Looks at ``path``; else where :func:`gpukmeans.datasets.load_mnist` keeps them
+    (``$GPUKMEANS_DATA``, the user cache), then ``shared/data/mnist`` beside or above the
+    working directory and this source tree. Never downloads.
     """
     if path is not None:
-        candidates = [pathlib.Path(path)]
+        candidates = [pathlib.Path(path).expanduser()]
     else:
         candidates = []
-        if os.environ.get("GPUKMEANS_MNIST"):
-            candidates.append(pathlib.Path(os.environ["GPUKMEANS_MNIST"]))
+        if os.environ.get("GPUKMEANS_DATA"):
+            candidates.append(pathlib.Path(os.environ["GPUKMEANS_DATA"]).expanduser())
+        with contextlib.suppress(Exception):
+            from .datasets import mnist_cache_dir
+
+            candidates.append(mnist_cache_dir())
         here = pathlib.Path(__file__).resolve().parent
         for base in (pathlib.Path.cwd(), here.parent):
             for up in (base, base.parent):
                 candidates.append(up / "shared" / "data" / "mnist")
     for directory in candidates:
-        if all(_mnist_file(directory, stem) for stem in _MNIST_IMAGES):
-            return directory
+        for folder in (directory, directory / "mnist"):
+            if all(_mnist_file(folder, stem) for stem in _MNIST_IMAGES):
+                return folder
     return None
 
 
@@ -1528,7 +1534,8 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
             if workload.dataset == "mnist":
                 if mnist_dir is None:
                     skipped_workloads.append({"workload": workload.name, "reason":
-                        "MNIST not found (pass --mnist DIR or set GPUKMEANS_MNIST)"})
+                        "MNIST not found (pass --mnist DIR, set GPUKMEANS_DATA, or run "
+                        "gpukmeans.datasets.load_mnist() once to download it)"})
                     continue
                 if mnist_cache is None or mnist_cache.shape[0] < workload.n_samples:
                     mnist_cache = load_mnist_images(mnist_dir)
