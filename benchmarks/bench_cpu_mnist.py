@@ -25,6 +25,7 @@ Usage (from the repository root; about 4 minutes on 2 quiet cores)::
 """
 
 import argparse
+import contextlib
 import json
 import pathlib
 import sys
@@ -358,14 +359,14 @@ def main(argv=None):
     X = B.load_mnist_images(mnist, cfg["n_samples"])
     cfg["ks"] = tuple(k for k in cfg["ks"] if k <= X.shape[0])
 
-    import numba
-
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    B.set_numba_threads(args.threads)
     start = time.perf_counter()
     with B._thread_limits(args.threads):
         env = B.environment(args.threads, repo=REPO)
         print(f"MNIST {X.shape[0]}x{X.shape[1]} on {B.hardware_line(env)}", flush=True)
         report = run(cfg, X, args.threads, log=lambda *a: print(*a, flush=True))
+    with contextlib.suppress(Exception):  # the layer gpukmeans' CPU engine ran on
+        env["numba_threading_layer"] = sys.modules["numba"].threading_layer()
     result = {
         "schema": "gpukmeans-bench-cpu-mnist/1",
         "quick": args.quick,

@@ -580,11 +580,14 @@ def _import_reason(module):
     return None
 
 
-def _set_numba_threads(threads):
-    with contextlib.suppress(Exception):
-        import numba
+def set_numba_threads(threads):
+    """Set gpukmeans' Numba thread count, after its CPU engine has chosen Numba's
+    threading layer (a layer starts on first use, so importing the engine comes first)."""
+    import numba
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    from . import _cpu
+
+    _cpu.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 class _SklearnLike(Contestant):
@@ -684,7 +687,7 @@ class GpukmeansCPU(_SklearnLike):
         return None
 
     def setup(self, threads):
-        _set_numba_threads(threads)
+        set_numba_threads(threads)
 
     @property
     def extra(self):
@@ -1546,6 +1549,9 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
             runner.run_workload(workload, X)
             del X
         runner.finish(want_gpu)
+        if "numba" in sys.modules:  # the layer gpukmeans' CPU engine ran on, once it has run
+            with contextlib.suppress(Exception):
+                env["numba_threading_layer"] = sys.modules["numba"].threading_layer()
 
     result = {
         "schema": SCHEMA,
@@ -1603,6 +1609,8 @@ def hardware_line(env):
              f"{threads} thread{'s' if threads != 1 else ''} of {env['cores_available']} cores"]
     if env.get("memory_bytes"):
         parts.append(f"{env['memory_bytes'] / 2**30:.0f} GiB RAM")
+    if env.get("numba_threading_layer"):
+        parts.append(f"Numba {env['numba_threading_layer']} threads")
     gpu = env.get("gpu")
     if gpu and "name" in gpu:
         parts.append(f"GPU {gpu['name']} ({gpu['memory_bytes'] / 2**30:.0f} GiB, "
