@@ -764,7 +764,8 @@ class FaissCPU(Contestant):
         km = faiss.Kmeans(
             n_features, init.shape[0], niter=n_iter, verbose=False, seed=0,
             max_points_per_centroid=n_samples,  # never subsample
-            min_points_per_centroid=1, gpu=self.use_gpu,
+            min_points_per_centroid=1,
+            gpu=1 if self.use_gpu else False,  # True would spread over every GPU
         )
         km.train(X, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
         return FitResult(np.array(km.centroids), n_iter, None)
@@ -1019,6 +1020,9 @@ class FastPytorchKMeansCUDA(_TorchCUDA, FastPytorchKMeans):
     """fast-pytorch-kmeans on CUDA. Untested: no GPU here."""
 
     key = "fast-pytorch-kmeans-cuda"
+
+    def availability(self):
+        return FastPytorchKMeans.availability(self) or _TorchCUDA.availability(self)
 
 
 CONTESTANTS = {
