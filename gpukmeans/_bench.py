@@ -1293,12 +1293,13 @@ class Runner:
             self._score(workload, "time_fit_converge", measured, X_ref, ref_xp, h2d)
 
         # The library's own defaults (its own init), several seeds: the notebook's case.
-        for seed in workload.defaults_seeds:
+        for i, seed in enumerate(workload.defaults_seeds):
             calls = {key: (c, (lambda c=c, key=key: c.fit_defaults(
                         Xd[key], workload.n_clusters, seed)))
                      for key, c in eligible.items()}
-            # Every contestant has run on this data already: one sample per seed.
-            measured = self.measure(calls, warmup=False, repeats=0)
+            # One sample per seed, after one warm-up call on the first seed (the library's
+            # own seeding may compile code the fixed-work fits did not use).
+            measured = self.measure(calls, warmup=(i == 0), repeats=int(i == 0))
             self._score(workload, "time_fit_defaults", measured, X_ref, ref_xp, h2d, seed=seed)
 
         for c in eligible.values():
@@ -1373,15 +1374,28 @@ class Runner:
                 self.floors[name] = summarize(start[name]["samples"] + self.floors[name]["samples"])
             elif name in start:
                 self.floors[name] = start[name]
+        # The peak SGEMM rate: the best of the square products and of the workloads' own
+        # X @ C.T products (BLAS can run a tall product faster than a small square one).
+        shapes = {wl["name"]: (wl["n_samples"], wl["n_features"], wl["n_clusters"], 4)  # float32
+                  for wl in self.workload_info}
         rates = {}
         for device, prefix in (("cpu", ""), ("gpu", "gpu_")):
-            if f"{prefix}sgemm_gflops" in self.floors and f"{prefix}bandwidth_gbps" in self.floors:
-                rates[device] = (peak(self.floors[f"{prefix}sgemm_gflops"]),
-                                 peak(self.floors[f"{prefix}bandwidth_gbps"]))
-        shapes = {}
+            if f"{prefix}sgemm_gflops" not in self.floors or f"{prefix}bandwidth_gbps" not in self.floors:
+                continue
+            sgemm = peak(self.floors[f"{prefix}sgemm_gflops"])
+            source = f"{self.floors[f'{prefix}sgemm_size']}² square product"
+            for wl in self.workload_info:
+                gemm = wl.get("floors", {}).get(device, {}).get("gemm")
+                if gemm:
+                    n, d, k, _ = shapes[wl["name"]]
+                    rate = 2 * n * d * k / gemm["min"] / 1e9
+                    if rate > sgemm:
+                        sgemm, source = rate, f"X @ C.T of {wl['name']}"
+            self.floors[f"{prefix}sgemm_peak_gflops"] = sgemm
+            self.floors[f"{prefix}sgemm_peak_source"] = source
+            rates[device] = (sgemm, peak(self.floors[f"{prefix}bandwidth_gbps"]))
         for wl in self.workload_info:
-            shape = (wl["n_samples"], wl["n_features"], wl["n_clusters"], 4)  # float32
-            shapes[wl["name"]] = shape
+            shape = shapes[wl["name"]]
             for device, floor in wl.get("floors", {}).items():
                 if device in rates:
                     floor.update(iteration_floor(*shape, *rates[device]))
@@ -1624,6 +1638,12 @@ def hardware_line(env):
     return ", ".join(parts)
 
 
+def _peak_sgemm(floors, prefix):
+    rate = floors.get(f"{prefix}sgemm_peak_gflops") or peak(floors[f"{prefix}sgemm_gflops"])
+    source = floors.get(f"{prefix}sgemm_peak_source", "square product")
+    return f"{rate:.0f} GFLOP/s SGEMM ({source}, float32)"
+
+
 def versions_line(env):
     return ", ".join(f"{k} {v}" for k, v in env["versions"].items())
 
@@ -1638,10 +1658,9 @@ def render_markdown(result):
         f"- Hardware: {hardware_line(env)}",
         f"- Versions: {versions_line(env)}",
         f"- Floor (same run, best sample): {peak(result['floors']['bandwidth_gbps']):.1f} GB/s "
-        f"memory copy, {peak(result['floors']['sgemm_gflops']):.0f} GFLOP/s SGEMM "
-        f"({result['floors']['sgemm_size']}² float32)"
+        f"memory copy, {_peak_sgemm(result['floors'], '')}"
         + (f"; GPU {peak(result['floors']['gpu_bandwidth_gbps']):.0f} GB/s copy, "
-           f"{peak(result['floors']['gpu_sgemm_gflops']):.0f} GFLOP/s SGEMM"
+           f"{_peak_sgemm(result['floors'], 'gpu_')}"
            if "gpu_bandwidth_gbps" in result["floors"] else ""),
         f"- Run time: {result['elapsed_s']:.0f} s",
         "",
