@@ -1890,7 +1890,8 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
     p.add_argument("--contestants", help="comma-separated subset (see --list)")
     p.add_argument("--device", choices=("all", "cpu", "gpu"), default="all",
                    help="run only the contestants on this device")
-    p.add_argument("--mnist", help="folder of the MNIST IDX files (default: search shared/data/mnist)")
+    p.add_argument("--mnist", help="folder of the MNIST IDX files (default: $GPUKMEANS_DATA, the "
+                   "user cache of gpukmeans.datasets, then shared/data/mnist; never downloads)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--name", help="file stem (default harness-<profile>)")
     p.add_argument("--repeats", type=int, default=None,
