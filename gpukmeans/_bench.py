@@ -1129,7 +1129,7 @@ class Settings:
     """Whole-run budget: later measurements are skipped once it is spent."""
     slow_cap: float = 60.0
     """Skip a contestant on a sweep point predicted to take longer than this per fit."""
-    threads: int = 1
+    threads: int = dataclasses.field(default_factory=default_threads)
     floor_bytes: int = 256 << 20
     sgemm_size: int = 2048
     plots: bool = True

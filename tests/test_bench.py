@@ -1,7 +1,8 @@
 """Smoke tests of the benchmark harness (gpukmeans/_bench.py, benchmarks/*.py) on tiny sizes.
 
 They check that the harness runs, writes valid reports and puts an inertia and an agreement
-next to every time. They never assert on a timing.
+next to every time. They never assert on a timing. Thread counts are left at their defaults:
+the harness sets them process-wide (Numba, torch, faiss), and other tests share the process.
 """
 
 import gzip
@@ -101,7 +102,7 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
 def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     """Each importable CPU contestant runs a tiny workload; the rest say why not."""
     workloads = [_bench.Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
-    settings = _bench.Settings(repeats=1, measure_seconds=1.0, max_seconds=120, threads=1,
+    settings = _bench.Settings(repeats=1, measure_seconds=1.0, max_seconds=120,
                                floor_bytes=1 << 20, sgemm_size=64, plots=False)
     result = _bench.run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
                               name="all", workloads=workloads, log=lambda *a: None)
@@ -141,8 +142,7 @@ def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     workloads = [_bench.Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
                  for k in (2, 4)]
-    settings = _bench.Settings(repeats=1, measure_seconds=0.5, threads=1, floor_bytes=1 << 20,
-                               sgemm_size=64)
+    settings = _bench.Settings(repeats=1, measure_seconds=0.5, floor_bytes=1 << 20, sgemm_size=64)
     result = _bench.run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
                               settings=settings, out_dir=tmp_path, name="p",
                               workloads=workloads, log=lambda *a: None)
@@ -166,7 +166,7 @@ def _load_script(name):
 def test_bench_cpu_mnist_quick(tmp_path, fake_mnist):
     script = _load_script("bench_cpu_mnist")
     code = script.main(["--quick", "--mnist", str(fake_mnist), "--out", str(tmp_path),
-                        "--n-samples", "300", "--repeats", "1", "--threads", "1"])
+                        "--n-samples", "300", "--repeats", "1"])
     assert code == 0
     report = json.loads((tmp_path / "cpu-mnist-quick.json").read_text())
     names = [row["name"] for row in report["summary"]]
