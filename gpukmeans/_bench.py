@@ -1813,8 +1813,12 @@ def write_plots(result, out_dir, name):
         ax.set_yscale("log")
         ax.set_xlabel(axis)
         ax.set_ylabel("seconds per iteration")
-        ax.set_title(f"Time per iteration vs {axis} ({hardware_line(result['environment'])[:60]})",
-                     fontsize=9)
+        fixed = [a for a in ("n_samples", "n_features", "n_clusters") if a != axis]
+        group_wls = [w for w in workloads.values() if w["group"] == group]
+        held = ", ".join(f"{a}={group_wls[0][a]:,}" for a in fixed
+                         if len({w[a] for w in group_wls}) == 1)
+        ax.set_title(f"Time per iteration vs {axis} ({held}, blobs, float32)\n"
+                     f"{hardware_line(result['environment'])}", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         path = pathlib.Path(out_dir) / f"{name}-{group}.png"
