@@ -89,15 +89,27 @@ _ENGINE_LOCK = threading.RLock()
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2.
 CHUNK_ROWS = 256
-# Partial sums are (n_groups, n_clusters, n_features) float64: cap their memory, and
-# keep enough groups to feed many cores. The count depends on shapes only.
-MAX_GROUPS = 64
+# Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
+# every iteration: enough groups to feed 16 cores, few enough that at k=256 on MNIST
+# the partials stay a small fraction of a pass over the data. Shapes decide, not threads.
+MAX_GROUPS = 16
 PARTIALS_BUDGET_BYTES = 256 * 2**20
+
+
+def _fold_rows(n_clusters):
+    """Rows summed in X's dtype before the sums move to float64.
+
+    A float32 sum then spans about ``fold_rows / n_clusters`` samples per cluster
+    (never more than ``fold_rows``): a relative error near 1e-6, far below what
+    scikit-learn's float32 sums over a whole thread's share reach. Larger for many
+    clusters, so that folding (``n_clusters x n_features`` adds) stays cheap.
+    """
+    return max(8 * CHUNK_ROWS, 8 * n_clusters)
 
 
 def _n_groups(n_chunks, n_clusters, n_features):
     """Number of independent accumulation groups: a function of the shapes only."""
-    per_group = 8 * (n_clusters * n_features + n_clusters)
+    per_group = (8 + 8) * (n_clusters * n_features + n_clusters)
     return int(max(1, min(n_chunks, MAX_GROUPS, PARTIALS_BUDGET_BYTES // per_group)))
 
 
@@ -161,12 +173,73 @@ def _squared_distance_f64(x, c):
 
 
 @njit(parallel=True, nogil=True, cache=_CACHE)
+def _reduce_partials(sums_part, weights_part):
+    """Add the groups' float64 partial sums in group order, clusters in parallel.
+
+    Each output element is ``((p_0 + p_1) + p_2) + ...`` whatever the thread count.
+    """
+    n_groups, n_clusters, n_features = sums_part.shape
+    sums = np.empty((n_clusters, n_features), dtype=np.float64)
+    weight_in_clusters = np.empty(n_clusters, dtype=np.float64)
+    for j in prange(n_clusters):
+        sums[j] = sums_part[0, j]
+        weight_in_clusters[j] = weights_part[0, j]
+        for group in range(1, n_groups):
+            sums[j] += sums_part[group, j]
+            weight_in_clusters[j] += weights_part[group, j]
+    return sums, weight_in_clusters
+
+
+@njit(nogil=True, fastmath={"contract"}, cache=_CACHE)
+def _accumulate_chunk(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    labels,  # IN (n_samples,)
+    chunk_start,
+    chunk_end,
+    center_acc,  # INOUT (n_clusters, n_features) X.dtype
+    weights,  # INOUT (n_clusters,) float64
+    touched,  # INOUT (n_clusters,) bool: rows of center_acc not yet folded
+):
+    """Add ``w_i x_i`` of a chunk's samples to their cluster's row, in X's dtype.
+
+    Summing in X's dtype lets float32 data use full-width SIMD (float64 would halve
+    it and add a conversion per element); :func:`_fold_centers` moves the sums into
+    float64 often enough that each float32 sum spans few samples. ``contract`` allows
+    fused multiply-adds here only: the order of the additions is unchanged.
+    """
+    n_features = X.shape[1]
+    for sample in range(chunk_start, chunk_end):
+        label = labels[sample]
+        weight = sample_weight[sample]
+        weights[label] += np.float64(weight)
+        touched[label] = True
+        center_row = center_acc[label]
+        x = X[sample]
+        for f in range(n_features):
+            center_row[f] += weight * x[f]
+
+
+@njit(nogil=True, cache=_CACHE)
+def _fold_centers(center_acc, touched, sums):
+    """``sums += center_acc`` (float64) for the touched rows, which are then cleared."""
+    n_clusters, n_features = center_acc.shape
+    for j in range(n_clusters):
+        if touched[j]:
+            for f in range(n_features):
+                sums[j, f] += center_acc[j, f]
+                center_acc[j, f] = 0
+            touched[j] = False
+
+
+@njit(parallel=True, nogil=True, cache=_CACHE)
 def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
     centers_old,  # IN (n_clusters, n_features)
     labels,  # OUT (n_samples,) int32
     chunk_rows,
+    fold_rows,
     n_groups,
     update_centers,
 ):
@@ -190,11 +263,18 @@ def _lloyd_chunked(
             centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
 
     n_part = n_groups if update_centers else 1
-    sums_part = np.zeros((n_part, n_clusters, n_features), dtype=np.float64)
+    # Zeroed by each group's own thread, in parallel (see below).
+    sums_part = np.empty((n_part, n_clusters, n_features), dtype=np.float64)
     weights_part = np.zeros((n_part, n_clusters), dtype=np.float64)
 
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        if update_centers:
+            sums_part[group] = 0.0
+        n_acc = n_clusters if update_centers else 0
+        center_acc = np.zeros((n_acc, n_features), dtype=X.dtype)
+        touched = np.zeros(n_acc, dtype=np.bool_)
+        rows_since_fold = 0
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = np.dot(X[chunk_start:chunk_end], minus_two_centers_t)  # (chunk, n_clusters)
@@ -206,184 +286,21 @@ def _lloyd_chunked(
                     if value < best_value:
                         best_value = value
                         best = j
-                sample = chunk_start + i
-                labels[sample] = best
-                if update_centers:
-                    weight = np.float64(sample_weight[sample])
-                    weights_part[group, best] += weight
-                    center_sum = sums_part[group, best]
-                    x = X[sample]
-                    for f in range(n_features):
-                        center_sum[f] += weight * x[f]
+                labels[chunk_start + i] = best
+            if update_centers:
+                _accumulate_chunk(
+                    X, sample_weight, labels, chunk_start, chunk_end,
+                    center_acc, weights_part[group], touched,
+                )
+                rows_since_fold += chunk_end - chunk_start
+                if rows_since_fold >= fold_rows or chunk_end == end:
+                    _fold_centers(center_acc, touched, sums_part[group])
+                    rows_since_fold = 0
 
     # Fixed-order reduction of the per-group partials.
-    sums = sums_part[0].copy()
-    weight_in_clusters = weights_part[0].copy()
-    if update_centers:
-        for group in range(1, n_groups):
-            sums += sums_part[group]
-            weight_in_clusters += weights_part[group]
-    else:
-        sums[:] = 0.0
-        weight_in_clusters[:] = 0.0
-    return sums, weight_in_clusters
-
-
-# Relative slack on every bound comparison: covers the float64 rounding of the bound
-# updates themselves (a few ulps per iteration, for thousands of iterations).
-BOUND_SAFETY = 1e-9
-
-
-@njit(parallel=True, nogil=True, cache=_CACHE)
-def _lloyd_bounded_chunked(
-    X,  # IN (n_samples, n_features)
-    sample_weight,  # IN (n_samples,)
-    x_squared_norms,  # IN (n_samples,) float64
-    centers_old,  # IN (n_clusters, n_features)
-    center_shift,  # IN (n_clusters,) float64: distance each center moved since the bounds
-    labels,  # INOUT (n_samples,) int32
-    upper,  # INOUT (n_samples,) float64: >= distance to centers_old[labels]
-    lower,  # INOUT (n_samples,) float64: <= distance to every other center
-    bounds_valid,  # False on a run's first iteration: search every sample
-    chunk_rows,
-    n_groups,
-):
-    """One Lloyd step that skips the distance search where Hamerly's bounds prove the
-    label cannot change; the result is the plain step's (see :func:`_lloyd_chunked`).
-
-    A sample keeps its label when ``upper <= max(lower, half_gap[label])``, where
-    ``half_gap[a]`` is half the distance from center ``a`` to its nearest other center:
-    by the triangle inequality no other center can then be closer. Bounds follow the
-    centers' movement (``upper += shift[a]``, ``lower -= largest other shift``). Samples
-    that fail the test are gathered and searched with one GEMM per chunk, exactly as the
-    plain step does, so the labels chosen are the same. Bounds from the norm expansion
-    are widened by its worst-case rounding error, so a skip is never wrong.
-
-    Returns ``(sums, weight_in_clusters)`` in float64, summed over all samples.
-    """
-    n_samples, n_features = X.shape
-    n_clusters = centers_old.shape[0]
-    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
-    eps = np.finfo(X.dtype).eps
-
-    minus_two_centers_t = np.empty((n_features, n_clusters), dtype=X.dtype)
-    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
-    centers_f64 = np.empty((n_clusters, n_features), dtype=np.float64)
-    for j in range(n_clusters):
-        for f in range(n_features):
-            minus_two_centers_t[f, j] = -2 * centers_old[j, f]
-            centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
-            centers_f64[j, f] = centers_old[j, f]
-    max_center_norm = 0.0
-    for j in range(n_clusters):
-        max_center_norm = max(max_center_norm, np.float64(centers_squared_norms[j]))
-
-    # half_gap[a] = 0.5 * min_{j != a} ||c_a - c_j||, from a float64 Gram matrix, shrunk
-    # by its rounding error so that it never overestimates.
-    gram = np.dot(centers_f64, centers_f64.T)
-    half_gap = np.full(n_clusters, np.inf)
-    for a in range(n_clusters):
-        for j in range(n_clusters):
-            if j != a:
-                d2 = gram[a, a] + gram[j, j] - 2 * gram[a, j]
-                d2 -= 4 * (n_features + 2) * 1.2e-16 * (gram[a, a] + gram[j, j])
-                half_gap[a] = min(half_gap[a], 0.5 * np.sqrt(max(d2, 0.0)))
-
-    # Largest and second-largest shift: a sample's lower bound drops by the largest
-    # shift among the centers other than its own.
-    shift_first = -1.0
-    shift_second = -1.0
-    shift_argmax = -1
-    for j in range(n_clusters):
-        if center_shift[j] > shift_first:
-            shift_second = shift_first
-            shift_first = center_shift[j]
-            shift_argmax = j
-        elif center_shift[j] > shift_second:
-            shift_second = center_shift[j]
-    shift_second = max(shift_second, 0.0)
-
-    sums_part = np.zeros((n_groups, n_clusters, n_features), dtype=np.float64)
-    weights_part = np.zeros((n_groups, n_clusters), dtype=np.float64)
-
-    for group in prange(n_groups):
-        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
-        gathered = np.empty((chunk_rows, n_features), dtype=X.dtype)
-        gathered_ids = np.empty(chunk_rows, dtype=np.int64)
-        for chunk_start in range(start, end, chunk_rows):
-            chunk_end = min(chunk_start + chunk_rows, end)
-            n_gathered = 0
-            for sample in range(chunk_start, chunk_end):
-                if bounds_valid:
-                    a = labels[sample]
-                    u = upper[sample] + center_shift[a]
-                    other_shift = shift_second if a == shift_argmax else shift_first
-                    l = lower[sample] - other_shift
-                    bound = max(l, half_gap[a]) * (1 - BOUND_SAFETY)
-                    if u > bound:
-                        # Tighten the upper bound with the exact distance and test again.
-                        u = np.sqrt(_squared_distance_f64(X[sample], centers_old[a]))
-                        u *= 1 + BOUND_SAFETY
-                    upper[sample] = u
-                    lower[sample] = l
-                    if u <= bound:
-                        continue
-                gathered_ids[n_gathered] = sample
-                gathered[n_gathered, :] = X[sample, :]
-                n_gathered += 1
-
-            if n_gathered > 0:
-                dots = np.dot(gathered[:n_gathered], minus_two_centers_t)
-                for r in range(n_gathered):
-                    sample = gathered_ids[r]
-                    best = 0
-                    best_value = centers_squared_norms[0] + dots[r, 0]
-                    second_value = np.inf
-                    for j in range(1, n_clusters):
-                        value = centers_squared_norms[j] + dots[r, j]
-                        if value < best_value:
-                            second_value = best_value
-                            best_value = value
-                            best = j
-                        elif value < second_value:
-                            second_value = value
-                    labels[sample] = best
-                    # ||x - c||^2 = ||x||^2 + (||c||^2 - 2 x.c); the bracket carries the
-                    # dot product's rounding error, at most ~(n_features + 2) eps
-                    # (||x||^2 + ||c||^2) in X's dtype.
-                    x_norm = x_squared_norms[sample]
-                    slack = 2 * (n_features + 2) * eps * (x_norm + max_center_norm)
-                    upper[sample] = np.sqrt(max(x_norm + best_value + slack, 0.0))
-                    upper[sample] *= 1 + BOUND_SAFETY
-                    lower[sample] = np.sqrt(max(x_norm + second_value - slack, 0.0))
-                    lower[sample] *= 1 - BOUND_SAFETY
-
-            for sample in range(chunk_start, chunk_end):
-                best = labels[sample]
-                weight = np.float64(sample_weight[sample])
-                weights_part[group, best] += weight
-                center_sum = sums_part[group, best]
-                x = X[sample]
-                for f in range(n_features):
-                    center_sum[f] += weight * x[f]
-
-    sums = sums_part[0].copy()
-    weight_in_clusters = weights_part[0].copy()
-    for group in range(1, n_groups):
-        sums += sums_part[group]
-        weight_in_clusters += weights_part[group]
-    return sums, weight_in_clusters
-
-
-@njit(parallel=True, nogil=True, cache=_CACHE)
-def _center_shift(centers_before, centers_after):
-    """``||after_j - before_j||`` per center in float64, rounded up a hair."""
-    n_clusters = centers_before.shape[0]
-    shift = np.empty(n_clusters, dtype=np.float64)
-    for j in prange(n_clusters):
-        shift[j] = np.sqrt(_squared_distance_f64(centers_after[j], centers_before[j]))
-        shift[j] *= 1 + BOUND_SAFETY
-    return shift
+    if not update_centers:
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
+    return _reduce_partials(sums_part, weights_part)
 
 
 @njit(parallel=True, nogil=True, cache=_CACHE)
@@ -489,41 +406,15 @@ def _kmeanspp_candidates_chunked(
 def lloyd_iter(X, sample_weight, centers_old, labels):
     n_samples, n_features = X.shape
     n_groups = _n_groups(_n_chunks(n_samples), centers_old.shape[0], n_features)
-    return _lloyd_chunked(X, sample_weight, centers_old, labels, CHUNK_ROWS, n_groups, True)
-
-
-def make_lloyd_iter(X, sample_weight, x_squared_norms, n_clusters):
-    """A ``lloyd_iter`` for one run that keeps Hamerly bounds between its calls.
-
-    The returned function must be called with the same ``labels`` array every time (the
-    driver does): the bounds describe the labels it wrote last.
-    """
-    n_samples, n_features = X.shape
-    n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
-    upper = np.full(n_samples, np.inf)
-    lower = np.zeros(n_samples)
-    previous = {}
-
-    def lloyd_iter_bounded(X, sample_weight, centers_old, labels):
-        if "centers" in previous:
-            center_shift = _center_shift(previous["centers"], centers_old)
-            bounds_valid = True
-        else:
-            center_shift = np.zeros(n_clusters)
-            bounds_valid = False
-        result = _lloyd_bounded_chunked(
-            X, sample_weight, x_squared_norms, centers_old, center_shift,
-            labels, upper, lower, bounds_valid, CHUNK_ROWS, n_groups,
-        )
-        previous["centers"] = centers_old.copy()
-        return result
-
-    return lloyd_iter_bounded
+    return _lloyd_chunked(
+        X, sample_weight, centers_old, labels,
+        CHUNK_ROWS, _fold_rows(centers_old.shape[0]), n_groups, True,
+    )
 
 
 def assign_labels(X, centers, labels):
     no_weight = np.empty(0, dtype=X.dtype)
-    _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, _n_chunks(X.shape[0]), False)
+    _lloyd_chunked(X, no_weight, centers, labels, CHUNK_ROWS, 0, _n_chunks(X.shape[0]), False)
 
 
 def assigned_distances(X, centers, labels):
@@ -573,7 +464,6 @@ def make_engine():
         row_norms=row_norms_f64,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
-        make_lloyd_iter=make_lloyd_iter,
     )
 
 

@@ -86,11 +86,3 @@ class Engine(NamedTuple):
     keeps BLAS single-threaded inside Numba's parallel loops; entering that costs a few
     milliseconds, too much to pay per iteration.
     """
-
-    make_lloyd_iter: Callable = None
-    """Optional. ``make_lloyd_iter(X, sample_weight, x_squared_norms, n_clusters) ->
-    lloyd_iter``: a :attr:`lloyd_iter` for one run that may keep state between its calls
-    (the CPU engine keeps Hamerly bounds to skip searches that cannot change a label). Its
-    results must be those of :attr:`lloyd_iter`. The driver calls it once per run, then
-    always passes the same ``labels`` array. When None, :attr:`lloyd_iter` is used.
-    """

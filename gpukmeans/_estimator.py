@@ -229,7 +229,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 max_iter=self.max_iter,
                 tol=tol,
                 reporter=reporter,
-                x_squared_norms=x_squared_norms,
             )
             # A run replaces the best only if it is better and not the same clustering
             # (rounding can make a permuted twin look marginally better).

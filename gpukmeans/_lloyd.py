@@ -23,7 +23,6 @@ def kmeans_single_lloyd(
     max_iter=300,
     tol=0.0,
     reporter=None,
-    x_squared_norms=None,
 ):
     """A single run of k-means (Lloyd's algorithm). Prior validation of data is assumed.
 
@@ -41,9 +40,6 @@ def kmeans_single_lloyd(
     reporter : object or None
         Progress reporter from :func:`gpukmeans._progress.make_reporter`; when given,
         the inertia of each iteration is computed for it (an extra pass over X).
-    x_squared_norms : float64 array of shape (n_samples,), default=None
-        ``||x||^2`` per sample, for engines whose ``make_lloyd_iter`` wants them;
-        computed when needed and not given.
 
     Returns
     -------
@@ -62,14 +58,9 @@ def kmeans_single_lloyd(
     labels_old = labels.copy()
     strict_convergence = False
     n_iter = 0
-    lloyd_iter = engine.lloyd_iter
-    if engine.make_lloyd_iter is not None:
-        if x_squared_norms is None:
-            x_squared_norms = engine.row_norms(X)
-        lloyd_iter = engine.make_lloyd_iter(X, sample_weight, x_squared_norms, centers.shape[0])
 
     for n_iter in range(1, max_iter + 1):
-        sums, weight_in_clusters = lloyd_iter(X, sample_weight, centers, labels)
+        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
 
         # One small read per iteration: how many clusters emptied, whether labels moved.
         n_empty, labels_changed = (

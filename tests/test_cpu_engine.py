@@ -25,35 +25,29 @@ def _reference_step(X, sample_weight, centers):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_samples, n_features, n_clusters", [(700, 3, 1), (1500, 20, 7), (2049, 5, 40)])
-def test_bounded_step_equals_plain_step_at_every_iteration(dtype, n_samples, n_features, n_clusters, rng):
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", [(700, 3, 1), (1500, 20, 7), (5000, 5, 300)])
+def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_clusters, rng):
     X = (rng.normal(size=(n_samples, n_features)) * rng.uniform(0.5, 3, n_features)).astype(dtype)
     sample_weight = rng.uniform(0.5, 2, n_samples).astype(dtype)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
-    x_squared_norms = _cpu.row_norms_f64(X)
-    bounded = _cpu.make_lloyd_iter(X, sample_weight, x_squared_norms, n_clusters)
-    labels_bounded = np.full(n_samples, -1, np.int32)
-    labels_plain = np.full(n_samples, -1, np.int32)
+    labels = np.full(n_samples, -1, np.int32)
     with _cpu.cpu_runtime():
-        for _ in range(8):
-            sums_b, w_b = bounded(X, sample_weight, centers, labels_bounded)
-            sums_p, w_p = _cpu.lloyd_iter(X, sample_weight, centers, labels_plain)
+        for _ in range(3):
+            sums, weights = _cpu.lloyd_iter(X, sample_weight, centers, labels)
             ref_labels, d, ref_sums, ref_w = _reference_step(X, sample_weight, centers)
-            differ = labels_bounded != ref_labels
+            differ = labels != ref_labels
             # Only float32 near-ties may differ from the float64 reference.
-            np.testing.assert_allclose(
-                d[differ, labels_bounded[differ]], d[differ, ref_labels[differ]], rtol=1e-4
-            )
-            np.testing.assert_array_equal(labels_bounded, labels_plain)
-            np.testing.assert_array_equal(w_b, w_p)
-            np.testing.assert_allclose(sums_b, sums_p, rtol=1e-12, atol=1e-9)
+            np.testing.assert_allclose(d[differ, labels[differ]], d[differ, ref_labels[differ]], rtol=1e-4)
+            assert differ.sum() <= (0 if dtype == np.float64 else max(1, n_samples // 500))
             if not differ.any():
-                np.testing.assert_allclose(sums_b, ref_sums, rtol=1e-9, atol=1e-6)
-                np.testing.assert_allclose(w_b, ref_w, rtol=1e-9)
-            centers = average_centers(sums_b, w_b, X.dtype, np)
-            # Move one center far away now and then, as a relocation would.
-            if rng.uniform() < 0.3:
-                centers[rng.integers(n_clusters)] = X[rng.integers(n_samples)]
+                # float32 sums run in float32 over a few thousand samples at most before
+                # moving to float64: allow that rounding, relative to the sum of magnitudes.
+                tol = 1e-5 if dtype == np.float32 else 1e-12
+                ref_abs = np.zeros_like(ref_sums)
+                np.add.at(ref_abs, ref_labels, np.abs(sample_weight[:, None] * X.astype(np.float64)))
+                assert np.all(np.abs(sums - ref_sums) <= tol * ref_abs + 1e-12)
+                np.testing.assert_allclose(weights, ref_w, rtol=1e-12)
+            centers = average_centers(sums, weights, X.dtype, np)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
