@@ -348,7 +348,7 @@ def bench_iterations(X_host, n_clusters, n_iter, repeats, use_torch):
     for name, fn in contestants.items():  # warm-up: compile, cuBLAS handles, pools
         fn()
     names = list(contestants)
-    for _ in range(repeats):
+    for r in range(repeats):  # rotate the order each repeat
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(cuda_time(contestants[name]) / n_iter)
     work = iteration_work(*X.shape, n_clusters)

@@ -7,7 +7,6 @@ answers the same for the life of the process.
 import functools
 import logging
 
-from ._engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def resolve_device(device):
 
 
 def get_engine(device):
-    """Return the :class:`~gpukmeans._engine.Engine` for a resolved device name."""
+    """Return the :class:`gpukmeans._engine.Engine` for a resolved device name."""
     if device == "gpu":
         from ._gpu import make_engine
     else:

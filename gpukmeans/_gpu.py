@@ -21,7 +21,6 @@ CuPy is imported by the launchers, never at module import: the estimator imports
 module for :func:`is_device_array` on machines without CuPy.
 """
 
-import math
 import sys
 
 import numpy as np
