@@ -43,8 +43,8 @@ def check_params(estimator):
     """Validate the hyper-parameters of a :class:`gpukmeans.KMeans`. Returns nothing."""
     _check_integer("n_clusters", estimator.n_clusters, 1)
     _check_integer("max_iter", estimator.max_iter, 1)
-    _check_integer("verbose", int(estimator.verbose) if isinstance(estimator.verbose, bool)
-                   else estimator.verbose, 0)
+    if not isinstance(estimator.verbose, bool):  # verbose=True is accepted, as in sklearn
+        _check_integer("verbose", estimator.verbose, 0)
     if not (isinstance(estimator.n_init, str) and estimator.n_init == "auto"):
         if isinstance(estimator.n_init, str):
             raise ValueError(f"n_init must be 'auto' or an int >= 1, got {estimator.n_init!r}.")
