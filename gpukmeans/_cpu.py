@@ -353,6 +353,33 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     return out
 
 
+# A few candidates per k-means++ step make the GEMM skinny (N = 2 + ln k): packing the
+# rows of X then costs more than the flops, and per-row dot products are faster (measured
+# on 20,000 MNIST rows, one thread: 3.0 ms against 4.7 ms for 4 candidates, 7.9 against
+# 12.6 for 7). They need ``reassoc`` to vectorise the sum over features; the order is then
+# fixed by the compiled code, the same for every thread count, as a BLAS kernel's is.
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
+def _dot4(x, c0, c1, c2, c3):
+    s0 = x.dtype.type(0)
+    s1 = x.dtype.type(0)
+    s2 = x.dtype.type(0)
+    s3 = x.dtype.type(0)
+    for f in range(x.shape[0]):
+        s0 += x[f] * c0[f]
+        s1 += x[f] * c1[f]
+        s2 += x[f] * c2[f]
+        s3 += x[f] * c3[f]
+    return s0, s1, s2, s3
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
+def _dot1(x, c):
+    s = x.dtype.type(0)
+    for f in range(x.shape[0]):
+        s += x[f] * c[f]
+    return s
+
+
 @njit(parallel=True, nogil=True, cache=_CACHE)
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
@@ -365,33 +392,36 @@ def _kmeanspp_candidates_chunked(
 ):
     n_samples, n_features = X.shape
     n_candidates = candidate_ids.shape[0]
-    candidates_t = np.empty((n_features, n_candidates), dtype=X.dtype)
+    candidates = np.empty((n_candidates, n_features), dtype=X.dtype)
     for j in range(n_candidates):
-        for f in range(n_features):
-            candidates_t[f, j] = X[candidate_ids[j], f]
+        candidates[j] = X[candidate_ids[j]]
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
-        for chunk_start in range(start, end, chunk_rows):
-            chunk_end = min(chunk_start + chunk_rows, end)
-            dots = np.dot(X[chunk_start:chunk_end], candidates_t)  # (chunk, n_candidates)
-            for i in range(chunk_end - chunk_start):
-                sample = chunk_start + i
-                weight = np.float64(sample_weight[sample])
-                for j in range(n_candidates):
-                    d = (
-                        x_squared_norms[sample]
-                        - 2.0 * dots[i, j]
-                        + x_squared_norms[candidate_ids[j]]
-                    )
-                    # Stored (rounded to X's dtype) before the min, as scikit-learn does.
-                    distance_to_candidates[j, sample] = max(d, 0.0)
-                    if closest_dist_sq[sample] < distance_to_candidates[j, sample]:
-                        distance_to_candidates[j, sample] = closest_dist_sq[sample]
-                    pot_part[group, j] += weight * distance_to_candidates[j, sample]
+        dots = np.empty(n_candidates, dtype=X.dtype)
+        for sample in range(start, end):
+            x = X[sample]
+            j = 0
+            while j + 4 <= n_candidates:
+                dots[j], dots[j + 1], dots[j + 2], dots[j + 3] = _dot4(
+                    x, candidates[j], candidates[j + 1], candidates[j + 2], candidates[j + 3]
+                )
+                j += 4
+            while j < n_candidates:
+                dots[j] = _dot1(x, candidates[j])
+                j += 1
+            weight = np.float64(sample_weight[sample])
+            for j in range(n_candidates):
+                # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64.
+                d = x_squared_norms[sample] - 2.0 * dots[j] + x_squared_norms[candidate_ids[j]]
+                # Stored (rounded to X's dtype) before the min, as scikit-learn does.
+                distance_to_candidates[j, sample] = max(d, 0.0)
+                if closest_dist_sq[sample] < distance_to_candidates[j, sample]:
+                    distance_to_candidates[j, sample] = closest_dist_sq[sample]
+                pot_part[group, j] += weight * distance_to_candidates[j, sample]
 
     candidates_pot = pot_part[0].copy()
     for group in range(1, n_groups):
@@ -438,13 +468,21 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     )
 
 
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
+def _squared_norm_f64(x):
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(x[f])
+    return s
+
+
 @njit(parallel=True, nogil=True, cache=_CACHE)
 def _row_norms_f64(X):
-    n_samples, n_features = X.shape
+    """``||x_i||^2`` in float64; vectorised as :func:`_dot4` is (fixed order per build)."""
+    n_samples = X.shape[0]
     out = np.empty(n_samples, dtype=np.float64)
-    zeros = np.zeros(n_features, dtype=X.dtype)
     for i in prange(n_samples):
-        out[i] = _squared_distance_f64(X[i], zeros)
+        out[i] = _squared_norm_f64(X[i])
     return out
 
 
