@@ -707,19 +707,8 @@ class GpukmeansCPU(_SklearnLike):
         return _to_host(centers)
 
 
-class GpukmeansGPU(GpukmeansCPU):
-    """gpukmeans' CUDA engine on CuPy arrays (copy timed apart). Untested: no GPU here."""
-
-    key, device, untested = "gpukmeans-gpu", "gpu", True
-
-    def availability(self):
-        reason = super().availability()
-        if reason:
-            return reason
-        from ._device import gpu_status
-
-        usable, why = gpu_status()
-        return None if usable else why
+class _CupyDevice:
+    """Data on the GPU through CuPy, device-wide synchronisation, pools freed after."""
 
     def to_device(self, X):
         import cupy
@@ -733,6 +722,21 @@ class GpukmeansGPU(GpukmeansCPU):
 
     def release(self):
         _free_cupy()
+
+
+class GpukmeansGPU(_CupyDevice, GpukmeansCPU):
+    """gpukmeans' CUDA engine on CuPy arrays (copy timed apart). Untested: no GPU here."""
+
+    key, device, untested = "gpukmeans-gpu", "gpu", True
+
+    def availability(self):
+        reason = super().availability()
+        if reason:
+            return reason
+        from ._device import gpu_status
+
+        usable, why = gpu_status()
+        return None if usable else why
 
 
 def _free_cupy():
@@ -858,7 +862,7 @@ class NumpyNaive(Contestant):
         return self._lloyd(X, init, max_iter, tol_abs)
 
 
-class CupyNaive(NumpyNaive):
+class CupyNaive(_CupyDevice, NumpyNaive):
     """The same textbook Lloyd on CuPy (atomic scatter-add). Untested: no GPU here."""
 
     key, library, device, untested = "cupy-naive", "cupy", "gpu", True
@@ -883,18 +887,6 @@ class CupyNaive(NumpyNaive):
 
         return cupy
 
-    def to_device(self, X):
-        import cupy
-
-        return cupy.asarray(X)
-
-    def sync(self):
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-
-    def release(self):
-        _free_cupy()
 
     def _sums(self, X, labels, n_clusters):
         import cupy
