@@ -887,7 +887,6 @@ class CupyNaive(_CupyDevice, NumpyNaive):
 
         return cupy
 
-
     def _sums(self, X, labels, n_clusters):
         import cupy
         import cupyx
