@@ -26,11 +26,11 @@ from gpukmeans import KMeans
 def main(out_dir=pathlib.Path(__file__).parent / "output"):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    X, y = make_blobs(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
+    X, y = make_blobs(centers=4, cluster_std=0.5, random_state=0)  # the notebook's blobs
     X[:, 0] *= 100  # the first feature now in centimetres, say, the second in metres
 
-    raw = KMeans(n_clusters=4, random_state=0).fit(X)
-    pipeline = make_pipeline(StandardScaler(), KMeans(n_clusters=4, random_state=0)).fit(X)
+    raw = KMeans(n_clusters=4, random_state=8).fit(X)
+    pipeline = make_pipeline(StandardScaler(), KMeans(n_clusters=4, random_state=8)).fit(X)
     scaler, kmeans = pipeline.named_steps["standardscaler"], pipeline.named_steps["kmeans"]
     fixes = [
         ("KMeans(4) on the raw features", raw.labels_, raw.cluster_centers_),

@@ -26,10 +26,10 @@ N_CLUSTERS = (2, 4, 6)  # too few, right, too many
 def main(out_dir=pathlib.Path(__file__).parent / "output"):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    X, y = make_blobs(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
+    X, y = make_blobs(centers=4, cluster_std=0.5, random_state=0)  # the notebook's blobs
     fig, axes = plt.subplots(1, len(N_CLUSTERS), figsize=(3.4 * len(N_CLUSTERS), 3.5))
     for ax, n_clusters in zip(axes, N_CLUSTERS):
-        model = KMeans(n_clusters=n_clusters, random_state=0).fit(X)
+        model = KMeans(n_clusters=n_clusters, random_state=8).fit(X)
         ari = adjusted_rand_score(y, model.labels_)
         print(f"k={n_clusters}: inertia {model.inertia_:.1f}, ARI {ari:.3f}")
         ax.scatter(X[:, 0], X[:, 1], c=model.labels_, cmap="tab10", vmin=0, vmax=9, s=6)
