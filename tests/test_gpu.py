@@ -11,9 +11,8 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 cupy = pytest.importorskip("cupy")
-scipy_distance = pytest.importorskip("scipy.spatial.distance")
-
 from gpukmeans import KMeans, _gpu  # noqa: E402
+from label_checks import assert_labels_nearest, sq_dist64  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -43,29 +42,6 @@ def _data(n_samples, n_features, n_clusters, dtype, seed=0):
     return X, centers, sample_weight
 
 
-def _sq_dist64(X, centers):
-    """Exact squared distances, from the differences in float64."""
-    return scipy_distance.cdist(X.astype(np.float64), centers.astype(np.float64), "sqeuclidean")
-
-
-def _assert_labels_close(labels, X, centers, dtype):
-    """Labels equal the float64 argmin except where the two distances are within the
-    rounding of ``||c||^2 - 2 x.c`` in ``dtype`` (a near-tie)."""
-    assert labels.dtype == np.int32
-    assert labels.min() >= 0 and labels.max() < centers.shape[0], "unwritten or invalid labels"
-    d = _sq_dist64(X, centers)
-    expected = d.argmin(axis=1)
-    differ = np.flatnonzero(labels != expected)
-    if differ.size == 0:
-        return
-    eps = np.finfo(dtype).eps
-    scale = (X.astype(np.float64) ** 2).sum(1)[differ] + (centers.astype(np.float64) ** 2).sum(1).max()
-    gap = d[differ, labels[differ]] - d[differ, expected[differ]]
-    tolerance = 16 * eps * np.sqrt(X.shape[1]) * scale
-    assert np.all(gap <= tolerance), f"{(gap > tolerance).sum()} labels are not near-ties"
-    assert differ.size <= max(2, 0.01 * labels.size), f"{differ.size} near-ties is too many"
-
-
 SUM_RTOL, SUM_ATOL = 1e-10, 1e-9
 """Float64 sums of float64 products compared with NumPy's, which adds in another order.
 Loose against rounding, tight against a missed or doubled sample (an O(1) change)."""
@@ -90,7 +66,7 @@ def test_assign_labels(shape, dtype, path):
     labels = cupy.full(X.shape[0], -1, dtype=cupy.int32)
     launch = _gpu.assign_labels if path == "fused" else _gpu.assign_labels_gemm
     launch(cupy.asarray(X), cupy.asarray(centers), labels)
-    _assert_labels_close(labels.get(), X, centers, dtype)
+    assert_labels_nearest(labels.get(), X, centers, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,7 +87,7 @@ def test_pairwise_distances(shape, dtype):
     X, centers, _ = _data(*shape, dtype)
     out = cupy.full((X.shape[0], centers.shape[0]), np.nan, dtype=dtype)
     _gpu.pairwise_distances(cupy.asarray(X), cupy.asarray(centers), out)
-    expected = np.sqrt(_sq_dist64(X, centers))
+    expected = np.sqrt(sq_dist64(X, centers))
     np.testing.assert_allclose(out.get(), expected, rtol=_rounding_rtol(dtype), atol=0)
 
 
@@ -161,7 +137,7 @@ def test_lloyd_iter(shape, dtype):
         cupy.asarray(X), cupy.asarray(sample_weight), cupy.asarray(centers), labels
     )
     labels = labels.get()
-    _assert_labels_close(labels, X, centers, dtype)
+    assert_labels_nearest(labels, X, centers, dtype)
     expected = np.zeros((centers.shape[0], X.shape[1]))
     np.add.at(expected, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
     np.testing.assert_allclose(sums.get(), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
@@ -197,13 +173,13 @@ def test_kmeanspp_candidates(n_features, n_candidates, dtype):
     X, _, sample_weight = _data(2003, n_features, 1, dtype)
     rng = np.random.default_rng(4)
     candidate_ids = rng.choice(X.shape[0], n_candidates, replace=False).astype(np.int64)
-    closest = (_sq_dist64(X, X[[0]])[:, 0] * rng.uniform(0.5, 1.5, X.shape[0])).astype(dtype)
+    closest = (sq_dist64(X, X[[0]])[:, 0] * rng.uniform(0.5, 1.5, X.shape[0])).astype(dtype)
     X_d = cupy.asarray(X)
     distance_to_candidates, candidates_pot = _gpu.kmeanspp_candidates(
         X_d, _gpu.row_norms(X_d), cupy.asarray(sample_weight), cupy.asarray(candidate_ids),
         cupy.asarray(closest),
     )
-    expected = np.minimum(_sq_dist64(X, X[candidate_ids]).T.astype(dtype), closest)
+    expected = np.minimum(sq_dist64(X, X[candidate_ids]).T.astype(dtype), closest)
     assert distance_to_candidates.shape == (n_candidates, X.shape[0])
     np.testing.assert_allclose(distance_to_candidates.get(), expected, rtol=_rounding_rtol(dtype))
     np.testing.assert_allclose(

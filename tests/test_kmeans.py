@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpukmeans import KMeans, kmeans_plusplus
 from gpukmeans import _cpu
+from label_checks import assert_labels_nearest
 
 
 @pytest.fixture
@@ -104,27 +105,52 @@ def test_float64_matches_sklearn_from_same_init(kind, n_samples, n_features, n_c
 
 @pytest.mark.parametrize("kind", ["blobs", "uniform"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", SHAPES[2:])
-def test_float32_matches_sklearn_from_same_init(kind, n_samples, n_features, n_clusters, rng):
+def test_float32_steps_match_sklearn_along_its_trajectory(
+    kind, n_samples, n_features, n_clusters, rng
+):
+    """Each Lloyd step, taken from the same centers, agrees with scikit-learn's.
+
+    Steps are compared one at a time, each from scikit-learn's current centers: over a
+    whole float32 run, a single near-tie resolved differently in an early E-step sends
+    the two runs to different nearby optima (seen in 4 of 900 runs, inertia then 4e-4
+    apart), which says nothing about either implementation.
+    """
     X = _dataset(kind, n_samples, n_features, n_clusters, rng).astype(np.float32)
-    init = X[rng.choice(n_samples, n_clusters, replace=False)]
-    params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=30, tol=0)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)]
+    center_scale = np.abs(X).max()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = KMeans(device="cpu", **params).fit(X)
-        ref = sklearn.cluster.KMeans(**params).fit(X)
+    for _ in range(15):
+        params = dict(n_clusters=n_clusters, init=centers, n_init=1, max_iter=1, tol=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = KMeans(device="cpu", **params).fit(X)
+            ref = sklearn.cluster.KMeans(**params).fit(X)
 
-    assert ours.cluster_centers_.dtype == np.float32
-    assert ours.labels_.shape == ref.labels_.shape
-    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5)
-    # Labels may differ only where the sample is (nearly) equidistant to two centers.
-    differ = np.flatnonzero(ours.labels_ != ref.labels_)
-    if differ.size:
-        X64 = X[differ].astype(np.float64)
-        d_ours = ((X64 - ours.cluster_centers_[ours.labels_[differ]]) ** 2).sum(1)
-        d_ref = ((X64 - ours.cluster_centers_[ref.labels_[differ]]) ** 2).sum(1)
-        np.testing.assert_allclose(d_ours, d_ref, rtol=1e-4, atol=1e-5)
-    assert differ.size <= max(2, n_samples // 1000)
+        assert ours.cluster_centers_.dtype == np.float32
+        np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5)
+        assert_labels_nearest(ours.labels_, X, ours.cluster_centers_, np.float32)
+        differ = np.flatnonzero(ours.labels_ != ref.labels_)
+        assert differ.size <= max(2, n_samples // 1000)
+        # A near-tie sample that went the other way in the step's E-step moves two
+        # centers; every other center must agree to float32 rounding.
+        moved = np.abs(ours.cluster_centers_ - ref.cluster_centers_).max(axis=1)
+        assert np.sum(moved > 1e-5 * center_scale) <= 2 * max(2, n_samples // 1000)
+        centers = ref.cluster_centers_
+
+
+@pytest.mark.parametrize("kind", ["blobs", "uniform"])
+def test_float32_whole_run_ends_at_a_lloyd_fixed_point_near_sklearns(kind, rng):
+    X = _dataset(kind, 3001, 64, 33, rng).astype(np.float32)
+    init = X[rng.choice(3001, 33, replace=False)]
+    params = dict(n_clusters=33, init=init, n_init=1, max_iter=300, tol=0)
+    ours = KMeans(device="cpu", **params).fit(X)
+    ref = sklearn.cluster.KMeans(**params).fit(X)
+
+    assert ours.n_iter_ < 300, "strict convergence (labels unchanged) was not reached"
+    assert_labels_nearest(ours.labels_, X, ours.cluster_centers_, np.float32)
+    # Usually equal to 1e-6; a differently resolved early near-tie may end in another
+    # local optimum, never a much worse one.
+    assert ours.inertia_ <= ref.inertia_ * (1 + 1e-2)
 
 
 def test_empty_clusters_are_relocated_like_sklearn(rng):
