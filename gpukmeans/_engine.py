@@ -35,6 +35,17 @@ class Engine(NamedTuple):
     Division, empty-cluster relocation and the convergence test are the driver's.
     """
 
+    start_lloyd: Callable
+    """``start_lloyd(X, x_squared_norms, sample_weight, n_clusters) -> lloyd_step``
+
+    The Lloyd steps of one run: ``lloyd_step(centers_old, labels)`` does what
+    :attr:`lloyd_iter` does on this ``X``, and is given the run's same ``labels`` array on
+    every call (-1 before the first). An engine may keep state between the steps of a run
+    (the CPU engine keeps Hamerly's bounds for float32) or simply bind
+    :attr:`lloyd_iter`. ``x_squared_norms`` is float64 ``(n_samples,)``, from
+    :attr:`row_norms`. The arrays returned are the caller's to change.
+    """
+
     assign_labels: Callable
     """``assign_labels(X, centers, labels) -> None``
 

@@ -223,6 +223,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
             labels, inertia, centers, n_iter = kmeans_single_lloyd(
                 X,
+                x_squared_norms,
                 sample_weight,
                 centers_init,
                 engine,

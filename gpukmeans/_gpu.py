@@ -21,6 +21,7 @@ CuPy is imported by the launchers, never at module import: the estimator imports
 module for :func:`is_device_array` on machines without CuPy.
 """
 
+import functools
 import sys
 
 import numpy as np
@@ -484,6 +485,11 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
     return accumulate(X, sample_weight, labels, centers_old.shape[0])
 
 
+def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
+    """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
+    return functools.partial(lloyd_iter, X, sample_weight)
+
+
 def inertia(X, sample_weight, centers, labels):
     """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
     import cupy
@@ -561,6 +567,7 @@ def make_engine():
         name="gpu",
         xp=cupy,
         lloyd_iter=lloyd_iter,
+        start_lloyd=start_lloyd,
         assign_labels=e_step,
         assigned_distances=squared_distances_to_centers,
         inertia=inertia,

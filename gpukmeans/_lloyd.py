@@ -17,6 +17,7 @@ def to_host(array):
 
 def kmeans_single_lloyd(
     X,
+    x_squared_norms,
     sample_weight,
     centers_init,
     engine,
@@ -30,6 +31,7 @@ def kmeans_single_lloyd(
     ----------
     X : {ndarray, cupy.ndarray} of shape (n_samples, n_features)
         C-contiguous float32 or float64, in ``engine.xp``'s memory.
+    x_squared_norms : float64 array of shape (n_samples,), from ``engine.row_norms(X)``.
     sample_weight : array of shape (n_samples,), same dtype and module as X.
     centers_init : array of shape (n_clusters, n_features), same dtype and module as X.
     engine : Engine
@@ -58,9 +60,10 @@ def kmeans_single_lloyd(
     labels_old = labels.copy()
     strict_convergence = False
     n_iter = 0
+    lloyd_step = engine.start_lloyd(X, x_squared_norms, sample_weight, centers.shape[0])
 
     for n_iter in range(1, max_iter + 1):
-        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
+        sums, weight_in_clusters = lloyd_step(centers, labels)
 
         # One small read per iteration: how many clusters emptied, whether labels moved.
         n_empty, labels_changed = (

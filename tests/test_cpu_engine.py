@@ -81,7 +81,7 @@ def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_e
     X = rng.normal(size=(300, 37)).astype(np.float32)
     centers = rng.normal(size=(n_clusters, 37)).astype(np.float32)
     dots = np.full((chunk_end - chunk_start, n_clusters), np.nan, np.float32)
-    _cpu._chunk_dots_blocked(X, chunk_start, chunk_end, centers, dots)
+    _cpu._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, dots)
     expected = X[chunk_start:chunk_end].astype(np.float64) @ centers.T.astype(np.float64)
     scale = np.abs(X[chunk_start:chunk_end]).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
     assert np.all(np.abs(dots - expected) <= 1e-6 * scale)
@@ -93,8 +93,50 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
     X = rng.normal(size=(300, 50)).astype(np.float32)
     centers = rng.normal(size=(7, 50)).astype(np.float32)
     whole = np.empty((256, 7), np.float32)
-    _cpu._chunk_dots_blocked(X, 0, 256, centers, whole)
+    _cpu._rows_dots_blocked(X, np.arange(256), 256, centers, whole)
     for chunk_start, chunk_end in [(3, 11), (100, 107), (249, 256)]:
         part = np.empty((chunk_end - chunk_start, 7), np.float32)
-        _cpu._chunk_dots_blocked(X, chunk_start, chunk_end, centers, part)
+        _cpu._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part)
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
+
+
+@pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
+@pytest.mark.parametrize("offset", [0.0, 30.0])
+def test_hamerly_steps_keep_valid_bounds_and_exact_sums(n_clusters, offset, rng):
+    """A float32 run's steps (Hamerly's bounds): after every step the bounds hold for the
+    centers just used, labels are the nearest centers up to float32 near-ties, and the
+    incrementally kept sums and weights equal fresh ones for those labels.
+
+    The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
+    digits: the bounds' rounding margin must still cover it.
+    """
+    n_samples, n_features = 3000, 24
+    modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
+    X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
+    X = (X + offset).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
+    sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    labels = np.full(n_samples, -1, np.int32)
+    X64 = X.astype(np.float64)
+    with _cpu.cpu_runtime():
+        lloyd_step = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
+        for _ in range(12):
+            sums, weights = lloyd_step(centers, labels)
+            assert_labels_nearest(labels, X, centers, np.float32)
+            distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
+            own = distances[np.arange(n_samples), labels]
+            assert np.all(lloyd_step.upper >= own * (1 - 1e-12))
+            distances[np.arange(n_samples), labels] = np.inf
+            assert np.all(lloyd_step.lower <= distances.min(axis=1) * (1 + 1e-12))
+            ref_sums = np.zeros((n_clusters, n_features))
+            np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
+            ref_abs = np.zeros_like(ref_sums)
+            np.add.at(ref_abs, labels, np.abs(sample_weight[:, None].astype(np.float64) * X64))
+            # The first step's sums are the plain step's (float32 runs of a few thousand
+            # samples): the same allowance as in test_lloyd_step_against_float64_reference.
+            assert np.all(np.abs(sums - ref_sums) <= 1e-5 * ref_abs + 1e-12)
+            np.testing.assert_allclose(
+                weights, np.bincount(labels, sample_weight, minlength=n_clusters), rtol=1e-14
+            )
+            centers = average_centers(sums, weights, X.dtype, np)
