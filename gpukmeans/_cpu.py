@@ -801,6 +801,22 @@ def row_norms_f64(X):
     return _row_norms_f64(X)
 
 
+@njit(parallel=True, nogil=True, cache=_CACHE)
+def _subtract_rows(X, vector, out):
+    for i in prange(X.shape[0]):
+        for f in range(X.shape[1]):
+            out[i, f] = X[i, f] - vector[f]
+
+
+def centered(X, X_mean):
+    """Engine ``centered``. NumPy allocates (its large arrays get huge pages, which
+    Numba's allocator does not ask for: page faults then cost more than the copy) and
+    both threads subtract; on MNIST 24 ms against NumPy's 53."""
+    out = np.empty_like(X)
+    _subtract_rows(X, X_mean.astype(X.dtype, copy=False), out)
+    return out
+
+
 def make_engine():
     return Engine(
         name="cpu",
@@ -812,6 +828,7 @@ def make_engine():
         inertia=inertia,
         pairwise_distances=pairwise_distances,
         row_norms=row_norms_f64,
+        centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
     )

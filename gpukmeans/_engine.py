@@ -77,6 +77,10 @@ class Engine(NamedTuple):
     row_norms: Callable
     """``row_norms(X) -> float64 (n_samples,)``: ``||x_i||^2`` in float64."""
 
+    centered: Callable
+    """``centered(X, X_mean) -> X - X_mean`` in a new array (``X`` is the caller's and is
+    never written), bitwise NumPy's broadcast subtraction."""
+
     kmeanspp_candidates: Callable
     """``kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq)
     -> (distance_to_candidates, candidates_pot)``

@@ -168,15 +168,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             # The one host-to-device copy of the fit.
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
         tol = _tolerance(X, self.tol, xp)
-        if self.copy_x:
-            # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
-            X_mean = X.mean(axis=0)
-            X = X - X_mean  # a new array: the caller's is untouched
-            if init_is_array:
-                init -= X_mean
-        x_squared_norms = engine.row_norms(X)
         reporter = self._make_reporter(n_init)
         with engine.runtime():
+            if self.copy_x:
+                # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
+                X_mean = X.mean(axis=0)
+                X = engine.centered(X, X_mean)  # a new array: the caller's is untouched
+                if init_is_array:
+                    init -= X_mean
+            x_squared_norms = engine.row_norms(X)
             best = self._run_inits(
                 X, x_squared_norms, sample_weight, init, random_state, n_init, tol, engine, reporter
             )
@@ -446,9 +446,9 @@ def kmeans_plusplus(
     random_state = check_random_state(random_state)
     if not on_device and xp is not np:
         X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
-    if x_squared_norms is None:
-        x_squared_norms = engine.row_norms(X)
     with engine.runtime():
+        if x_squared_norms is None:
+            x_squared_norms = engine.row_norms(X)
         centers, indices = _kmeans_plusplus(
             X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials
         )

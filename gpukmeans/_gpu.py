@@ -523,6 +523,11 @@ def row_norms(X):
     return out
 
 
+def centered(X, X_mean):
+    """Engine ``centered``: CuPy's elementwise kernel is already parallel."""
+    return X - X_mean
+
+
 def transform_distances(X, centers):
     """Engine ``pairwise_distances``: ``(n_samples, n_clusters)`` euclidean distances.
 
@@ -573,5 +578,6 @@ def make_engine():
         inertia=inertia,
         pairwise_distances=transform_distances,
         row_norms=row_norms,
+        centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
     )

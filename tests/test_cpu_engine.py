@@ -140,3 +140,15 @@ def test_hamerly_steps_keep_valid_bounds_and_exact_sums(n_clusters, offset, rng)
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters), rtol=1e-14
             )
             centers = average_centers(sums, weights, X.dtype, np)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centered_is_numpys_subtraction_in_a_new_array(dtype, rng):
+    X = rng.normal(3, 2, size=(1001, 13)).astype(dtype)
+    before = X.copy()
+    X_mean = X.mean(axis=0)
+    with _cpu.cpu_runtime():
+        out = _cpu.centered(X, X_mean)
+    np.testing.assert_array_equal(out, X - X_mean)
+    assert out.dtype == dtype and not np.shares_memory(out, X)
+    np.testing.assert_array_equal(X, before)
