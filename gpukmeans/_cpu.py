@@ -17,7 +17,6 @@ Prior validation of data is assumed everywhere in this module.
 """
 
 import contextlib
-import functools
 import logging
 import os
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 import numba
 from numba import njit, prange
 
-from ._engine import Engine
+from ._engine import Engine, StatelessRun
 
 logger = logging.getLogger(__name__)
 
@@ -555,11 +554,11 @@ def _weight_in_clusters(labels, sample_weight, n_clusters):
 
 
 class _HamerlyRun:
-    """The Lloyd steps of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
+    """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
 
-    Called as ``lloyd_iter`` is, with the run's own ``labels`` array every time. Keeps
-    the bounds, the per-cluster sums (updated by the samples that moved) and the last
-    centers between calls; returns copies, which the driver may change (relocation).
+    Keeps the bounds, the per-cluster sums (updated by the samples that moved) and the
+    last centers between passes; :meth:`step` returns copies, which the driver may change
+    (relocation).
     """
 
     def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
@@ -574,7 +573,8 @@ class _HamerlyRun:
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
         self.centers_prev = None
 
-    def __call__(self, centers_old, labels):
+    def step(self, centers_old, labels):
+        """``lloyd_iter`` on the run's data."""
         n_clusters = centers_old.shape[0]
         if self.centers_prev is None:
             # The first step is the plain one (parallel, no bounds to set yet); bounds
@@ -586,13 +586,7 @@ class _HamerlyRun:
             self.lower[:] = 0.0
             self.centers_prev = centers_old.copy()
             return self.sums.copy(), weight_in_clusters
-        center_shift = _center_distances(centers_old, self.centers_prev)
-        half_gap = _half_gap_to_nearest_center(centers_old)
-        n_moved = _hamerly_e_step(
-            self.X, self.x_squared_norms, centers_old, labels, self.upper, self.lower,
-            center_shift, half_gap, self.margin_coefficient,
-            self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
-        )
+        n_moved = self._e_step(centers_old, labels)
         _move_sums(
             self.X, self.sample_weight, labels, self.moved, self.moved_from, n_moved,
             CHUNK_ROWS, self.sums,
@@ -603,6 +597,23 @@ class _HamerlyRun:
         self.sums[weight_in_clusters == 0] = 0.0
         self.centers_prev = centers_old.copy()
         return self.sums.copy(), weight_in_clusters
+
+    def assign_labels(self, centers, labels):
+        """``assign_labels`` on the run's data: the final E-step, with the bounds."""
+        if self.centers_prev is None:
+            assign_labels(self.X, centers, labels)
+            return
+        self._e_step(centers, labels)
+        self.centers_prev = centers.copy()
+
+    def _e_step(self, centers, labels):
+        n_moved = _hamerly_e_step(
+            self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
+            _center_distances(centers, self.centers_prev),
+            _half_gap_to_nearest_center(centers), self.margin_coefficient,
+            self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
+        )
+        return n_moved
 
 
 def _center_distances(centers_a, centers_b):
@@ -747,7 +758,7 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     step, whose GEMM keeps their labels bitwise scikit-learn's."""
     if X.dtype == np.float32:
         return _HamerlyRun(X, x_squared_norms, sample_weight, n_clusters)
-    return functools.partial(lloyd_iter, X, sample_weight)
+    return StatelessRun(X, sample_weight, lloyd_iter, assign_labels)
 
 
 def assign_labels(X, centers, labels):

@@ -36,13 +36,14 @@ class Engine(NamedTuple):
     """
 
     start_lloyd: Callable
-    """``start_lloyd(X, x_squared_norms, sample_weight, n_clusters) -> lloyd_step``
+    """``start_lloyd(X, x_squared_norms, sample_weight, n_clusters) -> run``
 
-    The Lloyd steps of one run: ``lloyd_step(centers_old, labels)`` does what
-    :attr:`lloyd_iter` does on this ``X``, and is given the run's same ``labels`` array on
-    every call (-1 before the first). An engine may keep state between the steps of a run
-    (the CPU engine keeps Hamerly's bounds for float32) or simply bind
-    :attr:`lloyd_iter`. ``x_squared_norms`` is float64 ``(n_samples,)``, from
+    One run's passes over ``X``: ``run.step(centers_old, labels)`` does what
+    :attr:`lloyd_iter` does, ``run.assign_labels(centers, labels)`` what
+    :attr:`assign_labels` does (the run's final E-step). Both are given the run's same
+    ``labels`` array every time (-1 before the first step). An engine may keep state
+    between the passes of a run (the CPU engine keeps Hamerly's bounds for float32) or
+    use :class:`StatelessRun`. ``x_squared_norms`` is float64 ``(n_samples,)``, from
     :attr:`row_norms`. The arrays returned are the caller's to change.
     """
 
@@ -101,3 +102,18 @@ class Engine(NamedTuple):
     keeps BLAS single-threaded inside Numba's parallel loops; entering that costs a few
     milliseconds, too much to pay per iteration.
     """
+
+
+class StatelessRun(NamedTuple):
+    """``Engine.start_lloyd``'s run for an engine that keeps nothing between passes."""
+
+    X: Any
+    sample_weight: Any
+    engine_lloyd_iter: Callable
+    engine_assign_labels: Callable
+
+    def step(self, centers_old, labels):
+        return self.engine_lloyd_iter(self.X, self.sample_weight, centers_old, labels)
+
+    def assign_labels(self, centers, labels):
+        self.engine_assign_labels(self.X, centers, labels)

@@ -21,12 +21,11 @@ CuPy is imported by the launchers, never at module import: the estimator imports
 module for :func:`is_device_array` on machines without CuPy.
 """
 
-import functools
 import sys
 
 import numpy as np
 
-from ._engine import Engine
+from ._engine import Engine, StatelessRun
 from ._kernels import ASSIGN_CLUSTER_TILES, DEFINES, get_function
 
 # Launch geometry: the tunables compiled into the kernels (gpukmeans._kernels.DEFINES).
@@ -487,7 +486,7 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
 
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
-    return functools.partial(lloyd_iter, X, sample_weight)
+    return StatelessRun(X, sample_weight, lloyd_iter, e_step)
 
 
 def inertia(X, sample_weight, centers, labels):

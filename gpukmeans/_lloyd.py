@@ -60,10 +60,10 @@ def kmeans_single_lloyd(
     labels_old = labels.copy()
     strict_convergence = False
     n_iter = 0
-    lloyd_step = engine.start_lloyd(X, x_squared_norms, sample_weight, centers.shape[0])
+    run = engine.start_lloyd(X, x_squared_norms, sample_weight, centers.shape[0])
 
     for n_iter in range(1, max_iter + 1):
-        sums, weight_in_clusters = lloyd_step(centers, labels)
+        sums, weight_in_clusters = run.step(centers, labels)
 
         # One small read per iteration: how many clusters emptied, whether labels moved.
         n_empty, labels_changed = (
@@ -105,7 +105,7 @@ def kmeans_single_lloyd(
     if not strict_convergence:
         # The labels belong to the centers before the last update: run the E-step
         # once more so that labels_ == predict(X).
-        engine.assign_labels(X, centers, labels)
+        run.assign_labels(centers, labels)
 
     inertia = float(engine.inertia(X, sample_weight, centers, labels))
     if reporter is not None:
