@@ -4,9 +4,9 @@ Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chun
 ``chunk_rows`` samples; a chunk's dot products with the centers come from one BLAS GEMM
 (single-threaded inside the parallel loop, see :func:`cpu_runtime`) or, when the product
 is skinny, from a register-blocked kernel (:func:`_dots_6x4`), and the argmin and the
-center accumulation run while the chunk is still in cache. float32 runs keep Hamerly's
-bounds between iterations (:class:`_HamerlyRun`) and search only the samples whose
-bounds allow another center to be closer.
+center accumulation run while the chunk is still in cache. float32 runs keep distance
+bounds between iterations (Elkan's or Hamerly's, :class:`_BoundsRun`) and compute only
+the distances that the bounds leave open.
 
 Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
 only on the data's shape, never on the thread count. Each group accumulates into its own
@@ -97,6 +97,8 @@ CHUNK_ROWS = 256
 # the partials stay a small fraction of a pass over the data. Shapes decide, not threads.
 MAX_GROUPS = 16
 PARTIALS_BUDGET_BYTES = 256 * 2**20
+# float32 runs use Elkan's bounds while n_samples x n_clusters float32 fit in this.
+ELKAN_BOUNDS_BUDGET_BYTES = 256 * 2**20
 # Up to this many clusters the float32 E-step uses _rows_dots_blocked. Full MNIST, 2
 # threads, whole E+M step against the SGEMM path: 0.84x at k=20, 0.92x at 32, 0.97x at
 # 64, even from 128 on (one noisy run each; the SGEMM wins as k grows).
@@ -518,6 +520,128 @@ def _hamerly_e_step(
 
 
 @njit(nogil=True, cache=_CACHE)
+def _lower_bound_f32(distance):
+    """A float32 no larger than ``distance`` (>= 0): rounding to nearest may round up."""
+    return np.float32(distance * (1.0 - 1e-6))
+
+
+@njit(parallel=True, nogil=True, cache=_CACHE)
+def _elkan_e_step(
+    X,  # IN (n_samples, n_features)
+    x_squared_norms,  # IN (n_samples,) float64
+    centers,  # IN (n_clusters, n_features)
+    labels,  # INOUT (n_samples,) int32
+    upper,  # INOUT (n_samples,) float64
+    lower,  # INOUT (n_samples, n_clusters) float32: a bound per center
+    center_shift,  # IN (n_clusters,) float64
+    half_center_distances,  # IN (n_clusters, n_clusters) float64, +inf on the diagonal
+    margin_coefficient,
+    search_all,  # no bounds yet: search every sample and set them all
+    moved,  # OUT as in _hamerly_e_step
+    moved_from,  # OUT
+    chunk_rows,
+    n_groups,
+):
+    """One E-step with Elkan's bounds. Returns the number of moved samples per group.
+
+    A lower bound per (sample, center) lets a sample that Hamerly's single bound cannot
+    settle compute only the few distances its bounds leave open, one dot product each,
+    instead of searching every center.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+
+    minus_two_centers = np.empty((n_clusters, n_features), dtype=X.dtype)
+    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            minus_two_centers[j, f] = -2 * centers[j, f]
+            centers_squared_norms[j] += centers[j, f] * centers[j, f]
+    max_center_norm = np.float64(centers_squared_norms.max())
+    half_gap = np.empty(n_clusters)
+    for j in range(n_clusters):
+        half_gap[j] = half_center_distances[j].min()
+
+    n_moved = np.zeros(n_groups, dtype=np.int64)
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        rows = np.empty(chunk_rows, dtype=np.int64)
+        dots = np.empty((chunk_rows, n_clusters), dtype=X.dtype)
+        count = 0
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            if search_all:
+                for r in range(chunk_end - chunk_start):
+                    rows[r] = chunk_start + r
+                _rows_dots_blocked(X, rows, chunk_end - chunk_start, minus_two_centers, dots)
+            for i in range(chunk_start, chunk_end):
+                old = labels[i]
+                margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
+                bounds = lower[i]
+                if search_all:
+                    label = 0
+                    best_value = centers_squared_norms[0] + dots[i - chunk_start, 0]
+                    for j in range(n_clusters):
+                        value = centers_squared_norms[j] + dots[i - chunk_start, j]
+                        bounds[j] = _lower_bound_f32(
+                            np.sqrt(max(x_squared_norms[i] + value - margin, 0.0))
+                        )
+                        if value < best_value:
+                            best_value = value
+                            label = j
+                    upper[i] = np.sqrt(max(x_squared_norms[i] + best_value + margin, 0.0))
+                else:
+                    for j in range(n_clusters):
+                        bounds[j] = _lower_bound_f32(
+                            max(np.float64(bounds[j]) - center_shift[j], 0.0)
+                        )
+                    label = old
+                    bound_upper = upper[i] + center_shift[label]
+                    if bound_upper > half_gap[label]:
+                        x = X[i]
+                        tight = False
+                        label_value = 0.0
+                        for j in range(n_clusters):
+                            if j == label:
+                                continue
+                            z = max(np.float64(bounds[j]), half_center_distances[label, j])
+                            if bound_upper <= z:
+                                continue
+                            if not tight:
+                                label_value = centers_squared_norms[label] + _dot1(
+                                    x, minus_two_centers[label]
+                                )
+                                bound_upper = np.sqrt(
+                                    max(x_squared_norms[i] + label_value + margin, 0.0)
+                                )
+                                bounds[label] = _lower_bound_f32(
+                                    np.sqrt(max(x_squared_norms[i] + label_value - margin, 0.0))
+                                )
+                                tight = True
+                                if bound_upper <= z:
+                                    continue
+                            value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
+                            bounds[j] = _lower_bound_f32(
+                                np.sqrt(max(x_squared_norms[i] + value - margin, 0.0))
+                            )
+                            if value < label_value:
+                                label = j
+                                label_value = value
+                                bound_upper = np.sqrt(
+                                    max(x_squared_norms[i] + value + margin, 0.0)
+                                )
+                    upper[i] = bound_upper
+                if label != old:
+                    moved[start + count] = i
+                    moved_from[start + count] = old
+                    count += 1
+                    labels[i] = label
+        n_moved[group] = count
+    return n_moved
+
+
+@njit(nogil=True, cache=_CACHE)
 def _move_sums(X, sample_weight, labels, moved, moved_from, n_moved, chunk_rows, sums):
     """``sums[new] += w x``, ``sums[old] -= w x`` (float64) for each moved sample, in row
     order. One thread: a moved row costs two vectorised row updates, and after the first
@@ -553,35 +677,42 @@ def _weight_in_clusters(labels, sample_weight, n_clusters):
     return weights
 
 
-class _HamerlyRun:
-    """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
+class _BoundsRun:
+    """The passes of one float32 run with distance bounds (``Engine.start_lloyd``).
 
-    Keeps the bounds, the per-cluster sums (updated by the samples that moved) and the
-    last centers between passes; :meth:`step` returns copies, which the driver may change
-    (relocation).
+    Elkan's bounds (one lower bound per sample and center, float32) when they fit
+    ``ELKAN_BOUNDS_BUDGET_BYTES``, else Hamerly's (one lower bound per sample). Keeps the
+    bounds, the per-cluster sums (updated by the samples that moved) and the last centers
+    between passes; :meth:`step` returns copies, which the driver may change (relocation).
     """
 
     def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
         n_samples, n_features = X.shape
         self.X, self.x_squared_norms, self.sample_weight = X, x_squared_norms, sample_weight
+        self.elkan = n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES
         self.upper = np.empty(n_samples)
-        self.lower = np.empty(n_samples)
+        if self.elkan:
+            self.lower = np.empty((n_samples, n_clusters), dtype=np.float32)
+        else:
+            self.lower = np.empty(n_samples)
         self.moved = np.empty(n_samples, dtype=np.int64)
         self.moved_from = np.empty(n_samples, dtype=np.int32)
         self.sums = np.zeros((n_clusters, n_features))
         self.margin_coefficient = _bound_margin_coefficient(X.dtype, n_features)
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
         self.centers_prev = None
+        self.bounds_set = False
 
     def step(self, centers_old, labels):
         """``lloyd_iter`` on the run's data."""
         n_clusters = centers_old.shape[0]
         if self.centers_prev is None:
-            # The first step is the plain one (parallel, no bounds to set yet); bounds
-            # that hold nothing make the second step search every sample and set them.
+            # The first step is the plain one (parallel, nothing to bound yet); the
+            # second searches every sample and sets the bounds.
             self.sums, weight_in_clusters = lloyd_iter(
                 self.X, self.sample_weight, centers_old, labels
             )
+            # Bounds that hold nothing, until the second step sets them.
             self.upper[:] = np.inf
             self.lower[:] = 0.0
             self.centers_prev = centers_old.copy()
@@ -607,12 +738,22 @@ class _HamerlyRun:
         self.centers_prev = centers.copy()
 
     def _e_step(self, centers, labels):
-        n_moved = _hamerly_e_step(
-            self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
-            _center_distances(centers, self.centers_prev),
-            _half_gap_to_nearest_center(centers), self.margin_coefficient,
-            self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
-        )
+        center_shift = _center_distances(centers, self.centers_prev)
+        half_center_distances = _half_center_distances(centers)
+        if self.elkan:
+            n_moved = _elkan_e_step(
+                self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
+                center_shift, half_center_distances, self.margin_coefficient,
+                not self.bounds_set, self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
+            )
+        else:
+            # Hamerly's step searches every sample whose bounds hold nothing.
+            n_moved = _hamerly_e_step(
+                self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
+                center_shift, half_center_distances.min(axis=1), self.margin_coefficient,
+                self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
+            )
+        self.bounds_set = True
         return n_moved
 
 
@@ -622,15 +763,15 @@ def _center_distances(centers_a, centers_b):
     return np.sqrt(np.einsum("ij,ij->i", diff, diff)) * (1 + 1e-12)
 
 
-def _half_gap_to_nearest_center(centers):
-    """Half the distance from each center to its nearest other one, rounded down
-    (float64 Gram form, so minus its rounding: a bound); +inf for a single center."""
+def _half_center_distances(centers):
+    """Half the distance between every two centers, rounded down (float64 Gram form,
+    minus its rounding: a bound); +inf on the diagonal."""
     c = centers.astype(np.float64)
     norms = np.einsum("ij,ij->i", c, c)
     squared = norms[:, None] + norms[None, :] - 2.0 * (c @ c.T)
     squared -= 1e-12 * (norms[:, None] + norms[None, :])
     np.fill_diagonal(squared, np.inf)
-    return 0.5 * np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return 0.5 * np.sqrt(np.maximum(squared, 0.0))
 
 
 @njit(parallel=True, nogil=True, cache=_CACHE)
@@ -757,7 +898,7 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     """Engine ``start_lloyd``: Hamerly's bounds for float32; float64 runs take the plain
     step, whose GEMM keeps their labels bitwise scikit-learn's."""
     if X.dtype == np.float32:
-        return _HamerlyRun(X, x_squared_norms, sample_weight, n_clusters)
+        return _BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
     return StatelessRun(X, sample_weight, lloyd_iter, assign_labels)
 
 

@@ -100,12 +100,16 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
+@pytest.mark.parametrize("bounds", ["elkan", "hamerly"])
 @pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
 @pytest.mark.parametrize("offset", [0.0, 30.0])
-def test_hamerly_steps_keep_valid_bounds_and_exact_sums(n_clusters, offset, rng):
-    """A float32 run's steps (Hamerly's bounds): after every step the bounds hold for the
-    centers just used, labels are the nearest centers up to float32 near-ties, and the
-    incrementally kept sums and weights equal fresh ones for those labels.
+def test_bounded_steps_keep_valid_bounds_and_exact_sums(
+    bounds, n_clusters, offset, rng, monkeypatch
+):
+    """A float32 run's steps (Elkan's or Hamerly's bounds): after every step the bounds
+    hold for the centers just used, labels are the nearest centers up to float32
+    near-ties, and the incrementally kept sums and weights equal fresh ones for those
+    labels.
 
     The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
     digits: the bounds' rounding margin must still cover it.
@@ -120,6 +124,8 @@ def test_hamerly_steps_keep_valid_bounds_and_exact_sums(n_clusters, offset, rng)
     labels = np.full(n_samples, -1, np.int32)
     X64 = X.astype(np.float64)
     first_abs = None
+    if bounds == "hamerly":
+        monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
     with _cpu.cpu_runtime():
         run = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
         for _ in range(12):
@@ -127,9 +133,13 @@ def test_hamerly_steps_keep_valid_bounds_and_exact_sums(n_clusters, offset, rng)
             assert_labels_nearest(labels, X, centers, np.float32)
             distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
             own = distances[np.arange(n_samples), labels]
+            assert run.elkan == (bounds == "elkan")
             assert np.all(run.upper >= own * (1 - 1e-12))
-            distances[np.arange(n_samples), labels] = np.inf
-            assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
+            if run.elkan:
+                assert np.all(run.lower <= distances * (1 + 1e-12))
+            else:
+                distances[np.arange(n_samples), labels] = np.inf
+                assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
             ref_sums = np.zeros((n_clusters, n_features))
             np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
             ref_abs = np.zeros_like(ref_sums)
