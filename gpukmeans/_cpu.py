@@ -144,6 +144,21 @@ def cpu_runtime():
         yield
 
 
+def _prange_only():
+    """Numba's ``parallel`` option with only the explicit ``prange`` loops parallel.
+
+    With ``parallel=True`` Numba also turns array expressions, ``np.zeros`` and
+    reductions such as ``a.min()`` into parallel regions of their own. Each costs a
+    thread-pool launch (about 0.1 ms here), which on a small array is all cost: twenty
+    ``row.min()`` made a k=20 Elkan step 2 ms slower. A new dict each time: Numba
+    consumes the one it is given.
+    """
+    return dict(
+        comprehension=False, reduction=False, inplace_binop=False, setitem=False,
+        numpy=False, stencil=False, fusion=False, prange=True,
+    )
+
+
 @njit(nogil=True, cache=_CACHE)
 def _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
     first = group * n_chunks // n_groups
@@ -181,7 +196,7 @@ def _squared_distance_f64(x, c):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _reduce_partials(sums_part, weights_part):
     """Add the groups' float64 partial sums in group order, clusters in parallel.
 
@@ -321,7 +336,7 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots):
         r += 6
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
@@ -430,7 +445,7 @@ def _bound_margin_coefficient(dtype, n_features):
     return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _hamerly_e_step(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -525,7 +540,7 @@ def _lower_bound_f32(distance):
     return np.float32(distance * (1.0 - 1e-6))
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _elkan_e_step(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -774,7 +789,7 @@ def _half_center_distances(centers):
     return 0.5 * np.sqrt(np.maximum(squared, 0.0))
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _assigned_distances(X, centers, labels):
     """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
     n_samples = X.shape[0]
@@ -793,7 +808,7 @@ def _weighted_sum_f64(values, sample_weight):
     return total
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
 
@@ -824,7 +839,7 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     return out
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -939,7 +954,7 @@ def _squared_norm_f64(x):
     return s
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _row_norms_f64(X):
     """``||x_i||^2`` in float64; vectorised as :func:`_dot1` is (fixed order per build)."""
     n_samples = X.shape[0]
@@ -953,7 +968,7 @@ def row_norms_f64(X):
     return _row_norms_f64(X)
 
 
-@njit(parallel=True, nogil=True, cache=_CACHE)
+@njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _subtract_rows(X, vector, out):
     for i in prange(X.shape[0]):
         for f in range(X.shape[1]):
