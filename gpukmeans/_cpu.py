@@ -547,8 +547,10 @@ def _elkan_e_step(
     centers,  # IN (n_clusters, n_features)
     labels,  # INOUT (n_samples,) int32
     upper,  # INOUT (n_samples,) float64
-    lower,  # INOUT (n_samples, n_clusters) float32: a bound per center
-    center_shift,  # IN (n_clusters,) float64
+    lower,  # INOUT (n_samples, n_clusters) float32: a bound per center, as of `stamp`
+    stamp,  # INOUT (n_samples,) int64: the row of `drift` at which `lower[i]` was set
+    drift,  # IN (n_steps + 1, n_clusters) float64: cumulative center shifts; last row is now
+    center_shift,  # IN (n_clusters,) float64: this step's shifts (the last row of drift's)
     half_center_distances,  # IN (n_clusters, n_clusters) float64, +inf on the diagonal
     margin_coefficient,
     search_all,  # no bounds yet: search every sample and set them all
@@ -561,7 +563,9 @@ def _elkan_e_step(
 
     A lower bound per (sample, center) lets a sample that Hamerly's single bound cannot
     settle compute only the few distances its bounds leave open, one dot product each,
-    instead of searching every center.
+    instead of searching every center. The per-center bounds are loosened lazily: a
+    sample's are brought up to date (by the centers' drift since its stamp) only when
+    its upper bound fails the cheap test, so a settled sample costs O(1), not O(k).
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
@@ -577,6 +581,9 @@ def _elkan_e_step(
     half_gap = np.empty(n_clusters)
     for j in range(n_clusters):
         half_gap[j] = half_center_distances[j].min()
+
+    now = drift.shape[0] - 1
+    drift_now = drift[now]
 
     n_moved = np.zeros(n_groups, dtype=np.int64)
     for group in prange(n_groups):
@@ -606,14 +613,18 @@ def _elkan_e_step(
                             best_value = value
                             label = j
                     upper[i] = np.sqrt(max(x_squared_norms[i] + best_value + margin, 0.0))
+                    stamp[i] = now
                 else:
-                    for j in range(n_clusters):
-                        bounds[j] = _lower_bound_f32(
-                            max(np.float64(bounds[j]) - center_shift[j], 0.0)
-                        )
                     label = old
                     bound_upper = upper[i] + center_shift[label]
                     if bound_upper > half_gap[label]:
+                        # Loosen by the drift since the stamp; the relative 1e-12 covers
+                        # the rounding of the cumulative sums' difference.
+                        then = drift[stamp[i]]
+                        for j in range(n_clusters):
+                            loosen = drift_now[j] - then[j] + 1e-12 * drift_now[j]
+                            bounds[j] = _lower_bound_f32(max(np.float64(bounds[j]) - loosen, 0.0))
+                        stamp[i] = now
                         x = X[i]
                         tight = False
                         label_value = 0.0
@@ -708,6 +719,9 @@ class _BoundsRun:
         self.upper = np.empty(n_samples)
         if self.elkan:
             self.lower = np.empty((n_samples, n_clusters), dtype=np.float32)
+            self.stamp = np.zeros(n_samples, dtype=np.int64)
+            # Row t: each center's total shift over the first t bounded E-steps.
+            self.drift = np.zeros((1, n_clusters))
         else:
             self.lower = np.empty(n_samples)
         self.moved = np.empty(n_samples, dtype=np.int64)
@@ -752,14 +766,25 @@ class _BoundsRun:
         self._e_step(centers, labels)
         self.centers_prev = centers.copy()
 
+    def current_lower_bounds(self):
+        """The lower bounds as they stand for the last centers (Elkan's are stored as of
+        each sample's stamp); for tests."""
+        if not self.elkan:
+            return self.lower
+        loosen = self.drift[-1] - self.drift[self.stamp]
+        return self.lower.astype(np.float64) - loosen
+
     def _e_step(self, centers, labels):
         center_shift = _center_distances(centers, self.centers_prev)
         half_center_distances = _half_center_distances(centers)
         if self.elkan:
+            if self.bounds_set:
+                self.drift = np.vstack([self.drift, self.drift[-1] + center_shift])
             n_moved = _elkan_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
-                center_shift, half_center_distances, self.margin_coefficient,
-                not self.bounds_set, self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
+                self.stamp, self.drift, center_shift, half_center_distances,
+                self.margin_coefficient, not self.bounds_set, self.moved, self.moved_from,
+                CHUNK_ROWS, self.n_groups,
             )
         else:
             # Hamerly's step searches every sample whose bounds hold nothing.
