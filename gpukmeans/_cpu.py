@@ -166,34 +166,19 @@ def _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
     return first * chunk_rows, min(last * chunk_rows, n_samples)
 
 
-@njit(nogil=True, cache=_CACHE)
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
 def _squared_distance_f64(x, c):
-    """``||x - c||^2`` from the differences, in float64, with four running sums.
+    """``||x - c||^2`` from the differences, in float64.
 
-    Four independent accumulators in a fixed order break the add-latency chain
-    without ``fastmath`` reassociation, so the result stays reproducible.
+    ``reassoc`` lets the sum vectorise (the inertia pass was 3x slower with four scalar
+    running sums); the order is then fixed by the compiled code, the same for every
+    thread count.
     """
-    n_features = x.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    f = 0
-    while f + 4 <= n_features:
-        d0 = np.float64(x[f]) - np.float64(c[f])
-        d1 = np.float64(x[f + 1]) - np.float64(c[f + 1])
-        d2 = np.float64(x[f + 2]) - np.float64(c[f + 2])
-        d3 = np.float64(x[f + 3]) - np.float64(c[f + 3])
-        s0 += d0 * d0
-        s1 += d1 * d1
-        s2 += d2 * d2
-        s3 += d3 * d3
-        f += 4
-    while f < n_features:
-        d0 = np.float64(x[f]) - np.float64(c[f])
-        s0 += d0 * d0
-        f += 1
-    return (s0 + s1) + (s2 + s3)
+    s = 0.0
+    for f in range(x.shape[0]):
+        d = np.float64(x[f]) - np.float64(c[f])
+        s += d * d
+    return s
 
 
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
