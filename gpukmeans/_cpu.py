@@ -292,6 +292,25 @@ def _dots_6x4(X, rows, r, centers, center, dots):
 
 
 @njit(nogil=True, cache=_CACHE)
+def _minus_two_centers_and_norms(centers):
+    """``-2 c`` and ``||c||^2`` in the centers' dtype.
+
+    ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the argmin over c needs only
+    ||c||^2 - 2 x.c, computed in X's dtype as scikit-learn's Lloyd does. Scaling the
+    centers by -2 is exact in binary floating point, so the products yield -2 x.c with
+    no extra multiply.
+    """
+    n_clusters, n_features = centers.shape
+    minus_two_centers = np.empty((n_clusters, n_features), dtype=centers.dtype)
+    squared_norms = np.zeros(n_clusters, dtype=centers.dtype)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            minus_two_centers[j, f] = -2 * centers[j, f]
+            squared_norms[j] += centers[j, f] * centers[j, f]
+    return minus_two_centers, squared_norms
+
+
+@njit(nogil=True, cache=_CACHE)
 def _rows_dots_blocked(X, rows, n_rows, centers, dots):
     """``dots[r] = centers @ X[rows[r]]`` for ``r < n_rows``, without BLAS.
 
@@ -344,15 +363,7 @@ def _lloyd_chunked(
     n_clusters = centers_old.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; argmin over c needs only ||c||^2 - 2 x.c,
-    # computed in X's dtype as scikit-learn's Lloyd does. Scaling the centers by -2 is
-    # exact in binary floating point, so the GEMM yields -2 x.c with no extra multiply.
-    minus_two_centers = np.empty((n_clusters, n_features), dtype=X.dtype)
-    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
-    for j in range(n_clusters):
-        for f in range(n_features):
-            minus_two_centers[j, f] = -2 * centers_old[j, f]
-            centers_squared_norms[j] += centers_old[j, f] * centers_old[j, f]
+    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers_old)
     minus_two_centers_t = np.ascontiguousarray(minus_two_centers.T)
 
     n_part = n_groups if update_centers else 1
@@ -451,12 +462,7 @@ def _hamerly_e_step(
     n_clusters = centers.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers = np.empty((n_clusters, n_features), dtype=X.dtype)
-    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
-    for j in range(n_clusters):
-        for f in range(n_features):
-            minus_two_centers[j, f] = -2 * centers[j, f]
-            centers_squared_norms[j] += centers[j, f] * centers[j, f]
+    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
     max_center_norm = np.float64(centers_squared_norms.max())
 
     # The lower bound covers every other center: it loosens by the largest shift among
@@ -556,12 +562,7 @@ def _elkan_e_step(
     n_clusters = centers.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers = np.empty((n_clusters, n_features), dtype=X.dtype)
-    centers_squared_norms = np.zeros(n_clusters, dtype=X.dtype)
-    for j in range(n_clusters):
-        for f in range(n_features):
-            minus_two_centers[j, f] = -2 * centers[j, f]
-            centers_squared_norms[j] += centers[j, f] * centers[j, f]
+    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
     max_center_norm = np.float64(centers_squared_norms.max())
     half_gap = np.empty(n_clusters)
     for j in range(n_clusters):
