@@ -126,6 +126,8 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     first_abs = None
     if bounds == "hamerly":
         monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
+    else:
+        monkeypatch.setattr(_cpu, "ELKAN_MIN_CLUSTERS", 1)
     with _cpu.cpu_runtime():
         run = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
         for _ in range(12):
