@@ -69,7 +69,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     cluster_centers_ : ndarray or cupy.ndarray of shape (n_clusters, n_features)
         Coordinates of the cluster centers, in X's dtype (float32 stays float32).
     labels_ : ndarray or cupy.ndarray of shape (n_samples,)
-        Label of each point; equal to ``predict(X)``.
+        Label of each point; equal to ``predict(X)`` up to float32 near-ties (``fit``
+        works on centred data, ``predict`` on the data as given, as in scikit-learn).
     inertia_ : float
         Sum of (weighted) squared distances of samples to their closest center.
     n_iter_ : int
