@@ -346,6 +346,14 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots):
         r += 6
 
 
+@njit(nogil=True, cache=_CACHE)
+def _chunk_dots_blocked(X, chunk_start, chunk_end, centers, rows, dots):
+    """:func:`_rows_dots_blocked` for a chunk's consecutive rows; ``rows`` is scratch."""
+    for r in range(chunk_end - chunk_start):
+        rows[r] = chunk_start + r
+    _rows_dots_blocked(X, rows, chunk_end - chunk_start, centers, dots)
+
+
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
@@ -391,9 +399,7 @@ def _lloyd_chunked(
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
             if blocked_dots:
-                for i in range(chunk_end - chunk_start):
-                    rows[i] = chunk_start + i
-                _rows_dots_blocked(X, rows, chunk_end - chunk_start, minus_two_centers, dots)
+                _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
             else:
                 np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
             for i in range(chunk_end - chunk_start):
@@ -449,6 +455,14 @@ def _bound_margin_coefficient(dtype, n_features):
     return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
 
 
+@njit(nogil=True, cache=_CACHE)
+def _distance_bound(x_squared_norm, value, margin):
+    """``sqrt(||x||^2 + value + margin)`` clipped at 0, where ``value = ||c||^2 - 2 x.c``:
+    an upper bound on ``||x - c||`` for a margin above the rounding, a lower bound for
+    its negative."""
+    return np.sqrt(max(x_squared_norm + value + margin, 0.0))
+
+
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _hamerly_e_step(
     X,  # IN (n_samples, n_features)
@@ -502,7 +516,7 @@ def _hamerly_e_step(
                 # center (one dot product, against a search's n_clusters) often settles it.
                 value = centers_squared_norms[label] + _dot1(X[i], minus_two_centers[label])
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
-                upper[i] = np.sqrt(max(x_squared_norms[i] + value + margin, 0.0))
+                upper[i] = _distance_bound(x_squared_norms[i], value, margin)
                 if upper[i] <= bound:
                     continue
                 rows[n_search] = i
@@ -522,8 +536,8 @@ def _hamerly_e_step(
                     elif value < second_value:
                         second_value = value
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
-                upper[i] = np.sqrt(max(x_squared_norms[i] + best_value + margin, 0.0))
-                lower[i] = np.sqrt(max(x_squared_norms[i] + second_value - margin, 0.0))
+                upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
+                lower[i] = _distance_bound(x_squared_norms[i], second_value, -margin)
                 if labels[i] != best:
                     moved[start + count] = i
                     moved_from[start + count] = labels[i]
@@ -539,6 +553,43 @@ def _lower_bound_f32(distance):
     return np.float32(distance * (1.0 - 1e-6))
 
 
+@njit(nogil=True, cache=_CACHE)
+def _elkan_open_distances(
+    x, x_squared_norm, label, upper, bounds, half_center_distances, minus_two_centers,
+    centers_squared_norms, margin,
+):
+    """One unsettled sample of :func:`_elkan_e_step`: the distances its bounds leave open.
+
+    A center stays closed while ``upper <= max(bounds[j], half the distance between the
+    sample's center and j)``. The first open center tightens ``upper`` to the distance
+    to the sample's own center (and may close again); each center still open then costs
+    one dot product, which also refreshes its bound. Returns ``(label, upper)``;
+    ``bounds`` (float32, up to date) is updated in place.
+    """
+    tight = False
+    label_value = 0.0
+    for j in range(bounds.shape[0]):
+        if j == label:
+            continue
+        z = max(np.float64(bounds[j]), half_center_distances[label, j])
+        if upper <= z:
+            continue
+        if not tight:
+            label_value = centers_squared_norms[label] + _dot1(x, minus_two_centers[label])
+            upper = _distance_bound(x_squared_norm, label_value, margin)
+            bounds[label] = _lower_bound_f32(_distance_bound(x_squared_norm, label_value, -margin))
+            tight = True
+            if upper <= z:
+                continue
+        value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
+        bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norm, value, -margin))
+        if value < label_value:
+            label = j
+            label_value = value
+            upper = _distance_bound(x_squared_norm, value, margin)
+    return label, upper
+
+
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _elkan_e_step(
     X,  # IN (n_samples, n_features)
@@ -551,6 +602,7 @@ def _elkan_e_step(
     drift,  # IN (n_steps + 1, n_clusters) float64: cumulative center shifts; last row is now
     center_shift,  # IN (n_clusters,) float64: this step's shifts (the last row of drift's)
     half_center_distances,  # IN (n_clusters, n_clusters) float64, +inf on the diagonal
+    half_gap,  # IN (n_clusters,) float64: its row minima
     margin_coefficient,
     search_all,  # no bounds yet: search every sample and set them all
     moved,  # OUT as in _hamerly_e_step
@@ -572,9 +624,6 @@ def _elkan_e_step(
 
     minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
     max_center_norm = np.float64(centers_squared_norms.max())
-    half_gap = np.empty(n_clusters)
-    for j in range(n_clusters):
-        half_gap[j] = half_center_distances[j].min()
 
     now = drift.shape[0] - 1
     drift_now = drift[now]
@@ -588,9 +637,7 @@ def _elkan_e_step(
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             if search_all:
-                for r in range(chunk_end - chunk_start):
-                    rows[r] = chunk_start + r
-                _rows_dots_blocked(X, rows, chunk_end - chunk_start, minus_two_centers, dots)
+                _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
             for i in range(chunk_start, chunk_end):
                 old = labels[i]
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
@@ -601,12 +648,12 @@ def _elkan_e_step(
                     for j in range(n_clusters):
                         value = centers_squared_norms[j] + dots[i - chunk_start, j]
                         bounds[j] = _lower_bound_f32(
-                            np.sqrt(max(x_squared_norms[i] + value - margin, 0.0))
+                            _distance_bound(x_squared_norms[i], value, -margin)
                         )
                         if value < best_value:
                             best_value = value
                             label = j
-                    upper[i] = np.sqrt(max(x_squared_norms[i] + best_value + margin, 0.0))
+                    upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
                     stamp[i] = now
                 else:
                     label = old
@@ -619,38 +666,11 @@ def _elkan_e_step(
                             loosen = drift_now[j] - then[j] + 1e-12 * drift_now[j]
                             bounds[j] = _lower_bound_f32(max(np.float64(bounds[j]) - loosen, 0.0))
                         stamp[i] = now
-                        x = X[i]
-                        tight = False
-                        label_value = 0.0
-                        for j in range(n_clusters):
-                            if j == label:
-                                continue
-                            z = max(np.float64(bounds[j]), half_center_distances[label, j])
-                            if bound_upper <= z:
-                                continue
-                            if not tight:
-                                label_value = centers_squared_norms[label] + _dot1(
-                                    x, minus_two_centers[label]
-                                )
-                                bound_upper = np.sqrt(
-                                    max(x_squared_norms[i] + label_value + margin, 0.0)
-                                )
-                                bounds[label] = _lower_bound_f32(
-                                    np.sqrt(max(x_squared_norms[i] + label_value - margin, 0.0))
-                                )
-                                tight = True
-                                if bound_upper <= z:
-                                    continue
-                            value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
-                            bounds[j] = _lower_bound_f32(
-                                np.sqrt(max(x_squared_norms[i] + value - margin, 0.0))
-                            )
-                            if value < label_value:
-                                label = j
-                                label_value = value
-                                bound_upper = np.sqrt(
-                                    max(x_squared_norms[i] + value + margin, 0.0)
-                                )
+                        label, bound_upper = _elkan_open_distances(
+                            X[i], x_squared_norms[i], label, bound_upper, bounds,
+                            half_center_distances, minus_two_centers, centers_squared_norms,
+                            margin,
+                        )
                     upper[i] = bound_upper
                 if label != old:
                     moved[start + count] = i
@@ -775,12 +795,13 @@ class _BoundsRun:
     def _e_step(self, centers, labels):
         center_shift = _center_distances(centers, self.centers_prev)
         half_center_distances = _half_center_distances(centers)
+        half_gap = half_center_distances.min(axis=1)
         if self.elkan:
             if self.bounds_set:
                 self.drift = np.vstack([self.drift, self.drift[-1] + center_shift])
             n_moved = _elkan_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
-                self.stamp, self.drift, center_shift, half_center_distances,
+                self.stamp, self.drift, center_shift, half_center_distances, half_gap,
                 self.margin_coefficient, not self.bounds_set, self.moved, self.moved_from,
                 CHUNK_ROWS, self.n_groups,
             )
@@ -788,7 +809,7 @@ class _BoundsRun:
             # Hamerly's step searches every sample whose bounds hold nothing.
             n_moved = _hamerly_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
-                center_shift, half_center_distances.min(axis=1), self.margin_coefficient,
+                center_shift, half_gap, self.margin_coefficient,
                 self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
             )
         self.bounds_set = True
@@ -887,9 +908,7 @@ def _kmeanspp_candidates_chunked(
         rows = np.empty(chunk_rows, dtype=np.int64)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
-            for i in range(chunk_end - chunk_start):
-                rows[i] = chunk_start + i
-            _rows_dots_blocked(X, rows, chunk_end - chunk_start, candidates, dots)
+            _chunk_dots_blocked(X, chunk_start, chunk_end, candidates, rows, dots)
             for sample in range(chunk_start, chunk_end):
                 weight = np.float64(sample_weight[sample])
                 for j in range(n_candidates):
