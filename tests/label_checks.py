@@ -21,10 +21,28 @@ def assert_labels_nearest(labels, X, centers, dtype):
     differ = np.flatnonzero(labels != expected)
     if differ.size == 0:
         return
-    # The rounding error of the GEMM form grows with the squared norms, not the distance.
-    eps = np.finfo(dtype).eps
-    scale = (X.astype(np.float64) ** 2).sum(1)[differ] + (centers.astype(np.float64) ** 2).sum(1).max()
     gap = d[differ, labels[differ]] - d[differ, expected[differ]]
-    tolerance = 16 * eps * np.sqrt(X.shape[1]) * scale
+    tolerance = _near_tie_tolerance(X[differ], centers, dtype)
     assert np.all(gap <= tolerance), f"{(gap > tolerance).sum()} labels are not near-ties"
     assert differ.size <= max(2, 0.01 * labels.size), f"{differ.size} near-ties is too many"
+
+
+def near_tie_clusters(X, centers, dtype):
+    """The clusters that an E-step from ``centers`` may resolve either way: the nearest
+    and second nearest center of every sample whose two distances are a near-tie."""
+    d = sq_dist64(X, centers)
+    if centers.shape[0] < 2:
+        return set()
+    nearest_two = np.argsort(d, axis=1)[:, :2]
+    rows = np.arange(X.shape[0])
+    gap = d[rows, nearest_two[:, 1]] - d[rows, nearest_two[:, 0]]
+    ties = np.flatnonzero(gap <= _near_tie_tolerance(X, centers, dtype))
+    return set(nearest_two[ties].ravel().tolist())
+
+
+def _near_tie_tolerance(X, centers, dtype):
+    """Per sample: the rounding of ``||c||^2 - 2 x.c`` in ``dtype``, which grows with the
+    squared norms, not with the distance."""
+    eps = np.finfo(dtype).eps
+    scale = (X.astype(np.float64) ** 2).sum(1) + (centers.astype(np.float64) ** 2).sum(1).max()
+    return 16 * eps * np.sqrt(X.shape[1]) * scale

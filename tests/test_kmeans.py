@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpukmeans import KMeans, kmeans_plusplus
 from gpukmeans import _cpu
-from label_checks import assert_labels_nearest
+from label_checks import assert_labels_nearest, near_tie_clusters
 
 
 @pytest.fixture
@@ -127,14 +127,23 @@ def test_float32_steps_match_sklearn_along_its_trajectory(
             ref = sklearn.cluster.KMeans(**params).fit(X)
 
         assert ours.cluster_centers_.dtype == np.float32
-        np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5)
         assert_labels_nearest(ours.labels_, X, ours.cluster_centers_, np.float32)
+        # A near-tie sample of the step's E-step that went the other way moves its two
+        # centers, and with them the final labels near those centers and the inertia
+        # (1.5e-5 apart, twice in 1,000 runs at k=33). Every other center must agree to
+        # float32 rounding; every other label may differ only at a final near-tie; with
+        # no center moved, the inertias must agree.
+        moved = np.flatnonzero(
+            np.abs(ours.cluster_centers_ - ref.cluster_centers_).max(axis=1)
+            > 1e-5 * center_scale
+        )
+        assert moved.size <= 2 * max(2, n_samples // 1000)
+        assert set(moved.tolist()) <= near_tie_clusters(X, centers, np.float32)
         differ = np.flatnonzero(ours.labels_ != ref.labels_)
-        assert differ.size <= max(2, n_samples // 1000)
-        # A near-tie sample that went the other way in the step's E-step moves two
-        # centers; every other center must agree to float32 rounding.
-        moved = np.abs(ours.cluster_centers_ - ref.cluster_centers_).max(axis=1)
-        assert np.sum(moved > 1e-5 * center_scale) <= 2 * max(2, n_samples // 1000)
+        near_moved = np.isin(ours.labels_[differ], moved) | np.isin(ref.labels_[differ], moved)
+        assert np.sum(~near_moved) <= max(2, n_samples // 1000)
+        if moved.size == 0:
+            np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5)
         centers = ref.cluster_centers_
 
 
