@@ -102,9 +102,17 @@ PARTIALS_BUDGET_BYTES = 256 * 2**20
 # iteration, Elkan against Hamerly: k=12 23.6 ms vs 20.0, k=20 24.8 vs 23.7, k=32 28.9 vs
 # 30.3, k=64 42.5 vs 49.8, k=256 76 vs 131. Below the crossover the samples left open
 # cost a dot product or two each either way, and Elkan's k bounds per sample cost more
-# to keep than they save.
+# to keep than they save. Remeasured with the moves inside the E-step and Elkan's full
+# searches (ELKAN_OPEN_DIVISOR): k=20, whole fit, 424 ms Elkan vs 421 ms Hamerly.
 ELKAN_MIN_CLUSTERS = 24
 ELKAN_BOUNDS_BUDGET_BYTES = 256 * 2**20
+# In Elkan's step, a sample with more than n_clusters // ELKAN_OPEN_DIVISOR centers
+# still open after tightening is searched in full by the blocked kernel (which computes
+# a distance several times faster than a single dot product, and refreshes every bound)
+# instead of one dot product per open center. MNIST, 20 iterations, whole fit: k=256
+# 1.34 s at k // 32 and k // 8 open, 1.37 s never searching, 1.58 s from 2 open; k=20
+# the same either way (within the noise).
+ELKAN_OPEN_DIVISOR = 16
 # Up to this many clusters the float32 E-step uses _rows_dots_blocked. Full MNIST, 2
 # threads, whole E+M step against the SGEMM path: 0.84x at k=20, 0.92x at 32, 0.97x at
 # 64, even from 128 on (one noisy run each; the SGEMM wins as k grows).
@@ -438,7 +446,8 @@ def _lloyd_chunked(
 # searched. On MNIST at k=20 (from k-means++) 35-75% of the samples are settled from the
 # fifth iteration on. Elkan (2003) keeps a lower bound per center instead, so that an
 # unsettled sample computes only the distances its bounds leave open (_elkan_e_step).
-# Either way, the M-step then moves only the samples that changed cluster.
+# Either way, a sample that changes cluster moves its row between the two clusters'
+# sums during the E-step (_move_sample); the M-step adds up those moves.
 #
 # The bounds are exact-arithmetic statements about float32 centers; the distances they
 # are set from are ||x||^2 + (||c||^2 - 2 x.c) with a float32 dot product. A margin
@@ -474,12 +483,14 @@ def _hamerly_e_step(
     center_shift,  # IN (n_clusters,) float64: how far each center moved since the last call
     half_gap,  # IN (n_clusters,) float64: half the distance to the nearest other center
     margin_coefficient,
-    moved,  # OUT (n_samples,) int64: per group, from its first row on, the samples that moved
-    moved_from,  # OUT (n_samples,) int32: their previous labels
+    sample_weight,  # IN (n_samples,)
+    delta_sums,  # INOUT (n_groups, n_clusters, n_features) float64, zero on entry
+    touched,  # INOUT (n_groups, n_clusters) bool, False on entry
     chunk_rows,
     n_groups,
 ):
-    """One E-step with Hamerly's bounds. Returns the number of moved samples per group."""
+    """One E-step with Hamerly's bounds; moves the samples that change cluster in the
+    per-group ``delta_sums`` (see :func:`_move_sample`)."""
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
@@ -496,12 +507,10 @@ def _hamerly_e_step(
         if j != farthest and center_shift[j] > second_shift:
             second_shift = center_shift[j]
 
-    n_moved = np.zeros(n_groups, dtype=np.int64)
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
         rows = np.empty(chunk_rows, dtype=np.int64)
         dots = np.empty((chunk_rows, n_clusters), dtype=X.dtype)
-        count = 0
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             n_search = 0
@@ -539,12 +548,8 @@ def _hamerly_e_step(
                 upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
                 lower[i] = _distance_bound(x_squared_norms[i], second_value, -margin)
                 if labels[i] != best:
-                    moved[start + count] = i
-                    moved_from[start + count] = labels[i]
-                    count += 1
+                    _move_sample(X[i], sample_weight[i], labels[i], best, delta_sums[group], touched[group])
                     labels[i] = best
-        n_moved[group] = count
-    return n_moved
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -554,40 +559,52 @@ def _lower_bound_f32(distance):
 
 
 @njit(nogil=True, cache=_CACHE)
+def _any_center_open(upper, bounds, half_distances, label):
+    """Whether some center other than ``label`` is not ruled out by Elkan's test."""
+    for j in range(bounds.shape[0]):
+        if j != label and upper > max(np.float64(bounds[j]), half_distances[j]):
+            return True
+    return False
+
+
+@njit(nogil=True, cache=_CACHE)
 def _elkan_open_distances(
     x, x_squared_norm, label, upper, bounds, half_center_distances, minus_two_centers,
-    centers_squared_norms, margin,
+    centers_squared_norms, margin, max_open,
 ):
     """One unsettled sample of :func:`_elkan_e_step`: the distances its bounds leave open.
 
     A center stays closed while ``upper <= max(bounds[j], half the distance between the
-    sample's center and j)``. The first open center tightens ``upper`` to the distance
-    to the sample's own center (and may close again); each center still open then costs
-    one dot product, which also refreshes its bound. Returns ``(label, upper)``;
+    sample's center and j)``. If one is open, the distance to the sample's own center
+    tightens ``upper``. Up to ``max_open`` centers still open then cost one dot product
+    each, which also refreshes their bounds. Returns ``(label, upper, search)``;
+    ``search`` asks the caller to search the sample in full instead (more centers open):
+    the blocked kernel computes every distance for little more than a few single dot
+    products, and refreshing every bound keeps the sample settled for longer.
     ``bounds`` (float32, up to date) is updated in place.
     """
-    tight = False
-    label_value = 0.0
+    if not _any_center_open(upper, bounds, half_center_distances[label], label):
+        return label, upper, False
+    label_value = centers_squared_norms[label] + _dot1(x, minus_two_centers[label])
+    upper = _distance_bound(x_squared_norm, label_value, margin)
+    bounds[label] = _lower_bound_f32(_distance_bound(x_squared_norm, label_value, -margin))
+    n_open = 0
+    half_distances = half_center_distances[label]
     for j in range(bounds.shape[0]):
-        if j == label:
+        if j != label and upper > max(np.float64(bounds[j]), half_distances[j]):
+            n_open += 1
+    if n_open > max_open:
+        return label, upper, True
+    for j in range(bounds.shape[0]):
+        if j == label or upper <= max(np.float64(bounds[j]), half_center_distances[label, j]):
             continue
-        z = max(np.float64(bounds[j]), half_center_distances[label, j])
-        if upper <= z:
-            continue
-        if not tight:
-            label_value = centers_squared_norms[label] + _dot1(x, minus_two_centers[label])
-            upper = _distance_bound(x_squared_norm, label_value, margin)
-            bounds[label] = _lower_bound_f32(_distance_bound(x_squared_norm, label_value, -margin))
-            tight = True
-            if upper <= z:
-                continue
         value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
         bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norm, value, -margin))
         if value < label_value:
             label = j
             label_value = value
             upper = _distance_bound(x_squared_norm, value, margin)
-    return label, upper
+    return label, upper, False
 
 
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
@@ -605,18 +622,22 @@ def _elkan_e_step(
     half_gap,  # IN (n_clusters,) float64: its row minima
     margin_coefficient,
     search_all,  # no bounds yet: search every sample and set them all
-    moved,  # OUT as in _hamerly_e_step
-    moved_from,  # OUT
+    max_open,  # more open centers than this: search the sample in full
+    sample_weight,  # IN, and the moves, as in _hamerly_e_step
+    delta_sums,  # INOUT
+    touched,  # INOUT
     chunk_rows,
     n_groups,
 ):
-    """One E-step with Elkan's bounds. Returns the number of moved samples per group.
+    """One E-step with Elkan's bounds.
 
     A lower bound per (sample, center) lets a sample that Hamerly's single bound cannot
     settle compute only the few distances its bounds leave open, one dot product each,
     instead of searching every center. The per-center bounds are loosened lazily: a
     sample's are brought up to date (by the centers' drift since its stamp) only when
     its upper bound fails the cheap test, so a settled sample costs O(1), not O(k).
+    Samples with many centers open are gathered per chunk and searched in full with
+    the blocked kernel, as in Hamerly's step.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
@@ -628,84 +649,90 @@ def _elkan_e_step(
     now = drift.shape[0] - 1
     drift_now = drift[now]
 
-    n_moved = np.zeros(n_groups, dtype=np.int64)
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
         rows = np.empty(chunk_rows, dtype=np.int64)
         dots = np.empty((chunk_rows, n_clusters), dtype=X.dtype)
-        count = 0
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
-            if search_all:
-                _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+            n_search = 0
             for i in range(chunk_start, chunk_end):
                 old = labels[i]
+                bound_upper = upper[i] + center_shift[old]
+                if search_all or bound_upper > half_gap[old]:
+                    if search_all:
+                        rows[n_search] = i
+                        n_search += 1
+                        continue
+                    # Loosen by the drift since the stamp; the relative 1e-12 covers
+                    # the rounding of the cumulative sums' difference.
+                    bounds = lower[i]
+                    then = drift[stamp[i]]
+                    for j in range(n_clusters):
+                        loosen = drift_now[j] - then[j] + 1e-12 * drift_now[j]
+                        bounds[j] = _lower_bound_f32(max(np.float64(bounds[j]) - loosen, 0.0))
+                    stamp[i] = now
+                    margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
+                    label, bound_upper, search = _elkan_open_distances(
+                        X[i], x_squared_norms[i], old, bound_upper, bounds,
+                        half_center_distances, minus_two_centers, centers_squared_norms,
+                        margin, max_open,
+                    )
+                    if search:
+                        rows[n_search] = i
+                        n_search += 1
+                        continue
+                    if label != old:
+                        _move_sample(X[i], sample_weight[i], old, label, delta_sums[group], touched[group])
+                        labels[i] = label
+                upper[i] = bound_upper
+            _rows_dots_blocked(X, rows, n_search, minus_two_centers, dots)
+            for r in range(n_search):
+                i = rows[r]
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
                 bounds = lower[i]
-                if search_all:
-                    label = 0
-                    best_value = centers_squared_norms[0] + dots[i - chunk_start, 0]
-                    for j in range(n_clusters):
-                        value = centers_squared_norms[j] + dots[i - chunk_start, j]
-                        bounds[j] = _lower_bound_f32(
-                            _distance_bound(x_squared_norms[i], value, -margin)
-                        )
-                        if value < best_value:
-                            best_value = value
-                            label = j
-                    upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
-                    stamp[i] = now
-                else:
-                    label = old
-                    bound_upper = upper[i] + center_shift[label]
-                    if bound_upper > half_gap[label]:
-                        # Loosen by the drift since the stamp; the relative 1e-12 covers
-                        # the rounding of the cumulative sums' difference.
-                        then = drift[stamp[i]]
-                        for j in range(n_clusters):
-                            loosen = drift_now[j] - then[j] + 1e-12 * drift_now[j]
-                            bounds[j] = _lower_bound_f32(max(np.float64(bounds[j]) - loosen, 0.0))
-                        stamp[i] = now
-                        label, bound_upper = _elkan_open_distances(
-                            X[i], x_squared_norms[i], label, bound_upper, bounds,
-                            half_center_distances, minus_two_centers, centers_squared_norms,
-                            margin,
-                        )
-                    upper[i] = bound_upper
-                if label != old:
-                    moved[start + count] = i
-                    moved_from[start + count] = old
-                    count += 1
+                label = 0
+                best_value = centers_squared_norms[0] + dots[r, 0]
+                for j in range(n_clusters):
+                    value = centers_squared_norms[j] + dots[r, j]
+                    bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norms[i], value, -margin))
+                    if value < best_value:
+                        best_value = value
+                        label = j
+                upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
+                stamp[i] = now
+                if label != labels[i]:
+                    _move_sample(X[i], sample_weight[i], labels[i], label, delta_sums[group], touched[group])
                     labels[i] = label
-        n_moved[group] = count
-    return n_moved
+
+
+# A sample that changes cluster moves its weighted row between the two clusters' float64
+# sums right where the E-step found it, while the row is in cache: moved later, each
+# row would be read from memory again (half a microsecond each on MNIST). Each group
+# keeps its own deltas, added to the run's sums in group order, so the sums do not
+# depend on the number of threads.
+@njit(nogil=True, cache=_CACHE)
+def _move_sample(x, weight, old, new, delta_sums, touched):
+    """``delta_sums[new] += w x``, ``delta_sums[old] -= w x`` in float64."""
+    weight = np.float64(weight)
+    old_sums, new_sums = delta_sums[old], delta_sums[new]
+    for f in range(x.shape[0]):
+        contribution = weight * np.float64(x[f])
+        old_sums[f] -= contribution
+        new_sums[f] += contribution
+    touched[old] = True
+    touched[new] = True
 
 
 @njit(nogil=True, cache=_CACHE)
-def _move_sums(X, sample_weight, labels, moved, moved_from, n_moved, chunk_rows, sums):
-    """``sums[new] += w x``, ``sums[old] -= w x`` (float64) for each moved sample, in row
-    order. One thread: a moved row costs two vectorised row updates, and after the first
-    steps few samples move."""
-    n_samples, n_features = X.shape
-    n_groups = n_moved.shape[0]
-    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
-    for group in range(n_groups):
-        start, _ = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
-        for m in range(start, start + n_moved[group]):
-            i = moved[m]
-            old = moved_from[m]
-            weight = np.float64(sample_weight[i])
-            x = X[i]
-            new_sums = sums[labels[i]]
-            if old >= 0:
-                old_sums = sums[old]
-                for f in range(n_features):
-                    contribution = weight * np.float64(x[f])
-                    old_sums[f] -= contribution
-                    new_sums[f] += contribution
-            else:
-                for f in range(n_features):
-                    new_sums[f] += weight * np.float64(x[f])
+def _add_delta_sums(sums, delta_sums, touched):
+    """``sums += delta_sums[g]`` for each group g in order; leaves the deltas zero."""
+    for group in range(delta_sums.shape[0]):
+        for j in range(sums.shape[0]):
+            if touched[group, j]:
+                sums[j] += delta_sums[group, j]
+                delta_sums[group, j] = 0.0
+                touched[group, j] = False
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -722,9 +749,9 @@ class _BoundsRun:
 
     Elkan's bounds (one lower bound per sample and center, float32) from
     ``ELKAN_MIN_CLUSTERS`` on when they fit ``ELKAN_BOUNDS_BUDGET_BYTES``, else Hamerly's
-    (one lower bound per sample). Keeps the
-    bounds, the per-cluster sums (updated by the samples that moved) and the last centers
-    between passes; :meth:`step` returns copies, which the driver may change (relocation).
+    (one lower bound per sample). Keeps the bounds, the per-cluster sums (updated by the
+    samples that moved) and the last centers between passes; :meth:`step` returns
+    copies, which the driver may change (relocation).
     """
 
     def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
@@ -740,13 +767,14 @@ class _BoundsRun:
             self.stamp = np.zeros(n_samples, dtype=np.int64)
             # Row t: each center's total shift over the first t bounded E-steps.
             self.drift = np.zeros((1, n_clusters))
+            self.max_open = max(1, n_clusters // ELKAN_OPEN_DIVISOR)
         else:
             self.lower = np.empty(n_samples)
-        self.moved = np.empty(n_samples, dtype=np.int64)
-        self.moved_from = np.empty(n_samples, dtype=np.int32)
         self.sums = np.zeros((n_clusters, n_features))
         self.margin_coefficient = _bound_margin_coefficient(X.dtype, n_features)
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
+        self.delta_sums = np.zeros((self.n_groups, n_clusters, n_features))
+        self.touched = np.zeros((self.n_groups, n_clusters), dtype=np.bool_)
         self.centers_prev = None
         self.bounds_set = False
 
@@ -764,11 +792,7 @@ class _BoundsRun:
             self.lower[:] = 0.0
             self.centers_prev = centers_old.copy()
             return self.sums.copy(), weight_in_clusters
-        n_moved = self._e_step(centers_old, labels)
-        _move_sums(
-            self.X, self.sample_weight, labels, self.moved, self.moved_from, n_moved,
-            CHUNK_ROWS, self.sums,
-        )
+        self._e_step(centers_old, labels)
         weight_in_clusters = _weight_in_clusters(labels, self.sample_weight, n_clusters)
         # An emptied cluster's sums are rounding residue: make them the exact zero that
         # scikit-learn's fresh sums would be.
@@ -799,21 +823,22 @@ class _BoundsRun:
         if self.elkan:
             if self.bounds_set:
                 self.drift = np.vstack([self.drift, self.drift[-1] + center_shift])
-            n_moved = _elkan_e_step(
+            _elkan_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
                 self.stamp, self.drift, center_shift, half_center_distances, half_gap,
-                self.margin_coefficient, not self.bounds_set, self.moved, self.moved_from,
-                CHUNK_ROWS, self.n_groups,
+                self.margin_coefficient, not self.bounds_set, self.max_open,
+                self.sample_weight, self.delta_sums, self.touched, CHUNK_ROWS, self.n_groups,
             )
         else:
             # Hamerly's step searches every sample whose bounds hold nothing.
-            n_moved = _hamerly_e_step(
+            _hamerly_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
                 center_shift, half_gap, self.margin_coefficient,
-                self.moved, self.moved_from, CHUNK_ROWS, self.n_groups,
+                self.sample_weight, self.delta_sums, self.touched, CHUNK_ROWS, self.n_groups,
             )
         self.bounds_set = True
-        return n_moved
+        # The moves' deltas, also in the final E-step: the sums always match the labels.
+        _add_delta_sums(self.sums, self.delta_sums, self.touched)
 
 
 def _center_distances(centers_a, centers_b):

@@ -100,7 +100,7 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
-@pytest.mark.parametrize("bounds", ["elkan", "hamerly"])
+@pytest.mark.parametrize("bounds", ["elkan", "elkan-single-dots", "hamerly"])
 @pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
 @pytest.mark.parametrize("offset", [0.0, 30.0])
 def test_bounded_steps_keep_valid_bounds_and_exact_sums(
@@ -109,7 +109,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     """A float32 run's steps (Elkan's or Hamerly's bounds): after every step the bounds
     hold for the centers just used, labels are the nearest centers up to float32
     near-ties, and the incrementally kept sums and weights equal fresh ones for those
-    labels.
+    labels. "elkan-single-dots" never sends a sample to the full search.
 
     The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
     digits: the bounds' rounding margin must still cover it.
@@ -128,6 +128,8 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
         monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
     else:
         monkeypatch.setattr(_cpu, "ELKAN_MIN_CLUSTERS", 1)
+    if bounds == "elkan-single-dots":
+        monkeypatch.setattr(_cpu, "ELKAN_OPEN_DIVISOR", 1)
     with _cpu.cpu_runtime():
         run = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
         for _ in range(12):
@@ -135,7 +137,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
             assert_labels_nearest(labels, X, centers, np.float32)
             distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
             own = distances[np.arange(n_samples), labels]
-            assert run.elkan == (bounds == "elkan")
+            assert run.elkan == bounds.startswith("elkan")
             assert np.all(run.upper >= own * (1 - 1e-12))
             lower = run.current_lower_bounds()
             if run.elkan:
