@@ -79,8 +79,9 @@ class Engine(NamedTuple):
     """``row_norms(X) -> float64 (n_samples,)``: ``||x_i||^2`` in float64."""
 
     centered: Callable
-    """``centered(X, X_mean) -> X - X_mean`` in a new array (``X`` is the caller's and is
-    never written), bitwise NumPy's broadcast subtraction."""
+    """``centered(X, X_mean) -> (X - X_mean, row_norms(X - X_mean))``: the first in a new
+    array (``X`` is the caller's and is never written), bitwise NumPy's broadcast
+    subtraction; the second bitwise :attr:`row_norms` of it (one pass on the CPU)."""
 
     kmeanspp_candidates: Callable
     """``kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq)

@@ -153,7 +153,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         device = self._resolve_fit_device(X)
         engine = get_engine(device)
         xp = engine.xp
-        X, on_device, feature_names = _validation.check_fit_data(self, X, xp)
+        X, on_device, feature_names, X_mean = _validation.check_fit_data(self, X, xp)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         sample_weight = _validation.check_sample_weight(sample_weight, X)
@@ -168,16 +168,18 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if not on_device and xp is not np:
             # The one host-to-device copy of the fit.
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
+            X_mean = xp.asarray(X_mean)
         tol = _tolerance(X, self.tol, xp)
         reporter = self._make_reporter(n_init)
         with engine.runtime():
             if self.copy_x:
                 # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
-                X_mean = X.mean(axis=0)
-                X = engine.centered(X, X_mean)  # a new array: the caller's is untouched
+                # A new array: the caller's is untouched.
+                X, x_squared_norms = engine.centered(X, X_mean)
                 if init_is_array:
                     init -= X_mean
-            x_squared_norms = engine.row_norms(X)
+            else:
+                x_squared_norms = engine.row_norms(X)
             best = self._run_inits(
                 X, x_squared_norms, sample_weight, init, random_state, n_init, tol, engine, reporter
             )
@@ -435,7 +437,7 @@ def kmeans_plusplus(
     resolved = params._resolve_fit_device(X)
     engine = get_engine(resolved)
     xp = engine.xp
-    X, on_device, _ = _validation.check_fit_data(params, X, xp)
+    X, on_device, _, _ = _validation.check_fit_data(params, X, xp)
     _validation.check_n_samples(X.shape[0], n_clusters)
     sample_weight = _validation.check_sample_weight(sample_weight, X)
     if x_squared_norms is not None:

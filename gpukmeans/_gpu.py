@@ -524,7 +524,8 @@ def row_norms(X):
 
 def centered(X, X_mean):
     """Engine ``centered``: CuPy's elementwise kernel is already parallel."""
-    return X - X_mean
+    X_centered = X - X_mean
+    return X_centered, row_norms(X_centered)
 
 
 def transform_distances(X, centers):

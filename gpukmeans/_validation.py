@@ -112,9 +112,10 @@ def _check_device_X(X, name, xp):
 def check_fit_data(estimator, X, device_xp):
     """Validate ``X`` for ``fit``.
 
-    Returns ``(X, on_device, feature_names)`` where X is a C-contiguous float32/float64
-    array: NumPy for host input, ``device_xp`` (CuPy) for device input. X may be the
-    caller's own array: callers must not modify it in place.
+    Returns ``(X, on_device, feature_names, X_mean)`` where X is a C-contiguous
+    float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
+    and ``X_mean = X.mean(axis=0)`` on the same side. X may be the caller's own array:
+    callers must not modify it in place.
     """
     if _is_sparse(X):
         raise TypeError(
@@ -127,8 +128,8 @@ def check_fit_data(estimator, X, device_xp):
                 "X is a GPU array but the fit runs on the CPU (device='cpu'); pass a NumPy "
                 "array, or use device='gpu' or 'auto'."
             )
-        X = _check_device_X(X, "X", device_xp)
-        return device_xp.ascontiguousarray(X), True, None
+        X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
+        return X, True, None, X.mean(axis=0)
 
     from sklearn.utils.validation import _get_feature_names
 
@@ -137,10 +138,19 @@ def check_fit_data(estimator, X, device_xp):
         X,
         dtype=list(FLOAT_DTYPES),
         order="C",
+        ensure_all_finite=False,
         estimator=estimator,
         input_name="X",
     )
-    return X, False, feature_names
+    # One pass over X for the mean and the finiteness check (scikit-learn's check is a
+    # pass of its own, a sum): NaN and infinity make the mean non-finite. A non-finite
+    # mean may also be an overflow of finite values, so only then is each value checked,
+    # with scikit-learn's own message.
+    with np.errstate(over="ignore", invalid="ignore"):
+        X_mean = X.mean(axis=0)
+    if not np.isfinite(X_mean).all():
+        check_array(X, dtype=None, estimator=estimator, input_name="X")
+    return X, False, feature_names, X_mean
 
 
 def check_predict_data(estimator, X):

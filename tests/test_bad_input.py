@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 
 from gpukmeans import KMeans
-from gpukmeans import _device
+from gpukmeans import _device, _validation
 
 X_OK = np.arange(40, dtype=np.float64).reshape(20, 2)
 
@@ -33,6 +33,21 @@ def _fit(X=X_OK, sample_weight=None, **params):
 def test_bad_X(X, error, match):
     with pytest.raises(error, match=match):
         _fit(X)
+
+
+# scikit-learn's own check sums X first, and max + max + -inf warns there.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad, match", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
+def test_finite_check_is_exact_when_the_mean_overflows(bad, match):
+    """The finiteness check rides on the mean: a column of huge finite float32 values
+    overflows it without being bad input, and a bad value next to them is still named."""
+    X = np.ones((6, 3), dtype=np.float32)
+    X[:, 1] = np.finfo(np.float32).max
+    _, _, _, X_mean = _validation.check_fit_data(KMeans(), X, np)
+    assert np.isinf(X_mean[1]) and np.isfinite(X_mean[[0, 2]]).all()
+    X[4, 1] = bad
+    with pytest.raises(ValueError, match=match):
+        _validation.check_fit_data(KMeans(), X, np)
 
 
 def test_n_samples_below_n_clusters():

@@ -166,13 +166,16 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     assert np.sum(labels != plain) <= 2
 
 
+@pytest.mark.parametrize("n_features", [13, 100])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_centered_is_numpys_subtraction_in_a_new_array(dtype, rng):
-    X = rng.normal(3, 2, size=(1001, 13)).astype(dtype)
+def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(dtype, n_features, rng):
+    X = rng.normal(3, 2, size=(1001, n_features)).astype(dtype)
     before = X.copy()
     X_mean = X.mean(axis=0)
     with _cpu.cpu_runtime():
-        out = _cpu.centered(X, X_mean)
+        out, out_squared_norms = _cpu.centered(X, X_mean)
+        separate_norms = _cpu.row_norms_f64(out)
     np.testing.assert_array_equal(out, X - X_mean)
+    np.testing.assert_array_equal(out_squared_norms, separate_norms)
     assert out.dtype == dtype and not np.shares_memory(out, X)
     np.testing.assert_array_equal(X, before)

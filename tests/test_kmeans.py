@@ -333,7 +333,10 @@ def test_gpu_engine_run_and_centring_wiring_on_the_host(rng, monkeypatch):
     cpu = get_engine("cpu")
     monkeypatch.setattr(_gpu, "lloyd_iter", _cpu.lloyd_iter)
     monkeypatch.setattr(_gpu, "e_step", _cpu.assign_labels)
-    np.testing.assert_array_equal(_gpu.centered(X, X.mean(axis=0)), X - X.mean(axis=0))
+    monkeypatch.setattr(_gpu, "row_norms", _cpu.row_norms_f64)
+    X_centered, norms_centered = _gpu.centered(X, X.mean(axis=0))
+    np.testing.assert_array_equal(X_centered, X - X.mean(axis=0))
+    np.testing.assert_array_equal(norms_centered, _cpu.row_norms_f64(X_centered))
     wired = cpu._replace(start_lloyd=_gpu.start_lloyd)
     with cpu.runtime():
         norms = cpu.row_norms(X)
