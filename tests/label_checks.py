@@ -1,5 +1,7 @@
-"""The one rule every test uses for float32 labels: the float64 nearest center, except at
-near-ties that the GEMM form of the distance cannot resolve in the working precision."""
+"""The rules tests use for labels: the float64 nearest center, except at near-ties that
+the GEMM form of the distance cannot resolve in the working precision (scikit-learn, the
+GPU engine); or exactly the nearest (the CPU engine's float32 passes, which decide
+near-ties in float64)."""
 
 import numpy as np
 from scipy.spatial import distance as scipy_distance
@@ -25,6 +27,19 @@ def assert_labels_nearest(labels, X, centers, dtype):
     tolerance = _near_tie_tolerance(X[differ], centers, dtype)
     assert np.all(gap <= tolerance), f"{(gap > tolerance).sum()} labels are not near-ties"
     assert differ.size <= max(2, 0.01 * labels.size), f"{differ.size} near-ties is too many"
+
+
+def assert_labels_exactly_nearest(labels, X, centers):
+    """Each label is a nearest center by the float64 distances from the differences (up
+    to their own 1e-12 rounding): no near-tie exception."""
+    labels = np.asarray(labels)
+    assert labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() < centers.shape[0], "unwritten or invalid labels"
+    d = sq_dist64(X, centers)
+    own = d[np.arange(X.shape[0]), labels]
+    nearest = d.min(axis=1)
+    wrong = np.flatnonzero(own > nearest * (1 + 1e-12) + 1e-300)
+    assert wrong.size == 0, f"{wrong.size} labels are not the nearest center (first: {wrong[:5]})"
 
 
 def near_tie_clusters(X, centers, dtype):
