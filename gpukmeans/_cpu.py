@@ -473,8 +473,8 @@ def _lloyd_chunked(
 # no other center can be closer, and the sample is skipped; if not, the exact distance
 # to its own center tightens the upper bound and may still settle it. Only the rest are
 # searched. Ours keeps the lower bound of the runner-up apart: when only it is left open,
-# one more dot product settles the sample. On MNIST at k=20 (from k-means++) 35-75% of the samples are settled from the
-# fifth iteration on. Elkan (2003) keeps a lower bound per center instead, so that an
+# one more dot product settles the sample. On MNIST at k=20 (from k-means++) 35-75% of
+# the samples are settled from the fifth iteration on. Elkan (2003) keeps a lower bound per center instead, so that an
 # unsettled sample computes only the distances its bounds leave open (_elkan_e_step).
 # Either way, a sample that changes cluster moves its row between the two clusters'
 # sums during the E-step (_move_sample); the M-step adds up those moves.
