@@ -79,9 +79,10 @@ class Engine(NamedTuple):
     """``row_norms(X) -> float64 (n_samples,)``: ``||x_i||^2`` in float64."""
 
     centered: Callable
-    """``centered(X, X_mean) -> (X - X_mean, row_norms(X - X_mean))``: the first in a new
-    array (``X`` is the caller's and is never written), bitwise NumPy's broadcast
-    subtraction; the second bitwise :attr:`row_norms` of it (one pass on the CPU)."""
+    """``centered(X, X_mean) -> (X_work, x_squared_norms, is_centred)``: the data the fit
+    works on and :attr:`row_norms` of it, bitwise. ``X - X_mean`` in a new array (bitwise
+    NumPy's broadcast subtraction; ``X`` is the caller's and is never written), or ``X``
+    itself where the engine's labels do not need the centring (``is_centred`` False)."""
 
     kmeanspp_candidates: Callable
     """``kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq)

@@ -52,9 +52,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         the same device, whatever the number of threads.
     copy_x : bool, default=True
         True: the data are centred on a copy for accurate distances (the caller's array
-        is never modified). False: no centring and, where the input is already a
-        C-contiguous float array, no copy: less memory, slightly less accurate distances
-        for data far from the origin.
+        is never modified) where the labels need it: always on the GPU and for float64;
+        for float32 on the CPU, whose labels are exact either way, only when the data's
+        mean is farther from the origin than the samples are from the mean. False: no
+        centring and, where the input is already a C-contiguous float array, no copy:
+        less memory, slightly less accurate distances for data far from the origin.
     algorithm : {"lloyd", "elkan"}, default="lloyd"
         Both give Lloyd's exact result; accepted for compatibility with scikit-learn.
         Both engines use fused distance+argmin passes that are faster than Elkan's
@@ -69,8 +71,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     cluster_centers_ : ndarray or cupy.ndarray of shape (n_clusters, n_features)
         Coordinates of the cluster centers, in X's dtype (float32 stays float32).
     labels_ : ndarray or cupy.ndarray of shape (n_samples,)
-        Label of each point; equal to ``predict(X)`` up to float32 near-ties (``fit``
-        works on centred data, ``predict`` on the data as given, as in scikit-learn).
+        Label of each point; equal to ``predict(X)`` up to float32 near-ties when ``fit``
+        worked on centred data (``predict`` works on the data as given, as in
+        scikit-learn).
     inertia_ : float
         Sum of (weighted) squared distances of samples to their closest center.
     n_iter_ : int
@@ -172,11 +175,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         tol = _tolerance(X, self.tol, xp)
         reporter = self._make_reporter(n_init)
         with engine.runtime():
+            is_centred = False
             if self.copy_x:
-                # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances.
-                # A new array: the caller's is untouched.
-                X, x_squared_norms = engine.centered(X, X_mean)
-                if init_is_array:
+                # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances,
+                # where the engine's labels need them. A new array: the caller's is
+                # untouched.
+                X, x_squared_norms, is_centred = engine.centered(X, X_mean)
+                if init_is_array and is_centred:
                     init -= X_mean
             else:
                 x_squared_norms = engine.row_norms(X)
@@ -186,7 +191,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         best_labels, best_inertia, best_centers, best_n_iter = best
 
-        if self.copy_x:
+        if is_centred:
             best_centers += X_mean
         distinct_clusters = int(np.unique(to_host(best_labels)).shape[0])
         if distinct_clusters < self.n_clusters:

@@ -523,9 +523,11 @@ def row_norms(X):
 
 
 def centered(X, X_mean):
-    """Engine ``centered``: CuPy's elementwise kernel is already parallel."""
+    """Engine ``centered``: always centres (the float32 labels come from the float32
+    ``||c||^2 - 2 x.c``, more accurate on centred data); CuPy's elementwise kernel is
+    already parallel."""
     X_centered = X - X_mean
-    return X_centered, row_norms(X_centered)
+    return X_centered, row_norms(X_centered), True
 
 
 def transform_distances(X, centers):

@@ -177,15 +177,26 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
 
 
 @pytest.mark.parametrize("n_features", [13, 100])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(dtype, n_features, rng):
-    X = rng.normal(3, 2, size=(1001, n_features)).astype(dtype)
+@pytest.mark.parametrize("dtype, offset, expect_centred", [
+    (np.float64, 0.0, True),  # float64 always: scikit-learn's labels, bitwise
+    (np.float32, 0.0, False),  # exact float32 labels need no centring near the origin
+    (np.float32, 3.0, True),  # the mean's norm above the spread around it
+])
+def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(
+    dtype, offset, expect_centred, n_features, rng
+):
+    X = rng.normal(offset, 1, size=(1001, n_features)).astype(dtype)
     before = X.copy()
     X_mean = X.mean(axis=0)
     with _cpu.cpu_runtime():
-        out, out_squared_norms = _cpu.centered(X, X_mean)
+        out, out_squared_norms, is_centred = _cpu.centered(X, X_mean)
         separate_norms = _cpu.row_norms_f64(out)
-    np.testing.assert_array_equal(out, X - X_mean)
+    assert is_centred == expect_centred
+    if is_centred:
+        np.testing.assert_array_equal(out, X - X_mean)
+        assert not np.shares_memory(out, X)
+    else:
+        assert out is X
     np.testing.assert_array_equal(out_squared_norms, separate_norms)
-    assert out.dtype == dtype and not np.shares_memory(out, X)
+    assert out.dtype == dtype
     np.testing.assert_array_equal(X, before)

@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpukmeans import KMeans, kmeans_plusplus
 from gpukmeans import _cpu
-from label_checks import assert_labels_nearest, near_tie_clusters
+from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, near_tie_clusters
 
 
 @pytest.fixture
@@ -192,6 +192,28 @@ def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
     assert km.transform(X).dtype == dtype
 
 
+@pytest.mark.parametrize("offset, centred", [(0.0, False), (50.0, True)])
+def test_cpu_float32_centres_only_data_far_from_the_origin(offset, centred, rng):
+    """float32 on the CPU has exact labels either way: near the origin the fit works on X
+    as given (copy_x=True gives copy_x=False's result, bitwise, and labels_ equal
+    predict(X) exactly); far from it, on a centred copy, as scikit-learn always does."""
+    X = (_dataset("blobs", 3000, 8, 5, rng) + offset).astype(np.float32)
+    init = X[rng.choice(len(X), 5, replace=False)]
+    copied = KMeans(5, init=init, n_init=1, max_iter=10, device="cpu").fit(X)
+    as_given = KMeans(5, init=init, n_init=1, max_iter=10, device="cpu", copy_x=False).fit(X)
+    if centred:
+        # Exact for the centred copy; adding the mean back rounds the centers.
+        assert_labels_nearest(copied.labels_, X, copied.cluster_centers_, np.float32)
+        # Nearby roundings of the same run: a near-tie may go the other way, no more.
+        assert np.mean(copied.labels_ == as_given.labels_) >= 0.99
+        np.testing.assert_allclose(copied.inertia_, as_given.inertia_, rtol=1e-4)
+    else:
+        assert_labels_exactly_nearest(copied.labels_, X, copied.cluster_centers_)
+        np.testing.assert_array_equal(copied.cluster_centers_, as_given.cluster_centers_)
+        np.testing.assert_array_equal(copied.labels_, as_given.labels_)
+        np.testing.assert_array_equal(copied.labels_, copied.predict(X))
+
+
 def test_sample_weight_equals_repetition_from_same_init(rng):
     X = rng.normal(size=(300, 4))
     repeats = rng.integers(1, 4, size=300)
@@ -334,7 +356,8 @@ def test_gpu_engine_run_and_centring_wiring_on_the_host(rng, monkeypatch):
     monkeypatch.setattr(_gpu, "lloyd_iter", _cpu.lloyd_iter)
     monkeypatch.setattr(_gpu, "e_step", _cpu.assign_labels)
     monkeypatch.setattr(_gpu, "row_norms", _cpu.row_norms_f64)
-    X_centered, norms_centered = _gpu.centered(X, X.mean(axis=0))
+    X_centered, norms_centered, is_centred = _gpu.centered(X, X.mean(axis=0))
+    assert is_centred
     np.testing.assert_array_equal(X_centered, X - X.mean(axis=0))
     np.testing.assert_array_equal(norms_centered, _cpu.row_norms_f64(X_centered))
     wired = cpu._replace(start_lloyd=_gpu.start_lloyd)
