@@ -332,6 +332,39 @@ def _minus_two_centers_and_norms(centers):
     return minus_two_centers, squared_norms
 
 
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
+def _dots_1x4(x, centers, center, dots):
+    """``dots[center + c] = x . centers[center + c]`` for c < 4: one row, streamed once."""
+    c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
+    zero = x.dtype.type(0)
+    s0 = s1 = s2 = s3 = zero
+    for f in range(x.shape[0]):
+        a = x[f]
+        s0 += a * c0[f]; s1 += a * c1[f]; s2 += a * c2[f]; s3 += a * c3[f]  # noqa: E702
+    dots[center], dots[center + 1], dots[center + 2], dots[center + 3] = s0, s1, s2, s3
+
+
+@njit(nogil=True, cache=_CACHE)
+def _row_dots(x, centers, dots):
+    """``dots = centers @ x`` for one row, four centers at a time (the last four overlap
+    the previous ones), so that a row's dot products do not depend on its neighbours.
+
+    For up to four centers against every row (the k-means++ candidates up to k=20): X
+    is streamed once in order. MNIST, whole k-means++ at k=20: 204 ms against 245 with
+    the blocked kernel; with 7 candidates (k=256) the blocked kernel wins, 4.2 s to 5.4.
+    """
+    n_centers = centers.shape[0]
+    if n_centers < 4:
+        for j in range(n_centers):
+            dots[j] = _dot1(x, centers[j])
+        return
+    center = 0
+    while center < n_centers:
+        center = min(center, n_centers - 4)
+        _dots_1x4(x, centers, center, dots)
+        center += 4
+
+
 @njit(nogil=True, cache=_CACHE)
 def _rows_dots_blocked(X, rows, n_rows, centers, dots):
     """``dots[r] = centers @ X[rows[r]]`` for ``r < n_rows``, without BLAS.
@@ -1072,7 +1105,11 @@ def _kmeanspp_candidates_chunked(
         rows = np.empty(chunk_rows, dtype=np.int64)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
-            _chunk_dots_blocked(X, chunk_start, chunk_end, candidates, rows, dots)
+            if n_candidates <= 4:
+                for sample in range(chunk_start, chunk_end):
+                    _row_dots(X[sample], candidates, dots[sample - chunk_start])
+            else:
+                _chunk_dots_blocked(X, chunk_start, chunk_end, candidates, rows, dots)
             for sample in range(chunk_start, chunk_end):
                 weight = np.float64(sample_weight[sample])
                 for j in range(n_candidates):

@@ -64,8 +64,11 @@ def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_cl
             centers = average_centers(sums, weights, X.dtype, np)
 
 
+@pytest.mark.parametrize("candidate_ids", [[3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_distances_inertia_transform_and_kmeanspp_step(dtype, rng):
+def test_distances_inertia_transform_and_kmeanspp_step(dtype, candidate_ids, rng):
+    """Below 4 candidates one dot product each, at 4 the one-row kernel, above it the
+    blocked kernel: the k-means++ step against float64."""
     X = rng.normal(size=(1000, 9)).astype(dtype) + 5
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
@@ -80,7 +83,7 @@ def test_distances_inertia_transform_and_kmeanspp_step(dtype, rng):
         )
         np.testing.assert_allclose(_cpu.pairwise_distances(X, centers), np.sqrt(d), rtol=1e-5, atol=1e-5)
         closest = d[:, 0].astype(dtype)
-        ids = np.array([3, 999, 10], dtype=np.int64)
+        ids = np.array(candidate_ids, dtype=np.int64)
         dist, pot = _cpu.kmeanspp_candidates(X, _cpu.row_norms_f64(X), sample_weight, ids, closest)
         X64 = X.astype(np.float64)
         ref = np.minimum(((X64[None] - X64[ids][:, None]) ** 2).sum(-1), closest)
