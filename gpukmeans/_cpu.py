@@ -1236,7 +1236,8 @@ def centered(X, X_mean):
     MNIST, 220 MB and 20 ms or more of page faults per fit). Far from the origin, the
     float32 ``||c||^2 - 2 x.c`` loses digits to the norms, which widens the bounds'
     margin and the near-tie window: centre when the mean's squared norm exceeds the
-    spread around it (estimated from at most 4096 evenly spaced rows).
+    spread around it (mean ||x||^2 - ||mean||^2, from the row norms that the uncentred
+    fit needs anyway).
 
     Centring: NumPy allocates (its large arrays get huge pages, which Numba's
     allocator does not ask for: page faults then cost more than the copy) and both
@@ -1244,11 +1245,10 @@ def centered(X, X_mean):
     the same pass instead of another read of X.
     """
     if X.dtype == np.float32:
-        sample = X[:: max(1, X.shape[0] // 4096)].astype(np.float64)
+        x_squared_norms = _row_norms_f64(X)
         mean_squared_norm = float(np.square(X_mean.astype(np.float64)).sum())
-        spread = float(np.square(sample).sum(axis=1).mean()) - mean_squared_norm
-        if mean_squared_norm <= spread:
-            return X, _row_norms_f64(X), False
+        if mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm:
+            return X, x_squared_norms, False
     out = np.empty_like(X)
     out_squared_norms = np.empty(X.shape[0])
     _subtract_rows_and_norms(X, X_mean.astype(X.dtype, copy=False), out, out_squared_norms)
