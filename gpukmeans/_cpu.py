@@ -621,6 +621,10 @@ def _hamerly_e_step(
             n_search = 0
             for i in range(chunk_start, chunk_end):
                 label = labels[i]
+                if label < 0:  # the run's first E-step: nothing to bound yet
+                    rows[n_search] = i
+                    n_search += 1
+                    continue
                 second = runner_up[i]
                 upper[i] += center_shift[label]
                 lower_runner_up[i] -= center_shift[second]
@@ -876,14 +880,20 @@ def _elkan_e_step(
 # depend on the number of threads.
 @njit(nogil=True, cache=_CACHE)
 def _move_sample(x, weight, old, new, delta_sums, touched):
-    """``delta_sums[new] += w x``, ``delta_sums[old] -= w x`` in float64."""
+    """``delta_sums[new] += w x``, ``delta_sums[old] -= w x`` (unless ``old`` is -1)
+    in float64."""
     weight = np.float64(weight)
-    old_sums, new_sums = delta_sums[old], delta_sums[new]
-    for f in range(x.shape[0]):
-        contribution = weight * np.float64(x[f])
-        old_sums[f] -= contribution
-        new_sums[f] += contribution
-    touched[old] = True
+    new_sums = delta_sums[new]
+    if old < 0:  # the run's first E-step: no cluster yet
+        for f in range(x.shape[0]):
+            new_sums[f] += weight * np.float64(x[f])
+    else:
+        old_sums = delta_sums[old]
+        for f in range(x.shape[0]):
+            contribution = weight * np.float64(x[f])
+            old_sums[f] -= contribution
+            new_sums[f] += contribution
+        touched[old] = True
     touched[new] = True
 
 
@@ -924,7 +934,8 @@ class _BoundsRun:
             n_clusters >= ELKAN_MIN_CLUSTERS
             and n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES
         )
-        self.upper = np.empty(n_samples)
+        # Bounds that hold nothing: the first E-step searches every sample and sets them.
+        self.upper = np.full(n_samples, np.inf)
         if self.elkan:
             self.lower = np.empty((n_samples, n_clusters), dtype=np.float32)
             self.stamp = np.zeros(n_samples, dtype=np.int64)
@@ -932,9 +943,9 @@ class _BoundsRun:
             self.drift = np.zeros((1, n_clusters))
             self.max_open = max(1, n_clusters // ELKAN_OPEN_DIVISOR)
         else:
-            self.lower = np.empty(n_samples)
+            self.lower = np.zeros(n_samples)
             self.runner_up = np.zeros(n_samples, dtype=np.int32)
-            self.lower_runner_up = np.empty(n_samples)
+            self.lower_runner_up = np.zeros(n_samples)
         self.sums = np.zeros((n_clusters, n_features))
         self.margin_coefficient = _bound_margin_coefficient(X.dtype, n_features)
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
@@ -944,21 +955,9 @@ class _BoundsRun:
         self.bounds_set = False
 
     def step(self, centers_old, labels):
-        """``lloyd_iter`` on the run's data."""
+        """``lloyd_iter`` on the run's data. The first step (labels all -1) searches
+        every sample, sets the bounds and adds every sample to the sums."""
         n_clusters = centers_old.shape[0]
-        if self.centers_prev is None:
-            # The first step is the plain one (parallel, nothing to bound yet); the
-            # second searches every sample and sets the bounds.
-            self.sums, weight_in_clusters = lloyd_iter(
-                self.X, self.sample_weight, centers_old, labels
-            )
-            # Bounds that hold nothing, until the second step sets them.
-            self.upper[:] = np.inf
-            self.lower[:] = 0.0
-            if not self.elkan:
-                self.lower_runner_up[:] = 0.0
-            self.centers_prev = centers_old.copy()
-            return self.sums.copy(), weight_in_clusters
         self._e_step(centers_old, labels)
         weight_in_clusters = _weight_in_clusters(labels, self.sample_weight, n_clusters)
         # An emptied cluster's sums are rounding residue: make them the exact zero that
@@ -989,7 +988,10 @@ class _BoundsRun:
         return bounds
 
     def _e_step(self, centers, labels):
-        center_shift = _center_distances(centers, self.centers_prev)
+        if self.centers_prev is None:
+            center_shift = np.zeros(centers.shape[0])
+        else:
+            center_shift = _center_distances(centers, self.centers_prev)
         half_center_distances = _half_center_distances(centers)
         half_gap = half_center_distances.min(axis=1)
         if self.elkan:
