@@ -585,6 +585,7 @@ def _hamerly_e_step(
     sample_weight,  # IN (n_samples,)
     delta_sums,  # INOUT (n_groups, n_clusters, n_features) float64, zero on entry
     touched,  # INOUT (n_groups, n_clusters) bool, False on entry
+    distances,  # OUT (n_samples,) float64 ||x - its center||^2, or (0,): not wanted
     chunk_rows,
     n_groups,
 ):
@@ -702,6 +703,7 @@ def _hamerly_e_step(
                 if labels[i] != label:
                     _move_sample(X[i], sample_weight[i], labels[i], label, delta_sums[group], touched[group])
                     labels[i] = label
+            _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances)
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -783,6 +785,7 @@ def _elkan_e_step(
     sample_weight,  # IN, and the moves, as in _hamerly_e_step
     delta_sums,  # INOUT
     touched,  # INOUT
+    distances,  # OUT, as in _hamerly_e_step
     chunk_rows,
     n_groups,
 ):
@@ -871,6 +874,7 @@ def _elkan_e_step(
                 if label != labels[i]:
                     _move_sample(X[i], sample_weight[i], labels[i], label, delta_sums[group], touched[group])
                     labels[i] = label
+            _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances)
 
 
 # A sample that changes cluster moves its weighted row between the two clusters' float64
@@ -895,6 +899,17 @@ def _move_sample(x, weight, old, new, delta_sums, touched):
             new_sums[f] += contribution
         touched[old] = True
     touched[new] = True
+
+
+@njit(nogil=True, cache=_CACHE)
+def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
+    """The final E-step's ``distances[i] = ||x_i - centers[labels[i]]||^2`` for a chunk,
+    right after its labels are final: the rows it read are still in cache, and the
+    values are :func:`_assigned_distances`' bitwise. Nothing when ``distances`` is empty."""
+    if distances.shape[0] == 0:
+        return
+    for i in range(chunk_start, chunk_end):
+        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -966,13 +981,16 @@ class _BoundsRun:
         self.centers_prev = centers_old.copy()
         return self.sums.copy(), weight_in_clusters
 
-    def assign_labels(self, centers, labels):
-        """``assign_labels`` on the run's data: the final E-step, with the bounds."""
-        if self.centers_prev is None:
-            assign_labels(self.X, centers, labels)
-            return
-        self._e_step(centers, labels)
+    def finish(self, centers, labels, assign_labels):
+        """The final E-step with the bounds, which also computes every sample's distance
+        to its center for the inertia (one pass over X instead of two), or the inertia
+        alone."""
+        if not assign_labels:
+            return inertia(self.X, self.sample_weight, centers, labels)
+        distances = np.empty(self.X.shape[0])
+        self._e_step(centers, labels, distances)
         self.centers_prev = centers.copy()
+        return np.float64(_weighted_sum_f64(distances, self.sample_weight))
 
     def current_lower_bounds(self, labels):
         """``(n_samples, n_clusters)`` lower bounds on the distances to the last centers,
@@ -987,7 +1005,9 @@ class _BoundsRun:
         bounds[rows, labels] = 0.0
         return bounds
 
-    def _e_step(self, centers, labels):
+    def _e_step(self, centers, labels, distances=None):
+        if distances is None:
+            distances = np.empty(0)
         if self.centers_prev is None:
             center_shift = np.zeros(centers.shape[0])
         else:
@@ -1001,14 +1021,16 @@ class _BoundsRun:
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
                 self.stamp, self.drift, center_shift, half_center_distances, half_gap,
                 self.margin_coefficient, not self.bounds_set, self.max_open,
-                self.sample_weight, self.delta_sums, self.touched, CHUNK_ROWS, self.n_groups,
+                self.sample_weight, self.delta_sums, self.touched, distances, CHUNK_ROWS,
+                self.n_groups,
             )
         else:
             # Hamerly's step searches every sample whose bounds hold nothing.
             _hamerly_e_step(
                 self.X, self.x_squared_norms, centers, labels, self.upper, self.runner_up,
                 self.lower_runner_up, self.lower, center_shift, half_gap, self.margin_coefficient,
-                self.sample_weight, self.delta_sums, self.touched, CHUNK_ROWS, self.n_groups,
+                self.sample_weight, self.delta_sums, self.touched, distances, CHUNK_ROWS,
+                self.n_groups,
             )
         self.bounds_set = True
         # The moves' deltas, also in the final E-step: the sums always match the labels.
@@ -1166,7 +1188,7 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     step, whose GEMM keeps their labels bitwise scikit-learn's."""
     if X.dtype == np.float32:
         return _BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
-    return StatelessRun(X, sample_weight, lloyd_iter, assign_labels)
+    return StatelessRun(X, sample_weight, lloyd_iter, assign_labels, inertia)
 
 
 def assign_labels(X, centers, labels):

@@ -39,9 +39,11 @@ class Engine(NamedTuple):
     """``start_lloyd(X, x_squared_norms, sample_weight, n_clusters) -> run``
 
     One run's passes over ``X``: ``run.step(centers_old, labels)`` does what
-    :attr:`lloyd_iter` does, ``run.assign_labels(centers, labels)`` what
-    :attr:`assign_labels` does (the run's final E-step). Both are given the run's same
-    ``labels`` array every time (-1 before the first step). An engine may keep state
+    :attr:`lloyd_iter` does; ``run.finish(centers, labels, assign_labels) -> inertia``
+    runs, when ``assign_labels``, what :attr:`assign_labels` does (the run's final
+    E-step), then returns what :attr:`inertia` does, bitwise (the CPU engine's float32
+    runs compute both in one pass). Both are given the run's same ``labels`` array
+    every time (-1 before the first step). An engine may keep state
     between the passes of a run (the CPU engine keeps Hamerly's bounds for float32) or
     use :class:`StatelessRun`. ``x_squared_norms`` is float64 ``(n_samples,)``, from
     :attr:`row_norms`. The arrays returned are the caller's to change.
@@ -113,9 +115,12 @@ class StatelessRun(NamedTuple):
     sample_weight: Any
     engine_lloyd_iter: Callable
     engine_assign_labels: Callable
+    engine_inertia: Callable
 
     def step(self, centers_old, labels):
         return self.engine_lloyd_iter(self.X, self.sample_weight, centers_old, labels)
 
-    def assign_labels(self, centers, labels):
-        self.engine_assign_labels(self.X, centers, labels)
+    def finish(self, centers, labels, assign_labels):
+        if assign_labels:
+            self.engine_assign_labels(self.X, centers, labels)
+        return self.engine_inertia(self.X, self.sample_weight, centers, labels)

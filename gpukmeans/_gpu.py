@@ -486,7 +486,7 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
 
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
-    return StatelessRun(X, sample_weight, lloyd_iter, e_step)
+    return StatelessRun(X, sample_weight, lloyd_iter, e_step, inertia)
 
 
 def inertia(X, sample_weight, centers, labels):

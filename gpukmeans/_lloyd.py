@@ -102,12 +102,9 @@ def kmeans_single_lloyd(
     else:
         reason = "max_iter reached"
 
-    if not strict_convergence:
-        # The labels belong to the centers before the last update: run the E-step
-        # once more so that labels_ == predict(X).
-        run.assign_labels(centers, labels)
-
-    inertia = float(engine.inertia(X, sample_weight, centers, labels))
+    # Unless they stopped changing, the labels belong to the centers before the last
+    # update: the E-step runs once more so that labels_ == predict(X).
+    inertia = float(run.finish(centers, labels, assign_labels=not strict_convergence))
     if reporter is not None:
         reporter.end_run(n_iter, inertia, reason)
     return labels, inertia, centers, n_iter

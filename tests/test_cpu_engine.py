@@ -169,12 +169,15 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters), rtol=1e-14
             )
             centers = average_centers(sums, weights, X.dtype, np)
-        # The final E-step, with the bounds, gives the plain E-step's labels.
-        run.assign_labels(centers, labels)
+        # The final E-step, with the bounds, gives the plain E-step's labels, and the
+        # inertia it computes on the way is the inertia pass's, bitwise.
+        inertia = run.finish(centers, labels, assign_labels=True)
         plain = np.empty_like(labels)
         _cpu.assign_labels(X, centers, plain)
+        np.testing.assert_array_equal(labels, plain)
+        assert inertia == _cpu.inertia(X, sample_weight, centers, labels)
+        assert run.finish(centers, labels, assign_labels=False) == inertia
     assert_labels_exactly_nearest(labels, X, centers)
-    np.testing.assert_array_equal(labels, plain)
 
 
 @pytest.mark.parametrize("n_features", [13, 100])

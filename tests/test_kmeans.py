@@ -355,6 +355,7 @@ def test_gpu_engine_run_and_centring_wiring_on_the_host(rng, monkeypatch):
     cpu = get_engine("cpu")
     monkeypatch.setattr(_gpu, "lloyd_iter", _cpu.lloyd_iter)
     monkeypatch.setattr(_gpu, "e_step", _cpu.assign_labels)
+    monkeypatch.setattr(_gpu, "inertia", _cpu.inertia)
     monkeypatch.setattr(_gpu, "row_norms", _cpu.row_norms_f64)
     X_centered, norms_centered, is_centred = _gpu.centered(X, X.mean(axis=0))
     assert is_centred
