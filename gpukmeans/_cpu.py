@@ -432,7 +432,7 @@ def _lloyd_chunked(
 
     minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers_old)
     minus_two_centers_t = np.ascontiguousarray(minus_two_centers.T)
-    max_center_norm = np.float64(centers_squared_norms.max())
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
 
     n_part = n_groups if update_centers else 1
     # Zeroed by each group's own thread, in parallel (see below).
@@ -520,6 +520,13 @@ def _lloyd_chunked(
 # (_nearest_of_near_ties). Both can differ from scikit-learn only at near-ties.
 
 
+# Below float32's smallest normal number, products round by an absolute amount (up to
+# half a subnormal), not a relative one. Counting twice that smallest normal into the
+# squared norms that scale the margin adds 4 (n_features + 2) subnormals to it, which
+# covers every rounding of such data (|x| below about 1e-19).
+_SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
+
+
 def _bound_margin_coefficient(dtype, n_features):
     """Relative rounding bound of ``||c||^2 - 2 x.c`` in ``dtype``, against
     ``||x||^2 + max ||c||^2``: twice the worst case of a recursive sum of
@@ -601,7 +608,7 @@ def _hamerly_e_step(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
-    max_center_norm = np.float64(centers_squared_norms.max())
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
 
     # `lower` covers every center but two: it loosens by the largest shift among them,
     # which is at most the second largest when the one that moved most is one of the two.
@@ -708,8 +715,9 @@ def _hamerly_e_step(
 
 @njit(nogil=True, cache=_CACHE)
 def _lower_bound_f32(distance):
-    """A float32 no larger than ``distance`` (>= 0): rounding to nearest may round up."""
-    return np.float32(distance * (1.0 - 1e-6))
+    """A float32 no larger than ``distance`` (>= 0): rounding to nearest may round up,
+    by a relative 6e-8, or by half a subnormal below float32's normal range."""
+    return np.float32(max(distance * (1.0 - 1e-6) - 1e-45, 0.0))
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -804,7 +812,7 @@ def _elkan_e_step(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
-    max_center_norm = np.float64(centers_squared_norms.max())
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
 
     now = drift.shape[0] - 1
     drift_now = drift[now]

@@ -119,9 +119,9 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
 
 @pytest.mark.parametrize("bounds", ["elkan", "elkan-single-dots", "hamerly"])
 @pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
-@pytest.mark.parametrize("offset", [0.0, 30.0])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (30.0, 1.0), (0.0, 1e-21)])
 def test_bounded_steps_keep_valid_bounds_and_exact_sums(
-    bounds, n_clusters, offset, rng, monkeypatch
+    bounds, n_clusters, offset, scale, rng, monkeypatch
 ):
     """A float32 run's steps (Elkan's or Hamerly's bounds): after every step the bounds
     hold for the centers just used, labels are exactly the nearest centers (near-ties
@@ -129,12 +129,13 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     for those labels. "elkan-single-dots" never sends a sample to the full search.
 
     The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
-    digits: the bounds' rounding margin must still cover it.
+    digits: the bounds' rounding margin must still cover it. The scale of 1e-21 makes
+    the products float32 subnormals, whose rounding is absolute, not relative.
     """
     n_samples, n_features = 3000, 24
     modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
     X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
-    X = (X + offset).astype(np.float32)
+    X = ((X + offset) * scale).astype(np.float32)
     sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
     sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
     centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
