@@ -34,8 +34,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "k-means++": greedy k-means++ with ``2 + int(ln(n_clusters))`` local trials per
         center, weighted by ``sample_weight``. "random": ``n_clusters`` distinct rows
         drawn with probability proportional to their weight. A callable is called as
-        ``init(X, n_clusters, random_state=random_state)`` on the centred data. An array
-        gives the initial centers (NumPy or CuPy).
+        ``init(X, n_clusters, random_state=random_state)`` on the data the fit works on
+        (centred or not: see ``copy_x``), read-only. An array gives the initial centers
+        (NumPy or CuPy).
     n_init : "auto" or int, default="auto"
         Number of runs with different seeds; the one with the lowest inertia wins.
         "auto": 1 for "k-means++" and array init, 10 for "random" and callables.
@@ -287,6 +288,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
         elif callable(init):
+            if isinstance(X, np.ndarray):
+                # X may be the caller's own array (not centred, or copy_x=False).
+                X = X.view()
+                X.flags.writeable = False
             centers = init(X, self.n_clusters, random_state=random_state)
             centers = _validation.check_init_array(
                 centers, self.n_clusters, X.shape[1], X.dtype, xp

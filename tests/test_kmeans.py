@@ -288,6 +288,22 @@ def test_callable_init_receives_centred_data_and_random_state(rng):
     assert isinstance(seen["rs"], np.random.RandomState)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_callable_init_cannot_write_to_the_callers_data(dtype, rng):
+    """float32 near the origin is not centred on the CPU, so the callable sees the
+    caller's own array: read-only."""
+    X = rng.normal(size=(300, 4)).astype(dtype)
+    X0 = X.copy()
+
+    def init(data, n_clusters, random_state):
+        data[0] = 1e6
+        return data[:n_clusters]
+
+    with pytest.raises(ValueError, match="read-only"):
+        KMeans(3, init=init, n_init=1, device="cpu").fit(X)
+    np.testing.assert_array_equal(X, X0)
+
+
 @pytest.mark.parametrize("copy_x", [True, False])
 def test_caller_arrays_are_never_modified(copy_x, rng):
     X = rng.normal(size=(200, 3))
