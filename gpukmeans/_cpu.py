@@ -459,28 +459,15 @@ def _lloyd_chunked(
                 np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
             for i in range(chunk_end - chunk_start):
                 values = values_buffer
-                best = 0
-                best_value = centers_squared_norms[0] + dots[i, 0]
-                second_value = np.inf
                 for j in range(n_clusters):
-                    value = centers_squared_norms[j] + dots[i, j]
-                    values[j] = value
-                    if value < best_value:
-                        second_value = best_value
-                        best_value = value
-                        best = j
-                    elif j != best and value < second_value:
-                        second_value = value
+                    values[j] = centers_squared_norms[j] + dots[i, j]
+                x = X[chunk_start + i]
+                tie_gap = -1.0  # float64: the plain argmin
                 if margin_coefficient > 0:
-                    x = X[chunk_start + i]
                     # ||x||^2 from the cached row, rounded up past its float32 error.
                     x_squared_norm = np.float64(_dot1(x, x)) * (1 + margin_coefficient)
                     tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
-                    if second_value - best_value <= tie_gap:
-                        best = _nearest_of_near_ties(
-                            x, centers_old, values, best, best_value, tie_gap
-                        )
-                labels[chunk_start + i] = best
+                labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
             if update_centers:
                 _accumulate_chunk(
                     X, sample_weight, labels, chunk_start, chunk_end,
@@ -565,6 +552,27 @@ def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap):
         if distance < best_distance or (distance == best_distance and j < best):
             best = j
             best_distance = distance
+    return best
+
+
+@njit(nogil=True, cache=_CACHE)
+def _exact_argmin(x, centers, values, tie_gap):
+    """The argmin of ``values`` (``||c||^2 - 2 x.c``; lowest index on equal values), a
+    near-tie within ``tie_gap`` of the minimum decided by :func:`_nearest_of_near_ties`;
+    a negative ``tie_gap`` keeps the plain argmin."""
+    best = 0
+    best_value = values[0]
+    second_value = np.inf
+    for j in range(1, values.shape[0]):
+        value = values[j]
+        if value < best_value:
+            second_value = best_value
+            best_value = value
+            best = j
+        elif value < second_value:
+            second_value = value
+    if second_value - best_value <= tie_gap:
+        best = _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap)
     return best
 
 
@@ -861,23 +869,12 @@ def _elkan_e_step(
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
                 bounds = lower[i]
                 values = values_buffer
-                label = 0
-                best_value = centers_squared_norms[0] + dots[r, 0]
-                second_value = np.inf
                 for j in range(n_clusters):
                     value = centers_squared_norms[j] + dots[r, j]
                     values[j] = value
                     bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norms[i], value, -margin))
-                    if value < best_value:
-                        second_value = best_value
-                        best_value = value
-                        label = j
-                    elif j != label and value < second_value:
-                        second_value = value
-                if second_value - best_value <= 2 * margin:
-                    label = _nearest_of_near_ties(X[i], centers, values, label, best_value, 2 * margin)
-                    best_value = values[label]
-                upper[i] = _distance_bound(x_squared_norms[i], best_value, margin)
+                label = _exact_argmin(X[i], centers, values, 2 * margin)
+                upper[i] = _distance_bound(x_squared_norms[i], values[label], margin)
                 stamp[i] = now
                 if label != labels[i]:
                     _move_sample(X[i], sample_weight[i], labels[i], label, delta_sums[group], touched[group])
