@@ -315,7 +315,9 @@ def _dots_6x4(X, rows, r, centers, center, dots):
 
 @njit(nogil=True, cache=_CACHE)
 def _minus_two_centers_and_norms(centers):
-    """``-2 c`` and ``||c||^2`` in the centers' dtype.
+    """``-2 c`` and ``||c||^2`` in the centers' dtype, and the largest ``||c||^2`` in
+    float64 as the rounding margins use it (padded for subnormals: see
+    :data:`_SUBNORMAL_NORM`).
 
     ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the argmin over c needs only
     ||c||^2 - 2 x.c, computed in X's dtype as scikit-learn's Lloyd does. Scaling the
@@ -329,7 +331,8 @@ def _minus_two_centers_and_norms(centers):
         for f in range(n_features):
             minus_two_centers[j, f] = -2 * centers[j, f]
             squared_norms[j] += centers[j, f] * centers[j, f]
-    return minus_two_centers, squared_norms
+    max_squared_norm = np.float64(squared_norms.max()) + _SUBNORMAL_NORM
+    return minus_two_centers, squared_norms, max_squared_norm
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
@@ -430,9 +433,10 @@ def _lloyd_chunked(
     n_clusters = centers_old.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers_old)
+    minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
+        centers_old
+    )
     minus_two_centers_t = np.ascontiguousarray(minus_two_centers.T)
-    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
 
     n_part = n_groups if update_centers else 1
     # Zeroed by each group's own thread, in parallel (see below).
@@ -615,8 +619,9 @@ def _hamerly_e_step(
     n_clusters = centers.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
-    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
+        centers
+    )
 
     # `lower` covers every center but two: it loosens by the largest shift among them,
     # which is at most the second largest when the one that moved most is one of the two.
@@ -819,8 +824,9 @@ def _elkan_e_step(
     n_clusters = centers.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers, centers_squared_norms = _minus_two_centers_and_norms(centers)
-    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
+        centers
+    )
 
     now = drift.shape[0] - 1
     drift_now = drift[now]
