@@ -4,8 +4,9 @@ The probe is silent and cached: it imports nothing heavy at package import, and
 answers the same for the life of the process.
 """
 
-import functools
 import logging
+
+from ._backend import current_backend, current_status
 
 
 logger = logging.getLogger(__name__)
@@ -13,28 +14,14 @@ logger = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "gpu")
 
 
-@functools.lru_cache(maxsize=1)
 def gpu_status():
     """Return ``(usable, reason)``: whether a CUDA device can run our kernels, and why not.
 
     ``reason`` names the missing piece (no CuPy, no driver, no device) so that
-    ``device="gpu"`` can say what to fix.
+    ``device="gpu"`` can say what to fix. Under :func:`gpukmeans._backend.use_backend`
+    (the test suite's emulated device), that backend's answer.
     """
-    try:
-        import cupy
-    except ImportError as exc:
-        return False, (
-            f"CuPy is not installed ({exc}); install gpukmeans[cuda12] or gpukmeans[cuda13]"
-        )
-    except Exception as exc:  # a broken CuPy install raises more than ImportError
-        return False, f"CuPy failed to import: {exc!r}"
-    try:
-        n_devices = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return False, f"no usable CUDA driver: {exc}"
-    if n_devices < 1:
-        return False, "the CUDA driver reports no device"
-    return True, f"{n_devices} CUDA device(s)"
+    return current_status()
 
 
 def gpu_available():
@@ -64,6 +51,8 @@ def get_engine(device):
     """Return the :class:`gpukmeans._engine.Engine` for a resolved device name."""
     if device == "gpu":
         from ._gpu import make_engine
-    else:
-        from ._cpu import make_engine
+
+        return make_engine(current_backend())
+    from ._cpu import make_engine
+
     return make_engine()

@@ -1,14 +1,18 @@
-"""The GPU engine: CUDA kernels from ``kernels/``, launched through CuPy.
+"""The GPU engine: CUDA kernels from ``kernels/``, launched on a backend.
 
-One small launcher per kernel, named as the kernel (``assign_labels`` launches
-``assign_labels<T>``) and taking every output as an argument; launch shapes come from
-small pure functions of the sizes (``*_launch``), testable without a GPU. The engine
-functions (:func:`lloyd_iter`, :func:`e_step`, :func:`squared_distances_to_centers`,
-:func:`inertia`, :func:`transform_distances`, :func:`row_norms`,
-:func:`kmeanspp_candidates`) chain launchers and own their temporaries.
+:class:`GpuKernels` holds one small launcher per kernel, named as the kernel
+(``assign_labels`` launches ``assign_labels<T, TILE>``) and taking every output as an
+argument, and the engine functions (:meth:`~GpuKernels.lloyd_iter`,
+:meth:`~GpuKernels.e_step`, :meth:`~GpuKernels.inertia`, ...) that chain launchers and own
+their temporaries. Launch shapes come from small pure functions of the sizes
+(``*_launch``), testable without a GPU.
 
-Every launcher only enqueues work on CuPy's current stream: no host synchronisation, and
-no kernel argument left to CuPy's guessing (sizes are ``np.int64``). Temporaries come from
+It takes its array module and its kernel loader from a :class:`gpukmeans._backend.Backend`:
+CuPy and NVRTC on a GPU; NumPy and the same kernels compiled for the CPU in the test
+suite's emulated device (``tests/cudaemu``). Nothing else differs between the two.
+
+Every launcher only enqueues work on the current stream: no host synchronisation, and no
+kernel argument left to CuPy's guessing (sizes are ``np.int64``). Temporaries come from
 CuPy's memory pool and have the same sizes every iteration, so the pool serves them from
 the blocks the previous iteration freed: device memory does not grow with iterations.
 
@@ -17,16 +21,17 @@ A PyTorch CUDA tensor becomes a CuPy array without a copy through
 ``__cuda_array_interface__`` (``cupy.asarray(tensor.detach())``) or DLPack
 (``cupy.from_dlpack(tensor.detach())``); both share the tensor's memory.
 
-CuPy is imported by the launchers, never at module import: the estimator imports this
-module for :func:`is_device_array` on machines without CuPy.
+CuPy is never imported at module import: the estimator imports this module for
+:func:`is_device_array` on machines without CuPy.
 """
 
 import sys
 
 import numpy as np
 
+from ._backend import current_backend
 from ._engine import Engine, StatelessRun
-from ._kernels import ASSIGN_CLUSTER_TILES, DEFINES, get_function
+from ._kernels import ASSIGN_CLUSTER_TILES, DEFINES
 
 # Launch geometry: the tunables compiled into the kernels (gpukmeans._kernels.DEFINES).
 WARP_SIZE = 32
@@ -243,154 +248,7 @@ def gemm_chunk_rows(n_samples, n_clusters, itemsize):
 
 
 # ----------------------------------------------------------------------------------------
-# Launchers: one per kernel, same name. Prior validation of data is assumed: C-contiguous
-# CuPy arrays of the dtypes each kernel header states.
-# ----------------------------------------------------------------------------------------
-
-
-def assign_labels(X, centers, labels):
-    """Launch ``assign_labels<T>``: fused distances + argmin (OUT ``labels``)."""
-    n_samples, n_features = X.shape
-    grid, block = assign_labels_launch(n_samples)
-    get_function("assign_labels", X.dtype, assign_labels_tile(centers.shape[0]))(
-        grid, block,
-        (X, centers, np.int64(n_samples), np.int64(n_features), np.int64(centers.shape[0]),
-         labels),
-    )
-
-
-def pairwise_distances(X, centers, out):
-    """Launch ``pairwise_distances<T>`` (OUT ``out``, ``(n_samples, n_clusters)``)."""
-    n_samples, n_features = X.shape
-    n_clusters = centers.shape[0]
-    grid, block = pairwise_distances_launch(n_samples, n_clusters)
-    get_function("pairwise_distances", X.dtype)(
-        grid, block,
-        (X, centers, np.int64(n_samples), np.int64(n_features), np.int64(n_clusters), out),
-    )
-
-
-def row_squared_norms(A, out):
-    """Launch ``row_squared_norms<T>`` (OUT ``out[r] = ||A[r]||^2``, float64)."""
-    n_rows, n_features = A.shape
-    grid, block = warp_per_row_launch(n_rows)
-    get_function("row_squared_norms", A.dtype)(
-        grid, block, (A, np.int64(n_rows), np.int64(n_features), out)
-    )
-
-
-def argmin_from_dots(dots, center_sq_norms, labels):
-    """Launch ``argmin_from_dots<T>``, the GEMM path's epilogue (OUT ``labels``)."""
-    n_rows, n_clusters = dots.shape
-    grid, block = warp_per_row_launch(n_rows)
-    get_function("argmin_from_dots", dots.dtype)(
-        grid, block, (dots, center_sq_norms, np.int64(n_rows), np.int64(n_clusters), labels)
-    )
-
-
-def count_labels(labels, range_samples, counts):
-    """Launch ``count_labels`` (INOUT ``counts``, ``(n_clusters, n_ranges)`` int32, zeroed)."""
-    n_ranges = counts.shape[1]
-    grid, block = warp_per_row_launch(n_ranges)
-    get_function("count_labels")(
-        grid, block,
-        (labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges), counts),
-    )
-
-
-def plan_pieces(cursor, n_samples, n_ranges, n_clusters, bounds, piece_counts):
-    """Launch ``plan_pieces`` (OUT ``bounds``, ``piece_counts``, both ``(n_clusters + 1,)``)."""
-    grid = (_ceil_div(n_clusters + 1, REDUCE_THREADS),)
-    get_function("plan_pieces")(
-        grid, (REDUCE_THREADS,),
-        (cursor, np.int64(n_samples), np.int64(n_ranges), np.int64(n_clusters),
-         bounds, piece_counts),
-    )
-
-
-def order_by_label(labels, range_samples, n_ranges, cursor, sorted_ids):
-    """Launch ``order_by_label`` (INOUT ``cursor``; OUT ``sorted_ids`` int64)."""
-    grid, block = warp_per_row_launch(n_ranges)
-    get_function("order_by_label")(
-        grid, block,
-        (labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges),
-         cursor, sorted_ids),
-    )
-
-
-def accumulate_pieces(X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
-                      piece_weights):
-    """Launch ``accumulate_pieces<T>`` (OUT ``piece_sums``, ``piece_weights``, float64)."""
-    n_features = X.shape[1]
-    n_clusters = bounds.shape[0] - 1
-    grid, block = feature_launch(piece_sums.shape[0], n_features)
-    get_function("accumulate_pieces", X.dtype)(
-        grid, block,
-        (X, sample_weight, sorted_ids, bounds, piece_offsets, np.int64(n_features),
-         np.int64(n_clusters), piece_sums, piece_weights),
-    )
-
-
-def accumulate_centers(piece_sums, piece_weights, piece_offsets, sums, weight_in_clusters):
-    """Launch ``accumulate_centers`` (OUT ``sums``, ``weight_in_clusters``, float64)."""
-    n_clusters, n_features = sums.shape
-    grid, block = feature_launch(n_clusters, n_features)
-    get_function("accumulate_centers")(
-        grid, block,
-        (piece_sums, piece_weights, piece_offsets, np.int64(n_features), sums,
-         weight_in_clusters),
-    )
-
-
-def inertia_partials(X, sample_weight, centers, labels, partials):
-    """Launch ``inertia_partials<T>`` (OUT ``partials``, one float64 per block)."""
-    n_samples, n_features = X.shape
-    grid, block = inertia_launch(n_samples)
-    get_function("inertia_partials", X.dtype)(
-        grid, block,
-        (X, sample_weight, centers, labels, np.int64(n_samples), np.int64(n_features),
-         partials),
-    )
-
-
-def assigned_distances(X, centers, labels, out):
-    """Launch ``assigned_distances<T>`` (OUT ``out[i] = ||x_i - centers[labels[i]]||^2``, float64)."""
-    n_samples, n_features = X.shape
-    grid, block = warp_per_row_launch(n_samples)
-    get_function("assigned_distances", X.dtype)(
-        grid, block, (X, centers, labels, np.int64(n_samples), np.int64(n_features), out)
-    )
-
-
-def weighted_row_sums(values, weights, partials):
-    """Launch ``weighted_row_sums<T>`` (OUT ``partials``, ``(n_rows, n_parts)`` float64)."""
-    n_rows, n_cols = values.shape
-    grid, block = weighted_row_sums_launch(n_rows, n_cols)
-    get_function("weighted_row_sums", values.dtype)(
-        grid, block, (values, weights, np.int64(n_rows), np.int64(n_cols), partials)
-    )
-
-
-def sum_partials(partials, out):
-    """Launch ``sum_partials`` (OUT ``out[r] = sum(partials[r])``, in a fixed order)."""
-    n_rows, n_parts = partials.shape
-    grid, block = sum_partials_launch(n_rows)
-    get_function("sum_partials")(grid, block, (partials, np.int64(n_parts), out))
-
-
-def kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates):
-    """Launch ``kmeanspp_distances<T>`` (OUT ``distance_to_candidates``, ``(n_candidates, n_samples)``)."""
-    n_samples, n_features = X.shape
-    grid, block = warp_per_row_launch(n_samples)
-    get_function("kmeanspp_distances", X.dtype)(
-        grid, block,
-        (X, candidate_ids, closest_dist_sq, np.int64(n_samples), np.int64(n_features),
-         np.int64(candidate_ids.shape[0]), distance_to_candidates),
-    )
-
-
-# ----------------------------------------------------------------------------------------
-# Engine functions (the contract in gpukmeans._engine)
+# Launchers and engine functions, on a backend
 # ----------------------------------------------------------------------------------------
 
 
@@ -407,179 +265,329 @@ def _check_operands(X, floats=(), labels=None):
         raise ValueError(f"labels must be C-contiguous int32, got {labels.dtype}.")
 
 
-def assign_labels_gemm(X, centers, labels):
-    """The E-step through cuBLAS: ``X @ centers.T`` by ``cupy.matmul`` in row chunks, then
-    the ``argmin_from_dots`` epilogue. Same output as :func:`assign_labels` (up to the
-    rounding of the dot products, which cuBLAS sums in its own order).
+class GpuKernels:
+    """The GPU engine's launchers and engine functions, on one :class:`~gpukmeans._backend.Backend`.
 
-    cuBLAS is deterministic for a given GPU, library version and shape (CuPy enables no
-    atomics mode), so fits stay bitwise reproducible.
+    One small launcher per kernel, named as the kernel (``assign_labels`` launches
+    ``assign_labels<T, TILE>``), taking every output as an argument. Prior validation of
+    data is assumed: C-contiguous arrays of ``backend.xp`` of the dtypes each kernel header
+    states. The engine functions (:meth:`lloyd_iter`, :meth:`e_step`, :meth:`inertia`, ...)
+    chain launchers and own their temporaries.
+
+    The backend supplies only the array module (``self.xp``) and the kernel loader: the
+    launch shapes, template choices and argument lists are the same on a GPU and on the
+    test suite's emulated device.
     """
-    import cupy
 
-    n_samples = X.shape[0]
-    n_clusters = centers.shape[0]
-    center_sq_norms = cupy.empty(n_clusters, dtype=cupy.float64)
-    row_squared_norms(centers, center_sq_norms)
-    chunk = gemm_chunk_rows(n_samples, n_clusters, X.dtype.itemsize)
-    dots = cupy.empty((chunk, n_clusters), dtype=X.dtype)
-    for start in range(0, n_samples, chunk):
-        stop = min(start + chunk, n_samples)
-        block = dots[: stop - start]
-        cupy.matmul(X[start:stop], centers.T, out=block)  # (rows, n_clusters)
-        argmin_from_dots(block, center_sq_norms, labels[start:stop])
+    def __init__(self, backend):
+        self.backend = backend
+        self.xp = backend.xp
+
+    def _launch(self, grid, block, kernel, *template, args):
+        """Enqueue ``kernel<template...>`` with explicit sizes. A grid with no block is
+        no work: it is never launched (CUDA rejects it), so empty inputs are harmless."""
+        if min(grid) == 0:
+            return
+        self.backend.get_function(kernel, *template)(grid, block, args)
+
+    # -- launchers -------------------------------------------------------------------
+
+    def assign_labels(self, X, centers, labels):
+        """Launch ``assign_labels<T, TILE>``: fused distances + argmin (OUT ``labels``)."""
+        n_samples, n_features = X.shape
+        grid, block = assign_labels_launch(n_samples)
+        self._launch(
+            grid, block, "assign_labels", X.dtype, assign_labels_tile(centers.shape[0]),
+            args=(X, centers, np.int64(n_samples), np.int64(n_features),
+                  np.int64(centers.shape[0]), labels),
+        )
+
+    def pairwise_distances(self, X, centers, out):
+        """Launch ``pairwise_distances<T>`` (OUT ``out``, ``(n_samples, n_clusters)``)."""
+        n_samples, n_features = X.shape
+        n_clusters = centers.shape[0]
+        grid, block = pairwise_distances_launch(n_samples, n_clusters)
+        self._launch(
+            grid, block, "pairwise_distances", X.dtype,
+            args=(X, centers, np.int64(n_samples), np.int64(n_features), np.int64(n_clusters),
+                  out),
+        )
+
+    def row_squared_norms(self, A, out):
+        """Launch ``row_squared_norms<T>`` (OUT ``out[r] = ||A[r]||^2``, float64)."""
+        n_rows, n_features = A.shape
+        grid, block = warp_per_row_launch(n_rows)
+        self._launch(grid, block, "row_squared_norms", A.dtype,
+                     args=(A, np.int64(n_rows), np.int64(n_features), out))
+
+    def argmin_from_dots(self, dots, center_sq_norms, labels):
+        """Launch ``argmin_from_dots<T>``, the GEMM path's epilogue (OUT ``labels``)."""
+        n_rows, n_clusters = dots.shape
+        grid, block = warp_per_row_launch(n_rows)
+        self._launch(grid, block, "argmin_from_dots", dots.dtype,
+                     args=(dots, center_sq_norms, np.int64(n_rows), np.int64(n_clusters), labels))
+
+    def count_labels(self, labels, range_samples, counts):
+        """Launch ``count_labels`` (INOUT ``counts``, ``(n_clusters, n_ranges)`` int32, zeroed)."""
+        n_clusters, n_ranges = counts.shape
+        grid, block = warp_per_row_launch(n_ranges)
+        self._launch(
+            grid, block, "count_labels",
+            args=(labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges),
+                  np.int64(n_clusters), counts),
+        )
+
+    def plan_pieces(self, cursor, counts, bounds, piece_counts):
+        """Launch ``plan_pieces`` (OUT ``bounds``, ``piece_counts``, both ``(n_clusters + 1,)``)."""
+        n_clusters, n_ranges = counts.shape
+        grid = (_ceil_div(n_clusters + 1, REDUCE_THREADS),)
+        self._launch(
+            grid, (REDUCE_THREADS,), "plan_pieces",
+            args=(cursor, counts, np.int64(n_ranges), np.int64(n_clusters), bounds,
+                  piece_counts),
+        )
+
+    def order_by_label(self, labels, range_samples, cursor, sorted_ids):
+        """Launch ``order_by_label`` (INOUT ``cursor``; OUT ``sorted_ids`` int64)."""
+        n_clusters, n_ranges = cursor.shape
+        grid, block = warp_per_row_launch(n_ranges)
+        self._launch(
+            grid, block, "order_by_label",
+            args=(labels, np.int64(labels.shape[0]), np.int64(range_samples), np.int64(n_ranges),
+                  np.int64(n_clusters), cursor, sorted_ids),
+        )
+
+    def accumulate_pieces(self, X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
+                          piece_weights):
+        """Launch ``accumulate_pieces<T>`` (OUT ``piece_sums``, ``piece_weights``, float64)."""
+        n_features = X.shape[1]
+        n_clusters = bounds.shape[0] - 1
+        grid, block = feature_launch(piece_sums.shape[0], n_features)
+        self._launch(
+            grid, block, "accumulate_pieces", X.dtype,
+            args=(X, sample_weight, sorted_ids, bounds, piece_offsets, np.int64(n_features),
+                  np.int64(n_clusters), piece_sums, piece_weights),
+        )
+
+    def accumulate_centers(self, piece_sums, piece_weights, piece_offsets, sums,
+                           weight_in_clusters):
+        """Launch ``accumulate_centers`` (OUT ``sums``, ``weight_in_clusters``, float64)."""
+        n_clusters, n_features = sums.shape
+        grid, block = feature_launch(n_clusters, n_features)
+        self._launch(
+            grid, block, "accumulate_centers",
+            args=(piece_sums, piece_weights, piece_offsets, np.int64(n_features), sums,
+                  weight_in_clusters),
+        )
+
+    def inertia_partials(self, X, sample_weight, centers, labels, partials):
+        """Launch ``inertia_partials<T>`` (OUT ``partials``, one float64 per block)."""
+        n_samples, n_features = X.shape
+        grid, block = inertia_launch(n_samples)
+        self._launch(
+            grid, block, "inertia_partials", X.dtype,
+            args=(X, sample_weight, centers, labels, np.int64(n_samples), np.int64(n_features),
+                  np.int64(centers.shape[0]), partials),
+        )
+
+    def assigned_distances(self, X, centers, labels, out):
+        """Launch ``assigned_distances<T>`` (OUT ``out[i] = ||x_i - centers[labels[i]]||^2``,
+        float64)."""
+        n_samples, n_features = X.shape
+        grid, block = warp_per_row_launch(n_samples)
+        self._launch(
+            grid, block, "assigned_distances", X.dtype,
+            args=(X, centers, labels, np.int64(n_samples), np.int64(n_features),
+                  np.int64(centers.shape[0]), out),
+        )
+
+    def weighted_row_sums(self, values, weights, partials):
+        """Launch ``weighted_row_sums<T>`` (OUT ``partials``, ``(n_rows, n_parts)`` float64)."""
+        n_rows, n_cols = values.shape
+        grid, block = weighted_row_sums_launch(n_rows, n_cols)
+        self._launch(grid, block, "weighted_row_sums", values.dtype,
+                     args=(values, weights, np.int64(n_rows), np.int64(n_cols), partials))
+
+    def sum_partials(self, partials, out):
+        """Launch ``sum_partials`` (OUT ``out[r] = sum(partials[r])``, in a fixed order)."""
+        n_rows, n_parts = partials.shape
+        grid, block = sum_partials_launch(n_rows)
+        self._launch(grid, block, "sum_partials", args=(partials, np.int64(n_parts), out))
+
+    def kmeanspp_distances(self, X, candidate_ids, closest_dist_sq, distance_to_candidates):
+        """Launch ``kmeanspp_distances<T>`` (OUT ``distance_to_candidates``,
+        ``(n_candidates, n_samples)``)."""
+        n_samples, n_features = X.shape
+        grid, block = warp_per_row_launch(n_samples)
+        self._launch(
+            grid, block, "kmeanspp_distances", X.dtype,
+            args=(X, candidate_ids, closest_dist_sq, np.int64(n_samples), np.int64(n_features),
+                  np.int64(candidate_ids.shape[0]), distance_to_candidates),
+        )
+
+    # -- engine functions (the contract in gpukmeans._engine) -------------------------
+
+    def assign_labels_gemm(self, X, centers, labels):
+        """The E-step through a GEMM (cuBLAS, by ``xp.matmul``) in row chunks, then the
+        ``argmin_from_dots`` epilogue. Same output as :meth:`assign_labels` (up to the
+        rounding of the dot products, which cuBLAS sums in its own order).
+
+        cuBLAS is deterministic for a given GPU, library version and shape (CuPy enables no
+        atomics mode), so fits stay bitwise reproducible.
+        """
+        xp = self.xp
+        n_samples = X.shape[0]
+        n_clusters = centers.shape[0]
+        center_sq_norms = xp.empty(n_clusters, dtype=xp.float64)
+        self.row_squared_norms(centers, center_sq_norms)
+        chunk = gemm_chunk_rows(n_samples, n_clusters, X.dtype.itemsize)
+        dots = xp.empty((chunk, n_clusters), dtype=X.dtype)
+        for start in range(0, n_samples, chunk):
+            stop = min(start + chunk, n_samples)
+            block = dots[: stop - start]
+            xp.matmul(X[start:stop], centers.T, out=block)  # (rows, n_clusters)
+            self.argmin_from_dots(block, center_sq_norms, labels[start:stop])
+
+    def e_step(self, X, centers, labels):
+        """Engine ``assign_labels``: the fused kernel or the GEMM path, as
+        :func:`choose_assign_path` decides from the shapes alone."""
+        _check_operands(X, (centers,), labels)
+        n_samples, n_features = X.shape
+        path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
+        if path == "gemm":
+            self.assign_labels_gemm(X, centers, labels)
+        else:
+            self.assign_labels(X, centers, labels)
+
+    def accumulate(self, X, sample_weight, labels, n_clusters):
+        """Per-cluster ``sum_i w_i x_i`` and ``sum_i w_i`` in float64, in a fixed order.
+
+        Counting sort of the samples by label (stable), then fixed-size pieces of each
+        cluster summed sequentially and added in piece order; see ``kernels/update.cu``.
+        A label outside ``[0, n_clusters)`` is not counted (the kernels never trust labels).
+        """
+        xp = self.xp
+        n_samples, n_features = X.shape
+        range_samples = sort_range_samples(n_samples, n_clusters)
+        n_ranges = n_sort_ranges(n_samples, range_samples)
+        counts = xp.zeros((n_clusters, max(1, n_ranges)), dtype=xp.int32)
+        self.count_labels(labels, range_samples, counts)
+        flat_counts = counts.ravel()
+        cursor = xp.cumsum(flat_counts, dtype=xp.int64)
+        cursor -= flat_counts  # exclusive prefix sum: where (cluster, range) starts
+        cursor = cursor.reshape(counts.shape)
+        bounds = xp.empty(n_clusters + 1, dtype=xp.int64)
+        piece_counts = xp.empty(n_clusters + 1, dtype=xp.int64)
+        self.plan_pieces(cursor, counts, bounds, piece_counts)
+        piece_offsets = xp.cumsum(piece_counts)
+        piece_offsets -= piece_counts  # exclusive; piece_offsets[n_clusters] = total pieces
+        sorted_ids = xp.empty(n_samples, dtype=xp.int64)
+        self.order_by_label(labels, range_samples, cursor, sorted_ids)
+
+        n_pieces = max_pieces(n_samples, n_clusters)
+        piece_sums = xp.empty((n_pieces, n_features), dtype=xp.float64)
+        piece_weights = xp.empty(n_pieces, dtype=xp.float64)
+        self.accumulate_pieces(X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
+                               piece_weights)
+        sums = xp.empty((n_clusters, n_features), dtype=xp.float64)
+        weight_in_clusters = xp.empty(n_clusters, dtype=xp.float64)
+        self.accumulate_centers(piece_sums, piece_weights, piece_offsets, sums,
+                                weight_in_clusters)
+        return sums, weight_in_clusters
+
+    def lloyd_iter(self, X, sample_weight, centers_old, labels):
+        """Engine ``lloyd_iter``: the E-step, then the M-step accumulation."""
+        _check_operands(X, (sample_weight,))
+        self.e_step(X, centers_old, labels)
+        return self.accumulate(X, sample_weight, labels, centers_old.shape[0])
+
+    def start_lloyd(self, X, x_squared_norms, sample_weight, n_clusters):
+        """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
+        return StatelessRun(X, sample_weight, self.lloyd_iter, self.e_step, self.inertia)
+
+    def inertia(self, X, sample_weight, centers, labels):
+        """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
+        xp = self.xp
+        _check_operands(X, (sample_weight, centers), labels)
+        grid, _ = inertia_launch(X.shape[0])
+        partials = xp.empty(grid[0], dtype=xp.float64)
+        self.inertia_partials(X, sample_weight, centers, labels, partials)
+        out = xp.empty(1, dtype=xp.float64)
+        self.sum_partials(partials.reshape(1, -1), out)
+        return out.reshape(())
+
+    def squared_distances_to_centers(self, X, centers, labels):
+        """Engine ``assigned_distances``: ``||x_i - centers[labels[i]]||^2``, float64
+        ``(n_samples,)``."""
+        _check_operands(X, (centers,), labels)
+        out = self.xp.empty(X.shape[0], dtype=self.xp.float64)
+        self.assigned_distances(X, centers, labels, out)
+        return out
+
+    def row_norms(self, X):
+        """Engine ``row_norms``: ``||x_i||^2`` in float64, ``(n_samples,)``."""
+        _check_operands(X)
+        out = self.xp.empty(X.shape[0], dtype=self.xp.float64)
+        self.row_squared_norms(X, out)
+        return out
+
+    def centered(self, X, X_mean):
+        """Engine ``centered``: always centres (the float32 labels come from the float32
+        ``||c||^2 - 2 x.c``, more accurate on centred data); the array module's elementwise
+        kernel is already parallel."""
+        X_centered = X - X_mean
+        return X_centered, self.row_norms(X_centered), True
+
+    def transform_distances(self, X, centers):
+        """Engine ``pairwise_distances``: ``(n_samples, n_clusters)`` euclidean distances.
+
+        Summed from the differences in float64 (never negative, exact 0 on a center), which
+        is at least as accurate as the contract's norm expansion combined in float64.
+        """
+        _check_operands(X, (centers,))
+        out = self.xp.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+        self.pairwise_distances(X, centers, out)
+        return out
+
+    def kmeanspp_candidates(self, X, x_squared_norms, sample_weight, candidate_ids,
+                            closest_dist_sq):
+        """Engine ``kmeanspp_candidates``: distances to the candidates and their potentials.
+
+        The distances are summed from differences in float64, so ``x_squared_norms`` (part
+        of the contract, for engines that use the norm expansion) is not needed here.
+        """
+        xp = self.xp
+        _check_operands(X, (sample_weight, closest_dist_sq))
+        candidate_ids = xp.ascontiguousarray(xp.asarray(candidate_ids, dtype=xp.int64))
+        n_candidates = candidate_ids.shape[0]
+        n_samples = X.shape[0]
+        distance_to_candidates = xp.empty((n_candidates, n_samples), dtype=X.dtype)
+        self.kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates)
+        grid, _ = weighted_row_sums_launch(n_candidates, n_samples)
+        partials = xp.empty((n_candidates, grid[0]), dtype=xp.float64)
+        self.weighted_row_sums(distance_to_candidates, sample_weight, partials)
+        candidates_pot = xp.empty(n_candidates, dtype=xp.float64)
+        self.sum_partials(partials, candidates_pot)
+        return distance_to_candidates, candidates_pot
+
+    def engine(self):
+        """This backend's :class:`~gpukmeans._engine.Engine`."""
+        return Engine(
+            name="gpu",
+            xp=self.xp,
+            lloyd_iter=self.lloyd_iter,
+            start_lloyd=self.start_lloyd,
+            assign_labels=self.e_step,
+            assigned_distances=self.squared_distances_to_centers,
+            inertia=self.inertia,
+            pairwise_distances=self.transform_distances,
+            row_norms=self.row_norms,
+            centered=self.centered,
+            kmeanspp_candidates=self.kmeanspp_candidates,
+        )
 
 
-def e_step(X, centers, labels):
-    """Engine ``assign_labels``: the fused kernel or the GEMM path, as
-    :func:`choose_assign_path` decides from the shapes alone."""
-    _check_operands(X, (centers,), labels)
-    n_samples, n_features = X.shape
-    path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
-    if path == "gemm":
-        assign_labels_gemm(X, centers, labels)
-    else:
-        assign_labels(X, centers, labels)
-
-
-def accumulate(X, sample_weight, labels, n_clusters):
-    """Per-cluster ``sum_i w_i x_i`` and ``sum_i w_i`` in float64, in a fixed order.
-
-    Counting sort of the samples by label (stable), then fixed-size pieces of each cluster
-    summed sequentially and added in piece order; see ``kernels/update.cu``.
-    """
-    import cupy
-
-    n_samples, n_features = X.shape
-    range_samples = sort_range_samples(n_samples, n_clusters)
-    n_ranges = n_sort_ranges(n_samples, range_samples)
-    counts = cupy.zeros((n_clusters, n_ranges), dtype=cupy.int32)
-    count_labels(labels, range_samples, counts)
-    flat_counts = counts.ravel()
-    cursor = cupy.cumsum(flat_counts, dtype=cupy.int64)
-    cursor -= flat_counts  # exclusive prefix sum: where (cluster, range) starts
-    bounds = cupy.empty(n_clusters + 1, dtype=cupy.int64)
-    piece_counts = cupy.empty(n_clusters + 1, dtype=cupy.int64)
-    plan_pieces(cursor, n_samples, n_ranges, n_clusters, bounds, piece_counts)
-    piece_offsets = cupy.cumsum(piece_counts)
-    piece_offsets -= piece_counts  # exclusive; piece_offsets[n_clusters] = total pieces
-    sorted_ids = cupy.empty(n_samples, dtype=cupy.int64)
-    order_by_label(labels, range_samples, n_ranges, cursor, sorted_ids)
-
-    n_pieces = max_pieces(n_samples, n_clusters)
-    piece_sums = cupy.empty((n_pieces, n_features), dtype=cupy.float64)
-    piece_weights = cupy.empty(n_pieces, dtype=cupy.float64)
-    accumulate_pieces(X, sample_weight, sorted_ids, bounds, piece_offsets, piece_sums,
-                      piece_weights)
-    sums = cupy.empty((n_clusters, n_features), dtype=cupy.float64)
-    weight_in_clusters = cupy.empty(n_clusters, dtype=cupy.float64)
-    accumulate_centers(piece_sums, piece_weights, piece_offsets, sums, weight_in_clusters)
-    return sums, weight_in_clusters
-
-
-def lloyd_iter(X, sample_weight, centers_old, labels):
-    """Engine ``lloyd_iter``: the E-step, then the M-step accumulation."""
-    _check_operands(X, (sample_weight,))
-    e_step(X, centers_old, labels)
-    return accumulate(X, sample_weight, labels, centers_old.shape[0])
-
-
-def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
-    """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
-    return StatelessRun(X, sample_weight, lloyd_iter, e_step, inertia)
-
-
-def inertia(X, sample_weight, centers, labels):
-    """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
-    import cupy
-
-    _check_operands(X, (sample_weight, centers), labels)
-    grid, _ = inertia_launch(X.shape[0])
-    partials = cupy.empty(grid[0], dtype=cupy.float64)
-    inertia_partials(X, sample_weight, centers, labels, partials)
-    out = cupy.empty(1, dtype=cupy.float64)
-    sum_partials(partials.reshape(1, -1), out)
-    return out.reshape(())
-
-
-def squared_distances_to_centers(X, centers, labels):
-    """Engine ``assigned_distances``: ``||x_i - centers[labels[i]]||^2``, float64 ``(n_samples,)``."""
-    import cupy
-
-    _check_operands(X, (centers,), labels)
-    out = cupy.empty(X.shape[0], dtype=cupy.float64)
-    assigned_distances(X, centers, labels, out)
-    return out
-
-
-def row_norms(X):
-    """Engine ``row_norms``: ``||x_i||^2`` in float64, ``(n_samples,)``."""
-    import cupy
-
-    _check_operands(X)
-    out = cupy.empty(X.shape[0], dtype=cupy.float64)
-    row_squared_norms(X, out)
-    return out
-
-
-def centered(X, X_mean):
-    """Engine ``centered``: always centres (the float32 labels come from the float32
-    ``||c||^2 - 2 x.c``, more accurate on centred data); CuPy's elementwise kernel is
-    already parallel."""
-    X_centered = X - X_mean
-    return X_centered, row_norms(X_centered), True
-
-
-def transform_distances(X, centers):
-    """Engine ``pairwise_distances``: ``(n_samples, n_clusters)`` euclidean distances.
-
-    Summed from the differences in float64 (never negative, exact 0 on a center), which is
-    at least as accurate as the contract's norm expansion combined in float64.
-    """
-    import cupy
-
-    _check_operands(X, (centers,))
-    out = cupy.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
-    pairwise_distances(X, centers, out)
-    return out
-
-
-def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
-    """Engine ``kmeanspp_candidates``: distances to the candidates and their potentials.
-
-    The distances are summed from differences in float64, so ``x_squared_norms`` (part of
-    the contract, for engines that use the norm expansion) is not needed here.
-    """
-    import cupy
-
-    _check_operands(X, (sample_weight, closest_dist_sq))
-    candidate_ids = cupy.ascontiguousarray(cupy.asarray(candidate_ids, dtype=cupy.int64))
-    n_candidates = candidate_ids.shape[0]
-    n_samples = X.shape[0]
-    distance_to_candidates = cupy.empty((n_candidates, n_samples), dtype=X.dtype)
-    kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates)
-    grid, _ = weighted_row_sums_launch(n_candidates, n_samples)
-    partials = cupy.empty((n_candidates, grid[0]), dtype=cupy.float64)
-    weighted_row_sums(distance_to_candidates, sample_weight, partials)
-    candidates_pot = cupy.empty(n_candidates, dtype=cupy.float64)
-    sum_partials(partials, candidates_pot)
-    return distance_to_candidates, candidates_pot
-
-
-def make_engine():
-    """The GPU :class:`~gpukmeans._engine.Engine` (CuPy arrays, CUDA kernels)."""
-    import cupy
-
-    return Engine(
-        name="gpu",
-        xp=cupy,
-        lloyd_iter=lloyd_iter,
-        start_lloyd=start_lloyd,
-        assign_labels=e_step,
-        assigned_distances=squared_distances_to_centers,
-        inertia=inertia,
-        pairwise_distances=transform_distances,
-        row_norms=row_norms,
-        centered=centered,
-        kmeanspp_candidates=kmeanspp_candidates,
-    )
+def make_engine(backend=None):
+    """The GPU :class:`~gpukmeans._engine.Engine` on ``backend`` (default: the one
+    :func:`gpukmeans._backend.current_backend` gives, CuPy and NVRTC outside tests)."""
+    return GpuKernels(backend if backend is not None else current_backend()).engine()

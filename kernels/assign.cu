@@ -170,12 +170,15 @@ __global__ void __launch_bounds__(ASSIGN_THREADS, sizeof(T) == 4 ? ASSIGN_MIN_BL
     const int ty = threadIdx.x / ASSIGN_THREADS_CLUSTERS;
     const index_t sample0 = (index_t)blockIdx.x * ASSIGN_TILE_SAMPLES;
 
+    // Start from center 0 at +inf: where every ||c||^2 - 2 x.c overflows to +inf (finite
+    // data near the dtype's limit) or is NaN, the label is still a valid index, 0, as the
+    // CPU engine gives; a label outside [0, n_clusters) would send the M-step astray.
     T best[THREAD_SAMPLES];
     int best_index[THREAD_SAMPLES];
 #pragma unroll
     for (int i = 0; i < THREAD_SAMPLES; ++i) {
         best[i] = positive_infinity<T>();
-        best_index[i] = NO_INDEX;
+        best_index[i] = 0;
     }
 
     for (index_t cluster0 = 0; cluster0 < n_clusters; cluster0 += TILE_CLUSTERS) {
@@ -277,7 +280,7 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) argmin_from_dots(
     if (row >= n_rows) return;
     const T* d = dots + row * n_clusters;
     T best = positive_infinity<T>();
-    int best_index = NO_INDEX;
+    int best_index = 0;  // a valid label even when every partial is +inf or NaN
     for (index_t c = lane; c < n_clusters; c += WARP_SIZE) {
         const T partial = T(center_sq_norms[c]) - T(2) * d[c];  // ||c||^2 - 2 x.c
         if (partial < best) {

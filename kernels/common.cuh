@@ -75,4 +75,3 @@ template <typename T> __device__ __forceinline__ T positive_infinity();
 template <> __device__ __forceinline__ float positive_infinity<float>() { return __int_as_float(0x7f800000); }
 template <> __device__ __forceinline__ double positive_infinity<double>() { return __longlong_as_double(0x7ff0000000000000LL); }
 
-#define NO_INDEX 0x7fffffff

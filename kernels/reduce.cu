@@ -7,6 +7,10 @@
 // weighted_row_sums<T>   partials[r, b] = sum over columns of part b of values[r, j] * weights[j].
 // sum_partials           out[r] = sum_b partials[r, b].
 //
+// Labels are read, never trusted: a sample whose label is outside [0, n_clusters) has no
+// center, so its distance is NaN (and so is the inertia); centers are never read out of
+// bounds.
+//
 // Launch shapes (block = REDUCE_THREADS = 256 threads for all three):
 //   inertia_partials:  grid = ceil(n_samples / INERTIA_ROWS_PER_BLOCK). Warp w of block b owns
 //                      rows b * INERTIA_ROWS_PER_BLOCK + w, + w + 8, ...; lanes stride features.
@@ -27,13 +31,31 @@
 #define REDUCE_ITEMS 16
 #endif
 
+// This lane's part of ||X[row] - centers[labels[row]]||^2 (features lane, lane + 32, ...,
+// added in order in float64); NaN for a label outside [0, n_clusters).
+template <typename T>
+__device__ __forceinline__ double distance_to_label(
+    const T* __restrict__ X, const T* __restrict__ centers, const int* __restrict__ labels,
+    index_t row, index_t n_features, index_t n_clusters, int lane) {
+    const int label = labels[row];
+    if (label < 0 || label >= n_clusters) return __longlong_as_double(0x7ff8000000000000LL);
+    const T* x = X + row * n_features;
+    const T* c = centers + (index_t)label * n_features;
+    double sq = 0.0;
+    for (index_t f = lane; f < n_features; f += WARP_SIZE) {
+        const double diff = (double)x[f] - (double)c[f];
+        sq += diff * diff;
+    }
+    return sq;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(REDUCE_THREADS) inertia_partials(
     const T* __restrict__ X,              // IN  (n_samples, n_features)
     const T* __restrict__ sample_weight,  // IN  (n_samples,)
     const T* __restrict__ centers,        // IN  (n_clusters, n_features)
     const int* __restrict__ labels,       // IN  (n_samples,)
-    index_t n_samples, index_t n_features,
+    index_t n_samples, index_t n_features, index_t n_clusters,
     double* __restrict__ partials) {      // OUT (gridDim.x,)
     __shared__ double scratch[WARP_SIZE];
     const int lane = threadIdx.x % WARP_SIZE;
@@ -43,13 +65,7 @@ __global__ void __launch_bounds__(REDUCE_THREADS) inertia_partials(
     double acc = 0.0;
 #pragma unroll 1
     for (index_t row = row0 + warp; row < row_end; row += REDUCE_THREADS / WARP_SIZE) {
-        const T* x = X + row * n_features;
-        const T* c = centers + (index_t)labels[row] * n_features;
-        double sq = 0.0;
-        for (index_t f = lane; f < n_features; f += WARP_SIZE) {
-            const double diff = (double)x[f] - (double)c[f];
-            sq += diff * diff;
-        }
+        const double sq = distance_to_label(X, centers, labels, row, n_features, n_clusters, lane);
         acc += (double)sample_weight[row] * sq;
     }
     acc = block_sum(acc, scratch);
@@ -61,19 +77,12 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) assigned_distance
     const T* __restrict__ X,         // IN  (n_samples, n_features)
     const T* __restrict__ centers,   // IN  (n_clusters, n_features)
     const int* __restrict__ labels,  // IN  (n_samples,)
-    index_t n_samples, index_t n_features,
+    index_t n_samples, index_t n_features, index_t n_clusters,
     double* __restrict__ out) {      // OUT (n_samples,)
     const int lane = threadIdx.x % WARP_SIZE;
     const index_t row = (index_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP_SIZE;
     if (row >= n_samples) return;  // whole warps leave together
-    const T* x = X + row * n_features;
-    const T* c = centers + (index_t)labels[row] * n_features;
-    double sq = 0.0;
-    for (index_t f = lane; f < n_features; f += WARP_SIZE) {
-        const double diff = (double)x[f] - (double)c[f];
-        sq += diff * diff;
-    }
-    sq = warp_sum(sq);
+    const double sq = warp_sum(distance_to_label(X, centers, labels, row, n_features, n_clusters, lane));
     if (lane == 0) out[row] = sq;
 }
 

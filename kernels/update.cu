@@ -16,11 +16,16 @@
 //   2. (cupy.cumsum)      cursor = exclusive prefix sum of counts, cluster-major: cursor[c, r]
 //                         is where range r's members of cluster c start in sorted order
 //   3. plan_pieces        bounds[c] = first sorted position of cluster c (bounds[n_clusters] =
-//                         n_samples), piece_counts[c] = ceil(cluster size / PIECE)
+//                         the number of samples counted), piece_counts[c] = ceil(cluster size
+//                         / PIECE)
 //   4. (cupy.cumsum)      piece_offsets = exclusive prefix sum of piece_counts (n_clusters + 1)
 //   5. order_by_label     sorted_ids[cursor[c, r] + rank] = i; cursor advanced (INOUT)
 //   6. accumulate_pieces  piece_sums[p, :], piece_weights[p] over the piece's samples, in order
 //   7. accumulate_centers sums[c, :], weight_in_clusters[c] = pieces of c added in order
+//
+// Labels are read, never trusted: a label outside [0, n_clusters) is counted nowhere and
+// sorted nowhere (its sample is left out of every sum), so no input can send a write out of
+// bounds. The E-step never produces one.
 //
 // Launch shapes:
 //   count_labels, order_by_label: one warp per range of range_samples consecutive
@@ -42,9 +47,16 @@
 #define ACCUMULATE_THREADS 128
 #endif
 
+// The label a sample is sorted under: its own, or -1 (sorted nowhere) when out of range.
+__device__ __forceinline__ int checked_label(const int* __restrict__ labels, index_t i,
+                                             bool active, index_t n_clusters) {
+    const int label = active ? labels[i] : -1;
+    return (label >= 0 && label < n_clusters) ? label : -1;
+}
+
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) count_labels(
     const int* __restrict__ labels,  // IN  (n_samples,)
-    index_t n_samples, index_t range_samples, index_t n_ranges,
+    index_t n_samples, index_t range_samples, index_t n_ranges, index_t n_clusters,
     int* __restrict__ counts) {      // INOUT (n_clusters, n_ranges), zero on entry
     const int lane = threadIdx.x % WARP_SIZE;
     const index_t range = (index_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP_SIZE;
@@ -55,10 +67,10 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) count_labels(
     for (index_t base = begin; base < end; base += WARP_SIZE) {
         const index_t i = base + lane;
         const bool active = i < end;
-        const int label = active ? labels[i] : -1;  // idle lanes match each other only
+        const int label = checked_label(labels, i, active, n_clusters);  // idle lanes: -1
         const unsigned peers = __match_any_sync(FULL_MASK, label);
         // The lowest lane of each label adds the group's size: one writer per address per step.
-        if (active && (peers & lanes_below) == 0u) {
+        if (label >= 0 && (peers & lanes_below) == 0u) {
             counts[(index_t)label * n_ranges + range] += __popc(peers);
         }
         __syncwarp();  // the next step's writer may be another lane: order the updates
@@ -67,15 +79,20 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) count_labels(
 
 __global__ void __launch_bounds__(REDUCE_THREADS) plan_pieces(
     const index_t* __restrict__ cursor,   // IN  (n_clusters, n_ranges) exclusive prefix sums
-    index_t n_samples, index_t n_ranges, index_t n_clusters,
+    const int* __restrict__ counts,       // IN  (n_clusters, n_ranges)
+    index_t n_ranges, index_t n_clusters,
     index_t* __restrict__ bounds,         // OUT (n_clusters + 1,)
     index_t* __restrict__ piece_counts) { // OUT (n_clusters + 1,); the last is 0
     const index_t c = (index_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c > n_clusters) return;
-    const index_t start = c < n_clusters ? cursor[c * n_ranges] : n_samples;
+    // Where the sorted samples end: every counted sample, not n_samples (labels out of range
+    // are not counted).
+    const index_t last = n_clusters * n_ranges - 1;
+    const index_t n_sorted = cursor[last] + counts[last];
+    const index_t start = c < n_clusters ? cursor[c * n_ranges] : n_sorted;
     bounds[c] = start;
     if (c < n_clusters) {
-        const index_t end = c + 1 < n_clusters ? cursor[(c + 1) * n_ranges] : n_samples;
+        const index_t end = c + 1 < n_clusters ? cursor[(c + 1) * n_ranges] : n_sorted;
         piece_counts[c] = (end - start + ACCUMULATE_PIECE_SAMPLES - 1) / ACCUMULATE_PIECE_SAMPLES;
     } else {
         piece_counts[c] = 0;
@@ -84,7 +101,7 @@ __global__ void __launch_bounds__(REDUCE_THREADS) plan_pieces(
 
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) order_by_label(
     const int* __restrict__ labels,  // IN    (n_samples,)
-    index_t n_samples, index_t range_samples, index_t n_ranges,
+    index_t n_samples, index_t range_samples, index_t n_ranges, index_t n_clusters,
     index_t* __restrict__ cursor,    // INOUT (n_clusters, n_ranges) next free sorted position
     index_t* __restrict__ sorted_ids) {  // OUT (n_samples,) sample ids, ordered by label
     const int lane = threadIdx.x % WARP_SIZE;
@@ -96,13 +113,13 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * WARP_SIZE) order_by_label(
     for (index_t base = begin; base < end; base += WARP_SIZE) {
         const index_t i = base + lane;
         const bool active = i < end;
-        const int label = active ? labels[i] : -1;
+        const int label = checked_label(labels, i, active, n_clusters);
         const unsigned peers = __match_any_sync(FULL_MASK, label);
         const int rank = __popc(peers & lanes_below);  // earlier samples with this label
         index_t* slot = cursor + (index_t)label * n_ranges + range;
-        if (active) sorted_ids[*slot + rank] = i;  // stable: sample order within a label
+        if (label >= 0) sorted_ids[*slot + rank] = i;  // stable: sample order within a label
         __syncwarp();  // every peer has read *slot before it moves
-        if (active && rank == 0) *slot += __popc(peers);
+        if (label >= 0 && rank == 0) *slot += __popc(peers);
         __syncwarp();
     }
 }
