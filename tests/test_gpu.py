@@ -1,18 +1,54 @@
-"""The GPU engine on a device: each kernel against a float64 NumPy reference, whole fits
-against the CPU engine, determinism, residency, and a > 2^31-element problem.
+"""The GPU engine, on the emulated device in every run and on a real GPU where one is usable.
 
-Every test is marked ``gpu`` (conftest skips them where no device is usable). Outputs are
-poisoned (NaN, -1) before each launch, so an element a kernel forgets to write fails.
+Every test that checks results runs twice: on ``emulated`` (``tests/cudaemu``: the same
+``kernels/*.cu`` compiled for the CPU, through the same launchers, launch shapes and
+template choices, with NumPy arrays) and on ``cuda`` (CuPy and NVRTC; marked ``gpu``, so
+skipped where no device is usable). Each kernel is checked against a float64 NumPy
+reference, whole fits against the CPU engine. Outputs are poisoned (NaN, -1, or the
+emulator's poisoned ``empty``) before each launch, so an element a kernel forgets to write
+fails. What only hardware can tell (residency of CuPy and PyTorch arrays, the memory pool,
+a > 2^31-element problem) is ``cuda`` only.
 """
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.gpu
+from gpukmeans import KMeans, _gpu, kmeans_plusplus
+from gpukmeans._backend import cuda_backend, use_backend
+from gpukmeans._lloyd import to_host
+from label_checks import assert_labels_nearest, near_tie_clusters, sq_dist64
 
-cupy = pytest.importorskip("cupy")
-from gpukmeans import KMeans, _gpu  # noqa: E402
-from label_checks import assert_labels_nearest, sq_dist64  # noqa: E402
+BACKENDS = [
+    pytest.param("emulated", id="emulated"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The GPU engine's backend: the emulated device, or CuPy + NVRTC."""
+    if request.param == "cuda":
+        return cuda_backend()
+    return request.getfixturevalue("emulated_device").backend()
+
+
+@pytest.fixture
+def gpu(backend):
+    """The GPU engine's launchers and engine functions on ``backend``."""
+    return _gpu.GpuKernels(backend)
+
+
+@pytest.fixture
+def on_gpu(backend):
+    """``KMeans(device="gpu")`` runs on ``backend`` inside the test."""
+    with use_backend(backend):
+        yield backend
+
+
+@pytest.fixture
+def cupy():
+    return pytest.importorskip("cupy")
+
 
 DTYPES = [np.float32, np.float64]
 
@@ -58,42 +94,46 @@ def _rounding_rtol(dtype):
 # ----------------------------------------------------------------------------------------
 
 
+def _to_device(gpu, *arrays):
+    return tuple(gpu.xp.asarray(a) for a in arrays)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n%d-d%d-k%d" % s)
 @pytest.mark.parametrize("path", ["fused", "gemm"])
-def test_assign_labels(shape, dtype, path):
+def test_assign_labels(gpu, shape, dtype, path):
     X, centers, _ = _data(*shape, dtype)
-    labels = cupy.full(X.shape[0], -1, dtype=cupy.int32)
-    launch = _gpu.assign_labels if path == "fused" else _gpu.assign_labels_gemm
-    launch(cupy.asarray(X), cupy.asarray(centers), labels)
-    assert_labels_nearest(labels.get(), X, centers, dtype)
+    labels = gpu.xp.full(X.shape[0], -1, dtype=np.int32)
+    launch = gpu.assign_labels if path == "fused" else gpu.assign_labels_gemm
+    launch(*_to_device(gpu, X, centers), labels)
+    assert_labels_nearest(to_host(labels), X, centers, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_assign_labels_ties_go_to_the_lowest_index(dtype):
+def test_assign_labels_ties_go_to_the_lowest_index(gpu, dtype):
     X = np.zeros((130, 5), dtype=dtype)
     centers = np.ones((200, 5), dtype=dtype)  # all equally far
     centers[[70, 150]] = 0  # two exact matches: the lower index must win
-    for launch in (_gpu.assign_labels, _gpu.assign_labels_gemm):
-        labels = cupy.full(130, -1, dtype=cupy.int32)
-        launch(cupy.asarray(X), cupy.asarray(centers), labels)
-        assert (labels.get() == 70).all()
+    for launch in (gpu.assign_labels, gpu.assign_labels_gemm):
+        labels = gpu.xp.full(130, -1, dtype=np.int32)
+        launch(*_to_device(gpu, X, centers), labels)
+        assert (to_host(labels) == 70).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1001, 1, 1), (1001, 3, 2), (1003, 784, 1000), (129, 2048, 67)],
                          ids=lambda s: "n%d-d%d-k%d" % s)
-def test_pairwise_distances(shape, dtype):
+def test_pairwise_distances(gpu, shape, dtype):
     X, centers, _ = _data(*shape, dtype)
-    out = cupy.full((X.shape[0], centers.shape[0]), np.nan, dtype=dtype)
-    _gpu.pairwise_distances(cupy.asarray(X), cupy.asarray(centers), out)
+    out = gpu.xp.full((X.shape[0], centers.shape[0]), np.nan, dtype=dtype)
+    gpu.pairwise_distances(*_to_device(gpu, X, centers), out)
     expected = np.sqrt(sq_dist64(X, centers))
-    np.testing.assert_allclose(out.get(), expected, rtol=_rounding_rtol(dtype), atol=0)
+    np.testing.assert_allclose(to_host(out), expected, rtol=_rounding_rtol(dtype), atol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n%d-d%d-k%d" % s)
-def test_accumulate(shape, dtype):
+def test_accumulate(gpu, shape, dtype):
     """Per-cluster weighted sums and weights in float64, on fixed labels (many clusters
     empty when k is large), bitwise reproducible."""
     X, centers, sample_weight = _data(*shape, dtype)
@@ -101,110 +141,172 @@ def test_accumulate(shape, dtype):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, max(1, n_clusters // 2 + 1), n_samples).astype(np.int32)
     labels[: n_samples // 3] = n_clusters - 1  # one big cluster spanning many pieces
-    X_d, w_d, labels_d = cupy.asarray(X), cupy.asarray(sample_weight), cupy.asarray(labels)
-    sums, weight_in_clusters = _gpu.accumulate(X_d, w_d, labels_d, n_clusters)
+    X_d, w_d, labels_d = _to_device(gpu, X, sample_weight, labels)
+    sums, weight_in_clusters = gpu.accumulate(X_d, w_d, labels_d, n_clusters)
 
     expected_sums = np.zeros((n_clusters, X.shape[1]))
     np.add.at(expected_sums, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
     expected_weight = np.bincount(labels, weights=sample_weight.astype(np.float64), minlength=n_clusters)
+    sums, weight_in_clusters = to_host(sums), to_host(weight_in_clusters)
     assert sums.dtype == np.float64 and weight_in_clusters.dtype == np.float64
-    np.testing.assert_allclose(sums.get(), expected_sums, rtol=SUM_RTOL, atol=SUM_ATOL)
-    np.testing.assert_allclose(weight_in_clusters.get(), expected_weight, rtol=SUM_RTOL, atol=0)
+    np.testing.assert_allclose(sums, expected_sums, rtol=SUM_RTOL, atol=SUM_ATOL)
+    np.testing.assert_allclose(weight_in_clusters, expected_weight, rtol=SUM_RTOL, atol=0)
     empty = np.bincount(labels, minlength=n_clusters) == 0
-    assert (weight_in_clusters.get()[empty] == 0).all() and (sums.get()[empty] == 0).all()
+    assert (weight_in_clusters[empty] == 0).all() and (sums[empty] == 0).all()
 
-    again = _gpu.accumulate(X_d, w_d, labels_d, n_clusters)
-    assert sums.get().tobytes() == again[0].get().tobytes()
-    assert weight_in_clusters.get().tobytes() == again[1].get().tobytes()
+    again = gpu.accumulate(X_d, w_d, labels_d, n_clusters)
+    assert sums.tobytes() == to_host(again[0]).tobytes()
+    assert weight_in_clusters.tobytes() == to_host(again[1]).tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_accumulate_counts_are_exact(dtype):
+def test_accumulate_counts_are_exact(gpu, dtype):
     X, _, _ = _data(100_003, 3, 1, dtype)
     labels = np.random.default_rng(2).integers(0, 37, X.shape[0]).astype(np.int32)
-    ones = cupy.ones(X.shape[0], dtype=dtype)
-    _, weight_in_clusters = _gpu.accumulate(cupy.asarray(X), ones, cupy.asarray(labels), 40)
-    np.testing.assert_array_equal(weight_in_clusters.get(), np.bincount(labels, minlength=40))
+    ones = gpu.xp.ones(X.shape[0], dtype=dtype)
+    _, weight_in_clusters = gpu.accumulate(*_to_device(gpu, X), ones, *_to_device(gpu, labels), 40)
+    np.testing.assert_array_equal(to_host(weight_in_clusters), np.bincount(labels, minlength=40))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accumulate_with_wide_sort_ranges(gpu, dtype, monkeypatch):
+    """Many clusters: the counting sort widens its ranges past one warp's 256 samples."""
+    monkeypatch.setattr(_gpu, "SORT_MAX_COUNTS", 64)
+    X, _, sample_weight = _data(3001, 5, 1, dtype)
+    labels = np.random.default_rng(6).integers(0, 40, X.shape[0]).astype(np.int32)
+    assert _gpu.sort_range_samples(X.shape[0], 40) > _gpu.SORT_RANGE_SAMPLES
+    sums, weight = gpu.accumulate(*_to_device(gpu, X, sample_weight, labels), 40)
+    expected = np.zeros((40, 5))
+    np.add.at(expected, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
+    np.testing.assert_allclose(to_host(sums), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1001, 1, 1), (3001, 784, 2), (1003, 3, 5000), (1999, 2048, 2)],
                          ids=lambda s: "n%d-d%d-k%d" % s)
-def test_lloyd_iter(shape, dtype):
+def test_lloyd_iter(gpu, shape, dtype):
     X, centers, sample_weight = _data(*shape, dtype)
-    labels = cupy.full(X.shape[0], -1, dtype=cupy.int32)
-    sums, weight_in_clusters = _gpu.lloyd_iter(
-        cupy.asarray(X), cupy.asarray(sample_weight), cupy.asarray(centers), labels
-    )
-    labels = labels.get()
+    labels = gpu.xp.full(X.shape[0], -1, dtype=np.int32)
+    sums, weight_in_clusters = gpu.lloyd_iter(*_to_device(gpu, X, sample_weight, centers), labels)
+    labels = to_host(labels)
     assert_labels_nearest(labels, X, centers, dtype)
     expected = np.zeros((centers.shape[0], X.shape[1]))
     np.add.at(expected, labels, sample_weight.astype(np.float64)[:, None] * X.astype(np.float64))
-    np.testing.assert_allclose(sums.get(), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
+    np.testing.assert_allclose(to_host(sums), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1001, 1, 1), (3001, 784, 20), (1003, 3, 5000), (1999, 2048, 2)],
                          ids=lambda s: "n%d-d%d-k%d" % s)
-def test_assigned_distances_inertia_row_norms(shape, dtype):
+def test_assigned_distances_inertia_row_norms(gpu, shape, dtype):
     X, centers, sample_weight = _data(*shape, dtype)
     labels = np.random.default_rng(3).integers(0, centers.shape[0], X.shape[0]).astype(np.int32)
-    X_d, C_d, L_d = cupy.asarray(X), cupy.asarray(centers), cupy.asarray(labels)
+    X_d, C_d, L_d, w_d = _to_device(gpu, X, centers, labels, sample_weight)
     X64, C64 = X.astype(np.float64), centers.astype(np.float64)
     expected = ((X64 - C64[labels]) ** 2).sum(axis=1)
 
-    distances = _gpu.squared_distances_to_centers(X_d, C_d, L_d)
+    distances = gpu.squared_distances_to_centers(X_d, C_d, L_d)
     assert distances.dtype == np.float64
-    np.testing.assert_allclose(distances.get(), expected, rtol=1e-12)
+    np.testing.assert_allclose(to_host(distances), expected, rtol=1e-12)
 
-    inertia = _gpu.inertia(X_d, cupy.asarray(sample_weight), C_d, L_d)
+    inertia = gpu.inertia(X_d, w_d, C_d, L_d)
     assert inertia.shape == () and inertia.dtype == np.float64
     np.testing.assert_allclose(float(inertia), expected @ sample_weight.astype(np.float64), rtol=SUM_RTOL)
-    assert float(inertia) == float(_gpu.inertia(X_d, cupy.asarray(sample_weight), C_d, L_d))
+    assert float(inertia) == float(gpu.inertia(X_d, w_d, C_d, L_d))
 
-    norms = _gpu.row_norms(X_d)
-    np.testing.assert_allclose(norms.get(), (X64**2).sum(axis=1), rtol=1e-12)
+    norms = gpu.row_norms(X_d)
+    np.testing.assert_allclose(to_host(norms), (X64**2).sum(axis=1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_features", [1, 3, 784, 2048])
 @pytest.mark.parametrize("n_candidates", [1, 7, 9])
-def test_kmeanspp_candidates(n_features, n_candidates, dtype):
+def test_kmeanspp_candidates(gpu, n_features, n_candidates, dtype):
     X, _, sample_weight = _data(2003, n_features, 1, dtype)
     rng = np.random.default_rng(4)
     candidate_ids = rng.choice(X.shape[0], n_candidates, replace=False).astype(np.int64)
     closest = (sq_dist64(X, X[[0]])[:, 0] * rng.uniform(0.5, 1.5, X.shape[0])).astype(dtype)
-    X_d = cupy.asarray(X)
-    distance_to_candidates, candidates_pot = _gpu.kmeanspp_candidates(
-        X_d, _gpu.row_norms(X_d), cupy.asarray(sample_weight), cupy.asarray(candidate_ids),
-        cupy.asarray(closest),
+    X_d, w_d, ids_d, closest_d = _to_device(gpu, X, sample_weight, candidate_ids, closest)
+    distance_to_candidates, candidates_pot = gpu.kmeanspp_candidates(
+        X_d, gpu.row_norms(X_d), w_d, ids_d, closest_d
     )
+    distance_to_candidates = to_host(distance_to_candidates)
     expected = np.minimum(sq_dist64(X, X[candidate_ids]).T.astype(dtype), closest)
     assert distance_to_candidates.shape == (n_candidates, X.shape[0])
-    np.testing.assert_allclose(distance_to_candidates.get(), expected, rtol=_rounding_rtol(dtype))
+    np.testing.assert_allclose(distance_to_candidates, expected, rtol=_rounding_rtol(dtype))
     np.testing.assert_allclose(
-        candidates_pot.get(), distance_to_candidates.get().astype(np.float64) @ sample_weight,
+        to_host(candidates_pot), distance_to_candidates.astype(np.float64) @ sample_weight,
         rtol=SUM_RTOL,
     )
-    assert (distance_to_candidates.get()[np.arange(n_candidates), candidate_ids] == 0).all()
-
-
-def test_memory_does_not_grow_with_iterations():
-    X, centers, sample_weight = _data(20_001, 784, 300, np.float32)
-    X_d, w_d, C_d = cupy.asarray(X), cupy.asarray(sample_weight), cupy.asarray(centers)
-    labels = cupy.empty(X.shape[0], dtype=cupy.int32)
-    pool = cupy.get_default_memory_pool()
-    held = []
-    for _ in range(5):
-        sums, weight = _gpu.lloyd_iter(X_d, w_d, C_d, labels)
-        del sums, weight
-        cupy.cuda.Device().synchronize()
-        held.append((pool.used_bytes(), pool.total_bytes()))
-    assert len(set(held[1:])) == 1, held
+    assert (distance_to_candidates[np.arange(n_candidates), candidate_ids] == 0).all()
 
 
 # ----------------------------------------------------------------------------------------
-# Whole fits
+# Inputs at the edges: overflow, labels the kernels did not produce, nothing at all
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["fused", "gemm"])
+def test_overflowing_float32_data_get_labels_in_range(gpu, path):
+    """Finite float32 data whose squared norms overflow: every ``||c||^2 - 2 x.c`` is inf.
+    The labels stay in [0, n_clusters), as the CPU engine's do (both give 0), and the
+    M-step then writes nowhere out of bounds."""
+    X = np.array([[1e20, 1e20], [-1e20, -1e20], [1e20, 1e20]], np.float32)
+    centers = X[:2].copy()
+    labels = gpu.xp.full(3, -1, dtype=np.int32)
+    launch = gpu.assign_labels if path == "fused" else gpu.assign_labels_gemm
+    launch(*_to_device(gpu, X, centers), labels)
+    cpu_labels = KMeans(2, init=centers, n_init=1, max_iter=1, device="cpu").fit(X).labels_
+    np.testing.assert_array_equal(to_host(labels), cpu_labels)
+    sums, weight = gpu.accumulate(*_to_device(gpu, X), gpu.xp.ones(3, np.float32), labels, 2)
+    assert to_host(weight).sum() == 3
+
+
+def test_labels_out_of_range_are_not_trusted(gpu):
+    """The M-step and the distance kernels read labels but never index with one outside
+    [0, n_clusters): such a sample is in no sum, and its distance is NaN."""
+    X, centers, sample_weight = _data(300, 5, 4, np.float64)
+    labels = np.random.default_rng(5).integers(0, 4, 300).astype(np.int32)
+    bad = [0, 7, 64, 299]
+    labels[bad] = [-1, 4, 2**31 - 1, -(2**31)]
+    X_d, C_d, L_d, w_d = _to_device(gpu, X, centers, labels, sample_weight)
+    sums, weight = gpu.accumulate(X_d, w_d, L_d, 4)
+    keep = np.ones(300, bool)
+    keep[bad] = False
+    expected = np.zeros((4, 5))
+    np.add.at(expected, labels[keep], sample_weight[keep, None] * X[keep])
+    np.testing.assert_allclose(to_host(sums), expected, rtol=SUM_RTOL, atol=SUM_ATOL)
+    np.testing.assert_allclose(to_host(weight), np.bincount(labels[keep], sample_weight[keep], 4),
+                               rtol=SUM_RTOL)
+    distances = to_host(gpu.squared_distances_to_centers(X_d, C_d, L_d))
+    assert np.isnan(distances[bad]).all() and np.isfinite(distances[keep]).all()
+    assert np.isnan(float(gpu.inertia(X_d, w_d, C_d, L_d)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_inputs_launch_nothing_invalid(gpu, dtype):
+    """No samples: every engine function returns empty (or zero) results without a launch
+    of an empty grid, which CUDA rejects."""
+    xp = gpu.xp
+    X = xp.zeros((0, 3), dtype=dtype)
+    centers = xp.asarray(np.ones((2, 3), dtype=dtype))
+    weight = xp.zeros(0, dtype=dtype)
+    labels = xp.zeros(0, dtype=np.int32)
+    gpu.e_step(X, centers, labels)
+    gpu.assign_labels_gemm(X, centers, labels)
+    sums, weight_in_clusters = gpu.lloyd_iter(X, weight, centers, labels)
+    assert (to_host(sums) == 0).all() and (to_host(weight_in_clusters) == 0).all()
+    assert float(gpu.inertia(X, weight, centers, labels)) == 0.0
+    assert to_host(gpu.squared_distances_to_centers(X, centers, labels)).shape == (0,)
+    assert to_host(gpu.row_norms(X)).shape == (0,)
+    assert to_host(gpu.transform_distances(X, centers)).shape == (0, 2)
+    distances, pot = gpu.kmeanspp_candidates(X, gpu.row_norms(X), weight,
+                                             np.zeros(0, np.int64), xp.zeros(0, dtype=dtype))
+    assert to_host(distances).shape == (0, 0) and to_host(pot).shape == (0,)
+
+
+# ----------------------------------------------------------------------------------------
+# Whole fits: estimator, driver, launchers and kernels, against the CPU engine
 # ----------------------------------------------------------------------------------------
 
 
@@ -216,35 +318,138 @@ def _blobs(n_samples, n_features, n_clusters, dtype, seed=0):
     return X.astype(dtype), init.astype(dtype)
 
 
+def _assert_same_fit(gpu_fit, cpu_fit, X):
+    """float64: the CPU engine's labels, iterations and centers; float32: its labels but
+    for near-ties in float32 (which the CPU engine decides in float64), in both fits'
+    final centers. Inertia within 1e-6 relative either way."""
+    assert gpu_fit.device_ == "gpu" and cpu_fit.device_ == "cpu"
+    gpu_labels, cpu_labels = to_host(gpu_fit.labels_), cpu_fit.labels_
+    if X.dtype == np.float64:
+        np.testing.assert_array_equal(gpu_labels, cpu_labels)
+        assert gpu_fit.n_iter_ == cpu_fit.n_iter_
+        np.testing.assert_allclose(to_host(gpu_fit.cluster_centers_), cpu_fit.cluster_centers_,
+                                   rtol=1e-10, atol=1e-10)
+    else:
+        differ = np.flatnonzero(gpu_labels != cpu_labels)
+        for centers in (to_host(gpu_fit.cluster_centers_), cpu_fit.cluster_centers_):
+            ties = near_tie_clusters(X[differ], centers, X.dtype)
+            assert set(gpu_labels[differ]) | set(cpu_labels[differ]) <= ties, differ
+    np.testing.assert_allclose(gpu_fit.inertia_, cpu_fit.inertia_, rtol=1e-6)
+
+
+FIT_CASES = [
+    # (n_samples, n_features, n_clusters, dtype, weighted)
+    (500, 2, 1, np.float64, False),
+    (700, 3, 2, np.float32, True),
+    (1000, 5, 7, np.float64, True),
+    (1000, 17, 33, np.float32, False),
+    (1500, 8, 65, np.float64, False),
+    (2000, 16, 200, np.float32, True),
+    (2000, 16, 200, np.float64, False),
+]
+
+
+@pytest.mark.parametrize("case", FIT_CASES,
+                         ids=lambda c: "n%d-d%d-k%d-%s%s" % (*c[:3], np.dtype(c[3]).name,
+                                                            "-weighted" * c[4]))
+def test_fit_gpu_matches_cpu_from_the_same_init(on_gpu, case):
+    n_samples, n_features, n_clusters, dtype, weighted = case
+    X, init = _blobs(n_samples, n_features, n_clusters, dtype, seed=n_clusters)
+    sample_weight = np.random.default_rng(1).uniform(0, 3, n_samples) if weighted else None
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=60)
+    gpu = KMeans(device="gpu", **params).fit(X, sample_weight=sample_weight)
+    cpu = KMeans(device="cpu", **params).fit(X, sample_weight=sample_weight)
+    _assert_same_fit(gpu, cpu, X)
+    np.testing.assert_array_equal(to_host(gpu.predict(X)), to_host(gpu.labels_))
+    np.testing.assert_allclose(to_host(gpu.transform(X)), cpu.transform(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gpu.score(X, sample_weight=sample_weight),
+                               cpu.score(X, sample_weight=sample_weight), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fit_with_empty_clusters_forced(on_gpu, dtype):
+    """Three of six initial centers far from every sample: their clusters empty in the
+    first step, and relocation gives each the farthest points, as on the CPU."""
+    X = np.random.default_rng(2).standard_normal((300, 3)).astype(dtype)
+    init = np.vstack([X[:3], np.full((3, 3), 50.0)]).astype(dtype)
+    params = dict(n_clusters=6, init=init, n_init=1)
+    _assert_same_fit(KMeans(device="gpu", **params).fit(X), KMeans(device="cpu", **params).fit(X), X)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fit_on_duplicated_points_and_zero_weights(on_gpu, dtype):
+    """40 distinct points each repeated 10 times, a tenth of the weights zero: exact ties
+    everywhere, decided alike on both engines."""
+    rng = np.random.default_rng(3)
+    X = np.repeat(rng.integers(-3, 4, (40, 4)), 10, axis=0).astype(dtype)
+    sample_weight = np.where(rng.random(400) < 0.1, 0.0, 1.0)
+    init = X[rng.choice(400, 10, replace=False)]
+    params = dict(n_clusters=10, init=init, n_init=1, max_iter=30)
+    gpu = KMeans(device="gpu", **params).fit(X, sample_weight=sample_weight)
+    cpu = KMeans(device="cpu", **params).fit(X, sample_weight=sample_weight)
+    _assert_same_fit(gpu, cpu, X)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kmeans_plusplus_picks_the_cpu_engines_rows(on_gpu, dtype):
+    X, _ = _blobs(600, 6, 12, dtype)
+    sample_weight = np.random.default_rng(4).uniform(0.5, 2, 600)
+    centers, indices = kmeans_plusplus(X, 12, sample_weight=sample_weight, random_state=5,
+                                       device="gpu")
+    cpu_centers, cpu_indices = kmeans_plusplus(X, 12, sample_weight=sample_weight,
+                                               random_state=5, device="cpu")
+    np.testing.assert_array_equal(to_host(indices), cpu_indices)
+    np.testing.assert_array_equal(to_host(centers), cpu_centers)
+    fit = KMeans(12, random_state=5, device="gpu").fit(X)
+    _assert_same_fit(fit, KMeans(12, random_state=5, device="cpu").fit(X), X)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_gpu_fits_with_the_same_seed_are_bitwise_identical(on_gpu, dtype):
+    X, _ = _blobs(1003, 7, 12, dtype)
+    X_d = on_gpu.xp.asarray(X)
+    first = KMeans(12, random_state=0, n_init=2, device="gpu").fit(X_d)
+    second = KMeans(12, random_state=0, n_init=2, device="gpu").fit(X_d)
+    assert to_host(first.cluster_centers_).tobytes() == to_host(second.cluster_centers_).tobytes()
+    assert to_host(first.labels_).tobytes() == to_host(second.labels_).tobytes()
+    assert first.inertia_ == second.inertia_ and first.n_iter_ == second.n_iter_
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5003, 3, 8), (3001, 784, 20), (2999, 64, 300)],
                          ids=lambda s: "n%d-d%d-k%d" % s)
-def test_fit_gpu_matches_cpu_from_the_same_init(shape, dtype):
+def test_fit_gpu_matches_cpu_on_larger_shapes(shape, dtype):
     X, init = _blobs(*shape, dtype)
     params = dict(n_clusters=shape[2], init=init, n_init=1, max_iter=50, tol=0)
     gpu = KMeans(device="gpu", **params).fit(X)
     cpu = KMeans(device="cpu", **params).fit(X)
-    assert gpu.device_ == "gpu" and cpu.device_ == "cpu"
-    if dtype == np.float64:
-        np.testing.assert_array_equal(gpu.labels_, cpu.labels_)
-        np.testing.assert_allclose(gpu.cluster_centers_, cpu.cluster_centers_, rtol=1e-10, atol=1e-10)
-    else:
-        assert np.mean(gpu.labels_ != cpu.labels_) <= 1e-3
-    np.testing.assert_allclose(gpu.inertia_, cpu.inertia_, rtol=1e-5)
+    _assert_same_fit(gpu, cpu, X)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_two_gpu_fits_with_the_same_seed_are_bitwise_identical(dtype):
-    X, _ = _blobs(20_003, 50, 30, dtype)
-    X_d = cupy.asarray(X)
-    first = KMeans(30, random_state=0, n_init=2, device="gpu").fit(X_d)
-    second = KMeans(30, random_state=0, n_init=2, device="gpu").fit(X_d)
-    assert first.cluster_centers_.get().tobytes() == second.cluster_centers_.get().tobytes()
-    assert first.labels_.get().tobytes() == second.labels_.get().tobytes()
-    assert first.inertia_ == second.inertia_ and first.n_iter_ == second.n_iter_
+# ----------------------------------------------------------------------------------------
+# Only on a GPU: memory pool, residency, PyTorch, 64-bit indexing
+# ----------------------------------------------------------------------------------------
 
 
-def test_residency():
+@pytest.mark.gpu
+def test_memory_does_not_grow_with_iterations(cupy):
+    gpu = _gpu.GpuKernels(cuda_backend())
+    X, centers, sample_weight = _data(20_001, 784, 300, np.float32)
+    X_d, w_d, C_d = cupy.asarray(X), cupy.asarray(sample_weight), cupy.asarray(centers)
+    labels = cupy.empty(X.shape[0], dtype=cupy.int32)
+    pool = cupy.get_default_memory_pool()
+    held = []
+    for _ in range(5):
+        sums, weight = gpu.lloyd_iter(X_d, w_d, C_d, labels)
+        del sums, weight
+        cupy.cuda.Device().synchronize()
+        held.append((pool.used_bytes(), pool.total_bytes()))
+    assert len(set(held[1:])) == 1, held
+
+
+@pytest.mark.gpu
+def test_residency(cupy):
     X, _ = _blobs(2000, 5, 4, np.float32)
     X_d = cupy.asarray(X)
     on_device = KMeans(4, random_state=0, device="gpu").fit(X_d)
@@ -271,7 +476,8 @@ def test_residency():
         KMeans(4, device="gpu").fit(X, sample_weight=cupy.ones(X.shape[0], np.float32))
 
 
-def test_torch_cuda_tensor_through_cuda_array_interface():
+@pytest.mark.gpu
+def test_torch_cuda_tensor_through_cuda_array_interface(cupy):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("PyTorch has no CUDA here")
@@ -284,9 +490,11 @@ def test_torch_cuda_tensor_through_cuda_array_interface():
     assert isinstance(km.labels_, cupy.ndarray)
 
 
+@pytest.mark.gpu
 @pytest.mark.slow
-def test_more_than_2_pow_31_elements():
+def test_more_than_2_pow_31_elements(cupy):
     """64-bit indexing: n_samples * n_features > 2^31 (8.6 GB of float32)."""
+    gpu = _gpu.GpuKernels(cuda_backend())
     n_features, n_clusters = 2048, 8
     n_samples = 2**31 // n_features + 4097
     assert n_samples * n_features > 2**31
@@ -298,16 +506,16 @@ def test_more_than_2_pow_31_elements():
     X += centers[true_labels]
     labels = cupy.full(n_samples, -1, dtype=cupy.int32)
     assert _gpu.choose_assign_path(n_samples, n_features, n_clusters, 4) == "fused"
-    _gpu.e_step(X, centers, labels)
+    gpu.e_step(X, centers, labels)
     assert int((labels != true_labels).sum()) == 0
     assert int(labels[-1]) == int(true_labels[-1])
     labels_gemm = cupy.full(n_samples, -1, dtype=cupy.int32)
-    _gpu.assign_labels_gemm(X, centers, labels_gemm)
+    gpu.assign_labels_gemm(X, centers, labels_gemm)
     assert int((labels_gemm != true_labels).sum()) == 0
     del labels_gemm
 
     weight = cupy.ones(n_samples, dtype=cupy.float32)
-    sums, weight_in_clusters = _gpu.accumulate(X, weight, labels, n_clusters)
+    sums, weight_in_clusters = gpu.accumulate(X, weight, labels, n_clusters)
     counts = cupy.bincount(true_labels, minlength=n_clusters).astype(cupy.float64)
     assert bool((weight_in_clusters == counts).all())
     tail = slice(n_samples - 5000, n_samples)  # rows past 2^31 elements
@@ -318,6 +526,6 @@ def test_more_than_2_pow_31_elements():
         expected += X[member[start:start + 100_000]].astype(cupy.float64).sum(axis=0)
     cupy.testing.assert_allclose(sums[last_cluster], expected, rtol=1e-9)
 
-    distances = _gpu.squared_distances_to_centers(X[tail], centers, labels[tail])
+    distances = gpu.squared_distances_to_centers(X[tail], centers, labels[tail])
     reference = ((X[tail].astype(cupy.float64) - centers[labels[tail]].astype(cupy.float64)) ** 2).sum(1)
     cupy.testing.assert_allclose(distances, reference, rtol=1e-12)
