@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # gpu_check.sh: the GPU checks of gpukmeans, prepared for ONE device call of at most 8 minutes.
 #
-# Runs, from the repository root, with PYTHONPATH=. (nothing is installed):
+# Runs, from the repository root, with PYTHONPATH=. (nothing of ours is installed):
 #   1. the environment record: GPU model, driver, CuPy version, git commit, date;
-#   2. pytest -m gpu (every GPU test, the > 2^31-element `slow` one included), <= 270 s;
-#   3. benchmarks/bench_gpu.py (MNIST iterations vs PyTorch and naive CuPy, a whole fit,
-#      compile times, the fused-vs-GEMM crossover), <= 170 s.
+#   2. pytest -m gpu: every GPU test on CuPy + NVRTC (the `cuda` side of tests/test_gpu.py,
+#      the > 2^31-element `slow` one included), <= 220 s;
+#   3. benchmarks/emulated_vs_real.py: the same kernel inputs through the emulated device
+#      (tests/cudaemu, built with the device's g++) and the GPU; bitwise agreement per output,
+#      and which float32 labels went the other way (each must be a near-tie), <= 60 s;
+#   4. benchmarks/bench_gpu.py: MNIST iterations against PyTorch, naive CuPy, flash-kmeans and
+#      fastkmeans, a whole fit, compile times, the fused-vs-GEMM crossover, <= 150 s.
 # Everything goes to $OUT (when set) and to benchmarks/results/gpu-check-<date>.log; the
-# benchmark also writes benchmarks/results/gpu-<date>.{md,json}. Exit status: pytest's, or
-# the benchmark's when pytest passed.
+# benchmark also writes benchmarks/results/gpu-<date>.{md,json}. Exit status: the first
+# failing step's.
 #
-# MNIST: the device machine gets the working tree, not ../shared. Before the call, copy the
-# four IDX files into an ignored folder and carry it, e.g.
+# Before the call, here (the device reaches no network and gets only the working tree):
 #     mkdir -p out/mnist && cp ../shared/data/mnist/*.gz out/mnist/
-#     run(command="bash benchmarks/gpu_check.sh", carry=["out/mnist"], timeout_s=480)
-# ($GPUKMEANS_DATA, benchmarks/data/ and ../shared/data are looked at too.) Without MNIST the
-# benchmark runs on a synthetic 70,000 x 784 set and labels every table so.
-#
-# The git commit: .git may not travel; set GPUKMEANS_COMMIT=$(git rev-parse HEAD) in the
-# command line if `git rev-parse` fails on the device.
+#     pip download --no-deps -d out/wheels flash-kmeans==0.3.1 fastkmeans==0.5.0
+#     run(command="GPUKMEANS_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_check.sh",
+#         carry=["out/mnist", "out/wheels"], timeout_s=480)
+# ($GPUKMEANS_DATA, benchmarks/data/ and ../shared/data are looked at for MNIST too.) Without
+# MNIST the benchmark runs on a synthetic 70,000 x 784 set and labels every table so; without
+# the wheels the two peers are reported as not timed.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ls out/wheels/*.whl >/dev/null 2>&1; then  # the GPU peers, carried as wheels
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/gpukmeans-peers out/wheels/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/gpukmeans-peers"
+fi
 export GPUKMEANS_COMMIT="${GPUKMEANS_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p benchmarks/results
@@ -45,22 +52,29 @@ except ImportError:
 PY
     echo
     echo "## pytest -m gpu"
-    timeout 270 "$PYTHON" -m pytest -m gpu -q -rfEs -p no:cacheprovider tests 2>&1
+    timeout 220 "$PYTHON" -m pytest -m gpu -q -rfEs -p no:cacheprovider tests 2>&1
     TEST_STATUS=$?
     echo "pytest exit status: $TEST_STATUS"
     echo
+    echo "## emulated device vs GPU (benchmarks/emulated_vs_real.py)"
+    timeout 60 "$PYTHON" benchmarks/emulated_vs_real.py --json "benchmarks/results/gpu-emulated-vs-real-$STAMP.json" 2>&1
+    EMU_STATUS=$?
+    echo "emulated-vs-real exit status: $EMU_STATUS"
+    echo
     echo "## benchmarks/bench_gpu.py"
-    timeout 170 "$PYTHON" benchmarks/bench_gpu.py 2>&1
+    timeout 150 "$PYTHON" benchmarks/bench_gpu.py 2>&1
     BENCH_STATUS=$?
     echo "bench exit status: $BENCH_STATUS"
-    [ "$TEST_STATUS" -ne 0 ] && exit "$TEST_STATUS"
-    exit "$BENCH_STATUS"
+    for status in "$TEST_STATUS" "$EMU_STATUS" "$BENCH_STATUS"; do
+        [ "$status" -ne 0 ] && exit "$status"
+    done
+    exit 0
 } 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
 
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
     cp "$LOG" "$OUT/"
-    cp benchmarks/results/gpu-*.md benchmarks/results/gpu-*.json "$OUT/" 2>/dev/null || true
+    cp benchmarks/results/gpu-*"$STAMP"* benchmarks/results/gpu-2*.md benchmarks/results/gpu-2*.json "$OUT/" 2>/dev/null || true
 fi
 exit "$STATUS"

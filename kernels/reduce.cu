@@ -38,15 +38,15 @@ __device__ __forceinline__ double distance_to_label(
     const T* __restrict__ X, const T* __restrict__ centers, const int* __restrict__ labels,
     index_t row, index_t n_features, index_t n_clusters, int lane) {
     const int label = labels[row];
-    if (label < 0 || label >= n_clusters) return __longlong_as_double(0x7ff8000000000000LL);
+    const bool valid = label >= 0 && label < n_clusters;
     const T* x = X + row * n_features;
-    const T* c = centers + (index_t)label * n_features;
+    const T* c = centers + (valid ? (index_t)label : 0) * n_features;  // center 0 is in bounds
     double sq = 0.0;
     for (index_t f = lane; f < n_features; f += WARP_SIZE) {
         const double diff = (double)x[f] - (double)c[f];
         sq += diff * diff;
     }
-    return sq;
+    return valid ? sq : __longlong_as_double(0x7ff8000000000000LL);  // NaN
 }
 
 template <typename T>

@@ -1,7 +1,63 @@
-"""Shared test configuration: ``gpu`` tests are skipped where no usable GPU is present; the
-emulated device (tests/cudaemu) is built once per session for the GPU engine's tests."""
+"""Shared test configuration.
+
+- ``gpu`` tests are skipped where no usable GPU is present.
+- The emulated device (tests/cudaemu) is built once per session for the GPU engine's tests.
+- A run of the whole suite (plain ``pytest``, as CI runs it) measures the line coverage of
+  the GPU engine, ``gpukmeans/_gpu.py``, and fails below ``GPU_ENGINE_MIN_COVERAGE`` when
+  the emulated device ran: the CUDA code paths that CI exercises must not shrink unseen.
+"""
+
+import pathlib
+import sys
 
 import pytest
+
+GPU_ENGINE = pathlib.Path(__file__).resolve().parents[1] / "gpukmeans" / "_gpu.py"
+GPU_ENGINE_MIN_COVERAGE = 90.0
+_state = {"coverage": None, "emulated": False}
+
+
+def _whole_suite(config):
+    source = getattr(config, "args_source", None)
+    return (source is not None and source.name == "TESTPATHS" and not config.option.keyword
+            and not config.option.markexpr)
+
+
+def pytest_configure(config):
+    if not _whole_suite(config) or sys.gettrace() is not None:  # a subset, or already traced
+        return
+    try:
+        import coverage
+    except ImportError:
+        return
+    _state["coverage"] = coverage.Coverage(data_file=None, include=[str(GPU_ENGINE)])
+    _state["coverage"].start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    cov = _state["coverage"]
+    if cov is None:
+        return
+    cov.stop()
+    _, statements, _, missing, _ = cov.analysis2(str(GPU_ENGINE))
+    percent = 100.0 * (1 - len(missing) / max(1, len(statements)))
+    _state["report"] = (percent, missing)
+    if _state["emulated"] and percent < GPU_ENGINE_MIN_COVERAGE and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "report" not in _state:
+        return
+    percent, missing = _state["report"]
+    verdict = "" if _state["emulated"] else " (the emulated device did not run: not enforced)"
+    terminalreporter.write_line(
+        f"gpukmeans/_gpu.py line coverage: {percent:.1f}% (at least {GPU_ENGINE_MIN_COVERAGE:.0f}%"
+        f" required){verdict}; lines not run: {missing}")
+    if _state["emulated"] and percent < GPU_ENGINE_MIN_COVERAGE:
+        terminalreporter.write_line("FAILED: the GPU engine's coverage fell below the minimum",
+                                    red=True)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,4 +83,6 @@ def emulated_device():
     reason = build.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    return device.device("plain")
+    emulated = device.device("plain")
+    _state["emulated"] = True
+    return emulated

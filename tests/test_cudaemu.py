@@ -149,7 +149,7 @@ def test_shape_matrix_under_tsan(emulated_device):
         result = subprocess.run([sys.executable, "-c", code], cwd=TESTS, env=environment,
                                 capture_output=True, text=True, timeout=600)
         assert "data race" in result.stderr, (kernel, result.stderr[-3000:])
-    result = _matrix_command("tsan", "--max-cost", "20000")
+    result = _matrix_command("tsan", "--max-cost", "3000")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
 
 
@@ -175,4 +175,7 @@ def test_planted_bug_fails_the_matrix(emulated_device, tmp_path, name):
                              kernels=kernels, env={"CUDAEMU_BUILD": str(tmp_path / "build")})
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"the planted bug {name} went unnoticed:\n{output[-3000:]}"
-    assert "FAIL" in output or "ERROR: AddressSanitizer" in output, output[-3000:]
+    # Caught as a wrong result, a sanitizer report, or a crash (a corrupted sort order sends
+    # the M-step to read far outside X: a signal, before any line is printed).
+    assert "FAIL" in output or "ERROR: AddressSanitizer" in output or result.returncode < 0, (
+        result.returncode, output[-3000:])

@@ -355,33 +355,3 @@ def test_quiet_by_default(capsys, rng):
     KMeans(3, random_state=0, device="cpu").fit(rng.normal(size=(50, 2)))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
-
-
-def test_gpu_engine_run_and_centring_wiring_on_the_host(rng, monkeypatch):
-    """The GPU engine's start_lloyd and centered, exercised here with the CPU engine's
-    passes substituted for the CUDA ones: the driver must give the plain CPU step's
-    result (the kernels themselves are tested in test_gpu.py, on a device)."""
-    from gpukmeans import _gpu
-    from gpukmeans._device import get_engine
-    from gpukmeans._lloyd import kmeans_single_lloyd
-
-    X = rng.normal(size=(2000, 9))
-    init = X[rng.choice(2000, 7, replace=False)].copy()
-    sample_weight = np.ones(2000)
-    cpu = get_engine("cpu")
-    monkeypatch.setattr(_gpu, "lloyd_iter", _cpu.lloyd_iter)
-    monkeypatch.setattr(_gpu, "e_step", _cpu.assign_labels)
-    monkeypatch.setattr(_gpu, "inertia", _cpu.inertia)
-    monkeypatch.setattr(_gpu, "row_norms", _cpu.row_norms_f64)
-    X_centered, norms_centered, is_centred = _gpu.centered(X, X.mean(axis=0))
-    assert is_centred
-    np.testing.assert_array_equal(X_centered, X - X.mean(axis=0))
-    np.testing.assert_array_equal(norms_centered, _cpu.row_norms_f64(X_centered))
-    wired = cpu._replace(start_lloyd=_gpu.start_lloyd)
-    with cpu.runtime():
-        norms = cpu.row_norms(X)
-        got = kmeans_single_lloyd(X, norms, sample_weight, init, wired, max_iter=5)
-        want = kmeans_single_lloyd(X, norms, sample_weight, init, cpu, max_iter=5)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[2], want[2])
-    assert got[1] == want[1] and got[3] == want[3]

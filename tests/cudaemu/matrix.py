@@ -17,6 +17,7 @@ Prints one line per failure and a closing "N passed, N failed"; exit status 1 on
 """
 
 import argparse
+import functools
 import itertools
 import math
 import sys
@@ -239,7 +240,7 @@ def cases(quick=True, max_cost=0):
     return out
 
 
-def run(emulated, todo, schedules=("forward",), only=None, report=print):
+def run(emulated, todo, schedules=("forward",), only=None, report=functools.partial(print, flush=True)):
     """Run ``todo`` cases on ``emulated`` (a :class:`.device.Device`) under each schedule;
     return the list of failures (dicts)."""
     G = gpu.GpuKernels(emulated.backend())
