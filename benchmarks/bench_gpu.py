@@ -297,7 +297,7 @@ def gpukmeans_lloyd(X, sample_weight, centers_init, n_iter):
     labels = cupy.empty(X.shape[0], dtype=cupy.int32)
     for _ in range(n_iter):
         sums, weight_in_clusters = gpu.lloyd_iter(X, sample_weight, centers, labels)
-        centers = average_centers(sums, weight_in_clusters, X.dtype, cupy)
+        centers = average_centers(sums, weight_in_clusters, centers, X.dtype, cupy)
     return centers
 
 

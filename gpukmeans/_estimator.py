@@ -35,7 +35,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         center, weighted by ``sample_weight``. "random": ``n_clusters`` distinct rows
         drawn with probability proportional to their weight. A callable is called as
         ``init(X, n_clusters, random_state=random_state)`` on the data the fit works on
-        (centred or not: see ``copy_x``), read-only. An array gives the initial centers
+        (centred where the engine centres it: see ``copy_x``), read-only. An array gives the initial centers
         (NumPy or CuPy).
     n_init : "auto" or int, default="auto"
         Number of runs with different seeds; the one with the lowest inertia wins.
@@ -52,12 +52,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Seed of the initialisation draws. The same seed gives bitwise the same result on
         the same device, whatever the number of threads.
     copy_x : bool, default=True
-        True: the data are centred on a copy for accurate distances (the caller's array
-        is never modified) where the labels need it: always on the GPU and for float64;
-        for float32 on the CPU, whose labels are exact either way, only when the data's
-        mean is farther from the origin than the samples are from the mean. False: no
-        centring and, where the input is already a C-contiguous float array, no copy:
-        less memory, slightly less accurate distances for data far from the origin.
+        Accepted for scikit-learn compatibility; it changes nothing, so that a parameter
+        meant to save memory never changes the answer. The data are centred on a copy
+        for accurate distances wherever the labels need it: always on the GPU and for
+        float64; for float32 on the CPU, whose labels are exact either way, only when the
+        data's mean is farther from the origin than the samples are from the mean. The
+        caller's array is never modified (scikit-learn's ``copy_x=False`` centres it in
+        place and adds the mean back, which need not restore it bit for bit).
     algorithm : {"lloyd", "elkan"}, default="lloyd"
         Both give Lloyd's exact result; accepted for compatibility with scikit-learn.
         Both engines use fused distance+argmin passes that are faster than Elkan's
@@ -176,24 +177,25 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         tol = _tolerance(X, self.tol, xp)
         reporter = self._make_reporter(n_init)
         with engine.runtime():
-            is_centred = False
-            if self.copy_x:
-                # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances,
-                # where the engine's labels need them. A new array: the caller's is
-                # untouched.
-                X, x_squared_norms, is_centred = engine.centered(X, X_mean)
-                if init_is_array and is_centred:
-                    init -= X_mean
-            else:
-                x_squared_norms = engine.row_norms(X)
+            # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances, where
+            # the engine's labels need them. A new array: the caller's is untouched.
+            X_given = X
+            X, x_squared_norms, is_centred = engine.centered(X, X_mean)
+            if init_is_array and is_centred:
+                init -= X_mean
             best = self._run_inits(
                 X, x_squared_norms, sample_weight, init, random_state, n_init, tol, engine, reporter
             )
+            best_labels, best_inertia, best_centers, best_n_iter = best
+            if is_centred:
+                best_centers += X_mean
+                # Adding the mean back rounds the centers: at a near-tie (duplicate
+                # centers, say) a label of the centred run can differ from the one that
+                # predict(X) computes on X as given. The labels and inertia returned are
+                # that computation's, exactly: labels_ == predict(X), inertia_ == -score(X).
+                engine.assign_labels(X_given, best_centers, best_labels)
+                best_inertia = engine.inertia(X_given, sample_weight, best_centers, best_labels)
 
-        best_labels, best_inertia, best_centers, best_n_iter = best
-
-        if is_centred:
-            best_centers += X_mean
         distinct_clusters = int(np.unique(to_host(best_labels)).shape[0])
         if distinct_clusters < self.n_clusters:
             warnings.warn(
@@ -289,7 +291,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
         elif callable(init):
             if isinstance(X, np.ndarray):
-                # X may be the caller's own array (not centred, or copy_x=False).
+                # X may be the caller's own array (where the engine does not centre).
                 X = X.view()
                 X.flags.writeable = False
             centers = init(X, self.n_clusters, random_state=random_state)

@@ -77,11 +77,10 @@ def kmeans_single_lloyd(
                 )
             )
         )
-        if n_empty:
-            relocate_empty_clusters(
-                X, sample_weight, centers, sums, weight_in_clusters, labels, engine
-            )
-        centers_new = average_centers(sums, weight_in_clusters, X.dtype, xp)
+        relocated = bool(n_empty) and relocate_empty_clusters(
+            X, x_squared_norms, sample_weight, centers, sums, weight_in_clusters, labels, engine
+        )
+        centers_new = average_centers(sums, weight_in_clusters, centers, X.dtype, xp)
 
         if reporter is not None:
             # scikit-learn reports the inertia of the assignment just made.
@@ -90,7 +89,9 @@ def kmeans_single_lloyd(
         center_shift_tot = ((centers_new - centers) ** 2).sum()
         centers = centers_new
 
-        if not labels_changed:
+        # A relocation moved a center this iteration: the labels may be stale even when
+        # the E-step changed none, so the run goes on (or ends with a final E-step).
+        if not labels_changed and not relocated:
             strict_convergence = True
             reason = "strict convergence"
             break
@@ -110,19 +111,25 @@ def kmeans_single_lloyd(
     return labels, inertia, centers, n_iter
 
 
-def average_centers(sums, weight_in_clusters, dtype, xp):
+def average_centers(sums, weight_in_clusters, centers_old, dtype, xp):
     """``sums / weight`` per cluster, cast to the data's dtype.
 
-    A cluster whose weight is still zero after relocation keeps its (zero) sums,
-    as scikit-learn's ``_average_centers`` does.
+    A cluster whose weight is still zero after relocation (every sample already on a
+    center, or only zero-weight samples to move) keeps its center from ``centers_old``:
+    never the origin of the working coordinates, which would depend on whether the data
+    were centred. (scikit-learn 1.9 moves it onto the heaviest cluster's center, or its
+    unaveraged sum when that cluster has a higher index; on the heaviest center it takes
+    that cluster's samples at the next E-step, ties going to the lower index, and the
+    emptiness moves on, iteration after iteration.)
     """
     has_weight = weight_in_clusters > 0
     divisor = xp.where(has_weight, weight_in_clusters, 1.0)
-    return (sums / divisor[:, None]).astype(dtype, copy=False)
+    centers = xp.where(has_weight[:, None], sums / divisor[:, None], centers_old)
+    return centers.astype(dtype, copy=False)
 
 
 def relocate_empty_clusters(
-    X, sample_weight, centers_old, sums, weight_in_clusters, labels, engine
+    X, x_squared_norms, sample_weight, centers_old, sums, weight_in_clusters, labels, engine
 ):
     """Give each empty cluster one of the points farthest from their centers.
 
@@ -132,14 +139,32 @@ def relocate_empty_clusters(
     Labels are not changed (the next E-step does that). Runs on the host's ordering so
     that both engines choose the same points; it happens rarely.
 
-    INOUT ``sums``, ``weight_in_clusters``.
+    A sample that already sits on its center (more clusters than distinct samples) is
+    not moved: the next E-step would send it back to its old cluster (a tie, which the
+    lower index wins), and the emptiness would move from cluster to cluster until
+    ``max_iter`` (scikit-learn #28055). "On its center" means within the rounding of the
+    E-step's ``||c||^2 - 2 x.c``, not exactly: centring rounds the coordinates, and a
+    sample a rounding away from its center would loop all the same.
+
+    INOUT ``sums``, ``weight_in_clusters``. Returns whether any weight was moved (a
+    zero-weight sample moves nothing).
     """
     empty_clusters = np.flatnonzero(to_host(weight_in_clusters) == 0)
     n_empty = empty_clusters.shape[0]
     distances = to_host(engine.assigned_distances(X, centers_old, labels))
+    centers_host = to_host(centers_old).astype(np.float64)
+    resolution = (
+        4 * X.shape[1] * np.finfo(X.dtype).eps
+        * (to_host(x_squared_norms) + (centers_host**2).sum(axis=1).max())
+    )
+    if not np.any(distances > resolution):
+        return False
     far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
     labels_host = to_host(labels)
+    moved = False
     for new_cluster_id, far_idx in zip(empty_clusters, far_from_centers):
+        if not distances[far_idx] > resolution[far_idx]:
+            continue
         old_cluster_id = int(labels_host[far_idx])
         weight = sample_weight[far_idx]
         contribution = X[far_idx].astype(np.float64) * weight
@@ -147,3 +172,5 @@ def relocate_empty_clusters(
         sums[new_cluster_id] = contribution
         weight_in_clusters[new_cluster_id] = weight
         weight_in_clusters[old_cluster_id] -= weight
+        moved = moved or bool(weight > 0)
+    return moved

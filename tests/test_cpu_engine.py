@@ -61,7 +61,7 @@ def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_cl
                 d = _reference_step(X, sample_weight, centers)[1]
                 rows = np.flatnonzero(labels != ref_labels)
                 assert np.all(d[rows, labels[rows]] == d[rows, ref_labels[rows]])
-            centers = average_centers(sums, weights, X.dtype, np)
+            centers = average_centers(sums, weights, centers, X.dtype, np)
 
 
 @pytest.mark.parametrize("candidate_ids", [[3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77]])
@@ -169,7 +169,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
             np.testing.assert_allclose(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters), rtol=1e-14
             )
-            centers = average_centers(sums, weights, X.dtype, np)
+            centers = average_centers(sums, weights, centers, X.dtype, np)
         # The final E-step, with the bounds, gives the plain E-step's labels, and the
         # inertia it computes on the way is the inertia pass's, bitwise.
         inertia = run.finish(centers, labels, assign_labels=True)

@@ -192,25 +192,22 @@ def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
     assert km.transform(X).dtype == dtype
 
 
-@pytest.mark.parametrize("offset, centred", [(0.0, False), (50.0, True)])
-def test_cpu_float32_centres_only_data_far_from_the_origin(offset, centred, rng):
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_cpu_float32_centres_only_data_far_from_the_origin(offset, rng):
     """float32 on the CPU has exact labels either way: near the origin the fit works on X
-    as given (copy_x=True gives copy_x=False's result, bitwise, and labels_ equal
-    predict(X) exactly); far from it, on a centred copy, as scikit-learn always does."""
+    as given (labels_ equal predict(X) exactly); far from it, on a centred copy, as
+    scikit-learn always does. copy_x changes nothing, bitwise."""
     X = (_dataset("blobs", 3000, 8, 5, rng) + offset).astype(np.float32)
     init = X[rng.choice(len(X), 5, replace=False)]
     copied = KMeans(5, init=init, n_init=1, max_iter=10, device="cpu").fit(X)
     as_given = KMeans(5, init=init, n_init=1, max_iter=10, device="cpu", copy_x=False).fit(X)
-    if centred:
+    np.testing.assert_array_equal(copied.cluster_centers_, as_given.cluster_centers_)
+    np.testing.assert_array_equal(copied.labels_, as_given.labels_)
+    if offset:
         # Exact for the centred copy; adding the mean back rounds the centers.
         assert_labels_nearest(copied.labels_, X, copied.cluster_centers_, np.float32)
-        # Nearby roundings of the same run: a near-tie may go the other way, no more.
-        assert np.mean(copied.labels_ == as_given.labels_) >= 0.99
-        np.testing.assert_allclose(copied.inertia_, as_given.inertia_, rtol=1e-4)
     else:
         assert_labels_exactly_nearest(copied.labels_, X, copied.cluster_centers_)
-        np.testing.assert_array_equal(copied.cluster_centers_, as_given.cluster_centers_)
-        np.testing.assert_array_equal(copied.labels_, as_given.labels_)
         np.testing.assert_array_equal(copied.labels_, copied.predict(X))
 
 
