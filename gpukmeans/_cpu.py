@@ -1084,13 +1084,20 @@ def _weighted_sum_f64(values, sample_weight):
     return total
 
 
+_CANCELLATION = 2.0**-20
+"""``transform``: below this fraction of ``||x||^2 + ||c||^2``, a squared distance from the
+norm expansion has lost more than 20 bits, and is summed from the differences instead."""
+
+
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
 
     ``||x||^2 - 2 x.c + ||c||^2`` wholly in float64 (each chunk is upcast, as
     scikit-learn does for float32): in float32 the cancellation would leave errors of
-    order sqrt(eps) ||x|| on small distances. Clipped at 0 before the square root.
+    order sqrt(eps) ||x|| on small distances. Where even float64's cancellation costs
+    more than 20 of its 52 bits (a sample on or near a center), the distance is summed
+    from the differences instead: exactly 0 on a center, as on the GPU engine.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
@@ -1110,7 +1117,13 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
         for i in range(chunk_end - chunk_start):
             sample = chunk_start + i
             for j in range(n_clusters):
+                scale = x_squared_norms[sample] + centers_squared_norms[j]
                 d = x_squared_norms[sample] + dots[i, j] + centers_squared_norms[j]
+                if d <= _CANCELLATION * scale:
+                    d = 0.0
+                    for f in range(n_features):
+                        diff = np.float64(X[sample, f]) - np.float64(centers[j, f])
+                        d += diff * diff
                 out[sample, j] = np.sqrt(max(d, 0.0))
     return out
 

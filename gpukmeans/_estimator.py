@@ -4,9 +4,13 @@ import logging
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
@@ -18,7 +22,7 @@ from ._lloyd import kmeans_single_lloyd, to_host
 logger = logging.getLogger(__name__)
 
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """K-Means clustering on an NVIDIA GPU (CUDA kernels) or the CPU (Numba).
 
     A drop-in for :class:`sklearn.cluster.KMeans`: every shared parameter means the
@@ -135,6 +139,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------ fit
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # transform() returns X's dtype, float32 included, as scikit-learn's KMeans.
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
 
@@ -155,19 +165,27 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             Fitted estimator.
         """
         _validation.check_params(self)
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' "
+                "instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         device = self._resolve_fit_device(X)
         engine = get_engine(device)
         xp = engine.xp
         X, on_device, feature_names, X_mean = _validation.check_fit_data(self, X, xp)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
-        sample_weight = _validation.check_sample_weight(sample_weight, X)
+        sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
+        _validation.check_random_init(self.init, self.n_clusters, sample_weight)
         n_init = self._effective_n_init()
         init = self.init
         init_is_array = not isinstance(init, str) and not callable(init)
         if init_is_array:
             init = _validation.check_init_array(init, self.n_clusters, n_features, X.dtype, xp)
-        random_state = check_random_state(self.random_state)
+        random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
         if not on_device and xp is not np:
@@ -175,7 +193,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
             X_mean = xp.asarray(X_mean)
         tol = _tolerance(X, self.tol, xp)
-        reporter = self._make_reporter(n_init)
+        reporter = self._make_reporter(n_init, weight_scale)
         with engine.runtime():
             # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances, where
             # the engine's labels need them. A new array: the caller's is untouched.
@@ -211,7 +229,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # Every fitted attribute is set here, together: a failed fit leaves none changed.
         self.cluster_centers_ = best_centers
         self.labels_ = best_labels
-        self.inertia_ = float(best_inertia)
+        self.inertia_ = float(best_inertia) * weight_scale
         self.n_iter_ = int(best_n_iter)
         self.n_features_in_ = n_features
         if feature_names is not None:
@@ -302,12 +320,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers = init
         return xp.ascontiguousarray(centers)
 
-    def _make_reporter(self, n_init):
+    def _make_reporter(self, n_init, inertia_scale):
         if not self.verbose:
             return None
         from ._progress import make_reporter
 
-        return make_reporter(self.verbose, n_init, self.max_iter)
+        return make_reporter(self.verbose, n_init, self.max_iter, inertia_scale)
 
     # ------------------------------------------------------------ inference
     def _prepare(self, X, sample_weight=None, use_weight=False):
@@ -315,13 +333,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Device arrays go to the GPU engine; host arrays to the engine of ``device_``
         (or the CPU when the model was fitted on a GPU no longer usable).
-        Returns ``(X, sample_weight, engine, centers, to_host)``, the arrays in the
-        engine's memory; ``to_host`` says whether results go back to NumPy.
+        Returns ``(X, sample_weight, weight_scale, engine, centers, to_host)``, the arrays
+        in the engine's memory; ``weight_scale`` multiplies inertias computed with
+        ``sample_weight`` (see ``check_sample_weight``); ``to_host`` says whether results
+        go back to NumPy.
         """
         check_is_fitted(self)
         X, on_device = _validation.check_predict_data(self, X)
+        weight_scale = 1.0
         if use_weight:
-            sample_weight = _validation.check_sample_weight(sample_weight, X)
+            sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
         if on_device:
             device = "gpu"
         else:
@@ -332,7 +353,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if use_weight:
             sample_weight = xp.asarray(sample_weight)
         centers = xp.asarray(self.cluster_centers_)
-        return X, sample_weight, engine, centers, not on_device
+        return X, sample_weight, weight_scale, engine, centers, not on_device
 
     def _return(self, array, host):
         return to_host(array) if host else array
@@ -348,7 +369,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         labels : ndarray or cupy.ndarray of shape (n_samples,)
         """
-        X, _, engine, centers, host = self._prepare(X)
+        X, _, _, engine, centers, host = self._prepare(X)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
@@ -365,7 +386,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
         """
-        X, _, engine, centers, host = self._prepare(X)
+        X, _, _, engine, centers, host = self._prepare(X)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
         return self._return(distances, host)
@@ -381,11 +402,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        X, sample_weight, engine, centers, _ = self._prepare(X, sample_weight, use_weight=True)
+        X, sample_weight, weight_scale, engine, centers, _ = self._prepare(
+            X, sample_weight, use_weight=True
+        )
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
-            return -float(engine.inertia(X, sample_weight, centers, labels))
+            return -float(engine.inertia(X, sample_weight, centers, labels)) * weight_scale
 
 
 def _tolerance(X, tol, xp):
@@ -451,14 +474,14 @@ def kmeans_plusplus(
     xp = engine.xp
     X, on_device, _, _ = _validation.check_fit_data(params, X, xp)
     _validation.check_n_samples(X.shape[0], n_clusters)
-    sample_weight = _validation.check_sample_weight(sample_weight, X)
+    sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
     if x_squared_norms is not None:
         x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
         if x_squared_norms.shape != (X.shape[0],):
             raise ValueError(
                 f"x_squared_norms.shape == {x_squared_norms.shape}, expected ({X.shape[0]},)."
             )
-    random_state = check_random_state(random_state)
+    random_state = _validation.check_random_state_param(random_state)
     if not on_device and xp is not np:
         X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
     with engine.runtime():

@@ -11,7 +11,7 @@ import sys
 __all__ = ["make_reporter"]
 
 
-def make_reporter(verbose, n_init, max_iter):
+def make_reporter(verbose, n_init, max_iter, inertia_scale=1.0):
     """Return the reporter a fit calls as it goes.
 
     Parameters
@@ -22,6 +22,9 @@ def make_reporter(verbose, n_init, max_iter):
         Number of runs the fit will make (``start_run`` receives 0 to ``n_init - 1``).
     max_iter : int
         Most iterations one run can take.
+    inertia_scale : float, default=1.0
+        Factor of every inertia reported: the power of two by which the fit divided
+        ``sample_weight`` (see ``gpukmeans._validation.check_sample_weight``).
 
     Returns
     -------
@@ -35,8 +38,32 @@ def make_reporter(verbose, n_init, max_iter):
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _LineReporter(n_init, max_iter)
-    return _TqdmReporter(tqdm, n_init, max_iter)
+        reporter = _LineReporter(n_init, max_iter)
+    else:
+        reporter = _TqdmReporter(tqdm, n_init, max_iter)
+    return reporter if inertia_scale == 1.0 else _ScaledReporter(reporter, inertia_scale)
+
+
+class _ScaledReporter:
+    """Passes everything on, with every inertia multiplied by ``scale``."""
+
+    def __init__(self, reporter, scale):
+        self.reporter, self.scale = reporter, scale
+
+    def _scaled(self, inertia):
+        return None if inertia is None else inertia * self.scale
+
+    def start_run(self, run_index):
+        self.reporter.start_run(run_index)
+
+    def iteration(self, n_iter, inertia):
+        self.reporter.iteration(n_iter, self._scaled(inertia))
+
+    def end_run(self, n_iter, inertia, converged_reason):
+        self.reporter.end_run(n_iter, self._scaled(inertia), converged_reason)
+
+    def close(self):
+        self.reporter.close()
 
 
 class _NullReporter:

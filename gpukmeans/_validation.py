@@ -8,6 +8,7 @@ work starts. The caller's arrays are never modified: anything we change is a cop
 import numbers
 
 import numpy as np
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
 from ._device import DEVICES
@@ -129,6 +130,7 @@ def check_fit_data(estimator, X, device_xp):
                 "array, or use device='gpu' or 'auto'."
             )
         X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
+        check_magnitude(X)
         return X, True, None, X.mean(axis=0)
 
     from sklearn.utils.validation import _get_feature_names
@@ -150,7 +152,42 @@ def check_fit_data(estimator, X, device_xp):
         X_mean = X.mean(axis=0)
     if not np.isfinite(X_mean).all():
         check_array(X, dtype=None, estimator=estimator, input_name="X")
+    check_magnitude(X)
     return X, False, feature_names, X_mean
+
+
+def usable_magnitude(dtype, n_samples, n_features):
+    """``(lower, upper)``: the largest absolute value of the data must lie in this range
+    (or be 0) for the labels to be those of exact arithmetic.
+
+    upper: every sum that k-means forms in the data's dtype stays finite with a margin:
+    ``||c||^2 - 2 x.c`` (at most ``3 n_features M^2``) and the per-feature variances of
+    the tolerance (at most ``4 n_samples M^2``).
+    lower: two samples one unit in the last place apart at this scale still have a
+    normal (not subnormal, not zero) squared distance, ``(M eps)^2 >= tiny``.
+    """
+    info = np.finfo(dtype)
+    upper = float(np.sqrt(float(info.max) / (16 * max(n_samples, n_features))))
+    lower = float(np.sqrt(float(info.tiny)) / float(info.eps))
+    return lower, upper
+
+
+def check_magnitude(X, name="X"):
+    """Refuse, before any work, data whose scale would overflow or underflow the squared
+    distances in their dtype: the labels would be wrong, or the centers NaN, silently."""
+    largest = max(float(X.max()), -float(X.min()))
+    if largest == 0:
+        return
+    lower, upper = usable_magnitude(X.dtype, *X.shape)
+    if not lower <= largest <= upper:
+        raise ValueError(
+            f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data "
+            f"of shape {X.shape}, k-means' squared distances are exact only when the largest "
+            f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
+            f"{name} (for example with sklearn.preprocessing.StandardScaler, or by a power "
+            "of two, which changes no label)" + (", or pass float64 data." if X.dtype ==
+                                                 np.float32 else ".")
+        )
 
 
 def check_predict_data(estimator, X):
@@ -173,19 +210,30 @@ def check_predict_data(estimator, X):
                 f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
                 f"{estimator.n_features_in_} features as input."
             )
-        return cupy.ascontiguousarray(X, dtype=dtype), True
+        X = cupy.ascontiguousarray(X, dtype=dtype)
+        check_magnitude(X)
+        return X, True
     X = validate_data(
         estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False
     )
-    return np.ascontiguousarray(X, dtype=dtype), False
+    X = np.ascontiguousarray(X, dtype=dtype)
+    check_magnitude(X)
+    return X, False
 
 
 def check_sample_weight(sample_weight, X):
-    """Return a fresh ``sample_weight`` array of X's dtype, on X's side, validated."""
+    """A fresh, validated ``sample_weight`` of X's dtype, on X's side, and its scale.
+
+    Returns ``(sample_weight, scale)``: the weights divided by ``scale``, a power of two
+    that brings the largest to [0.5, 1). Every result is scale-invariant, and a power of
+    two scales exactly, so the fit is the same as with the weights given, bit for bit;
+    only weights a float32 (or float64) could not hold (1e39, 1e-46; sums past 1e308)
+    now work. Inertias computed with these weights are multiplied by ``scale``.
+    """
     xp = array_module(X)
     n_samples = X.shape[0]
     if sample_weight is None:
-        return xp.ones(n_samples, dtype=X.dtype)
+        return xp.ones(n_samples, dtype=X.dtype), 1.0
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
         sample_weight = np.full(n_samples, sample_weight)
     if is_device_array(sample_weight) != is_device_array(X):
@@ -204,14 +252,41 @@ def check_sample_weight(sample_weight, X):
         raise ValueError(
             f"sample_weight.shape == {sw.shape}, expected ({n_samples},) to match X."
         )
-    sw = sw.astype(X.dtype, copy=True)
+    sw = sw.astype(xp.float64, copy=True)  # checked before any rounding to X's dtype
     if not bool(xp.isfinite(sw).all()):
         raise ValueError("Input sample_weight contains NaN or infinity.")
     if bool((sw < 0).any()):
         raise ValueError("Negative values in data passed to sample_weight.")
-    if not bool((sw > 0).any()):
+    largest = float(sw.max())
+    if not largest > 0:
         raise ValueError("sample_weight must have at least one positive value, got all zeros.")
-    return sw
+    exponent = int(np.frexp(largest)[1])
+    sw = xp.ldexp(sw, -exponent)  # exact: a power of two
+    return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))
+
+
+def check_random_state_param(random_state):
+    """scikit-learn's ``check_random_state``, with an error that names the parameter."""
+    try:
+        return check_random_state(random_state)
+    except ValueError as exc:
+        raise ValueError(
+            "random_state must be None, an int in [0, 2**32 - 1] or a "
+            f"numpy.random.RandomState, got {random_state!r}."
+        ) from exc
+
+
+def check_random_init(init, n_clusters, sample_weight):
+    """``init="random"`` draws ``n_clusters`` distinct samples with probability
+    proportional to their weight: there must be that many with a positive weight."""
+    if isinstance(init, str) and init == "random":
+        n_positive = int((sample_weight > 0).sum())
+        if n_positive < n_clusters:
+            raise ValueError(
+                f"init='random' draws n_clusters={n_clusters} distinct samples with "
+                f"probability proportional to sample_weight, but only {n_positive} samples "
+                "have a positive sample_weight."
+            )
 
 
 def check_init_array(init, n_clusters, n_features, dtype, xp):

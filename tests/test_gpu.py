@@ -251,38 +251,21 @@ def test_kmeanspp_candidates(gpu, n_features, n_candidates, dtype):
 @pytest.mark.parametrize("path", ["fused", "gemm"])
 def test_overflowing_float32_data_get_labels_in_range(gpu, path):
     """Finite float32 data whose squared norms overflow: every ``||c||^2 - 2 x.c`` is inf.
-    The labels stay in [0, n_clusters), as the CPU engine's do (both give 0), and the
-    M-step then writes nowhere out of bounds."""
+    Validation refuses such data (tests/test_robustness.py), but the kernels must not
+    trust it did: the labels stay in [0, n_clusters), as the CPU engine's E-step gives
+    (both 0), and the M-step then writes nowhere out of bounds."""
+    from gpukmeans import _cpu
+
     X = np.array([[1e20, 1e20], [-1e20, -1e20], [1e20, 1e20]], np.float32)
     centers = X[:2].copy()
     labels = gpu.xp.full(3, -1, dtype=np.int32)
     launch = gpu.assign_labels if path == "fused" else gpu.assign_labels_gemm
     launch(*_to_device(gpu, X, centers), labels)
-    cpu_labels = KMeans(2, init=centers, n_init=1, max_iter=1, device="cpu").fit(X).labels_
+    cpu_labels = np.full(3, -1, dtype=np.int32)
+    _cpu.assign_labels(X, centers, cpu_labels)
     np.testing.assert_array_equal(to_host(labels), cpu_labels)
     sums, weight = gpu.accumulate(*_to_device(gpu, X), gpu.xp.ones(3, np.float32), labels, 2)
     assert to_host(weight).sum() == 3
-
-
-SCALES = {np.float32: [1e-45, 1e-40, 1e-30, 1e-3, 1.0, 1e15, 1e19, 1e20, 1e30, 3e38],
-          np.float64: [5e-324, 1e-310, 1e-200, 1e-3, 1.0, 1e150, 1e155, 1e200, 1e307, 1.7e308]}
-
-
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_labels_stay_in_range_at_every_scale(on_gpu, dtype):
-    """From the smallest subnormal to the largest finite value, a fit that validation
-    accepts gives labels in [0, n_clusters) on both engines, whatever else overflows.
-    (Whether those labels are right at the extremes is issue 10's.)"""
-    base = np.random.default_rng(7).standard_normal((64, 3))
-    base /= np.abs(base).max()
-    for scale in SCALES[dtype]:
-        X = (base * scale).astype(dtype)  # the largest |x| is the scale
-        init = X[:4].copy()
-        for device in ("gpu", "cpu"):
-            labels = to_host(KMeans(4, init=init, n_init=1, max_iter=5, device=device).fit(X).labels_)
-            assert labels.min() >= 0 and labels.max() < 4, (device, scale, labels)
 
 
 def test_labels_out_of_range_are_not_trusted(gpu):
@@ -384,7 +367,8 @@ def test_fit_gpu_matches_cpu_from_the_same_init(on_gpu, case):
     cpu = KMeans(device="cpu", **params).fit(X, sample_weight=sample_weight)
     _assert_same_fit(gpu, cpu, X)
     np.testing.assert_array_equal(to_host(gpu.predict(X)), to_host(gpu.labels_))
-    np.testing.assert_allclose(to_host(gpu.transform(X)), cpu.transform(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_host(gpu.transform(X)),
+                               np.sqrt(sq_dist64(X, to_host(gpu.cluster_centers_))), rtol=1e-6)
     np.testing.assert_allclose(gpu.score(X, sample_weight=sample_weight),
                                cpu.score(X, sample_weight=sample_weight), rtol=1e-6)
 

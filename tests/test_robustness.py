@@ -124,3 +124,149 @@ def test_duplicate_heavy_data_with_zero_weights_keep_every_invariant(device):
                 X, sample_weight=weight)
         if reference.n_iter_ < 100:
             assert fits[0].n_iter_ < 100, (trial, reference.n_iter_)
+
+
+# ----------------------------------------------------------------------------------------
+# Values at the edges of the dtype
+# ----------------------------------------------------------------------------------------
+
+
+def _scales(dtype):
+    """Powers of ten from the smallest subnormal to the largest finite value."""
+    info = np.finfo(dtype)
+    smallest = float(np.nextafter(dtype(0), dtype(1)))
+    exponents = np.arange(np.ceil(np.log10(smallest)), np.floor(np.log10(float(info.max))) + 1)
+    return [smallest, *(10.0**exponents), float(info.max)]
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_scale_gives_exact_labels_or_a_clear_error(device, dtype):
+    """At every scale of the dtype, a fit either gives the labels of the same data brought
+    to unit scale by a power of two (exact), or is refused before any work with an error
+    that names X and the usable range; predict likewise. Never NaN centers, never a label
+    outside [0, n_clusters)."""
+    from gpukmeans._validation import usable_magnitude
+
+    base = np.random.default_rng(7).standard_normal((64, 3))
+    base /= np.abs(base).max()
+    lower, upper = usable_magnitude(dtype, 64, 3)
+    accepted = 0
+    for scale in _scales(dtype):
+        X = (base * scale).astype(dtype)  # the largest |x| is the scale, rounded
+        largest = float(np.abs(X).max())
+        init = X[:4].copy()
+        params = dict(n_clusters=4, init=init, n_init=1, max_iter=5)
+        if not lower <= largest <= upper:
+            with pytest.raises(ValueError, match=r"X holds values up to .* between"):
+                KMeans(device=device, **params).fit(X)
+            continue
+        accepted += 1
+        km = KMeans(device=device, **params).fit(X)
+        labels, centers = to_host(km.labels_), to_host(km.cluster_centers_)
+        assert np.isfinite(centers).all() and np.isfinite(km.inertia_)
+        assert labels.min() >= 0 and labels.max() < 4
+        unit = 2.0 ** -np.frexp(largest)[1]  # X * unit is exact, with a largest |x| near 1
+        reference = KMeans(4, init=init.astype(np.float64) * unit, n_init=1, max_iter=5,
+                           device="cpu").fit(X.astype(np.float64) * unit)
+        np.testing.assert_array_equal(labels, reference.labels_, err_msg=f"scale {scale:g}")
+        np.testing.assert_array_equal(to_host(km.predict(X)), labels)
+    assert accepted >= 20  # the usable range spans many decades
+
+
+def test_predict_refuses_data_the_model_cannot_measure(device):
+    X = np.random.default_rng(8).standard_normal((50, 2))
+    km = KMeans(3, random_state=0, device=device).fit(X)
+    with pytest.raises(ValueError, match="X holds values up to"):
+        km.predict(X * 1e200)
+    km32 = KMeans(3, random_state=0, device=device).fit(X.astype(np.float32))
+    with pytest.raises(ValueError, match="X holds values up to"):  # past float32 once cast
+        km32.predict(X * 1e30)
+
+
+# ----------------------------------------------------------------------------------------
+# Weights, init and random_state at their edges
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight", [1e39, 1e-46, 1e307, 2.0**-1074])
+def test_weights_are_scale_invariant(device, dtype, weight):
+    """Any positive finite uniform weight gives the unweighted fit, with the inertia
+    multiplied by the weight; it was 'contains NaN or infinity', 'all zeros' or numpy's
+    'probabilities do not sum to 1'."""
+    X = np.random.default_rng(9).standard_normal((200, 3)).astype(dtype)
+    params = dict(n_clusters=4, init=X[:4], n_init=1)
+    plain = KMeans(device=device, **params).fit(X)
+    weighted = KMeans(device=device, **params).fit(X, sample_weight=np.full(200, weight))
+    np.testing.assert_array_equal(to_host(weighted.labels_), to_host(plain.labels_))
+    # A weight that is not a power of two rounds the sums otherwise: equal up to that.
+    np.testing.assert_allclose(to_host(weighted.cluster_centers_),
+                               to_host(plain.cluster_centers_),
+                               rtol=4 * np.finfo(dtype).eps, atol=4 * np.finfo(dtype).eps)
+    with np.errstate(over="ignore"):
+        expected = plain.inertia_ * weight
+    np.testing.assert_allclose(weighted.inertia_, expected, rtol=1e-6)  # inf past 1e308
+    np.testing.assert_allclose(-weighted.score(X, sample_weight=np.full(200, weight)),
+                               expected, rtol=1e-6)
+    centers, _ = __import__("gpukmeans").kmeans_plusplus(
+        X, 4, sample_weight=np.full(200, weight), random_state=0, device=device)
+    plain_centers, _ = __import__("gpukmeans").kmeans_plusplus(X, 4, random_state=0, device=device)
+    np.testing.assert_array_equal(to_host(centers), to_host(plain_centers))
+
+
+def test_random_init_needs_enough_positive_weights(device):
+    X = np.random.default_rng(10).standard_normal((50, 2))
+    weight = np.r_[np.ones(3), np.zeros(47)]
+    with pytest.raises(ValueError, match=r"init='random'.*n_clusters=5.*only 3 .*sample_weight"):
+        KMeans(5, init="random", device=device).fit(X, sample_weight=weight)
+
+
+@pytest.mark.parametrize("random_state", [-1, 2**32, 1.5])
+def test_random_state_errors_name_the_parameter(random_state):
+    X = np.random.default_rng(11).standard_normal((50, 2))
+    with pytest.raises((TypeError, ValueError), match="random_state"):
+        KMeans(3, random_state=random_state, device="cpu").fit(X)
+
+
+# ----------------------------------------------------------------------------------------
+# The transformer API
+# ----------------------------------------------------------------------------------------
+
+
+def test_feature_names_out_and_pandas_output(device):
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(12).standard_normal((80, 3))
+    km = KMeans(4, random_state=0, device=device).fit(X)
+    np.testing.assert_array_equal(km.get_feature_names_out(), [f"kmeans{i}" for i in range(4)])
+    km.set_output(transform="pandas")
+    frame = km.transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(km.get_feature_names_out())
+    pipeline = make_pipeline(StandardScaler(), KMeans(3, random_state=0, device=device)).fit(X)
+    np.testing.assert_array_equal(pipeline.get_feature_names_out(), ["kmeans0", "kmeans1", "kmeans2"])
+    union = FeatureUnion([("a", KMeans(2, random_state=0, device=device)),
+                          ("b", KMeans(3, random_state=1, device=device))]).fit(X)
+    assert list(union.get_feature_names_out()) == [
+        "a__kmeans0", "a__kmeans1", "b__kmeans0", "b__kmeans1", "b__kmeans2"]
+    assert KMeans().__sklearn_tags__().transformer_tags.preserves_dtype == ["float64", "float32"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_of_the_centers_is_exactly_zero_on_the_diagonal(device, dtype):
+    X = (np.random.default_rng(13).standard_normal((300, 5)) * 7 + 40).astype(dtype)
+    km = KMeans(6, random_state=0, device=device).fit(X)
+    distances = to_host(km.transform(km.cluster_centers_))
+    assert distances.dtype == dtype
+    assert (np.diag(distances) == 0).all()
+    np.testing.assert_allclose(distances, np.sqrt(sq_dist64(to_host(km.cluster_centers_),
+                                                            to_host(km.cluster_centers_))),
+                               rtol=1e-6)
+
+
+def test_elkan_with_one_cluster_warns_as_scikit_learn_does():
+    X = np.random.default_rng(14).standard_normal((30, 2))
+    with pytest.warns(RuntimeWarning, match="algorithm='elkan' doesn't make sense"):
+        KMeans(1, algorithm="elkan", device="cpu").fit(X)
