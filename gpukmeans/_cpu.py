@@ -411,6 +411,7 @@ def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
     centers_old,  # IN (n_clusters, n_features)
+    centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms
     labels,  # OUT (n_samples,) int32
     chunk_rows,
     fold_rows,
@@ -433,9 +434,8 @@ def _lloyd_chunked(
     n_clusters = centers_old.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
-    minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
-        centers_old
-    )
+    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     minus_two_centers_t = np.ascontiguousarray(minus_two_centers.T)
 
     n_part = n_groups if update_centers else 1
@@ -1197,12 +1197,23 @@ def _tie_margin_coefficient(X):
     return 0.0
 
 
+def _centers_squared_norms(centers):
+    """``||c||^2`` in the centers' dtype, by scikit-learn's own ``row_norms`` (an einsum):
+    summed in another order, an exact tie in ``||c||^2 - 2 x.c`` (integer or one-hot
+    data) can round the other way, and float64 labels would no longer be scikit-learn's
+    bit for bit."""
+    from sklearn.utils.extmath import row_norms
+
+    return row_norms(centers, squared=True)
+
+
 def lloyd_iter(X, sample_weight, centers_old, labels):
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
     n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
     return _lloyd_chunked(
-        X, sample_weight, centers_old, labels, CHUNK_ROWS, _fold_rows(n_clusters),
+        X, sample_weight, centers_old, _centers_squared_norms(centers_old), labels,
+        CHUNK_ROWS, _fold_rows(n_clusters),
         n_groups, True, _use_blocked_dots(X, n_clusters), _tie_margin_coefficient(X),
     )
 
@@ -1218,7 +1229,8 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
 def assign_labels(X, centers, labels):
     no_weight = np.empty(0, dtype=X.dtype)
     _lloyd_chunked(
-        X, no_weight, centers, labels, CHUNK_ROWS, 0, _n_chunks(X.shape[0]), False,
+        X, no_weight, centers, _centers_squared_norms(centers), labels, CHUNK_ROWS, 0,
+        _n_chunks(X.shape[0]), False,
         _use_blocked_dots(X, centers.shape[0]), _tie_margin_coefficient(X),
     )
 

@@ -112,7 +112,7 @@ def kmeans_single_lloyd(
 
 
 def average_centers(sums, weight_in_clusters, centers_old, dtype, xp):
-    """``sums / weight`` per cluster, cast to the data's dtype.
+    """``sums * (1 / weight)`` per cluster, cast to the data's dtype.
 
     A cluster whose weight is still zero after relocation (every sample already on a
     center, or only zero-weight samples to move) keeps its center from ``centers_old``:
@@ -124,7 +124,9 @@ def average_centers(sums, weight_in_clusters, centers_old, dtype, xp):
     """
     has_weight = weight_in_clusters > 0
     divisor = xp.where(has_weight, weight_in_clusters, 1.0)
-    centers = xp.where(has_weight[:, None], sums / divisor[:, None], centers_old)
+    # Times the reciprocal, not divided: scikit-learn's rounding, so that float64 centers
+    # (and so the next labels) are bitwise its own.
+    centers = xp.where(has_weight[:, None], sums * (1.0 / divisor)[:, None], centers_old)
     return centers.astype(dtype, copy=False)
 
 

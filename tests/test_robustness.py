@@ -270,3 +270,43 @@ def test_elkan_with_one_cluster_warns_as_scikit_learn_does():
     X = np.random.default_rng(14).standard_normal((30, 2))
     with pytest.warns(RuntimeWarning, match="algorithm='elkan' doesn't make sense"):
         KMeans(1, algorithm="elkan", device="cpu").fit(X)
+
+
+# ----------------------------------------------------------------------------------------
+# Exact ties: scikit-learn's float64 labels, bit for bit
+# ----------------------------------------------------------------------------------------
+
+
+def _tie_heavy(kind, rng):
+    if kind == "boolean":
+        return (rng.random((40, 6)) < 0.5).astype(float), 3
+    if kind == "one-hot":
+        return np.eye(5)[rng.integers(0, 5, 60)] + np.eye(5)[rng.integers(0, 5, 60)], 4
+    return rng.integers(-3, 4, (80, 4)).astype(float), 5
+
+
+@pytest.mark.parametrize("kind", ["boolean", "one-hot", "integers"])
+def test_float64_exact_ties_resolve_as_in_scikit_learn(kind):
+    """Integer-valued data make exact ties in ||c||^2 - 2 x.c; which way one goes depends
+    on the last bit of each term, so ||c||^2 is summed as scikit-learn sums it (its
+    row_norms), and centers are sums times the reciprocal weight, as scikit-learn rounds
+    them. From the same initial centers (kmeans_plusplus picks scikit-learn's rows),
+    labels and centers are scikit-learn's, bit for bit."""
+    from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
+
+    from gpukmeans import kmeans_plusplus
+
+    for seed in range(30):
+        X, n_clusters = _tie_heavy(kind, np.random.default_rng(seed))
+        init, indices = sklearn_kmeans_plusplus(X, n_clusters, random_state=seed)
+        np.testing.assert_array_equal(
+            kmeans_plusplus(X, n_clusters, random_state=seed, device="cpu")[1], indices)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = KMeans(n_clusters, init=init, n_init=1, device="cpu").fit(X)
+            theirs = SklearnKMeans(n_clusters, init=init, n_init=1).fit(X)
+        np.testing.assert_array_equal(ours.labels_, theirs.labels_, err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(ours.cluster_centers_, theirs.cluster_centers_)
+        assert ours.n_iter_ == theirs.n_iter_
+        # The inertia is summed in another (fixed) order: the last bit may differ.
+        np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-14)
