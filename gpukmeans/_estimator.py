@@ -231,6 +231,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.labels_ = best_labels
         self.inertia_ = float(best_inertia) * weight_scale
         self.n_iter_ = int(best_n_iter)
+        self._n_init = n_init  # scikit-learn's name for the runs "auto" chose
         self.n_features_in_ = n_features
         if feature_names is not None:
             self.feature_names_in_ = feature_names
@@ -478,8 +479,9 @@ def kmeans_plusplus(
     if x_squared_norms is not None:
         x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
         if x_squared_norms.shape != (X.shape[0],):
-            raise ValueError(
-                f"x_squared_norms.shape == {x_squared_norms.shape}, expected ({X.shape[0]},)."
+            raise ValueError(  # scikit-learn's message
+                f"The length of x_squared_norms {x_squared_norms.shape[0]} should be equal "
+                f"to the length of n_samples {X.shape[0]} (got shape {x_squared_norms.shape})."
             )
     random_state = _validation.check_random_state_param(random_state)
     if not on_device and xp is not np:
