@@ -77,9 +77,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     cluster_centers_ : ndarray or cupy.ndarray of shape (n_clusters, n_features)
         Coordinates of the cluster centers, in X's dtype (float32 stays float32).
     labels_ : ndarray or cupy.ndarray of shape (n_samples,)
-        Label of each point; equal to ``predict(X)`` up to float32 near-ties when ``fit``
-        worked on centred data (``predict`` works on the data as given, as in
-        scikit-learn).
+        Label of each point; equal to ``predict(X)``, bit for bit (inference measures in
+        the frame the fit measured in: see the README).
     inertia_ : float
         Sum of (weighted) squared distances of samples to their closest center.
     n_iter_ : int
@@ -197,7 +196,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         with engine.runtime():
             # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances, where
             # the engine's labels need them. A new array: the caller's is untouched.
-            X_given = X
             X, x_squared_norms, is_centred = engine.centered(X, X_mean)
             if init_is_array and is_centred:
                 init -= X_mean
@@ -205,14 +203,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 X, x_squared_norms, sample_weight, init, random_state, n_init, tol, engine, reporter
             )
             best_labels, best_inertia, best_centers, best_n_iter = best
-            if is_centred:
-                best_centers += X_mean
-                # Adding the mean back rounds the centers: at a near-tie (duplicate
-                # centers, say) a label of the centred run can differ from the one that
-                # predict(X) computes on X as given. The labels and inertia returned are
-                # that computation's, exactly: labels_ == predict(X), inertia_ == -score(X).
-                engine.assign_labels(X_given, best_centers, best_labels)
-                best_inertia = engine.inertia(X_given, sample_weight, best_centers, best_labels)
+        centers_at_origin = best_centers
+        if is_centred:
+            best_centers = best_centers + X_mean
 
         distinct_clusters = int(np.unique(to_host(best_labels)).shape[0])
         if distinct_clusters < self.n_clusters:
@@ -225,9 +218,17 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         if not on_device and xp is not np:
             best_centers, best_labels = to_host(best_centers), to_host(best_labels)
+            centers_at_origin = to_host(centers_at_origin)
 
         # Every fitted attribute is set here, together: a failed fit leaves none changed.
         self.cluster_centers_ = best_centers
+        # The frame the fit measured in: inference on these centers measures there too,
+        # so that predict(X) gives labels_ bit for bit (adding the mean back rounds the
+        # centers, and the expansion ||c||^2 - 2 x.c is less accurate far from the origin).
+        self._fit_frame = (
+            (best_centers, X_mean if on_device else to_host(X_mean), centers_at_origin)
+            if is_centred else None
+        )
         self.labels_ = best_labels
         self.inertia_ = float(best_inertia) * weight_scale
         self.n_iter_ = int(best_n_iter)
@@ -329,7 +330,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return make_reporter(self.verbose, n_init, self.max_iter, inertia_scale)
 
     # ------------------------------------------------------------ inference
-    def _prepare(self, X, sample_weight=None, use_weight=False):
+    def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True):
         """Validate inputs and pick the engine for inference.
 
         Device arrays go to the GPU engine; host arrays to the engine of ``device_``
@@ -353,7 +354,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         X = xp.asarray(X)
         if use_weight:
             sample_weight = xp.asarray(sample_weight)
-        centers = xp.asarray(self.cluster_centers_)
+        frame = getattr(self, "_fit_frame", None)
+        if in_fit_frame and frame is not None and frame[0] is self.cluster_centers_:
+            # Labels and inertia where the fit measured them: X moved by the fit's mean (a
+            # new array, bitwise the fit's centring) against the centers as the fit
+            # computed them.
+            X = X - xp.asarray(frame[1])
+            centers = xp.asarray(frame[2])
+        else:
+            centers = xp.asarray(self.cluster_centers_)
         return X, sample_weight, weight_scale, engine, centers, not on_device
 
     def _return(self, array, host):
@@ -387,7 +396,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         -------
         X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
         """
-        X, _, _, engine, centers, host = self._prepare(X)
+        # Distances do not depend on the frame, and the engines sum them from the
+        # differences where the norm expansion cancels: exactly 0 on a center, as given.
+        X, _, _, engine, centers, host = self._prepare(X, in_fit_frame=False)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
         return self._return(distances, host)

@@ -155,14 +155,15 @@ def relocate_empty_clusters(
     n_empty = empty_clusters.shape[0]
     distances = to_host(engine.assigned_distances(X, centers_old, labels))
     centers_host = to_host(centers_old).astype(np.float64)
+    labels_host = to_host(labels)
+    # Each sample's own center: one far-away (empty) center must not blur everyone's.
+    own_center_norms = (centers_host**2).sum(axis=1)[labels_host]
     resolution = (
-        4 * X.shape[1] * np.finfo(X.dtype).eps
-        * (to_host(x_squared_norms) + (centers_host**2).sum(axis=1).max())
+        4 * X.shape[1] * np.finfo(X.dtype).eps * (to_host(x_squared_norms) + own_center_norms)
     )
     if not np.any(distances > resolution):
         return False
     far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
-    labels_host = to_host(labels)
     moved = False
     for new_cluster_id, far_idx in zip(empty_clusters, far_from_centers):
         if not distances[far_idx] > resolution[far_idx]:

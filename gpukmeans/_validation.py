@@ -172,22 +172,42 @@ def usable_magnitude(dtype, n_samples, n_features):
     return lower, upper
 
 
-def check_magnitude(X, name="X"):
+def check_magnitude(X, name="X", centers=None):
     """Refuse, before any work, data whose scale would overflow or underflow the squared
-    distances in their dtype: the labels would be wrong, or the centers NaN, silently."""
-    largest = max(float(X.max()), -float(X.min()))
-    if largest == 0:
-        return
-    lower, upper = usable_magnitude(X.dtype, *X.shape)
-    if not lower <= largest <= upper:
+    distances in their dtype: the labels would be wrong, or the centers NaN, silently.
+
+    For ``fit``, the scale is X's and the bounds count its samples (the tolerance sums
+    squares over them). For inference (``centers`` given), the scale is the larger of X's
+    and the fitted centers', and only the distances' own sums count: a query near the
+    origin is measured against centers of ordinary size, whatever the batch size.
+    """
+    largest = max(float(X.max()), -float(X.min())) if X.size else 0.0
+    if not np.isfinite(largest):
         raise ValueError(
-            f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data "
-            f"of shape {X.shape}, k-means' squared distances are exact only when the largest "
-            f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
-            f"{name} (for example with sklearn.preprocessing.StandardScaler, or by a power "
-            "of two, which changes no label)" + (", or pass float64 data." if X.dtype ==
-                                                 np.float32 else ".")
+            f"{name} holds values beyond the range of {X.dtype}, the dtype of the model's "
+            f"cluster_centers_ (fitted on {X.dtype} data): fit on float64 data to predict such "
+            "values."
         )
+    if centers is None:
+        lower, upper = usable_magnitude(X.dtype, *X.shape)
+    else:
+        largest = max(largest, float(np.abs(to_host_array(centers)).max()))
+        lower, upper = usable_magnitude(X.dtype, 1, X.shape[1])
+    if largest == 0 or lower <= largest <= upper:
+        return
+    raise ValueError(
+        f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data of "
+        f"shape {X.shape}, k-means' squared distances are exact only when the largest "
+        f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
+        f"{name} (for example with sklearn.preprocessing.StandardScaler, or by a power of "
+        "two, which changes no label)" + (", or pass float64 data." if X.dtype == np.float32
+                                          else ".")
+    )
+
+
+def to_host_array(array):
+    get = getattr(array, "get", None)
+    return get() if get is not None else np.asarray(array)
 
 
 def check_predict_data(estimator, X):
@@ -211,13 +231,14 @@ def check_predict_data(estimator, X):
                 f"{estimator.n_features_in_} features as input."
             )
         X = cupy.ascontiguousarray(X, dtype=dtype)
-        check_magnitude(X)
+        check_magnitude(X, centers=estimator.cluster_centers_)
         return X, True
     X = validate_data(
         estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False
     )
-    X = np.ascontiguousarray(X, dtype=dtype)
-    check_magnitude(X)
+    with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
+        X = np.ascontiguousarray(X, dtype=dtype)
+    check_magnitude(X, centers=estimator.cluster_centers_)
     return X, False
 
 
@@ -262,7 +283,16 @@ def check_sample_weight(sample_weight, X):
         raise ValueError("sample_weight must have at least one positive value, got all zeros.")
     exponent = int(np.frexp(largest)[1])
     sw = xp.ldexp(sw, -exponent)  # exact: a power of two
-    return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))
+    rounded = sw.astype(X.dtype, copy=False)
+    lost = int(((sw > 0) & (rounded == 0)).sum())
+    if lost:
+        raise ValueError(
+            f"sample_weight spans more than {X.dtype} can hold: {lost} positive weights are "
+            f"over 2**{-int(np.finfo(X.dtype).minexp) + int(np.finfo(X.dtype).nmant)} times "
+            f"smaller than the largest ({largest:.3g}) and would count as zero. Pass float64 X, "
+            "or set those weights to 0 yourself."
+        )
+    return rounded, float(np.ldexp(1.0, exponent))
 
 
 def check_random_state_param(random_state):

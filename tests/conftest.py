@@ -20,7 +20,7 @@ _state = {"coverage": None, "emulated": False}
 def _whole_suite(config):
     source = getattr(config, "args_source", None)
     return (source is not None and source.name == "TESTPATHS" and not config.option.keyword
-            and not config.option.markexpr)
+            and config.option.markexpr in ("", "not slow"))
 
 
 def pytest_configure(config):

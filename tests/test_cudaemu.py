@@ -43,6 +43,14 @@ def _skip_without_sanitizer(variant):
 # ----------------------------------------------------------------------------------------
 
 
+def test_a_machine_without_a_compiler_gets_a_reason_not_a_failure(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    reason = build.unavailable_reason()
+    assert reason and "no-such-compiler-here" in reason
+    with pytest.raises(build.Unavailable, match="no-such-compiler-here"):
+        build.library_path("plain")
+
+
 def test_every_instantiation_nvrtc_compiles_is_emulated(emulated_device):
     wanted = {name.replace(" ", "") for f in _kernels.KERNELS for name in _kernels.name_expressions(f)}
     assert wanted <= set(emulated_device.kernel_names())

@@ -98,6 +98,35 @@ def test_a_cluster_with_no_weight_keeps_its_center_not_the_origin(device, copy_x
     _assert_consistent(km, X, weight)
 
 
+def test_a_far_away_empty_center_does_not_stop_relocation(device):
+    """The rounding allowance for 'a sample already on its center' is each sample's own;
+    one center at 1e8 left every other cluster unrelocated (scikit-learn relocates)."""
+    rng = np.random.default_rng(15)
+    X = np.r_[rng.standard_normal((100, 2)), rng.standard_normal((100, 2)) + 10]
+    km, X = _fit(device, X, [[1e8, 0], [0, 0], [10, 10], [5, 5]])
+    assert (np.bincount(to_host(km.labels_), minlength=4) > 0).all()
+    assert km.inertia_ < 300  # 385.5 with a cluster stuck at 1e8
+    _assert_consistent(km, X)
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float64, 1e8), (np.float32, 1e3),
+                                           (np.float32, 1e5)])
+def test_labels_far_from_the_origin_are_nearest_and_predicted(device, dtype, offset):
+    """The fit works on centred data there; labels_ are its exact nearest centers, and
+    predict (which measures in the fit's frame) gives them bit for bit."""
+    from label_checks import assert_labels_nearest
+
+    X = (np.random.default_rng(16).standard_normal((200, 3)) + offset).astype(dtype)
+    km = KMeans(5, random_state=0, device=device).fit(X)
+    labels, centers = to_host(km.labels_), to_host(km.cluster_centers_)
+    np.testing.assert_array_equal(to_host(km.predict(X)), labels)
+    np.testing.assert_allclose(-km.score(X), km.inertia_, rtol=1e-9)
+    # Against the centers as returned (rounded by adding the mean back): near-ties only.
+    centred = (X.astype(np.float64) - X.astype(np.float64).mean(0))
+    assert_labels_nearest(labels, centred, centers - X.astype(np.float64).mean(0), np.float64
+                          if dtype == np.float64 else np.float32)
+
+
 def test_duplicate_heavy_data_with_zero_weights_keep_every_invariant(device):
     """Random small fits with more clusters than distinct points, a third of the weights
     zero: labels are nearest centers, the inertia is theirs, predict agrees, copy_x changes
@@ -180,8 +209,14 @@ def test_predict_refuses_data_the_model_cannot_measure(device):
     with pytest.raises(ValueError, match="X holds values up to"):
         km.predict(X * 1e200)
     km32 = KMeans(3, random_state=0, device=device).fit(X.astype(np.float32))
-    with pytest.raises(ValueError, match="X holds values up to"):  # past float32 once cast
-        km32.predict(X * 1e30)
+    with pytest.raises(ValueError, match="beyond the range of float32.*fit on float64"):
+        km32.predict(X * 1e300)  # float64 values past float32's range once cast
+    # Queries are measured against the centers: a point at (almost) the origin is fine,
+    # and the bounds do not shrink with the batch size.
+    assert to_host(km32.predict(np.array([[1e-15, 0.0]]))).shape == (1,)
+    big = KMeans(3, random_state=0, device=device).fit((X * 1e17).astype(np.float32))
+    query = np.tile((X * 1e17).astype(np.float32), (400, 1))
+    np.testing.assert_array_equal(to_host(big.predict(query))[:50], to_host(big.labels_))
 
 
 # ----------------------------------------------------------------------------------------
@@ -213,6 +248,13 @@ def test_weights_are_scale_invariant(device, dtype, weight):
         X, 4, sample_weight=np.full(200, weight), random_state=0, device=device)
     plain_centers, _ = __import__("gpukmeans").kmeans_plusplus(X, 4, random_state=0, device=device)
     np.testing.assert_array_equal(to_host(centers), to_host(plain_centers))
+
+
+def test_weights_float32_cannot_hold_are_an_error_not_zero():
+    X = np.random.default_rng(17).standard_normal((60, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="sample_weight spans more than float32 can hold"):
+        KMeans(3, device="cpu").fit(X, sample_weight=np.r_[1e39, 1e-10 * np.ones(59)])
+    KMeans(3, device="cpu").fit(X.astype(np.float64), sample_weight=np.r_[1e39, 1e-10 * np.ones(59)])
 
 
 def test_random_init_needs_enough_positive_weights(device):
