@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 DEVICES = ("auto", "cpu", "gpu")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -50,6 +52,7 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]  # demo is the default subcommand
     parser = _build_parser()
+    previous = _install_interrupt_handler()
     try:
         args = parser.parse_args(argv)
         return args.run(args)
@@ -58,7 +61,36 @@ def main(argv=None):
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("gpukmeans: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+_STAGING = set()
+"""Staging directories being filled now: removed if the command is interrupted."""
+
+
+def _install_interrupt_handler():
+    """Ctrl-C ends the command at once: staging directories removed, one line, exit 130.
+
+    Python's own handler raises KeyboardInterrupt wherever the interpreter happens to be,
+    and while Numba compiles that can be inside a ctypes callback of llvmlite, where the
+    exception is printed and dropped, and the command runs on. The handler runs at the
+    same point, but exits instead of raising. Returns the previous handler, or None when
+    this is not the main thread (signals cannot be handled there).
+    """
+    def interrupted(signum, frame):
+        for staging in list(_STAGING):
+            shutil.rmtree(staging, ignore_errors=True)
+        sys.stdout.flush()
+        print("gpukmeans: interrupted", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    try:
+        return signal.signal(signal.SIGINT, interrupted)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _build_parser():
@@ -90,6 +122,10 @@ def _build_parser():
         help="where to write the pictures (default: ./gpukmeans-demo)",
     )
     demo.add_argument("--no-plots", action="store_true", help="write no pictures")
+    demo.add_argument(
+        "--force", action="store_true",
+        help="replace files in --out that gpukmeans did not write, or that changed since",
+    )
     demo.set_defaults(run=_run_demo)
 
     fit = subparsers.add_parser(
@@ -105,6 +141,11 @@ def _build_parser():
         help="where to write the results (default: ./<DATA name>-kmeans)",
     )
     fit.add_argument("--plot", action="store_true", help="also write the pictures (needs matplotlib)")
+    fit.add_argument(
+        "--force", action="store_true",
+        help="replace files in --out that gpukmeans did not write, or that changed since "
+        "(never the input)",
+    )
     fit.add_argument("--key", help="the array to cluster in a .npz holding several")
     fit.add_argument("--n-init", default="auto", type=_n_init, help="runs from different seeds (default: auto)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, help="iterations per run (default: 300)")
@@ -223,13 +264,73 @@ def _check_out_dir(out_dir):
     return out_dir
 
 
+MANIFEST = ".gpukmeans-outputs.json"
+"""In an output directory: the files gpukmeans wrote there last, with their SHA-256, so
+that a later run knows which files it may replace (its own, unchanged) and which it must
+not (anything else)."""
+
+
+def _sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_manifest(out_dir):
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+        return {str(k): str(v) for k, v in manifest.get("files", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _ours_unchanged(out_dir, name, manifest):
+    """Whether ``out_dir / name`` is a file this command wrote and nobody changed since."""
+    path = out_dir / name
+    try:
+        return name in manifest and path.is_file() and _sha256(path) == manifest[name]
+    except OSError:
+        return False
+
+
+def _plan_output(command, out_dir, names, inputs, force):
+    """Refuse, before any work, to write where the files would replace an input (never
+    allowed) or a file gpukmeans did not write, or changed since (allowed with --force)."""
+    out_dir = _check_out_dir(out_dir)
+    inputs = {pathlib.Path(p).resolve() for p in inputs}
+    for name in names:
+        target = (out_dir / name).resolve()
+        if target in inputs:
+            raise CommandError(
+                f"gpukmeans {command}: error: writing {name} in --out {out_dir} would overwrite "
+                f"the input {target}; choose another --out"
+            )
+    if force or not out_dir.is_dir():
+        return
+    manifest = _read_manifest(out_dir)
+    foreign = [n for n in names if (out_dir / n).exists() and not _ours_unchanged(out_dir, n, manifest)]
+    if foreign:
+        raise CommandError(
+            f"gpukmeans {command}: error: --out {out_dir} already holds {', '.join(foreign)}, "
+            "which gpukmeans did not write (or which changed since); pass --force to replace "
+            "them, or choose another --out"
+        )
+
+
 @contextlib.contextmanager
-def _staged_output(out_dir):
+def _staged_output(command, out_dir, inputs=(), force=False):
     """Yield a temporary directory; on success move its files into ``out_dir``.
 
     The temporary directory sits in ``out_dir``'s nearest existing ancestor, so the final
     moves are renames on one file system. On failure it is removed and ``out_dir`` is left
-    as it was (not even created).
+    as it was (not even created). Before the moves, the rules of :func:`_plan_output` are
+    checked again on the files actually made; files that an earlier run wrote and this one
+    did not (a clusters.png without --plot) are removed, and said so, so that nothing
+    stale sits beside the new results looking current.
     """
     out_dir = _check_out_dir(out_dir)
     ancestor = out_dir
@@ -239,12 +340,24 @@ def _staged_output(out_dir):
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
     except OSError as exc:
         raise CommandError(f"gpukmeans: error: cannot write in {ancestor}: {exc.strerror or exc}") from None
+    _STAGING.add(staging)
     try:
         yield staging
+        names = sorted(item.name for item in staging.iterdir())
+        _plan_output(command, out_dir, names, inputs, force)
+        manifest = _read_manifest(out_dir) if out_dir.is_dir() else {}
+        stale = [n for n in manifest if n not in names and _ours_unchanged(out_dir, n, manifest)]
         out_dir.mkdir(parents=True, exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            os.replace(item, out_dir / item.name)
+        for name in stale:
+            (out_dir / name).unlink()
+            print(f"gpukmeans {command}: removed {out_dir / name}, left by an earlier run",
+                  file=sys.stderr)
+        hashes = {name: _sha256(staging / name) for name in names}
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+        (out_dir / MANIFEST).write_text(json.dumps({"files": hashes}, indent=1) + "\n")
     finally:
+        _STAGING.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -281,12 +394,13 @@ def _load_demo_mnist(mnist_path):
 
     try:
         return load_mnist(mnist_path, download=False)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # missing, unreadable (permissions) or damaged
         if mnist_path is not None:  # asked for explicitly: its absence is an error
             raise CommandError(f"gpukmeans demo: error: --mnist {mnist_path}: {exc}") from None
+        why = "MNIST was not found" if isinstance(exc, FileNotFoundError) else str(exc)
     print(
-        "MNIST part skipped: MNIST was not found; pass --mnist PATH or set GPUKMEANS_DATA "
-        "to a directory holding its IDX files.",
+        f"MNIST part skipped: {why}; pass --mnist PATH or set GPUKMEANS_DATA to a directory "
+        "holding its IDX files.",
         file=sys.stderr,
     )
     return None
@@ -297,7 +411,7 @@ def _run_demo(args):
 
     device = _resolve_device(args.device)
     if not args.no_plots:
-        _check_out_dir(args.out)  # before the work, not after it
+        _plan_output("demo", args.out, [], [], args.force)  # before the work, not after it
     plots = not args.no_plots and _plotting_available()
     if not args.no_plots and not plots:
         print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[cli]').", file=sys.stderr)
@@ -324,7 +438,7 @@ def _run_demo(args):
           "ARI: adjusted Rand index against the true labels.")
 
     if plots:
-        with _staged_output(args.out) as staging:
+        with _staged_output("demo", args.out, force=args.force) as staging:
             written = _demo_pictures(fits, staging)
         for filename in written:
             print(f"wrote {args.out / filename}")
@@ -412,10 +526,7 @@ def _read_table(path, kind):
             return _read_csv_without_pandas(path)
         raise ImportError("reading .parquet needs pandas and pyarrow: pip install 'gpukmeans[cli]'") from None
     if kind == "csv":
-        frame = pd.read_csv(path)
-        if all(_is_number(name) for name in frame.columns):  # no header line: the first row is data
-            frame = pd.read_csv(path, header=None)
-            frame.columns = [f"x{i}" for i in range(frame.shape[1])]
+        frame = _read_csv_with_pandas(path, pd)
     else:
         try:
             frame = pd.read_parquet(path)
@@ -433,6 +544,54 @@ def _read_table(path, kind):
     return frame.to_numpy(dtype=np.float64), names
 
 
+def _read_csv_with_pandas(path, pd):
+    """Every line of the file is a sample, or the command says which line is not.
+
+    The header is decided here, from the first line's own fields (a header has a field
+    that is not a number), never by pandas: pandas renames repeated names ("1.5",
+    "1.5.1"), which once made a repeated first data row look like a header and dropped
+    it. No column is ever taken as an index (``index_col=False``): a row with an extra
+    field (an unquoted thousands separator) is an error, not a shifted row.
+    """
+    import csv
+
+    with open(path, newline="") as fh:
+        lines = (row for row in csv.reader(fh) if row)
+        first = next(lines, None)
+    if first is None:
+        raise CommandError(f"gpukmeans fit: error: {path}: holds no data (an empty file)")
+    has_header = not all(_is_number(cell) for cell in first)
+    try:
+        frame = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows") from None
+    except pd.errors.ParserError:
+        _raise_for_field_counts(path, len(first))
+        raise
+    if frame.shape[1] != len(first) or frame.isna().to_numpy().any():
+        _raise_for_field_counts(path, len(first))
+    frame.columns = first if has_header else [f"x{i}" for i in range(len(first))]
+    return frame
+
+
+def _raise_for_field_counts(path, n_fields):
+    """A CommandError naming the first line whose field count is not ``n_fields`` (or an
+    empty field), if there is one."""
+    import csv
+
+    with open(path, newline="") as fh:
+        for line, row in enumerate(csv.reader(fh), start=1):
+            if not row:
+                continue
+            if len(row) != n_fields:
+                raise CommandError(
+                    f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not "
+                    f"{n_fields} as the first line (an unquoted thousands separator?)"
+                )
+            if any(not cell.strip() for cell in row):
+                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
+
+
 def _read_csv_without_pandas(path):
     import csv
 
@@ -440,11 +599,14 @@ def _read_csv_without_pandas(path):
         rows = [row for row in csv.reader(fh) if row]
     if not rows:
         return np.empty((0, 0)), None
-    if all(_is_number(cell) for cell in rows[0]):
-        names, body = [f"x{i}" for i in range(len(rows[0]))], rows
-    else:
+    has_header = not all(_is_number(cell) for cell in rows[0])
+    if has_header:
         names, body = rows[0], rows[1:]
-    for line, row in enumerate(body, start=2 if names is not rows[0] else 1):
+    else:
+        names, body = [f"x{i}" for i in range(len(rows[0]))], rows
+    if not body:
+        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows")
+    for line, row in enumerate(body, start=2 if has_header else 1):
         if len(row) != len(names):
             raise CommandError(f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not {len(names)}")
         for name, cell in zip(names, row):
@@ -493,7 +655,11 @@ def _run_fit(args):
         image_shape = (8, 8) if X.shape[1] == 64 else (28, 28)
     out_dir = args.out if args.out is not None else pathlib.Path(f"{args.data.stem}-kmeans")
 
-    with _staged_output(out_dir) as staging:
+    planned = ["labels.npy", "labels.csv", "centers.npy", "centers.csv", "summary.json"]
+    if args.plot:
+        planned += ["clusters.png"] + (["centroids.png"] if image_shape is not None else [])
+    _plan_output("fit", out_dir, planned, [args.data], args.force)  # before the work
+    with _staged_output("fit", out_dir, inputs=[args.data], force=args.force) as staging:
         model, seconds = _fit(
             X, args.n_clusters, device, args, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol
         )

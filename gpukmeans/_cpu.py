@@ -151,8 +151,21 @@ def cpu_runtime():
     (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
     same order as a single-threaded one.
     """
-    with _ENGINE_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
-        yield
+    try:
+        with _ENGINE_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
+            yield
+    except SystemError as exc:
+        # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
+        # function (or a helper it calls back, such as _numba_unpickle) returns, and
+        # CPython reports "returned a result with an exception set": a SystemError caused
+        # by it, possibly through another such SystemError. The caller gets its
+        # KeyboardInterrupt.
+        cause, seen = exc, 0
+        while cause is not None and seen < 16:
+            if isinstance(cause, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            cause, seen = cause.__cause__ or cause.__context__, seen + 1
+        raise
 
 
 @functools.lru_cache(maxsize=1)

@@ -225,10 +225,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         # The frame the fit measured in: inference on these centers measures there too,
         # so that predict(X) gives labels_ bit for bit (adding the mean back rounds the
         # centers, and the expansion ||c||^2 - 2 x.c is less accurate far from the origin).
-        self._fit_frame = (
-            (best_centers, X_mean if on_device else to_host(X_mean), centers_at_origin)
-            if is_centred else None
-        )
+        self._fit_origin = (X_mean if on_device else to_host(X_mean)) if is_centred else None
+        self._centers_at_origin = centers_at_origin if is_centred else None
+        self._frame_of_centers = best_centers if is_centred else None  # dropped if reassigned
         self.labels_ = best_labels
         self.inertia_ = float(best_inertia) * weight_scale
         self.n_iter_ = int(best_n_iter)
@@ -354,13 +353,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         X = xp.asarray(X)
         if use_weight:
             sample_weight = xp.asarray(sample_weight)
-        frame = getattr(self, "_fit_frame", None)
-        if in_fit_frame and frame is not None and frame[0] is self.cluster_centers_:
+        if (in_fit_frame and getattr(self, "_fit_origin", None) is not None
+                and self._frame_of_centers is self.cluster_centers_):
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
             # computed them.
-            X = X - xp.asarray(frame[1])
-            centers = xp.asarray(frame[2])
+            X = X - xp.asarray(self._fit_origin)
+            centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
         return X, sample_weight, weight_scale, engine, centers, not on_device

@@ -9,13 +9,16 @@ Nothing here imports more than NumPy and the standard library at import time.
 
 import gzip
 import hashlib
+import http.client
 import os
 import pathlib
 import struct
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 
@@ -43,6 +46,7 @@ _SUBSETS = {
 }
 
 _DOWNLOAD_TIMEOUT = 30  # seconds without a byte before a mirror is given up
+_DOWNLOAD_DEADLINE = 600  # seconds for one whole file from one mirror, trickling or not
 _CHUNK_SIZE = 1 << 16
 
 
@@ -122,9 +126,15 @@ def load_mnist(
     FileNotFoundError
         The files are missing and could not be downloaded; the message says where to put them.
     ChecksumError
-        A downloaded file does not match its checksum; nothing of it is kept.
+        A downloaded file does not match its checksum (a damaged gzip stream included);
+        nothing of it is kept, and the other mirrors were tried first.
     ValueError
-        A file found on disk is not a valid MNIST IDX file.
+        A file found on disk is not a valid MNIST IDX file, or its gzip stream is damaged.
+    PermissionError
+        A directory or file that holds MNIST cannot be read; nothing was changed.
+
+    A download gives up on a mirror after 30 seconds without a byte, or when one file has
+    not arrived in 10 minutes (a mirror that trickles), and tries the next.
 
     Notes
     -----
@@ -269,7 +279,15 @@ def _find_mnist(directory):
                 continue
             dotted = name.replace("-idx", ".idx")  # another common spelling
             for candidate in (f"{name}.gz", name, f"{dotted}.gz", dotted):
-                if (folder / candidate).is_file():
+                try:
+                    is_file = (folder / candidate).is_file()
+                except PermissionError:
+                    raise PermissionError(
+                        f"cannot look into {folder} for MNIST: permission denied. Nothing was "
+                        "changed; make it readable, or point path= (--mnist) or GPUKMEANS_DATA "
+                        "at another directory."
+                    ) from None
+                if is_file:
                     found[name] = folder / candidate
                     break
     return found
@@ -284,7 +302,12 @@ def _read_idx(path):
         opener = gzip.open if compressed else open
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as exc:
+    except PermissionError:  # intact, perhaps: not a reason to delete it
+        raise PermissionError(
+            f"{path} cannot be read: permission denied. Nothing was changed; make it "
+            "readable, or point path= (--mnist) or GPUKMEANS_DATA at another directory."
+        ) from None
+    except (OSError, EOFError, zlib.error) as exc:  # truncated, or a damaged deflate stream
         raise ValueError(f"{path} could not be read ({exc}); delete it to download it again.") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes.")
@@ -335,7 +358,8 @@ def _download_mnist(directory, origin, names, mirrors, verbose):
                 break
             except ChecksumError as exc:
                 failures.append(exc)
-            except (OSError, urllib.error.URLError, ValueError) as exc:
+            except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
+                # refused, reset, cut short (IncompleteRead), timed out, or a trickle
                 failures.append(OSError(f"{url}: {getattr(exc, 'reason', exc)}"))
         else:
             checksum_failures = [exc for exc in failures if isinstance(exc, ChecksumError)]
@@ -358,13 +382,20 @@ def _download_verified(url, destination, sha256, verbose):
     fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     tmp_path = pathlib.Path(tmp_name)
     try:
+        deadline = time.monotonic() + _DOWNLOAD_DEADLINE
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as response:
             total = response.headers.get("Content-Length")
             bar = _ByteProgress(int(total) if total else None, destination.name, verbose)
             try:
-                while chunk := response.read(_CHUNK_SIZE):
+                # read1: whatever has arrived (read(n) would wait for all n bytes, however
+                # slowly they trickle in), so the deadline is checked as bytes come.
+                while chunk := response.read1(_CHUNK_SIZE):
                     out.write(chunk)
                     bar.update(len(chunk))
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"gave up after {_DOWNLOAD_DEADLINE} s with the file still arriving"
+                        )
             finally:
                 bar.close()
         digest = _content_sha256(tmp_path)
@@ -389,7 +420,7 @@ def _content_sha256(path):
         with opener(path, "rb") as fh:
             while chunk := fh.read(_CHUNK_SIZE):
                 digest.update(chunk)
-    except (OSError, EOFError) as exc:  # a damaged gzip stream
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged gzip stream
         return f"<unreadable: {exc}>"
     return digest.hexdigest()
 
