@@ -283,16 +283,22 @@ def _sha256(path):
 def _read_manifest(out_dir):
     try:
         manifest = json.loads((out_dir / MANIFEST).read_text())
-        return {str(k): str(v) for k, v in manifest.get("files", {}).items()}
+        files = {str(k): str(v) for k, v in manifest.get("files", {}).items()}
     except (OSError, ValueError, AttributeError):
         return {}
+    # Only plain names of files in out_dir itself: a manifest is never a way to reach (or
+    # remove) anything elsewhere.
+    return {name: digest for name, digest in files.items()
+            if name == pathlib.PurePath(name).name and name not in ("", ".", "..", MANIFEST)
+            and "/" not in name and "\\" not in name}
 
 
 def _ours_unchanged(out_dir, name, manifest):
     """Whether ``out_dir / name`` is a file this command wrote and nobody changed since."""
     path = out_dir / name
     try:
-        return name in manifest and path.is_file() and _sha256(path) == manifest[name]
+        return (name in manifest and path.is_file() and not path.is_symlink()
+                and _sha256(path) == manifest[name])
     except OSError:
         return False
 

@@ -66,6 +66,21 @@ def test_output_never_replaces_the_input(capsys, data):
     assert snapshot(data.parent) == before
 
 
+def test_as_a_subprocess_too_the_input_and_a_users_file_survive(data, tmp_path):
+    """The same refusals from the installed command, as a user runs it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "labels.csv").write_text("mine\n")
+    before = snapshot(tmp_path)
+    for out, message in ((data.parent, "overwrite the input"), (mine, "did not write")):
+        result = subprocess.run(
+            [sys.executable, "-m", "gpukmeans", "fit", str(data), "-k", "3", "--out", str(out)],
+            capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_a_users_file_in_out_is_kept_unless_forced(capsys, data, tmp_path):
     out = tmp_path / "results"
     out.mkdir()
@@ -92,6 +107,24 @@ def test_its_own_earlier_results_are_replaced_and_stale_ones_removed(capsys, dat
     status, _, err = run(capsys, "fit", data, "-k", 3, "--out", out)
     assert_one_line_error(status, err, "centers.csv")
     assert (out / "centers.csv").read_text() == "edited\n"
+
+
+def test_a_crafted_manifest_reaches_nothing_outside_out(capsys, data, tmp_path):
+    import hashlib
+    import json
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    out = tmp_path / "results"
+    out.mkdir()
+    digest = hashlib.sha256(outside.read_bytes()).hexdigest()
+    (out / _cli.MANIFEST).write_text(json.dumps({"files": {
+        "../precious.txt": digest, str(outside): digest, "labels.csv": "0" * 64}}))
+    (out / "labels.csv").write_text("mine\n")  # listed, but its hash is not ours
+    status, _, err = run(capsys, "fit", data, "-k", 3, "--out", out)
+    assert_one_line_error(status, err, "labels.csv")
+    assert run(capsys, "fit", data, "-k", 3, "--out", out, "--force")[0] == 0
+    assert outside.read_text() == "keep me\n"
 
 
 def test_the_demo_can_run_twice_into_its_folder(capsys, tmp_path):
