@@ -67,6 +67,18 @@ def main(argv=None):
             signal.signal(signal.SIGINT, previous)
 
 
+def _exit_interrupted():
+    for staging in list(_STAGING):
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    print("\ngpukmeans: interrupted" if sys.stderr.isatty() else "gpukmeans: interrupted",
+          file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
+
+
 _STAGING = set()
 """Staging directories being filled now: removed if the command is interrupted."""
 
@@ -81,11 +93,10 @@ def _install_interrupt_handler():
     this is not the main thread (signals cannot be handled there).
     """
     def interrupted(signum, frame):
-        for staging in list(_STAGING):
-            shutil.rmtree(staging, ignore_errors=True)
-        sys.stdout.flush()
-        print("gpukmeans: interrupted", file=sys.stderr, flush=True)
-        os._exit(EXIT_INTERRUPTED)
+        if _MOVING["now"]:  # the results are half moved: finish, then stop
+            _MOVING["interrupted"] = True
+            return
+        _exit_interrupted()
 
     try:
         return signal.signal(signal.SIGINT, interrupted)
@@ -259,6 +270,8 @@ def _format_table(headers, rows):
 def _check_out_dir(out_dir):
     """``out_dir`` made absolute; an error if it exists and is not a directory."""
     out_dir = pathlib.Path(out_dir).absolute()
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise CommandError(f"gpukmeans: error: --out {out_dir} is a symlink to nothing")
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
     return out_dir
@@ -281,50 +294,67 @@ def _sha256(path):
 
 
 def _read_manifest(out_dir):
+    """``{name: (sha256, command)}`` of the files gpukmeans wrote in ``out_dir``."""
+    path = out_dir / MANIFEST
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
-        files = {str(k): str(v) for k, v in manifest.get("files", {}).items()}
-    except (OSError, ValueError, AttributeError):
+        if path.is_symlink() or not path.is_file():
+            return {}
+        entries = json.loads(path.read_text()).get("files", {})
+        files = {str(name): (str(entry["sha256"]), str(entry["command"]))
+                 for name, entry in entries.items()}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}
     # Only plain names of files in out_dir itself: a manifest is never a way to reach (or
     # remove) anything elsewhere.
-    return {name: digest for name, digest in files.items()
+    return {name: entry for name, entry in files.items()
             if name == pathlib.PurePath(name).name and name not in ("", ".", "..", MANIFEST)
             and "/" not in name and "\\" not in name}
 
 
 def _ours_unchanged(out_dir, name, manifest):
-    """Whether ``out_dir / name`` is a file this command wrote and nobody changed since."""
+    """Whether ``out_dir / name`` is a file gpukmeans wrote and nobody changed since."""
     path = out_dir / name
     try:
         return (name in manifest and path.is_file() and not path.is_symlink()
-                and _sha256(path) == manifest[name])
+                and _sha256(path) == manifest[name][0])
     except OSError:
         return False
 
 
 def _plan_output(command, out_dir, names, inputs, force):
     """Refuse, before any work, to write where the files would replace an input (never
-    allowed) or a file gpukmeans did not write, or changed since (allowed with --force)."""
+    allowed), something that is not a plain file (never), or a file gpukmeans did not
+    write, or that changed since (allowed with --force)."""
     out_dir = _check_out_dir(out_dir)
     inputs = {pathlib.Path(p).resolve() for p in inputs}
-    for name in names:
-        target = (out_dir / name).resolve()
-        if target in inputs:
+    for name in [*names, MANIFEST]:
+        target = out_dir / name
+        if target.resolve() in inputs:
             raise CommandError(
                 f"gpukmeans {command}: error: writing {name} in --out {out_dir} would overwrite "
-                f"the input {target}; choose another --out"
+                f"the input {target.resolve()}; choose another --out"
+            )
+        if target.exists() and not target.is_symlink() and not target.is_file():
+            raise CommandError(
+                f"gpukmeans {command}: error: --out {out_dir} holds {name}, which is not a "
+                "file; move it away or choose another --out"
             )
     if force or not out_dir.is_dir():
         return
     manifest = _read_manifest(out_dir)
-    foreign = [n for n in names if (out_dir / n).exists() and not _ours_unchanged(out_dir, n, manifest)]
+    foreign = [n for n in names
+               if (out_dir / n).is_symlink() or ((out_dir / n).exists()
+                                                 and not _ours_unchanged(out_dir, n, manifest))]
     if foreign:
         raise CommandError(
             f"gpukmeans {command}: error: --out {out_dir} already holds {', '.join(foreign)}, "
             "which gpukmeans did not write (or which changed since); pass --force to replace "
             "them, or choose another --out"
         )
+
+
+_MOVING = {"now": False, "interrupted": False}
+"""While the results move into place, Ctrl-C waits for the moves to end (all or nothing)."""
 
 
 @contextlib.contextmanager
@@ -334,9 +364,10 @@ def _staged_output(command, out_dir, inputs=(), force=False):
     The temporary directory sits in ``out_dir``'s nearest existing ancestor, so the final
     moves are renames on one file system. On failure it is removed and ``out_dir`` is left
     as it was (not even created). Before the moves, the rules of :func:`_plan_output` are
-    checked again on the files actually made; files that an earlier run wrote and this one
-    did not (a clusters.png without --plot) are removed, and said so, so that nothing
-    stale sits beside the new results looking current.
+    checked again on the files actually made. Files that an earlier run of the same
+    command wrote and this one did not (a clusters.png without --plot) are removed, and
+    said so, so that nothing stale sits beside the new results looking current; another
+    command's results are left alone (``demo --out`` never removes a ``fit``'s).
     """
     out_dir = _check_out_dir(out_dir)
     ancestor = out_dir
@@ -352,16 +383,39 @@ def _staged_output(command, out_dir, inputs=(), force=False):
         names = sorted(item.name for item in staging.iterdir())
         _plan_output(command, out_dir, names, inputs, force)
         manifest = _read_manifest(out_dir) if out_dir.is_dir() else {}
-        stale = [n for n in manifest if n not in names and _ours_unchanged(out_dir, n, manifest)]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in stale:
-            (out_dir / name).unlink()
-            print(f"gpukmeans {command}: removed {out_dir / name}, left by an earlier run",
-                  file=sys.stderr)
-        hashes = {name: _sha256(staging / name) for name in names}
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-        (out_dir / MANIFEST).write_text(json.dumps({"files": hashes}, indent=1) + "\n")
+        stale = [n for n, (_, by) in manifest.items()
+                 if n not in names and by == command and _ours_unchanged(out_dir, n, manifest)]
+        changed = [n for n, (_, by) in manifest.items()
+                   if n not in names and by == command and (out_dir / n).exists()
+                   and not _ours_unchanged(out_dir, n, manifest)]
+        kept = {n: entry for n, entry in manifest.items()
+                if entry[1] != command and _ours_unchanged(out_dir, n, manifest)}
+        entries = dict(kept)
+        entries.update({n: (_sha256(staging / n), command) for n in names})
+        (staging / MANIFEST).write_text(json.dumps(
+            {"files": {n: {"sha256": h, "command": c} for n, (h, c) in sorted(entries.items())}},
+            indent=1) + "\n")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"gpukmeans {command}: error: cannot create --out {out_dir}: "
+                               f"{exc.strerror or exc}") from None
+        _MOVING["now"] = True
+        try:
+            for name in stale:
+                (out_dir / name).unlink()
+                print(f"gpukmeans {command}: removed {out_dir / name}, left by an earlier run",
+                      file=sys.stderr)
+            for name in changed:
+                print(f"gpukmeans {command}: kept {out_dir / name}, from an earlier run but "
+                      "changed since (it is not this run's)", file=sys.stderr)
+            # Renames replace a symlink itself, never what it points to.
+            for name in [*names, MANIFEST]:
+                os.replace(staging / name, out_dir / name)
+        finally:
+            _MOVING["now"] = False
+        if _MOVING["interrupted"]:
+            _exit_interrupted()
     finally:
         _STAGING.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
@@ -561,14 +615,16 @@ def _read_csv_with_pandas(path, pd):
     """
     import csv
 
-    with open(path, newline="") as fh:
+    _check_no_blank_lines(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         lines = (row for row in csv.reader(fh) if row)
         first = next(lines, None)
     if first is None:
         raise CommandError(f"gpukmeans fit: error: {path}: holds no data (an empty file)")
-    has_header = not all(_is_number(cell) for cell in first)
+    has_header = _is_header(first)
     try:
-        frame = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, index_col=False)
+        frame = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, index_col=False,
+                            encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows") from None
     except pd.errors.ParserError:
@@ -577,7 +633,37 @@ def _read_csv_with_pandas(path, pd):
     if frame.shape[1] != len(first) or frame.isna().to_numpy().any():
         _raise_for_field_counts(path, len(first))
     frame.columns = first if has_header else [f"x{i}" for i in range(len(first))]
+    for column, values in frame.items():
+        if not pd.api.types.is_numeric_dtype(values.dtype):
+            bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+            row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+            raise CommandError(
+                f"gpukmeans fit: error: {path}: column {column!r} is not numeric "
+                f"({values.iloc[row]!r} on line {row + 1 + has_header})"
+            )
     return frame
+
+
+def _is_header(first_row):
+    """A first line is a header when a field of it is text: neither a number nor empty
+    (an empty field in a data row is an error said later, not a reason to drop the row)."""
+    return any(cell.strip() and not _is_number(cell) for cell in first_row)
+
+
+def _check_no_blank_lines(path):
+    """A blank line between rows would be skipped by the readers, and the labels would no
+    longer line up with the file's lines: an error naming it. Trailing blank lines are
+    the end of the file."""
+    blank = None
+    with open(path, "rb") as fh:
+        for line, text in enumerate(fh, start=1):
+            if not text.strip():
+                blank = blank or line
+            elif blank is not None:
+                raise CommandError(
+                    f"gpukmeans fit: error: {path}: line {blank} is blank; every line should "
+                    "be a sample (remove it)"
+                )
 
 
 def _raise_for_field_counts(path, n_fields):
@@ -601,11 +687,12 @@ def _raise_for_field_counts(path, n_fields):
 def _read_csv_without_pandas(path):
     import csv
 
-    with open(path, newline="") as fh:
+    _check_no_blank_lines(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = [row for row in csv.reader(fh) if row]
     if not rows:
         return np.empty((0, 0)), None
-    has_header = not all(_is_number(cell) for cell in rows[0])
+    has_header = _is_header(rows[0])
     if has_header:
         names, body = rows[0], rows[1:]
     else:
@@ -616,12 +703,17 @@ def _read_csv_without_pandas(path):
         if len(row) != len(names):
             raise CommandError(f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not {len(names)}")
         for name, cell in zip(names, row):
+            if not cell.strip():
+                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
             if not _is_number(cell):
                 raise CommandError(f"gpukmeans fit: error: {path}: column {name!r} is not numeric ({cell!r} on line {line})")
     return np.array(body, dtype=np.float64).reshape(len(body), len(names)), names
 
 
 def _is_number(text):
+    """A decimal number as a table holds it ("1_000", which Python's float takes, is not)."""
+    if "_" in str(text):
+        return False
     try:
         float(text)
     except (TypeError, ValueError):

@@ -119,12 +119,45 @@ def test_a_crafted_manifest_reaches_nothing_outside_out(capsys, data, tmp_path):
     out.mkdir()
     digest = hashlib.sha256(outside.read_bytes()).hexdigest()
     (out / _cli.MANIFEST).write_text(json.dumps({"files": {
-        "../precious.txt": digest, str(outside): digest, "labels.csv": "0" * 64}}))
+        "../precious.txt": {"sha256": digest, "command": "fit"},
+        str(outside): {"sha256": digest, "command": "fit"},
+        "labels.csv": {"sha256": "0" * 64, "command": "fit"}}}))
     (out / "labels.csv").write_text("mine\n")  # listed, but its hash is not ours
     status, _, err = run(capsys, "fit", data, "-k", 3, "--out", out)
     assert_one_line_error(status, err, "labels.csv")
     assert run(capsys, "fit", data, "-k", 3, "--out", out, "--force")[0] == 0
     assert outside.read_text() == "keep me\n"
+
+
+def test_another_commands_results_are_never_stale(capsys, data, tmp_path):
+    """demo --out into a fit's folder removed the fit's results as 'left by an earlier
+    run'; only a run of the same command may."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "results"
+    assert run(capsys, "fit", data, "-k", 3, "--out", out)[0] == 0
+    fit_files = {n: b for n, b in snapshot(out).items() if str(n) != _cli.MANIFEST}
+    assert run(capsys, "demo", "--out", out)[0] == 0
+    after = snapshot(out)
+    assert all(after[n] == b for n, b in fit_files.items())
+    assert run(capsys, "fit", data, "-k", 3, "--out", out)[0] == 0  # still its own files
+
+
+def test_links_and_folders_in_out_are_never_written_through(capsys, data, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    user = tmp_path / "user.json"
+    user.write_text("{}\n")
+    (out / _cli.MANIFEST).symlink_to(user)
+    (out / "labels.npy").mkdir()
+    status, _, err = run(capsys, "fit", data, "-k", 3, "--out", out, "--force")
+    assert_one_line_error(status, err, "labels.npy, which is not a file")
+    (out / "labels.npy").rmdir()
+    assert run(capsys, "fit", data, "-k", 3, "--out", out)[0] == 0
+    assert user.read_text() == "{}\n" and not (out / _cli.MANIFEST).is_symlink()
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    status, _, err = run(capsys, "fit", data, "-k", 3, "--out", dangling)
+    assert_one_line_error(status, err, "symlink to nothing")
 
 
 def test_the_demo_can_run_twice_into_its_folder(capsys, tmp_path):
@@ -168,6 +201,30 @@ def test_a_row_with_the_wrong_number_of_fields_is_an_error_naming_the_line(
     status, _, err = run(capsys, "fit", path, "-k", 1, "--out", tmp_path / "out")
     assert_one_line_error(status, err, f"line {line} has")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pandas", [True, False], ids=["pandas", "csv-module"])
+@pytest.mark.parametrize("text, samples, match", [
+    ("\ufeff1.0,2.0\n3.0,4.0\n5.0,6.0\n7,8\n", 4, None),  # a BOM, no header
+    ("1,,3\n4,5,6\n", None, "line 1 has an empty field"),  # not a header for it
+    ("v\n1\n\n3\n", None, "line 3 is blank"),
+    ("\na,b\n1,2\n", None, "line 1 is blank"),
+    ("a,b\n1,2\n3,4\n\n\n", 2, None),  # trailing blank lines end the file
+    ("a,b\n1,2\n3,x\n", None, "on line 3"),
+])
+def test_boms_empty_fields_and_blank_lines(capsys, tmp_path, pandas, monkeypatch, text, samples,
+                                           match):
+    if not pandas:
+        monkeypatch.setitem(sys.modules, "pandas", None)
+    path = tmp_path / "table.csv"
+    path.write_bytes(text.encode("utf-8"))
+    status, _, err = run(capsys, "fit", path, "-k", 1, "--out", tmp_path / "out")
+    if match is None:
+        assert status == 0, err
+        assert np.load(tmp_path / "out" / "labels.npy").shape == (samples,)
+        assert "\ufeff" not in (tmp_path / "out" / "centers.csv").read_text(encoding="utf-8")
+    else:
+        assert_one_line_error(status, err, match)
 
 
 def test_a_header_without_rows_says_so(capsys, tmp_path):
