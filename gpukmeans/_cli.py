@@ -51,10 +51,9 @@ def main(argv=None):
         return _run_bench(argv[1:])
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]  # demo is the default subcommand
-    parser = _build_parser()
     previous = _install_interrupt_handler()
     try:
-        args = parser.parse_args(argv)
+        args = _build_parser().parse_args(argv)
         return args.run(args)
     except CommandError as exc:
         print(str(exc).splitlines()[0] if str(exc) else "gpukmeans: error", file=sys.stderr)
@@ -62,6 +61,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("gpukmeans: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `gpukmeans fit ... | head`: the reader left; so do we, quietly
+        try:
+            sys.stdout = open(os.devnull, "w")  # nothing more to flush at exit
+        except OSError:
+            pass
+        return EXIT_OK
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -476,6 +481,10 @@ def _run_demo(args):
     if not args.no_plots and not plots:
         print("pictures skipped: drawing them needs matplotlib (pip install 'gpukmeans[cli]').", file=sys.stderr)
     cases = _demo_datasets(args.mnist)
+    if plots:  # the pictures' names are known now: refuse before the fits, not after
+        planned = [f"{name.split()[0].lower()}_{'centroids' if shape else 'clusters'}.png"
+                   for name, _, _, _, shape in cases]
+        _plan_output("demo", args.out, planned, [], args.force)
 
     _warm_up(device)
     rows, fits = [], []

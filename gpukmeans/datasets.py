@@ -12,9 +12,11 @@ import hashlib
 import http.client
 import os
 import pathlib
+import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -381,9 +383,18 @@ def _download_verified(url, destination, sha256, verbose):
     """
     fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     tmp_path = pathlib.Path(tmp_name)
+    sockets, fired = [], threading.Event()
+    # The deadline covers the whole exchange, headers included: a mirror that sends its
+    # headers one byte at a time never lets urlopen return. At the deadline the watchdog
+    # shuts the connection's socket, and whatever is reading from it fails.
+    watchdog = threading.Timer(_DOWNLOAD_DEADLINE, _shut, args=(sockets, fired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         deadline = time.monotonic() + _DOWNLOAD_DEADLINE
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as response:
+        opener = urllib.request.build_opener(_WatchedHTTPHandler(sockets),
+                                             _WatchedHTTPSHandler(sockets))
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=_DOWNLOAD_TIMEOUT) as response:
             total = response.headers.get("Content-Length")
             bar = _ByteProgress(int(total) if total else None, destination.name, verbose)
             try:
@@ -406,8 +417,53 @@ def _download_verified(url, destination, sha256, verbose):
             )
         os.replace(tmp_path, destination)
         return destination
+    except (OSError, http.client.HTTPException) as exc:
+        if fired.is_set():  # the watchdog broke the connection: say why
+            raise TimeoutError(
+                f"gave up after {_DOWNLOAD_DEADLINE} s with the file still arriving ({exc})"
+            ) from None
+        raise
     finally:
+        watchdog.cancel()
         tmp_path.unlink(missing_ok=True)
+
+
+def _shut(sockets, fired):
+    fired.set()
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _watched(connection_class, sockets):
+    """``connection_class`` that hands each socket it opens to ``sockets`` (the watchdog's)."""
+
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            sockets.append(self.sock)
+
+    return Watched
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, sockets):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPConnection, sockets)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, sockets):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPSConnection, sockets)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=self._context)
 
 
 def _content_sha256(path):

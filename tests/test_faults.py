@@ -160,6 +160,26 @@ def test_links_and_folders_in_out_are_never_written_through(capsys, data, tmp_pa
     assert_one_line_error(status, err, "symlink to nothing")
 
 
+def test_the_demo_refuses_a_users_picture_before_any_fit(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "blobs_clusters.png").write_bytes(b"my picture")
+    status, stdout, err = run(capsys, "demo", "--out", out)
+    assert status == 2 and "Traceback" not in err  # after the 'MNIST part skipped' notice
+    assert "blobs_clusters.png, which gpukmeans did not write" in err.strip().splitlines()[-1]
+    assert stdout == ""  # no fit ran
+    assert (out / "blobs_clusters.png").read_bytes() == b"my picture"
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path, data):
+    """`gpukmeans fit ... | head -1` ended in a BrokenPipeError traceback."""
+    result = subprocess.run(
+        f"{sys.executable} -m gpukmeans fit {data} -k 3 --out {tmp_path / 'o'} | head -c 1",
+        shell=True, capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
 def test_the_demo_can_run_twice_into_its_folder(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "demo"
@@ -361,19 +381,32 @@ def subset_checksums(monkeypatch):
 @pytest.fixture
 def mirrors():
     """Local HTTP mirrors, each with its own behaviour: "good", "damaged" (a damaged
-    deflate stream), "trickle" (one byte every 0.2 s), "reset" (the connection cut after
+    deflate stream), "trickle" (one byte every 0.2 s), "slow-headers" (the same, in the
+    headers), "reset" (the connection cut after
     half of the body), "missing" (404)."""
     files = {f"/{path.name}": path.read_bytes() for path in SUBSET.glob("*.gz")}
 
     def handler(behaviour):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                try:
+                    self.serve()
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up
+                    pass
+
+            def serve(self):
                 body = files.get(self.path)
                 if body is None or behaviour == "missing":
                     self.send_error(404)
                     return
                 if behaviour == "damaged":
                     body = _damaged_deflate(body)
+                if behaviour == "slow-headers":  # never gets past the status line
+                    for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n" * 100:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -395,7 +428,7 @@ def mirrors():
         return Handler
 
     servers, urls = [], {}
-    for behaviour in ("good", "damaged", "trickle", "reset", "missing"):
+    for behaviour in ("good", "damaged", "trickle", "slow-headers", "reset", "missing"):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(behaviour))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -408,7 +441,7 @@ def mirrors():
         server.server_close()
 
 
-@pytest.mark.parametrize("bad", ["damaged", "trickle", "reset", "missing"])
+@pytest.mark.parametrize("bad", ["damaged", "trickle", "slow-headers", "reset", "missing"])
 def test_a_bad_mirror_is_given_up_and_the_next_one_used(tmp_path, mirrors, subset_checksums,
                                                          monkeypatch, bad):
     monkeypatch.setattr(datasets, "_DOWNLOAD_DEADLINE", 1.5)
@@ -420,9 +453,12 @@ def test_a_bad_mirror_is_given_up_and_the_next_one_used(tmp_path, mirrors, subse
     assert not list((tmp_path / "d").glob(".*"))  # no partial file left
 
 
+@pytest.mark.parametrize("slow", ["trickle", "slow-headers"])
 def test_a_trickling_mirror_alone_ends_in_a_clear_error(tmp_path, mirrors, subset_checksums,
-                                                        monkeypatch):
+                                                        monkeypatch, slow):
     monkeypatch.setattr(datasets, "_DOWNLOAD_DEADLINE", 1.0)
+    start = time.monotonic()
     with pytest.raises(FileNotFoundError, match="gave up after"):
-        load_mnist(tmp_path / "d", subset="test", mirrors=[mirrors["trickle"]], verbose=False)
+        load_mnist(tmp_path / "d", subset="test", mirrors=[mirrors[slow]], verbose=False)
+    assert time.monotonic() - start < 10
     assert list((tmp_path / "d").iterdir()) == []
