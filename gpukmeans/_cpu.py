@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import tempfile
 import threading
 
@@ -152,7 +153,8 @@ def cpu_runtime():
     same order as a single-threaded one.
     """
     try:
-        with _ENGINE_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
+        with _ENGINE_LOCK, _blas_controller().limit(limits=1, user_api="blas"), \
+                _interrupts_not_dropped():
             yield
     except SystemError as exc:
         # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
@@ -166,6 +168,34 @@ def cpu_runtime():
                 raise KeyboardInterrupt from None
             cause, seen = cause.__cause__ or cause.__context__, seen + 1
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_not_dropped():
+    """A Ctrl-C during the block reaches the caller as a KeyboardInterrupt, even one that
+    lands while Numba compiles, inside an llvmlite ctypes callback, which prints the
+    exception and drops it: the interrupt is remembered, and raised when the block ends.
+
+    Only where Python's own SIGINT handler is in place, in the main thread: a program's
+    (or the command's) own handler is left alone.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    interrupted = []
+
+    def remember_and_raise(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, remember_and_raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:  # raised, and dropped on the way
+        raise KeyboardInterrupt
 
 
 @functools.lru_cache(maxsize=1)

@@ -295,6 +295,23 @@ def test_ctrl_c_inside_numba_code_reaches_the_caller_as_keyboard_interrupt():
     assert "SystemError" not in err
 
 
+def test_a_ctrl_c_dropped_on_the_way_still_reaches_the_caller():
+    """llvmlite prints and drops a KeyboardInterrupt raised in its ctypes callbacks (while
+    Numba compiles): the engine remembers the interrupt and raises it when the call ends."""
+    from gpukmeans import _cpu
+
+    with pytest.raises(KeyboardInterrupt):
+        with _cpu.cpu_runtime():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass  # dropped, as llvmlite's callback does
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _cpu.cpu_runtime():  # and a call with no interrupt ends normally
+        pass
+
+
 def test_ctrl_c_during_a_fit_command_is_one_line_and_exit_130(tmp_path):
     X = np.random.default_rng(0).standard_normal((200_000, 16)).astype(np.float32)
     np.save(tmp_path / "big.npy", X)
