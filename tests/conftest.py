@@ -86,3 +86,30 @@ def emulated_device():
     emulated = device.device("plain")
     _state["emulated"] = True
     return emulated
+
+
+@pytest.fixture
+def no_user_mnist(monkeypatch, tmp_path):
+    """Keep a test away from the user's GPUKMEANS_DATA and MNIST cache."""
+    from gpukmeans import datasets
+
+    monkeypatch.delenv("GPUKMEANS_DATA", raising=False)
+    monkeypatch.setattr(datasets, "mnist_cache_dir", lambda: tmp_path / "cache" / "mnist")
+
+
+@pytest.fixture
+def subset_checksums(monkeypatch):
+    """Make the bundled MNIST subset the 'published' MNIST, so that a download of it
+    verifies."""
+    import gzip
+    import hashlib
+
+    from gpukmeans import datasets
+
+    subset = pathlib.Path(__file__).parent / "data" / "mnist"
+    checksums = {
+        name: hashlib.sha256(gzip.decompress((subset / f"{name}.gz").read_bytes())).hexdigest()
+        for name in datasets.MNIST_FILES
+    }
+    monkeypatch.setattr(datasets, "MNIST_FILES", checksums)
+    return checksums

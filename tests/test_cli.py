@@ -10,24 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from gpukmeans import _cli, datasets
+from gpukmeans import _cli
 from gpukmeans._device import gpu_available
+from command_checks import run
 
 SUBSET = pathlib.Path(__file__).parent / "data" / "mnist"
-
-
-@pytest.fixture(autouse=True)
-def no_user_mnist(monkeypatch, tmp_path):
-    """Keep the tests away from the user's GPUKMEANS_DATA and MNIST cache."""
-    monkeypatch.delenv("GPUKMEANS_DATA", raising=False)
-    monkeypatch.setattr(datasets, "mnist_cache_dir", lambda: tmp_path / "cache" / "mnist")
-
-
-def run(capsys, *argv):
-    """Run the command in-process; return ``(exit status, stdout, stderr)``."""
-    status = _cli.main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
+pytestmark = pytest.mark.usefixtures("no_user_mnist")
 
 
 def assert_usage_error(capsys, argv, match):

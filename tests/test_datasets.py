@@ -1,7 +1,6 @@
 """gpukmeans.datasets: MNIST from disk and over HTTP (a local server), and make_mickey."""
 
 import gzip
-import hashlib
 import http.server
 import pathlib
 import shutil
@@ -19,24 +18,7 @@ SHARED_MNIST = pathlib.Path(__file__).parents[2] / "shared" / "data" / "mnist"
 N_TRAIN, N_TEST = 5000, 1000
 FIRST_TRAIN_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's own first ten
 FIRST_TEST_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-
-
-@pytest.fixture(autouse=True)
-def no_user_mnist(monkeypatch, tmp_path):
-    """Keep the tests away from the user's GPUKMEANS_DATA and cache directory."""
-    monkeypatch.delenv("GPUKMEANS_DATA", raising=False)
-    monkeypatch.setattr(datasets, "mnist_cache_dir", lambda: tmp_path / "cache" / "mnist")
-
-
-@pytest.fixture
-def subset_checksums(monkeypatch):
-    """Make the bundled subset the 'published' MNIST, so that a download of it verifies."""
-    checksums = {
-        name: hashlib.sha256(gzip.decompress((SUBSET / f"{name}.gz").read_bytes())).hexdigest()
-        for name in datasets.MNIST_FILES
-    }
-    monkeypatch.setattr(datasets, "MNIST_FILES", checksums)
-    return checksums
+pytestmark = pytest.mark.usefixtures("no_user_mnist")
 
 
 @pytest.fixture

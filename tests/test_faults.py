@@ -2,7 +2,6 @@
 line instead of a traceback. Each input and pre-existing file is compared byte for byte
 afterwards; the command runs in-process, and as a subprocess where a signal is sent."""
 
-import gzip
 import http.server
 import os
 import pathlib
@@ -17,21 +16,11 @@ import pytest
 
 from gpukmeans import _cli, datasets
 from gpukmeans.datasets import load_mnist
+from command_checks import run
 
 SUBSET = pathlib.Path(__file__).parent / "data" / "mnist"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def no_user_mnist(monkeypatch, tmp_path):
-    monkeypatch.delenv("GPUKMEANS_DATA", raising=False)
-    monkeypatch.setattr(datasets, "mnist_cache_dir", lambda: tmp_path / "cache" / "mnist")
-
-
-def run(capsys, *argv):
-    status = _cli.main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
+pytestmark = pytest.mark.usefixtures("no_user_mnist")
 
 
 def assert_one_line_error(status, err, match):
@@ -382,17 +371,6 @@ def test_an_unreadable_folder_or_file_is_a_permission_error_not_delete_advice(
     with pytest.raises(PermissionError) as info:
         load_mnist(mnist_copy, download=False)
     assert "delete" not in str(info.value) and "permission denied" in str(info.value)
-
-
-@pytest.fixture
-def subset_checksums(monkeypatch):
-    import hashlib
-
-    checksums = {
-        name: hashlib.sha256(gzip.decompress((SUBSET / f"{name}.gz").read_bytes())).hexdigest()
-        for name in datasets.MNIST_FILES
-    }
-    monkeypatch.setattr(datasets, "MNIST_FILES", checksums)
 
 
 @pytest.fixture
