@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_array, validate_data
 
 from ._device import DEVICES
 from ._gpu import as_cupy, is_device_array
+from ._lloyd import to_host
 
 INITS = ("k-means++", "random")
 ALGORITHMS = ("lloyd", "elkan")
@@ -191,7 +192,7 @@ def check_magnitude(X, name="X", centers=None):
     if centers is None:
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
-        largest = max(largest, float(np.abs(to_host_array(centers)).max()))
+        largest = max(largest, float(np.abs(to_host(centers)).max()))
         lower, upper = usable_magnitude(X.dtype, 1, X.shape[1])
     if largest == 0 or lower <= largest <= upper:
         return
@@ -203,11 +204,6 @@ def check_magnitude(X, name="X", centers=None):
         "two, which changes no label)" + (", or pass float64 data." if X.dtype == np.float32
                                           else ".")
     )
-
-
-def to_host_array(array):
-    get = getattr(array, "get", None)
-    return get() if get is not None else np.asarray(array)
 
 
 def check_predict_data(estimator, X):
