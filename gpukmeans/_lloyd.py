@@ -161,8 +161,6 @@ def relocate_empty_clusters(
     resolution = (
         4 * X.shape[1] * np.finfo(X.dtype).eps * (to_host(x_squared_norms) + own_center_norms)
     )
-    if not np.any(distances > resolution):
-        return False
     far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
     moved = False
     for new_cluster_id, far_idx in zip(empty_clusters, far_from_centers):
