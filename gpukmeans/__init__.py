@@ -5,7 +5,26 @@
 
 __version__ = "0.1.0"
 
-from ._device import gpu_available
-from ._estimator import KMeans, kmeans_plusplus
-
 __all__ = ["KMeans", "kmeans_plusplus", "gpu_available", "__version__"]
+
+# The public names are imported on first use (PEP 562), so that ``import gpukmeans`` and
+# the command's ``--help`` do not pay for scikit-learn's import (about a second).
+_LAZY = {
+    "KMeans": "._estimator",
+    "kmeans_plusplus": "._estimator",
+    "gpu_available": "._device",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -52,6 +52,7 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]  # demo is the default subcommand
     previous = _install_interrupt_handler()
+    notice = _show_compile_notice()
     try:
         args = _build_parser().parse_args(argv)
         return args.run(args)
@@ -68,6 +69,7 @@ def main(argv=None):
             pass
         return EXIT_OK
     finally:
+        notice.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
@@ -118,7 +120,7 @@ def _build_parser():
         "With no subcommand, runs the demo.",
     )
     parser.add_argument("--version", action="version", version=f"gpukmeans {__version__}")
-    subparsers = parser.add_subparsers(title="subcommands", metavar="{demo,fit,info,bench}")
+    subparsers = parser.add_subparsers(title="subcommands", metavar="{demo,fit,info,compile,bench}")
 
     demo = subparsers.add_parser(
         "demo",
@@ -179,6 +181,20 @@ def _build_parser():
         "the CUDA driver and Numba, and where compiled kernels are cached.",
     )
     info.set_defaults(run=_run_info)
+
+    compile_ = subparsers.add_parser(
+        "compile",
+        help="compile the kernels ahead of time (for images, clusters and CI)",
+        description="Compile the CPU engine's Numba kernels (float32 and float64) and, on a "
+        "usable GPU, the CUDA kernels, into their on-disk caches, so that no later fit "
+        "waits for a compile. Problems small enough for the NumPy engine never compile.",
+    )
+    compile_.add_argument(
+        "--device", choices=("all", "cpu", "gpu"), default="all",
+        help="which kernels: all (the CPU's, and the GPU's when one is usable), cpu or gpu "
+        "(default: all)",
+    )
+    compile_.set_defaults(run=_run_compile)
 
     subparsers.add_parser(
         "bench", help="run the benchmarks (arguments go to the benchmark helper)", add_help=False
@@ -253,15 +269,28 @@ def _fit(X, n_clusters, device, args, **params):
     return model, time.perf_counter() - start
 
 
-def _warm_up(device):
-    """Fit once on tiny data of each dtype, so that the timings shown exclude compilation."""
-    from . import KMeans
+def _warm_up(device, cases):
+    """Compile what the demo's fits run before they are timed, so that the timings shown
+    exclude compilation: the CUDA kernels (a tiny fit of each dtype), or the Numba
+    kernels for the dtypes of the cases too large for the NumPy engine, which compiles
+    nothing."""
+    if device == "gpu":
+        from . import KMeans
 
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        KMeans(2, n_init=1, max_iter=2, device=device, random_state=0).fit(
-            rng.standard_normal((64, 3)).astype(dtype)
-        )
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            KMeans(2, n_init=1, max_iter=2, device=device, random_state=0).fit(
+                rng.standard_normal((64, 3)).astype(dtype)
+            )
+        return
+    from ._cpu_small import is_small
+
+    dtypes = sorted({X.dtype.name for _, X, _, n_clusters, _ in cases
+                     if not is_small(*X.shape, n_clusters)})
+    if dtypes:
+        from ._cpu import warm_up
+
+        warm_up(dtypes)
 
 
 def _format_table(headers, rows):
@@ -486,7 +515,7 @@ def _run_demo(args):
                    for name, _, _, _, shape in cases]
         _plan_output("demo", args.out, planned, [], args.force)
 
-    _warm_up(device)
+    _warm_up(device, cases)
     rows, fits = [], []
     for name, X, y, n_clusters, image_shape in cases:
         model, seconds = _fit(X, n_clusters, device, args)
@@ -868,6 +897,59 @@ def _run_info(args):
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"{name.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+class _CompileNoticeHandler:
+    """Shows the CPU engine's "compiling" INFO line on stderr while the command runs, so
+    that a first fit's compile never looks like a hang; every other log record is left
+    to the logging configuration."""
+
+    def __init__(self):
+        import logging
+
+        self.logger = logging.getLogger("gpukmeans._cpu")
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(logging.Formatter("gpukmeans: %(message)s"))
+        self.handler.addFilter(lambda record: record.getMessage().startswith("compiling"))
+        self.level = self.logger.level
+        self.logger.addHandler(self.handler)
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+
+    def close(self):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+def _show_compile_notice():
+    return _CompileNoticeHandler()
+
+
+def _run_compile(args):
+    from ._device import gpu_status
+
+    targets = ["cpu", "gpu"] if args.device == "all" else [args.device]
+    usable, reason = gpu_status()
+    if args.device == "gpu" and not usable:
+        raise CommandError(f"gpukmeans compile: error: no GPU is usable: {reason}")
+    for target in targets:
+        if target == "gpu" and not usable:
+            print(f"GPU kernels: skipped ({reason})")
+            continue
+        started = time.perf_counter()
+        if target == "cpu":
+            from . import _cpu
+
+            _cpu.warm_up()
+            where = _numba_cache()
+        else:
+            from . import _kernels
+
+            _kernels.compile_all()
+            where = os.environ.get("CUPY_CACHE_DIR") or str(
+                pathlib.Path("~/.cupy/kernel_cache").expanduser())
+        print(f"{target.upper()} kernels: ready in {time.perf_counter() - started:.1f} s ({where})")
     return EXIT_OK
 
 

@@ -17,7 +17,6 @@ Prior validation of data is assumed everywhere in this module.
 """
 
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -28,7 +27,14 @@ import numpy as np
 
 import numba
 from numba import njit, prange
+from numba.core import event as numba_event
 
+from ._cpu_small import CANCELLATION as _CANCELLATION
+from ._cpu_small import CHUNK_ROWS
+from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
+from ._cpu_small import blas_controller
+from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
+from ._cpu_small import centers_squared_norms as _centers_squared_norms
 from ._engine import Engine, StatelessRun
 
 logger = logging.getLogger(__name__)
@@ -91,9 +97,37 @@ def _prefer_workqueue_threads():
 _prefer_workqueue_threads()
 _ENGINE_LOCK = threading.RLock()
 
-# scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
-# pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2.
-CHUNK_ROWS = 256
+
+class _CompileNotice(numba_event.Listener):
+    """Says, once per public call, that this engine's kernels are being compiled: with an
+    empty cache a first fit compiles for up to a minute, which must not look like a hang.
+
+    Numba raises the event only for a real compile, never for a load from the cache.
+    The command shows the INFO line on stderr; :func:`warm_up` (``gpukmeans compile``)
+    compiles everything ahead of time.
+    """
+
+    def __init__(self):
+        self.announced = False
+
+    def on_start(self, event):
+        dispatcher = event.data["dispatcher"]
+        if self.announced or getattr(dispatcher.py_func, "__module__", None) != __name__:
+            return
+        self.announced = True
+        if _CACHE:
+            logger.info("compiling the CPU kernels once (up to a minute); later runs reuse them")
+        else:
+            logger.info("compiling the CPU kernels (up to a minute); with no writable cache "
+                        "directory, every process compiles them again")
+
+    def on_end(self, event):
+        pass
+
+
+_COMPILE_NOTICE = _CompileNotice()
+numba_event.register("numba:compile", _COMPILE_NOTICE)
+
 # Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
 # every iteration: enough groups to feed 16 cores, few enough that at k=256 on MNIST
 # the partials stay a small fraction of a pass over the data. Shapes decide, not threads.
@@ -153,8 +187,9 @@ def cpu_runtime():
     same order as a single-threaded one.
     """
     try:
-        with _ENGINE_LOCK, _blas_controller().limit(limits=1, user_api="blas"), \
+        with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
                 _interrupts_not_dropped():
+            _COMPILE_NOTICE.announced = False
             yield
     except SystemError as exc:
         # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
@@ -196,17 +231,6 @@ def _interrupts_not_dropped():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:  # raised, and dropped on the way
         raise KeyboardInterrupt
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    """One threadpoolctl controller for the process: building one scans the loaded
-    libraries (3 ms here), which every fit and predict would otherwise pay."""
-    # Numba's np.dot calls SciPy's BLAS; load it first so that the limit covers it too.
-    import scipy.linalg.cython_blas  # noqa: F401
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _prange_only():
@@ -552,21 +576,6 @@ def _lloyd_chunked(
 # skipped sample's label is its exact nearest center; a searched sample's is too, as in
 # the plain step, since near-ties within twice the margin are decided in float64
 # (_nearest_of_near_ties). Both can differ from scikit-learn only at near-ties.
-
-
-# Below float32's smallest normal number, products round by an absolute amount (up to
-# half a subnormal), not a relative one. Counting twice that smallest normal into the
-# squared norms that scale the margin adds 4 (n_features + 2) subnormals to it, which
-# covers every rounding of such data (|x| below about 1e-19).
-_SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
-
-
-def _bound_margin_coefficient(dtype, n_features):
-    """Relative rounding bound of ``||c||^2 - 2 x.c`` in ``dtype``, against
-    ``||x||^2 + max ||c||^2``: twice the worst case of a recursive sum of
-    ``n_features + 2`` terms, so that it holds whatever order the sums were vectorised in.
-    """
-    return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -1127,11 +1136,6 @@ def _weighted_sum_f64(values, sample_weight):
     return total
 
 
-_CANCELLATION = 2.0**-20
-"""``transform``: below this fraction of ``||x||^2 + ||c||^2``, a squared distance from the
-norm expansion has lost more than 20 bits, and is summed from the differences instead."""
-
-
 @njit(parallel=_prange_only(), nogil=True, cache=_CACHE)
 def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
     """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
@@ -1238,16 +1242,6 @@ def _tie_margin_coefficient(X):
     if X.dtype == np.float32:
         return _bound_margin_coefficient(X.dtype, X.shape[1])
     return 0.0
-
-
-def _centers_squared_norms(centers):
-    """``||c||^2`` in the centers' dtype, by scikit-learn's own ``row_norms`` (an einsum):
-    summed in another order, an exact tie in ``||c||^2 - 2 x.c`` (integer or one-hot
-    data) can round the other way, and float64 labels would no longer be scikit-learn's
-    bit for bit."""
-    from sklearn.utils.extmath import row_norms
-
-    return row_norms(centers, squared=True)
 
 
 def lloyd_iter(X, sample_weight, centers_old, labels):
@@ -1373,6 +1367,39 @@ def make_engine():
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
     )
+
+
+def warm_up(dtypes=(np.float32, np.float64)):
+    """Compile, or load from the cache, every kernel this engine runs for ``dtypes``:
+    what ``gpukmeans compile`` does, so that no later fit waits for a compile.
+
+    Runs the engine's every path on tiny data: both branches of :func:`centered`,
+    k-means++, Hamerly's and Elkan's steps (with an empty cluster to relocate), the
+    final E-step, predict, inertia and transform.
+    """
+    from ._init import kmeans_plusplus
+    from ._lloyd import kmeans_single_lloyd
+
+    engine = make_engine()
+    rng = np.random.default_rng(0)
+    n_samples = 2 * CHUNK_ROWS + 1
+    with engine.runtime():
+        for dtype in map(np.dtype, dtypes):
+            sample_weight = np.ones(n_samples, dtype=dtype)
+            for offset in (0.0, 100.0):  # near the origin and far from it
+                X = (rng.standard_normal((n_samples, 5)) + offset).astype(dtype)
+                X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
+            for n_clusters in (3, ELKAN_MIN_CLUSTERS):
+                centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
+                                             np.random.RandomState(0), engine)
+                centers[-1] = 1e6  # far from every sample: its cluster empties
+                labels, _, centers, _ = kmeans_single_lloyd(
+                    X, x_squared_norms, sample_weight, centers, engine, max_iter=3
+                )
+                engine.assign_labels(X, centers, labels)
+                engine.inertia(X, sample_weight, centers, labels)
+                engine.pairwise_distances(X, centers)
+                engine.lloyd_iter(X, sample_weight, centers, labels)
 
 
 def set_num_threads(n_threads):

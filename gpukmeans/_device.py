@@ -47,12 +47,31 @@ def resolve_device(device):
     return "gpu" if usable else "cpu"
 
 
-def get_engine(device):
-    """Return the :class:`gpukmeans._engine.Engine` for a resolved device name."""
+def array_module(device):
+    """The array module (``numpy`` or ``cupy``) of a resolved device's engine."""
+    if device == "gpu":
+        return current_backend().xp
+    import numpy
+
+    return numpy
+
+
+def get_engine(device, n_samples, n_features, n_clusters):
+    """Return the :class:`gpukmeans._engine.Engine` for a resolved device name and the
+    call's shapes.
+
+    On the CPU, a problem too small to repay the Numba engine's compile runs on the
+    NumPy engine (:mod:`gpukmeans._cpu_small`), which never imports Numba; the shapes
+    alone decide (see :func:`gpukmeans._cpu_small.is_small`).
+    """
     if device == "gpu":
         from ._gpu import make_engine
 
         return make_engine(current_backend())
+    from . import _cpu_small
+
+    if _cpu_small.is_small(n_samples, n_features, n_clusters):
+        return _cpu_small.make_engine()
     from ._cpu import make_engine
 
     return make_engine()

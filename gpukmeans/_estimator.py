@@ -14,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
-from ._device import get_engine, resolve_device
+from ._device import array_module, get_engine, resolve_device
 from ._init import kmeans_plusplus as _kmeans_plusplus
 from ._init import random_init
 from ._lloyd import kmeans_single_lloyd, to_host
@@ -172,8 +172,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 stacklevel=2,
             )
         device = self._resolve_fit_device(X)
-        engine = get_engine(device)
-        xp = engine.xp
+        xp = array_module(device)
         X, on_device, feature_names, X_mean = _validation.check_fit_data(self, X, xp)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
@@ -187,6 +186,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
+        engine = get_engine(device, n_samples, n_features, self.n_clusters)
         if not on_device and xp is not np:
             # The one host-to-device copy of the fit.
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
@@ -348,7 +348,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             device = "gpu"
         else:
             device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
-        engine = get_engine(device)
+        centers = self.cluster_centers_
+        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0])
         xp = engine.xp
         X = xp.asarray(X)
         if use_weight:
@@ -481,10 +482,10 @@ def kmeans_plusplus(
     if n_local_trials is not None:
         _validation._check_integer("n_local_trials", n_local_trials, 1)
     resolved = params._resolve_fit_device(X)
-    engine = get_engine(resolved)
-    xp = engine.xp
+    xp = array_module(resolved)
     X, on_device, _, _ = _validation.check_fit_data(params, X, xp)
     _validation.check_n_samples(X.shape[0], n_clusters)
+    engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters)
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
     if x_squared_norms is not None:
         x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)

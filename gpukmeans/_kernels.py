@@ -188,3 +188,13 @@ def get_function(kernel, dtype=None, *template_args):
 
     module = _module(source_file_of(kernel), cupy.cuda.runtime.getDevice())
     return module.get_function(name_expression(kernel, dtype, *template_args))
+
+
+def compile_all():
+    """Compile every kernel source file for the current device (into CuPy's kernel cache,
+    which later processes reuse): what ``gpukmeans compile`` does on a GPU."""
+    import cupy
+
+    device_id = cupy.cuda.runtime.getDevice()
+    for filename in KERNELS:
+        _module(filename, device_id)

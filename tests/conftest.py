@@ -88,6 +88,25 @@ def emulated_device():
     return emulated
 
 
+def route_cpu_fits(monkeypatch, engine):
+    """Send every CPU call to one engine: "numpy" (:mod:`gpukmeans._cpu_small`) or
+    "numba" (:mod:`gpukmeans._cpu`); outside such a test the shapes decide."""
+    import math
+
+    from gpukmeans import _cpu_small
+
+    limit = math.inf if engine == "numpy" else 0
+    monkeypatch.setattr(_cpu_small, "MAX_WORK", limit)
+    monkeypatch.setattr(_cpu_small, "MAX_ELEMENTS", limit)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def cpu_engine(request, monkeypatch):
+    """The test's CPU fits run on each CPU engine in turn, whatever their shapes."""
+    route_cpu_fits(monkeypatch, request.param)
+    return request.param
+
+
 @pytest.fixture
 def no_user_mnist(monkeypatch, tmp_path):
     """Keep a test away from the user's GPUKMEANS_DATA and MNIST cache."""

@@ -1,9 +1,10 @@
-"""The CPU engine's functions against float64 NumPy references, one call at a time."""
+"""The CPU engines' functions against float64 NumPy references, one call at a time: the
+Numba engine, and the NumPy engine that takes problems too small to repay a compile."""
 
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu
+from gpukmeans import _cpu, _cpu_small
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -13,6 +14,11 @@ def rng():
     seed = np.random.SeedSequence().entropy % 2**32
     print(f"random seed: {seed}")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def engine(request):
+    return (_cpu if request.param == "numba" else _cpu_small).make_engine()
 
 
 def _reference_step(X, sample_weight, centers):
@@ -28,7 +34,9 @@ def _reference_step(X, sample_weight, centers):
 @pytest.mark.parametrize("offset", [0.0, 30.0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", [(700, 3, 1), (1500, 20, 7), (5000, 5, 300)])
-def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_clusters, offset, rng):
+def test_lloyd_step_against_float64_reference(
+    engine, dtype, n_samples, n_features, n_clusters, offset, rng
+):
     """The plain step: float64 labels are the float64 GEMM argmin, float32 labels are
     exactly the nearest centers (near-ties decided in float64; the offset makes them
     common), and the sums match float64 ones."""
@@ -37,14 +45,14 @@ def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_cl
     sample_weight = rng.uniform(0.5, 2, n_samples).astype(dtype)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
     labels = np.full(n_samples, -1, np.int32)
-    with _cpu.cpu_runtime():
+    with engine.runtime():
         for _ in range(3):
-            sums, weights = _cpu.lloyd_iter(X, sample_weight, centers, labels)
+            sums, weights = engine.lloyd_iter(X, sample_weight, centers, labels)
             ref_labels, _, ref_sums, ref_w = _reference_step(X, sample_weight, centers)
             if dtype == np.float32:
                 assert_labels_exactly_nearest(labels, X, centers)
                 assigned = np.empty_like(labels)
-                _cpu.assign_labels(X, centers, assigned)
+                engine.assign_labels(X, centers, assigned)
                 np.testing.assert_array_equal(assigned, labels)
             else:
                 assert_labels_nearest(labels, X, centers, dtype)
@@ -66,25 +74,25 @@ def test_lloyd_step_against_float64_reference(dtype, n_samples, n_features, n_cl
 
 @pytest.mark.parametrize("candidate_ids", [[3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_distances_inertia_transform_and_kmeanspp_step(dtype, candidate_ids, rng):
+def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_ids, rng):
     """Below 4 candidates one dot product each, at 4 the one-row kernel, above it the
     blocked kernel: the k-means++ step against float64."""
     X = rng.normal(size=(1000, 9)).astype(dtype) + 5
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
     labels = np.full(1000, -1, np.int32)
-    with _cpu.cpu_runtime():
-        _cpu.assign_labels(X, centers, labels)
+    with engine.runtime():
+        engine.assign_labels(X, centers, labels)
         ref_labels, d, _, _ = _reference_step(X, sample_weight, centers)
         np.testing.assert_array_equal(d[np.arange(1000), labels], d.min(1))
-        np.testing.assert_allclose(_cpu.assigned_distances(X, centers, labels), d[np.arange(1000), labels], rtol=1e-12 if dtype == np.float64 else 1e-6)
+        np.testing.assert_allclose(engine.assigned_distances(X, centers, labels), d[np.arange(1000), labels], rtol=1e-12 if dtype == np.float64 else 1e-6)
         np.testing.assert_allclose(
-            _cpu.inertia(X, sample_weight, centers, labels), (d.min(1) * sample_weight).sum(), rtol=1e-6
+            engine.inertia(X, sample_weight, centers, labels), (d.min(1) * sample_weight).sum(), rtol=1e-6
         )
-        np.testing.assert_allclose(_cpu.pairwise_distances(X, centers), np.sqrt(d), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(engine.pairwise_distances(X, centers), np.sqrt(d), rtol=1e-5, atol=1e-5)
         closest = d[:, 0].astype(dtype)
         ids = np.array(candidate_ids, dtype=np.int64)
-        dist, pot = _cpu.kmeanspp_candidates(X, _cpu.row_norms_f64(X), sample_weight, ids, closest)
+        dist, pot = engine.kmeanspp_candidates(X, engine.row_norms(X), sample_weight, ids, closest)
         X64 = X.astype(np.float64)
         ref = np.minimum(((X64[None] - X64[ids][:, None]) ** 2).sum(-1), closest)
         np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=1e-3)
@@ -188,14 +196,14 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     (np.float32, 3.0, True),  # the mean's norm above the spread around it
 ])
 def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(
-    dtype, offset, expect_centred, n_features, rng
+    engine, dtype, offset, expect_centred, n_features, rng
 ):
     X = rng.normal(offset, 1, size=(1001, n_features)).astype(dtype)
     before = X.copy()
     X_mean = X.mean(axis=0)
-    with _cpu.cpu_runtime():
-        out, out_squared_norms, is_centred = _cpu.centered(X, X_mean)
-        separate_norms = _cpu.row_norms_f64(out)
+    with engine.runtime():
+        out, out_squared_norms, is_centred = engine.centered(X, X_mean)
+        separate_norms = engine.row_norms(out)
     assert is_centred == expect_centred
     if is_centred:
         np.testing.assert_array_equal(out, X - X_mean)

@@ -82,6 +82,7 @@ SHAPES = [
 ]
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("kind", ["blobs", "uniform", "duplicates"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", SHAPES)
 def test_float64_matches_sklearn_from_same_init(kind, n_samples, n_features, n_clusters, rng):
@@ -103,6 +104,7 @@ def test_float64_matches_sklearn_from_same_init(kind, n_samples, n_features, n_c
     assert ours.cluster_centers_.dtype == np.float64
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("kind", ["blobs", "uniform"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", SHAPES[2:])
 def test_float32_steps_match_sklearn_along_its_trajectory(
@@ -147,6 +149,7 @@ def test_float32_steps_match_sklearn_along_its_trajectory(
         centers = ref.cluster_centers_
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("kind", ["blobs", "uniform"])
 def test_float32_whole_run_ends_at_a_lloyd_fixed_point_near_sklearns(kind, rng):
     X = _dataset(kind, 3001, 64, 33, rng).astype(np.float32)
@@ -162,6 +165,7 @@ def test_float32_whole_run_ends_at_a_lloyd_fixed_point_near_sklearns(kind, rng):
     assert ours.inertia_ <= ref.inertia_ * (1 + 1e-2)
 
 
+@pytest.mark.usefixtures("cpu_engine")
 def test_empty_clusters_are_relocated_like_sklearn(rng):
     # Initial centers far from the data leave clusters empty at the first E-step.
     X = rng.normal(size=(600, 3))
@@ -174,6 +178,7 @@ def test_empty_clusters_are_relocated_like_sklearn(rng):
     assert len(np.unique(ours.labels_)) == 7
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
     X = _dataset("blobs", 2000, 5, 6, rng).astype(dtype)
@@ -192,6 +197,7 @@ def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
     assert km.transform(X).dtype == dtype
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("offset", [0.0, 50.0])
 def test_cpu_float32_centres_only_data_far_from_the_origin(offset, rng):
     """float32 on the CPU has exact labels either way: near the origin the fit works on X
@@ -211,6 +217,7 @@ def test_cpu_float32_centres_only_data_far_from_the_origin(offset, rng):
         np.testing.assert_array_equal(copied.labels_, copied.predict(X))
 
 
+@pytest.mark.usefixtures("cpu_engine")
 def test_sample_weight_equals_repetition_from_same_init(rng):
     X = rng.normal(size=(300, 4))
     repeats = rng.integers(1, 4, size=300)
@@ -221,6 +228,7 @@ def test_sample_weight_equals_repetition_from_same_init(rng):
     np.testing.assert_allclose(weighted.inertia_, repeated.inertia_, rtol=1e-10)
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_same_random_state_is_bitwise_identical_across_thread_counts(init, rng):
     # Enough rows for several accumulation groups, so a thread-dependent reduction
@@ -240,6 +248,7 @@ def test_same_random_state_is_bitwise_identical_across_thread_counts(init, rng):
         assert fits[0].inertia_ == other.inertia_
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kmeans_plusplus_picks_sklearns_points(dtype, rng):
     X = _dataset("blobs", 3000, 6, 10, rng).astype(dtype)
@@ -252,6 +261,7 @@ def test_kmeans_plusplus_picks_sklearns_points(dtype, rng):
     assert ours.dtype == dtype
 
 
+@pytest.mark.usefixtures("cpu_engine")
 def test_notebook_blobs_reproduce_sklearn():
     X, _ = make_blobs(centers=4, cluster_std=0.5, random_state=0)
     ours = KMeans(4, random_state=8, device="cpu").fit(X)
@@ -301,6 +311,7 @@ def test_callable_init_cannot_write_to_the_callers_data(dtype, rng):
     np.testing.assert_array_equal(X, X0)
 
 
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("copy_x", [True, False])
 def test_caller_arrays_are_never_modified(copy_x, rng):
     X = rng.normal(size=(200, 3))

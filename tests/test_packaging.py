@@ -42,10 +42,13 @@ def test_numba_cache_never_breaks_import(tmp_path):
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.update(PYTHONPATH=str(site), HOME=str(fake_home), TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1")
+    # A problem this small runs on the NumPy engine; the Numba engine's cheapest kernel
+    # shows where its kernels are cached.
     code = (
         "import numpy as np, numba, gpukmeans\n"
-        "from gpukmeans import KMeans\n"
+        "from gpukmeans import KMeans, _cpu\n"
         "km = KMeans(2, random_state=0, device='cpu').fit(np.array([[0.,0],[0,1],[9,9],[9,8]]))\n"
+        "_cpu._group_bounds(0, 1, 1, 1, 1)\n"
         "print(numba.config.CACHE_DIR)\n"
     )
     result = _run(code, env=env, cwd=tmp_path)

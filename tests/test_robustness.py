@@ -13,10 +13,12 @@ from sklearn.exceptions import ConvergenceWarning
 from gpukmeans import KMeans
 from gpukmeans._backend import cuda_backend, use_backend
 from gpukmeans._lloyd import to_host
+from conftest import route_cpu_fits
 from label_checks import sq_dist64
 
 ENGINES = [
     pytest.param("cpu", id="cpu"),
+    pytest.param("cpu-numba", id="cpu-numba"),
     pytest.param("emulated", id="gpu-emulated"),
     pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
 ]
@@ -25,7 +27,9 @@ ENGINES = [
 @pytest.fixture(params=ENGINES)
 def device(request):
     """The ``device`` to fit on; "gpu" runs on the emulated device or on CUDA."""
-    if request.param == "cpu":
+    if request.param.startswith("cpu"):
+        if request.param == "cpu-numba":  # problems this small go to the NumPy engine
+            route_cpu_fits(request.getfixturevalue("monkeypatch"), "numba")
         yield "cpu"
         return
     backend = (cuda_backend() if request.param == "cuda"

@@ -1,0 +1,277 @@
+"""The CPU engine for problems too small to repay a compile: NumPy and SciPy, no JIT.
+
+The Numba engine (:mod:`gpukmeans._cpu`) compiles its kernels on first use, tens of
+seconds on two cores with an empty cache, and loads them from the cache in every new
+process. A fit whose every pass over the data is a few million multiply-adds is over
+long before that in NumPy, and never imports Numba. :func:`is_small` decides from the
+shapes alone, never from a cache or the machine: the same call always runs the same
+code, and gives bitwise the same result with any number of threads.
+
+Same contract (:class:`gpukmeans._engine.Engine`) and same answers as the Numba engine:
+each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk by
+chunk as scikit-learn computes it, and float32 near-ties are decided in float64 from the
+differences, as there, so the labels are the exactly nearest centers; sums, inertia and
+transform's distances are float64. Only the rounding of the float32 sums differs (float64
+throughout here, float32 folds there), far below what reaches the float32 centers.
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import contextlib
+import functools
+
+import numpy as np
+import scipy.sparse
+
+from ._engine import Engine
+
+# Most multiply-adds (n_samples x n_features x n_clusters, one E-step) a problem may have
+# to run here, and most elements of X (a float32 X gets a float64 copy per fit). At the
+# limit an iteration takes a few milliseconds in NumPy on two cores, against about a
+# third of that in the Numba engine once it is compiled: a fit of a hundred iterations
+# loses a fraction of a second, where the compile would cost 15-20 s and loading it from
+# the cache about 0.2 s. Measured by benchmarks/bench_startup.py (results/startup.md).
+MAX_WORK = 10**8
+MAX_ELEMENTS = 2**22
+
+# scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
+# pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2. Both
+# engines make the same BLAS calls on the same rows, so float64 labels match bit for bit.
+CHUNK_ROWS = 256
+
+SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
+"""Below float32's smallest normal number, products round by an absolute amount (up to
+half a subnormal), not a relative one. Counting twice that smallest normal into the
+squared norms that scale the margin adds 4 (n_features + 2) subnormals to it, which
+covers every rounding of such data (|x| below about 1e-19)."""
+
+CANCELLATION = 2.0**-20
+"""``transform``: below this fraction of ``||x||^2 + ||c||^2``, a squared distance from the
+norm expansion has lost more than 20 bits, and is summed from the differences instead."""
+
+
+@functools.lru_cache(maxsize=1)
+def blas_controller():
+    """One threadpoolctl controller for the process: building one scans the loaded
+    libraries (3 ms here), which every fit and predict would otherwise pay."""
+    # Numba's np.dot calls SciPy's BLAS; load it first so that the limit covers it too.
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def small_runtime():
+    """What every public call runs inside (``Engine.runtime``): BLAS on one thread.
+
+    This engine's products are a few million multiply-adds each, where a second BLAS
+    thread's start and join cost more than it saves (3-4x slower on a busy two-core
+    machine); and one thread sums in one order, whatever the machine.
+    """
+    with blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def is_small(n_samples, n_features, n_clusters):
+    """Whether a problem of these shapes runs on this engine rather than Numba's."""
+    return (n_samples * n_features <= MAX_ELEMENTS
+            and n_samples * n_features * n_clusters <= MAX_WORK)
+
+
+def bound_margin_coefficient(dtype, n_features):
+    """Relative rounding bound of ``||c||^2 - 2 x.c`` in ``dtype``, against
+    ``||x||^2 + max ||c||^2``: twice the worst case of a recursive sum of
+    ``n_features + 2`` terms, so that it holds whatever order the sums were vectorised in.
+    """
+    return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
+
+
+def centers_squared_norms(centers):
+    """``||c||^2`` in the centers' dtype, by scikit-learn's own ``row_norms`` (an einsum):
+    summed in another order, an exact tie in ``||c||^2 - 2 x.c`` (integer or one-hot
+    data) can round the other way, and float64 labels would no longer be scikit-learn's
+    bit for bit."""
+    from sklearn.utils.extmath import row_norms
+
+    return row_norms(centers, squared=True)
+
+
+def _squared_distances_f64(x, centers):
+    """``||x - c||^2`` from the differences in float64, one row against several centers."""
+    diff = x.astype(np.float64) - centers.astype(np.float64)
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def _assign_chunk(chunk, x_squared_norms, centers, minus_two_centers_t, squared_norms,
+                  max_center_norm, margin_coefficient):
+    """Labels of one chunk of rows (see the module docstring).
+
+    A float32 value ``||c||^2 - 2 x.c`` is off by at most the margin, so two centers
+    whose values are within twice the margin are a near-tie that float32 cannot order:
+    the float64 distances from the differences of the centers in that window decide,
+    lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
+    the plain argmin, scikit-learn's.
+    """
+    values = chunk @ minus_two_centers_t
+    values += squared_norms
+    labels = values.argmin(axis=1)
+    if margin_coefficient == 0 or values.shape[1] == 1:
+        return labels
+    rows = np.arange(chunk.shape[0])
+    best_value = values[rows, labels]
+    second_value = np.partition(values, 1, axis=1)[:, 1]
+    tie_gap = 2 * margin_coefficient * (x_squared_norms * (1 + margin_coefficient)
+                                        + max_center_norm)
+    for i in np.flatnonzero((second_value - best_value).astype(np.float64) <= tie_gap):
+        window = np.flatnonzero(values[i] <= best_value[i] + tie_gap[i])
+        distances = _squared_distances_f64(chunk[i], centers[window])
+        labels[i] = window[np.argmin(distances)]
+    return labels
+
+
+def e_step(X, centers, labels, x_squared_norms=None):
+    """Engine ``assign_labels``; a run passes the ``x_squared_norms`` it has."""
+    n_features = X.shape[1]
+    squared_norms = centers_squared_norms(centers)
+    minus_two_centers_t = np.ascontiguousarray((-2 * centers).T)
+    max_center_norm = float(squared_norms.max()) + SUBNORMAL_NORM
+    margin_coefficient = (
+        bound_margin_coefficient(X.dtype, n_features) if X.dtype == np.float32 else 0.0
+    )
+    if margin_coefficient and x_squared_norms is None:
+        x_squared_norms = row_norms(X)
+    # float64 takes scikit-learn's chunks, for its labels bit for bit; float32 labels are
+    # exact whatever the chunk, and few features make small chunks all Python overhead.
+    chunk_rows = CHUNK_ROWS if X.dtype == np.float64 else max(CHUNK_ROWS, 2**15 // n_features)
+    for start in range(0, X.shape[0], chunk_rows):
+        stop = start + chunk_rows
+        labels[start:stop] = _assign_chunk(
+            X[start:stop], None if x_squared_norms is None else x_squared_norms[start:stop],
+            centers, minus_two_centers_t, squared_norms, max_center_norm, margin_coefficient,
+        )
+
+
+def _cluster_sums(X_f64, sample_weight, labels, n_clusters):
+    """``sum_i w_i x_i`` and ``sum_i w_i`` per cluster in float64, each a sequential sum
+    in sample order (a sparse one-hot product: n_samples x n_features work, not times
+    n_clusters)."""
+    n_samples = X_f64.shape[0]
+    weights = sample_weight.astype(np.float64)
+    one_hot = scipy.sparse.csr_matrix(
+        (weights, (labels, np.arange(n_samples))), shape=(n_clusters, n_samples)
+    )
+    sums = np.asarray(one_hot @ X_f64)
+    return sums, np.bincount(labels, weights=weights, minlength=n_clusters)
+
+
+def lloyd_iter(X, sample_weight, centers_old, labels):
+    e_step(X, centers_old, labels)
+    return _cluster_sums(X.astype(np.float64, copy=False), sample_weight, labels,
+                         centers_old.shape[0])
+
+
+class _Run:
+    """One run's passes (``Engine.start_lloyd``): a float32 X is converted to float64
+    once, for every step's sums, instead of once per step."""
+
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+        self.X, self.x_squared_norms = X, x_squared_norms
+        self.sample_weight, self.n_clusters = sample_weight, n_clusters
+        self.X_f64 = X.astype(np.float64, copy=False)
+
+    def step(self, centers_old, labels):
+        e_step(self.X, centers_old, labels, self.x_squared_norms)
+        return _cluster_sums(self.X_f64, self.sample_weight, labels, self.n_clusters)
+
+    def finish(self, centers, labels, assign_labels):
+        if assign_labels:
+            e_step(self.X, centers, labels, self.x_squared_norms)
+        return inertia(self.X, self.sample_weight, centers, labels)
+
+
+def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
+    return _Run(X, x_squared_norms, sample_weight, n_clusters)
+
+
+def assigned_distances(X, centers, labels):
+    centers_f64 = centers.astype(np.float64)
+    distances = np.empty(X.shape[0])
+    # Small blocks keep the float64 differences in cache; one float64 dtype per
+    # operation keeps NumPy on its fast loops (a mixed float32 - float64 is 3x slower).
+    for start in range(0, X.shape[0], CHUNK_ROWS // 2):
+        stop = start + CHUNK_ROWS // 2
+        diff = X[start:stop].astype(np.float64)
+        diff -= centers_f64.take(labels[start:stop], axis=0)
+        distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
+    return distances
+
+
+def inertia(X, sample_weight, centers, labels):
+    # NumPy's pairwise sum: a fixed order, whatever the thread count.
+    return np.float64((assigned_distances(X, centers, labels) * sample_weight).sum())
+
+
+def row_norms(X):
+    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+
+def pairwise_distances(X, centers):
+    """Euclidean distances in X's dtype: ``||x||^2 - 2 x.c + ||c||^2`` wholly in float64
+    (in float32 the cancellation would leave errors of order sqrt(eps) ||x|| on small
+    distances); where even float64's cancellation costs more than 20 of its 52 bits (a
+    sample on or near a center), summed from the differences: exactly 0 on a center."""
+    X_f64 = X.astype(np.float64, copy=False)
+    centers_f64 = centers.astype(np.float64)
+    x_squared_norms = row_norms(X_f64)
+    squared_norms = row_norms(centers_f64)
+    squared = X_f64 @ (-2.0 * centers_f64).T
+    squared += x_squared_norms[:, None]
+    squared += squared_norms[None, :]
+    cancelled = squared <= CANCELLATION * (x_squared_norms[:, None] + squared_norms[None, :])
+    for i, j in zip(*np.nonzero(cancelled)):
+        squared[i, j] = _squared_distances_f64(X[i], centers[j:j + 1])[0]
+    np.maximum(squared, 0.0, out=squared)
+    return np.sqrt(squared).astype(X.dtype, copy=False)
+
+
+def centered(X, X_mean):
+    """Engine ``centered``, on the Numba engine's rule (see :func:`gpukmeans._cpu.centered`):
+    float64 always centred, as scikit-learn does; float32 only far from the origin."""
+    if X.dtype == np.float32:
+        x_squared_norms = row_norms(X)
+        mean_squared_norm = float(np.square(X_mean.astype(np.float64)).sum())
+        if mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm:
+            return X, x_squared_norms, False
+    out = X - X_mean.astype(X.dtype, copy=False)
+    return out, row_norms(out), True
+
+
+def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
+    candidates = X[candidate_ids]
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype.
+    dots = candidates @ X.T
+    distances = x_squared_norms[None, :] - 2.0 * dots
+    distances += x_squared_norms[candidate_ids][:, None]
+    np.maximum(distances, 0.0, out=distances)
+    # Rounded to X's dtype before the min, as scikit-learn does.
+    distance_to_candidates = np.minimum(distances.astype(X.dtype), closest_dist_sq)
+    candidates_pot = (distance_to_candidates * sample_weight.astype(np.float64)).sum(axis=1)
+    return distance_to_candidates, candidates_pot
+
+
+def make_engine():
+    return Engine(
+        name="cpu",
+        xp=np,
+        lloyd_iter=lloyd_iter,
+        start_lloyd=start_lloyd,
+        assign_labels=e_step,
+        assigned_distances=assigned_distances,
+        inertia=inertia,
+        pairwise_distances=pairwise_distances,
+        row_norms=row_norms,
+        centered=centered,
+        kmeanspp_candidates=kmeanspp_candidates,
+        runtime=small_runtime,
+    )

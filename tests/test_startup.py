@@ -1,0 +1,247 @@
+"""A new user's first minutes: which CPU engine a call takes, what it costs to start, and
+that a compile is never silent.
+
+Small problems run on the NumPy engine (:mod:`gpukmeans._cpu_small`), which compiles
+nothing; the rest on the Numba engine, whose compile is announced, and which
+``gpukmeans compile`` warms ahead of time. Timings are not asserted here (they belong to
+``benchmarks/bench_startup.py``); what is asserted is what makes them: what is imported,
+what is compiled, and that both engines give the same fit.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+
+from command_checks import run
+from conftest import route_cpu_fits
+from gpukmeans import KMeans, _cpu_small, kmeans_plusplus
+from gpukmeans._device import get_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def rng():
+    seed = np.random.SeedSequence().entropy % 2**32
+    print(f"random seed: {seed}")
+    return np.random.default_rng(seed)
+
+
+def _python(code, env=None, timeout=600):
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        cwd=ROOT, env=env, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+# ---------------------------------------------------------------------- which engine
+
+
+@pytest.mark.parametrize("shape, small", [
+    ((100, 2, 4), True),  # the README's blobs
+    ((1797, 64, 10), True),  # scikit-learn's digits
+    ((5000, 784, 20), True),  # the notebook's MNIST subset
+    ((70000, 784, 20), False),  # all of MNIST
+    ((20000, 784, 5), False),  # few clusters, but every pass reads 16M values
+    ((2000, 784, 100), False),  # 157M multiply-adds per E-step
+    ((10**6, 1, 1), True),
+    ((10**6, 2, 4), True),
+    ((10**7, 1, 1), False),
+])
+def test_the_shapes_alone_choose_the_cpu_engine(shape, small):
+    engine = get_engine("cpu", *shape)
+    assert _cpu_small.is_small(*shape) == small
+    assert (engine.lloyd_iter is _cpu_small.lloyd_iter) == small
+    assert engine.name == "cpu"
+
+
+def test_small_problems_never_import_numba():
+    """The README's snippet, and every method of a small model, with no JIT at all: a
+    first fit costs what NumPy costs, never a compile."""
+    result = _python("""
+        import sys
+        import numpy as np
+        from sklearn.datasets import make_blobs
+        from gpukmeans import KMeans, kmeans_plusplus
+        X, _ = make_blobs(centers=4, cluster_std=0.5, random_state=0)
+        for dtype in (np.float64, np.float32):
+            km = KMeans(n_clusters=4, random_state=8, device="cpu").fit(X.astype(dtype))
+            km.predict(X); km.transform(X); km.score(X); km.fit_predict(X)
+        kmeans_plusplus(X, 4, random_state=0, device="cpu")
+        print(km.device_, "numba" in sys.modules, "numba.core" in sys.modules)
+    """)
+    assert result.stdout.split() == ["cpu", "False", "False"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", [
+    (100, 2, 4), (1031, 17, 9), (3000, 30, 40), (5000, 5, 300),
+])
+def test_both_cpu_engines_give_the_same_fit(
+    dtype, n_samples, n_features, n_clusters, rng, monkeypatch
+):
+    """Whichever engine the shapes pick, the answer is the same: the same k-means++ rows,
+    the same labels and iterations, centers equal up to the rounding of their sums
+    (float64 throughout on the NumPy engine, float32 folds on Numba's)."""
+    X, _ = make_blobs(n_samples=n_samples, n_features=n_features, centers=n_clusters,
+                      cluster_std=rng.uniform(0.5, 3.0), random_state=int(rng.integers(2**31)))
+    X = (X + rng.normal(scale=10, size=n_features)).astype(dtype)
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    seed = int(rng.integers(2**31))
+    fits = {}
+    for engine in ("numpy", "numba"):
+        route_cpu_fits(monkeypatch, engine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = KMeans(n_clusters, random_state=seed, device="cpu").fit(
+                X, sample_weight=sample_weight)
+        indices = kmeans_plusplus(X, n_clusters, random_state=seed, device="cpu")[1]
+        fits[engine] = model, indices, model.transform(X[:50]), model.predict(X[::7])
+    (ours, ours_idx, ours_t, ours_p), (ref, ref_idx, ref_t, ref_p) = fits["numpy"], fits["numba"]
+    np.testing.assert_array_equal(ours_idx, ref_idx)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.n_iter_ == ref.n_iter_
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.abs(X).max()
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=rtol,
+                               atol=rtol * scale)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    np.testing.assert_allclose(ours_t, ref_t, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_array_equal(ours_p, ref_p)
+    assert ours.cluster_centers_.dtype == dtype
+
+
+def test_numpy_engine_is_bitwise_deterministic_across_blas_threads(rng):
+    """It keeps BLAS on one thread, so the machine's core count never changes a bit."""
+    from threadpoolctl import threadpool_limits
+
+    X = rng.normal(size=(3000, 40)).astype(np.float32)
+    fits = []
+    for threads in (1, None):
+        with threadpool_limits(threads):
+            fits.append(KMeans(12, random_state=3, device="cpu").fit(X))
+    np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    assert fits[0].inertia_ == fits[1].inertia_
+
+
+# ---------------------------------------------------------------------- start-up
+
+
+def test_import_and_help_load_neither_scikit_learn_nor_numba():
+    """``import gpukmeans`` and ``gpukmeans --help`` cost what Python's own start costs:
+    the public names are imported on first use."""
+    result = _python("""
+        import contextlib, io, sys
+        import gpukmeans
+        heavy = lambda: sorted(m for m in ("sklearn", "numba", "scipy", "cupy") if m in sys.modules)
+        print(heavy())
+        from gpukmeans._cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            try:
+                main(["--help"])
+            except SystemExit:
+                pass
+        print(heavy(), "compile" in out.getvalue())
+        print(gpukmeans.KMeans.__name__, "kmeans_plusplus" in dir(gpukmeans))
+    """)
+    assert result.stdout.splitlines() == ["[]", "[] True", "KMeans True"]
+
+
+# ---------------------------------------------------------------------- compiling
+
+
+def test_a_compile_is_announced_once_per_call_and_never_for_a_cached_kernel(tmp_path):
+    """In a fresh cache the first call logs INFO "compiling the CPU kernels", once per
+    public call however many kernels it compiles; a process that finds them in the
+    cache says nothing. ``_group_bounds`` is the cheapest kernel to compile."""
+    code = """
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+        from gpukmeans import _cpu
+        for call in range(2):
+            with _cpu.cpu_runtime():
+                _cpu._group_bounds(0, 1, 1, 1, 1)
+                _cpu._squared_norm_f64(__import__("numpy").ones(3))
+        print("done")
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = _python(code, env=env)
+    notices = [line for line in first.stderr.splitlines() if "compiling" in line]
+    assert notices == [
+        "gpukmeans._cpu compiling the CPU kernels once (up to a minute); later runs reuse them"
+    ], first.stderr
+    second = _python(code, env=env)
+    assert "compiling" not in second.stderr and second.stdout.strip() == "done"
+
+
+def test_the_command_shows_the_compile_notice_on_stderr(capsys, monkeypatch):
+    """The command shows the engine's INFO line (and only that one) on stderr."""
+    from gpukmeans import _cli
+
+    def fit_that_compiles(args):
+        logging.getLogger("gpukmeans._cpu").info("compiling the CPU kernels once (up to a "
+                                                 "minute); later runs reuse them")
+        logging.getLogger("gpukmeans._cpu").info("something else")
+        return 0
+
+    monkeypatch.setattr(_cli, "_run_info", fit_that_compiles)
+    code, out, err = run(capsys, "info")
+    assert code == 0 and out == ""
+    assert err == "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them\n"
+    assert not logging.getLogger("gpukmeans._cpu").handlers  # removed when the command ends
+
+
+def test_compile_command_without_a_gpu(capsys, monkeypatch):
+    from gpukmeans import _device
+
+    monkeypatch.setattr(_device, "gpu_status", lambda: (False, "no CuPy"))
+    code, out, err = run(capsys, "compile", "--device", "gpu")
+    assert code == 2 and out == ""
+    assert err == "gpukmeans compile: error: no GPU is usable: no CuPy\n"
+
+
+def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
+    """After ``gpukmeans compile`` no fit, predict, transform or score of any shape
+    compiles or loads another kernel: the warm-up ran every path. (It shares the suite's
+    cache: cold, it compiles what the CPU engine's tests would.)"""
+    result = _python("""
+        import json, warnings
+        import numpy as np
+        from gpukmeans import _cli, _cpu, _cpu_small, KMeans, kmeans_plusplus
+        assert _cli.main(["compile", "--device", "cpu"]) == 0
+        def signatures():
+            return {name: sorted(map(str, f.signatures)) for name, f in vars(_cpu).items()
+                    if hasattr(f, "signatures")}
+        before = signatures()
+        _cpu_small.MAX_WORK = 0  # every call on the Numba engine
+        rng = np.random.default_rng(0)
+        warnings.simplefilter("ignore")
+        for dtype in (np.float32, np.float64):
+            for n_samples, n_features, n_clusters in [(1, 1, 1), (700, 3, 2), (3000, 40, 30),
+                                                      (2000, 9, 100), (600, 784, 20)]:
+                X = (rng.normal(size=(n_samples, n_features)) * 3 + 7).astype(dtype)
+                w = rng.uniform(0, 2, n_samples)
+                for init in ("k-means++", "random"):
+                    km = KMeans(n_clusters, init=init, n_init=2, max_iter=5, device="cpu",
+                                random_state=0).fit(X, sample_weight=w)
+                km.predict(X); km.transform(X); km.score(X, sample_weight=w)
+                KMeans(n_clusters, init=X[:n_clusters], n_init=1, device="cpu").fit(X)
+                kmeans_plusplus(X, n_clusters, random_state=0, device="cpu")
+        after = signatures()
+        print(json.dumps({name: sorted(set(after[name]) - set(before[name]))
+                          for name in after if after[name] != before[name]}))
+    """)
+    assert "CPU kernels: ready" in result.stdout
+    assert json.loads(result.stdout.splitlines()[-1]) == {}, "compiled after the warm-up"
