@@ -268,6 +268,16 @@ def test_verbose_prints_scikit_learns_lines(params, verbose):
     assert {"init", "iteration"} <= kinds and kinds & {"strict", "tol"}
 
 
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+@pytest.mark.parametrize("tol", [1e-2, 0])
+def test_scikit_learns_own_verbose_test(algorithm, tol, capsys):
+    from test_sklearn_suite import SUITE
+
+    if SUITE is None:
+        pytest.skip("scikit-learn's k-means tests are not installed")
+    SUITE.test_kmeans_verbose(algorithm, tol, capsys)  # on gpukmeans' KMeans
+
+
 def test_verbose_tolerance_zero_is_printed_as_scikit_learn_does(capsys):
     """scikit-learn's tolerance is the int 0 for tol=0, so its line says "tolerance 0."."""
     reporter = make_reporter(1, n_init=1, max_iter=10)
