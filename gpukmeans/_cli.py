@@ -251,19 +251,20 @@ def _resolve_device(device):
         raise CommandError(f"gpukmeans: error: {exc}") from None
 
 
-def _verbose(args):
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    return 1 if progress else 0
+def _progress_bars(args):
+    """Whether the fits draw progress bars: as asked, else when stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _fit(X, n_clusters, device, args, **params):
     """Fit gpukmeans' KMeans; return ``(model, seconds)``. Bad data is a CommandError."""
-    from . import KMeans
+    from . import KMeans, progress_bars
 
-    model = KMeans(n_clusters, device=device, random_state=args.seed, verbose=_verbose(args), **params)
+    model = KMeans(n_clusters, device=device, random_state=args.seed, **params)
     start = time.perf_counter()
     try:
-        model.fit(X)
+        with progress_bars(_progress_bars(args)):
+            model.fit(X)
     except (ValueError, TypeError) as exc:
         raise CommandError(f"gpukmeans: error: {exc}") from None
     return model, time.perf_counter() - start

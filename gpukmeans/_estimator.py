@@ -1,5 +1,6 @@
 """The public estimator: parameters, validation calls, device dispatch, fitted attributes."""
 
+import contextlib
 import logging
 import warnings
 
@@ -18,6 +19,7 @@ from ._device import array_module, get_engine, resolve_device
 from ._init import kmeans_plusplus as _kmeans_plusplus
 from ._init import random_init
 from ._lloyd import kmeans_single_lloyd, to_host
+from ._progress import NULL_REPORTER, make_reporter
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         ``tol`` times the mean variance of the features. A run also stops, strictly
         converged, when no label changed.
     verbose : int, default=0
-        0: silent. 1 or more: a progress report per iteration with the inertia.
+        0: silent. 1 or more: scikit-learn's lines, printed on stdout as scikit-learn
+        prints them ("Initialization complete", "Iteration 0, inertia 1.5.", "Converged
+        at iteration 7: strict convergence."), at the cost of one more pass over the data
+        per iteration for the inertia. Progress bars are asked for apart, whatever
+        ``verbose``: ``with gpukmeans.progress_bars(): km.fit(X)`` draws them on stderr
+        (k-means++'s centers, then each run's iterations); the ``gpukmeans`` command
+        draws them when stderr is a terminal.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation draws. The same seed gives bitwise the same result on
         the same device, whatever the number of threads.
@@ -192,8 +200,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
             X_mean = xp.asarray(X_mean)
         tol = _tolerance(X, self.tol, xp)
-        reporter = self._make_reporter(n_init, weight_scale)
-        with engine.runtime():
+        reporter = make_reporter(self.verbose, n_init, self.max_iter, weight_scale)
+        # Closed on the way out, also when the fit fails: no bar is left open.
+        with engine.runtime(), contextlib.closing(reporter):
             # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances, where
             # the engine's labels need them. A new array: the caller's is untouched.
             X, x_squared_norms, is_centred = engine.centered(X, X_mean)
@@ -246,11 +255,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         """``n_init`` runs; returns the best ``(labels, inertia, centers, n_iter)``."""
         best = None
         for run in range(n_init):
-            if reporter is not None:
-                reporter.start_run(run)
+            reporter.start_run(run)
             centers_init = self._init_centroids(
-                X, x_squared_norms, init, random_state, sample_weight, engine
+                X, x_squared_norms, init, random_state, sample_weight, engine, reporter
             )
+            reporter.init_complete()
             labels, inertia, centers, n_iter = kmeans_single_lloyd(
                 X,
                 x_squared_norms,
@@ -267,8 +276,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
             ):
                 best = labels, inertia, centers, n_iter
-        if reporter is not None:
-            reporter.close()
         return best
 
     def _resolve_fit_device(self, X):
@@ -299,12 +306,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             n_init = 1
         return n_init
 
-    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, engine):
+    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, engine,
+                        reporter=NULL_REPORTER):
         """Initial centers for one run. Prior validation of data is assumed."""
         xp = engine.xp
         if isinstance(init, str) and init == "k-means++":
             centers, _ = _kmeans_plusplus(
-                X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine
+                X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine,
+                reporter=reporter,
             )
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
@@ -320,13 +329,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         else:
             centers = init
         return xp.ascontiguousarray(centers)
-
-    def _make_reporter(self, n_init, inertia_scale):
-        if not self.verbose:
-            return None
-        from ._progress import make_reporter
-
-        return make_reporter(self.verbose, n_init, self.max_iter, inertia_scale)
 
     # ------------------------------------------------------------ inference
     def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True):

@@ -8,10 +8,18 @@ the passes over the data go through the engine.
 import numpy as np
 
 from ._lloyd import to_host
+from ._progress import NULL_REPORTER
 
 
 def kmeans_plusplus(
-    X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials=None
+    X,
+    n_clusters,
+    x_squared_norms,
+    sample_weight,
+    random_state,
+    engine,
+    n_local_trials=None,
+    reporter=NULL_REPORTER,
 ):
     """Greedy k-means++ (Arthur & Vassilvitskii, with local trials as in scikit-learn).
 
@@ -27,6 +35,8 @@ def kmeans_plusplus(
     engine : Engine
     n_local_trials : int, default=None
         Candidates tried per center; ``2 + int(ln(n_clusters))`` when None.
+    reporter : Reporter, default=NULL_REPORTER
+        Told of each center chosen (see :mod:`gpukmeans._progress`).
 
     Returns
     -------
@@ -40,6 +50,7 @@ def kmeans_plusplus(
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
 
+    reporter.start_init("k-means++", n_clusters)
     weight_host = to_host(sample_weight)
     center_id = random_state.choice(n_samples, p=weight_host / weight_host.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
@@ -53,6 +64,7 @@ def kmeans_plusplus(
     )
     closest_dist_sq = distance_to_first[0]
     current_pot = first_pot[0]
+    reporter.init_step(1)
 
     for c in range(1, n_clusters):
         # Sample candidates with probability proportional to the weighted squared
@@ -72,6 +84,8 @@ def kmeans_plusplus(
         best_candidate = int(candidate_ids[best])
         centers[c] = X[best_candidate]
         indices[c] = best_candidate
+        # int() above waited for the engine: the count is of centers really chosen.
+        reporter.init_step(c + 1)
 
     return centers, indices
 

@@ -8,6 +8,8 @@ engine owns the passes over the data.
 
 import numpy as np
 
+from ._progress import NULL_REPORTER
+
 
 def to_host(array):
     """A NumPy view or copy of a NumPy or CuPy array (small arrays only in the loop)."""
@@ -23,7 +25,7 @@ def kmeans_single_lloyd(
     engine,
     max_iter=300,
     tol=0.0,
-    reporter=None,
+    reporter=NULL_REPORTER,
 ):
     """A single run of k-means (Lloyd's algorithm). Prior validation of data is assumed.
 
@@ -39,9 +41,10 @@ def kmeans_single_lloyd(
     tol : float, default=0.0
         Absolute tolerance on the sum of squared center shifts (already scaled by the
         data's variance by the caller).
-    reporter : object or None
-        Progress reporter from :func:`gpukmeans._progress.make_reporter`; when given,
-        the inertia of each iteration is computed for it (an extra pass over X).
+    reporter : Reporter, default=NULL_REPORTER
+        From :func:`gpukmeans._progress.make_reporter`, told what scikit-learn's
+        ``verbose`` prints; where it ``needs_inertia``, the inertia of each iteration is
+        computed for it (an extra pass over X).
 
     Returns
     -------
@@ -82,7 +85,7 @@ def kmeans_single_lloyd(
         )
         centers_new = average_centers(sums, weight_in_clusters, centers, X.dtype, xp)
 
-        if reporter is not None:
+        if reporter.needs_inertia:
             # scikit-learn reports the inertia of the assignment just made.
             reporter.iteration(n_iter, float(engine.inertia(X, sample_weight, centers, labels)))
 
@@ -93,21 +96,19 @@ def kmeans_single_lloyd(
         # the E-step changed none, so the run goes on (or ends with a final E-step).
         if not labels_changed and not relocated:
             strict_convergence = True
-            reason = "strict convergence"
+            reporter.converged(n_iter)
             break
         center_shift_tot = float(center_shift_tot)
         if center_shift_tot <= tol:
-            reason = f"center shift {center_shift_tot:e} within tolerance {tol:e}"
+            # Shown in X's dtype, as scikit-learn shows it (float64 holds a float32 exactly).
+            reporter.converged(n_iter, X.dtype.type(center_shift_tot), tol)
             break
         labels_old[:] = labels
-    else:
-        reason = "max_iter reached"
 
     # Unless they stopped changing, the labels belong to the centers before the last
     # update: the E-step runs once more so that labels_ == predict(X).
     inertia = float(run.finish(centers, labels, assign_labels=not strict_convergence))
-    if reporter is not None:
-        reporter.end_run(n_iter, inertia, reason)
+    reporter.end_run(n_iter, inertia)
     return labels, inertia, centers, n_iter
 
 
