@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness (gpukmeans/_bench.py, benchmarks/*.py) on tiny sizes.
+"""Smoke tests of the benchmark harness (gpukmeans/bench/, benchmarks/*.py) on tiny sizes.
 
 They check that the harness runs, writes valid reports and puts an inertia and an agreement
 next to every time. They never assert on a timing. Thread counts are left at their defaults:
@@ -14,7 +14,13 @@ import struct
 import numpy as np
 import pytest
 
-from gpukmeans import _bench
+from gpukmeans import bench
+from gpukmeans.bench.contestants import select_contestants
+from gpukmeans.bench.reports import SCHEMA
+from gpukmeans.bench.runner import Settings, run_suite
+from gpukmeans.bench.workloads import (
+    Workload, find_mnist, load_mnist_images, profile_workloads, read_idx,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -42,22 +48,22 @@ def fake_mnist(tmp_path_factory):
 def test_read_idx_round_trip(tmp_path):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     _write_idx(tmp_path / "a.gz", array)
-    np.testing.assert_array_equal(_bench.read_idx(tmp_path / "a.gz"), array)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz"), array)
 
 
 def test_load_mnist_images_scales_to_unit_float32(fake_mnist):
-    X = _bench.load_mnist_images(fake_mnist, 700)
+    X = load_mnist_images(fake_mnist, 700)
     assert X.shape == (700, 784) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
 
 
 def test_find_mnist_never_guesses(tmp_path):
-    assert _bench.find_mnist(tmp_path) is None
+    assert find_mnist(tmp_path) is None
 
 
 def _check_report(result, out, name):
     on_disk = json.loads((out / f"{name}.json").read_text())
-    assert on_disk["schema"] == _bench.SCHEMA
+    assert on_disk["schema"] == SCHEMA
     for field in ("date", "cpu", "threads", "versions", "commit"):
         assert field in on_disk["environment"]
     assert on_disk["floors"]["bandwidth_gbps"]["median"] > 0
@@ -70,13 +76,13 @@ def _check_report(result, out, name):
 
 def test_quick_harness_tiny(tmp_path, fake_mnist):
     out = tmp_path / "out"
-    code = _bench.main(["--profile", "tiny", "--contestants", BASE, "--repeats", "1",
-                        "--mnist", str(fake_mnist), "--out", str(out), "--no-plots", "--quiet"])
+    code = bench.main(["--profile", "tiny", "--contestants", BASE, "--repeats", "1",
+                       "--mnist", str(fake_mnist), "--out", str(out), "--no-plots", "--quiet"])
     assert code == 0
     report = _check_report(None, out, "harness-tiny")
     fits = [r for r in report["results"] if r["benchmark"] == "time_fit"]
     assert {r["contestant"] for r in fits} == set(BASE.split(","))
-    assert {r["workload"] for r in fits} == {w.name for w in _bench.profile_workloads("tiny")}
+    assert {r["workload"] for r in fits} == {w.name for w in profile_workloads("tiny")}
     for r in fits:
         assert r["status"] == "ok", r
         assert r["time_s"]["min"] <= r["time_s"]["median"] <= r["time_s"]["max"]
@@ -101,11 +107,11 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
 
 def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     """Each importable CPU contestant runs a tiny workload; the rest say why not."""
-    workloads = [_bench.Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
-    settings = _bench.Settings(repeats=1, measure_seconds=1.0, max_seconds=120,
-                               floor_bytes=1 << 20, sgemm_size=64, plots=False)
-    result = _bench.run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
-                              name="all", workloads=workloads, log=lambda *a: None)
+    workloads = [Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
+    settings = Settings(repeats=1, measure_seconds=1.0, max_seconds=120,
+                        floor_bytes=1 << 20, sgemm_size=64, plots=False)
+    result = run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
+                       name="all", workloads=workloads, log=lambda *a: None)
     available = {c["key"] for c in result["contestants"] if c["available"]}
     assert {"sklearn-lloyd", "sklearn-elkan", "gpukmeans-cpu", "numpy-naive"} <= available
     for c in result["contestants"]:
@@ -119,7 +125,7 @@ def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
 
 
 def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
-    _, report = _bench.select_contestants(device="gpu")
+    _, report = select_contestants(device="gpu")
     assert {r["key"] for r in report} == {
         "gpukmeans-gpu", "faiss-gpu", "torch-cuda", "fast-pytorch-kmeans-cuda", "cupy-naive"}
     for r in report:
@@ -128,32 +134,32 @@ def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
 
 
 def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist):
-    code = _bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
-                        "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
+    code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
+                       "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
     assert code == 0
     report = json.loads((tmp_path / "harness-tiny.json").read_text())
     assert all(r["status"] != "ok" for r in report["results"])
     assert {s["workload"] for s in report["skipped_workloads"]} == {
-        w.name for w in _bench.profile_workloads("tiny")}
+        w.name for w in profile_workloads("tiny")}
     assert "budget" in (tmp_path / "harness-tiny.md").read_text()
 
 
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
-    workloads = [_bench.Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
+    workloads = [Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
                  for k in (2, 4)]
-    settings = _bench.Settings(repeats=1, measure_seconds=0.5, floor_bytes=1 << 20, sgemm_size=64)
-    result = _bench.run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
-                              settings=settings, out_dir=tmp_path, name="p",
-                              workloads=workloads, log=lambda *a: None)
+    settings = Settings(repeats=1, measure_seconds=0.5, floor_bytes=1 << 20, sgemm_size=64)
+    result = run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
+                       settings=settings, out_dir=tmp_path, name="p",
+                       workloads=workloads, log=lambda *a: None)
     assert "p-sweep_k.png" in result["files"]
     assert (tmp_path / "p-sweep_k.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_list_and_unknown_contestant(capsys):
-    assert _bench.main(["--list", "--contestants", "sklearn-lloyd,numpy-naive"]) == 0
+    assert bench.main(["--list", "--contestants", "sklearn-lloyd,numpy-naive"]) == 0
     assert "sklearn-lloyd" in capsys.readouterr().out
-    assert _bench.main(["--contestants", "nope", "--quiet"]) == 2
+    assert bench.main(["--contestants", "nope", "--quiet"]) == 2
 
 
 def _load_script(name):
