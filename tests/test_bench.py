@@ -18,9 +18,8 @@ from gpukmeans import bench
 from gpukmeans.bench.contestants import select_contestants
 from gpukmeans.bench.reports import SCHEMA
 from gpukmeans.bench.runner import Settings, run_suite
-from gpukmeans.bench.workloads import (
-    Workload, find_mnist, load_mnist_images, profile_workloads, read_idx,
-)
+from gpukmeans.bench.workloads import Workload, find_mnist, load_mnist_images, profile_workloads
+from gpukmeans.datasets import load_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,26 +38,32 @@ def fake_mnist(tmp_path_factory):
     """A tiny stand-in for MNIST in the real IDX format: 600 + 200 digits of 28 x 28."""
     directory = tmp_path_factory.mktemp("mnist")
     rng = np.random.default_rng(0)
-    for stem, n in (("train-images-idx3-ubyte", 600), ("t10k-images-idx3-ubyte", 200)):
-        blobs = rng.integers(0, 4, n)[:, None, None] * 60 + rng.integers(0, 40, (n, 28, 28))
-        _write_idx(directory / f"{stem}.gz", blobs)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        digits = rng.integers(0, 4, n)
+        blobs = digits[:, None, None] * 60 + rng.integers(0, 40, (n, 28, 28))
+        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", blobs)
+        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", digits)
     return directory
 
 
-def test_read_idx_round_trip(tmp_path):
-    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    _write_idx(tmp_path / "a.gz", array)
-    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz"), array)
-
-
-def test_load_mnist_images_scales_to_unit_float32(fake_mnist):
+def test_mnist_is_read_by_gpukmeans_datasets(fake_mnist):
     X = load_mnist_images(fake_mnist, 700)
     assert X.shape == (700, 784) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
+    expected, _ = load_mnist(fake_mnist, n_samples=700, download=False)
+    np.testing.assert_array_equal(X, expected / np.float32(255))
 
 
 def test_find_mnist_never_guesses(tmp_path):
     assert find_mnist(tmp_path) is None
+
+
+def test_find_mnist_looks_where_the_loader_looks(fake_mnist, tmp_path):
+    assert find_mnist(fake_mnist) == fake_mnist
+    (tmp_path / "mnist").symlink_to(fake_mnist, target_is_directory=True)
+    assert find_mnist(tmp_path) == tmp_path  # load_mnist(tmp_path) reads tmp_path/mnist
+    X = load_mnist_images(tmp_path, 10)
+    assert X.shape == (10, 784)
 
 
 def _check_report(result, out, name):

@@ -1,51 +1,26 @@
 """What the harness measures: the workloads of each profile, and the data they run on.
 
-MNIST is read from its IDX files and never downloaded here; the synthetic workloads are
-Gaussian blobs.
+MNIST is read by :mod:`gpukmeans.datasets`, never downloaded here; the synthetic workloads
+are Gaussian blobs.
 """
 
 import contextlib
 import dataclasses
-import gzip
-import math
 import os
 import pathlib
-import struct
 
 import numpy as np
 
-_MNIST_IMAGES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path):
-    """Read one IDX file (optionally gzip-compressed) into a NumPy array."""
-    path = pathlib.Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, type_code, n_dims = struct.unpack(">HBB", data[:4])
-    if zero != 0 or type_code not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (magic {data[:4]!r}).")
-    shape = struct.unpack(f">{n_dims}I", data[4 : 4 + 4 * n_dims])
-    dtype = np.dtype(_IDX_DTYPES[type_code])
-    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * n_dims, count=math.prod(shape))
-    return array.reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _mnist_file(directory, stem):
-    for name in (stem + ".gz", stem):
-        if (directory / name).is_file():
-            return directory / name
-    return None
+from ..datasets import MNIST_FILES, _find_mnist, load_mnist, mnist_cache_dir
 
 
 def find_mnist(path=None):
-    """Return the folder holding the MNIST IDX image files, or None.
+    """Return the folder holding the MNIST IDX files, or None.
 
     Looks at ``path``; else where :func:`gpukmeans.datasets.load_mnist` keeps them
     (``$GPUKMEANS_DATA``, the user cache), then ``shared/data/mnist`` beside or above the
-    working directory and this source tree. Never downloads.
+    working directory and this source tree; in each, as the loader does, in the folder or
+    its ``mnist/``. Never downloads.
     """
     if path is not None:
         candidates = [pathlib.Path(path).expanduser()]
@@ -53,35 +28,24 @@ def find_mnist(path=None):
         candidates = []
         if os.environ.get("GPUKMEANS_DATA"):
             candidates.append(pathlib.Path(os.environ["GPUKMEANS_DATA"]).expanduser())
-        with contextlib.suppress(Exception):
-            from ..datasets import mnist_cache_dir
-
+        with contextlib.suppress(Exception):  # no home directory: no user cache
             candidates.append(mnist_cache_dir())
         source_tree = pathlib.Path(__file__).resolve().parents[2]
         for base in (pathlib.Path.cwd(), source_tree):
             for up in (base, base.parent):
                 candidates.append(up / "shared" / "data" / "mnist")
     for directory in candidates:
-        for folder in (directory, directory / "mnist"):
-            if all(_mnist_file(folder, stem) for stem in _MNIST_IMAGES):
-                return folder
+        # The loader's own lookup, so that what is found here is what load_mnist reads.
+        if set(MNIST_FILES) <= set(_find_mnist(directory)):
+            return directory
     return None
 
 
 def load_mnist_images(directory, n_samples=None):
     """The MNIST images (train then test) as float32 in [0, 1], shape (n_samples, 784)."""
-    directory = pathlib.Path(directory)
-    parts = []
-    for stem in _MNIST_IMAGES:
-        path = _mnist_file(directory, stem)
-        if path is None:
-            raise FileNotFoundError(f"{stem}[.gz] not found in {directory}")
-        images = read_idx(path)
-        parts.append(images.reshape(images.shape[0], -1))
-        if n_samples is not None and sum(p.shape[0] for p in parts) >= n_samples:
-            break
-    X = np.concatenate(parts)[:n_samples]
-    return np.ascontiguousarray(X, dtype=np.float32) / np.float32(255.0)
+    X, _ = load_mnist(directory, n_samples=n_samples, normalize=True, dtype=np.float32,
+                      download=False, verbose=False)
+    return X
 
 
 def make_blobs_data(n_samples, n_features, n_centers, seed):
