@@ -110,6 +110,26 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
     assert naive_init and naive_init[0]["status"] == "skipped"
 
 
+def test_bench_prints_its_results_table(tmp_path, fake_mnist, capsys):
+    code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd,numpy-naive",
+                       "--repeats", "1", "--mnist", str(fake_mnist), "--out", str(tmp_path),
+                       "--no-plots"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    report = json.loads((tmp_path / "harness-tiny.json").read_text())
+    fits = [r for r in report["results"] if r["benchmark"] == "time_fit"]
+    assert {r["workload"] for r in fits} == {w.name for w in profile_workloads("tiny")}
+    for r in fits:
+        # Each workload's table: its title, the header, a row per contestant with its times.
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{r['workload']}: "))
+        end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+        header, *rows = lines[start + 1 : end]
+        assert header.split()[:4] == ["contestant", "per", "iter", "ms"]
+        (row,) = [line for line in rows if line.split()[0] == r["contestant"]]
+        assert f"{r['per_iter_s']['median'] * 1e3:.1f}" in row
+        assert f"{r['inertia_rel_diff']:+.1e}" in row and f"{r['label_agreement']:.4f}" in row
+
+
 def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     """Each importable CPU contestant runs a tiny workload; the rest say why not."""
     workloads = [Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
@@ -138,10 +158,11 @@ def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
         assert r["available"] or r["reason"]
 
 
-def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist):
+def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist, capsys):
     code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
                        "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
     assert code == 0
+    assert capsys.readouterr().out == ""  # --quiet: no table either
     report = json.loads((tmp_path / "harness-tiny.json").read_text())
     assert all(r["status"] != "ok" for r in report["results"])
     assert {s["workload"] for s in report["skipped_workloads"]} == {

@@ -43,6 +43,7 @@ import sys
 
 from .contestants import select_contestants
 from .environment import default_threads
+from .reports import render_text
 from .runner import Settings, run_suite
 
 
@@ -51,7 +52,8 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
         prog=prog,
         description="Benchmark gpukmeans against the k-means libraries importable here, on "
         "the same work (same initial centres, fixed iterations), with inertia and agreement "
-        "reported next to each time. Writes JSON, markdown and PNG plots.",
+        "reported next to each time. Prints the results table and writes JSON, markdown and "
+        "PNG plots.",
     )
     p.add_argument("--profile", choices=("tiny", "quick", "full"), default=profile,
                    help=f"workload set (default {profile}; tiny is for smoke tests)")
@@ -74,7 +76,8 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
                    help="threads for every library (default: the cores available)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--list", action="store_true", help="list contestants and availability, then exit")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing (the reports are still written)")
     return p
 
 
@@ -107,11 +110,14 @@ def main(argv=None, *, prog="gpukmeans bench", profile="quick", max_seconds=110.
             print(f"{r['key']:26s} {r['device']:4s} {state}{' (untested)' if r['untested'] else ''}")
         return 0
     try:
-        run_suite(args.profile, contestants=names, device=args.device, mnist=args.mnist,
-                  settings=settings_from_args(args), out_dir=args.out, name=args.name, repo=repo,
-                  log=(lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True)))
+        result = run_suite(
+            args.profile, contestants=names, device=args.device, mnist=args.mnist,
+            settings=settings_from_args(args), out_dir=args.out, name=args.name, repo=repo,
+            log=(lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True)))
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    if not args.quiet:  # the answer itself, not only where it was written
+        print("\n" + render_text(result), end="", flush=True)
     return 0
 

@@ -77,10 +77,19 @@ def render_markdown(result):
     return "\n".join(lines) + "\n"
 
 
-def _workload_table(wl, rows):
-    head = (f"## {wl['name']}: {wl['dataset']} {wl['n_samples']:,} x {wl['n_features']}, "
+_FIT_COLUMNS = (
+    "contestant", "per iter ms", "× floor", "× ref", "first call ms", "iters", "Δinertia",
+    "labels", "to convergence ms (iters)", "k-means++ ms", "× ref", "notes",
+)
+
+
+def _workload_title(wl):
+    return (f"{wl['name']}: {wl['dataset']} {wl['n_samples']:,} x {wl['n_features']}, "
             f"k={wl['n_clusters']}, {wl['n_iter']} iterations")
-    lines = ["", head, ""]
+
+
+def _workload_table(wl, rows):
+    lines = ["", f"## {_workload_title(wl)}", ""]
     for device, floor in (wl.get("floors") or {}).items():
         if floor.get("floor_s"):
             lines.append(f"Floor per iteration ({device}): {floor['floor_s'] * 1e3:.3g} ms "
@@ -94,45 +103,12 @@ def _workload_table(wl, rows):
         lines += [f"Reference for Δinertia and labels: {', '.join(sorted(references))} "
                   "(scikit-learn does not run this shape).", ""]
     keys = list(dict.fromkeys(r["contestant"] for r in rows))
-    ref_fit = get.get(("sklearn-lloyd", "time_fit", None))
-    ref_init = get.get(("sklearn-lloyd", "time_init", None))
-    lines += ["| contestant | per iter ms | × floor | × ref | first call ms | iters | "
-              "Δinertia | labels | to convergence ms (iters) | k-means++ ms | × ref | notes |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key in keys:
-        fit = get.get((key, "time_fit", None), {})
-        conv = get.get((key, "time_fit_converge", None), {})
-        init = get.get((key, "time_init", None), {})
-        name = key + (" †" if fit.get("untested") else "")
-        if fit.get("status") != "ok":
-            lines.append(f"| {name} | {fit.get('reason') or fit.get('status', '—')} "
-                         "| | | | | | | | | | |")
-            continue
-        ratio_ref = _ratio(fit, ref_fit, "per_iter_s")
-        conv_cell = "—"
-        if conv.get("status") == "ok":
-            conv_cell = f"{_ms(conv['time_s'])} ({_num(conv.get('n_iter'), 'd')})"
-        elif conv:
-            conv_cell = conv.get("reason", conv.get("status"))[:40]
-        init_cell = _ms_range(init.get("time_s")) if init.get("status") == "ok" else "—"
-        notes = list(fit.get("notes", []))[:2]
-        if fit.get("h2d_s"):
-            notes.insert(0, f"H2D copy {_ms(fit['h2d_s'])} ms excluded "
-                            f"(fit incl. copy {fit['time_with_h2d_s'] * 1e3:.1f} ms)")
-        if fit.get("n_iter") is not None and fit["n_iter"] != wl["n_iter"]:
-            notes.insert(0, f"stopped after {fit['n_iter']} of {wl['n_iter']} iterations "
-                            "(strict convergence)")
-        if fit.get("first_call_used_as_sample"):
-            notes.append("single slow run")
-        if fit.get("library_log"):
-            notes.append("; ".join(fit["library_log"])[:120])
-        lines.append(
-            f"| {name} | {_ms_range(fit.get('per_iter_s'))} | {_num(fit.get('ratio_to_floor'), '.2f')} "
-            f"| {_num(ratio_ref, '.2f')} | {_num(fit.get('first_call_s') and fit['first_call_s'] * 1e3, '.0f')} "
-            f"| {_num(fit.get('n_iter'), 'd')} | {_num(fit.get('inertia_rel_diff'), '+.1e')} "
-            f"| {_num(fit.get('label_agreement'), '.4f')} | {conv_cell} | {init_cell} "
-            f"| {_num(_ratio(init, ref_init), '.2f')} | {'; '.join(notes).replace('|', '/')} |"
-        )
+    lines += ["| " + " | ".join(_FIT_COLUMNS) + " |", "|" + "---|" * len(_FIT_COLUMNS)]
+    for cells in _fit_rows(wl, rows):
+        if len(cells) == len(_FIT_COLUMNS):
+            lines.append("| " + " | ".join(cells) + " |")
+        else:  # the reason it did not run, then empty cells
+            lines.append(f"| {cells[0]} | {cells[1]} |" + " |" * (len(_FIT_COLUMNS) - 2))
     seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})
     if seeds:
         lines += ["", f"Library defaults, `KMeans({wl['n_clusters']}, random_state=seed)` end to end "
@@ -158,6 +134,80 @@ def _workload_table(wl, rows):
             ratio = med / float(np.median(ref_times)) if ref_times else None
             lines.append(f"| {key} | " + " | ".join(cells) + f" | {med * 1e3:.0f} | {_num(ratio, '.2f')} |")
     return lines
+
+
+def _fit_rows(wl, rows):
+    """A workload's main table, the cells of :data:`_FIT_COLUMNS` for each contestant, or
+    ``[name, reason]`` for one whose fixed-work fit has no time."""
+    get = {(r["contestant"], r["benchmark"], r.get("seed")): r for r in rows}
+    ref_fit = get.get(("sklearn-lloyd", "time_fit", None))
+    ref_init = get.get(("sklearn-lloyd", "time_init", None))
+    table = []
+    for key in dict.fromkeys(r["contestant"] for r in rows):
+        fit = get.get((key, "time_fit", None), {})
+        conv = get.get((key, "time_fit_converge", None), {})
+        init = get.get((key, "time_init", None), {})
+        name = key + (" †" if fit.get("untested") else "")
+        if fit.get("status") != "ok":
+            table.append([name, fit.get("reason") or fit.get("status", "—")])
+            continue
+        ratio_ref = _ratio(fit, ref_fit, "per_iter_s")
+        conv_cell = "—"
+        if conv.get("status") == "ok":
+            conv_cell = f"{_ms(conv['time_s'])} ({_num(conv.get('n_iter'), 'd')})"
+        elif conv:
+            conv_cell = conv.get("reason", conv.get("status"))[:40]
+        init_cell = _ms_range(init.get("time_s")) if init.get("status") == "ok" else "—"
+        notes = list(fit.get("notes", []))[:2]
+        if fit.get("h2d_s"):
+            notes.insert(0, f"H2D copy {_ms(fit['h2d_s'])} ms excluded "
+                            f"(fit incl. copy {fit['time_with_h2d_s'] * 1e3:.1f} ms)")
+        if fit.get("n_iter") is not None and fit["n_iter"] != wl["n_iter"]:
+            notes.insert(0, f"stopped after {fit['n_iter']} of {wl['n_iter']} iterations "
+                            "(strict convergence)")
+        if fit.get("first_call_used_as_sample"):
+            notes.append("single slow run")
+        if fit.get("library_log"):
+            notes.append("; ".join(fit["library_log"])[:120])
+        table.append([
+            name, _ms_range(fit.get("per_iter_s")), _num(fit.get("ratio_to_floor"), ".2f"),
+            _num(ratio_ref, ".2f"),
+            _num(fit.get("first_call_s") and fit["first_call_s"] * 1e3, ".0f"),
+            _num(fit.get("n_iter"), "d"), _num(fit.get("inertia_rel_diff"), "+.1e"),
+            _num(fit.get("label_agreement"), ".4f"), conv_cell, init_cell,
+            _num(_ratio(init, ref_init), ".2f"), "; ".join(notes).replace("|", "/"),
+        ])
+    return table
+
+
+def render_text(result):
+    """The results for a terminal: each workload's main table as the markdown has it, less
+    its notes, in aligned columns."""
+    lines = [f"Workload {s['workload']} skipped: {s['reason']}." for s in result["skipped_workloads"]]
+    by_workload = {}
+    for r in result["results"]:
+        by_workload.setdefault(r["workload"], []).append(r)
+    columns = _FIT_COLUMNS[:-1]
+    for wl in result["workloads"]:
+        table = _fit_rows(wl, by_workload.get(wl["name"], []))
+        timed = [cells[:-1] for cells in table if len(cells) == len(_FIT_COLUMNS)]
+        widths = [max(map(len, column)) for column in zip(columns, *timed)]
+        lines += ["", _workload_title(wl), _aligned(columns, widths)]
+        for cells in table:
+            if len(cells) == len(_FIT_COLUMNS):
+                lines.append(_aligned(cells[:-1], widths))
+            else:
+                lines.append(f"  {cells[0]:<{widths[0]}}  {cells[1]}")
+    lines += ["",
+              "ms: medians [min–max] after the first call; × floor: per iteration / this machine's floor;",
+              "× ref, Δinertia, labels: against scikit-learn's Lloyd from the same centres; † never run",
+              "on a GPU in CI. Notes and each library's own defaults: in the markdown report."]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _aligned(cells, widths):
+    first, *rest = cells
+    return "  " + "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:])])
 
 
 def _ratio(record, reference, field="time_s"):
