@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gpukmeans import bench
+from gpukmeans.bench import plots
 from gpukmeans.bench.contestants import select_contestants
 from gpukmeans.bench.reports import SCHEMA
 from gpukmeans.bench.runner import Settings, run_suite
@@ -180,6 +181,64 @@ def test_plots_are_written(tmp_path):
                        workloads=workloads, log=lambda *a: None)
     assert "p-sweep_k.png" in result["files"]
     assert (tmp_path / "p-sweep_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _fit_record(workload, group, key, seconds):
+    library, device = {"gpukmeans-cpu": ("gpukmeans", "cpu"), "gpukmeans-gpu": ("gpukmeans", "gpu"),
+                       "sklearn-lloyd": ("scikit-learn", "cpu"), "numpy-naive": ("numpy", "cpu")}[key]
+    return {"workload": workload, "group": group, "contestant": key, "library": library,
+            "device": device, "benchmark": "time_fit", "status": "ok",
+            "per_iter_s": {"median": seconds}}
+
+
+def test_each_contestant_keeps_its_colour_in_every_plot(tmp_path, monkeypatch):
+    """A contestant missing from one plot must not shift the others' colours there."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    seen = {}  # plot file -> {contestant: (colour, marker)}, read from the artists drawn
+    save = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        (ax,) = fig.axes
+        drawn = {line.get_label(): (to_hex(line.get_color()), line.get_marker())
+                 for line in ax.get_lines() if not line.get_label().startswith("floor")}
+        drawn.update({bars.get_label(): (to_hex(bars.patches[0].get_facecolor()), None)
+                      for bars in ax.containers})
+        seen[pathlib.Path(path).name] = drawn
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    shape = dict(n_features=4, n_clusters=8, dataset="blobs")
+    result = {
+        "environment": {"cpu": {"model": "test"}, "threads": 1, "cores_available": 1},
+        "workloads": [dict(shape, name="n1", group="sweep_n", n_samples=100),
+                      dict(shape, name="n2", group="sweep_n", n_samples=1000),
+                      dict(shape, name="k", group="sweep_k", n_samples=100, n_clusters=16),
+                      dict(shape, name="m", group="mnist", n_samples=100)],
+        "results": [_fit_record("n1", "sweep_n", key, 1e-3)
+                    for key in ("gpukmeans-cpu", "numpy-naive", "sklearn-lloyd")]
+                   + [_fit_record("n2", "sweep_n", key, 1e-2)
+                      for key in ("gpukmeans-cpu", "numpy-naive", "sklearn-lloyd")]
+                   # gpukmeans skipped on sweep_k: numpy-naive would become the first colour
+                   + [_fit_record("k", "sweep_k", key, 1e-3) for key in ("sklearn-lloyd", "numpy-naive")]
+                   + [_fit_record("m", "mnist", key, 1e-3)
+                      for key in ("numpy-naive", "gpukmeans-gpu", "gpukmeans-cpu")],
+    }
+    written = plots.write_plots(result, tmp_path, "p")
+    assert sorted(p.name for p in written) == sorted(seen) == [
+        "p-per-library.png", "p-sweep_k.png", "p-sweep_n.png"]
+    colours, markers = {}, {}
+    for drawn in seen.values():
+        for key, (colour, marker) in drawn.items():
+            colours.setdefault(key, set()).add(colour)
+            if marker is not None:  # bars have none
+                markers.setdefault(key, set()).add(marker)
+    assert set(colours) == {"gpukmeans-cpu", "gpukmeans-gpu", "numpy-naive", "sklearn-lloyd"}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert all(len(m) == 1 for m in markers.values()), markers
+    assert len({c.pop() for c in colours.values()}) == len(colours)  # and no two alike
 
 
 def test_list_and_unknown_contestant(capsys):
