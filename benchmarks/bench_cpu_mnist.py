@@ -37,7 +37,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from gpukmeans import _bench as B  # noqa: E402
+from gpukmeans.bench.contestants import set_numba_threads  # noqa: E402
+from gpukmeans.bench.environment import (  # noqa: E402
+    default_threads, environment, hardware_line, versions_line,
+)
+from gpukmeans.bench.floors import (  # noqa: E402
+    gemm_seconds, iteration_floor, kmeanspp_floor, measure_bandwidth, measure_sgemm, peak,
+)
+from gpukmeans.bench.reports import json_default  # noqa: E402
+from gpukmeans.bench.runner import thread_limits  # noqa: E402
+from gpukmeans.bench.scoring import reference_assign  # noqa: E402
+from gpukmeans.bench.timing import collect_warnings, summarize, timed  # noqa: E402
+from gpukmeans.bench.workloads import find_mnist, load_mnist_images  # noqa: E402
 
 TARGETS = {
     # name: (the gpukmeans / scikit-learn time ratio at most, what issue 2 says)
@@ -67,16 +78,16 @@ def alternate(calls, repeats, warmup=True, log=print):
     out = {name: {"samples": [], "first_call_s": None, "result": None, "notes": []} for name in names}
     if warmup:
         for name in names:
-            with B.collect_warnings(out[name]["notes"]):
-                seconds, out[name]["result"] = B.timed(calls[name])
+            with collect_warnings(out[name]["notes"]):
+                seconds, out[name]["result"] = timed(calls[name])
             out[name]["first_call_s"] = seconds
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            with B.collect_warnings(out[name]["notes"]):
-                seconds, out[name]["result"] = B.timed(calls[name])
+            with collect_warnings(out[name]["notes"]):
+                seconds, out[name]["result"] = timed(calls[name])
             out[name]["samples"].append(seconds)
     for name in names:
-        out[name]["time_s"] = B.summarize(out[name]["samples"])
+        out[name]["time_s"] = summarize(out[name]["samples"])
         log(f"    {name:10s} median {out[name]['time_s']['median'] * 1e3:9.1f} ms "
             f"[{out[name]['time_s']['min'] * 1e3:.1f}-{out[name]['time_s']['max'] * 1e3:.1f}]")
     return out
@@ -103,7 +114,7 @@ def run(cfg, X, threads, log=print):
     shapes[f"X[:{Xn.shape[0]}] @ C.T, k=20"] = (Xn, 20)
     log("floor: copy, SGEMM and each shape's X @ C.T")
     rates_start = _measure_rates(cfg)
-    gemm = {name: B.gemm_seconds(A, k, repeats=3) for name, (A, k) in shapes.items()}
+    gemm = {name: gemm_seconds(A, k, repeats=3) for name, (A, k) in shapes.items()}
 
     # (b) k-means++ first: scikit-learn's seeding (seed 0) is (a)'s shared initial centres.
     inits = {}
@@ -131,7 +142,7 @@ def run(cfg, X, threads, log=print):
         }, cfg["repeats"], log=log)
         fits = {n: m["result"] for n, m in measured.items()}
         for n, m in measured.items():
-            m["per_iter_s"] = B.summarize([t / fits[n].n_iter_ for t in m["samples"]])
+            m["per_iter_s"] = summarize([t / fits[n].n_iter_ for t in m["samples"]])
         report["sections"][f"iteration k={k}"] = {
             "n_clusters": k, "n_iter_requested": cfg["n_iter"], "measured": _strip(measured),
             "n_iter": {n: int(f.n_iter_) for n, f in fits.items()},
@@ -170,11 +181,11 @@ def run(cfg, X, threads, log=print):
     # product or this data's own X @ C.T, whichever ran faster.
     log("floor: again at the end")
     rates_end = _measure_rates(cfg)
-    floors = {name: B.summarize(rates_start[name]["samples"] + rates_end[name]["samples"])
+    floors = {name: summarize(rates_start[name]["samples"] + rates_end[name]["samples"])
               for name in ("bandwidth_gbps", "sgemm_gflops")}
     floors.update(bandwidth_bytes=cfg["floor_bytes"], sgemm_size=cfg["sgemm_size"], gemm=gemm)
-    bandwidth = B.peak(floors["bandwidth_gbps"])
-    sgemm, source = B.peak(floors["sgemm_gflops"]), f"{cfg['sgemm_size']}² square product"
+    bandwidth = peak(floors["bandwidth_gbps"])
+    sgemm, source = peak(floors["sgemm_gflops"]), f"{cfg['sgemm_size']}² square product"
     for name, (A, k) in shapes.items():
         rate = 2 * A.shape[0] * A.shape[1] * k / gemm[name]["min"] / 1e9
         if rate > sgemm:
@@ -185,7 +196,7 @@ def run(cfg, X, threads, log=print):
     for k in cfg["ks"]:
         name = f"k-means++ k={k}"
         section = report["sections"][name]
-        floor_s = B.kmeanspp_floor(*X.shape, k, X.itemsize, sgemm, bandwidth)
+        floor_s = kmeanspp_floor(*X.shape, k, X.itemsize, sgemm, bandwidth)
         section["floor_s"] = floor_s
         section["ratio_to_floor"] = {n: m["time_s"]["median"] / floor_s
                                      for n, m in section["measured"].items()}
@@ -193,7 +204,7 @@ def run(cfg, X, threads, log=print):
     for k in cfg["ks"]:
         name = f"iteration k={k}"
         section = report["sections"][name]
-        floor = {**B.iteration_floor(*X.shape, k, X.itemsize, sgemm, bandwidth),
+        floor = {**iteration_floor(*X.shape, k, X.itemsize, sgemm, bandwidth),
                  "gemm_s": gemm[f"X @ C.T, k={k}"]["median"]}
         section["floor"] = floor
         section["ratio_to_floor"] = {n: m["per_iter_s"]["median"] / floor["floor_s"]
@@ -204,8 +215,8 @@ def run(cfg, X, threads, log=print):
             extra=f"n_iter_ {section['n_iter']['sklearn']}/{section['n_iter']['gpukmeans']}; "
                   f"Δinertia {rel:+.1e} ({'within' if abs(rel) <= INERTIA_RTOL else 'OUTSIDE'} 1e-5)"))
     section = report["sections"][notebook]
-    kpp_floor = B.kmeanspp_floor(*Xn.shape, 20, Xn.itemsize, sgemm, bandwidth)
-    it_floor = B.iteration_floor(*Xn.shape, 20, Xn.itemsize, sgemm, bandwidth)["floor_s"]
+    kpp_floor = kmeanspp_floor(*Xn.shape, 20, Xn.itemsize, sgemm, bandwidth)
+    it_floor = iteration_floor(*Xn.shape, 20, Xn.itemsize, sgemm, bandwidth)["floor_s"]
     floors_e2e = {n: sum(kpp_floor + s["n_iter"][n] * it_floor for s in per_seed)
                   for n in ("sklearn", "gpukmeans")}
     section["floor_s"] = floors_e2e
@@ -224,8 +235,8 @@ def run(cfg, X, threads, log=print):
 
 
 def _measure_rates(cfg):
-    return {"bandwidth_gbps": B.measure_bandwidth(cfg["floor_bytes"]),
-            "sgemm_gflops": B.measure_sgemm(cfg["sgemm_size"])}
+    return {"bandwidth_gbps": measure_bandwidth(cfg["floor_bytes"]),
+            "sgemm_gflops": measure_sgemm(cfg["sgemm_size"])}
 
 
 def _summary_row(name, measured, ratio, floor_s, field="time_s", extra=""):
@@ -237,8 +248,8 @@ def _summary_row(name, measured, ratio, floor_s, field="time_s", extra=""):
 
 def _compare_fits(X, sk, gk):
     """Inertia (each library's and recomputed here), labels and centres of two fits."""
-    sk_labels, sk_inertia = B.reference_assign(X, sk.cluster_centers_)
-    gk_labels, gk_inertia = B.reference_assign(X, gk.cluster_centers_)
+    sk_labels, sk_inertia = reference_assign(X, sk.cluster_centers_)
+    gk_labels, gk_inertia = reference_assign(X, gk.cluster_centers_)
     scale = float(np.abs(sk.cluster_centers_).max())
     return {
         "inertia_reported": {"sklearn": float(sk.inertia_), "gpukmeans": float(gk.inertia_)},
@@ -260,11 +271,11 @@ def render(result):
         "",
         f"- Date: {env['date']}; commit {env['commit'] or 'unknown'}"
         f"{' (with uncommitted changes)' if env.get('dirty') else ''}",
-        f"- Hardware: {B.hardware_line(env)}",
-        f"- Versions: {B.versions_line(env)}",
+        f"- Hardware: {hardware_line(env)}",
+        f"- Versions: {versions_line(env)}",
         f"- Data: MNIST {result['n_samples']:,} x 784 float32 in [0, 1] from `{result['mnist']}`",
         f"- Floor (same run, best of the samples at its start and end): "
-        f"{B.peak(floors['bandwidth_gbps']):.1f} GB/s memory copy "
+        f"{peak(floors['bandwidth_gbps']):.1f} GB/s memory copy "
         f"({floors['bandwidth_bytes'] >> 20} MiB float32), {floors['sgemm_peak_gflops']:.0f} GFLOP/s "
         f"SGEMM ({floors['sgemm_peak_source']}, float32)",
         f"- Run time: {result['elapsed_s']:.0f} s; the two libraries alternate call by call (ABBA), "
@@ -360,7 +371,7 @@ def main(argv=None):
     p.add_argument("--name", help="file stem (default cpu-mnist, or cpu-mnist-quick with --quick)")
     p.add_argument("--n-samples", type=int, help="MNIST images for (a) and (b) (default 70000)")
     p.add_argument("--repeats", type=int, help="samples per measurement after the first call")
-    p.add_argument("--threads", type=int, default=B.default_threads(), help="threads for both libraries")
+    p.add_argument("--threads", type=int, default=default_threads(), help="threads for both libraries")
     args = p.parse_args(argv)
 
     cfg = dict(QUICK if args.quick else FULL)
@@ -371,17 +382,17 @@ def main(argv=None):
         cfg["repeats"] = args.repeats
         cfg["kpp_repeats"] = (args.repeats, args.repeats)
         cfg["notebook_repeats"] = args.repeats
-    mnist = B.find_mnist(args.mnist)
+    mnist = find_mnist(args.mnist)
     if mnist is None:
         p.error("MNIST not found: pass --mnist DIR (the folder of the IDX .gz files)")
-    X = B.load_mnist_images(mnist, cfg["n_samples"])
+    X = load_mnist_images(mnist, cfg["n_samples"])
     cfg["ks"] = tuple(k for k in cfg["ks"] if k <= X.shape[0])
 
-    B.set_numba_threads(args.threads)
+    set_numba_threads(args.threads)
     start = time.perf_counter()
-    with B._thread_limits(args.threads):
-        env = B.environment(args.threads, repo=REPO)
-        print(f"MNIST {X.shape[0]}x{X.shape[1]} on {B.hardware_line(env)}", flush=True)
+    with thread_limits(args.threads):
+        env = environment(args.threads, repo=REPO)
+        print(f"MNIST {X.shape[0]}x{X.shape[1]} on {hardware_line(env)}", flush=True)
         report = run(cfg, X, args.threads, log=lambda *a: print(*a, flush=True))
     with contextlib.suppress(Exception):  # the layer gpukmeans' CPU engine ran on
         env["numba_threading_layer"] = sys.modules["numba"].threading_layer()
@@ -399,7 +410,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = args.name or cfg["name"]
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=B._json_default) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     (out / f"{name}.md").write_text(render(result))
     print(f"wrote {out / (name + '.md')} and {out / (name + '.json')} "
           f"({result['elapsed_s']:.0f} s)")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The full benchmark harness (issue 5): gpukmeans against every importable peer.
 
-The implementation is ``gpukmeans/_bench.py``, shared with ``gpukmeans bench`` (which runs
-its quick profile); this script runs the full profile from a source checkout:
+The implementation is the package ``gpukmeans/bench/``, shared with ``gpukmeans bench``
+(which runs its quick profile); this script runs the full profile from a source checkout:
 
 - MNIST (70,000 x 784) at k = 10, 20, 256, and the notebook's case (5,000 images, k=20,
   with the libraries' own defaults over five seeds); k-means++ timed at k=20 and 256;
@@ -30,11 +30,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from gpukmeans import _bench  # noqa: E402
+from gpukmeans import bench  # noqa: E402
 
 
 def main(argv=None):
-    return _bench.main(argv, prog="benchmarks/harness.py", profile="full", max_seconds=1500.0,
+    return bench.main(argv, prog="benchmarks/harness.py", profile="full", max_seconds=1500.0,
                        out=str(REPO / "benchmarks" / "results"), repo=REPO)
 
 

@@ -1014,14 +1014,14 @@ def _cuda_details():
 
 def _run_bench(argv):
     try:
-        from . import _bench
+        from . import bench
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}._bench":
+        if exc.name != f"{__package__}.bench":
             raise
         print(
-            "gpukmeans bench: error: the benchmark helper (gpukmeans/_bench.py) is not part of "
+            "gpukmeans bench: error: the benchmark helper (gpukmeans/bench/) is not part of "
             "this installation; run the scripts in benchmarks/ from a source checkout.",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return _bench.main(argv)
+    return bench.main(argv)

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness (gpukmeans/_bench.py, benchmarks/*.py) on tiny sizes.
+"""Smoke tests of the benchmark harness (gpukmeans/bench/, benchmarks/*.py) on tiny sizes.
 
 They check that the harness runs, writes valid reports and puts an inertia and an agreement
 next to every time. They never assert on a timing. Thread counts are left at their defaults:
@@ -14,7 +14,13 @@ import struct
 import numpy as np
 import pytest
 
-from gpukmeans import _bench
+from gpukmeans import bench
+from gpukmeans.bench import plots
+from gpukmeans.bench.contestants import select_contestants
+from gpukmeans.bench.reports import SCHEMA
+from gpukmeans.bench.runner import Settings, run_suite
+from gpukmeans.bench.workloads import Workload, find_mnist, load_mnist_images, profile_workloads
+from gpukmeans.datasets import load_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,31 +39,37 @@ def fake_mnist(tmp_path_factory):
     """A tiny stand-in for MNIST in the real IDX format: 600 + 200 digits of 28 x 28."""
     directory = tmp_path_factory.mktemp("mnist")
     rng = np.random.default_rng(0)
-    for stem, n in (("train-images-idx3-ubyte", 600), ("t10k-images-idx3-ubyte", 200)):
-        blobs = rng.integers(0, 4, n)[:, None, None] * 60 + rng.integers(0, 40, (n, 28, 28))
-        _write_idx(directory / f"{stem}.gz", blobs)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        digits = rng.integers(0, 4, n)
+        blobs = digits[:, None, None] * 60 + rng.integers(0, 40, (n, 28, 28))
+        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", blobs)
+        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", digits)
     return directory
 
 
-def test_read_idx_round_trip(tmp_path):
-    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    _write_idx(tmp_path / "a.gz", array)
-    np.testing.assert_array_equal(_bench.read_idx(tmp_path / "a.gz"), array)
-
-
-def test_load_mnist_images_scales_to_unit_float32(fake_mnist):
-    X = _bench.load_mnist_images(fake_mnist, 700)
+def test_mnist_is_read_by_gpukmeans_datasets(fake_mnist):
+    X = load_mnist_images(fake_mnist, 700)
     assert X.shape == (700, 784) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
+    expected, _ = load_mnist(fake_mnist, n_samples=700, download=False)
+    np.testing.assert_array_equal(X, expected / np.float32(255))
 
 
 def test_find_mnist_never_guesses(tmp_path):
-    assert _bench.find_mnist(tmp_path) is None
+    assert find_mnist(tmp_path) is None
+
+
+def test_find_mnist_looks_where_the_loader_looks(fake_mnist, tmp_path):
+    assert find_mnist(fake_mnist) == fake_mnist
+    (tmp_path / "mnist").symlink_to(fake_mnist, target_is_directory=True)
+    assert find_mnist(tmp_path) == tmp_path  # load_mnist(tmp_path) reads tmp_path/mnist
+    X = load_mnist_images(tmp_path, 10)
+    assert X.shape == (10, 784)
 
 
 def _check_report(result, out, name):
     on_disk = json.loads((out / f"{name}.json").read_text())
-    assert on_disk["schema"] == _bench.SCHEMA
+    assert on_disk["schema"] == SCHEMA
     for field in ("date", "cpu", "threads", "versions", "commit"):
         assert field in on_disk["environment"]
     assert on_disk["floors"]["bandwidth_gbps"]["median"] > 0
@@ -70,13 +82,13 @@ def _check_report(result, out, name):
 
 def test_quick_harness_tiny(tmp_path, fake_mnist):
     out = tmp_path / "out"
-    code = _bench.main(["--profile", "tiny", "--contestants", BASE, "--repeats", "1",
-                        "--mnist", str(fake_mnist), "--out", str(out), "--no-plots", "--quiet"])
+    code = bench.main(["--profile", "tiny", "--contestants", BASE, "--repeats", "1",
+                       "--mnist", str(fake_mnist), "--out", str(out), "--no-plots", "--quiet"])
     assert code == 0
     report = _check_report(None, out, "harness-tiny")
     fits = [r for r in report["results"] if r["benchmark"] == "time_fit"]
     assert {r["contestant"] for r in fits} == set(BASE.split(","))
-    assert {r["workload"] for r in fits} == {w.name for w in _bench.profile_workloads("tiny")}
+    assert {r["workload"] for r in fits} == {w.name for w in profile_workloads("tiny")}
     for r in fits:
         assert r["status"] == "ok", r
         assert r["time_s"]["min"] <= r["time_s"]["median"] <= r["time_s"]["max"]
@@ -99,13 +111,33 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
     assert naive_init and naive_init[0]["status"] == "skipped"
 
 
+def test_bench_prints_its_results_table(tmp_path, fake_mnist, capsys):
+    code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd,numpy-naive",
+                       "--repeats", "1", "--mnist", str(fake_mnist), "--out", str(tmp_path),
+                       "--no-plots"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    report = json.loads((tmp_path / "harness-tiny.json").read_text())
+    fits = [r for r in report["results"] if r["benchmark"] == "time_fit"]
+    assert {r["workload"] for r in fits} == {w.name for w in profile_workloads("tiny")}
+    for r in fits:
+        # Each workload's table: its title, the header, a row per contestant with its times.
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{r['workload']}: "))
+        end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+        header, *rows = lines[start + 1 : end]
+        assert header.split()[:4] == ["contestant", "per", "iter", "ms"]
+        (row,) = [line for line in rows if line.split()[0] == r["contestant"]]
+        assert f"{r['per_iter_s']['median'] * 1e3:.1f}" in row
+        assert f"{r['inertia_rel_diff']:+.1e}" in row and f"{r['label_agreement']:.4f}" in row
+
+
 def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     """Each importable CPU contestant runs a tiny workload; the rest say why not."""
-    workloads = [_bench.Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
-    settings = _bench.Settings(repeats=1, measure_seconds=1.0, max_seconds=120,
-                               floor_bytes=1 << 20, sgemm_size=64, plots=False)
-    result = _bench.run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
-                              name="all", workloads=workloads, log=lambda *a: None)
+    workloads = [Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
+    settings = Settings(repeats=1, measure_seconds=1.0, max_seconds=120,
+                        floor_bytes=1 << 20, sgemm_size=64, plots=False)
+    result = run_suite("tiny", device="cpu", settings=settings, out_dir=tmp_path,
+                       name="all", workloads=workloads, log=lambda *a: None)
     available = {c["key"] for c in result["contestants"] if c["available"]}
     assert {"sklearn-lloyd", "sklearn-elkan", "gpukmeans-cpu", "numpy-naive"} <= available
     for c in result["contestants"]:
@@ -119,7 +151,7 @@ def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
 
 
 def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
-    _, report = _bench.select_contestants(device="gpu")
+    _, report = select_contestants(device="gpu")
     assert {r["key"] for r in report} == {
         "gpukmeans-gpu", "faiss-gpu", "torch-cuda", "fast-pytorch-kmeans-cuda", "cupy-naive"}
     for r in report:
@@ -127,33 +159,92 @@ def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
         assert r["available"] or r["reason"]
 
 
-def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist):
-    code = _bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
-                        "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
+def test_budget_spent_still_writes_valid_reports(tmp_path, fake_mnist, capsys):
+    code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--max-seconds", "0",
+                       "--mnist", str(fake_mnist), "--out", str(tmp_path), "--quiet"])
     assert code == 0
+    assert capsys.readouterr().out == ""  # --quiet: no table either
     report = json.loads((tmp_path / "harness-tiny.json").read_text())
     assert all(r["status"] != "ok" for r in report["results"])
     assert {s["workload"] for s in report["skipped_workloads"]} == {
-        w.name for w in _bench.profile_workloads("tiny")}
+        w.name for w in profile_workloads("tiny")}
     assert "budget" in (tmp_path / "harness-tiny.md").read_text()
 
 
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
-    workloads = [_bench.Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
+    workloads = [Workload(f"blobs-k{k}", "sweep_k", "blobs", 400, 4, k, n_iter=2)
                  for k in (2, 4)]
-    settings = _bench.Settings(repeats=1, measure_seconds=0.5, floor_bytes=1 << 20, sgemm_size=64)
-    result = _bench.run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
-                              settings=settings, out_dir=tmp_path, name="p",
-                              workloads=workloads, log=lambda *a: None)
+    settings = Settings(repeats=1, measure_seconds=0.5, floor_bytes=1 << 20, sgemm_size=64)
+    result = run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"],
+                       settings=settings, out_dir=tmp_path, name="p",
+                       workloads=workloads, log=lambda *a: None)
     assert "p-sweep_k.png" in result["files"]
     assert (tmp_path / "p-sweep_k.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _fit_record(workload, group, key, seconds):
+    library, device = {"gpukmeans-cpu": ("gpukmeans", "cpu"), "gpukmeans-gpu": ("gpukmeans", "gpu"),
+                       "sklearn-lloyd": ("scikit-learn", "cpu"), "numpy-naive": ("numpy", "cpu")}[key]
+    return {"workload": workload, "group": group, "contestant": key, "library": library,
+            "device": device, "benchmark": "time_fit", "status": "ok",
+            "per_iter_s": {"median": seconds}}
+
+
+def test_each_contestant_keeps_its_colour_in_every_plot(tmp_path, monkeypatch):
+    """A contestant missing from one plot must not shift the others' colours there."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    seen = {}  # plot file -> {contestant: (colour, marker)}, read from the artists drawn
+    save = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        (ax,) = fig.axes
+        drawn = {line.get_label(): (to_hex(line.get_color()), line.get_marker())
+                 for line in ax.get_lines() if not line.get_label().startswith("floor")}
+        drawn.update({bars.get_label(): (to_hex(bars.patches[0].get_facecolor()), None)
+                      for bars in ax.containers})
+        seen[pathlib.Path(path).name] = drawn
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    shape = dict(n_features=4, n_clusters=8, dataset="blobs")
+    result = {
+        "environment": {"cpu": {"model": "test"}, "threads": 1, "cores_available": 1},
+        "workloads": [dict(shape, name="n1", group="sweep_n", n_samples=100),
+                      dict(shape, name="n2", group="sweep_n", n_samples=1000),
+                      dict(shape, name="k", group="sweep_k", n_samples=100, n_clusters=16),
+                      dict(shape, name="m", group="mnist", n_samples=100)],
+        "results": [_fit_record("n1", "sweep_n", key, 1e-3)
+                    for key in ("gpukmeans-cpu", "numpy-naive", "sklearn-lloyd")]
+                   + [_fit_record("n2", "sweep_n", key, 1e-2)
+                      for key in ("gpukmeans-cpu", "numpy-naive", "sklearn-lloyd")]
+                   # gpukmeans skipped on sweep_k: numpy-naive would become the first colour
+                   + [_fit_record("k", "sweep_k", key, 1e-3) for key in ("sklearn-lloyd", "numpy-naive")]
+                   + [_fit_record("m", "mnist", key, 1e-3)
+                      for key in ("numpy-naive", "gpukmeans-gpu", "gpukmeans-cpu")],
+    }
+    written = plots.write_plots(result, tmp_path, "p")
+    assert sorted(p.name for p in written) == sorted(seen) == [
+        "p-per-library.png", "p-sweep_k.png", "p-sweep_n.png"]
+    colours, markers = {}, {}
+    for drawn in seen.values():
+        for key, (colour, marker) in drawn.items():
+            colours.setdefault(key, set()).add(colour)
+            if marker is not None:  # bars have none
+                markers.setdefault(key, set()).add(marker)
+    assert set(colours) == {"gpukmeans-cpu", "gpukmeans-gpu", "numpy-naive", "sklearn-lloyd"}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert all(len(m) == 1 for m in markers.values()), markers
+    assert len({c.pop() for c in colours.values()}) == len(colours)  # and no two alike
+
+
 def test_list_and_unknown_contestant(capsys):
-    assert _bench.main(["--list", "--contestants", "sklearn-lloyd,numpy-naive"]) == 0
+    assert bench.main(["--list", "--contestants", "sklearn-lloyd,numpy-naive"]) == 0
     assert "sklearn-lloyd" in capsys.readouterr().out
-    assert _bench.main(["--contestants", "nope", "--quiet"]) == 2
+    assert bench.main(["--contestants", "nope", "--quiet"]) == 2
 
 
 def _load_script(name):

@@ -305,15 +305,15 @@ def test_info_kernel_cache_follows_environment(capsys, monkeypatch, tmp_path):
 
 def test_bench_passes_arguments_through(capsys, monkeypatch):
     calls = []
-    fake = types.ModuleType("gpukmeans._bench")
+    fake = types.ModuleType("gpukmeans.bench")
     fake.main = lambda argv: calls.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "gpukmeans._bench", fake)
-    monkeypatch.setattr(sys.modules["gpukmeans"], "_bench", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "gpukmeans.bench", fake)
+    monkeypatch.setattr(sys.modules["gpukmeans"], "bench", fake, raising=False)
     assert run(capsys, "bench", "--help", "-k", "20")[0] == 0
     assert calls == [["--help", "-k", "20"]]
 
 
 def test_bench_without_the_helper(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gpukmeans._bench", None)
-    monkeypatch.delattr(sys.modules["gpukmeans"], "_bench", raising=False)
-    assert_usage_error(capsys, ["bench"], "benchmark helper (gpukmeans/_bench.py) is not part of this installation")
+    monkeypatch.setitem(sys.modules, "gpukmeans.bench", None)
+    monkeypatch.delattr(sys.modules["gpukmeans"], "bench", raising=False)
+    assert_usage_error(capsys, ["bench"], "benchmark helper (gpukmeans/bench/) is not part of this installation")
