@@ -25,7 +25,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 DEVICES = ("auto", "cpu", "gpu")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
-MAX_SCATTER_POINTS = 20_000  # a scatter of more points takes long to draw and shows no more
 
 # The notebook's first example: four round blobs (as in the Python Data Science Handbook).
 # The notebook: make_blobs(centers=4, cluster_std=0.5, random_state=0), KMeans(4, random_state=8).
@@ -801,10 +800,9 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory):
     if args.plot:
         from ._plotting import plot_centroid_grid, plot_clusters
 
-        keep = np.random.default_rng(0).permutation(len(X))[:MAX_SCATTER_POINTS]
         plot_clusters(
-            X[keep], labels[keep], centers, directory / "clusters.png",
-            title=f"{args.data.name}: k={args.n_clusters} on {model.device_}",
+            X, labels, centers, directory / "clusters.png",
+            title=f"{args.data.name}: k={args.n_clusters} on {model.device_}", feature_names=names,
         )
         written.append("clusters.png")
         if image_shape is not None:

@@ -230,6 +230,110 @@ def test_fit_plot(capsys, tmp_path):
     assert "centroids.png" in json.loads((tmp_path / "r" / "summary.json").read_text())["files"]
 
 
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures the command saves, in order: their axes can be looked at."""
+    figure = pytest.importorskip("matplotlib.figure").Figure
+    saved, savefig = [], figure.savefig
+
+    def spy(self, *args, **kwargs):
+        saved.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(figure, "savefig", spy)
+    return saved
+
+
+def drawn_points(fig):
+    """The (x, y) of the points of a clusters.png scatter, then those of its centres."""
+    ax = fig.axes[0]
+    return np.asarray(ax.collections[0].get_offsets()), np.asarray(ax.collections[1].get_offsets())
+
+
+def assert_equal_up_to_sign(actual, expected):
+    for j in range(expected.shape[1]):
+        sign = np.sign(actual[:, j] @ expected[:, j]) or 1.0
+        np.testing.assert_allclose(sign * actual[:, j], expected[:, j],
+                                   atol=1e-6 * np.abs(expected[:, j]).max())
+
+
+def test_scatter_projection_is_fitted_on_a_bounded_sample(tmp_path, monkeypatch, saved_figures):
+    """MNIST-sized data: the principal axes come from at most MAX_SCATTER_POINTS rows, with
+    the randomized solver (a full SVD of 20,000 x 784 rows took seconds)."""
+    from sklearn.decomposition import PCA
+    from gpukmeans import _plotting
+
+    fitted, fit = [], PCA.fit
+
+    def spy(self, X, y=None):
+        fitted.append((len(X), self.svd_solver))
+        return fit(self, X, y)
+
+    monkeypatch.setattr(PCA, "fit", spy)
+    monkeypatch.setattr(_plotting, "MAX_SCATTER_POINTS", 500)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 30))
+    _plotting.plot_clusters(X, rng.integers(0, 4, 5000), X[:4], tmp_path / "c.png")
+    assert fitted == [(500, "randomized")]
+    points, marks = drawn_points(saved_figures[0])
+    assert points.shape == (500, 2) and marks.shape == (4, 2)
+
+
+def test_scatter_projection_matches_pca_on_small_data(capsys, tmp_path, saved_figures):
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    X = load_digits().data[:400]
+    np.save(tmp_path / "digits.npy", X)
+    status, _, err = run(capsys, "fit", tmp_path / "digits.npy", "-k", 10, "--device", "cpu",
+                         "--out", tmp_path / "r", "--plot")
+    assert status == 0, err
+    pca = PCA(n_components=2, svd_solver="full").fit(X)
+    points, marks = drawn_points(saved_figures[0])
+    assert_equal_up_to_sign(points, pca.transform(X))
+    assert_equal_up_to_sign(marks, pca.transform(np.load(tmp_path / "r" / "centers.npy")))
+    ax = saved_figures[0].axes[0]
+    ratio = pca.explained_variance_ratio_
+    assert ax.get_xlabel() == f"PC 1 ({ratio[0]:.0%} of variance)"
+    assert ax.get_ylabel() == f"PC 2 ({ratio[1]:.0%} of variance)"
+
+
+def test_scatter_axes_are_named_for_the_columns(capsys, tmp_path, saved_figures, blobs):
+    X, _ = blobs
+    np.savetxt(tmp_path / "named.csv", X[:, :2], delimiter=",", header="height,weight", comments="")
+    np.save(tmp_path / "bare.npy", X[:, :2])
+    for data, names in (("named.csv", ("height", "weight")), ("bare.npy", ("x0", "x1"))):
+        saved_figures.clear()
+        status, _, err = run(capsys, "fit", tmp_path / data, "-k", 3, "--device", "cpu",
+                             "--out", tmp_path / data.split(".")[0], "--plot")
+        assert status == 0, err
+        ax = saved_figures[0].axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel()) == names
+        np.testing.assert_array_equal(drawn_points(saved_figures[0])[0], X[:, :2])
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (4, 16)])
+def test_centroid_pixels_are_square(capsys, tmp_path, saved_figures, shape):
+    """Whatever the matplotlib style says (image.aspect: auto stretches images to fill)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "digits.npy", load_digits().data[:300])
+    with matplotlib.rc_context({"image.aspect": "auto"}):
+        status, _, err = run(capsys, "fit", tmp_path / "digits.npy", "-k", 10, "--device", "cpu",
+                             "--out", tmp_path / "r", "--plot", "--image-shape", "x".join(map(str, shape)))
+        assert status == 0, err
+        grid = saved_figures[-1]
+        grid.canvas.draw()
+        images = [image for ax in grid.axes for image in ax.get_images()]
+        assert len(images) == 10
+        for image in images:
+            assert image.axes.get_aspect() == 1.0
+            box = image.get_window_extent(grid.canvas.get_renderer())
+            height, width = shape
+            assert box.width / box.height == pytest.approx(width / height, rel=0.02)
+
+
 def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
     out_dir = tmp_path / "out"
     np.save(tmp_path / "flat.npy", np.arange(10.0))
