@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
+SUBCOMMANDS = ("demo", "fit", "info", "bench")
 DEVICES = ("auto", "cpu", "gpu")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
@@ -35,12 +36,17 @@ MNIST_CLUSTERS = 20  # the notebook's KMeans(20)
 
 
 class CommandError(Exception):
-    """A user error: printed as one line, exit status 2, no traceback."""
+    """A user error: printed as one line, exit status 2, no traceback.
+
+    The message is the problem alone; :func:`main` puts ``gpukmeans SUBCOMMAND: error:``
+    before it, the same prefix wherever the error was found (argparse, the readers, the
+    estimator).
+    """
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise CommandError(f"{self.prog}: error: {message}")
+        raise CommandError(message)
 
 
 def main(argv=None):
@@ -50,12 +56,16 @@ def main(argv=None):
         return _run_bench(argv[1:])
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]  # demo is the default subcommand
+    # Named from argv, not from the parsed arguments: argparse reports some errors of a
+    # subcommand (unrecognized arguments) from the main parser, after the subparser.
+    prog = f"gpukmeans {argv[0]}" if argv[0] in SUBCOMMANDS else "gpukmeans"
     previous = _install_interrupt_handler()
     try:
         args = _build_parser().parse_args(argv)
         return args.run(args)
     except CommandError as exc:
-        print(str(exc).splitlines()[0] if str(exc) else "gpukmeans: error", file=sys.stderr)
+        message = str(exc).splitlines()[0] if str(exc) else "failed"
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("gpukmeans: interrupted", file=sys.stderr)
@@ -231,7 +241,7 @@ def _resolve_device(device):
     try:
         return resolve_device(device)
     except ValueError as exc:
-        raise CommandError(f"gpukmeans: error: {exc}") from None
+        raise CommandError(str(exc)) from None
 
 
 def _verbose(args):
@@ -248,7 +258,7 @@ def _fit(X, n_clusters, device, args, **params):
     try:
         model.fit(X)
     except (ValueError, TypeError) as exc:
-        raise CommandError(f"gpukmeans: error: {exc}") from None
+        raise CommandError(str(exc)) from None
     return model, time.perf_counter() - start
 
 
@@ -275,9 +285,9 @@ def _check_out_dir(out_dir):
     """``out_dir`` made absolute; an error if it exists and is not a directory."""
     out_dir = pathlib.Path(out_dir).absolute()
     if out_dir.is_symlink() and not out_dir.exists():
-        raise CommandError(f"gpukmeans: error: --out {out_dir} is a symlink to nothing")
+        raise CommandError(f"--out {out_dir} is a symlink to nothing")
     if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
+        raise CommandError(f"--out {out_dir} exists and is not a directory")
     return out_dir
 
 
@@ -334,15 +344,11 @@ def _plan_output(command, out_dir, names, inputs, force):
     for name in [*names, MANIFEST]:
         target = out_dir / name
         if target.resolve() in inputs:
-            raise CommandError(
-                f"gpukmeans {command}: error: writing {name} in --out {out_dir} would overwrite "
-                f"the input {target.resolve()}; choose another --out"
-            )
+            raise CommandError(f"writing {name} in --out {out_dir} would overwrite the input "
+                               f"{target.resolve()}; choose another --out")
         if target.exists() and not target.is_symlink() and not target.is_file():
-            raise CommandError(
-                f"gpukmeans {command}: error: --out {out_dir} holds {name}, which is not a "
-                "file; move it away or choose another --out"
-            )
+            raise CommandError(f"--out {out_dir} holds {name}, which is not a file; move it "
+                               "away or choose another --out")
     if force or not out_dir.is_dir():
         return
     manifest = _read_manifest(out_dir)
@@ -351,7 +357,7 @@ def _plan_output(command, out_dir, names, inputs, force):
                                                  and not _ours_unchanged(out_dir, n, manifest))]
     if foreign:
         raise CommandError(
-            f"gpukmeans {command}: error: --out {out_dir} already holds {', '.join(foreign)}, "
+            f"--out {out_dir} already holds {', '.join(foreign)}, "
             "which gpukmeans did not write (or which changed since); pass --force to replace "
             "them, or choose another --out"
         )
@@ -380,7 +386,7 @@ def _staged_output(command, out_dir, inputs=(), force=False):
     try:
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
     except OSError as exc:
-        raise CommandError(f"gpukmeans: error: cannot write in {ancestor}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot write in {ancestor}: {exc.strerror or exc}") from None
     _STAGING.add(staging)
     try:
         yield staging
@@ -402,8 +408,7 @@ def _staged_output(command, out_dir, inputs=(), force=False):
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CommandError(f"gpukmeans {command}: error: cannot create --out {out_dir}: "
-                               f"{exc.strerror or exc}") from None
+            raise CommandError(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
         _MOVING["now"] = True
         try:
             for name in stale:
@@ -460,7 +465,7 @@ def _load_demo_mnist(mnist_path):
         return load_mnist(mnist_path, download=False)
     except (OSError, ValueError) as exc:  # missing, unreadable (permissions) or damaged
         if mnist_path is not None:  # asked for explicitly: its absence is an error
-            raise CommandError(f"gpukmeans demo: error: --mnist {mnist_path}: {exc}") from None
+            raise CommandError(f"--mnist {mnist_path}: {exc}") from None
         why = "MNIST was not found" if isinstance(exc, FileNotFoundError) else str(exc)
     print(
         f"MNIST part skipped: {why}; pass --mnist PATH or set GPUKMEANS_DATA to a directory "
@@ -543,7 +548,7 @@ def _demo_pictures(fits, directory):
 
 def _read_data(path, key=None):
     """Read DATA into ``(X, feature_names)``; every problem is a one-line CommandError."""
-    prefix = f"gpukmeans fit: error: {path}"
+    prefix = str(path)
     suffix = path.suffix.lower()
     if suffix not in DATA_SUFFIXES:
         raise CommandError(f"{prefix}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(DATA_SUFFIXES)}")
@@ -577,12 +582,9 @@ def _read_npz(path, key):
             elif "X" in keys:
                 key = "X"
             else:
-                raise CommandError(
-                    f"gpukmeans fit: error: {path} holds several arrays ({', '.join(keys)}); "
-                    f"choose one with --key"
-                )
+                raise CommandError(f"{path} holds several arrays ({', '.join(keys)}); choose one with --key")
         if key not in keys:
-            raise CommandError(f"gpukmeans fit: error: {path} has no array {key!r} (it has {', '.join(keys)})")
+            raise CommandError(f"{path} has no array {key!r} (it has {', '.join(keys)})")
         return archive[key]
 
 
@@ -606,9 +608,7 @@ def _read_table(path, kind):
         if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype))
     ]
     if not_numeric:
-        raise CommandError(
-            f"gpukmeans fit: error: {path}: column(s) {', '.join(map(repr, not_numeric))} are not numeric"
-        )
+        raise CommandError(f"{path}: column(s) {', '.join(map(repr, not_numeric))} are not numeric")
     return frame.to_numpy(dtype=np.float64), names
 
 
@@ -628,13 +628,13 @@ def _read_csv_with_pandas(path, pd):
         lines = (row for row in csv.reader(fh) if row)
         first = next(lines, None)
     if first is None:
-        raise CommandError(f"gpukmeans fit: error: {path}: holds no data (an empty file)")
+        raise CommandError(f"{path}: holds no data (an empty file)")
     has_header = _is_header(first)
     try:
         frame = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, index_col=False,
                             encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows") from None
+        raise CommandError(f"{path}: has a header line but no rows") from None
     except pd.errors.ParserError:
         _raise_for_field_counts(path, len(first))
         raise
@@ -646,7 +646,7 @@ def _read_csv_with_pandas(path, pd):
             bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
             row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
             raise CommandError(
-                f"gpukmeans fit: error: {path}: column {column!r} is not numeric "
+                f"{path}: column {column!r} is not numeric "
                 f"({values.iloc[row]!r} on line {row + 1 + has_header})"
             )
     return frame
@@ -669,7 +669,7 @@ def _check_no_blank_lines(path):
                 blank = blank or line
             elif blank is not None:
                 raise CommandError(
-                    f"gpukmeans fit: error: {path}: line {blank} is blank; every line should "
+                    f"{path}: line {blank} is blank; every line should "
                     "be a sample (remove it)"
                 )
 
@@ -685,11 +685,11 @@ def _raise_for_field_counts(path, n_fields):
                 continue
             if len(row) != n_fields:
                 raise CommandError(
-                    f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not "
+                    f"{path}: line {line} has {len(row)} fields, not "
                     f"{n_fields} as the first line (an unquoted thousands separator?)"
                 )
             if any(not cell.strip() for cell in row):
-                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
+                raise CommandError(f"{path}: line {line} has an empty field")
 
 
 def _read_csv_without_pandas(path):
@@ -706,15 +706,15 @@ def _read_csv_without_pandas(path):
     else:
         names, body = [f"x{i}" for i in range(len(rows[0]))], rows
     if not body:
-        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows")
+        raise CommandError(f"{path}: has a header line but no rows")
     for line, row in enumerate(body, start=2 if has_header else 1):
         if len(row) != len(names):
-            raise CommandError(f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not {len(names)}")
+            raise CommandError(f"{path}: line {line} has {len(row)} fields, not {len(names)}")
         for name, cell in zip(names, row):
             if not cell.strip():
-                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
+                raise CommandError(f"{path}: line {line} has an empty field")
             if not _is_number(cell):
-                raise CommandError(f"gpukmeans fit: error: {path}: column {name!r} is not numeric ({cell!r} on line {line})")
+                raise CommandError(f"{path}: column {name!r} is not numeric ({cell!r} on line {line})")
     return np.array(body, dtype=np.float64).reshape(len(body), len(names)), names
 
 
@@ -749,12 +749,12 @@ def _check_matrix(X, prefix):
 def _run_fit(args):
     device = _resolve_device(args.device)
     if args.plot and not _plotting_available():
-        raise CommandError("gpukmeans fit: error: --plot needs matplotlib: pip install 'gpukmeans[cli]'")
+        raise CommandError("--plot needs matplotlib: pip install 'gpukmeans[cli]'")
     X, names = _read_data(args.data, args.key)
     image_shape = args.image_shape
     if image_shape is not None and image_shape[0] * image_shape[1] != X.shape[1]:
         raise CommandError(
-            f"gpukmeans fit: error: --image-shape {image_shape[0]}x{image_shape[1]} does not match "
+            f"--image-shape {image_shape[0]}x{image_shape[1]} does not match "
             f"the {X.shape[1]} features of {args.data}"
         )
     if image_shape is None and X.shape[1] in (64, 784):

@@ -18,11 +18,20 @@ SUBSET = pathlib.Path(__file__).parent / "data" / "mnist"
 pytestmark = pytest.mark.usefixtures("no_user_mnist")
 
 
+def error_prefix(argv):
+    """The one prefix of a user error: the subcommand's name (demo when none is given)."""
+    argv = [str(arg) for arg in argv]
+    if not argv or argv[0].startswith("-"):
+        return "gpukmeans demo: error: "
+    return f"gpukmeans {argv[0]}: error: " if argv[0] in ("demo", "fit", "info", "bench") else "gpukmeans: error: "
+
+
 def assert_usage_error(capsys, argv, match):
     status, out, err = run(capsys, *argv)
     assert status == 2, (out, err)
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(error_prefix(argv)) and err.count("error:") == 1, err
     assert match in err, err
     return err
 
@@ -375,6 +384,39 @@ def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
         assert nothing_left(tmp_path), argv
 
 
+def test_one_error_prefix_wherever_the_error_is_found(capsys, tmp_path, monkeypatch):
+    """argparse's subparser and main parser, the device, the reader, --out, the estimator:
+    all say ``gpukmeans fit: error:`` for fit (``demo`` for demo), once."""
+    from gpukmeans import _device
+
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
+    (tmp_path / "a_file").write_text("")
+    ok = tmp_path / "ok.npy"
+    cases = [
+        (["fit", ok, "-k", 0], "expected a positive integer"),  # the subparser
+        (["fit", ok, "-k", 2, "--bogus"], "unrecognized arguments: --bogus"),  # the main parser
+        (["fit", ok, "-k", 2, "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["fit", tmp_path / "missing.npy", "-k", 2], "no such file"),  # the reader
+        (["fit", ok, "-k", 2, "--out", tmp_path / "a_file"], "not a directory"),  # --out
+        (["fit", ok, "-k", 50, "--device", "cpu", "--out", tmp_path / "r"], "n_clusters=50"),
+        (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),  # demo, the default
+        (["demo", "--out", tmp_path / "a_file", "--device", "cpu"], "not a directory"),
+        (["info", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),  # no subcommand: the command's own
+    ]
+    for argv, match in cases:
+        assert_usage_error(capsys, argv, match)
+    assert error_prefix(["fit"]) == "gpukmeans fit: error: "
+
+    def no_gpu(device):
+        raise ValueError("device='gpu' but no GPU is usable: none here")
+
+    monkeypatch.setattr(_device, "resolve_device", no_gpu)
+    err = assert_usage_error(capsys, ["fit", ok, "-k", 2, "--device", "gpu"], "no GPU is usable")
+    assert err.startswith("gpukmeans fit: error: device='gpu'")
+
+
 def test_fit_failure_after_staging_leaves_nothing(capsys, tmp_path, monkeypatch):
     """A failure while writing (here: drawing) removes everything staged so far."""
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
@@ -382,7 +424,7 @@ def test_fit_failure_after_staging_leaves_nothing(capsys, tmp_path, monkeypatch)
 
     def broken_writer(*args, **kwargs):
         (args[-1] / "labels.npy").write_bytes(b"half")
-        raise _cli.CommandError("gpukmeans fit: error: disk full")
+        raise _cli.CommandError("disk full")
 
     monkeypatch.setattr(_cli, "_write_fit_results", broken_writer)
     assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--device", "cpu", "--out", out_dir], "disk full")
