@@ -215,6 +215,174 @@ def test_fit_csv_without_pandas(capsys, tmp_path, blobs, monkeypatch):
     assert_usage_error(capsys, ["fit", tmp_path / "text.csv", "-k", 1], "column 'name' is not numeric")
 
 
+def assert_clustered(out_dir, X):
+    """The results are those of clustering exactly X: each centre is the mean of its rows."""
+    labels = np.load(out_dir / "labels.npy")
+    centers = np.load(out_dir / "centers.npy")
+    assert centers.shape[1] == X.shape[1] and len(labels) == len(X)
+    expected = np.array([X[labels == j].mean(axis=0) for j in range(len(centers))])
+    np.testing.assert_allclose(centers, expected, rtol=1e-7, atol=1e-9)
+
+
+def without_pandas(monkeypatch, pandas):
+    if not pandas:
+        monkeypatch.setitem(sys.modules, "pandas", None)
+
+
+READERS = pytest.mark.parametrize("pandas", [True, False], ids=["pandas", "csv-module"])
+
+
+@READERS
+@pytest.mark.parametrize("columns", [["a", "b", "c"], None], ids=["named", "default-names"])
+def test_fit_csv_leaves_out_the_index_pandas_writes(capsys, tmp_path, blobs, monkeypatch, pandas, columns):
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs
+    pd.DataFrame(X, columns=columns).to_csv(tmp_path / "frame.csv")  # the index first, unnamed
+    pd.read_csv(tmp_path / "frame.csv").to_csv(tmp_path / "again.csv", index=False)  # "Unnamed: 0"
+    without_pandas(monkeypatch, pandas)
+    names = columns or ["0", "1", "2"]
+    for data in ("frame.csv", "again.csv"):
+        out_dir = tmp_path / data.split(".")[0]
+        status, _, err = run(capsys, "fit", tmp_path / data, "-k", 3, "--device", "cpu", "--out", out_dir)
+        assert status == 0, err
+        assert err.startswith("gpukmeans fit: note: the first column") and len(err.splitlines()) == 1, err
+        assert "row index" in err and "0 to 119" in err
+        summary = check_fit_outputs(out_dir, 120, 3, 3, feature_names=names)
+        assert summary["index_column_dropped"] is True
+        assert_clustered(out_dir, X)
+
+
+@READERS
+def test_fit_csv_keeps_a_first_column_that_is_not_a_plain_index(capsys, tmp_path, blobs, monkeypatch, pandas):
+    X, _ = blobs
+    steps = np.arange(120.0)[:, None]
+    shuffled = np.random.default_rng(0).permutation(120)[:, None]
+    np.savetxt(tmp_path / "named.csv", np.hstack([steps, X]), delimiter=",", header="step,a,b,c", comments="")
+    np.savetxt(tmp_path / "shuffled.csv", np.hstack([shuffled, X]), delimiter=",", header=",a,b,c", comments="")
+    np.savetxt(tmp_path / "no_header.csv", np.hstack([steps, X]), delimiter=",")
+    without_pandas(monkeypatch, pandas)
+    for data, first, kept in (("named", "step", steps), ("shuffled", "", shuffled), ("no_header", "x0", steps)):
+        status, _, err = run(capsys, "fit", tmp_path / f"{data}.csv", "-k", 3, "--device", "cpu",
+                             "--out", tmp_path / data)
+        assert status == 0 and "note" not in err, err
+        summary = check_fit_outputs(tmp_path / data, 120, 4, 3)
+        assert summary["feature_names"][0] == first and summary["index_column_dropped"] is False
+        assert_clustered(tmp_path / data, np.hstack([kept, X]))
+    # A header of numbers with its first field empty is pandas' only when an index follows.
+    (tmp_path / "gap.csv").write_text(",1,2\n5,6,7\n8,9,10\n")
+    assert_usage_error(capsys, ["fit", tmp_path / "gap.csv", "-k", 1], "line 1 has an empty field")
+
+
+@READERS
+def test_fit_columns_by_name_or_position(capsys, tmp_path, blobs, monkeypatch, pandas):
+    X, y = blobs
+    with open(tmp_path / "table.csv", "w") as fh:
+        fh.write("a,b,c,kind\n")
+        for row, label in zip(X, y):
+            fh.write(",".join(map(str, row.tolist())) + f",blob {label}\n")  # a text column, not selected
+    np.save(tmp_path / "points.npy", X)
+    without_pandas(monkeypatch, pandas)
+    cases = [("table.csv", "a,c", [0, 2], ["a", "c"]), ("table.csv", "2,0", [2, 0], ["c", "a"]),
+             ("table.csv", " b , 0", [1, 0], ["b", "a"]), ("points.npy", "1,x2", [1, 2], ["x1", "x2"])]
+    for index, (data, columns, positions, names) in enumerate(cases):
+        out_dir = tmp_path / f"r{index}"
+        status, _, err = run(capsys, "fit", tmp_path / data, "-k", 3, "--device", "cpu", "--out", out_dir,
+                             "--columns", columns)
+        assert status == 0, err
+        summary = check_fit_outputs(out_dir, 120, len(names), 3, feature_names=names)
+        assert summary["params"]["columns"] == columns
+        assert_clustered(out_dir, X[:, positions])
+    table = tmp_path / "table.csv"
+    for columns, match in [("a,z", "has no column 'z' (it has 'a', 'b', 'c', 'kind')"),
+                           ("a,4", "column 4 is out of range"), ("0,a", "column 'a' is selected twice"),
+                           ("a,,b", "an empty item"), ("a,kind", "column 'kind' is not numeric")]:
+        err = assert_usage_error(capsys, ["fit", table, "-k", 3, "--columns", columns, "--out", tmp_path / "bad"],
+                                 match)
+        assert "--columns" in err or "not numeric" in err
+        assert not (tmp_path / "bad").exists()
+    assert_usage_error(capsys, ["fit", tmp_path / "points.npy", "-k", 3, "--columns", "3"], "column 3 is out of range")
+
+
+def test_fit_columns_count_after_the_index_and_skip_other_columns_gaps(capsys, tmp_path, blobs):
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["notes"] = ["" if i % 2 else "seen" for i in range(120)]  # empty fields, not selected
+    frame.to_csv(tmp_path / "frame.csv")
+    status, _, err = run(capsys, "fit", tmp_path / "frame.csv", "-k", 3, "--device", "cpu",
+                         "--out", tmp_path / "r", "--columns", "0,c")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "r", 120, 2, 3, feature_names=["a", "c"])
+    assert_clustered(tmp_path / "r", X[:, [0, 2]])
+
+
+@READERS
+@pytest.mark.parametrize("sep", [";", "\t", "|"], ids=["semicolon", "tab", "pipe"])
+def test_fit_csv_delimiters_sniffed_or_given(capsys, tmp_path, blobs, monkeypatch, pandas, sep):
+    X, _ = blobs
+    np.savetxt(tmp_path / "table.csv", X, delimiter=sep, header=sep.join(["a", "b", "c"]), comments="")
+    without_pandas(monkeypatch, pandas)
+    given = {";": ";", "\t": "tab", "|": "|"}[sep]
+    attempts = [["--delimiter", given]] + ([] if sep == "|" else [[], ["--delimiter", "\\t" if sep == "\t" else sep]])
+    for index, extra in enumerate(attempts):
+        out_dir = tmp_path / f"r{index}"
+        status, _, err = run(capsys, "fit", tmp_path / "table.csv", "-k", 3, "--device", "cpu", "--out", out_dir, *extra)
+        assert status == 0, (extra, err)
+        check_fit_outputs(out_dir, 120, 3, 3, feature_names=["a", "b", "c"])
+        assert_clustered(out_dir, X)
+    if sep != ",":  # the wrong delimiter given: one column that is not numeric, said as such
+        assert_usage_error(capsys, ["fit", tmp_path / "table.csv", "-k", 3, "--delimiter", ","], "is not numeric")
+
+
+def test_fit_csv_sniffing_leaves_commas_and_single_columns_alone(capsys, tmp_path, blobs):
+    X, _ = blobs
+    (tmp_path / "quoted.csv").write_text('name,v\n' + "".join(f'"p;{i}",{x!r}\n' for i, x in enumerate(X[:, 0].tolist())))
+    np.savetxt(tmp_path / "single.csv", X[:, :1], header="v", comments="")
+    for data in ("quoted", "single"):
+        status, _, err = run(capsys, "fit", tmp_path / f"{data}.csv", "-k", 3, "--device", "cpu",
+                             "--out", tmp_path / data, *(["--columns", "v"] if data == "quoted" else []))
+        assert status == 0, err
+        assert_clustered(tmp_path / data, X[:, :1])
+    assert_usage_error(capsys, ["fit", tmp_path / "single.csv", "-k", 3, "--delimiter", "ab"],
+                       "expected one character")
+
+
+@READERS
+@pytest.mark.parametrize("text", ["a,b\n", "a;b\r\n", "a\tb", '"a","b"\n\n', "a,b\n  \n"])
+def test_a_header_only_csv_has_no_rows(capsys, tmp_path, monkeypatch, pandas, text):
+    (tmp_path / "header.csv").write_text(text)
+    without_pandas(monkeypatch, pandas)
+    err = assert_usage_error(capsys, ["fit", tmp_path / "header.csv", "-k", 1, "--out", tmp_path / "r"],
+                             "has a header line but no rows")
+    assert "numeric" not in err and not (tmp_path / "r").exists()
+
+
+def test_a_parquet_without_rows_has_no_rows(capsys, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame(columns=["a", "b"]).to_parquet(tmp_path / "empty.parquet")  # object columns
+    err = assert_usage_error(capsys, ["fit", tmp_path / "empty.parquet", "-k", 1], "has columns ('a', 'b') but no rows")
+    assert "numeric" not in err
+
+
+def test_options_of_another_format_are_errors(capsys, tmp_path, blobs):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    X, _ = blobs
+    np.savetxt(tmp_path / "t.csv", X, delimiter=",")
+    np.save(tmp_path / "a.npy", X)
+    np.savez(tmp_path / "a.npz", X=X)
+    pd.DataFrame(X, columns=["u", "v", "w"]).to_parquet(tmp_path / "t.parquet")
+    for data, option, value in [("t.csv", "--key", "X"), ("a.npy", "--key", "X"), ("t.parquet", "--key", "X"),
+                                ("a.npy", "--delimiter", ";"), ("a.npz", "--delimiter", ";"),
+                                ("t.parquet", "--delimiter", ";")]:
+        suffix = "." + data.split(".")[1]
+        err = assert_usage_error(capsys, ["fit", tmp_path / data, "-k", 3, option, value, "--out", tmp_path / "r"],
+                                 f"{option} applies to")
+        assert f"not to {suffix}" in err
+        assert not (tmp_path / "r").exists()
+
+
 def test_fit_parquet(capsys, tmp_path, blobs):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
