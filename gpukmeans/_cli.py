@@ -187,6 +187,11 @@ def _build_parser():
         help="the field separator of a .csv: one character, \\t or tab for a tab "
         "(default: ',', ';' or tab, as the file's first lines use)",
     )
+    fit.add_argument(
+        "--scale", action="store_true",
+        help="standardise every feature (scikit-learn's StandardScaler) before clustering, so "
+        "that none counts more for its units; centres are still written in the data's units",
+    )
     fit.add_argument("--n-init", default="auto", type=_n_init, help="runs from different seeds (default: auto)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, help="iterations per run (default: 300)")
     fit.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (default: 1e-4)")
@@ -912,12 +917,18 @@ def _run_fit(args):
         print(f"gpukmeans fit: note: the first column of {args.data} is unnamed and holds 0 to "
               f"{X.shape[0] - 1}, the row index pandas' to_csv() writes; it is left out "
               "(to_csv(index=False) writes none)", file=sys.stderr)
+    scaler = None
+    if args.scale:  # as make_pipeline(StandardScaler(), KMeans(k)) does
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(X)
     with _staged_output("fit", out_dir, inputs=[args.data], force=args.force) as staging:
         model, seconds = _fit(
-            X, args.n_clusters, device, args, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol
+            X if scaler is None else scaler.transform(X), args.n_clusters, device, args,
+            n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         )
         written = _write_fit_results(args, X, names, model, seconds, image_shape, staging,
-                                     index_dropped=index_dropped)
+                                     index_dropped=index_dropped, scaler=scaler)
 
     sizes = np.bincount(model.labels_, minlength=args.n_clusters)
     print(_format_table(
@@ -931,11 +942,18 @@ def _run_fit(args):
     return EXIT_OK
 
 
-def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *, index_dropped=False):
+def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *, index_dropped=False,
+                       scaler=None):
+    """Write the results of ``model``, fitted on ``X`` or, given a ``scaler``, on
+    ``scaler.transform(X)``; return the names of the files written."""
     from . import __version__
 
     labels = np.asarray(model.labels_)
     centers = np.asarray(model.cluster_centers_)
+    if scaler is not None:
+        # In the data's units, beside its rows (and drawn as its pixels); the summary keeps
+        # the scaler's mean and scale to go back.
+        centers = scaler.inverse_transform(centers)
     names = names or [f"x{i}" for i in range(X.shape[1])]
     np.save(directory / "labels.npy", labels)
     np.save(directory / "centers.npy", centers)
@@ -948,10 +966,13 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *
     if args.plot:
         from ._plotting import plot_centroid_grid, plot_clusters
 
-        plot_clusters(
-            X, labels, centers, directory / "clusters.png",
-            title=f"{args.data.name}: k={args.n_clusters} on {model.device_}", feature_names=names,
-        )
+        points, marks, title = X, centers, f"{args.data.name}: k={args.n_clusters} on {model.device_}"
+        if scaler is not None and X.shape[1] > 2:
+            # The principal axes of the raw data are those of its widest-ranging features;
+            # those of the standardised data, which k-means saw, show its clusters.
+            points, marks = scaler.transform(X), np.asarray(model.cluster_centers_)
+            title += ", standardised"
+        plot_clusters(points, labels, marks, directory / "clusters.png", title=title, feature_names=names)
         written.append("clusters.png")
         if image_shape is not None:
             sizes = np.bincount(labels, minlength=args.n_clusters)
@@ -971,11 +992,14 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *
         "device": model.device_,
         "fit_seconds": seconds,
         "inertia": float(model.inertia_),
+        "scaler": None if scaler is None else {
+            "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+        },
         "n_iter": int(model.n_iter_),
         "cluster_sizes": np.bincount(labels, minlength=args.n_clusters).tolist(),
         "params": {
             "n_init": args.n_init, "max_iter": args.max_iter, "tol": args.tol, "random_state": args.seed,
-            "device": args.device, "columns": args.columns,
+            "device": args.device, "columns": args.columns, "scale": args.scale,
         },
         "gpukmeans_version": __version__,
         "files": written,

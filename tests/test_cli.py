@@ -383,6 +383,72 @@ def test_options_of_another_format_are_errors(capsys, tmp_path, blobs):
         assert not (tmp_path / "r").exists()
 
 
+@pytest.fixture
+def stretched_blobs():
+    """The notebook's blobs with one axis multiplied by 100 (examples/scaled_axis.py)."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(centers=4, cluster_std=0.5, random_state=0)
+    X[:, 0] *= 100
+    return X, y
+
+
+def test_fit_scale_standardises_and_reports_centres_in_the_data_units(capsys, tmp_path, stretched_blobs,
+                                                                       saved_figures):
+    from sklearn.cluster import KMeans as SklearnKMeans
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = stretched_blobs
+    np.savetxt(tmp_path / "blobs.csv", X, delimiter=",", header="cm,m", comments="")
+    runs = {}
+    for scale in (False, True):
+        out_dir = tmp_path / ("scaled" if scale else "raw")
+        status, _, err = run(capsys, "fit", tmp_path / "blobs.csv", "-k", 4, "--device", "cpu", "--out", out_dir,
+                             *(["--scale", "--plot"] if scale else []))
+        assert status == 0, err
+        runs[scale] = np.load(out_dir / "labels.npy")
+    assert adjusted_rand_score(y, runs[False]) < 0.9  # the x100 axis decides alone
+    assert adjusted_rand_score(y, runs[True]) == 1.0
+    pipeline = make_pipeline(StandardScaler(), SklearnKMeans(4, n_init=10, random_state=0)).fit(X)
+    assert adjusted_rand_score(pipeline[-1].labels_, runs[True]) == 1.0
+
+    out_dir = tmp_path / "scaled"
+    summary = check_fit_outputs(out_dir, 100, 2, 4, feature_names=["cm", "m"])
+    assert_clustered(out_dir, X)  # centres in cm and m: the means of the rows, as read
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    np.testing.assert_allclose(summary["scaler"]["mean"], mean)
+    np.testing.assert_allclose(summary["scaler"]["scale"], std)
+    assert summary["params"]["scale"] is True
+    standardised, labels = (X - mean) / std, runs[True]
+    centers = (np.load(out_dir / "centers.npy") - mean) / std
+    np.testing.assert_allclose(summary["inertia"], ((standardised - centers[labels]) ** 2).sum(), rtol=1e-6)
+    ax = saved_figures[0].axes[0]  # two features: drawn as they are, in their units
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("cm", "m")
+    np.testing.assert_array_equal(drawn_points(saved_figures[0])[0], X)
+
+
+def test_fit_scale_draws_the_principal_axes_of_the_standardised_data(capsys, tmp_path, stretched_blobs,
+                                                                     saved_figures):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = stretched_blobs
+    X = np.hstack([X, np.random.default_rng(0).standard_normal((len(X), 1))])
+    np.save(tmp_path / "blobs.npy", X)
+    status, _, err = run(capsys, "fit", tmp_path / "blobs.npy", "-k", 4, "--device", "cpu", "--out", tmp_path / "r",
+                         "--scale", "--plot")
+    assert status == 0, err
+    assert_clustered(tmp_path / "r", X)
+    scaler = StandardScaler().fit(X)
+    pca = PCA(n_components=2, svd_solver="full").fit(scaler.transform(X))
+    points, marks = drawn_points(saved_figures[0])
+    assert_equal_up_to_sign(points, pca.transform(scaler.transform(X)))
+    assert_equal_up_to_sign(marks, pca.transform(scaler.transform(np.load(tmp_path / "r" / "centers.npy"))))
+    assert saved_figures[0].axes[0].get_title().endswith(", standardised")
+
+
 def test_fit_parquet(capsys, tmp_path, blobs):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
