@@ -644,9 +644,9 @@ def _column_positions(columns, names, path):
     """
     positions = []
     for item in (item.strip() for item in columns.split(",")):
-        matches = [i for i, name in enumerate(names) if str(name).strip() == item]
         if not item:
             raise CommandError(f"--columns {columns!r}: an empty item; separate names or positions by single commas")
+        matches = [i for i, name in enumerate(names) if str(name).strip() == item]
         if len(matches) > 1:
             raise CommandError(f"--columns: {path} has {len(matches)} columns named {item!r}; "
                                f"select one by position ({', '.join(map(str, matches))})")
@@ -761,7 +761,8 @@ class _CsvFrame:
     """The body of a CSV file read by pandas: every row has the header's field count."""
 
     def __init__(self, path, delimiter, has_header, names, pd):
-        self.path, self.delimiter, self.has_header, self.names, self.pd = path, delimiter, has_header, names, pd
+        self.path, self.delimiter, self.has_header, self.names = path, delimiter, has_header, names
+        self.pd = pd
         try:
             frame = pd.read_csv(path, sep=delimiter, header=None, skiprows=1 if has_header else 0,
                                 index_col=False, encoding="utf-8-sig")
@@ -782,7 +783,7 @@ class _CsvFrame:
 
     def numbers(self, positions):
         if self.missing:
-            _raise_for_field_counts(self.path, len(self.names), self.delimiter, positions)
+            _raise_for_field_counts(self.path, len(self.names), self.delimiter, positions, self.has_header)
         frame = self.frame.iloc[:, positions]
         for position, (_, values) in zip(positions, frame.items()):
             if not self.pd.api.types.is_numeric_dtype(values.dtype):
@@ -848,9 +849,10 @@ def _check_no_blank_lines(path):
                 raise CommandError(f"{path}: line {blank} is blank; every line should be a sample (remove it)")
 
 
-def _raise_for_field_counts(path, n_fields, delimiter, positions=None):
-    """A CommandError naming the first line whose field count is not ``n_fields``, or
-    that has an empty field (among ``positions``, default all), if there is one."""
+def _raise_for_field_counts(path, n_fields, delimiter, positions=(), has_header=False):
+    """A CommandError naming the first line whose field count is not ``n_fields`` or,
+    past the header (whose empty first field may head pandas' index), whose field at one
+    of ``positions`` is empty, if there is one."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -860,7 +862,7 @@ def _raise_for_field_counts(path, n_fields, delimiter, positions=None):
                     f"{path}: line {line} has {len(row)} fields, not {n_fields} as the first "
                     "line (an unquoted thousands separator?)"
                 )
-            if any(not row[p].strip() for p in (range(n_fields) if positions is None else positions)):
+            if line > has_header and any(not row[p].strip() for p in positions):
                 raise CommandError(f"{path}: line {line} has an empty field")
 
 

@@ -274,6 +274,16 @@ def test_fit_csv_keeps_a_first_column_that_is_not_a_plain_index(capsys, tmp_path
 
 
 @READERS
+def test_a_broken_line_after_pandas_index_header_is_the_one_named(capsys, tmp_path, monkeypatch, pandas):
+    """The header's empty first field heads the index: it is not the line to blame."""
+    (tmp_path / "frame.csv").write_text(",0,1\n0,1.5,2\n1,3,4,9\n2,5,6\n")
+    (tmp_path / "gap.csv").write_text(",a,b\n0,1.5,\n1,3,4\n")
+    without_pandas(monkeypatch, pandas)
+    assert_usage_error(capsys, ["fit", tmp_path / "frame.csv", "-k", 1], "line 3 has 4 fields, not 3")
+    assert_usage_error(capsys, ["fit", tmp_path / "gap.csv", "-k", 1], "line 2 has an empty field")
+
+
+@READERS
 def test_fit_columns_by_name_or_position(capsys, tmp_path, blobs, monkeypatch, pandas):
     X, y = blobs
     with open(tmp_path / "table.csv", "w") as fh:
@@ -459,6 +469,14 @@ def test_fit_parquet(capsys, tmp_path, blobs):
     check_fit_outputs(tmp_path / "r", 120, 3, 3, feature_names=["u", "v", "w"])
     pd.DataFrame({"u": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(tmp_path / "mixed.parquet")
     assert_usage_error(capsys, ["fit", tmp_path / "mixed.parquet", "-k", 1], "'label' are not numeric")
+    frame = pd.DataFrame(X, columns=["u", "v", "w"]).assign(label=[f"blob {i}" for i in range(120)])
+    frame.to_parquet(tmp_path / "labelled.parquet")
+    status, _, err = run(capsys, "fit", tmp_path / "labelled.parquet", "-k", 3, "--device", "cpu",
+                         "--out", tmp_path / "cols", "--columns", "w,0")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "cols", 120, 2, 3, feature_names=["w", "u"])
+    assert_clustered(tmp_path / "cols", X[:, [2, 0]])
+    assert_usage_error(capsys, ["fit", tmp_path / "labelled.parquet", "-k", 3, "--columns", "u,x"], "no column 'x'")
 
 
 def test_fit_plot(capsys, tmp_path):
