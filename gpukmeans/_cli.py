@@ -23,9 +23,14 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
+SUBCOMMANDS = ("demo", "fit", "info", "bench")
 DEVICES = ("auto", "cpu", "gpu")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
-MAX_SCATTER_POINTS = 20_000  # a scatter of more points takes long to draw and shows no more
+# The formats each data option applies to: given with another, it is an error, not ignored.
+FORMAT_OPTIONS = {"--key": (".npz",), "--delimiter": (".csv",)}
+CSV_DELIMITERS = ",;\t"  # those sniffed when --delimiter is not given
+SNIFF_CHARACTERS = 1 << 16  # how much of a CSV file the sniffing reads
+UNNAMED = ("", "Unnamed: 0")  # how pandas' to_csv() heads its index, as written and as read back
 
 # The notebook's first example: four round blobs (as in the Python Data Science Handbook).
 # The notebook: make_blobs(centers=4, cluster_std=0.5, random_state=0), KMeans(4, random_state=8).
@@ -36,12 +41,17 @@ MNIST_CLUSTERS = 20  # the notebook's KMeans(20)
 
 
 class CommandError(Exception):
-    """A user error: printed as one line, exit status 2, no traceback."""
+    """A user error: printed as one line, exit status 2, no traceback.
+
+    The message is the problem alone; :func:`main` puts ``gpukmeans SUBCOMMAND: error:``
+    before it, the same prefix wherever the error was found (argparse, the readers, the
+    estimator).
+    """
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise CommandError(f"{self.prog}: error: {message}")
+        raise CommandError(message)
 
 
 def main(argv=None):
@@ -51,13 +61,17 @@ def main(argv=None):
         return _run_bench(argv[1:])
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]  # demo is the default subcommand
+    # Named from argv, not from the parsed arguments: argparse reports some errors of a
+    # subcommand (unrecognized arguments) from the main parser, after the subparser.
+    prog = f"gpukmeans {argv[0]}" if argv[0] in SUBCOMMANDS else "gpukmeans"
     previous = _install_interrupt_handler()
     notice = _show_compile_notice()
     try:
         args = _build_parser().parse_args(argv)
         return args.run(args)
     except CommandError as exc:
-        print(str(exc).splitlines()[0] if str(exc) else "gpukmeans: error", file=sys.stderr)
+        message = str(exc).splitlines()[0] if str(exc) else "failed"
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("gpukmeans: interrupted", file=sys.stderr)
@@ -165,6 +179,21 @@ def _build_parser():
         "(never the input)",
     )
     fit.add_argument("--key", help="the array to cluster in a .npz holding several")
+    fit.add_argument(
+        "--columns", metavar="COLS",
+        help="the columns to cluster, by name or by position from 0, separated by commas: "
+        "x,y or 0,2 (default: all)",
+    )
+    fit.add_argument(
+        "--delimiter", metavar="CHAR", type=_delimiter,
+        help="the field separator of a .csv: one character, \\t or tab for a tab "
+        "(default: ',', ';' or tab, as the file's first lines use)",
+    )
+    fit.add_argument(
+        "--scale", action="store_true",
+        help="standardise every feature (scikit-learn's StandardScaler) before clustering, so "
+        "that none counts more for its units; centres are still written in the data's units",
+    )
     fit.add_argument("--n-init", default="auto", type=_n_init, help="runs from different seeds (default: auto)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, help="iterations per run (default: 300)")
     fit.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (default: 1e-4)")
@@ -229,6 +258,14 @@ def _n_init(text):
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _delimiter(text):
+    # A tab is hard to type in a shell: \t and "tab" name it too.
+    value = {"\\t": "\t", "tab": "\t"}.get(text.lower(), text)
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(f"expected one character such as ';' or \\t, got {text!r}")
+    return value
+
+
 def _image_shape(text):
     try:
         height, width = (int(part) for part in text.lower().split("x"))
@@ -248,7 +285,7 @@ def _resolve_device(device):
     try:
         return resolve_device(device)
     except ValueError as exc:
-        raise CommandError(f"gpukmeans: error: {exc}") from None
+        raise CommandError(str(exc)) from None
 
 
 def _progress_bars(args):
@@ -266,7 +303,7 @@ def _fit(X, n_clusters, device, args, **params):
         with progress_bars(_progress_bars(args)):
             model.fit(X)
     except (ValueError, TypeError) as exc:
-        raise CommandError(f"gpukmeans: error: {exc}") from None
+        raise CommandError(str(exc)) from None
     return model, time.perf_counter() - start
 
 
@@ -306,9 +343,9 @@ def _check_out_dir(out_dir):
     """``out_dir`` made absolute; an error if it exists and is not a directory."""
     out_dir = pathlib.Path(out_dir).absolute()
     if out_dir.is_symlink() and not out_dir.exists():
-        raise CommandError(f"gpukmeans: error: --out {out_dir} is a symlink to nothing")
+        raise CommandError(f"--out {out_dir} is a symlink to nothing")
     if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"gpukmeans: error: --out {out_dir} exists and is not a directory")
+        raise CommandError(f"--out {out_dir} exists and is not a directory")
     return out_dir
 
 
@@ -365,15 +402,11 @@ def _plan_output(command, out_dir, names, inputs, force):
     for name in [*names, MANIFEST]:
         target = out_dir / name
         if target.resolve() in inputs:
-            raise CommandError(
-                f"gpukmeans {command}: error: writing {name} in --out {out_dir} would overwrite "
-                f"the input {target.resolve()}; choose another --out"
-            )
+            raise CommandError(f"writing {name} in --out {out_dir} would overwrite the input "
+                               f"{target.resolve()}; choose another --out")
         if target.exists() and not target.is_symlink() and not target.is_file():
-            raise CommandError(
-                f"gpukmeans {command}: error: --out {out_dir} holds {name}, which is not a "
-                "file; move it away or choose another --out"
-            )
+            raise CommandError(f"--out {out_dir} holds {name}, which is not a file; move it "
+                               "away or choose another --out")
     if force or not out_dir.is_dir():
         return
     manifest = _read_manifest(out_dir)
@@ -382,7 +415,7 @@ def _plan_output(command, out_dir, names, inputs, force):
                                                  and not _ours_unchanged(out_dir, n, manifest))]
     if foreign:
         raise CommandError(
-            f"gpukmeans {command}: error: --out {out_dir} already holds {', '.join(foreign)}, "
+            f"--out {out_dir} already holds {', '.join(foreign)}, "
             "which gpukmeans did not write (or which changed since); pass --force to replace "
             "them, or choose another --out"
         )
@@ -411,7 +444,7 @@ def _staged_output(command, out_dir, inputs=(), force=False):
     try:
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
     except OSError as exc:
-        raise CommandError(f"gpukmeans: error: cannot write in {ancestor}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot write in {ancestor}: {exc.strerror or exc}") from None
     _STAGING.add(staging)
     try:
         yield staging
@@ -433,8 +466,7 @@ def _staged_output(command, out_dir, inputs=(), force=False):
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CommandError(f"gpukmeans {command}: error: cannot create --out {out_dir}: "
-                               f"{exc.strerror or exc}") from None
+            raise CommandError(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
         _MOVING["now"] = True
         try:
             for name in stale:
@@ -491,7 +523,7 @@ def _load_demo_mnist(mnist_path):
         return load_mnist(mnist_path, download=False)
     except (OSError, ValueError) as exc:  # missing, unreadable (permissions) or damaged
         if mnist_path is not None:  # asked for explicitly: its absence is an error
-            raise CommandError(f"gpukmeans demo: error: --mnist {mnist_path}: {exc}") from None
+            raise CommandError(f"--mnist {mnist_path}: {exc}") from None
         why = "MNIST was not found" if isinstance(exc, FileNotFoundError) else str(exc)
     print(
         f"MNIST part skipped: {why}; pass --mnist PATH or set GPUKMEANS_DATA to a directory "
@@ -572,23 +604,33 @@ def _demo_pictures(fits, directory):
 # --- fit -----------------------------------------------------------------------------------
 
 
-def _read_data(path, key=None):
-    """Read DATA into ``(X, feature_names)``; every problem is a one-line CommandError."""
-    prefix = f"gpukmeans fit: error: {path}"
+def _read_data(path, key=None, delimiter=None, columns=None):
+    """Read DATA into ``(X, feature_names, index_dropped)``; every problem is a one-line
+    CommandError.
+
+    ``columns``, the text of --columns, selects and orders the features; only those are
+    checked for numbers. ``index_dropped`` says whether the first column of a CSV file was
+    pandas' row index, and left out.
+    """
+    prefix = str(path)
     suffix = path.suffix.lower()
     if suffix not in DATA_SUFFIXES:
         raise CommandError(f"{prefix}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(DATA_SUFFIXES)}")
+    for option, value in (("--key", key), ("--delimiter", delimiter)):
+        if value is not None and suffix not in FORMAT_OPTIONS[option]:
+            raise CommandError(f"{option} applies to {' and '.join(FORMAT_OPTIONS[option])} files, "
+                               f"not to {suffix} ({path})")
     if not path.is_file():
         raise CommandError(f"{prefix}: no such file")
+    index_dropped = False
     try:
-        if suffix == ".npy":
-            X, names = np.load(path, allow_pickle=False), None
-        elif suffix == ".npz":
-            X, names = _read_npz(path, key), None
+        if suffix in (".npy", ".npz"):
+            X = np.load(path, allow_pickle=False) if suffix == ".npy" else _read_npz(path, key)
+            X, names = _select_array_columns(X, columns, path)
         elif suffix == ".csv":
-            X, names = _read_table(path, "csv")
+            X, names, index_dropped = _read_csv(path, delimiter, columns)
         else:
-            X, names = _read_table(path, "parquet")
+            X, names = _read_parquet(path, columns)
     except CommandError:
         raise
     except ImportError as exc:
@@ -596,7 +638,7 @@ def _read_data(path, key=None):
     except Exception as exc:  # whatever a damaged file makes a reader raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CommandError(f"{prefix}: cannot be read as {suffix}: {message}") from None
-    return _check_matrix(X, prefix), names
+    return _check_matrix(X, prefix), names, index_dropped
 
 
 def _read_npz(path, key):
@@ -608,79 +650,214 @@ def _read_npz(path, key):
             elif "X" in keys:
                 key = "X"
             else:
-                raise CommandError(
-                    f"gpukmeans fit: error: {path} holds several arrays ({', '.join(keys)}); "
-                    f"choose one with --key"
-                )
+                raise CommandError(f"{path} holds several arrays ({', '.join(keys)}); choose one with --key")
         if key not in keys:
-            raise CommandError(f"gpukmeans fit: error: {path} has no array {key!r} (it has {', '.join(keys)})")
+            raise CommandError(f"{path} has no array {key!r} (it has {', '.join(keys)})")
         return archive[key]
 
 
-def _read_table(path, kind):
+def _select_array_columns(X, columns, path):
+    """``(X[:, selected], their names)``, or ``(X, None)`` without --columns. An array's
+    columns are named as centers.csv names them: x0, x1, ..."""
+    if columns is None or np.ndim(X) != 2:  # a wrong shape is said by _check_matrix
+        return X, None
+    names = [f"x{i}" for i in range(X.shape[1])]
+    positions = _column_positions(columns, names, path)
+    return X[:, positions], [names[p] for p in positions]
+
+
+def _column_positions(columns, names, path):
+    """The positions of the columns that --columns COLUMNS selects, in its order.
+
+    Each item is a column name (surrounding spaces aside), else a position counted from 0;
+    a name wins, so that a header of years such as ``1990,2000`` can be selected by name.
+    """
+    positions = []
+    for item in (item.strip() for item in columns.split(",")):
+        if not item:
+            raise CommandError(f"--columns {columns!r}: an empty item; separate names or positions by single commas")
+        matches = [i for i, name in enumerate(names) if str(name).strip() == item]
+        if len(matches) > 1:
+            raise CommandError(f"--columns: {path} has {len(matches)} columns named {item!r}; "
+                               f"select one by position ({', '.join(map(str, matches))})")
+        if matches:
+            position = matches[0]
+        elif item.isascii() and item.isdigit():
+            position = int(item)
+            if position >= len(names):
+                raise CommandError(f"--columns: column {position} is out of range: {path} has "
+                                   f"{len(names)} columns (0 to {len(names) - 1})")
+        else:
+            raise CommandError(f"--columns: {path} has no column {item!r} (it has {_list_names(names)})")
+        if position in positions:
+            raise CommandError(f"--columns: column {item!r} is selected twice")
+        positions.append(position)
+    return positions
+
+
+def _list_names(names, most=8):
+    shown = ", ".join(repr(str(name)) for name in names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
+
+
+def _read_parquet(path, columns):
     try:
         import pandas as pd
     except ImportError:
-        if kind == "csv":
-            return _read_csv_without_pandas(path)
         raise ImportError("reading .parquet needs pandas and pyarrow: pip install 'gpukmeans[cli]'") from None
-    if kind == "csv":
-        frame = _read_csv_with_pandas(path, pd)
-    else:
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError as exc:
-            raise ImportError(f"reading .parquet needs pyarrow: pip install 'gpukmeans[cli]' ({exc})") from None
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError as exc:
+        raise ImportError(f"reading .parquet needs pyarrow: pip install 'gpukmeans[cli]' ({exc})") from None
     names = [str(name) for name in frame.columns]
+    if len(frame) == 0 and names:  # its columns may have no numeric type to show: say why first
+        raise CommandError(f"{path}: has columns ({_list_names(names)}) but no rows")
+    positions = _column_positions(columns, names, path) if columns is not None else range(len(names))
+    frame, names = frame.iloc[:, list(positions)], [names[p] for p in positions]
     not_numeric = [
         name for name, dtype in zip(names, frame.dtypes)
         if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype))
     ]
     if not_numeric:
-        raise CommandError(
-            f"gpukmeans fit: error: {path}: column(s) {', '.join(map(repr, not_numeric))} are not numeric"
-        )
+        raise CommandError(f"{path}: column(s) {', '.join(map(repr, not_numeric))} are not numeric")
     return frame.to_numpy(dtype=np.float64), names
 
 
-def _read_csv_with_pandas(path, pd):
-    """Every line of the file is a sample, or the command says which line is not.
+def _read_csv(path, delimiter, columns):
+    """Read a CSV file into ``(X, names, index_dropped)``.
 
-    The header is decided here, from the first line's own fields (a header has a field
-    that is not a number), never by pandas: pandas renames repeated names ("1.5",
-    "1.5.1"), which once made a repeated first data row look like a header and dropped
-    it. No column is ever taken as an index (``index_col=False``): a row with an extra
-    field (an unquoted thousands separator) is an error, not a shifted row.
+    Every line of the file is a sample, or the command says which line is not. The header
+    is decided here, from the first line's own fields (a header has a field that is not a
+    number), never by pandas: pandas renames repeated names ("1.5", "1.5.1"), which once
+    made a repeated first data row look like a header and dropped it. No column is taken
+    as an index by the readers: a row with an extra field (an unquoted thousands
+    separator) is an error, not a shifted row. The one index recognised is pandas' own,
+    the first column of ``df.to_csv()``: unnamed, and holding exactly 0, 1, ..., n - 1.
     """
     import csv
 
     _check_no_blank_lines(path)
+    if delimiter is None:
+        delimiter = _sniff_delimiter(path)
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        lines = (row for row in csv.reader(fh) if row)
-        first = next(lines, None)
+        first = next(_csv_rows(csv.reader(fh, delimiter=delimiter)), None)
     if first is None:
-        raise CommandError(f"gpukmeans fit: error: {path}: holds no data (an empty file)")
-    has_header = _is_header(first)
+        raise CommandError(f"{path}: holds no data (an empty file)")
+    # df.to_csv() of a frame with default column names (0, 1, ...) heads its index with
+    # an empty field: a header of numbers, one of them missing.
+    text_header = _is_header(first)
+    index_header = (not text_header and len(first) > 1 and not first[0].strip()
+                    and all(cell.strip() for cell in first[1:]))
+    has_header = text_header or index_header
+    names = first if has_header else [f"x{i}" for i in range(len(first))]
     try:
-        frame = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, index_col=False,
-                            encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows") from None
-    except pd.errors.ParserError:
-        _raise_for_field_counts(path, len(first))
-        raise
-    if frame.shape[1] != len(first) or frame.isna().to_numpy().any():
-        _raise_for_field_counts(path, len(first))
-    frame.columns = first if has_header else [f"x{i}" for i in range(len(first))]
-    for column, values in frame.items():
-        if not pd.api.types.is_numeric_dtype(values.dtype):
-            bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
-            row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
-            raise CommandError(
-                f"gpukmeans fit: error: {path}: column {column!r} is not numeric "
-                f"({values.iloc[row]!r} on line {row + 1 + has_header})"
-            )
-    return frame
+        import pandas as pd
+    except ImportError:
+        table = _CsvRows(path, delimiter, has_header, names)
+    else:
+        table = _CsvFrame(path, delimiter, has_header, names, pd)
+    index_dropped = has_header and first[0].strip() in UNNAMED and table.is_row_index(0)
+    if index_header and not index_dropped:
+        raise CommandError(f"{path}: line 1 has an empty field")
+    offset = 1 if index_dropped else 0
+    names = names[offset:]
+    positions = _column_positions(columns, names, path) if columns is not None else range(len(names))
+    X = table.numbers([p + offset for p in positions])
+    return X, [names[p] for p in positions], index_dropped
+
+
+def _sniff_delimiter(path):
+    """The delimiter of a CSV file, among ',', ';' and tab, as its first lines use it; ','
+    when they show none (a single column)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        sample = fh.read(SNIFF_CHARACTERS)
+    if len(sample) == SNIFF_CHARACTERS and "\n" in sample:
+        sample = sample[: sample.rindex("\n") + 1]  # a cut line would count fewer fields
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _csv_rows(reader):
+    """The rows of a csv.reader, less the blank lines that end the file (the only ones
+    left after :func:`_check_no_blank_lines`; spaces alone read as one empty field)."""
+    return (row for row in reader if row and not (len(row) == 1 and not row[0].strip()))
+
+
+class _CsvFrame:
+    """The body of a CSV file read by pandas: every row has the header's field count."""
+
+    def __init__(self, path, delimiter, has_header, names, pd):
+        self.path, self.delimiter, self.has_header, self.names = path, delimiter, has_header, names
+        self.pd = pd
+        try:
+            frame = pd.read_csv(path, sep=delimiter, header=None, skiprows=1 if has_header else 0,
+                                index_col=False, encoding="utf-8-sig")
+        except pd.errors.EmptyDataError:
+            raise CommandError(f"{path}: has a header line but no rows") from None
+        except pd.errors.ParserError:
+            _raise_for_field_counts(path, len(names), delimiter)
+            raise
+        if frame.shape[1] != len(names):
+            _raise_for_field_counts(path, len(names), delimiter)
+        # A short row reads as missing values at its end: NaN, wherever they are.
+        self.missing = frame.isna().to_numpy().any()
+        self.frame = frame
+
+    def is_row_index(self, position):
+        values = self.frame.iloc[:, position]
+        return values.dtype.kind in "iuf" and np.array_equal(values.to_numpy(), np.arange(len(values)))
+
+    def numbers(self, positions):
+        if self.missing:
+            _raise_for_field_counts(self.path, len(self.names), self.delimiter, positions, self.has_header)
+        frame = self.frame.iloc[:, positions]
+        for position, (_, values) in zip(positions, frame.items()):
+            if not self.pd.api.types.is_numeric_dtype(values.dtype):
+                bad = (self.pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+                row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+                raise CommandError(
+                    f"{self.path}: column {self.names[position]!r} is not numeric "
+                    f"({values.iloc[row]!r} on line {row + 1 + self.has_header})"
+                )
+        return frame.to_numpy(dtype=np.float64)
+
+
+class _CsvRows:
+    """The body of a CSV file read by the csv module, where pandas is not installed."""
+
+    def __init__(self, path, delimiter, has_header, names):
+        import csv
+
+        self.path, self.names, self.first_line = path, names, 2 if has_header else 1
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(_csv_rows(csv.reader(fh, delimiter=delimiter)))
+        self.rows = rows[1:] if has_header else rows
+        if not self.rows:
+            raise CommandError(f"{path}: has a header line but no rows")
+        for line, row in enumerate(self.rows, start=self.first_line):
+            if len(row) != len(names):
+                raise CommandError(f"{path}: line {line} has {len(row)} fields, not {len(names)}")
+
+    def is_row_index(self, position):
+        cells = [row[position] for row in self.rows]
+        return (all(_is_number(cell) for cell in cells)
+                and np.array_equal(np.array(cells, dtype=np.float64), np.arange(len(cells))))
+
+    def numbers(self, positions):
+        for line, row in enumerate(self.rows, start=self.first_line):
+            for position in positions:
+                cell = row[position]
+                if not cell.strip():
+                    raise CommandError(f"{self.path}: line {line} has an empty field")
+                if not _is_number(cell):
+                    raise CommandError(f"{self.path}: column {self.names[position]!r} is not numeric "
+                                       f"({cell!r} on line {line})")
+        return np.array([[row[p] for p in positions] for row in self.rows],
+                        dtype=np.float64).reshape(len(self.rows), len(positions))
 
 
 def _is_header(first_row):
@@ -699,54 +876,24 @@ def _check_no_blank_lines(path):
             if not text.strip():
                 blank = blank or line
             elif blank is not None:
-                raise CommandError(
-                    f"gpukmeans fit: error: {path}: line {blank} is blank; every line should "
-                    "be a sample (remove it)"
-                )
+                raise CommandError(f"{path}: line {blank} is blank; every line should be a sample (remove it)")
 
 
-def _raise_for_field_counts(path, n_fields):
-    """A CommandError naming the first line whose field count is not ``n_fields`` (or an
-    empty field), if there is one."""
+def _raise_for_field_counts(path, n_fields, delimiter, positions=(), has_header=False):
+    """A CommandError naming the first line whose field count is not ``n_fields`` or,
+    past the header (whose empty first field may head pandas' index), whose field at one
+    of ``positions`` is empty, if there is one."""
     import csv
 
-    with open(path, newline="") as fh:
-        for line, row in enumerate(csv.reader(fh), start=1):
-            if not row:
-                continue
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for line, row in enumerate(_csv_rows(csv.reader(fh, delimiter=delimiter)), start=1):
             if len(row) != n_fields:
                 raise CommandError(
-                    f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not "
-                    f"{n_fields} as the first line (an unquoted thousands separator?)"
+                    f"{path}: line {line} has {len(row)} fields, not {n_fields} as the first "
+                    "line (an unquoted thousands separator?)"
                 )
-            if any(not cell.strip() for cell in row):
-                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
-
-
-def _read_csv_without_pandas(path):
-    import csv
-
-    _check_no_blank_lines(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = [row for row in csv.reader(fh) if row]
-    if not rows:
-        return np.empty((0, 0)), None
-    has_header = _is_header(rows[0])
-    if has_header:
-        names, body = rows[0], rows[1:]
-    else:
-        names, body = [f"x{i}" for i in range(len(rows[0]))], rows
-    if not body:
-        raise CommandError(f"gpukmeans fit: error: {path}: has a header line but no rows")
-    for line, row in enumerate(body, start=2 if has_header else 1):
-        if len(row) != len(names):
-            raise CommandError(f"gpukmeans fit: error: {path}: line {line} has {len(row)} fields, not {len(names)}")
-        for name, cell in zip(names, row):
-            if not cell.strip():
-                raise CommandError(f"gpukmeans fit: error: {path}: line {line} has an empty field")
-            if not _is_number(cell):
-                raise CommandError(f"gpukmeans fit: error: {path}: column {name!r} is not numeric ({cell!r} on line {line})")
-    return np.array(body, dtype=np.float64).reshape(len(body), len(names)), names
+            if line > has_header and any(not row[p].strip() for p in positions):
+                raise CommandError(f"{path}: line {line} has an empty field")
 
 
 def _is_number(text):
@@ -780,12 +927,12 @@ def _check_matrix(X, prefix):
 def _run_fit(args):
     device = _resolve_device(args.device)
     if args.plot and not _plotting_available():
-        raise CommandError("gpukmeans fit: error: --plot needs matplotlib: pip install 'gpukmeans[cli]'")
-    X, names = _read_data(args.data, args.key)
+        raise CommandError("--plot needs matplotlib: pip install 'gpukmeans[cli]'")
+    X, names, index_dropped = _read_data(args.data, args.key, args.delimiter, args.columns)
     image_shape = args.image_shape
     if image_shape is not None and image_shape[0] * image_shape[1] != X.shape[1]:
         raise CommandError(
-            f"gpukmeans fit: error: --image-shape {image_shape[0]}x{image_shape[1]} does not match "
+            f"--image-shape {image_shape[0]}x{image_shape[1]} does not match "
             f"the {X.shape[1]} features of {args.data}"
         )
     if image_shape is None and X.shape[1] in (64, 784):
@@ -796,11 +943,24 @@ def _run_fit(args):
     if args.plot:
         planned += ["clusters.png"] + (["centroids.png"] if image_shape is not None else [])
     _plan_output("fit", out_dir, planned, [args.data], args.force)  # before the work
+    if X.shape[0] < args.n_clusters:  # the estimator says it too, but after the note below
+        raise CommandError(f"n_samples={X.shape[0]} should be >= n_clusters={args.n_clusters}.")
+    if index_dropped:
+        print(f"gpukmeans fit: note: the first column of {args.data} is unnamed and holds 0 to "
+              f"{X.shape[0] - 1}, the row index pandas' to_csv() writes; it is left out "
+              "(to_csv(index=False) writes none)", file=sys.stderr)
+    scaler = None
+    if args.scale:  # as make_pipeline(StandardScaler(), KMeans(k)) does
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(X)
     with _staged_output("fit", out_dir, inputs=[args.data], force=args.force) as staging:
         model, seconds = _fit(
-            X, args.n_clusters, device, args, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol
+            X if scaler is None else scaler.transform(X), args.n_clusters, device, args,
+            n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         )
-        written = _write_fit_results(args, X, names, model, seconds, image_shape, staging)
+        written = _write_fit_results(args, X, names, model, seconds, image_shape, staging,
+                                     index_dropped=index_dropped, scaler=scaler)
 
     sizes = np.bincount(model.labels_, minlength=args.n_clusters)
     print(_format_table(
@@ -814,11 +974,18 @@ def _run_fit(args):
     return EXIT_OK
 
 
-def _write_fit_results(args, X, names, model, seconds, image_shape, directory):
+def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *, index_dropped=False,
+                       scaler=None):
+    """Write the results of ``model``, fitted on ``X`` or, given a ``scaler``, on
+    ``scaler.transform(X)``; return the names of the files written."""
     from . import __version__
 
     labels = np.asarray(model.labels_)
     centers = np.asarray(model.cluster_centers_)
+    if scaler is not None:
+        # In the data's units, beside its rows (and drawn as its pixels); the summary keeps
+        # the scaler's mean and scale to go back.
+        centers = scaler.inverse_transform(centers)
     names = names or [f"x{i}" for i in range(X.shape[1])]
     np.save(directory / "labels.npy", labels)
     np.save(directory / "centers.npy", centers)
@@ -831,11 +998,13 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory):
     if args.plot:
         from ._plotting import plot_centroid_grid, plot_clusters
 
-        keep = np.random.default_rng(0).permutation(len(X))[:MAX_SCATTER_POINTS]
-        plot_clusters(
-            X[keep], labels[keep], centers, directory / "clusters.png",
-            title=f"{args.data.name}: k={args.n_clusters} on {model.device_}",
-        )
+        points, marks, title = X, centers, f"{args.data.name}: k={args.n_clusters} on {model.device_}"
+        if scaler is not None and X.shape[1] > 2:
+            # The principal axes of the raw data are those of its widest-ranging features;
+            # those of the standardised data, which k-means saw, show its clusters.
+            points, marks = scaler.transform(X), np.asarray(model.cluster_centers_)
+            title += ", standardised"
+        plot_clusters(points, labels, marks, directory / "clusters.png", title=title, feature_names=names)
         written.append("clusters.png")
         if image_shape is not None:
             sizes = np.bincount(labels, minlength=args.n_clusters)
@@ -850,15 +1019,19 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory):
         "n_samples": int(X.shape[0]),
         "n_features": int(X.shape[1]),
         "feature_names": names,
+        "index_column_dropped": bool(index_dropped),
         "n_clusters": int(args.n_clusters),
         "device": model.device_,
         "fit_seconds": seconds,
         "inertia": float(model.inertia_),
+        "scaler": None if scaler is None else {
+            "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+        },
         "n_iter": int(model.n_iter_),
         "cluster_sizes": np.bincount(labels, minlength=args.n_clusters).tolist(),
         "params": {
             "n_init": args.n_init, "max_iter": args.max_iter, "tol": args.tol, "random_state": args.seed,
-            "device": args.device,
+            "device": args.device, "columns": args.columns, "scale": args.scale,
         },
         "gpukmeans_version": __version__,
         "files": written,

@@ -13,6 +13,7 @@ __all__ = ["require_matplotlib", "plot_clusters", "plot_centroid_grid", "image_s
 
 SCATTER_SIZE = (6.4, 5.2)  # inches; at DPI below, 640 x 520 pixels
 DPI = 100
+MAX_SCATTER_POINTS = 20_000  # a scatter of more points takes long to draw and shows no more
 
 
 def require_matplotlib():
@@ -41,36 +42,54 @@ def image_shape_for(n_features):
     return (side, side) if side * side == n_features and side > 1 else None
 
 
-def _project_2d(X, centers):
-    """Project onto the first two features, or onto two principal axes when there are more."""
+def _project_2d(X, centers, feature_names=None):
+    """Return ``(points, marks, (xlabel, ylabel))``: ``X`` and ``centers`` in two dimensions.
+
+    One or two features are drawn as they are, on axes named for them; more are projected
+    onto the first two principal axes of ``X``. Prior subsampling of ``X`` is assumed: the
+    caller bounds its rows (:data:`MAX_SCATTER_POINTS`).
+    """
     X = np.asarray(X, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float64)
-    if X.shape[1] == 1:
+    n_features = X.shape[1]
+    names = (list(map(str, feature_names)) if feature_names is not None
+             else [f"feature {i}" for i in range(n_features)])
+    if n_features == 1:
         return np.column_stack([X[:, 0], np.zeros(len(X))]), np.column_stack(
             [centers[:, 0], np.zeros(len(centers))]
-        ), ("feature 0", "")
-    if X.shape[1] == 2:
-        return X, centers, ("feature 0", "feature 1")
-    mean = X.mean(axis=0)
-    # The principal axes are the top right singular vectors of the centred data.
-    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
-    axes = vt[:2].T  # (n_features, 2)
-    return (X - mean) @ axes, (centers - mean) @ axes, ("principal axis 1", "principal axis 2")
+        ), (names[0], "")
+    if n_features == 2:
+        return X, centers, (names[0], names[1])
+    from sklearn.decomposition import PCA
+
+    # A full SVD of 20,000 x 784 rows takes seconds, and computes 782 axes nobody draws;
+    # the randomized solver finds the top two in a few passes over the data.
+    pca = PCA(n_components=2, svd_solver="randomized", random_state=0).fit(X)
+    ratio = pca.explained_variance_ratio_
+    return pca.transform(X), pca.transform(centers), (
+        f"PC 1 ({ratio[0]:.0%} of variance)", f"PC 2 ({ratio[1]:.0%} of variance)"
+    )
 
 
-def plot_clusters(X, labels, centers, path, *, title=None):
+def plot_clusters(X, labels, centers, path, *, title=None, feature_names=None):
     """Write a scatter of ``X`` coloured by ``labels``, the ``centers`` marked, to ``path`` (PNG).
 
-    Data with more than two features is drawn on its first two principal axes.
+    At most :data:`MAX_SCATTER_POINTS` rows, drawn at random, are shown. One or two features
+    are drawn on axes named by ``feature_names`` (default: "feature 0", ...); data with more
+    features is drawn on its first two principal axes, found from the rows shown.
     """
-    points, marks, (xlabel, ylabel) = _project_2d(X, centers)
+    labels = np.asarray(labels)
+    if len(X) > MAX_SCATTER_POINTS:
+        keep = np.random.default_rng(0).permutation(len(X))[:MAX_SCATTER_POINTS]
+        X, labels = np.asarray(X)[keep], labels[keep]
+    points, marks, (xlabel, ylabel) = _project_2d(X, centers, feature_names)
     fig = _figure(SCATTER_SIZE)
     ax = fig.add_subplot()
     n_clusters = len(marks)
     from matplotlib import colormaps
 
     palette = colormaps["tab10" if n_clusters <= 10 else "tab20"]
-    colors = palette(np.asarray(labels) % palette.N)  # (n_samples, 4) RGBA
+    colors = palette(labels % palette.N)  # (n_samples, 4) RGBA
     ax.scatter(points[:, 0], points[:, 1], c=colors, s=8, alpha=0.7, linewidths=0)
     ax.scatter(
         marks[:, 0], marks[:, 1], marker="X", s=180, c="black", edgecolors="white", linewidths=1.5,
@@ -101,7 +120,10 @@ def plot_centroid_grid(centers, image_shape, path, *, title=None, subtitles=None
     for index, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if index < n_clusters:
-            ax.imshow(centers[index].reshape(image_shape), cmap="gray_r", interpolation="nearest")
+            # aspect="equal" by name: a style or matplotlibrc setting image.aspect to "auto"
+            # would otherwise stretch the pixels to the cell.
+            ax.imshow(centers[index].reshape(image_shape), cmap="gray_r", interpolation="nearest",
+                      aspect="equal")
             ax.set_title(f"{index}" if subtitles is None else subtitles[index], fontsize=8, pad=2)
     if title:
         fig.suptitle(title)
