@@ -23,7 +23,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-SUBCOMMANDS = ("demo", "fit", "info", "bench")
+SUBCOMMANDS = ("demo", "fit", "info", "compile", "bench")
 DEVICES = ("auto", "cpu", "gpu")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 # The formats each data option applies to: given with another, it is an error, not ignored.
@@ -1106,7 +1106,7 @@ def _run_compile(args):
     targets = ["cpu", "gpu"] if args.device == "all" else [args.device]
     usable, reason = gpu_status()
     if args.device == "gpu" and not usable:
-        raise CommandError(f"gpukmeans compile: error: no GPU is usable: {reason}")
+        raise CommandError(f"no GPU is usable: {reason}")
     for target in targets:
         if target == "gpu" and not usable:
             print(f"GPU kernels: skipped ({reason})")

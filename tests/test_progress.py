@@ -102,9 +102,9 @@ def test_quiet_reporter_prints_nothing(verbose, capsys):
 def test_quiet_fit_computes_no_inertia_per_iteration():
     """verbose=0 costs no pass over the data: the driver asks the null reporter nothing."""
     calls = []
-    engine = get_engine("cpu")
-    counting = engine._replace(inertia=lambda *args: calls.append(1) or engine.inertia(*args))
     X = _blobs()
+    engine = get_engine("cpu", *X.shape, 4)
+    counting = engine._replace(inertia=lambda *args: calls.append(1) or engine.inertia(*args))
     args = (X, counting.row_norms(X), np.ones(len(X)), X[:4].copy(), counting)
     with engine.runtime():
         *_, n_iter = kmeans_single_lloyd(*args, max_iter=50, reporter=NULL_REPORTER)
