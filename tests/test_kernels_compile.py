@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import skip_kernel_test
 from gpukmeans import _gpu, _kernels
 
 ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
@@ -28,7 +29,7 @@ def _nvrtc():
 
         nvrtc.getVersion()
     except Exception as exc:  # no CuPy, or no libnvrtc: nothing to compile with
-        pytest.skip(f"NVRTC is not usable: {exc!r}")
+        skip_kernel_test(f"NVRTC is not usable: {exc!r} (install the nvrtc extra)")
     return nvrtc
 
 

@@ -62,6 +62,35 @@ def _readme_commands():
     return re.findall(r"^```(?:bash|sh)\n(.*?)\n```", text, flags=re.S | re.M)
 
 
+def _extras():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0] for requirement in requirements}
+
+
+def test_extras_never_fight():
+    """A CPU-only test install pulls no CUDA wheels, and "cuda12,test" or "cuda13,test"
+    installs one CuPy: only the CUDA extras and the nvrtc extra name CuPy."""
+    extras = _extras()
+    for name, requirements in extras.items():
+        cuda = {n for n in _names(requirements) if n.startswith(("cupy", "nvidia-"))}
+        if name == "cuda12":
+            assert cuda == {"cupy-cuda12x"}
+        elif name in ("cuda13", "nvrtc"):
+            assert cuda <= {"cupy-cuda13x", "nvidia-cuda-nvrtc"} and "cupy-cuda13x" in cuda
+        else:
+            assert not cuda, f"the {name} extra pulls CUDA wheels: {sorted(cuda)}"
+
+
+def test_ci_compiles_the_kernels_and_requires_their_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[nvrtc]"' in ci
+    assert "export GPUKMEANS_REQUIRE_KERNEL_TESTS=1" in ci
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in _readme_commands(), f"{ci!r} is not one of the README's commands"
