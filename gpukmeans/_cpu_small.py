@@ -25,14 +25,19 @@ import scipy.sparse
 
 from ._engine import Engine
 
-# Most multiply-adds (n_samples x n_features x n_clusters, one E-step) a problem may have
-# to run here, and most elements of X (a float32 X gets a float64 copy per fit). At the
-# limit an iteration takes a few milliseconds in NumPy on two cores, against about a
-# third of that in the Numba engine once it is compiled: a fit of a hundred iterations
-# loses a fraction of a second, where the compile would cost 15-20 s and loading it from
-# the cache about 0.2 s. Measured by benchmarks/bench_startup.py (results/startup.md).
-MAX_WORK = 10**8
-MAX_ELEMENTS = 2**22
+# A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
+# n_features x n_clusters) over at most MAX_ELEMENTS values of X. An iteration is then a
+# millisecond or two in NumPy, a few times the Numba engine's once compiled: a fit loses
+# a fraction of a second at most, where Numba's compile costs 10-20 s, and loading it
+# from the cache a few tenths. Larger fits iterate on the Numba engine, and pass over
+# the data once here where the pass is small: a k-means++ step or a transform of at most
+# MAX_PASS_WORK multiply-adds, row norms and centring of at most MAX_PASS_ELEMENTS
+# values. Those passes run once or k times a fit, where NumPy costs milliseconds and
+# their Numba kernels seconds of compile. Measured: benchmarks/bench_startup.py.
+MAX_WORK = 10**7
+MAX_ELEMENTS = 2**20
+MAX_PASS_WORK = 4 * 10**7
+MAX_PASS_ELEMENTS = 2**22
 
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2. Both
@@ -74,9 +79,47 @@ def small_runtime():
 
 
 def is_small(n_samples, n_features, n_clusters):
-    """Whether a problem of these shapes runs on this engine rather than Numba's."""
+    """Whether a problem of these shapes runs wholly on this engine, never importing Numba."""
     return (n_samples * n_features <= MAX_ELEMENTS
             and n_samples * n_features * n_clusters <= MAX_WORK)
+
+
+def cpu_engine(n_samples, n_features, n_clusters):
+    """The CPU engine for a call of these shapes: this one for a small problem, else the
+    Numba engine, whose single passes over small data still run here (see
+    :data:`MAX_PASS_WORK`). Each function is chosen by the shapes of its own call only,
+    so the same call always runs the same code."""
+    if is_small(n_samples, n_features, n_clusters):
+        return make_engine()
+    from . import _cpu
+
+    numba_engine = _cpu.make_engine()
+    return numba_engine._replace(
+        row_norms=_by_size(row_norms, numba_engine.row_norms, _small_pass),
+        centered=_by_size(centered, numba_engine.centered, _small_pass),
+        pairwise_distances=_by_size(
+            pairwise_distances, numba_engine.pairwise_distances,
+            lambda X, centers: X.size * centers.shape[0] <= MAX_PASS_WORK),
+        kmeanspp_candidates=_by_size(
+            kmeanspp_candidates, numba_engine.kmeanspp_candidates,
+            lambda X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq:
+                X.size * candidate_ids.shape[0] <= MAX_PASS_WORK),
+    )
+
+
+def _small_pass(X, *args):
+    return X.size <= MAX_PASS_ELEMENTS
+
+
+def _by_size(small_function, large_function, is_small_call):
+    """One engine function: ``small_function`` (this engine's) where ``is_small_call``
+    says so for the call's arguments, else ``large_function``."""
+
+    def call(*args):
+        return (small_function if is_small_call(*args) else large_function)(*args)
+
+    call.__name__ = large_function.__name__
+    return call
 
 
 def bound_margin_coefficient(dtype, n_features):

@@ -61,17 +61,14 @@ def get_engine(device, n_samples, n_features, n_clusters):
     call's shapes.
 
     On the CPU, a problem too small to repay the Numba engine's compile runs on the
-    NumPy engine (:mod:`gpukmeans._cpu_small`), which never imports Numba; the shapes
-    alone decide (see :func:`gpukmeans._cpu_small.is_small`).
+    NumPy engine (:mod:`gpukmeans._cpu_small`), which never imports Numba, and so do
+    a larger fit's small single passes; the shapes alone decide (see
+    :func:`gpukmeans._cpu_small.cpu_engine`).
     """
     if device == "gpu":
         from ._gpu import make_engine
 
         return make_engine(current_backend())
-    from . import _cpu_small
+    from ._cpu_small import cpu_engine
 
-    if _cpu_small.is_small(n_samples, n_features, n_clusters):
-        return _cpu_small.make_engine()
-    from ._cpu import make_engine
-
-    return make_engine()
+    return cpu_engine(n_samples, n_features, n_clusters)

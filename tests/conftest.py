@@ -106,8 +106,8 @@ def route_cpu_fits(monkeypatch, engine):
     from gpukmeans import _cpu_small
 
     limit = math.inf if engine == "numpy" else 0
-    monkeypatch.setattr(_cpu_small, "MAX_WORK", limit)
-    monkeypatch.setattr(_cpu_small, "MAX_ELEMENTS", limit)
+    for name in ("MAX_WORK", "MAX_ELEMENTS", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS"):
+        monkeypatch.setattr(_cpu_small, name, limit)
 
 
 @pytest.fixture(params=["numpy", "numba"])
