@@ -36,10 +36,36 @@ class Backend(NamedTuple):
     """``status() -> (usable, reason)``: whether this backend can run, and why not."""
 
 
+# The CUDA driver's library, which CuPy's runtime loads under these names.
+CUDA_DRIVER_LIBRARIES = {"win32": "nvcuda.dll", "linux": "libcuda.so.1"}
+
+
+def _cuda_driver_missing():
+    """Why the CUDA driver's library cannot be loaded, or None. Asked before CuPy is
+    imported: on a machine with CuPy but no NVIDIA driver (CI, a laptop), a fit with
+    ``device="auto"`` then learns at once that there is no GPU, instead of paying about
+    a tenth of a second for CuPy's import to be told the same."""
+    import ctypes
+    import sys
+
+    name = CUDA_DRIVER_LIBRARIES.get(sys.platform)
+    if name is None:
+        return f"no CUDA driver on {sys.platform}"
+    try:
+        ctypes.CDLL(name)
+    except OSError as exc:
+        return f"no usable CUDA driver: {name} cannot be loaded ({exc})"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def cuda_status():
-    """``(usable, reason)`` of the CUDA backend: CuPy imports and the driver reports a
-    device. Cached: the probe runs once per process and prints nothing."""
+    """``(usable, reason)`` of the CUDA backend: the driver's library loads, CuPy imports
+    and the driver reports a device. Cached: the probe runs once per process and prints
+    nothing."""
+    missing = _cuda_driver_missing()
+    if missing:
+        return False, missing
     try:
         import cupy
     except ImportError as exc:

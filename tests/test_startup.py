@@ -267,3 +267,40 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """)
     assert "CPU kernels: ready" in result.stdout
     assert json.loads(result.stdout.splitlines()[-1]) == {}, "compiled after the warm-up"
+
+
+def test_no_cuda_driver_is_known_before_cupy_is_imported(monkeypatch):
+    """With no NVIDIA driver, device="auto" learns it without CuPy's import (a tenth of
+    a second of every first fit on a machine with CuPy but no GPU)."""
+    import ctypes
+
+    from gpukmeans import _backend
+
+    def no_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # an import would raise
+    _backend.cuda_status.cache_clear()
+    try:
+        usable, reason = _backend.cuda_status()
+    finally:
+        _backend.cuda_status.cache_clear()
+    assert not usable and reason.startswith("no usable CUDA driver: ")
+    assert "cannot be loaded" in reason
+
+
+def test_a_first_fit_without_a_driver_imports_no_cupy():
+    result = _python("""
+        import ctypes, sys
+        from gpukmeans._backend import CUDA_DRIVER_LIBRARIES
+        try:
+            ctypes.CDLL(CUDA_DRIVER_LIBRARIES.get(sys.platform, "none"))
+            print("driver present")
+        except OSError:
+            import numpy as np
+            from gpukmeans import KMeans
+            print(KMeans(2, random_state=0).fit(np.eye(4)).device_, "cupy" in sys.modules)
+    """)
+    if result.stdout.strip() != "driver present":
+        assert result.stdout.split() == ["cpu", "False"]
