@@ -5,11 +5,18 @@
 - A run of the whole suite (plain ``pytest``, as CI runs it) measures the line coverage of
   the GPU engine, ``gpukmeans/_gpu.py``, and fails below ``GPU_ENGINE_MIN_COVERAGE`` when
   the emulated device ran: the CUDA code paths that CI exercises must not shrink unseen.
+- A run of the whole suite also compiles the CPU engine's Numba kernels in a second
+  process (``gpukmeans compile``) while the emulator's tests, which need none of them, run
+  first: on CI's two cores a cold cache's minute of compiling then costs no time. The
+  kernels land in the cache the suite reads; a test that needs one before it is written
+  compiles it itself, so the order changes when, never what, is tested.
 """
 
 import os
 import pathlib
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -24,7 +31,17 @@ def _whole_suite(config):
             and config.option.markexpr in ("", "not slow"))
 
 
+# Test files that need no Numba kernel, run first in a whole-suite run (see above).
+RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
+
+
 def pytest_configure(config):
+    if _whole_suite(config) and os.environ.get("GPUKMEANS_TEST_BACKGROUND_COMPILE") != "0":
+        log = tempfile.TemporaryFile()
+        _state["compile"] = subprocess.Popen(
+            [sys.executable, "-m", "gpukmeans", "compile", "--device", "cpu"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        ), log
     if not _whole_suite(config) or sys.gettrace() is not None:  # a subset, or already traced
         return
     try:
@@ -37,6 +54,11 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
+    if "compile" in _state:  # done long before, unless the run was cut short
+        process, log = _state.pop("compile")
+        process.kill()
+        process.wait()
+        log.close()
     cov = _state["coverage"]
     if cov is None:
         return
@@ -62,6 +84,8 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_collection_modifyitems(config, items):
+    if "compile" in _state:
+        items.sort(key=lambda item: item.path.name not in RUN_FIRST)  # stable
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return

@@ -253,13 +253,14 @@ LIBRARY_FIT = """
 import sys, numpy as np
 from gpukmeans import KMeans
 X = np.random.default_rng(0).standard_normal((200_000, 16)).astype(np.float32)
-# Compile first, the same paths (k-means++ with 7 candidates, Elkan's bounds), on data
-# large enough for the Numba engine: a Ctrl-C during Numba's compilation can land in an
-# llvmlite ctypes callback, which drops it.
-KMeans(256, n_init=1, max_iter=2, device="cpu", random_state=0).fit(X[:30000])
+# From given centers, so that the fit goes straight to the Numba engine's Lloyd steps
+# (its k-means++ steps are small enough for NumPy). Compile first, on data large enough
+# for the Numba engine: a Ctrl-C during Numba's compilation can land in an llvmlite
+# ctypes callback, which drops it.
+KMeans(256, init=X[:256], n_init=1, max_iter=2, device="cpu").fit(X[:30000])
 print("ready", flush=True)
 try:
-    KMeans(256, n_init=1, max_iter=100_000, tol=0, device="cpu", random_state=0).fit(X)
+    KMeans(256, init=X[:256], n_init=1, max_iter=100_000, tol=0, device="cpu").fit(X)
 except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
 """
