@@ -44,6 +44,9 @@ MAX_PASS_ELEMENTS = 2**22
 # engines make the same BLAS calls on the same rows, so float64 labels match bit for bit.
 CHUNK_ROWS = 256
 
+# A k-means++ step multiplies this many (sample, candidate, feature) triples at a time.
+KMEANSPP_BLOCK_WORK = 2**19
+
 SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
 """Below float32's smallest normal number, products round by an absolute amount (up to
 half a subnormal), not a relative one. Counting twice that smallest normal into the
@@ -293,7 +296,18 @@ def centered(X, X_mean):
 def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
     candidates = X[candidate_ids]
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype.
-    dots = candidates @ X.T
+    # X @ candidates.T a block of rows at a time: OpenBLAS multiplies a small product
+    # directly, where a large one first copies X into its packed layout, which costs
+    # more than a few candidates' products (MNIST, 4 candidates: 0.6 ms, against 1.3 in
+    # one call and 2.5 as candidates @ X.T). The copy to C order keeps the sums below
+    # in their order.
+    n_samples = X.shape[0]
+    dots = np.empty((n_samples, candidates.shape[0]), dtype=X.dtype)
+    block_rows = max(1, KMEANSPP_BLOCK_WORK // candidates.size)
+    for start in range(0, n_samples, block_rows):
+        stop = start + block_rows
+        np.matmul(X[start:stop], candidates.T, out=dots[start:stop])
+    dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)
     distances = x_squared_norms[None, :] - 2.0 * dots
     distances += x_squared_norms[candidate_ids][:, None]
     np.maximum(distances, 0.0, out=distances)
