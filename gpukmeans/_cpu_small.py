@@ -47,6 +47,10 @@ CHUNK_ROWS = 256
 # The inertia pass's float64 differences: this many bytes at a time.
 DISTANCES_CHUNK_BYTES = 2**19
 
+# Near-ties are decided in float64 from the differences, at most this many bytes of
+# them at a time.
+NEAR_TIE_BLOCK_BYTES = 2**20
+
 # A k-means++ step multiplies this many (sample, candidate, feature) triples at a time.
 KMEANSPP_BLOCK_WORK = 2**19
 
@@ -154,29 +158,59 @@ def _squared_distances_f64(x, centers):
 
 def _assign_chunk(chunk, x_squared_norms, centers, minus_two_centers_t, squared_norms,
                   max_center_norm, margin_coefficient):
-    """Labels of one chunk of rows (see the module docstring).
+    """Labels of one chunk of rows (see :func:`_nearest_centers`)."""
+    values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
+    values += squared_norms
+    return _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
+                            margin_coefficient)
+
+
+def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
+                     margin_coefficient):
+    """The label of each row of the chunk from its ``values`` (``||c||^2 - 2 x.c``).
 
     A float32 value ``||c||^2 - 2 x.c`` is off by at most the margin, so two centers
     whose values are within twice the margin are a near-tie that float32 cannot order:
     the float64 distances from the differences of the centers in that window decide,
     lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
-    the plain argmin, scikit-learn's.
+    the plain argmin, scikit-learn's. ``values`` is overwritten.
     """
-    values = chunk @ minus_two_centers_t
-    values += squared_norms
     labels = values.argmin(axis=1)
     if margin_coefficient == 0 or values.shape[1] == 1:
         return labels
     rows = np.arange(chunk.shape[0])
     best_value = values[rows, labels]
-    second_value = np.partition(values, 1, axis=1)[:, 1]
-    tie_gap = 2 * margin_coefficient * (x_squared_norms * (1 + margin_coefficient)
-                                        + max_center_norm)
-    for i in np.flatnonzero((second_value - best_value).astype(np.float64) <= tie_gap):
-        window = np.flatnonzero(values[i] <= best_value[i] + tie_gap[i])
-        distances = _squared_distances_f64(chunk[i], centers[window])
-        labels[i] = window[np.argmin(distances)]
+    # The second smallest value: the minimum once the smallest is masked.
+    values[rows, labels] = np.inf
+    second_value = values.min(axis=1)
+    # 2 margin_coefficient (||x||^2 (1 + margin_coefficient) + max_center_norm)
+    tie_gap = x_squared_norms * (2 * margin_coefficient * (1 + margin_coefficient))
+    tie_gap += 2 * margin_coefficient * max_center_norm
+    # (The float32 difference is compared in float64.)
+    near = np.flatnonzero(second_value - best_value <= tie_gap)
+    if near.shape[0]:
+        values[near, labels[near]] = best_value[near]
+        nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
+                                        best_value[near] + tie_gap[near])
+        labels[near] = nearest
     return labels
+
+
+def _nearest_of_near_ties(rows, centers, values, limits):
+    """Per row, the exactly nearest of the centers whose ``values`` are at most its
+    ``limits``: the least float64 ``||x - c||^2`` from the differences, the lowest index
+    on an exact tie (argmin's rule). Near-ties are rare; their (row, center) pairs are
+    taken a block at a time, so that even data where every pair is one use little memory.
+    """
+    pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
+    distances = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
+    block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
+    for start in range(0, pair_rows.shape[0], block):
+        in_rows = pair_rows[start:start + block]
+        of_centers = pair_centers[start:start + block]
+        diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
+        distances[in_rows, of_centers] = np.einsum("ij,ij->i", diff, diff)
+    return distances.argmin(axis=1)
 
 
 def e_step(X, centers, labels, x_squared_norms=None):
