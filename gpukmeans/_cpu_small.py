@@ -12,7 +12,9 @@ each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk
 chunk as scikit-learn computes it, and float32 near-ties are decided in float64 from the
 differences, as there, so the labels are the exactly nearest centers; sums, inertia and
 transform's distances are float64. Only the rounding of the float32 sums differs (float64
-throughout here, float32 folds there), far below what reaches the float32 centers.
+throughout here, float32 folds there), far below what reaches the float32 centers. A
+float32 run keeps Hamerly's bounds between its steps, as there, and searches only the
+samples they leave open (:class:`_BoundsRun`).
 
 Prior validation of data is assumed everywhere in this module.
 """
@@ -43,6 +45,25 @@ MAX_PASS_ELEMENTS = 2**22
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2. Both
 # engines make the same BLAS calls on the same rows, so float64 labels match bit for bit.
 CHUNK_ROWS = 256
+
+# The inertia pass's float64 differences: this many bytes at a time.
+DISTANCES_CHUNK_BYTES = 2**19
+
+# Near-ties are decided in float64 from the differences, at most this many bytes of
+# them at a time.
+NEAR_TIE_BLOCK_BYTES = 2**20
+
+# A bounded run (:class:`_BoundsRun`) gathers the rows it searches, about this many
+# bytes of them at a time: few NumPy calls per step, and little memory. On MNIST the
+# fit hardly changes from 1 to 16 MiB.
+SEARCH_CHUNK_BYTES = 2**22
+
+# Moves of fewer than this many (cluster, sample) pairs go through a dense matrix; more,
+# through a sparse one (n_rows x n_features work, not times n_clusters).
+DENSE_MOVES_MAX = 2**14
+
+# A k-means++ step multiplies this many (sample, candidate, feature) triples at a time.
+KMEANSPP_BLOCK_WORK = 2**19
 
 SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
 """Below float32's smallest normal number, products round by an absolute amount (up to
@@ -148,29 +169,74 @@ def _squared_distances_f64(x, centers):
 
 def _assign_chunk(chunk, x_squared_norms, centers, minus_two_centers_t, squared_norms,
                   max_center_norm, margin_coefficient):
-    """Labels of one chunk of rows (see the module docstring).
+    """Labels of one chunk of rows (see :func:`_nearest_centers`)."""
+    values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
+    values += squared_norms
+    return _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
+                            margin_coefficient)[0]
+
+
+def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
+                     margin_coefficient):
+    """The label of each row of the chunk from its ``values`` (``||c||^2 - 2 x.c``).
 
     A float32 value ``||c||^2 - 2 x.c`` is off by at most the margin, so two centers
     whose values are within twice the margin are a near-tie that float32 cannot order:
     the float64 distances from the differences of the centers in that window decide,
     lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
-    the plain argmin, scikit-learn's.
+    the plain argmin, scikit-learn's. ``values`` is overwritten.
+
+    Returns ``labels`` and, where ``margin_coefficient`` is not 0 (else None), for
+    Hamerly's bounds: ``own_values``, each row's value of its label, and
+    ``other_values``, the smallest of the other centers' (+inf for a single center).
     """
-    values = chunk @ minus_two_centers_t
-    values += squared_norms
     labels = values.argmin(axis=1)
-    if margin_coefficient == 0 or values.shape[1] == 1:
-        return labels
+    if margin_coefficient == 0:
+        return labels, None, None
     rows = np.arange(chunk.shape[0])
     best_value = values[rows, labels]
-    second_value = np.partition(values, 1, axis=1)[:, 1]
-    tie_gap = 2 * margin_coefficient * (x_squared_norms * (1 + margin_coefficient)
-                                        + max_center_norm)
-    for i in np.flatnonzero((second_value - best_value).astype(np.float64) <= tie_gap):
-        window = np.flatnonzero(values[i] <= best_value[i] + tie_gap[i])
-        distances = _squared_distances_f64(chunk[i], centers[window])
-        labels[i] = window[np.argmin(distances)]
-    return labels
+    if values.shape[1] == 1:
+        return labels, best_value, np.full(chunk.shape[0], np.inf, dtype=values.dtype)
+    # The second smallest value: the minimum once the smallest is masked, taken down
+    # the columns of a transposed copy, where NumPy vectorises it across the rows (along
+    # rows of a few values it does not: 1,337 x 20 values, 20 us against 66).
+    values[rows, labels] = np.inf
+    second_value = np.ascontiguousarray(values.T).min(axis=0)
+    own_values, other_values = best_value, second_value
+    # 2 margin_coefficient (||x||^2 (1 + margin_coefficient) + max_center_norm)
+    tie_gap = x_squared_norms * (2 * margin_coefficient * (1 + margin_coefficient))
+    tie_gap += 2 * margin_coefficient * max_center_norm
+    # (The float32 difference is compared in float64.)
+    near = np.flatnonzero(second_value - best_value <= tie_gap)
+    if near.shape[0]:
+        values[near, labels[near]] = best_value[near]
+        nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
+                                        best_value[near] + tie_gap[near])
+        moved = nearest != labels[near]
+        near, nearest = near[moved], nearest[moved]
+        # The float32 minimum is now another center's.
+        own_values = best_value.copy()
+        own_values[near] = values[near, nearest]
+        other_values[near] = best_value[near]
+        labels[near] = nearest
+    return labels, own_values, other_values
+
+
+def _nearest_of_near_ties(rows, centers, values, limits):
+    """Per row, the exactly nearest of the centers whose ``values`` are at most its
+    ``limits``: the least float64 ``||x - c||^2`` from the differences, the lowest index
+    on an exact tie (argmin's rule). Near-ties are rare; their (row, center) pairs are
+    taken a block at a time, so that even data where every pair is one use little memory.
+    """
+    pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
+    distances = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
+    block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
+    for start in range(0, pair_rows.shape[0], block):
+        in_rows = pair_rows[start:start + block]
+        of_centers = pair_centers[start:start + block]
+        diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
+        distances[in_rows, of_centers] = np.einsum("ij,ij->i", diff, diff)
+    return distances.argmin(axis=1)
 
 
 def e_step(X, centers, labels, x_squared_norms=None):
@@ -215,8 +281,9 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
 
 
 class _Run:
-    """One run's passes (``Engine.start_lloyd``): a float32 X is converted to float64
-    once, for every step's sums, instead of once per step."""
+    """One run's passes with the plain step (``Engine.start_lloyd`` for float64): each
+    step searches every sample and sums every sample. A float32 X (the tests' reference
+    for :class:`_BoundsRun`) is converted to float64 once, not once per step."""
 
     def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
         self.X, self.x_squared_norms = X, x_squared_norms
@@ -233,17 +300,186 @@ class _Run:
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
+# Most samples keep their cluster from one iteration to the next. Hamerly (2010) keeps,
+# per sample, an upper bound on the distance to its own center and a lower bound on the
+# distance to every other; moving the centers loosens them by how far the centers moved.
+# While upper <= max(lower, half the gap from its center to the nearest other center),
+# no other center can be closer, and the sample is skipped. The Numba engine's float32
+# runs test sample by sample (gpukmeans._cpu._hamerly_e_step); here each test is one
+# NumPy operation over every sample, and the rows left open are searched by one GEMM on
+# their gathered rows, which also sets their bounds afresh.
+#
+# The Numba engine first tightens an open sample's upper bound with the distance to its
+# own center, one dot product against a search's n_clusters. Not here: in NumPy that
+# dot product (an einsum over the gathered rows and their centers) costs nearly what
+# BLAS takes for a whole search at 20 clusters, settles a quarter of the open samples
+# on MNIST, and leaves them with their loose lower bounds, which open them again:
+# measured on MNIST, the fit is 40% slower with it at 20 clusters, 25% at 70.
+#
+# The bounds are exact-arithmetic statements about the float32 centers; the distances
+# they are set from are ||x||^2 + (||c||^2 - 2 x.c) with a float32 dot product. A margin
+# larger than that rounding (bound_margin_coefficient) keeps them bounds, and strict
+# ones, so a skipped sample's label is its exactly nearest center; a searched sample's
+# is too, near-ties being decided in float64 as in the plain step (_nearest_centers).
+# So after every step the labels are the plain e_step's, whichever samples were skipped.
+class _BoundsRun:
+    """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
+
+    Keeps the bounds, the float64 per-cluster sums (updated by the samples that moved)
+    and the last centers between passes. :meth:`step` returns copies: the driver may
+    change them (a relocation moves weight between clusters), while the run's sums stay
+    those of the labels, which a relocation does not change.
+    """
+
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+        n_samples, n_features = X.shape
+        self.X, self.x_squared_norms = X, x_squared_norms
+        self.sample_weight = sample_weight
+        self.weights = sample_weight.astype(np.float64)
+        self.margin_coefficient = bound_margin_coefficient(X.dtype, n_features)
+        # Set by the first E-step, which searches every sample.
+        self.upper = np.empty(n_samples)  # >= ||x - its center||
+        self.lower = np.empty(n_samples)  # <= ||x - c|| for every other center c
+        self.sums = np.zeros((n_clusters, n_features))
+        self.centers_prev = None
+        self.chunk_rows = max(CHUNK_ROWS, SEARCH_CHUNK_BYTES // (X.itemsize * n_features))
+
+    def step(self, centers_old, labels):
+        """``lloyd_iter`` on the run's data. The first step (labels all -1) searches
+        every sample, sets the bounds and sums every sample."""
+        n_clusters = centers_old.shape[0]
+        self._e_step(centers_old, labels)
+        weight_in_clusters = np.bincount(labels, weights=self.weights, minlength=n_clusters)
+        # An emptied cluster's sums are rounding residue: make them the exact zero that
+        # fresh sums would be.
+        self.sums[weight_in_clusters == 0] = 0.0
+        return self.sums.copy(), weight_in_clusters
+
+    def finish(self, centers, labels, assign_labels):
+        """The final E-step with the bounds, then the inertia pass."""
+        if assign_labels:
+            self._e_step(centers, labels)
+        return inertia(self.X, self.sample_weight, centers, labels)
+
+    def _e_step(self, centers, labels):
+        """Searches the samples whose bounds leave another center open; moves each one
+        that changes cluster from its old cluster's sum to its new one's, so that the
+        sums always match the labels."""
+        X = self.X
+        n_samples, n_clusters = X.shape[0], centers.shape[0]
+        squared_norms = centers_squared_norms(centers)
+        minus_two_centers_t = (-2 * centers).T
+        max_center_norm = float(squared_norms.max()) + SUBNORMAL_NORM
+        # The bounds after this E-step are for these centers.
+        centers_f64 = centers.astype(np.float64)
+        centers_prev, self.centers_prev = self.centers_prev, centers_f64
+        if centers_prev is None:
+            # Every sample, in contiguous chunks (nothing gathered), from no cluster.
+            chunks = ((np.arange(start, min(start + self.chunk_rows, n_samples)),
+                       X[start:start + self.chunk_rows])
+                      for start in range(0, n_samples, self.chunk_rows))
+        else:
+            center_shift = _center_shifts(centers_f64, centers_prev)
+            self.upper += center_shift[labels]
+            # `lower` covers every center but the own one: it loosens by the largest
+            # shift among them, the second largest where the own one moved most (with a
+            # single center, `lower` is +inf and stays so).
+            others_shift = np.full(n_clusters, center_shift.max())
+            if n_clusters > 1:
+                others_shift[center_shift.argmax()] = np.sort(center_shift)[-2]
+            self.lower -= others_shift[labels]
+            bound = np.maximum(self.lower, _half_gaps(centers_f64)[labels])
+            open_rows = np.flatnonzero(self.upper > bound)
+            chunks = ((rows, X[rows]) for rows in (
+                open_rows[start:start + self.chunk_rows]
+                for start in range(0, open_rows.shape[0], self.chunk_rows)))
+        for rows, chunk in chunks:
+            chunk_norms = self.x_squared_norms[rows]
+            values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
+            values += squared_norms
+            new_labels, own_values, other_values = _nearest_centers(
+                chunk, chunk_norms, centers, values, max_center_norm, self.margin_coefficient)
+            margin = self.margin_coefficient * (chunk_norms + max_center_norm)
+            self.upper[rows] = _distance_bound(chunk_norms, own_values, margin)
+            self.lower[rows] = _distance_bound(chunk_norms, other_values, -margin)
+            old_labels = labels[rows]
+            labels[rows] = new_labels
+            changed = np.flatnonzero(new_labels != old_labels)
+            if changed.shape[0] < rows.shape[0]:  # all of them in the first step
+                rows, chunk = rows[changed], chunk[changed]
+                old_labels, new_labels = old_labels[changed], new_labels[changed]
+            if rows.shape[0]:
+                _move_samples(self.sums, self.weights[rows], chunk, old_labels, new_labels)
+
+
+def _distance_bound(x_squared_norms, values, margin):
+    """``sqrt(||x||^2 + value + margin)`` clipped at 0, where ``value = ||c||^2 - 2 x.c``:
+    an upper bound on ``||x - c||`` for a margin above the rounding, a lower bound for
+    its negative."""
+    squared = x_squared_norms + values
+    squared += margin
+    return np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
+
+
+def _center_shifts(centers_new, centers_old):
+    """Row-wise ``||new_j - old_j||`` of float64 centers, rounded up by more than its
+    rounding (a bound)."""
+    diff = centers_new - centers_old
+    rounding = (centers_new.shape[1] + 2) * float(np.finfo(np.float64).eps)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff)) * (1 + rounding)
+
+
+def _half_gaps(centers):
+    """Per float64 center, half the distance to the nearest other center, rounded down
+    (Gram form, minus its rounding: a bound); +inf for a single center."""
+    norms = np.einsum("ij,ij->i", centers, centers)
+    sum_norms = norms[:, None] + norms[None, :]  # (n_clusters, n_clusters)
+    squared = sum_norms - 2.0 * (centers @ centers.T)
+    rounding = 2 * (centers.shape[1] + 2) * float(np.finfo(np.float64).eps)
+    squared -= rounding * sum_norms
+    np.fill_diagonal(squared, np.inf)
+    return 0.5 * np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+
+
+def _move_samples(sums, weights, X_rows, old_labels, new_labels):
+    """``sums[new] += w x`` and ``sums[old] -= w x`` (unless ``old`` is -1) in float64,
+    for each row of ``X_rows``, as the product of a (n_clusters, n_rows) matrix of
+    weights and the rows: each cluster's change is summed in a fixed order."""
+    n_clusters, n_rows = sums.shape[0], X_rows.shape[0]
+    in_rows = np.arange(n_rows)
+    had_label = old_labels >= 0
+    if n_clusters * n_rows <= DENSE_MOVES_MAX:
+        # A few moves (most iterations): a dense product, without scipy's overhead.
+        moves = np.zeros((n_clusters, n_rows))
+        moves[new_labels, in_rows] = weights
+        moves[old_labels[had_label], in_rows[had_label]] = -weights[had_label]
+    else:
+        moves = scipy.sparse.csr_matrix(
+            (np.concatenate([weights, -weights[had_label]]),
+             (np.concatenate([new_labels, old_labels[had_label]]),
+              np.concatenate([in_rows, in_rows[had_label]]))),
+            shape=(n_clusters, n_rows),
+        )
+    sums += moves @ X_rows.astype(np.float64)
+
+
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
+    """Engine ``start_lloyd``: Hamerly's bounds for float32; float64 runs take the plain
+    step, whose GEMM keeps their labels bitwise scikit-learn's."""
+    if X.dtype == np.float32:
+        return _BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
     return _Run(X, x_squared_norms, sample_weight, n_clusters)
 
 
 def assigned_distances(X, centers, labels):
     centers_f64 = centers.astype(np.float64)
     distances = np.empty(X.shape[0])
-    # Small blocks keep the float64 differences in cache; one float64 dtype per
-    # operation keeps NumPy on its fast loops (a mixed float32 - float64 is 3x slower).
-    for start in range(0, X.shape[0], CHUNK_ROWS // 2):
-        stop = start + CHUNK_ROWS // 2
+    # Small blocks keep the float64 differences in cache (MNIST: 0.8 ms less than 128
+    # rows), and few features many rows each; one float64 dtype per operation keeps
+    # NumPy on its fast loops (a mixed float32 - float64 is 3x slower).
+    chunk_rows = max(CHUNK_ROWS // 4, DISTANCES_CHUNK_BYTES // (8 * X.shape[1]))
+    for start in range(0, X.shape[0], chunk_rows):
+        stop = start + chunk_rows
         diff = X[start:stop].astype(np.float64)
         diff -= centers_f64.take(labels[start:stop], axis=0)
         distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
@@ -293,7 +529,18 @@ def centered(X, X_mean):
 def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
     candidates = X[candidate_ids]
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype.
-    dots = candidates @ X.T
+    # X @ candidates.T a block of rows at a time: OpenBLAS multiplies a small product
+    # directly, where a large one first copies X into its packed layout, which costs
+    # more than a few candidates' products (MNIST, 4 candidates: 0.6 ms, against 1.3 in
+    # one call and 2.5 as candidates @ X.T). The copy to C order keeps the sums below
+    # in their order.
+    n_samples = X.shape[0]
+    dots = np.empty((n_samples, candidates.shape[0]), dtype=X.dtype)
+    block_rows = max(1, KMEANSPP_BLOCK_WORK // candidates.size)
+    for start in range(0, n_samples, block_rows):
+        stop = start + block_rows
+        np.matmul(X[start:stop], candidates.T, out=dots[start:stop])
+    dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)
     distances = x_squared_norms[None, :] - 2.0 * dots
     distances += x_squared_norms[candidate_ids][:, None]
     np.maximum(distances, 0.0, out=distances)

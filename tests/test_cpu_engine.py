@@ -4,7 +4,7 @@ Numba engine, and the NumPy engine that takes problems too small to repay a comp
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu, _cpu_small
+from gpukmeans import _cpu, _cpu_small, _lloyd
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -187,6 +187,151 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
         assert inertia == _cpu.inertia(X, sample_weight, centers, labels)
         assert run.finish(centers, labels, assign_labels=False) == inertia
     assert_labels_exactly_nearest(labels, X, centers)
+
+
+def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
+    """Blobs around ``n_clusters`` modes, moved by ``offset`` and scaled by ``scale``, and
+    weights with some zeros."""
+    modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
+    X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
+    X = ((X + offset) * scale).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
+    sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
+    return X, sample_weight
+
+
+@pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (30.0, 1.0), (0.0, 1e-21)])
+def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
+    n_clusters, offset, scale, rng, monkeypatch
+):
+    """The NumPy engine's float32 run (Hamerly's bounds, vectorised): after every step
+    the labels are the plain E-step's (so exactly the nearest centers), the bounds hold
+    for the centers just used, the sums kept by moving only the samples that changed
+    cluster equal fresh float64 sums, and the weights are fresh; samples are skipped.
+
+    The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
+    digits: the bounds' rounding margin must still cover it. The scale of 1e-21 makes
+    the products float32 subnormals, whose rounding is absolute, not relative.
+    """
+    n_samples = 3000
+    X, sample_weight = _clustered_float32(rng, n_clusters, offset, scale, n_samples)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    labels = np.full(n_samples, -1, np.int32)
+    X64 = X.astype(np.float64)
+    total_abs = np.abs(sample_weight[:, None].astype(np.float64) * X64).sum(axis=0)
+    searched, searched_by_step = [], []
+    nearest_centers = _cpu_small._nearest_centers
+    monkeypatch.setattr(_cpu_small, "_nearest_centers",
+                        lambda chunk, *args: searched.append(chunk.shape[0])
+                        or nearest_centers(chunk, *args))
+    with _cpu_small.small_runtime():
+        run = _cpu_small.start_lloyd(X, _cpu_small.row_norms(X), sample_weight, n_clusters)
+        assert isinstance(run, _cpu_small._BoundsRun)
+        for _ in range(12):
+            searched.clear()
+            sums, weights = run.step(centers, labels)
+            searched_by_step.append(sum(searched))
+            plain = np.empty_like(labels)
+            _cpu_small.e_step(X, centers, plain)
+            np.testing.assert_array_equal(labels, plain)
+            assert_labels_exactly_nearest(labels, X, centers)
+            distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
+            rows = np.arange(n_samples)
+            assert np.all(run.upper >= distances[rows, labels] * (1 - 1e-12))
+            distances[rows, labels] = np.inf
+            assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
+            ref_sums = np.zeros((n_clusters, X.shape[1]))
+            np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
+            ref_abs = np.zeros_like(ref_sums)
+            np.add.at(ref_abs, labels, np.abs(sample_weight[:, None].astype(np.float64) * X64))
+            # Each add and subtract rounds at 1e-16 of at most the whole data's magnitude;
+            # one missing move would be 1e-4 of it.
+            assert np.all(np.abs(sums - ref_sums) <= 1e-12 * (ref_abs + total_abs) + 1e-300)
+            np.testing.assert_array_equal(
+                weights, np.bincount(labels, sample_weight, minlength=n_clusters))
+            assert np.all(sums[weights == 0] == 0)
+            centers = average_centers(sums, weights, centers, X.dtype, np)
+        inertia = run.finish(centers, labels, assign_labels=True)
+        plain = np.empty_like(labels)
+        _cpu_small.e_step(X, centers, plain)
+        np.testing.assert_array_equal(labels, plain)
+        assert inertia == _cpu_small.inertia(X, sample_weight, centers, labels)
+        assert run.finish(centers, labels, assign_labels=False) == inertia
+    # The first step searches every sample; the bounds spare some later.
+    assert searched_by_step[0] == n_samples and sum(searched_by_step) < 12 * n_samples
+
+
+def test_numpy_bounded_run_empties_a_cluster_exactly(rng):
+    """A cluster that loses all its samples at once has weight and sums exactly 0, as
+    fresh sums would (its kept sums would otherwise hold the rounding of the samples
+    added and then taken away), and takes its samples back when its center returns."""
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, 400).astype(np.float32)
+    centers = X[:4].copy()
+    far = centers.copy()
+    far[2] = 1e3
+    labels = np.full(400, -1, np.int32)
+    with _cpu_small.small_runtime():
+        run = _cpu_small.start_lloyd(X, _cpu_small.row_norms(X), sample_weight, 4)
+        first_sums, first_weights = run.step(centers, labels)
+        assert np.count_nonzero(labels == 2) > 10
+        sums, weights = run.step(far, labels)
+        assert weights[2] == 0 and np.all(sums[2] == 0)
+        assert not np.any(labels == 2)
+        sums, weights = run.step(centers, labels)
+    np.testing.assert_array_equal(weights, first_weights)
+    np.testing.assert_allclose(sums, first_sums, rtol=0, atol=1e-12 * np.abs(X).sum())
+
+
+@pytest.mark.parametrize("n_clusters", [3, 20])
+def test_numpy_bounded_run_follows_the_plain_run_through_a_relocation(n_clusters, rng,
+                                                                      monkeypatch):
+    """A whole run from centers of which one is far from every sample: its cluster is
+    empty after the first step, and the driver moves a far sample's weight into it in
+    the sums and weights it was given. The bounded run's next sums are still those of
+    its labels, and the run is the plain step's: same labels and iterations."""
+    X, sample_weight = _clustered_float32(rng, n_clusters, 0.0, 1.0)
+    sample_weight[sample_weight == 0] = 1  # a relocated sample moves weight
+    centers_init = X[rng.choice(X.shape[0], n_clusters, replace=False)].copy()
+    centers_init[1] = 1e3
+    x_squared_norms = _cpu_small.row_norms(X)
+    engine = _cpu_small.make_engine()
+    X64 = X.astype(np.float64)
+
+    def checked_start_lloyd(*args):
+        run = _cpu_small.start_lloyd(*args)
+        assert isinstance(run, _cpu_small._BoundsRun)
+        step = run.step
+
+        def checked_step(centers_old, labels):
+            sums, weights = step(centers_old, labels)
+            ref_sums = np.zeros_like(sums)
+            np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
+            np.testing.assert_allclose(sums, ref_sums, rtol=0, atol=1e-9 * np.abs(X64).max())
+            return sums, weights
+
+        run.step = checked_step
+        return run
+
+    relocations = []
+    relocate = _lloyd.relocate_empty_clusters
+    monkeypatch.setattr(_lloyd, "relocate_empty_clusters",
+                        lambda *args: relocations.append(1) or relocate(*args))
+    runs = {}
+    with engine.runtime():
+        for name, start_lloyd in [("bounded", checked_start_lloyd), ("plain", _cpu_small._Run)]:
+            runs[name] = _lloyd.kmeans_single_lloyd(
+                X, x_squared_norms, sample_weight, centers_init,
+                engine._replace(start_lloyd=start_lloyd), max_iter=100)
+    assert relocations
+    (labels, inertia, centers, n_iter), (ref_labels, ref_inertia, ref_centers, ref_n_iter) = (
+        runs["bounded"], runs["plain"])
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert n_iter == ref_n_iter
+    np.testing.assert_allclose(centers, ref_centers, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-6)
+    assert np.bincount(labels, minlength=n_clusters)[1] > 0
 
 
 @pytest.mark.parametrize("n_features", [13, 100])
