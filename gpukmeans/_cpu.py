@@ -30,7 +30,10 @@ from numba import njit, prange
 from numba.core import event as numba_event
 
 from ._cpu_small import CANCELLATION as _CANCELLATION
-from ._cpu_small import CHUNK_ROWS
+from ._cpu_small import CHUNK_ROWS, group_bounds
+from ._cpu_small import fold_rows as _fold_rows
+from ._cpu_small import n_chunks as _n_chunks
+from ._cpu_small import n_groups as _n_groups
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import blas_controller
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
@@ -112,7 +115,8 @@ class _CompileNotice(numba_event.Listener):
 
     def on_start(self, event):
         dispatcher = event.data["dispatcher"]
-        if self.announced or getattr(dispatcher.py_func, "__module__", None) != __name__:
+        module = getattr(dispatcher.py_func, "__module__", None) or ""
+        if self.announced or not module.startswith("gpukmeans."):
             return
         self.announced = True
         if _CACHE:
@@ -128,11 +132,6 @@ class _CompileNotice(numba_event.Listener):
 _COMPILE_NOTICE = _CompileNotice()
 numba_event.register("numba:compile", _COMPILE_NOTICE)
 
-# Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
-# every iteration: enough groups to feed 16 cores, few enough that at k=256 on MNIST
-# the partials stay a small fraction of a pass over the data. Shapes decide, not threads.
-MAX_GROUPS = 16
-PARTIALS_BUDGET_BYTES = 256 * 2**20
 # float32 runs use Elkan's bounds from this many clusters on, while n_samples x n_clusters
 # float32 bounds fit in the budget; Hamerly's otherwise. MNIST, 20 iterations, per
 # iteration, Elkan against Hamerly: k=12 23.6 ms vs 20.0, k=20 24.8 vs 23.7, k=32 28.9 vs
@@ -153,27 +152,6 @@ ELKAN_OPEN_DIVISOR = 16
 # threads, whole E+M step against the SGEMM path: 0.84x at k=20, 0.92x at 32, 0.97x at
 # 64, even from 128 on (one noisy run each; the SGEMM wins as k grows).
 BLOCKED_DOTS_MAX_CLUSTERS = 64
-
-
-def _fold_rows(n_clusters):
-    """Rows summed in X's dtype before the sums move to float64.
-
-    A float32 sum then spans about ``fold_rows / n_clusters`` samples per cluster
-    (never more than ``fold_rows``): a relative error near 1e-6, far below what
-    scikit-learn's float32 sums over a whole thread's share reach. Larger for many
-    clusters, so that folding (``n_clusters x n_features`` adds) stays cheap.
-    """
-    return max(8 * CHUNK_ROWS, 8 * n_clusters)
-
-
-def _n_groups(n_chunks, n_clusters, n_features):
-    """Number of independent accumulation groups: a function of the shapes only."""
-    per_group = (8 + 8) * (n_clusters * n_features + n_clusters)
-    return int(max(1, min(n_chunks, MAX_GROUPS, PARTIALS_BUDGET_BYTES // per_group)))
-
-
-def _n_chunks(n_samples):
-    return (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
 
 
 @contextlib.contextmanager
@@ -248,11 +226,8 @@ def _prange_only():
     )
 
 
-@njit(nogil=True, cache=_CACHE)
-def _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
-    first = group * n_chunks // n_groups
-    last = (group + 1) * n_chunks // n_groups
-    return first * chunk_rows, min(last * chunk_rows, n_samples)
+# The same rows per group as the NumPy engine's float64 sums (one definition, compiled).
+_group_bounds = njit(nogil=True, cache=_CACHE)(group_bounds)
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=_CACHE)
@@ -503,7 +478,10 @@ def _lloyd_chunked(
 
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    minus_two_centers_t = np.ascontiguousarray(minus_two_centers.T)
+    # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
+    # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
+    # another kernel, whose other order breaks exact ties (integer data) the other way.
+    minus_two_centers_t = minus_two_centers.T
 
     n_part = n_groups if update_centers else 1
     # Zeroed by each group's own thread, in parallel (see below).

@@ -67,6 +67,42 @@ DENSE_MOVES_MAX = 2**14
 # A k-means++ step multiplies this many (sample, candidate, feature) triples at a time.
 KMEANSPP_BLOCK_WORK = 2**19
 
+# Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
+# every iteration: enough groups to feed 16 cores, few enough that at k=256 on MNIST
+# the partials stay a small fraction of a pass over the data. Shapes decide, not threads.
+MAX_GROUPS = 16
+PARTIALS_BUDGET_BYTES = 256 * 2**20
+
+
+def fold_rows(n_clusters):
+    """Rows summed in X's dtype before the sums move to float64.
+
+    A float32 sum then spans about ``fold_rows / n_clusters`` samples per cluster
+    (never more than ``fold_rows``): a relative error near 1e-6, far below what
+    scikit-learn's float32 sums over a whole thread's share reach. Larger for many
+    clusters, so that folding (``n_clusters x n_features`` adds) stays cheap.
+    """
+    return max(8 * CHUNK_ROWS, 8 * n_clusters)
+
+
+def n_groups(n_chunks, n_clusters, n_features):
+    """Number of independent accumulation groups: a function of the shapes only."""
+    per_group = (8 + 8) * (n_clusters * n_features + n_clusters)
+    return int(max(1, min(n_chunks, MAX_GROUPS, PARTIALS_BUDGET_BYTES // per_group)))
+
+
+def n_chunks(n_samples):
+    return (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
+
+
+
+def group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows):
+    """Rows ``[start, end)`` of a group: consecutive whole chunks, in group order."""
+    first = group * n_chunks // n_groups
+    last = (group + 1) * n_chunks // n_groups
+    return first * chunk_rows, min(last * chunk_rows, n_samples)
+
+
 SUBNORMAL_NORM = 2 * float(np.finfo(np.float32).tiny)
 """Below float32's smallest normal number, products round by an absolute amount (up to
 half a subnormal), not a relative one. Counting twice that smallest normal into the
@@ -245,7 +281,10 @@ def e_step(X, centers, labels, x_squared_norms=None):
     """Engine ``assign_labels``; a run passes the ``x_squared_norms`` it has."""
     n_features = X.shape[1]
     squared_norms = centers_squared_norms(centers)
-    minus_two_centers_t = np.ascontiguousarray((-2 * centers).T)
+    # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
+    # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
+    # another kernel, whose other order breaks exact ties (integer data) the other way.
+    minus_two_centers_t = (-2 * centers).T
     max_center_norm = float(squared_norms.max()) + SUBNORMAL_NORM
     margin_coefficient = (
         bound_margin_coefficient(X.dtype, n_features) if X.dtype == np.float32 else 0.0
@@ -264,16 +303,41 @@ def e_step(X, centers, labels, x_squared_norms=None):
 
 
 def _cluster_sums(X_f64, sample_weight, labels, n_clusters):
-    """``sum_i w_i x_i`` and ``sum_i w_i`` per cluster in float64, each a sequential sum
-    in sample order (a sparse one-hot product: n_samples x n_features work, not times
-    n_clusters)."""
-    n_samples = X_f64.shape[0]
+    """``sum_i w_i x_i`` and ``sum_i w_i`` per cluster in float64, summed in the Numba
+    engine's order for float64 data (:func:`gpukmeans._cpu._lloyd_chunked`, which follows
+    scikit-learn's): within a group of chunks, sequential sums over blocks of
+    :func:`fold_rows` rows, added block after block; then the groups' partial sums added
+    group after group. Exact sums (integer data) then round as there, and float64
+    centers stay scikit-learn's bit for bit. Each block is a sparse one-hot product:
+    n_samples x n_features work, not times n_clusters.
+    """
+    n_samples, n_features = X_f64.shape
     weights = sample_weight.astype(np.float64)
-    one_hot = scipy.sparse.csr_matrix(
-        (weights, (labels, np.arange(n_samples))), shape=(n_clusters, n_samples)
-    )
-    sums = np.asarray(one_hot @ X_f64)
-    return sums, np.bincount(labels, weights=weights, minlength=n_clusters)
+    chunks = n_chunks(n_samples)
+    groups = n_groups(chunks, n_clusters, n_features)
+    # A fold happens at the first chunk boundary at or past fold_rows rows.
+    block_rows = -(-fold_rows(n_clusters) // CHUNK_ROWS) * CHUNK_ROWS
+    sums = weight_in_clusters = None
+    for group in range(groups):
+        start, end = group_bounds(group, groups, chunks, n_samples, CHUNK_ROWS)
+        group_sums = None
+        for block_start in range(start, end, block_rows):
+            block_end = min(block_start + block_rows, end)
+            one_hot = scipy.sparse.csr_matrix(
+                (weights[block_start:block_end],
+                 (labels[block_start:block_end], np.arange(block_end - block_start))),
+                shape=(n_clusters, block_end - block_start),
+            )
+            block_sums = np.asarray(one_hot @ X_f64[block_start:block_end])
+            group_sums = block_sums if group_sums is None else group_sums + block_sums
+        group_weights = np.bincount(labels[start:end], weights=weights[start:end],
+                                    minlength=n_clusters)
+        if sums is None:
+            sums, weight_in_clusters = group_sums, group_weights
+        else:
+            sums += group_sums
+            weight_in_clusters += group_weights
+    return sums, weight_in_clusters
 
 
 def lloyd_iter(X, sample_weight, centers_old, labels):

@@ -358,3 +358,25 @@ def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(
     np.testing.assert_array_equal(out_squared_norms, separate_norms)
     assert out.dtype == dtype
     np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("n_samples, n_clusters", [(300, 3), (5000, 7), (20000, 300)])
+def test_float64_sums_add_up_in_the_numba_engines_order(n_samples, n_clusters, rng):
+    """Exact products (weights that are powers of two) leave only the order of the
+    additions, which rounds differently in every order on full-precision data:
+    both engines add block after block within a group of chunks, then group after group,
+    as scikit-learn's threads do, so their float64 sums, hence centers, agree bit for bit
+    (and scikit-learn's with them: tests/test_robustness.py)."""
+    X = rng.normal(size=(n_samples, 7)) * 1e3
+    sample_weight = 2.0 ** rng.integers(0, 3, n_samples)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)]
+    results = []
+    for module in (_cpu, _cpu_small):
+        engine = module.make_engine()
+        labels = np.full(n_samples, -1, np.int32)
+        with engine.runtime():
+            results.append((*engine.lloyd_iter(X, sample_weight, centers, labels), labels))
+    (sums, weights, labels), (small_sums, small_weights, small_labels) = results
+    np.testing.assert_array_equal(small_labels, labels)
+    np.testing.assert_array_equal(small_sums, sums)
+    np.testing.assert_array_equal(small_weights, weights)

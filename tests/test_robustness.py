@@ -328,16 +328,20 @@ def _tie_heavy(kind, rng):
         return (rng.random((40, 6)) < 0.5).astype(float), 3
     if kind == "one-hot":
         return np.eye(5)[rng.integers(0, 5, 60)] + np.eye(5)[rng.integers(0, 5, 60)], 4
+    if kind == "wide-integers":  # the GEMM's own summation order decides the ties
+        return rng.integers(0, 3, (300, int(rng.choice([20, 64, 200])))).astype(float), 10
     return rng.integers(-3, 4, (80, 4)).astype(float), 5
 
 
-@pytest.mark.parametrize("kind", ["boolean", "one-hot", "integers"])
+@pytest.mark.usefixtures("cpu_engine")
+@pytest.mark.parametrize("kind", ["boolean", "one-hot", "integers", "wide-integers"])
 def test_float64_exact_ties_resolve_as_in_scikit_learn(kind):
     """Integer-valued data make exact ties in ||c||^2 - 2 x.c; which way one goes depends
     on the last bit of each term, so ||c||^2 is summed as scikit-learn sums it (its
     row_norms), and centers are sums times the reciprocal weight, as scikit-learn rounds
     them. From the same initial centers (kmeans_plusplus picks scikit-learn's rows),
-    labels and centers are scikit-learn's, bit for bit."""
+    labels and centers are scikit-learn's, bit for bit. With many features the ties also
+    depend on the GEMM's summation order, so both engines call it as scikit-learn does."""
     from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
 
     from gpukmeans import kmeans_plusplus
