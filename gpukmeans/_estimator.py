@@ -58,8 +58,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         at iteration 7: strict convergence."), at the cost of one more pass over the data
         per iteration for the inertia. Progress bars are asked for apart, whatever
         ``verbose``: ``with gpukmeans.progress_bars(): km.fit(X)`` draws them on stderr
-        (k-means++'s centers, then each run's iterations); the ``gpukmeans`` command
-        draws them when stderr is a terminal.
+        (k-means++'s centers, then each run's iterations, each run's inertia when it
+        ends), at no extra pass over the data; the ``gpukmeans`` command draws them
+        when stderr is a terminal.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation draws. The same seed gives bitwise the same result on
         the same device, whatever the number of threads.

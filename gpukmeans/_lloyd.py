@@ -85,9 +85,10 @@ def kmeans_single_lloyd(
         )
         centers_new = average_centers(sums, weight_in_clusters, centers, X.dtype, xp)
 
-        if reporter.needs_inertia:
-            # scikit-learn reports the inertia of the assignment just made.
-            reporter.iteration(n_iter, float(engine.inertia(X, sample_weight, centers, labels)))
+        # scikit-learn reports the inertia of the assignment just made: a pass over the
+        # data, paid only by a reporter that shows it (verbose lines), not by the bars.
+        reporter.iteration(n_iter, float(engine.inertia(X, sample_weight, centers, labels))
+                           if reporter.needs_inertia else None)
 
         center_shift_tot = ((centers_new - centers) ** 2).sum()
         centers = centers_new
