@@ -307,28 +307,25 @@ def _fit(X, n_clusters, device, args, **params):
     return model, time.perf_counter() - start
 
 
-def _warm_up(device, cases):
-    """Compile what the demo's fits run before they are timed, so that the timings shown
-    exclude compilation: the CUDA kernels (a tiny fit of each dtype), or the Numba
-    kernels for the dtypes of the cases too large for the NumPy engine, which compiles
-    nothing."""
+def _warm_up(device, X, n_clusters):
+    """Compile what a fit of ``X`` will run before it is timed, so that the time shown
+    excludes compilation: the CUDA kernels (a tiny fit of X's dtype), or the Numba
+    kernels of X's dtype and this ``n_clusters`` where the fit is too large for the
+    NumPy engine, which compiles nothing. Done once per process: later calls find them."""
     if device == "gpu":
         from . import KMeans
 
         rng = np.random.default_rng(0)
-        for dtype in (np.float32, np.float64):
-            KMeans(2, n_init=1, max_iter=2, device=device, random_state=0).fit(
-                rng.standard_normal((64, 3)).astype(dtype)
-            )
+        KMeans(2, n_init=1, max_iter=2, device=device, random_state=0).fit(
+            rng.standard_normal((64, 3)).astype(X.dtype)
+        )
         return
     from ._cpu_small import is_small
 
-    dtypes = sorted({X.dtype.name for _, X, _, n_clusters, _ in cases
-                     if not is_small(*X.shape, n_clusters)})
-    if dtypes:
+    if not is_small(*X.shape, n_clusters):
         from ._cpu import warm_up
 
-        warm_up(dtypes)
+        warm_up([X.dtype], cluster_counts=[n_clusters])
 
 
 def _format_table(headers, rows):
@@ -548,9 +545,10 @@ def _run_demo(args):
                    for name, _, _, _, shape in cases]
         _plan_output("demo", args.out, planned, [], args.force)
 
-    _warm_up(device, cases)
     rows, fits = [], []
     for name, X, y, n_clusters, image_shape in cases:
+        # Each case's compile just before its fit, so that the blobs show at once.
+        _warm_up(device, X, n_clusters)
         model, seconds = _fit(X, n_clusters, device, args)
         fits.append((name, X, model, image_shape))
         rows.append([

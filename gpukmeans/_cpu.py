@@ -1347,27 +1347,29 @@ def make_engine():
     )
 
 
-def warm_up(dtypes=(np.float32, np.float64)):
+def warm_up(dtypes=(np.float32, np.float64), cluster_counts=(3, ELKAN_MIN_CLUSTERS)):
     """Compile, or load from the cache, every kernel this engine runs for ``dtypes``:
     what ``gpukmeans compile`` does, so that no later fit waits for a compile.
 
     Runs the engine's every path on tiny data: both branches of :func:`centered`,
-    k-means++, Hamerly's and Elkan's steps (with an empty cluster to relocate), the
-    final E-step, predict, inertia and transform.
+    k-means++, the steps of runs with ``cluster_counts`` clusters (by default one with
+    Hamerly's bounds and one with Elkan's, each with an empty cluster to relocate), the
+    final E-step, predict, inertia and transform. One count compiles what fits with
+    that many clusters run (the demo's warm-up).
     """
     from ._init import kmeans_plusplus
     from ._lloyd import kmeans_single_lloyd
 
     engine = make_engine()
     rng = np.random.default_rng(0)
-    n_samples = 2 * CHUNK_ROWS + 1
+    n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(cluster_counts)
     with engine.runtime():
         for dtype in map(np.dtype, dtypes):
             sample_weight = np.ones(n_samples, dtype=dtype)
             for offset in (0.0, 100.0):  # near the origin and far from it
                 X = (rng.standard_normal((n_samples, 5)) + offset).astype(dtype)
                 X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
-            for n_clusters in (3, ELKAN_MIN_CLUSTERS):
+            for n_clusters in cluster_counts:
                 centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
                                              np.random.RandomState(0), engine)
                 centers[-1] = 1e6  # far from every sample: its cluster empties
