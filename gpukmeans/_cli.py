@@ -25,9 +25,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 SUBCOMMANDS = ("demo", "fit", "info", "compile", "bench")
 DEVICES = ("auto", "cpu", "gpu")
-DATA_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+DATA_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".parquet")
 # The formats each data option applies to: given with another, it is an error, not ignored.
-FORMAT_OPTIONS = {"--key": (".npz",), "--delimiter": (".csv",)}
+FORMAT_OPTIONS = {"--key": (".npz",), "--delimiter": (".csv", ".tsv")}
 CSV_DELIMITERS = ",;\t"  # those sniffed when --delimiter is not given
 SNIFF_CHARACTERS = 1 << 16  # how much of a CSV file the sniffing reads
 UNNAMED = ("", "Unnamed: 0")  # how pandas' to_csv() heads its index, as written and as read back
@@ -162,10 +162,10 @@ def _build_parser():
 
     fit = subparsers.add_parser(
         "fit",
-        help="cluster a .npy, .npz, .csv or .parquet file",
+        help="cluster a .npy, .npz, .csv, .tsv or .parquet file",
         description="Cluster the rows of DATA and write labels, centres and a JSON summary.",
     )
-    fit.add_argument("data", metavar="DATA", type=pathlib.Path, help="a .npy, .npz, .csv or .parquet file")
+    fit.add_argument("data", metavar="DATA", type=pathlib.Path, help="a .npy, .npz, .csv, .tsv (tab-separated) or .parquet file")
     fit.add_argument("-k", "--n-clusters", type=_positive_int, required=True, help="number of clusters")
     _add_common(fit)
     fit.add_argument(
@@ -612,6 +612,8 @@ def _read_data(path, key=None, delimiter=None, columns=None):
     """
     prefix = str(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise CommandError(f"{prefix}: is a directory; DATA is one {', '.join(DATA_SUFFIXES)} file")
     if suffix not in DATA_SUFFIXES:
         raise CommandError(f"{prefix}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(DATA_SUFFIXES)}")
     for option, value in (("--key", key), ("--delimiter", delimiter)):
@@ -625,7 +627,9 @@ def _read_data(path, key=None, delimiter=None, columns=None):
         if suffix in (".npy", ".npz"):
             X = np.load(path, allow_pickle=False) if suffix == ".npy" else _read_npz(path, key)
             X, names = _select_array_columns(X, columns, path)
-        elif suffix == ".csv":
+        elif suffix in (".csv", ".tsv"):
+            if suffix == ".tsv" and delimiter is None:
+                delimiter = "\t"
             X, names, index_dropped = _read_csv(path, delimiter, columns)
         else:
             X, names = _read_parquet(path, columns)
@@ -952,9 +956,11 @@ def _run_fit(args):
         from sklearn.preprocessing import StandardScaler
 
         scaler = StandardScaler().fit(X)
+    X_fit = X if scaler is None else scaler.transform(X)
+    _warm_up(device, X_fit, args.n_clusters)  # the time shown excludes a first compile
     with _staged_output("fit", out_dir, inputs=[args.data], force=args.force) as staging:
         model, seconds = _fit(
-            X if scaler is None else scaler.transform(X), args.n_clusters, device, args,
+            X_fit, args.n_clusters, device, args,
             n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         )
         written = _write_fit_results(args, X, names, model, seconds, image_shape, staging,
@@ -1121,7 +1127,8 @@ def _run_compile(args):
             _kernels.compile_all()
             where = os.environ.get("CUPY_CACHE_DIR") or str(
                 pathlib.Path("~/.cupy/kernel_cache").expanduser())
-        print(f"{target.upper()} kernels: ready in {time.perf_counter() - started:.1f} s ({where})")
+        print(f"{target.upper()} kernels: ready in {time.perf_counter() - started:.1f} s, cached in "
+              f"{where}")
     return EXIT_OK
 
 
@@ -1154,7 +1161,11 @@ def _cuda_details():
     try:
         import cupy
     except Exception:
-        return "not installed", "unknown (no CuPy)", "unknown (no CuPy)", []
+        from ._backend import _cuda_driver_missing
+
+        missing = _cuda_driver_missing()
+        return "not installed", f"none ({missing})" if missing else "unknown (no CuPy)", \
+            "unknown (no CuPy)", []
     runtime_api = cupy.cuda.runtime
 
     def version(getter):
@@ -1164,7 +1175,10 @@ def _cuda_details():
             return f"unknown ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         return f"{number // 1000}.{number % 1000 // 10}" if number else "none found"
 
-    driver = version(runtime_api.driverGetVersion)
+    from ._backend import _cuda_driver_missing
+
+    missing = _cuda_driver_missing()
+    driver = f"none ({missing})" if missing else version(runtime_api.driverGetVersion)
     runtime = version(runtime_api.runtimeGetVersion)
     devices = []
     try:

@@ -19,6 +19,7 @@ The estimator, k-means++ and the single-run driver report to an object made by
 
 import contextlib
 import contextvars
+import os
 import sys
 
 __all__ = ["NULL_REPORTER", "Reporter", "make_reporter", "progress_bars"]
@@ -178,6 +179,13 @@ def _format_inertia(inertia):
     return f"{inertia:.6g}"
 
 
+def _terminal_width():
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a terminal, or no file number
+        return 0
+
+
 def _stop_reason(center_shift):
     return "strict convergence" if center_shift is None else "center shift <= tol"
 
@@ -237,7 +245,10 @@ class _Bars(Reporter):
         self._init_bar = self._run_bar = None
 
     def _open(self, **kwargs):
-        return self._tqdm(file=sys.stderr, dynamic_ncols=True, leave=True, **kwargs)
+        # A terminal that reports no width (some pseudo-terminals say 0 x 0) would get
+        # bars of width 0, drawn as blank lines: those get tqdm's fixed default width.
+        return self._tqdm(file=sys.stderr, dynamic_ncols=_terminal_width() > 0, leave=True,
+                          **kwargs)
 
     def _postfix(self, inertia, **extra):
         postfix = {}

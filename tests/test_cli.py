@@ -344,6 +344,22 @@ def test_fit_csv_delimiters_sniffed_or_given(capsys, tmp_path, blobs, monkeypatc
         assert_usage_error(capsys, ["fit", tmp_path / "table.csv", "-k", 3, "--delimiter", ","], "is not numeric")
 
 
+@READERS
+def test_fit_tsv_is_tab_separated(capsys, tmp_path, blobs, monkeypatch, pandas):
+    X, _ = blobs
+    np.savetxt(tmp_path / "table.tsv", X, delimiter="\t", header="a\tb\tc", comments="")
+    without_pandas(monkeypatch, pandas)
+    status, _, err = run(capsys, "fit", tmp_path / "table.tsv", "-k", 3, "--device", "cpu",
+                         "--out", tmp_path / "r")
+    assert status == 0, err
+    check_fit_outputs(tmp_path / "r", 120, 3, 3, feature_names=["a", "b", "c"])
+    assert_clustered(tmp_path / "r", X)
+
+
+def test_fit_a_directory_says_so(capsys, tmp_path):
+    assert_usage_error(capsys, ["fit", tmp_path, "-k", 3], "is a directory")
+
+
 def test_fit_csv_sniffing_leaves_commas_and_single_columns_alone(capsys, tmp_path, blobs):
     X, _ = blobs
     (tmp_path / "quoted.csv").write_text('name,v\n' + "".join(f'"p;{i}",{x!r}\n' for i, x in enumerate(X[:, 0].tolist())))

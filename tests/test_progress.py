@@ -381,3 +381,21 @@ def test_library_imports_without_optional_dependencies():
     assert "k-means run 1/1, iteration 1/5\n" in result.stderr
     assert "Initialization complete" in result.stdout
     assert "k-means run 1/1, k-means++: choosing 2 centers" in result.stderr
+
+
+def test_a_terminal_of_no_width_still_gets_bars(monkeypatch):
+    """Some pseudo-terminals report 0 x 0: tqdm's dynamic width then drew blank lines."""
+    tqdm = pytest.importorskip("tqdm").tqdm
+    from gpukmeans import _progress
+
+    opened = []
+
+    def recording_tqdm(**kwargs):
+        opened.append(kwargs)
+        return tqdm(**{**kwargs, "file": io.StringIO()})
+
+    for width, dynamic in ((0, False), (120, True)):
+        monkeypatch.setattr(_progress, "_terminal_width", lambda width=width: width)
+        opened.clear()
+        _progress._Bars(recording_tqdm, 1, 1.0).start_init("k-means++", 3)
+        assert opened[0]["dynamic_ncols"] is dynamic
