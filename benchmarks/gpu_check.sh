@@ -4,7 +4,8 @@
 # Runs, from the repository root, with PYTHONPATH=. (nothing of ours is installed):
 #   1. the environment record: GPU model, driver, CuPy version, git commit, date;
 #   2. pytest -m gpu: every GPU test on CuPy + NVRTC (the `cuda` side of tests/test_gpu.py,
-#      the > 2^31-element `slow` one included), <= 220 s;
+#      the > 2^31-element `slow` one included, and `gpukmeans compile --device gpu` in
+#      tests/test_startup.py), <= 220 s;
 #   3. benchmarks/emulated_vs_real.py: the same kernel inputs through the emulated device
 #      (tests/cudaemu, built with the device's g++) and the GPU; bitwise agreement per output,
 #      and which float32 labels went the other way (each must be a near-tie), <= 60 s;

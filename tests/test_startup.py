@@ -306,3 +306,19 @@ def test_a_first_fit_without_a_driver_imports_no_cupy():
     """)
     if result.stdout.strip() != "driver present":
         assert result.stdout.split() == ["cpu", "False"]
+
+
+@pytest.mark.gpu
+def test_compile_command_compiles_every_cuda_kernel(capsys):
+    from gpukmeans import _kernels
+
+    code, out, err = run(capsys, "compile", "--device", "gpu")
+    assert code == 0, err
+    assert out.startswith("GPU kernels: ready in ")
+    import cupy
+
+    device_id = cupy.cuda.runtime.getDevice()
+    assert _kernels._module.cache_info().currsize >= len(_kernels.KERNELS)
+    for filename in _kernels.KERNELS:  # compiled already: each module only hands it out
+        _kernels._module(filename, device_id).get_function(
+            _kernels.name_expressions(filename)[0])
