@@ -640,7 +640,8 @@ def _read_data(path, key=None, delimiter=None, columns=None):
     except Exception as exc:  # whatever a damaged file makes a reader raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CommandError(f"{prefix}: cannot be read as {suffix}: {message}") from None
-    return _check_matrix(X, prefix), names, index_dropped
+    return _check_matrix(X, prefix, names if suffix in (".csv", ".tsv", ".parquet") else None), \
+        names, index_dropped
 
 
 def _read_npz(path, key):
@@ -909,7 +910,9 @@ def _is_number(text):
     return True
 
 
-def _check_matrix(X, prefix):
+def _check_matrix(X, prefix, names=None):
+    """``X`` as float, or a CommandError; a bad value is placed as the file's reader would
+    look for it: a table's sample (counting from 1) and column name, an array's indices."""
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise CommandError(f"{prefix}: holds {X.dtype} data, not numbers")
@@ -922,7 +925,9 @@ def _check_matrix(X, prefix):
     finite = np.isfinite(X)
     if not finite.all():
         row, column = np.argwhere(~finite)[0]
-        raise CommandError(f"{prefix}: holds NaN or infinite values (first at row {row}, column {column})")
+        where = (f"first in sample {row + 1}, column {names[column]!r}" if names is not None
+                 else f"first at row {row}, column {column}, counting from 0")
+        raise CommandError(f"{prefix}: holds NaN or infinite values ({where})")
     return X
 
 

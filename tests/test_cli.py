@@ -212,6 +212,7 @@ def test_fit_csv_without_pandas(capsys, tmp_path, blobs, monkeypatch):
     assert status == 0, err
     check_fit_outputs(tmp_path / "r", 120, 3, 3, feature_names=["a", "b", "c"])
     (tmp_path / "text.csv").write_text("a,name\n1,x\n2,y\n")
+    (tmp_path / "nan.csv").write_text("a,b\n1,2\n3,nan\n")
     assert_usage_error(capsys, ["fit", tmp_path / "text.csv", "-k", 1], "column 'name' is not numeric")
 
 
@@ -623,6 +624,7 @@ def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"PK not really")
     (tmp_path / "data.txt").write_text("1 2\n")
     (tmp_path / "text.csv").write_text("a,name\n1,x\n2,y\n")
+    (tmp_path / "nan.csv").write_text("a,b\n1,2\n3,nan\n")
     (tmp_path / "not_a_dir").write_text("")
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
     cases = [
@@ -632,11 +634,12 @@ def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
         (["fit", tmp_path / "words.npy", "-k", 2], "not numbers"),
         (["fit", tmp_path / "objects.npy", "-k", 2], "cannot be read as .npy"),
         (["fit", tmp_path / "empty.npy", "-k", 2], "holds no data"),
-        (["fit", tmp_path / "nan.npy", "-k", 1], "NaN or infinite values (first at row 1, column 0)"),
+        (["fit", tmp_path / "nan.npy", "-k", 1], "NaN or infinite values (first at row 1, column 0, counting from 0)"),
         (["fit", tmp_path / "few.npy", "-k", 3, "--device", "cpu"], "n_clusters=3"),
         (["fit", tmp_path / "broken.npy", "-k", 2], "cannot be read as .npy"),
         (["fit", tmp_path / "broken.npz", "-k", 2], "cannot be read as .npz"),
         (["fit", tmp_path / "text.csv", "-k", 1], "'name'"),
+        (["fit", tmp_path / "nan.csv", "-k", 1], "NaN or infinite values (first in sample 2, column 'b')"),
         (["fit", tmp_path / "ok.npy", "-k", 0], "expected a positive integer"),
         (["fit", tmp_path / "ok.npy", "-k", 2, "--device", "tpu"], "invalid choice: 'tpu'"),
         (["fit", tmp_path / "ok.npy", "-k", 2, "--image-shape", "3x3"], "does not match the 2 features"),
