@@ -1,20 +1,22 @@
 """The CPU engine for problems too small to repay a compile: NumPy and SciPy, no JIT.
 
-The Numba engine (:mod:`gpukmeans._cpu`) compiles its kernels on first use, tens of
-seconds on two cores with an empty cache, and loads them from the cache in every new
-process. A fit whose every pass over the data is a few million multiply-adds is over
-long before that in NumPy, and never imports Numba. :func:`is_small` decides from the
-shapes alone, never from a cache or the machine: the same call always runs the same
-code, and gives bitwise the same result with any number of threads.
+The Numba engine (:mod:`gpukmeans._cpu`) compiles its kernels on first use, 10-20 s on
+two cores with an empty cache, and loads them in every new process, about half a second.
+A fit of at most :data:`MAX_WORK` multiply-adds per E-step is over before that here, and
+never imports Numba; a larger fit's small single passes run here too (:func:`cpu_engine`).
+The shapes alone decide, never a cache or the machine: the same call always runs the same
+code, and gives bitwise the same result with any number of threads (BLAS runs on one).
 
 Same contract (:class:`gpukmeans._engine.Engine`) and same answers as the Numba engine:
 each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk by
 chunk as scikit-learn computes it, and float32 near-ties are decided in float64 from the
-differences, as there, so the labels are the exactly nearest centers; sums, inertia and
-transform's distances are float64. Only the rounding of the float32 sums differs (float64
-throughout here, float32 folds there), far below what reaches the float32 centers. A
-float32 run keeps Hamerly's bounds between its steps, as there, and searches only the
-samples they leave open (:class:`_BoundsRun`).
+differences, as there, so the labels are the exactly nearest centers. Sums, inertia and
+transform's distances are float64; float64 sums are added in the Numba engine's order,
+so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
+products are exact, as with unit weights; float32 sums are float64
+throughout here, where the Numba engine folds float32 partial sums, far below what
+reaches the float32 centers. A float32 run keeps Hamerly's bounds between its steps, as
+there, and searches only the samples they leave open (:class:`_BoundsRun`).
 
 Prior validation of data is assumed everywhere in this module.
 """
