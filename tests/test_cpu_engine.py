@@ -125,6 +125,29 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
+def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
+    """Blobs around ``n_clusters`` modes, moved by ``offset`` and scaled by ``scale``, and
+    weights with some zeros."""
+    modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
+    X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
+    X = ((X + offset) * scale).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
+    sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
+    return X, sample_weight
+
+
+def _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs):
+    """Sums kept by moving samples between clusters equal fresh float64 sums: each add and
+    subtract rounds at 1e-16 of at most the whole data's magnitude; one missing move
+    would be 1e-4 of it."""
+    weighted = sample_weight[:, None].astype(np.float64) * X64
+    ref_sums = np.zeros_like(sums)
+    np.add.at(ref_sums, labels, weighted)
+    ref_abs = np.zeros_like(sums)
+    np.add.at(ref_abs, labels, np.abs(weighted))
+    assert np.all(np.abs(sums - ref_sums) <= 1e-12 * (ref_abs + total_abs) + 1e-300)
+
+
 @pytest.mark.parametrize("bounds", ["elkan", "elkan-single-dots", "hamerly"])
 @pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (30.0, 1.0), (0.0, 1e-21)])
@@ -140,12 +163,8 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     digits: the bounds' rounding margin must still cover it. The scale of 1e-21 makes
     the products float32 subnormals, whose rounding is absolute, not relative.
     """
-    n_samples, n_features = 3000, 24
-    modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
-    X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
-    X = ((X + offset) * scale).astype(np.float32)
-    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
-    sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
+    n_samples = 3000
+    X, sample_weight = _clustered_float32(rng, n_clusters, offset, scale, n_samples)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
     labels = np.full(n_samples, -1, np.int32)
     X64 = X.astype(np.float64)
@@ -167,13 +186,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
             assert np.all(run.upper >= own * (1 - 1e-12))
             lower = run.current_lower_bounds(labels)
             assert np.all(lower <= distances * (1 + 1e-12))
-            ref_sums = np.zeros((n_clusters, n_features))
-            np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
-            ref_abs = np.zeros_like(ref_sums)
-            np.add.at(ref_abs, labels, np.abs(sample_weight[:, None].astype(np.float64) * X64))
-            # float64 from the first step on: each add and subtract rounds at 1e-16 of
-            # at most the whole data's magnitude; one missing move would be 1e-4 of it.
-            assert np.all(np.abs(sums - ref_sums) <= 1e-12 * (ref_abs + total_abs) + 1e-300)
+            _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
             np.testing.assert_allclose(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters), rtol=1e-14
             )
@@ -187,17 +200,6 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
         assert inertia == _cpu.inertia(X, sample_weight, centers, labels)
         assert run.finish(centers, labels, assign_labels=False) == inertia
     assert_labels_exactly_nearest(labels, X, centers)
-
-
-def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
-    """Blobs around ``n_clusters`` modes, moved by ``offset`` and scaled by ``scale``, and
-    weights with some zeros."""
-    modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
-    X = (modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(size=(n_samples, n_features)))
-    X = ((X + offset) * scale).astype(np.float32)
-    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
-    sample_weight[rng.choice(n_samples, 50, replace=False)] = 0
-    return X, sample_weight
 
 
 @pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
@@ -241,13 +243,7 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
             assert np.all(run.upper >= distances[rows, labels] * (1 - 1e-12))
             distances[rows, labels] = np.inf
             assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
-            ref_sums = np.zeros((n_clusters, X.shape[1]))
-            np.add.at(ref_sums, labels, sample_weight[:, None].astype(np.float64) * X64)
-            ref_abs = np.zeros_like(ref_sums)
-            np.add.at(ref_abs, labels, np.abs(sample_weight[:, None].astype(np.float64) * X64))
-            # Each add and subtract rounds at 1e-16 of at most the whole data's magnitude;
-            # one missing move would be 1e-4 of it.
-            assert np.all(np.abs(sums - ref_sums) <= 1e-12 * (ref_abs + total_abs) + 1e-300)
+            _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
             np.testing.assert_array_equal(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters))
             assert np.all(sums[weights == 0] == 0)
