@@ -134,6 +134,24 @@ def route_cpu_fits(monkeypatch, engine):
         monkeypatch.setattr(_cpu_small, name, limit)
 
 
+def fit_device(request, engine):
+    """Set up ``engine`` for the rest of the test and return the ``device`` to fit on:
+    "cpu" (the shapes choose the CPU engine), "cpu-numba" (every CPU call on Numba),
+    "emulated" (the GPU engine on tests/cudaemu) or "cuda" (the GPU engine on CuPy)."""
+    if engine.startswith("cpu"):
+        if engine == "cpu-numba":
+            route_cpu_fits(request.getfixturevalue("monkeypatch"), "numba")
+        return "cpu"
+    from gpukmeans._backend import cuda_backend, use_backend
+
+    backend = (cuda_backend() if engine == "cuda"
+               else request.getfixturevalue("emulated_device").backend())
+    context = use_backend(backend)
+    context.__enter__()
+    request.addfinalizer(lambda: context.__exit__(None, None, None))
+    return "gpu"
+
+
 @pytest.fixture(params=["numpy", "numba"])
 def cpu_engine(request, monkeypatch):
     """The test's CPU fits run on each CPU engine in turn, whatever their shapes."""

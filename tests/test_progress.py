@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from command_checks import run as run_command
+from conftest import fit_device
 from gpukmeans import KMeans, progress_bars
-from gpukmeans._backend import cuda_backend, use_backend
 from gpukmeans._device import get_engine
 from gpukmeans._lloyd import kmeans_single_lloyd
 from gpukmeans._progress import NULL_REPORTER, make_reporter
@@ -71,13 +71,7 @@ def bars(monkeypatch):
 ])
 def device(request):
     """Each engine: reporting is the driver's and k-means++'s, whatever runs the passes."""
-    if request.param == "cpu":
-        yield "cpu"
-        return
-    backend = (cuda_backend() if request.param == "cuda"
-               else request.getfixturevalue("emulated_device").backend())
-    with use_backend(backend):
-        yield "gpu"
+    return fit_device(request, request.param)
 
 
 def _blobs(n_samples=600, n_features=3, n_clusters=4, seed=0):

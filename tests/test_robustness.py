@@ -11,9 +11,8 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from gpukmeans import KMeans
-from gpukmeans._backend import cuda_backend, use_backend
 from gpukmeans._lloyd import to_host
-from conftest import route_cpu_fits
+from conftest import fit_device
 from label_checks import sq_dist64
 
 ENGINES = [
@@ -27,15 +26,7 @@ ENGINES = [
 @pytest.fixture(params=ENGINES)
 def device(request):
     """The ``device`` to fit on; "gpu" runs on the emulated device or on CUDA."""
-    if request.param.startswith("cpu"):
-        if request.param == "cpu-numba":  # problems this small go to the NumPy engine
-            route_cpu_fits(request.getfixturevalue("monkeypatch"), "numba")
-        yield "cpu"
-        return
-    backend = (cuda_backend() if request.param == "cuda"
-               else request.getfixturevalue("emulated_device").backend())
-    with use_backend(backend):
-        yield "gpu"
+    return fit_device(request, request.param)
 
 
 def _fit(device, X, init, sample_weight=None, **params):
