@@ -40,24 +40,24 @@ def _cpuinfo():
     return info
 
 
-def _memory_bytes():
+def _meminfo_bytes(field):
+    """A ``/proc/meminfo`` field in bytes, or None where there is none (not Linux)."""
     try:
         for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
 
 
+def _memory_bytes():
+    return _meminfo_bytes("MemTotal")
+
+
 def available_memory_bytes():
-    try:
-        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
+    available = _meminfo_bytes("MemAvailable")
+    return 8 << 30 if available is None else available
 
 
 def gpu_free_bytes():
