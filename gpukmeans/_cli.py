@@ -1163,14 +1163,14 @@ def _version_of(distribution):
 
 def _cuda_details():
     """Return ``(cupy version, driver version, runtime version, [device descriptions])``."""
+    from ._backend import _cuda_driver_missing
+
+    missing = _cuda_driver_missing()
+    no_driver = f"none ({missing})" if missing else None
     try:
         import cupy
     except Exception:
-        from ._backend import _cuda_driver_missing
-
-        missing = _cuda_driver_missing()
-        return "not installed", f"none ({missing})" if missing else "unknown (no CuPy)", \
-            "unknown (no CuPy)", []
+        return "not installed", no_driver or "unknown (no CuPy)", "unknown (no CuPy)", []
     runtime_api = cupy.cuda.runtime
 
     def version(getter):
@@ -1180,10 +1180,7 @@ def _cuda_details():
             return f"unknown ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         return f"{number // 1000}.{number % 1000 // 10}" if number else "none found"
 
-    from ._backend import _cuda_driver_missing
-
-    missing = _cuda_driver_missing()
-    driver = f"none ({missing})" if missing else version(runtime_api.driverGetVersion)
+    driver = no_driver or version(runtime_api.driverGetVersion)
     runtime = version(runtime_api.runtimeGetVersion)
     devices = []
     try:
