@@ -65,7 +65,7 @@ def main(argv=None):
     # subcommand (unrecognized arguments) from the main parser, after the subparser.
     prog = f"gpukmeans {argv[0]}" if argv[0] in SUBCOMMANDS else "gpukmeans"
     previous = _install_interrupt_handler()
-    notice = _show_compile_notice()
+    notice = _CompileNoticeHandler()
     try:
         args = _build_parser().parse_args(argv)
         return args.run(args)
@@ -1103,10 +1103,6 @@ class _CompileNoticeHandler:
     def close(self):
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.level)
-
-
-def _show_compile_notice():
-    return _CompileNoticeHandler()
 
 
 def _run_compile(args):
