@@ -38,6 +38,7 @@ from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import blas_controller
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
 from ._cpu_small import centers_squared_norms as _centers_squared_norms
+from ._cpu_small import near_the_origin
 from ._engine import Engine, StatelessRun
 
 logger = logging.getLogger(__name__)
@@ -1321,8 +1322,7 @@ def centered(X, X_mean):
     """
     if X.dtype == np.float32:
         x_squared_norms = _row_norms_f64(X)
-        mean_squared_norm = float(np.square(X_mean.astype(np.float64)).sum())
-        if mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm:
+        if near_the_origin(X_mean, x_squared_norms):
             return X, x_squared_norms, False
     out = np.empty_like(X)
     out_squared_norms = np.empty(X.shape[0])

@@ -582,13 +582,20 @@ def pairwise_distances(X, centers):
     return np.sqrt(squared).astype(X.dtype, copy=False)
 
 
+def near_the_origin(X_mean, x_squared_norms):
+    """Whether float32 data can be used uncentred (both engines' rule; see
+    :func:`gpukmeans._cpu.centered`): the mean's squared norm is at most the spread around
+    it, mean ||x||^2 - ||mean||^2."""
+    mean_squared_norm = float(np.square(X_mean.astype(np.float64)).sum())
+    return mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm
+
+
 def centered(X, X_mean):
-    """Engine ``centered``, on the Numba engine's rule (see :func:`gpukmeans._cpu.centered`):
-    float64 always centred, as scikit-learn does; float32 only far from the origin."""
+    """Engine ``centered``: float64 always centred, as scikit-learn does; float32 only far
+    from the origin (:func:`near_the_origin`)."""
     if X.dtype == np.float32:
         x_squared_norms = row_norms(X)
-        mean_squared_norm = float(np.square(X_mean.astype(np.float64)).sum())
-        if mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm:
+        if near_the_origin(X_mean, x_squared_norms):
             return X, x_squared_norms, False
     out = X - X_mean.astype(X.dtype, copy=False)
     return out, row_norms(out), True

@@ -11,7 +11,7 @@ with a tolerance, with float64.
 The test suite runs it in-process (``tests/test_cudaemu.py``); sanitizer builds need their
 runtime preloaded, so they run it as a command::
 
-    PYTHONPATH=tests:. python -m cudaemu.matrix --variant asan --quick --max-cost 20000
+    PYTHONPATH=tests:. python -m cudaemu.matrix --variant asan --max-cost 20000    # --full: every variant
 
 Prints one line per failure and a closing "N passed, N failed"; exit status 1 on failure.
 """
