@@ -157,6 +157,10 @@ def test_numpy_engine_is_bitwise_deterministic_across_blas_threads(rng):
             fits.append(KMeans(12, random_state=3, device="cpu").fit(X))
     np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
     assert fits[0].inertia_ == fits[1].inertia_
+    from threadpoolctl import threadpool_info
+
+    with _cpu_small.small_runtime():
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
 
 
 # ---------------------------------------------------------------------- start-up
