@@ -262,9 +262,12 @@ def test_numpy_bounded_run_empties_a_cluster_exactly(rng):
     """A cluster that loses all its samples at once has weight and sums exactly 0, as
     fresh sums would (its kept sums would otherwise hold the rounding of the samples
     added and then taken away), and takes its samples back when its center returns."""
-    X = rng.normal(size=(400, 5)).astype(np.float32)
+    # Four blobs 10 apart, a center on each: every cluster holds about 100 samples (from
+    # four random samples as centers, cluster 2 could hold as few as 10: a flaky premise).
+    modes = 10 * np.eye(4, 5)
+    X = (rng.normal(size=(400, 5)) + modes[np.arange(400) % 4]).astype(np.float32)
     sample_weight = rng.uniform(0.5, 2, 400).astype(np.float32)
-    centers = X[:4].copy()
+    centers = modes.astype(np.float32)
     far = centers.copy()
     far[2] = 1e3
     labels = np.full(400, -1, np.int32)
