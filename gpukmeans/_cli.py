@@ -1138,14 +1138,14 @@ def _numba_cache():
     try:
         import numba
 
-        from . import _cpu
+        from . import _cpu_runtime
     except Exception as exc:  # a broken Numba: say so rather than fail
         return f"unknown (the CPU engine does not import: {exc})"
-    if not _cpu._CACHE:
+    if not _cpu_runtime.CACHE:
         return "none: no writable directory, functions compile in every process"
     if os.environ.get("NUMBA_CACHE_DIR"):
         return f"{numba.config.CACHE_DIR} (NUMBA_CACHE_DIR)"
-    return numba.config.CACHE_DIR or str(pathlib.Path(_cpu.__file__).parent / "__pycache__")
+    return numba.config.CACHE_DIR or str(pathlib.Path(_cpu_runtime.__file__).parent / "__pycache__")
 
 
 def _version_of(distribution):

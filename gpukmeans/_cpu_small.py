@@ -306,7 +306,7 @@ def e_step(X, centers, labels, x_squared_norms=None):
 
 def _cluster_sums(X_f64, sample_weight, labels, n_clusters):
     """``sum_i w_i x_i`` and ``sum_i w_i`` per cluster in float64, summed in the Numba
-    engine's order for float64 data (:func:`gpukmeans._cpu._lloyd_chunked`, which follows
+    engine's order for float64 data (:func:`gpukmeans._cpu_lloyd._lloyd_chunked`, which follows
     scikit-learn's): within a group of chunks, sequential sums over blocks of
     :func:`fold_rows` rows, added block after block; then the groups' partial sums added
     group after group. Exact sums (integer data) then round as there, and float64

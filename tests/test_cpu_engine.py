@@ -4,7 +4,7 @@ Numba engine, and the NumPy engine that takes problems too small to repay a comp
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu, _cpu_small, _lloyd
+from gpukmeans import _cpu, _cpu_bounds, _cpu_nearest, _cpu_small, _lloyd
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -106,7 +106,7 @@ def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_e
     X = rng.normal(size=(300, 37)).astype(np.float32)
     centers = rng.normal(size=(n_clusters, 37)).astype(np.float32)
     dots = np.full((chunk_end - chunk_start, n_clusters), np.nan, np.float32)
-    _cpu._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, dots)
+    _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, dots)
     expected = X[chunk_start:chunk_end].astype(np.float64) @ centers.T.astype(np.float64)
     scale = np.abs(X[chunk_start:chunk_end]).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
     assert np.all(np.abs(dots - expected) <= 1e-6 * scale)
@@ -118,10 +118,10 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
     X = rng.normal(size=(300, 50)).astype(np.float32)
     centers = rng.normal(size=(7, 50)).astype(np.float32)
     whole = np.empty((256, 7), np.float32)
-    _cpu._rows_dots_blocked(X, np.arange(256), 256, centers, whole)
+    _cpu_nearest._rows_dots_blocked(X, np.arange(256), 256, centers, whole)
     for chunk_start, chunk_end in [(3, 11), (100, 107), (249, 256)]:
         part = np.empty((chunk_end - chunk_start, 7), np.float32)
-        _cpu._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part)
+        _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part)
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
@@ -170,11 +170,11 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     X64 = X.astype(np.float64)
     total_abs = np.abs(sample_weight[:, None].astype(np.float64) * X64).sum(axis=0)
     if bounds == "hamerly":
-        monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
     else:
-        monkeypatch.setattr(_cpu, "ELKAN_MIN_CLUSTERS", 1)
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
     if bounds == "elkan-single-dots":
-        monkeypatch.setattr(_cpu, "ELKAN_OPEN_DIVISOR", 1)
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_OPEN_DIVISOR", 1)
     with _cpu.cpu_runtime():
         run = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
         for _ in range(12):

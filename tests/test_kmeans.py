@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpukmeans import KMeans, kmeans_plusplus
-from gpukmeans import _cpu
+from gpukmeans import _cpu_runtime
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, near_tie_clusters
 
 
@@ -237,11 +237,11 @@ def test_same_random_state_is_bitwise_identical_across_thread_counts(init, rng):
     seed = int(rng.integers(1000))
     fits = []
     for n_threads in (1, 2, 1):
-        _cpu.set_num_threads(n_threads)
+        _cpu_runtime.set_num_threads(n_threads)
         try:
             fits.append(KMeans(12, init=init, n_init=2, random_state=seed, device="cpu").fit(X))
         finally:
-            _cpu.set_num_threads(_cpu.numba.config.NUMBA_NUM_THREADS)
+            _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
     for other in fits[1:]:
         np.testing.assert_array_equal(fits[0].cluster_centers_, other.cluster_centers_)
         np.testing.assert_array_equal(fits[0].labels_, other.labels_)

@@ -46,9 +46,9 @@ def test_numba_cache_never_breaks_import(tmp_path):
     # shows where its kernels are cached.
     code = (
         "import numpy as np, numba, gpukmeans\n"
-        "from gpukmeans import KMeans, _cpu\n"
+        "from gpukmeans import KMeans, _cpu_lloyd\n"
         "km = KMeans(2, random_state=0, device='cpu').fit(np.array([[0.,0],[0,1],[9,9],[9,8]]))\n"
-        "_cpu._group_bounds(0, 1, 1, 1, 1)\n"
+        "_cpu_lloyd._group_bounds(0, 1, 1, 1, 1)\n"
         "print(numba.config.CACHE_DIR)\n"
     )
     result = _run(code, env=env, cwd=tmp_path)

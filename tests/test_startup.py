@@ -196,11 +196,11 @@ def test_a_compile_is_announced_once_per_call_and_never_for_a_cached_kernel(tmp_
     code = """
         import logging
         logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-        from gpukmeans import _cpu
+        from gpukmeans import _cpu, _cpu_lloyd, _cpu_passes
         for call in range(2):
             with _cpu.cpu_runtime():
-                _cpu._group_bounds(0, 1, 1, 1, 1)
-                _cpu._squared_norm_f64(__import__("numpy").ones(3))
+                _cpu_lloyd._group_bounds(0, 1, 1, 1, 1)
+                _cpu_passes._squared_norm_f64(__import__("numpy").ones(3))
         print("done")
     """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}

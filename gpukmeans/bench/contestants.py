@@ -94,9 +94,9 @@ def set_numba_threads(threads):
     threading layer (a layer starts on first use, so importing the engine comes first)."""
     import numba
 
-    from .. import _cpu
+    from .. import _cpu, _cpu_runtime  # noqa: F401 (importing the engine chooses the layer)
 
-    _cpu.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    _cpu_runtime.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 class _SklearnLike(Contestant):

@@ -1,0 +1,178 @@
+"""The CPU engine's plain Lloyd step: one E-step and the M-step's sums, chunk by chunk.
+
+Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
+``chunk_rows`` samples; a chunk's dot products with the centers come from one BLAS GEMM
+(single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`)
+or, when the product is skinny, from a register-blocked kernel
+(:func:`gpukmeans._cpu_nearest._dots_6x4`), and the argmin and the center accumulation run
+while the chunk is still in cache.
+
+Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
+only on the data's shape, never on the thread count. Each group accumulates into its own
+float64 partial buffer in sample order, and the partials are added in group order after
+the loop. So the same input gives bitwise the same output with 1 thread or 64.
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._cpu_nearest import _chunk_dots_blocked, _dot1, _exact_argmin, _minus_two_centers_and_norms
+from ._cpu_runtime import CACHE, prange_only
+from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
+from ._cpu_small import group_bounds
+
+
+# Up to this many clusters the float32 E-step uses _rows_dots_blocked. Full MNIST, 2
+# threads, whole E+M step against the SGEMM path: 0.84x at k=20, 0.92x at 32, 0.97x at
+# 64, even from 128 on (one noisy run each; the SGEMM wins as k grows).
+BLOCKED_DOTS_MAX_CLUSTERS = 64
+
+
+_group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _reduce_partials(sums_part, weights_part):
+    """Add the groups' float64 partial sums in group order, clusters in parallel.
+
+    Each output element is ``((p_0 + p_1) + p_2) + ...`` whatever the thread count.
+    """
+    n_groups, n_clusters, n_features = sums_part.shape
+    sums = np.empty((n_clusters, n_features), dtype=np.float64)
+    weight_in_clusters = np.empty(n_clusters, dtype=np.float64)
+    for j in prange(n_clusters):
+        sums[j] = sums_part[0, j]
+        weight_in_clusters[j] = weights_part[0, j]
+        for group in range(1, n_groups):
+            sums[j] += sums_part[group, j]
+            weight_in_clusters[j] += weights_part[group, j]
+    return sums, weight_in_clusters
+
+
+@njit(nogil=True, fastmath={"contract"}, cache=CACHE)
+def _accumulate_chunk(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    labels,  # IN (n_samples,)
+    chunk_start,
+    chunk_end,
+    center_acc,  # INOUT (n_clusters, n_features) X.dtype
+    weights,  # INOUT (n_clusters,) float64
+    touched,  # INOUT (n_clusters,) bool: rows of center_acc not yet folded
+):
+    """Add ``w_i x_i`` of a chunk's samples to their cluster's row, in X's dtype.
+
+    Summing in X's dtype lets float32 data use full-width SIMD (float64 would halve
+    it and add a conversion per element); :func:`_fold_centers` moves the sums into
+    float64 often enough that each float32 sum spans few samples. ``contract`` allows
+    fused multiply-adds here only: the order of the additions is unchanged.
+    """
+    n_features = X.shape[1]
+    for sample in range(chunk_start, chunk_end):
+        label = labels[sample]
+        weight = sample_weight[sample]
+        weights[label] += np.float64(weight)
+        touched[label] = True
+        center_row = center_acc[label]
+        x = X[sample]
+        for f in range(n_features):
+            center_row[f] += weight * x[f]
+
+
+@njit(nogil=True, cache=CACHE)
+def _fold_centers(center_acc, touched, sums):
+    """``sums += center_acc`` (float64) for the touched rows, which are then cleared."""
+    n_clusters, n_features = center_acc.shape
+    for j in range(n_clusters):
+        if touched[j]:
+            for f in range(n_features):
+                sums[j, f] += center_acc[j, f]
+                center_acc[j, f] = 0
+            touched[j] = False
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _lloyd_chunked(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    centers_old,  # IN (n_clusters, n_features)
+    centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms
+    labels,  # OUT (n_samples,) int32
+    chunk_rows,
+    fold_rows,
+    n_groups,
+    update_centers,
+    blocked_dots,
+    margin_coefficient,
+):
+    """One E-step, and the M-step sums when ``update_centers``.
+
+    ``blocked_dots`` picks :func:`_rows_dots_blocked` over a BLAS GEMM for ``x . c``.
+    ``margin_coefficient`` > 0 (float32) has near-ties decided in float64
+    (:func:`_nearest_of_near_ties`); 0 keeps the plain argmin (float64, whose labels
+    stay bitwise scikit-learn's).
+
+    Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
+    ``update_centers`` is False.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers_old.shape[0]
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+
+    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
+    # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
+    # another kernel, whose other order breaks exact ties (integer data) the other way.
+    minus_two_centers_t = minus_two_centers.T
+
+    n_part = n_groups if update_centers else 1
+    # Zeroed by each group's own thread, in parallel (see below).
+    sums_part = np.empty((n_part, n_clusters, n_features), dtype=np.float64)
+    weights_part = np.zeros((n_part, n_clusters), dtype=np.float64)
+
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        if update_centers:
+            sums_part[group] = 0.0
+        n_acc = n_clusters if update_centers else 0
+        center_acc = np.zeros((n_acc, n_features), dtype=X.dtype)
+        touched = np.zeros(n_acc, dtype=np.bool_)
+        rows_since_fold = 0
+        dots_buffer = np.empty((chunk_rows, n_clusters), dtype=X.dtype)
+        values_buffer = np.empty(n_clusters, dtype=X.dtype)
+        rows = np.empty(chunk_rows, dtype=np.int64)
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
+            if blocked_dots:
+                _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+            else:
+                np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
+            for i in range(chunk_end - chunk_start):
+                values = values_buffer
+                for j in range(n_clusters):
+                    values[j] = centers_squared_norms[j] + dots[i, j]
+                x = X[chunk_start + i]
+                tie_gap = -1.0  # float64: the plain argmin
+                if margin_coefficient > 0:
+                    # ||x||^2 from the cached row, rounded up past its float32 error.
+                    x_squared_norm = np.float64(_dot1(x, x)) * (1 + margin_coefficient)
+                    tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
+                labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
+            if update_centers:
+                _accumulate_chunk(
+                    X, sample_weight, labels, chunk_start, chunk_end,
+                    center_acc, weights_part[group], touched,
+                )
+                rows_since_fold += chunk_end - chunk_start
+                if rows_since_fold >= fold_rows or chunk_end == end:
+                    _fold_centers(center_acc, touched, sums_part[group])
+                    rows_since_fold = 0
+
+    # Fixed-order reduction of the per-group partials.
+    if not update_centers:
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
+    return _reduce_partials(sums_part, weights_part)

@@ -1,0 +1,134 @@
+"""The CPU engine's single passes over the data: row norms, centring, the distances of
+samples to their centers (inertia, relocation) and to every center (``transform``).
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._cpu_nearest import _squared_distance_f64
+from ._cpu_runtime import CACHE, prange_only
+from ._cpu_small import CANCELLATION as _CANCELLATION
+from ._cpu_small import near_the_origin
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _assigned_distances(X, centers, labels):
+    """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
+    n_samples = X.shape[0]
+    distances = np.empty(n_samples, dtype=np.float64)
+    for i in prange(n_samples):
+        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
+    return distances
+
+
+@njit(nogil=True, cache=CACHE)
+def _weighted_sum_f64(values, sample_weight):
+    """``sum_i w_i v_i`` in float64, sequential: the order never changes."""
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += np.float64(sample_weight[i]) * values[i]
+    return total
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
+    """Euclidean distances (n_samples, n_clusters) in X's dtype for ``transform``.
+
+    ``||x||^2 - 2 x.c + ||c||^2`` wholly in float64 (each chunk is upcast, as
+    scikit-learn does for float32): in float32 the cancellation would leave errors of
+    order sqrt(eps) ||x|| on small distances. Where even float64's cancellation costs
+    more than 20 of its 52 bits (a sample on or near a center), the distance is summed
+    from the differences instead: exactly 0 on a center, as on the GPU engine.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    minus_two_centers_t = np.empty((n_features, n_clusters), dtype=np.float64)
+    centers_squared_norms = np.zeros(n_clusters, dtype=np.float64)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            minus_two_centers_t[f, j] = -2.0 * centers[j, f]
+            centers_squared_norms[j] += np.float64(centers[j, f]) * centers[j, f]
+    out = np.empty((n_samples, n_clusters), dtype=X.dtype)
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    for chunk in prange(n_chunks):
+        chunk_start = chunk * chunk_rows
+        chunk_end = min(chunk_start + chunk_rows, n_samples)
+        chunk_f64 = X[chunk_start:chunk_end].astype(np.float64)
+        dots = np.dot(chunk_f64, minus_two_centers_t)
+        for i in range(chunk_end - chunk_start):
+            sample = chunk_start + i
+            for j in range(n_clusters):
+                scale = x_squared_norms[sample] + centers_squared_norms[j]
+                d = x_squared_norms[sample] + dots[i, j] + centers_squared_norms[j]
+                if d <= _CANCELLATION * scale:
+                    d = 0.0
+                    for f in range(n_features):
+                        diff = np.float64(X[sample, f]) - np.float64(centers[j, f])
+                        d += diff * diff
+                out[sample, j] = np.sqrt(max(d, 0.0))
+    return out
+
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _squared_norm_f64(x):
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(x[f])
+    return s
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _row_norms_f64(X):
+    """``||x_i||^2`` in float64; vectorised as :func:`_dot1` is (fixed order per build)."""
+    n_samples = X.shape[0]
+    out = np.empty(n_samples, dtype=np.float64)
+    for i in prange(n_samples):
+        out[i] = _squared_norm_f64(X[i])
+    return out
+
+
+def row_norms_f64(X):
+    return _row_norms_f64(X)
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _subtract_rows_and_norms(X, vector, out, out_squared_norms):
+    """``out = X - vector`` and its row norms, each row's while it is in cache."""
+    for i in prange(X.shape[0]):
+        for f in range(X.shape[1]):
+            out[i, f] = X[i, f] - vector[f]
+        out_squared_norms[i] = _squared_norm_f64(out[i])
+
+
+def centered(X, X_mean):
+    """Engine ``centered``.
+
+    float64 is centred, as scikit-learn does, so that its labels stay bitwise
+    scikit-learn's. float32 labels are exact either way (near-ties are decided in
+    float64), so float32 data near the origin are used as they are: no copy of X (on
+    MNIST, 220 MB and 20 ms or more of page faults per fit). Far from the origin, the
+    float32 ``||c||^2 - 2 x.c`` loses digits to the norms, which widens the bounds'
+    margin and the near-tie window: centre when the mean's squared norm exceeds the
+    spread around it (mean ||x||^2 - ||mean||^2, from the row norms that the uncentred
+    fit needs anyway).
+
+    Centring: NumPy allocates (its large arrays get huge pages, which Numba's
+    allocator does not ask for: page faults then cost more than the copy) and both
+    threads subtract; on MNIST 24 ms against NumPy's 53, and the row norms come with
+    the same pass instead of another read of X.
+    """
+    if X.dtype == np.float32:
+        x_squared_norms = _row_norms_f64(X)
+        if near_the_origin(X_mean, x_squared_norms):
+            return X, x_squared_norms, False
+    out = np.empty_like(X)
+    out_squared_norms = np.empty(X.shape[0])
+    _subtract_rows_and_norms(X, X_mean.astype(X.dtype, copy=False), out, out_squared_norms)
+    return out, out_squared_norms, True
+
+
+def inertia(X, sample_weight, centers, labels):
+    return np.float64(_weighted_sum_f64(_assigned_distances(X, centers, labels), sample_weight))

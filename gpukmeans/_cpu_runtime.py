@@ -1,0 +1,186 @@
+"""The CPU engine's runtime: Numba's cache and threads, one engine call at a time, BLAS
+held to one thread, Ctrl-C delivered, and a notice while kernels compile.
+
+Every kernel module of the CPU engine (``_cpu_*.py``) compiles with ``cache=CACHE`` and,
+for its parallel loops, ``parallel=prange_only()``.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+
+import numba
+from numba.core import event as numba_event
+
+from ._cpu_small import blas_controller
+
+logger = logging.getLogger("gpukmeans._cpu")
+
+def _ensure_writable_numba_cache():
+    """Point Numba's cache at a writable directory before any ``cache=True`` function.
+
+    Numba caches beside the module (``__pycache__``) or else under the home directory,
+    and raises at decoration time when it can use neither. In a read-only site-packages
+    with no usable home that would make ``import gpukmeans`` fail; a per-user temporary
+    directory keeps it working (and the cache useful within a machine). Returns whether
+    caching is possible at all.
+    """
+    if numba.config.CACHE_DIR:
+        return True
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    candidates = [here]
+    home = os.path.expanduser("~")
+    if home and home != "~":
+        candidates.append(os.path.join(home, ".cache", "gpukmeans", "numba"))
+    candidates.append(os.path.join(tempfile.gettempdir(), f"gpukmeans-numba-{os.getuid()}"))
+    for path in candidates:
+        try:
+            os.makedirs(path, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".probe"):
+                pass
+        except OSError:
+            continue
+        if path != here:
+            numba.config.CACHE_DIR = path
+        return True
+    logger.debug("no writable directory for Numba's cache; kernels compile in every process")
+    return False
+
+
+CACHE = _ensure_writable_numba_cache()
+
+
+def _prefer_workqueue_threads():
+    """Use Numba's own thread pool unless the user chose a threading layer.
+
+    Our parallel loops are coarse (tens of groups per call), so nothing is gained from
+    OpenMP, while libgomp's threads spin actively between parallel regions: on a shared
+    or busy machine that made each Lloyd step ten times slower here. The workqueue layer
+    sleeps instead. It cannot run two parallel regions at once, so every public call
+    holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`). An explicit
+    ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()
+        return  # already started: too late to choose
+    except ValueError:
+        pass
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+_prefer_workqueue_threads()
+_ENGINE_LOCK = threading.RLock()
+
+
+class _CompileNotice(numba_event.Listener):
+    """Says, once per public call, that this engine's kernels are being compiled: with an
+    empty cache a first fit compiles for up to a minute, which must not look like a hang.
+
+    Numba raises the event only for a real compile, never for a load from the cache.
+    The command shows the INFO line on stderr; :func:`warm_up` (``gpukmeans compile``)
+    compiles everything ahead of time.
+    """
+
+    def __init__(self):
+        self.announced = False
+
+    def on_start(self, event):
+        dispatcher = event.data["dispatcher"]
+        module = getattr(dispatcher.py_func, "__module__", None) or ""
+        if self.announced or not module.startswith("gpukmeans."):
+            return
+        self.announced = True
+        if CACHE:
+            logger.info("compiling the CPU kernels once (up to a minute); later runs reuse them")
+        else:
+            logger.info("compiling the CPU kernels (up to a minute); with no writable cache "
+                        "directory, every process compiles them again")
+
+    def on_end(self, event):
+        pass
+
+
+_COMPILE_NOTICE = _CompileNotice()
+numba_event.register("numba:compile", _COMPILE_NOTICE)
+
+@contextlib.contextmanager
+def cpu_runtime():
+    """What every public call runs inside (``Engine.runtime``): one engine call at a
+    time per process, and BLAS limited to one thread while Numba's threads each call it
+    on their own chunk.
+
+    Without the limit, every Numba thread's GEMM would start its own BLAS threads
+    (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
+    same order as a single-threaded one.
+    """
+    try:
+        with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
+                _interrupts_not_dropped():
+            _COMPILE_NOTICE.announced = False
+            yield
+    except SystemError as exc:
+        # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
+        # function (or a helper it calls back, such as _numba_unpickle) returns, and
+        # CPython reports "returned a result with an exception set": a SystemError caused
+        # by it, possibly through another such SystemError. The caller gets its
+        # KeyboardInterrupt.
+        cause, seen = exc, 0
+        while cause is not None and seen < 16:
+            if isinstance(cause, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            cause, seen = cause.__cause__ or cause.__context__, seen + 1
+        raise
+
+
+@contextlib.contextmanager
+def _interrupts_not_dropped():
+    """A Ctrl-C during the block reaches the caller as a KeyboardInterrupt, even one that
+    lands while Numba compiles, inside an llvmlite ctypes callback, which prints the
+    exception and drops it: the interrupt is remembered, and raised when the block ends.
+
+    Only where Python's own SIGINT handler is in place, in the main thread: a program's
+    (or the command's) own handler is left alone.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    interrupted = []
+
+    def remember_and_raise(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, remember_and_raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:  # raised, and dropped on the way
+        raise KeyboardInterrupt
+
+
+def prange_only():
+    """Numba's ``parallel`` option with only the explicit ``prange`` loops parallel.
+
+    With ``parallel=True`` Numba also turns array expressions, ``np.zeros`` and
+    reductions such as ``a.min()`` into parallel regions of their own. Each costs a
+    thread-pool launch (about 0.1 ms here), which on a small array is all cost: twenty
+    ``row.min()`` made a k=20 Elkan step 2 ms slower. A new dict each time: Numba
+    consumes the one it is given.
+    """
+    return dict(
+        comprehension=False, reduction=False, inplace_binop=False, setitem=False,
+        numpy=False, stencil=False, fusion=False, prange=True,
+    )
+
+
+
+def set_num_threads(n_threads):
+    """Set Numba's thread count (for tests of thread-count independence)."""
+    numba.set_num_threads(n_threads)
