@@ -325,7 +325,7 @@ def _warm_up(device, X, n_clusters):
     if not is_small(*X.shape, n_clusters):
         from ._cpu import warm_up
 
-        warm_up([X.dtype], cluster_counts=[n_clusters])
+        warm_up([X.dtype], shapes=[(X.shape[1], n_clusters)])
 
 
 def _format_table(headers, rows):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._cpu_bounds import ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import _kmeanspp_candidates_chunked
-from ._cpu_lloyd import BLOCKED_DOTS_MAX_CLUSTERS, _lloyd_chunked
+from ._cpu_lloyd import BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked
 from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, centered, inertia, row_norms_f64,
 )
@@ -32,22 +32,49 @@ from ._cpu_small import n_groups as _n_groups
 from ._engine import Engine, StatelessRun
 
 
+# How the plain step finds each row's nearest center, by the shapes (_dots_kernel).
+# One E-step on 100,000 random rows, 2 threads, ms (kernels: BLOCKED, BY_ROWS, BY_GEMM,
+# and GEMM for float64; benchmarks/bench_cpu_kernels.py):
+#   float32 d=2 k=32: 11.3, 2.20, 2.29      d=2 k=1024: 158, 25.6, 48.3
+#           d=4 k=128: 36.5, 6.60, 7.08     d=8 k=32: 16.2, 3.53, 3.08
+#           d=16 k=256: 87.3, 25.6, 17.4    d=64 k=64: 18.1, 25.0, 8.45
+#           d=32 k=4096: GEMM 1352, BY_GEMM 499;  d=128 k=256: GEMM 87.4, BY_GEMM 67.2
+#           MNIST (70,000 x 784) k=20: 52.4, 483, 165;  k=256: GEMM 241, BY_GEMM 337
+#   float64 d=2 k=32: GEMM 9.80, BY_ROWS 2.72, BY_GEMM 3.35
+#           d=8 k=32: 12.8, 5.33, 8.53;  d=32 k=512: GEMM 116, BY_GEMM 82.4
+#           MNIST k=256: GEMM 410, BY_GEMM 497
+BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
+BY_GEMM_MAX_FEATURES = 128
+BLOCKED_DOTS_MAX_CLUSTERS = 64
+# float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
+# than PLAIN_MAX_FEATURES features, or more than BY_ROWS's few with fewer than
+# PLAIN_MIN_CLUSTERS clusters; elsewhere a full plain step costs less than keeping them.
+# Blobs, 100,000 samples, 10 iterations from random rows, per iteration, plain vs
+# bounds (ms, a busy 2-core machine): d=2 k=8 2.9 vs 3.5, k=32 2.4 vs 6.7, k=1024 55 vs
+# 172; d=8 k=8 9.5 vs 9.6, k=128 15 vs 45; d=16 k=8 5.2 vs 3.7, k=32 11 vs 25, k=1024
+# 102 vs 266; d=32 k=8 7.4 vs 6.0, k=32 9.9 vs 12.5, k=1024 217 vs 303; d=64 k=8 45 vs
+# 22, k=32 40 vs 24, k=128 96 vs 97, k=1024 230 vs 221.
+PLAIN_MAX_FEATURES = 32
+PLAIN_MIN_CLUSTERS = 16
+
+
 # --- the Engine functions: thin wrappers that fix the group count; they run inside
 # cpu_runtime(), entered once per public call (Engine.runtime) ---
 
 
-def _use_blocked_dots(X, n_clusters):
-    """The E-step's ``x . c`` without BLAS: float32 with few clusters, where the GEMM
-    is skinny (see :func:`_dots_6x4`). float64 keeps the GEMM, so that its labels
-    stay bitwise scikit-learn's."""
-    return X.dtype == np.float32 and n_clusters <= BLOCKED_DOTS_MAX_CLUSTERS
-
-
-def _tie_margin_coefficient(X):
-    """float32 decides near-ties in float64; float64 keeps scikit-learn's argmin."""
-    if X.dtype == np.float32:
-        return _bound_margin_coefficient(X.dtype, X.shape[1])
-    return 0.0
+def _dots_kernel(X, n_clusters):
+    """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): by rows
+    for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`, then
+    float32 with few clusters without BLAS, where the GEMM is skinny (see
+    :func:`gpukmeans._cpu_nearest._dots_6x4`), else the GEMM as scikit-learn calls it."""
+    n_features = X.shape[1]
+    if n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]:
+        return BY_ROWS
+    if n_features <= BY_GEMM_MAX_FEATURES:
+        return BY_GEMM
+    if X.dtype == np.float32 and n_clusters <= BLOCKED_DOTS_MAX_CLUSTERS:
+        return BLOCKED
+    return GEMM
 
 
 def lloyd_iter(X, sample_weight, centers_old, labels):
@@ -57,14 +84,22 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
     return _lloyd_chunked(
         X, sample_weight, centers_old, _centers_squared_norms(centers_old), labels,
         CHUNK_ROWS, _fold_rows(n_clusters),
-        n_groups, True, _use_blocked_dots(X, n_clusters), _tie_margin_coefficient(X),
+        n_groups, True, _dots_kernel(X, n_clusters),
+        _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
     )
 
 
+def _bounds_pay(X, n_clusters):
+    n_features = X.shape[1]
+    return n_features > PLAIN_MAX_FEATURES or (
+        n_features > BY_ROWS_MAX_FEATURES[X.dtype.itemsize] and n_clusters < PLAIN_MIN_CLUSTERS)
+
+
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
-    """Engine ``start_lloyd``: Hamerly's bounds for float32; float64 runs take the plain
-    step, whose GEMM keeps their labels bitwise scikit-learn's."""
-    if X.dtype == np.float32:
+    """Engine ``start_lloyd``: Hamerly's or Elkan's bounds for float32 where they pay
+    (see :data:`PLAIN_MAX_FEATURES`); the plain step otherwise, and for float64, whose
+    labels stay bitwise scikit-learn's."""
+    if X.dtype == np.float32 and _bounds_pay(X, n_clusters):
         return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
     return StatelessRun(X, sample_weight, lloyd_iter, assign_labels, inertia)
 
@@ -74,7 +109,8 @@ def assign_labels(X, centers, labels):
     _lloyd_chunked(
         X, no_weight, centers, _centers_squared_norms(centers), labels, CHUNK_ROWS, 0,
         _n_chunks(X.shape[0]), False,
-        _use_blocked_dots(X, centers.shape[0]), _tie_margin_coefficient(X),
+        _dots_kernel(X, centers.shape[0]), _bound_margin_coefficient(X.dtype, X.shape[1]),
+        X.dtype == np.float32,
     )
 
 
@@ -113,29 +149,35 @@ def make_engine():
     )
 
 
-def warm_up(dtypes=(np.float32, np.float64), cluster_counts=(3, ELKAN_MIN_CLUSTERS)):
+# The (n_features, n_clusters) of the runs that warm_up makes by default: the plain step
+# (one function for every way of finding the nearest centers), Hamerly's bounds and
+# Elkan's, each float32 and float64.
+WARM_UP_SHAPES = ((5, 3), (PLAIN_MAX_FEATURES + 1, 3), (PLAIN_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS))
+
+
+def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
     """Compile, or load from the cache, every kernel this engine runs for ``dtypes``:
     what ``gpukmeans compile`` does, so that no later fit waits for a compile.
 
     Runs the engine's every path on tiny data: both branches of :func:`centered`,
-    k-means++, the steps of runs with ``cluster_counts`` clusters (by default one with
-    Hamerly's bounds and one with Elkan's, each with an empty cluster to relocate), the
-    final E-step, predict, inertia and transform. One count compiles what fits with
-    that many clusters run (the demo's warm-up).
+    k-means++, the steps of runs of each ``(n_features, n_clusters)`` in ``shapes``
+    (by default the plain step, Hamerly's bounds and Elkan's, each with an empty
+    cluster to relocate), the final E-step, predict, inertia and transform. One shape
+    compiles what fits of that shape run (the demo's warm-up).
     """
     from ._init import kmeans_plusplus
     from ._lloyd import kmeans_single_lloyd
 
     engine = make_engine()
     rng = np.random.default_rng(0)
-    n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(cluster_counts)
+    n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(n_clusters for _, n_clusters in shapes)
     with engine.runtime():
         for dtype in map(np.dtype, dtypes):
             sample_weight = np.ones(n_samples, dtype=dtype)
-            for offset in (0.0, 100.0):  # near the origin and far from it
-                X = (rng.standard_normal((n_samples, 5)) + offset).astype(dtype)
-                X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
-            for n_clusters in cluster_counts:
+            for n_features, n_clusters in shapes:
+                for offset in (0.0, 100.0):  # near the origin and far from it
+                    X = (rng.standard_normal((n_samples, n_features)) + offset).astype(dtype)
+                    X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
                 centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
                                              np.random.RandomState(0), engine)
                 centers[-1] = 1e6  # far from every sample: its cluster empties

@@ -18,16 +18,21 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_nearest import _chunk_dots_blocked, _dot1, _exact_argmin, _minus_two_centers_and_norms
+from ._cpu_nearest import (
+    GEMM_TILE_CENTERS, _chunk_dots_blocked, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _dot1,
+    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms,
+)
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
 
 
-# Up to this many clusters the float32 E-step uses _rows_dots_blocked. Full MNIST, 2
-# threads, whole E+M step against the SGEMM path: 0.84x at k=20, 0.92x at 32, 0.97x at
-# 64, even from 128 on (one noisy run each; the SGEMM wins as k grows).
-BLOCKED_DOTS_MAX_CLUSTERS = 64
+# How the plain step finds each row's nearest center (``dots_kernel``):
+GEMM = 0  # one BLAS GEMM per chunk: many features and clusters; float64's labels are
+#           scikit-learn's GEMM's bit for bit.
+BLOCKED = 1  # _rows_dots_blocked, vectorised over features: float32, few clusters.
+BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
+BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
 
 
 _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
@@ -104,15 +109,19 @@ def _lloyd_chunked(
     fold_rows,
     n_groups,
     update_centers,
-    blocked_dots,
+    dots_kernel,
     margin_coefficient,
+    exact_labels,
 ):
     """One E-step, and the M-step sums when ``update_centers``.
 
-    ``blocked_dots`` picks :func:`_rows_dots_blocked` over a BLAS GEMM for ``x . c``.
-    ``margin_coefficient`` > 0 (float32) has near-ties decided in float64
-    (:func:`_nearest_of_near_ties`); 0 keeps the plain argmin (float64, whose labels
-    stay bitwise scikit-learn's).
+    ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS or BY_GEMM) says how ``x . c`` is computed;
+    ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`).
+    ``exact_labels`` (float32) has near-ties decided in float64
+    (:func:`_nearest_of_near_ties`), so each label is the exactly nearest center.
+    float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly, with
+    BY_ROWS and BY_GEMM wherever the values' gap is wider than both computations' rounding (then
+    both argmins agree), and from the chunk's GEMM for a row whose gap is not.
 
     Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
     ``update_centers`` is False.
@@ -141,27 +150,74 @@ def _lloyd_chunked(
         center_acc = np.zeros((n_acc, n_features), dtype=X.dtype)
         touched = np.zeros(n_acc, dtype=np.bool_)
         rows_since_fold = 0
-        dots_buffer = np.empty((chunk_rows, n_clusters), dtype=X.dtype)
+        # The GEMM's (chunk, n_clusters) values: the GEMM and BLOCKED kernels, and
+        # float64's near-ties.
+        n_dots = chunk_rows if dots_kernel < BY_ROWS or not exact_labels else 0
+        dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
         values_buffer = np.empty(n_clusters, dtype=X.dtype)
         rows = np.empty(chunk_rows, dtype=np.int64)
+        n_scratch = 0
+        if dots_kernel == BY_ROWS:
+            n_scratch = (n_features + 1) * chunk_rows
+        elif dots_kernel == BY_GEMM:
+            n_scratch = min(n_clusters, GEMM_TILE_CENTERS) * chunk_rows
+        scratch = np.empty(n_scratch, dtype=X.dtype)
+        n_by_rows = chunk_rows if n_scratch else 0
+        best = np.empty(n_by_rows, dtype=np.int32)
+        best_value = np.empty(n_by_rows, dtype=X.dtype)
+        second_value = np.empty(n_by_rows, dtype=X.dtype)
+        squared_norms = np.empty(n_by_rows, dtype=np.float64)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
-            if blocked_dots:
-                _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+            if dots_kernel >= BY_ROWS:
+                if dots_kernel == BY_ROWS:
+                    _chunk_nearest_by_rows(
+                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                        scratch, best, best_value, second_value, squared_norms,
+                    )
+                else:
+                    _chunk_nearest_by_gemm(
+                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                        scratch, best, best_value, second_value, squared_norms,
+                    )
+                have_gemm = False
+                for i in range(chunk_end - chunk_start):
+                    x = X[chunk_start + i]
+                    x_squared_norm = squared_norms[i] * (1 + margin_coefficient)
+                    margin = margin_coefficient * (x_squared_norm + max_center_norm)
+                    gap = np.float64(second_value[i]) - np.float64(best_value[i])
+                    label = best[i]
+                    if exact_labels:
+                        if gap <= 2 * margin:
+                            label = _exactly_nearest(x, centers_old)
+                    elif gap <= 4 * margin:
+                        # Within both roundings: the GEMM's own values decide, as they
+                        # do in scikit-learn (the whole chunk, as it multiplies it).
+                        if not have_gemm:
+                            np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
+                            have_gemm = True
+                        values = values_buffer
+                        for j in range(n_clusters):
+                            values[j] = centers_squared_norms[j] + dots[i, j]
+                        label = _exact_argmin(x, centers_old, values, -1.0)
+                    labels[chunk_start + i] = label
             else:
-                np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
-            for i in range(chunk_end - chunk_start):
-                values = values_buffer
-                for j in range(n_clusters):
-                    values[j] = centers_squared_norms[j] + dots[i, j]
-                x = X[chunk_start + i]
-                tie_gap = -1.0  # float64: the plain argmin
-                if margin_coefficient > 0:
-                    # ||x||^2 from the cached row, rounded up past its float32 error.
-                    x_squared_norm = np.float64(_dot1(x, x)) * (1 + margin_coefficient)
-                    tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
-                labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
+                if dots_kernel == BLOCKED:
+                    _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+                else:
+                    np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
+                for i in range(chunk_end - chunk_start):
+                    values = values_buffer
+                    for j in range(n_clusters):
+                        values[j] = centers_squared_norms[j] + dots[i, j]
+                    x = X[chunk_start + i]
+                    tie_gap = -1.0  # float64: the plain argmin
+                    if exact_labels:
+                        # ||x||^2 from the cached row, rounded up past its float32 error.
+                        x_squared_norm = np.float64(_dot1(x, x)) * (1 + margin_coefficient)
+                        tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
+                    labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
             if update_centers:
                 _accumulate_chunk(
                     X, sample_weight, labels, chunk_start, chunk_end,

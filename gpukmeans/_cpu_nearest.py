@@ -226,3 +226,134 @@ def _closer_exactly(x, centers, j, label):
     distance = _squared_distance_f64(x, centers[j])
     label_distance = _squared_distance_f64(x, centers[label])
     return distance < label_distance or (distance == label_distance and j < label)
+
+
+# The nearest two centers of a chunk's rows, vectorised over the rows: each center's
+# values ``||c||^2 - 2 x.c`` for every row of the chunk are folded in turn into each
+# row's running minimum, its index and the second smallest value, with selects, not
+# branches. A row's minimum is over the same values in the same order wherever the row
+# lies, and the caller decides near-ties (second - best within the rounding), so labels
+# never depend on the chunking. Two ways to get the values:
+#
+# - _chunk_nearest_by_rows, for a few features (up to a dozen or two): a dot product is
+#   too short to vectorise over features, and a GEMM on a 2-wide panel spends its time
+#   packing. The chunk is transposed once into ``rows_t`` (n_features, chunk) and each
+#   center's values grow by one multiply-add per feature, across the rows;
+# - _chunk_nearest_by_gemm, for many features: one GEMM per tile of centers, computed
+#   transposed (centers x rows), so that the fold reads each center's values as a
+#   contiguous row instead of a scalar argmin over each row's (a search over 4,096
+#   centers cost more than the GEMM).
+
+
+@njit(nogil=True, cache=CACHE)
+def _start_nearest_two(n_rows, best, best_value, second_value):
+    inf = best_value.dtype.type(np.inf)
+    for i in range(n_rows):
+        best[i] = 0
+        best_value[i] = inf
+        second_value[i] = inf
+
+
+@njit(nogil=True, cache=CACHE)
+def _fold_center(values, center_norm, label, n_rows, best, best_value, second_value):
+    """Fold ``center_norm + values[i]`` (center ``label``, one value per row) into each
+    row's smallest two; a lower index keeps an equal value (argmin's order)."""
+    for i in range(n_rows):
+        value = center_norm + values[i]
+        current = best_value[i]
+        closer = value < current
+        second_value[i] = current if closer else min(second_value[i], value)
+        best[i] = label if closer else best[i]
+        best_value[i] = value if closer else current
+
+
+@njit(nogil=True, cache=CACHE)
+def _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms):
+    for i in range(chunk_end - chunk_start):
+        x = X[chunk_start + i]
+        norm = 0.0
+        for f in range(X.shape[1]):
+            norm += np.float64(x[f]) * np.float64(x[f])
+        squared_norms[i] = norm
+
+
+@njit(nogil=True, fastmath={"contract"}, cache=CACHE)
+def _chunk_nearest_by_rows(
+    X,  # IN (n_samples, n_features)
+    chunk_start,
+    chunk_end,
+    minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
+    centers_squared_norms,  # IN (n_clusters,) X.dtype
+    scratch,  # SCRATCH (>= (n_features + 1) * chunk,) X.dtype
+    best,  # OUT (>= chunk,) int32: the argmin of the values (lowest index on equal values)
+    best_value,  # OUT (>= chunk,) X.dtype: the smallest value
+    second_value,  # OUT (>= chunk,) X.dtype: the second smallest (inf for one center)
+    squared_norms,  # OUT (>= chunk,) float64: ||x||^2
+):
+    n_rows = chunk_end - chunk_start
+    n_features = X.shape[1]
+    rows_t = scratch[: n_features * n_rows].reshape((n_features, n_rows))
+    values = scratch[n_features * n_rows: (n_features + 1) * n_rows]
+    for i in range(n_rows):
+        x = X[chunk_start + i]
+        for f in range(n_features):
+            rows_t[f, i] = x[f]
+    _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms)
+    _start_nearest_two(n_rows, best, best_value, second_value)
+    zero = X.dtype.type(0)
+    for j in range(minus_two_centers.shape[0]):
+        for i in range(n_rows):
+            values[i] = zero
+        for f in range(n_features):
+            c = minus_two_centers[j, f]
+            x_f = rows_t[f]
+            for i in range(n_rows):
+                values[i] += x_f[i] * c
+        _fold_center(values, centers_squared_norms[j], np.int32(j), n_rows,
+                     best, best_value, second_value)
+
+
+# Centers per GEMM of _chunk_nearest_by_gemm: a tile of values (centers x chunk rows)
+# stays in L2 (1 MB for float32 at 256 rows) while it is folded.
+GEMM_TILE_CENTERS = 1024
+
+
+@njit(nogil=True, cache=CACHE)
+def _chunk_nearest_by_gemm(
+    X,  # IN (n_samples, n_features)
+    chunk_start,
+    chunk_end,
+    minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
+    centers_squared_norms,  # IN (n_clusters,) X.dtype
+    scratch,  # SCRATCH (>= min(n_clusters, GEMM_TILE_CENTERS) * chunk,) X.dtype
+    best,  # OUT, as in _chunk_nearest_by_rows
+    best_value,
+    second_value,
+    squared_norms,
+):
+    n_rows = chunk_end - chunk_start
+    n_clusters = minus_two_centers.shape[0]
+    rows_t = X[chunk_start:chunk_end].T
+    _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms)
+    _start_nearest_two(n_rows, best, best_value, second_value)
+    for tile_start in range(0, n_clusters, GEMM_TILE_CENTERS):
+        tile_end = min(tile_start + GEMM_TILE_CENTERS, n_clusters)
+        values = scratch[: (tile_end - tile_start) * n_rows].reshape((tile_end - tile_start, n_rows))
+        np.dot(minus_two_centers[tile_start:tile_end], rows_t, values)
+        for j in range(tile_start, tile_end):
+            _fold_center(values[j - tile_start], centers_squared_norms[j], np.int32(j), n_rows,
+                         best, best_value, second_value)
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _exactly_nearest(x, centers):
+    """The center nearest to ``x`` in float64 from the differences (lowest index on an
+    exact tie), for the rare row whose float32 values cannot order its nearest two."""
+    best = 0
+    best_distance = _squared_distance_f64(x, centers[0])
+    for j in range(1, centers.shape[0]):
+        distance = _squared_distance_f64(x, centers[j])
+        if distance < best_distance:
+            best = j
+            best_distance = distance
+    return best

@@ -4,7 +4,7 @@ Numba engine, and the NumPy engine that takes problems too small to repay a comp
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu, _cpu_bounds, _cpu_nearest, _cpu_small, _lloyd
+from gpukmeans import _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _lloyd
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -125,6 +125,81 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
+def _bisectors(rng, n_samples, n_features, n_clusters):
+    """Samples near the bisector of two random centers: each two nearest centers tie
+    in exact arithmetic (one center: plain normal samples)."""
+    centers = rng.normal(size=(n_clusters, n_features)) * 3
+    if n_clusters == 1:
+        return rng.normal(size=(n_samples, n_features)), centers
+    a = rng.integers(0, n_clusters, n_samples)
+    b = (a + 1 + rng.integers(0, n_clusters - 1, n_samples)) % n_clusters
+    axis = centers[b] - centers[a]
+    offset = rng.normal(size=(n_samples, n_features)) * 0.1
+    offset -= (np.einsum("ij,ij->i", offset, axis) / np.einsum("ij,ij->i", axis, axis))[:, None] * axis
+    return (centers[a] + centers[b]) / 2 + offset, centers
+
+
+def _plain_step(X, sample_weight, centers, dots_kernel):
+    from gpukmeans._cpu_small import fold_rows, n_chunks, n_groups
+
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    labels = np.full(n_samples, -1, np.int32)
+    with _cpu.cpu_runtime():
+        sums, weights = _cpu_lloyd._lloyd_chunked(
+            X, sample_weight, centers, _cpu_small.centers_squared_norms(centers), labels,
+            _cpu_small.CHUNK_ROWS, fold_rows(n_clusters),
+            n_groups(n_chunks(n_samples), n_clusters, n_features), True, dots_kernel,
+            _cpu_small.bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
+        )
+    return labels, sums, weights
+
+
+_DOTS_KERNELS = {"gemm": _cpu_lloyd.GEMM, "blocked": _cpu_lloyd.BLOCKED,
+                 "by-rows": _cpu_lloyd.BY_ROWS, "by-gemm": _cpu_lloyd.BY_GEMM}
+
+
+@pytest.mark.parametrize("kernel", ["blocked", "by-rows", "by-gemm"])
+@pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors"])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", [
+    (700, 2, 5), (1300, 3, 40), (900, 8, 1), (2000, 16, 33), (1500, 33, 1100)])
+def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
+        kernel, data, n_samples, n_features, n_clusters, rng):
+    """Whatever computes ``x . c``, float32 labels are exactly the nearest centers and
+    float64 labels are those of scikit-learn's GEMM call (the GEMM kernel), also on
+    integer data full of exact ties, which the other kernels hand back to that GEMM;
+    and the sums are the same. 1,100 centers take two GEMM tiles of centers. On
+    "bisectors" every sample is equidistant from two centers up to rounding: which one
+    wins depends on the order of the sums, so float64 rows that near go by the GEMM's.
+    (OpenBLAS's dot products add in feature order with fused multiply-adds, as the
+    kernel by rows does: there both orders agree anyway.)"""
+    if data == "bisectors":
+        X, centers64 = _bisectors(rng, n_samples, n_features, n_clusters)
+    elif data == "integers":
+        X = rng.integers(-3, 4, (n_samples, n_features)).astype(np.float64)
+    else:
+        X = rng.normal(size=(n_samples, n_features)) * rng.uniform(0.5, 3, n_features)
+        X += 30.0 if data == "far" else 0.0
+    sample_weight = rng.uniform(0.5, 2, n_samples)
+    # The blocked kernel sums in its own order; the engine uses it for float32 only.
+    for dtype in (np.float32,) if kernel == "blocked" else (np.float32, np.float64):
+        Xd, weight = X.astype(dtype), sample_weight.astype(dtype)
+        centers = Xd[rng.choice(n_samples, n_clusters, replace=False)].copy()
+        if data == "bisectors":
+            centers = centers64.astype(dtype)
+        if data == "integers":  # duplicate centers: exact ties for every sample of theirs
+            centers[n_clusters // 2:] = centers[: n_clusters - n_clusters // 2]
+        labels, sums, weights = _plain_step(Xd, weight, centers, _DOTS_KERNELS[kernel])
+        gemm_labels, gemm_sums, gemm_weights = _plain_step(Xd, weight, centers, _cpu_lloyd.GEMM)
+        if dtype == np.float32:
+            assert_labels_exactly_nearest(labels, Xd, centers)
+        else:
+            np.testing.assert_array_equal(labels, gemm_labels)
+        if np.array_equal(labels, gemm_labels):
+            np.testing.assert_array_equal(sums, gemm_sums)
+            np.testing.assert_array_equal(weights, gemm_weights)
+
+
 def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
     """Blobs around ``n_clusters`` modes, moved by ``offset`` and scaled by ``scale``, and
     weights with some zeros."""
@@ -176,7 +251,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
     if bounds == "elkan-single-dots":
         monkeypatch.setattr(_cpu_bounds, "ELKAN_OPEN_DIVISOR", 1)
     with _cpu.cpu_runtime():
-        run = _cpu.start_lloyd(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
+        run = _cpu_bounds.BoundsRun(X, _cpu.row_norms_f64(X), sample_weight, n_clusters)
         for _ in range(12):
             sums, weights = run.step(centers, labels)
             assert_labels_exactly_nearest(labels, X, centers)

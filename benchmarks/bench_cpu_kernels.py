@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""The measurements behind the CPU engine's dispatch rules (gpukmeans/_cpu.py).
+
+Two tables, each contestant alternated with the others and repeated, medians quoted:
+
+- ``kernels``: one E-step (no M-step) of the plain step, on random normal rows, by each
+  way of finding the nearest centers (GEMM as scikit-learn calls it, BLOCKED, BY_ROWS,
+  BY_GEMM), in float32 and float64. Decides ``_dots_kernel``.
+- ``runs``: a float32 fit of 10 iterations from random rows of blobs, per iteration, by
+  the plain step and by the bounded run (Hamerly's or Elkan's). Decides ``_bounds_pay``.
+
+Usage, from the repository root::
+
+    .venv/bin/python benchmarks/bench_cpu_kernels.py            # both tables, to stdout
+    .venv/bin/python benchmarks/bench_cpu_kernels.py kernels --out benchmarks/results
+"""
+
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+KERNEL_SHAPES = [  # (n_samples, n_features, n_clusters)
+    (100_000, 2, 32), (100_000, 2, 1024), (100_000, 4, 128), (100_000, 8, 32),
+    (100_000, 16, 256), (100_000, 32, 32), (100_000, 32, 4096), (100_000, 64, 64),
+    (100_000, 128, 256), (70_000, 784, 20), (70_000, 784, 256),
+]
+RUN_SHAPES = [(100_000, d, k) for d in (2, 8, 16, 32, 64) for k in (8, 32, 128, 1024)]
+
+
+def _median_ms(samples):
+    return 1e3 * statistics.median(samples)
+
+
+def _alternate(functions, repeats):
+    """Each function once to warm up, then ``repeats`` rounds, the order reversed every
+    other round; returns the samples per function."""
+    for function in functions.values():
+        function()
+    samples = {name: [] for name in functions}
+    names = list(functions)
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            functions[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def kernels_table(repeats):
+    from gpukmeans import _cpu, _cpu_lloyd
+    from gpukmeans._cpu_small import (
+        CHUNK_ROWS, bound_margin_coefficient, centers_squared_norms, fold_rows, n_chunks,
+        n_groups,
+    )
+
+    kernels = {"GEMM": _cpu_lloyd.GEMM, "BLOCKED": _cpu_lloyd.BLOCKED,
+               "BY_ROWS": _cpu_lloyd.BY_ROWS, "BY_GEMM": _cpu_lloyd.BY_GEMM}
+    rows = []
+    for dtype in (np.float32, np.float64):
+        for n_samples, n_features, n_clusters in KERNEL_SHAPES:
+            rng = np.random.default_rng(0)
+            X = rng.standard_normal((n_samples, n_features)).astype(dtype)
+            centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+            labels = np.full(n_samples, -1, np.int32)
+            args = (X, np.ones(n_samples, dtype), centers, centers_squared_norms(centers),
+                    labels, CHUNK_ROWS, fold_rows(n_clusters),
+                    n_groups(n_chunks(n_samples), n_clusters, n_features), False)
+            tail = (bound_margin_coefficient(dtype, n_features), dtype == np.float32)
+            # The engine never runs the blocked kernel on float64 (its own summation
+            # order would not keep scikit-learn's labels).
+            names = [name for name in kernels if not (name == "BLOCKED" and dtype == np.float64)]
+            with _cpu.cpu_runtime():
+                samples = _alternate(
+                    {name: (lambda kernel=kernels[name]: _cpu_lloyd._lloyd_chunked(*args, kernel, *tail))
+                     for name in names}, repeats)
+            chosen = {v: k for k, v in kernels.items()}[_cpu._dots_kernel(X, n_clusters)]
+            rows.append((np.dtype(dtype).name, n_samples, n_features, n_clusters,
+                         {name: _median_ms(samples[name]) for name in names}, chosen))
+            _print_kernel_row(rows[-1])
+    return rows
+
+
+def _print_kernel_row(row):
+    dtype, n, d, k, times, chosen = row
+    cells = "  ".join(f"{name} {ms:8.2f}" for name, ms in times.items())
+    print(f"{dtype:7s} {n:>7} x {d:>3}  k={k:<5} {cells}   chosen: {chosen}", flush=True)
+
+
+def runs_table(repeats):
+    from gpukmeans import KMeans, _cpu, _cpu_small
+    from gpukmeans.bench.workloads import make_blobs_data
+
+    n_iter = 10
+    rows = []
+    plain_max_features = _cpu.PLAIN_MAX_FEATURES
+    try:
+        small = _cpu_small.is_small
+        _cpu_small.is_small = lambda *shape: False  # the Numba engine at every size
+        for n_samples, n_features, n_clusters in RUN_SHAPES:
+            X = make_blobs_data(n_samples, n_features, n_clusters, 0)
+            init = X[np.random.default_rng(1).choice(n_samples, n_clusters, replace=False)]
+
+            def fit(plain):
+                _cpu.PLAIN_MAX_FEATURES = 10**9 if plain else 0
+                _cpu.PLAIN_MIN_CLUSTERS = 0 if plain else 10**9
+                KMeans(n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0,
+                       device="cpu").fit(X)
+
+            samples = _alternate({"plain": lambda: fit(True), "bounds": lambda: fit(False)},
+                                 repeats)
+            _cpu.PLAIN_MAX_FEATURES = plain_max_features
+            _cpu.PLAIN_MIN_CLUSTERS = 16
+            rows.append((n_samples, n_features, n_clusters,
+                         {name: _median_ms(s) / n_iter for name, s in samples.items()}))
+            print(f"{n_samples:>7} x {n_features:>3}  k={n_clusters:<5} "
+                  + "  ".join(f"{name} {ms:8.2f}" for name, ms in rows[-1][3].items()), flush=True)
+    finally:
+        _cpu_small.is_small = small
+        _cpu.PLAIN_MAX_FEATURES = plain_max_features
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("table", nargs="?", choices=["kernels", "runs", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    from gpukmeans.bench.environment import default_threads, environment
+
+    env = environment(default_threads(), repo=REPO)
+    print(f"{env['cpu']}, {env['cores_available']} cores; commit {env['commit'][:10]}"
+          f"{' (uncommitted changes)' if env['dirty'] else ''}; {env['date']}")
+    if args.table in ("kernels", "both"):
+        print("\nOne E-step, ms (median):")
+        kernels_table(args.repeats)
+    if args.table in ("runs", "both"):
+        print("\nfloat32 fit, 10 iterations, ms per iteration (median):")
+        runs_table(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
