@@ -39,9 +39,13 @@ from ._engine import Engine
 # once here where the pass is small: a k-means++ step or a transform of at most
 # MAX_PASS_WORK multiply-adds, row norms and centring of at most MAX_PASS_ELEMENTS
 # values, where NumPy costs milliseconds and their Numba kernels seconds of compile.
-# Measured: benchmarks/bench_startup.py.
+# Measured: benchmarks/bench_startup.py. And at most MAX_DISTANCES (n_samples x
+# n_clusters) per E-step: each costs NumPy about 5 ns of argmin and bookkeeping whatever
+# the features, against a fraction of a nanosecond on Numba (float32 per iteration,
+# 100,000 x 2 at k=8: 15 ms here, 4.9 ms on Numba; 10,000 x 32 at k=32: 1.6 ms both).
 MAX_WORK = 10**8
 MAX_ELEMENTS = 2**22
+MAX_DISTANCES = 2**18
 MAX_PASS_WORK = 4 * 10**7
 MAX_PASS_ELEMENTS = 2**22
 
@@ -142,7 +146,8 @@ def small_runtime():
 def is_small(n_samples, n_features, n_clusters):
     """Whether a problem of these shapes runs wholly on this engine, never importing Numba."""
     return (n_samples * n_features <= MAX_ELEMENTS
-            and n_samples * n_features * n_clusters <= MAX_WORK)
+            and n_samples * n_features * n_clusters <= MAX_WORK
+            and n_samples * n_clusters <= MAX_DISTANCES)
 
 
 def cpu_engine(n_samples, n_features, n_clusters):
@@ -160,12 +165,18 @@ def cpu_engine(n_samples, n_features, n_clusters):
         centered=_by_size(centered, numba_engine.centered, _small_pass),
         pairwise_distances=_by_size(
             pairwise_distances, numba_engine.pairwise_distances,
-            lambda X, centers: X.size * centers.shape[0] <= MAX_PASS_WORK),
+            lambda X, centers: _small_distances_pass(X, centers.shape[0])),
         kmeanspp_candidates=_by_size(
             kmeanspp_candidates, numba_engine.kmeanspp_candidates,
             lambda X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq:
-                X.size * candidate_ids.shape[0] <= MAX_PASS_WORK),
+                _small_distances_pass(X, candidate_ids.shape[0])),
     )
+
+
+def _small_distances_pass(X, n_centers):
+    """A pass of ``X`` against ``n_centers`` centers small enough for NumPy (see
+    :data:`MAX_PASS_WORK` and :data:`MAX_DISTANCES`)."""
+    return X.size * n_centers <= MAX_PASS_WORK and X.shape[0] * n_centers <= MAX_DISTANCES
 
 
 def _small_pass(X, *args):

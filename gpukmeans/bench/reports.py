@@ -84,8 +84,8 @@ _FIT_COLUMNS = (
 
 
 def _workload_title(wl):
-    return (f"{wl['name']}: {wl['dataset']} {wl['n_samples']:,} x {wl['n_features']}, "
-            f"k={wl['n_clusters']}, {wl['n_iter']} iterations")
+    return (f"{wl['name']}: {wl['dataset']} {wl['n_samples']:,} x {wl['n_features']} "
+            f"{wl.get('dtype', 'float32')}, k={wl['n_clusters']}, {wl['n_iter']} iterations")
 
 
 def _workload_table(wl, rows):

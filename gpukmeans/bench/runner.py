@@ -289,7 +289,8 @@ class Runner:
                 self.floors[name] = start[name]
         # The peak SGEMM rate: the best of the square products and of the workloads' own
         # X @ C.T products (BLAS can run a tall product faster than a small square one).
-        shapes = {wl["name"]: (wl["n_samples"], wl["n_features"], wl["n_clusters"], 4)  # float32
+        shapes = {wl["name"]: (wl["n_samples"], wl["n_features"], wl["n_clusters"],
+                               np.dtype(wl.get("dtype", "float32")).itemsize)
                   for wl in self.workload_info}
         rates = {}
         for device, prefix in (("cpu", ""), ("gpu", "gpu_")):
@@ -456,6 +457,7 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
             else:
                 X = make_blobs_data(workload.n_samples, workload.n_features,
                                     min(workload.n_clusters, 64), workload.seed)
+            X = X.astype(workload.dtype, copy=False)
             runner.run_workload(workload, X)
             del X
         runner.finish(want_gpu)

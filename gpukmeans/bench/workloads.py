@@ -74,6 +74,7 @@ class Workload:
     defaults_seeds: tuple = ()
     devices: tuple = ("cpu", "gpu")
     seed: int = 0
+    dtype: str = "float32"
 
     @property
     def work(self):
@@ -85,7 +86,8 @@ def _mnist(name, n, k, **kw):
 
 
 def _blobs(group, n, d, k, **kw):
-    return Workload(f"blobs-n{n}-d{d}-k{k}", group, "blobs", n, d, k, **kw)
+    suffix = "-float64" if kw.get("dtype") == "float64" else ""
+    return Workload(f"blobs-n{n}-d{d}-k{k}{suffix}", group, "blobs", n, d, k, **kw)
 
 
 def profile_workloads(profile):
@@ -116,11 +118,18 @@ def profile_workloads(profile):
         ]
         # The sweeps show how the per-iteration cost grows: fixed work only (a run to
         # convergence from random centres can take hundreds of iterations at large k).
+        # Issue 12 widened them: d from 2, k from 2 to 16,384, n to 10^7 on every device,
+        # and float64 beside float32 where the two engines' paths differ.
         sweep = dict(n_iter=10, converge=False)
-        workloads += [_blobs("sweep_n", n, 32, 32, **sweep) for n in (10**4, 10**5, 10**6)]
-        workloads += [_blobs("sweep_n", 10**7, 32, 32, devices=("gpu",), **sweep)]
-        workloads += [_blobs("sweep_k", 10**5, 32, k, **sweep) for k in (8, 64, 512, 4096)]
-        workloads += [_blobs("sweep_d", 10**5, d, 32, **sweep) for d in (2, 16, 128, 1024)]
+        workloads += [_blobs("sweep_n", n, 32, 32, **sweep) for n in (10**4, 10**5, 10**6, 10**7)]
+        workloads += [_blobs("sweep_k", 10**5, 32, k, init_timing=k <= 1024, **sweep)
+                      for k in (2, 8, 64, 512, 1024, 4096, 16384)]
+        workloads += [_blobs("sweep_d", 10**5, d, 32, init_timing=d <= 8, **sweep)
+                      for d in (2, 3, 8, 16, 128, 1024)]
+        workloads += [_blobs("sweep_d", 10**5, d, 32, dtype="float64", **sweep)
+                      for d in (2, 8, 32, 128)]
+        workloads += [_blobs("sweep_k", 10**5, 32, k, dtype="float64", **sweep)
+                      for k in (8, 512, 4096)]
         workloads += [
             Workload("anchor-1M-d256-k20000", "anchor", "blobs", 10**6, 256, 20000, n_iter=25,
                      converge=False, devices=("gpu",)),
