@@ -230,16 +230,23 @@ def test_sample_weight_equals_repetition_from_same_init(rng):
 
 @pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("init", ["k-means++", "random"])
-def test_same_random_state_is_bitwise_identical_across_thread_counts(init, rng):
+@pytest.mark.parametrize("n_features, n_clusters, dtype", [
+    (8, 12, np.float32),  # Hamerly's bounds
+    (2, 40, np.float32), (3, 20, np.float64),  # the plain step by rows
+    (16, 40, np.float32), (12, 20, np.float64),  # ... from a GEMM folded by rows
+])
+def test_same_random_state_is_bitwise_identical_across_thread_counts(
+        init, n_features, n_clusters, dtype, rng):
     # Enough rows for several accumulation groups, so a thread-dependent reduction
     # order would show.
-    X = _dataset("blobs", 20000, 8, 12, rng).astype(np.float32)
+    X = _dataset("blobs", 20000, n_features, n_clusters, rng).astype(dtype)
     seed = int(rng.integers(1000))
     fits = []
     for n_threads in (1, 2, 1):
         _cpu_runtime.set_num_threads(n_threads)
         try:
-            fits.append(KMeans(12, init=init, n_init=2, random_state=seed, device="cpu").fit(X))
+            fits.append(KMeans(n_clusters, init=init, n_init=2, random_state=seed,
+                               device="cpu").fit(X))
         finally:
             _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
     for other in fits[1:]:
