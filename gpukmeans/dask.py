@@ -68,7 +68,7 @@ def _engine(device, X, n_clusters):
     return get_engine(device, max(X.shape[0], 1), X.shape[1], n_clusters)
 
 
-def _block_stats(X, sample_weight):
+def _block_stats(X, sample_weight, block_index):
     """One block's validation numbers: array type, finiteness, float64 sums and squared
     deviations per feature, largest absolute value, and the weights' checks."""
     kind = "cupy" if is_device_array(X) else "numpy"
@@ -95,7 +95,7 @@ def _block_stats(X, sample_weight):
     else:
         stats["w_finite"], stats["w_negative"] = True, False
         stats["w_max"], stats["w_positive"] = (1.0 if n_samples else 0.0), n_samples
-    return stats
+    return _leaf_stats(stats, block_index)
 
 
 def _combine_stats(a, b):
@@ -345,14 +345,38 @@ def _score_block(X, sample_weight, origin, centers, device):
 
 # ------------------------------------------------------------- graph helpers
 
-def _tree(parts, combine):
-    """Combine ``parts`` pairwise, neighbours first, in a tree fixed by their count and
-    order alone: the same additions in the same order whatever runs them."""
+# Partials are combined SPLIT_EVERY at a time, left to right, in one task per group: a
+# fixed tree, as shallow as dask's own reductions make it. Every level is one more
+# round trip through the scheduler (10-20 ms on a loaded local cluster), so a binary
+# tree tripled the per-iteration overhead on a few blocks.
+SPLIT_EVERY = 32
+
+
+def _tree(parts, combine, split_every=SPLIT_EVERY):
+    """Combine ``parts`` in groups of ``split_every`` neighbours, level by level, in a
+    tree fixed by their count and order alone: the same additions in the same order
+    whatever runs them. ``combine`` takes the list of a group."""
     parts = list(parts)
     while len(parts) > 1:
-        parts = [combine(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
+        parts = [combine(parts[i:i + split_every]) if len(parts[i:i + split_every]) > 1
+                 else parts[i] for i in range(0, len(parts), split_every)]
     return parts[0]
+
+
+def _sequential(combine_two):
+    """A group combiner: ``combine_two`` folded left to right over the group."""
+    def combine(group):
+        result = group[0]
+        for part in group[1:]:
+            result = combine_two(result, part)
+        return result
+    return combine
+
+
+def _delayed_combine(combine_two):
+    """A tree's combiner for Delayed parts: one task per group."""
+    group_task = dask.delayed(_sequential(combine_two), pure=True)
+    return lambda group: group_task(group)
 
 
 def _blocks(array):
@@ -668,7 +692,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         inertia = dask.compute(_tree(
             [dask.delayed(_labels_and_inertia_block, pure=True)(x, s, centers, device)
              for x, s in zip(X_blocks, w_blocks)],
-            dask.delayed(_add, pure=True)))[0]
+            _delayed_combine(_add)))[0]
         del Xc, w, X_blocks, w_blocks  # the persisted blocks are released
 
         cluster_centers = centers + X_mean
@@ -720,11 +744,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _data_stats(self, X, sw):
         """The validation pass (see the module's docstring); raises on bad data."""
-        stats_blocks = [dask.delayed(_block_stats, pure=True)(x, s)
-                        for x, s in zip(_blocks(X), _blocks(sw) if sw is not None
-                                        else [None] * X.numblocks[0])]
-        leaves = [dask.delayed(_leaf_stats, pure=True)(s, i) for i, s in enumerate(stats_blocks)]
-        stats = dask.compute(_tree(leaves, dask.delayed(_combine_stats, pure=True)))[0]
+        leaves = [dask.delayed(_block_stats, pure=True)(x, s, i)
+                  for i, (x, s) in enumerate(zip(_blocks(X), _blocks(sw) if sw is not None
+                                                 else [None] * X.numblocks[0]))]
+        stats = dask.compute(_tree(leaves, _delayed_combine(_combine_stats)))[0]
         if len(stats["kinds"]) > 1:
             raise TypeError(
                 "X's blocks mix NumPy and CuPy arrays; all blocks must live on the same side "
@@ -785,8 +808,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         parts = [dask.delayed(_sample_block, pure=True)(x, s, n_draws, seed, stage, i,
                                                          offsets[i], weighted)
                  for i, (x, s) in enumerate(zip(X_blocks, w_blocks))]
-        return dask.compute(_tree(parts, dask.delayed(_combine_samples(n_draws),
-                                                      pure=True)))[0]
+        return dask.compute(_tree(parts, _delayed_combine(_combine_samples(n_draws))))[0]
 
     def _kmeans_parallel(self, X_blocks, w_blocks, offsets, dtype, device, seed, random_state):
         """k-means|| (Bahmani et al., 2012), then weighted k-means++ and Lloyd on the
@@ -809,7 +831,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 for x, c in zip(X_blocks, closest)])
             cost = dask.compute(_tree(
                 [dask.delayed(_weighted_cost_block, pure=True)(s, c)
-                 for s, c in zip(w_blocks, closest)], dask.delayed(_add, pure=True)))[0]
+                 for s, c in zip(w_blocks, closest)], _delayed_combine(_add)))[0]
             if not cost > 0:
                 break  # every sample sits on a candidate
             chosen = dask.compute(*[
@@ -837,7 +859,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         candidates_d = dask.delayed(candidates, pure=True)
         candidate_weight = dask.compute(_tree(
             [dask.delayed(_candidate_weight_block, pure=True)(x, s, candidates_d, device)
-             for x, s in zip(X_blocks, w_blocks)], dask.delayed(_add, pure=True)))[0]
+             for x, s in zip(X_blocks, w_blocks)], _delayed_combine(_add)))[0]
         logger.info("k-means||: %d candidates after %d rounds", candidates.shape[0], n_rounds)
         if candidates.shape[0] <= n_clusters:
             return np.ascontiguousarray(candidates[:n_clusters])  # all the distinct samples
@@ -860,7 +882,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             sums, weight_in_clusters, digest = dask.compute(_tree(
                 [dask.delayed(_lloyd_block, pure=True)(x, s, centers_d, device)
                  for x, s in zip(X_blocks, w_blocks)],
-                dask.delayed(_combine_partials, pure=True)))[0]
+                _delayed_combine(_combine_partials)))[0]
             labels_changed = digest != digest_old
             n_empty = int((weight_in_clusters == 0).sum())
             relocated = bool(n_empty) and self._relocate_empty_clusters(
@@ -892,7 +914,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             [dask.delayed(_farthest_block, pure=True)(x, s, centers_d, n_empty, device,
                                                        offsets[i])
              for i, (x, s) in enumerate(zip(X_blocks, w_blocks))],
-            dask.delayed(_combine_farthest(n_empty), pure=True)))[0]
+            _delayed_combine(_combine_farthest(n_empty))))[0]
         moved = False
         for new_cluster_id, far in zip(empty_clusters, range(distances.shape[0])):
             if not distances[far] > resolution[far]:
@@ -996,4 +1018,4 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         device = self._inference_device(is_device_array(X._meta))
         parts = [dask.delayed(_score_block, pure=True)(x, s, origin, centers, device)
                  for x, s in zip(_blocks(X), _blocks(sw))]
-        return -float(dask.compute(_tree(parts, dask.delayed(_add, pure=True)))[0])
+        return -float(dask.compute(_tree(parts, _delayed_combine(_add)))[0])
