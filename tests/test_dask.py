@@ -385,3 +385,25 @@ def test_a_failed_fit_leaves_the_fitted_model_unchanged():
             km.fit(da.from_array(bad, chunks=(10, 2)))
     np.testing.assert_array_equal(km.cluster_centers_, before[0])
     assert (km.inertia_, km.n_iter_) == before[1:]
+
+
+def test_dask_is_imported_only_by_gpukmeans_dask():
+    """``import gpukmeans`` (and a single-machine fit) never imports Dask; importing
+    ``gpukmeans.dask`` prints nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, gpukmeans\n"
+        "gpukmeans.KMeans(2, device='cpu').fit(np.eye(4))\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"
+        "import gpukmeans.dask\n"
+        "print(gpukmeans.dask.KMeans.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [os.path.dirname(os.path.dirname(gpukmeans.__file__)),
+                                 os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "KMeans"]
+    assert result.stderr == ""
