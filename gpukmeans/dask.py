@@ -711,8 +711,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_features
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
-        self.init_seconds_ = init_seconds
-        self.iteration_seconds_ = iteration_seconds
+        self._timings = {"init": init_seconds, "iterations": iteration_seconds}
         self.labels_ = self.predict(X)
         return self
 
