@@ -174,12 +174,15 @@ def test_random_init_reaches_a_lloyd_fixed_point(on_processes, rng):
                                    X[labels == cluster].mean(axis=0), rtol=1e-12, atol=1e-12)
 
 
-def test_kmeans_parallel_seeds_no_worse_than_dask_ml_would(on_processes, rng):
-    """k-means|| on overlapping clusters lands near scikit-learn's k-means++ optimum."""
+def test_kmeans_parallel_seeds_as_well_as_kmeans_plusplus(on_processes, rng):
+    """k-means|| on overlapping clusters lands where scikit-learn's k-means++ does: within
+    5% of the median inertia of three scikit-learn fits (local optima differ by a few %)."""
     X = _random_data(rng, 3000, 4, 20, np.float64, separated=False)
-    reference = sklearn.cluster.KMeans(20, n_init=1, random_state=0).fit(X)
-    km = gkd.KMeans(20, random_state=0).fit(da.from_array(X, chunks=700))
-    assert km.inertia_ <= reference.inertia_ * 1.05
+    reference = np.median([sklearn.cluster.KMeans(20, n_init=1, random_state=seed).fit(X)
+                           .inertia_ for seed in range(3)])
+    km = gkd.KMeans(20, random_state=int(rng.integers(2**31))).fit(
+        da.from_array(X, chunks=700))
+    assert km.inertia_ <= reference * 1.05
     assert_labels_nearest(km.labels_.compute(), X, km.cluster_centers_, np.float64)
 
 
