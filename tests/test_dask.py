@@ -115,6 +115,25 @@ def test_same_fit_as_gpukmeans_from_the_same_init(on_processes, rng, dtype, chun
     assert -km.score(Xd) == pytest.approx(km.inertia_, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_each_cpu_engine_per_block(cpu_engine, rng, dtype):
+    """Blocks on the NumPy engine and on the Numba engine (chosen by the block's shape on
+    a worker; routed here, on the one-thread scheduler that sees the routing)."""
+    X = _random_data(rng, 1200, 3, 6, dtype, separated=False)
+    init = X[:6]
+    local = gpukmeans.KMeans(6, init=init, device="cpu").fit(X)
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(6, init=init).fit(da.from_array(X, chunks=(500, 3)))
+        labels = km.labels_.compute()
+    if dtype == np.float64:
+        np.testing.assert_array_equal(labels, local.labels_)
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    else:
+        assert (labels != local.labels_).sum() <= 2
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-5)
+    assert km.n_iter_ == local.n_iter_
+
+
 def test_weighted_fit_as_gpukmeans(on_processes, rng):
     n_samples, n_clusters = 800, 5
     X = _random_data(rng, n_samples, 3, n_clusters, np.float64, separated=False)
