@@ -163,13 +163,17 @@ def fit_gpukmeans(X, k, max_iter, rounds, seed):
 def fit_dask_ml(X, k, max_iter, rounds, seed):
     from dask_ml.cluster import KMeans
 
-    km = KMeans(k, init="k-means||", init_max_iter=rounds, max_iter=max_iter, tol=0,
-                random_state=seed)
+    # dask-ml's own number of init rounds, round(log(cost)), unless --same-rounds: it
+    # draws about oversampling_factor candidates per round (not oversampling_factor * k),
+    # so capping its rounds would only weaken its seeding.
+    km = KMeans(k, init="k-means||", init_max_iter=rounds if SAME_ROUNDS else None,
+                max_iter=max_iter, tol=0, random_state=seed)
     km.fit(X)
     return km.cluster_centers_, km.n_iter_
 
 
 CONTESTANTS = {"gpukmeans.dask": fit_gpukmeans, "dask_ml": fit_dask_ml}
+SAME_ROUNDS = False
 
 
 def _time_block_step(X, centers):
@@ -273,9 +277,13 @@ def write_report(path, meta, cases):
         f"threads_per_worker=1, processes=True)`, both contestants on the same one and "
         "the same persisted data",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-        f"- Fits: `init=\"k-means||\"`, oversampling_factor=2, init_max_iter={meta['rounds']} "
-        f"for both, `max_iter` fixed, `tol=0`; medians of {meta['repeats']} alternating "
-        "repeats after one warm-up each",
+        f"- Fits: `init=\"k-means||\"`, oversampling_factor=2; gpukmeans init_max_iter="
+        f"{meta['rounds']}, dask-ml "
+        + (f"init_max_iter={meta['rounds']}" if meta["same_rounds"] else
+           "its default (round(log(cost)) rounds, about oversampling_factor candidates each)")
+        + f"; `max_iter={meta['max_iter']}`, `tol=0` for both (fixed work; gpukmeans may stop "
+        "earlier, strictly converged, when no label changes); medians of the alternating "
+        "repeats (count per case in the JSON) after one warm-up each",
         "- Inertia: recomputed for both by the same float64 evaluator.",
         "- Traffic: bytes written + read by the scheduler's comms per iteration (client and "
         "workers), and the client's direct comms to workers; heartbeats included.",
@@ -325,6 +333,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-iter", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--same-rounds", action="store_true",
+                        help="cap dask-ml's init rounds at --rounds too")
     parser.add_argument("--cases", default="mnist-k10,blobs-k32,blobs-k1024")
     parser.add_argument("--repeats-k1024", type=int, default=None,
                         help="repeats for the k=1024 case (default: --repeats)")
@@ -332,6 +342,8 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dask"))
     args = parser.parse_args(argv)
 
+    global SAME_ROUNDS
+    SAME_ROUNDS = args.same_rounds
     traffic = Traffic()
     clock = LogClock(traffic)
     for name in ("gpukmeans.dask", "dask_ml.cluster.k_means"):
@@ -345,7 +357,7 @@ def main(argv=None):
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": commit, "hardware": hardware(), "load": os.getloadavg(),
             "versions": versions(), "workers": args.workers, "repeats": args.repeats,
-            "rounds": args.rounds, "n_samples": args.n_samples, "max_iter": args.max_iter}
+            "rounds": args.rounds, "same_rounds": args.same_rounds, "n_samples": args.n_samples, "max_iter": args.max_iter}
     cases = []
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \

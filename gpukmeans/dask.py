@@ -26,12 +26,14 @@ import hashlib
 import logging
 import numbers
 import time
+import warnings
 
 import numpy as np
 
 import dask
 import dask.array as da
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
@@ -861,7 +863,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
              for x, s in zip(X_blocks, w_blocks)], _delayed_combine(_add)))[0]
         logger.info("k-means||: %d candidates after %d rounds", candidates.shape[0], n_rounds)
         if candidates.shape[0] <= n_clusters:
-            return np.ascontiguousarray(candidates[:n_clusters])  # all the distinct samples
+            # Every distinct sample is a candidate: they are the centers, repeated where
+            # there are fewer than n_clusters (those clusters stay empty, as they would on
+            # one machine).
+            return np.ascontiguousarray(
+                candidates[np.arange(n_clusters) % candidates.shape[0]])
         local = LocalKMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
                             device="cpu").fit(candidates, sample_weight=candidate_weight)
         return np.ascontiguousarray(local.cluster_centers_, dtype=dtype)
@@ -900,6 +906,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                             n_iter, center_shift_tot, tol)
                 break
             digest_old = digest
+        distinct_clusters = int((weight_in_clusters > 0).sum())
+        if distinct_clusters < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return centers, n_iter, seconds
 
     def _relocate_empty_clusters(self, X_blocks, w_blocks, offsets, centers_old, sums,

@@ -18,6 +18,7 @@ dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 import sklearn.cluster  # noqa: E402
+import sklearn.exceptions  # noqa: E402
 from scipy.spatial import distance as scipy_distance  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 
@@ -203,6 +204,21 @@ def test_kmeans_parallel_seeds_as_well_as_kmeans_plusplus(on_processes, rng):
         da.from_array(X, chunks=700))
     assert km.inertia_ <= reference * 1.05
     assert_labels_nearest(km.labels_.compute(), X, km.cluster_centers_, np.float64)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_fewer_distinct_samples_than_clusters(init):
+    """Three distinct points, five clusters: every init still gives five centers, the
+    three points among them, and the fit warns as gpukmeans.KMeans does."""
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    with dask.config.set(scheduler="sync"):
+        with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="distinct clusters"):
+            km = gkd.KMeans(5, init=init, random_state=0).fit(da.from_array(X, chunks=(7, 2)))
+    assert km.cluster_centers_.shape == (5, 2)
+    # Each point is a center, up to the rounding of centring and adding the mean back.
+    nearest = scipy_distance.cdist(X[::20], km.cluster_centers_).min(axis=1)
+    np.testing.assert_array_less(nearest, 1e-12)
+    assert km.inertia_ == pytest.approx(0, abs=1e-20)
 
 
 def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, thread_client,
