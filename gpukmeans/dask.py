@@ -1,0 +1,1034 @@
+"""Distributed k-means on Dask: :class:`KMeans` over the row blocks of a ``dask.array``.
+
+``import gpukmeans`` never imports this module (nor Dask); ``import gpukmeans.dask`` does.
+
+How a fit runs (each step a Dask graph; no scheduler of our own):
+
+1. One validation pass over the blocks: their array type (NumPy or CuPy), finiteness,
+   per-feature sums and squared deviations (combined with Chan's formula), the largest
+   absolute value, and the weights' checks. Errors are raised here, before any iteration.
+2. The data are centred on the fit's mean, as :class:`gpukmeans.KMeans` centres them, and
+   persisted on the workers once. They are never gathered to the client.
+3. Initial centers (k-means||, k-means++ on a sample, random, or an array).
+4. Each Lloyd iteration sends the centers (a few kilobytes) to the workers; each block
+   runs the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on its worker,
+   and returns float64 per-cluster sums and weights and a digest of its labels. These
+   partials are added in a binary tree fixed by the block order (never by which worker
+   finished first), so the result does not depend on the number of workers, on threads
+   or processes, or on a worker recomputing a lost block.
+5. The convergence test and empty-cluster relocation are :func:`gpukmeans._lloyd`'s:
+   strict convergence when no label changed (the root digest equals the previous one),
+   else the squared center shift against ``tol`` times the mean feature variance; empty
+   clusters take the points farthest from their centers.
+"""
+
+import hashlib
+import logging
+import numbers
+import time
+import warnings
+
+import numpy as np
+
+import dask
+import dask.array as da
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from . import _validation
+from ._device import DEVICES, array_module, get_engine
+from ._gpu import is_device_array
+from ._lloyd import average_centers, to_host
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KMeans"]
+
+INITS = ("k-means||", "k-means++", "random")
+
+# Bahmani et al. (2012) take O(log psi) rounds, psi the cost of the first center; psi
+# depends on the data's units, and their experiments show a handful of rounds with
+# l = 2 k already seeding as well as k-means++. A fixed default keeps the init's cost
+# independent of the data's scale; init_max_iter changes it.
+DEFAULT_INIT_ROUNDS = 5
+
+# init="k-means++" runs on a uniform sample of this many rows per cluster (at least
+# KMEANSPP_MIN_SAMPLE, at most all rows), gathered to the client.
+KMEANSPP_SAMPLE_PER_CLUSTER = 32
+KMEANSPP_MIN_SAMPLE = 10_000
+
+# Stages of the random streams, so that no two draws of a fit share a stream.
+_STAGE_FIRST, _STAGE_ROUND, _STAGE_SAMPLE = 0, 1, 2
+
+
+# ----------------------------------------------------------------- block tasks
+# Module-level functions, run on the workers. Each block's arguments are validated and
+# prepared by the fit; "Prior validation of data is assumed" throughout.
+
+def _engine(device, X, n_clusters):
+    return get_engine(device, max(X.shape[0], 1), X.shape[1], n_clusters)
+
+
+def _block_stats(X, sample_weight, block_index):
+    """One block's validation numbers: array type, finiteness, float64 sums and squared
+    deviations per feature, largest absolute value, and the weights' checks."""
+    kind = "cupy" if is_device_array(X) else "numpy"
+    xp = _validation.array_module(X)
+    n_samples = X.shape[0]
+    X64 = X.astype(xp.float64)
+    finite = bool(xp.isfinite(X64).all()) if n_samples else True
+    stats = {"kind": kind, "n": n_samples, "finite": finite, "dtype": X.dtype.str}
+    if finite and n_samples:
+        block_sum = X64.sum(axis=0)
+        block_mean = block_sum / n_samples
+        stats["sum"] = to_host(block_sum)
+        stats["m2"] = to_host(((X64 - block_mean) ** 2).sum(axis=0))
+        stats["absmax"] = float(xp.abs(X64).max())
+    else:
+        stats["sum"] = stats["m2"] = np.zeros(X.shape[1])
+        stats["absmax"] = 0.0
+    if sample_weight is not None:
+        sw = to_host(sample_weight).astype(np.float64)
+        stats["w_finite"] = bool(np.isfinite(sw).all())
+        stats["w_negative"] = bool((sw < 0).any())
+        stats["w_max"] = float(sw.max()) if sw.size else 0.0
+        stats["w_positive"] = int((sw > 0).sum())
+    else:
+        stats["w_finite"], stats["w_negative"] = True, False
+        stats["w_max"], stats["w_positive"] = (1.0 if n_samples else 0.0), n_samples
+    return _leaf_stats(stats, block_index)
+
+
+def _combine_stats(a, b):
+    """Chan et al.'s pairwise update of counts, sums and squared deviations."""
+    n = a["n"] + b["n"]
+    out = {
+        "kinds": a["kinds"] | b["kinds"],
+        "n": n,
+        "bad_blocks": a["bad_blocks"] + b["bad_blocks"],
+        "bad_weight_blocks": a["bad_weight_blocks"] + b["bad_weight_blocks"],
+        "negative_weight_blocks": a["negative_weight_blocks"] + b["negative_weight_blocks"],
+        "sum": a["sum"] + b["sum"],
+        "absmax": max(a["absmax"], b["absmax"]),
+        "w_max": max(a["w_max"], b["w_max"]),
+        "w_positive": a["w_positive"] + b["w_positive"],
+    }
+    if a["n"] == 0 or b["n"] == 0:
+        out["m2"] = a["m2"] + b["m2"]
+    else:
+        delta = b["sum"] / b["n"] - a["sum"] / a["n"]
+        out["m2"] = a["m2"] + b["m2"] + delta**2 * (a["n"] * b["n"] / n)
+    return out
+
+
+def _leaf_stats(stats, block_index):
+    return {
+        "kinds": frozenset([stats["kind"]]),
+        "n": stats["n"],
+        "bad_blocks": () if stats["finite"] else (block_index,),
+        "bad_weight_blocks": () if stats["w_finite"] else (block_index,),
+        "negative_weight_blocks": (block_index,) if stats["w_negative"] else (),
+        "sum": stats["sum"],
+        "m2": stats["m2"],
+        "absmax": stats["absmax"],
+        "w_max": stats["w_max"],
+        "w_positive": stats["w_positive"],
+    }
+
+
+def _prepare_block(X, X_mean, device):
+    """The block the fit works on: on the engine's side, in the fit's dtype, minus the
+    fit's mean (NumPy's broadcast subtraction, as :attr:`Engine.centered` does)."""
+    xp = array_module(device)
+    X = xp.asarray(X, dtype=X_mean.dtype)
+    return xp.ascontiguousarray(X - xp.asarray(X_mean))
+
+
+def _prepare_weight(sample_weight, exponent, dtype, device):
+    """The block's weights, divided by the fit's power of two (exact), in the fit's dtype."""
+    xp = array_module(device)
+    sw = xp.asarray(sample_weight, dtype=xp.float64)
+    return xp.ldexp(sw, -exponent).astype(dtype)
+
+
+def _ones_block(X, dtype, device):
+    return array_module(device).ones(X.shape[0], dtype=dtype)
+
+
+def _lloyd_block(X, sample_weight, centers, device):
+    """One engine step on a block: ``(sums, weight_in_clusters, labels digest)``."""
+    n_clusters, n_features = centers.shape
+    if X.shape[0] == 0:
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters), _digest(b"")
+    engine = _engine(device, X, n_clusters)
+    xp = engine.xp
+    labels = xp.full(X.shape[0], -1, dtype=xp.int32)
+    with engine.runtime():
+        sums, weight_in_clusters = engine.lloyd_iter(
+            X, sample_weight, xp.asarray(centers), labels
+        )
+    return to_host(sums), to_host(weight_in_clusters), _digest(to_host(labels).tobytes())
+
+
+def _combine_partials(a, b):
+    """Add two subtrees' partials; the digests chain (a Merkle tree of the labels)."""
+    return a[0] + b[0], a[1] + b[1], _digest(a[2] + b[2])
+
+
+def _digest(data):
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _labels_and_inertia_block(X, sample_weight, centers, device):
+    """The final E-step's inertia on a block (float64)."""
+    if X.shape[0] == 0:
+        return 0.0
+    engine = _engine(device, X, centers.shape[0])
+    xp = engine.xp
+    centers = xp.asarray(centers)
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(X, centers, labels)
+        return float(engine.inertia(X, sample_weight, centers, labels))
+
+
+def _farthest_block(X, sample_weight, centers, n_far, device, offset):
+    """The ``n_far`` samples of a block farthest from their centers, with what
+    :func:`gpukmeans._lloyd.relocate_empty_clusters` needs of each."""
+    n_features = centers.shape[1]
+    if X.shape[0] == 0:
+        return (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty((0, n_features)),
+                np.empty(0, centers.dtype), np.empty(0, np.int32))
+    engine = _engine(device, X, centers.shape[0])
+    xp = engine.xp
+    centers_dev = xp.asarray(centers)
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(X, centers_dev, labels)
+        distances = to_host(engine.assigned_distances(X, centers_dev, labels))
+        x_squared_norms = to_host(engine.row_norms(X))
+    labels = to_host(labels)
+    centers64 = to_host(centers).astype(np.float64)
+    own_center_norms = (centers64**2).sum(axis=1)[labels]
+    resolution = 4 * n_features * np.finfo(X.dtype).eps * (x_squared_norms + own_center_norms)
+    rows = np.lexsort((np.arange(X.shape[0]), -distances))[:n_far]
+    return (distances[rows], offset + rows, resolution[rows],
+            to_host(X[xp.asarray(rows)]).astype(np.float64),
+            to_host(sample_weight[xp.asarray(rows)]), labels[rows])
+
+
+def _combine_farthest(n_far):
+    def combine(a, b):
+        merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
+        rows = np.lexsort((merged[1], -merged[0]))[:n_far]
+        return tuple(m[rows] for m in merged)
+    return combine
+
+
+def _block_rng(seed, stage, round_, block_index):
+    """The random stream of one block at one stage: fixed by the seed and the block's
+    position, never by the worker that runs it."""
+    return np.random.default_rng([seed, stage, round_, block_index])
+
+
+def _sample_block(X, sample_weight, n_draws, seed, stage, block_index, offset, weighted):
+    """The block's ``n_draws`` largest Efraimidis-Spirakis keys ``log(u) / w``: the
+    top keys over all blocks are a weighted sample without replacement. Unweighted:
+    every sample of positive weight counts once."""
+    u = _block_rng(seed, stage, 0, block_index).random(X.shape[0])
+    w = to_host(sample_weight).astype(np.float64)
+    if not weighted:
+        w = (w > 0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.where(w > 0, np.log(u) / np.where(w > 0, w, 1.0), -np.inf)
+    rows = np.lexsort((np.arange(X.shape[0]), -keys))[:n_draws]
+    rows = rows[np.isfinite(keys[rows])]
+    xp = _validation.array_module(X)
+    return (keys[rows], offset + rows, to_host(X[xp.asarray(rows)]),
+            to_host(sample_weight[xp.asarray(rows)]))
+
+
+def _combine_samples(n_draws):
+    def combine(a, b):
+        merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
+        rows = np.lexsort((merged[1], -merged[0]))[:n_draws]
+        return tuple(m[rows] for m in merged)
+    return combine
+
+
+def _closest_block(X, closest_dist_sq, candidates, device):
+    """float64 squared distance of each sample to its closest candidate so far."""
+    if X.shape[0] == 0:
+        return np.empty(0)
+    engine = _engine(device, X, candidates.shape[0])
+    xp = engine.xp
+    candidates = xp.asarray(candidates)
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(X, candidates, labels)
+        distances = to_host(engine.assigned_distances(X, candidates, labels))
+    return distances if closest_dist_sq is None else np.minimum(closest_dist_sq, distances)
+
+
+def _weighted_cost_block(sample_weight, closest_dist_sq):
+    return float((to_host(sample_weight).astype(np.float64) * closest_dist_sq).sum())
+
+
+def _oversample_block(X, sample_weight, closest_dist_sq, cost, oversampling, seed,
+                      round_, block_index, offset):
+    """k-means|| sampling: each sample independently with probability
+    ``min(1, l w d^2 / cost)``. Returns the chosen rows and their global indices."""
+    u = _block_rng(seed, _STAGE_ROUND, round_, block_index).random(X.shape[0])
+    w = to_host(sample_weight).astype(np.float64)
+    rows = np.flatnonzero(u * cost < oversampling * w * closest_dist_sq)
+    xp = _validation.array_module(X)
+    return offset + rows, to_host(X[xp.asarray(rows)])
+
+
+def _candidate_weight_block(X, sample_weight, candidates, device):
+    """Weight of the block's samples closest to each candidate (float64)."""
+    if X.shape[0] == 0:
+        return np.zeros(candidates.shape[0])
+    engine = _engine(device, X, candidates.shape[0])
+    xp = engine.xp
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(X, xp.asarray(candidates), labels)
+    return np.bincount(to_host(labels), weights=to_host(sample_weight).astype(np.float64),
+                       minlength=candidates.shape[0])
+
+
+def _add(a, b):
+    return a + b
+
+
+def _predict_block(X, origin, centers, device):
+    """Labels of a block against the fitted centers, measured where the fit measured."""
+    if X.shape[0] == 0:
+        return array_module(device).empty(0, dtype=np.int32)
+    engine = _engine(device, X, centers.shape[0])
+    xp = engine.xp
+    X = xp.asarray(X, dtype=centers.dtype)
+    if origin is not None:
+        X = X - xp.asarray(origin)
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(xp.ascontiguousarray(X), xp.asarray(centers), labels)
+    return labels
+
+
+def _transform_block(X, centers, device):
+    xp = array_module(device)
+    if X.shape[0] == 0:
+        return xp.empty((0, centers.shape[0]), dtype=centers.dtype)
+    engine = _engine(device, X, centers.shape[0])
+    X = xp.ascontiguousarray(xp.asarray(X, dtype=centers.dtype))
+    with engine.runtime():
+        return engine.pairwise_distances(X, xp.asarray(centers))
+
+
+def _score_block(X, sample_weight, origin, centers, device):
+    if X.shape[0] == 0:
+        return 0.0
+    engine = _engine(device, X, centers.shape[0])
+    xp = engine.xp
+    X = xp.asarray(X, dtype=centers.dtype)
+    if origin is not None:
+        X = X - xp.asarray(origin)
+    X = xp.ascontiguousarray(X)
+    sample_weight = xp.asarray(sample_weight, dtype=centers.dtype)
+    centers = xp.asarray(centers)
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    with engine.runtime():
+        engine.assign_labels(X, centers, labels)
+        return float(engine.inertia(X, sample_weight, centers, labels))
+
+
+# ------------------------------------------------------------- graph helpers
+
+# Partials are combined SPLIT_EVERY at a time, left to right, in one task per group: a
+# fixed tree, as shallow as dask's own reductions make it. Every level is one more
+# round trip through the scheduler (10-20 ms on a loaded local cluster), so a binary
+# tree tripled the per-iteration overhead on a few blocks.
+SPLIT_EVERY = 32
+
+
+def _tree(parts, combine, split_every=SPLIT_EVERY):
+    """Combine ``parts`` in groups of ``split_every`` neighbours, level by level, in a
+    tree fixed by their count and order alone: the same additions in the same order
+    whatever runs them. ``combine`` takes the list of a group."""
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [combine(parts[i:i + split_every]) if len(parts[i:i + split_every]) > 1
+                 else parts[i] for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _sequential(combine_two):
+    """A group combiner: ``combine_two`` folded left to right over the group."""
+    def combine(group):
+        result = group[0]
+        for part in group[1:]:
+            result = combine_two(result, part)
+        return result
+    return combine
+
+
+def _delayed_combine(combine_two):
+    """A tree's combiner for Delayed parts: one task per group."""
+    group_task = dask.delayed(_sequential(combine_two), pure=True)
+    return lambda group: group_task(group)
+
+
+def _blocks(array):
+    """The row blocks of a dask array, as Delayed objects, in order."""
+    return list(array.to_delayed().ravel())
+
+
+def _offsets(row_chunks):
+    return np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(np.int64)
+
+
+def _is_dask_array(X):
+    return isinstance(X, da.Array)
+
+
+# ---------------------------------------------------------------- the estimator
+
+class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-Means clustering of a ``dask.array`` on a Dask cluster, each block on its worker's
+    gpukmeans engine (Numba on CPUs for NumPy blocks, CUDA for CuPy blocks).
+
+    The data are persisted on the workers once and never gathered; each Lloyd iteration
+    sends the centers out and brings back per-block float64 sums and weights, added in a
+    tree fixed by the block order. From the same initial centers the result is
+    :class:`gpukmeans.KMeans`'s: the same labels in float64 (up to near-ties in float32,
+    and to the last bits of the centers), the same inertia to about 1e-12.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters.
+    init : {"k-means||", "k-means++", "random"} or array-like of shape \
+            (n_clusters, n_features), default="k-means||"
+        "k-means||": scalable k-means++ (Bahmani, Moseley, Vattani, Kumar and
+        Vassilvitskii, "Scalable K-Means++", VLDB 2012): a first center drawn with
+        probability proportional to ``sample_weight``, then ``init_max_iter`` rounds in
+        which every sample joins the candidates independently with probability
+        ``oversampling_factor * n_clusters * w d^2 / cost``; the candidates, weighted by
+        the weight of the samples closest to them, are clustered on the client by
+        :class:`gpukmeans.KMeans` (greedy weighted k-means++, then Lloyd). "k-means++":
+        gpukmeans' greedy k-means++ on a uniform sample of
+        ``max(10000, 32 * n_clusters)`` rows (all rows when fewer), gathered to the
+        client, with their weights. "random": ``n_clusters`` distinct rows drawn with
+        probability proportional to their weight (Efraimidis-Spirakis keys). An array
+        gives the initial centers.
+    oversampling_factor : float, default=2
+        k-means||'s ``l / n_clusters``: about ``oversampling_factor * n_clusters``
+        candidates are drawn per round.
+    init_max_iter : int, default=None
+        Rounds of k-means||; None means 5.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=1e-4
+        Relative tolerance, as in :class:`gpukmeans.KMeans`: the fit stops when the sum
+        of squared center shifts is at most ``tol`` times the mean variance of the
+        features, or, strictly converged, when no label changed.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation's draws. Each block draws from its own stream, fixed
+        by the seed and the block's position: the same data, chunks and seed give
+        bitwise the same fit whatever the number of workers.
+    device : {"auto", "cpu", "gpu"}, default="auto"
+        "auto": each block runs where its chunks live (NumPy: CPU engine; CuPy: GPU
+        engine). "cpu" refuses CuPy blocks. "gpu" moves NumPy blocks to the GPU of
+        their worker, which must have one (see :func:`gpukmeans.gpu_available`).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray or cupy.ndarray of shape (n_clusters, n_features)
+        Centers in X's dtype; CuPy when the blocks are CuPy arrays.
+    labels_ : dask.array.Array of shape (n_samples,), int32
+        Lazy: each block's labels against ``cluster_centers_``, with X's row chunks;
+        equal to ``predict(X)``. Computing it recomputes X's graph.
+    inertia_ : float
+        Sum of the weighted squared distances of the samples to their closest center.
+    n_iter_ : int
+        Number of Lloyd iterations run.
+    n_features_in_ : int
+    device_ : {"cpu", "gpu"}
+
+    Raises
+    ------
+    ValueError
+        Unknown row chunk sizes (NaN chunks: call ``X.compute_chunk_sizes()``), X split
+        along its features, NaN or infinity in a block (the block is named), bad
+        ``sample_weight``, ``n_samples < n_clusters``, bad parameters.
+    TypeError
+        Blocks mixing NumPy and CuPy arrays, non-numeric data, bad parameter types.
+
+    See Also
+    --------
+    gpukmeans.KMeans : The single-machine estimator this one reproduces.
+    dask_ml.cluster.KMeans : dask-ml's distributed k-means (same init, scikit-learn's
+        steps).
+
+    Notes
+    -----
+    An in-memory array (NumPy, CuPy) is fitted by :class:`gpukmeans.KMeans` with the
+    same parameters ("k-means||" becomes its "k-means++"); ``labels_`` is then in memory.
+
+    Empty clusters take the samples farthest from their centers, as in
+    :class:`gpukmeans.KMeans`; when several clusters empty at once, the farthest sample
+    goes to the lowest-numbered empty cluster (KMeans pairs them in
+    ``numpy.argpartition``'s order).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> from gpukmeans.dask import KMeans
+    >>> X = da.from_array(np.array([[1., 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]]),
+    ...                   chunks=(2, 2))
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> km.labels_.compute().tolist() == km.predict(X).compute().tolist()
+    True
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means||",
+        oversampling_factor=2,
+        init_max_iter=None,
+        max_iter=300,
+        tol=1e-4,
+        random_state=None,
+        device="auto",
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.oversampling_factor = oversampling_factor
+        self.init_max_iter = init_max_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        _validation._check_integer("n_clusters", self.n_clusters, 1)
+        _validation._check_integer("max_iter", self.max_iter, 1)
+        if self.init_max_iter is not None:
+            _validation._check_integer("init_max_iter", self.init_max_iter, 1)
+        factor = self.oversampling_factor
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
+            raise TypeError(f"oversampling_factor must be a number, got {factor!r}.")
+        if not np.isfinite(factor) or factor <= 0:
+            raise ValueError(f"oversampling_factor must be a finite number > 0, got {factor}.")
+        tol = self.tol
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+            raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
+        if not np.isfinite(tol) or tol < 0:
+            raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}.")
+        init = self.init
+        if isinstance(init, str):
+            if init not in INITS:
+                raise ValueError(
+                    f"init must be one of {INITS} or an array of shape (n_clusters, "
+                    f"n_features), got {init!r}."
+                )
+        elif callable(init) or not (hasattr(init, "__len__") or is_device_array(init)):
+            raise TypeError(
+                f"init must be one of {INITS} or an array of shape (n_clusters, "
+                f"n_features), got {type(init).__name__}."
+            )
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState)
+                or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))):
+            raise TypeError(
+                "random_state must be None, an int or a numpy.random.RandomState, "
+                f"got {type(rs).__name__}."
+            )
+
+    @staticmethod
+    def _check_dask_X(X, name="X"):
+        """Shape and chunk checks that need no computation."""
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2D dask array for {name}, got {X.ndim}D of shape "
+                             f"{X.shape}.")
+        if any(np.isnan(c) for c in X.chunks[0]) or np.isnan(X.shape[0]):
+            raise ValueError(
+                f"{name} has unknown chunk sizes along its rows (NaN chunks, e.g. from "
+                f"boolean indexing or a dataframe's .values); call {name}.compute_chunk_sizes()"
+                " or build it with known chunks."
+            )
+        if X.numblocks[1] != 1:
+            raise ValueError(
+                f"{name} is split along its features into {X.numblocks[1]} chunks "
+                f"{X.chunks[1]}; each block must hold whole rows: use "
+                f"{name}.rechunk({{1: -1}})."
+            )
+        if X.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported for {name}, got dtype {X.dtype}.")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(f"Found array with shape {X.shape} for {name}, while at least "
+                             "one sample and one feature are required.")
+        dtype = X.dtype if X.dtype in _validation.FLOAT_DTYPES else np.dtype(np.float64)
+        return dtype
+
+    def _check_sample_weight(self, sample_weight, X):
+        """``sample_weight`` as a dask array with X's row chunks, or None."""
+        if sample_weight is None:
+            return None
+        if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+            sample_weight = np.full(X.shape[0], float(sample_weight))
+        if _is_dask_array(sample_weight):
+            if any(np.isnan(c) for c in sample_weight.chunks[0]):
+                raise ValueError("sample_weight has unknown chunk sizes; call "
+                                 "sample_weight.compute_chunk_sizes().")
+            sw = sample_weight
+        else:
+            if _validation._is_sparse(sample_weight):
+                raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
+            sw = sample_weight if is_device_array(sample_weight) else np.asarray(sample_weight)
+        if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
+        if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},) to match X."
+            )
+        if _is_dask_array(sw):
+            return sw.rechunk((X.chunks[0],))
+        return da.from_array(sw, chunks=(X.chunks[0],))
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering of a dask array.
+
+        Parameters
+        ----------
+        X : dask.array.Array of shape (n_samples, n_features)
+            NumPy or CuPy blocks (all of one kind), chunked along the rows only, with
+            known chunk sizes. float32 and float64 are kept; other real types become
+            float64. An in-memory array is fitted by :class:`gpukmeans.KMeans`.
+        y : Ignored
+        sample_weight : dask.array.Array or array-like of shape (n_samples,), default=None
+            Non-negative, finite, not all zero; rechunked to X's rows.
+
+        Returns
+        -------
+        self : object
+        """
+        self._check_params()
+        if not _is_dask_array(X):
+            return self._fit_in_memory(X, sample_weight)
+        dtype = self._check_dask_X(X)
+        n_samples, n_features = X.shape
+        _validation.check_n_samples(n_samples, self.n_clusters)
+        sw = self._check_sample_weight(sample_weight, X)
+        init = self.init
+        init_is_array = not isinstance(init, str)
+        if init_is_array:
+            init = _validation.check_init_array(init, self.n_clusters, n_features, dtype, np)
+        random_state = _validation.check_random_state_param(self.random_state)
+        X = X.astype(dtype)
+
+        started = time.perf_counter()
+        stats = self._data_stats(X, sw)
+        device = self._fit_device(stats)
+        if isinstance(init, str) and init == "random" and stats["w_positive"] < self.n_clusters:
+            raise ValueError(
+                f"init='random' draws n_clusters={self.n_clusters} distinct samples with "
+                "probability proportional to sample_weight, but only "
+                f"{stats['w_positive']} samples have a positive sample_weight."
+            )
+        X_mean64 = stats["sum"] / n_samples
+        lower, upper = _validation.usable_magnitude(dtype, n_samples, n_features)
+        if not (stats["absmax"] == 0 or lower <= stats["absmax"] <= upper):
+            raise ValueError(
+                f"X holds values up to {stats['absmax']:.3g} in absolute value; for {dtype} "
+                f"data of shape {X.shape}, k-means' squared distances are exact only when the "
+                f"largest absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). "
+                "Rescale X, for example with a power of two, which changes no label."
+            )
+        # The power of two that brings the largest weight to [0.5, 1), as
+        # gpukmeans.KMeans scales them: exact, and inertia is multiplied back.
+        exponent = 0 if sw is None else int(np.frexp(stats["w_max"])[1])
+        weight_scale = float(np.ldexp(1.0, exponent))
+        tol = float(np.mean(stats["m2"] / n_samples) * self.tol) if self.tol else 0.0
+        X_mean = X_mean64.astype(dtype)
+
+        # Validation is over: from here on, work. The centred data are persisted once.
+        Xc = X.map_blocks(_prepare_block, X_mean, device, dtype=dtype,
+                          meta=self._meta(device, dtype, 2))
+        if sw is None:
+            w = Xc.map_blocks(_ones_block, dtype, device, drop_axis=1, dtype=dtype,
+                              meta=self._meta(device, dtype, 1))
+        else:
+            w = sw.map_blocks(_prepare_weight, exponent, dtype, device, dtype=dtype,
+                              meta=self._meta(device, dtype, 1))
+        Xc, w = dask.persist(Xc, w)
+        X_blocks, w_blocks = _blocks(Xc), _blocks(w)
+        offsets = _offsets(Xc.chunks[0])
+
+        if init_is_array:
+            centers_init = init - X_mean
+        else:
+            centers_init = self._init_centers(
+                init, X_blocks, w_blocks, offsets, n_samples, dtype, device, random_state
+            )
+        init_seconds = time.perf_counter() - started
+        logger.info("k-means init (%s) took %.3f s", init if isinstance(init, str) else "array",
+                    init_seconds)
+        centers, n_iter, iteration_seconds = self._lloyd(
+            X_blocks, w_blocks, offsets, centers_init, tol, device, dtype
+        )
+        inertia = dask.compute(_tree(
+            [dask.delayed(_labels_and_inertia_block, pure=True)(x, s, centers, device)
+             for x, s in zip(X_blocks, w_blocks)],
+            _delayed_combine(_add)))[0]
+        del Xc, w, X_blocks, w_blocks  # the persisted blocks are released
+
+        cluster_centers = centers + X_mean
+        if device == "gpu" and "cupy" in stats["kinds"]:
+            xp = array_module(device)
+            cluster_centers, centers = xp.asarray(cluster_centers), xp.asarray(centers)
+            X_mean = xp.asarray(X_mean)
+
+        # Every fitted attribute is set here, together: a failed fit leaves none changed.
+        self.cluster_centers_ = cluster_centers
+        self._fit_origin = X_mean
+        self._centers_at_origin = centers
+        self._frame_of_centers = cluster_centers
+        self.inertia_ = float(inertia) * weight_scale
+        self.n_iter_ = int(n_iter)
+        self.n_features_in_ = n_features
+        self.device_ = device
+        self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
+        self._timings = {"init": init_seconds, "iterations": iteration_seconds}
+        self.labels_ = self.predict(X)
+        return self
+
+    def _fit_in_memory(self, X, sample_weight):
+        from ._estimator import KMeans as LocalKMeans
+
+        init = self.init
+        if isinstance(init, str) and init == "k-means||":
+            init = "k-means++"
+        local = LocalKMeans(
+            n_clusters=self.n_clusters, init=init, n_init=1, max_iter=self.max_iter,
+            tol=self.tol, random_state=self.random_state, device=self.device,
+        ).fit(X, sample_weight=sample_weight)
+        self.cluster_centers_ = local.cluster_centers_
+        self._fit_origin = getattr(local, "_fit_origin", None)
+        self._centers_at_origin = getattr(local, "_centers_at_origin", None)
+        self._frame_of_centers = local.cluster_centers_ if self._fit_origin is not None else None
+        self.labels_ = local.labels_
+        self.inertia_ = local.inertia_
+        self.n_iter_ = local.n_iter_
+        self.n_features_in_ = local.n_features_in_
+        self.device_ = local.device_
+        self._chunk_kind = "cupy" if is_device_array(local.cluster_centers_) else "numpy"
+        return self
+
+    @staticmethod
+    def _meta(device, dtype, ndim):
+        return array_module(device).empty((0,) * ndim, dtype=dtype)
+
+    def _data_stats(self, X, sw):
+        """The validation pass (see the module's docstring); raises on bad data."""
+        leaves = [dask.delayed(_block_stats, pure=True)(x, s, i)
+                  for i, (x, s) in enumerate(zip(_blocks(X), _blocks(sw) if sw is not None
+                                                 else [None] * X.numblocks[0]))]
+        stats = dask.compute(_tree(leaves, _delayed_combine(_combine_stats)))[0]
+        if len(stats["kinds"]) > 1:
+            raise TypeError(
+                "X's blocks mix NumPy and CuPy arrays; all blocks must live on the same side "
+                "(use X.map_blocks(cupy.asarray) or X.map_blocks(cupy.asnumpy))."
+            )
+        if stats["bad_blocks"]:
+            raise ValueError(
+                f"Input X contains NaN or infinity, in the block(s) of rows numbered "
+                f"{list(stats['bad_blocks'])[:10]}."
+            )
+        if stats["bad_weight_blocks"]:
+            raise ValueError("Input sample_weight contains NaN or infinity, in the block(s) "
+                             f"numbered {list(stats['bad_weight_blocks'])[:10]}.")
+        if stats["negative_weight_blocks"]:
+            raise ValueError("Negative values in data passed to sample_weight, in the "
+                             f"block(s) numbered {list(stats['negative_weight_blocks'])[:10]}.")
+        if not stats["w_max"] > 0:
+            raise ValueError("sample_weight must have at least one positive value, got all "
+                             "zeros.")
+        return stats
+
+    def _fit_device(self, stats):
+        kind = next(iter(stats["kinds"]))
+        if kind == "cupy":
+            if self.device == "cpu":
+                raise ValueError(
+                    "X's blocks are CuPy arrays but device='cpu'; move them to the host "
+                    "(X.map_blocks(cupy.asnumpy)) or use device='gpu' or 'auto'."
+                )
+            return "gpu"
+        return "gpu" if self.device == "gpu" else "cpu"
+
+    # ------------------------------------------------------------------ init
+    def _init_centers(self, init, X_blocks, w_blocks, offsets, n_samples, dtype, device,
+                      random_state):
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        if init == "random":
+            _, _, rows, _ = self._sample(X_blocks, w_blocks, offsets, self.n_clusters, seed,
+                                         _STAGE_FIRST, weighted=True)
+            return np.ascontiguousarray(rows, dtype=dtype)
+        if init == "k-means++":
+            from ._estimator import kmeans_plusplus
+
+            n_draws = min(n_samples, max(KMEANSPP_MIN_SAMPLE,
+                                         KMEANSPP_SAMPLE_PER_CLUSTER * self.n_clusters))
+            _, _, rows, weights = self._sample(X_blocks, w_blocks, offsets, n_draws, seed,
+                                               _STAGE_SAMPLE, weighted=False)
+            centers, _ = kmeans_plusplus(np.ascontiguousarray(rows), self.n_clusters,
+                                         sample_weight=weights, random_state=random_state,
+                                         device="cpu")
+            return np.ascontiguousarray(centers, dtype=dtype)
+        return self._kmeans_parallel(X_blocks, w_blocks, offsets, dtype, device, seed,
+                                     random_state)
+
+    def _sample(self, X_blocks, w_blocks, offsets, n_draws, seed, stage, weighted):
+        """``n_draws`` distinct rows, by weight or uniformly among positive weights:
+        ``(keys, indices, rows, weights)`` sorted by key."""
+        parts = [dask.delayed(_sample_block, pure=True)(x, s, n_draws, seed, stage, i,
+                                                         offsets[i], weighted)
+                 for i, (x, s) in enumerate(zip(X_blocks, w_blocks))]
+        return dask.compute(_tree(parts, _delayed_combine(_combine_samples(n_draws))))[0]
+
+    def _kmeans_parallel(self, X_blocks, w_blocks, offsets, dtype, device, seed, random_state):
+        """k-means|| (Bahmani et al., 2012), then weighted k-means++ and Lloyd on the
+        candidates, on the client."""
+        from ._estimator import KMeans as LocalKMeans
+
+        n_clusters = self.n_clusters
+        n_rounds = self.init_max_iter or DEFAULT_INIT_ROUNDS
+        oversampling = float(self.oversampling_factor) * n_clusters
+        _, first_index, first_row, _ = self._sample(X_blocks, w_blocks, offsets, 1, seed,
+                                                    _STAGE_FIRST, weighted=True)
+        candidate_index = [first_index]
+        candidate_rows = [first_row]
+        new_rows = first_row
+        closest = [None] * len(X_blocks)
+        for round_ in range(n_rounds):
+            new = dask.delayed(np.ascontiguousarray(new_rows, dtype=dtype), pure=True)
+            closest = dask.persist(*[
+                dask.delayed(_closest_block, pure=True)(x, c, new, device)
+                for x, c in zip(X_blocks, closest)])
+            cost = dask.compute(_tree(
+                [dask.delayed(_weighted_cost_block, pure=True)(s, c)
+                 for s, c in zip(w_blocks, closest)], _delayed_combine(_add)))[0]
+            if not cost > 0:
+                break  # every sample sits on a candidate
+            chosen = dask.compute(*[
+                dask.delayed(_oversample_block, pure=True)(
+                    x, s, c, cost, oversampling, seed, round_, i, offsets[i])
+                for i, (x, s, c) in enumerate(zip(X_blocks, w_blocks, closest))])
+            new_index = np.concatenate([index for index, _ in chosen])
+            if new_index.size == 0:
+                continue
+            new_rows = np.concatenate([rows for _, rows in chosen])
+            candidate_index.append(new_index)
+            candidate_rows.append(new_rows)
+        del closest
+        index = np.concatenate(candidate_index)
+        candidates = np.concatenate(candidate_rows).astype(dtype, copy=False)
+        if np.unique(index).size < n_clusters:
+            # Too few candidates (few distinct samples, or cost reached zero): top up with
+            # a weighted random draw, as many distinct rows as the data allow.
+            _, extra_index, extra_rows, _ = self._sample(
+                X_blocks, w_blocks, offsets, n_clusters, seed, _STAGE_SAMPLE, weighted=True)
+            index = np.concatenate([index, extra_index])
+            candidates = np.concatenate([candidates, extra_rows.astype(dtype, copy=False)])
+        _, first = np.unique(index, return_index=True)
+        candidates = np.ascontiguousarray(candidates[np.sort(first)])
+        candidates_d = dask.delayed(candidates, pure=True)
+        candidate_weight = dask.compute(_tree(
+            [dask.delayed(_candidate_weight_block, pure=True)(x, s, candidates_d, device)
+             for x, s in zip(X_blocks, w_blocks)], _delayed_combine(_add)))[0]
+        logger.info("k-means||: %d candidates after %d rounds", candidates.shape[0], n_rounds)
+        if candidates.shape[0] <= n_clusters:
+            # Every distinct sample is a candidate: they are the centers, repeated where
+            # there are fewer than n_clusters (those clusters stay empty, as they would on
+            # one machine).
+            return np.ascontiguousarray(
+                candidates[np.arange(n_clusters) % candidates.shape[0]])
+        local = LocalKMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
+                            device="cpu").fit(candidates, sample_weight=candidate_weight)
+        return np.ascontiguousarray(local.cluster_centers_, dtype=dtype)
+
+    # ----------------------------------------------------------------- Lloyd
+    def _lloyd(self, X_blocks, w_blocks, offsets, centers_init, tol, device, dtype):
+        """Lloyd's iterations over the persisted blocks: the loop of
+        :func:`gpukmeans._lloyd.kmeans_single_lloyd`, with the engine's step run per
+        block. Returns ``(centers, n_iter, seconds per iteration)``."""
+        centers = np.ascontiguousarray(centers_init, dtype=dtype)
+        digest_old = None
+        n_iter = 0
+        seconds = []
+        for n_iter in range(1, self.max_iter + 1):
+            started = time.perf_counter()
+            centers_d = dask.delayed(centers, pure=True)
+            sums, weight_in_clusters, digest = dask.compute(_tree(
+                [dask.delayed(_lloyd_block, pure=True)(x, s, centers_d, device)
+                 for x, s in zip(X_blocks, w_blocks)],
+                _delayed_combine(_combine_partials)))[0]
+            labels_changed = digest != digest_old
+            n_empty = int((weight_in_clusters == 0).sum())
+            relocated = bool(n_empty) and self._relocate_empty_clusters(
+                X_blocks, w_blocks, offsets, centers, sums, weight_in_clusters, n_empty, device)
+            centers_new = average_centers(sums, weight_in_clusters, centers, dtype, np)
+            center_shift_tot = float(((centers_new - centers) ** 2).sum())
+            centers = centers_new
+            seconds.append(time.perf_counter() - started)
+            logger.debug("iteration %d: center shift %r, labels changed: %s, %.4f s",
+                         n_iter, center_shift_tot, labels_changed, seconds[-1])
+            if not labels_changed and not relocated:
+                logger.info("converged at iteration %d: strict convergence", n_iter)
+                break
+            if center_shift_tot <= tol:
+                logger.info("converged at iteration %d: center shift %r within tolerance %r",
+                            n_iter, center_shift_tot, tol)
+                break
+            digest_old = digest
+        distinct_clusters = int((weight_in_clusters > 0).sum())
+        if distinct_clusters < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return centers, n_iter, seconds
+
+    def _relocate_empty_clusters(self, X_blocks, w_blocks, offsets, centers_old, sums,
+                                 weight_in_clusters, n_empty, device):
+        """:func:`gpukmeans._lloyd.relocate_empty_clusters` over the blocks: the
+        ``n_empty`` farthest samples come from one extra pass (rare). INOUT ``sums``,
+        ``weight_in_clusters``."""
+        empty_clusters = np.flatnonzero(weight_in_clusters == 0)
+        centers_d = dask.delayed(centers_old, pure=True)
+        distances, _, resolution, rows, weights, labels = dask.compute(_tree(
+            [dask.delayed(_farthest_block, pure=True)(x, s, centers_d, n_empty, device,
+                                                       offsets[i])
+             for i, (x, s) in enumerate(zip(X_blocks, w_blocks))],
+            _delayed_combine(_combine_farthest(n_empty))))[0]
+        moved = False
+        for new_cluster_id, far in zip(empty_clusters, range(distances.shape[0])):
+            if not distances[far] > resolution[far]:
+                continue
+            old_cluster_id = int(labels[far])
+            weight = weights[far]
+            contribution = rows[far] * weight
+            sums[old_cluster_id] -= contribution
+            sums[new_cluster_id] = contribution
+            weight_in_clusters[new_cluster_id] = weight
+            weight_in_clusters[old_cluster_id] -= weight
+            moved = moved or bool(weight > 0)
+        return moved
+
+    # ------------------------------------------------------------- inference
+    def _inference_X(self, X):
+        """Validate X for inference. Returns ``(X, is_dask)``."""
+        check_is_fitted(self)
+        if _is_dask_array(X):
+            self._check_dask_X(X)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            return X, True
+        if is_device_array(X):
+            X = _validation._check_device_X(X, "X", _validation.array_module(X))
+        else:
+            X = _validation.check_array(X, dtype=list(_validation.FLOAT_DTYPES), order="C")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting "
+                             f"{self.n_features_in_} features as input.")
+        if not bool(_validation.array_module(X).isfinite(X).all()):
+            raise ValueError("Input X contains NaN or infinity.")
+        return X, False
+
+    def _frame(self):
+        """The origin and centers that labels are measured with (the fit's frame)."""
+        if self._fit_origin is not None and self._frame_of_centers is self.cluster_centers_:
+            return self._fit_origin, self._centers_at_origin
+        return None, self.cluster_centers_
+
+    def _inference_device(self, X_is_device):
+        return "gpu" if (X_is_device or self._chunk_kind == "cupy") else (
+            "gpu" if self.device_ == "gpu" else "cpu")
+
+    def predict(self, X):
+        """Index of the closest cluster center for each sample.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : dask.array.Array of shape (n_samples,), int32, lazy, with X's row chunks;
+            an in-memory array for in-memory X.
+        """
+        X, is_dask = self._inference_X(X)
+        origin, centers = self._frame()
+        if not is_dask:
+            device = self._inference_device(is_device_array(X))
+            labels = _predict_block(X, origin, centers, device)
+            return labels if is_device_array(X) else to_host(labels)
+        device = self._inference_device(X._meta is not None and is_device_array(X._meta))
+        return X.map_blocks(_predict_block, origin, centers, device, drop_axis=1,
+                            dtype=np.int32, meta=self._meta(device, np.int32, 1))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_`` (lazy for a dask X)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Euclidean distance of each sample to each cluster center.
+
+        Returns
+        -------
+        X_new : dask.array.Array of shape (n_samples, n_clusters), lazy, X's row chunks
+            and the centers' dtype; an in-memory array for in-memory X.
+        """
+        X, is_dask = self._inference_X(X)
+        centers = self.cluster_centers_
+        if not is_dask:
+            device = self._inference_device(is_device_array(X))
+            distances = _transform_block(X, centers, device)
+            return distances if is_device_array(X) else to_host(distances)
+        device = self._inference_device(is_device_array(X._meta))
+        return X.map_blocks(_transform_block, centers, device, dtype=centers.dtype,
+                            chunks=(X.chunks[0], (centers.shape[0],)),
+                            meta=self._meta(device, centers.dtype, 2))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted inertia of X under the fitted centers (a float,
+        computed)."""
+        X, is_dask = self._inference_X(X)
+        if not is_dask:
+            X = da.from_array(X, chunks=X.shape)
+        sw = self._check_sample_weight(sample_weight, X)
+        if sw is None:
+            sw = da.ones(X.shape[0], chunks=(X.chunks[0],))
+        origin, centers = self._frame()
+        device = self._inference_device(is_device_array(X._meta))
+        parts = [dask.delayed(_score_block, pure=True)(x, s, origin, centers, device)
+                 for x, s in zip(_blocks(X), _blocks(sw))]
+        return -float(dask.compute(_tree(parts, _delayed_combine(_add)))[0])

@@ -1,0 +1,447 @@
+"""gpukmeans.dask.KMeans on Dask: agreement with gpukmeans.KMeans and scikit-learn,
+determinism across schedulers, a worker killed mid-fit, bad input, lazy inference.
+
+Two clusters start once per module: two worker processes of one thread each (as CI's two
+cores allow) and two worker threads in this process. Data are fresh random draws on every
+run (the seed is printed on failure), so agreement is tested, not memorised.
+"""
+
+import logging
+import os
+import signal
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+
+import sklearn.cluster  # noqa: E402
+import sklearn.exceptions  # noqa: E402
+from scipy.spatial import distance as scipy_distance  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+
+import gpukmeans  # noqa: E402
+import gpukmeans.dask as gkd  # noqa: E402
+from conftest import fit_device  # noqa: E402
+from label_checks import assert_labels_nearest  # noqa: E402
+
+
+@pytest.fixture
+def rng(request):
+    seed = np.random.SeedSequence().entropy % 2**32
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed: {seed}")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def thread_client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def on_processes(process_client):
+    # The current client, not dask.config's "scheduler": the nanny passes dask's config
+    # to a worker it restarts, and a Client in it cannot be pickled.
+    with process_client.as_current():
+        yield process_client
+
+
+def _random_data(rng, n_samples, n_features, n_clusters, dtype, separated):
+    if separated:
+        X, _ = make_blobs(n_samples=n_samples, n_features=n_features, centers=n_clusters,
+                          cluster_std=0.5, center_box=(-20, 20),
+                          random_state=int(rng.integers(2**31)))
+    else:
+        X = rng.standard_normal((n_samples, n_features)) * rng.uniform(0.5, 3, n_features)
+        X += rng.uniform(-5, 5, n_features)
+    return X.astype(dtype)
+
+
+# One chunk; uneven chunks; chunks smaller than n_clusters (8).
+CHUNKINGS = {
+    "one-chunk": lambda n: (n,),
+    "uneven": lambda n: (n // 3, 1, n // 2, n - n // 3 - 1 - n // 2),
+    "smaller-than-k": lambda n: (5,) * (60 // 5) + (n - 60,),
+}
+
+
+@pytest.mark.parametrize("separated", [True, False], ids=["blobs", "random"])
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_same_fit_as_gpukmeans_from_the_same_init(on_processes, rng, dtype, chunking,
+                                                  separated):
+    n_samples, n_features, n_clusters = 1500, 4, 8
+    X = _random_data(rng, n_samples, n_features, n_clusters, dtype, separated)
+    X_before = X.copy()
+    init = X[rng.choice(n_samples, n_clusters, replace=False)]
+    local = gpukmeans.KMeans(n_clusters, init=init, device="cpu").fit(X)
+    Xd = da.from_array(X, chunks=(CHUNKINGS[chunking](n_samples), n_features))
+    km = gkd.KMeans(n_clusters, init=init).fit(Xd)
+
+    labels = km.labels_.compute()
+    assert km.labels_.chunks[0] == Xd.chunks[0]
+    np.testing.assert_array_equal(X, X_before)  # the caller's data untouched
+    assert km.cluster_centers_.dtype == dtype
+    if dtype == np.float64:
+        np.testing.assert_array_equal(labels, local.labels_)
+        assert km.n_iter_ == local.n_iter_
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+        np.testing.assert_allclose(km.cluster_centers_, local.cluster_centers_,
+                                   rtol=1e-12, atol=1e-12 * np.abs(X).max())
+    else:
+        # float32: the sums are added in another order, so the centers differ in their
+        # last bits, and a sample at a near-tie may go either way from there on.
+        assert_labels_nearest(labels, X, km.cluster_centers_, dtype)
+        differ = np.flatnonzero(labels != local.labels_)
+        assert differ.size <= max(2, 0.01 * n_samples), f"{differ.size} labels differ"
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-4)
+    assert -km.score(Xd) == pytest.approx(km.inertia_, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_each_cpu_engine_per_block(cpu_engine, rng, dtype):
+    """Blocks on the NumPy engine and on the Numba engine (chosen by the block's shape on
+    a worker; routed here, on the one-thread scheduler that sees the routing)."""
+    X = _random_data(rng, 1200, 3, 6, dtype, separated=False)
+    init = X[:6]
+    local = gpukmeans.KMeans(6, init=init, device="cpu").fit(X)
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(6, init=init).fit(da.from_array(X, chunks=(500, 3)))
+        labels = km.labels_.compute()
+    if dtype == np.float64:
+        np.testing.assert_array_equal(labels, local.labels_)
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    else:
+        assert (labels != local.labels_).sum() <= 2
+        assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-5)
+    assert km.n_iter_ == local.n_iter_
+
+
+def test_weighted_fit_as_gpukmeans(on_processes, rng):
+    n_samples, n_clusters = 800, 5
+    X = _random_data(rng, n_samples, 3, n_clusters, np.float64, separated=False)
+    sample_weight = rng.uniform(0, 4, n_samples)
+    sample_weight[rng.choice(n_samples, 50)] = 0
+    init = X[:n_clusters]
+    local = gpukmeans.KMeans(n_clusters, init=init, device="cpu").fit(X, sample_weight=sample_weight)
+    Xd = da.from_array(X, chunks=(300, 3))
+    km = gkd.KMeans(n_clusters, init=init).fit(Xd, sample_weight=da.from_array(sample_weight,
+                                                                                chunks=170))
+    np.testing.assert_array_equal(km.labels_.compute(), local.labels_)
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    assert km.n_iter_ == local.n_iter_
+    assert km.score(Xd, sample_weight=sample_weight) == pytest.approx(
+        local.score(X, sample_weight=sample_weight), rel=1e-12)
+
+
+def test_empty_cluster_is_relocated_as_gpukmeans_does(on_processes, rng):
+    X = _random_data(rng, 600, 2, 4, np.float64, separated=True)
+    init = X[:4].copy()
+    init[3] = 1e3  # farther than every sample: its cluster empties on the first step
+    local = gpukmeans.KMeans(4, init=init, device="cpu").fit(X)
+    km = gkd.KMeans(4, init=init).fit(da.from_array(X, chunks=(170, 2)))
+    np.testing.assert_array_equal(km.labels_.compute(), local.labels_)
+    assert np.unique(local.labels_).size == 4  # the relocation really happened
+    assert km.n_iter_ == local.n_iter_
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("init", ["k-means||", "k-means++"])
+def test_finds_scikit_learns_clustering_of_separated_blobs(on_processes, rng, init, dtype):
+    n_clusters = 6
+    X, truth = make_blobs(n_samples=1200, n_features=5, centers=n_clusters, cluster_std=0.3,
+                          center_box=(-30, 30), random_state=int(rng.integers(2**31)))
+    X = X.astype(dtype)
+    reference = sklearn.cluster.KMeans(n_clusters, n_init=10, random_state=0).fit(X)
+    km = gkd.KMeans(n_clusters, init=init, random_state=int(rng.integers(2**31))).fit(
+        da.from_array(X, chunks=(250, 5)))
+    labels = km.labels_.compute()
+    # The same partition (both find the blobs), up to a permutation of the labels.
+    pairs = np.unique(np.stack([labels, reference.labels_]), axis=1)
+    assert pairs.shape[1] == n_clusters == np.unique(labels).size
+    assert km.inertia_ <= reference.inertia_ * (1 + 1e-5)
+
+
+def test_random_init_reaches_a_lloyd_fixed_point(on_processes, rng):
+    """One random seeding may well put two centers in one blob; what must hold is a
+    converged fit: each label the nearest center, each center its cluster's mean."""
+    X = _random_data(rng, 1000, 3, 5, np.float64, separated=True)
+    km = gkd.KMeans(5, init="random", tol=0, random_state=int(rng.integers(2**31))).fit(
+        da.from_array(X, chunks=(300, 3)))
+    labels = km.labels_.compute()
+    assert_labels_nearest(labels, X, km.cluster_centers_, np.float64)
+    for cluster in np.unique(labels):
+        np.testing.assert_allclose(km.cluster_centers_[cluster],
+                                   X[labels == cluster].mean(axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_kmeans_parallel_seeds_as_well_as_kmeans_plusplus(on_processes, rng):
+    """k-means|| on overlapping clusters lands where scikit-learn's k-means++ does: within
+    5% of the median inertia of three scikit-learn fits (local optima differ by a few %)."""
+    X = _random_data(rng, 3000, 4, 20, np.float64, separated=False)
+    reference = np.median([sklearn.cluster.KMeans(20, n_init=1, random_state=seed).fit(X)
+                           .inertia_ for seed in range(3)])
+    km = gkd.KMeans(20, random_state=int(rng.integers(2**31))).fit(
+        da.from_array(X, chunks=700))
+    assert km.inertia_ <= reference * 1.05
+    assert_labels_nearest(km.labels_.compute(), X, km.cluster_centers_, np.float64)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_fewer_distinct_samples_than_clusters(init):
+    """Three distinct points, five clusters: every init still gives five centers, the
+    three points among them, and the fit warns as gpukmeans.KMeans does."""
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    with dask.config.set(scheduler="sync"):
+        with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="distinct clusters"):
+            km = gkd.KMeans(5, init=init, random_state=0).fit(da.from_array(X, chunks=(7, 2)))
+    assert km.cluster_centers_.shape == (5, 2)
+    # Each point is a center, up to the rounding of centring and adding the mean back.
+    nearest = scipy_distance.cdist(X[::20], km.cluster_centers_).min(axis=1)
+    np.testing.assert_array_less(nearest, 1e-12)
+    assert km.inertia_ == pytest.approx(0, abs=1e-20)
+
+
+def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, thread_client,
+                                                              rng):
+    X = _random_data(rng, 2000, 3, 10, np.float32, separated=False)
+    Xd = da.from_array(X, chunks=(333, 3))
+    fits = {}
+    for name, scheduler in [("processes", process_client), ("threads", thread_client),
+                            ("one thread", None)]:
+        with (scheduler.as_current() if scheduler else dask.config.set(scheduler="sync")):
+            km = gkd.KMeans(10, random_state=7).fit(Xd)
+            fits[name] = (km.cluster_centers_.tobytes(), km.inertia_, km.n_iter_,
+                          km.labels_.compute().tobytes())
+    assert fits["processes"] == fits["threads"] == fits["one thread"]
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(on_processes, rng):
+    """A worker process is killed after the third iteration: its persisted blocks are
+    recomputed by Dask on the survivor (or the restarted worker), and the fit is
+    bitwise the one without the fault."""
+    X = _random_data(rng, 3000, 4, 12, np.float64, separated=False)
+    Xd = da.from_array(X, chunks=(400, 4))
+    expected = gkd.KMeans(12, random_state=3, tol=0).fit(Xd)
+    assert expected.n_iter_ > 4, "too few iterations to kill a worker in the middle"
+
+    client = on_processes
+    pids = client.run(os.getpid)
+    victim = sorted(pids)[0]
+    killed = []
+
+    class KillAtIteration3(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("iteration 3:") and not killed:
+                os.kill(pids[victim], signal.SIGKILL)
+                killed.append(victim)
+
+    handler = KillAtIteration3(level=logging.DEBUG)
+    logger = logging.getLogger("gpukmeans.dask")
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        km = gkd.KMeans(12, random_state=3, tol=0).fit(Xd)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert killed, "no worker was killed"
+    assert pids[victim] not in client.run(os.getpid).values()  # really gone
+    assert km.cluster_centers_.tobytes() == expected.cluster_centers_.tobytes()
+    assert km.inertia_ == expected.inertia_ and km.n_iter_ == expected.n_iter_
+    np.testing.assert_array_equal(km.labels_.compute(), expected.labels_.compute())
+    client.wait_for_workers(2, timeout=30)  # the nanny's restart, for the tests after
+
+
+def test_inference_is_lazy_with_the_inputs_chunks(on_processes, rng):
+    X = _random_data(rng, 900, 3, 4, np.float32, separated=True)
+    Xd = da.from_array(X, chunks=(200, 3))
+    km = gkd.KMeans(4, random_state=0).fit(Xd)
+    for result, width in [(km.predict(Xd), None), (km.transform(Xd), 4), (km.labels_, None)]:
+        assert isinstance(result, da.Array)
+        assert result.chunks[0] == Xd.chunks[0]
+        if width:
+            assert result.chunks[1] == (width,)
+    np.testing.assert_array_equal(km.predict(Xd).compute(), km.labels_.compute())
+    np.testing.assert_array_equal(km.predict(X), km.labels_.compute())  # in memory
+    distances = km.transform(Xd).compute()
+    assert distances.dtype == np.float32
+    np.testing.assert_allclose(
+        distances, scipy_distance.cdist(X.astype(np.float64), km.cluster_centers_), rtol=1e-5,
+        atol=1e-5)
+    np.testing.assert_array_equal(km.fit_predict(Xd).compute(), km.labels_.compute())
+
+
+def test_in_memory_array_is_fitted_as_gpukmeans(rng):
+    X = _random_data(rng, 500, 3, 5, np.float64, separated=False)
+    km = gkd.KMeans(5, random_state=1).fit(X)
+    local = gpukmeans.KMeans(5, random_state=1, device="cpu").fit(X)
+    np.testing.assert_array_equal(km.labels_, local.labels_)
+    assert km.inertia_ == local.inertia_
+    np.testing.assert_array_equal(km.predict(X), local.predict(X))
+
+
+def test_gpu_engine_per_block_on_the_emulated_device(request, rng):
+    """``device="gpu"``: each NumPy block goes to the GPU engine, here the emulated device
+    (tests/cudaemu), on the one-thread scheduler that sees the test's backend. What only
+    hardware can tell (CuPy blocks on a dask_cuda worker) is not tested here."""
+    device = fit_device(request, "emulated")
+    X = _random_data(rng, 700, 3, 5, np.float64, separated=False)
+    init = X[:5]
+    local = gpukmeans.KMeans(5, init=init, device=device).fit(X)
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(5, init=init, device="gpu").fit(da.from_array(X, chunks=(250, 3)))
+        labels = km.labels_.compute()
+    assert km.device_ == "gpu"
+    np.testing.assert_array_equal(labels, local.labels_)
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    assert km.n_iter_ == local.n_iter_
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_unknown_chunk_sizes_are_refused():
+    X = da.from_array(np.arange(40.0).reshape(20, 2), chunks=(5, 2))
+    X = X[X[:, 0] > 3]  # boolean indexing: NaN chunk sizes
+    with pytest.raises(ValueError, match="unknown chunk sizes.*compute_chunk_sizes"):
+        gkd.KMeans(2).fit(X)
+
+
+def test_chunks_split_along_features_are_refused():
+    X = da.ones((20, 4), chunks=(10, 2))
+    with pytest.raises(ValueError, match=r"split along its features.*rechunk\(\{1: -1\}\)"):
+        gkd.KMeans(2).fit(X)
+
+
+def test_nan_in_a_block_is_named_before_any_iteration(monkeypatch):
+    X = np.random.default_rng(0).standard_normal((30, 2))
+    X[17, 1] = np.nan
+    ran = []
+    monkeypatch.setattr(gkd.KMeans, "_lloyd", lambda *a, **k: ran.append(1))
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match=r"NaN or infinity.*numbered \[1\]"):
+            gkd.KMeans(2).fit(da.from_array(X, chunks=(10, 2)))
+    assert not ran
+
+
+class _FakeDeviceArray(np.ndarray):
+    """A NumPy array that the dispatch takes for a CuPy block."""
+
+
+def _as_fake_device(block):
+    return block.view(_FakeDeviceArray)
+
+
+@pytest.fixture
+def fake_cupy_blocks(monkeypatch):
+    real = gkd.is_device_array
+    monkeypatch.setattr(gkd, "is_device_array",
+                        lambda x: isinstance(x, _FakeDeviceArray) or real(x))
+    monkeypatch.setattr(gkd._validation, "array_module", lambda x: np)
+
+
+def test_mixed_numpy_and_cupy_blocks_are_refused(fake_cupy_blocks):
+    X = da.from_array(np.ones((20, 2)), chunks=(5, 2))
+    blocks = [X.blocks[i] for i in range(4)]
+    blocks[2] = blocks[2].map_blocks(_as_fake_device)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(TypeError, match="mix NumPy and CuPy"):
+            gkd.KMeans(2).fit(da.concatenate(blocks))
+
+
+def test_cupy_blocks_with_device_cpu_are_refused(fake_cupy_blocks):
+    X = da.from_array(np.ones((20, 2)), chunks=(5, 2)).map_blocks(_as_fake_device)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="CuPy arrays but device='cpu'"):
+            gkd.KMeans(2, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
+    ({"init": "kmeans"}, ValueError, "init must be one of"),
+    ({"init": len}, TypeError, "init must be one of"),
+    ({"oversampling_factor": 0}, ValueError, "oversampling_factor"),
+    ({"init_max_iter": 0}, ValueError, "init_max_iter must be >= 1"),
+    ({"tol": -1.0}, ValueError, "tol must be"),
+    ({"device": "tpu"}, ValueError, "device must be one of"),
+    ({"random_state": "seed"}, TypeError, "random_state"),
+])
+def test_bad_parameters_are_named(params, error, match):
+    with pytest.raises(error, match=match):
+        gkd.KMeans(**params).fit(da.ones((20, 2), chunks=(10, 2)))
+
+
+def test_bad_data_and_weights_are_named():
+    X = da.ones((20, 2), chunks=(10, 2))
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="n_samples=20 should be >= n_clusters=30"):
+            gkd.KMeans(30).fit(X)
+        with pytest.raises(ValueError, match="Expected a 2D dask array"):
+            gkd.KMeans(2).fit(da.ones(20, chunks=10))
+        with pytest.raises(TypeError, match="real numbers"):
+            gkd.KMeans(2).fit(da.from_array(np.array([["a", "b"]] * 20), chunks=(10, 2)))
+        with pytest.raises(ValueError, match=r"sample_weight.shape == \(19,\)"):
+            gkd.KMeans(2).fit(X, sample_weight=np.ones(19))
+        with pytest.raises(ValueError, match="Negative values.*sample_weight"):
+            gkd.KMeans(2).fit(X, sample_weight=-np.ones(20))
+        with pytest.raises(ValueError, match="at least one positive"):
+            gkd.KMeans(2).fit(X, sample_weight=np.zeros(20))
+        with pytest.raises(ValueError, match="shape of the initial centers"):
+            gkd.KMeans(2, init=np.ones((3, 2))).fit(X)
+        with pytest.raises(ValueError, match="expecting 2 features"):
+            gkd.KMeans(2, init=np.eye(2)).fit(X).predict(da.ones((4, 3), chunks=(2, 3)))
+
+
+def test_a_failed_fit_leaves_the_fitted_model_unchanged():
+    X = da.from_array(np.random.default_rng(0).standard_normal((40, 2)), chunks=(10, 2))
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(3, random_state=0).fit(X)
+        before = (km.cluster_centers_.copy(), km.inertia_, km.n_iter_)
+        bad = np.random.default_rng(1).standard_normal((40, 2))
+        bad[3] = np.inf
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            km.fit(da.from_array(bad, chunks=(10, 2)))
+    np.testing.assert_array_equal(km.cluster_centers_, before[0])
+    assert (km.inertia_, km.n_iter_) == before[1:]
+
+
+def test_dask_is_imported_only_by_gpukmeans_dask():
+    """``import gpukmeans`` (and a single-machine fit) never imports Dask; importing
+    ``gpukmeans.dask`` prints nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, gpukmeans\n"
+        "gpukmeans.KMeans(2, device='cpu').fit(np.eye(4))\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"
+        "import gpukmeans.dask\n"
+        "print(gpukmeans.dask.KMeans.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [os.path.dirname(os.path.dirname(gpukmeans.__file__)),
+                                 os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "KMeans"]
+    assert result.stderr == ""
