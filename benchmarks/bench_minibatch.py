@@ -13,9 +13,11 @@ Workloads (float32, scikit-learn's defaults: ``batch_size=1024``, ``max_no_impro
 ``n_init=1`` with k-means++):
 
 - MNIST, 70,000 x 784, pixels in [0, 1], read by :mod:`gpukmeans.datasets` (never
-  downloaded here), k=10 and k=100, seeds 0-2;
+  downloaded here), k=10 and k=100, seeds 0-2, and k=10, seed 0 in float64;
 - blobs, 2,000,000 x 32 (the issue asks for 10,000,000 x 32; this 2-core machine with
-  others' jobs on it runs 2,000,000, and says so in the report), k=32 and k=256.
+  others' jobs on it runs 2,000,000, and says so in the report), k=32 and k=256, seed 0;
+- every workload at 1 thread and at all cores (scikit-learn's OpenMP and BLAS pools and
+  gpukmeans' Numba threads held to the count).
 
 Goal (issue 14): at least 3x faster than scikit-learn at equal inertia.
 

@@ -262,6 +262,10 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             unit_sample_weight = xp.ones(batch_size, dtype=X.dtype)
             stopping = EarlyStopping(batch_size, n_samples, tol, self.max_no_improvement,
                                      self.verbose)
+            # The batch inertia (a pass over the batch) only feeds the smoothed inertia:
+            # its early stopping, its verbose lines and compute_labels=False's inertia_.
+            needs_inertia = (self.max_no_improvement is not None or not self.compute_labels
+                             or bool(self.verbose))
             step = 0
             with batch_engine.runtime():
                 for step in range(n_steps):
@@ -272,6 +276,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                         X[xp.asarray(minibatch_indices)], unit_sample_weight, centers, counts,
                         random_state, batch_engine, random_reassign=random_reassign,
                         reassignment_ratio=self.reassignment_ratio, verbose=self.verbose,
+                        compute_inertia=needs_inertia,
                     )
                     centers_squared_diff = (
                         float(((centers_new - centers) ** 2).sum()) if tol > 0.0 else 0.0
@@ -312,6 +317,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         self._n_init = n_init
         self._tol = tol
         self._set_features(n_features, feature_names, device)
+        logger.debug("MiniBatchKMeans.fit: %d steps of %d samples on the %s, of at most %d",
+                     n_steps_done, batch_size, device, n_steps)
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):

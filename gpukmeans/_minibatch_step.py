@@ -153,15 +153,19 @@ class EarlyStopping:
         self.no_improvement = 0
 
     def __call__(self, step, n_steps, centers_squared_diff, batch_inertia):
-        """Whether to stop after step ``step`` (from 0) of ``n_steps``."""
-        # Per sample, comparable whatever batch_size.
-        batch_inertia /= self.batch_size
+        """Whether to stop after step ``step`` (from 0) of ``n_steps``. ``batch_inertia``
+        may be None where nothing reads the smoothed inertia (see the estimator's fit)."""
         step = step + 1
-        # The first step's inertia is the initialisation's.
+        if batch_inertia is not None:
+            # Per sample, comparable whatever batch_size.
+            batch_inertia /= self.batch_size
+        # The first step's inertia is the initialisation's; its change is not tested either.
         if step == 1:
             if self.verbose:
                 print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
             return False
+        if batch_inertia is None:
+            return self.tol > 0.0 and centers_squared_diff <= self.tol
         if self.ewa_inertia is None:
             self.ewa_inertia = batch_inertia
         else:

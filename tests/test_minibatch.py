@@ -86,6 +86,7 @@ FIT_CASES = {
     "defaults": dict(),
     "random-n_init-3": dict(init="random"),
     "tol": dict(tol=1e-3),
+    "tol-only": dict(tol=1e-3, max_no_improvement=None),
     "no-early-stopping": dict(max_no_improvement=None, max_iter=2),
     "many-reassignments": dict(batch_size=64, reassignment_ratio=0.3, max_iter=2),
     "no-reassignment": dict(reassignment_ratio=0.0, max_iter=3),
@@ -113,6 +114,15 @@ def test_float64_fit_matches_sklearn(case, device, rng):
     assert ours.device_ == ("gpu" if device == "gpu" else "cpu")
     if case == "no-labels":
         assert not hasattr(ours, "labels_")
+
+
+def test_both_cpu_engines_match_sklearn(cpu_engine, rng):
+    """The NumPy and the Numba engine (each batch's labels, the final labels), forced."""
+    X = _blobs(rng, n_samples=3000)
+    params = dict(random_state=int(rng.integers(2**31)), batch_size=512)
+    theirs = sklearn.cluster.MiniBatchKMeans(12, **params).fit(X)
+    ours = MiniBatchKMeans(12, device="cpu", **params).fit(X)
+    _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
 
 
 def test_the_cases_exercise_what_they_name(rng):
