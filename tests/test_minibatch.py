@@ -88,7 +88,7 @@ FIT_CASES = {
     "tol": dict(tol=1e-3),
     "tol-only": dict(tol=1e-3, max_no_improvement=None),
     "no-early-stopping": dict(max_no_improvement=None, max_iter=2),
-    "many-reassignments": dict(batch_size=64, reassignment_ratio=0.3, max_iter=2),
+    "many-reassignments": dict(batch_size=64, reassignment_ratio=0.9, max_iter=2),
     "no-reassignment": dict(reassignment_ratio=0.0, max_iter=3),
     "init_size": dict(init_size=100, n_init=4),
     "no-labels": dict(compute_labels=False),
