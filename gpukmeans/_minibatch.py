@@ -13,11 +13,16 @@ from sklearn.base import (
 )
 
 from . import _validation
-from ._device import array_module, get_engine, resolve_device
+from ._device import array_module, get_engine
 from ._estimator import KMeans, _tolerance
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
-from ._minibatch_step import BatchSampler, EarlyStopping, mini_batch_step
+from ._minibatch_step import (
+    BatchSampler,
+    mini_batch_step,
+    minibatch_kmeans_single,
+    random_reassign_due,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -253,38 +258,18 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         with engine.runtime():
             centers = self._best_init(X, sample_weight, init, init_size, n_init, random_state,
                                       init_engine)
-            counts = xp.zeros(self.n_clusters, dtype=X.dtype)
-            n_since_last_reassign = 0
             n_steps = (self.max_iter * n_samples) // batch_size
-            # The batches are drawn by weight and then count with unit weight, as there:
-            # the weights must not count twice.
             draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size)
-            unit_sample_weight = xp.ones(batch_size, dtype=X.dtype)
-            stopping = EarlyStopping(batch_size, n_samples, tol, self.max_no_improvement,
-                                     self.verbose)
-            # The batch inertia (a pass over the batch) only feeds the smoothed inertia:
-            # its early stopping, its verbose lines and compute_labels=False's inertia_.
-            needs_inertia = (self.max_no_improvement is not None or not self.compute_labels
-                             or bool(self.verbose))
-            step = 0
             with batch_engine.runtime():
-                for step in range(n_steps):
-                    random_reassign, n_since_last_reassign = self._random_reassign(
-                        counts, n_since_last_reassign, batch_size)
-                    minibatch_indices = draw_batch(random_state)
-                    centers_new, counts, batch_inertia = mini_batch_step(
-                        X[xp.asarray(minibatch_indices)], unit_sample_weight, centers, counts,
-                        random_state, batch_engine, random_reassign=random_reassign,
-                        reassignment_ratio=self.reassignment_ratio, verbose=self.verbose,
-                        compute_inertia=needs_inertia,
-                    )
-                    centers_squared_diff = (
-                        float(((centers_new - centers) ** 2).sum()) if tol > 0.0 else 0.0
-                    )
-                    centers = centers_new
-                    if stopping(step, n_steps, centers_squared_diff, batch_inertia):
-                        break
-            n_steps_done = step + 1
+                centers, counts, n_since_last_reassign, n_steps_done, stopping = (
+                    minibatch_kmeans_single(
+                        X, centers, random_state, batch_engine, draw_batch, n_steps, tol=tol,
+                        max_no_improvement=self.max_no_improvement,
+                        reassignment_ratio=self.reassignment_ratio,
+                        compute_inertia=(self.max_no_improvement is not None
+                                         or not self.compute_labels or bool(self.verbose)),
+                        verbose=self.verbose,
+                    ))
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
@@ -295,7 +280,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                 # total weight (a fit of one step has no average: its batch's).
                 ewa = stopping.ewa_inertia
                 if ewa is None:
-                    ewa = batch_inertia / batch_size
+                    ewa = stopping.last_inertia
                 inertia = ewa * float(sample_weight_host.sum()) * weight_scale
 
         if not on_device and xp is not np:
@@ -392,8 +377,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                                                engine)
                 counts = xp.zeros(self.n_clusters, dtype=X.dtype)
                 n_since_last_reassign = 0
-            random_reassign, n_since_last_reassign = self._random_reassign(
-                counts, n_since_last_reassign, batch_size)
+            random_reassign, n_since_last_reassign = random_reassign_due(
+                counts, n_since_last_reassign, batch_size, self.n_clusters)
             centers, counts, _ = mini_batch_step(
                 X, sample_weight, centers, counts, random_state, engine,
                 random_reassign=random_reassign, reassignment_ratio=self.reassignment_ratio,
@@ -470,15 +455,6 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         if not isinstance(init, str) and not callable(init):
             init = _validation.check_init_array(init, self.n_clusters, n_features, dtype, xp)
         return init
-
-    def _random_reassign(self, counts, n_since_last_reassign, batch_size):
-        """scikit-learn's ``_random_reassign``: whether this step reassigns, and the new
-        count of samples since the last reassignment. Every ``10 * n_clusters`` samples,
-        and whenever a center has received no weight yet."""
-        n_since_last_reassign += batch_size
-        if bool((counts == 0).any()) or n_since_last_reassign >= 10 * self.n_clusters:
-            return True, 0
-        return False, n_since_last_reassign
 
     def _best_init(self, X, sample_weight, init, init_size, n_init, random_state, engine):
         """scikit-learn's choice among ``n_init`` initialisations: the lowest inertia on a

@@ -16,6 +16,80 @@ import numpy as np
 from ._lloyd import to_host
 
 
+def minibatch_kmeans_single(X, centers_init, random_state, engine, draw_batch, n_steps, tol=0.0,
+                            max_no_improvement=10, reassignment_ratio=0.01,
+                            compute_inertia=True, verbose=0):
+    """The steps of one ``fit``: at most ``n_steps`` mini-batches drawn from ``X``, each
+    a :func:`mini_batch_step` with unit weights, until :class:`EarlyStopping` says stop.
+
+    Prior validation of data is assumed.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features), in ``engine.xp``'s memory.
+    centers_init : array of shape (n_clusters, n_features), X's dtype and module.
+    random_state : numpy.random.RandomState
+        Draws the batches (through ``draw_batch``) and the reassignments.
+    engine : Engine
+        The engine for one batch's shapes.
+    draw_batch : BatchSampler
+        The batches are drawn by weight and then count with unit weight, as in
+        scikit-learn: the weights must not count twice.
+    n_steps : int
+    tol : float, default=0.0
+        Absolute tolerance on the squared center change of a step (already scaled by the
+        data's variance by the caller).
+    max_no_improvement : int or None, default=10
+    reassignment_ratio : float, default=0.01
+    compute_inertia : bool, default=True
+        Whether to measure each batch's inertia, which only the smoothed inertia reads
+        (its early stopping, its verbose lines, ``compute_labels=False``'s ``inertia_``).
+    verbose : int, default=0
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features)
+    weight_sums : array of shape (n_clusters,)
+    n_since_last_reassign : int
+    n_steps_done : int
+    stopping : EarlyStopping
+        Holds the smoothed inertia (``ewa_inertia``) and the last batch's (``last_inertia``).
+    """
+    xp = engine.xp
+    batch_size = draw_batch.batch_size
+    n_clusters = centers_init.shape[0]
+    centers = centers_init
+    weight_sums = xp.zeros(n_clusters, dtype=X.dtype)
+    n_since_last_reassign = 0
+    unit_sample_weight = xp.ones(batch_size, dtype=X.dtype)
+    stopping = EarlyStopping(batch_size, X.shape[0], tol, max_no_improvement, verbose)
+    step = 0
+    for step in range(n_steps):
+        random_reassign, n_since_last_reassign = random_reassign_due(
+            weight_sums, n_since_last_reassign, batch_size, n_clusters)
+        minibatch_indices = xp.asarray(draw_batch(random_state))
+        centers_new, weight_sums, batch_inertia = mini_batch_step(
+            X[minibatch_indices], unit_sample_weight, centers, weight_sums, random_state,
+            engine, random_reassign=random_reassign, reassignment_ratio=reassignment_ratio,
+            verbose=verbose, compute_inertia=compute_inertia,
+        )
+        centers_squared_diff = float(((centers_new - centers) ** 2).sum()) if tol > 0.0 else 0.0
+        centers = centers_new
+        if stopping(step, n_steps, centers_squared_diff, batch_inertia):
+            break
+    return centers, weight_sums, n_since_last_reassign, step + 1, stopping
+
+
+def random_reassign_due(weight_sums, n_since_last_reassign, batch_size, n_clusters):
+    """scikit-learn's ``_random_reassign``: whether this step reassigns, and the new count
+    of samples since the last reassignment. Every ``10 * n_clusters`` samples, and
+    whenever a center has received no weight yet."""
+    n_since_last_reassign += batch_size
+    if bool((weight_sums == 0).any()) or n_since_last_reassign >= 10 * n_clusters:
+        return True, 0
+    return False, n_since_last_reassign
+
+
 def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine,
                     random_reassign=False, reassignment_ratio=0.01, verbose=0,
                     compute_inertia=True):
@@ -149,6 +223,7 @@ class EarlyStopping:
         self.max_no_improvement = max_no_improvement
         self.verbose = verbose
         self.ewa_inertia = None
+        self.last_inertia = None
         self.ewa_inertia_min = None
         self.no_improvement = 0
 
@@ -159,6 +234,7 @@ class EarlyStopping:
         if batch_inertia is not None:
             # Per sample, comparable whatever batch_size.
             batch_inertia /= self.batch_size
+            self.last_inertia = batch_inertia
         # The first step's inertia is the initialisation's; its change is not tested either.
         if step == 1:
             if self.verbose:
