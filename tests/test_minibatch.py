@@ -361,6 +361,24 @@ def test_partial_fit_refuses_another_n_features_and_stays_unchanged(rng):
     assert model.n_steps_ == 2
 
 
+class _DeviceArrayStandIn:
+    """Looks like a GPU array to the residency check (it exports
+    ``__cuda_array_interface__``), and like nothing else: any other use of it fails."""
+
+    __cuda_array_interface__ = {}
+
+
+def test_partial_fit_refuses_a_batch_on_the_other_side(rng):
+    X = _blobs(rng, n_features=4)
+    model = MiniBatchKMeans(12, random_state=0, device="cpu").partial_fit(X[:500])
+    centers = model.cluster_centers_.copy()
+    with pytest.raises(ValueError, match="X is a GPU array but this MiniBatchKMeans keeps "
+                                         r"its cluster_centers_ on the host \(NumPy\)"):
+        model.partial_fit(_DeviceArrayStandIn())
+    np.testing.assert_array_equal(model.cluster_centers_, centers)
+    assert model.n_steps_ == 1
+
+
 def test_init_size_warning_and_explicit_init_runs_once(rng):
     X = _blobs(rng)
     with pytest.warns(RuntimeWarning, match="init_size=5 should be larger than n_clusters=12"):
