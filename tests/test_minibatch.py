@@ -428,3 +428,13 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # init_size on tiny data
         check(estimator)
+
+
+def test_the_docstring_example_runs_and_says_what_sklearn_says():
+    """The class docstring's example is scikit-learn's own, with its printed centers."""
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder().find(MiniBatchKMeans, globs={}):
+        runner.run(test)
+    assert runner.tries >= 5 and runner.failures == 0
