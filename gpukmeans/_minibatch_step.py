@@ -1,4 +1,4 @@
-"""The mini-batch driver: one mini-batch step and the early-stopping rule, for either engine.
+"""The mini-batch driver: the steps of a fit, one step, the early stopping, the batch draws.
 
 Sculley's web-scale k-means (2010) as scikit-learn implements it (``_mini_batch_step``,
 ``MiniBatchKMeans._mini_batch_convergence`` and ``_random_reassign`` in
