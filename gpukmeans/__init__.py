@@ -5,12 +5,16 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "kmeans_plusplus", "gpu_available", "progress_bars", "__version__"]
+__all__ = [
+    "KMeans", "MiniBatchKMeans", "kmeans_plusplus", "gpu_available", "progress_bars",
+    "__version__",
+]
 
 # The public names are imported on first use (PEP 562), so that ``import gpukmeans`` and
 # the command's ``--help`` do not pay for scikit-learn's import (about a second).
 _LAZY = {
     "KMeans": "._estimator",
+    "MiniBatchKMeans": "._minibatch",
     "kmeans_plusplus": "._estimator",
     "gpu_available": "._device",
     "progress_bars": "._progress",

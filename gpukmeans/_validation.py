@@ -43,6 +43,37 @@ def _check_integer(name, value, minimum):
 
 def check_params(estimator):
     """Validate the hyper-parameters of a :class:`gpukmeans.KMeans`. Returns nothing."""
+    _check_shared_params(estimator)
+    if not isinstance(estimator.copy_x, (bool, np.bool_)):
+        raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
+    if estimator.algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."
+        )
+
+
+def check_minibatch_params(estimator):
+    """Validate the hyper-parameters of a :class:`gpukmeans.MiniBatchKMeans` (scikit-learn's
+    constraints, with errors that name the parameter). Returns nothing."""
+    _check_shared_params(estimator)
+    _check_integer("batch_size", estimator.batch_size, 1)
+    if not isinstance(estimator.compute_labels, (bool, np.bool_)):
+        raise TypeError(f"compute_labels must be a bool, got {estimator.compute_labels!r}.")
+    if estimator.max_no_improvement is not None:
+        _check_integer("max_no_improvement", estimator.max_no_improvement, 0)
+    if estimator.init_size is not None:
+        _check_integer("init_size", estimator.init_size, 1)
+    ratio = estimator.reassignment_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise TypeError(
+            f"reassignment_ratio must be a float, got {ratio!r} of type {type(ratio).__name__}."
+        )
+    if not np.isfinite(ratio) or ratio < 0:
+        raise ValueError(f"reassignment_ratio must be a finite float >= 0, got {ratio}.")
+
+
+def _check_shared_params(estimator):
+    """The parameters that KMeans and MiniBatchKMeans share."""
     _check_integer("n_clusters", estimator.n_clusters, 1)
     _check_integer("max_iter", estimator.max_iter, 1)
     if not isinstance(estimator.verbose, bool):  # verbose=True is accepted, as in sklearn
@@ -56,12 +87,6 @@ def check_params(estimator):
         raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
     if not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
-    if not isinstance(estimator.copy_x, (bool, np.bool_)):
-        raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
-    if estimator.algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."
-        )
     if estimator.device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
     init = estimator.init

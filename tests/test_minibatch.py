@@ -1,0 +1,456 @@
+"""MiniBatchKMeans against scikit-learn's, step for step, on both engines.
+
+From the same ``random_state`` scikit-learn's ``MiniBatchKMeans`` and ours draw the same
+initialisation samples, the same mini-batches and the same reassignments; float64 centers
+then agree to 1e-10 relative (the summation order of an update differs by one rounding a
+step). In float32, where no sample is a near-tie, the labels agree and the centers stay
+within one float32 rounding per step of scikit-learn's (its ``c * W + x`` rounds each step;
+we add the batch's sum to ``c * W``, another order) and within 1e-5 of our own float64
+run on the same values. Data are fresh random draws; the seed is printed.
+"""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.cluster
+from scipy.spatial.distance import cdist
+from sklearn.datasets import make_blobs
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import fit_device
+from gpukmeans import MiniBatchKMeans
+from gpukmeans._minibatch_step import BatchSampler
+
+FLOAT64_RTOL = 1e-10
+FLOAT32_RTOL = 1e-5
+
+
+def float32_rtol_to_sklearn(n_steps):
+    """One float32 rounding of the centers per step, relative: 2 eps a step."""
+    return n_steps * 2 * float(np.finfo(np.float32).eps)
+
+
+@pytest.fixture
+def rng(request):
+    seed = np.random.SeedSequence().entropy % 2**32
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed: {seed}")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(params=["cpu", "emulated"])
+def device(request):
+    """``device=`` for the fits of the test: the CPU engines, or the GPU engine on the
+    emulated device (tests/cudaemu)."""
+    return fit_device(request, request.param)
+
+
+def _blobs(rng, n_samples=2500, n_features=5, n_clusters=12, cluster_std=None):
+    X, _ = make_blobs(
+        n_samples=n_samples, n_features=n_features, centers=n_clusters,
+        cluster_std=rng.uniform(0.5, 2.0) if cluster_std is None else cluster_std,
+        random_state=int(rng.integers(2**31)),
+    )
+    return X
+
+
+def _separated_blobs(rng, dtype, n_samples=3000, n_features=6, n_clusters=5):
+    """Blobs far apart (no sample near a bisector of two centers near the blobs: no
+    float32 near-ties), and initial centers near the true ones."""
+    true_centers = rng.uniform(-100, 100, size=(n_clusters, n_features))
+    X, _ = make_blobs(n_samples=n_samples, centers=true_centers, cluster_std=1.0,
+                      random_state=int(rng.integers(2**31)))
+    init = true_centers + rng.normal(scale=0.5, size=true_centers.shape)
+    return X.astype(dtype), init.astype(dtype)
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def _assert_fit_matches(ours, theirs, rtol):
+    assert ours.n_steps_ == theirs.n_steps_
+    assert getattr(ours, "n_iter_", None) == getattr(theirs, "n_iter_", None)
+    assert ours.cluster_centers_.dtype == theirs.cluster_centers_.dtype
+    assert _relative(ours.cluster_centers_, theirs.cluster_centers_) <= rtol
+    if hasattr(theirs, "labels_"):
+        np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+        assert ours.labels_.dtype == np.int32
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=max(rtol, 1e-12))
+
+
+FIT_CASES = {
+    "defaults": dict(),
+    "random-n_init-3": dict(init="random"),
+    "tol": dict(tol=1e-3),
+    "tol-only": dict(tol=1e-3, max_no_improvement=None),
+    "no-early-stopping": dict(max_no_improvement=None, max_iter=2),
+    "many-reassignments": dict(batch_size=64, reassignment_ratio=0.9, max_iter=2),
+    "no-reassignment": dict(reassignment_ratio=0.0, max_iter=3),
+    "init_size": dict(init_size=100, n_init=4),
+    "no-labels": dict(compute_labels=False),
+    "batch-larger-than-data": dict(batch_size=10_000, max_iter=5),
+}
+# The emulated device runs its kernels a thousand times slower: the cases whose code
+# differs on the GPU (the update, reassignment, inits, the final labels) run there.
+EMULATED_CASES = ("defaults", "random-n_init-3", "many-reassignments")
+
+
+@pytest.mark.parametrize("case, device", [
+    pytest.param(case, device, id=f"{device}-{case}")
+    for device in ("cpu", "emulated") for case in FIT_CASES
+    if device == "cpu" or case in EMULATED_CASES
+], indirect=["device"])
+def test_float64_fit_matches_sklearn(case, device, rng):
+    X = _blobs(rng)
+    n_clusters = 12
+    params = dict(FIT_CASES[case], random_state=int(rng.integers(2**31)))
+    theirs = sklearn.cluster.MiniBatchKMeans(n_clusters, **params).fit(X)
+    ours = MiniBatchKMeans(n_clusters, device=device, **params).fit(X)
+    _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
+    assert ours.device_ == ("gpu" if device == "gpu" else "cpu")
+    if case == "no-labels":
+        assert not hasattr(ours, "labels_")
+
+
+def test_both_cpu_engines_match_sklearn(cpu_engine, rng):
+    """The NumPy and the Numba engine (each batch's labels, the final labels), forced."""
+    X = _blobs(rng, n_samples=3000)
+    params = dict(random_state=int(rng.integers(2**31)), batch_size=512)
+    theirs = sklearn.cluster.MiniBatchKMeans(12, **params).fit(X)
+    ours = MiniBatchKMeans(12, device="cpu", **params).fit(X)
+    _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
+
+
+def test_the_cases_exercise_what_they_name(rng):
+    """The cases above would not catch a missing reassignment or a missing early stop if
+    they never happened: here they visibly change scikit-learn's run."""
+    X = _blobs(rng)
+    seed = int(rng.integers(2**31))
+    fit = lambda **kw: sklearn.cluster.MiniBatchKMeans(12, random_state=seed, **kw).fit(X)
+    reassigning = fit(**FIT_CASES["many-reassignments"])
+    not_reassigning = fit(batch_size=64, reassignment_ratio=0.0)
+    assert not np.array_equal(reassigning.cluster_centers_, not_reassigning.cluster_centers_)
+    max_steps = 100 * X.shape[0] // 1024
+    assert fit().n_steps_ < max_steps  # max_no_improvement stopped it
+    assert fit(tol=1e-3, max_no_improvement=None).n_steps_ < max_steps  # tol stopped it
+    assert fit(**FIT_CASES["no-early-stopping"]).n_steps_ == 2 * X.shape[0] // 1024
+
+
+def test_float64_fit_with_weights_array_and_callable_init_matches_sklearn(device, rng):
+    X = _blobs(rng, n_clusters=6)
+    sample_weight = rng.uniform(0.1, 3.0, X.shape[0])
+    sample_weight[rng.integers(X.shape[0], size=50)] = 0.0
+    init_array = X[rng.choice(X.shape[0], 6, replace=False)] + 0.01
+
+    def init_callable(X, n_clusters, random_state):
+        return X[random_state.permutation(X.shape[0])[:n_clusters]]
+
+    seed = int(rng.integers(2**31))
+    for init in (init_array, init_callable, "k-means++"):
+        params = dict(init=init, random_state=seed, batch_size=200)
+        theirs = sklearn.cluster.MiniBatchKMeans(6, **params).fit(X, sample_weight=sample_weight)
+        ours = MiniBatchKMeans(6, device=device, **params).fit(X, sample_weight=sample_weight)
+        _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
+
+
+def _batches(rng, X, n_batches, batch_size, weighted):
+    """A generator of (batch, sample_weight), as a stream would give them."""
+    for _ in range(n_batches):
+        rows = rng.integers(X.shape[0], size=batch_size)
+        yield X[rows], (rng.uniform(0.2, 2.0, batch_size) if weighted else None)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reassignment_ratio", [0.01, 0.5])
+def test_float64_partial_fit_matches_sklearn_after_every_batch(weighted, reassignment_ratio,
+                                                               device, rng):
+    X = _blobs(rng, n_clusters=10)
+    params = dict(random_state=int(rng.integers(2**31)), reassignment_ratio=reassignment_ratio)
+    theirs = sklearn.cluster.MiniBatchKMeans(10, **params)
+    ours = MiniBatchKMeans(10, device=device, **params)
+    for batch, sample_weight in _batches(rng, X, 25, 150, weighted):
+        theirs.partial_fit(batch, sample_weight=sample_weight)
+        ours.partial_fit(batch, sample_weight=sample_weight)
+        _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
+
+
+def test_partial_fit_after_fit_continues_like_sklearn(device, rng):
+    X = _blobs(rng)
+    params = dict(random_state=int(rng.integers(2**31)), batch_size=256)
+    theirs = sklearn.cluster.MiniBatchKMeans(12, **params).fit(X)
+    ours = MiniBatchKMeans(12, device=device, **params).fit(X)
+    for batch, _ in _batches(rng, X, 5, 100, False):
+        theirs.partial_fit(batch)
+        ours.partial_fit(batch)
+    _assert_fit_matches(ours, theirs, FLOAT64_RTOL)
+
+
+def test_float32_fit_and_partial_fit_match_sklearn_and_float64(rng):
+    """float32 (no near-ties in these data): the same labels and number of steps as
+    scikit-learn's float32 run, centers within :func:`float32_rtol_to_sklearn` of its
+    and within FLOAT32_RTOL of our own float64 run on the same values."""
+    X, init = _separated_blobs(rng, np.float32)
+    params = dict(init=init, random_state=int(rng.integers(2**31)), batch_size=256,
+                  max_no_improvement=None, max_iter=20)
+    theirs = sklearn.cluster.MiniBatchKMeans(5, **params).fit(X)
+    ours = MiniBatchKMeans(5, device="cpu", **params).fit(X)
+    ours64 = MiniBatchKMeans(5, device="cpu", **{**params, "init": init.astype(np.float64)}).fit(
+        X.astype(np.float64))
+    _assert_fit_matches(ours, theirs, float32_rtol_to_sklearn(theirs.n_steps_))
+    assert ours.cluster_centers_.dtype == np.float32
+    assert _relative(ours.cluster_centers_, ours64.cluster_centers_) <= FLOAT32_RTOL
+    np.testing.assert_array_equal(ours.labels_, ours64.labels_)
+
+    theirs = sklearn.cluster.MiniBatchKMeans(5, init=init, random_state=1)
+    ours = MiniBatchKMeans(5, init=init, random_state=1, device="cpu")
+    for batch, sample_weight in _batches(rng, X, 40, 200, True):
+        theirs.partial_fit(batch, sample_weight=sample_weight.astype(np.float32))
+        ours.partial_fit(batch, sample_weight=sample_weight.astype(np.float32))
+    _assert_fit_matches(ours, theirs, float32_rtol_to_sklearn(theirs.n_steps_))
+
+
+def _weights(kind, n_samples, rng):
+    if kind == "even":
+        return np.ones(n_samples)
+    if kind == "skewed":  # a few samples hold most of the weight: long searches
+        return rng.pareto(0.5, n_samples) + 1e-3
+    weights = rng.uniform(0, 2, n_samples)  # "sparse": most weights 0, runs of equal cdf
+    weights[rng.random(n_samples) < 0.9] = 0
+    weights[0] = 1
+    return weights
+
+
+@pytest.mark.parametrize("kind", ["even", "skewed", "sparse"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batches_are_the_indices_numpy_choice_draws(dtype, kind, rng):
+    n_samples = int(rng.integers(1, 20000))
+    sample_weight = _weights(kind, n_samples, rng).astype(dtype)
+    normalized = sample_weight / sample_weight.sum()
+    seed = int(rng.integers(2**31))
+    ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+    draw = BatchSampler(normalized, 1000)
+    for _ in range(20):
+        expected = theirs.choice(n_samples, 1000, p=normalized, replace=True)
+        np.testing.assert_array_equal(draw(ours), expected)
+    assert ours.randint(2**31) == theirs.randint(2**31)  # the same state after
+    # The bucketed search is searchsorted's, also on and next to the cdf's own values.
+    cdf = draw.cdf
+    edges = np.concatenate([cdf, np.nextafter(cdf, 0), np.nextafter(cdf, 1), [0.0]])
+    edges = edges[edges < 1]
+    np.testing.assert_array_equal(draw.search(edges), cdf.searchsorted(edges, side="right"))
+
+
+def test_partial_fit_on_chunks_of_a_file_equals_in_memory_chunks(tmp_path, rng):
+    X = _blobs(rng).astype(np.float32)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    on_disk = np.load(path, mmap_mode="r")  # read-only
+    from_file = MiniBatchKMeans(12, random_state=0, device="cpu")
+    in_memory = MiniBatchKMeans(12, random_state=0, device="cpu")
+    for start in range(0, X.shape[0], 500):
+        from_file.partial_fit(on_disk[start:start + 500])
+        in_memory.partial_fit(X[start:start + 500].copy())
+    np.testing.assert_array_equal(from_file.cluster_centers_, in_memory.cluster_centers_)
+    assert from_file.n_steps_ == X.shape[0] // 500
+    np.testing.assert_array_equal(np.load(path), X)
+
+
+def test_gpu_fit_equals_cpu_fit(rng):
+    """The GPU engine (emulated) against the CPU engines, float32 and float64."""
+    pytest.importorskip("cudaemu")
+    for dtype in (np.float64, np.float32):
+        X, init = _separated_blobs(rng, dtype)
+        params = dict(random_state=3, batch_size=300)
+        cpu = MiniBatchKMeans(5, device="cpu", **params).fit(X)
+        from gpukmeans._backend import use_backend
+        from cudaemu import device as emulator
+
+        with use_backend(emulator.device("plain").backend()):
+            gpu = MiniBatchKMeans(5, device="gpu", **params).fit(X)
+        assert gpu.device_ == "gpu" and isinstance(gpu.cluster_centers_, np.ndarray)
+        _assert_fit_matches(gpu, cpu, FLOAT32_RTOL if dtype == np.float32 else FLOAT64_RTOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inference_methods(dtype, device, rng):
+    X = _blobs(rng, n_samples=1200).astype(dtype)
+    model = MiniBatchKMeans(12, random_state=0, batch_size=300, device=device)
+    labels = model.fit_predict(X)
+    np.testing.assert_array_equal(model.predict(X), labels)
+    distances = model.transform(X)
+    assert distances.dtype == dtype
+    np.testing.assert_allclose(distances, cdist(X, model.cluster_centers_),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3)
+    assert model.score(X) == pytest.approx(-model.inertia_, rel=1e-6)
+    exact = ((X.astype(np.float64) - model.cluster_centers_[labels]) ** 2).sum()
+    assert model.inertia_ == pytest.approx(exact, rel=1e-10)
+    np.testing.assert_array_equal(
+        MiniBatchKMeans(12, random_state=0, batch_size=300, device=device).fit_transform(X),
+        distances)
+
+
+# ----------------------------------------------------------------------- validation
+
+BAD_PARAMS = [
+    ("n_clusters", 0, ValueError),
+    ("n_clusters", 2.5, TypeError),
+    ("batch_size", 0, ValueError),
+    ("batch_size", "big", TypeError),
+    ("max_iter", 0, ValueError),
+    ("compute_labels", "yes", TypeError),
+    ("max_no_improvement", -1, ValueError),
+    ("init_size", 0, ValueError),
+    ("reassignment_ratio", -0.1, ValueError),
+    ("reassignment_ratio", float("nan"), ValueError),
+    ("reassignment_ratio", "high", TypeError),
+    ("tol", -1.0, ValueError),
+    ("n_init", 0, ValueError),
+    ("init", "kmeans", ValueError),
+    ("device", "tpu", ValueError),
+    ("random_state", "seed", TypeError),
+]
+
+
+@pytest.mark.parametrize("name, value, error", BAD_PARAMS)
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_bad_parameters_name_themselves_before_any_work(name, value, error, method):
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    model = MiniBatchKMeans(3, device="cpu").set_params(**{name: value})
+    with pytest.raises(error, match=name):
+        getattr(model, method)(X)
+    assert not hasattr(model, "cluster_centers_")
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_bad_inputs_raise_and_leave_the_callers_arrays(method, rng):
+    X = rng.normal(size=(60, 3))
+    X_before = X.copy()
+    sample_weight = rng.uniform(size=60)
+    weight_before = sample_weight.copy()
+    init = X[:3].copy()
+    model = MiniBatchKMeans(3, init=init, device="cpu", random_state=0)
+    getattr(model, method)(X, sample_weight=sample_weight)
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(sample_weight, weight_before)
+    np.testing.assert_array_equal(init, X_before[:3])
+
+    unfitted = MiniBatchKMeans(3, device="cpu")
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        getattr(unfitted, method)(X[:2])
+    with pytest.raises(ValueError, match="sample_weight"):
+        getattr(unfitted, method)(X, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="Negative"):
+        getattr(unfitted, method)(X, sample_weight=-np.ones(60))
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        getattr(unfitted, method)(bad)
+    with pytest.raises(ValueError, match="initial centers"):
+        MiniBatchKMeans(3, init=np.zeros((2, 3)), device="cpu").fit(X)
+    assert not hasattr(unfitted, "cluster_centers_")
+
+
+def test_partial_fit_refuses_another_n_features_and_stays_unchanged(rng):
+    X = _blobs(rng, n_features=4)
+    model = MiniBatchKMeans(12, random_state=0, device="cpu").partial_fit(X[:500])
+    state = (model.cluster_centers_.copy(), model._counts.copy(), model.n_steps_,
+             model.labels_.copy(), model.inertia_, model._random_state.get_state()[1].copy())
+    bad_batches = [
+        (X[:100, :3], "X has 3 features, but MiniBatchKMeans is expecting 4 features"),
+        (np.where(np.arange(4) == 2, np.inf, X[:100]), "infinity"),
+        (X[:100], "sample_weight"),  # with a bad sample_weight, below
+    ]
+    for batch, message in bad_batches:
+        weight = np.ones(3) if message == "sample_weight" else None
+        with pytest.raises(ValueError, match=message):
+            model.partial_fit(batch, sample_weight=weight)
+        np.testing.assert_array_equal(model.cluster_centers_, state[0])
+        np.testing.assert_array_equal(model._counts, state[1])
+        assert model.n_steps_ == state[2] and model.inertia_ == state[4]
+        np.testing.assert_array_equal(model.labels_, state[3])
+        np.testing.assert_array_equal(model._random_state.get_state()[1], state[5])
+    model.partial_fit(X[500:600])
+    assert model.n_steps_ == 2
+
+
+class _DeviceArrayStandIn:
+    """Looks like a GPU array to the residency check (it exports
+    ``__cuda_array_interface__``), and like nothing else: any other use of it fails."""
+
+    __cuda_array_interface__ = {}
+
+
+def test_partial_fit_refuses_a_batch_on_the_other_side(rng):
+    X = _blobs(rng, n_features=4)
+    model = MiniBatchKMeans(12, random_state=0, device="cpu").partial_fit(X[:500])
+    centers = model.cluster_centers_.copy()
+    with pytest.raises(ValueError, match="X is a GPU array but this MiniBatchKMeans keeps "
+                                         r"its cluster_centers_ on the host \(NumPy\)"):
+        model.partial_fit(_DeviceArrayStandIn())
+    np.testing.assert_array_equal(model.cluster_centers_, centers)
+    assert model.n_steps_ == 1
+
+
+def test_init_size_warning_and_explicit_init_runs_once(rng):
+    X = _blobs(rng)
+    with pytest.warns(RuntimeWarning, match="init_size=5 should be larger than n_clusters=12"):
+        MiniBatchKMeans(12, init_size=5, random_state=0, device="cpu").fit(X)
+    with pytest.warns(RuntimeWarning, match="performing only one init"):
+        model = MiniBatchKMeans(12, init=X[:12], n_init=3, device="cpu").fit(X)
+    assert model._n_init == 1
+
+
+def test_verbose_prints_sklearns_lines_and_is_quiet_by_default(capsys, rng):
+    X = _blobs(rng)
+    capsys.readouterr()  # the seed
+    MiniBatchKMeans(12, random_state=0, device="cpu").fit(X)
+    assert capsys.readouterr().out == ""
+    MiniBatchKMeans(12, random_state=0, verbose=1, device="cpu").fit(X)
+    out = capsys.readouterr().out
+    assert "Init 1/1 with method k-means++" in out
+    assert "Minibatch step 2/" in out and "ewa inertia" in out
+    assert "Converged (lack of improvement in inertia)" in out
+
+
+def test_import_stays_lazy():
+    """``import gpukmeans`` imports neither the estimator nor scikit-learn."""
+    import subprocess
+
+    code = ("import sys, gpukmeans; print('gpukmeans._minibatch' in sys.modules, "
+            "'sklearn' in sys.modules); print(gpukmeans.MiniBatchKMeans.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False", "MiniBatchKMeans"]
+
+
+# scikit-learn's own MiniBatchKMeans lists the same expected failure.
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the mini-batches are drawn by weight: a weighted sample and its repetition draw "
+        "different batches."
+    ),
+}
+
+
+@parametrize_with_checks(
+    [MiniBatchKMeans(device="cpu")],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # init_size on tiny data
+        check(estimator)
+
+
+def test_the_docstring_example_runs_and_says_what_sklearn_says():
+    """The class docstring's example is scikit-learn's own, with its printed centers."""
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder().find(MiniBatchKMeans, globs={}):
+        runner.run(test)
+    assert runner.tries >= 5 and runner.failures == 0
