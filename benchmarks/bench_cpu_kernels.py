@@ -100,7 +100,7 @@ def runs_table(repeats):
 
     n_iter = 10
     rows = []
-    plain_max_features = _cpu.PLAIN_MAX_FEATURES
+    bounds_pay = _cpu._bounds_pay
     try:
         small = _cpu_small.is_small
         _cpu_small.is_small = lambda *shape: False  # the Numba engine at every size
@@ -109,22 +109,19 @@ def runs_table(repeats):
             init = X[np.random.default_rng(1).choice(n_samples, n_clusters, replace=False)]
 
             def fit(plain):
-                _cpu.PLAIN_MAX_FEATURES = 10**9 if plain else 0
-                _cpu.PLAIN_MIN_CLUSTERS = 0 if plain else 10**9
+                _cpu._bounds_pay = lambda X, n_clusters: not plain
                 KMeans(n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0,
                        device="cpu").fit(X)
 
             samples = _alternate({"plain": lambda: fit(True), "bounds": lambda: fit(False)},
                                  repeats)
-            _cpu.PLAIN_MAX_FEATURES = plain_max_features
-            _cpu.PLAIN_MIN_CLUSTERS = 16
             rows.append((n_samples, n_features, n_clusters,
                          {name: _median_ms(s) / n_iter for name, s in samples.items()}))
             print(f"{n_samples:>7} x {n_features:>3}  k={n_clusters:<5} "
                   + "  ".join(f"{name} {ms:8.2f}" for name, ms in rows[-1][3].items()), flush=True)
     finally:
         _cpu_small.is_small = small
-        _cpu.PLAIN_MAX_FEATURES = plain_max_features
+        _cpu._bounds_pay = bounds_pay
     return rows
 
 

@@ -33,29 +33,31 @@ from ._engine import Engine, StatelessRun
 
 
 # How the plain step finds each row's nearest center, by the shapes (_dots_kernel).
-# One E-step on 100,000 random rows, 2 threads, ms (kernels: BLOCKED, BY_ROWS, BY_GEMM,
-# and GEMM for float64; benchmarks/bench_cpu_kernels.py):
-#   float32 d=2 k=32: 11.3, 2.20, 2.29      d=2 k=1024: 158, 25.6, 48.3
-#           d=4 k=128: 36.5, 6.60, 7.08     d=8 k=32: 16.2, 3.53, 3.08
-#           d=16 k=256: 87.3, 25.6, 17.4    d=64 k=64: 18.1, 25.0, 8.45
-#           d=32 k=4096: GEMM 1352, BY_GEMM 499;  d=128 k=256: GEMM 87.4, BY_GEMM 67.2
-#           MNIST (70,000 x 784) k=20: 52.4, 483, 165;  k=256: GEMM 241, BY_GEMM 337
-#   float64 d=2 k=32: GEMM 9.80, BY_ROWS 2.72, BY_GEMM 3.35
-#           d=8 k=32: 12.8, 5.33, 8.53;  d=32 k=512: GEMM 116, BY_GEMM 82.4
-#           MNIST k=256: GEMM 410, BY_GEMM 497
+# One E-step on 100,000 random rows, 2 threads, ms: GEMM, BLOCKED, BY_ROWS, BY_GEMM
+# (benchmarks/results/cpu-kernels.md, from benchmarks/bench_cpu_kernels.py):
+#   float32 d=2 k=32: 6.38, 9.07, 2.09, 2.04     d=2 k=1024: 63.1, 108, 17.0, 24.1
+#           d=4 k=128: 12.6, 19.3, 3.34, 3.70    d=8 k=32: 7.91, 8.65, 3.71, 2.10
+#           d=32 k=4096: 346, 716, 349, 169      d=128 k=256: 46.7, 81.7, 127, 39.3
+#           MNIST (70,000 x 784) k=20: 27.8, 27.5, 160, 61.4;  k=256: 128, 213, 568, 186
+#   float64 (no BLOCKED) d=2 k=32: 5.47, 1.91, 2.33   d=8 k=32: 7.13, 2.95, 2.82
+#           d=16 k=256: 27.0, 27.6, 16.2   d=32 k=4096: 508, 856, 350
+#           MNIST k=20: 53.5, 232, 70.7;  k=256: 254, 1081, 268
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_DOTS_MAX_CLUSTERS = 64
-# float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
-# than PLAIN_MAX_FEATURES features, or more than BY_ROWS's few with fewer than
-# PLAIN_MIN_CLUSTERS clusters; elsewhere a full plain step costs less than keeping them.
-# Blobs, 100,000 samples, 10 iterations from random rows, per iteration, plain vs
-# bounds (ms, a busy 2-core machine): d=2 k=8 2.9 vs 3.5, k=32 2.4 vs 6.7, k=1024 55 vs
-# 172; d=8 k=8 9.5 vs 9.6, k=128 15 vs 45; d=16 k=8 5.2 vs 3.7, k=32 11 vs 25, k=1024
-# 102 vs 266; d=32 k=8 7.4 vs 6.0, k=32 9.9 vs 12.5, k=1024 217 vs 303; d=64 k=8 45 vs
-# 22, k=32 40 vs 24, k=128 96 vs 97, k=1024 230 vs 221.
+# float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with fewer
+# than PLAIN_MIN_CLUSTERS clusters and more than BY_ROWS's few features, or with more
+# than PLAIN_MAX_FEATURES features and fewer than BOUNDS_CLUSTERS_PER_FEATURE clusters per
+# feature; elsewhere a full plain step costs less than keeping them. Blobs, 100,000
+# samples, 10 iterations from random rows, ms per iteration, plain vs bounds
+# (benchmarks/results/cpu-kernels.md): d=2 k=8 3.3 vs 3.1, k=32 3.1 vs 10.5, k=1024 22
+# vs 71; d=8 k=8 3.5 vs 2.9, k=128 6.1 vs 17.9; d=16 k=8 4.6 vs 3.4, k=32 5.1 vs 6.8;
+# d=32 k=8 4.9 vs 3.5, k=32 6.9 vs 8.9, k=1024 54 vs 85; d=64 k=8 8.2 vs 4.5, k=32 11.0
+# vs 6.8, k=128 19.7 vs 22.2, k=1024 76 vs 93. (MNIST, d=784: Elkan's bounds at k=256
+# take 81 ms per iteration, a full step's E-step alone 128.)
 PLAIN_MAX_FEATURES = 32
 PLAIN_MIN_CLUSTERS = 16
+BOUNDS_CLUSTERS_PER_FEATURE = 2
 
 
 # --- the Engine functions: thin wrappers that fix the group count; they run inside
@@ -91,8 +93,10 @@ def lloyd_iter(X, sample_weight, centers_old, labels):
 
 def _bounds_pay(X, n_clusters):
     n_features = X.shape[1]
-    return n_features > PLAIN_MAX_FEATURES or (
-        n_features > BY_ROWS_MAX_FEATURES[X.dtype.itemsize] and n_clusters < PLAIN_MIN_CLUSTERS)
+    if n_clusters < PLAIN_MIN_CLUSTERS:
+        return n_features > BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
+    return (n_features > PLAIN_MAX_FEATURES
+            and n_clusters < BOUNDS_CLUSTERS_PER_FEATURE * n_features)
 
 
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
