@@ -22,7 +22,7 @@ Prior validation of data is assumed everywhere in this module.
 """
 
 import contextlib
-import functools
+import sys
 
 import numpy as np
 import scipy.sparse
@@ -120,15 +120,22 @@ CANCELLATION = 2.0**-20
 norm expansion has lost more than 20 bits, and is summed from the differences instead."""
 
 
-@functools.lru_cache(maxsize=1)
+_controller = [None, -1]  # the controller, and len(sys.modules) when it was built
+
+
 def blas_controller():
-    """One threadpoolctl controller for the process: building one scans the loaded
-    libraries (3 ms here), which every fit and predict would otherwise pay."""
+    """A threadpoolctl controller of the BLAS libraries loaded now: building one scans
+    them (3 ms here), which every fit and predict would otherwise pay, so it is kept
+    until a module is imported. An import may load another BLAS (faiss and PyTorch
+    bring their own), which a controller built before it would leave unlimited."""
     # Numba's np.dot calls SciPy's BLAS; load it first so that the limit covers it too.
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
+    if _controller[1] != len(sys.modules):
+        _controller[0] = ThreadpoolController()
+        _controller[1] = len(sys.modules)
+    return _controller[0]
 
 
 @contextlib.contextmanager

@@ -164,6 +164,21 @@ def test_numpy_engine_is_bitwise_deterministic_across_blas_threads(rng):
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
 
 
+def test_the_blas_limit_covers_a_blas_imported_after_the_first_fit(monkeypatch):
+    """The threadpoolctl controller is kept between calls (building one costs
+    milliseconds) but built again once a module was imported since: faiss or PyTorch
+    load a BLAS of their own, which an older controller would leave unlimited."""
+    import sys
+    import types
+
+    first = _cpu_small.blas_controller()
+    assert _cpu_small.blas_controller() is first  # nothing imported: kept
+    monkeypatch.setitem(sys.modules, "a_package_with_its_own_blas", types.ModuleType("x"))
+    again = _cpu_small.blas_controller()
+    assert again is not first
+    assert _cpu_small.blas_controller() is again
+
+
 # ---------------------------------------------------------------------- start-up
 
 
