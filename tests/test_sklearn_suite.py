@@ -7,18 +7,9 @@ and ``MiniBatchKMeans`` left out, ``global_random_seed`` taken as 0 and 1). Left
 why, in ``NOT_APPLICABLE``; the rest must pass unchanged.
 """
 
-import inspect
-import itertools
-import pathlib
-import types
-
-import numpy as np
 import pytest
-import scipy.sparse as sp
-import sklearn
 
-SUITE_PATH = pathlib.Path(sklearn.__file__).parent / "cluster" / "tests" / "test_k_means.py"
-SEEDS = (0, 1)
+from sklearn_suite import SUITE_PATH, case_id, collect_cases, load_suite
 
 NOT_APPLICABLE = {
     # Private functions of scikit-learn, not behaviour of an estimator.
@@ -54,85 +45,14 @@ NOT_APPLICABLE = {
 }
 
 
-def _load_suite():
-    source = SUITE_PATH.read_text()
-    original = "from sklearn.cluster import KMeans, MiniBatchKMeans, k_means, kmeans_plusplus"
-    if original not in source:
-        return None
-    source = source.replace(
-        original,
-        "from sklearn.cluster import MiniBatchKMeans, k_means\n"
-        "from gpukmeans import KMeans, kmeans_plusplus",
-    )
-    module = types.ModuleType("sklearn_test_k_means_on_gpukmeans")
-    module.__file__ = str(SUITE_PATH)
-    exec(compile(source, str(SUITE_PATH), "exec"), module.__dict__)
-    return module
-
-
-def _excluded(value):
-    """Sparse containers and matrices, and MiniBatchKMeans: not for a dense KMeans."""
-    if isinstance(value, type):
-        return issubclass(value, (sp.spmatrix, sp.sparray)) or value.__name__ == "MiniBatchKMeans"
-    if sp.issparse(value):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_excluded(v) for v in value)
-    return False
-
-
-def _cases(suite):
-    """(test name, kwargs) for every applicable parametrization of the suite."""
-    cases = []
-    for name, function in sorted(vars(suite).items()):
-        if not name.startswith("test_") or not callable(function) or name in NOT_APPLICABLE:
-            continue
-        parameters = inspect.signature(function).parameters
-        if set(parameters) - {"global_random_seed"} - {
-            a.strip() for m in getattr(function, "pytestmark", []) if m.name == "parametrize"
-            for a in (m.args[0].split(",") if isinstance(m.args[0], str) else m.args[0])
-        }:
-            continue  # needs a fixture of scikit-learn's (capsys and the like)
-        axes = []
-        for mark in getattr(function, "pytestmark", []):
-            if mark.name != "parametrize":
-                continue
-            names = mark.args[0]
-            names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-            values = []
-            for value in mark.args[1]:
-                if hasattr(value, "values") and hasattr(value, "marks"):  # pytest.param
-                    value = value.values if len(names) > 1 else value.values[0]
-                value = tuple(value) if len(names) > 1 else (value,)
-                if not _excluded(value):
-                    values.append(dict(zip(names, value)))
-            axes.append(values)
-        if "global_random_seed" in parameters:
-            axes.append([{"global_random_seed": seed} for seed in SEEDS])
-        for combination in itertools.product(*axes):
-            kwargs = {}
-            for part in combination:
-                kwargs.update(part)
-            cases.append((name, kwargs))
-    return cases
-
-
-def _case_id(case):
-    name, kwargs = case
-    parts = []
-    for key, value in kwargs.items():
-        text = getattr(value, "__name__", None) or (
-            f"array{np.shape(value)}" if isinstance(value, np.ndarray) else repr(value))
-        parts.append(f"{key}={text}"[:40])
-    return "-".join([name, *parts])
-
-
-SUITE = _load_suite() if SUITE_PATH.is_file() else None
-CASES = _cases(SUITE) if SUITE is not None else []
+SUITE = load_suite("sklearn_test_k_means_on_gpukmeans",
+                   "from sklearn.cluster import MiniBatchKMeans, k_means\n"
+                   "from gpukmeans import KMeans, kmeans_plusplus")
+CASES = collect_cases(SUITE, NOT_APPLICABLE, left_out="MiniBatchKMeans")
 
 
 @pytest.mark.skipif(SUITE is None, reason=f"scikit-learn's k-means tests are not at {SUITE_PATH}")
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_scikit_learn_k_means_suite(case):
     name, kwargs = case
     getattr(SUITE, name)(**kwargs)
