@@ -72,6 +72,17 @@ def check_minibatch_params(estimator):
         raise ValueError(f"reassignment_ratio must be a finite float >= 0, got {ratio}.")
 
 
+def check_tol_and_device(estimator):
+    """``tol`` and ``device``, as every estimator of the package takes them."""
+    tol = estimator.tol
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
+    if estimator.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
+
+
 def _check_shared_params(estimator):
     """The parameters that KMeans and MiniBatchKMeans share."""
     _check_integer("n_clusters", estimator.n_clusters, 1)
@@ -82,13 +93,7 @@ def _check_shared_params(estimator):
         if isinstance(estimator.n_init, str):
             raise ValueError(f"n_init must be 'auto' or an int >= 1, got {estimator.n_init!r}.")
         _check_integer("n_init", estimator.n_init, 1)
-    tol = estimator.tol
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
-    if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
-    if estimator.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
+    check_tol_and_device(estimator)
     init = estimator.init
     if isinstance(init, str):
         if init not in INITS:

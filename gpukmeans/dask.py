@@ -37,7 +37,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
-from ._device import DEVICES, array_module, get_engine
+from ._device import array_module, get_engine
 from ._gpu import is_device_array
 from ._lloyd import average_centers, to_host
 
@@ -529,13 +529,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise TypeError(f"oversampling_factor must be a number, got {factor!r}.")
         if not np.isfinite(factor) or factor <= 0:
             raise ValueError(f"oversampling_factor must be a finite number > 0, got {factor}.")
-        tol = self.tol
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-            raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
-        if not np.isfinite(tol) or tol < 0:
-            raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}.")
+        _validation.check_tol_and_device(self)
         init = self.init
         if isinstance(init, str):
             if init not in INITS:
