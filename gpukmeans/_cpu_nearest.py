@@ -32,6 +32,15 @@ def _squared_distance_f64(x, c):
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _squared_norm_f64(x):
+    """``||x||^2`` in float64 (vectorised: ``reassoc``, a fixed order per build)."""
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(x[f])
+    return s
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dot1(x, c):
     """``x . c``, vectorised over features (``reassoc``: see below)."""
     s = x.dtype.type(0)
@@ -270,11 +279,7 @@ def _fold_center(values, center_norm, label, n_rows, best, best_value, second_va
 @njit(nogil=True, cache=CACHE)
 def _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms):
     for i in range(chunk_end - chunk_start):
-        x = X[chunk_start + i]
-        norm = 0.0
-        for f in range(X.shape[1]):
-            norm += np.float64(x[f]) * np.float64(x[f])
-        squared_norms[i] = norm
+        squared_norms[i] = _squared_norm_f64(X[chunk_start + i])
 
 
 @njit(nogil=True, fastmath={"contract"}, cache=CACHE)

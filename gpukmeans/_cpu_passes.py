@@ -7,7 +7,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_nearest import _squared_distance_f64
+from ._cpu_nearest import _squared_distance_f64, _squared_norm_f64
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import CANCELLATION as _CANCELLATION
 from ._cpu_small import near_the_origin
@@ -70,14 +70,6 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
                 out[sample, j] = np.sqrt(max(d, 0.0))
     return out
 
-
-
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _squared_norm_f64(x):
-    s = 0.0
-    for f in range(x.shape[0]):
-        s += np.float64(x[f]) * np.float64(x[f])
-    return s
 
 
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
