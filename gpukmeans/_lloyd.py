@@ -164,13 +164,25 @@ def relocate_empty_clusters(
         4 * X.shape[1] * np.finfo(X.dtype).eps * (to_host(x_squared_norms) + own_center_norms)
     )
     far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
+    far_samples = ((distances[i], resolution[i], int(labels_host[i]), sample_weight[i],
+                    X[i].astype(np.float64)) for i in far_from_centers)
+    return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
+
+
+def move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters):
+    """Move each far sample's weighted row from its cluster to the next empty one.
+
+    ``far_samples`` yields, in :func:`relocate_empty_clusters`' order, ``(distance,
+    resolution, label, weight, row)`` (``row`` in float64); a sample no farther from its
+    center than the resolution stays. INOUT ``sums``, ``weight_in_clusters``. Returns
+    whether any weight was moved.
+    """
     moved = False
-    for new_cluster_id, far_idx in zip(empty_clusters, far_from_centers):
-        if not distances[far_idx] > resolution[far_idx]:
+    for new_cluster_id, (distance, resolution, old_cluster_id, weight, row) in zip(
+            empty_clusters, far_samples):
+        if not distance > resolution:
             continue
-        old_cluster_id = int(labels_host[far_idx])
-        weight = sample_weight[far_idx]
-        contribution = X[far_idx].astype(np.float64) * weight
+        contribution = row * weight
         sums[old_cluster_id] -= contribution
         sums[new_cluster_id] = contribution
         weight_in_clusters[new_cluster_id] = weight

@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
-from ._lloyd import average_centers, to_host
+from ._lloyd import average_centers, move_to_empty_clusters, to_host
 
 logger = logging.getLogger(__name__)
 
@@ -922,19 +922,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                                                        offsets[i])
              for i, (x, s) in enumerate(zip(X_blocks, w_blocks))],
             _delayed_combine(_combine_farthest(n_empty))))[0]
-        moved = False
-        for new_cluster_id, far in zip(empty_clusters, range(distances.shape[0])):
-            if not distances[far] > resolution[far]:
-                continue
-            old_cluster_id = int(labels[far])
-            weight = weights[far]
-            contribution = rows[far] * weight
-            sums[old_cluster_id] -= contribution
-            sums[new_cluster_id] = contribution
-            weight_in_clusters[new_cluster_id] = weight
-            weight_in_clusters[old_cluster_id] -= weight
-            moved = moved or bool(weight > 0)
-        return moved
+        far_samples = zip(distances, resolution, map(int, labels), weights, rows)
+        return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
 
     # ------------------------------------------------------------- inference
     def _inference_X(self, X):
