@@ -152,6 +152,18 @@ def fit_device(request, engine):
     return "gpu"
 
 
+@pytest.fixture
+def rng(request):
+    """A fresh random generator per test; its seed is printed (shown on failure) and kept
+    in the test's report, so that a failing draw can be replayed."""
+    import numpy as np
+
+    seed = np.random.SeedSequence().entropy % 2**32
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed: {seed}")
+    return np.random.default_rng(seed)
+
+
 @pytest.fixture(params=["numpy", "numba"])
 def cpu_engine(request, monkeypatch):
     """The test's CPU fits run on each CPU engine in turn, whatever their shapes."""

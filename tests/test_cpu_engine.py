@@ -9,13 +9,6 @@ from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy % 2**32
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 @pytest.fixture(params=["numba", "numpy"])
 def engine(request):
     return (_cpu if request.param == "numba" else _cpu_small).make_engine()

@@ -28,14 +28,6 @@ from conftest import fit_device  # noqa: E402
 from label_checks import assert_labels_nearest  # noqa: E402
 
 
-@pytest.fixture
-def rng(request):
-    seed = np.random.SeedSequence().entropy % 2**32
-    request.node.user_properties.append(("seed", seed))
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 @pytest.fixture(scope="module")
 def process_client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -19,14 +19,6 @@ from gpukmeans import _cpu_runtime
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, near_tie_clusters
 
 
-@pytest.fixture
-def rng(request):
-    seed = np.random.SeedSequence().entropy % 2**32
-    request.node.user_properties.append(("seed", seed))
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 # scikit-learn's own KMeans lists the same expected failure, for the same reason.
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (

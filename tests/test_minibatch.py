@@ -32,14 +32,6 @@ def float32_rtol_to_sklearn(n_steps):
     return n_steps * 2 * float(np.finfo(np.float32).eps)
 
 
-@pytest.fixture
-def rng(request):
-    seed = np.random.SeedSequence().entropy % 2**32
-    request.node.user_properties.append(("seed", seed))
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 @pytest.fixture(params=["cpu", "emulated"])
 def device(request):
     """``device=`` for the fits of the test: the CPU engines, or the GPU engine on the

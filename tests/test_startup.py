@@ -30,13 +30,6 @@ from gpukmeans._device import get_engine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy % 2**32
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 def _python(code, env=None, timeout=600):
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
