@@ -17,15 +17,15 @@ Usage, from the repository root::
 
 import argparse
 import pathlib
-import statistics
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+
+from gpukmeans.bench.timing import alternate  # noqa: E402
 
 KERNEL_SHAPES = [  # (n_samples, n_features, n_clusters)
     (100_000, 2, 32), (100_000, 2, 1024), (100_000, 4, 128), (100_000, 8, 32),
@@ -35,23 +35,11 @@ KERNEL_SHAPES = [  # (n_samples, n_features, n_clusters)
 RUN_SHAPES = [(100_000, d, k) for d in (2, 8, 16, 32, 64) for k in (8, 32, 128, 1024)]
 
 
-def _median_ms(samples):
-    return 1e3 * statistics.median(samples)
-
-
-def _alternate(functions, repeats):
-    """Each function once to warm up, then ``repeats`` rounds, the order reversed every
-    other round; returns the samples per function."""
-    for function in functions.values():
-        function()
-    samples = {name: [] for name in functions}
-    names = list(functions)
-    for round_ in range(repeats):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            functions[name]()
-            samples[name].append(time.perf_counter() - start)
-    return samples
+def _medians_ms(functions, repeats):
+    """Each function's median time in ms, the functions alternated (ABBA), after one
+    warm-up call each."""
+    measured = alternate(functions, repeats, log=lambda *args: None)
+    return {name: 1e3 * m["time_s"]["median"] for name, m in measured.items()}
 
 
 def kernels_table(repeats):
@@ -78,12 +66,11 @@ def kernels_table(repeats):
             # order would not keep scikit-learn's labels).
             names = [name for name in kernels if not (name == "BLOCKED" and dtype == np.float64)]
             with _cpu.cpu_runtime():
-                samples = _alternate(
+                medians = _medians_ms(
                     {name: (lambda kernel=kernels[name]: _cpu_lloyd._lloyd_chunked(*args, kernel, *tail))
                      for name in names}, repeats)
             chosen = {v: k for k, v in kernels.items()}[_cpu._dots_kernel(X, n_clusters)]
-            rows.append((np.dtype(dtype).name, n_samples, n_features, n_clusters,
-                         {name: _median_ms(samples[name]) for name in names}, chosen))
+            rows.append((np.dtype(dtype).name, n_samples, n_features, n_clusters, medians, chosen))
             _print_kernel_row(rows[-1])
     return rows
 
@@ -113,10 +100,10 @@ def runs_table(repeats):
                 KMeans(n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0,
                        device="cpu").fit(X)
 
-            samples = _alternate({"plain": lambda: fit(True), "bounds": lambda: fit(False)},
-                                 repeats)
+            medians = _medians_ms({"plain": lambda: fit(True), "bounds": lambda: fit(False)},
+                                  repeats)
             rows.append((n_samples, n_features, n_clusters,
-                         {name: _median_ms(s) / n_iter for name, s in samples.items()}))
+                         {name: ms / n_iter for name, ms in medians.items()}))
             print(f"{n_samples:>7} x {n_features:>3}  k={n_clusters:<5} "
                   + "  ".join(f"{name} {ms:8.2f}" for name, ms in rows[-1][3].items()), flush=True)
     finally:

@@ -47,7 +47,7 @@ from gpukmeans.bench.floors import (  # noqa: E402
 from gpukmeans.bench.reports import json_default  # noqa: E402
 from gpukmeans.bench.runner import thread_limits  # noqa: E402
 from gpukmeans.bench.scoring import reference_assign  # noqa: E402
-from gpukmeans.bench.timing import collect_warnings, summarize, timed  # noqa: E402
+from gpukmeans.bench.timing import alternate, summarize  # noqa: E402
 from gpukmeans.bench.workloads import find_mnist, load_mnist_images  # noqa: E402
 
 TARGETS = {
@@ -66,31 +66,6 @@ FULL = dict(n_samples=70000, ks=(20, 256), n_iter=20, repeats=5, kpp_repeats=(5,
 QUICK = dict(n_samples=5000, ks=(10, 32), n_iter=10, repeats=2, kpp_repeats=(2, 2),
              notebook_samples=1000, seeds=(0, 1), notebook_repeats=1,
              floor_bytes=32 << 20, sgemm_size=512, name="cpu-mnist-quick")
-
-
-def alternate(calls, repeats, warmup=True, log=print):
-    """Time ``calls`` (``name -> fn``) alternately in ABBA order.
-
-    With ``warmup``, one untimed-for-statistics first call each (reported as
-    ``first_call_s``). Returns ``name -> {"samples": [...], "first_call_s": s, "result": r}``.
-    """
-    names = list(calls)
-    out = {name: {"samples": [], "first_call_s": None, "result": None, "notes": []} for name in names}
-    if warmup:
-        for name in names:
-            with collect_warnings(out[name]["notes"]):
-                seconds, out[name]["result"] = timed(calls[name])
-            out[name]["first_call_s"] = seconds
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            with collect_warnings(out[name]["notes"]):
-                seconds, out[name]["result"] = timed(calls[name])
-            out[name]["samples"].append(seconds)
-    for name in names:
-        out[name]["time_s"] = summarize(out[name]["samples"])
-        log(f"    {name:10s} median {out[name]['time_s']['median'] * 1e3:9.1f} ms "
-            f"[{out[name]['time_s']['min'] * 1e3:.1f}-{out[name]['time_s']['max'] * 1e3:.1f}]")
-    return out
 
 
 def _ratio(measured):

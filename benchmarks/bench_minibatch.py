@@ -45,7 +45,7 @@ from gpukmeans.bench.environment import (  # noqa: E402
 )
 from gpukmeans.bench.reports import json_default  # noqa: E402
 from gpukmeans.bench.runner import thread_limits  # noqa: E402
-from gpukmeans.bench.timing import collect_warnings, summarize, timed  # noqa: E402
+from gpukmeans.bench.timing import alternate  # noqa: E402
 from gpukmeans.bench.workloads import find_mnist, load_mnist_images, make_blobs_data  # noqa: E402
 
 GOAL_RATIO = 1 / 3  # gpukmeans time / scikit-learn time, at most
@@ -62,26 +62,6 @@ QUICK = dict(mnist_ks=(10,), mnist_seeds=(0,), mnist_float64=(10, 0), blobs=(100
              name="minibatch-quick")
 
 
-def alternate(calls, repeats, log=print):
-    """Time ``calls`` (``name -> fn``) alternately in ABBA order after one warm-up each.
-    Returns ``name -> {"samples", "first_call_s", "result", "notes", "time_s"}``."""
-    names = list(calls)
-    out = {n: {"samples": [], "first_call_s": None, "result": None, "notes": []} for n in names}
-    for name in names:
-        with collect_warnings(out[name]["notes"]):
-            out[name]["first_call_s"], out[name]["result"] = timed(calls[name])
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            with collect_warnings(out[name]["notes"]):
-                seconds, out[name]["result"] = timed(calls[name])
-            out[name]["samples"].append(seconds)
-    for name in names:
-        out[name]["time_s"] = summarize(out[name]["samples"])
-        log(f"    {name:10s} median {out[name]['time_s']['median']:8.3f} s "
-            f"[{out[name]['time_s']['min']:.3f}-{out[name]['time_s']['max']:.3f}]")
-    return out
-
-
 def measure(X, dataset, k, seed, repeats, threads, log=print):
     """Both contestants on ``threads`` threads: scikit-learn's OpenMP and BLAS pools, and
     gpukmeans' Numba engine (its per-batch work runs on NumPy with BLAS on one thread)."""
@@ -96,7 +76,7 @@ def measure(X, dataset, k, seed, repeats, threads, log=print):
         measured = alternate({
             "sklearn": lambda: SkMiniBatchKMeans(k, random_state=seed).fit(X),
             "gpukmeans": lambda: MiniBatchKMeans(k, random_state=seed, device="cpu").fit(X),
-        }, repeats, log=log)
+        }, repeats, log=log, unit="s")
     sk, gk = measured["sklearn"]["result"], measured["gpukmeans"]["result"]
     ratio = measured["gpukmeans"]["time_s"]["median"] / measured["sklearn"]["time_s"]["median"]
     inertia_rel_diff = (gk.inertia_ - sk.inertia_) / sk.inertia_

@@ -1,4 +1,4 @@
-"""Timing one call, and summarising samples."""
+"""Timing one call, alternating contestants, and summarising samples."""
 
 import contextlib
 import time
@@ -40,3 +40,31 @@ def collect_warnings(notes):
         message = f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}"
         if message not in notes:
             notes.append(message)
+
+
+def alternate(calls, repeats, warmup=True, log=print, unit="ms"):
+    """Time ``calls`` (``name -> fn``) alternately in ABBA order.
+
+    With ``warmup``, one untimed-for-statistics first call each (reported as
+    ``first_call_s``). Returns ``name -> {"samples", "first_call_s", "result", "notes",
+    "time_s"}``; each median is logged in ``unit`` ("ms" or "s").
+    """
+    scale, digits = (1e3, 1) if unit == "ms" else (1.0, 3)
+    names = list(calls)
+    out = {name: {"samples": [], "first_call_s": None, "result": None, "notes": []} for name in names}
+    if warmup:
+        for name in names:
+            with collect_warnings(out[name]["notes"]):
+                seconds, out[name]["result"] = timed(calls[name])
+            out[name]["first_call_s"] = seconds
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            with collect_warnings(out[name]["notes"]):
+                seconds, out[name]["result"] = timed(calls[name])
+            out[name]["samples"].append(seconds)
+    for name in names:
+        out[name]["time_s"] = summarize(out[name]["samples"])
+        time_s = out[name]["time_s"]
+        log(f"    {name:10s} median {time_s['median'] * scale:9.{digits}f} {unit} "
+            f"[{time_s['min'] * scale:.{digits}f}-{time_s['max'] * scale:.{digits}f}]")
+    return out
