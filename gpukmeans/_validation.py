@@ -118,13 +118,9 @@ def _check_shared_params(estimator):
         )
 
 
-def _check_device_X(X, name, xp):
-    """Device-side counterpart of scikit-learn's ``check_array`` for CuPy arrays."""
-    X = as_cupy(X)  # a zero-copy view of torch tensors and other CUDA arrays
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array for {name}, got {X.ndim}D array of shape {X.shape} instead."
-        )
+def check_real_and_not_empty(X, name):
+    """The dtype and shape checks of scikit-learn's ``check_array``, for the 2-D arrays
+    it does not see (CuPy arrays, dask arrays), with its messages."""
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported for {name}, got dtype {X.dtype}.")
     if X.dtype.kind not in "biuf":
@@ -134,6 +130,16 @@ def _check_device_X(X, name, xp):
             f"Found array with shape {X.shape} for {name}, while at least one sample "
             "and one feature are required."
         )
+
+
+def _check_device_X(X, name, xp):
+    """Device-side counterpart of scikit-learn's ``check_array`` for CuPy arrays."""
+    X = as_cupy(X)  # a zero-copy view of torch tensors and other CUDA arrays
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array for {name}, got {X.ndim}D array of shape {X.shape} instead."
+        )
+    check_real_and_not_empty(X, name)
     if X.dtype not in FLOAT_DTYPES:
         X = X.astype(xp.float64)
     if not bool(xp.isfinite(X).all()):

@@ -568,13 +568,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"{X.chunks[1]}; each block must hold whole rows: use "
                 f"{name}.rechunk({{1: -1}})."
             )
-        if X.dtype.kind == "c":
-            raise ValueError(f"Complex data not supported for {name}, got dtype {X.dtype}.")
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
-        if X.shape[0] < 1 or X.shape[1] < 1:
-            raise ValueError(f"Found array with shape {X.shape} for {name}, while at least "
-                             "one sample and one feature are required.")
+        _validation.check_real_and_not_empty(X, name)
         dtype = X.dtype if X.dtype in _validation.FLOAT_DTYPES else np.dtype(np.float64)
         return dtype
 
