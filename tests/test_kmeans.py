@@ -362,3 +362,21 @@ def test_quiet_by_default(capsys, rng):
     KMeans(3, random_state=0, device="cpu").fit(rng.normal(size=(50, 2)))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_tolerance_is_tol_times_the_mean_feature_variance(rng, dtype, offset):
+    # The tolerance comes from the fit's row norms, centred or not (float32 near the
+    # origin is not centred): it must be scikit-learn's definition, to rounding.
+    from gpukmeans import _cpu
+    from gpukmeans._estimator import _tolerance_from_norms
+
+    X = (rng.standard_normal((3000, 7)) * rng.uniform(0.1, 10, 7) + offset).astype(dtype)
+    X_mean = X.mean(axis=0)
+    X_work, x_squared_norms, is_centred = _cpu.centered(X, X_mean)
+    assert is_centred == (dtype == np.float64 or offset > 0)
+    tol = _tolerance_from_norms(x_squared_norms, None if is_centred else X_mean, 7, 1e-4, np)
+    expected = np.mean(np.var(X.astype(np.float64), axis=0)) * 1e-4
+    np.testing.assert_allclose(tol, expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert _tolerance_from_norms(x_squared_norms, None, 7, 0.0, np) == 0.0
