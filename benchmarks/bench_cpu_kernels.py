@@ -59,7 +59,7 @@ def kernels_table(repeats):
             centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
             labels = np.full(n_samples, -1, np.int32)
             args = (X, np.ones(n_samples, dtype), centers, centers_squared_norms(centers),
-                    labels, CHUNK_ROWS, fold_rows(n_clusters),
+                    labels, np.empty(0), CHUNK_ROWS, fold_rows(n_clusters),
                     n_groups(n_chunks(n_samples), n_clusters, n_features), False)
             tail = (bound_margin_coefficient(dtype, n_features), dtype == np.float32)
             # The engine never runs the blocked kernel on float64 (its own summation

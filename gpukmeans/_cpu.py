@@ -14,6 +14,8 @@ Determinism: every reduction runs in an order fixed by the data's shape, so the 
 input gives bitwise the same output with 1 thread or 64.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._cpu_bounds import ELKAN_MIN_CLUSTERS, BoundsRun
@@ -29,7 +31,7 @@ from ._cpu_small import centers_squared_norms as _centers_squared_norms
 from ._cpu_small import fold_rows as _fold_rows
 from ._cpu_small import n_chunks as _n_chunks
 from ._cpu_small import n_groups as _n_groups
-from ._engine import Engine, StatelessRun
+from ._engine import Engine
 
 
 # How the plain step finds each row's nearest center, by the shapes (_dots_kernel).
@@ -79,13 +81,17 @@ def _dots_kernel(X, n_clusters):
     return GEMM
 
 
-def lloyd_iter(X, sample_weight, centers_old, labels):
+_NO_NORMS = np.empty(0)
+
+
+def lloyd_iter(X, sample_weight, centers_old, labels, x_squared_norms=_NO_NORMS):
+    """Engine ``lloyd_iter``; a run passes its ``x_squared_norms`` (float64) along."""
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
     n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
     return _lloyd_chunked(
         X, sample_weight, centers_old, _centers_squared_norms(centers_old), labels,
-        CHUNK_ROWS, _fold_rows(n_clusters),
+        x_squared_norms, CHUNK_ROWS, _fold_rows(n_clusters),
         n_groups, True, _dots_kernel(X, n_clusters),
         _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
     )
@@ -105,13 +111,31 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
     labels stay bitwise scikit-learn's."""
     if X.dtype == np.float32 and _bounds_pay(X, n_clusters):
         return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
-    return StatelessRun(X, sample_weight, lloyd_iter, assign_labels, inertia)
+    return PlainRun(X, x_squared_norms, sample_weight)
 
 
-def assign_labels(X, centers, labels):
+class PlainRun(NamedTuple):
+    """A run of plain steps, which keeps nothing between them but the row norms."""
+
+    X: np.ndarray
+    x_squared_norms: np.ndarray
+    sample_weight: np.ndarray
+
+    def step(self, centers_old, labels):
+        return lloyd_iter(self.X, self.sample_weight, centers_old, labels, self.x_squared_norms)
+
+    def finish(self, centers, labels, assign_labels):
+        if assign_labels:
+            e_step(self.X, centers, labels, self.x_squared_norms)
+        return inertia(self.X, self.sample_weight, centers, labels)
+
+
+def e_step(X, centers, labels, x_squared_norms=_NO_NORMS):
+    """Engine ``assign_labels``; a run passes its ``x_squared_norms`` along."""
     no_weight = np.empty(0, dtype=X.dtype)
     _lloyd_chunked(
-        X, no_weight, centers, _centers_squared_norms(centers), labels, CHUNK_ROWS, 0,
+        X, no_weight, centers, _centers_squared_norms(centers), labels, x_squared_norms,
+        CHUNK_ROWS, 0,
         _n_chunks(X.shape[0]), False,
         _dots_kernel(X, centers.shape[0]), _bound_margin_coefficient(X.dtype, X.shape[1]),
         X.dtype == np.float32,
@@ -142,7 +166,7 @@ def make_engine():
         xp=np,
         lloyd_iter=lloyd_iter,
         start_lloyd=start_lloyd,
-        assign_labels=assign_labels,
+        assign_labels=e_step,
         assigned_distances=assigned_distances,
         inertia=inertia,
         pairwise_distances=pairwise_distances,

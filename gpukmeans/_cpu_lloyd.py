@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     GEMM_TILE_CENTERS, _chunk_dots_blocked, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _dot1,
-    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms,
+    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -105,6 +105,7 @@ def _lloyd_chunked(
     centers_old,  # IN (n_clusters, n_features)
     centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms
     labels,  # OUT (n_samples,) int32
+    x_squared_norms,  # IN (n_samples,) float64 ||x||^2, or (0,): computed where needed
     chunk_rows,
     fold_rows,
     n_groups,
@@ -116,7 +117,9 @@ def _lloyd_chunked(
     """One E-step, and the M-step sums when ``update_centers``.
 
     ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS or BY_GEMM) says how ``x . c`` is computed;
-    ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`).
+    ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`), which
+    grows with ``||x||^2``: a run passes the norms it has (``x_squared_norms``; a tenth of
+    a step at d=32 to compute again), a single E-step computes each row's as it needs it.
     ``exact_labels`` (float32) has near-ties decided in float64
     (:func:`_nearest_of_near_ties`), so each label is the exactly nearest center.
     float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly, with
@@ -130,6 +133,7 @@ def _lloyd_chunked(
     n_clusters = centers_old.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
+    have_norms = x_squared_norms.shape[0] == n_samples
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
@@ -166,7 +170,6 @@ def _lloyd_chunked(
         best = np.empty(n_by_rows, dtype=np.int32)
         best_value = np.empty(n_by_rows, dtype=X.dtype)
         second_value = np.empty(n_by_rows, dtype=X.dtype)
-        squared_norms = np.empty(n_by_rows, dtype=np.float64)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
@@ -174,17 +177,18 @@ def _lloyd_chunked(
                 if dots_kernel == BY_ROWS:
                     _chunk_nearest_by_rows(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value, squared_norms,
+                        scratch, best, best_value, second_value,
                     )
                 else:
                     _chunk_nearest_by_gemm(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value, squared_norms,
+                        scratch, best, best_value, second_value,
                     )
                 have_gemm = False
                 for i in range(chunk_end - chunk_start):
                     x = X[chunk_start + i]
-                    x_squared_norm = squared_norms[i] * (1 + margin_coefficient)
+                    x_squared_norm = (x_squared_norms[chunk_start + i] if have_norms
+                                      else _squared_norm_f64(x)) * (1 + margin_coefficient)
                     margin = margin_coefficient * (x_squared_norm + max_center_norm)
                     gap = np.float64(second_value[i]) - np.float64(best_value[i])
                     label = best[i]
@@ -214,8 +218,9 @@ def _lloyd_chunked(
                     x = X[chunk_start + i]
                     tie_gap = -1.0  # float64: the plain argmin
                     if exact_labels:
-                        # ||x||^2 from the cached row, rounded up past its float32 error.
-                        x_squared_norm = np.float64(_dot1(x, x)) * (1 + margin_coefficient)
+                        # ||x||^2 rounded up past its float32 error (the cached row's).
+                        x_squared_norm = (x_squared_norms[chunk_start + i] if have_norms
+                                          else np.float64(_dot1(x, x))) * (1 + margin_coefficient)
                         tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
                     labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
             if update_centers:

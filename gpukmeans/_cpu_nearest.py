@@ -276,12 +276,6 @@ def _fold_center(values, center_norm, label, n_rows, best, best_value, second_va
         best_value[i] = value if closer else current
 
 
-@njit(nogil=True, cache=CACHE)
-def _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms):
-    for i in range(chunk_end - chunk_start):
-        squared_norms[i] = _squared_norm_f64(X[chunk_start + i])
-
-
 @njit(nogil=True, fastmath={"contract"}, cache=CACHE)
 def _chunk_nearest_by_rows(
     X,  # IN (n_samples, n_features)
@@ -293,7 +287,6 @@ def _chunk_nearest_by_rows(
     best,  # OUT (>= chunk,) int32: the argmin of the values (lowest index on equal values)
     best_value,  # OUT (>= chunk,) X.dtype: the smallest value
     second_value,  # OUT (>= chunk,) X.dtype: the second smallest (inf for one center)
-    squared_norms,  # OUT (>= chunk,) float64: ||x||^2
 ):
     n_rows = chunk_end - chunk_start
     n_features = X.shape[1]
@@ -303,7 +296,6 @@ def _chunk_nearest_by_rows(
         x = X[chunk_start + i]
         for f in range(n_features):
             rows_t[f, i] = x[f]
-    _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms)
     _start_nearest_two(n_rows, best, best_value, second_value)
     zero = X.dtype.type(0)
     for j in range(minus_two_centers.shape[0]):
@@ -334,12 +326,10 @@ def _chunk_nearest_by_gemm(
     best,  # OUT, as in _chunk_nearest_by_rows
     best_value,
     second_value,
-    squared_norms,
 ):
     n_rows = chunk_end - chunk_start
     n_clusters = minus_two_centers.shape[0]
     rows_t = X[chunk_start:chunk_end].T
-    _chunk_squared_norms(X, chunk_start, chunk_end, squared_norms)
     _start_nearest_two(n_rows, best, best_value, second_value)
     for tile_start in range(0, n_clusters, GEMM_TILE_CENTERS):
         tile_end = min(tile_start + GEMM_TILE_CENTERS, n_clusters)

@@ -132,7 +132,7 @@ def _bisectors(rng, n_samples, n_features, n_clusters):
     return (centers[a] + centers[b]) / 2 + offset, centers
 
 
-def _plain_step(X, sample_weight, centers, dots_kernel):
+def _plain_step(X, sample_weight, centers, dots_kernel, x_squared_norms=np.empty(0)):
     from gpukmeans._cpu_small import fold_rows, n_chunks, n_groups
 
     n_samples, n_features = X.shape
@@ -141,7 +141,7 @@ def _plain_step(X, sample_weight, centers, dots_kernel):
     with _cpu.cpu_runtime():
         sums, weights = _cpu_lloyd._lloyd_chunked(
             X, sample_weight, centers, _cpu_small.centers_squared_norms(centers), labels,
-            _cpu_small.CHUNK_ROWS, fold_rows(n_clusters),
+            x_squared_norms, _cpu_small.CHUNK_ROWS, fold_rows(n_clusters),
             n_groups(n_chunks(n_samples), n_clusters, n_features), True, dots_kernel,
             _cpu_small.bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
         )
@@ -191,6 +191,10 @@ def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         if np.array_equal(labels, gemm_labels):
             np.testing.assert_array_equal(sums, gemm_sums)
             np.testing.assert_array_equal(weights, gemm_weights)
+        # A run hands the kernels its row norms instead of having them computed again.
+        run_labels, _, _ = _plain_step(Xd, weight, centers, _DOTS_KERNELS[kernel],
+                                       _cpu.row_norms_f64(Xd))
+        np.testing.assert_array_equal(run_labels, labels)
 
 
 def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
@@ -263,7 +267,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
         # inertia it computes on the way is the inertia pass's, bitwise.
         inertia = run.finish(centers, labels, assign_labels=True)
         plain = np.empty_like(labels)
-        _cpu.assign_labels(X, centers, plain)
+        _cpu.e_step(X, centers, plain)
         np.testing.assert_array_equal(labels, plain)
         assert inertia == _cpu.inertia(X, sample_weight, centers, labels)
         assert run.finish(centers, labels, assign_labels=False) == inertia
