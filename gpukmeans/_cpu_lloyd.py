@@ -98,6 +98,24 @@ def _fold_centers(center_acc, touched, sums):
             touched[j] = False
 
 
+@njit(nogil=True, cache=CACHE)
+def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coefficient,
+                    max_center_norm, tie_factor, near):
+    """``near[i]``: whether row i's two smallest values ``||c||^2 - 2 x.c`` are within
+    ``tie_factor`` margins, too close for their rounding to order. Returns the count.
+    Branch-free, so that it vectorises: near-ties are rare, and the rows that are not
+    (almost all) must cost only this pass."""
+    n_near = 0
+    for i in range(n_rows):
+        margin = margin_coefficient * (
+            squared_norms[i] * (1 + margin_coefficient) + max_center_norm)
+        gap = np.float64(second_value[i]) - np.float64(best_value[i])
+        is_near = gap <= tie_factor * margin
+        near[i] = is_near
+        n_near += is_near
+    return n_near
+
+
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _lloyd_chunked(
     X,  # IN (n_samples, n_features)
@@ -170,6 +188,8 @@ def _lloyd_chunked(
         best = np.empty(n_by_rows, dtype=np.int32)
         best_value = np.empty(n_by_rows, dtype=X.dtype)
         second_value = np.empty(n_by_rows, dtype=X.dtype)
+        near = np.empty(n_by_rows, dtype=np.bool_)
+        norms_buffer = np.empty(0 if have_norms else n_by_rows, dtype=np.float64)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
@@ -184,28 +204,36 @@ def _lloyd_chunked(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                         scratch, best, best_value, second_value,
                     )
-                have_gemm = False
-                for i in range(chunk_end - chunk_start):
-                    x = X[chunk_start + i]
-                    x_squared_norm = (x_squared_norms[chunk_start + i] if have_norms
-                                      else _squared_norm_f64(x)) * (1 + margin_coefficient)
-                    margin = margin_coefficient * (x_squared_norm + max_center_norm)
-                    gap = np.float64(second_value[i]) - np.float64(best_value[i])
-                    label = best[i]
-                    if exact_labels:
-                        if gap <= 2 * margin:
-                            label = _exactly_nearest(x, centers_old)
-                    elif gap <= 4 * margin:
-                        # Within both roundings: the GEMM's own values decide, as they
-                        # do in scikit-learn (the whole chunk, as it multiplies it).
-                        if not have_gemm:
-                            np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
-                            have_gemm = True
-                        values = values_buffer
-                        for j in range(n_clusters):
-                            values[j] = centers_squared_norms[j] + dots[i, j]
-                        label = _exact_argmin(x, centers_old, values, -1.0)
-                    labels[chunk_start + i] = label
+                n_rows = chunk_end - chunk_start
+                if have_norms:
+                    row_norms = x_squared_norms[chunk_start:chunk_end]
+                else:
+                    row_norms = norms_buffer[:n_rows]
+                    for i in range(n_rows):
+                        row_norms[i] = _squared_norm_f64(X[chunk_start + i])
+                # float32: a near-tie is within twice the margin; float64's values and
+                # the GEMM's are each off by up to a margin: four.
+                n_near = _flag_near_ties(best_value, second_value, row_norms, n_rows,
+                                         margin_coefficient, max_center_norm,
+                                         2.0 if exact_labels else 4.0, near)
+                for i in range(n_rows):
+                    labels[chunk_start + i] = best[i]
+                if n_near and exact_labels:
+                    for i in range(n_rows):
+                        if near[i]:
+                            labels[chunk_start + i] = _exactly_nearest(X[chunk_start + i],
+                                                                       centers_old)
+                elif n_near:
+                    # Within both roundings: the GEMM's own values decide, as they do
+                    # in scikit-learn (the whole chunk, as it multiplies it).
+                    np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
+                    values = values_buffer
+                    for i in range(n_rows):
+                        if near[i]:
+                            for j in range(n_clusters):
+                                values[j] = centers_squared_norms[j] + dots[i, j]
+                            labels[chunk_start + i] = _exact_argmin(
+                                X[chunk_start + i], centers_old, values, -1.0)
             else:
                 if dots_kernel == BLOCKED:
                     _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
