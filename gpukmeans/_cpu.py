@@ -47,18 +47,21 @@ from ._engine import Engine
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_DOTS_MAX_CLUSTERS = 64
-# float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with fewer
-# than PLAIN_MIN_CLUSTERS clusters and more than BY_ROWS's few features, or with more
-# than PLAIN_MAX_FEATURES features and fewer than BOUNDS_CLUSTERS_PER_FEATURE clusters per
-# feature; elsewhere a full plain step costs less than keeping them. Blobs, 100,000
-# samples, 10 iterations from random rows, ms per iteration, plain vs bounds
-# (benchmarks/results/cpu-kernels.md): d=2 k=8 3.3 vs 3.1, k=32 3.1 vs 10.5, k=1024 22
-# vs 71; d=8 k=8 3.5 vs 2.9, k=128 6.1 vs 17.9; d=16 k=8 4.6 vs 3.4, k=32 5.1 vs 6.8;
-# d=32 k=8 4.9 vs 3.5, k=32 6.9 vs 8.9, k=1024 54 vs 85; d=64 k=8 8.2 vs 4.5, k=32 11.0
-# vs 6.8, k=128 19.7 vs 22.2, k=1024 76 vs 93. (MNIST, d=784: Elkan's bounds at k=256
-# take 81 ms per iteration, a full step's E-step alone 128.)
-PLAIN_MAX_FEATURES = 32
-PLAIN_MIN_CLUSTERS = 16
+# float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
+# than PLAIN_MAX_FEATURES features and, up to BY_GEMM's features, between
+# BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond them (where the plain step
+# multiplies by GEMM or the blocked kernel) up to BOUNDS_CLUSTERS_PER_FEATURE per feature.
+# Elsewhere a full plain step costs less than keeping them. Blobs, 100,000 samples, 10
+# iterations from random rows, CPU ms (both threads) per iteration, plain vs bounds
+# (benchmarks/bench_cpu_kernels.py runs --clock cpu, results/cpu-kernels.md): d=8 k=8
+# 1.96 vs 2.90; d=16 k=8 2.78 vs 3.17; d=24 k=8 3.65 vs 3.85; d=32 k=4 2.79 vs 4.29, k=8
+# 4.66 vs 4.41, k=12 5.28 vs 4.45, k=32 6.69 vs 11.6; d=48 k=8 6.83 vs 4.69, k=64 13.8 vs
+# 19.3; d=64 k=4 4.31 vs 6.98, k=8 9.03 vs 5.98, k=32 12.9 vs 10.4; d=128 k=4 9.82 vs
+# 10.2, k=32 24.1 vs 17.9, k=96 39.0 vs 33.3, k=160 55.5 vs 51.2; d=256 k=8 27.3 vs 10.3.
+# (MNIST, d=784: Elkan's bounds at k=256 take 81 ms per iteration, a full step's E-step
+# alone 128.)
+PLAIN_MAX_FEATURES = 24
+BOUNDS_MIN_CLUSTERS = 8
 BOUNDS_CLUSTERS_PER_FEATURE = 2
 
 
@@ -99,10 +102,11 @@ def lloyd_iter(X, sample_weight, centers_old, labels, x_squared_norms=_NO_NORMS)
 
 def _bounds_pay(X, n_clusters):
     n_features = X.shape[1]
-    if n_clusters < PLAIN_MIN_CLUSTERS:
-        return n_features > BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
-    return (n_features > PLAIN_MAX_FEATURES
-            and n_clusters < BOUNDS_CLUSTERS_PER_FEATURE * n_features)
+    if n_features <= PLAIN_MAX_FEATURES:
+        return False
+    if n_features <= BY_GEMM_MAX_FEATURES:
+        return BOUNDS_MIN_CLUSTERS <= n_clusters < n_features
+    return n_clusters < BOUNDS_CLUSTERS_PER_FEATURE * n_features
 
 
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
@@ -180,7 +184,8 @@ def make_engine():
 # The (n_features, n_clusters) of the runs that warm_up makes by default: the plain step
 # (one function for every way of finding the nearest centers), Hamerly's bounds and
 # Elkan's, each float32 and float64.
-WARM_UP_SHAPES = ((5, 3), (PLAIN_MAX_FEATURES + 1, 3), (PLAIN_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS))
+WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
+                  (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS))
 
 
 def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):

@@ -223,12 +223,16 @@ def test_sample_weight_equals_repetition_from_same_init(rng):
 @pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 @pytest.mark.parametrize("n_features, n_clusters, dtype", [
-    (8, 12, np.float32),  # Hamerly's bounds
+    (32, 12, np.float32), (40, 30, np.float32),  # Hamerly's bounds, Elkan's
     (2, 40, np.float32), (3, 20, np.float64),  # the plain step by rows
     (16, 40, np.float32), (12, 20, np.float64),  # ... from a GEMM folded by rows
 ])
 def test_same_random_state_is_bitwise_identical_across_thread_counts(
         init, n_features, n_clusters, dtype, rng):
+    from gpukmeans import _cpu
+
+    X_probe = np.empty((1, n_features), dtype)
+    assert _cpu._bounds_pay(X_probe, n_clusters) == (n_features >= 32)  # the paths named
     # Enough rows for several accumulation groups, so a thread-dependent reduction
     # order would show.
     X = _dataset("blobs", 20000, n_features, n_clusters, rng).astype(dtype)
