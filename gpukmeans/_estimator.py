@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine, resolve_device
 from ._init import kmeans_plusplus as _kmeans_plusplus
-from ._init import random_init
+from ._init import KMEANS_PARALLEL_ROUNDS, kmeans_parallel, random_init
 from ._lloyd import kmeans_single_lloyd, to_host
 from ._progress import NULL_REPORTER, make_reporter
 
@@ -35,17 +35,25 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     ----------
     n_clusters : int, default=8
         The number of clusters to form, and of centroids to generate.
-    init : {"k-means++", "random"}, callable or array-like of shape \
+    init : {"k-means++", "k-means||", "random"}, callable or array-like of shape \
             (n_clusters, n_features), default="k-means++"
         "k-means++": greedy k-means++ with ``2 + int(ln(n_clusters))`` local trials per
-        center, weighted by ``sample_weight``. "random": ``n_clusters`` distinct rows
+        center, weighted by ``sample_weight``: one pass over X per center. "k-means||":
+        scalable k-means++ (Bahmani et al., VLDB 2012; cuML's and dask-ml's default),
+        ``init_max_iter`` rounds that each keep about ``oversampling_factor *
+        n_clusters`` samples, drawn as k-means++ draws one, then the kept samples,
+        weighted by the samples nearest to each, clustered into ``n_clusters`` (k-means++
+        and Lloyd): a few passes over X instead of ``n_clusters``, for many clusters on
+        many more samples (see :func:`gpukmeans._init.kmeans_parallel`); not the same
+        centers as k-means++. "random": ``n_clusters`` distinct rows
         drawn with probability proportional to their weight. A callable is called as
         ``init(X, n_clusters, random_state=random_state)`` on the data the fit works on
         (centred where the engine centres it: see ``copy_x``), read-only. An array gives the initial centers
         (NumPy or CuPy).
     n_init : "auto" or int, default="auto"
         Number of runs with different seeds; the one with the lowest inertia wins.
-        "auto": 1 for "k-means++" and array init, 10 for "random" and callables.
+        "auto": 1 for "k-means++", "k-means||" and array init, 10 for "random" and
+        callables.
     max_iter : int, default=300
         Maximum number of iterations of a single run.
     tol : float, default=1e-4
@@ -80,6 +88,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
         the Numba engine; "auto" picks the GPU when CuPy and a device are usable, or when
         X already lives on the GPU, and the CPU otherwise.
+    oversampling_factor : float, default=2.0
+        "k-means||" only (as in cuML): the samples kept per round, about
+        ``oversampling_factor * n_clusters``.
+    init_max_iter : int or None, default=None
+        "k-means||" only (as in cuML): its number of rounds; None means 5.
 
     Attributes
     ----------
@@ -134,6 +147,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         copy_x=True,
         algorithm="lloyd",
         device="auto",
+        oversampling_factor=2.0,
+        init_max_iter=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -145,6 +160,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.copy_x = copy_x
         self.algorithm = algorithm
         self.device = device
+        self.oversampling_factor = oversampling_factor
+        self.init_max_iter = init_max_iter
 
     # ------------------------------------------------------------------ fit
     def __sklearn_tags__(self):
@@ -317,6 +334,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers, _ = _kmeans_plusplus(
                 X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine,
                 reporter=reporter,
+            )
+        elif isinstance(init, str) and init == "k-means||":
+            centers, _ = kmeans_parallel(
+                X, self.n_clusters, sample_weight, random_state, engine,
+                oversampling_factor=self.oversampling_factor,
+                n_rounds=self.init_max_iter or KMEANS_PARALLEL_ROUNDS, reporter=reporter,
             )
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)

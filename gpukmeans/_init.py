@@ -97,3 +97,87 @@ def random_init(X, n_clusters, sample_weight, random_state, xp):
         X.shape[0], size=n_clusters, replace=False, p=weight_host / weight_host.sum()
     )
     return X[xp.asarray(seeds)]
+
+
+KMEANS_PARALLEL_ROUNDS = 5
+"""k-means||'s default number of rounds: Bahmani et al. found 5 enough (their Fig. 5.2),
+and cuML, dask-ml and :class:`gpukmeans.dask.KMeans` use 5 too."""
+
+
+def kmeans_parallel(
+    X,
+    n_clusters,
+    sample_weight,
+    random_state,
+    engine,
+    oversampling_factor=2.0,
+    n_rounds=KMEANS_PARALLEL_ROUNDS,
+    reporter=NULL_REPORTER,
+):
+    """k-means|| (scalable k-means++; Bahmani, Moseley, Vattani, Kumar and Vassilvitskii,
+    "Scalable K-Means++", VLDB 2012), as cuML's and dask-ml's ``init="k-means||"``.
+
+    One weighted random row, then ``n_rounds`` passes that each keep every sample
+    independently with probability ``min(1, l w d^2 / cost)`` (``l = oversampling_factor
+    * n_clusters``, ``d`` the distance to the nearest row kept so far, ``cost`` the sum of
+    ``w d^2``): about ``l`` new candidates a round, found with one E-step against them.
+    Each candidate is weighted by the weight of the samples nearest to it, and the
+    weighted candidates are clustered into ``n_clusters`` by :class:`gpukmeans.KMeans`
+    (k-means++, then Lloyd) on the CPU. Greedy k-means++ makes ``n_clusters`` passes over
+    X; this makes ``n_rounds + 2``, whose E-steps are GEMM-shaped (against ``l``
+    candidates at a time): it pays when ``n_samples`` is many times ``5 l``.
+
+    Prior validation of data is assumed. The draws come from ``random_state`` (a
+    ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features), X's dtype and module.
+    candidates : int64 ndarray of shape (n_candidates,)
+        The rows of X kept, in the order they were kept.
+    """
+    from ._estimator import KMeans  # the estimator reclusters the candidates
+
+    xp = engine.xp
+    n_samples = X.shape[0]
+    weight = to_host(sample_weight).astype(np.float64)
+    reporter.start_init("k-means||", n_clusters)
+    chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
+    labels = xp.zeros(n_samples, dtype=xp.int32)
+    closest_dist_sq = to_host(engine.assigned_distances(X, X[chosen[0]], labels))
+    oversampling = float(oversampling_factor) * n_clusters
+    for _ in range(n_rounds):
+        cost = float((weight * closest_dist_sq).sum())
+        if not cost > 0:
+            break  # every sample sits on a candidate
+        draws = random_state.random_sample(n_samples)
+        new = np.flatnonzero(draws * cost < oversampling * weight * closest_dist_sq)
+        if new.size == 0:
+            continue
+        new_rows = X[xp.asarray(new)]
+        engine.assign_labels(X, new_rows, labels)
+        np.minimum(closest_dist_sq, to_host(engine.assigned_distances(X, new_rows, labels)),
+                   out=closest_dist_sq)
+        chosen.append(new)
+    # A sample kept once sits at distance 0 from then on, so never twice.
+    index = np.concatenate(chosen)
+    if index.size < n_clusters:
+        # Too few candidates (few distinct samples): top up with distinct rows drawn by
+        # weight, as many as there are samples of positive weight.
+        n_draws = min(n_clusters, int(np.count_nonzero(weight)))
+        extra = random_state.choice(n_samples, size=n_draws, replace=False,
+                                    p=weight / weight.sum())
+        index = np.concatenate([index, np.setdiff1d(extra, index)])
+    candidates = X[xp.asarray(index)]
+    engine.assign_labels(X, candidates, labels)
+    candidate_weight = np.bincount(to_host(labels), weights=weight, minlength=index.size)
+    if index.size <= n_clusters:
+        # Every candidate is a center, repeated where there are fewer than n_clusters
+        # (those clusters start empty and are relocated as in any fit).
+        centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
+    else:
+        recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
+                           device="cpu").fit(to_host(candidates), sample_weight=candidate_weight)
+        centers = xp.asarray(recluster.cluster_centers_)
+    reporter.init_step(n_clusters)
+    return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index

@@ -16,6 +16,7 @@ from ._gpu import as_cupy, is_device_array
 from ._lloyd import to_host
 
 INITS = ("k-means++", "random")
+KMEANS_INITS = ("k-means++", "k-means||", "random")
 ALGORITHMS = ("lloyd", "elkan")
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -43,7 +44,15 @@ def _check_integer(name, value, minimum):
 
 def check_params(estimator):
     """Validate the hyper-parameters of a :class:`gpukmeans.KMeans`. Returns nothing."""
-    _check_shared_params(estimator)
+    _check_shared_params(estimator, KMEANS_INITS)
+    factor = estimator.oversampling_factor
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
+        raise TypeError(f"oversampling_factor must be a float, got {factor!r} of type "
+                        f"{type(factor).__name__}.")
+    if not np.isfinite(factor) or factor <= 0:
+        raise ValueError(f"oversampling_factor must be a finite float > 0, got {factor}.")
+    if estimator.init_max_iter is not None:
+        _check_integer("init_max_iter", estimator.init_max_iter, 1)
     if not isinstance(estimator.copy_x, (bool, np.bool_)):
         raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
     if estimator.algorithm not in ALGORITHMS:
@@ -55,7 +64,7 @@ def check_params(estimator):
 def check_minibatch_params(estimator):
     """Validate the hyper-parameters of a :class:`gpukmeans.MiniBatchKMeans` (scikit-learn's
     constraints, with errors that name the parameter). Returns nothing."""
-    _check_shared_params(estimator)
+    _check_shared_params(estimator, INITS)
     _check_integer("batch_size", estimator.batch_size, 1)
     if not isinstance(estimator.compute_labels, (bool, np.bool_)):
         raise TypeError(f"compute_labels must be a bool, got {estimator.compute_labels!r}.")
@@ -83,8 +92,9 @@ def check_tol_and_device(estimator):
         raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
 
 
-def _check_shared_params(estimator):
-    """The parameters that KMeans and MiniBatchKMeans share."""
+def _check_shared_params(estimator, inits):
+    """The parameters that KMeans and MiniBatchKMeans share; ``inits``: the named inits
+    the estimator takes."""
     _check_integer("n_clusters", estimator.n_clusters, 1)
     _check_integer("max_iter", estimator.max_iter, 1)
     if not isinstance(estimator.verbose, bool):  # verbose=True is accepted, as in sklearn
@@ -96,14 +106,14 @@ def _check_shared_params(estimator):
     check_tol_and_device(estimator)
     init = estimator.init
     if isinstance(init, str):
-        if init not in INITS:
+        if init not in inits:
             raise ValueError(
-                f"init must be one of {INITS}, a callable or an array of shape "
+                f"init must be one of {inits}, a callable or an array of shape "
                 f"(n_clusters, n_features), got {init!r}."
             )
     elif not callable(init) and not hasattr(init, "__len__") and not is_device_array(init):
         raise TypeError(
-            f"init must be one of {INITS}, a callable or an array of shape "
+            f"init must be one of {inits}, a callable or an array of shape "
             f"(n_clusters, n_features), got {type(init).__name__}."
         )
     rs = estimator.random_state

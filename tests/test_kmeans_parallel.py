@@ -1,0 +1,133 @@
+"""``init="k-means||"`` (scalable k-means++, Bahmani et al. 2012) on every engine: the
+rows it keeps and the centers it makes, against a float64 NumPy reference that draws from
+the same RandomState and reclusters with scikit-learn."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.cluster
+from sklearn.exceptions import ConvergenceWarning
+
+from gpukmeans import KMeans, MiniBatchKMeans
+from gpukmeans._device import get_engine
+from gpukmeans._init import kmeans_parallel
+from gpukmeans._lloyd import to_host
+from conftest import fit_device
+
+
+@pytest.fixture(params=["cpu", "cpu-numba", "emulated"],
+                ids=["cpu", "cpu-numba", "gpu-emulated"])
+def device(request):
+    return fit_device(request, request.param)
+
+
+def _reference(X, sample_weight, n_clusters, seed, oversampling_factor=2.0, n_rounds=5):
+    """k-means|| in float64 NumPy, distances from the differences; the candidates
+    reclustered by scikit-learn (k-means++ then Lloyd) from the same RandomState."""
+    random_state = np.random.RandomState(seed)
+    X = X.astype(np.float64)
+    weight = sample_weight.astype(np.float64)
+    n_samples = X.shape[0]
+    first = random_state.choice(n_samples, p=weight / weight.sum())
+    chosen = [np.array([first])]
+    closest = ((X - X[first]) ** 2).sum(axis=1)
+    for _ in range(n_rounds):
+        cost = (weight * closest).sum()
+        if not cost > 0:
+            break
+        draws = random_state.random_sample(n_samples)
+        new = np.flatnonzero(draws * cost < oversampling_factor * n_clusters * weight * closest)
+        if new.size:
+            closest = np.minimum(closest, ((X[:, None] - X[new][None]) ** 2).sum(-1).min(axis=1))
+            chosen.append(new)
+    index = np.concatenate(chosen)
+    if index.size < n_clusters:  # topped up with distinct rows drawn by weight
+        extra = random_state.choice(n_samples, size=min(n_clusters, np.count_nonzero(weight)),
+                                    replace=False, p=weight / weight.sum())
+        index = np.concatenate([index, np.setdiff1d(extra, index)])
+    nearest = ((X[:, None] - X[index][None]) ** 2).sum(-1).argmin(axis=1)
+    candidate_weight = np.bincount(nearest, weights=weight, minlength=index.size)
+    if index.size <= n_clusters:
+        return X[index][np.arange(n_clusters) % index.size], index
+    centers = sklearn.cluster.KMeans(
+        n_clusters, init="k-means++", n_init=1, random_state=random_state
+    ).fit(X[index], sample_weight=candidate_weight).cluster_centers_
+    return centers, index
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("oversampling_factor, n_rounds", [(2.0, 5), (0.5, 3)])
+def test_kept_rows_and_centers_are_the_reference_ones(
+        device, dtype, oversampling_factor, n_rounds, rng):
+    n_samples, n_features, n_clusters = 1500, 5, 12
+    modes = rng.normal(scale=5.0, size=(n_clusters, n_features))
+    X = (modes[rng.integers(n_clusters, size=n_samples)]
+         + rng.normal(size=(n_samples, n_features))).astype(dtype)
+    sample_weight = rng.uniform(0.5, 2.0, n_samples).astype(dtype)
+    sample_weight[rng.choice(n_samples, 100, replace=False)] = 0  # never kept
+    seed = int(rng.integers(1000))
+    expected_centers, expected_index = _reference(
+        X, sample_weight, n_clusters, seed, oversampling_factor, n_rounds)
+
+    engine = get_engine(device, n_samples, n_features, n_clusters)
+    with engine.runtime():
+        centers, index = kmeans_parallel(
+            engine.xp.asarray(X), n_clusters, engine.xp.asarray(sample_weight),
+            np.random.RandomState(seed), engine, oversampling_factor, n_rounds)
+    np.testing.assert_array_equal(index, expected_index)
+    assert np.all(sample_weight[index] > 0)
+    assert index.size >= n_clusters
+    centers = to_host(centers)
+    assert centers.dtype == dtype and centers.shape == (n_clusters, n_features)
+    np.testing.assert_allclose(centers, expected_centers,
+                               rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_with_kmeans_parallel_finds_the_blobs_and_is_reproducible(device, dtype, rng):
+    n_clusters = 20
+    modes = rng.normal(scale=20.0, size=(n_clusters, 8))
+    truth = rng.integers(n_clusters, size=4000)
+    X = (modes[truth] + rng.normal(size=(4000, 8))).astype(dtype)
+    seed = int(rng.integers(1000))
+    fits = [KMeans(n_clusters, init="k-means||", random_state=seed, device=device).fit(X)
+            for _ in range(2)]
+    np.testing.assert_array_equal(to_host(fits[0].labels_), to_host(fits[1].labels_))
+    np.testing.assert_array_equal(to_host(fits[0].cluster_centers_),
+                                  to_host(fits[1].cluster_centers_))
+    labels = to_host(fits[0].labels_)
+    # Well-separated blobs: each true cluster is one found cluster.
+    pairs = np.unique(truth * n_clusters + labels)
+    assert pairs.size == n_clusters
+    best_of_many = KMeans(n_clusters, n_init=5, random_state=seed, device="cpu").fit(X)
+    assert fits[0].inertia_ <= best_of_many.inertia_ * (1 + 1e-5)
+
+
+def test_fewer_distinct_samples_than_clusters(device):
+    X = np.repeat(np.arange(3.0)[:, None], 10, axis=0)  # 3 distinct rows, 30 samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(5, init="k-means||", random_state=0, device=device).fit(X)
+    assert sorted(np.unique(to_host(km.cluster_centers_)).tolist()) == [0.0, 1.0, 2.0]
+    assert km.inertia_ == 0.0
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ({"oversampling_factor": 0}, ValueError, "oversampling_factor must be a finite float > 0"),
+    ({"oversampling_factor": float("nan")}, ValueError, "oversampling_factor"),
+    ({"oversampling_factor": "2"}, TypeError, "oversampling_factor must be a float"),
+    ({"oversampling_factor": True}, TypeError, "oversampling_factor must be a float"),
+    ({"init_max_iter": 0}, ValueError, "init_max_iter"),
+    ({"init_max_iter": 1.5}, TypeError, "init_max_iter"),
+])
+def test_bad_kmeans_parallel_parameters_are_named(params, error, message):
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(error, match=message):
+        KMeans(3, init="k-means||", device="cpu", **params).fit(X)
+
+
+def test_minibatch_refuses_kmeans_parallel():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="init must be one of"):
+        MiniBatchKMeans(3, init="k-means||", device="cpu").fit(X)
