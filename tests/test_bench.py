@@ -278,3 +278,14 @@ def test_harness_script_wraps_the_same_core(tmp_path, fake_mnist):
                          "--quiet"])
     assert code == 0
     assert json.loads((tmp_path / "harness-tiny.json").read_text())["profile"] == "tiny"
+
+
+def test_workloads_option_runs_the_named_workloads_only(tmp_path, fake_mnist, capsys):
+    code = bench.main(["--profile", "tiny", "--contestants", "numpy-naive", "--repeats", "0",
+                       "--workloads", "blobs-*-k16", "--mnist", str(fake_mnist),
+                       "--out", str(tmp_path), "--no-plots", "--quiet"])
+    assert code == 0
+    report = json.loads((tmp_path / "harness-tiny.json").read_text())
+    assert {r["workload"] for r in report["results"]} == {"blobs-n2000-d8-k16"}
+    assert bench.main(["--profile", "tiny", "--workloads", "nothing-*", "--quiet"]) == 2
+    assert "no workload of the tiny profile matches" in capsys.readouterr().err

@@ -39,12 +39,14 @@ library when asked whether it is available.
 """
 
 import argparse
+import fnmatch
 import sys
 
 from .contestants import select_contestants
 from .environment import default_threads
 from .reports import render_text
 from .runner import Settings, run_suite
+from .workloads import profile_workloads
 
 
 def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out="gpukmeans-bench"):
@@ -58,6 +60,8 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
     p.add_argument("--profile", choices=("tiny", "quick", "full"), default=profile,
                    help=f"workload set (default {profile}; tiny is for smoke tests)")
     p.add_argument("--contestants", help="comma-separated subset (see --list)")
+    p.add_argument("--workloads", help="comma-separated names or shell patterns of the "
+                   "profile's workloads to run (e.g. 'blobs-n100000-d2-*,notebook'); all by default")
     p.add_argument("--device", choices=("all", "cpu", "gpu"), default="all",
                    help="run only the contestants on this device")
     p.add_argument("--mnist", help="folder of the MNIST IDX files (default: $GPUKMEANS_DATA, the "
@@ -109,9 +113,19 @@ def main(argv=None, *, prog="gpukmeans bench", profile="quick", max_seconds=110.
             state = "available" if r["available"] else f"not available: {r['reason']}"
             print(f"{r['key']:26s} {r['device']:4s} {state}{' (untested)' if r['untested'] else ''}")
         return 0
+    workloads = None
+    if args.workloads:
+        patterns = [p.strip() for p in args.workloads.split(",")]
+        workloads = [w for w in profile_workloads(args.profile)
+                     if any(fnmatch.fnmatchcase(w.name, p) for p in patterns)]
+        if not workloads:
+            print(f"{prog}: error: no workload of the {args.profile} profile matches "
+                  f"--workloads {args.workloads!r}", file=sys.stderr)
+            return 2
     try:
         result = run_suite(
             args.profile, contestants=names, device=args.device, mnist=args.mnist,
+            workloads=workloads,
             settings=settings_from_args(args), out_dir=args.out, name=args.name, repo=repo,
             log=(lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True)))
     except ValueError as exc:
