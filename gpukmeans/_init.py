@@ -144,7 +144,7 @@ def kmeans_parallel(
     reporter.start_init("k-means||", n_clusters)
     chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
     labels = xp.zeros(n_samples, dtype=xp.int32)
-    closest_dist_sq = to_host(engine.assigned_distances(X, X[chosen[0]], labels))
+    closest_dist_sq = to_host(engine.assigned_distances(X, X[xp.asarray(chosen[0])], labels))
     oversampling = float(oversampling_factor) * n_clusters
     for _ in range(n_rounds):
         cost = float((weight * closest_dist_sq).sum())
