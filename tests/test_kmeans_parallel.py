@@ -16,8 +16,9 @@ from gpukmeans._lloyd import to_host
 from conftest import fit_device
 
 
-@pytest.fixture(params=["cpu", "cpu-numba", "emulated"],
-                ids=["cpu", "cpu-numba", "gpu-emulated"])
+@pytest.fixture(params=["cpu", "cpu-numba", "emulated",
+                        pytest.param("cuda", marks=pytest.mark.gpu)],
+                ids=["cpu", "cpu-numba", "gpu-emulated", "gpu"])
 def device(request):
     return fit_device(request, request.param)
 
