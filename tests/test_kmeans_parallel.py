@@ -88,21 +88,20 @@ def test_kept_rows_and_centers_are_the_reference_ones(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fit_with_kmeans_parallel_finds_the_blobs_and_is_reproducible(device, dtype, rng):
     n_clusters = 20
-    modes = rng.normal(scale=20.0, size=(n_clusters, 8))
+    # 141 apart, noise 1: a k-means++ draw lands in a blob not yet seeded with
+    # probability 0.96 or more, even for the last one (at 15 apart, 0.37).
+    modes = 100.0 * np.eye(n_clusters)
     truth = rng.integers(n_clusters, size=4000)
-    X = (modes[truth] + rng.normal(size=(4000, 8))).astype(dtype)
+    X = (modes[truth] + rng.normal(size=(4000, n_clusters))).astype(dtype)
     seed = int(rng.integers(1000))
     fits = [KMeans(n_clusters, init="k-means||", random_state=seed, device=device).fit(X)
             for _ in range(2)]
     np.testing.assert_array_equal(to_host(fits[0].labels_), to_host(fits[1].labels_))
     np.testing.assert_array_equal(to_host(fits[0].cluster_centers_),
                                   to_host(fits[1].cluster_centers_))
-    labels = to_host(fits[0].labels_)
-    # Well-separated blobs: each true cluster is one found cluster.
-    pairs = np.unique(truth * n_clusters + labels)
-    assert pairs.size == n_clusters
-    best_of_many = KMeans(n_clusters, n_init=5, random_state=seed, device="cpu").fit(X)
-    assert fits[0].inertia_ <= best_of_many.inertia_ * (1 + 1e-5)
+    # Each true cluster is one found cluster.
+    pairs = np.unique(truth * n_clusters + to_host(fits[0].labels_))
+    assert pairs.size == n_clusters and np.unique(pairs % n_clusters).size == n_clusters
 
 
 def test_fewer_distinct_samples_than_clusters(device):
