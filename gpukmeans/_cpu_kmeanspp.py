@@ -11,6 +11,77 @@ from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import _chunk_dots_blocked, _row_dots
 from ._cpu_runtime import CACHE, prange_only
 
+# Up to FUSED_MAX_FEATURES features, a chunk's distances to the candidates, their min
+# with the closest so far and the potentials come from loops vectorised over the chunk's
+# rows (_chunk_candidates_fused), after the dot products: a GEMM of the candidates by the
+# chunk, or, up to TRANSPOSED_MAX_FEATURES, multiply-adds across the rows of the chunk
+# transposed once (a GEMM on a 2-wide panel spends its time packing). Beyond, per row,
+# vectorised over the features. One step of 5 candidates on 100,000 random float32 rows,
+# one thread, ms, before and after: d=2 4.49 -> 0.75, d=8 3.28 -> 1.37, d=16 3.33 -> 1.50,
+# d=32 3.46 -> 2.49, d=64 6.01 -> 4.77; d=128 9.9 (12.6 fused).
+FUSED_MAX_FEATURES = 64
+TRANSPOSED_MAX_FEATURES = 8
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _chunk_candidates_fused(
+    X,  # IN (n_samples, n_features)
+    chunk_start,
+    chunk_end,
+    x_squared_norms,  # IN (n_samples,) float64
+    sample_weight,  # IN (n_samples,)
+    candidates,  # IN (n_candidates, n_features)
+    candidates_squared_norms,  # IN (n_candidates,) float64
+    closest_dist_sq,  # IN (n_samples,) X.dtype
+    scratch,  # SCRATCH (>= max(n_features + 1, n_candidates) * chunk,) X.dtype
+    by_gemm,
+    distance_to_candidates,  # OUT (n_candidates, n_samples) X.dtype, the chunk's columns
+    pot,  # INOUT (n_candidates,) float64: the chunk's potentials added
+):
+    """The chunk's distances to every candidate and their potentials, vectorised over
+    the rows; the dot products by GEMM (``by_gemm``) or across the transposed rows.
+    ``reassoc`` vectorises the potentials' sums; their order is then fixed by the
+    compiled code, the same for every thread count."""
+    n_rows = chunk_end - chunk_start
+    n_features = X.shape[1]
+    n_candidates = candidates.shape[0]
+    if by_gemm:
+        all_dots = scratch[: n_candidates * n_rows].reshape((n_candidates, n_rows))
+        np.dot(candidates, X[chunk_start:chunk_end].T, all_dots)
+    else:
+        rows_t = scratch[: n_features * n_rows].reshape((n_features, n_rows))
+        for i in range(n_rows):
+            x = X[chunk_start + i]
+            for f in range(n_features):
+                rows_t[f, i] = x[f]
+        dots = scratch[n_features * n_rows: (n_features + 1) * n_rows]
+    zero = X.dtype.type(0)
+    for j in range(n_candidates):
+        if by_gemm:
+            dots = all_dots[j]
+        else:
+            for i in range(n_rows):
+                dots[i] = zero
+            for f in range(n_features):
+                c = candidates[j, f]
+                x_f = rows_t[f]
+                for i in range(n_rows):
+                    dots[i] += x_f[i] * c
+        distances = distance_to_candidates[j, chunk_start:chunk_end]
+        closest = closest_dist_sq[chunk_start:chunk_end]
+        norms = x_squared_norms[chunk_start:chunk_end]
+        weights = sample_weight[chunk_start:chunk_end]
+        candidate_norm = candidates_squared_norms[j]
+        total = 0.0
+        for i in range(n_rows):
+            # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64; rounded to
+            # X's dtype before the min, as scikit-learn does.
+            d = X.dtype.type(max(norms[i] - 2.0 * dots[i] + candidate_norm, 0.0))
+            d = min(d, closest[i])
+            distances[i] = d
+            total += np.float64(weights[i]) * np.float64(d)
+        pot[j] += total
+
 
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _kmeanspp_candidates_chunked(
@@ -25,8 +96,12 @@ def _kmeanspp_candidates_chunked(
     n_samples, n_features = X.shape
     n_candidates = candidate_ids.shape[0]
     candidates = np.empty((n_candidates, n_features), dtype=X.dtype)
+    candidates_squared_norms = np.empty(n_candidates)
     for j in range(n_candidates):
         candidates[j] = X[candidate_ids[j]]
+        candidates_squared_norms[j] = x_squared_norms[candidate_ids[j]]
+    fused = n_features <= FUSED_MAX_FEATURES
+    by_gemm = n_features > TRANSPOSED_MAX_FEATURES
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
@@ -35,8 +110,16 @@ def _kmeanspp_candidates_chunked(
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
         dots = np.empty((chunk_rows, n_candidates), dtype=X.dtype)
         rows = np.empty(chunk_rows, dtype=np.int64)
+        scratch = np.empty(max(n_features + 1, n_candidates) * chunk_rows if fused else 0,
+                           dtype=X.dtype)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
+            if fused:
+                _chunk_candidates_fused(
+                    X, chunk_start, chunk_end, x_squared_norms, sample_weight, candidates,
+                    candidates_squared_norms, closest_dist_sq, scratch, by_gemm,
+                    distance_to_candidates, pot_part[group])
+                continue
             if n_candidates <= 4:
                 for sample in range(chunk_start, chunk_end):
                     _row_dots(X[sample], candidates, dots[sample - chunk_start])

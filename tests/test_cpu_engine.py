@@ -67,10 +67,14 @@ def test_lloyd_step_against_float64_reference(
 
 @pytest.mark.parametrize("candidate_ids", [[3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_ids, rng):
-    """Below 4 candidates one dot product each, at 4 the one-row kernel, above it the
-    blocked kernel: the k-means++ step against float64."""
-    X = rng.normal(size=(1000, 9)).astype(dtype) + 5
+@pytest.mark.parametrize("n_features", [3, 9, 70])
+def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_ids, n_features,
+                                                       rng):
+    """The k-means++ step against float64: up to 64 features fused with the distances
+    (dot products across the transposed rows up to 8 features, by GEMM above); beyond,
+    below 4 candidates one dot product each, at 4 the one-row kernel, above it the
+    blocked kernel."""
+    X = rng.normal(size=(1000, n_features)).astype(dtype) + 5
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
     labels = np.full(1000, -1, np.int32)
