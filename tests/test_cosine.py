@@ -22,19 +22,6 @@ from gpukmeans._spherical import normalize_rows, unit_centers
 from conftest import fit_device
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
-ENGINES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param("cpu-numba", id="cpu-numba"),
-    pytest.param("emulated", id="gpu-emulated"),
-    pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=ENGINES)
-def device(request):
-    """The ``device`` to fit on; "gpu" runs on the emulated device or on CUDA."""
-    return fit_device(request, request.param)
-
 
 def topic_embeddings(rng, n_samples, n_features, n_topics, spread=0.6):
     """Rows scattered around ``n_topics`` random unit directions (a von Mises-Fisher-like
