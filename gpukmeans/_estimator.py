@@ -425,7 +425,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if _is_cosine(self):
             with engine.runtime():
                 X = _spherical.normalize_rows(X, engine)
-                if self._unit_centers is not self.cluster_centers_:
+                if getattr(self, "_unit_centers", None) is not self.cluster_centers_:
                     centers = _spherical.normalize_rows(centers, engine, "cluster_centers_")
             weight_scale *= _spherical.INERTIA_SCALE
         return X, sample_weight, weight_scale, engine, centers, not on_device
