@@ -237,7 +237,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         with engine.runtime(), contextlib.closing(reporter):
             if cosine:
                 # Unit rows in a new array, never centred: centring would move them off
-                # the sphere. The tolerance is the unit rows' (their mean's, below).
+                # the sphere. The tolerance is the variance of the unit rows.
                 X = _spherical.normalize_rows(X, engine)
                 x_squared_norms, is_centred = engine.row_norms(X), False
                 X_mean = X.mean(axis=0, dtype=np.float64)
