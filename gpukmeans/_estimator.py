@@ -513,7 +513,8 @@ def _tolerance_from_norms(x_squared_norms, X_mean, n_features, tol, xp):
     The mean of the variances is ``sum_i ||x_i - mean||^2 / (n_samples n_features)``:
     the centred data's norms give it directly (their own mean is zero up to rounding);
     uncentred data (``X_mean`` given: float32 near the origin, where the mean's squared
-    norm is at most the spread) subtract ``||mean||^2``. Summed in float64, so it agrees
+    norm is at most the spread, and the unit rows of a cosine fit, whose variance sum is
+    ``1 - ||mean||^2``) subtract ``||mean||^2``. Summed in float64, so it agrees
     with NumPy's to rounding (NumPy sums float32 data in float32), not bit for bit.
     """
     if tol == 0:
