@@ -366,6 +366,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 X, self.n_clusters, sample_weight, random_state, engine,
                 oversampling_factor=self.oversampling_factor,
                 n_rounds=self.init_max_iter or KMEANS_PARALLEL_ROUNDS, reporter=reporter,
+                metric=self.metric,
             )
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
@@ -381,7 +382,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         else:
             centers = init
         if self.metric == "cosine" and not isinstance(init, str):
-            # k-means++ and random pick unit rows; given centers are made unit.
+            # k-means++, k-means|| and random give unit rows; given centers are made unit.
             centers = _spherical.normalize_rows(centers, engine, "init")
         return xp.ascontiguousarray(centers)
 

@@ -180,6 +180,27 @@ def test_kmeans_plusplus_seeds_on_cosine_distance(rng):
     np.testing.assert_array_equal(seeded.cluster_centers_, given.cluster_centers_)
 
 
+def test_kmeans_parallel_gives_unit_centers(device, rng):
+    """k-means|| reclusters its candidates by cosine k-means: the run starts from unit
+    centers (a Euclidean mean of unit rows is shorter, and its labels would not be the
+    largest cosines)."""
+    from gpukmeans._device import get_engine
+    from gpukmeans._init import kmeans_parallel
+
+    X, _ = topic_embeddings(rng, 2000, 8, 6, spread=1.5)
+    X_unit = unit(X)
+    engine = get_engine(device, *X.shape, 6)
+    centers, candidates = kmeans_parallel(
+        engine.xp.asarray(X_unit), 6, engine.xp.ones(X.shape[0]), np.random.RandomState(0),
+        engine, metric="cosine")
+    assert candidates.size > 6  # reclustered, not taken as they are
+    np.testing.assert_allclose(np.linalg.norm(to_host(centers), axis=1), 1.0, rtol=0, atol=4e-16)
+    km = KMeans(6, init="k-means||", metric="cosine", random_state=0, device=device).fit(X)
+    labels, centers = to_host(km.labels_), to_host(km.cluster_centers_)
+    np.testing.assert_array_equal(labels, np.argmax(X_unit @ centers.T, axis=1))
+    np.testing.assert_allclose(np.linalg.norm(centers, axis=1), 1.0, rtol=0, atol=4e-16)
+
+
 def test_row_norms_do_not_matter(device, rng):
     """Rows scaled by powers of two normalise to the same bits: the same fit, bitwise."""
     X, _ = topic_embeddings(rng, 600, 9, 4)
