@@ -14,7 +14,7 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _validation
+from . import _spherical, _validation
 from ._device import array_module, get_engine, resolve_device
 from ._init import kmeans_plusplus as _kmeans_plusplus
 from ._init import KMEANS_PARALLEL_ROUNDS, kmeans_parallel, random_init
@@ -84,6 +84,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Both give Lloyd's exact result; accepted for compatibility with scikit-learn.
         Both engines use fused distance+argmin passes that are faster than Elkan's
         bounds on the hardware they target.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        "euclidean": k-means. "cosine": spherical k-means (Dhillon and Modha, 2001), for
+        directions such as text embeddings: the rows are L2-normalised (on a copy; a row
+        with a zero norm is an error that names it), each sample goes to the center of
+        largest cosine similarity (ties: lowest index), and each center is the direction
+        of its cluster's weighted sum, a unit vector (one whose sum is exactly zero keeps
+        its previous center). k-means++ seeds on the cosine distance ``1 - cos``, array
+        and callable inits are normalised, and the data are never centred. ``tol`` is
+        relative to the mean feature variance of the normalised rows; ``inertia_``,
+        ``score`` and ``transform`` give cosine distances. See the README.
     device : {"auto", "cpu", "gpu"}, default="auto"
         "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
         the Numba engine; "auto" picks the GPU when CuPy and a device are usable, or when
@@ -102,7 +112,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Label of each point; equal to ``predict(X)``, bit for bit (inference measures in
         the frame the fit measured in: see the README).
     inertia_ : float
-        Sum of (weighted) squared distances of samples to their closest center.
+        Sum of (weighted) squared distances of samples to their closest center; with
+        ``metric="cosine"``, of (weighted) cosine distances ``1 - cos``.
     n_iter_ : int
         Number of iterations run by the best run.
     n_features_in_ : int
@@ -146,6 +157,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         random_state=None,
         copy_x=True,
         algorithm="lloyd",
+        metric="euclidean",
         device="auto",
         oversampling_factor=2.0,
         init_max_iter=None,
@@ -159,6 +171,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.random_state = random_state
         self.copy_x = copy_x
         self.algorithm = algorithm
+        self.metric = metric
         self.device = device
         self.oversampling_factor = oversampling_factor
         self.init_max_iter = init_max_iter
@@ -217,12 +230,22 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # The one host-to-device copy of the fit.
             X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
             X_mean = xp.asarray(X_mean)
-        reporter = make_reporter(self.verbose, n_init, self.max_iter, weight_scale)
+        cosine = self.metric == "cosine"
+        inertia_scale = weight_scale * (_spherical.INERTIA_SCALE if cosine else 1.0)
+        reporter = make_reporter(self.verbose, n_init, self.max_iter, inertia_scale)
         # Closed on the way out, also when the fit fails: no bar is left open.
         with engine.runtime(), contextlib.closing(reporter):
-            # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances, where
-            # the engine's labels need them. A new array: the caller's is untouched.
-            X, x_squared_norms, is_centred = engine.centered(X, X_mean)
+            if cosine:
+                # Unit rows in a new array, never centred: centring would move them off
+                # the sphere. The tolerance is the variance of the unit rows.
+                X = _spherical.normalize_rows(X, engine)
+                x_squared_norms, is_centred = engine.row_norms(X), False
+                X_mean = X.mean(axis=0, dtype=np.float64)
+            else:
+                # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances,
+                # where the engine's labels need them. A new array: the caller's is
+                # untouched.
+                X, x_squared_norms, is_centred = engine.centered(X, X_mean)
             tol = _tolerance_from_norms(
                 x_squared_norms, None if is_centred else X_mean, n_features, self.tol, xp)
             if init_is_array and is_centred:
@@ -257,8 +280,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self._fit_origin = (X_mean if on_device else to_host(X_mean)) if is_centred else None
         self._centers_at_origin = centers_at_origin if is_centred else None
         self._frame_of_centers = best_centers if is_centred else None  # dropped if reassigned
+        # Fitted unit centers are used as they are; centers assigned later are normalised.
+        self._unit_centers = best_centers if cosine else None
         self.labels_ = best_labels
-        self.inertia_ = float(best_inertia) * weight_scale
+        self.inertia_ = float(best_inertia) * inertia_scale
         self.n_iter_ = int(best_n_iter)
         self._n_init = n_init  # scikit-learn's name for the runs "auto" chose
         self.n_features_in_ = n_features
@@ -289,6 +314,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 max_iter=self.max_iter,
                 tol=tol,
                 reporter=reporter,
+                update_centers=_spherical.unit_centers if self.metric == "cosine" else None,
             )
             # A run replaces the best only if it is better and not the same clustering
             # (rounding can make a permuted twin look marginally better).
@@ -340,6 +366,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 X, self.n_clusters, sample_weight, random_state, engine,
                 oversampling_factor=self.oversampling_factor,
                 n_rounds=self.init_max_iter or KMEANS_PARALLEL_ROUNDS, reporter=reporter,
+                metric=self.metric,
             )
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
@@ -354,6 +381,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             )
         else:
             centers = init
+        if self.metric == "cosine" and not isinstance(init, str):
+            # k-means++, k-means|| and random give unit rows; given centers are made unit.
+            centers = _spherical.normalize_rows(centers, engine, "init")
         return xp.ascontiguousarray(centers)
 
     # ------------------------------------------------------------ inference
@@ -364,8 +394,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         (or the CPU when the model was fitted on a GPU no longer usable).
         Returns ``(X, sample_weight, weight_scale, engine, centers, to_host)``, the arrays
         in the engine's memory; ``weight_scale`` multiplies inertias computed with
-        ``sample_weight`` (see ``check_sample_weight``); ``to_host`` says whether results
-        go back to NumPy.
+        ``sample_weight`` (see ``check_sample_weight``), and halves them for
+        ``metric="cosine"``; ``to_host`` says whether results go back to NumPy.
+        With ``metric="cosine"``, X's rows are L2-normalised, and so are the centers
+        unless they are the fit's own.
         """
         check_is_fitted(self)
         X, on_device = _validation.check_predict_data(self, X)
@@ -391,6 +423,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
+        if _is_cosine(self):
+            with engine.runtime():
+                X = _spherical.normalize_rows(X, engine)
+                if getattr(self, "_unit_centers", None) is not self.cluster_centers_:
+                    centers = _spherical.normalize_rows(centers, engine, "cluster_centers_")
+            weight_scale *= _spherical.INERTIA_SCALE
         return X, sample_weight, weight_scale, engine, centers, not on_device
 
     def _return(self, array, host):
@@ -418,7 +456,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X):
-        """Euclidean distance from each sample to each cluster center.
+        """Euclidean distance from each sample to each cluster center; with
+        ``metric="cosine"``, the cosine distance ``1 - cos``, in [0, 2].
 
         Returns
         -------
@@ -429,6 +468,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         X, _, _, engine, centers, host = self._prepare(X, in_fit_frame=False)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
+        if _is_cosine(self):
+            distances = _spherical.cosine_distances(distances)
         return self._return(distances, host)
 
     def fit_transform(self, X, y=None, sample_weight=None):
@@ -436,7 +477,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def score(self, X, y=None, sample_weight=None):
-        """Opposite of the (weighted) inertia of X under the fitted centers.
+        """Opposite of the (weighted) inertia of X under the fitted centers (cosine
+        distances with ``metric="cosine"``).
 
         Returns
         -------
@@ -449,6 +491,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
             return -float(engine.inertia(X, sample_weight, centers, labels)) * weight_scale
+
+
+def _is_cosine(estimator):
+    """Whether inference measures cosine distances (MiniBatchKMeans, which borrows
+    KMeans' inference, has no ``metric``: always Euclidean)."""
+    return getattr(estimator, "metric", "euclidean") == "cosine"
 
 
 def _tolerance(X, tol, xp):
@@ -466,7 +514,8 @@ def _tolerance_from_norms(x_squared_norms, X_mean, n_features, tol, xp):
     The mean of the variances is ``sum_i ||x_i - mean||^2 / (n_samples n_features)``:
     the centred data's norms give it directly (their own mean is zero up to rounding);
     uncentred data (``X_mean`` given: float32 near the origin, where the mean's squared
-    norm is at most the spread) subtract ``||mean||^2``. Summed in float64, so it agrees
+    norm is at most the spread, and the unit rows of a cosine fit, whose variance sum is
+    ``1 - ||mean||^2``) subtract ``||mean||^2``. Summed in float64, so it agrees
     with NumPy's to rounding (NumPy sums float32 data in float32), not bit for bit.
     """
     if tol == 0:

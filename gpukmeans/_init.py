@@ -113,6 +113,7 @@ def kmeans_parallel(
     oversampling_factor=2.0,
     n_rounds=KMEANS_PARALLEL_ROUNDS,
     reporter=NULL_REPORTER,
+    metric="euclidean",
 ):
     """k-means|| (scalable k-means++; Bahmani, Moseley, Vattani, Kumar and Vassilvitskii,
     "Scalable K-Means++", VLDB 2012), as cuML's and dask-ml's ``init="k-means||"``.
@@ -129,6 +130,8 @@ def kmeans_parallel(
 
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
+    ``metric="cosine"`` (X's rows unit vectors, whose ``d^2`` is ``2 (1 - cos)``): the
+    candidates are reclustered by cosine k-means, so the centers are unit vectors.
 
     Returns
     -------
@@ -177,7 +180,7 @@ def kmeans_parallel(
         centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
     else:
         recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
-                           device="cpu").fit(to_host(candidates), sample_weight=candidate_weight)
+                           metric=metric, device="cpu").fit(to_host(candidates), sample_weight=candidate_weight)
         centers = xp.asarray(recluster.cluster_centers_)
     reporter.init_step(n_clusters)
     return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index

@@ -26,6 +26,7 @@ def kmeans_single_lloyd(
     max_iter=300,
     tol=0.0,
     reporter=NULL_REPORTER,
+    update_centers=None,
 ):
     """A single run of k-means (Lloyd's algorithm). Prior validation of data is assumed.
 
@@ -45,6 +46,11 @@ def kmeans_single_lloyd(
         From :func:`gpukmeans._progress.make_reporter`, told what scikit-learn's
         ``verbose`` prints; where it ``needs_inertia``, the inertia of each iteration is
         computed for it (an extra pass over X).
+    update_centers : callable, default=None
+        The M-step's centers, ``update_centers(sums, weight_in_clusters, centers_old,
+        dtype, xp)``: :func:`average_centers` when None (Lloyd's means), or
+        :func:`gpukmeans._spherical.unit_centers` (spherical k-means: their directions).
+        The engine's next step is given these centers, as they are.
 
     Returns
     -------
@@ -57,6 +63,8 @@ def kmeans_single_lloyd(
         Number of iterations run.
     """
     xp = engine.xp
+    if update_centers is None:
+        update_centers = average_centers
     n_samples = X.shape[0]
     centers = centers_init.copy()
     labels = xp.full(n_samples, -1, dtype=xp.int32)
@@ -83,7 +91,7 @@ def kmeans_single_lloyd(
         relocated = bool(n_empty) and relocate_empty_clusters(
             X, x_squared_norms, sample_weight, centers, sums, weight_in_clusters, labels, engine
         )
-        centers_new = average_centers(sums, weight_in_clusters, centers, X.dtype, xp)
+        centers_new = update_centers(sums, weight_in_clusters, centers, X.dtype, xp)
 
         # scikit-learn reports the inertia of the assignment just made: a pass over the
         # data, paid only by a reporter that shows it (verbose lines), not by the bars.

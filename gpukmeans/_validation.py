@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_array, validate_data
 from ._device import DEVICES
 from ._gpu import as_cupy, is_device_array
 from ._lloyd import to_host
+from ._spherical import METRICS
 
 INITS = ("k-means++", "random")
 KMEANS_INITS = ("k-means++", "k-means||", "random")
@@ -59,6 +60,8 @@ def check_params(estimator):
         raise ValueError(
             f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."
         )
+    if not isinstance(estimator.metric, str) or estimator.metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {estimator.metric!r}.")
 
 
 def check_minibatch_params(estimator):

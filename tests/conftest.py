@@ -152,6 +152,23 @@ def fit_device(request, engine):
     return "gpu"
 
 
+# Every engine a fit can run on: the CPU as the shapes choose, the CPU all on Numba, the
+# GPU engine on the emulated device, and on CUDA where a GPU is usable.
+ENGINES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cpu-numba", id="cpu-numba"),
+    pytest.param("emulated", id="gpu-emulated"),
+    pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def device(request):
+    """The ``device`` to fit on, once per engine of :data:`ENGINES` ("gpu" runs on the
+    emulated device or on CUDA). A test file may define its own."""
+    return fit_device(request, request.param)
+
+
 @pytest.fixture
 def rng(request):
     """A fresh random generator per test; its seed is printed (shown on failure) and kept

@@ -12,21 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from gpukmeans import KMeans
 from gpukmeans._lloyd import to_host
-from conftest import fit_device
 from label_checks import sq_dist64
-
-ENGINES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param("cpu-numba", id="cpu-numba"),
-    pytest.param("emulated", id="gpu-emulated"),
-    pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=ENGINES)
-def device(request):
-    """The ``device`` to fit on; "gpu" runs on the emulated device or on CUDA."""
-    return fit_device(request, request.param)
 
 
 def _fit(device, X, init, sample_weight=None, **params):

@@ -1,0 +1,105 @@
+"""Spherical k-means (Dhillon and Modha, "Concept decompositions for large sparse text data
+using clustering", Machine Learning 42, 2001): what ``KMeans(metric="cosine")`` changes.
+
+For unit vectors ``||x - c||^2 = 2 - 2 x.c``, so on L2-normalised rows with unit centers
+the nearest center in Euclidean distance is the one of largest dot product, which is the
+largest cosine similarity (ties: lowest index). The engines' E-step, k-means++ (whose D^2
+weights ``2 (1 - cos)`` draw with the same probabilities as ``1 - cos``), empty-cluster
+relocation (farthest in one is farthest in the other) and inertia (the Euclidean one is
+twice the cosine one) therefore serve unchanged. What changes:
+
+- the rows are normalised once, on a copy (:func:`normalize_rows`), and never centred;
+- each M-step's centers are the directions of their clusters' weighted sums
+  (:func:`unit_centers`, the driver's ``update_centers``);
+- inertia and ``transform`` report cosine distances, ``1 - cos``, computed as half the
+  squared Euclidean distance between the unit vectors (:data:`INERTIA_SCALE`).
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import numpy as np
+
+METRICS = ("euclidean", "cosine")
+
+# cosine distance = ||x - c||^2 / 2 for unit x and c. Summed from the differences (as the
+# engines sum inertias), it keeps the relative accuracy of the unit vectors; 1 - x.c
+# would cancel for a sample near its center, to an absolute error of the dtype's epsilon.
+INERTIA_SCALE = 0.5
+
+# A row whose squared norm is below this, in float64, is refused: zero, or so small (all
+# values below 1e-154: float64 data only) that its norm cannot be computed accurately.
+SMALLEST_SQUARED_NORM = float(np.finfo(np.float64).tiny)
+NAMED_ROWS = 10
+
+
+def normalize_rows(X, engine, name="X"):
+    """A copy of ``X`` with every row divided by its L2 norm.
+
+    The squared norms are the engine's float64 ``row_norms``; each value is scaled in
+    float64 and rounded once to X's dtype, so a float32 row's norm is 1 to within a few
+    float32 roundings. ``X`` is never modified.
+
+    Parameters
+    ----------
+    X : {ndarray, cupy.ndarray, scipy.sparse matrix} of shape (n_samples, n_features)
+        float32 or float64, in ``engine.xp``'s memory (sparse: on the host).
+    engine : Engine
+    name : str, default="X"
+        The parameter named in the error.
+
+    Returns
+    -------
+    X_unit : same type, dtype and shape as X.
+
+    Raises
+    ------
+    ValueError
+        When a row's L2 norm is zero (or, for float64, below 1e-154): the error names the
+        rows. A zero row has no direction to cluster by.
+    """
+    xp = engine.xp
+    squared_norms = engine.row_norms(X)
+    refused = xp.flatnonzero(~(squared_norms >= SMALLEST_SQUARED_NORM))
+    if refused.shape[0]:
+        rows = ", ".join(str(int(i)) for i in refused[:NAMED_ROWS].tolist())
+        more = f" and {refused.shape[0] - NAMED_ROWS} more" if refused.shape[0] > NAMED_ROWS else ""
+        raise ValueError(
+            f"metric='cosine' needs rows of {name} with a non-zero L2 norm, but "
+            f"{refused.shape[0]} have none (rows {rows}{more}); drop them or give them a "
+            "direction" + (" (float64 rows whose values are all below 1e-154 count as zero)."
+                           if X.dtype == np.float64 else ".")
+        )
+    scale = 1.0 / xp.sqrt(squared_norms)  # float64, (n_samples,)
+    if hasattr(X, "tocsr"):  # scipy.sparse: scale the stored values, keep the structure
+        from sklearn.utils.sparsefuncs import inplace_row_scale
+
+        X_unit = X.tocsr(copy=True)
+        inplace_row_scale(X_unit, scale)
+        return X_unit
+    X_unit = xp.empty_like(X)
+    # Computed in float64, rounded once to X's dtype.
+    xp.multiply(X, scale[:, None], out=X_unit)  # same_kind casting, the default
+    return X_unit
+
+
+def unit_centers(sums, weight_in_clusters, centers_old, dtype, xp):
+    """The M-step of spherical k-means: each cluster's center is the direction of its
+    weighted sum, ``sum_i w_i x_i / ||sum_i w_i x_i||`` (float64, cast to ``dtype``); the
+    driver's ``update_centers``.
+
+    A cluster keeps its center from ``centers_old`` when its weight is zero (as
+    :func:`gpukmeans._lloyd.average_centers` keeps it) and when its sum is exactly the
+    zero vector (samples in opposite directions, ``x`` and ``-x``), which has no
+    direction: a zero center would be equally far from every sample.
+    """
+    squared_norms = (sums * sums).sum(axis=1)  # (n_clusters,) float64
+    has_direction = (weight_in_clusters > 0) & (squared_norms > 0)
+    divisor = xp.sqrt(xp.where(has_direction, squared_norms, 1.0))
+    centers = xp.where(has_direction[:, None], sums / divisor[:, None], centers_old)
+    return centers.astype(dtype, copy=False)
+
+
+def cosine_distances(euclidean_distances):
+    """``transform``'s ``1 - cos`` from the engine's Euclidean distances between unit
+    vectors: ``d^2 / 2``, in their dtype (exactly 0 on a center, as the engines give 0)."""
+    return euclidean_distances * euclidean_distances * euclidean_distances.dtype.type(INERTIA_SCALE)
