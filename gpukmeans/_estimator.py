@@ -267,8 +267,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if is_centred:
             best_centers = best_centers + X_mean
 
-        distinct_clusters = int(np.count_nonzero(
-            np.bincount(to_host(best_labels), minlength=self.n_clusters)))
+        distinct_clusters = _count_distinct(to_host(best_labels), self.n_clusters)
         if distinct_clusters < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct_clusters}) found smaller than "
@@ -509,6 +508,15 @@ def _tolerance_from_norms(squared_norms_sum, n_samples, X_mean, n_features, tol,
     if X_mean is not None:
         variance_sum -= float((xp.asarray(X_mean, dtype=xp.float64) ** 2).sum())
     return max(variance_sum, 0.0) / n_features * tol
+
+
+def _count_distinct(labels, n_clusters):
+    """How many of the clusters have a label: ``bincount`` a million labels at a time
+    (it converts them to int64, a copy twice the labels' size on the whole array)."""
+    counts = np.zeros(n_clusters, dtype=np.int64)
+    for start in range(0, labels.shape[0], 2**20):
+        counts += np.bincount(labels[start:start + 2**20], minlength=n_clusters)
+    return int(np.count_nonzero(counts))
 
 
 class _Streaming(NamedTuple):
