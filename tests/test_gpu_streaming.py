@@ -94,3 +94,53 @@ def test_plan():
     assert _gpu_streaming.plan(X, 4, fixed + 1000 * per_row) == 768
     with pytest.raises(ValueError, match="max_device_memory"):
         KMeans(2, max_device_memory=0).fit(X)
+
+
+def test_pinned_blocks_wait_before_reusing_a_buffer():
+    """The double buffering's order, on a stand-in for CuPy's streams and events (no GPU
+    here): each block reaches the kernels with its rows, and a buffer is refilled only
+    after the compute stream finished with the block it held two steps before."""
+    log = []
+
+    class Event:
+        def __init__(self, name):
+            self.name = name
+
+        def synchronize(self):
+            log.append(("wait", self.name))
+
+    class Stream:
+        def __init__(self, name="compute", non_blocking=False):
+            self.name, self.count = name, 0
+
+        def record(self):
+            self.count += 1
+            return Event(f"{self.name}{self.count}")
+
+        def wait_event(self, event):
+            log.append(("compute waits", event.name))
+
+    class DeviceArray(np.ndarray):
+        def set(self, host, stream):
+            self[...] = host
+            log.append(("copy", stream.name))
+
+    compute = Stream()
+    fake = type("cupy", (), {})()
+    fake.cuda = type("cuda", (), {})()
+    fake.cuda.alloc_pinned_memory = lambda nbytes: bytearray(nbytes)
+    fake.cuda.Stream = lambda non_blocking: Stream("copy", non_blocking)
+    fake.cuda.get_current_stream = lambda: compute
+    fake.empty = lambda shape, dtype: np.empty(shape, dtype).view(DeviceArray)
+    source = np.arange(50, dtype=np.float32).reshape(25, 2)
+    pinned = _gpu_streaming._PinnedBlocks(fake, 10, 2, np.dtype(np.float32))
+    seen = []
+    for start, end, rows in pinned(source, [(0, 10), (10, 20), (20, 25)]):
+        seen.append(np.array(rows))
+        log.append(("kernels", start))
+    assert all(np.array_equal(got, source[a:b])
+               for got, (a, b) in zip(seen, [(0, 10), (10, 20), (20, 25)]))
+    # Block 2 reuses block 0's buffers: only after the compute stream's event for block 0.
+    third_copy = [i for i, entry in enumerate(log) if entry == ("copy", "copy")][2]
+    assert ("wait", "compute1") in log[:third_copy]
+    assert log.index(("kernels", 0)) < log.index(("wait", "compute1"))
