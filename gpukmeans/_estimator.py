@@ -225,6 +225,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         _validation.check_n_samples(n_samples, self.n_clusters)
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
         streaming = None if on_device else _plan_streaming(self, X, is_memmap, device, xp)
+        if streaming and isinstance(self.init, str) and self.init == "k-means||":
+            raise ValueError(
+                "init='k-means||' keeps several float64 values per sample and is not "
+                "streamed: this fit streams X (a numpy.memmap, stream_block_rows, or data "
+                "larger than the GPU's memory); use init='k-means++' or 'random', or an "
+                "array of initial centers.")
         if streaming and sample_weight is None:
             weight_scale = 1.0  # unit weights, made block by block
         else:

@@ -146,6 +146,14 @@ def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
     _assert_same_fit(a, b)
 
 
+def test_kmeans_parallel_is_refused_before_any_work(rng, tmp_path, monkeypatch):
+    """k-means|| keeps float64 values per sample: a streamed fit says so, and does nothing."""
+    X = _memmap(_blobs(rng, _n_samples(17), 17, np.float32), tmp_path)
+    monkeypatch.setattr(_streaming, "StreamedData", None)  # any work would fail otherwise
+    with pytest.raises(ValueError, match="k-means\\|\\|"):
+        KMeans(4, init="k-means||", device="cpu").fit(X)
+
+
 def test_stream_block_rows_is_validated():
     X = np.zeros((10, 2))
     with pytest.raises(ValueError, match="stream_block_rows"):
