@@ -102,7 +102,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         whatever ``n_samples``; the result is the in-memory fit's, bit for bit (see the
         README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
         streams an in-memory array. Data too small for the Numba engine's passes (at most
-        2**18 samples and 4e7 values) are read into memory instead.
+        2**22 values, or 2**18 samples and 4e7 values) are read into memory instead.
     max_device_memory : int or None, default=None
         Bytes of GPU memory a GPU fit of host data may use; None: the device's free
         memory. Host X (NumPy or memmap) whose fit would not fit is streamed to the
