@@ -37,6 +37,7 @@ on the emulated device where the in-memory fit's sums are sequential there too:
 import numpy as np
 
 from . import _replay
+from ._replay import RowNormsSum
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun
 from ._gpu import GpuKernels, choose_assign_path, weighted_row_sums_launch
@@ -271,7 +272,7 @@ def inertia(data, sample_weight, centers, labels):
 def centered(data, X_mean):
     """Engine ``centered``: the GPU engine always centres (each block, as it comes)."""
     data.shift = data.xp.asarray(X_mean)
-    return data, None, True
+    return data, RowNormsSum(data), True
 
 
 def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):

@@ -26,6 +26,20 @@ def block_rows_for(X, block_rows):
     return max(CHUNK_ROWS, -(-int(block_rows) // CHUNK_ROWS) * CHUNK_ROWS)
 
 
+class RowNormsSum:
+    """What a streamed fit's ``engine.centered`` returns for ``x_squared_norms``: the
+    norms are computed block by block where a step needs them, and the fit asks for the
+    whole array only for its sum (the tolerance): ``shape`` and ``sum()``, the latter
+    the data's ``squared_norms_sum()``, computed on demand."""
+
+    def __init__(self, data):
+        self.data = data
+        self.shape = (data.shape[0],)
+
+    def sum(self):
+        return self.data.squared_norms_sum()
+
+
 def pairwise_sum(read, n, max_rows, reduce=np.add.reduce):
     """``np.add.reduce`` of a 1-D array of ``n`` values that ``read(start, end)`` gives a
     slice at a time (at most ``max_rows``), bit for bit: NumPy's pairwise summation

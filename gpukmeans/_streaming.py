@@ -57,7 +57,9 @@ from ._cpu_passes import (
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun
 from ._progress import NULL_REPORTER
-from ._replay import init_centroids, pairwise_sum, search_cumulative, weighted_choice
+from ._replay import (
+    RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
+)
 
 
 
@@ -300,15 +302,15 @@ def inertia(data, sample_weight, centers, labels):
 def centered(data, X_mean):
     """Engine ``centered`` (:func:`gpukmeans._cpu_passes.centered`'s rule): float64 always
     centred; float32 when the mean's squared norm exceeds the spread around it, from the
-    mean of the row norms, summed as NumPy sums them. Returns ``(data, None, is_centred)``:
-    the norms are computed again block by block."""
+    mean of the row norms, summed as NumPy sums them. Returns ``(data, RowNormsSum(data),
+    is_centred)``: the norms are computed again block by block."""
     if data.dtype == np.float32:
         mean_norm = data.squared_norms_sum() / data.shape[0]
         if _cpu_small.near_the_origin(X_mean, np.asarray([mean_norm])):
-            return data, None, False
+            return data, RowNormsSum(data), False
     data.shift = X_mean.astype(data.dtype, copy=False)
     data._norms_sum = None  # the centred rows' are others
-    return data, None, True
+    return data, RowNormsSum(data), True
 
 
 def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
