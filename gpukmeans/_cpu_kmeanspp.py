@@ -83,7 +83,7 @@ def _chunk_candidates_fused(
         pot[j] += total
 
 
-@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+@njit(nogil=True, cache=CACHE)
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -104,6 +104,34 @@ def _kmeanspp_candidates_chunked(
     by_gemm = n_features > TRANSPOSED_MAX_FEATURES
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
+    _kmeanspp_partials(
+        X, x_squared_norms, sample_weight, candidates, x_squared_norms[candidate_ids],
+        closest_dist_sq, chunk_rows, n_groups, distance_to_candidates, pot_part,
+    )
+    candidates_pot = pot_part[0].copy()
+    for group in range(1, n_groups):
+        candidates_pot += pot_part[group]
+    return distance_to_candidates, candidates_pot
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _kmeanspp_partials(
+    X,  # IN (n_samples, n_features)
+    x_squared_norms,  # IN (n_samples,) float64
+    sample_weight,  # IN (n_samples,)
+    candidates,  # IN (n_candidates, n_features) X.dtype
+    candidate_squared_norms,  # IN (n_candidates,) float64
+    closest_dist_sq,  # IN (n_samples,) X.dtype
+    chunk_rows,
+    n_groups,
+    distance_to_candidates,  # OUT (n_candidates, n_samples) X.dtype
+    pot_part,  # INOUT (n_groups, n_candidates) float64: each group's potentials, added to
+):
+    """Each group's samples' distances to the candidates, and the group's weighted sums of
+    them added to its row of ``pot_part`` in sample order (a streamed fit continues a
+    group's sums block after block: :mod:`gpukmeans._streaming`)."""
+    n_samples, n_features = X.shape
+    n_candidates = candidates.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     for group in prange(n_groups):
@@ -132,15 +160,10 @@ def _kmeanspp_candidates_chunked(
                     d = (
                         x_squared_norms[sample]
                         - 2.0 * dots[sample - chunk_start, j]
-                        + x_squared_norms[candidate_ids[j]]
+                        + candidate_squared_norms[j]
                     )
                     # Stored (rounded to X's dtype) before the min, as scikit-learn does.
                     distance_to_candidates[j, sample] = max(d, 0.0)
                     if closest_dist_sq[sample] < distance_to_candidates[j, sample]:
                         distance_to_candidates[j, sample] = closest_dist_sq[sample]
                     pot_part[group, j] += weight * distance_to_candidates[j, sample]
-
-    candidates_pot = pot_part[0].copy()
-    for group in range(1, n_groups):
-        candidates_pot += pot_part[group]
-    return distance_to_candidates, candidates_pot

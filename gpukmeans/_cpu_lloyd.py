@@ -116,8 +116,33 @@ def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coef
     return n_near
 
 
-@njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _lloyd_chunked(
+    X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms, chunk_rows,
+    fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient, exact_labels,
+):
+    """One E-step, and the M-step sums when ``update_centers``: :func:`_lloyd_partials`
+    on fresh partials, then added up in group order.
+
+    Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
+    ``update_centers`` is False.
+    """
+    n_clusters, n_features = centers_old.shape
+    n_part = n_groups if update_centers else 1
+    # Zeroed by each group's own thread, in parallel (zero_partials).
+    sums_part = np.empty((n_part, n_clusters, n_features), dtype=np.float64)
+    weights_part = np.empty((n_part, n_clusters), dtype=np.float64)
+    _lloyd_partials(
+        X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms,
+        chunk_rows, fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient,
+        exact_labels, sums_part, weights_part, True,
+    )
+    if not update_centers:
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
+    return _reduce_partials(sums_part, weights_part)
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _lloyd_partials(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
     centers_old,  # IN (n_clusters, n_features)
@@ -131,8 +156,17 @@ def _lloyd_chunked(
     dots_kernel,
     margin_coefficient,
     exact_labels,
+    sums_part,  # INOUT (n_groups, n_clusters, n_features) float64 (unused unless update_centers)
+    weights_part,  # INOUT (n_groups, n_clusters) float64
+    zero_partials,
 ):
-    """One E-step, and the M-step sums when ``update_centers``.
+    """One E-step, and each group's M-step sums added to its partials when
+    ``update_centers``; the partials are first zeroed when ``zero_partials``.
+
+    A group's partial continues where it left off: a streamed fit
+    (:mod:`gpukmeans._streaming`) runs each group's rows a block at a time, each block
+    ending where the group's float32 sums fold, and so adds up what one call over the
+    whole array would, bit for bit.
 
     ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS or BY_GEMM) says how ``x . c`` is computed;
     ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`), which
@@ -143,9 +177,6 @@ def _lloyd_chunked(
     float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly, with
     BY_ROWS and BY_GEMM wherever the values' gap is wider than both computations' rounding (then
     both argmins agree), and from the chunk's GEMM for a row whose gap is not.
-
-    Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
-    ``update_centers`` is False.
     """
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
@@ -159,15 +190,11 @@ def _lloyd_chunked(
     # another kernel, whose other order breaks exact ties (integer data) the other way.
     minus_two_centers_t = minus_two_centers.T
 
-    n_part = n_groups if update_centers else 1
-    # Zeroed by each group's own thread, in parallel (see below).
-    sums_part = np.empty((n_part, n_clusters, n_features), dtype=np.float64)
-    weights_part = np.zeros((n_part, n_clusters), dtype=np.float64)
-
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
-        if update_centers:
+        if update_centers and zero_partials:
             sums_part[group] = 0.0
+            weights_part[group] = 0.0
         n_acc = n_clusters if update_centers else 0
         center_acc = np.zeros((n_acc, n_features), dtype=X.dtype)
         touched = np.zeros(n_acc, dtype=np.bool_)
@@ -260,8 +287,3 @@ def _lloyd_chunked(
                 if rows_since_fold >= fold_rows or chunk_end == end:
                     _fold_centers(center_acc, touched, sums_part[group])
                     rows_since_fold = 0
-
-    # Fixed-order reduction of the per-group partials.
-    if not update_centers:
-        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
-    return _reduce_partials(sums_part, weights_part)

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import warnings
+from typing import Callable, NamedTuple
 
 import numpy as np
 from sklearn.base import (
@@ -103,6 +104,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         ``oversampling_factor * n_clusters``.
     init_max_iter : int or None, default=None
         "k-means||" only (as in cuML): its number of rounds; None means 5.
+    stream_block_rows : int or None, default=None
+        Rows per block of a streamed CPU fit. A ``numpy.memmap`` X (``np.load(path,
+        mmap_mode="r")`` gives one) of float32 or float64 in C order is streamed: each
+        pass reads the file a block at a time, and memory holds a few blocks, the
+        centers and per sample the int32 labels (twice) and ``sample_weight`` when given,
+        whatever ``n_samples``; the result is the in-memory fit's, bit for bit (see the
+        README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
+        streams an in-memory array. Data too small for the Numba engine's passes (at most
+        2**22 values, or 2**18 samples and 4e7 values) are read into memory instead.
+    max_device_memory : int or None, default=None
+        Bytes of GPU memory a GPU fit of host data may use; None: the device's free
+        memory. Host X (NumPy or memmap) whose fit would not fit is streamed to the
+        device in blocks (pinned buffers, the next block's copy overlapping the kernels
+        on this one); where not even one block fits, MemoryError, before any work.
+        Same result as the in-memory GPU fit up to the rounding of its float64 sums.
 
     Attributes
     ----------
@@ -161,6 +177,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         device="auto",
         oversampling_factor=2.0,
         init_max_iter=None,
+        stream_block_rows=None,
+        max_device_memory=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -175,6 +193,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.device = device
         self.oversampling_factor = oversampling_factor
         self.init_max_iter = init_max_iter
+        self.stream_block_rows = stream_block_rows
+        self.max_device_memory = max_device_memory
 
     # ------------------------------------------------------------------ fit
     def __sklearn_tags__(self):
@@ -212,11 +232,23 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             )
         device = self._resolve_fit_device(X)
         xp = array_module(device)
+        is_memmap = isinstance(X, np.memmap)
         X, on_device, feature_names, X_mean = _validation.check_fit_data(self, X, xp)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
-        sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
-        _validation.check_random_init(self.init, self.n_clusters, sample_weight)
+        # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
+        streaming = None if on_device else _plan_streaming(self, X, is_memmap, device, xp)
+        if streaming and isinstance(self.init, str) and self.init == "k-means||":
+            raise ValueError(
+                "init='k-means||' keeps several float64 values per sample and is not "
+                "streamed: this fit streams X (a numpy.memmap, stream_block_rows, or data "
+                "larger than the GPU's memory); use init='k-means++' or 'random', or an "
+                "array of initial centers.")
+        if streaming and sample_weight is None:
+            weight_scale = 1.0  # unit weights, made block by block
+        else:
+            sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
+            _validation.check_random_init(self.init, self.n_clusters, sample_weight)
         n_init = self._effective_n_init()
         init = self.init
         init_is_array = not isinstance(init, str) and not callable(init)
@@ -225,10 +257,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
-        engine = get_engine(device, n_samples, n_features, self.n_clusters)
+        if streaming:
+            X, engine = streaming.start(X, sample_weight)
+        else:
+            engine = get_engine(device, n_samples, n_features, self.n_clusters)
+            if not on_device and xp is not np:
+                # The one host-to-device copy of the fit.
+                X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
         if not on_device and xp is not np:
-            # The one host-to-device copy of the fit.
-            X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
             X_mean = xp.asarray(X_mean)
         cosine = self.metric == "cosine"
         inertia_scale = weight_scale * (_spherical.INERTIA_SCALE if cosine else 1.0)
@@ -258,8 +294,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if is_centred:
             best_centers = best_centers + X_mean
 
-        distinct_clusters = int(np.count_nonzero(
-            np.bincount(to_host(best_labels), minlength=self.n_clusters)))
+        distinct_clusters = _count_distinct(to_host(best_labels), self.n_clusters)
         if distinct_clusters < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct_clusters}) found smaller than "
@@ -356,7 +391,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                         reporter=NULL_REPORTER):
         """Initial centers for one run. Prior validation of data is assumed."""
         xp = engine.xp
-        if isinstance(init, str) and init == "k-means++":
+        if hasattr(X, "init_centroids"):  # streamed data (gpukmeans._streaming)
+            centers = X.init_centroids(init, self.n_clusters, random_state, reporter)
+        elif isinstance(init, str) and init == "k-means++":
             centers, _ = _kmeans_plusplus(
                 X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine,
                 reporter=reporter,
@@ -525,6 +562,50 @@ def _tolerance_from_norms(x_squared_norms, X_mean, n_features, tol, xp):
     if X_mean is not None:
         variance_sum -= float((xp.asarray(X_mean, dtype=xp.float64) ** 2).sum())
     return max(variance_sum, 0.0) / n_features * tol
+
+
+def _count_distinct(labels, n_clusters):
+    """How many of the clusters have a label: ``bincount`` a million labels at a time
+    (it converts them to int64, a copy twice the labels' size on the whole array)."""
+    counts = np.zeros(n_clusters, dtype=np.int64)
+    for start in range(0, labels.shape[0], 2**20):
+        counts += np.bincount(labels[start:start + 2**20], minlength=n_clusters)
+    return int(np.count_nonzero(counts))
+
+
+class _Streaming(NamedTuple):
+    """How a fit streams: ``start(X, sample_weight) -> (data, engine)``."""
+
+    start: Callable
+
+
+def _plan_streaming(estimator, X, is_memmap, device, xp):
+    """A :class:`_Streaming` when the fit of host array ``X`` streams, else None: on the
+    CPU, a memmap (or any array with ``stream_block_rows``) large enough for the Numba
+    engine (:mod:`gpukmeans._streaming`); on the GPU, X too large for the device memory
+    the fit may use (:mod:`gpukmeans._gpu_streaming`, which raises MemoryError where not
+    even a block fits)."""
+    if device == "cpu":
+        if not (is_memmap or estimator.stream_block_rows is not None):
+            return None
+        from . import _replay, _streaming
+
+        if not _streaming.streams(X, estimator.n_clusters):
+            return None
+        block_rows = _replay.block_rows_for(X, estimator.stream_block_rows)
+        return _Streaming(lambda X, sample_weight: (
+            _streaming.StreamedData(X, sample_weight, block_rows), _streaming.streamed_engine()))
+    from . import _gpu_streaming
+    from ._backend import current_backend
+
+    block_rows = _gpu_streaming.plan(X, estimator.n_clusters, _gpu_streaming.device_budget(
+        xp, estimator.max_device_memory))
+    if block_rows is None:
+        return None
+    backend = current_backend()
+    return _Streaming(lambda X, sample_weight: (
+        _gpu_streaming.DeviceStreamedData(X, sample_weight, block_rows, backend),
+        _gpu_streaming.streamed_engine(backend)))
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):

@@ -163,6 +163,9 @@ def relocate_empty_clusters(
     """
     empty_clusters = np.flatnonzero(to_host(weight_in_clusters) == 0)
     n_empty = empty_clusters.shape[0]
+    if hasattr(X, "far_samples"):  # streamed data: gpukmeans._streaming.StreamedData
+        far_samples = X.far_samples(centers_old, labels, n_empty)
+        return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
     distances = to_host(engine.assigned_distances(X, centers_old, labels))
     centers_host = to_host(centers_old).astype(np.float64)
     labels_host = to_host(labels)

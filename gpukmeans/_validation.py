@@ -56,6 +56,9 @@ def check_params(estimator):
         _check_integer("init_max_iter", estimator.init_max_iter, 1)
     if not isinstance(estimator.copy_x, (bool, np.bool_)):
         raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
+    for name in ("stream_block_rows", "max_device_memory"):
+        if getattr(estimator, name, None) is not None:
+            _check_integer(name, getattr(estimator, name), 1)
     if estimator.algorithm not in ALGORITHMS:
         raise ValueError(
             f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."

@@ -1,0 +1,415 @@
+"""Exact Lloyd on data larger than memory: the CPU engine over a ``numpy.memmap``, a
+block of rows at a time.
+
+:func:`streamed_engine` wraps the Numba engine's kernels into an
+:class:`gpukmeans._engine.Engine` whose ``X`` is a :class:`StreamedData`: the caller's
+file-backed array, read a block at a time (centred block by block where the fit centres),
+never copied whole. The driver (:mod:`gpukmeans._lloyd`) runs on it unchanged; k-means++,
+the tolerance and empty-cluster relocation have streamed counterparts here.
+
+Same result as the in-memory fit, bit for bit. Every reduction of the in-memory engine is
+reproduced in its own order:
+
+- the M-step's sums and the k-means++ potentials are float64 partials per *group* of
+  256-row chunks (:func:`gpukmeans._cpu_small.n_groups`, fixed by the shapes), added in
+  group order. A streamed pass gathers the next ``block_rows / n_groups`` rows of every
+  group into one buffer and runs the same kernel on it, each group continuing its own
+  partial (:func:`gpukmeans._cpu_lloyd._lloyd_partials`,
+  :func:`gpukmeans._cpu_kmeanspp._kmeanspp_partials`); a group's block ends where its
+  float32 sums are folded into float64, so nothing in flight is cut. The groups run in
+  parallel, as in memory. Each pass reads every group's rows once, in order: as many
+  sequential streams as groups (at most 16).
+- labels are per row, decided on the same 256-row chunks;
+- the inertia is a sequential sum, continued from block to block; k-means++'s
+  cumulative potentials are a sequential ``cumsum``, its first draw replays
+  ``RandomState.choice``, and NumPy's pairwise sums (the row norms' sum behind the
+  tolerance and the centring rule of float32 data, the weights' sum) are replayed by
+  splitting the array where NumPy splits it (:mod:`gpukmeans._replay`).
+
+What differs from the in-memory fit: float32 fits whose in-memory run keeps Hamerly's or
+Elkan's bounds (n_samples or n_samples x n_clusters floats) take the plain step here:
+same labels (both are the exactly nearest centers), sums that differ in the last bits.
+With more than one cluster emptied in one iteration, the relocated samples are paired
+with the empty clusters farthest first, where the in-memory fit takes
+``np.argpartition``'s order.
+
+Memory: a few blocks of ``block_rows`` rows, the centers and each group's partial sums,
+plus per sample the fit's int32 ``labels`` and the driver's previous labels, and
+``sample_weight`` when given (in X's dtype); no other ``n_samples``-long array. k-means++
+keeps its per-sample distances in temporary files (``tempfile``'s directory), read and
+written in order: ``(2 + int(ln(n_clusters))) x 2 + 1`` values of X's dtype per sample.
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+from . import _cpu, _cpu_small
+from ._cpu_kmeanspp import _kmeanspp_partials
+from ._cpu_lloyd import _lloyd_partials, _reduce_partials
+from ._cpu_passes import (
+    _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
+)
+from ._cpu_small import CHUNK_ROWS
+from ._engine import StatelessRun
+from ._progress import NULL_REPORTER
+from ._replay import (
+    RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
+)
+
+
+
+def streams(X, n_clusters):
+    """Whether a CPU fit of validated host array ``X`` (a ``numpy.memmap``, or any array
+    given with ``stream_block_rows``) streams: float32 or float64 in C order, large enough
+    that every pass of the in-memory fit runs on the Numba engine, so that both give the
+    same numbers. Smaller data are read into memory."""
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+            and X.flags.c_contiguous):
+        return False
+    n_samples, n_features = X.shape
+    return (not _cpu_small.is_small(n_samples, n_features, n_clusters)
+            and X.size > _cpu_small.MAX_PASS_ELEMENTS
+            and not _cpu_small._small_distances_pass(X, 1))
+
+
+class StreamedData:
+    """The data of a streamed fit: the caller's array, read ``block_rows`` rows at a time.
+
+    ``shift`` (X's dtype, ``(n_features,)``) is subtracted from each block read when the
+    fit centres (set by :func:`centered`); ``sample_weight`` is None for unit weights.
+    """
+
+    def __init__(self, source, sample_weight, block_rows):
+        self.source = source
+        self.shape = source.shape
+        self.dtype = source.dtype
+        self.sample_weight = sample_weight
+        self.shift = None
+        self.block_rows = block_rows
+        self._norms_sum = None
+
+    def rows(self, start, end, out=None, with_norms=True):
+        """Rows ``[start, end)`` as the fit sees them (a view of the source where they
+        need no centring and ``out`` is None), and their float64 squared norms (None
+        unless ``with_norms`` or centred, when they come with the subtraction)."""
+        source = self.source[start:end]
+        norms = np.empty(end - start)
+        if self.shift is None:
+            if out is None:
+                out = source
+            else:
+                out[:] = source
+            return out, _row_norms_f64(out) if with_norms else None
+        if out is None:
+            out = np.empty_like(source)
+        _subtract_rows_and_norms(source, self.shift, out, norms)
+        return out, norms
+
+    def take(self, indices):
+        """The rows at ``indices`` (a few) as the fit sees them."""
+        return self.take_with_norms(indices)[0]
+
+    def take_with_norms(self, indices):
+        """The rows at ``indices`` (a few) as the fit sees them, and their norms."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.ascontiguousarray(self.source[indices])
+        norms = np.empty(indices.shape[0])
+        if self.shift is None:
+            norms[:] = _row_norms_f64(out)
+            return out, norms
+        centred = np.empty_like(out)
+        _subtract_rows_and_norms(out, self.shift, centred, norms)
+        return centred, norms
+
+    def weights(self, start, end):
+        if self.sample_weight is None:
+            return np.ones(end - start, dtype=self.dtype)
+        return self.sample_weight[start:end]
+
+    def squared_norms_sum(self):
+        """The in-memory fit's ``x_squared_norms.sum()`` (NumPy's pairwise sum, replayed)."""
+        if self._norms_sum is None:
+            self._norms_sum = pairwise_sum(lambda start, end: self.rows(start, end)[1],
+                                           self.shape[0], self.block_rows)
+        return self._norms_sum
+
+    def blocks(self):
+        """``(start, end)`` of consecutive blocks of whole chunks, in order."""
+        n_samples = self.shape[0]
+        for start in range(0, n_samples, self.block_rows):
+            yield start, min(start + self.block_rows, n_samples)
+
+    def init_centroids(self, init, n_clusters, random_state, reporter):
+        return init_centroids(self, init, n_clusters, random_state, reporter, np)
+
+    def kmeans_plusplus(self, n_clusters, random_state, reporter):
+        return kmeans_plusplus(self, n_clusters, random_state, reporter=reporter)[0]
+
+    def far_samples(self, centers_old, labels, n_empty):
+        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, streamed: the
+        ``n_empty`` samples farthest from their centers, farthest first (lowest index on
+        ties), as ``(distance, resolution, label, weight, row)``."""
+        kept_distances = np.empty(0)
+        kept_ids = np.empty(0, dtype=np.int64)
+        for start, end in self.blocks():
+            block, _ = self.rows(start, end, with_norms=False)
+            distances = _assigned_distances(block, centers_old, labels[start:end])
+            kept_distances = np.concatenate([kept_distances, distances])
+            kept_ids = np.concatenate([kept_ids, np.arange(start, end)])
+            order = np.lexsort((kept_ids, -kept_distances))[:n_empty]
+            kept_distances, kept_ids = kept_distances[order], kept_ids[order]
+        rows, norms = self.take_with_norms(kept_ids)
+        centers_host = centers_old.astype(np.float64)
+        for distance, i, row, norm in zip(kept_distances, kept_ids, rows, norms):
+            label = int(labels[i])
+            resolution = (4 * self.shape[1] * np.finfo(self.dtype).eps
+                          * (norm + (centers_host[label] ** 2).sum()))
+            yield distance, resolution, label, self.weights(i, i + 1)[0], row.astype(np.float64)
+
+
+# --- the groups' rows, a block at a time ---
+
+
+def _rounds(n_samples, n_groups, group_rows):
+    """The blocks of a grouped pass: ``(offset, [(start, end) per group])``; each round
+    takes the next ``group_rows`` rows of every group (fewer at the end of a group), so
+    that each group's rows are read in order and end where a group ends."""
+    n_chunks = _cpu_small.n_chunks(n_samples)
+    bounds = [_cpu_small.group_bounds(g, n_groups, n_chunks, n_samples, CHUNK_ROWS)
+              for g in range(n_groups)]
+    offset = 0
+    while any(start + offset < end for start, end in bounds):
+        parts = [(min(start + offset, end), min(start + offset + group_rows, end))
+                 for start, end in bounds]
+        yield parts
+        offset += group_rows
+
+
+def _group_rows(data, n_groups, period_rows):
+    """Rows of each group per round: a multiple of ``period_rows`` (where a group's sums
+    are folded), about ``block_rows / n_groups``."""
+    per_group = data.block_rows // n_groups
+    return max(period_rows, per_group // period_rows * period_rows)
+
+
+def _gathered(data, parts, out_rows, out_norms, with_norms):
+    """The rows of ``parts`` one after the other in ``out_rows`` (a view of the source
+    when a single part needs no centring), and their norms when ``with_norms``."""
+    if len(parts) == 1 and data.shift is None:
+        return data.rows(*parts[0], with_norms=with_norms)
+    position = 0
+    for start, end in parts:
+        count = end - start
+        _, norms = data.rows(start, end, out_rows[position: position + count], with_norms)
+        if with_norms:
+            out_norms[position: position + count] = norms
+        position += count
+    return out_rows[:position], out_norms[:position]
+
+
+def _gathered_weights(data, parts):
+    if data.sample_weight is None:
+        return np.ones(sum(end - start for start, end in parts), dtype=data.dtype)
+    return np.concatenate([data.sample_weight[start:end] for start, end in parts])
+
+
+def _grouped_pass(data, n_groups, period_rows, run_block, with_norms):
+    """Run ``run_block(rows, norms, weights, parts, groups)`` on every round of the
+    groups: all groups together while each has a whole round of rows left (the
+    kernel's own groups are then the gathered parts), then each group's rest alone
+    (``groups`` the slice of the partials it continues). ``norms`` are the rows' float64
+    squared norms when ``with_norms``."""
+    n_samples, n_features = data.shape
+    group_rows = _group_rows(data, n_groups, period_rows)
+    buffer = np.empty((n_groups * group_rows, n_features), dtype=data.dtype)
+    norms = np.empty(n_groups * group_rows)
+    for parts in _rounds(n_samples, n_groups, group_rows):
+        if all(end - start == group_rows for start, end in parts):
+            rows, row_norms = _gathered(data, parts, buffer, norms, with_norms)
+            run_block(rows, row_norms, _gathered_weights(data, parts), parts, slice(None))
+            continue
+        for group, (start, end) in enumerate(parts):
+            if end > start:
+                rows, row_norms = _gathered(data, [(start, end)], buffer, norms,
+                                             with_norms)
+                run_block(rows, row_norms, data.weights(start, end), [(start, end)],
+                          slice(group, group + 1))
+
+
+def _scatter(values, parts, out):
+    """``out[start:end] = values[...]`` part after part (the last axis)."""
+    position = 0
+    for start, end in parts:
+        out[..., start:end] = values[..., position: position + end - start]
+        position += end - start
+
+
+# --- the engine functions ---
+
+
+def lloyd_iter(data, sample_weight, centers_old, labels):
+    n_samples, n_features = data.shape
+    n_clusters = centers_old.shape[0]
+    n_groups = _cpu_small.n_groups(_cpu_small.n_chunks(n_samples), n_clusters, n_features)
+    sums_part = np.zeros((n_groups, n_clusters, n_features))
+    weights_part = np.zeros((n_groups, n_clusters))
+    centers_squared_norms = _cpu_small.centers_squared_norms(centers_old)
+    fold_rows = _cpu_small.fold_rows(n_clusters)
+    dots_kernel = _cpu._dots_kernel(data, n_clusters)
+    margin = _cpu_small.bound_margin_coefficient(data.dtype, n_features)
+    exact = data.dtype == np.float32
+
+    def run_block(rows, norms, weights, parts, groups):
+        block_labels = np.empty(rows.shape[0], dtype=np.int32)
+        _lloyd_partials(
+            rows, weights, centers_old, centers_squared_norms, block_labels, norms,
+            CHUNK_ROWS, fold_rows, len(parts), True, dots_kernel, margin, exact,
+            sums_part[groups], weights_part[groups], False,
+        )
+        _scatter(block_labels, parts, labels)
+
+    # A group folds its float32 sums every this many rows: blocks end there.
+    period_rows = -(-fold_rows // CHUNK_ROWS) * CHUNK_ROWS
+    # The in-memory run hands its row norms to each step (the near-ties' margins).
+    _grouped_pass(data, n_groups, period_rows, run_block, with_norms=True)
+    return _reduce_partials(sums_part, weights_part)
+
+
+def assign_labels(data, centers, labels):
+    for start, end in data.blocks():
+        block, norms = data.rows(start, end)
+        _cpu.e_step(block, centers, labels[start:end], norms)
+
+
+def inertia(data, sample_weight, centers, labels):
+    # The in-memory sum is sequential over the samples: each block's sum starts from the
+    # total so far (a first value of weight one).
+    total = np.zeros(1)
+    one = np.ones(1, dtype=data.dtype)
+    for start, end in data.blocks():
+        block, _ = data.rows(start, end, with_norms=False)
+        distances = _assigned_distances(block, centers, labels[start:end])
+        total[0] = _weighted_sum_f64(np.concatenate([total, distances]),
+                                     np.concatenate([one, data.weights(start, end)]))
+    return np.float64(total[0])
+
+
+def centered(data, X_mean):
+    """Engine ``centered`` (:func:`gpukmeans._cpu_passes.centered`'s rule): float64 always
+    centred; float32 when the mean's squared norm exceeds the spread around it, from the
+    mean of the row norms, summed as NumPy sums them. Returns ``(data, RowNormsSum(data),
+    is_centred)``: the norms are computed again block by block."""
+    if data.dtype == np.float32:
+        mean_norm = data.squared_norms_sum() / data.shape[0]
+        if _cpu_small.near_the_origin(X_mean, np.asarray([mean_norm])):
+            return data, RowNormsSum(data), False
+    data.shift = X_mean.astype(data.dtype, copy=False)
+    data._norms_sum = None  # the centred rows' are others
+    return data, RowNormsSum(data), True
+
+
+def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
+    """The plain step for every dtype: bounds would keep floats per sample."""
+    return StatelessRun(data, sample_weight, lloyd_iter, assign_labels, inertia)
+
+
+def streamed_engine():
+    """The Numba engine with the functions above; the ones that a streamed fit never
+    calls (inference, whole-array passes) are None."""
+    return _cpu.make_engine()._replace(
+        lloyd_iter=lloyd_iter, start_lloyd=start_lloyd, assign_labels=assign_labels,
+        inertia=inertia, centered=centered, assigned_distances=None, pairwise_distances=None,
+        row_norms=None, kmeanspp_candidates=None,  # StreamedData.far_samples, kmeans_plusplus
+    )
+
+
+# --- initialisation ---
+
+
+def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_candidates):
+    """The k-means++ candidates' distances (written to ``distance_to_candidates``, an
+    ``(n_candidates, n_samples)`` array) and potentials, as
+    :func:`gpukmeans._cpu._kmeanspp_candidates_chunked` computes them in memory."""
+    n_samples = data.shape[0]
+    n_candidates = candidates.shape[0]
+    n_groups = _cpu_small.n_groups(_cpu_small.n_chunks(n_samples), n_candidates, 1)
+    pot_part = np.zeros((n_groups, n_candidates))
+
+    def run_block(rows, norms, weights, parts, groups):
+        block_closest = np.empty(rows.shape[0], dtype=data.dtype)
+        if closest is None:
+            block_closest[:] = np.inf
+        else:
+            _scatter_back(closest, parts, block_closest)
+        distances = np.empty((n_candidates, rows.shape[0]), dtype=data.dtype)
+        _kmeanspp_partials(rows, norms, weights, candidates, candidate_norms, block_closest,
+                           CHUNK_ROWS, len(parts), distances, pot_part[groups])
+        _scatter(distances, parts, distance_to_candidates)
+
+    _grouped_pass(data, n_groups, CHUNK_ROWS, run_block, with_norms=True)
+    candidates_pot = pot_part[0].copy()
+    for group in range(1, n_groups):
+        candidates_pot += pot_part[group]
+    return candidates_pot
+
+
+def _scatter_back(source, parts, out):
+    """``out`` = ``source``'s ranges of ``parts``, one after the other."""
+    position = 0
+    for start, end in parts:
+        out[position: position + end - start] = source[start:end]
+        position += end - start
+
+
+@contextlib.contextmanager
+def _scratch(shape, dtype):
+    """A temporary file-backed array (page cache, not the process's own memory)."""
+    with tempfile.TemporaryDirectory(prefix="gpukmeans-") as directory:
+        path = os.path.join(directory, "scratch.dat")
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        try:
+            yield array
+        finally:
+            del array
+
+
+def kmeans_plusplus(data, n_clusters, random_state, n_local_trials=None,
+                    reporter=NULL_REPORTER):
+    """:func:`gpukmeans._init.kmeans_plusplus` on streamed data: the same draws, in the
+    same order, the same numbers. Returns ``(centers, indices)``."""
+    n_samples, n_features = data.shape
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    centers = np.empty((n_clusters, n_features), dtype=data.dtype)
+    indices = np.full(n_clusters, -1, dtype=np.int64)
+    reporter.start_init("k-means++", n_clusters)
+    center_id = weighted_choice(random_state, data)
+    first, first_norm = data.take_with_norms([center_id])
+    centers[0], indices[0] = first[0], center_id
+    # Two files of candidate distances, in turn: the best row of one is the closest
+    # distances that the next step reads while it writes the other.
+    with _scratch((1, n_samples), data.dtype) as first_distances, \
+            _scratch((n_local_trials, n_samples), data.dtype) as trials_a, \
+            _scratch((n_local_trials, n_samples), data.dtype) as trials_b:
+        current_pot = _candidates_pass(data, first, first_norm, None, first_distances)[0]
+        closest = first_distances[0]
+        reporter.init_step(1)
+        for c in range(1, n_clusters):
+            rand_vals = random_state.uniform(size=n_local_trials) * current_pot
+            candidate_ids = search_cumulative(data, closest, rand_vals)
+            candidates, candidate_norms = data.take_with_norms(candidate_ids)
+            trials = trials_a if c % 2 else trials_b
+            candidates_pot = _candidates_pass(data, candidates, candidate_norms, closest,
+                                              trials)
+            best = int(np.argmin(candidates_pot))
+            current_pot = candidates_pot[best]
+            closest = trials[best]
+            centers[c] = candidates[best]
+            indices[c] = candidate_ids[best]
+            reporter.init_step(c + 1)
+    return centers, indices

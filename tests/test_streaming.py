@@ -1,0 +1,240 @@
+"""Exact Lloyd on data larger than memory (gpukmeans._streaming): a fit on a numpy.memmap
+read a block of rows at a time gives the in-memory fit of the same array, bit for bit, and
+its memory stays a few blocks whatever the number of samples."""
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from gpukmeans import KMeans, _streaming
+from streaming_checks import fit_streamed
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _n_samples(n_features):
+    """Past the NumPy engine's passes (2**18 samples, 2**22 values), so that the data
+    stream; no multiple of anything."""
+    return max(2**18, 2**22 // n_features) + 4001
+
+
+def _memmap(X, tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    return np.load(path, mmap_mode="r")
+
+
+def _blobs(rng, n_samples, n_features, dtype, offset=0.0, n_centers=6):
+    centers = rng.uniform(-5, 5, (n_centers, n_features))
+    X = (centers[rng.integers(0, n_centers, n_samples)]
+         + rng.standard_normal((n_samples, n_features)))
+    return (X + offset).astype(dtype)
+
+
+def _assert_same_fit(streamed, in_memory):
+    assert np.array_equal(streamed.labels_, in_memory.labels_)
+    assert np.array_equal(streamed.cluster_centers_, in_memory.cluster_centers_)
+    assert streamed.inertia_ == in_memory.inertia_
+    assert streamed.n_iter_ == in_memory.n_iter_
+
+
+@pytest.mark.parametrize(
+    "dtype, n_features, n_clusters, offset, weighted",
+    [
+        # float64 is always centred; float32 far from the origin too, near it used as is.
+        (np.float64, 17, 9, 0.0, False),
+        (np.float32, 17, 32, 100.0, False),
+        (np.float32, 4, 5, 0.0, True),  # few features: the by-rows kernel
+        (np.float64, 1, 3, 0.0, True),  # one feature: NumPy's pairwise variance
+    ],
+)
+def test_streamed_fit_is_the_in_memory_fit(dtype, n_features, n_clusters, offset, weighted,
+                                           rng, tmp_path, monkeypatch):
+    """k-means++, the tolerance, every step's sums and labels, the final E-step and the
+    inertia: equal bit for bit, from blocks of a few thousand rows that cut the groups
+    of the in-memory sums (n_samples is no multiple of anything)."""
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, offset)
+    sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
+    params = dict(n_clusters=n_clusters, random_state=3, device="cpu", max_iter=15)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, sample_weight=sample_weight)
+    _assert_same_fit(streamed, in_memory)
+    # Inference on the streamed model is the in-memory model's.
+    assert np.array_equal(streamed.predict(X[:1000]), in_memory.predict(X[:1000]))
+
+
+def test_memmap_streams_without_parameters(rng, tmp_path, monkeypatch):
+    """A memmap streams by default (blocks of about 32 MiB), and gives the same fit."""
+    X = _blobs(rng, _n_samples(16), 16, np.float64)
+    streamed = fit_streamed(KMeans(5, random_state=0, device="cpu"), _memmap(X, tmp_path),
+                            monkeypatch, _streaming)
+    _assert_same_fit(streamed, KMeans(5, random_state=0, device="cpu").fit(X))
+
+
+@pytest.mark.parametrize("init", ["random", "array", "callable"])
+def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
+    """init="random", an array (one center far away: its cluster empties at the first
+    step and takes the farthest sample) and a callable, which is given the caller's
+    array and whose centers are moved into the fit's (centred) frame."""
+    n_samples = _n_samples(6)
+    X = _blobs(rng, n_samples, 6, np.float64, offset=50.0)
+    start = X[rng.choice(n_samples, 4, replace=False)].copy()
+    start[-1] = 1e4
+    init_param = {"random": "random", "array": start,
+                  "callable": lambda data, k, random_state: data[:k] * 1.0}[init]
+    params = dict(n_clusters=4, init=init_param, n_init=1, random_state=0, device="cpu",
+                  max_iter=20)
+    in_memory = KMeans(**params).fit(X)
+    from gpukmeans import _streaming
+
+    relocations = []
+    far_samples = _streaming.StreamedData.far_samples
+    monkeypatch.setattr(_streaming.StreamedData, "far_samples",
+                        lambda *a: relocations.append(a[-1]) or far_samples(*a))
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=5000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming)
+    if init == "callable":
+        # The callable saw X itself, not X - mean: its centers went through one rounding
+        # more. The same clustering, to the rounding of the centring.
+        assert np.array_equal(streamed.labels_, in_memory.labels_)
+        np.testing.assert_allclose(streamed.cluster_centers_, in_memory.cluster_centers_,
+                                   rtol=1e-12, atol=1e-12)
+        return
+    _assert_same_fit(streamed, in_memory)
+    if init == "array":
+        assert relocations == [1]
+
+
+def test_float32_with_bounds_in_memory_converges_to_a_lloyd_fixed_point(rng, tmp_path,
+                                                                       monkeypatch):
+    """Where the in-memory float32 fit keeps Hamerly's bounds (many features, few
+    clusters), the streamed fit runs the plain step: both are exact Lloyd, their sums
+    round differently. The streamed result is a fixed point: its labels are the nearest
+    centers and its centers the means of their samples."""
+    from gpukmeans import _cpu
+
+    X = _blobs(rng, _n_samples(40), 40, np.float32, n_centers=10)
+    assert _cpu._bounds_pay(X, 10)
+    km = fit_streamed(KMeans(10, random_state=0, device="cpu", tol=0, stream_block_rows=4000),
+                      _memmap(X, tmp_path), monkeypatch, _streaming)
+    assert km.n_iter_ < km.max_iter
+    X64 = X.astype(np.float64)
+    distances = ((X64[:, None, :] - km.cluster_centers_[None].astype(np.float64)) ** 2).sum(-1)
+    assert np.array_equal(km.labels_, distances.argmin(axis=1))
+    means = np.stack([X64[km.labels_ == j].mean(axis=0) for j in range(10)])
+    np.testing.assert_allclose(km.cluster_centers_, means, rtol=0, atol=1e-5)
+
+
+def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
+    """Below the Numba engine's passes, or in Fortran order, the memmap is an ordinary
+    input: the same fit as ever."""
+    from gpukmeans import _streaming
+
+    small = rng.standard_normal((1000, 3))
+    assert not _streaming.streams(small, 3)
+    assert _streaming.streams(np.zeros((_n_samples(17), 17)), 3)
+    assert not _streaming.streams(np.zeros((_n_samples(17), 17), order="F"), 3)
+    X = _memmap(small, tmp_path)
+    a = KMeans(3, random_state=0, device="cpu").fit(X)
+    b = KMeans(3, random_state=0, device="cpu").fit(small)
+    _assert_same_fit(a, b)
+
+
+def test_kmeans_parallel_is_refused_before_any_work(rng, tmp_path, monkeypatch):
+    """k-means|| keeps float64 values per sample: a streamed fit says so, and does nothing."""
+    X = _memmap(_blobs(rng, _n_samples(17), 17, np.float32), tmp_path)
+    monkeypatch.setattr(_streaming, "StreamedData", None)  # any work would fail otherwise
+    with pytest.raises(ValueError, match="k-means\\|\\|"):
+        KMeans(4, init="k-means||", device="cpu").fit(X)
+
+
+def test_stream_block_rows_is_validated():
+    X = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="stream_block_rows"):
+        KMeans(2, stream_block_rows=0).fit(X)
+    with pytest.raises(TypeError, match="stream_block_rows"):
+        KMeans(2, stream_block_rows=2.5).fit(X)
+
+
+def test_numpy_sums_are_replayed_block_by_block(rng):
+    """The pairwise sum that decides float32 centring and sums the weights, and the
+    sequential column sums of the variances, equal NumPy's own."""
+    from gpukmeans._streaming import pairwise_sum
+
+    for n in (7, 129, 8193, 1_000_003):
+        values = rng.random(n).astype(np.float32)
+        for max_rows in (100, 4096):
+            got = pairwise_sum(lambda a, b: values[a:b], n, max_rows)
+            assert got == np.add.reduce(values)
+
+
+PEAK_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    import numpy as np
+    from gpukmeans import KMeans
+
+    def rss_anon():  # the process's own memory, not the file's pages in the page cache
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+
+    path, block_rows, n_clusters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    X = np.load(path, mmap_mode="r")
+    params = dict(random_state=0, device="cpu", max_iter=3, stream_block_rows=block_rows)
+    KMeans(n_clusters, **params).fit(X[: 2**18 + 1000])  # loads the kernels first
+    base = rss_anon()
+    peak, done = [base], []
+
+    def sample():
+        while not done:
+            peak[0] = max(peak[0], rss_anon())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    KMeans(n_clusters, **params).fit(X)
+    done.append(1)
+    thread.join()
+    print(peak[0] - base)
+""")
+
+
+def _peak_growth(path, block_rows, n_clusters):
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(block_rows), str(n_clusters)],
+        capture_output=True, text=True, check=True, cwd=REPO,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
+    return int(out.stdout.split()[-1])
+
+
+def _write_blobs(path, n_samples, n_features, rng):
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                  shape=(n_samples, n_features))
+    for start in range(0, n_samples, 2**17):
+        end = min(start + 2**17, n_samples)
+        X[start:end] = (rng.standard_normal((end - start, n_features), dtype=np.float32)
+                        + rng.integers(0, 4, (end - start, 1)))
+    X.flush()
+    return X.nbytes
+
+
+@pytest.mark.parametrize("n_samples", [2**19, pytest.param(2**22, marks=pytest.mark.slow)])
+def test_peak_memory_is_a_few_blocks(n_samples, rng, tmp_path):
+    """RssAnon (the process's own pages; the file's are the page cache's) grows by the
+    labels (two int32 per sample) and a few blocks, not by the data: 64 MB of data
+    (512 MB in the slow run), blocks of 16,384 rows (2 MB)."""
+    block_rows, n_features = 16384, 32
+    data_bytes = _write_blobs(tmp_path / "X.npy", n_samples, n_features, rng)
+    growth = _peak_growth(tmp_path / "X.npy", block_rows, 8)
+    block_bytes = block_rows * n_features * 4
+    bound = 2 * 4 * n_samples + 6 * block_bytes + 16 * 2**20
+    assert growth < bound, (growth, bound, data_bytes)
+    assert growth < data_bytes / 4
