@@ -96,12 +96,8 @@ def _kmeanspp_candidates_chunked(
     n_samples, n_features = X.shape
     n_candidates = candidate_ids.shape[0]
     candidates = np.empty((n_candidates, n_features), dtype=X.dtype)
-    candidates_squared_norms = np.empty(n_candidates)
     for j in range(n_candidates):
         candidates[j] = X[candidate_ids[j]]
-        candidates_squared_norms[j] = x_squared_norms[candidate_ids[j]]
-    fused = n_features <= FUSED_MAX_FEATURES
-    by_gemm = n_features > TRANSPOSED_MAX_FEATURES
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
     _kmeanspp_partials(
@@ -133,6 +129,8 @@ def _kmeanspp_partials(
     n_samples, n_features = X.shape
     n_candidates = candidates.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    fused = n_features <= FUSED_MAX_FEATURES
+    by_gemm = n_features > TRANSPOSED_MAX_FEATURES
 
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
@@ -145,7 +143,7 @@ def _kmeanspp_partials(
             if fused:
                 _chunk_candidates_fused(
                     X, chunk_start, chunk_end, x_squared_norms, sample_weight, candidates,
-                    candidates_squared_norms, closest_dist_sq, scratch, by_gemm,
+                    candidate_squared_norms, closest_dist_sq, scratch, by_gemm,
                     distance_to_candidates, pot_part[group])
                 continue
             if n_candidates <= 4:
