@@ -22,10 +22,11 @@ How a fit runs (each step a Dask graph; no scheduler of our own):
    clusters take the points farthest from their centers.
 """
 
-import hashlib
 import logging
 import numbers
+import sys
 import time
+import uuid
 import warnings
 
 import numpy as np
@@ -39,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
-from ._lloyd import average_centers, move_to_empty_clusters, to_host
+from ._lloyd import lloyd, relocation_resolution, to_host
 
 logger = logging.getLogger(__name__)
 
@@ -156,74 +157,94 @@ def _ones_block(X, dtype, device):
     return array_module(device).ones(X.shape[0], dtype=dtype)
 
 
-def _lloyd_block(X, sample_weight, centers, device):
-    """One engine step on a block: ``(sums, weight_in_clusters, labels digest)``."""
-    n_clusters, n_features = centers.shape
+# Each worker keeps, per fit and block, the labels of the block's last step, so that the
+# next step counts exactly how many labels changed (the driver's strict-convergence test)
+# and relocation finds the step's labels without an E-step. Dask does not know of them: a
+# step that runs where they are not (its worker lost, the task stolen by an idle worker)
+# assigns the block to the previous centers again, which it is also given.
+_LAST_LABELS = {}
+
+
+def _forget_labels(fit_key):
+    for key in [key for key in _LAST_LABELS if key[0] == fit_key]:
+        _LAST_LABELS.pop(key, None)
+
+
+def _assigned(engine, X, centers, fit_key=None, block_index=None, n_iter=None):
+    """The block's labels against ``centers``: step ``n_iter``'s, when kept on this
+    worker (``centers`` are then that step's ``centers_old``); else an E-step."""
+    kept = _LAST_LABELS.get((fit_key, block_index))
+    if kept is not None and kept[0] == n_iter:
+        return kept[1]
+    labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+    engine.assign_labels(X, centers, labels)
+    return labels
+
+
+def _step_block(X, sample_weight, centers_old, centers_before, device, fit_key, block_index,
+                n_iter):
+    """One engine step on a block: ``(sums, weight_in_clusters, n_changed)``, float64
+    sums and weights, and how many labels differ from step ``n_iter - 1``'s (against
+    ``centers_before``; all of them at the first step)."""
+    n_clusters, n_features = centers_old.shape
     if X.shape[0] == 0:
-        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters), _digest(b"")
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters), 0
     engine = _engine(device, X, n_clusters)
     xp = engine.xp
     labels = xp.full(X.shape[0], -1, dtype=xp.int32)
     with engine.runtime():
-        sums, weight_in_clusters = engine.lloyd_iter(
-            X, sample_weight, xp.asarray(centers), labels
-        )
-    return to_host(sums), to_host(weight_in_clusters), _digest(to_host(labels).tobytes())
+        if n_iter > 1:
+            labels_before = _assigned(engine, X, xp.asarray(centers_before), fit_key,
+                                      block_index, n_iter - 1)
+        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, xp.asarray(centers_old),
+                                                     labels)
+    _LAST_LABELS[(fit_key, block_index)] = (n_iter, labels)
+    n_changed = X.shape[0] if n_iter == 1 else int((labels != labels_before).sum())
+    return to_host(sums), to_host(weight_in_clusters), n_changed
 
 
-def _combine_partials(a, b):
-    """Add two subtrees' partials; the digests chain (a Merkle tree of the labels)."""
-    return a[0] + b[0], a[1] + b[1], _digest(a[2] + b[2])
+def _combine_steps(a, b):
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
-def _digest(data):
-    return hashlib.blake2b(data, digest_size=16).digest()
+def _distances_block(X, centers_old, device, fit_key, block_index, n_iter):
+    """float64 squared distance of each sample to its center of step ``n_iter``."""
+    if X.shape[0] == 0:
+        return np.empty(0)
+    engine = _engine(device, X, centers_old.shape[0])
+    centers = engine.xp.asarray(centers_old)
+    with engine.runtime():
+        labels = _assigned(engine, X, centers, fit_key, block_index, n_iter)
+        return to_host(engine.assigned_distances(X, centers, labels))
 
 
-def _labels_and_inertia_block(X, sample_weight, centers, device):
-    """The final E-step's inertia on a block (float64)."""
+def _far_rows_block(X, sample_weight, centers_old, rows, device, fit_key, block_index,
+                    n_iter):
+    """What :func:`gpukmeans._lloyd.move_to_empty_clusters` needs of the block's
+    ``rows``: ``(resolution, labels, weights, float64 rows)``."""
+    engine = _engine(device, X, centers_old.shape[0])
+    xp = engine.xp
+    centers = xp.asarray(centers_old)
+    with engine.runtime():
+        labels = to_host(_assigned(engine, X, centers, fit_key, block_index, n_iter))[rows]
+        chosen = X[xp.asarray(rows)]
+        resolution = relocation_resolution(X.dtype, X.shape[1], to_host(engine.row_norms(chosen)),
+                                           centers_old, labels)
+    return (resolution, labels, to_host(sample_weight[xp.asarray(rows)]),
+            to_host(chosen).astype(np.float64))
+
+
+def _inertia_block(X, sample_weight, centers, device, fit_key=None, block_index=None,
+                   n_iter=None):
+    """The block's inertia (float64) against ``centers``, with step ``n_iter``'s labels
+    when they are kept here and ``centers`` are that step's, else after an E-step."""
     if X.shape[0] == 0:
         return 0.0
     engine = _engine(device, X, centers.shape[0])
-    xp = engine.xp
-    centers = xp.asarray(centers)
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    centers = engine.xp.asarray(centers)
     with engine.runtime():
-        engine.assign_labels(X, centers, labels)
+        labels = _assigned(engine, X, centers, fit_key, block_index, n_iter)
         return float(engine.inertia(X, sample_weight, centers, labels))
-
-
-def _farthest_block(X, sample_weight, centers, n_far, device, offset):
-    """The ``n_far`` samples of a block farthest from their centers, with what
-    :func:`gpukmeans._lloyd.relocate_empty_clusters` needs of each."""
-    n_features = centers.shape[1]
-    if X.shape[0] == 0:
-        return (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty((0, n_features)),
-                np.empty(0, centers.dtype), np.empty(0, np.int32))
-    engine = _engine(device, X, centers.shape[0])
-    xp = engine.xp
-    centers_dev = xp.asarray(centers)
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
-    with engine.runtime():
-        engine.assign_labels(X, centers_dev, labels)
-        distances = to_host(engine.assigned_distances(X, centers_dev, labels))
-        x_squared_norms = to_host(engine.row_norms(X))
-    labels = to_host(labels)
-    centers64 = to_host(centers).astype(np.float64)
-    own_center_norms = (centers64**2).sum(axis=1)[labels]
-    resolution = 4 * n_features * np.finfo(X.dtype).eps * (x_squared_norms + own_center_norms)
-    rows = np.lexsort((np.arange(X.shape[0]), -distances))[:n_far]
-    return (distances[rows], offset + rows, resolution[rows],
-            to_host(X[xp.asarray(rows)]).astype(np.float64),
-            to_host(sample_weight[xp.asarray(rows)]), labels[rows])
-
-
-def _combine_farthest(n_far):
-    def combine(a, b):
-        merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
-        rows = np.lexsort((merged[1], -merged[0]))[:n_far]
-        return tuple(m[rows] for m in merged)
-    return combine
 
 
 def _block_rng(seed, stage, round_, block_index):
@@ -392,6 +413,162 @@ def _offsets(row_chunks):
 
 def _is_dask_array(X):
     return isinstance(X, da.Array)
+
+
+def _fold(combine_two, group):
+    """One group of a fixed tree, folded left to right (a task of its own)."""
+    return _sequential(combine_two)(group)
+
+
+def _current_client():
+    """The distributed Client that ``dask.compute`` would use now, or None (the
+    threaded, process or synchronous schedulers)."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    distributed = sys.modules.get("distributed")
+    if distributed is not None and isinstance(client, distributed.Client):
+        return client
+    return None
+
+
+class _Runner:
+    """Runs tasks on a fit's persisted blocks, named by the fit's own keys.
+
+    On a distributed Client each task is one ``client.submit`` on the blocks' futures: no
+    graph to build, optimise or tokenize, one message to the scheduler per task, and
+    the results come straight from the workers. On Dask's other schedulers (no round
+    trips to save) the same tasks are ``dask.delayed`` calls computed together.
+    """
+
+    def __init__(self, X, sample_weight):
+        self.client = _current_client()
+        self.X_blocks, self.w_blocks = (self._block_refs(a) for a in (X, sample_weight))
+
+    def _block_refs(self, array):
+        if self.client is None:
+            return _blocks(array)
+        from distributed import futures_of
+
+        futures = {future.key: future for future in futures_of(array)}
+        return [futures[key] for key in dask.core.flatten(array.__dask_keys__())]
+
+    def submit(self, func, *args, key):
+        if self.client is None:
+            return dask.delayed(func, pure=False)(*args, dask_key_name=key)
+        return self.client.submit(func, *args, key=key, pure=False)
+
+    def gather(self, tasks):
+        if self.client is None:
+            return list(dask.compute(*tasks))
+        return self.client.gather(tasks)
+
+    def reduce(self, parts, combine_two, key):
+        """``parts`` combined in :func:`_tree`'s fixed order: groups of ``SPLIT_EVERY``
+        neighbours on the workers while more remain, the last group on the client."""
+        level = 0
+        while len(parts) > SPLIT_EVERY:
+            parts = [self.submit(_fold, combine_two, parts[i:i + SPLIT_EVERY],
+                                 key=f"{key}-{level}-{i}")
+                     if len(parts[i:i + SPLIT_EVERY]) > 1 else parts[i]
+                     for i in range(0, len(parts), SPLIT_EVERY)]
+            level += 1
+        return _fold(combine_two, self.gather(parts))
+
+    def run_everywhere(self, func, *args):
+        """``func(*args)`` in this process and, on a Client, on every worker."""
+        func(*args)
+        if self.client is not None:
+            self.client.run(func, *args)
+
+
+class _DaskRun:
+    """:func:`gpukmeans._lloyd.lloyd`'s run over the persisted blocks of a dask array
+    (see :class:`gpukmeans._lloyd.EngineRun` for the one in memory).
+
+    Each step sends the centers, and the previous step's, with the step's task of each
+    block (kilobytes, inline), and gets back the blocks' float64 sums, weights and
+    counts of changed labels, added in a tree fixed by the block order alone: the same
+    result whatever the workers, threads or processes, and whichever finished first.
+    The labels stay on the workers. Prior validation of data is assumed.
+    """
+
+    def __init__(self, runner, row_chunks, device):
+        self.runner = runner
+        self.offsets = _offsets(row_chunks)
+        self.device = device
+        self.fit_key = uuid.uuid4().hex
+        self.n_iter = 0
+        self.seconds = []  # wall time of each step, as the client saw it
+        self._centers_before = None
+        self._started = time.perf_counter()
+
+    def _each_block(self, func, *args, name, with_weights=True, keyed=False):
+        runner = self.runner
+        blocks = (zip(runner.X_blocks, runner.w_blocks) if with_weights
+                  else ((x,) for x in runner.X_blocks))
+        return [runner.submit(func, *block, *args,
+                              *((self.fit_key, i, self.n_iter) if keyed else ()),
+                              key=f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}")
+                for i, block in enumerate(blocks)]
+
+    def step(self, centers_old):
+        self.n_iter += 1
+        centers_before = centers_old if self._centers_before is None else self._centers_before
+        sums, weight_in_clusters, n_changed = self.runner.reduce(
+            self._each_block(_step_block, centers_old, centers_before, self.device,
+                             name="step", keyed=True),
+            _combine_steps, f"gpukmeans-steps-{self.fit_key}-{self.n_iter}")
+        self._centers_before = centers_old
+        now = time.perf_counter()
+        self.seconds.append(now - self._started)
+        self._started = now
+        logger.debug("iteration %d: %d labels changed, %.4f s", self.n_iter, n_changed,
+                     self.seconds[-1])
+        return sums, weight_in_clusters, n_changed
+
+    def farthest(self, centers_old, n_far):
+        """The ``n_far`` farthest samples in ``np.argpartition``'s order over all the
+        distances, as :class:`gpukmeans._lloyd.EngineRun` finds them: the distances
+        (8 bytes a sample) come to the client, then the chosen rows. Rare."""
+        distances = np.concatenate(self.runner.gather(self._each_block(
+            _distances_block, centers_old, self.device, name="distances",
+            with_weights=False, keyed=True)))
+        far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
+        block_of = np.searchsorted(self.offsets, far_from_centers, side="right") - 1
+        involved = np.unique(block_of)
+        runner = self.runner
+        found = runner.gather([
+            runner.submit(_far_rows_block, runner.X_blocks[i], runner.w_blocks[i],
+                          centers_old, far_from_centers[block_of == i] - self.offsets[i],
+                          self.device, self.fit_key, i, self.n_iter,
+                          key=f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}")
+            for i in involved])
+        by_block = dict(zip(involved.tolist(), found))
+        position = {i: 0 for i in by_block}
+        far_samples = []
+        for index, i in zip(far_from_centers, block_of.tolist()):
+            resolution, labels, weights, rows = by_block[i]
+            j = position[i]
+            position[i] += 1
+            far_samples.append((distances[index], resolution[j], int(labels[j]), weights[j],
+                                rows[j]))
+        return far_samples
+
+    def inertia(self, centers_old):
+        return self.runner.reduce(
+            self._each_block(_inertia_block, centers_old, self.device, name="inertia",
+                             keyed=True),
+            _add, f"gpukmeans-inertias-{self.fit_key}-{self.n_iter}")
+
+    def finish(self, centers, assign_labels):
+        # An E-step either way: when the labels stopped changing it gives them again,
+        # and the same inertia.
+        return self.runner.reduce(
+            self._each_block(_inertia_block, centers, self.device, name="final"), _add,
+            f"gpukmeans-finals-{self.fit_key}")
+
+    def close(self):
+        self.runner.run_everywhere(_forget_labels, self.fit_key)
 
 
 # ---------------------------------------------------------------- the estimator
@@ -676,14 +853,22 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         init_seconds = time.perf_counter() - started
         logger.info("k-means init (%s) took %.3f s", init if isinstance(init, str) else "array",
                     init_seconds)
-        centers, n_iter, iteration_seconds = self._lloyd(
-            X_blocks, w_blocks, offsets, centers_init, tol, device, dtype
-        )
-        inertia = dask.compute(_tree(
-            [dask.delayed(_labels_and_inertia_block, pure=True)(x, s, centers, device)
-             for x, s in zip(X_blocks, w_blocks)],
-            _delayed_combine(_add)))[0]
-        del Xc, w, X_blocks, w_blocks  # the persisted blocks are released
+        run = _DaskRun(_Runner(Xc, w), Xc.chunks[0], device)
+        try:
+            centers, inertia, n_iter, weight_in_clusters = lloyd(
+                run, np.ascontiguousarray(centers_init, dtype=dtype), np, self.max_iter, tol)
+        finally:
+            run.close()
+        run_seconds = run.seconds
+        del Xc, w, X_blocks, w_blocks, run  # the persisted blocks are released
+        distinct_clusters = int((weight_in_clusters > 0).sum())
+        if distinct_clusters < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
 
         cluster_centers = centers + X_mean
         if device == "gpu" and "cupy" in stats["kinds"]:
@@ -701,7 +886,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_features
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
-        self._timings = {"init": init_seconds, "iterations": iteration_seconds}
+        self._timings = {"init": init_seconds, "iterations": run_seconds}
         self.labels_ = self.predict(X)
         return self
 
@@ -859,65 +1044,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         local = LocalKMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
                             device="cpu").fit(candidates, sample_weight=candidate_weight)
         return np.ascontiguousarray(local.cluster_centers_, dtype=dtype)
-
-    # ----------------------------------------------------------------- Lloyd
-    def _lloyd(self, X_blocks, w_blocks, offsets, centers_init, tol, device, dtype):
-        """Lloyd's iterations over the persisted blocks: the loop of
-        :func:`gpukmeans._lloyd.kmeans_single_lloyd`, with the engine's step run per
-        block. Returns ``(centers, n_iter, seconds per iteration)``."""
-        centers = np.ascontiguousarray(centers_init, dtype=dtype)
-        digest_old = None
-        n_iter = 0
-        seconds = []
-        for n_iter in range(1, self.max_iter + 1):
-            started = time.perf_counter()
-            centers_d = dask.delayed(centers, pure=True)
-            sums, weight_in_clusters, digest = dask.compute(_tree(
-                [dask.delayed(_lloyd_block, pure=True)(x, s, centers_d, device)
-                 for x, s in zip(X_blocks, w_blocks)],
-                _delayed_combine(_combine_partials)))[0]
-            labels_changed = digest != digest_old
-            n_empty = int((weight_in_clusters == 0).sum())
-            relocated = bool(n_empty) and self._relocate_empty_clusters(
-                X_blocks, w_blocks, offsets, centers, sums, weight_in_clusters, n_empty, device)
-            centers_new = average_centers(sums, weight_in_clusters, centers, dtype, np)
-            center_shift_tot = float(((centers_new - centers) ** 2).sum())
-            centers = centers_new
-            seconds.append(time.perf_counter() - started)
-            logger.debug("iteration %d: center shift %r, labels changed: %s, %.4f s",
-                         n_iter, center_shift_tot, labels_changed, seconds[-1])
-            if not labels_changed and not relocated:
-                logger.info("converged at iteration %d: strict convergence", n_iter)
-                break
-            if center_shift_tot <= tol:
-                logger.info("converged at iteration %d: center shift %r within tolerance %r",
-                            n_iter, center_shift_tot, tol)
-                break
-            digest_old = digest
-        distinct_clusters = int((weight_in_clusters > 0).sum())
-        if distinct_clusters < self.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
-                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return centers, n_iter, seconds
-
-    def _relocate_empty_clusters(self, X_blocks, w_blocks, offsets, centers_old, sums,
-                                 weight_in_clusters, n_empty, device):
-        """:func:`gpukmeans._lloyd.relocate_empty_clusters` over the blocks: the
-        ``n_empty`` farthest samples come from one extra pass (rare). INOUT ``sums``,
-        ``weight_in_clusters``."""
-        empty_clusters = np.flatnonzero(weight_in_clusters == 0)
-        centers_d = dask.delayed(centers_old, pure=True)
-        distances, _, resolution, rows, weights, labels = dask.compute(_tree(
-            [dask.delayed(_farthest_block, pure=True)(x, s, centers_d, n_empty, device,
-                                                       offsets[i])
-             for i, (x, s) in enumerate(zip(X_blocks, w_blocks))],
-            _delayed_combine(_combine_farthest(n_empty))))[0]
-        far_samples = zip(distances, resolution, map(int, labels), weights, rows)
-        return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
 
     # ------------------------------------------------------------- inference
     def _inference_X(self, X):

@@ -156,6 +156,44 @@ def test_empty_cluster_is_relocated_as_gpukmeans_does(on_processes, rng):
     assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
 
 
+def _tied_far_points(rng):
+    """Integer data, symmetric about the origin (so centring and every sum are exact),
+    and initial centers of which three are far from every sample: three clusters empty
+    at the first step, and the four samples farthest from their centers tie (at 5000).
+    Rows are shuffled until ``np.argpartition`` pairs the ties with the empty clusters
+    in another order than their row order, the order a merge of per-block maxima
+    would give."""
+    blob = rng.integers(-6, 7, size=(120, 2))
+    group = blob + 50
+    half = np.concatenate([blob, group, [[100, 0], [0, 100]]])
+    X = np.concatenate([half, -half]).astype(np.float64)
+    init = np.array([[0, 0], [50, 50], [-50, -50], [1e4, 1e4], [-1e4, 1e4], [1e4, -1e4]])
+    first_labels = ((X[:, None, :] - init[None]) ** 2).sum(axis=2).argmin(axis=1)
+    distances = ((X - init[first_labels]) ** 2).sum(axis=1)
+    assert np.sort(distances)[-4:].tolist() == [5000.0] * 4
+    while True:
+        X = X[rng.permutation(X.shape[0])]
+        distances = ((X[:, None, :] - init[None]) ** 2).sum(axis=2).min(axis=1)
+        by_argpartition = np.argpartition(distances, -3)[:-4:-1]
+        by_row = np.lexsort((np.arange(X.shape[0]), -distances))[:3]
+        if not np.array_equal(by_argpartition, by_row):
+            return X, init
+
+
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_clusters_emptied_together_are_paired_as_gpukmeans_pairs_them(on_processes, rng,
+                                                                      chunking):
+    X, init = _tied_far_points(rng)
+    local = gpukmeans.KMeans(6, init=init, device="cpu").fit(X)
+    assert np.unique(local.labels_).size == 6  # the three relocations happened
+    km = gkd.KMeans(6, init=init).fit(
+        da.from_array(X, chunks=(CHUNKINGS[chunking](X.shape[0]), 2)))
+    np.testing.assert_array_equal(km.labels_.compute(), local.labels_)
+    assert km.cluster_centers_.tobytes() == local.cluster_centers_.tobytes()
+    assert km.n_iter_ == local.n_iter_
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
 def test_finds_scikit_learns_clustering_of_separated_blobs(on_processes, rng, init, dtype):
@@ -329,7 +367,7 @@ def test_nan_in_a_block_is_named_before_any_iteration(monkeypatch):
     X = np.random.default_rng(0).standard_normal((30, 2))
     X[17, 1] = np.nan
     ran = []
-    monkeypatch.setattr(gkd.KMeans, "_lloyd", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(gkd, "lloyd", lambda *a, **k: ran.append(1))
     with dask.config.set(scheduler="sync"):
         with pytest.raises(ValueError, match=r"NaN or infinity.*numbered \[1\]"):
             gkd.KMeans(2).fit(da.from_array(X, chunks=(10, 2)))
