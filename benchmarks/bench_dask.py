@@ -20,12 +20,16 @@ Measured per fit:
   runs in this process; ``distributed.comm.tcp.TCP`` is wrapped), plus the client's
   direct comms to workers, between the first and last iteration, divided by the
   iterations between them;
-- ours only: each block's engine step timed on its own worker, to compare the
-  per-iteration wall time with the slowest worker's share of steps.
+- ours only: the overhead per iteration, the iteration's wall time on the client minus
+  the largest per-worker sum of the compute time of that iteration's step tasks, as the
+  workers' task stream records them.
+
+A dask-ml fit still running after ``--cap`` seconds (default 600; ours: twice that) is
+abandoned and reported as not finished, with the cap.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_dask.py --n-samples 10000000   # the issue's size
+    .venv/bin/python benchmarks/bench_dask.py --mnist DIR   # 10,000,000 rows, the issue's size
     .venv/bin/python benchmarks/bench_dask.py --n-samples 1000000 --repeats 3
 
 Writes benchmarks/results/dask.{md,json}.
@@ -39,6 +43,8 @@ import logging
 import os
 import pathlib
 import platform
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -176,33 +182,48 @@ CONTESTANTS = {"gpukmeans.dask": fit_gpukmeans, "dask_ml": fit_dask_ml}
 SAME_ROUNDS = False
 
 
-def _time_block_step(X, centers):
-    """Our engine's step on one block, timed on the worker that holds it."""
-    Xc = np.ascontiguousarray(X)
-    w = np.ones(Xc.shape[0], Xc.dtype)
-    gkd._lloyd_block(Xc, w, centers, "cpu")  # warm
-    started = time.perf_counter()
-    gkd._lloyd_block(Xc, w, centers, "cpu")
-    return time.perf_counter() - started
+STEP_KEY = re.compile(r"gpukmeans-step-\w+-(\d+)-(\d+)")
 
 
-def block_steps(client, X, centers):
-    futures = client.compute(list(X.to_delayed().ravel()))
-    timings = client.gather([client.submit(_time_block_step, f, centers, pure=False)
-                             for f in futures])
-    where = client.who_has(futures)
-    per_worker = {}
-    for f, t in zip(futures, timings):
-        worker = where[f.key][0] if where.get(f.key) else "?"
-        per_worker[worker] = per_worker.get(worker, 0.0) + t
-    return timings, per_worker
+def slowest_worker_steps(task_stream):
+    """Per iteration (from the second): the largest per-worker sum of the compute time
+    of our step tasks, from the workers' own task stream records."""
+    per_iteration = {}
+    for task in task_stream:
+        match = STEP_KEY.match(str(task["key"]))
+        if not match:
+            continue
+        compute = sum(s["stop"] - s["start"] for s in task["startstops"]
+                      if s["action"] == "compute")
+        workers = per_iteration.setdefault(int(match.group(1)), {})
+        workers[task["worker"]] = workers.get(task["worker"], 0.0) + compute
+    return [max(per_iteration[i].values()) for i in sorted(per_iteration)][1:]
 
 
-def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic):
+class FitTimeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise FitTimeout
+
+
+def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, client, cap):
+    """One timed fit; a fit still running after ``cap`` seconds is abandoned (its
+    futures released) and reported as not finished."""
     clock.events.clear()
     start_traffic = traffic.snapshot()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, cap)
     started = time.perf_counter()
-    centers, n_iter = CONTESTANTS[name](X, k, max_iter, rounds, seed)
+    try:
+        with distributed.get_task_stream(client) as task_stream:
+            centers, n_iter = CONTESTANTS[name](X, k, max_iter, rounds, seed)
+    except FitTimeout:
+        return {"contestant": name, "finished": False, "cap_seconds": cap}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     total = time.perf_counter() - started
     events = clock.events[:]
     first_iteration_end = events[0][0]
@@ -215,13 +236,20 @@ def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic):
         (_, a), (_, b) = events[0], events[-1]
         per_iteration_bytes = {key: (b[key] - a[key]) / (len(events) - 1) for key in a}
     end_traffic = traffic.snapshot()
-    return {
-        "contestant": name, "seconds_total": total, "seconds_init": init,
+    run = {
+        "contestant": name, "finished": True, "seconds_total": total, "seconds_init": init,
         "seconds_per_iteration": per_iteration, "n_iter": int(n_iter),
         "inertia": inertia(X, np.asarray(centers)),
         "bytes_per_iteration": per_iteration_bytes,
         "bytes_total": {key: end_traffic[key] - start_traffic[key] for key in end_traffic},
     }
+    if name == "gpukmeans.dask" and len(iteration_times):
+        slowest = slowest_worker_steps(task_stream.data)
+        if len(slowest) == len(iteration_times):
+            run["overhead_per_iteration"] = [float(t - s) for t, s in
+                                             zip(iteration_times, slowest)]
+            run["slowest_worker_step"] = slowest
+    return run
 
 
 # ------------------------------------------------------------------ report
@@ -252,17 +280,27 @@ def versions():
 def summarize(runs):
     out = {}
     for name in CONTESTANTS:
-        mine = [r for r in runs if r["contestant"] == name]
+        mine = [r for r in runs if r["contestant"] == name and r["finished"]]
         if not mine:
+            capped = [r for r in runs if r["contestant"] == name]
+            if capped:
+                out[name] = {"finished": False, "cap_seconds": capped[0]["cap_seconds"],
+                             "n_runs": len(capped)}
             continue
         out[name] = {key: statistics.median(r[key] for r in mine)
                      for key in ("seconds_total", "seconds_init", "seconds_per_iteration",
                                  "inertia")}
+        out[name]["finished"] = True
         out[name]["n_iter"] = mine[0]["n_iter"]
         out[name]["bytes_per_iteration"] = {
             key: statistics.median(r["bytes_per_iteration"].get(key, float("nan"))
                                    for r in mine) for key in mine[0]["bytes_per_iteration"]}
         out[name]["n_runs"] = len(mine)
+        overheads = [o for r in mine for o in r.get("overhead_per_iteration", [])]
+        if overheads:
+            out[name]["overhead_per_iteration"] = statistics.median(overheads)
+            out[name]["slowest_worker_step"] = statistics.median(
+                s for r in mine for s in r["slowest_worker_step"])
     return out
 
 
@@ -294,6 +332,10 @@ def write_report(path, meta, cases):
     ]
     for case in cases:
         for name, s in case["summary"].items():
+            if not s["finished"]:
+                lines.append(f"| {case['name']} | {name} | not finished in "
+                             f"{s['cap_seconds']:.0f} s | | | | | | |")
+                continue
             b = s["bytes_per_iteration"]
             lines.append(
                 f"| {case['name']} | {name} | {s['seconds_total']:.2f} | {s['seconds_init']:.2f}"
@@ -302,24 +344,32 @@ def write_report(path, meta, cases):
                 f"{b.get('client_direct', 0) / 1024:.1f} |")
     lines += ["", "Ratios (dask-ml / gpukmeans.dask; > 1 means gpukmeans is faster; inertia "
               "< 1 means dask-ml's is lower):", "",
-              "| case | fit time | init | per iteration | inertia | gpukmeans step: slowest "
-              "worker's blocks, s | gpukmeans overhead per iteration, ms |",
+              "| case | fit time | init | per iteration | inertia | gpukmeans: slowest "
+              "worker's steps per iteration, s | gpukmeans overhead per iteration, ms |",
               "|---|---|---|---|---|---|---|"]
     for case in cases:
         s = case["summary"]
-        if len(s) < 2:
+        a = s.get("gpukmeans.dask")
+        if not a or not a["finished"]:
             continue
-        a, b = s["gpukmeans.dask"], s["dask_ml"]
-        step = case.get("slowest_worker_step_seconds", float("nan"))
-        lines.append(
-            f"| {case['name']} | {b['seconds_total'] / a['seconds_total']:.2f}x | "
-            f"{b['seconds_init'] / a['seconds_init']:.2f}x | "
-            f"{b['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x | "
-            f"{b['inertia'] / a['inertia']:.6f} | {step:.3f} | "
-            f"{1000 * (a['seconds_per_iteration'] - step):.1f} |")
-    lines += ["", "Overhead per iteration: our median wall time per iteration minus the "
-              "largest per-worker sum of its blocks' engine steps (each block timed on its "
-              "own worker).", ""]
+        step = a.get("slowest_worker_step", float("nan"))
+        overhead = 1000 * a.get("overhead_per_iteration", float("nan"))
+        b = s.get("dask_ml")
+        if b and b["finished"]:
+            lines.append(
+                f"| {case['name']} | {b['seconds_total'] / a['seconds_total']:.2f}x | "
+                f"{b['seconds_init'] / a['seconds_init']:.2f}x | "
+                f"{b['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x | "
+                f"{b['inertia'] / a['inertia']:.6f} | {step:.3f} | {overhead:.1f} |")
+        elif b:
+            lines.append(
+                f"| {case['name']} | > {b['cap_seconds'] / a['seconds_total']:.1f}x (dask-ml "
+                f"not finished in {b['cap_seconds']:.0f} s) | | | | {step:.3f} | "
+                f"{overhead:.1f} |")
+    lines += ["", "Overhead per iteration: each of our iterations' wall time on the client "
+              "minus the largest per-worker sum of the compute time of that iteration's "
+              "step tasks (from the workers' task stream); the median over the iterations "
+              "after the first of every repeat.", ""]
     for case in cases:
         lines.append(f"- {case['name']}: {case['description']}")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -339,6 +389,9 @@ def main(argv=None):
     parser.add_argument("--repeats-k1024", type=int, default=None,
                         help="repeats for the k=1024 case (default: --repeats)")
     parser.add_argument("--mnist", default=None, help="directory of the MNIST files")
+    parser.add_argument("--cap", type=float, default=600,
+                        help="seconds after which a fit is abandoned and reported as not "
+                             "finished")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dask"))
     args = parser.parse_args(argv)
 
@@ -357,7 +410,8 @@ def main(argv=None):
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": commit, "hardware": hardware(), "load": os.getloadavg(),
             "versions": versions(), "workers": args.workers, "repeats": args.repeats,
-            "rounds": args.rounds, "same_rounds": args.same_rounds, "n_samples": args.n_samples, "max_iter": args.max_iter}
+            "rounds": args.rounds, "same_rounds": args.same_rounds, "n_samples": args.n_samples,
+            "max_iter": args.max_iter, "cap_seconds": args.cap}
     cases = []
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
@@ -389,19 +443,22 @@ def main(argv=None):
             for repeat in range(repeats):
                 order = list(CONTESTANTS) if repeat % 2 == 0 else list(CONTESTANTS)[::-1]
                 for name in order:
-                    run = one_fit(name, X, k, args.max_iter, args.rounds, repeat, clock, traffic)
+                    # The cap is the peer's; ours gets twice as long, so that a slow
+                    # machine does not leave our row empty too.
+                    cap = args.cap if name == "dask_ml" else 2 * args.cap
+                    run = one_fit(name, X, k, args.max_iter, args.rounds, repeat, clock, traffic,
+                                  client, cap)
                     run["repeat"] = repeat
                     runs.append(run)
+                    if not run["finished"]:
+                        print(f"[{case}] {name}: not finished in {cap:.0f} s", flush=True)
+                        continue
                     print(f"[{case}] {name}: fit {run['seconds_total']:.2f} s, init "
                           f"{run['seconds_init']:.2f} s, {run['seconds_per_iteration']:.3f} "
                           f"s/iter, inertia {run['inertia']:.6g}, bytes/iter "
                           f"{run['bytes_per_iteration']}", flush=True)
-            centers = np.asarray(gkd.KMeans(k, init="random", max_iter=1, random_state=0)
-                                 .fit(X).cluster_centers_)
-            timings, per_worker = block_steps(client, X, centers)
             cases.append({"name": case, "description": description, "runs": runs,
-                          "summary": summarize(runs), "block_step_seconds": timings,
-                          "slowest_worker_step_seconds": max(per_worker.values())})
+                          "summary": summarize(runs)})
             del X
             out = pathlib.Path(args.out)
             out.with_suffix(".json").write_text(json.dumps({"meta": meta, "cases": cases},
