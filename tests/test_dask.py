@@ -406,6 +406,34 @@ def test_cupy_blocks_with_device_cpu_are_refused(fake_cupy_blocks):
             gkd.KMeans(2, device="cpu").fit(X)
 
 
+def test_cupy_blocks_run_the_gpu_engine_on_the_emulated_device(request, rng, monkeypatch,
+                                                               fake_cupy_blocks):
+    """Blocks the dispatch takes for CuPy arrays, with device="auto": the fit, its
+    validation pass and inference go where CuPy blocks go, each block on the GPU engine,
+    here the emulated device (tests/cudaemu) in place of a worker's GPU. Real CuPy
+    arrays (their memory, cupy.asarray of a NumPy block, a dask_cuda worker) are not
+    tested here: that needs a GPU."""
+    device = fit_device(request, "emulated")
+    X = _random_data(rng, 700, 3, 5, np.float64, separated=False)
+    init = X[:5]
+    local = gpukmeans.KMeans(5, init=init, device=device).fit(X)
+    devices = []
+    real_get_engine = gkd.get_engine
+    monkeypatch.setattr(gkd, "get_engine",
+                        lambda device, *shape: devices.append(device) or real_get_engine(
+                            device, *shape))
+    with dask.config.set(scheduler="sync"):
+        Xd = da.from_array(X, chunks=(250, 3)).map_blocks(_as_fake_device)
+        km = gkd.KMeans(5, init=init).fit(Xd)
+        labels = km.labels_.compute()
+        predicted = km.predict(Xd).compute()
+    assert km.device_ == "gpu" and devices and set(devices) == {"gpu"}
+    np.testing.assert_array_equal(labels, local.labels_)
+    np.testing.assert_array_equal(predicted, local.labels_)
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    assert km.n_iter_ == local.n_iter_
+
+
 @pytest.mark.parametrize("params, error, match", [
     ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
     ({"init": "kmeans"}, ValueError, "init must be one of"),
