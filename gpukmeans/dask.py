@@ -222,6 +222,8 @@ def _far_rows_block(X, sample_weight, centers_old, rows, device, fit_key, block_
                     n_iter):
     """What :func:`gpukmeans._lloyd.move_to_empty_clusters` needs of the block's
     ``rows``: ``(resolution, labels, weights, float64 rows)``."""
+    if rows.size == 0:
+        return np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty((0, X.shape[1]))
     engine = _engine(device, X, centers_old.shape[0])
     xp = engine.xp
     centers = xp.asarray(centers_old)
@@ -415,11 +417,6 @@ def _is_dask_array(X):
     return isinstance(X, da.Array)
 
 
-def _fold(combine_two, group):
-    """One group of a fixed tree, folded left to right (a task of its own)."""
-    return _sequential(combine_two)(group)
-
-
 def _current_client():
     """The distributed Client that ``dask.compute`` would use now, or None (the
     threaded, process or synchronous schedulers)."""
@@ -431,19 +428,59 @@ def _current_client():
     return None
 
 
-class _Runner:
-    """Runs tasks on a fit's persisted blocks, named by the fit's own keys.
+class _BlockHost:
+    """A Dask actor on one worker: runs a pass over the fit's blocks that this worker
+    holds in memory, and answers the client directly (no task, no scheduler)."""
 
-    On a distributed Client the tasks of a pass are one ``client.map`` on the blocks'
-    futures: no graph to build, optimise or tokenize, one message to the scheduler per
-    pass (a message per task cost 10 ms more a pass on the loaded two-core test
-    machine), and the results come straight from the workers. On Dask's other schedulers (no round
-    trips to save) the same tasks are ``dask.delayed`` calls computed together.
+    def __init__(self):
+        from distributed import get_worker
+
+        self._worker = get_worker()
+
+    def run(self, func, blocks):
+        """``({i: func(X_i, *args)}, seconds)`` for each ``(i, keys, args)`` in
+        ``blocks`` whose keys (X's block, and the weights' where given) are in this
+        worker's memory; ``seconds`` the time it took here."""
+        started = time.perf_counter()
+        data = self._worker.data
+        results = {}
+        for i, keys, args in blocks:
+            try:
+                arrays = [data[key] for key in keys]
+            except KeyError:  # moved or lost since the client looked: a task does it
+                continue
+            results[i] = func(*arrays, *args)
+        return results, time.perf_counter() - started
+
+
+# How long the client waits for an actor to start on a worker before it leaves that
+# worker's blocks to tasks for the pass (a worker that died, not yet noticed).
+HOST_START_TIMEOUT = 10
+
+
+class _Runner:
+    """Runs passes over a fit's persisted blocks, each block where it lives.
+
+    On a distributed Client, a pass is one call to an actor (:class:`_BlockHost`) on each
+    worker that holds blocks, which runs them where they are and answers the client
+    straight: per pass, two messages per worker, none through the scheduler (a pass of
+    tasks, even as one ``client.map`` with keys of our own, cost 25-100 ms of scheduling
+    on the loaded two-core test machine, and actors 8-23 ms). A block no actor has
+    (moved, or lost with its worker) is run as a task, which Dask recomputes from X's
+    graph where needed; the next pass asks the scheduler again where the blocks are.
+    On Dask's other schedulers (no round trips to save) a pass is ``dask.delayed``
+    calls computed together. Either way each block's result is the same function of
+    the same inputs, so the fit does not depend on where or how blocks ran.
     """
 
     def __init__(self, X, sample_weight):
         self.client = _current_client()
         self.X_blocks, self.w_blocks = (self._block_refs(a) for a in (X, sample_weight))
+        self._hosts = None  # {worker address: (actor, block indices)}
+        self._actors = {}  # {worker address: actor}, kept for the fit
+        # The longest time a worker spent on the last pass, as it measured it (NaN when
+        # the pass did not run on actors alone): what the pass cannot do without.
+        self.slowest_worker_seconds = float("nan")
 
     def _block_refs(self, array):
         if self.client is None:
@@ -453,39 +490,73 @@ class _Runner:
         futures = {future.key: future for future in futures_of(array)}
         return [futures[key] for key in dask.core.flatten(array.__dask_keys__())]
 
-    def submit(self, func, *args, key):
-        if self.client is None:
-            return dask.delayed(func, pure=False)(*args, dask_key_name=key)
-        return self.client.submit(func, *args, key=key, pure=False)
+    def _place(self):
+        """Where the blocks are (X's and the weights' block on one worker), and an actor
+        on each of those workers."""
+        who_has = self.client.who_has(self.X_blocks + self.w_blocks)
+        placement = {}
+        for i, (x, w) in enumerate(zip(self.X_blocks, self.w_blocks)):
+            both = [a for a in who_has.get(x.key, ()) if a in who_has.get(w.key, ())]
+            if both:
+                placement.setdefault(both[0], []).append(i)
+        starting = {address: self.client.submit(
+            _BlockHost, actor=True, workers=[address], allow_other_workers=False,
+            pure=False, key=f"gpukmeans-host-{uuid.uuid4().hex}")
+            for address in placement if address not in self._actors}
+        for address, future in starting.items():
+            try:
+                self._actors[address] = future.result(timeout=HOST_START_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
+                logger.info("no actor on worker %s (%r); its blocks run as tasks", address,
+                            exc)
+                future.cancel()
+        self._hosts = {address: (self._actors[address], blocks)
+                       for address, blocks in placement.items() if address in self._actors}
 
-    def map(self, func, args, keys):
-        """``func(*a)`` for each tuple ``a`` of ``args``, as one submission."""
+    def map_blocks(self, func, args, keys, with_weights=True):
+        """``[func(X_i, w_i, *args[i]) ...]`` (without ``w_i`` unless ``with_weights``)
+        for every block, in block order; ``keys`` name the tasks where tasks are used."""
+        refs = [(x, w) if with_weights else (x,)
+                for x, w in zip(self.X_blocks, self.w_blocks)]
         if self.client is None:
-            return [self.submit(func, *a, key=key) for a, key in zip(args, keys)]
-        return self.client.map(func, *zip(*args), key=list(keys), pure=False)
-
-    def gather(self, tasks):
-        if self.client is None:
-            return list(dask.compute(*tasks))
-        return self.client.gather(tasks)
-
-    def reduce(self, parts, combine_two, key):
-        """``parts`` combined in :func:`_tree`'s fixed order: groups of ``SPLIT_EVERY``
-        neighbours on the workers while more remain, the last group on the client."""
-        level = 0
-        while len(parts) > SPLIT_EVERY:
-            parts = [self.submit(_fold, combine_two, parts[i:i + SPLIT_EVERY],
-                                 key=f"{key}-{level}-{i}")
-                     if len(parts[i:i + SPLIT_EVERY]) > 1 else parts[i]
-                     for i in range(0, len(parts), SPLIT_EVERY)]
-            level += 1
-        return _fold(combine_two, self.gather(parts))
+            self.slowest_worker_seconds = float("nan")
+            return list(dask.compute(*[
+                dask.delayed(func, pure=False)(*ref, *a, dask_key_name=key)
+                for ref, a, key in zip(refs, args, keys)]))
+        if self._hosts is None:
+            self._place()
+        calls = [actor.run(func, [(i, [ref.key for ref in refs[i]], args[i]) for i in blocks])
+                 for actor, blocks in self._hosts.values()]
+        results = {}
+        worker_seconds = [0.0]
+        for call in calls:
+            try:
+                done, seconds = call.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost mid-pass: tasks redo it
+                logger.info("a worker's actor failed (%r); its blocks run as tasks", exc)
+                continue
+            results.update(done)
+            worker_seconds.append(seconds)
+        self.slowest_worker_seconds = max(worker_seconds)
+        missing = [i for i in range(len(refs)) if i not in results]
+        if missing:
+            self.slowest_worker_seconds = float("nan")
+            futures = self.client.map(func, *zip(*[(*refs[i], *args[i]) for i in missing]),
+                                      key=[keys[i] for i in missing], pure=False)
+            results.update(zip(missing, self.client.gather(futures)))
+            self._hosts = None
+            self._actors = {address: actor for address, actor in self._actors.items()
+                            if address in self.client.scheduler_info()["workers"]}
+        return [results[i] for i in range(len(refs))]
 
     def run_everywhere(self, func, *args):
         """``func(*args)`` in this process and, on a Client, on every worker."""
         func(*args)
         if self.client is not None:
-            self.client.run(func, *args)
+            self.client.run(func, *args, on_error="ignore")  # a lost worker kept nothing
+
+    def close(self):
+        self._hosts, self._actors = None, {}
 
 
 class _DaskRun:
@@ -506,27 +577,28 @@ class _DaskRun:
         self.fit_key = uuid.uuid4().hex
         self.n_iter = 0
         self.seconds = []  # wall time of each step, as the client saw it
+        self.slowest_worker_seconds = []  # of each step, on the workers (NaN: not known)
         self._centers_before = None
         self._started = time.perf_counter()
 
     def _each_block(self, func, *args, name, with_weights=True, keyed=False):
-        runner = self.runner
-        blocks = (zip(runner.X_blocks, runner.w_blocks) if with_weights
-                  else ((x,) for x in runner.X_blocks))
-        return runner.map(
-            func, [(*block, *args, *((self.fit_key, i, self.n_iter) if keyed else ()))
-                   for i, block in enumerate(blocks)],
-            [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}"
-             for i in range(len(runner.X_blocks))])
+        """``func`` on every block (see :meth:`_Runner.map_blocks`), results in block
+        order; ``keyed`` adds the fit's key, the block's index and the step's number."""
+        n_blocks = len(self.runner.X_blocks)
+        return self.runner.map_blocks(
+            func, [(*args, *((self.fit_key, i, self.n_iter) if keyed else ()))
+                   for i in range(n_blocks)],
+            [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)],
+            with_weights=with_weights)
 
     def step(self, centers_old):
         self.n_iter += 1
         centers_before = centers_old if self._centers_before is None else self._centers_before
-        sums, weight_in_clusters, n_changed = self.runner.reduce(
+        sums, weight_in_clusters, n_changed = _tree(
             self._each_block(_step_block, centers_old, centers_before, self.device,
-                             name="step", keyed=True),
-            _combine_steps, f"gpukmeans-steps-{self.fit_key}-{self.n_iter}")
+                             name="step", keyed=True), _sequential(_combine_steps))
         self._centers_before = centers_old
+        self.slowest_worker_seconds.append(self.runner.slowest_worker_seconds)
         now = time.perf_counter()
         self.seconds.append(now - self._started)
         self._started = now
@@ -538,24 +610,22 @@ class _DaskRun:
         """The ``n_far`` farthest samples in ``np.argpartition``'s order over all the
         distances, as :class:`gpukmeans._lloyd.EngineRun` finds them: the distances
         (8 bytes a sample) come to the client, then the chosen rows. Rare."""
-        distances = np.concatenate(self.runner.gather(self._each_block(
+        distances = np.concatenate(self._each_block(
             _distances_block, centers_old, self.device, name="distances",
-            with_weights=False, keyed=True)))
+            with_weights=False, keyed=True))
         far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
         block_of = np.searchsorted(self.offsets, far_from_centers, side="right") - 1
-        involved = np.unique(block_of)
-        runner = self.runner
-        found = runner.gather([
-            runner.submit(_far_rows_block, runner.X_blocks[i], runner.w_blocks[i],
-                          centers_old, far_from_centers[block_of == i] - self.offsets[i],
-                          self.device, self.fit_key, i, self.n_iter,
-                          key=f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}")
-            for i in involved])
-        by_block = dict(zip(involved.tolist(), found))
-        position = {i: 0 for i in by_block}
+        n_blocks = len(self.runner.X_blocks)
+        # Every block is asked (most for no rows): one pass, like the others.
+        found = self.runner.map_blocks(
+            _far_rows_block,
+            [(centers_old, far_from_centers[block_of == i] - self.offsets[i], self.device,
+              self.fit_key, i, self.n_iter) for i in range(n_blocks)],
+            [f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)])
+        position = [0] * n_blocks
         far_samples = []
         for index, i in zip(far_from_centers, block_of.tolist()):
-            resolution, labels, weights, rows = by_block[i]
+            resolution, labels, weights, rows = found[i]
             j = position[i]
             position[i] += 1
             far_samples.append((distances[index], resolution[j], int(labels[j]), weights[j],
@@ -563,20 +633,18 @@ class _DaskRun:
         return far_samples
 
     def inertia(self, centers_old):
-        return self.runner.reduce(
-            self._each_block(_inertia_block, centers_old, self.device, name="inertia",
-                             keyed=True),
-            _add, f"gpukmeans-inertias-{self.fit_key}-{self.n_iter}")
+        return _tree(self._each_block(_inertia_block, centers_old, self.device,
+                                      name="inertia", keyed=True), _sequential(_add))
 
     def finish(self, centers, assign_labels):
         # An E-step either way: when the labels stopped changing it gives them again,
         # and the same inertia.
-        return self.runner.reduce(
-            self._each_block(_inertia_block, centers, self.device, name="final"), _add,
-            f"gpukmeans-finals-{self.fit_key}")
+        return _tree(self._each_block(_inertia_block, centers, self.device, name="final"),
+                     _sequential(_add))
 
     def close(self):
         self.runner.run_everywhere(_forget_labels, self.fit_key)
+        self.runner.close()
 
 
 # ---------------------------------------------------------------- the estimator
@@ -867,7 +935,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 run, np.ascontiguousarray(centers_init, dtype=dtype), np, self.max_iter, tol)
         finally:
             run.close()
-        run_seconds = run.seconds
+        run_seconds = {"iterations": run.seconds,
+                       "slowest_worker": run.slowest_worker_seconds}
         del Xc, w, X_blocks, w_blocks, run  # the persisted blocks are released
         distinct_clusters = int((weight_in_clusters > 0).sum())
         if distinct_clusters < self.n_clusters:
@@ -894,7 +963,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_features
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
-        self._timings = {"init": init_seconds, "iterations": run_seconds}
+        self._timings = {"init": init_seconds, **run_seconds}
         self.labels_ = self.predict(X)
         return self
 
