@@ -21,8 +21,8 @@ Measured per fit:
   direct comms to workers, between the first and last iteration, divided by the
   iterations between them;
 - ours only: the overhead per iteration, the iteration's wall time on the client minus
-  the largest per-worker sum of the compute time of that iteration's step tasks, as the
-  workers' task stream records them.
+  the longest time a worker spent on that iteration's pass, as the worker measured it
+  (``KMeans._timings``).
 
 A dask-ml fit still running after ``--cap`` seconds (default 600; ours: twice that) is
 abandoned and reported as not finished, with the cap.
@@ -43,7 +43,6 @@ import logging
 import os
 import pathlib
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -163,7 +162,7 @@ def fit_gpukmeans(X, k, max_iter, rounds, seed):
     km = gkd.KMeans(k, init="k-means||", init_max_iter=rounds, max_iter=max_iter, tol=0,
                     random_state=seed)
     km.fit(X)
-    return km.cluster_centers_, km.n_iter_
+    return km.cluster_centers_, km.n_iter_, km._timings
 
 
 def fit_dask_ml(X, k, max_iter, rounds, seed):
@@ -175,29 +174,11 @@ def fit_dask_ml(X, k, max_iter, rounds, seed):
     km = KMeans(k, init="k-means||", init_max_iter=rounds if SAME_ROUNDS else None,
                 max_iter=max_iter, tol=0, random_state=seed)
     km.fit(X)
-    return km.cluster_centers_, km.n_iter_
+    return km.cluster_centers_, km.n_iter_, None
 
 
 CONTESTANTS = {"gpukmeans.dask": fit_gpukmeans, "dask_ml": fit_dask_ml}
 SAME_ROUNDS = False
-
-
-STEP_KEY = re.compile(r"gpukmeans-step-\w+-(\d+)-(\d+)")
-
-
-def slowest_worker_steps(task_stream):
-    """Per iteration (from the second): the largest per-worker sum of the compute time
-    of our step tasks, from the workers' own task stream records."""
-    per_iteration = {}
-    for task in task_stream:
-        match = STEP_KEY.match(str(task["key"]))
-        if not match:
-            continue
-        compute = sum(s["stop"] - s["start"] for s in task["startstops"]
-                      if s["action"] == "compute")
-        workers = per_iteration.setdefault(int(match.group(1)), {})
-        workers[task["worker"]] = workers.get(task["worker"], 0.0) + compute
-    return [max(per_iteration[i].values()) for i in sorted(per_iteration)][1:]
 
 
 class FitTimeout(Exception):
@@ -208,7 +189,7 @@ def _alarm(signum, frame):
     raise FitTimeout
 
 
-def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, client, cap):
+def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, cap):
     """One timed fit; a fit still running after ``cap`` seconds is abandoned (its
     futures released) and reported as not finished."""
     clock.events.clear()
@@ -217,8 +198,7 @@ def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, client, cap):
     signal.setitimer(signal.ITIMER_REAL, cap)
     started = time.perf_counter()
     try:
-        with distributed.get_task_stream(client) as task_stream:
-            centers, n_iter = CONTESTANTS[name](X, k, max_iter, rounds, seed)
+        centers, n_iter, timings = CONTESTANTS[name](X, k, max_iter, rounds, seed)
     except FitTimeout:
         return {"contestant": name, "finished": False, "cap_seconds": cap}
     finally:
@@ -243,12 +223,13 @@ def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, client, cap):
         "bytes_per_iteration": per_iteration_bytes,
         "bytes_total": {key: end_traffic[key] - start_traffic[key] for key in end_traffic},
     }
-    if name == "gpukmeans.dask" and len(iteration_times):
-        slowest = slowest_worker_steps(task_stream.data)
-        if len(slowest) == len(iteration_times):
-            run["overhead_per_iteration"] = [float(t - s) for t, s in
-                                             zip(iteration_times, slowest)]
-            run["slowest_worker_step"] = slowest
+    if timings is not None and len(timings["iterations"]) > 1:
+        # Both as the fit measured them: the iteration's wall time on the client, and
+        # the longest time a worker spent on that iteration's pass, on the worker.
+        walls, slowest = timings["iterations"][1:], timings["slowest_worker"][1:]
+        run["overhead_per_iteration"] = [float(t - s) for t, s in zip(walls, slowest)
+                                         if np.isfinite(s)]
+        run["slowest_worker_step"] = [float(s) for s in slowest if np.isfinite(s)]
     return run
 
 
@@ -367,9 +348,9 @@ def write_report(path, meta, cases):
                 f"not finished in {b['cap_seconds']:.0f} s) | | | | {step:.3f} | "
                 f"{overhead:.1f} |")
     lines += ["", "Overhead per iteration: each of our iterations' wall time on the client "
-              "minus the largest per-worker sum of the compute time of that iteration's "
-              "step tasks (from the workers' task stream); the median over the iterations "
-              "after the first of every repeat.", ""]
+              "minus the longest time a worker spent on that iteration's pass, as the worker "
+              "measured it; the median over the iterations after the first of every "
+              "repeat.", ""]
     for case in cases:
         lines.append(f"- {case['name']}: {case['description']}")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -388,6 +369,8 @@ def main(argv=None):
     parser.add_argument("--cases", default="mnist-k10,blobs-k32,blobs-k1024")
     parser.add_argument("--repeats-k1024", type=int, default=None,
                         help="repeats for the k=1024 case (default: --repeats)")
+    parser.add_argument("--repeats-mnist", type=int, default=None,
+                        help="repeats for the MNIST case (default: --repeats)")
     parser.add_argument("--mnist", default=None, help="directory of the MNIST files")
     parser.add_argument("--cap", type=float, default=600,
                         help="seconds after which a fit is abandoned and reported as not "
@@ -415,7 +398,7 @@ def main(argv=None):
     cases = []
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
+            distributed.Client(cluster):
         traffic.scheduler_address = cluster.scheduler.address
         for case in args.cases.split(","):
             kind, k = case.split("-k")
@@ -436,6 +419,8 @@ def main(argv=None):
             X = X.persist()
             distributed.wait(X)
             repeats = args.repeats_k1024 if (k >= 1024 and args.repeats_k1024) else args.repeats
+            if kind == "mnist" and args.repeats_mnist:
+                repeats = args.repeats_mnist
             print(f"[{case}] {description}; warm-up", flush=True)
             for name, fit in CONTESTANTS.items():
                 fit(X[: min(X.shape[0], 20 * k)], k, 2, 1, 0)
@@ -447,7 +432,7 @@ def main(argv=None):
                     # machine does not leave our row empty too.
                     cap = args.cap if name == "dask_ml" else 2 * args.cap
                     run = one_fit(name, X, k, args.max_iter, args.rounds, repeat, clock, traffic,
-                                  client, cap)
+                                  cap)
                     run["repeat"] = repeat
                     runs.append(run)
                     if not run["finished"]:
