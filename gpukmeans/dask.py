@@ -2,24 +2,24 @@
 
 ``import gpukmeans`` never imports this module (nor Dask); ``import gpukmeans.dask`` does.
 
-How a fit runs (each step a Dask graph; no scheduler of our own):
+How a fit runs:
 
 1. One validation pass over the blocks: their array type (NumPy or CuPy), finiteness,
    per-feature sums and squared deviations (combined with Chan's formula), the largest
    absolute value, and the weights' checks. Errors are raised here, before any iteration.
 2. The data are centred on the fit's mean, as :class:`gpukmeans.KMeans` centres them, and
    persisted on the workers once. They are never gathered to the client.
-3. Initial centers (k-means||, k-means++ on a sample, random, or an array).
-4. Each Lloyd iteration sends the centers (a few kilobytes) to the workers; each block
-   runs the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on its worker,
-   and returns float64 per-cluster sums and weights and a digest of its labels. These
-   partials are added in a binary tree fixed by the block order (never by which worker
-   finished first), so the result does not depend on the number of workers, on threads
-   or processes, or on a worker recomputing a lost block.
-5. The convergence test and empty-cluster relocation are :func:`gpukmeans._lloyd`'s:
-   strict convergence when no label changed (the root digest equals the previous one),
-   else the squared center shift against ``tol`` times the mean feature variance; empty
-   clusters take the points farthest from their centers.
+3. Initial centers (k-means||, k-means++ on a sample, random, or an array), each pass a
+   small Dask graph.
+4. Lloyd's iterations are :func:`gpukmeans._lloyd.lloyd`, the loop of every gpukmeans fit
+   (convergence test, empty-cluster relocation, final E-step), over :class:`_DaskRun`:
+   each step sends the centers to an actor on each worker (:class:`_Runner`), which runs
+   the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on the blocks it
+   holds and answers with float64 per-cluster sums and weights and an exact count of the
+   labels that changed (the worker keeps each block's last labels). The client adds the
+   partials in a tree fixed by the block order (never by which worker answered first),
+   so the result does not depend on the number of workers, on threads or processes, or
+   on a worker recomputing a lost block; a block no actor holds runs as a Dask task.
 """
 
 import logging
@@ -370,10 +370,10 @@ def _score_block(X, sample_weight, origin, centers, device):
 
 # ------------------------------------------------------------- graph helpers
 
-# Partials are combined SPLIT_EVERY at a time, left to right, in one task per group: a
-# fixed tree, as shallow as dask's own reductions make it. Every level is one more
-# round trip through the scheduler (10-20 ms on a loaded local cluster), so a binary
-# tree tripled the per-iteration overhead on a few blocks.
+# Partials are combined SPLIT_EVERY at a time, left to right, one group after another:
+# a fixed tree, as shallow as dask's own reductions make it. In the validation and init
+# passes each group is a task; Lloyd's partials are added on the client, in the same
+# tree.
 SPLIT_EVERY = 32
 
 
@@ -654,8 +654,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     gpukmeans engine (Numba on CPUs for NumPy blocks, CUDA for CuPy blocks).
 
     The data are persisted on the workers once and never gathered; each Lloyd iteration
-    sends the centers out and brings back per-block float64 sums and weights, added in a
-    tree fixed by the block order. From the same initial centers the result is
+    sends the centers out and brings back per-block float64 sums and weights and counts
+    of changed labels, added in a tree fixed by the block order. From the same initial centers the result is
     :class:`gpukmeans.KMeans`'s: the same labels in float64 (up to near-ties in float32,
     and to the last bits of the centers), the same inertia to about 1e-12.
 
@@ -731,10 +731,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     An in-memory array (NumPy, CuPy) is fitted by :class:`gpukmeans.KMeans` with the
     same parameters ("k-means||" becomes its "k-means++"); ``labels_`` is then in memory.
 
-    Empty clusters take the samples farthest from their centers, as in
-    :class:`gpukmeans.KMeans`; when several clusters empty at once, the farthest sample
-    goes to the lowest-numbered empty cluster (KMeans pairs them in
-    ``numpy.argpartition``'s order).
+    Lloyd's loop is :class:`gpukmeans.KMeans`'s own (:func:`gpukmeans._lloyd.lloyd`):
+    the same convergence test (strict when no label changed, counted exactly on the
+    workers; else the center shift against ``tol``), and empty clusters take the samples
+    farthest from their centers, paired with them in ``numpy.argpartition``'s order over
+    all the distances, as :class:`gpukmeans.KMeans` pairs them (the distances, 8 bytes a
+    sample, come to the client for it; this happens rarely).
+
+    On a distributed Client each pass over the blocks is a call to an actor on each
+    worker, answering the client directly; the scheduler sees tasks only for blocks no
+    actor holds (moved, or lost with a worker, which Dask then recomputes).
 
     Examples
     --------

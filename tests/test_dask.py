@@ -251,6 +251,35 @@ def test_fewer_distinct_samples_than_clusters(init):
     assert km.inertia_ == pytest.approx(0, abs=1e-20)
 
 
+def test_changed_labels_are_counted_exactly_with_or_without_the_kept_labels(rng):
+    """A block's step counts the labels that differ from its previous step's: against
+    the labels its worker kept, or, where they are not (a step run elsewhere), against
+    the previous centers' labels assigned again; the same exact count either way."""
+    X = rng.standard_normal((400, 3))
+    sample_weight = np.ones(400)
+    centers_before = X[:5].copy()
+    centers_old = centers_before + rng.normal(0, 0.3, centers_before.shape)
+    nearest = [scipy_distance.cdist(X, c).argmin(axis=1) for c in (centers_before, centers_old)]
+    truth = int((nearest[0] != nearest[1]).sum())
+    assert truth > 0
+    fit_key = "test-count"
+    try:
+        first = gkd._step_block(X, sample_weight, centers_before, centers_before, "cpu",
+                                fit_key, 0, 1)
+        assert first[2] == 400  # every label was -1
+        kept = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
+                               0, 2)[2]
+        gkd._forget_labels(fit_key)
+        assigned_again = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu",
+                                         fit_key, 0, 2)[2]
+        # Labels kept from another step than the previous one are not used.
+        stale = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
+                                0, 4)[2]
+    finally:
+        gkd._forget_labels(fit_key)
+    assert kept == assigned_again == stale == truth
+
+
 def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, thread_client,
                                                               rng):
     X = _random_data(rng, 2000, 3, 10, np.float32, separated=False)
