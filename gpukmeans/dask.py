@@ -13,7 +13,7 @@ How a fit runs:
    small Dask graph.
 4. Lloyd's iterations are :func:`gpukmeans._lloyd.lloyd`, the loop of every gpukmeans fit
    (convergence test, empty-cluster relocation, final E-step), over :class:`_DaskRun`:
-   each step sends the centers to an actor on each worker (:class:`_Runner`), which runs
+   each step sends the centers to a Dask actor on each worker (:class:`_Runner`), which runs
    the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on the blocks it
    holds and answers with float64 per-cluster sums and weights and an exact count of the
    labels that changed (the worker keeps each block's last labels). The client adds the
@@ -430,7 +430,7 @@ def _current_client():
 
 class _BlockHost:
     """A Dask actor on one worker: runs a pass over the fit's blocks that this worker
-    holds in memory, and answers the client directly (no task, no scheduler)."""
+    holds in memory (a method call, not a task)."""
 
     def __init__(self):
         from distributed import get_worker
@@ -462,10 +462,11 @@ class _Runner:
     """Runs passes over a fit's persisted blocks, each block where it lives.
 
     On a distributed Client, a pass is one call to an actor (:class:`_BlockHost`) on each
-    worker that holds blocks, which runs them where they are and answers the client
-    straight: per pass, two messages per worker, none through the scheduler (a pass of
-    tasks, even as one ``client.map`` with keys of our own, cost 25-100 ms of scheduling
-    on the loaded two-core test machine, and actors 8-23 ms). A block no actor has
+    worker that holds blocks, which runs them where they are: no task, so none of the
+    scheduler's bookkeeping (a pass of tasks, even as one ``client.map`` with keys of our
+    own, cost 25-100 ms on the loaded two-core test machine, a pass on actors 8-23 ms).
+    The calls go through the scheduler's proxy, or straight to the workers with
+    ``Client(direct_to_workers=True)`` (half the overhead again there). A block no actor has
     (moved, or lost with its worker) is run as a task, which Dask recomputes from X's
     graph where needed; the next pass asks the scheduler again where the blocks are.
     On Dask's other schedulers (no round trips to save) a pass is ``dask.delayed``
@@ -738,9 +739,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     all the distances, as :class:`gpukmeans.KMeans` pairs them (the distances, 8 bytes a
     sample, come to the client for it; this happens rarely).
 
-    On a distributed Client each pass over the blocks is a call to an actor on each
-    worker, answering the client directly; the scheduler sees tasks only for blocks no
-    actor holds (moved, or lost with a worker, which Dask then recomputes).
+    On a distributed Client each pass over the blocks is a call to a Dask actor on each
+    worker, not a task; the scheduler runs tasks only for blocks no actor holds (moved,
+    or lost with a worker, which Dask then recomputes). ``Client(direct_to_workers=True)``
+    sends those calls straight to the workers instead of through the scheduler.
 
     Examples
     --------
