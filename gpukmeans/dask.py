@@ -218,7 +218,7 @@ def _distances_block(X, centers_old, device, fit_key, block_index, n_iter):
         return to_host(engine.assigned_distances(X, centers, labels))
 
 
-def _far_rows_block(X, sample_weight, centers_old, rows, device, fit_key, block_index,
+def _far_rows_block(X, sample_weight, centers_old, device, rows, fit_key, block_index,
                     n_iter):
     """What :func:`gpukmeans._lloyd.move_to_empty_clusters` needs of the block's
     ``rows``: ``(resolution, labels, weights, float64 rows)``."""
@@ -437,10 +437,10 @@ class _BlockHost:
 
         self._worker = get_worker()
 
-    def run(self, func, blocks):
-        """``({i: func(X_i, *args)}, seconds)`` for each ``(i, keys, args)`` in
-        ``blocks`` whose keys (X's block, and the weights' where given) are in this
-        worker's memory; ``seconds`` the time it took here."""
+    def run(self, func, shared_args, blocks):
+        """``({i: func(X_i, *shared_args, *args)}, seconds)`` for each ``(i, keys,
+        args)`` in ``blocks`` whose keys (X's block, and the weights' where given) are in
+        this worker's memory; ``seconds`` the time it took here."""
         started = time.perf_counter()
         data = self._worker.data
         results = {}
@@ -449,7 +449,7 @@ class _BlockHost:
                 arrays = [data[key] for key in keys]
             except KeyError:  # moved or lost since the client looked: a task does it
                 continue
-            results[i] = func(*arrays, *args)
+            results[i] = func(*arrays, *shared_args, *args)
         return results, time.perf_counter() - started
 
 
@@ -514,19 +514,21 @@ class _Runner:
         self._hosts = {address: (self._actors[address], blocks)
                        for address, blocks in placement.items() if address in self._actors}
 
-    def map_blocks(self, func, args, keys, with_weights=True):
-        """``[func(X_i, w_i, *args[i]) ...]`` (without ``w_i`` unless ``with_weights``)
-        for every block, in block order; ``keys`` name the tasks where tasks are used."""
+    def map_blocks(self, func, shared_args, block_args, keys, with_weights=True):
+        """``[func(X_i, w_i, *shared_args, *block_args[i]) ...]`` (without ``w_i`` unless
+        ``with_weights``) for every block, in block order; ``shared_args`` (the
+        centers) travel once per worker; ``keys`` name the tasks where tasks are used."""
         refs = [(x, w) if with_weights else (x,)
                 for x, w in zip(self.X_blocks, self.w_blocks)]
         if self.client is None:
             self.slowest_worker_seconds = float("nan")
             return list(dask.compute(*[
-                dask.delayed(func, pure=False)(*ref, *a, dask_key_name=key)
-                for ref, a, key in zip(refs, args, keys)]))
+                dask.delayed(func, pure=False)(*ref, *shared_args, *a, dask_key_name=key)
+                for ref, a, key in zip(refs, block_args, keys)]))
         if self._hosts is None:
             self._place()
-        calls = [actor.run(func, [(i, [ref.key for ref in refs[i]], args[i]) for i in blocks])
+        calls = [actor.run(func, shared_args,
+                           [(i, [ref.key for ref in refs[i]], block_args[i]) for i in blocks])
                  for actor, blocks in self._hosts.values()]
         results = {}
         worker_seconds = [0.0]
@@ -542,8 +544,9 @@ class _Runner:
         missing = [i for i in range(len(refs)) if i not in results]
         if missing:
             self.slowest_worker_seconds = float("nan")
-            futures = self.client.map(func, *zip(*[(*refs[i], *args[i]) for i in missing]),
-                                      key=[keys[i] for i in missing], pure=False)
+            futures = self.client.map(
+                func, *zip(*[(*refs[i], *shared_args, *block_args[i]) for i in missing]),
+                key=[keys[i] for i in missing], pure=False)
             results.update(zip(missing, self.client.gather(futures)))
             self._hosts = None
             self._actors = {address: actor for address, actor in self._actors.items()
@@ -587,8 +590,8 @@ class _DaskRun:
         order; ``keyed`` adds the fit's key, the block's index and the step's number."""
         n_blocks = len(self.runner.X_blocks)
         return self.runner.map_blocks(
-            func, [(*args, *((self.fit_key, i, self.n_iter) if keyed else ()))
-                   for i in range(n_blocks)],
+            func, args, [(self.fit_key, i, self.n_iter) if keyed else ()
+                         for i in range(n_blocks)],
             [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)],
             with_weights=with_weights)
 
@@ -619,9 +622,9 @@ class _DaskRun:
         n_blocks = len(self.runner.X_blocks)
         # Every block is asked (most for no rows): one pass, like the others.
         found = self.runner.map_blocks(
-            _far_rows_block,
-            [(centers_old, far_from_centers[block_of == i] - self.offsets[i], self.device,
-              self.fit_key, i, self.n_iter) for i in range(n_blocks)],
+            _far_rows_block, (centers_old, self.device),
+            [(far_from_centers[block_of == i] - self.offsets[i], self.fit_key, i, self.n_iter)
+             for i in range(n_blocks)],
             [f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)])
         position = [0] * n_blocks
         far_samples = []
