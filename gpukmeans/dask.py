@@ -404,6 +404,39 @@ def _delayed_combine(combine_two):
     return lambda group: group_task(group)
 
 
+def _pairwise(lo, hi, leaf, combine_two):
+    """The value of the fixed pairwise tree over the blocks ``lo`` to ``hi - 1``:
+    ``combine_two(tree(lo, mid), tree(mid, hi))`` with ``mid = (lo + hi) // 2``. Fixed
+    by the block count alone, so that any subtree has the same value wherever it is
+    computed (a worker holding all its blocks, or the client)."""
+    if hi - lo == 1:
+        return leaf(lo)
+    mid = (lo + hi) // 2
+    return combine_two(_pairwise(lo, mid, leaf, combine_two),
+                       _pairwise(mid, hi, leaf, combine_two))
+
+
+def _held_subtrees(lo, hi, held, leaf, combine_two, out):
+    """INOUT ``out``: ``{(lo, hi): value}`` of the largest subtrees of the pairwise tree
+    over ``lo`` to ``hi - 1`` whose blocks are all in ``held``."""
+    if all(i in held for i in range(lo, hi)):
+        out[(lo, hi)] = _pairwise(lo, hi, leaf, combine_two)
+    elif hi - lo > 1:
+        mid = (lo + hi) // 2
+        _held_subtrees(lo, mid, held, leaf, combine_two, out)
+        _held_subtrees(mid, hi, held, leaf, combine_two, out)
+
+
+def _root(n_blocks, subtrees, combine_two):
+    """The pairwise tree's root from subtrees that cover every block."""
+    def value(lo, hi):
+        if (lo, hi) in subtrees:
+            return subtrees[(lo, hi)]
+        mid = (lo + hi) // 2
+        return combine_two(value(lo, mid), value(mid, hi))
+    return value(0, n_blocks)
+
+
 def _blocks(array):
     """The row blocks of a dask array, as Delayed objects, in order."""
     return list(array.to_delayed().ravel())
@@ -437,10 +470,13 @@ class _BlockHost:
 
         self._worker = get_worker()
 
-    def run(self, func, shared_args, blocks):
-        """``({i: func(X_i, *shared_args, *args)}, seconds)`` for each ``(i, keys,
-        args)`` in ``blocks`` whose keys (X's block, and the weights' where given) are in
-        this worker's memory; ``seconds`` the time it took here."""
+    def run(self, func, shared_args, blocks, n_blocks, combine_two):
+        """``(results, seconds)``: ``func(X_i, *shared_args, *args)`` for each ``(i,
+        keys, args)`` in ``blocks`` whose keys (X's block, and the weights' where given)
+        are in this worker's memory, ``seconds`` the time it took here. ``results`` is
+        ``{(i, i + 1): result}``, or, with ``combine_two``, the largest subtrees of the
+        pairwise tree over ``n_blocks`` blocks that this worker holds, combined here:
+        one partial per run of neighbouring blocks instead of one per block."""
         started = time.perf_counter()
         data = self._worker.data
         results = {}
@@ -449,7 +485,11 @@ class _BlockHost:
                 arrays = [data[key] for key in keys]
             except KeyError:  # moved or lost since the client looked: a task does it
                 continue
-            results[i] = func(*arrays, *shared_args, *args)
+            results[(i, i + 1)] = func(*arrays, *shared_args, *args)
+        if combine_two is not None:
+            leaves = {lo: value for (lo, _), value in results.items()}
+            results = {}
+            _held_subtrees(0, n_blocks, leaves, leaves.__getitem__, combine_two, results)
         return results, time.perf_counter() - started
 
 
@@ -514,23 +554,29 @@ class _Runner:
         self._hosts = {address: (self._actors[address], blocks)
                        for address, blocks in placement.items() if address in self._actors}
 
-    def map_blocks(self, func, shared_args, block_args, keys, with_weights=True):
+    def map_blocks(self, func, shared_args, block_args, keys, with_weights=True,
+                   combine_two=None):
         """``[func(X_i, w_i, *shared_args, *block_args[i]) ...]`` (without ``w_i`` unless
-        ``with_weights``) for every block, in block order; ``shared_args`` (the
-        centers) travel once per worker; ``keys`` name the tasks where tasks are used."""
+        ``with_weights``) for every block, in block order, or, with ``combine_two``, their
+        combination over the fixed pairwise tree (:func:`_pairwise`; each worker adds its
+        blocks' subtrees). ``shared_args`` (the centers) travel once per worker; ``keys``
+        name the tasks where tasks are used."""
+        n_blocks = len(self.X_blocks)
         refs = [(x, w) if with_weights else (x,)
                 for x, w in zip(self.X_blocks, self.w_blocks)]
         if self.client is None:
             self.slowest_worker_seconds = float("nan")
-            return list(dask.compute(*[
+            found = dict(enumerate(dask.compute(*[
                 dask.delayed(func, pure=False)(*ref, *shared_args, *a, dask_key_name=key)
-                for ref, a, key in zip(refs, block_args, keys)]))
+                for ref, a, key in zip(refs, block_args, keys)])))
+            return self._finish_pass(found, {}, combine_two)
         if self._hosts is None:
             self._place()
         calls = [actor.run(func, shared_args,
-                           [(i, [ref.key for ref in refs[i]], block_args[i]) for i in blocks])
+                           [(i, [ref.key for ref in refs[i]], block_args[i]) for i in blocks],
+                           n_blocks, combine_two)
                  for actor, blocks in self._hosts.values()]
-        results = {}
+        subtrees = {}
         worker_seconds = [0.0]
         for call in calls:
             try:
@@ -538,20 +584,34 @@ class _Runner:
             except Exception as exc:  # noqa: BLE001 - a worker lost mid-pass: tasks redo it
                 logger.info("a worker's actor failed (%r); its blocks run as tasks", exc)
                 continue
-            results.update(done)
+            subtrees.update(done)
             worker_seconds.append(seconds)
         self.slowest_worker_seconds = max(worker_seconds)
-        missing = [i for i in range(len(refs)) if i not in results]
+        covered = set()
+        for lo, hi in subtrees:
+            covered.update(range(lo, hi))
+        missing = [i for i in range(n_blocks) if i not in covered]
+        found = {}
         if missing:
             self.slowest_worker_seconds = float("nan")
             futures = self.client.map(
                 func, *zip(*[(*refs[i], *shared_args, *block_args[i]) for i in missing]),
                 key=[keys[i] for i in missing], pure=False)
-            results.update(zip(missing, self.client.gather(futures)))
+            found = dict(zip(missing, self.client.gather(futures)))
             self._hosts = None
             self._actors = {address: actor for address, actor in self._actors.items()
                             if address in self.client.scheduler_info()["workers"]}
-        return [results[i] for i in range(len(refs))]
+        return self._finish_pass(found, subtrees, combine_two)
+
+    @staticmethod
+    def _finish_pass(found, subtrees, combine_two):
+        """A pass's list of per-block results, or their tree's root, from ``found``
+        (``{i: result}``) and ``subtrees`` (``{(lo, hi): value}``) covering the blocks."""
+        subtrees = {**subtrees, **{(i, i + 1): value for i, value in found.items()}}
+        n_blocks = max(hi for _, hi in subtrees)
+        if combine_two is not None:
+            return _root(n_blocks, subtrees, combine_two)
+        return [subtrees[(i, i + 1)] for i in range(n_blocks)]
 
     def run_everywhere(self, func, *args):
         """``func(*args)`` in this process and, on a Client, on every worker."""
@@ -585,22 +645,23 @@ class _DaskRun:
         self._centers_before = None
         self._started = time.perf_counter()
 
-    def _each_block(self, func, *args, name, with_weights=True, keyed=False):
-        """``func`` on every block (see :meth:`_Runner.map_blocks`), results in block
-        order; ``keyed`` adds the fit's key, the block's index and the step's number."""
+    def _each_block(self, func, *args, name, with_weights=True, keyed=False,
+                    combine_two=None):
+        """``func`` on every block (see :meth:`_Runner.map_blocks`); ``keyed`` adds the
+        fit's key, the block's index and the step's number."""
         n_blocks = len(self.runner.X_blocks)
         return self.runner.map_blocks(
             func, args, [(self.fit_key, i, self.n_iter) if keyed else ()
                          for i in range(n_blocks)],
             [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)],
-            with_weights=with_weights)
+            with_weights=with_weights, combine_two=combine_two)
 
     def step(self, centers_old):
         self.n_iter += 1
         centers_before = centers_old if self._centers_before is None else self._centers_before
-        sums, weight_in_clusters, n_changed = _tree(
-            self._each_block(_step_block, centers_old, centers_before, self.device,
-                             name="step", keyed=True), _sequential(_combine_steps))
+        sums, weight_in_clusters, n_changed = self._each_block(
+            _step_block, centers_old, centers_before, self.device, name="step", keyed=True,
+            combine_two=_combine_steps)
         self._centers_before = centers_old
         self.slowest_worker_seconds.append(self.runner.slowest_worker_seconds)
         now = time.perf_counter()
@@ -637,14 +698,14 @@ class _DaskRun:
         return far_samples
 
     def inertia(self, centers_old):
-        return _tree(self._each_block(_inertia_block, centers_old, self.device,
-                                      name="inertia", keyed=True), _sequential(_add))
+        return self._each_block(_inertia_block, centers_old, self.device, name="inertia",
+                                keyed=True, combine_two=_add)
 
     def finish(self, centers, assign_labels):
         # An E-step either way: when the labels stopped changing it gives them again,
         # and the same inertia.
-        return _tree(self._each_block(_inertia_block, centers, self.device, name="final"),
-                     _sequential(_add))
+        return self._each_block(_inertia_block, centers, self.device, name="final",
+                                combine_two=_add)
 
     def close(self):
         self.runner.run_everywhere(_forget_labels, self.fit_key)
