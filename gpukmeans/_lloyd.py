@@ -154,12 +154,12 @@ class EngineRun:
         return sums, weight_in_clusters, (self.labels != self._labels_old).sum()
 
     def farthest(self, centers_old, n_far):
-        X, labels = self.X, self.labels
-        distances = to_host(self.engine.assigned_distances(X, centers_old, labels))
+        X = self.X
+        distances = to_host(self.engine.assigned_distances(X, centers_old, self.labels))
+        labels_host = to_host(self.labels)
         resolution = relocation_resolution(X.dtype, X.shape[1], to_host(self.x_squared_norms),
-                                           to_host(centers_old), to_host(labels))
+                                           to_host(centers_old), labels_host)
         far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
-        labels_host = to_host(labels)
         return ((distances[i], resolution[i], int(labels_host[i]), self.sample_weight[i],
                  X[i].astype(np.float64)) for i in far_from_centers)
 
