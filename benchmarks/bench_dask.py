@@ -372,6 +372,8 @@ def main(argv=None):
     parser.add_argument("--repeats-mnist", type=int, default=None,
                         help="repeats for the MNIST case (default: --repeats)")
     parser.add_argument("--mnist", default=None, help="directory of the MNIST files")
+    parser.add_argument("--contestants", default=",".join(CONTESTANTS),
+                        help="comma-separated subset of: " + ", ".join(CONTESTANTS))
     parser.add_argument("--cap", type=float, default=600,
                         help="seconds after which a fit is abandoned and reported as not "
                              "finished")
@@ -380,6 +382,8 @@ def main(argv=None):
 
     global SAME_ROUNDS
     SAME_ROUNDS = args.same_rounds
+    for name in set(CONTESTANTS) - set(args.contestants.split(",")):
+        del CONTESTANTS[name]
     traffic = Traffic()
     clock = LogClock(traffic)
     for name in ("gpukmeans.dask", "dask_ml.cluster.k_means"):
