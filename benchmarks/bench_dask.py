@@ -20,12 +20,16 @@ Measured per fit:
   runs in this process; ``distributed.comm.tcp.TCP`` is wrapped), plus the client's
   direct comms to workers, between the first and last iteration, divided by the
   iterations between them;
-- ours only: each block's engine step timed on its own worker, to compare the
-  per-iteration wall time with the slowest worker's share of steps.
+- ours only: the overhead per iteration, the iteration's wall time on the client minus
+  the longest time a worker spent on that iteration's pass, as the worker measured it
+  (``KMeans._timings``).
+
+A dask-ml fit still running after ``--cap`` seconds (default 600; ours: twice that) is
+abandoned and reported as not finished, with the cap.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_dask.py --n-samples 10000000   # the issue's size
+    .venv/bin/python benchmarks/bench_dask.py --mnist DIR   # 10,000,000 rows, the issue's size
     .venv/bin/python benchmarks/bench_dask.py --n-samples 1000000 --repeats 3
 
 Writes benchmarks/results/dask.{md,json}.
@@ -39,6 +43,7 @@ import logging
 import os
 import pathlib
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -157,7 +162,7 @@ def fit_gpukmeans(X, k, max_iter, rounds, seed):
     km = gkd.KMeans(k, init="k-means||", init_max_iter=rounds, max_iter=max_iter, tol=0,
                     random_state=seed)
     km.fit(X)
-    return km.cluster_centers_, km.n_iter_
+    return km.cluster_centers_, km.n_iter_, km._timings
 
 
 def fit_dask_ml(X, k, max_iter, rounds, seed):
@@ -169,40 +174,36 @@ def fit_dask_ml(X, k, max_iter, rounds, seed):
     km = KMeans(k, init="k-means||", init_max_iter=rounds if SAME_ROUNDS else None,
                 max_iter=max_iter, tol=0, random_state=seed)
     km.fit(X)
-    return km.cluster_centers_, km.n_iter_
+    return km.cluster_centers_, km.n_iter_, None
 
 
 CONTESTANTS = {"gpukmeans.dask": fit_gpukmeans, "dask_ml": fit_dask_ml}
 SAME_ROUNDS = False
 
 
-def _time_block_step(X, centers):
-    """Our engine's step on one block, timed on the worker that holds it."""
-    Xc = np.ascontiguousarray(X)
-    w = np.ones(Xc.shape[0], Xc.dtype)
-    gkd._lloyd_block(Xc, w, centers, "cpu")  # warm
-    started = time.perf_counter()
-    gkd._lloyd_block(Xc, w, centers, "cpu")
-    return time.perf_counter() - started
+class FitTimeout(Exception):
+    pass
 
 
-def block_steps(client, X, centers):
-    futures = client.compute(list(X.to_delayed().ravel()))
-    timings = client.gather([client.submit(_time_block_step, f, centers, pure=False)
-                             for f in futures])
-    where = client.who_has(futures)
-    per_worker = {}
-    for f, t in zip(futures, timings):
-        worker = where[f.key][0] if where.get(f.key) else "?"
-        per_worker[worker] = per_worker.get(worker, 0.0) + t
-    return timings, per_worker
+def _alarm(signum, frame):
+    raise FitTimeout
 
 
-def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic):
+def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, cap):
+    """One timed fit; a fit still running after ``cap`` seconds is abandoned (its
+    futures released) and reported as not finished."""
     clock.events.clear()
     start_traffic = traffic.snapshot()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, cap)
     started = time.perf_counter()
-    centers, n_iter = CONTESTANTS[name](X, k, max_iter, rounds, seed)
+    try:
+        centers, n_iter, timings = CONTESTANTS[name](X, k, max_iter, rounds, seed)
+    except FitTimeout:
+        return {"contestant": name, "finished": False, "cap_seconds": cap}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     total = time.perf_counter() - started
     events = clock.events[:]
     first_iteration_end = events[0][0]
@@ -215,13 +216,21 @@ def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic):
         (_, a), (_, b) = events[0], events[-1]
         per_iteration_bytes = {key: (b[key] - a[key]) / (len(events) - 1) for key in a}
     end_traffic = traffic.snapshot()
-    return {
-        "contestant": name, "seconds_total": total, "seconds_init": init,
+    run = {
+        "contestant": name, "finished": True, "seconds_total": total, "seconds_init": init,
         "seconds_per_iteration": per_iteration, "n_iter": int(n_iter),
         "inertia": inertia(X, np.asarray(centers)),
         "bytes_per_iteration": per_iteration_bytes,
         "bytes_total": {key: end_traffic[key] - start_traffic[key] for key in end_traffic},
     }
+    if timings is not None and len(timings["iterations"]) > 1:
+        # Both as the fit measured them: the iteration's wall time on the client, and
+        # the longest time a worker spent on that iteration's pass, on the worker.
+        walls, slowest = timings["iterations"][1:], timings["slowest_worker"][1:]
+        run["overhead_per_iteration"] = [float(t - s) for t, s in zip(walls, slowest)
+                                         if np.isfinite(s)]
+        run["slowest_worker_step"] = [float(s) for s in slowest if np.isfinite(s)]
+    return run
 
 
 # ------------------------------------------------------------------ report
@@ -252,17 +261,27 @@ def versions():
 def summarize(runs):
     out = {}
     for name in CONTESTANTS:
-        mine = [r for r in runs if r["contestant"] == name]
+        mine = [r for r in runs if r["contestant"] == name and r["finished"]]
         if not mine:
+            capped = [r for r in runs if r["contestant"] == name]
+            if capped:
+                out[name] = {"finished": False, "cap_seconds": capped[0]["cap_seconds"],
+                             "n_runs": len(capped)}
             continue
         out[name] = {key: statistics.median(r[key] for r in mine)
                      for key in ("seconds_total", "seconds_init", "seconds_per_iteration",
                                  "inertia")}
+        out[name]["finished"] = True
         out[name]["n_iter"] = mine[0]["n_iter"]
         out[name]["bytes_per_iteration"] = {
             key: statistics.median(r["bytes_per_iteration"].get(key, float("nan"))
                                    for r in mine) for key in mine[0]["bytes_per_iteration"]}
         out[name]["n_runs"] = len(mine)
+        overheads = [o for r in mine for o in r.get("overhead_per_iteration", [])]
+        if overheads:
+            out[name]["overhead_per_iteration"] = statistics.median(overheads)
+            out[name]["slowest_worker_step"] = statistics.median(
+                s for r in mine for s in r["slowest_worker_step"])
     return out
 
 
@@ -294,6 +313,10 @@ def write_report(path, meta, cases):
     ]
     for case in cases:
         for name, s in case["summary"].items():
+            if not s["finished"]:
+                lines.append(f"| {case['name']} | {name} | not finished in "
+                             f"{s['cap_seconds']:.0f} s | | | | | | |")
+                continue
             b = s["bytes_per_iteration"]
             lines.append(
                 f"| {case['name']} | {name} | {s['seconds_total']:.2f} | {s['seconds_init']:.2f}"
@@ -302,24 +325,32 @@ def write_report(path, meta, cases):
                 f"{b.get('client_direct', 0) / 1024:.1f} |")
     lines += ["", "Ratios (dask-ml / gpukmeans.dask; > 1 means gpukmeans is faster; inertia "
               "< 1 means dask-ml's is lower):", "",
-              "| case | fit time | init | per iteration | inertia | gpukmeans step: slowest "
-              "worker's blocks, s | gpukmeans overhead per iteration, ms |",
+              "| case | fit time | init | per iteration | inertia | gpukmeans: slowest "
+              "worker's steps per iteration, s | gpukmeans overhead per iteration, ms |",
               "|---|---|---|---|---|---|---|"]
     for case in cases:
         s = case["summary"]
-        if len(s) < 2:
+        a = s.get("gpukmeans.dask")
+        if not a or not a["finished"]:
             continue
-        a, b = s["gpukmeans.dask"], s["dask_ml"]
-        step = case.get("slowest_worker_step_seconds", float("nan"))
-        lines.append(
-            f"| {case['name']} | {b['seconds_total'] / a['seconds_total']:.2f}x | "
-            f"{b['seconds_init'] / a['seconds_init']:.2f}x | "
-            f"{b['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x | "
-            f"{b['inertia'] / a['inertia']:.6f} | {step:.3f} | "
-            f"{1000 * (a['seconds_per_iteration'] - step):.1f} |")
-    lines += ["", "Overhead per iteration: our median wall time per iteration minus the "
-              "largest per-worker sum of its blocks' engine steps (each block timed on its "
-              "own worker).", ""]
+        step = a.get("slowest_worker_step", float("nan"))
+        overhead = 1000 * a.get("overhead_per_iteration", float("nan"))
+        b = s.get("dask_ml")
+        if b and b["finished"]:
+            lines.append(
+                f"| {case['name']} | {b['seconds_total'] / a['seconds_total']:.2f}x | "
+                f"{b['seconds_init'] / a['seconds_init']:.2f}x | "
+                f"{b['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x | "
+                f"{b['inertia'] / a['inertia']:.6f} | {step:.3f} | {overhead:.1f} |")
+        elif b:
+            lines.append(
+                f"| {case['name']} | > {b['cap_seconds'] / a['seconds_total']:.1f}x (dask-ml "
+                f"not finished in {b['cap_seconds']:.0f} s) | | | | {step:.3f} | "
+                f"{overhead:.1f} |")
+    lines += ["", "Overhead per iteration: each of our iterations' wall time on the client "
+              "minus the longest time a worker spent on that iteration's pass, as the worker "
+              "measured it; the median over the iterations after the first of every "
+              "repeat.", ""]
     for case in cases:
         lines.append(f"- {case['name']}: {case['description']}")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -338,12 +369,21 @@ def main(argv=None):
     parser.add_argument("--cases", default="mnist-k10,blobs-k32,blobs-k1024")
     parser.add_argument("--repeats-k1024", type=int, default=None,
                         help="repeats for the k=1024 case (default: --repeats)")
+    parser.add_argument("--repeats-mnist", type=int, default=None,
+                        help="repeats for the MNIST case (default: --repeats)")
     parser.add_argument("--mnist", default=None, help="directory of the MNIST files")
+    parser.add_argument("--contestants", default=",".join(CONTESTANTS),
+                        help="comma-separated subset of: " + ", ".join(CONTESTANTS))
+    parser.add_argument("--cap", type=float, default=600,
+                        help="seconds after which a fit is abandoned and reported as not "
+                             "finished")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dask"))
     args = parser.parse_args(argv)
 
     global SAME_ROUNDS
     SAME_ROUNDS = args.same_rounds
+    for name in set(CONTESTANTS) - set(args.contestants.split(",")):
+        del CONTESTANTS[name]
     traffic = Traffic()
     clock = LogClock(traffic)
     for name in ("gpukmeans.dask", "dask_ml.cluster.k_means"):
@@ -357,11 +397,12 @@ def main(argv=None):
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": commit, "hardware": hardware(), "load": os.getloadavg(),
             "versions": versions(), "workers": args.workers, "repeats": args.repeats,
-            "rounds": args.rounds, "same_rounds": args.same_rounds, "n_samples": args.n_samples, "max_iter": args.max_iter}
+            "rounds": args.rounds, "same_rounds": args.same_rounds, "n_samples": args.n_samples,
+            "max_iter": args.max_iter, "cap_seconds": args.cap}
     cases = []
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
+            distributed.Client(cluster):
         traffic.scheduler_address = cluster.scheduler.address
         for case in args.cases.split(","):
             kind, k = case.split("-k")
@@ -382,6 +423,8 @@ def main(argv=None):
             X = X.persist()
             distributed.wait(X)
             repeats = args.repeats_k1024 if (k >= 1024 and args.repeats_k1024) else args.repeats
+            if kind == "mnist" and args.repeats_mnist:
+                repeats = args.repeats_mnist
             print(f"[{case}] {description}; warm-up", flush=True)
             for name, fit in CONTESTANTS.items():
                 fit(X[: min(X.shape[0], 20 * k)], k, 2, 1, 0)
@@ -389,19 +432,22 @@ def main(argv=None):
             for repeat in range(repeats):
                 order = list(CONTESTANTS) if repeat % 2 == 0 else list(CONTESTANTS)[::-1]
                 for name in order:
-                    run = one_fit(name, X, k, args.max_iter, args.rounds, repeat, clock, traffic)
+                    # The cap is the peer's; ours gets twice as long, so that a slow
+                    # machine does not leave our row empty too.
+                    cap = args.cap if name == "dask_ml" else 2 * args.cap
+                    run = one_fit(name, X, k, args.max_iter, args.rounds, repeat, clock, traffic,
+                                  cap)
                     run["repeat"] = repeat
                     runs.append(run)
+                    if not run["finished"]:
+                        print(f"[{case}] {name}: not finished in {cap:.0f} s", flush=True)
+                        continue
                     print(f"[{case}] {name}: fit {run['seconds_total']:.2f} s, init "
                           f"{run['seconds_init']:.2f} s, {run['seconds_per_iteration']:.3f} "
                           f"s/iter, inertia {run['inertia']:.6g}, bytes/iter "
                           f"{run['bytes_per_iteration']}", flush=True)
-            centers = np.asarray(gkd.KMeans(k, init="random", max_iter=1, random_state=0)
-                                 .fit(X).cluster_centers_)
-            timings, per_worker = block_steps(client, X, centers)
             cases.append({"name": case, "description": description, "runs": runs,
-                          "summary": summarize(runs), "block_step_seconds": timings,
-                          "slowest_worker_step_seconds": max(per_worker.values())})
+                          "summary": summarize(runs)})
             del X
             out = pathlib.Path(args.out)
             out.with_suffix(".json").write_text(json.dumps({"meta": meta, "cases": cases},

@@ -4,7 +4,10 @@ The driver (:mod:`gpukmeans._lloyd`) and the initialisations (:mod:`gpukmeans._i
 are written once, against an :class:`Engine`. The CPU engine (:mod:`gpukmeans._cpu`,
 Numba) and the GPU engine (:mod:`gpukmeans._gpu`, CUDA kernels through CuPy) differ only
 in the functions they put in it, as scikit-learn picks ``lloyd_iter_chunked_dense`` or
-``lloyd_iter_chunked_sparse``.
+``lloyd_iter_chunked_sparse``. The driver's loop itself (:func:`gpukmeans._lloyd.lloyd`)
+runs over a *run*, which holds the data and the labels: :class:`gpukmeans._lloyd.EngineRun`
+puts an engine's :attr:`Engine.start_lloyd` passes over one array behind it, and
+``gpukmeans.dask`` runs the same engine functions block by block on a Dask cluster.
 
 Every function assumes validated input: ``X`` is a C-contiguous 2-D array of float32 or
 float64 in the engine's array module; ``sample_weight`` has ``X``'s dtype and shape

@@ -1,9 +1,12 @@
-"""The single-run driver: one k-means run from given initial centers, for either engine.
+"""The single-run driver: one k-means run from given initial centers, for either engine
+and for Dask.
 
 Written once against :class:`gpukmeans._engine.Engine` and its array module ``xp``, as
 scikit-learn's ``_kmeans_single_lloyd`` is written once for dense and sparse input. It
-owns the loop, the convergence test, empty-cluster relocation and the final E-step; the
-engine owns the passes over the data.
+owns the loop, the convergence test, empty-cluster relocation and the final E-step; a
+*run* owns the passes over the data and the labels: :class:`EngineRun` for data in one
+engine's memory, ``gpukmeans.dask``'s run for the blocks of a dask array (the loop,
+:func:`lloyd`, is the same).
 """
 
 import numpy as np
@@ -62,40 +65,58 @@ def kmeans_single_lloyd(
     n_iter : int
         Number of iterations run.
     """
-    xp = engine.xp
+    run = EngineRun(engine, X, x_squared_norms, sample_weight, centers_init.shape[0])
+    centers, inertia, n_iter, _ = lloyd(run, centers_init, engine.xp, max_iter, tol, reporter,
+                                        update_centers)
+    return run.labels, inertia, centers, n_iter
+
+
+def lloyd(run, centers_init, xp, max_iter, tol, reporter=NULL_REPORTER, update_centers=None):
+    """Lloyd's loop over a run's passes: the one loop of every fit, in memory or on Dask.
+
+    ``run`` owns the data and the labels; the loop owns the centers, the convergence
+    test and empty-cluster relocation. A run has (see :class:`EngineRun`):
+
+    - ``step(centers_old) -> (sums, weight_in_clusters, n_changed)``: the E-step and
+      the M-step's accumulation (:attr:`Engine.lloyd_iter`'s ``sums`` and
+      ``weight_in_clusters``, in ``xp``), and how many labels differ from the previous
+      step's (all of them at the first), exactly;
+    - ``farthest(centers_old, n_far)``: the ``n_far`` samples farthest from their
+      centers of the last step, in :func:`relocate_empty_clusters`' order, each as
+      ``(distance, resolution, label, weight, row)``;
+    - ``inertia(centers_old)``: the last step's inertia (asked only for a reporter that
+      shows it);
+    - ``finish(centers, assign_labels) -> inertia``: the final E-step when
+      ``assign_labels``, then the inertia.
+
+    ``update_centers``: as for :func:`kmeans_single_lloyd`. Prior validation of data is
+    assumed. ``centers_init`` is in ``xp`` and the data's dtype; ``tol`` is absolute.
+    Returns ``(centers, inertia, n_iter,
+    weight_in_clusters)``, the last the final step's (after relocation).
+    """
     if update_centers is None:
         update_centers = average_centers
-    n_samples = X.shape[0]
     centers = centers_init.copy()
-    labels = xp.full(n_samples, -1, dtype=xp.int32)
-    labels_old = labels.copy()
+    dtype = centers.dtype
     strict_convergence = False
     n_iter = 0
-    run = engine.start_lloyd(X, x_squared_norms, sample_weight, centers.shape[0])
+    weight_in_clusters = None
 
     for n_iter in range(1, max_iter + 1):
-        sums, weight_in_clusters = run.step(centers, labels)
+        sums, weight_in_clusters, n_changed = run.step(centers)
 
         # One small read per iteration: how many clusters emptied, whether labels moved.
         n_empty, labels_changed = (
-            int(v)
-            for v in to_host(
-                xp.stack(
-                    [
-                        (weight_in_clusters == 0).sum(),
-                        (labels != labels_old).sum(),
-                    ]
-                )
-            )
+            int(v) for v in to_host(xp.stack([(weight_in_clusters == 0).sum(), n_changed]))
         )
         relocated = bool(n_empty) and relocate_empty_clusters(
-            X, x_squared_norms, sample_weight, centers, sums, weight_in_clusters, labels, engine
+            run, centers, sums, weight_in_clusters
         )
-        centers_new = update_centers(sums, weight_in_clusters, centers, X.dtype, xp)
+        centers_new = update_centers(sums, weight_in_clusters, centers, dtype, xp)
 
         # scikit-learn reports the inertia of the assignment just made: a pass over the
         # data, paid only by a reporter that shows it (verbose lines), not by the bars.
-        reporter.iteration(n_iter, float(engine.inertia(X, sample_weight, centers, labels))
+        reporter.iteration(n_iter, float(run.inertia(centers))
                            if reporter.needs_inertia else None)
 
         center_shift_tot = ((centers_new - centers) ** 2).sum()
@@ -110,15 +131,55 @@ def kmeans_single_lloyd(
         center_shift_tot = float(center_shift_tot)
         if center_shift_tot <= tol:
             # Shown in X's dtype, as scikit-learn shows it (float64 holds a float32 exactly).
-            reporter.converged(n_iter, X.dtype.type(center_shift_tot), tol)
+            reporter.converged(n_iter, dtype.type(center_shift_tot), tol)
             break
-        labels_old[:] = labels
 
     # Unless they stopped changing, the labels belong to the centers before the last
     # update: the E-step runs once more so that labels_ == predict(X).
-    inertia = float(run.finish(centers, labels, assign_labels=not strict_convergence))
+    inertia = float(run.finish(centers, assign_labels=not strict_convergence))
     reporter.end_run(n_iter, inertia)
-    return labels, inertia, centers, n_iter
+    return centers, inertia, n_iter, weight_in_clusters
+
+
+class EngineRun:
+    """:func:`lloyd`'s run over data in one engine's memory: the engine's passes
+    (:attr:`Engine.start_lloyd`) and the run's labels. Prior validation of data is
+    assumed."""
+
+    def __init__(self, engine, X, x_squared_norms, sample_weight, n_clusters):
+        xp = engine.xp
+        self.engine = engine
+        self.X = X
+        self.x_squared_norms = x_squared_norms
+        self.sample_weight = sample_weight
+        self.labels = xp.full(X.shape[0], -1, dtype=xp.int32)
+        self._labels_old = self.labels.copy()
+        self._passes = engine.start_lloyd(X, x_squared_norms, sample_weight, n_clusters)
+
+    def step(self, centers_old):
+        # The engine's passes are given the same labels array every time (they may keep
+        # bounds that refer to it): the previous labels are copied aside instead.
+        self._labels_old[:] = self.labels
+        sums, weight_in_clusters = self._passes.step(centers_old, self.labels)
+        return sums, weight_in_clusters, (self.labels != self._labels_old).sum()
+
+    def farthest(self, centers_old, n_far):
+        X = self.X
+        if hasattr(X, "far_samples"):  # streamed data: gpukmeans._streaming.StreamedData
+            return X.far_samples(centers_old, self.labels, n_far)
+        distances = to_host(self.engine.assigned_distances(X, centers_old, self.labels))
+        labels_host = to_host(self.labels)
+        resolution = relocation_resolution(X.dtype, X.shape[1], to_host(self.x_squared_norms),
+                                           to_host(centers_old), labels_host)
+        far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
+        return ((distances[i], resolution[i], int(labels_host[i]), self.sample_weight[i],
+                 X[i].astype(np.float64)) for i in far_from_centers)
+
+    def inertia(self, centers_old):
+        return self.engine.inertia(self.X, self.sample_weight, centers_old, self.labels)
+
+    def finish(self, centers, assign_labels):
+        return self._passes.finish(centers, self.labels, assign_labels)
 
 
 def average_centers(sums, weight_in_clusters, centers_old, dtype, xp):
@@ -140,44 +201,38 @@ def average_centers(sums, weight_in_clusters, centers_old, dtype, xp):
     return centers.astype(dtype, copy=False)
 
 
-def relocate_empty_clusters(
-    X, x_squared_norms, sample_weight, centers_old, sums, weight_in_clusters, labels, engine
-):
+def relocate_empty_clusters(run, centers_old, sums, weight_in_clusters):
     """Give each empty cluster one of the points farthest from their centers.
 
     scikit-learn's rule exactly: the ``n_empty`` largest distances, in the order
-    ``np.argpartition`` leaves them, are paired with the empty clusters in index order;
-    each chosen point's weighted contribution moves from its cluster to the empty one.
-    Labels are not changed (the next E-step does that). Runs on the host's ordering so
-    that both engines choose the same points; it happens rarely.
+    ``np.argpartition`` leaves them over the whole data (``run.farthest``), are paired
+    with the empty clusters in index order; each chosen point's weighted contribution
+    moves from its cluster to the empty one. Labels are not changed (the next E-step
+    does that). Runs on the host's ordering so that every engine, and Dask, chooses the
+    same points; it happens rarely.
 
     A sample that already sits on its center (more clusters than distinct samples) is
     not moved: the next E-step would send it back to its old cluster (a tie, which the
     lower index wins), and the emptiness would move from cluster to cluster until
     ``max_iter`` (scikit-learn #28055). "On its center" means within the rounding of the
-    E-step's ``||c||^2 - 2 x.c``, not exactly: centring rounds the coordinates, and a
-    sample a rounding away from its center would loop all the same.
+    E-step's ``||c||^2 - 2 x.c`` (:func:`relocation_resolution`), not exactly: centring
+    rounds the coordinates, and a sample a rounding away from its center would loop all
+    the same.
 
     INOUT ``sums``, ``weight_in_clusters``. Returns whether any weight was moved (a
     zero-weight sample moves nothing).
     """
     empty_clusters = np.flatnonzero(to_host(weight_in_clusters) == 0)
-    n_empty = empty_clusters.shape[0]
-    if hasattr(X, "far_samples"):  # streamed data: gpukmeans._streaming.StreamedData
-        far_samples = X.far_samples(centers_old, labels, n_empty)
-        return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
-    distances = to_host(engine.assigned_distances(X, centers_old, labels))
-    centers_host = to_host(centers_old).astype(np.float64)
-    labels_host = to_host(labels)
-    # Each sample's own center: one far-away (empty) center must not blur everyone's.
-    own_center_norms = (centers_host**2).sum(axis=1)[labels_host]
-    resolution = (
-        4 * X.shape[1] * np.finfo(X.dtype).eps * (to_host(x_squared_norms) + own_center_norms)
-    )
-    far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
-    far_samples = ((distances[i], resolution[i], int(labels_host[i]), sample_weight[i],
-                    X[i].astype(np.float64)) for i in far_from_centers)
+    far_samples = run.farthest(centers_old, empty_clusters.shape[0])
     return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
+
+
+def relocation_resolution(dtype, n_features, x_squared_norms, centers_old, labels):
+    """float64 (n_samples,): how far a sample must lie from its own center to be moved,
+    the rounding of the E-step's ``||c||^2 - 2 x.c`` for it (each sample's own center:
+    one far-away, empty, center must not blur everyone's). Host arrays."""
+    own_center_norms = (centers_old.astype(np.float64) ** 2).sum(axis=1)[labels]
+    return 4 * n_features * np.finfo(dtype).eps * (x_squared_norms + own_center_norms)
 
 
 def move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters):

@@ -2,30 +2,31 @@
 
 ``import gpukmeans`` never imports this module (nor Dask); ``import gpukmeans.dask`` does.
 
-How a fit runs (each step a Dask graph; no scheduler of our own):
+How a fit runs:
 
 1. One validation pass over the blocks: their array type (NumPy or CuPy), finiteness,
    per-feature sums and squared deviations (combined with Chan's formula), the largest
    absolute value, and the weights' checks. Errors are raised here, before any iteration.
 2. The data are centred on the fit's mean, as :class:`gpukmeans.KMeans` centres them, and
    persisted on the workers once. They are never gathered to the client.
-3. Initial centers (k-means||, k-means++ on a sample, random, or an array).
-4. Each Lloyd iteration sends the centers (a few kilobytes) to the workers; each block
-   runs the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on its worker,
-   and returns float64 per-cluster sums and weights and a digest of its labels. These
-   partials are added in a binary tree fixed by the block order (never by which worker
-   finished first), so the result does not depend on the number of workers, on threads
-   or processes, or on a worker recomputing a lost block.
-5. The convergence test and empty-cluster relocation are :func:`gpukmeans._lloyd`'s:
-   strict convergence when no label changed (the root digest equals the previous one),
-   else the squared center shift against ``tol`` times the mean feature variance; empty
-   clusters take the points farthest from their centers.
+3. Initial centers (k-means||, k-means++ on a sample, random, or an array), each pass a
+   small Dask graph.
+4. Lloyd's iterations are :func:`gpukmeans._lloyd.lloyd`, the loop of every gpukmeans fit
+   (convergence test, empty-cluster relocation, final E-step), over :class:`_DaskRun`:
+   each step sends the centers to a Dask actor on each worker (:class:`_Runner`), which runs
+   the engine's own step (:attr:`gpukmeans._engine.Engine.lloyd_iter`) on the blocks it
+   holds and answers with float64 per-cluster sums and weights and an exact count of the
+   labels that changed (the worker keeps each block's last labels). The client adds the
+   partials in a tree fixed by the block order (never by which worker answered first),
+   so the result does not depend on the number of workers, on threads or processes, or
+   on a worker recomputing a lost block; a block no actor holds runs as a Dask task.
 """
 
-import hashlib
 import logging
 import numbers
+import sys
 import time
+import uuid
 import warnings
 
 import numpy as np
@@ -39,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
-from ._lloyd import average_centers, move_to_empty_clusters, to_host
+from ._lloyd import lloyd, relocation_resolution, to_host
 
 logger = logging.getLogger(__name__)
 
@@ -156,74 +157,96 @@ def _ones_block(X, dtype, device):
     return array_module(device).ones(X.shape[0], dtype=dtype)
 
 
-def _lloyd_block(X, sample_weight, centers, device):
-    """One engine step on a block: ``(sums, weight_in_clusters, labels digest)``."""
-    n_clusters, n_features = centers.shape
+# Each worker keeps, per fit and block, the labels of the block's last step, so that the
+# next step counts exactly how many labels changed (the driver's strict-convergence test)
+# and relocation finds the step's labels without an E-step. Dask does not know of them: a
+# step that runs where they are not (its worker lost, the task stolen by an idle worker)
+# assigns the block to the previous centers again, which it is also given.
+_LAST_LABELS = {}
+
+
+def _forget_labels(fit_key):
+    for key in [key for key in _LAST_LABELS if key[0] == fit_key]:
+        _LAST_LABELS.pop(key, None)
+
+
+def _assigned(engine, X, centers, fit_key=None, block_index=None, n_iter=None):
+    """The block's labels against ``centers``: step ``n_iter``'s, when kept on this
+    worker (``centers`` are then that step's ``centers_old``); else an E-step."""
+    kept = _LAST_LABELS.get((fit_key, block_index))
+    if kept is not None and kept[0] == n_iter:
+        return kept[1]
+    labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+    engine.assign_labels(X, centers, labels)
+    return labels
+
+
+def _step_block(X, sample_weight, centers_old, centers_before, device, fit_key, block_index,
+                n_iter):
+    """One engine step on a block: ``(sums, weight_in_clusters, n_changed)``, float64
+    sums and weights, and how many labels differ from step ``n_iter - 1``'s (against
+    ``centers_before``; all of them at the first step)."""
+    n_clusters, n_features = centers_old.shape
     if X.shape[0] == 0:
-        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters), _digest(b"")
+        return np.zeros((n_clusters, n_features)), np.zeros(n_clusters), 0
     engine = _engine(device, X, n_clusters)
     xp = engine.xp
     labels = xp.full(X.shape[0], -1, dtype=xp.int32)
     with engine.runtime():
-        sums, weight_in_clusters = engine.lloyd_iter(
-            X, sample_weight, xp.asarray(centers), labels
-        )
-    return to_host(sums), to_host(weight_in_clusters), _digest(to_host(labels).tobytes())
+        if n_iter > 1:
+            labels_before = _assigned(engine, X, xp.asarray(centers_before), fit_key,
+                                      block_index, n_iter - 1)
+        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, xp.asarray(centers_old),
+                                                     labels)
+    _LAST_LABELS[(fit_key, block_index)] = (n_iter, labels)
+    n_changed = X.shape[0] if n_iter == 1 else int((labels != labels_before).sum())
+    return to_host(sums), to_host(weight_in_clusters), n_changed
 
 
-def _combine_partials(a, b):
-    """Add two subtrees' partials; the digests chain (a Merkle tree of the labels)."""
-    return a[0] + b[0], a[1] + b[1], _digest(a[2] + b[2])
+def _combine_steps(a, b):
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
-def _digest(data):
-    return hashlib.blake2b(data, digest_size=16).digest()
+def _distances_block(X, centers_old, device, fit_key, block_index, n_iter):
+    """float64 squared distance of each sample to its center of step ``n_iter``."""
+    if X.shape[0] == 0:
+        return np.empty(0)
+    engine = _engine(device, X, centers_old.shape[0])
+    centers = engine.xp.asarray(centers_old)
+    with engine.runtime():
+        labels = _assigned(engine, X, centers, fit_key, block_index, n_iter)
+        return to_host(engine.assigned_distances(X, centers, labels))
 
 
-def _labels_and_inertia_block(X, sample_weight, centers, device):
-    """The final E-step's inertia on a block (float64)."""
+def _far_rows_block(X, sample_weight, centers_old, device, rows, fit_key, block_index,
+                    n_iter):
+    """What :func:`gpukmeans._lloyd.move_to_empty_clusters` needs of the block's
+    ``rows``: ``(resolution, labels, weights, float64 rows)``."""
+    if rows.size == 0:
+        return np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty((0, X.shape[1]))
+    engine = _engine(device, X, centers_old.shape[0])
+    xp = engine.xp
+    centers = xp.asarray(centers_old)
+    with engine.runtime():
+        labels = to_host(_assigned(engine, X, centers, fit_key, block_index, n_iter))[rows]
+        chosen = X[xp.asarray(rows)]
+        resolution = relocation_resolution(X.dtype, X.shape[1], to_host(engine.row_norms(chosen)),
+                                           centers_old, labels)
+    return (resolution, labels, to_host(sample_weight[xp.asarray(rows)]),
+            to_host(chosen).astype(np.float64))
+
+
+def _inertia_block(X, sample_weight, centers, device, fit_key=None, block_index=None,
+                   n_iter=None):
+    """The block's inertia (float64) against ``centers``, with step ``n_iter``'s labels
+    when they are kept here and ``centers`` are that step's, else after an E-step."""
     if X.shape[0] == 0:
         return 0.0
     engine = _engine(device, X, centers.shape[0])
-    xp = engine.xp
-    centers = xp.asarray(centers)
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
+    centers = engine.xp.asarray(centers)
     with engine.runtime():
-        engine.assign_labels(X, centers, labels)
+        labels = _assigned(engine, X, centers, fit_key, block_index, n_iter)
         return float(engine.inertia(X, sample_weight, centers, labels))
-
-
-def _farthest_block(X, sample_weight, centers, n_far, device, offset):
-    """The ``n_far`` samples of a block farthest from their centers, with what
-    :func:`gpukmeans._lloyd.relocate_empty_clusters` needs of each."""
-    n_features = centers.shape[1]
-    if X.shape[0] == 0:
-        return (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty((0, n_features)),
-                np.empty(0, centers.dtype), np.empty(0, np.int32))
-    engine = _engine(device, X, centers.shape[0])
-    xp = engine.xp
-    centers_dev = xp.asarray(centers)
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
-    with engine.runtime():
-        engine.assign_labels(X, centers_dev, labels)
-        distances = to_host(engine.assigned_distances(X, centers_dev, labels))
-        x_squared_norms = to_host(engine.row_norms(X))
-    labels = to_host(labels)
-    centers64 = to_host(centers).astype(np.float64)
-    own_center_norms = (centers64**2).sum(axis=1)[labels]
-    resolution = 4 * n_features * np.finfo(X.dtype).eps * (x_squared_norms + own_center_norms)
-    rows = np.lexsort((np.arange(X.shape[0]), -distances))[:n_far]
-    return (distances[rows], offset + rows, resolution[rows],
-            to_host(X[xp.asarray(rows)]).astype(np.float64),
-            to_host(sample_weight[xp.asarray(rows)]), labels[rows])
-
-
-def _combine_farthest(n_far):
-    def combine(a, b):
-        merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
-        rows = np.lexsort((merged[1], -merged[0]))[:n_far]
-        return tuple(m[rows] for m in merged)
-    return combine
 
 
 def _block_rng(seed, stage, round_, block_index):
@@ -347,10 +370,10 @@ def _score_block(X, sample_weight, origin, centers, device):
 
 # ------------------------------------------------------------- graph helpers
 
-# Partials are combined SPLIT_EVERY at a time, left to right, in one task per group: a
-# fixed tree, as shallow as dask's own reductions make it. Every level is one more
-# round trip through the scheduler (10-20 ms on a loaded local cluster), so a binary
-# tree tripled the per-iteration overhead on a few blocks.
+# Partials are combined SPLIT_EVERY at a time, left to right, one group after another:
+# a fixed tree, as shallow as dask's own reductions make it. In the validation and init
+# passes each group is a task; Lloyd's partials are added on the client, in the same
+# tree.
 SPLIT_EVERY = 32
 
 
@@ -381,6 +404,39 @@ def _delayed_combine(combine_two):
     return lambda group: group_task(group)
 
 
+def _pairwise(lo, hi, leaf, combine_two):
+    """The value of the fixed pairwise tree over the blocks ``lo`` to ``hi - 1``:
+    ``combine_two(tree(lo, mid), tree(mid, hi))`` with ``mid = (lo + hi) // 2``. Fixed
+    by the block count alone, so that any subtree has the same value wherever it is
+    computed (a worker holding all its blocks, or the client)."""
+    if hi - lo == 1:
+        return leaf(lo)
+    mid = (lo + hi) // 2
+    return combine_two(_pairwise(lo, mid, leaf, combine_two),
+                       _pairwise(mid, hi, leaf, combine_two))
+
+
+def _held_subtrees(lo, hi, held, leaf, combine_two, out):
+    """INOUT ``out``: ``{(lo, hi): value}`` of the largest subtrees of the pairwise tree
+    over ``lo`` to ``hi - 1`` whose blocks are all in ``held``."""
+    if all(i in held for i in range(lo, hi)):
+        out[(lo, hi)] = _pairwise(lo, hi, leaf, combine_two)
+    elif hi - lo > 1:
+        mid = (lo + hi) // 2
+        _held_subtrees(lo, mid, held, leaf, combine_two, out)
+        _held_subtrees(mid, hi, held, leaf, combine_two, out)
+
+
+def _root(n_blocks, subtrees, combine_two):
+    """The pairwise tree's root from subtrees that cover every block."""
+    def value(lo, hi):
+        if (lo, hi) in subtrees:
+            return subtrees[(lo, hi)]
+        mid = (lo + hi) // 2
+        return combine_two(value(lo, mid), value(mid, hi))
+    return value(0, n_blocks)
+
+
 def _blocks(array):
     """The row blocks of a dask array, as Delayed objects, in order."""
     return list(array.to_delayed().ravel())
@@ -394,6 +450,268 @@ def _is_dask_array(X):
     return isinstance(X, da.Array)
 
 
+def _current_client():
+    """The distributed Client that ``dask.compute`` would use now, or None (the
+    threaded, process or synchronous schedulers)."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    distributed = sys.modules.get("distributed")
+    if distributed is not None and isinstance(client, distributed.Client):
+        return client
+    return None
+
+
+class _BlockHost:
+    """A Dask actor on one worker: runs a pass over the fit's blocks that this worker
+    holds in memory (a method call, not a task)."""
+
+    def __init__(self):
+        from distributed import get_worker
+
+        self._worker = get_worker()
+
+    def run(self, func, shared_args, blocks, n_blocks, combine_two):
+        """``(results, seconds)``: ``func(X_i, *shared_args, *args)`` for each ``(i,
+        keys, args)`` in ``blocks`` whose keys (X's block, and the weights' where given)
+        are in this worker's memory, ``seconds`` the time it took here. ``results`` is
+        ``{(i, i + 1): result}``, or, with ``combine_two``, the largest subtrees of the
+        pairwise tree over ``n_blocks`` blocks that this worker holds, combined here:
+        one partial per run of neighbouring blocks instead of one per block."""
+        started = time.perf_counter()
+        data = self._worker.data
+        results = {}
+        for i, keys, args in blocks:
+            try:
+                arrays = [data[key] for key in keys]
+            except KeyError:  # moved or lost since the client looked: a task does it
+                continue
+            results[(i, i + 1)] = func(*arrays, *shared_args, *args)
+        if combine_two is not None:
+            leaves = {lo: value for (lo, _), value in results.items()}
+            results = {}
+            _held_subtrees(0, n_blocks, leaves, leaves.__getitem__, combine_two, results)
+        return results, time.perf_counter() - started
+
+
+# How long the client waits for an actor to start on a worker before it leaves that
+# worker's blocks to tasks for the pass (a worker that died, not yet noticed).
+HOST_START_TIMEOUT = 10
+
+
+class _Runner:
+    """Runs passes over a fit's persisted blocks, each block where it lives.
+
+    On a distributed Client, a pass is one call to an actor (:class:`_BlockHost`) on each
+    worker that holds blocks, which runs them where they are: no task, so none of the
+    scheduler's bookkeeping (a pass of tasks, even as one ``client.map`` with keys of our
+    own, cost 25-100 ms on the loaded two-core test machine, a pass on actors 8-23 ms).
+    The calls go through the scheduler's proxy, or straight to the workers with
+    ``Client(direct_to_workers=True)`` (half the overhead again there). A block no actor has
+    (moved, or lost with its worker) is run as a task, which Dask recomputes from X's
+    graph where needed; the next pass asks the scheduler again where the blocks are.
+    On Dask's other schedulers (no round trips to save) a pass is ``dask.delayed``
+    calls computed together. Either way each block's result is the same function of
+    the same inputs, so the fit does not depend on where or how blocks ran.
+    """
+
+    def __init__(self, X, sample_weight):
+        self.client = _current_client()
+        self.X_blocks, self.w_blocks = (self._block_refs(a) for a in (X, sample_weight))
+        self._hosts = None  # {worker address: (actor, block indices)}
+        self._actors = {}  # {worker address: actor}, kept for the fit
+        # The longest time a worker spent on the last pass, as it measured it (NaN when
+        # the pass did not run on actors alone): what the pass cannot do without.
+        self.slowest_worker_seconds = float("nan")
+
+    def _block_refs(self, array):
+        if self.client is None:
+            return _blocks(array)
+        from distributed import futures_of
+
+        futures = {future.key: future for future in futures_of(array)}
+        return [futures[key] for key in dask.core.flatten(array.__dask_keys__())]
+
+    def _place(self):
+        """Where the blocks are (X's and the weights' block on one worker), and an actor
+        on each of those workers."""
+        who_has = self.client.who_has(self.X_blocks + self.w_blocks)
+        placement = {}
+        for i, (x, w) in enumerate(zip(self.X_blocks, self.w_blocks)):
+            both = [a for a in who_has.get(x.key, ()) if a in who_has.get(w.key, ())]
+            if both:
+                placement.setdefault(both[0], []).append(i)
+        starting = {address: self.client.submit(
+            _BlockHost, actor=True, workers=[address], allow_other_workers=False,
+            pure=False, key=f"gpukmeans-host-{uuid.uuid4().hex}")
+            for address in placement if address not in self._actors}
+        for address, future in starting.items():
+            try:
+                self._actors[address] = future.result(timeout=HOST_START_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
+                logger.info("no actor on worker %s (%r); its blocks run as tasks", address,
+                            exc)
+                future.cancel()
+        self._hosts = {address: (self._actors[address], blocks)
+                       for address, blocks in placement.items() if address in self._actors}
+
+    def map_blocks(self, func, shared_args, block_args, keys, with_weights=True,
+                   combine_two=None):
+        """``[func(X_i, w_i, *shared_args, *block_args[i]) ...]`` (without ``w_i`` unless
+        ``with_weights``) for every block, in block order, or, with ``combine_two``, their
+        combination over the fixed pairwise tree (:func:`_pairwise`; each worker adds its
+        blocks' subtrees). ``shared_args`` (the centers) travel once per worker; ``keys``
+        name the tasks where tasks are used."""
+        n_blocks = len(self.X_blocks)
+        refs = [(x, w) if with_weights else (x,)
+                for x, w in zip(self.X_blocks, self.w_blocks)]
+        if self.client is None:
+            self.slowest_worker_seconds = float("nan")
+            found = dict(enumerate(dask.compute(*[
+                dask.delayed(func, pure=False)(*ref, *shared_args, *a, dask_key_name=key)
+                for ref, a, key in zip(refs, block_args, keys)])))
+            return self._finish_pass(found, {}, combine_two)
+        if self._hosts is None:
+            self._place()
+        calls = [actor.run(func, shared_args,
+                           [(i, [ref.key for ref in refs[i]], block_args[i]) for i in blocks],
+                           n_blocks, combine_two)
+                 for actor, blocks in self._hosts.values()]
+        subtrees = {}
+        worker_seconds = [0.0]
+        for call in calls:
+            try:
+                done, seconds = call.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost mid-pass: tasks redo it
+                logger.info("a worker's actor failed (%r); its blocks run as tasks", exc)
+                continue
+            subtrees.update(done)
+            worker_seconds.append(seconds)
+        self.slowest_worker_seconds = max(worker_seconds)
+        covered = set()
+        for lo, hi in subtrees:
+            covered.update(range(lo, hi))
+        missing = [i for i in range(n_blocks) if i not in covered]
+        found = {}
+        if missing:
+            self.slowest_worker_seconds = float("nan")
+            futures = self.client.map(
+                func, *zip(*[(*refs[i], *shared_args, *block_args[i]) for i in missing]),
+                key=[keys[i] for i in missing], pure=False)
+            found = dict(zip(missing, self.client.gather(futures)))
+            self._hosts = None
+            self._actors = {address: actor for address, actor in self._actors.items()
+                            if address in self.client.scheduler_info()["workers"]}
+        return self._finish_pass(found, subtrees, combine_two)
+
+    @staticmethod
+    def _finish_pass(found, subtrees, combine_two):
+        """A pass's list of per-block results, or their tree's root, from ``found``
+        (``{i: result}``) and ``subtrees`` (``{(lo, hi): value}``) covering the blocks."""
+        subtrees = {**subtrees, **{(i, i + 1): value for i, value in found.items()}}
+        n_blocks = max(hi for _, hi in subtrees)
+        if combine_two is not None:
+            return _root(n_blocks, subtrees, combine_two)
+        return [subtrees[(i, i + 1)] for i in range(n_blocks)]
+
+    def run_everywhere(self, func, *args):
+        """``func(*args)`` in this process and, on a Client, on every worker."""
+        func(*args)
+        if self.client is not None:
+            self.client.run(func, *args, on_error="ignore")  # a lost worker kept nothing
+
+    def close(self):
+        self._hosts, self._actors = None, {}
+
+
+class _DaskRun:
+    """:func:`gpukmeans._lloyd.lloyd`'s run over the persisted blocks of a dask array
+    (see :class:`gpukmeans._lloyd.EngineRun` for the one in memory).
+
+    Each step sends the centers, and the previous step's, with the step's task of each
+    block (kilobytes, inline), and gets back the blocks' float64 sums, weights and
+    counts of changed labels, added in a tree fixed by the block order alone: the same
+    result whatever the workers, threads or processes, and whichever finished first.
+    The labels stay on the workers. Prior validation of data is assumed.
+    """
+
+    def __init__(self, runner, row_chunks, device):
+        self.runner = runner
+        self.offsets = _offsets(row_chunks)
+        self.device = device
+        self.fit_key = uuid.uuid4().hex
+        self.n_iter = 0
+        self.seconds = []  # wall time of each step, as the client saw it
+        self.slowest_worker_seconds = []  # of each step, on the workers (NaN: not known)
+        self._centers_before = None
+        self._started = time.perf_counter()
+
+    def _each_block(self, func, *args, name, with_weights=True, keyed=False,
+                    combine_two=None):
+        """``func`` on every block (see :meth:`_Runner.map_blocks`); ``keyed`` adds the
+        fit's key, the block's index and the step's number."""
+        n_blocks = len(self.runner.X_blocks)
+        return self.runner.map_blocks(
+            func, args, [(self.fit_key, i, self.n_iter) if keyed else ()
+                         for i in range(n_blocks)],
+            [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)],
+            with_weights=with_weights, combine_two=combine_two)
+
+    def step(self, centers_old):
+        self.n_iter += 1
+        centers_before = centers_old if self._centers_before is None else self._centers_before
+        sums, weight_in_clusters, n_changed = self._each_block(
+            _step_block, centers_old, centers_before, self.device, name="step", keyed=True,
+            combine_two=_combine_steps)
+        self._centers_before = centers_old
+        self.slowest_worker_seconds.append(self.runner.slowest_worker_seconds)
+        now = time.perf_counter()
+        self.seconds.append(now - self._started)
+        self._started = now
+        logger.debug("iteration %d: %d labels changed, %.4f s", self.n_iter, n_changed,
+                     self.seconds[-1])
+        return sums, weight_in_clusters, n_changed
+
+    def farthest(self, centers_old, n_far):
+        """The ``n_far`` farthest samples in ``np.argpartition``'s order over all the
+        distances, as :class:`gpukmeans._lloyd.EngineRun` finds them: the distances
+        (8 bytes a sample) come to the client, then the chosen rows. Rare."""
+        distances = np.concatenate(self._each_block(
+            _distances_block, centers_old, self.device, name="distances",
+            with_weights=False, keyed=True))
+        far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
+        block_of = np.searchsorted(self.offsets, far_from_centers, side="right") - 1
+        n_blocks = len(self.runner.X_blocks)
+        # Every block is asked (most for no rows): one pass, like the others.
+        found = self.runner.map_blocks(
+            _far_rows_block, (centers_old, self.device),
+            [(far_from_centers[block_of == i] - self.offsets[i], self.fit_key, i, self.n_iter)
+             for i in range(n_blocks)],
+            [f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)])
+        position = [0] * n_blocks
+        far_samples = []
+        for index, i in zip(far_from_centers, block_of.tolist()):
+            resolution, labels, weights, rows = found[i]
+            j = position[i]
+            position[i] += 1
+            far_samples.append((distances[index], resolution[j], int(labels[j]), weights[j],
+                                rows[j]))
+        return far_samples
+
+    def inertia(self, centers_old):
+        return self._each_block(_inertia_block, centers_old, self.device, name="inertia",
+                                keyed=True, combine_two=_add)
+
+    def finish(self, centers, assign_labels):
+        # An E-step either way: when the labels stopped changing it gives them again,
+        # and the same inertia.
+        return self._each_block(_inertia_block, centers, self.device, name="final",
+                                combine_two=_add)
+
+    def close(self):
+        self.runner.run_everywhere(_forget_labels, self.fit_key)
+        self.runner.close()
+
+
 # ---------------------------------------------------------------- the estimator
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -401,8 +719,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     gpukmeans engine (Numba on CPUs for NumPy blocks, CUDA for CuPy blocks).
 
     The data are persisted on the workers once and never gathered; each Lloyd iteration
-    sends the centers out and brings back per-block float64 sums and weights, added in a
-    tree fixed by the block order. From the same initial centers the result is
+    sends the centers out and brings back per-block float64 sums and weights and counts
+    of changed labels, added in a tree fixed by the block order. From the same initial centers the result is
     :class:`gpukmeans.KMeans`'s: the same labels in float64 (up to near-ties in float32,
     and to the last bits of the centers), the same inertia to about 1e-12.
 
@@ -478,10 +796,17 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     An in-memory array (NumPy, CuPy) is fitted by :class:`gpukmeans.KMeans` with the
     same parameters ("k-means||" becomes its "k-means++"); ``labels_`` is then in memory.
 
-    Empty clusters take the samples farthest from their centers, as in
-    :class:`gpukmeans.KMeans`; when several clusters empty at once, the farthest sample
-    goes to the lowest-numbered empty cluster (KMeans pairs them in
-    ``numpy.argpartition``'s order).
+    Lloyd's loop is :class:`gpukmeans.KMeans`'s own (:func:`gpukmeans._lloyd.lloyd`):
+    the same convergence test (strict when no label changed, counted exactly on the
+    workers; else the center shift against ``tol``), and empty clusters take the samples
+    farthest from their centers, paired with them in ``numpy.argpartition``'s order over
+    all the distances, as :class:`gpukmeans.KMeans` pairs them (the distances, 8 bytes a
+    sample, come to the client for it; this happens rarely).
+
+    On a distributed Client each pass over the blocks is a call to a Dask actor on each
+    worker, not a task; the scheduler runs tasks only for blocks no actor holds (moved,
+    or lost with a worker, which Dask then recomputes). ``Client(direct_to_workers=True)``
+    sends those calls straight to the workers instead of through the scheduler.
 
     Examples
     --------
@@ -676,14 +1001,23 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         init_seconds = time.perf_counter() - started
         logger.info("k-means init (%s) took %.3f s", init if isinstance(init, str) else "array",
                     init_seconds)
-        centers, n_iter, iteration_seconds = self._lloyd(
-            X_blocks, w_blocks, offsets, centers_init, tol, device, dtype
-        )
-        inertia = dask.compute(_tree(
-            [dask.delayed(_labels_and_inertia_block, pure=True)(x, s, centers, device)
-             for x, s in zip(X_blocks, w_blocks)],
-            _delayed_combine(_add)))[0]
-        del Xc, w, X_blocks, w_blocks  # the persisted blocks are released
+        run = _DaskRun(_Runner(Xc, w), Xc.chunks[0], device)
+        try:
+            centers, inertia, n_iter, weight_in_clusters = lloyd(
+                run, np.ascontiguousarray(centers_init, dtype=dtype), np, self.max_iter, tol)
+        finally:
+            run.close()
+        run_seconds = {"iterations": run.seconds,
+                       "slowest_worker": run.slowest_worker_seconds}
+        del Xc, w, X_blocks, w_blocks, run  # the persisted blocks are released
+        distinct_clusters = int((weight_in_clusters > 0).sum())
+        if distinct_clusters < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
 
         cluster_centers = centers + X_mean
         if device == "gpu" and "cupy" in stats["kinds"]:
@@ -701,7 +1035,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_features
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
-        self._timings = {"init": init_seconds, "iterations": iteration_seconds}
+        self._timings = {"init": init_seconds, **run_seconds}
         self.labels_ = self.predict(X)
         return self
 
@@ -859,65 +1193,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         local = LocalKMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
                             device="cpu").fit(candidates, sample_weight=candidate_weight)
         return np.ascontiguousarray(local.cluster_centers_, dtype=dtype)
-
-    # ----------------------------------------------------------------- Lloyd
-    def _lloyd(self, X_blocks, w_blocks, offsets, centers_init, tol, device, dtype):
-        """Lloyd's iterations over the persisted blocks: the loop of
-        :func:`gpukmeans._lloyd.kmeans_single_lloyd`, with the engine's step run per
-        block. Returns ``(centers, n_iter, seconds per iteration)``."""
-        centers = np.ascontiguousarray(centers_init, dtype=dtype)
-        digest_old = None
-        n_iter = 0
-        seconds = []
-        for n_iter in range(1, self.max_iter + 1):
-            started = time.perf_counter()
-            centers_d = dask.delayed(centers, pure=True)
-            sums, weight_in_clusters, digest = dask.compute(_tree(
-                [dask.delayed(_lloyd_block, pure=True)(x, s, centers_d, device)
-                 for x, s in zip(X_blocks, w_blocks)],
-                _delayed_combine(_combine_partials)))[0]
-            labels_changed = digest != digest_old
-            n_empty = int((weight_in_clusters == 0).sum())
-            relocated = bool(n_empty) and self._relocate_empty_clusters(
-                X_blocks, w_blocks, offsets, centers, sums, weight_in_clusters, n_empty, device)
-            centers_new = average_centers(sums, weight_in_clusters, centers, dtype, np)
-            center_shift_tot = float(((centers_new - centers) ** 2).sum())
-            centers = centers_new
-            seconds.append(time.perf_counter() - started)
-            logger.debug("iteration %d: center shift %r, labels changed: %s, %.4f s",
-                         n_iter, center_shift_tot, labels_changed, seconds[-1])
-            if not labels_changed and not relocated:
-                logger.info("converged at iteration %d: strict convergence", n_iter)
-                break
-            if center_shift_tot <= tol:
-                logger.info("converged at iteration %d: center shift %r within tolerance %r",
-                            n_iter, center_shift_tot, tol)
-                break
-            digest_old = digest
-        distinct_clusters = int((weight_in_clusters > 0).sum())
-        if distinct_clusters < self.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
-                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return centers, n_iter, seconds
-
-    def _relocate_empty_clusters(self, X_blocks, w_blocks, offsets, centers_old, sums,
-                                 weight_in_clusters, n_empty, device):
-        """:func:`gpukmeans._lloyd.relocate_empty_clusters` over the blocks: the
-        ``n_empty`` farthest samples come from one extra pass (rare). INOUT ``sums``,
-        ``weight_in_clusters``."""
-        empty_clusters = np.flatnonzero(weight_in_clusters == 0)
-        centers_d = dask.delayed(centers_old, pure=True)
-        distances, _, resolution, rows, weights, labels = dask.compute(_tree(
-            [dask.delayed(_farthest_block, pure=True)(x, s, centers_d, n_empty, device,
-                                                       offsets[i])
-             for i, (x, s) in enumerate(zip(X_blocks, w_blocks))],
-            _delayed_combine(_combine_farthest(n_empty))))[0]
-        far_samples = zip(distances, resolution, map(int, labels), weights, rows)
-        return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
 
     # ------------------------------------------------------------- inference
     def _inference_X(self, X):

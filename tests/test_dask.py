@@ -156,6 +156,44 @@ def test_empty_cluster_is_relocated_as_gpukmeans_does(on_processes, rng):
     assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
 
 
+def _tied_far_points(rng):
+    """Integer data, symmetric about the origin (so centring and every sum are exact),
+    and initial centers of which three are far from every sample: three clusters empty
+    at the first step, and the four samples farthest from their centers tie (at 5000).
+    Rows are shuffled until ``np.argpartition`` pairs the ties with the empty clusters
+    in another order than their row order, the order a merge of per-block maxima
+    would give."""
+    blob = rng.integers(-6, 7, size=(120, 2))
+    group = blob + 50
+    half = np.concatenate([blob, group, [[100, 0], [0, 100]]])
+    X = np.concatenate([half, -half]).astype(np.float64)
+    init = np.array([[0, 0], [50, 50], [-50, -50], [1e4, 1e4], [-1e4, 1e4], [1e4, -1e4]])
+    first_labels = ((X[:, None, :] - init[None]) ** 2).sum(axis=2).argmin(axis=1)
+    distances = ((X - init[first_labels]) ** 2).sum(axis=1)
+    assert np.sort(distances)[-4:].tolist() == [5000.0] * 4
+    while True:
+        X = X[rng.permutation(X.shape[0])]
+        distances = ((X[:, None, :] - init[None]) ** 2).sum(axis=2).min(axis=1)
+        by_argpartition = np.argpartition(distances, -3)[:-4:-1]
+        by_row = np.lexsort((np.arange(X.shape[0]), -distances))[:3]
+        if not np.array_equal(by_argpartition, by_row):
+            return X, init
+
+
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_clusters_emptied_together_are_paired_as_gpukmeans_pairs_them(on_processes, rng,
+                                                                      chunking):
+    X, init = _tied_far_points(rng)
+    local = gpukmeans.KMeans(6, init=init, device="cpu").fit(X)
+    assert np.unique(local.labels_).size == 6  # the three relocations happened
+    km = gkd.KMeans(6, init=init).fit(
+        da.from_array(X, chunks=(CHUNKINGS[chunking](X.shape[0]), 2)))
+    np.testing.assert_array_equal(km.labels_.compute(), local.labels_)
+    assert km.cluster_centers_.tobytes() == local.cluster_centers_.tobytes()
+    assert km.n_iter_ == local.n_iter_
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
 def test_finds_scikit_learns_clustering_of_separated_blobs(on_processes, rng, init, dtype):
@@ -211,6 +249,35 @@ def test_fewer_distinct_samples_than_clusters(init):
     nearest = scipy_distance.cdist(X[::20], km.cluster_centers_).min(axis=1)
     np.testing.assert_array_less(nearest, 1e-12)
     assert km.inertia_ == pytest.approx(0, abs=1e-20)
+
+
+def test_changed_labels_are_counted_exactly_with_or_without_the_kept_labels(rng):
+    """A block's step counts the labels that differ from its previous step's: against
+    the labels its worker kept, or, where they are not (a step run elsewhere), against
+    the previous centers' labels assigned again; the same exact count either way."""
+    X = rng.standard_normal((400, 3))
+    sample_weight = np.ones(400)
+    centers_before = X[:5].copy()
+    centers_old = centers_before + rng.normal(0, 0.3, centers_before.shape)
+    nearest = [scipy_distance.cdist(X, c).argmin(axis=1) for c in (centers_before, centers_old)]
+    truth = int((nearest[0] != nearest[1]).sum())
+    assert truth > 0
+    fit_key = "test-count"
+    try:
+        first = gkd._step_block(X, sample_weight, centers_before, centers_before, "cpu",
+                                fit_key, 0, 1)
+        assert first[2] == 400  # every label was -1
+        kept = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
+                               0, 2)[2]
+        gkd._forget_labels(fit_key)
+        assigned_again = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu",
+                                         fit_key, 0, 2)[2]
+        # Labels kept from another step than the previous one are not used.
+        stale = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
+                                0, 4)[2]
+    finally:
+        gkd._forget_labels(fit_key)
+    assert kept == assigned_again == stale == truth
 
 
 def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, thread_client,
@@ -329,7 +396,7 @@ def test_nan_in_a_block_is_named_before_any_iteration(monkeypatch):
     X = np.random.default_rng(0).standard_normal((30, 2))
     X[17, 1] = np.nan
     ran = []
-    monkeypatch.setattr(gkd.KMeans, "_lloyd", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(gkd, "lloyd", lambda *a, **k: ran.append(1))
     with dask.config.set(scheduler="sync"):
         with pytest.raises(ValueError, match=r"NaN or infinity.*numbered \[1\]"):
             gkd.KMeans(2).fit(da.from_array(X, chunks=(10, 2)))
@@ -366,6 +433,34 @@ def test_cupy_blocks_with_device_cpu_are_refused(fake_cupy_blocks):
     with dask.config.set(scheduler="sync"):
         with pytest.raises(ValueError, match="CuPy arrays but device='cpu'"):
             gkd.KMeans(2, device="cpu").fit(X)
+
+
+def test_cupy_blocks_run_the_gpu_engine_on_the_emulated_device(request, rng, monkeypatch,
+                                                               fake_cupy_blocks):
+    """Blocks the dispatch takes for CuPy arrays, with device="auto": the fit, its
+    validation pass and inference go where CuPy blocks go, each block on the GPU engine,
+    here the emulated device (tests/cudaemu) in place of a worker's GPU. Real CuPy
+    arrays (their memory, cupy.asarray of a NumPy block, a dask_cuda worker) are not
+    tested here: that needs a GPU."""
+    device = fit_device(request, "emulated")
+    X = _random_data(rng, 700, 3, 5, np.float64, separated=False)
+    init = X[:5]
+    local = gpukmeans.KMeans(5, init=init, device=device).fit(X)
+    devices = []
+    real_get_engine = gkd.get_engine
+    monkeypatch.setattr(gkd, "get_engine",
+                        lambda device, *shape: devices.append(device) or real_get_engine(
+                            device, *shape))
+    with dask.config.set(scheduler="sync"):
+        Xd = da.from_array(X, chunks=(250, 3)).map_blocks(_as_fake_device)
+        km = gkd.KMeans(5, init=init).fit(Xd)
+        labels = km.labels_.compute()
+        predicted = km.predict(Xd).compute()
+    assert km.device_ == "gpu" and devices and set(devices) == {"gpu"}
+    np.testing.assert_array_equal(labels, local.labels_)
+    np.testing.assert_array_equal(predicted, local.labels_)
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    assert km.n_iter_ == local.n_iter_
 
 
 @pytest.mark.parametrize("params, error, match", [
