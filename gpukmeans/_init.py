@@ -5,10 +5,13 @@ the order scikit-learn makes them, so the same ``random_state`` picks the same p
 the passes over the data go through the engine.
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from ._lloyd import to_host
-from ._progress import NULL_REPORTER
+from ._progress import NULL_REPORTER, progress_bars
 
 
 def kmeans_plusplus(
@@ -176,8 +179,13 @@ def kmeans_parallel(
         # (those clusters start empty and are relocated as in any fit).
         centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
     else:
-        recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
-                           device="cpu").fit(to_host(candidates), sample_weight=candidate_weight)
+        # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
+        # distinct candidates than clusters is fewer distinct samples) are the user's.
+        with warnings.catch_warnings(), progress_bars(False):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            recluster = KMeans(n_clusters, init="k-means++", n_init=1,
+                               random_state=random_state, device="cpu").fit(
+                to_host(candidates), sample_weight=candidate_weight)
         centers = xp.asarray(recluster.cluster_centers_)
     reporter.init_step(n_clusters)
     return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index
