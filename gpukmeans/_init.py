@@ -127,8 +127,9 @@ def kmeans_parallel(
     Each candidate is weighted by the weight of the samples nearest to it, and the
     weighted candidates are clustered into ``n_clusters`` by :class:`gpukmeans.KMeans`
     (k-means++, then Lloyd) on the CPU. Greedy k-means++ makes ``n_clusters`` passes over
-    X; this makes ``n_rounds + 2``, whose E-steps are GEMM-shaped (against ``l``
-    candidates at a time): it pays when ``n_samples`` is many times ``5 l``.
+    X; this makes ``2 n_rounds + 2`` (each round an E-step against the new candidates,
+    then the distances to them), whose E-steps are GEMM-shaped (against ``l`` candidates
+    at a time): it pays when ``n_samples`` is many times ``5 l``.
 
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
