@@ -5,10 +5,13 @@ the order scikit-learn makes them, so the same ``random_state`` picks the same p
 the passes over the data go through the engine.
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from ._lloyd import to_host
-from ._progress import NULL_REPORTER
+from ._progress import NULL_REPORTER, progress_bars
 
 
 def kmeans_plusplus(
@@ -125,8 +128,9 @@ def kmeans_parallel(
     Each candidate is weighted by the weight of the samples nearest to it, and the
     weighted candidates are clustered into ``n_clusters`` by :class:`gpukmeans.KMeans`
     (k-means++, then Lloyd) on the CPU. Greedy k-means++ makes ``n_clusters`` passes over
-    X; this makes ``n_rounds + 2``, whose E-steps are GEMM-shaped (against ``l``
-    candidates at a time): it pays when ``n_samples`` is many times ``5 l``.
+    X; this makes ``2 n_rounds + 2`` (each round an E-step against the new candidates,
+    then the distances to them), whose E-steps are GEMM-shaped (against ``l`` candidates
+    at a time): it pays when ``n_samples`` is many times ``5 l``.
 
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
@@ -179,8 +183,13 @@ def kmeans_parallel(
         # (those clusters start empty and are relocated as in any fit).
         centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
     else:
-        recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
-                           metric=metric, device="cpu").fit(to_host(candidates), sample_weight=candidate_weight)
+        # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
+        # distinct candidates than clusters is fewer distinct samples) are the user's.
+        with warnings.catch_warnings(), progress_bars(False):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            recluster = KMeans(n_clusters, init="k-means++", n_init=1,
+                               random_state=random_state, metric=metric, device="cpu").fit(
+                to_host(candidates), sample_weight=candidate_weight)
         centers = xp.asarray(recluster.cluster_centers_)
     reporter.init_step(n_clusters)
     return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index

@@ -131,3 +131,19 @@ def test_minibatch_refuses_kmeans_parallel():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="init must be one of"):
         MiniBatchKMeans(3, init="k-means||", device="cpu").fit(X)
+
+
+def test_reclustering_the_candidates_stays_inside(capsys):
+    # 5 distinct rows, 8 clusters, every copy kept in the first round: the candidates
+    # reclustered hold fewer distinct rows than clusters. The user sees the fit's one
+    # warning and the fit's bars, not those of the inner KMeans that reclusters.
+    from gpukmeans import progress_bars
+
+    X = np.repeat(np.random.default_rng(0).normal(size=(5, 3)), 200, axis=0)
+    with warnings.catch_warnings(record=True) as caught, progress_bars():
+        warnings.simplefilter("always")
+        KMeans(8, init="k-means||", oversampling_factor=50, random_state=0,
+               device="cpu").fit(X)
+    assert [str(w.message)[:31] for w in caught] == ["Number of distinct clusters (5)"]
+    assert caught[0].filename == __file__
+    assert "k-means++" not in capsys.readouterr().err  # the inner seeding's bar
