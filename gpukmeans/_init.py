@@ -54,7 +54,7 @@ def kmeans_plusplus(
     weight_host = to_host(sample_weight)
     center_id = random_state.choice(n_samples, p=weight_host / weight_host.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
-    centers[0] = X[center_id]
+    centers[0] = engine.take_rows(X, xp.asarray([center_id]))[0]
     indices[0] = center_id
 
     # The first center's distances are its "candidate" step against +inf.
@@ -82,7 +82,7 @@ def kmeans_plusplus(
         current_pot = candidates_pot[best]
         closest_dist_sq = distance_to_candidates[best]
         best_candidate = int(candidate_ids[best])
-        centers[c] = X[best_candidate]
+        centers[c] = engine.take_rows(X, xp.asarray([best_candidate]))[0]
         indices[c] = best_candidate
         # int() above waited for the engine: the count is of centers really chosen.
         reporter.init_step(c + 1)
@@ -90,10 +90,10 @@ def kmeans_plusplus(
     return centers, indices
 
 
-def random_init(X, n_clusters, sample_weight, random_state, xp):
+def random_init(X, n_clusters, sample_weight, random_state, engine):
     """``n_clusters`` distinct rows drawn with probability proportional to their weight."""
     weight_host = to_host(sample_weight)
     seeds = random_state.choice(
         X.shape[0], size=n_clusters, replace=False, p=weight_host / weight_host.sum()
     )
-    return X[xp.asarray(seeds)]
+    return engine.take_rows(X, engine.xp.asarray(seeds))

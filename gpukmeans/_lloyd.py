@@ -164,8 +164,9 @@ def relocate_empty_clusters(
         4 * X.shape[1] * np.finfo(X.dtype).eps * (to_host(x_squared_norms) + own_center_norms)
     )
     far_from_centers = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1]
-    far_samples = ((distances[i], resolution[i], int(labels_host[i]), sample_weight[i],
-                    X[i].astype(np.float64)) for i in far_from_centers)
+    far_rows = engine.take_rows(X, engine.xp.asarray(far_from_centers)).astype(np.float64)
+    far_samples = ((distances[i], resolution[i], int(labels_host[i]), sample_weight[i], row)
+                   for i, row in zip(far_from_centers, far_rows))
     return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
 
 
