@@ -17,7 +17,7 @@ from conftest import fit_device
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
 from label_checks import assert_labels_exactly_nearest, sq_dist64
 
-ENGINES = ["cpu"]
+ENGINES = ["cpu", "emulated"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -26,9 +26,12 @@ def device(request):
     return fit_device(request, request.param)
 
 
-def tfidf_like(rng, n_samples, n_features, nnz_per_row, dtype=np.float64):
-    """Rows with a Zipf-distributed number of distinct terms (popular terms in many rows),
-    positive values, each row scaled to unit norm, as TfidfVectorizer gives."""
+def tfidf_like(rng, n_samples, n_features, nnz_per_row, dtype=np.float64, unit=False):
+    """Rows of Zipf-distributed distinct terms (popular terms in many rows), positive
+    values, each row scaled to unit norm as TfidfVectorizer gives (``unit``), or to a norm
+    of its own in [0.5, 1.5]: with unit rows, two centers that are rows (k-means++'s)
+    share the same ``||c||^2``, an exact tie that its last bit decides (see
+    :func:`_init_rows`)."""
     rows, cols = [], []
     ranks = np.arange(1, n_features + 1)
     p = 1.0 / ranks
@@ -42,12 +45,18 @@ def tfidf_like(rng, n_samples, n_features, nnz_per_row, dtype=np.float64):
     values = rng.uniform(0.1, 3.0, rows.size)
     X = sp.csr_matrix((values, (rows, cols)), shape=(n_samples, n_features))
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1))).ravel()
-    X = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ X
+    scales = np.ones(n_samples) if unit else rng.uniform(0.5, 1.5, n_samples)
+    X = sp.diags(scales / np.where(norms > 0, norms, 1.0)) @ X
     return X.tocsr().astype(dtype)
 
 
 def _init_rows(rng, X, n_clusters):
-    return X[rng.choice(X.shape[0], n_clusters, replace=False)].toarray()
+    """Rows of X, each scaled by its own factor: unit rows as centers make every sample
+    that shares no term with two of them an exact tie (both ``||c||^2 - 2 x.c`` are
+    ``||c||^2 = 1``), which the last bit of ``||c||^2`` decides, and the GPU engine sums
+    ``||c||^2`` in another order than scikit-learn (test_exact_ties_are_scikit_learns)."""
+    rows = X[rng.choice(X.shape[0], n_clusters, replace=False)].toarray()
+    return rows * rng.uniform(0.5, 1.5, (n_clusters, 1))
 
 
 def _snapshot(X):
@@ -79,6 +88,17 @@ def test_float64_labels_are_scikit_learns(rng, device, n_samples, n_features, n_
     np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-12)
     assert isinstance(ours.cluster_centers_, np.ndarray)
     assert ours.cluster_centers_.dtype == np.float64
+
+
+def test_exact_ties_are_scikit_learns(rng):
+    """On the CPU, unit rows as centers (many exact ties): the same ``||c||^2`` as
+    scikit-learn's, so the same tie-breaks, at every step."""
+    X = tfidf_like(rng, 800, 300, 8, unit=True)
+    init = X[rng.choice(800, 12, replace=False)].toarray()
+    ours = KMeans(12, init=init, n_init=1, device="cpu").fit(X)
+    theirs = SKKMeans(12, init=init, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    assert ours.n_iter_ == theirs.n_iter_
 
 
 @pytest.mark.parametrize("n_clusters", [5, 40])
