@@ -18,6 +18,7 @@ PICTURES = {
     "scaled_axis.py": ("scaled_axis.png", (1000, 400)),
     "mickey.py": ("mickey.png", (900, 440)),
     "pca_mnist.py": ("pca_mnist.png", (1000, 340)),
+    "text_topics.py": ("text_topics.png", (1200, 560)),
 }
 
 

@@ -17,7 +17,7 @@ from conftest import fit_device
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
 from label_checks import assert_labels_exactly_nearest, sq_dist64
 
-ENGINES = ["cpu", "emulated"]
+ENGINES = ["cpu", "emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(params=ENGINES)
@@ -372,3 +372,25 @@ def test_minibatch_partial_fit(rng, device):
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)
     assert ours32.cluster_centers_.dtype == np.float32
     assert_labels_exactly_nearest(ours32.labels_, X[900:].toarray(), ours32.cluster_centers_)
+
+
+@pytest.mark.gpu
+def test_cupy_sparse_in_cupy_out(rng):
+    """A cupyx.scipy.sparse matrix stays on the GPU: CuPy labels, centers and
+    transform; its float64 labels are the CPU engine's (from the same centers)."""
+    import cupy
+    import cupyx.scipy.sparse
+
+    X = tfidf_like(rng, 2000, 500, 20)
+    init = _init_rows(rng, X, 16)
+    X_gpu = cupyx.scipy.sparse.csr_matrix(X)
+    km = KMeans(16, init=init, n_init=1).fit(X_gpu)
+    assert km.device_ == "gpu"
+    assert isinstance(km.labels_, cupy.ndarray) and isinstance(km.cluster_centers_, cupy.ndarray)
+    assert isinstance(km.predict(X_gpu), cupy.ndarray)
+    assert isinstance(km.transform(X_gpu), cupy.ndarray)
+    cpu = KMeans(16, init=init, n_init=1, device="cpu").fit(X)
+    np.testing.assert_array_equal(km.labels_.get(), cpu.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.get(), cpu.cluster_centers_, atol=1e-12)
+    with pytest.raises(ValueError, match="GPU"):
+        KMeans(16, init=init, n_init=1, device="cpu").fit(X_gpu)
