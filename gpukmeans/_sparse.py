@@ -43,9 +43,10 @@ def without_duplicates(X):
 
 
 def to_module(X, xp):
-    """A host CSR matrix in the memory of the array module ``xp``: ``cupyx.scipy.sparse``
-    for CuPy (one copy to the device), ``X`` itself for a NumPy stand-in (the emulator)."""
-    if getattr(xp, "__name__", "") != "cupy":
+    """A CSR matrix in the memory of the array module ``xp``: a host matrix becomes
+    ``cupyx.scipy.sparse`` for CuPy (one copy to the device); a device matrix, or any
+    matrix for a NumPy stand-in (the emulator), is ``X`` itself."""
+    if getattr(xp, "__name__", "") != "cupy" or is_device_sparse(X):
         return X
     import cupyx.scipy.sparse
 

@@ -278,3 +278,21 @@ def test_harness_script_wraps_the_same_core(tmp_path, fake_mnist):
                          "--quiet"])
     assert code == 0
     assert json.loads((tmp_path / "harness-tiny.json").read_text())["profile"] == "tiny"
+
+
+def test_bench_sparse_quick(tmp_path, monkeypatch):
+    script = _load_script("bench_sparse")
+    monkeypatch.setitem(script.QUICK, "n_samples", 400)
+    monkeypatch.setitem(script.QUICK, "n_features", 300)
+    monkeypatch.setitem(script.QUICK, "text_packages", ("json", "email"))  # the stdlib's
+    monkeypatch.setitem(script.QUICK, "repeats", 1)
+    script.main(["--quick", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "sparse-quick.json").read_text())
+    rows = report["rows"]
+    assert [(r["workload"], r["measure"]) for r in rows] == [
+        ("zipf-tfidf", "per iteration"), ("zipf-tfidf", "end to end"),
+        ("docstrings", "per iteration"), ("docstrings", "end to end")]
+    for row in rows:
+        assert row["same_labels"] and row["ratio"] > 0
+        assert row["n_iter"]["gpukmeans"] == row["n_iter"]["sklearn"]
+    assert "| workload | k |" in (tmp_path / "sparse-quick.md").read_text()
