@@ -222,6 +222,19 @@ def _kmeanspp_potentials(distance_to_candidates, closest_dist_sq, sample_weight,
     return candidates_pot
 
 
+@njit(nogil=True, cache=CACHE)
+def has_duplicate_entries(indices, indptr, n_features):
+    """Whether a row stores a column twice: one pass, remembering the last row that stored
+    each column (sorting every row, as ``sum_duplicates`` does, costs far more)."""
+    last_row = np.full(n_features, -1, dtype=np.int64)
+    for i in range(indptr.shape[0] - 1):
+        for k in range(indptr[i], indptr[i + 1]):
+            if last_row[indices[k]] == i:
+                return True
+            last_row[indices[k]] = i
+    return False
+
+
 # --- the Engine functions ----------------------------------------------------------------
 
 

@@ -37,6 +37,11 @@ def without_duplicates(X):
     """
     if X.has_canonical_format:
         return X
+    if not is_device_sparse(X):  # TfidfVectorizer's rows are unsorted: a cheap check first
+        from ._cpu_sparse import has_duplicate_entries
+
+        if not has_duplicate_entries(X.indices, X.indptr, X.shape[1]):
+            return X
     summed = X.copy()
     summed.sum_duplicates()
     return summed if summed.nnz != X.nnz else X
