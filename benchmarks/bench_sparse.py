@@ -208,10 +208,11 @@ def report(rows, workloads, env, config, started):
             f"| {row['workload']} | {row['k']} | {row['measure']} (max_iter={row['max_iter']}) "
             f"| {ours} | {theirs} | {row['n_iter']['gpukmeans']}, {row['n_iter']['sklearn']} "
             f"| {row['ratio']:.2f}x | {'yes' if row['same_labels'] else 'NO'} |")
-    met = all(row["ratio"] <= GOAL_RATIO for row in rows)
-    lines += ["", f"Goal {'met' if met else 'NOT met'} on every row: "
-              + ", ".join(f"{r['workload']} k={r['k']} {r['measure']} {r['ratio']:.2f}x"
-                          for r in rows) + "."]
+    missed = [r for r in rows if r["ratio"] > GOAL_RATIO]
+    lines += ["", f"Goal met on {len(rows) - len(missed)} of {len(rows)} rows"
+              + ("." if not missed else "; missed: " + ", ".join(
+                  f"{r['workload']} k={r['k']} {r['measure']} {r['ratio']:.2f}x"
+                  for r in missed) + ".")]
     return "\n".join(lines) + "\n"
 
 
