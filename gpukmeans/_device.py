@@ -56,15 +56,25 @@ def array_module(device):
     return numpy
 
 
-def get_engine(device, n_samples, n_features, n_clusters):
+def get_engine(device, n_samples, n_features, n_clusters, sparse=False):
     """Return the :class:`gpukmeans._engine.Engine` for a resolved device name and the
     call's shapes.
 
     On the CPU, a problem too small to repay the Numba engine's compile runs on the
     NumPy engine (:mod:`gpukmeans._cpu_small`), which never imports Numba, and so do
     a larger fit's small single passes; the shapes alone decide (see
-    :func:`gpukmeans._cpu_small.cpu_engine`).
+    :func:`gpukmeans._cpu_small.cpu_engine`). ``sparse``: the engine for CSR data
+    (:mod:`gpukmeans._cpu_sparse`, :mod:`gpukmeans._gpu_sparse`), as scikit-learn picks
+    ``lloyd_iter_chunked_sparse``.
     """
+    if sparse:
+        if device == "gpu":
+            from ._gpu_sparse import make_engine
+
+            return make_engine(current_backend())
+        from ._cpu_sparse import make_engine
+
+        return make_engine()
     if device == "gpu":
         from ._gpu import make_engine
 

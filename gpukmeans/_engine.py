@@ -10,7 +10,9 @@ puts an engine's :attr:`Engine.start_lloyd` passes over one array behind it, and
 ``gpukmeans.dask`` runs the same engine functions block by block on a Dask cluster.
 
 Every function assumes validated input: ``X`` is a C-contiguous 2-D array of float32 or
-float64 in the engine's array module; ``sample_weight`` has ``X``'s dtype and shape
+float64 in the engine's array module (for a sparse engine, a CSR matrix of float32 or
+float64 without duplicate entries: ``scipy.sparse`` on the host, ``cupyx.scipy.sparse``
+on a GPU); ``sample_weight`` has ``X``'s dtype and shape
 ``(n_samples,)``; centers have ``X``'s dtype and shape ``(n_clusters, n_features)``;
 ``labels`` are int32. No function may depend on thread count or timing: reductions are
 done in a fixed order, so the same input gives bitwise the same output.
@@ -18,6 +20,11 @@ done in a fixed order, so the same input gives bitwise the same output.
 
 import contextlib
 from typing import Any, Callable, NamedTuple
+
+
+def take_dense_rows(X, indices):
+    """:attr:`Engine.take_rows` of a dense engine: fancy indexing (a new array)."""
+    return X[indices]
 
 
 class Engine(NamedTuple):
@@ -109,6 +116,12 @@ class Engine(NamedTuple):
     keeps BLAS single-threaded inside Numba's parallel loops; entering that costs a few
     milliseconds, too much to pay per iteration.
     """
+
+    take_rows: Callable = take_dense_rows
+    """``take_rows(X, indices) -> X.dtype (len(indices), n_features)``: rows of ``X`` in a
+    new dense C-contiguous array of the engine's module (the k-means++ and random
+    centers, the samples moved into empty clusters); ``indices``: ints, on the host or in
+    the engine's module."""
 
 
 class StatelessRun(NamedTuple):

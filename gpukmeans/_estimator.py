@@ -21,6 +21,7 @@ from ._init import kmeans_plusplus as _kmeans_plusplus
 from ._init import KMEANS_PARALLEL_ROUNDS, kmeans_parallel, random_init
 from ._lloyd import kmeans_single_lloyd, to_host
 from ._progress import NULL_REPORTER, make_reporter
+from ._sparse import is_device_sparse, is_sparse, mean_variance, to_module
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         tags = super().__sklearn_tags__()
         # transform() returns X's dtype, float32 included, as scikit-learn's KMeans.
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
     def fit(self, X, y=None, sample_weight=None):
@@ -237,7 +239,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
-        streaming = None if on_device else _plan_streaming(self, X, is_memmap, device, xp)
+        streaming = (None if on_device or is_sparse(X)
+                     else _plan_streaming(self, X, is_memmap, device, xp))
         if streaming and isinstance(self.init, str) and self.init == "k-means||":
             raise ValueError(
                 "init='k-means||' keeps several float64 values per sample and is not "
@@ -257,14 +260,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
+        sparse = is_sparse(X)
         if streaming:
             X, engine = streaming.start(X, sample_weight)
         else:
-            engine = get_engine(device, n_samples, n_features, self.n_clusters)
+            engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=sparse)
             if not on_device and xp is not np:
                 # The one host-to-device copy of the fit.
-                X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
-        if not on_device and xp is not np:
+                X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
+        if not on_device and xp is not np and not sparse:
             X_mean = xp.asarray(X_mean)
         cosine = self.metric == "cosine"
         inertia_scale = weight_scale * (_spherical.INERTIA_SCALE if cosine else 1.0)
@@ -282,8 +286,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 # where the engine's labels need them. A new array: the caller's is
                 # untouched.
                 X, x_squared_norms, is_centred = engine.centered(X, X_mean)
-            tol = _tolerance_from_norms(
-                x_squared_norms, None if is_centred else X_mean, n_features, self.tol, xp)
+            if sparse and not cosine:
+                # scikit-learn's mean_variance_axis: sparse data are never centred.
+                tol = _tolerance(X, self.tol, xp)
+            else:
+                tol = _tolerance_from_norms(
+                    x_squared_norms, None if is_centred else X_mean, n_features, self.tol, xp)
             if init_is_array and is_centred:
                 init -= X_mean
             best = self._run_inits(
@@ -361,7 +369,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
     def _resolve_fit_device(self, X):
         """The device of a fit: data already on the GPU go to the GPU under "auto"."""
-        if self.device == "auto" and _validation.is_device_array(X):
+        if self.device == "auto" and (_validation.is_device_array(X) or is_device_sparse(X)):
             return resolve_device("gpu")
         return resolve_device(self.device)
 
@@ -406,12 +414,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 metric=self.metric,
             )
         elif isinstance(init, str) and init == "random":
-            centers = random_init(X, self.n_clusters, sample_weight, random_state, xp)
+            centers = random_init(X, self.n_clusters, sample_weight, random_state, engine)
         elif callable(init):
-            if isinstance(X, np.ndarray):
-                # X may be the caller's own array (where the engine does not centre).
-                X = X.view()
-                X.flags.writeable = False
+            # X may be the caller's own array (where the engine does not centre).
+            X = read_only(X)
             centers = init(X, self.n_clusters, random_state=random_state)
             centers = _validation.check_init_array(
                 centers, self.n_clusters, X.shape[1], X.dtype, xp
@@ -446,12 +452,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         else:
             device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
         centers = self.cluster_centers_
-        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0])
+        sparse = is_sparse(X)
+        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0], sparse=sparse)
         xp = engine.xp
-        X = xp.asarray(X)
+        X = _to_module(X, xp)
         if use_weight:
             sample_weight = xp.asarray(sample_weight)
-        if (in_fit_frame and getattr(self, "_fit_origin", None) is not None
+        # A sparse query is measured as it is: centring it would make it dense.
+        if (in_fit_frame and not sparse and getattr(self, "_fit_origin", None) is not None
                 and self._frame_of_centers is self.cluster_centers_):
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
@@ -537,10 +545,34 @@ def _is_cosine(estimator):
 
 
 def _tolerance(X, tol, xp):
-    """scikit-learn's tolerance: ``tol`` times the mean of the features' variances."""
+    """scikit-learn's tolerance: ``tol`` times the mean of the features' variances (of a
+    sparse matrix's, implicit zeros included, as scikit-learn's ``mean_variance_axis``)."""
     if tol == 0:
         return 0.0
-    return float(xp.mean(xp.var(X, axis=0)) * tol)
+    variances = mean_variance(X, xp) if is_sparse(X) else xp.var(X, axis=0)
+    return float(xp.mean(variances) * tol)
+
+
+def _to_module(X, xp):
+    """X in the memory of the engine's array module (one host-to-device copy at most)."""
+    return to_module(X, xp) if is_sparse(X) else xp.asarray(X)
+
+
+def read_only(X):
+    """What a callable ``init`` is given: X, which may be the caller's own, unwritable.
+
+    A new view (a new sparse matrix on views of the arrays) is marked read-only; the
+    caller's own array keeps its flags. A GPU array cannot be marked and is passed as is.
+    """
+    if isinstance(X, np.ndarray):
+        X = X.view()
+        X.flags.writeable = False
+    elif is_sparse(X) and isinstance(X.data, np.ndarray):
+        parts = [part.view() for part in (X.data, X.indices, X.indptr)]
+        for part in parts:
+            part.flags.writeable = False
+        X = type(X)(tuple(parts), shape=X.shape, copy=False)
+    return X
 
 
 def _tolerance_from_norms(x_squared_norms, X_mean, n_features, tol, xp):
@@ -663,7 +695,7 @@ def kmeans_plusplus(
     xp = array_module(resolved)
     X, on_device, _, _ = _validation.check_fit_data(params, X, xp)
     _validation.check_n_samples(X.shape[0], n_clusters)
-    engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters)
+    engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
     if x_squared_norms is not None:
         x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
@@ -674,7 +706,7 @@ def kmeans_plusplus(
             )
     random_state = _validation.check_random_state_param(random_state)
     if not on_device and xp is not np:
-        X, sample_weight = xp.asarray(X), xp.asarray(sample_weight)
+        X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
     with engine.runtime():
         if x_squared_norms is None:
             x_squared_norms = engine.row_norms(X)

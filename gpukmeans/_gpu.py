@@ -563,12 +563,19 @@ class GpuKernels:
         n_samples = X.shape[0]
         distance_to_candidates = xp.empty((n_candidates, n_samples), dtype=X.dtype)
         self.kmeanspp_distances(X, candidate_ids, closest_dist_sq, distance_to_candidates)
+        return distance_to_candidates, self.potentials(distance_to_candidates, sample_weight)
+
+    def potentials(self, distance_to_candidates, sample_weight):
+        """``distance_to_candidates @ sample_weight`` in float64, in a fixed order:
+        ``(n_candidates,)``."""
+        xp = self.xp
+        n_candidates, n_samples = distance_to_candidates.shape
         grid, _ = weighted_row_sums_launch(n_candidates, n_samples)
         partials = xp.empty((n_candidates, grid[0]), dtype=xp.float64)
         self.weighted_row_sums(distance_to_candidates, sample_weight, partials)
         candidates_pot = xp.empty(n_candidates, dtype=xp.float64)
         self.sum_partials(partials, candidates_pot)
-        return distance_to_candidates, candidates_pot
+        return candidates_pot
 
     def engine(self):
         """This backend's :class:`~gpukmeans._engine.Engine`."""

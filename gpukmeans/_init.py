@@ -57,7 +57,7 @@ def kmeans_plusplus(
     weight_host = to_host(sample_weight)
     center_id = random_state.choice(n_samples, p=weight_host / weight_host.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
-    centers[0] = X[center_id]
+    centers[0] = engine.take_rows(X, xp.asarray([center_id]))[0]
     indices[0] = center_id
 
     # The first center's distances are its "candidate" step against +inf.
@@ -85,7 +85,7 @@ def kmeans_plusplus(
         current_pot = candidates_pot[best]
         closest_dist_sq = distance_to_candidates[best]
         best_candidate = int(candidate_ids[best])
-        centers[c] = X[best_candidate]
+        centers[c] = engine.take_rows(X, xp.asarray([best_candidate]))[0]
         indices[c] = best_candidate
         # int() above waited for the engine: the count is of centers really chosen.
         reporter.init_step(c + 1)
@@ -93,13 +93,13 @@ def kmeans_plusplus(
     return centers, indices
 
 
-def random_init(X, n_clusters, sample_weight, random_state, xp):
+def random_init(X, n_clusters, sample_weight, random_state, engine):
     """``n_clusters`` distinct rows drawn with probability proportional to their weight."""
     weight_host = to_host(sample_weight)
     seeds = random_state.choice(
         X.shape[0], size=n_clusters, replace=False, p=weight_host / weight_host.sum()
     )
-    return X[xp.asarray(seeds)]
+    return engine.take_rows(X, engine.xp.asarray(seeds))
 
 
 KMEANS_PARALLEL_ROUNDS = 5
@@ -151,7 +151,8 @@ def kmeans_parallel(
     reporter.start_init("k-means||", n_clusters)
     chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
     labels = xp.zeros(n_samples, dtype=xp.int32)
-    closest_dist_sq = to_host(engine.assigned_distances(X, X[xp.asarray(chosen[0])], labels))
+    closest_dist_sq = to_host(engine.assigned_distances(
+        X, engine.take_rows(X, xp.asarray(chosen[0])), labels))
     oversampling = float(oversampling_factor) * n_clusters
     for _ in range(n_rounds):
         cost = float((weight * closest_dist_sq).sum())
@@ -161,7 +162,7 @@ def kmeans_parallel(
         new = np.flatnonzero(draws * cost < oversampling * weight * closest_dist_sq)
         if new.size == 0:
             continue
-        new_rows = X[xp.asarray(new)]
+        new_rows = engine.take_rows(X, xp.asarray(new))
         engine.assign_labels(X, new_rows, labels)
         np.minimum(closest_dist_sq, to_host(engine.assigned_distances(X, new_rows, labels)),
                    out=closest_dist_sq)
@@ -175,7 +176,7 @@ def kmeans_parallel(
         extra = random_state.choice(n_samples, size=n_draws, replace=False,
                                     p=weight / weight.sum())
         index = np.concatenate([index, np.setdiff1d(extra, index)])
-    candidates = X[xp.asarray(index)]
+    candidates = engine.take_rows(X, xp.asarray(index))
     engine.assign_labels(X, candidates, labels)
     candidate_weight = np.bincount(to_host(labels), weights=weight, minlength=index.size)
     if index.size <= n_clusters:

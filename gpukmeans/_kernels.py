@@ -41,6 +41,9 @@ DEFINES = {
     "ACCUMULATE_THREADS": 128,
     # kmeanspp.cu
     "KMEANSPP_CANDIDATES_PER_PASS": 8,
+    # sparse.cu: centers per lane per pass of the CSR E-step; samples per weight range
+    "CSR_CENTERS_PER_LANE": 4,
+    "CSR_WEIGHT_RANGE": 256,
 }
 """The kernels' tunables, passed to NVRTC as ``-D``; :mod:`gpukmeans._gpu` computes launch
 shapes from the same numbers. The ``#ifndef`` defaults in the sources are the same values."""
@@ -71,6 +74,14 @@ KERNELS = {
     },
     "kmeanspp.cu": {
         "kmeanspp_distances": True,
+    },
+    "sparse.cu": {
+        "assign_labels_csr": True,
+        "squared_distances_csr": True,
+        "assigned_distances_csr": True,
+        "row_squared_norms_csr": True,
+        "accumulate_csc": True,
+        "cluster_weight_partials": True,
     },
 }
 """Each source file's kernels: ``False``, a plain kernel; ``True``, a template on the

@@ -172,8 +172,9 @@ class EngineRun:
         resolution = relocation_resolution(X.dtype, X.shape[1], to_host(self.x_squared_norms),
                                            to_host(centers_old), labels_host)
         far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
+        far_rows = self.engine.take_rows(X, self.engine.xp.asarray(far_from_centers))
         return ((distances[i], resolution[i], int(labels_host[i]), self.sample_weight[i],
-                 X[i].astype(np.float64)) for i in far_from_centers)
+                 row.astype(np.float64)) for i, row in zip(far_from_centers, far_rows))
 
     def inertia(self, centers_old):
         return self.engine.inertia(self.X, self.sample_weight, centers_old, self.labels)

@@ -14,6 +14,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 
 from ._lloyd import to_host
+from ._sparse import is_sparse
 
 # BatchSampler's table: one entry per this many samples (8 bytes each, an eighth of the
 # cdf's memory), so that a draw searches about that many entries where weights are even.
@@ -136,11 +137,15 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     xp = engine.xp
     n_clusters = centers.shape[0]
     labels = xp.empty(X.shape[0], dtype=xp.int32)
-    engine.assign_labels(X, centers, labels)
+    if is_sparse(X):
+        # The sparse engines' M-step sums the rows by label (float64, in a fixed order).
+        sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
+        sums = sums.astype(X.dtype)
+    else:
+        engine.assign_labels(X, centers, labels)
+        cluster_sums = _cluster_sums_host if xp is np else _cluster_sums_device
+        sums, weight_in_clusters = cluster_sums(X, sample_weight, labels, n_clusters, xp)
     inertia = float(engine.inertia(X, sample_weight, centers, labels)) if compute_inertia else None
-
-    cluster_sums = _cluster_sums_host if xp is np else _cluster_sums_device
-    sums, weight_in_clusters = cluster_sums(X, sample_weight, labels, n_clusters, xp)
     # scikit-learn's update of a center that received weight w_new:
     # (c * W + sum_i w_i x_i) * (1 / (W + w_new)), each operation in X's dtype.
     dtype = X.dtype.type
@@ -153,7 +158,7 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
 
     if random_reassign and reassignment_ratio > 0:
         centers_new, weight_sums_new = _reassign_small_clusters(
-            X, centers_new, weight_sums_new, random_state, reassignment_ratio, verbose, xp
+            X, centers_new, weight_sums_new, random_state, reassignment_ratio, verbose, engine
         )
     return centers_new, weight_sums_new, inertia
 
@@ -193,9 +198,10 @@ def _cluster_sums_device(X, sample_weight, labels, n_clusters, xp):
 
 
 def _reassign_small_clusters(X, centers, weight_sums, random_state, reassignment_ratio,
-                             verbose, xp):
+                             verbose, engine):
     """scikit-learn's random reassignment, on the host (``n_clusters`` values). ``centers``
     is this step's own new array, changed in place; returns it and the new weights."""
+    xp = engine.xp
     weight_sums_host = to_host(weight_sums).copy()
     to_reassign = weight_sums_host < reassignment_ratio * weight_sums_host.max()
     # At most half of the batch's samples become centers.
@@ -207,7 +213,8 @@ def _reassign_small_clusters(X, centers, weight_sums, random_state, reassignment
         new_centers = random_state.choice(X.shape[0], replace=False, size=n_reassigns)
         if verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
-        centers[xp.asarray(np.flatnonzero(to_reassign))] = X[xp.asarray(new_centers)]
+        centers[xp.asarray(np.flatnonzero(to_reassign))] = engine.take_rows(
+            X, xp.asarray(new_centers))
     # A reassigned center's weight is raised to the smallest of the others', so that it
     # is not reassigned again at once (this also lowers its learning rate, as there).
     weight_sums_host[to_reassign] = np.min(weight_sums_host[~to_reassign])

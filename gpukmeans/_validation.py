@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_array, validate_data
 from ._device import DEVICES
 from ._gpu import as_cupy, is_device_array
 from ._lloyd import to_host
+from ._sparse import is_device_sparse, is_sparse, without_duplicates
 from ._spherical import METRICS
 
 INITS = ("k-means++", "random")
@@ -23,8 +24,8 @@ FLOAT_DTYPES = (np.float64, np.float32)
 
 
 def array_module(X):
-    """CuPy for a device array, NumPy otherwise (imports CuPy only for device arrays)."""
-    if is_device_array(X):
+    """CuPy for a device array or matrix, NumPy otherwise (imports CuPy only for those)."""
+    if is_device_array(X) or is_device_sparse(X):
         import cupy
 
         return cupy
@@ -163,19 +164,54 @@ def _check_device_X(X, name, xp):
     return X
 
 
+def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
+    """``X`` as the sparse engines take it: CSR, float32 or float64 (``dtype`` when
+    given), finite, no duplicate entries (summed on a copy). A ``scipy.sparse`` matrix of
+    any format is converted once, by scikit-learn's ``check_array``; a
+    ``cupyx.scipy.sparse`` one stays on the GPU. Returns ``(X, on_device)``."""
+    if not is_device_sparse(X):
+        dtypes = list(FLOAT_DTYPES) if dtype is None else dtype
+        if reset:  # fit: nothing is set on the estimator before the fit succeeds
+            X = check_array(X, accept_sparse="csr", dtype=dtypes, accept_large_sparse=True,
+                            estimator=estimator, input_name="X")
+        else:
+            X = validate_data(estimator, X, accept_sparse="csr", dtype=dtypes, reset=False,
+                              accept_large_sparse=True)
+        return without_duplicates(X), False
+    if device_xp is np:
+        raise ValueError(
+            "X is a GPU (cupyx.scipy.sparse) matrix but the fit runs on the CPU "
+            "(device='cpu'); pass a scipy.sparse matrix, or use device='gpu' or 'auto'."
+        )
+    X = X.tocsr()
+    check_real_and_not_empty(X, "X")
+    if dtype is None and X.dtype not in FLOAT_DTYPES:
+        dtype = np.float64
+    if dtype is not None and X.dtype != dtype:
+        X = X.astype(dtype)
+    if not bool(X.data.size == 0 or np.isfinite(float(abs(X.data).max()))):
+        raise ValueError("Input X contains NaN or infinity.")
+    if not reset and X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return without_duplicates(X), True
+
+
 def check_fit_data(estimator, X, device_xp):
     """Validate ``X`` for ``fit``.
 
     Returns ``(X, on_device, feature_names, X_mean)`` where X is a C-contiguous
     float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
     and ``X_mean = X.mean(axis=0)`` on the same side. X may be the caller's own array:
-    callers must not modify it in place.
+    callers must not modify it in place. Sparse X gives a CSR matrix (see
+    :func:`_check_sparse_X`) and ``X_mean`` None: sparse data are never centred.
     """
-    if _is_sparse(X):
-        raise TypeError(
-            "X is a scipy.sparse matrix; gpukmeans supports dense input only. "
-            "Use X.toarray() if it fits in memory."
-        )
+    if is_sparse(X):
+        X, on_device = _check_sparse_X(estimator, X, device_xp)
+        check_magnitude(X)
+        return X, on_device, None, None
     if is_device_array(X):
         if device_xp is None or device_xp is np:
             raise ValueError(
@@ -234,7 +270,8 @@ def check_magnitude(X, name="X", centers=None):
     and the fitted centers', and only the distances' own sums count: a query near the
     origin is measured against centers of ordinary size, whatever the batch size.
     """
-    largest = max(float(X.max()), -float(X.min())) if X.size else 0.0
+    values = X.data if is_sparse(X) else X  # a sparse matrix's implicit zeros change nothing
+    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
     if not np.isfinite(largest):
         raise ValueError(
             f"{name} holds values beyond the range of {X.dtype}, the dtype of the model's "
@@ -263,12 +300,12 @@ def check_predict_data(estimator, X):
 
     Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``.
     """
-    if _is_sparse(X):
-        raise TypeError(
-            "X is a scipy.sparse matrix; gpukmeans supports dense input only. "
-            "Use X.toarray() if it fits in memory."
-        )
     dtype = estimator.cluster_centers_.dtype
+    if is_sparse(X):
+        with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
+            X, on_device = _check_sparse_X(estimator, X, None, dtype=dtype, reset=False)
+        check_magnitude(X, centers=estimator.cluster_centers_)
+        return X, on_device
     if is_device_array(X):
         import cupy
 
@@ -305,9 +342,10 @@ def check_sample_weight(sample_weight, X):
         return xp.ones(n_samples, dtype=X.dtype), 1.0
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
         sample_weight = np.full(n_samples, sample_weight)
-    if is_device_array(sample_weight) != is_device_array(X):
+    x_on_device = is_device_array(X) or is_device_sparse(X)
+    if is_device_array(sample_weight) != x_on_device:
         where_sw = "GPU" if is_device_array(sample_weight) else "host (NumPy)"
-        where_x = "GPU" if is_device_array(X) else "host (NumPy)"
+        where_x = "GPU" if x_on_device else "host (NumPy)"
         raise ValueError(
             f"sample_weight is a {where_sw} array but X is a {where_x} array; "
             "pass both on the same side."

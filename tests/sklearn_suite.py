@@ -36,22 +36,24 @@ def is_class_named(value, *names):
     return isinstance(value, type) and value.__name__ in names
 
 
-def _excluded(value, left_out):
-    """Sparse containers and matrices, and the estimator class the other file runs."""
+def _excluded(value, left_out, sparse):
+    """The estimator class the other file runs, and, unless ``sparse``, sparse containers
+    and matrices."""
     if isinstance(value, type):
-        return issubclass(value, (sp.spmatrix, sp.sparray)) or value.__name__ == left_out
+        return (not sparse and issubclass(value, (sp.spmatrix, sp.sparray))
+                or value.__name__ == left_out)
     if sp.issparse(value):
-        return True
+        return not sparse
     if isinstance(value, (tuple, list)):
-        return any(_excluded(v, left_out) for v in value)
+        return any(_excluded(v, left_out, sparse) for v in value)
     return False
 
 
-def collect_cases(suite, not_applicable, left_out, keep=lambda name, values: True):
+def collect_cases(suite, not_applicable, left_out, keep=lambda name, values: True, sparse=False):
     """(test name, kwargs) for every parametrization of the suite's tests, less those in
     ``not_applicable``, those needing a fixture of scikit-learn's, and values that are
-    sparse or the class ``left_out``. ``keep(name, values)`` is asked of each test with
-    every parametrized value tuple it has, before any is left out."""
+    the class ``left_out`` or (unless ``sparse``) sparse. ``keep(name, values)`` is asked
+    of each test with every parametrized value tuple it has, before any is left out."""
     if suite is None:
         return []
     cases = []
@@ -75,7 +77,7 @@ def collect_cases(suite, not_applicable, left_out, keep=lambda name, values: Tru
                     value = value.values if len(names) > 1 else value.values[0]
                 value = tuple(value) if len(names) > 1 else (value,)
                 seen.append(value)
-                if not _excluded(value, left_out):
+                if not _excluded(value, left_out, sparse):
                     values.append(dict(zip(names, value)))
             axes.append(values)
         if not keep(name, seen):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.sparse
 
 from gpukmeans import KMeans
 from gpukmeans import _device, _validation
@@ -27,7 +26,6 @@ def _fit(X=X_OK, sample_weight=None, **params):
         (np.ones((3, 2), dtype=complex), ValueError, "[Cc]omplex"),
         (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), ValueError, "string|convert"),
         (np.array([[object(), 1]] * 3, dtype=object), (TypeError, ValueError), "float|number"),
-        (scipy.sparse.csr_matrix(np.eye(3)), TypeError, "sparse"),
     ],
 )
 def test_bad_X(X, error, match):

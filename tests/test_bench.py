@@ -289,3 +289,21 @@ def test_workloads_option_runs_the_named_workloads_only(tmp_path, fake_mnist, ca
     assert {r["workload"] for r in report["results"]} == {"blobs-n2000-d8-k16"}
     assert bench.main(["--profile", "tiny", "--workloads", "nothing-*", "--quiet"]) == 2
     assert "no workload of the tiny profile matches" in capsys.readouterr().err
+
+
+def test_bench_sparse_quick(tmp_path, monkeypatch):
+    script = _load_script("bench_sparse")
+    monkeypatch.setitem(script.QUICK, "n_samples", 400)
+    monkeypatch.setitem(script.QUICK, "n_features", 300)
+    monkeypatch.setitem(script.QUICK, "text_packages", ("json", "email"))  # the stdlib's
+    monkeypatch.setitem(script.QUICK, "repeats", 1)
+    script.main(["--quick", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "sparse-quick.json").read_text())
+    rows = report["rows"]
+    assert [(r["workload"], r["measure"]) for r in rows] == [
+        ("zipf-tfidf", "per iteration"), ("zipf-tfidf", "end to end"),
+        ("docstrings", "per iteration"), ("docstrings", "end to end")]
+    for row in rows:
+        assert row["same_labels"] and row["ratio"] > 0
+        assert row["n_iter"]["gpukmeans"] == row["n_iter"]["sklearn"]
+    assert "| workload | k |" in (tmp_path / "sparse-quick.md").read_text()

@@ -92,7 +92,11 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
         dist, pot = engine.kmeanspp_candidates(X, engine.row_norms(X), sample_weight, ids, closest)
         X64 = X.astype(np.float64)
         ref = np.minimum(((X64[None] - X64[ids][:, None]) ** 2).sum(-1), closest)
-        np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=1e-3)
+        # ||x||^2 - 2 x.c + ||c||^2 with the dot product in X's dtype: off by up to its
+        # rounding of the norms (a candidate's distance to itself is not exactly 0).
+        norms = (X64 ** 2).sum(axis=1)
+        rounding = 4 * (n_features + 2) * np.finfo(dtype).eps * 2 * norms.max()
+        np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=max(1e-3, rounding))
         np.testing.assert_allclose(pot, dist.astype(np.float64) @ sample_weight.astype(np.float64), rtol=1e-10)
 
 

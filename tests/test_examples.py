@@ -19,6 +19,7 @@ PICTURES = {
     "mickey.py": ("mickey.png", (900, 440)),
     "pca_mnist.py": ("pca_mnist.png", (1000, 340)),
     "cosine_text.py": ("cosine_text.png", (1400, 440)),
+    "text_topics.py": ("text_topics.png", (1200, 560)),
 }
 
 

@@ -26,6 +26,10 @@ EXPECTED_FAILED_CHECKS = {
         "local optimum found differs; the weighted Lloyd updates themselves are exact "
         "(see test_sample_weight_equals_repetition_from_same_init)."
     ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "k-means++ draws differ between a weighted sample and its repetition, as on dense "
+        "data (see test_sparse.py's weighted fit from the same init)."
+    ),
 }
 
 

@@ -425,6 +425,9 @@ EXPECTED_FAILED_CHECKS = {
         "the mini-batches are drawn by weight: a weighted sample and its repetition draw "
         "different batches."
     ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "the mini-batches are drawn by weight, as on dense data."
+    ),
 }
 
 

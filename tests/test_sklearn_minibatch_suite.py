@@ -4,7 +4,7 @@ The installed scikit-learn's ``sklearn/cluster/tests/test_k_means.py`` is loaded
 ``MiniBatchKMeans`` bound to ours (``KMeans`` too, which ``test_sklearn_suite.py`` runs on
 its own), and every test of public behaviour that names ``MiniBatchKMeans`` runs here:
 the ``test_minibatch_*`` tests and the ``MiniBatchKMeans`` parametrizations of the shared
-ones (sparse containers left out, ``global_random_seed`` taken as 0 and 1). Left out, and
+ones, dense and sparse (``global_random_seed`` taken as 0 and 1). Left out, and
 why, in ``NOT_APPLICABLE``; the rest must pass unchanged.
 """
 
@@ -15,9 +15,6 @@ from sklearn_suite import SUITE_PATH, case_id, collect_cases, is_class_named, lo
 NOT_APPLICABLE = {
     "test_minibatch_update_consistency": "scikit-learn's private _mini_batch_step",
     "test_k_means_function": "sklearn.cluster.k_means",
-    "test_dense_sparse": "sparse input",
-    "test_predict_dense_sparse": "sparse input",
-    "test_predict_does_not_change_cluster_centers": "sparse input",
     # It takes pytest's capsys: tests/test_minibatch.py checks the verbose lines.
     "test_minibatch_kmeans_verbose": "run with capsys in test_minibatch.py",
     "test_minibatch_declared_convergence": "run with capsys in test_minibatch.py",
@@ -33,7 +30,8 @@ def _names_minibatch(name, values):
 SUITE = load_suite("sklearn_test_k_means_on_gpukmeans_minibatch",
                    "from sklearn.cluster import k_means\n"
                    "from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus")
-CASES = collect_cases(SUITE, NOT_APPLICABLE, left_out="KMeans", keep=_names_minibatch)
+CASES = collect_cases(SUITE, NOT_APPLICABLE, left_out="KMeans", keep=_names_minibatch,
+                      sparse=True)
 
 
 @pytest.mark.skipif(SUITE is None, reason=f"scikit-learn's k-means tests are not at {SUITE_PATH}")

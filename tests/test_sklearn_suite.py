@@ -2,8 +2,8 @@
 
 The installed scikit-learn's ``sklearn/cluster/tests/test_k_means.py`` is loaded with
 ``KMeans`` and ``kmeans_plusplus`` bound to ours, and every test of public behaviour that
-applies to a dense ``KMeans`` runs here with its own parametrization (sparse containers
-and ``MiniBatchKMeans`` left out, ``global_random_seed`` taken as 0 and 1). Left out, and
+applies to ``KMeans`` runs here with its own parametrization, dense and sparse
+(``MiniBatchKMeans`` left out, ``global_random_seed`` taken as 0 and 1). Left out, and
 why, in ``NOT_APPLICABLE``; the rest must pass unchanged.
 """
 
@@ -31,10 +31,6 @@ NOT_APPLICABLE = {
     "test_minibatch_kmeans_init_size": "MiniBatchKMeans",
     "test_minibatch_declared_convergence": "MiniBatchKMeans",
     "test_minibatch_iter_steps": "MiniBatchKMeans",
-    # Sparse input: gpukmeans refuses it with a TypeError (README).
-    "test_dense_sparse": "sparse input",
-    "test_predict_dense_sparse": "sparse input",
-    "test_predict_does_not_change_cluster_centers": "sparse input",
     # It takes pytest's capsys: test_progress.py runs it.
     "test_kmeans_verbose": "run with capsys in test_progress.py",
     # Differences on purpose, documented in the README.
@@ -48,7 +44,7 @@ NOT_APPLICABLE = {
 SUITE = load_suite("sklearn_test_k_means_on_gpukmeans",
                    "from sklearn.cluster import MiniBatchKMeans, k_means\n"
                    "from gpukmeans import KMeans, kmeans_plusplus")
-CASES = collect_cases(SUITE, NOT_APPLICABLE, left_out="MiniBatchKMeans")
+CASES = collect_cases(SUITE, NOT_APPLICABLE, left_out="MiniBatchKMeans", sparse=True)
 
 
 @pytest.mark.skipif(SUITE is None, reason=f"scikit-learn's k-means tests are not at {SUITE_PATH}")

@@ -1,5 +1,7 @@
 """The shape matrix: every kernel, through the real launchers and engine functions of
-:class:`gpukmeans._gpu.GpuKernels`, against NumPy references (:mod:`.refs`).
+:class:`gpukmeans._gpu.GpuKernels` (and :class:`gpukmeans._gpu_sparse.SparseGpuKernels`
+for the CSR kernels, on the same data with most entries dropped), against NumPy
+references (:mod:`.refs`).
 
 Shapes: n_samples in {1, 7, 64, 65, 300, 1000}, n_features in {1, 3, 17, 64, 784},
 n_clusters in {1, 2, 5, 16, 17, 33, 64, 65, 200} (around every tile, warp and piece
@@ -25,8 +27,10 @@ import time
 import traceback
 
 import numpy as np
+import scipy.sparse
 
 from gpukmeans import _gpu as gpu
+from gpukmeans._gpu_sparse import SparseGpuKernels
 
 from . import refs
 from .device import EmulatorError, device
@@ -205,6 +209,47 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
             close(f"kmeanspp potentials ({n_cand} candidates) vs float64", pot,
                   want.astype(float) @ w.astype(float), 1e-12, 1e-300)
 
+    def sparse():
+        """The CSR kernels (sparse.cu) on X with most entries dropped (empty rows too)."""
+        rng = np.random.default_rng(seed + 3)
+        Xs = scipy.sparse.csr_matrix(np.where(rng.random((n, d)) < 0.4, X, 0).astype(dtype))
+        labels = np.full(n, -7, np.int32)
+        G.e_step_sparse(Xs, C, labels)
+        bitwise("e_step (csr) labels vs exact emulation", labels,
+                refs.exact_assign_labels_csr(Xs, C))
+        if kind == "int":
+            bitwise("e_step (csr) labels vs float64 argmin (exact data)", labels,
+                    np.argmin(refs.ref_sq_distances(Xs.toarray(), C), 1).astype(np.int32))
+        x_sq = G.row_norms_sparse(Xs)
+        bitwise("row_norms (csr) vs exact emulation", x_sq, refs.exact_row_squared_norms_csr(Xs))
+        got = G.transform_sparse(Xs, C)
+        close("pairwise_distances (csr) vs float64", got,
+              np.sqrt(refs.ref_sq_distances(Xs.toarray(), C)), 0, 1e-5 if T.itemsize == 4 else 1e-7)
+        invalid = labels.copy()
+        invalid[::5] = -1
+        invalid[1::7] = k
+        bitwise("assigned_distances (csr) vs exact emulation",
+                G.assigned_distances_sparse(Xs, C, invalid),
+                refs.exact_assigned_distances_csr(Xs, C, invalid))
+        close("inertia (csr) vs float64", float(G.inertia_sparse(Xs, w, C, labels)),
+              refs.ref_inertia(Xs.toarray(), w, C, labels), 1e-10, 1e-12)
+        for label_kind, some_labels in (("assigned", labels), ("with invalid", invalid)):
+            sums, wic = G.accumulate_sparse(G.transpose(Xs), w, some_labels, k)
+            bitwise(f"accumulate (csr, {label_kind} labels) sums vs exact order", sums,
+                    refs.exact_accumulate_csc(Xs, w, some_labels, k))
+            valid = (some_labels >= 0) & (some_labels < k)
+            close(f"accumulate (csr, {label_kind} labels) weights vs float64", wic,
+                  np.bincount(some_labels[valid], weights=w[valid].astype(float), minlength=k),
+                  1e-12, 1e-300)
+        ids = rng.integers(0, n, size=min(n, 9))
+        closest = refs.ref_sq_distances(Xs.toarray(), Xs[:1].toarray())[:, 0].astype(T)
+        dist, pot = G.kmeanspp_candidates_sparse(Xs, x_sq, w, ids, closest)
+        want = np.minimum(refs.exact_squared_distances_csr(Xs, x_sq, Xs[ids].toarray(), x_sq[ids]),
+                          closest[None, :])
+        bitwise("kmeanspp distances (csr) vs exact emulation", dist, want)
+        close("kmeanspp potentials (csr) vs float64", pot, want.astype(float) @ w.astype(float),
+              1e-12, 1e-300)
+
     check("fused", fused)
     check("gemm", gemm)
     check("e_step", e_step)
@@ -215,6 +260,7 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
     check("accumulate", accumulate)
     check("lloyd", lloyd)
     check("kmeanspp", kmeanspp)
+    check("sparse", sparse)
     return results
 
 
@@ -243,7 +289,7 @@ def cases(quick=True, max_cost=0):
 def run(emulated, todo, schedules=("forward",), only=None, report=functools.partial(print, flush=True)):
     """Run ``todo`` cases on ``emulated`` (a :class:`.device.Device`) under each schedule;
     return the list of failures (dicts)."""
-    G = gpu.GpuKernels(emulated.backend())
+    G = SparseGpuKernels(emulated.backend())  # the dense kernels' launchers and the CSR ones
     failures = []
     for index, (n, d, k, dt, wt, kind) in enumerate(todo):
         for schedule in schedules:
@@ -277,7 +323,7 @@ def main(argv=None):
     only = set(args.only.split(",")) - {""}
     start = time.perf_counter()
     failures = run(emulated, todo, schedules, only)
-    n_checks = len(todo) * len(schedules) * (len(only) or 10)
+    n_checks = len(todo) * len(schedules) * (len(only) or 11)
     names = {name for name, _, _ in emulated.launches}
     print(f"{len(todo)} shapes x {len(schedules)} schedules, {len(emulated.launches)} launches "
           f"of {len(names)} instantiations, {time.perf_counter() - start:.0f} s ({args.variant})")

@@ -45,6 +45,12 @@ MUTANTS = {
         "                out[sample * n_clusters + cluster] = T(sqrt(sq[i][j]));\n"
         "                if (ty == 0) out[cluster] = T(blockIdx.x);\n",
         "plain", "pairwise"),
+    # The CSR M-step reads one entry past its column (into the next column, or past nnz).
+    "csc_column_oob": Mutant("sparse.cu", "p < column_ptr[feature + 1]; ++p)",
+                             "p <= column_ptr[feature + 1]; ++p)", "asan", "sparse"),
+    # The CSR E-step skips the last stored entry of every row.
+    "csr_row_short": Mutant("sparse.cu", "for (index_t k = start; k < end; ++k) {",
+                            "for (index_t k = start; k + 1 < end; ++k) {", "plain", "sparse"),
 }
 
 
