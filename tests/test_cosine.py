@@ -29,6 +29,14 @@ EXPECTED_FAILED_CHECKS = {
         "k-means++ draws differ between a weighted sample and its repetition (as for "
         "the Euclidean KMeans and scikit-learn's; see test_integer_weights_equal_repetition)."
     ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "k-means++ draws differ between a weighted sample and its repetition (as on dense "
+        "data)."
+    ),
+    **{check: ("its random sparse data hold rows with no entries, which have no direction: "
+               "refused by design, by name (test_zero_rows_are_refused_by_name).")
+       for check in ("check_estimator_sparse_tag", "check_estimator_sparse_array",
+                     "check_estimator_sparse_matrix")},
     "check_estimators_dtypes": (
         "its integer data hold a row of zeros, which has no direction: refused by design "
         "(test_zero_rows_are_refused_by_name)."
