@@ -242,6 +242,12 @@ def test_inference_measures_cosine(device, rng):
     km.cluster_centers_ = centers * np.array([[3.0], [0.5], [7.0], [1e-3]])
     np.testing.assert_array_equal(to_host(km.predict(Q)), distances.argmin(axis=1))
     np.testing.assert_allclose(to_host(km.transform(Q)), distances, rtol=0, atol=1e-13)
+    # So are the fitted centers once edited in place (scikit-learn honours such edits).
+    edited = KMeans(4, metric="cosine", random_state=0, device=device).fit(X)
+    edited.cluster_centers_ *= edited.cluster_centers_.dtype.type(5.0)
+    np.testing.assert_allclose(to_host(edited.transform(Q)), distances, rtol=0, atol=1e-13)
+    edited.cluster_centers_[...] = edited.cluster_centers_[::-1].copy()
+    np.testing.assert_array_equal(to_host(edited.predict(Q)), 3 - distances.argmin(axis=1))
 
 
 def test_opposite_samples_keep_their_center(device):
