@@ -543,9 +543,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
 
 def _is_cosine(estimator):
-    """Whether inference measures cosine distances (MiniBatchKMeans, which borrows
-    KMeans' inference, has no ``metric``: always Euclidean)."""
-    return getattr(estimator, "metric", "euclidean") == "cosine"
+    """Whether inference measures cosine distances: whether the model was fitted with
+    ``metric="cosine"`` (only such a fit keeps unit centers), whatever ``metric`` says
+    now, as set_params without a new fit changes no fitted attribute. MiniBatchKMeans,
+    which borrows KMeans' inference, has no ``metric``: always Euclidean."""
+    return getattr(estimator, "_unit_centers", None) is not None
 
 
 def _tolerance(X, tol, xp):

@@ -337,6 +337,20 @@ def test_metric_is_validated():
         MiniBatchKMeans(2, metric="cosine")  # Euclidean only (see the README)
 
 
+@pytest.mark.parametrize("fitted, changed", [("euclidean", "cosine"), ("cosine", "euclidean")])
+def test_inference_keeps_the_fitted_metric(rng, fitted, changed):
+    """Inference measures with the metric the model was fitted with: set_params alone,
+    without a new fit, does not turn fitted Euclidean centers into cosine ones."""
+    X, _ = topic_embeddings(rng, 400, 5, 3)
+    X += 3.0  # off the origin, where the Euclidean fit centres its copy
+    km = KMeans(3, metric=fitted, random_state=0, device="cpu").fit(X)
+    expected = km.transform(X), km.score(X)
+    km.set_params(metric=changed)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_array_equal(km.transform(X), expected[0])
+    assert km.score(X) == expected[1]
+
+
 def test_normalize_rows_sparse_matches_dense(rng):
     """The same normalisation for a scipy.sparse matrix (for sparse input, which KMeans
     does not take yet): scaled values, the same structure, the input untouched."""
