@@ -322,9 +322,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         # centers, and the expansion ||c||^2 - 2 x.c is less accurate far from the origin).
         self._fit_origin = (X_mean if on_device else to_host(X_mean)) if is_centred else None
         self._centers_at_origin = centers_at_origin if is_centred else None
-        self._frame_of_centers = best_centers if is_centred else None  # dropped if reassigned
+        # Copies: the frame is dropped, and centers are normalised, once cluster_centers_
+        # is reassigned or edited in place (see holds_fitted_centers).
+        self._frame_of_centers = best_centers.copy() if is_centred else None
         # Fitted unit centers are used as they are; centers assigned later are normalised.
-        self._unit_centers = best_centers if cosine else None
+        self._unit_centers = best_centers.copy() if cosine else None
         self.labels_ = best_labels
         self.inertia_ = float(best_inertia) * inertia_scale
         self.n_iter_ = int(best_n_iter)
@@ -460,7 +462,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             sample_weight = xp.asarray(sample_weight)
         # A sparse query is measured as it is: centring it would make it dense.
         if (in_fit_frame and not sparse and getattr(self, "_fit_origin", None) is not None
-                and self._frame_of_centers is self.cluster_centers_):
+                and _validation.holds_fitted_centers(self._frame_of_centers,
+                                                     self.cluster_centers_)):
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
             # computed them.
@@ -471,7 +474,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if _is_cosine(self):
             with engine.runtime():
                 X = _spherical.normalize_rows(X, engine)
-                if getattr(self, "_unit_centers", None) is not self.cluster_centers_:
+                if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
+                                                        self.cluster_centers_):
                     centers = _spherical.normalize_rows(centers, engine, "cluster_centers_")
             weight_scale *= _spherical.INERTIA_SCALE
         return X, sample_weight, weight_scale, engine, centers, not on_device
@@ -539,9 +543,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
 
 def _is_cosine(estimator):
-    """Whether inference measures cosine distances (MiniBatchKMeans, which borrows
-    KMeans' inference, has no ``metric``: always Euclidean)."""
-    return getattr(estimator, "metric", "euclidean") == "cosine"
+    """Whether inference measures cosine distances: whether the model was fitted with
+    ``metric="cosine"`` (only such a fit keeps unit centers), whatever ``metric`` says
+    now, as set_params without a new fit changes no fitted attribute. MiniBatchKMeans,
+    which borrows KMeans' inference, has no ``metric``: always Euclidean."""
+    return getattr(estimator, "_unit_centers", None) is not None
 
 
 def _tolerance(X, tol, xp):

@@ -32,6 +32,16 @@ def array_module(X):
     return np
 
 
+def holds_fitted_centers(fitted, centers):
+    """Whether ``centers`` (``cluster_centers_``) still holds the values of ``fitted``, the
+    fit's own copy of its centers: the fit's frame and unit centers serve inference only
+    then. A copy, compared by value: an edit in place (``cluster_centers_[0] = ...``)
+    changes the centers, as in scikit-learn, without changing the object."""
+    return (fitted is not None and type(fitted) is type(centers)
+            and fitted.shape == centers.shape
+            and bool(array_module(centers).array_equal(fitted, centers)))
+
+
 def _is_sparse(obj):
     return hasattr(obj, "tocsr") and hasattr(obj, "nnz")
 

@@ -1029,7 +1029,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.cluster_centers_ = cluster_centers
         self._fit_origin = X_mean
         self._centers_at_origin = centers
-        self._frame_of_centers = cluster_centers
+        self._frame_of_centers = cluster_centers.copy()  # see holds_fitted_centers
         self.inertia_ = float(inertia) * weight_scale
         self.n_iter_ = int(n_iter)
         self.n_features_in_ = n_features
@@ -1052,7 +1052,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.cluster_centers_ = local.cluster_centers_
         self._fit_origin = getattr(local, "_fit_origin", None)
         self._centers_at_origin = getattr(local, "_centers_at_origin", None)
-        self._frame_of_centers = local.cluster_centers_ if self._fit_origin is not None else None
+        self._frame_of_centers = getattr(local, "_frame_of_centers", None)
         self.labels_ = local.labels_
         self.inertia_ = local.inertia_
         self.n_iter_ = local.n_iter_
@@ -1217,7 +1217,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _frame(self):
         """The origin and centers that labels are measured with (the fit's frame)."""
-        if self._fit_origin is not None and self._frame_of_centers is self.cluster_centers_:
+        if self._fit_origin is not None and _validation.holds_fitted_centers(
+                self._frame_of_centers, self.cluster_centers_):
             return self._fit_origin, self._centers_at_origin
         return None, self.cluster_centers_
 

@@ -250,6 +250,12 @@ def test_inference_measures_cosine(device, rng):
     km.cluster_centers_ = centers * np.array([[3.0], [0.5], [7.0], [1e-3]])
     np.testing.assert_array_equal(to_host(km.predict(Q)), distances.argmin(axis=1))
     np.testing.assert_allclose(to_host(km.transform(Q)), distances, rtol=0, atol=1e-13)
+    # So are the fitted centers once edited in place (scikit-learn honours such edits).
+    edited = KMeans(4, metric="cosine", random_state=0, device=device).fit(X)
+    edited.cluster_centers_ *= edited.cluster_centers_.dtype.type(5.0)
+    np.testing.assert_allclose(to_host(edited.transform(Q)), distances, rtol=0, atol=1e-13)
+    edited.cluster_centers_[...] = edited.cluster_centers_[::-1].copy()
+    np.testing.assert_array_equal(to_host(edited.predict(Q)), 3 - distances.argmin(axis=1))
 
 
 def test_opposite_samples_keep_their_center(device):
@@ -337,6 +343,20 @@ def test_metric_is_validated():
             KMeans(2, metric=metric, device="cpu").fit(X)
     with pytest.raises(TypeError, match="metric"):
         MiniBatchKMeans(2, metric="cosine")  # Euclidean only (see the README)
+
+
+@pytest.mark.parametrize("fitted, changed", [("euclidean", "cosine"), ("cosine", "euclidean")])
+def test_inference_keeps_the_fitted_metric(rng, fitted, changed):
+    """Inference measures with the metric the model was fitted with: set_params alone,
+    without a new fit, does not turn fitted Euclidean centers into cosine ones."""
+    X, _ = topic_embeddings(rng, 400, 5, 3)
+    X += 3.0  # off the origin, where the Euclidean fit centres its copy
+    km = KMeans(3, metric=fitted, random_state=0, device="cpu").fit(X)
+    expected = km.transform(X), km.score(X)
+    km.set_params(metric=changed)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_array_equal(km.transform(X), expected[0])
+    assert km.score(X) == expected[1]
 
 
 def test_normalize_rows_sparse_matches_dense(rng):

@@ -360,6 +360,18 @@ def test_in_memory_array_is_fitted_as_gpukmeans(rng):
     np.testing.assert_array_equal(km.predict(X), local.predict(X))
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_centers_edited_in_place_are_used(rng, in_memory):
+    """predict measures in the fit's frame only while cluster_centers_ holds the fitted
+    values: an edit in place counts, as in scikit-learn."""
+    X = rng.normal(size=(900, 3)) + 50.0  # far from the origin: the fit centres
+    X = X if in_memory else da.from_array(X, chunks=300)
+    km = gkd.KMeans(3, random_state=0, device="cpu").fit(X)
+    labels = np.asarray(km.predict(X))
+    km.cluster_centers_[...] = km.cluster_centers_[[1, 2, 0]].copy()
+    np.testing.assert_array_equal(np.asarray(km.predict(X)), np.array([2, 0, 1])[labels])
+
+
 def test_gpu_engine_per_block_on_the_emulated_device(request, rng):
     """``device="gpu"``: each NumPy block goes to the GPU engine, here the emulated device
     (tests/cudaemu), on the one-thread scheduler that sees the test's backend. What only

@@ -194,6 +194,17 @@ def test_labels_are_predict_and_inertia_is_exact(dtype, rng):
 
 
 @pytest.mark.usefixtures("cpu_engine")
+def test_centers_edited_in_place_are_used(rng):
+    """Inference measures in the fit's frame only while cluster_centers_ holds the fitted
+    values: centers edited in place are used as edited, as scikit-learn uses them."""
+    X = _dataset("blobs", 500, 4, 3, rng) + 50.0  # far from the origin: the fit centres
+    km = KMeans(3, random_state=0, n_init=1, device="cpu").fit(X)
+    km.cluster_centers_[...] = km.cluster_centers_[[1, 2, 0]].copy()
+    np.testing.assert_array_equal(km.predict(X), np.array([2, 0, 1])[km.labels_])
+    np.testing.assert_allclose(-km.score(X), km.inertia_, rtol=1e-12)
+
+
+@pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("offset", [0.0, 50.0])
 def test_cpu_float32_centres_only_data_far_from_the_origin(offset, rng):
     """float32 on the CPU has exact labels either way: near the origin the fit works on X
