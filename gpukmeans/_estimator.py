@@ -428,7 +428,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = init
         if self.metric == "cosine" and not isinstance(init, str):
             # k-means++, k-means|| and random give unit rows; given centers are made unit.
-            centers = _spherical.normalize_rows(centers, engine, "init")
+            centers = _normalize_centers(centers, engine, "init")
         return xp.ascontiguousarray(centers)
 
     # ------------------------------------------------------------ inference
@@ -476,7 +476,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 X = _spherical.normalize_rows(X, engine)
                 if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
                                                         self.cluster_centers_):
-                    centers = _spherical.normalize_rows(centers, engine, "cluster_centers_")
+                    centers = _normalize_centers(centers, engine, "cluster_centers_")
             weight_scale *= _spherical.INERTIA_SCALE
         return X, sample_weight, weight_scale, engine, centers, not on_device
 
@@ -557,6 +557,13 @@ def _tolerance(X, tol, xp):
         return 0.0
     variances = mean_variance(X, xp) if is_sparse(X) else xp.var(X, axis=0)
     return float(xp.mean(variances) * tol)
+
+
+def _normalize_centers(centers, engine, name):
+    """Unit rows of dense ``centers`` by the dense engine of ``engine``'s device (that of
+    sparse data measures CSR rows only)."""
+    dense_engine = get_engine(engine.name, centers.shape[0], centers.shape[1], centers.shape[0])
+    return _spherical.normalize_rows(centers, dense_engine, name)
 
 
 def _to_module(X, xp):

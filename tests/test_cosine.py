@@ -406,3 +406,20 @@ def test_matches_faiss_spherical(rng):
     _, faiss_labels = theirs.index.search(unit(X).astype(np.float32), 1)
     assert np.mean(faiss_labels[:, 0] == ours.labels_) >= 0.995
     np.testing.assert_allclose(ours.cluster_centers_, theirs.centroids, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["array", "k-means++"])
+def test_sparse_rows_cluster_as_their_dense_twins(init, rng):
+    import scipy.sparse
+
+    dense = rng.random((400, 30)) * (rng.random((400, 30)) < 0.3)
+    dense[:, 0] += 0.05  # no empty row
+    X = scipy.sparse.csr_matrix(dense)
+    init = dense[:5] * 7.0 if init == "array" else init  # a given center is made unit
+    fits = [KMeans(5, metric="cosine", init=init, n_init=1, random_state=0, device="cpu")
+            .fit(data) for data in (X, dense)]
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, atol=1e-12)
+    np.testing.assert_allclose(fits[0].inertia_, fits[1].inertia_, rtol=1e-12)
+    np.testing.assert_allclose(fits[0].transform(X[:7]), fits[1].transform(dense[:7]),
+                               atol=1e-12)
