@@ -302,14 +302,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if is_centred:
             best_centers = best_centers + X_mean
 
-        distinct_clusters = _count_distinct(to_host(best_labels), self.n_clusters)
-        if distinct_clusters < self.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
-                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        warn_fewer_distinct_clusters(
+            _count_distinct(to_host(best_labels), self.n_clusters), self.n_clusters)
 
         if not on_device and xp is not np:
             best_centers, best_labels = to_host(best_centers), to_host(best_labels)
@@ -607,6 +601,18 @@ def _tolerance_from_norms(x_squared_norms, X_mean, n_features, tol, xp):
     if X_mean is not None:
         variance_sum -= float((xp.asarray(X_mean, dtype=xp.float64) ** 2).sum())
     return max(variance_sum, 0.0) / n_features * tol
+
+
+def warn_fewer_distinct_clusters(distinct_clusters, n_clusters):
+    """scikit-learn's ConvergenceWarning when a fit ended with empty clusters; for the
+    caller of the ``fit`` that calls this."""
+    if distinct_clusters < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct_clusters}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _count_distinct(labels, n_clusters):

@@ -27,14 +27,12 @@ import numbers
 import sys
 import time
 import uuid
-import warnings
 
 import numpy as np
 
 import dask
 import dask.array as da
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
@@ -1010,14 +1008,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         run_seconds = {"iterations": run.seconds,
                        "slowest_worker": run.slowest_worker_seconds}
         del Xc, w, X_blocks, w_blocks, run  # the persisted blocks are released
-        distinct_clusters = int((weight_in_clusters > 0).sum())
-        if distinct_clusters < self.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct_clusters}) found smaller than "
-                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        from ._estimator import warn_fewer_distinct_clusters
+
+        warn_fewer_distinct_clusters(int((weight_in_clusters > 0).sum()), self.n_clusters)
 
         cluster_centers = centers + X_mean
         if device == "gpu" and "cupy" in stats["kinds"]:
