@@ -89,7 +89,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     metric : {"euclidean", "cosine"}, default="euclidean"
         "euclidean": k-means. "cosine": spherical k-means (Dhillon and Modha, 2001), for
         directions such as text embeddings: the rows are L2-normalised (on a copy; a row
-        with a zero norm is an error that names it), each sample goes to the center of
+        with a zero norm is an error that names it; any other scale is fine, the range
+        Euclidean k-means needs does not apply), each sample goes to the center of
         largest cosine similarity (ties: lowest index), and each center is the direction
         of its cluster's weighted sum, a unit vector (one whose sum is exactly zero keeps
         its previous center). k-means++ seeds on the cosine distance ``1 - cos``, array

@@ -26,9 +26,12 @@ METRICS = ("euclidean", "cosine")
 # would cancel for a sample near its center, to an absolute error of the dtype's epsilon.
 INERTIA_SCALE = 0.5
 
-# A row whose squared norm is below this, in float64, is refused: zero, or so small (all
-# values below 1e-154: float64 data only) that its norm cannot be computed accurately.
-SMALLEST_SQUARED_NORM = float(np.finfo(np.float64).tiny)
+# Float64 squared norms in this range are accurate: below it, squares of the row's
+# values may be subnormal (fewer significant bits) or zero, above it they overflowed.
+# Rows outside are first scaled by a power of two (float64 values past about 1e154, or
+# all below about 1e-146).
+SMALLEST_SQUARED_NORM = float(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
+LARGEST_SQUARED_NORM = float(np.finfo(np.float64).max)
 NAMED_ROWS = 10
 
 
@@ -51,24 +54,21 @@ def normalize_rows(X, engine, name="X"):
     -------
     X_unit : same type, dtype and shape as X.
 
+    Any scale of a row is fine: a float64 row whose squared norm overflows or underflows
+    float64 (values beyond about 1e154 or all below 1e-154; a float32 row's cannot) is
+    first scaled by powers of two, exactly, to largest absolute value in [0.5, 1).
+
     Raises
     ------
     ValueError
-        When a row's L2 norm is zero (or, for float64, below 1e-154): the error names the
-        rows. A zero row has no direction to cluster by.
+        When a row is zero: the error names the rows. A zero row has no direction to
+        cluster by.
     """
     xp = engine.xp
     squared_norms = engine.row_norms(X)
-    refused = xp.flatnonzero(~(squared_norms >= SMALLEST_SQUARED_NORM))
-    if refused.shape[0]:
-        rows = ", ".join(str(int(i)) for i in refused[:NAMED_ROWS].tolist())
-        more = f" and {refused.shape[0] - NAMED_ROWS} more" if refused.shape[0] > NAMED_ROWS else ""
-        raise ValueError(
-            f"metric='cosine' needs rows of {name} with a non-zero L2 norm, but "
-            f"{refused.shape[0]} have none (rows {rows}{more}); drop them or give them a "
-            "direction" + (" (float64 rows whose values are all below 1e-154 count as zero)."
-                           if X.dtype == np.float64 else ".")
-        )
+    out_of_range = ~((squared_norms >= SMALLEST_SQUARED_NORM) & (squared_norms <= LARGEST_SQUARED_NORM))
+    if bool(out_of_range.any()):
+        X, squared_norms = _power_of_two_scaled(X, squared_norms, out_of_range, engine, name)
     scale = 1.0 / xp.sqrt(squared_norms)  # float64, (n_samples,)
     if hasattr(X, "tocsr"):  # scipy.sparse: scale the stored values, keep the structure
         from sklearn.utils.sparsefuncs import inplace_row_scale
@@ -80,6 +80,48 @@ def normalize_rows(X, engine, name="X"):
     # Computed in float64, rounded once to X's dtype.
     xp.multiply(X, scale[:, None], out=X_unit)  # same_kind casting, the default
     return X_unit
+
+
+def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
+    """``X`` (a copy) with each of ``rows_to_scale`` multiplied by the power of two that
+    brings its largest absolute value to [0.5, 1), and the squared norms of the result.
+
+    Multiplying by a power of two is exact (short of underflowing a value ``2**-1074``
+    times smaller than its row's largest, negligible in the norm), so rows whose squared
+    norm was in range keep their values and norms bit for bit. The factor is applied in
+    two halves: a row of subnormal values needs up to ``2**1074``, past float64's range.
+    Zero rows are refused here (see :func:`normalize_rows`).
+    """
+    xp = engine.xp
+    sparse = hasattr(X, "tocsr")
+    if sparse:
+        X = X.tocsr(copy=True)
+        largest = abs(X).max(axis=1)
+        largest = xp.asarray(largest.toarray() if hasattr(largest, "toarray") else largest)
+        largest = largest.reshape(-1).astype(np.float64)
+    else:
+        largest = xp.abs(X).max(axis=1).astype(np.float64)
+    refused = xp.flatnonzero(largest == 0)
+    if refused.shape[0]:
+        rows = ", ".join(str(int(i)) for i in refused[:NAMED_ROWS].tolist())
+        more = f" and {refused.shape[0] - NAMED_ROWS} more" if refused.shape[0] > NAMED_ROWS else ""
+        raise ValueError(
+            f"metric='cosine' needs rows of {name} with a non-zero L2 norm, but "
+            f"{refused.shape[0]} have none (rows {rows}{more}); drop them or give them a "
+            "direction."
+        )
+    exponent = xp.where(rows_to_scale, xp.frexp(largest)[1], 0)
+    first_half = -exponent // 2
+    halves = (xp.ldexp(1.0, first_half), xp.ldexp(1.0, -exponent - first_half))
+    if sparse:
+        from sklearn.utils.sparsefuncs import inplace_row_scale
+
+        for factor in halves:
+            inplace_row_scale(X, factor.astype(X.dtype))
+    else:
+        X = X * halves[0][:, None].astype(X.dtype)
+        X *= halves[1][:, None].astype(X.dtype)
+    return X, engine.row_norms(X)
 
 
 def unit_centers(sums, weight_in_clusters, centers_old, dtype, xp):

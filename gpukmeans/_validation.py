@@ -218,9 +218,10 @@ def check_fit_data(estimator, X, device_xp):
     callers must not modify it in place. Sparse X gives a CSR matrix (see
     :func:`_check_sparse_X`) and ``X_mean`` None: sparse data are never centred.
     """
+    scale_free = getattr(estimator, "metric", "euclidean") == "cosine"
     if is_sparse(X):
         X, on_device = _check_sparse_X(estimator, X, device_xp)
-        check_magnitude(X)
+        check_magnitude(X, scale_free=scale_free)
         return X, on_device, None, None
     if is_device_array(X):
         if device_xp is None or device_xp is np:
@@ -229,7 +230,7 @@ def check_fit_data(estimator, X, device_xp):
                 "array, or use device='gpu' or 'auto'."
             )
         X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
-        check_magnitude(X)
+        check_magnitude(X, scale_free=scale_free)
         return X, True, None, X.mean(axis=0)
 
     from sklearn.utils.validation import _get_feature_names
@@ -251,7 +252,7 @@ def check_fit_data(estimator, X, device_xp):
         X_mean = X.mean(axis=0)
     if not np.isfinite(X_mean).all():
         check_array(X, dtype=None, estimator=estimator, input_name="X")
-    check_magnitude(X)
+    check_magnitude(X, scale_free=scale_free)
     return X, False, feature_names, X_mean
 
 
@@ -271,9 +272,13 @@ def usable_magnitude(dtype, n_samples, n_features):
     return lower, upper
 
 
-def check_magnitude(X, name="X", centers=None):
+def check_magnitude(X, name="X", centers=None, scale_free=False):
     """Refuse, before any work, data whose scale would overflow or underflow the squared
     distances in their dtype: the labels would be wrong, or the centers NaN, silently.
+
+    ``scale_free`` (``metric="cosine"``): only values past the dtype's range are refused;
+    the rows are measured once scaled to unit length, whatever their scale
+    (:func:`gpukmeans._spherical.normalize_rows`).
 
     For ``fit``, the scale is X's and the bounds count its samples (the tolerance sums
     squares over them). For inference (``centers`` given), the scale is the larger of X's
@@ -288,6 +293,8 @@ def check_magnitude(X, name="X", centers=None):
             f"cluster_centers_ (fitted on {X.dtype} data): fit on float64 data to predict such "
             "values."
         )
+    if scale_free:
+        return
     if centers is None:
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
@@ -311,10 +318,12 @@ def check_predict_data(estimator, X):
     Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``.
     """
     dtype = estimator.cluster_centers_.dtype
+    # A cosine model (only its fit keeps unit centers) measures unit rows.
+    scale_free = getattr(estimator, "_unit_centers", None) is not None
     if is_sparse(X):
         with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
             X, on_device = _check_sparse_X(estimator, X, None, dtype=dtype, reset=False)
-        check_magnitude(X, centers=estimator.cluster_centers_)
+        check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, on_device
     if is_device_array(X):
         import cupy
@@ -326,14 +335,14 @@ def check_predict_data(estimator, X):
                 f"{estimator.n_features_in_} features as input."
             )
         X = cupy.ascontiguousarray(X, dtype=dtype)
-        check_magnitude(X, centers=estimator.cluster_centers_)
+        check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, True
     X = validate_data(
         estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False
     )
     with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
         X = np.ascontiguousarray(X, dtype=dtype)
-    check_magnitude(X, centers=estimator.cluster_centers_)
+    check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
     return X, False
 
 

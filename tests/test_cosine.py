@@ -221,6 +221,37 @@ def test_row_norms_do_not_matter(device, rng):
     assert a.inertia_ == b.inertia_
 
 
+@pytest.mark.parametrize("dtype, exponents", [
+    # float32 rows past 1e19 and below 1e-13, which Euclidean k-means refuses (its
+    # squared distances would overflow or lose their low bits).
+    (np.float32, (-100, 100)),
+    # float64 rows whose squared norms overflow (past 1e154) or underflow (below 1e-146).
+    (np.float64, (-1000, -900, 600, 1000)),
+])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rows_of_any_scale_cluster_as_unit_rows(device, rng, dtype, exponents, sparse):
+    """Cosine k-means is blind to each row's scale, however large or small: rows scaled
+    by powers of two in and beyond the range where their squared norms are representable
+    give the unscaled fit bit for bit, and the same predictions, distances and score."""
+    X, _ = topic_embeddings(rng, 400, 6, 4)
+    X[X < -0.3] = 0.0
+    X = X[np.abs(X).sum(axis=1) > 0].astype(dtype)
+    init = _init_rows(rng, X, 4)
+    power = np.ldexp(1.0, rng.choice(exponents, size=(X.shape[0], 1)))
+    scaled = (X.astype(np.float64) * power).astype(dtype)
+    assert np.array_equal(scaled.astype(np.float64) / power, X)  # exact: only scaled
+    make = sp.csr_matrix if sparse else np.asarray
+    a = _fit(device, X, init).fit(make(X))
+    b = _fit(device, scaled, init).fit(make(scaled))
+    np.testing.assert_array_equal(to_host(a.labels_), to_host(b.labels_))
+    np.testing.assert_array_equal(to_host(a.cluster_centers_), to_host(b.cluster_centers_))
+    assert a.inertia_ == b.inertia_
+    np.testing.assert_array_equal(to_host(b.predict(make(scaled))), to_host(a.labels_))
+    np.testing.assert_array_equal(to_host(b.transform(make(scaled))),
+                                  to_host(a.transform(make(X))))
+    assert b.score(make(scaled)) == a.score(make(X))
+
+
 def test_integer_weights_equal_repetition(device, rng):
     X, _ = topic_embeddings(rng, 400, 6, 4)
     init = _init_rows(rng, X, 4)
