@@ -50,8 +50,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         centers as k-means++. "random": ``n_clusters`` distinct rows
         drawn with probability proportional to their weight. A callable is called as
         ``init(X, n_clusters, random_state=random_state)`` on the data the fit works on
-        (centred where the engine centres it: see ``copy_x``), read-only. An array gives the initial centers
-        (NumPy or CuPy).
+        (centred where the engine centres it: see ``copy_x``; with ``metric="cosine"``,
+        the L2-normalised rows), read-only; the centers it returns are normalised for a
+        cosine fit. An array gives the initial centers (NumPy or CuPy).
     n_init : "auto" or int, default="auto"
         Number of runs with different seeds; the one with the lowest inertia wins.
         "auto": 1 for "k-means++", "k-means||" and array init, 10 for "random" and

@@ -252,6 +252,26 @@ def test_rows_of_any_scale_cluster_as_unit_rows(device, rng, dtype, exponents, s
     assert b.score(make(scaled)) == a.score(make(X))
 
 
+def test_callable_init_sees_unit_rows(device, rng):
+    """A callable init is given the rows the fit works on, unit rows, and what it returns
+    is normalised like an array init: the fit equals the one from that array."""
+    X, _ = topic_embeddings(rng, 300, 5, 3)
+    X *= rng.uniform(0.1, 10, size=(X.shape[0], 1))
+    seen = []
+
+    def init(X_fit, n_clusters, random_state):
+        X_fit = to_host(X_fit)
+        seen.append(X_fit)
+        return X_fit[:n_clusters] * 3.0
+
+    km = _fit(device, X[:3], X[:3]).set_params(init=init, n_init=1).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(seen[0], axis=1), 1.0, rtol=0, atol=4e-16)
+    from_array = _fit(device, X, X[:3]).fit(X)
+    np.testing.assert_array_equal(to_host(km.labels_), to_host(from_array.labels_))
+    np.testing.assert_array_equal(to_host(km.cluster_centers_),
+                                  to_host(from_array.cluster_centers_))
+
+
 def test_integer_weights_equal_repetition(device, rng):
     X, _ = topic_embeddings(rng, 400, 6, 4)
     init = _init_rows(rng, X, 4)
