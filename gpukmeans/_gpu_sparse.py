@@ -19,8 +19,9 @@ emulated device (whose arrays are NumPy's). Centers are dense.
 Why a kernel and not cuSPARSE's SpMM (``X @ centers.T``) plus the argmin epilogue: the
 SpMM writes and reads back an ``(n_samples, n_clusters)`` product that the fused kernel
 never stores, and cuSPARSE's summation order is its own (no scikit-learn labels). NOT YET
-MEASURED on a GPU: the first session with one should time both (``benchmarks/bench_sparse.py``
-prepares the runs) and write the rule down here.
+MEASURED on a GPU: ``benchmarks/bench_gpu_sparse.py`` (step 5 of ``benchmarks/gpu_check.sh``)
+times both, E-step and M-step, float32 and float64, k=20 and 256; the first session with
+a GPU writes the rule down here from its results.
 
 Prior validation of data is assumed everywhere in this module.
 """

@@ -307,3 +307,20 @@ def test_bench_sparse_quick(tmp_path, monkeypatch):
         assert row["same_labels"] and row["ratio"] > 0
         assert row["n_iter"]["gpukmeans"] == row["n_iter"]["sklearn"]
     assert "| workload | k |" in (tmp_path / "sparse-quick.md").read_text()
+
+
+def test_bench_gpu_sparse_runs_on_the_emulated_device(tmp_path, emulated_device):
+    """The GPU sparse benchmark's code, on the emulated device with scipy.sparse standing
+    in for cuSPARSE: the script gpu_check.sh runs once per device session must not fail
+    there for a reason this machine can catch."""
+    script = _load_script("bench_gpu_sparse")
+    rows = script.main(["--emulated", "--out", str(tmp_path)])
+    assert [(r["dtype"], r["k"]) for r in rows] == [("float64", 5), ("float32", 5)]
+    for row in rows:
+        # Both E-steps find the nearest centers; both M-steps sum the same rows.
+        assert row["labels_agree"] == 1.0
+        assert row["m_step_weights_equal"]
+        assert row["m_step_sums_max_rel_diff"] < (1e-12 if row["dtype"] == "float64" else 1e-6)
+        assert row["e_step_ms"]["ours"] > 0 and row["fit_ms_per_iter"] > 0
+    (report,) = tmp_path.glob("gpu-sparse-emulated-*.md")
+    assert "EMULATED" in report.read_text()
