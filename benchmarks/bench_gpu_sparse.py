@@ -33,7 +33,6 @@ Usage, on a machine with a GPU (benchmarks/gpu_check.sh runs it)::
 import argparse
 import json
 import pathlib
-import statistics
 import sys
 import time
 import warnings
