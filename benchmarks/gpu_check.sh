@@ -21,6 +21,9 @@
 # Before the call, here (the device reaches no network and gets only the working tree):
 #     mkdir -p out/mnist && cp ../shared/data/mnist/*.gz out/mnist/
 #     pip download --no-deps -d out/wheels flash-kmeans==0.3.1 fastkmeans==0.5.0
+#     pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#         --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d out/wheels \
+#         dask distributed     # the device image has no Dask: tests/test_dask.py's GPU test
 #     run(command="GPUKMEANS_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_check.sh",
 #         carry=["out/mnist", "out/wheels"], timeout_s=590)
 # ($GPUKMEANS_DATA, benchmarks/data/ and ../shared/data are looked at for MNIST too.) Without

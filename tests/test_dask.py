@@ -544,3 +544,29 @@ def test_dask_is_imported_only_by_gpukmeans_dask():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "KMeans"]
     assert result.stderr == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_cupy_blocks_on_a_real_gpu(rng, processes):
+    """Real CuPy blocks on a LocalCluster worker that shares this machine's GPU (what
+    dask_cuda's one worker per GPU gives, with one GPU): each block runs the GPU engine,
+    and the fit is gpukmeans.KMeans's on the whole CuPy array; labels and predictions
+    stay on the GPU. Run by benchmarks/gpu_check.sh, whose device carries Dask's wheels."""
+    cupy = pytest.importorskip("cupy")
+    X = _random_data(rng, 20_000, 16, 8, np.float64, separated=False)
+    init = X[:8]
+    local = gpukmeans.KMeans(8, init=init, device="gpu").fit(cupy.asarray(X))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=processes,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster):
+        Xd = da.from_array(X, chunks=(5_000, 16)).map_blocks(cupy.asarray)
+        km = gkd.KMeans(8, init=init).fit(Xd)
+        labels = km.labels_.compute()
+        predicted = km.predict(Xd).compute()
+    assert km.device_ == "gpu"
+    assert isinstance(labels, cupy.ndarray) and isinstance(predicted, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(labels), cupy.asnumpy(local.labels_))
+    np.testing.assert_array_equal(cupy.asnumpy(predicted), cupy.asnumpy(local.labels_))
+    assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+    assert km.n_iter_ == local.n_iter_
