@@ -20,7 +20,7 @@ import numpy as np
 
 from ._cpu_bounds import ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import _kmeanspp_candidates_chunked
-from ._cpu_lloyd import BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked
+from ._cpu_lloyd import BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked, _reduce_partials_parallel
 from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, centered, inertia, row_norms_f64,
 )
@@ -221,3 +221,6 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
                 engine.inertia(X, sample_weight, centers, labels)
                 engine.pairwise_distances(X, centers)
                 engine.lloyd_iter(X, sample_weight, centers, labels)
+        # Tiny data reduce their partials serially: the parallel reduction of larger
+        # fits (float64 partials, whatever X's dtype) is compiled here too.
+        _reduce_partials_parallel(np.zeros((2, 1, 1)), np.zeros((2, 1)))

@@ -459,3 +459,17 @@ def test_float64_sums_add_up_in_the_numba_engines_order(n_samples, n_clusters, r
     np.testing.assert_array_equal(small_labels, labels)
     np.testing.assert_array_equal(small_sums, sums)
     np.testing.assert_array_equal(small_weights, weights)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centers_squared_norms_are_scikit_learns_row_norms(rng, dtype):
+    """Our ||c||^2 (an einsum called directly) must sum as scikit-learn's row_norms does:
+    float64 labels at exact ties depend on it. Checked on shapes whose einsum takes
+    different inner loops, integer-valued rows (exact ties) and a strided view."""
+    from sklearn.utils.extmath import row_norms
+
+    for n_features in (1, 2, 3, 7, 8, 16, 31, 64, 100, 784):
+        centers = (rng.standard_normal((37, n_features)) * 1e3).astype(dtype)
+        for case in (centers, np.round(centers), centers[::2], centers.T.copy().T):
+            np.testing.assert_array_equal(_cpu_small.centers_squared_norms(case),
+                                          row_norms(case, squared=True))
