@@ -37,7 +37,9 @@ KERNEL_SHAPES = [  # (n_samples, n_features, n_clusters)
     (100_000, 128, 256), (70_000, 784, 20), (70_000, 784, 256),
 ]
 RUN_SHAPES = ([(100_000, d, k) for d in (2, 8, 16, 32, 64) for k in (4, 8, 32, 128, 1024)]
-              + [(100_000, d, k) for d in (24, 48, 128, 256) for k in (4, 8, 12, 64, 96, 160)])
+              + [(100_000, d, k) for d in (24, 48, 128, 256) for k in (4, 8, 12, 64, 96, 160)]
+              + [(100_000, d, k) for d in (16, 24, 32, 48, 64, 128, 256)
+                 for k in (256, 512, 4096)])
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -96,7 +98,9 @@ def runs_table(repeats):
 
     n_iter = 10
     rows = []
-    bounds_pay = _cpu._bounds_pay
+    rules = _cpu._bounds_pay, _cpu._yinyang_pays
+    # Each run kind forced: the plain step, Hamerly's or Elkan's bounds, Yinyang's.
+    kinds = {"plain": (False, False), "bounds": (True, False), "yinyang": (False, True)}
     try:
         small = _cpu_small.is_small
         _cpu_small.is_small = lambda *shape: False  # the Numba engine at every size
@@ -104,12 +108,14 @@ def runs_table(repeats):
             X = make_blobs_data(n_samples, n_features, n_clusters, 0)
             init = X[np.random.default_rng(1).choice(n_samples, n_clusters, replace=False)]
 
-            def fit(plain):
-                _cpu._bounds_pay = lambda X, n_clusters: not plain
+            def fit(kind):
+                bounds, yinyang = kinds[kind]
+                _cpu._bounds_pay = lambda X, n_clusters: bounds
+                _cpu._yinyang_pays = lambda X, n_clusters: yinyang
                 KMeans(n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0,
                        device="cpu").fit(X)
 
-            medians = _medians_ms({"plain": lambda: fit(True), "bounds": lambda: fit(False)},
+            medians = _medians_ms({kind: (lambda kind=kind: fit(kind)) for kind in kinds},
                                   repeats)
             rows.append((n_samples, n_features, n_clusters,
                          {name: ms / n_iter for name, ms in medians.items()}))
@@ -117,7 +123,7 @@ def runs_table(repeats):
                   + "  ".join(f"{name} {ms:8.2f}" for name, ms in rows[-1][3].items()), flush=True)
     finally:
         _cpu_small.is_small = small
-        _cpu._bounds_pay = bounds_pay
+        _cpu._bounds_pay, _cpu._yinyang_pays = rules
     return rows
 
 

@@ -5,6 +5,7 @@ kernel modules, each of which holds one idea:
 - :mod:`gpukmeans._cpu_nearest`: dot products without BLAS and the exact nearest center;
 - :mod:`gpukmeans._cpu_lloyd`: the plain Lloyd step (E-step and M-step sums);
 - :mod:`gpukmeans._cpu_bounds`: float32 runs with Hamerly's or Elkan's bounds;
+- :mod:`gpukmeans._cpu_yinyang`: float32 runs with Yinyang's group bounds (many clusters);
 - :mod:`gpukmeans._cpu_kmeanspp`: the k-means++ candidates' distances and potentials;
 - :mod:`gpukmeans._cpu_passes`: row norms, centring, inertia, ``transform``.
 
@@ -26,6 +27,7 @@ from ._cpu_passes import (
 )
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
+from ._cpu_yinyang import YinyangRun
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
 from ._cpu_small import centers_squared_norms as _centers_squared_norms
 from ._cpu_small import fold_rows as _fold_rows
@@ -63,6 +65,18 @@ BLOCKED_DOTS_MAX_CLUSTERS = 64
 PLAIN_MAX_FEATURES = 24
 BOUNDS_MIN_CLUSTERS = 8
 BOUNDS_CLUSTERS_PER_FEATURE = 2
+# Elsewhere, from YINYANG_MIN_FEATURES features and YINYANG_MIN_CLUSTER_FEATURES
+# (n_clusters x n_features) on, float32 runs keep Yinyang's group bounds (_cpu_yinyang),
+# whose results are the plain step's bit for bit. Blobs, 100,000 samples, 10 iterations
+# from random rows, CPU ms (both threads) per iteration, plain / Hamerly or Elkan /
+# Yinyang: d=16 k=512 37.7 / 106 / 41.1, k=1024 72.2 / 135 / 65.3, k=4096 250 / - / 246;
+# d=24 k=256 25.2 / 53.3 / 26.6, k=512 45.3 / 113 / 35.9; d=32 k=256 29.5 / 57.1 / 35.0,
+# k=512 53.1 / 125 / 43.7, k=1024 98.7 / 146 / 66.9; d=48 k=128 24.1 / 45.9 / 27.2,
+# k=256 40.7 / 67.3 / 34.8; d=64 k=128 29.6 / 38.8 / 31.5, k=256 43.9 / 61.1 / 33.0;
+# d=128 k=64 34.5 / 28.2 / 31.6, k=128 49.9 / 41.1 / 37.6, k=1024 239 / 222 / 126;
+# d=256 k=256 168 / 94.5 / 92.1, k=512 279 / 175 / 119; d=8 k=4096 242 / - / 333.
+YINYANG_MIN_FEATURES = 24
+YINYANG_MIN_CLUSTER_FEATURES = 12288
 
 
 # --- the Engine functions: thin wrappers that fix the group count; they run inside
@@ -109,12 +123,22 @@ def _bounds_pay(X, n_clusters):
     return n_clusters < BOUNDS_CLUSTERS_PER_FEATURE * n_features
 
 
+def _yinyang_pays(X, n_clusters):
+    n_features = X.shape[1]
+    return (n_features >= YINYANG_MIN_FEATURES
+            and n_clusters * n_features >= YINYANG_MIN_CLUSTER_FEATURES)
+
+
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
-    """Engine ``start_lloyd``: Hamerly's or Elkan's bounds for float32 where they pay
-    (see :data:`PLAIN_MAX_FEATURES`); the plain step otherwise, and for float64, whose
-    labels stay bitwise scikit-learn's."""
-    if X.dtype == np.float32 and _bounds_pay(X, n_clusters):
-        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
+    """Engine ``start_lloyd``: for float32, Hamerly's or Elkan's bounds where they pay
+    (see :data:`PLAIN_MAX_FEATURES`), else Yinyang's group bounds where they pay (many
+    clusters; see :data:`YINYANG_MIN_FEATURES`); the plain step otherwise, and for
+    float64, whose labels stay bitwise scikit-learn's."""
+    if X.dtype == np.float32:
+        if _bounds_pay(X, n_clusters):
+            return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
+        if _yinyang_pays(X, n_clusters):
+            return YinyangRun(X, x_squared_norms, sample_weight, n_clusters)
     return PlainRun(X, x_squared_norms, sample_weight)
 
 
@@ -182,10 +206,11 @@ def make_engine():
 
 
 # The (n_features, n_clusters) of the runs that warm_up makes by default: the plain step
-# (one function for every way of finding the nearest centers), Hamerly's bounds and
-# Elkan's, each float32 and float64.
+# (one function for every way of finding the nearest centers), Hamerly's bounds,
+# Elkan's and Yinyang's, each float32 and float64.
 WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
-                  (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS))
+                  (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS),
+                  (YINYANG_MIN_FEATURES, YINYANG_MIN_CLUSTER_FEATURES // YINYANG_MIN_FEATURES))
 
 
 def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
@@ -194,8 +219,8 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
 
     Runs the engine's every path on tiny data: both branches of :func:`centered`,
     k-means++, the steps of runs of each ``(n_features, n_clusters)`` in ``shapes``
-    (by default the plain step, Hamerly's bounds and Elkan's, each with an empty
-    cluster to relocate), the final E-step, predict, inertia and transform. One shape
+    (by default the plain step, Hamerly's, Elkan's and Yinyang's bounds, each with an
+    empty cluster to relocate), the final E-step, predict, inertia and transform. One shape
     compiles what fits of that shape run (the demo's warm-up).
     """
     from ._init import kmeans_plusplus

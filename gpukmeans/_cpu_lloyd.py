@@ -302,3 +302,39 @@ def _lloyd_partials(
                 if rows_since_fold >= fold_rows or chunk_end == end:
                     _fold_centers(center_acc, touched, sums_part[group])
                     rows_since_fold = 0
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _accumulate_partials(
+    X,  # IN (n_samples, n_features)
+    sample_weight,  # IN (n_samples,)
+    labels,  # IN (n_samples,) int32
+    chunk_rows,
+    fold_rows,
+    n_groups,
+    sums_part,  # OUT (n_groups, n_clusters, n_features) float64
+    weights_part,  # OUT (n_groups, n_clusters) float64
+):
+    """The plain step's M-step alone, for labels found otherwise (Yinyang's E-step,
+    :mod:`gpukmeans._cpu_yinyang`): each group's partials added over the same chunks
+    and folded at the same rows as :func:`_lloyd_partials` adds them, so, reduced by
+    :func:`_reduce_partials`, they are its sums bit for bit."""
+    n_samples, n_features = X.shape
+    n_clusters = sums_part.shape[1]
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    for group in prange(n_groups):
+        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+        sums_part[group] = 0.0
+        weights_part[group] = 0.0
+        center_acc = np.zeros((n_clusters, n_features), dtype=X.dtype)
+        touched = np.zeros(n_clusters, dtype=np.bool_)
+        rows_since_fold = 0
+        for chunk_start in range(start, end, chunk_rows):
+            chunk_end = min(chunk_start + chunk_rows, end)
+            _accumulate_chunk(X, sample_weight, labels, chunk_start, chunk_end, center_acc,
+                              weights_part[group], touched)
+            rows_since_fold += chunk_end - chunk_start
+            if rows_since_fold >= fold_rows or chunk_end == end:
+                _fold_centers(center_acc, touched, sums_part[group])
+                rows_since_fold = 0
+

@@ -237,6 +237,16 @@ def _closer_exactly(x, centers, j, label):
     return distance < label_distance or (distance == label_distance and j < label)
 
 
+@njit(nogil=True, cache=CACHE)
+def _nearer_than(x, centers, j, value, label, label_value, margin):
+    """Whether center ``j`` (its value ``||c||^2 - 2 x.c``) is nearer to ``x`` than
+    ``label`` (``label_value``): by the values where they differ by more than twice
+    their rounding ``margin``, else in float64 (:func:`_closer_exactly`)."""
+    if value > label_value + 2 * margin:
+        return False
+    return value < label_value - 2 * margin or _closer_exactly(x, centers, j, label)
+
+
 # The nearest two centers of a chunk's rows, vectorised over the rows: each center's
 # values ``||c||^2 - 2 x.c`` for every row of the chunk are folded in turn into each
 # row's running minimum, its index and the second smallest value, with selects, not

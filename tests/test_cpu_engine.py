@@ -4,7 +4,7 @@ Numba engine, and the NumPy engine that takes problems too small to repay a comp
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _lloyd
+from gpukmeans import _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang, _lloyd
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -473,3 +473,95 @@ def test_centers_squared_norms_are_scikit_learns_row_norms(rng, dtype):
         for case in (centers, np.round(centers), centers[::2], centers.T.copy().T):
             np.testing.assert_array_equal(_cpu_small.centers_squared_norms(case),
                                           row_norms(case, squared=True))
+
+
+@pytest.mark.parametrize("search", ["mixed", "open-groups-only", "full-only"])
+@pytest.mark.parametrize("n_clusters", [1, 3, 20, 70])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (30.0, 1.0), (0.0, 1e-21)])
+def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
+    search, n_clusters, offset, scale, rng, monkeypatch
+):
+    """A float32 run with Yinyang's group bounds, step by step beside a plain run: after
+    every step the labels are exactly the nearest centers and the plain step's, the sums
+    and weights are the plain step's bit for bit (the M-step is the plain one), and the
+    bounds hold for the centers just used. Three centers per group, so that 20 and 70
+    clusters make several groups; "open-groups-only" never sends a sample to the full
+    search, "full-only" always does. Offset and scale as for Hamerly's and Elkan's test."""
+    monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 3)
+    monkeypatch.setattr(_cpu_yinyang, "OPEN_DIVISOR",
+                        {"mixed": 8, "open-groups-only": 1, "full-only": 10**9}[search])
+    n_samples = 3000
+    X, sample_weight = _clustered_float32(rng, n_clusters, offset, scale, n_samples)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    labels = np.full(n_samples, -1, np.int32)
+    plain_labels = labels.copy()
+    X64 = X.astype(np.float64)
+    norms = _cpu.row_norms_f64(X)
+    with _cpu.cpu_runtime():
+        run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters)
+        plain = _cpu.PlainRun(X, norms, sample_weight)
+        assert run.n_center_groups == max(1, n_clusters // 3)
+        for _ in range(12):
+            sums, weights = run.step(centers, labels)
+            plain_sums, plain_weights = plain.step(centers, plain_labels)
+            np.testing.assert_array_equal(labels, plain_labels)
+            assert_labels_exactly_nearest(labels, X, centers)
+            np.testing.assert_array_equal(sums, plain_sums)
+            np.testing.assert_array_equal(weights, plain_weights)
+            distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
+            own = distances[np.arange(n_samples), labels]
+            assert np.all(run.upper >= own * (1 - 1e-12))
+            assert np.all(run.current_lower_bounds(labels) <= distances * (1 + 1e-12))
+            others = distances.copy()
+            others[np.arange(n_samples), labels] = np.inf
+            assert np.all(run.global_lower <= others.min(axis=1) * (1 + 1e-12))
+            centers = average_centers(sums, weights, centers, X.dtype, np)
+        inertia = run.finish(centers, labels, assign_labels=True)
+        assert inertia == plain.finish(centers, plain_labels, assign_labels=True)
+        np.testing.assert_array_equal(labels, plain_labels)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_center_groups_partition_the_centers(rng, dtype):
+    centers = rng.standard_normal((103, 5)).astype(dtype)
+    order, starts = _cpu_yinyang.center_groups(centers, 10)
+    assert starts[0] == 0 and starts[-1] == 103 and np.all(np.diff(starts) >= 0)
+    np.testing.assert_array_equal(np.sort(order), np.arange(103))
+    for g in range(10):  # centers by index within a group
+        assert np.all(np.diff(order[starts[g]:starts[g + 1]]) > 0)
+    again = _cpu_yinyang.center_groups(centers.copy(), 10)
+    np.testing.assert_array_equal(again[0], order)
+
+
+@pytest.mark.parametrize("data", ["blobs", "uniform", "integers"])
+def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data):
+    """Whole float32 fits with Yinyang's bounds (thresholds lowered so that 40 clusters
+    take them) against the same fits on plain steps: labels, centers, inertia and
+    iterations bit for bit, with a center far from every sample (its cluster empties and
+    is relocated) and a sample weight."""
+    from gpukmeans import KMeans
+
+    n_samples, n_features, n_clusters = 2500, 24, 40
+    if data == "blobs":
+        X, _ = _clustered_float32(rng, n_clusters, 0.0, 1.0, n_samples, n_features)
+    elif data == "uniform":
+        X = rng.random((n_samples, n_features), dtype=np.float32)
+    else:
+        X = rng.integers(0, 3, (n_samples, n_features)).astype(np.float32)
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init[-1] = 1e3
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 4)
+    monkeypatch.setattr(_cpu, "YINYANG_MIN_CLUSTER_FEATURES", n_clusters * n_features)
+    for name in ("MAX_WORK", "MAX_ELEMENTS", "MAX_DISTANCES"):  # the Numba engine
+        monkeypatch.setattr(_cpu_small, name, 0)
+    assert _cpu._yinyang_pays(X, n_clusters) and not _cpu._bounds_pay(X, n_clusters)
+    fits = []
+    for yinyang in (True, False):
+        monkeypatch.setattr(_cpu, "_yinyang_pays", lambda X, k, pays=yinyang: pays)
+        fits.append(KMeans(n_clusters, init=init, n_init=1, max_iter=40, device="cpu")
+                    .fit(X, sample_weight=sample_weight))
+    yinyang, plain = fits
+    np.testing.assert_array_equal(yinyang.labels_, plain.labels_)
+    np.testing.assert_array_equal(yinyang.cluster_centers_, plain.cluster_centers_)
+    assert yinyang.inertia_ == plain.inertia_ and yinyang.n_iter_ == plain.n_iter_
