@@ -565,3 +565,18 @@ def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data):
     np.testing.assert_array_equal(yinyang.labels_, plain.labels_)
     np.testing.assert_array_equal(yinyang.cluster_centers_, plain.cluster_centers_)
     assert yinyang.inertia_ == plain.inertia_ and yinyang.n_iter_ == plain.n_iter_
+
+
+def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatch):
+    """In the bounds' region (here 200 features, 256 clusters), Elkan's bounds while
+    they fit their budget, Yinyang's rather than Hamerly's when they do not; Yinyang's
+    beyond it (1,024 clusters) and the plain step for float64."""
+    X = np.zeros((1000, 200), dtype=np.float32)
+    norms, weights = np.zeros(1000), np.ones(1000, dtype=np.float32)
+    assert type(_cpu.start_lloyd(X, norms, weights, 256)) is _cpu_bounds.BoundsRun
+    monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 1000 * 256 * 4 - 1)
+    assert type(_cpu.start_lloyd(X, norms, weights, 256)) is _cpu_yinyang.YinyangRun
+    assert type(_cpu.start_lloyd(X, norms, weights, 16)) is _cpu_bounds.BoundsRun  # Hamerly
+    assert type(_cpu.start_lloyd(X, norms, weights, 1024)) is _cpu_yinyang.YinyangRun
+    assert type(_cpu.start_lloyd(X.astype(np.float64), norms, weights.astype(np.float64),
+                                 1024)) is _cpu.PlainRun
