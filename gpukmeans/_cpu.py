@@ -129,22 +129,33 @@ def _yinyang_pays(X, n_clusters):
             and n_clusters * n_features >= YINYANG_MIN_CLUSTER_FEATURES)
 
 
+def run_kind(X, n_clusters):
+    """How a run on X keeps its steps, by the shapes and dtype alone: "plain",
+    "bounds" (Hamerly's or Elkan's, :class:`BoundsRun`) or "yinyang"
+    (:class:`YinyangRun`). float32 only keeps bounds; float64's labels stay bitwise
+    scikit-learn's by the plain step's GEMM."""
+    if X.dtype != np.float32:
+        return "plain"
+    # Where Elkan's n x k bounds would not fit, Hamerly's single bound filters little
+    # among many clusters: MNIST, k=1,024, 20 iterations, CPU ms per iteration:
+    # Hamerly 1,420, Yinyang 791 (k=256, where Elkan's fit: Elkan 155, Yinyang 220).
+    hamerly_among_many = (n_clusters >= ELKAN_MIN_CLUSTERS
+                          and X.shape[0] * n_clusters * 4 > ELKAN_BOUNDS_BUDGET_BYTES)
+    yinyang = _yinyang_pays(X, n_clusters)
+    if _bounds_pay(X, n_clusters) and not (hamerly_among_many and yinyang):
+        return "bounds"
+    return "yinyang" if yinyang else "plain"
+
+
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
-    """Engine ``start_lloyd``: for float32, Hamerly's or Elkan's bounds where they pay
-    (see :data:`PLAIN_MAX_FEATURES`), else Yinyang's group bounds where they pay (many
-    clusters; see :data:`YINYANG_MIN_FEATURES`); the plain step otherwise, and for
-    float64, whose labels stay bitwise scikit-learn's."""
-    if X.dtype == np.float32:
-        # Where Elkan's n x k bounds would not fit, Hamerly's single bound filters little
-        # among many clusters: MNIST, k=1,024, 20 iterations, CPU ms per iteration:
-        # Hamerly 1,420, Yinyang 791 (k=256, where Elkan's fit: Elkan 155, Yinyang 220).
-        hamerly_among_many = (n_clusters >= ELKAN_MIN_CLUSTERS and
-                              X.shape[0] * n_clusters * 4 > ELKAN_BOUNDS_BUDGET_BYTES)
-        if _bounds_pay(X, n_clusters) and not (hamerly_among_many
-                                               and _yinyang_pays(X, n_clusters)):
-            return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
-        if _yinyang_pays(X, n_clusters):
-            return YinyangRun(X, x_squared_norms, sample_weight, n_clusters)
+    """Engine ``start_lloyd``: the run :func:`run_kind` says; Hamerly's or Elkan's
+    bounds where they pay (see :data:`PLAIN_MAX_FEATURES`), Yinyang's group bounds for
+    many clusters (see :data:`YINYANG_MIN_FEATURES`), else the plain step."""
+    kind = run_kind(X, n_clusters)
+    if kind == "bounds":
+        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
+    if kind == "yinyang":
+        return YinyangRun(X, x_squared_norms, sample_weight, n_clusters)
     return PlainRun(X, x_squared_norms, sample_weight)
 
 
