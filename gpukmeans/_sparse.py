@@ -20,6 +20,13 @@ def is_sparse(X):
     return scipy.sparse.issparse(X) or is_device_sparse(X)
 
 
+def is_pandas_sparse(X):
+    """True for a pandas DataFrame whose columns are all sparse
+    (``pandas.DataFrame.sparse.from_spmatrix``), which scikit-learn's ``check_array``
+    takes as a sparse matrix: its ``.sparse`` accessor exists only then."""
+    return getattr(X, "ndim", 0) == 2 and hasattr(X, "dtypes") and hasattr(X, "sparse")
+
+
 def is_device_sparse(X):
     """True for a ``cupyx.scipy.sparse`` matrix (never imports CuPy: when it is not
     imported yet, no such matrix can exist)."""

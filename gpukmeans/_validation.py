@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array, validate_data
 from ._device import DEVICES
 from ._gpu import as_cupy, is_device_array
 from ._lloyd import to_host
-from ._sparse import is_device_sparse, is_sparse, without_duplicates
+from ._sparse import is_device_sparse, is_pandas_sparse, is_sparse, without_duplicates
 from ._spherical import METRICS
 
 INITS = ("k-means++", "random")
@@ -216,13 +216,17 @@ def check_fit_data(estimator, X, device_xp):
     float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
     and ``X_mean = X.mean(axis=0)`` on the same side. X may be the caller's own array:
     callers must not modify it in place. Sparse X gives a CSR matrix (see
-    :func:`_check_sparse_X`) and ``X_mean`` None: sparse data are never centred.
+    :func:`_check_sparse_X`; a pandas DataFrame of sparse columns too, as scikit-learn
+    takes it) and ``X_mean`` None: sparse data are never centred.
     """
+    from sklearn.utils.validation import _get_feature_names
+
     scale_free = getattr(estimator, "metric", "euclidean") == "cosine"
-    if is_sparse(X):
+    if is_sparse(X) or is_pandas_sparse(X):
+        feature_names = _get_feature_names(X)  # a sparse DataFrame's column names
         X, on_device = _check_sparse_X(estimator, X, device_xp)
         check_magnitude(X, scale_free=scale_free)
-        return X, on_device, None, None
+        return X, on_device, feature_names, None
     if is_device_array(X):
         if device_xp is None or device_xp is np:
             raise ValueError(
@@ -232,8 +236,6 @@ def check_fit_data(estimator, X, device_xp):
         X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
         check_magnitude(X, scale_free=scale_free)
         return X, True, None, X.mean(axis=0)
-
-    from sklearn.utils.validation import _get_feature_names
 
     feature_names = _get_feature_names(X)
     X = check_array(
@@ -320,7 +322,7 @@ def check_predict_data(estimator, X):
     dtype = estimator.cluster_centers_.dtype
     # A cosine model (only its fit keeps unit centers) measures unit rows.
     scale_free = getattr(estimator, "_unit_centers", None) is not None
-    if is_sparse(X):
+    if is_sparse(X) or is_pandas_sparse(X):
         with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
             X, on_device = _check_sparse_X(estimator, X, None, dtype=dtype, reset=False)
         check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)

@@ -199,6 +199,39 @@ def test_sparse_arrays_and_integer_data(rng, device):
         assert km.cluster_centers_.dtype == np.float64
 
 
+def test_pandas_sparse_dataframe_is_sparse_input(rng):
+    """A DataFrame of sparse columns (``DataFrame.sparse.from_spmatrix``) is taken as
+    scikit-learn takes it: as its sparse matrix, with its column names, never densified
+    (it was refused as "sparse data passed, dense data required")."""
+    pd = pytest.importorskip("pandas")
+    X = tfidf_like(rng, 200, 30, 5)
+    X.sort_indices()  # the DataFrame's matrix has sorted entries: the same sums, bit for bit
+    columns = [f"term{j}" for j in range(X.shape[1])]
+    frame = pd.DataFrame.sparse.from_spmatrix(X, columns=columns)
+    init = _init_rows(rng, X, 3)
+    for metric in ("euclidean", "cosine"):
+        X_fit = X[X.getnnz(axis=1) > 0] if metric == "cosine" else X
+        frame_fit = pd.DataFrame.sparse.from_spmatrix(X_fit, columns=columns)
+        expected = KMeans(3, init=init, n_init=1, device="cpu", metric=metric).fit(X_fit)
+        km = KMeans(3, init=init, n_init=1, device="cpu", metric=metric).fit(frame_fit)
+        np.testing.assert_array_equal(km.labels_, expected.labels_)
+        np.testing.assert_array_equal(km.cluster_centers_, expected.cluster_centers_)
+        assert list(km.feature_names_in_) == columns
+        np.testing.assert_array_equal(km.predict(frame_fit), expected.labels_)
+        assert km.score(frame_fit) == expected.score(X_fit)
+        with pytest.raises(ValueError, match="feature names should match"):
+            km.predict(frame_fit.rename(columns={"term0": "other"}))
+    sk = SKKMeans(3, init=init, n_init=1).fit(frame)
+    np.testing.assert_array_equal(KMeans(3, init=init, n_init=1, device="cpu").fit(frame).labels_,
+                                  sk.labels_)
+    np.testing.assert_array_equal(kmeans_plusplus(frame, 3, random_state=0)[1],
+                                  sk_kmeans_plusplus(X, 3, random_state=0)[1])
+    model = MiniBatchKMeans(3, random_state=0, device="cpu").partial_fit(frame)
+    assert list(model.feature_names_in_) == columns
+    model.partial_fit(frame)
+    assert model.n_steps_ == 2
+
+
 def test_edge_structures(rng, device):
     """Empty rows, empty columns, duplicated rows, one stored value per row."""
     n_samples, n_features = 400, 60
