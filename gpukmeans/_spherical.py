@@ -66,20 +66,27 @@ def normalize_rows(X, engine, name="X"):
     """
     xp = engine.xp
     squared_norms = engine.row_norms(X)
-    out_of_range = ~((squared_norms >= SMALLEST_SQUARED_NORM) & (squared_norms <= LARGEST_SQUARED_NORM))
+    out_of_range = ~((squared_norms >= SMALLEST_SQUARED_NORM)
+                     & (squared_norms <= LARGEST_SQUARED_NORM))
     if bool(out_of_range.any()):
         X, squared_norms = _power_of_two_scaled(X, squared_norms, out_of_range, engine, name)
     scale = 1.0 / xp.sqrt(squared_norms)  # float64, (n_samples,)
-    if hasattr(X, "tocsr"):  # scipy.sparse: scale the stored values, keep the structure
-        from sklearn.utils.sparsefuncs import inplace_row_scale
-
-        X_unit = X.tocsr(copy=True)
-        inplace_row_scale(X_unit, scale)
-        return X_unit
+    if hasattr(X, "tocsr"):  # sparse: scale the stored values, keep the structure
+        return _scaled_csr_rows(X, scale, xp)
     X_unit = xp.empty_like(X)
     # Computed in float64, rounded once to X's dtype.
     xp.multiply(X, scale[:, None], out=X_unit)  # same_kind casting, the default
     return X_unit
+
+
+def _scaled_csr_rows(X, factors, xp):
+    """A copy of the CSR matrix X (``scipy.sparse`` or ``cupyx.scipy.sparse``) with each
+    row's stored values times its float64 factor, rounded once to X's dtype, as dense
+    rows are scaled. (scikit-learn's ``inplace_row_scale`` takes scipy's matrices only.)"""
+    X = X.tocsr(copy=True)
+    row_of_value = xp.searchsorted(X.indptr, xp.arange(X.data.shape[0]), side="right") - 1
+    X.data = (X.data * factors[row_of_value]).astype(X.dtype)
+    return X
 
 
 def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
@@ -95,7 +102,6 @@ def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     xp = engine.xp
     sparse = hasattr(X, "tocsr")
     if sparse:
-        X = X.tocsr(copy=True)
         largest = abs(X).max(axis=1)
         largest = xp.asarray(largest.toarray() if hasattr(largest, "toarray") else largest)
         largest = largest.reshape(-1).astype(np.float64)
@@ -114,10 +120,7 @@ def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     first_half = -exponent // 2
     halves = (xp.ldexp(1.0, first_half), xp.ldexp(1.0, -exponent - first_half))
     if sparse:
-        from sklearn.utils.sparsefuncs import inplace_row_scale
-
-        for factor in halves:
-            inplace_row_scale(X, factor.astype(X.dtype))
+        X = _scaled_csr_rows(_scaled_csr_rows(X, halves[0], xp), halves[1], xp)
     else:
         X = X * halves[0][:, None].astype(X.dtype)
         X *= halves[1][:, None].astype(X.dtype)
