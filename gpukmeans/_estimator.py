@@ -90,9 +90,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     metric : {"euclidean", "cosine"}, default="euclidean"
         "euclidean": k-means. "cosine": spherical k-means (Dhillon and Modha, 2001), for
         directions such as text embeddings: the rows are L2-normalised (on a copy; a row
-        with a zero norm is an error that names it; any other scale is fine, the range
-        Euclidean k-means needs does not apply), each sample goes to the center of
-        largest cosine similarity (ties: lowest index), and each center is the direction
+        with a zero norm is an error that names it in ``fit``, and at cosine distance 1
+        from every center, in cluster 0, in ``predict``, ``transform`` and ``score``; any
+        other scale is fine, the range Euclidean k-means needs does not apply), each
+        sample goes to the center of largest cosine similarity (ties: lowest index among
+        centers equally near in float64; see the README on exact ties), and each center
+        is the direction
         of its cluster's weighted sum, a unit vector (one whose sum is exactly zero keeps
         its previous center). k-means++ seeds on the cosine distance ``1 - cos``, array
         and callable inits are normalised, and the data are never centred. ``tol`` is
@@ -433,12 +436,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         Device arrays go to the GPU engine; host arrays to the engine of ``device_``
         (or the CPU when the model was fitted on a GPU no longer usable).
-        Returns ``(X, sample_weight, weight_scale, engine, centers, to_host)``, the arrays
+        Returns ``(X, sample_weight, weight_scale, engine, centers, to_host, zero_rows)``,
+        the arrays
         in the engine's memory; ``weight_scale`` multiplies inertias computed with
         ``sample_weight`` (see ``check_sample_weight``), and halves them for
         ``metric="cosine"``; ``to_host`` says whether results go back to NumPy.
         With ``metric="cosine"``, X's rows are L2-normalised, and so are the centers
-        unless they are the fit's own.
+        unless they are the fit's own; ``zero_rows`` marks X's rows with no direction
+        (None when there are none: always for Euclidean models), which the caller
+        measures at cosine distance 1 from every center
+        (:func:`gpukmeans._spherical.normalize_query_rows`).
         """
         check_is_fitted(self)
         X, on_device = _validation.check_predict_data(self, X)
@@ -467,14 +474,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
+        zero_rows = None
         if _is_cosine(self):
             with engine.runtime():
-                X = _spherical.normalize_rows(X, engine)
+                X, zero_rows = _spherical.normalize_query_rows(X, engine)
                 if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
                                                         self.cluster_centers_):
                     centers = _normalize_centers(centers, engine, "cluster_centers_")
             weight_scale *= _spherical.INERTIA_SCALE
-        return X, sample_weight, weight_scale, engine, centers, not on_device
+        return X, sample_weight, weight_scale, engine, centers, not on_device, zero_rows
 
     def _return(self, array, host):
         return to_host(array) if host else array
@@ -490,10 +498,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         -------
         labels : ndarray or cupy.ndarray of shape (n_samples,)
         """
-        X, _, _, engine, centers, host = self._prepare(X)
+        X, _, _, engine, centers, host, zero_rows = self._prepare(X)
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
+        if zero_rows is not None:
+            labels[zero_rows] = 0  # equally far from every center
         return self._return(labels, host)
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -510,11 +520,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         """
         # Distances do not depend on the frame, and the engines sum them from the
         # differences where the norm expansion cancels: exactly 0 on a center, as given.
-        X, _, _, engine, centers, host = self._prepare(X, in_fit_frame=False)
+        X, _, _, engine, centers, host, zero_rows = self._prepare(X, in_fit_frame=False)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
         if _is_cosine(self):
             distances = _spherical.cosine_distances(distances)
+            if zero_rows is not None:
+                distances[zero_rows] = 1.0
         return self._return(distances, host)
 
     def fit_transform(self, X, y=None, sample_weight=None):
@@ -529,13 +541,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         -------
         score : float
         """
-        X, sample_weight, weight_scale, engine, centers, _ = self._prepare(
+        X, sample_weight, weight_scale, engine, centers, _, zero_rows = self._prepare(
             X, sample_weight, use_weight=True
         )
         labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+        zero_rows_inertia = 0.0
+        if zero_rows is not None:  # cosine distance 1 each, whatever their label
+            zero_rows_inertia = float(sample_weight[zero_rows].sum()) / _spherical.INERTIA_SCALE
+            sample_weight = engine.xp.where(zero_rows, 0, sample_weight).astype(
+                sample_weight.dtype)
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
-            return -float(engine.inertia(X, sample_weight, centers, labels)) * weight_scale
+            inertia = float(engine.inertia(X, sample_weight, centers, labels))
+        return -(inertia + zero_rows_inertia) * weight_scale
 
 
 def _is_cosine(estimator):

@@ -36,7 +36,7 @@ NAMED_ROWS = 10
 
 
 def normalize_rows(X, engine, name="X"):
-    """A copy of ``X`` with every row divided by its L2 norm.
+    """A copy of ``X`` with every row divided by its L2 norm; zero rows refused.
 
     The squared norms are the engine's float64 ``row_norms``; each value is scaled in
     float64 and rounded once to X's dtype, so a float32 row's norm is 1 to within a few
@@ -64,19 +64,57 @@ def normalize_rows(X, engine, name="X"):
         When a row is zero: the error names the rows. A zero row has no direction to
         cluster by.
     """
+    return _normalized(X, engine, name, keep_zero_rows=False)[0]
+
+
+def normalize_query_rows(X, engine):
+    """:func:`normalize_rows` for inference: zero rows are kept, as zeros, and said.
+
+    A row with no direction has cosine similarity 0 with every center (scikit-learn's
+    ``cosine_similarity`` convention): ``predict``, ``transform`` and ``score`` give it
+    distance 1 to every center and the first center, so that one empty document does
+    not fail a whole batch (a fit still refuses it: it could become a center).
+
+    Returns ``(X_unit, zero_rows)``, ``zero_rows`` a boolean array in ``engine.xp``, or
+    None where no row is zero.
+    """
+    return _normalized(X, engine, "X", keep_zero_rows=True)
+
+
+def _normalized(X, engine, name, keep_zero_rows):
     xp = engine.xp
     squared_norms = engine.row_norms(X)
+    zero_rows = None
+    if keep_zero_rows and bool((squared_norms == 0).any()):
+        # Exactly zero, not a float64 row whose squared norm underflowed.
+        zero_rows = (squared_norms == 0) & (_largest_abs(X, xp) == 0)
+        if not bool(zero_rows.any()):
+            zero_rows = None
     out_of_range = ~((squared_norms >= SMALLEST_SQUARED_NORM)
                      & (squared_norms <= LARGEST_SQUARED_NORM))
+    if zero_rows is not None:
+        out_of_range &= ~zero_rows
     if bool(out_of_range.any()):
         X, squared_norms = _power_of_two_scaled(X, squared_norms, out_of_range, engine, name)
-    scale = 1.0 / xp.sqrt(squared_norms)  # float64, (n_samples,)
+    if zero_rows is None:
+        scale = 1.0 / xp.sqrt(squared_norms)  # float64, (n_samples,)
+    else:  # zero rows stay zero
+        scale = xp.where(zero_rows, 0.0, 1.0 / xp.sqrt(xp.where(zero_rows, 1.0, squared_norms)))
     if hasattr(X, "tocsr"):  # sparse: scale the stored values, keep the structure
-        return _scaled_csr_rows(X, scale, xp)
+        return _scaled_csr_rows(X, scale, xp), zero_rows
     X_unit = xp.empty_like(X)
     # Computed in float64, rounded once to X's dtype.
     xp.multiply(X, scale[:, None], out=X_unit)  # same_kind casting, the default
-    return X_unit
+    return X_unit, zero_rows
+
+
+def _largest_abs(X, xp):
+    """Each row's largest absolute value, float64 (dense or CSR)."""
+    if hasattr(X, "tocsr"):
+        largest = abs(X).max(axis=1)
+        largest = xp.asarray(largest.toarray() if hasattr(largest, "toarray") else largest)
+        return largest.reshape(-1).astype(np.float64)
+    return xp.abs(X).max(axis=1).astype(np.float64)
 
 
 def _scaled_csr_rows(X, factors, xp):
@@ -100,14 +138,8 @@ def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     Zero rows are refused here (see :func:`normalize_rows`).
     """
     xp = engine.xp
-    sparse = hasattr(X, "tocsr")
-    if sparse:
-        largest = abs(X).max(axis=1)
-        largest = xp.asarray(largest.toarray() if hasattr(largest, "toarray") else largest)
-        largest = largest.reshape(-1).astype(np.float64)
-    else:
-        largest = xp.abs(X).max(axis=1).astype(np.float64)
-    refused = xp.flatnonzero(largest == 0)
+    largest = _largest_abs(X, xp)
+    refused = xp.flatnonzero((largest == 0) & rows_to_scale)
     if refused.shape[0]:
         rows = ", ".join(str(int(i)) for i in refused[:NAMED_ROWS].tolist())
         more = f" and {refused.shape[0] - NAMED_ROWS} more" if refused.shape[0] > NAMED_ROWS else ""
@@ -119,7 +151,7 @@ def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     exponent = xp.where(rows_to_scale, xp.frexp(largest)[1], 0)
     first_half = -exponent // 2
     halves = (xp.ldexp(1.0, first_half), xp.ldexp(1.0, -exponent - first_half))
-    if sparse:
+    if hasattr(X, "tocsr"):
         X = _scaled_csr_rows(_scaled_csr_rows(X, halves[0], xp), halves[1], xp)
     else:
         X = X * halves[0][:, None].astype(X.dtype)

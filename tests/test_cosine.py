@@ -350,12 +350,36 @@ def test_zero_rows_are_refused_by_name(device, rng):
     with pytest.raises(ValueError, match=r"X .* 2 have none \(rows 3, 17\)"):
         KMeans(2, metric="cosine", device=device).fit(X)
     np.testing.assert_array_equal(X, before)
-    km = KMeans(2, metric="cosine", random_state=0, device=device).fit(np.delete(X, [3, 17], 0))
-    with pytest.raises(ValueError, match=r"rows 3, 17"):
-        km.predict(X)
     init = np.array([[1.0, 0, 0, 0], [0, 0, 0, 0]])
     with pytest.raises(ValueError, match=r"init .* \(rows 1\)"):
         KMeans(2, metric="cosine", init=init, device=device).fit(np.delete(X, [3, 17], 0))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_inference_measures_zero_rows_at_cosine_distance_one(device, rng, sparse):
+    """A query row with no direction (an empty document) fails nothing: it is at cosine
+    distance 1 from every center (scikit-learn's cosine_similarity gives 0 for a zero
+    vector), goes to the first center, and adds its weight to -score; the other rows are
+    measured as without it."""
+    X, _ = topic_embeddings(rng, 300, 6, 3)
+    km = KMeans(3, metric="cosine", random_state=0, device=device).fit(X)
+    Q, _ = topic_embeddings(rng, 40, 6, 3)
+    zero = [0, 7, 39]
+    Q[zero] = 0.0
+    weights = rng.uniform(0.5, 2.0, Q.shape[0])
+    keep = np.setdiff1d(np.arange(Q.shape[0]), zero)
+    make = sp.csr_matrix if sparse else np.asarray
+    labels = to_host(km.predict(make(Q)))
+    distances = to_host(km.transform(make(Q)))
+    np.testing.assert_array_equal(labels[zero], 0)
+    np.testing.assert_array_equal(distances[zero], 1.0)
+    np.testing.assert_array_equal(labels[keep], to_host(km.predict(make(Q[keep]))))
+    np.testing.assert_array_equal(distances[keep], to_host(km.transform(make(Q[keep]))))
+    np.testing.assert_allclose(
+        km.score(make(Q), sample_weight=weights),
+        km.score(make(Q[keep]), sample_weight=weights[keep]) - weights[zero].sum(), rtol=1e-12)
+    np.testing.assert_allclose(distances, cosine_distances(Q, to_host(km.cluster_centers_)),
+                               rtol=0, atol=1e-13)
 
 
 def test_many_zero_rows_are_counted(rng):
