@@ -187,6 +187,12 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
         else:
             X = validate_data(estimator, X, accept_sparse="csr", dtype=dtypes, reset=False,
                               accept_large_sparse=True)
+        # A column index out of range (or negative) would be read past the centers: a
+        # crash or a silent wrong answer. One pass over the indices refuses it.
+        try:
+            X.check_format(full_check=True)
+        except ValueError as exc:
+            raise ValueError(f"X is not a valid CSR matrix: {exc}") from None
         return without_duplicates(X), False
     if device_xp is np:
         raise ValueError(

@@ -427,3 +427,17 @@ def test_cupy_sparse_in_cupy_out(rng):
     np.testing.assert_allclose(km.cluster_centers_.get(), cpu.cluster_centers_, atol=1e-12)
     with pytest.raises(ValueError, match="GPU"):
         KMeans(16, init=init, n_init=1, device="cpu").fit(X_gpu)
+
+
+@pytest.mark.parametrize("bad_index", [10**7, -5])
+def test_malformed_csr_is_refused_before_any_work(rng, bad_index):
+    """A column index past n_features (or negative) in a hand-built CSR matrix: a
+    ValueError naming X, not a crash (scikit-learn's segfaults) or a silent answer."""
+    X = sp.random(60, 8, density=0.3, format="csr", random_state=int(rng.integers(1000)))
+    broken = X.copy()
+    broken.indices[3] = bad_index
+    with pytest.raises(ValueError, match="X is not a valid CSR matrix"):
+        KMeans(3, device="cpu").fit(broken)
+    km = KMeans(3, random_state=0, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="X is not a valid CSR matrix"):
+        km.predict(broken)
