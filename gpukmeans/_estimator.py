@@ -215,9 +215,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         Parameters
         ----------
-        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, cupy.ndarray, cupyx.scipy.sparse matrix} of shape \
+                (n_samples, n_features)
             Training instances. float32 and float64 are kept; other real types become
-            float64. Never modified.
+            float64. Never modified. A sparse matrix (any scipy.sparse format, or a pandas
+            DataFrame of sparse columns) is converted once to CSR, duplicates summed, and
+            never centred; ``cupyx.scipy.sparse`` CSR stays on the GPU.
         y : Ignored
             Not used, present for API consistency.
         sample_weight : {array-like, cupy.ndarray} of shape (n_samples,), default=None
@@ -492,7 +495,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         Parameters
         ----------
-        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, cupy.ndarray, cupyx.scipy.sparse matrix} of shape \
+                (n_samples, n_features)
 
         Returns
         -------
@@ -701,7 +705,9 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+    X : {array-like, sparse matrix, cupy.ndarray, cupyx.scipy.sparse matrix} of shape \
+            (n_samples, n_features)
+        For cosine seeding, pass L2-normalised rows (``KMeans(metric="cosine")`` does).
     n_clusters : int
     sample_weight : array-like of shape (n_samples,), default=None
     x_squared_norms : array-like of shape (n_samples,), default=None

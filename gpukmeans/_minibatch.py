@@ -224,7 +224,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
 
         Parameters
         ----------
-        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, cupy.ndarray} of shape (n_samples, n_features)
             Training instances. float32 and float64 are kept; other real types become
             float64. Never modified.
         y : Ignored
@@ -323,7 +323,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
 
         Parameters
         ----------
-        X : {array-like, cupy.ndarray} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, cupy.ndarray} of shape (n_samples, n_features)
             The batch. On a fitted model: the model's number of features (and feature
             names), on the side (host or GPU) of its ``cluster_centers_``, and cast to
             their dtype. The first batch needs at least ``n_clusters`` samples.

@@ -314,9 +314,10 @@ def check_magnitude(X, name="X", centers=None, scale_free=False):
         f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data of "
         f"shape {X.shape}, k-means' squared distances are exact only when the largest "
         f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
-        f"{name} (for example with sklearn.preprocessing.StandardScaler, or by a power of "
-        "two, which changes no label)" + (", or pass float64 data." if X.dtype == np.float32
-                                          else ".")
+        f"{name} (for example with sklearn.preprocessing."
+        + ("MaxAbsScaler, which keeps it sparse" if is_sparse(X) else "StandardScaler")
+        + ", or by a power of two, which changes no label)"
+        + (", or pass float64 data." if X.dtype == np.float32 else ".")
     )
 
 
