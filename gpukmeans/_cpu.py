@@ -227,7 +227,7 @@ def make_engine():
 # Elkan's and Yinyang's, each float32 and float64.
 WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
                   (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS),
-                  (YINYANG_MIN_FEATURES, YINYANG_MIN_CLUSTER_FEATURES // YINYANG_MIN_FEATURES))
+                  (64, YINYANG_MIN_CLUSTER_FEATURES // 64))
 
 
 def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
