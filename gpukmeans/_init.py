@@ -143,8 +143,6 @@ def kmeans_parallel(
     candidates : int64 ndarray of shape (n_candidates,)
         The rows of X kept, in the order they were kept.
     """
-    from ._estimator import KMeans  # the estimator reclusters the candidates
-
     xp = engine.xp
     n_samples = X.shape[0]
     weight = to_host(sample_weight).astype(np.float64)
@@ -179,18 +177,43 @@ def kmeans_parallel(
     candidates = engine.take_rows(X, xp.asarray(index))
     engine.assign_labels(X, candidates, labels)
     candidate_weight = np.bincount(to_host(labels), weights=weight, minlength=index.size)
-    if index.size <= n_clusters:
-        # Every candidate is a center, repeated where there are fewer than n_clusters
-        # (those clusters start empty and are relocated as in any fit).
-        centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
-    else:
-        # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
-        # distinct candidates than clusters is fewer distinct samples) are the user's.
-        with warnings.catch_warnings(), progress_bars(False):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            recluster = KMeans(n_clusters, init="k-means++", n_init=1,
-                               random_state=random_state, metric=metric, device="cpu").fit(
-                to_host(candidates), sample_weight=candidate_weight)
-        centers = xp.asarray(recluster.cluster_centers_)
+    centers = recluster_candidates(to_host(candidates), candidate_weight, n_clusters,
+                                   random_state, metric)
     reporter.init_step(n_clusters)
-    return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index
+    return xp.ascontiguousarray(xp.asarray(centers).astype(X.dtype, copy=False)), index
+
+
+def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,
+                         metric="euclidean"):
+    """k-means||'s last step, in memory and on Dask: the weighted candidates clustered
+    into ``n_clusters`` by :class:`gpukmeans.KMeans` (weighted greedy k-means++, then
+    Lloyd) on the CPU.
+
+    Parameters
+    ----------
+    candidates : ndarray of shape (n_candidates, n_features), float32 or float64
+        Distinct rows of X.
+    candidate_weight : float64 ndarray of shape (n_candidates,)
+        Weight of the samples nearest to each candidate.
+    n_clusters : int
+    random_state : numpy.random.RandomState
+    metric : {"euclidean", "cosine"}, default="euclidean"
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features), NumPy, the candidates' dtype.
+        With no more candidates than clusters, the candidates themselves, repeated where
+        there are fewer (those clusters start empty and are relocated as in any fit).
+    """
+    if candidates.shape[0] <= n_clusters:
+        return candidates[np.arange(n_clusters) % candidates.shape[0]]
+    from ._estimator import KMeans  # the estimator reclusters the candidates
+
+    # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
+    # distinct candidates than clusters is fewer distinct samples) are the user's.
+    with warnings.catch_warnings(), progress_bars(False):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
+                           metric=metric, device="cpu").fit(candidates,
+                                                            sample_weight=candidate_weight)
+    return recluster.cluster_centers_.astype(candidates.dtype, copy=False)
