@@ -125,12 +125,15 @@ def kmeans_parallel(
     independently with probability ``min(1, l w d^2 / cost)`` (``l = oversampling_factor
     * n_clusters``, ``d`` the distance to the nearest row kept so far, ``cost`` the sum of
     ``w d^2``): about ``l`` new candidates a round, found with one E-step against them.
-    Each candidate is weighted by the weight of the samples nearest to it, and the
-    weighted candidates are clustered into ``n_clusters`` by :class:`gpukmeans.KMeans`
-    (k-means++, then Lloyd) on the CPU. Greedy k-means++ makes ``n_clusters`` passes over
-    X; this makes ``2 n_rounds + 2`` (each round an E-step against the new candidates,
-    then the distances to them), whose E-steps are GEMM-shaped (against ``l`` candidates
-    at a time): it pays when ``n_samples`` is many times ``5 l``.
+    Each candidate is weighted by the weight of the samples nearest to it (each
+    sample's nearest candidate is kept up to date round by round, see
+    :func:`nearer_candidates`), and the weighted candidates are clustered into
+    ``n_clusters`` by :class:`gpukmeans.KMeans` (k-means++, then Lloyd) on the CPU
+    (:func:`recluster_candidates`). Greedy k-means++ makes ``n_clusters`` passes over X;
+    this makes ``2 n_rounds + 1`` (the distances to the first row; each round an E-step
+    against the new candidates, then the distances to them), whose E-steps are
+    GEMM-shaped (against ``l`` candidates at a time): it pays when ``n_samples`` is many
+    times ``5 l``.
 
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
@@ -148,9 +151,10 @@ def kmeans_parallel(
     weight = to_host(sample_weight).astype(np.float64)
     reporter.start_init("k-means||", n_clusters)
     chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
-    labels = xp.zeros(n_samples, dtype=xp.int32)
-    closest_dist_sq = to_host(engine.assigned_distances(
-        X, engine.take_rows(X, xp.asarray(chosen[0])), labels))
+    closest_dist_sq, nearest = nearer_candidates(
+        engine, X, engine.take_rows(X, xp.asarray(chosen[0])), 0,
+        np.full(n_samples, np.inf), np.full(n_samples, -1, dtype=np.int64))
+    n_kept = 1
     oversampling = float(oversampling_factor) * n_clusters
     for _ in range(n_rounds):
         cost = float((weight * closest_dist_sq).sum())
@@ -160,11 +164,10 @@ def kmeans_parallel(
         new = np.flatnonzero(draws * cost < oversampling * weight * closest_dist_sq)
         if new.size == 0:
             continue
-        new_rows = engine.take_rows(X, xp.asarray(new))
-        engine.assign_labels(X, new_rows, labels)
-        np.minimum(closest_dist_sq, to_host(engine.assigned_distances(X, new_rows, labels)),
-                   out=closest_dist_sq)
+        closest_dist_sq, nearest = nearer_candidates(
+            engine, X, engine.take_rows(X, xp.asarray(new)), n_kept, closest_dist_sq, nearest)
         chosen.append(new)
+        n_kept += new.size
     # A sample kept once sits at distance 0 from then on, so never twice.
     index = np.concatenate(chosen)
     if index.size < n_clusters:
@@ -173,14 +176,51 @@ def kmeans_parallel(
         n_draws = min(n_clusters, int(np.count_nonzero(weight)))
         extra = random_state.choice(n_samples, size=n_draws, replace=False,
                                     p=weight / weight.sum())
-        index = np.concatenate([index, np.setdiff1d(extra, index)])
+        extra = np.setdiff1d(extra, index)
+        _, nearest = nearer_candidates(engine, X, engine.take_rows(X, xp.asarray(extra)),
+                                       index.size, closest_dist_sq, nearest)
+        index = np.concatenate([index, extra])
     candidates = engine.take_rows(X, xp.asarray(index))
-    engine.assign_labels(X, candidates, labels)
-    candidate_weight = np.bincount(to_host(labels), weights=weight, minlength=index.size)
+    # Each candidate weighs what its nearest samples weigh: no E-step against them all.
+    candidate_weight = np.bincount(nearest, weights=weight, minlength=index.size)
     centers = recluster_candidates(to_host(candidates), candidate_weight, n_clusters,
                                    random_state, metric)
     reporter.init_step(n_clusters)
     return xp.ascontiguousarray(xp.asarray(centers).astype(X.dtype, copy=False)), index
+
+
+def nearer_candidates(engine, X, candidates, first, closest_dist_sq, nearest):
+    """k-means||'s bookkeeping after new candidates, in memory and on Dask: each
+    sample's squared distance to its nearest candidate so far, and that candidate's
+    number. Prior validation of data is assumed.
+
+    Parameters
+    ----------
+    engine : Engine
+    X : array of shape (n_samples, n_features), in ``engine.xp``'s memory.
+    candidates : array of shape (n_new, n_features), X's dtype and module
+        The new candidates, numbered ``first, first + 1, ...``; at least one.
+    first : int
+    closest_dist_sq : float64 ndarray of shape (n_samples,)
+        Before the new candidates (``+inf`` before any).
+    nearest : int64 ndarray of shape (n_samples,)
+        Before the new candidates (-1 before any).
+
+    Returns
+    -------
+    closest_dist_sq, nearest : new NumPy arrays, the same dtypes and shapes.
+        A sample's nearest new candidate is the engine's E-step label, its distance
+        computed from the differences in float64; it replaces the older one only when
+        strictly nearer (ties keep the earlier candidate).
+    """
+    xp = engine.xp
+    labels = xp.zeros(X.shape[0], dtype=xp.int32)
+    if candidates.shape[0] > 1:  # against one candidate every label is 0
+        engine.assign_labels(X, candidates, labels)
+    distances = to_host(engine.assigned_distances(X, candidates, labels))
+    closer = distances < closest_dist_sq
+    return (np.where(closer, distances, closest_dist_sq),
+            np.where(closer, to_host(labels).astype(np.int64) + first, nearest))
 
 
 def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,

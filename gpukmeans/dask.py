@@ -9,8 +9,13 @@ How a fit runs:
    absolute value, and the weights' checks. Errors are raised here, before any iteration.
 2. The data are centred on the fit's mean, as :class:`gpukmeans.KMeans` centres them, and
    persisted on the workers once. They are never gathered to the client.
-3. Initial centers (k-means||, k-means++ on a sample, random, or an array), each pass a
-   small Dask graph.
+3. Initial centers (k-means||, k-means++ on a sample, random, or an array). Each pass
+   over the data is one call to a Dask actor per worker (:class:`_Runner`, as in the
+   iterations below), its partials added in the same fixed tree. For k-means|| the
+   workers keep each sample's distance to its nearest candidate and that candidate's
+   number, so a round sends only the candidates, and the candidates' weights need no
+   E-step against all of them; a block run where they are not kept recomputes them
+   from the candidates, batch by batch, bitwise the same.
 4. Lloyd's iterations are :func:`gpukmeans._lloyd.lloyd`, the loop of every gpukmeans fit
    (convergence test, empty-cluster relocation, final E-step), over :class:`_DaskRun`:
    each step sends the centers to a Dask actor on each worker (:class:`_Runner`), which runs
@@ -39,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
+from ._init import nearer_candidates
 from ._lloyd import lloyd, relocation_resolution, to_host
 
 logger = logging.getLogger(__name__)
@@ -318,8 +324,7 @@ def _nearest_candidates(X, batches, device, fit_key, block_index):
     """``(closest_dist_sq, nearest)`` of the block after the candidate ``batches`` (a
     list of ``(n_b, n_features)`` arrays, numbered in order across batches): float64
     squared distances from the differences to the nearest candidate, and its int64
-    number. A batch's nearest is the engine's E-step's label; a later batch takes a
-    sample only when strictly nearer (ties: the earlier candidate)."""
+    number (see :func:`gpukmeans._init.nearer_candidates`)."""
     kept = _CLOSEST.get((fit_key, block_index))
     if kept is None or kept[0] > len(batches):
         kept = (0, np.full(X.shape[0], np.inf), np.full(X.shape[0], -1, np.int64))
@@ -328,15 +333,9 @@ def _nearest_candidates(X, batches, device, fit_key, block_index):
     for batch in batches[n_applied:]:
         if batch.shape[0] and X.shape[0]:
             engine = _engine(device, X, batch.shape[0])
-            xp = engine.xp
-            candidates = xp.asarray(batch)
-            labels = xp.empty(X.shape[0], dtype=xp.int32)
             with engine.runtime():
-                engine.assign_labels(X, candidates, labels)
-                distances = to_host(engine.assigned_distances(X, candidates, labels))
-            closer = distances < closest
-            closest = np.where(closer, distances, closest)
-            nearest = np.where(closer, to_host(labels).astype(np.int64) + first, nearest)
+                closest, nearest = nearer_candidates(engine, X, engine.xp.asarray(batch), first,
+                                                     closest, nearest)
         first += batch.shape[0]
     _CLOSEST[(fit_key, block_index)] = (len(batches), closest, nearest)
     return closest, nearest
@@ -789,7 +788,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         which every sample joins the candidates independently with probability
         ``oversampling_factor * n_clusters * w d^2 / cost``; the candidates, weighted by
         the weight of the samples closest to them, are clustered on the client by
-        :class:`gpukmeans.KMeans` (greedy weighted k-means++, then Lloyd). "k-means++":
+        :class:`gpukmeans.KMeans` (greedy weighted k-means++, then Lloyd), as
+        :class:`gpukmeans.KMeans`'s own "k-means||" clusters them. "k-means++":
         gpukmeans' greedy k-means++ on a uniform sample of
         ``max(10000, 32 * n_clusters)`` rows (all rows when fewer), gathered to the
         client, with their weights. "random": ``n_clusters`` distinct rows drawn with
