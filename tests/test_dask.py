@@ -446,6 +446,26 @@ def test_gpu_engine_per_block_on_the_emulated_device(request, rng):
     assert km.n_iter_ == local.n_iter_
 
 
+def test_kmeans_parallel_on_the_gpu_engine_per_block_on_the_emulated_device(request, rng):
+    """k-means||'s passes on the GPU engine (here the emulated device): the distances
+    the blocks keep, the draws and the candidates' weights give the CPU engine's fit."""
+    fit_device(request, "emulated")
+    # Overlapping clusters and two iterations: different initial centers would show.
+    X = _random_data(rng, 700, 3, 5, np.float64, separated=False)
+    Xd = da.from_array(X, chunks=(250, 3))
+    seed = int(rng.integers(2**31))
+    with dask.config.set(scheduler="sync"):
+        fits = {device: gkd.KMeans(5, random_state=seed, max_iter=2, tol=0,
+                                   device=device).fit(Xd)
+                for device in ("cpu", "gpu")}
+        labels = {device: km.labels_.compute() for device, km in fits.items()}
+    assert fits["gpu"].device_ == "gpu"
+    np.testing.assert_array_equal(labels["gpu"], labels["cpu"])
+    np.testing.assert_allclose(fits["gpu"].cluster_centers_, fits["cpu"].cluster_centers_,
+                               rtol=1e-12, atol=1e-12)
+    assert fits["gpu"].inertia_ == pytest.approx(fits["cpu"].inertia_, rel=1e-12)
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_unknown_chunk_sizes_are_refused():
