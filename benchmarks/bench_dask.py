@@ -8,7 +8,9 @@ client) at k=32 and k=1024. Both contestants fit the same persisted dask array w
 (``init_max_iter``), ``max_iter`` fixed and ``tol=0`` (dask-ml's ``tol`` is an absolute
 shift, ours is scaled by the data's variance: fixed work is the fair comparison). They
 alternate (ABAB..., the first of each repeat swapped), after one untimed warm-up each (the
-workers import and compile).
+workers import and compile): dask-ml's on the first ``20 k`` rows, ours on about
+``WARMUP_ROWS`` rows taken from every block (each worker then has loaded the Numba
+engine the timed fits use; on fewer rows it runs NumPy's small-problem engine).
 
 Measured per fit:
 - time to fit, split into init and iterations from each library's own log lines (ours:
@@ -20,6 +22,8 @@ Measured per fit:
   runs in this process; ``distributed.comm.tcp.TCP`` is wrapped), plus the client's
   direct comms to workers, between the first and last iteration, divided by the
   iterations between them;
+- ours only: the fit's own split of the init into the validation pass and centring,
+  and k-means|| itself (``KMeans._timings``);
 - ours only: the overhead per iteration, the iteration's wall time on the client minus
   the longest time a worker spent on that iteration's pass, as the worker measured it
   (``KMeans._timings``).
@@ -144,11 +148,17 @@ def make_blobs(n_samples, n_features, n_centers, n_blocks, seed=0):
                          meta=np.empty((0, 0), np.float32))
 
 
-def _min_sq_block(X, centers):
-    X = X.astype(np.float64)
+def _min_sq_block(X, centers, rows=65_536):
+    # A slice of rows at a time: a whole block's (rows x k) float64 distances were 10 GB
+    # at 1,250,000 rows and k=1,024, more than a worker's memory.
     c = centers.astype(np.float64)
-    d = (X**2).sum(1)[:, None] - 2 * X @ c.T + (c**2).sum(1)[None, :]
-    return np.array([np.maximum(d.min(axis=1), 0).sum()])
+    c_norms = (c**2).sum(1)[None, :]
+    total = 0.0
+    for start in range(0, X.shape[0], rows):
+        part = X[start:start + rows].astype(np.float64)
+        d = (part**2).sum(1)[:, None] - 2 * part @ c.T + c_norms
+        total += np.maximum(d.min(axis=1), 0).sum()
+    return np.array([total])
 
 
 def inertia(X, centers):
@@ -179,6 +189,7 @@ def fit_dask_ml(X, k, max_iter, rounds, seed):
 
 CONTESTANTS = {"gpukmeans.dask": fit_gpukmeans, "dask_ml": fit_dask_ml}
 SAME_ROUNDS = False
+WARMUP_ROWS = 400_000
 
 
 class FitTimeout(Exception):
@@ -223,6 +234,11 @@ def one_fit(name, X, k, max_iter, rounds, seed, clock, traffic, cap):
         "bytes_per_iteration": per_iteration_bytes,
         "bytes_total": {key: end_traffic[key] - start_traffic[key] for key in end_traffic},
     }
+    if timings is not None and "validation" in timings:
+        # Ours, as the fit measured them: the validation pass and the centring (before
+        # the init), and the init alone.
+        run["seconds_validation"] = timings["validation"]
+        run["seconds_init_only"] = timings["init"]
     if timings is not None and len(timings["iterations"]) > 1:
         # Both as the fit measured them: the iteration's wall time on the client, and
         # the longest time a worker spent on that iteration's pass, on the worker.
@@ -272,6 +288,9 @@ def summarize(runs):
                      for key in ("seconds_total", "seconds_init", "seconds_per_iteration",
                                  "inertia")}
         out[name]["finished"] = True
+        for key in ("seconds_validation", "seconds_init_only"):
+            if key in mine[0]:
+                out[name][key] = statistics.median(r[key] for r in mine)
         out[name]["n_iter"] = mine[0]["n_iter"]
         out[name]["bytes_per_iteration"] = {
             key: statistics.median(r["bytes_per_iteration"].get(key, float("nan"))
@@ -307,20 +326,23 @@ def write_report(path, meta, cases):
         "- Traffic: bytes written + read by the scheduler's comms per iteration (client and "
         "workers), and the client's direct comms to workers; heartbeats included.",
         "",
-        "| case | contestant | fit s | init s | s / iteration | iterations | inertia | "
-        "scheduler KiB / iter (out + in) | client-direct KiB / iter |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | contestant | fit s | init s | of which validation s, k-means\\|\\| s | "
+        "s / iteration | iterations | inertia | scheduler KiB / iter (out + in) | "
+        "client-direct KiB / iter |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         for name, s in case["summary"].items():
             if not s["finished"]:
                 lines.append(f"| {case['name']} | {name} | not finished in "
-                             f"{s['cap_seconds']:.0f} s | | | | | | |")
+                             f"{s['cap_seconds']:.0f} s | | | | | | | |")
                 continue
             b = s["bytes_per_iteration"]
+            split = (f"{s['seconds_validation']:.2f}, {s['seconds_init_only']:.2f}"
+                     if "seconds_init_only" in s else "")
             lines.append(
                 f"| {case['name']} | {name} | {s['seconds_total']:.2f} | {s['seconds_init']:.2f}"
-                f" | {s['seconds_per_iteration']:.3f} | {s['n_iter']} | {s['inertia']:.6g} | "
+                f" | {split} | {s['seconds_per_iteration']:.3f} | {s['n_iter']} | {s['inertia']:.6g} | "
                 f"{(b.get('scheduler_out', 0) + b.get('scheduler_in', 0)) / 1024:.1f} | "
                 f"{b.get('client_direct', 0) / 1024:.1f} |")
     lines += ["", "Ratios (dask-ml / gpukmeans.dask; > 1 means gpukmeans is faster; inertia "
@@ -427,7 +449,12 @@ def main(argv=None):
                 repeats = args.repeats_mnist
             print(f"[{case}] {description}; warm-up", flush=True)
             for name, fit in CONTESTANTS.items():
-                fit(X[: min(X.shape[0], 20 * k)], k, 2, 1, 0)
+                if name == "gpukmeans.dask":
+                    # Rows from every block, enough per block for the engine the timed
+                    # fits use (Numba's, loaded once per worker process: a few seconds).
+                    fit(X[:: max(1, X.shape[0] // WARMUP_ROWS)], k, 2, 1, 0)
+                else:
+                    fit(X[: min(X.shape[0], 20 * k)], k, 2, 1, 0)
             runs = []
             for repeat in range(repeats):
                 order = list(CONTESTANTS) if repeat % 2 == 0 else list(CONTESTANTS)[::-1]
@@ -442,8 +469,12 @@ def main(argv=None):
                     if not run["finished"]:
                         print(f"[{case}] {name}: not finished in {cap:.0f} s", flush=True)
                         continue
+                    split = (f" (validation {run['seconds_validation']:.2f} s, k-means|| "
+                             f"{run['seconds_init_only']:.2f} s)"
+                             if "seconds_init_only" in run else "")
                     print(f"[{case}] {name}: fit {run['seconds_total']:.2f} s, init "
-                          f"{run['seconds_init']:.2f} s, {run['seconds_per_iteration']:.3f} "
+                          f"{run['seconds_init']:.2f} s{split}, "
+                          f"{run['seconds_per_iteration']:.3f} "
                           f"s/iter, inertia {run['inertia']:.6g}, bytes/iter "
                           f"{run['bytes_per_iteration']}", flush=True)
             cases.append({"name": case, "description": description, "runs": runs,

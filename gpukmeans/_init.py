@@ -125,12 +125,15 @@ def kmeans_parallel(
     independently with probability ``min(1, l w d^2 / cost)`` (``l = oversampling_factor
     * n_clusters``, ``d`` the distance to the nearest row kept so far, ``cost`` the sum of
     ``w d^2``): about ``l`` new candidates a round, found with one E-step against them.
-    Each candidate is weighted by the weight of the samples nearest to it, and the
-    weighted candidates are clustered into ``n_clusters`` by :class:`gpukmeans.KMeans`
-    (k-means++, then Lloyd) on the CPU. Greedy k-means++ makes ``n_clusters`` passes over
-    X; this makes ``2 n_rounds + 2`` (each round an E-step against the new candidates,
-    then the distances to them), whose E-steps are GEMM-shaped (against ``l`` candidates
-    at a time): it pays when ``n_samples`` is many times ``5 l``.
+    Each candidate is weighted by the weight of the samples nearest to it (each
+    sample's nearest candidate is kept up to date round by round, see
+    :func:`nearer_candidates`), and the weighted candidates are clustered into
+    ``n_clusters`` by :class:`gpukmeans.KMeans` (k-means++, then Lloyd) on the CPU
+    (:func:`recluster_candidates`). Greedy k-means++ makes ``n_clusters`` passes over X;
+    this makes ``2 n_rounds + 1`` (the distances to the first row; each round an E-step
+    against the new candidates, then the distances to them), whose E-steps are
+    GEMM-shaped (against ``l`` candidates at a time): it pays when ``n_samples`` is many
+    times ``5 l``.
 
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
@@ -143,16 +146,15 @@ def kmeans_parallel(
     candidates : int64 ndarray of shape (n_candidates,)
         The rows of X kept, in the order they were kept.
     """
-    from ._estimator import KMeans  # the estimator reclusters the candidates
-
     xp = engine.xp
     n_samples = X.shape[0]
     weight = to_host(sample_weight).astype(np.float64)
     reporter.start_init("k-means||", n_clusters)
     chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
-    labels = xp.zeros(n_samples, dtype=xp.int32)
-    closest_dist_sq = to_host(engine.assigned_distances(
-        X, engine.take_rows(X, xp.asarray(chosen[0])), labels))
+    closest_dist_sq, nearest = nearer_candidates(
+        engine, X, engine.take_rows(X, xp.asarray(chosen[0])), 0,
+        np.full(n_samples, np.inf), np.full(n_samples, -1, dtype=np.int64))
+    n_kept = 1
     oversampling = float(oversampling_factor) * n_clusters
     for _ in range(n_rounds):
         cost = float((weight * closest_dist_sq).sum())
@@ -162,11 +164,10 @@ def kmeans_parallel(
         new = np.flatnonzero(draws * cost < oversampling * weight * closest_dist_sq)
         if new.size == 0:
             continue
-        new_rows = engine.take_rows(X, xp.asarray(new))
-        engine.assign_labels(X, new_rows, labels)
-        np.minimum(closest_dist_sq, to_host(engine.assigned_distances(X, new_rows, labels)),
-                   out=closest_dist_sq)
+        closest_dist_sq, nearest = nearer_candidates(
+            engine, X, engine.take_rows(X, xp.asarray(new)), n_kept, closest_dist_sq, nearest)
         chosen.append(new)
+        n_kept += new.size
     # A sample kept once sits at distance 0 from then on, so never twice.
     index = np.concatenate(chosen)
     if index.size < n_clusters:
@@ -175,22 +176,84 @@ def kmeans_parallel(
         n_draws = min(n_clusters, int(np.count_nonzero(weight)))
         extra = random_state.choice(n_samples, size=n_draws, replace=False,
                                     p=weight / weight.sum())
-        index = np.concatenate([index, np.setdiff1d(extra, index)])
+        extra = np.setdiff1d(extra, index)
+        _, nearest = nearer_candidates(engine, X, engine.take_rows(X, xp.asarray(extra)),
+                                       index.size, closest_dist_sq, nearest)
+        index = np.concatenate([index, extra])
     candidates = engine.take_rows(X, xp.asarray(index))
-    engine.assign_labels(X, candidates, labels)
-    candidate_weight = np.bincount(to_host(labels), weights=weight, minlength=index.size)
-    if index.size <= n_clusters:
-        # Every candidate is a center, repeated where there are fewer than n_clusters
-        # (those clusters start empty and are relocated as in any fit).
-        centers = candidates[xp.asarray(np.arange(n_clusters) % index.size)]
-    else:
-        # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
-        # distinct candidates than clusters is fewer distinct samples) are the user's.
-        with warnings.catch_warnings(), progress_bars(False):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            recluster = KMeans(n_clusters, init="k-means++", n_init=1,
-                               random_state=random_state, metric=metric, device="cpu").fit(
-                to_host(candidates), sample_weight=candidate_weight)
-        centers = xp.asarray(recluster.cluster_centers_)
+    # Each candidate weighs what its nearest samples weigh: no E-step against them all.
+    candidate_weight = np.bincount(nearest, weights=weight, minlength=index.size)
+    centers = recluster_candidates(to_host(candidates), candidate_weight, n_clusters,
+                                   random_state, metric)
     reporter.init_step(n_clusters)
-    return xp.ascontiguousarray(centers.astype(X.dtype, copy=False)), index
+    return xp.ascontiguousarray(xp.asarray(centers).astype(X.dtype, copy=False)), index
+
+
+def nearer_candidates(engine, X, candidates, first, closest_dist_sq, nearest):
+    """k-means||'s bookkeeping after new candidates, in memory and on Dask: each
+    sample's squared distance to its nearest candidate so far, and that candidate's
+    number. Prior validation of data is assumed.
+
+    Parameters
+    ----------
+    engine : Engine
+    X : array of shape (n_samples, n_features), in ``engine.xp``'s memory.
+    candidates : array of shape (n_new, n_features), X's dtype and module
+        The new candidates, numbered ``first, first + 1, ...``; at least one.
+    first : int
+    closest_dist_sq : float64 ndarray of shape (n_samples,)
+        Before the new candidates (``+inf`` before any).
+    nearest : int64 ndarray of shape (n_samples,)
+        Before the new candidates (-1 before any).
+
+    Returns
+    -------
+    closest_dist_sq, nearest : new NumPy arrays, the same dtypes and shapes.
+        A sample's nearest new candidate is the engine's E-step label, its distance
+        computed from the differences in float64; it replaces the older one only when
+        strictly nearer (ties keep the earlier candidate).
+    """
+    xp = engine.xp
+    labels = xp.zeros(X.shape[0], dtype=xp.int32)
+    if candidates.shape[0] > 1:  # against one candidate every label is 0
+        engine.assign_labels(X, candidates, labels)
+    distances = to_host(engine.assigned_distances(X, candidates, labels))
+    closer = distances < closest_dist_sq
+    return (np.where(closer, distances, closest_dist_sq),
+            np.where(closer, to_host(labels).astype(np.int64) + first, nearest))
+
+
+def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,
+                         metric="euclidean"):
+    """k-means||'s last step, in memory and on Dask: the weighted candidates clustered
+    into ``n_clusters`` by :class:`gpukmeans.KMeans` (weighted greedy k-means++, then
+    Lloyd) on the CPU.
+
+    Parameters
+    ----------
+    candidates : ndarray of shape (n_candidates, n_features), float32 or float64
+        Distinct rows of X.
+    candidate_weight : float64 ndarray of shape (n_candidates,)
+        Weight of the samples nearest to each candidate.
+    n_clusters : int
+    random_state : numpy.random.RandomState
+    metric : {"euclidean", "cosine"}, default="euclidean"
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features), NumPy, the candidates' dtype.
+        With no more candidates than clusters, the candidates themselves, repeated where
+        there are fewer (those clusters start empty and are relocated as in any fit).
+    """
+    if candidates.shape[0] <= n_clusters:
+        return candidates[np.arange(n_clusters) % candidates.shape[0]]
+    from ._estimator import KMeans  # the estimator reclusters the candidates
+
+    # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer
+    # distinct candidates than clusters is fewer distinct samples) are the user's.
+    with warnings.catch_warnings(), progress_bars(False):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        recluster = KMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
+                           metric=metric, device="cpu").fit(candidates,
+                                                            sample_weight=candidate_weight)
+    return recluster.cluster_centers_.astype(candidates.dtype, copy=False)

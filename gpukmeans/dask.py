@@ -9,8 +9,13 @@ How a fit runs:
    absolute value, and the weights' checks. Errors are raised here, before any iteration.
 2. The data are centred on the fit's mean, as :class:`gpukmeans.KMeans` centres them, and
    persisted on the workers once. They are never gathered to the client.
-3. Initial centers (k-means||, k-means++ on a sample, random, or an array), each pass a
-   small Dask graph.
+3. Initial centers (k-means||, k-means++ on a sample, random, or an array). Each pass
+   over the data is one call to a Dask actor per worker (:class:`_Runner`, as in the
+   iterations below), its partials added in the same fixed tree. For k-means|| the
+   workers keep each sample's distance to its nearest candidate and that candidate's
+   number, so a round sends only the candidates, and the candidates' weights need no
+   E-step against all of them; a block run where they are not kept recomputes them
+   from the candidates, batch by batch, bitwise the same.
 4. Lloyd's iterations are :func:`gpukmeans._lloyd.lloyd`, the loop of every gpukmeans fit
    (convergence test, empty-cluster relocation, final E-step), over :class:`_DaskRun`:
    each step sends the centers to a Dask actor on each worker (:class:`_Runner`), which runs
@@ -23,6 +28,7 @@ How a fit runs:
 """
 
 import logging
+import functools
 import numbers
 import sys
 import time
@@ -38,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
+from ._init import nearer_candidates
 from ._lloyd import lloyd, relocation_resolution, to_host
 
 logger = logging.getLogger(__name__)
@@ -69,21 +76,35 @@ def _engine(device, X, n_clusters):
     return get_engine(device, max(X.shape[0], 1), X.shape[1], n_clusters)
 
 
+STATS_CHUNK_BYTES = 2**16
+
+
 def _block_stats(X, sample_weight, block_index):
     """One block's validation numbers: array type, finiteness, float64 sums and squared
     deviations per feature, largest absolute value, and the weights' checks."""
     kind = "cupy" if is_device_array(X) else "numpy"
     xp = _validation.array_module(X)
-    n_samples = X.shape[0]
-    X64 = X.astype(xp.float64)
-    finite = bool(xp.isfinite(X64).all()) if n_samples else True
+    n_samples, n_features = X.shape
+    # float64 copies of a few rows at a time (about STATS_CHUNK_BYTES), not of the block:
+    # a block-sized float64 copy and its temporaries made this pass 3-4x slower.
+    step = max(1, STATS_CHUNK_BYTES // (8 * max(n_features, 1)))
+    chunks = [slice(start, start + step) for start in range(0, n_samples, step)]
+    block_sum, absmax, finite = xp.zeros(n_features), xp.zeros(()), True
+    for rows in chunks:
+        part = X[rows].astype(xp.float64)
+        finite = finite & xp.isfinite(part).all()
+        block_sum += part.sum(axis=0)
+        absmax = xp.maximum(absmax, xp.abs(part).max())
+    finite = bool(finite)
     stats = {"kind": kind, "n": n_samples, "finite": finite, "dtype": X.dtype.str}
     if finite and n_samples:
-        block_sum = X64.sum(axis=0)
         block_mean = block_sum / n_samples
-        stats["sum"] = to_host(block_sum)
-        stats["m2"] = to_host(((X64 - block_mean) ** 2).sum(axis=0))
-        stats["absmax"] = float(xp.abs(X64).max())
+        m2 = xp.zeros(n_features)
+        for rows in chunks:
+            deviation = X[rows].astype(xp.float64) - block_mean
+            m2 += (deviation * deviation).sum(axis=0)
+        stats["sum"], stats["m2"] = to_host(block_sum), to_host(m2)
+        stats["absmax"] = float(absmax)
     else:
         stats["sum"] = stats["m2"] = np.zeros(X.shape[1])
         stats["absmax"] = 0.0
@@ -161,11 +182,6 @@ def _ones_block(X, dtype, device):
 # step that runs where they are not (its worker lost, the task stolen by an idle worker)
 # assigns the block to the previous centers again, which it is also given.
 _LAST_LABELS = {}
-
-
-def _forget_labels(fit_key):
-    for key in [key for key in _LAST_LABELS if key[0] == fit_key]:
-        _LAST_LABELS.pop(key, None)
 
 
 def _assigned(engine, X, centers, fit_key=None, block_index=None, n_iter=None):
@@ -253,71 +269,102 @@ def _block_rng(seed, stage, round_, block_index):
     return np.random.default_rng([seed, stage, round_, block_index])
 
 
-def _sample_block(X, sample_weight, n_draws, seed, stage, block_index, offset, weighted):
+def _sample_block(X, sample_weight, n_draws, seed, stage, weighted, block_index, offset):
     """The block's ``n_draws`` largest Efraimidis-Spirakis keys ``log(u) / w``: the
     top keys over all blocks are a weighted sample without replacement. Unweighted:
-    every sample of positive weight counts once."""
+    every sample of positive weight counts once. ``(keys, indices, rows, weights)``,
+    sorted by key (ties: by index)."""
     u = _block_rng(seed, stage, 0, block_index).random(X.shape[0])
     w = to_host(sample_weight).astype(np.float64)
     if not weighted:
         w = (w > 0).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         keys = np.where(w > 0, np.log(u) / np.where(w > 0, w, 1.0), -np.inf)
-    rows = np.lexsort((np.arange(X.shape[0]), -keys))[:n_draws]
+    if 0 < n_draws < keys.size:
+        # Only the rows that can be among the top n_draws are sorted (all of those tied
+        # with the n_draws-th key, so that ties still go to the lowest index).
+        threshold = np.partition(keys, keys.size - n_draws)[keys.size - n_draws]
+        rows = np.flatnonzero(keys >= threshold)
+    else:
+        rows = np.arange(keys.size)
+    rows = rows[np.lexsort((rows, -keys[rows]))][:n_draws]
     rows = rows[np.isfinite(keys[rows])]
     xp = _validation.array_module(X)
     return (keys[rows], offset + rows, to_host(X[xp.asarray(rows)]),
             to_host(sample_weight[xp.asarray(rows)]))
 
 
-def _combine_samples(n_draws):
-    def combine(a, b):
-        merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
-        rows = np.lexsort((merged[1], -merged[0]))[:n_draws]
-        return tuple(m[rows] for m in merged)
-    return combine
+def _merge_samples(a, b, n_draws):
+    """The top ``n_draws`` of two blocks' :func:`_sample_block` answers."""
+    merged = [np.concatenate([x, y]) for x, y in zip(a, b)]
+    rows = np.lexsort((merged[1], -merged[0]))[:n_draws]
+    return tuple(m[rows] for m in merged)
 
 
-def _closest_block(X, closest_dist_sq, candidates, device):
-    """float64 squared distance of each sample to its closest candidate so far."""
-    if X.shape[0] == 0:
-        return np.empty(0)
-    engine = _engine(device, X, candidates.shape[0])
-    xp = engine.xp
-    candidates = xp.asarray(candidates)
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
-    with engine.runtime():
-        engine.assign_labels(X, candidates, labels)
-        distances = to_host(engine.assigned_distances(X, candidates, labels))
-    return distances if closest_dist_sq is None else np.minimum(closest_dist_sq, distances)
+def _concatenate(a, b):
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
 
 
-def _weighted_cost_block(sample_weight, closest_dist_sq):
-    return float((to_host(sample_weight).astype(np.float64) * closest_dist_sq).sum())
+# k-means|| state: each worker keeps, per fit and block, each sample's float64 squared
+# distance to its nearest candidate so far and that candidate's number, after the
+# batches of candidates applied so far. A pass is given every batch: where the state is
+# not kept (a task run elsewhere, a worker lost) the block applies them all again, one
+# batch after another as the kept state had them, so the result is bitwise the same.
+_CLOSEST = {}
 
 
-def _oversample_block(X, sample_weight, closest_dist_sq, cost, oversampling, seed,
-                      round_, block_index, offset):
+def _forget_fit(fit_key):
+    """Drop what this process keeps of the fit (labels, k-means|| state)."""
+    for kept in (_LAST_LABELS, _CLOSEST):
+        for key in [key for key in kept if key[0] == fit_key]:
+            kept.pop(key, None)
+
+
+def _nearest_candidates(X, batches, device, fit_key, block_index):
+    """``(closest_dist_sq, nearest)`` of the block after the candidate ``batches`` (a
+    list of ``(n_b, n_features)`` arrays, numbered in order across batches): float64
+    squared distances from the differences to the nearest candidate, and its int64
+    number (see :func:`gpukmeans._init.nearer_candidates`)."""
+    kept = _CLOSEST.get((fit_key, block_index))
+    if kept is None or kept[0] > len(batches):
+        kept = (0, np.full(X.shape[0], np.inf), np.full(X.shape[0], -1, np.int64))
+    n_applied, closest, nearest = kept
+    first = sum(batch.shape[0] for batch in batches[:n_applied])
+    for batch in batches[n_applied:]:
+        if batch.shape[0] and X.shape[0]:
+            engine = _engine(device, X, batch.shape[0])
+            with engine.runtime():
+                closest, nearest = nearer_candidates(engine, X, engine.xp.asarray(batch), first,
+                                                     closest, nearest)
+        first += batch.shape[0]
+    _CLOSEST[(fit_key, block_index)] = (len(batches), closest, nearest)
+    return closest, nearest
+
+
+def _cost_block(X, sample_weight, batches, device, fit_key, block_index):
+    """k-means||'s cost of the block, ``sum w d^2`` (float64), after ``batches``."""
+    closest, _ = _nearest_candidates(X, batches, device, fit_key, block_index)
+    return float((to_host(sample_weight).astype(np.float64) * closest).sum())
+
+
+def _oversample_block(X, sample_weight, batches, device, cost, oversampling, seed, round_,
+                      fit_key, block_index, offset):
     """k-means|| sampling: each sample independently with probability
-    ``min(1, l w d^2 / cost)``. Returns the chosen rows and their global indices."""
+    ``min(1, l w d^2 / cost)``. Returns the chosen rows' global indices and the rows."""
+    closest, _ = _nearest_candidates(X, batches, device, fit_key, block_index)
     u = _block_rng(seed, _STAGE_ROUND, round_, block_index).random(X.shape[0])
     w = to_host(sample_weight).astype(np.float64)
-    rows = np.flatnonzero(u * cost < oversampling * w * closest_dist_sq)
+    rows = np.flatnonzero(u * cost < oversampling * w * closest)
     xp = _validation.array_module(X)
     return offset + rows, to_host(X[xp.asarray(rows)])
 
 
-def _candidate_weight_block(X, sample_weight, candidates, device):
-    """Weight of the block's samples closest to each candidate (float64)."""
-    if X.shape[0] == 0:
-        return np.zeros(candidates.shape[0])
-    engine = _engine(device, X, candidates.shape[0])
-    xp = engine.xp
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
-    with engine.runtime():
-        engine.assign_labels(X, xp.asarray(candidates), labels)
-    return np.bincount(to_host(labels), weights=to_host(sample_weight).astype(np.float64),
-                       minlength=candidates.shape[0])
+def _candidate_weight_block(X, sample_weight, batches, device, fit_key, block_index):
+    """Weight of the block's samples nearest to each candidate (float64), after
+    ``batches``."""
+    _, nearest = _nearest_candidates(X, batches, device, fit_key, block_index)
+    return np.bincount(nearest, weights=to_host(sample_weight).astype(np.float64),
+                       minlength=sum(batch.shape[0] for batch in batches))
 
 
 def _add(a, b):
@@ -510,11 +557,22 @@ class _Runner:
     On Dask's other schedulers (no round trips to save) a pass is ``dask.delayed``
     calls computed together. Either way each block's result is the same function of
     the same inputs, so the fit does not depend on where or how blocks ran.
+
+    One runner serves a whole fit, its initialisation and its iterations: what the
+    workers keep for the fit (the blocks' last labels, k-means||'s distances) is filed
+    under :attr:`fit_key` and dropped by :meth:`close`.
     """
 
     def __init__(self, X, sample_weight):
         self.client = _current_client()
         self.X_blocks, self.w_blocks = (self._block_refs(a) for a in (X, sample_weight))
+        self.fit_key = uuid.uuid4().hex
+        self._n_passes = 0  # names each pass's tasks, where tasks are used
+        if self.client is not None:
+            # The persisted blocks are computed before the first pass looks for them.
+            from distributed import wait
+
+            wait(self.X_blocks + self.w_blocks)
         self._hosts = None  # {worker address: (actor, block indices)}
         self._actors = {}  # {worker address: actor}, kept for the fit
         # The longest time a worker spent on the last pass, as it measured it (NaN when
@@ -552,14 +610,19 @@ class _Runner:
         self._hosts = {address: (self._actors[address], blocks)
                        for address, blocks in placement.items() if address in self._actors}
 
-    def map_blocks(self, func, shared_args, block_args, keys, with_weights=True,
+    def map_blocks(self, func, shared_args, block_args=None, with_weights=True,
                    combine_two=None):
         """``[func(X_i, w_i, *shared_args, *block_args[i]) ...]`` (without ``w_i`` unless
         ``with_weights``) for every block, in block order, or, with ``combine_two``, their
         combination over the fixed pairwise tree (:func:`_pairwise`; each worker adds its
-        blocks' subtrees). ``shared_args`` (the centers) travel once per worker; ``keys``
-        name the tasks where tasks are used."""
+        blocks' subtrees). ``shared_args`` (the centers) travel once per worker;
+        ``block_args`` defaults to none."""
         n_blocks = len(self.X_blocks)
+        if block_args is None:
+            block_args = [()] * n_blocks
+        self._n_passes += 1
+        keys = [f"gpukmeans-{func.__name__.strip('_')}-{self.fit_key}-{self._n_passes}-{i}"
+                for i in range(n_blocks)]
         refs = [(x, w) if with_weights else (x,)
                 for x, w in zip(self.X_blocks, self.w_blocks)]
         if self.client is None:
@@ -611,13 +674,11 @@ class _Runner:
             return _root(n_blocks, subtrees, combine_two)
         return [subtrees[(i, i + 1)] for i in range(n_blocks)]
 
-    def run_everywhere(self, func, *args):
-        """``func(*args)`` in this process and, on a Client, on every worker."""
-        func(*args)
-        if self.client is not None:
-            self.client.run(func, *args, on_error="ignore")  # a lost worker kept nothing
-
     def close(self):
+        """Forget the fit here and on every worker (a lost worker kept nothing)."""
+        _forget_fit(self.fit_key)
+        if self.client is not None:
+            self.client.run(_forget_fit, self.fit_key, on_error="ignore")
         self._hosts, self._actors = None, {}
 
 
@@ -636,29 +697,26 @@ class _DaskRun:
         self.runner = runner
         self.offsets = _offsets(row_chunks)
         self.device = device
-        self.fit_key = uuid.uuid4().hex
+        self.fit_key = runner.fit_key
         self.n_iter = 0
         self.seconds = []  # wall time of each step, as the client saw it
         self.slowest_worker_seconds = []  # of each step, on the workers (NaN: not known)
         self._centers_before = None
         self._started = time.perf_counter()
 
-    def _each_block(self, func, *args, name, with_weights=True, keyed=False,
-                    combine_two=None):
+    def _each_block(self, func, *args, with_weights=True, keyed=False, combine_two=None):
         """``func`` on every block (see :meth:`_Runner.map_blocks`); ``keyed`` adds the
         fit's key, the block's index and the step's number."""
         n_blocks = len(self.runner.X_blocks)
         return self.runner.map_blocks(
-            func, args, [(self.fit_key, i, self.n_iter) if keyed else ()
-                         for i in range(n_blocks)],
-            [f"gpukmeans-{name}-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)],
-            with_weights=with_weights, combine_two=combine_two)
+            func, args, [(self.fit_key, i, self.n_iter) for i in range(n_blocks)]
+            if keyed else None, with_weights=with_weights, combine_two=combine_two)
 
     def step(self, centers_old):
         self.n_iter += 1
         centers_before = centers_old if self._centers_before is None else self._centers_before
         sums, weight_in_clusters, n_changed = self._each_block(
-            _step_block, centers_old, centers_before, self.device, name="step", keyed=True,
+            _step_block, centers_old, centers_before, self.device, keyed=True,
             combine_two=_combine_steps)
         self._centers_before = centers_old
         self.slowest_worker_seconds.append(self.runner.slowest_worker_seconds)
@@ -674,7 +732,7 @@ class _DaskRun:
         distances, as :class:`gpukmeans._lloyd.EngineRun` finds them: the distances
         (8 bytes a sample) come to the client, then the chosen rows. Rare."""
         distances = np.concatenate(self._each_block(
-            _distances_block, centers_old, self.device, name="distances",
+            _distances_block, centers_old, self.device,
             with_weights=False, keyed=True))
         far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
         block_of = np.searchsorted(self.offsets, far_from_centers, side="right") - 1
@@ -683,8 +741,7 @@ class _DaskRun:
         found = self.runner.map_blocks(
             _far_rows_block, (centers_old, self.device),
             [(far_from_centers[block_of == i] - self.offsets[i], self.fit_key, i, self.n_iter)
-             for i in range(n_blocks)],
-            [f"gpukmeans-far-{self.fit_key}-{self.n_iter}-{i}" for i in range(n_blocks)])
+             for i in range(n_blocks)])
         position = [0] * n_blocks
         far_samples = []
         for index, i in zip(far_from_centers, block_of.tolist()):
@@ -696,18 +753,15 @@ class _DaskRun:
         return far_samples
 
     def inertia(self, centers_old):
-        return self._each_block(_inertia_block, centers_old, self.device, name="inertia",
+        return self._each_block(_inertia_block, centers_old, self.device,
                                 keyed=True, combine_two=_add)
 
     def finish(self, centers, assign_labels):
         # An E-step either way: when the labels stopped changing it gives them again,
         # and the same inertia.
-        return self._each_block(_inertia_block, centers, self.device, name="final",
+        return self._each_block(_inertia_block, centers, self.device,
                                 combine_two=_add)
 
-    def close(self):
-        self.runner.run_everywhere(_forget_labels, self.fit_key)
-        self.runner.close()
 
 
 # ---------------------------------------------------------------- the estimator
@@ -734,7 +788,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         which every sample joins the candidates independently with probability
         ``oversampling_factor * n_clusters * w d^2 / cost``; the candidates, weighted by
         the weight of the samples closest to them, are clustered on the client by
-        :class:`gpukmeans.KMeans` (greedy weighted k-means++, then Lloyd). "k-means++":
+        :class:`gpukmeans.KMeans` (greedy weighted k-means++, then Lloyd), as
+        :class:`gpukmeans.KMeans`'s own "k-means||" clusters them. "k-means++":
         gpukmeans' greedy k-means++ on a uniform sample of
         ``max(10000, 32 * n_clusters)`` rows (all rows when fewer), gathered to the
         client, with their weights. "random": ``n_clusters`` distinct rows drawn with
@@ -792,7 +847,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     An in-memory array (NumPy, CuPy) is fitted by :class:`gpukmeans.KMeans` with the
-    same parameters ("k-means||" becomes its "k-means++"); ``labels_`` is then in memory.
+    same parameters (its "k-means||" for "k-means||", with ``oversampling_factor`` and
+    ``init_max_iter``; see :func:`gpukmeans._init.kmeans_parallel`); ``labels_`` is then
+    in memory.
 
     Lloyd's loop is :class:`gpukmeans.KMeans`'s own (:func:`gpukmeans._lloyd.lloyd`):
     the same convergence test (strict when no label changed, counted exactly on the
@@ -987,27 +1044,28 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             w = sw.map_blocks(_prepare_weight, exponent, dtype, device, dtype=dtype,
                               meta=self._meta(device, dtype, 1))
         Xc, w = dask.persist(Xc, w)
-        X_blocks, w_blocks = _blocks(Xc), _blocks(w)
-        offsets = _offsets(Xc.chunks[0])
-
-        if init_is_array:
-            centers_init = init - X_mean
-        else:
-            centers_init = self._init_centers(
-                init, X_blocks, w_blocks, offsets, n_samples, dtype, device, random_state
-            )
-        init_seconds = time.perf_counter() - started
-        logger.info("k-means init (%s) took %.3f s", init if isinstance(init, str) else "array",
-                    init_seconds)
-        run = _DaskRun(_Runner(Xc, w), Xc.chunks[0], device)
+        # One runner for the init's passes and the iterations: the same actors, and
+        # what the workers keep for the fit is dropped at the end.
+        runner = _Runner(Xc, w)
         try:
+            prepared = time.perf_counter()
+            if init_is_array:
+                centers_init = init - X_mean
+            else:
+                centers_init = self._init_centers(init, runner, _offsets(Xc.chunks[0]),
+                                                  n_samples, dtype, device, random_state)
+            init_seconds = time.perf_counter() - prepared
+            logger.info("k-means init (%s) took %.3f s (validation and centring before it "
+                        "%.3f s)", init if isinstance(init, str) else "array", init_seconds,
+                        prepared - started)
+            run = _DaskRun(runner, Xc.chunks[0], device)
             centers, inertia, n_iter, weight_in_clusters = lloyd(
                 run, np.ascontiguousarray(centers_init, dtype=dtype), np, self.max_iter, tol)
         finally:
-            run.close()
-        run_seconds = {"iterations": run.seconds,
-                       "slowest_worker": run.slowest_worker_seconds}
-        del Xc, w, X_blocks, w_blocks, run  # the persisted blocks are released
+            runner.close()
+        run_seconds = {"validation": prepared - started, "init": init_seconds,
+                       "iterations": run.seconds, "slowest_worker": run.slowest_worker_seconds}
+        del Xc, w, runner, run  # the persisted blocks are released
         from ._estimator import warn_fewer_distinct_clusters
 
         warn_fewer_distinct_clusters(int((weight_in_clusters > 0).sum()), self.n_clusters)
@@ -1028,19 +1086,17 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_features
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
-        self._timings = {"init": init_seconds, **run_seconds}
+        self._timings = run_seconds
         self.labels_ = self.predict(X)
         return self
 
     def _fit_in_memory(self, X, sample_weight):
         from ._estimator import KMeans as LocalKMeans
 
-        init = self.init
-        if isinstance(init, str) and init == "k-means||":
-            init = "k-means++"
         local = LocalKMeans(
-            n_clusters=self.n_clusters, init=init, n_init=1, max_iter=self.max_iter,
+            n_clusters=self.n_clusters, init=self.init, n_init=1, max_iter=self.max_iter,
             tol=self.tol, random_state=self.random_state, device=self.device,
+            oversampling_factor=self.oversampling_factor, init_max_iter=self.init_max_iter,
         ).fit(X, sample_weight=sample_weight)
         self.cluster_centers_ = local.cluster_centers_
         self._fit_origin = getattr(local, "_fit_origin", None)
@@ -1097,95 +1153,82 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return "gpu" if self.device == "gpu" else "cpu"
 
     # ------------------------------------------------------------------ init
-    def _init_centers(self, init, X_blocks, w_blocks, offsets, n_samples, dtype, device,
-                      random_state):
+    def _init_centers(self, init, runner, offsets, n_samples, dtype, device, random_state):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         if init == "random":
-            _, _, rows, _ = self._sample(X_blocks, w_blocks, offsets, self.n_clusters, seed,
-                                         _STAGE_FIRST, weighted=True)
+            _, _, rows, _ = self._sample(runner, offsets, self.n_clusters, seed, _STAGE_FIRST,
+                                         weighted=True)
             return np.ascontiguousarray(rows, dtype=dtype)
         if init == "k-means++":
             from ._estimator import kmeans_plusplus
 
             n_draws = min(n_samples, max(KMEANSPP_MIN_SAMPLE,
                                          KMEANSPP_SAMPLE_PER_CLUSTER * self.n_clusters))
-            _, _, rows, weights = self._sample(X_blocks, w_blocks, offsets, n_draws, seed,
-                                               _STAGE_SAMPLE, weighted=False)
+            _, _, rows, weights = self._sample(runner, offsets, n_draws, seed, _STAGE_SAMPLE,
+                                               weighted=False)
             centers, _ = kmeans_plusplus(np.ascontiguousarray(rows), self.n_clusters,
                                          sample_weight=weights, random_state=random_state,
                                          device="cpu")
             return np.ascontiguousarray(centers, dtype=dtype)
-        return self._kmeans_parallel(X_blocks, w_blocks, offsets, dtype, device, seed,
-                                     random_state)
+        return self._kmeans_parallel(runner, offsets, dtype, device, seed, random_state)
 
-    def _sample(self, X_blocks, w_blocks, offsets, n_draws, seed, stage, weighted):
+    @staticmethod
+    def _sample(runner, offsets, n_draws, seed, stage, weighted):
         """``n_draws`` distinct rows, by weight or uniformly among positive weights:
-        ``(keys, indices, rows, weights)`` sorted by key."""
-        parts = [dask.delayed(_sample_block, pure=True)(x, s, n_draws, seed, stage, i,
-                                                         offsets[i], weighted)
-                 for i, (x, s) in enumerate(zip(X_blocks, w_blocks))]
-        return dask.compute(_tree(parts, _delayed_combine(_combine_samples(n_draws))))[0]
+        ``(keys, indices, rows, weights)`` sorted by key. One pass."""
+        return runner.map_blocks(
+            _sample_block, (n_draws, seed, stage, weighted),
+            [(i, offset) for i, offset in enumerate(offsets)],
+            combine_two=functools.partial(_merge_samples, n_draws=n_draws))
 
-    def _kmeans_parallel(self, X_blocks, w_blocks, offsets, dtype, device, seed, random_state):
-        """k-means|| (Bahmani et al., 2012), then weighted k-means++ and Lloyd on the
-        candidates, on the client."""
-        from ._estimator import KMeans as LocalKMeans
+    def _kmeans_parallel(self, runner, offsets, dtype, device, seed, random_state):
+        """k-means|| (Bahmani et al., 2012): its passes on the workers, each one call per
+        worker (the workers keep each sample's distance to its nearest candidate), then
+        :func:`gpukmeans._init.recluster_candidates` on the client."""
+        from ._init import recluster_candidates
 
         n_clusters = self.n_clusters
         n_rounds = self.init_max_iter or DEFAULT_INIT_ROUNDS
         oversampling = float(self.oversampling_factor) * n_clusters
-        _, first_index, first_row, _ = self._sample(X_blocks, w_blocks, offsets, 1, seed,
-                                                    _STAGE_FIRST, weighted=True)
-        candidate_index = [first_index]
-        candidate_rows = [first_row]
-        new_rows = first_row
-        closest = [None] * len(X_blocks)
+        fit_key, block_ids = runner.fit_key, [(runner.fit_key, i) for i in range(len(offsets))]
+        _, first_index, first_row, _ = self._sample(runner, offsets, 1, seed, _STAGE_FIRST,
+                                                    weighted=True)
+        # Each pass is given every batch of candidates so far (see _nearest_candidates):
+        # the first row, then each round's draws.
+        batches, indices = [np.ascontiguousarray(first_row, dtype=dtype)], [first_index]
+        cost = None
         for round_ in range(n_rounds):
-            new = dask.delayed(np.ascontiguousarray(new_rows, dtype=dtype), pure=True)
-            closest = dask.persist(*[
-                dask.delayed(_closest_block, pure=True)(x, c, new, device)
-                for x, c in zip(X_blocks, closest)])
-            cost = dask.compute(_tree(
-                [dask.delayed(_weighted_cost_block, pure=True)(s, c)
-                 for s, c in zip(w_blocks, closest)], _delayed_combine(_add)))[0]
+            if cost is None:  # after new candidates: each sample's distance to them
+                cost = runner.map_blocks(_cost_block, (batches, device), block_ids,
+                                         combine_two=_add)
             if not cost > 0:
                 break  # every sample sits on a candidate
-            chosen = dask.compute(*[
-                dask.delayed(_oversample_block, pure=True)(
-                    x, s, c, cost, oversampling, seed, round_, i, offsets[i])
-                for i, (x, s, c) in enumerate(zip(X_blocks, w_blocks, closest))])
-            new_index = np.concatenate([index for index, _ in chosen])
-            if new_index.size == 0:
-                continue
-            new_rows = np.concatenate([rows for _, rows in chosen])
-            candidate_index.append(new_index)
-            candidate_rows.append(new_rows)
-        del closest
-        index = np.concatenate(candidate_index)
-        candidates = np.concatenate(candidate_rows).astype(dtype, copy=False)
-        if np.unique(index).size < n_clusters:
+            new_index, new_rows = runner.map_blocks(
+                _oversample_block, (batches, device, cost, oversampling, seed, round_),
+                [(fit_key, i, offset) for i, offset in enumerate(offsets)],
+                combine_two=_concatenate)
+            logger.debug("k-means|| round %d: cost %.6g, %d new candidates", round_ + 1, cost,
+                         new_index.size)
+            if new_index.size:
+                batches.append(np.ascontiguousarray(new_rows, dtype=dtype))
+                indices.append(new_index)
+                cost = None
+        # A sample kept once sits at distance 0 from then on, so never twice.
+        index = np.concatenate(indices)
+        if index.size < n_clusters:
             # Too few candidates (few distinct samples, or cost reached zero): top up with
             # a weighted random draw, as many distinct rows as the data allow.
             _, extra_index, extra_rows, _ = self._sample(
-                X_blocks, w_blocks, offsets, n_clusters, seed, _STAGE_SAMPLE, weighted=True)
-            index = np.concatenate([index, extra_index])
-            candidates = np.concatenate([candidates, extra_rows.astype(dtype, copy=False)])
-        _, first = np.unique(index, return_index=True)
-        candidates = np.ascontiguousarray(candidates[np.sort(first)])
-        candidates_d = dask.delayed(candidates, pure=True)
-        candidate_weight = dask.compute(_tree(
-            [dask.delayed(_candidate_weight_block, pure=True)(x, s, candidates_d, device)
-             for x, s in zip(X_blocks, w_blocks)], _delayed_combine(_add)))[0]
+                runner, offsets, n_clusters, seed, _STAGE_SAMPLE, weighted=True)
+            new = ~np.isin(extra_index, index)
+            batches.append(np.ascontiguousarray(extra_rows[new], dtype=dtype))
+        candidates = np.concatenate(batches)
+        # The last batches' distances (the last round's draws, the top-up) come in here.
+        candidate_weight = runner.map_blocks(_candidate_weight_block, (batches, device),
+                                             block_ids, combine_two=_add)
         logger.info("k-means||: %d candidates after %d rounds", candidates.shape[0], n_rounds)
-        if candidates.shape[0] <= n_clusters:
-            # Every distinct sample is a candidate: they are the centers, repeated where
-            # there are fewer than n_clusters (those clusters stay empty, as they would on
-            # one machine).
-            return np.ascontiguousarray(
-                candidates[np.arange(n_clusters) % candidates.shape[0]])
-        local = LocalKMeans(n_clusters, init="k-means++", n_init=1, random_state=random_state,
-                            device="cpu").fit(candidates, sample_weight=candidate_weight)
-        return np.ascontiguousarray(local.cluster_centers_, dtype=dtype)
+        centers = recluster_candidates(candidates, candidate_weight, n_clusters, random_state)
+        return np.ascontiguousarray(centers, dtype=dtype)
 
     # ------------------------------------------------------------- inference
     def _inference_X(self, X):

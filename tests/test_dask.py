@@ -269,15 +269,54 @@ def test_changed_labels_are_counted_exactly_with_or_without_the_kept_labels(rng)
         assert first[2] == 400  # every label was -1
         kept = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
                                0, 2)[2]
-        gkd._forget_labels(fit_key)
+        gkd._forget_fit(fit_key)
         assigned_again = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu",
                                          fit_key, 0, 2)[2]
         # Labels kept from another step than the previous one are not used.
         stale = gkd._step_block(X, sample_weight, centers_old, centers_before, "cpu", fit_key,
                                 0, 4)[2]
     finally:
-        gkd._forget_labels(fit_key)
+        gkd._forget_fit(fit_key)
     assert kept == assigned_again == stale == truth
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeans_parallel_distances_kept_or_recomputed_are_the_same(rng, dtype):
+    """k-means||'s per-block state after batches of candidates: kept by the worker
+    pass after pass, or recomputed at once where it is not kept (a task run elsewhere),
+    bitwise the same; and each sample's nearest candidate and distance are right."""
+    X = rng.standard_normal((600, 4)).astype(dtype)
+    sample_weight = rng.uniform(0.5, 2, 600).astype(dtype)
+    batches = [X[rng.choice(600, size, replace=False)] for size in (1, 15, 30)]
+    fit_key = "test-closest"
+    try:
+        costs = [gkd._cost_block(X, sample_weight, batches[:j], "cpu", fit_key, 0)
+                 for j in range(1, 4)]
+        weights = gkd._candidate_weight_block(X, sample_weight, batches, "cpu", fit_key, 0)
+        closest, nearest = gkd._CLOSEST[(fit_key, 0)][1:]
+        gkd._forget_fit(fit_key)
+        assert (fit_key, 0) not in gkd._CLOSEST
+        weights_again = gkd._candidate_weight_block(X, sample_weight, batches, "cpu",
+                                                    fit_key, 0)
+        closest_again, nearest_again = gkd._CLOSEST[(fit_key, 0)][1:]
+    finally:
+        gkd._forget_fit(fit_key)
+    assert weights.tobytes() == weights_again.tobytes()
+    assert closest.tobytes() == closest_again.tobytes()
+    np.testing.assert_array_equal(nearest, nearest_again)
+    # Against float64 distances to every candidate.
+    X64, w64 = X.astype(np.float64), sample_weight.astype(np.float64)
+    distances = scipy_distance.cdist(X64, np.concatenate(batches).astype(np.float64),
+                                     "sqeuclidean")
+    np.testing.assert_allclose(closest, distances.min(axis=1), rtol=1e-5, atol=1e-5)
+    chosen = distances[np.arange(600), nearest]
+    np.testing.assert_allclose(chosen, distances.min(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weights, np.bincount(nearest, weights=w64, minlength=46))
+    assert weights.sum() == pytest.approx(w64.sum())
+    for j, cost in enumerate(costs, start=1):
+        sizes = sum(batch.shape[0] for batch in batches[:j])
+        assert cost == pytest.approx((w64 * distances[:, :sizes].min(axis=1)).sum(),
+                                     rel=1e-5)
 
 
 def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, thread_client,
@@ -294,8 +333,10 @@ def test_bitwise_same_fit_on_processes_threads_and_one_thread(process_client, th
     assert fits["processes"] == fits["threads"] == fits["one thread"]
 
 
-def test_a_worker_killed_mid_fit_changes_nothing(on_processes, rng):
-    """A worker process is killed after the third iteration: its persisted blocks are
+@pytest.mark.parametrize("moment", ["k-means|| round 2:", "iteration 3:"])
+def test_a_worker_killed_mid_fit_changes_nothing(on_processes, rng, moment):
+    """A worker process is killed in k-means|| (after its second round's draws: the
+    distances it kept are lost) or after the third iteration: its persisted blocks are
     recomputed by Dask on the survivor (or the restarted worker), and the fit is
     bitwise the one without the fault."""
     X = _random_data(rng, 3000, 4, 12, np.float64, separated=False)
@@ -310,7 +351,7 @@ def test_a_worker_killed_mid_fit_changes_nothing(on_processes, rng):
 
     class KillAtIteration3(logging.Handler):
         def emit(self, record):
-            if record.getMessage().startswith("iteration 3:") and not killed:
+            if record.getMessage().startswith(moment) and not killed:
                 os.kill(pids[victim], signal.SIGKILL)
                 killed.append(victim)
 
@@ -351,10 +392,26 @@ def test_inference_is_lazy_with_the_inputs_chunks(on_processes, rng):
     np.testing.assert_array_equal(km.fit_predict(Xd).compute(), km.labels_.compute())
 
 
-def test_in_memory_array_is_fitted_as_gpukmeans(rng):
+@pytest.mark.parametrize("init", ["k-means||", "k-means++"])
+def test_in_memory_array_is_fitted_as_gpukmeans(rng, monkeypatch, init):
+    """In memory, gpukmeans.KMeans fits with the same parameters: its own k-means||
+    (with oversampling_factor and init_max_iter) for "k-means||"."""
+    from gpukmeans import _estimator
+
+    rounds = []
+    kmeans_parallel = _estimator.kmeans_parallel
+
+    def spy(*args, **kwargs):
+        rounds.append((kwargs["oversampling_factor"], kwargs["n_rounds"]))
+        return kmeans_parallel(*args, **kwargs)
+
+    monkeypatch.setattr(_estimator, "kmeans_parallel", spy)
     X = _random_data(rng, 500, 3, 5, np.float64, separated=False)
-    km = gkd.KMeans(5, random_state=1).fit(X)
-    local = gpukmeans.KMeans(5, random_state=1, device="cpu").fit(X)
+    params = dict(init=init, oversampling_factor=3, init_max_iter=2, random_state=1)
+    km = gkd.KMeans(5, **params).fit(X)
+    assert rounds == ([(3, 2)] if init == "k-means||" else [])
+    local = gpukmeans.KMeans(5, device="cpu", **params).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, local.cluster_centers_)
     np.testing.assert_array_equal(km.labels_, local.labels_)
     assert km.inertia_ == local.inertia_
     np.testing.assert_array_equal(km.predict(X), local.predict(X))
@@ -387,6 +444,26 @@ def test_gpu_engine_per_block_on_the_emulated_device(request, rng):
     np.testing.assert_array_equal(labels, local.labels_)
     assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
     assert km.n_iter_ == local.n_iter_
+
+
+def test_kmeans_parallel_on_the_gpu_engine_per_block_on_the_emulated_device(request, rng):
+    """k-means||'s passes on the GPU engine (here the emulated device): the distances
+    the blocks keep, the draws and the candidates' weights give the CPU engine's fit."""
+    fit_device(request, "emulated")
+    # Overlapping clusters and two iterations: different initial centers would show.
+    X = _random_data(rng, 700, 3, 5, np.float64, separated=False)
+    Xd = da.from_array(X, chunks=(250, 3))
+    seed = int(rng.integers(2**31))
+    with dask.config.set(scheduler="sync"):
+        fits = {device: gkd.KMeans(5, random_state=seed, max_iter=2, tol=0,
+                                   device=device).fit(Xd)
+                for device in ("cpu", "gpu")}
+        labels = {device: km.labels_.compute() for device, km in fits.items()}
+    assert fits["gpu"].device_ == "gpu"
+    np.testing.assert_array_equal(labels["gpu"], labels["cpu"])
+    np.testing.assert_allclose(fits["gpu"].cluster_centers_, fits["cpu"].cluster_centers_,
+                               rtol=1e-12, atol=1e-12)
+    assert fits["gpu"].inertia_ == pytest.approx(fits["cpu"].inertia_, rel=1e-12)
 
 
 # ------------------------------------------------------------------ bad input
