@@ -49,6 +49,7 @@ import tempfile
 import numpy as np
 
 from . import _cpu, _cpu_small
+from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
 from ._cpu_kmeanspp import _kmeanspp_partials
 from ._cpu_lloyd import _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
@@ -212,10 +213,15 @@ def _gathered(data, parts, out_rows, out_norms, with_norms):
     return out_rows[:position], out_norms[:position]
 
 
+def _gather(array, parts):
+    """``array``'s rows of ``parts``, one after the other (a copy)."""
+    return np.concatenate([array[start:end] for start, end in parts])
+
+
 def _gathered_weights(data, parts):
     if data.sample_weight is None:
         return np.ones(sum(end - start for start, end in parts), dtype=data.dtype)
-    return np.concatenate([data.sample_weight[start:end] for start, end in parts])
+    return _gather(data.sample_weight, parts)
 
 
 def _grouped_pass(data, n_groups, period_rows, run_block, with_norms):
@@ -314,8 +320,57 @@ def centered(data, X_mean):
 
 
 def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
-    """The plain step for every dtype: bounds would keep floats per sample."""
+    """The in-memory engine's choice (:func:`gpukmeans._cpu.start_lloyd`): distance
+    bounds for float32 where they pay, the plain step otherwise."""
+    if data.dtype == np.float32 and _cpu._bounds_pay(data, n_clusters):
+        return StreamedBoundsRun(data, n_clusters)
     return StatelessRun(data, sample_weight, lloyd_iter, assign_labels, inertia)
+
+
+class StreamedBoundsRun(BoundsRun):
+    """:class:`gpukmeans._cpu_bounds.BoundsRun` on streamed data: the same E-step
+    kernels on each round's gathered rows (each part a kernel group continuing its
+    own float64 deltas, as :func:`lloyd_iter`'s partials), so that every sample is moved
+    between the clusters' sums in the in-memory order. The per-sample bounds live in
+    unlinked temporary files (page cache), gathered and written back with the rows."""
+
+    def __init__(self, data, n_clusters):
+        super().__init__(data, None, data.sample_weight, n_clusters)
+
+    def new_per_sample(self, shape, dtype, fill):
+        # An unlinked file: its space goes with the mapping.
+        array = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
+                          dtype=dtype, shape=shape)
+        if fill is not None and fill != 0:  # a new file reads as zeros
+            for start, end in self.X.blocks():
+                array[start:end] = fill
+        return array
+
+    def weight_in_clusters(self, labels, n_clusters):
+        weights = np.zeros(n_clusters)
+        for start, end in self.X.blocks():
+            _add_weight_in_clusters(labels[start:end], self.X.weights(start, end), weights)
+        return weights
+
+    def e_step_pass(self, kernel, centers, labels, distances):
+        def run_block(rows, norms, weights, parts, groups):
+            arrays = (labels,) + self.per_sample
+            gathered = tuple(_gather(array, parts) for array in arrays)
+            kernel(rows, norms, gathered[0], gathered[1:], weights, self.delta_sums[groups],
+                   self.touched[groups], distances, len(parts))
+            for values, out in zip(gathered, arrays):
+                _scatter(values.T, parts, out.T)  # along the samples' axis
+
+        # The kernels keep no float32 sums: a block may end at any chunk.
+        _grouped_pass(self.X, self.n_groups, CHUNK_ROWS, run_block, with_norms=True)
+
+    def finish(self, centers, labels, assign_labels):
+        """The final E-step with the bounds, then the inertia in another pass (the
+        in-memory run sums the same distances in the same order during its E-step)."""
+        if assign_labels:
+            self._e_step(centers, labels)
+            self.centers_prev = centers.copy()
+        return inertia(self.X, None, centers, labels)
 
 
 def streamed_engine():
