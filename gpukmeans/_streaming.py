@@ -57,6 +57,7 @@ from ._cpu_passes import (
 )
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun
+from ._lloyd import far_sample_tuples, farthest
 from ._progress import NULL_REPORTER
 from ._replay import (
     RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
@@ -152,25 +153,22 @@ class StreamedData:
         return kmeans_plusplus(self, n_clusters, random_state, reporter=reporter)[0]
 
     def far_samples(self, centers_old, labels, n_empty):
-        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, streamed: the
-        ``n_empty`` samples farthest from their centers, farthest first (lowest index on
-        ties), as ``(distance, resolution, label, weight, row)``."""
-        kept_distances = np.empty(0)
-        kept_ids = np.empty(0, dtype=np.int64)
+        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, as the
+        in-memory fit chooses them: ``np.argpartition``'s order over every sample's
+        distance to its center. The distances go to an unlinked temporary file
+        (8 bytes a sample, page cache); argpartition's int64 indices are held for the
+        while (8 bytes a sample, transiently; emptied clusters are rare)."""
+        n_samples = self.shape[0]
+        distances = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
+                              dtype=np.float64, shape=(n_samples,))
         for start, end in self.blocks():
             block, _ = self.rows(start, end, with_norms=False)
-            distances = _assigned_distances(block, centers_old, labels[start:end])
-            kept_distances = np.concatenate([kept_distances, distances])
-            kept_ids = np.concatenate([kept_ids, np.arange(start, end)])
-            order = np.lexsort((kept_ids, -kept_distances))[:n_empty]
-            kept_distances, kept_ids = kept_distances[order], kept_ids[order]
-        rows, norms = self.take_with_norms(kept_ids)
-        centers_host = centers_old.astype(np.float64)
-        for distance, i, row, norm in zip(kept_distances, kept_ids, rows, norms):
-            label = int(labels[i])
-            resolution = (4 * self.shape[1] * np.finfo(self.dtype).eps
-                          * (norm + (centers_host[label] ** 2).sum()))
-            yield distance, resolution, label, self.weights(i, i + 1)[0], row.astype(np.float64)
+            distances[start:end] = _assigned_distances(block, centers_old, labels[start:end])
+        far = farthest(distances, n_empty)
+        rows, norms = self.take_with_norms(far)
+        weights = np.concatenate([self.weights(i, i + 1) for i in far])
+        return far_sample_tuples(self.dtype, centers_old, np.array(distances[far]), norms,
+                                 labels[far], weights, rows)
 
 
 # --- the groups' rows, a block at a time ---

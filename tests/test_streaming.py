@@ -111,24 +111,88 @@ def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
         assert relocations == [1]
 
 
-def test_float32_with_bounds_in_memory_converges_to_a_lloyd_fixed_point(rng, tmp_path,
-                                                                       monkeypatch):
-    """Where the in-memory float32 fit keeps Hamerly's bounds (many features, few
-    clusters), the streamed fit runs the plain step: both are exact Lloyd, their sums
-    round differently. The streamed result is a fixed point: its labels are the nearest
-    centers and its centers the means of their samples."""
-    from gpukmeans import _cpu
+@pytest.mark.parametrize(
+    "dtype, n_clusters, weighted, init, block_rows",
+    [
+        (np.float32, 10, False, "k-means++", 3000),  # Hamerly's bounds in memory
+        (np.float32, 12, True, "array", 7000),  # Hamerly, a far center that empties
+        (np.float32, 24, True, "k-means++", 5000),  # Elkan's
+        (np.float32, 26, False, "array", 2000),  # Elkan, a far center that empties
+        (np.float64, 10, True, "array", 3000),  # float64: the plain step, as in memory
+    ],
+)
+def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, block_rows,
+                                          rng, tmp_path, monkeypatch):
+    """Where the in-memory float32 fit keeps Hamerly's or Elkan's bounds (many features,
+    few clusters), the streamed fit runs the same bounds kernels on the gathered blocks:
+    each sample is moved between the clusters' sums in the same order, and the fit is
+    the in-memory fit's, bit for bit."""
+    from gpukmeans import _cpu, _cpu_bounds
 
-    X = _blobs(rng, _n_samples(40), 40, np.float32, n_centers=10)
-    assert _cpu._bounds_pay(X, 10)
-    km = fit_streamed(KMeans(10, random_state=0, device="cpu", tol=0, stream_block_rows=4000),
-                      _memmap(X, tmp_path), monkeypatch, _streaming)
-    assert km.n_iter_ < km.max_iter
-    X64 = X.astype(np.float64)
-    distances = ((X64[:, None, :] - km.cluster_centers_[None].astype(np.float64)) ** 2).sum(-1)
-    assert np.array_equal(km.labels_, distances.argmin(axis=1))
-    means = np.stack([X64[km.labels_ == j].mean(axis=0) for j in range(10)])
-    np.testing.assert_allclose(km.cluster_centers_, means, rtol=0, atol=1e-5)
+    n_features = 40
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, n_centers=n_clusters)
+    assert _cpu._bounds_pay(X, n_clusters)
+    elkan = n_clusters >= _cpu_bounds.ELKAN_MIN_CLUSTERS
+    sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
+    if init == "array":
+        init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+        init[-1] = 1e3  # far from every sample: its cluster empties at the first step
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, random_state=1,
+                  device="cpu", max_iter=12, tol=0)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    runs = []
+    real_init = _streaming.StreamedBoundsRun.__init__
+    monkeypatch.setattr(_streaming.StreamedBoundsRun, "__init__",
+                        lambda self, *a: runs.append(self) or real_init(self, *a))
+    step = "StreamedBoundsRun.step" if dtype == np.float32 else "lloyd_iter"
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=block_rows),
+                            _memmap(X, tmp_path), monkeypatch, _streaming, step=step,
+                            sample_weight=sample_weight)
+    _assert_same_fit(streamed, in_memory)
+    if dtype == np.float32:
+        assert [run.elkan for run in runs] == [elkan]
+        # The bounds live in files, not in the process's memory.
+        assert all(isinstance(array, np.memmap) for array in runs[0].per_sample)
+
+
+# The copies' three centers are one point: fewer distinct clusters, as the data say.
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+@pytest.mark.parametrize("dtype, n_features", [(np.float64, 6), (np.float32, 40)])
+def test_clusters_emptied_together_take_argpartitions_order(dtype, n_features, rng,
+                                                              tmp_path, monkeypatch):
+    """Four clusters empty at the first step; the farthest samples are three copies of
+    one outlier (tied distances) with different weights. The streamed fit pairs them
+    with the empty clusters in ``np.argpartition``'s order over all the distances
+    (scikit-learn's; not lowest index first on ties), as the in-memory fit does, and the
+    fits are equal bit for bit."""
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, n_centers=4)
+    copies = [10, n_samples // 2, n_samples - 7]
+    X[copies] = X.max(axis=0) + 20
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    n_clusters = 12 if dtype == np.float32 else 8  # float32: Hamerly's bounds
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init[-4:] = 1e3 * rng.standard_normal((4, n_features))  # far from every sample
+    # One iteration: the centers returned are the relocation's own.
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, device="cpu", max_iter=1)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    moved = []
+    far_samples = _streaming.StreamedData.far_samples
+
+    def recorded(*args):
+        samples = list(far_samples(*args))
+        moved.append([weight for _, _, _, weight, _ in samples])
+        return samples
+
+    monkeypatch.setattr(_streaming.StreamedData, "far_samples", recorded)
+    step = "StreamedBoundsRun.step" if dtype == np.float32 else "lloyd_iter"
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=4000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, step=step, sample_weight=sample_weight)
+    _assert_same_fit(streamed, in_memory)
+    # The three copies moved first (the fit rescales the weights).
+    ratios = np.sort(moved[0][:3]) / np.sort(sample_weight[copies])
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-6)
 
 
 def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
