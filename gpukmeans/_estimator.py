@@ -439,7 +439,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         unless they are the fit's own.
         """
         check_is_fitted(self)
+        given, unit_weights = X, sample_weight is None
         X, on_device = _validation.check_predict_data(self, X)
+        # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
+        # that validation made (another dtype), which is in memory already.
+        stream = ((isinstance(given, np.memmap) or self.stream_block_rows is not None)
+                  and not on_device and np.may_share_memory(X, given))
         weight_scale = 1.0
         if use_weight:
             sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
@@ -461,7 +466,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
             # computed them.
-            X = X - xp.asarray(self._fit_origin)
+            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine)
+                        if stream else None)
+            if streamed is not None:  # centred block by block: no copy of X
+                X, engine = streamed
+                X.shift = self._fit_origin
+            else:
+                X = X - xp.asarray(self._fit_origin)
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
@@ -628,6 +639,21 @@ class _Streaming(NamedTuple):
     """How a fit streams: ``start(X, sample_weight) -> (data, engine)``."""
 
     start: Callable
+
+
+def _streamed_inference(estimator, X, sample_weight, unit_weights, engine):
+    """``(data, engine)`` for predict and score on host array ``X`` (the caller's memmap,
+    or an array with ``stream_block_rows``, not a converted copy) that the CPU fit would
+    stream: :class:`gpukmeans._streaming.StreamedData` and the streamed engine, whose
+    labels and inertia are the in-memory engine's, bit for bit, without a centred copy
+    of X. None otherwise."""
+    from . import _replay, _streaming
+
+    if engine.name != "cpu" or not _streaming.streams(X, estimator.n_clusters):
+        return None
+    block_rows = _replay.block_rows_for(X, estimator.stream_block_rows)
+    weights = None if unit_weights else sample_weight
+    return _streaming.StreamedData(X, weights, block_rows), _streaming.streamed_engine()
 
 
 def _plan_streaming(estimator, X, is_memmap, device, xp):

@@ -114,11 +114,12 @@ def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "dtype, n_clusters, weighted, init, block_rows",
     [
-        (np.float32, 10, False, "k-means++", 3000),  # Hamerly's bounds in memory
-        (np.float32, 12, True, "array", 7000),  # Hamerly, a far center that empties
-        (np.float32, 24, True, "k-means++", 5000),  # Elkan's
-        (np.float32, 26, False, "array", 2000),  # Elkan, a far center that empties
-        (np.float64, 10, True, "array", 3000),  # float64: the plain step, as in memory
+        (np.float32, 10, True, "k-means++", 3000),  # Hamerly's bounds in memory
+        (np.float32, 26, False, "array", 2000),  # Elkan's, a far center that empties
+        pytest.param(np.float32, 12, False, "array", 7000, marks=pytest.mark.slow),
+        pytest.param(np.float32, 24, True, "k-means++", 5000, marks=pytest.mark.slow),
+        # float64: the plain step, in memory as streamed
+        pytest.param(np.float64, 10, True, "array", 3000, marks=pytest.mark.slow),
     ],
 )
 def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, block_rows,
@@ -250,9 +251,15 @@ PEAK_SCRIPT = textwrap.dedent("""
                     return int(line.split()[1]) * 1024
 
     path, block_rows, n_clusters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    inference = sys.argv[4] == "inference"
     X = np.load(path, mmap_mode="r")
     params = dict(random_state=0, device="cpu", max_iter=3, stream_block_rows=block_rows)
-    KMeans(n_clusters, **params).fit(X[: 2**18 + 1000])  # loads the kernels first
+    small = KMeans(n_clusters, **params).fit(X[: 2**18 + 1000])  # loads the kernels first
+    if inference:
+        small.predict(X[: 2**18 + 1000]), small.score(X[: 2**18 + 1000])
+        model = KMeans(n_clusters, **params).fit(X)
+        assert model._fit_origin is not None  # inference centres X as the fit did
+        params["n_init"] = 1  # ignored: the call below is predict and score
     base = rss_anon()
     peak, done = [base], []
 
@@ -263,16 +270,19 @@ PEAK_SCRIPT = textwrap.dedent("""
 
     thread = threading.Thread(target=sample)
     thread.start()
-    KMeans(n_clusters, **params).fit(X)
+    if inference:
+        model.predict(X), model.score(X)
+    else:
+        KMeans(n_clusters, **params).fit(X)
     done.append(1)
     thread.join()
     print(peak[0] - base)
 """)
 
 
-def _peak_growth(path, block_rows, n_clusters):
+def _peak_growth(path, block_rows, n_clusters, what="fit"):
     out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(block_rows), str(n_clusters)],
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(block_rows), str(n_clusters), what],
         capture_output=True, text=True, check=True, cwd=REPO,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )
@@ -302,3 +312,43 @@ def test_peak_memory_is_a_few_blocks(n_samples, rng, tmp_path):
     bound = 2 * 4 * n_samples + 6 * block_bytes + 16 * 2**20
     assert growth < bound, (growth, bound, data_bytes)
     assert growth < data_bytes / 4
+
+
+def test_inference_on_a_memmap_holds_no_copy_of_it(rng, tmp_path):
+    """predict and score on a memmap whose fit was centred read it block by block:
+    RssAnon grows by the labels, the unit weights and a few blocks, not by a centred
+    copy of X."""
+    n_samples, block_rows, n_features = 2**19, 16384, 32
+    data_bytes = _write_blobs(tmp_path / "X.npy", n_samples, n_features, rng)
+    growth = _peak_growth(tmp_path / "X.npy", block_rows, 8, "inference")
+    bound = 2 * 4 * n_samples + 6 * block_rows * n_features * 4 + 16 * 2**20
+    assert growth < bound, (growth, bound, data_bytes)
+    assert growth < data_bytes / 4
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 100.0), (np.float64, 0.0)])
+def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tmp_path,
+                                                          monkeypatch):
+    """predict, score (weighted or not) and transform on a memmap, centred block by
+    block as the fit centred X, equal the same model's on the array in memory, bit for
+    bit; fit_predict is the fit's labels."""
+    n_features = 17
+    X = _blobs(rng, _n_samples(n_features), n_features, dtype, offset)
+    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
+    km = KMeans(7, random_state=0, device="cpu", max_iter=5).fit(X)
+    assert km._fit_origin is not None  # inference centres X
+    memmap = _memmap(X, tmp_path)
+    labels, score = km.predict(X), km.score(X)
+    weighted_score, distances = km.score(X, sample_weight=sample_weight), km.transform(X)
+    streamed = []
+    real = _streaming.assign_labels
+    monkeypatch.setattr(_streaming, "assign_labels",
+                        lambda *a: streamed.append(1) or real(*a))
+    km.set_params(stream_block_rows=3000)
+    assert np.array_equal(km.predict(memmap), labels)
+    assert km.score(memmap) == score
+    assert km.score(memmap, sample_weight=sample_weight) == weighted_score
+    assert np.array_equal(km.transform(memmap), distances)
+    assert len(streamed) == 3
+    refit = KMeans(7, random_state=0, device="cpu", max_iter=5, stream_block_rows=3000)
+    assert np.array_equal(refit.fit_predict(memmap), km.labels_)
