@@ -110,9 +110,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         mmap_mode="r")`` gives one) of float32 or float64 in C order is streamed: each
         pass reads the file a block at a time, and memory holds a few blocks, the
         centers and per sample the int32 labels (twice) and ``sample_weight`` when given,
-        whatever ``n_samples``; the result is the in-memory fit's, bit for bit (see the
+        whatever ``n_samples`` (k-means++'s distances and float32 distance bounds go to
+        temporary files); the result is the in-memory fit's, bit for bit (see the
         README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
-        streams an in-memory array. Data too small for the Numba engine's passes (at most
+        streams an in-memory array. ``predict`` and ``score`` on such data centre it
+        block by block where the fit centred, instead of copying it. Data too small for the Numba engine's passes (at most
         2**22 values, or 2**18 samples and 4e7 values) are read into memory instead.
     max_device_memory : int or None, default=None
         Bytes of GPU memory a GPU fit of host data may use; None: the device's free

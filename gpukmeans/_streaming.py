@@ -20,24 +20,34 @@ reproduced in its own order:
   parallel, as in memory. Each pass reads every group's rows once, in order: as many
   sequential streams as groups (at most 16).
 - labels are per row, decided on the same 256-row chunks;
+- float32 runs that keep Hamerly's or Elkan's distance bounds in memory
+  (:func:`gpukmeans._cpu.start_lloyd`) keep them here too (:class:`StreamedBoundsRun`):
+  the same E-step kernels run on the gathered rows, each part a kernel group continuing
+  its own float64 deltas, so every sample that changes cluster is moved between the
+  sums in the in-memory order; the bounds are gathered and written back with the rows;
 - the inertia is a sequential sum, continued from block to block; k-means++'s
   cumulative potentials are a sequential ``cumsum``, its first draw replays
   ``RandomState.choice``, and NumPy's pairwise sums (the row norms' sum behind the
   tolerance and the centring rule of float32 data, the weights' sum) are replayed by
-  splitting the array where NumPy splits it (:mod:`gpukmeans._replay`).
-
-What differs from the in-memory fit: float32 fits whose in-memory run keeps Hamerly's or
-Elkan's bounds (n_samples or n_samples x n_clusters floats) take the plain step here:
-same labels (both are the exactly nearest centers), sums that differ in the last bits.
-With more than one cluster emptied in one iteration, the relocated samples are paired
-with the empty clusters farthest first, where the in-memory fit takes
-``np.argpartition``'s order.
+  splitting the array where NumPy splits it (:mod:`gpukmeans._replay`);
+- emptied clusters take the far samples in ``np.argpartition``'s order over every
+  sample's distance, as in memory (scikit-learn's rule): the distances are written to a
+  temporary file and partitioned there.
 
 Memory: a few blocks of ``block_rows`` rows, the centers and each group's partial sums,
 plus per sample the fit's int32 ``labels`` and the driver's previous labels, and
-``sample_weight`` when given (in X's dtype); no other ``n_samples``-long array. k-means++
-keeps its per-sample distances in temporary files (``tempfile``'s directory), read and
-written in order: ``(2 + int(ln(n_clusters))) x 2 + 1`` values of X's dtype per sample.
+``sample_weight`` when given (in X's dtype); no other ``n_samples``-long array in the
+process's memory, but for a moment at a relocation (rare): ``np.argpartition``'s int64
+indices. Temporary files (``tempfile``'s directory; page cache, read and written in
+order) hold k-means++'s per-sample distances, ``(2 + int(ln(n_clusters))) x 2 + 1``
+values of X's dtype per sample; a bounds run's bounds, 28 bytes per sample (Hamerly's)
+or ``16 + 4 n_clusters`` (Elkan's, which the in-memory fit keeps only while
+``n_samples x n_clusters`` float32 fit 256 MiB); a relocation's distances, 8 bytes per
+sample.
+
+Inference (``predict``, ``score``) on such an array, where the fit centred X, centres
+it block by block here instead of a centred copy (:func:`assign_labels`,
+:func:`inertia`).
 
 Prior validation of data is assumed everywhere in this module.
 """
