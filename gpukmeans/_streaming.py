@@ -213,12 +213,16 @@ def _gathered(data, parts, out_rows, out_norms, with_norms):
         return data.rows(*parts[0], with_norms=with_norms)
     position = 0
     for start, end in parts:
-        count = end - start
-        _, norms = data.rows(start, end, out_rows[position: position + count], with_norms)
-        if with_norms:
-            out_norms[position: position + count] = norms
-        position += count
-    return out_rows[:position], out_norms[:position]
+        out_rows[position: position + end - start] = data.source[start:end]
+        position += end - start
+    rows, norms = out_rows[:position], out_norms[:position]
+    # One parallel call for the whole buffer (one per part costs its thread start-up
+    # each time), centred in place: the same values as row by row.
+    if data.shift is not None:
+        _subtract_rows_and_norms(rows, data.shift, rows, norms)
+    elif with_norms:
+        norms[:] = _row_norms_f64(rows)
+    return rows, norms
 
 
 def _gather(array, parts):
