@@ -445,7 +445,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         X, on_device = _validation.check_predict_data(self, X)
         # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
         # that validation made (another dtype), which is in memory already.
-        stream = ((isinstance(given, np.memmap) or self.stream_block_rows is not None)
+        # (MiniBatchKMeans, which borrows this inference, has no stream_block_rows.)
+        block_rows = getattr(self, "stream_block_rows", None)
+        stream = ((isinstance(given, np.memmap) or block_rows is not None)
                   and not on_device and np.may_share_memory(X, given))
         weight_scale = 1.0
         if use_weight:
@@ -468,8 +470,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
             # computed them.
-            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine)
-                        if stream else None)
+            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine,
+                                            block_rows) if stream else None)
             if streamed is not None:  # centred block by block: no copy of X
                 X, engine = streamed
                 X.shift = self._fit_origin
@@ -643,7 +645,7 @@ class _Streaming(NamedTuple):
     start: Callable
 
 
-def _streamed_inference(estimator, X, sample_weight, unit_weights, engine):
+def _streamed_inference(estimator, X, sample_weight, unit_weights, engine, block_rows):
     """``(data, engine)`` for predict and score on host array ``X`` (the caller's memmap,
     or an array with ``stream_block_rows``, not a converted copy) that the CPU fit would
     stream: :class:`gpukmeans._streaming.StreamedData` and the streamed engine, whose
@@ -653,7 +655,7 @@ def _streamed_inference(estimator, X, sample_weight, unit_weights, engine):
 
     if engine.name != "cpu" or not _streaming.streams(X, estimator.n_clusters):
         return None
-    block_rows = _replay.block_rows_for(X, estimator.stream_block_rows)
+    block_rows = _replay.block_rows_for(X, block_rows)
     weights = None if unit_weights else sample_weight
     return _streaming.StreamedData(X, weights, block_rows), _streaming.streamed_engine()
 
