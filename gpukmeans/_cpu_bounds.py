@@ -416,12 +416,11 @@ def _add_delta_sums(sums, delta_sums, touched):
 
 
 @njit(nogil=True, cache=CACHE)
-def _weight_in_clusters(labels, sample_weight, n_clusters):
-    """Fresh float64 weights per cluster, in sample order: an emptied cluster is exactly 0."""
-    weights = np.zeros(n_clusters, dtype=np.float64)
+def _add_weight_in_clusters(labels, sample_weight, weights):
+    """``weights[labels[i]] += w_i`` in float64, in sample order (a streamed run
+    continues it block by block): fresh weights, so an emptied cluster is exactly 0."""
     for i in range(labels.shape[0]):
         weights[labels[i]] += np.float64(sample_weight[i])
-    return weights
 
 
 class BoundsRun:
@@ -442,17 +441,16 @@ class BoundsRun:
             and n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES
         )
         # Bounds that hold nothing: the first E-step searches every sample and sets them.
-        self.upper = np.full(n_samples, np.inf)
+        # The per-sample arrays, in the kernel's argument order (see per_sample_arrays).
+        self.per_sample = tuple(
+            self.new_per_sample(shape, dtype, fill)
+            for _, shape, dtype, fill in self.per_sample_arrays(n_samples, n_clusters))
+        for (name, *_), array in zip(self.per_sample_arrays(0, 0), self.per_sample):
+            setattr(self, name, array)
         if self.elkan:
-            self.lower = np.empty((n_samples, n_clusters), dtype=np.float32)
-            self.stamp = np.zeros(n_samples, dtype=np.int64)
             # Row t: each center's total shift over the first t bounded E-steps.
             self.drift = np.zeros((1, n_clusters))
             self.max_open = max(1, n_clusters // ELKAN_OPEN_DIVISOR)
-        else:
-            self.lower = np.zeros(n_samples)
-            self.runner_up = np.zeros(n_samples, dtype=np.int32)
-            self.lower_runner_up = np.zeros(n_samples)
         self.sums = np.zeros((n_clusters, n_features))
         self.margin_coefficient = _bound_margin_coefficient(X.dtype, n_features)
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
@@ -466,7 +464,7 @@ class BoundsRun:
         every sample, sets the bounds and adds every sample to the sums."""
         n_clusters = centers_old.shape[0]
         self._e_step(centers_old, labels)
-        weight_in_clusters = _weight_in_clusters(labels, self.sample_weight, n_clusters)
+        weight_in_clusters = self.weight_in_clusters(labels, n_clusters)
         # An emptied cluster's sums are rounding residue: make them the exact zero that
         # scikit-learn's fresh sums would be.
         self.sums[weight_in_clusters == 0] = 0.0
@@ -497,6 +495,39 @@ class BoundsRun:
         bounds[rows, labels] = 0.0
         return bounds
 
+    def weight_in_clusters(self, labels, n_clusters):
+        """Fresh float64 weights per cluster (:func:`_add_weight_in_clusters`)."""
+        weights = np.zeros(n_clusters)
+        _add_weight_in_clusters(labels, self.sample_weight, weights)
+        return weights
+
+    def per_sample_arrays(self, n_samples, n_clusters):
+        """``(name, shape, dtype, fill)`` of the bounds per sample, in the kernel's
+        order: Elkan's ``upper``, ``lower`` (one per center, set at the first E-step) and
+        ``stamp``; Hamerly's ``upper``, ``runner_up``, ``lower_runner_up`` and ``lower``.
+        ``upper`` is +inf: bounds that hold nothing."""
+        if self.elkan:
+            return (("upper", (n_samples,), np.float64, np.inf),
+                    ("lower", (n_samples, n_clusters), np.float32, None),
+                    ("stamp", (n_samples,), np.int64, 0))
+        return (("upper", (n_samples,), np.float64, np.inf),
+                ("runner_up", (n_samples,), np.int32, 0),
+                ("lower_runner_up", (n_samples,), np.float64, 0),
+                ("lower", (n_samples,), np.float64, 0))
+
+    def new_per_sample(self, shape, dtype, fill):
+        """One per-sample array (in memory here; :mod:`gpukmeans._streaming`'s run keeps
+        them in files); ``fill`` None leaves it unset."""
+        return np.empty(shape, dtype=dtype) if fill is None else np.full(shape, fill, dtype=dtype)
+
+    def e_step_pass(self, kernel, centers, labels, distances):
+        """Run ``kernel(X, x_squared_norms, labels, per_sample, sample_weight, delta_sums,
+        touched, distances, n_groups)`` (the E-step kernel with this step's other
+        arguments bound) on the run's data: on the whole arrays here, on each block's
+        gathered rows in a streamed run."""
+        kernel(self.X, self.x_squared_norms, labels, self.per_sample, self.sample_weight,
+               self.delta_sums, self.touched, distances, self.n_groups)
+
     def _e_step(self, centers, labels, distances=None):
         if distances is None:
             distances = np.empty(0)
@@ -506,24 +537,32 @@ class BoundsRun:
             center_shift = _center_distances(centers, self.centers_prev)
         half_center_distances = _half_center_distances(centers)
         half_gap = half_center_distances.min(axis=1)
+        margin = self.margin_coefficient
         if self.elkan:
             if self.bounds_set:
                 self.drift = np.vstack([self.drift, self.drift[-1] + center_shift])
-            _elkan_e_step(
-                self.X, self.x_squared_norms, centers, labels, self.upper, self.lower,
-                self.stamp, self.drift, center_shift, half_center_distances, half_gap,
-                self.margin_coefficient, not self.bounds_set, self.max_open,
-                self.sample_weight, self.delta_sums, self.touched, distances, CHUNK_ROWS,
-                self.n_groups,
-            )
+            drift, search_all, max_open = self.drift, not self.bounds_set, self.max_open
+
+            def kernel(X, x_squared_norms, labels, per_sample, sample_weight, delta_sums,
+                       touched, distances, n_groups):
+                upper, lower, stamp = per_sample
+                _elkan_e_step(
+                    X, x_squared_norms, centers, labels, upper, lower, stamp, drift,
+                    center_shift, half_center_distances, half_gap, margin, search_all,
+                    max_open, sample_weight, delta_sums, touched, distances, CHUNK_ROWS,
+                    n_groups,
+                )
         else:
             # Hamerly's step searches every sample whose bounds hold nothing.
-            _hamerly_e_step(
-                self.X, self.x_squared_norms, centers, labels, self.upper, self.runner_up,
-                self.lower_runner_up, self.lower, center_shift, half_gap, self.margin_coefficient,
-                self.sample_weight, self.delta_sums, self.touched, distances, CHUNK_ROWS,
-                self.n_groups,
-            )
+            def kernel(X, x_squared_norms, labels, per_sample, sample_weight, delta_sums,
+                       touched, distances, n_groups):
+                upper, runner_up, lower_runner_up, lower = per_sample
+                _hamerly_e_step(
+                    X, x_squared_norms, centers, labels, upper, runner_up, lower_runner_up,
+                    lower, center_shift, half_gap, margin, sample_weight, delta_sums,
+                    touched, distances, CHUNK_ROWS, n_groups,
+                )
+        self.e_step_pass(kernel, centers, labels, distances)
         self.bounds_set = True
         # The moves' deltas, also in the final E-step: the sums always match the labels.
         _add_delta_sums(self.sums, self.delta_sums, self.touched)

@@ -115,9 +115,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         mmap_mode="r")`` gives one) of float32 or float64 in C order is streamed: each
         pass reads the file a block at a time, and memory holds a few blocks, the
         centers and per sample the int32 labels (twice) and ``sample_weight`` when given,
-        whatever ``n_samples``; the result is the in-memory fit's, bit for bit (see the
+        whatever ``n_samples`` (k-means++'s distances and float32 distance bounds go to
+        temporary files); the result is the in-memory fit's, bit for bit (see the
         README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
-        streams an in-memory array. Data too small for the Numba engine's passes (at most
+        streams an in-memory array. ``predict`` and ``score`` on such data centre it
+        block by block where the fit centred, instead of copying it. Data too small for the Numba engine's passes (at most
         2**22 values, or 2**18 samples and 4e7 values) are read into memory instead.
     max_device_memory : int or None, default=None
         Bytes of GPU memory a GPU fit of host data may use; None: the device's free
@@ -451,7 +453,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         (:func:`gpukmeans._spherical.normalize_query_rows`).
         """
         check_is_fitted(self)
+        given, unit_weights = X, sample_weight is None
         X, on_device = _validation.check_predict_data(self, X)
+        # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
+        # that validation made (another dtype), which is in memory already.
+        # (MiniBatchKMeans, which borrows this inference, has no stream_block_rows.)
+        block_rows = getattr(self, "stream_block_rows", None)
+        stream = ((isinstance(given, np.memmap) or block_rows is not None)
+                  and not on_device and np.may_share_memory(X, given))
         weight_scale = 1.0
         if use_weight:
             sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
@@ -473,7 +482,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # Labels and inertia where the fit measured them: X moved by the fit's mean (a
             # new array, bitwise the fit's centring) against the centers as the fit
             # computed them.
-            X = X - xp.asarray(self._fit_origin)
+            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine,
+                                            block_rows) if stream else None)
+            if streamed is not None:  # centred block by block: no copy of X
+                X, engine = streamed
+                X.shift = self._fit_origin
+            else:
+                X = X - xp.asarray(self._fit_origin)
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
@@ -652,6 +667,21 @@ class _Streaming(NamedTuple):
     """How a fit streams: ``start(X, sample_weight) -> (data, engine)``."""
 
     start: Callable
+
+
+def _streamed_inference(estimator, X, sample_weight, unit_weights, engine, block_rows):
+    """``(data, engine)`` for predict and score on host array ``X`` (the caller's memmap,
+    or an array with ``stream_block_rows``, not a converted copy) that the CPU fit would
+    stream: :class:`gpukmeans._streaming.StreamedData` and the streamed engine, whose
+    labels and inertia are the in-memory engine's, bit for bit, without a centred copy
+    of X. None otherwise."""
+    from . import _replay, _streaming
+
+    if engine.name != "cpu" or not _streaming.streams(X, estimator.n_clusters):
+        return None
+    block_rows = _replay.block_rows_for(X, block_rows)
+    weights = None if unit_weights else sample_weight
+    return _streaming.StreamedData(X, weights, block_rows), _streaming.streamed_engine()
 
 
 def _plan_streaming(estimator, X, is_memmap, device, xp):

@@ -168,13 +168,12 @@ class EngineRun:
         if hasattr(X, "far_samples"):  # streamed data: gpukmeans._streaming.StreamedData
             return X.far_samples(centers_old, self.labels, n_far)
         distances = to_host(self.engine.assigned_distances(X, centers_old, self.labels))
-        labels_host = to_host(self.labels)
-        resolution = relocation_resolution(X.dtype, X.shape[1], to_host(self.x_squared_norms),
-                                           to_host(centers_old), labels_host)
-        far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
-        far_rows = self.engine.take_rows(X, self.engine.xp.asarray(far_from_centers))
-        return ((distances[i], resolution[i], int(labels_host[i]), self.sample_weight[i],
-                 row.astype(np.float64)) for i, row in zip(far_from_centers, far_rows))
+        far = farthest(distances, n_far)
+        far_device = self.engine.xp.asarray(far)
+        return far_sample_tuples(
+            X.dtype, centers_old, distances[far], to_host(self.x_squared_norms[far_device]),
+            to_host(self.labels[far_device]), to_host(self.sample_weight[far_device]),
+            self.engine.take_rows(X, far_device))
 
     def inertia(self, centers_old):
         return self.engine.inertia(self.X, self.sample_weight, centers_old, self.labels)
@@ -226,6 +225,23 @@ def relocate_empty_clusters(run, centers_old, sums, weight_in_clusters):
     empty_clusters = np.flatnonzero(to_host(weight_in_clusters) == 0)
     far_samples = run.farthest(centers_old, empty_clusters.shape[0])
     return move_to_empty_clusters(empty_clusters, far_samples, sums, weight_in_clusters)
+
+
+def farthest(distances, n_far):
+    """The indices of the ``n_far`` largest ``distances`` (a host array, or a memmap),
+    in the order scikit-learn takes them: ``np.argpartition``'s over the whole array,
+    from its end."""
+    # A copy: the slice would keep the whole n_samples-long index array alive.
+    return np.array(np.argpartition(distances, -n_far)[: -n_far - 1 : -1])
+
+
+def far_sample_tuples(dtype, centers_old, distances, x_squared_norms, labels, weights, rows):
+    """:func:`move_to_empty_clusters`' ``far_samples`` from the far samples' distances,
+    row norms, labels, weights (host arrays) and rows (either module), in order."""
+    resolution = relocation_resolution(dtype, rows.shape[1], x_squared_norms,
+                                       to_host(centers_old), labels)
+    return ((distances[j], resolution[j], int(labels[j]), weights[j], row.astype(np.float64))
+            for j, row in enumerate(rows))
 
 
 def relocation_resolution(dtype, n_features, x_squared_norms, centers_old, labels):

@@ -20,24 +20,34 @@ reproduced in its own order:
   parallel, as in memory. Each pass reads every group's rows once, in order: as many
   sequential streams as groups (at most 16).
 - labels are per row, decided on the same 256-row chunks;
+- float32 runs that keep Hamerly's or Elkan's distance bounds in memory
+  (:func:`gpukmeans._cpu.start_lloyd`) keep them here too (:class:`StreamedBoundsRun`):
+  the same E-step kernels run on the gathered rows, each part a kernel group continuing
+  its own float64 deltas, so every sample that changes cluster is moved between the
+  sums in the in-memory order; the bounds are gathered and written back with the rows;
 - the inertia is a sequential sum, continued from block to block; k-means++'s
   cumulative potentials are a sequential ``cumsum``, its first draw replays
   ``RandomState.choice``, and NumPy's pairwise sums (the row norms' sum behind the
   tolerance and the centring rule of float32 data, the weights' sum) are replayed by
-  splitting the array where NumPy splits it (:mod:`gpukmeans._replay`).
-
-What differs from the in-memory fit: float32 fits whose in-memory run keeps Hamerly's or
-Elkan's bounds (n_samples or n_samples x n_clusters floats) take the plain step here:
-same labels (both are the exactly nearest centers), sums that differ in the last bits.
-With more than one cluster emptied in one iteration, the relocated samples are paired
-with the empty clusters farthest first, where the in-memory fit takes
-``np.argpartition``'s order.
+  splitting the array where NumPy splits it (:mod:`gpukmeans._replay`);
+- emptied clusters take the far samples in ``np.argpartition``'s order over every
+  sample's distance, as in memory (scikit-learn's rule): the distances are written to a
+  temporary file and partitioned there.
 
 Memory: a few blocks of ``block_rows`` rows, the centers and each group's partial sums,
 plus per sample the fit's int32 ``labels`` and the driver's previous labels, and
-``sample_weight`` when given (in X's dtype); no other ``n_samples``-long array. k-means++
-keeps its per-sample distances in temporary files (``tempfile``'s directory), read and
-written in order: ``(2 + int(ln(n_clusters))) x 2 + 1`` values of X's dtype per sample.
+``sample_weight`` when given (in X's dtype); no other ``n_samples``-long array in the
+process's memory, but for a moment at a relocation (rare): ``np.argpartition``'s int64
+indices. Temporary files (``tempfile``'s directory; page cache, read and written in
+order) hold k-means++'s per-sample distances, ``(2 + int(ln(n_clusters))) x 2 + 1``
+values of X's dtype per sample; a bounds run's bounds, 28 bytes per sample (Hamerly's)
+or ``16 + 4 n_clusters`` (Elkan's, which the in-memory fit keeps only while
+``n_samples x n_clusters`` float32 fit 256 MiB); a relocation's distances, 8 bytes per
+sample.
+
+Inference (``predict``, ``score``) on such an array, where the fit centred X, centres
+it block by block here instead of a centred copy (:func:`assign_labels`,
+:func:`inertia`).
 
 Prior validation of data is assumed everywhere in this module.
 """
@@ -49,6 +59,7 @@ import tempfile
 import numpy as np
 
 from . import _cpu, _cpu_small
+from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
 from ._cpu_kmeanspp import _kmeanspp_partials
 from ._cpu_lloyd import _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
@@ -56,6 +67,7 @@ from ._cpu_passes import (
 )
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun
+from ._lloyd import far_sample_tuples, farthest
 from ._progress import NULL_REPORTER
 from ._replay import (
     RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
@@ -151,25 +163,22 @@ class StreamedData:
         return kmeans_plusplus(self, n_clusters, random_state, reporter=reporter)[0]
 
     def far_samples(self, centers_old, labels, n_empty):
-        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, streamed: the
-        ``n_empty`` samples farthest from their centers, farthest first (lowest index on
-        ties), as ``(distance, resolution, label, weight, row)``."""
-        kept_distances = np.empty(0)
-        kept_ids = np.empty(0, dtype=np.int64)
+        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, as the
+        in-memory fit chooses them: ``np.argpartition``'s order over every sample's
+        distance to its center. The distances go to an unlinked temporary file
+        (8 bytes a sample, page cache); argpartition's int64 indices are held for the
+        while (8 bytes a sample, transiently; emptied clusters are rare)."""
+        n_samples = self.shape[0]
+        distances = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
+                              dtype=np.float64, shape=(n_samples,))
         for start, end in self.blocks():
             block, _ = self.rows(start, end, with_norms=False)
-            distances = _assigned_distances(block, centers_old, labels[start:end])
-            kept_distances = np.concatenate([kept_distances, distances])
-            kept_ids = np.concatenate([kept_ids, np.arange(start, end)])
-            order = np.lexsort((kept_ids, -kept_distances))[:n_empty]
-            kept_distances, kept_ids = kept_distances[order], kept_ids[order]
-        rows, norms = self.take_with_norms(kept_ids)
-        centers_host = centers_old.astype(np.float64)
-        for distance, i, row, norm in zip(kept_distances, kept_ids, rows, norms):
-            label = int(labels[i])
-            resolution = (4 * self.shape[1] * np.finfo(self.dtype).eps
-                          * (norm + (centers_host[label] ** 2).sum()))
-            yield distance, resolution, label, self.weights(i, i + 1)[0], row.astype(np.float64)
+            distances[start:end] = _assigned_distances(block, centers_old, labels[start:end])
+        far = farthest(distances, n_empty)
+        rows, norms = self.take_with_norms(far)
+        weights = np.concatenate([self.weights(i, i + 1) for i in far])
+        return far_sample_tuples(self.dtype, centers_old, np.array(distances[far]), norms,
+                                 labels[far], weights, rows)
 
 
 # --- the groups' rows, a block at a time ---
@@ -204,18 +213,27 @@ def _gathered(data, parts, out_rows, out_norms, with_norms):
         return data.rows(*parts[0], with_norms=with_norms)
     position = 0
     for start, end in parts:
-        count = end - start
-        _, norms = data.rows(start, end, out_rows[position: position + count], with_norms)
-        if with_norms:
-            out_norms[position: position + count] = norms
-        position += count
-    return out_rows[:position], out_norms[:position]
+        out_rows[position: position + end - start] = data.source[start:end]
+        position += end - start
+    rows, norms = out_rows[:position], out_norms[:position]
+    # One parallel call for the whole buffer (one per part costs its thread start-up
+    # each time), centred in place: the same values as row by row.
+    if data.shift is not None:
+        _subtract_rows_and_norms(rows, data.shift, rows, norms)
+    elif with_norms:
+        norms[:] = _row_norms_f64(rows)
+    return rows, norms
+
+
+def _gather(array, parts):
+    """``array``'s rows of ``parts``, one after the other (a copy)."""
+    return np.concatenate([array[start:end] for start, end in parts])
 
 
 def _gathered_weights(data, parts):
     if data.sample_weight is None:
         return np.ones(sum(end - start for start, end in parts), dtype=data.dtype)
-    return np.concatenate([data.sample_weight[start:end] for start, end in parts])
+    return _gather(data.sample_weight, parts)
 
 
 def _grouped_pass(data, n_groups, period_rows, run_block, with_norms):
@@ -314,8 +332,58 @@ def centered(data, X_mean):
 
 
 def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
-    """The plain step for every dtype: bounds would keep floats per sample."""
+    """The in-memory engine's choice (:func:`gpukmeans._cpu.run_kind`): Hamerly's or
+    Elkan's bounds where it keeps them; the plain step otherwise, also where it keeps
+    Yinyang's, whose results are the plain step's bit for bit."""
+    if _cpu.run_kind(data, n_clusters) == "bounds":
+        return StreamedBoundsRun(data, n_clusters)
     return StatelessRun(data, sample_weight, lloyd_iter, assign_labels, inertia)
+
+
+class StreamedBoundsRun(BoundsRun):
+    """:class:`gpukmeans._cpu_bounds.BoundsRun` on streamed data: the same E-step
+    kernels on each round's gathered rows (each part a kernel group continuing its
+    own float64 deltas, as :func:`lloyd_iter`'s partials), so that every sample is moved
+    between the clusters' sums in the in-memory order. The per-sample bounds live in
+    unlinked temporary files (page cache), gathered and written back with the rows."""
+
+    def __init__(self, data, n_clusters):
+        super().__init__(data, None, data.sample_weight, n_clusters)
+
+    def new_per_sample(self, shape, dtype, fill):
+        # An unlinked file: its space goes with the mapping.
+        array = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
+                          dtype=dtype, shape=shape)
+        if fill is not None and fill != 0:  # a new file reads as zeros
+            for start, end in self.X.blocks():
+                array[start:end] = fill
+        return array
+
+    def weight_in_clusters(self, labels, n_clusters):
+        weights = np.zeros(n_clusters)
+        for start, end in self.X.blocks():
+            _add_weight_in_clusters(labels[start:end], self.X.weights(start, end), weights)
+        return weights
+
+    def e_step_pass(self, kernel, centers, labels, distances):
+        def run_block(rows, norms, weights, parts, groups):
+            arrays = (labels,) + self.per_sample
+            gathered = tuple(_gather(array, parts) for array in arrays)
+            kernel(rows, norms, gathered[0], gathered[1:], weights, self.delta_sums[groups],
+                   self.touched[groups], distances, len(parts))
+            for values, out in zip(gathered, arrays):
+                _scatter(values.T, parts, out.T)  # along the samples' axis
+
+        # The kernels keep no float32 sums: a block may end at any chunk.
+        _grouped_pass(self.X, self.n_groups, CHUNK_ROWS, run_block, with_norms=True)
+
+    def finish(self, centers, labels, assign_labels):
+        """The final E-step with the bounds, then the inertia in another pass (the
+        in-memory run sums the same distances in the same order during its E-step)."""
+        if assign_labels:
+            self._e_step(centers, labels)
+            self.centers_prev = centers.copy()
+        return inertia(self.X, None, centers, labels)
 
 
 def streamed_engine():

@@ -45,7 +45,7 @@ from . import _validation
 from ._device import array_module, get_engine
 from ._gpu import is_device_array
 from ._init import nearer_candidates
-from ._lloyd import lloyd, relocation_resolution, to_host
+from ._lloyd import farthest, lloyd, relocation_resolution, to_host
 
 logger = logging.getLogger(__name__)
 
@@ -734,7 +734,7 @@ class _DaskRun:
         distances = np.concatenate(self._each_block(
             _distances_block, centers_old, self.device,
             with_weights=False, keyed=True))
-        far_from_centers = np.argpartition(distances, -n_far)[: -n_far - 1 : -1]
+        far_from_centers = farthest(distances, n_far)
         block_of = np.searchsorted(self.offsets, far_from_centers, side="right") - 1
         n_blocks = len(self.runner.X_blocks)
         # Every block is asked (most for no rows): one pass, like the others.

@@ -111,24 +111,113 @@ def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
         assert relocations == [1]
 
 
-def test_float32_with_bounds_in_memory_converges_to_a_lloyd_fixed_point(rng, tmp_path,
-                                                                       monkeypatch):
-    """Where the in-memory float32 fit keeps Hamerly's bounds (many features, few
-    clusters), the streamed fit runs the plain step: both are exact Lloyd, their sums
-    round differently. The streamed result is a fixed point: its labels are the nearest
-    centers and its centers the means of their samples."""
-    from gpukmeans import _cpu
+@pytest.mark.parametrize(
+    "dtype, n_clusters, weighted, init, block_rows",
+    [
+        (np.float32, 10, True, "k-means++", 3000),  # Hamerly's bounds in memory
+        (np.float32, 26, False, "array", 2000),  # Elkan's, a far center that empties
+        pytest.param(np.float32, 12, False, "array", 7000, marks=pytest.mark.slow),
+        pytest.param(np.float32, 24, True, "k-means++", 5000, marks=pytest.mark.slow),
+        # float64: the plain step, in memory as streamed
+        pytest.param(np.float64, 10, True, "array", 3000, marks=pytest.mark.slow),
+    ],
+)
+def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, block_rows,
+                                          rng, tmp_path, monkeypatch):
+    """Where the in-memory float32 fit keeps Hamerly's or Elkan's bounds (many features,
+    few clusters), the streamed fit runs the same bounds kernels on the gathered blocks:
+    each sample is moved between the clusters' sums in the same order, and the fit is
+    the in-memory fit's, bit for bit."""
+    from gpukmeans import _cpu, _cpu_bounds
 
-    X = _blobs(rng, _n_samples(40), 40, np.float32, n_centers=10)
-    assert _cpu._bounds_pay(X, 10)
-    km = fit_streamed(KMeans(10, random_state=0, device="cpu", tol=0, stream_block_rows=4000),
-                      _memmap(X, tmp_path), monkeypatch, _streaming)
-    assert km.n_iter_ < km.max_iter
-    X64 = X.astype(np.float64)
-    distances = ((X64[:, None, :] - km.cluster_centers_[None].astype(np.float64)) ** 2).sum(-1)
-    assert np.array_equal(km.labels_, distances.argmin(axis=1))
-    means = np.stack([X64[km.labels_ == j].mean(axis=0) for j in range(10)])
-    np.testing.assert_allclose(km.cluster_centers_, means, rtol=0, atol=1e-5)
+    n_features = 40
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, n_centers=n_clusters)
+    assert _cpu._bounds_pay(X, n_clusters)
+    elkan = n_clusters >= _cpu_bounds.ELKAN_MIN_CLUSTERS
+    sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
+    if init == "array":
+        init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+        init[-1] = 1e3  # far from every sample: its cluster empties at the first step
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, random_state=1,
+                  device="cpu", max_iter=12, tol=0)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    runs = []
+    real_init = _streaming.StreamedBoundsRun.__init__
+    monkeypatch.setattr(_streaming.StreamedBoundsRun, "__init__",
+                        lambda self, *a: runs.append(self) or real_init(self, *a))
+    step = "StreamedBoundsRun.step" if dtype == np.float32 else "lloyd_iter"
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=block_rows),
+                            _memmap(X, tmp_path), monkeypatch, _streaming, step=step,
+                            sample_weight=sample_weight)
+    _assert_same_fit(streamed, in_memory)
+    if dtype == np.float32:
+        assert [run.elkan for run in runs] == [elkan]
+        # The bounds live in files, not in the process's memory.
+        assert all(isinstance(array, np.memmap) for array in runs[0].per_sample)
+
+
+def test_yinyang_shapes_stream_bit_for_bit(rng, tmp_path, monkeypatch):
+    """Where the in-memory float32 fit keeps Yinyang's group bounds (many clusters), the
+    streamed fit takes the plain step: Yinyang's results are the plain step's bit for
+    bit, so the streamed fit is the in-memory one."""
+    from gpukmeans import _cpu, _cpu_yinyang
+
+    n_features, n_clusters = 24, 40
+    monkeypatch.setattr(_cpu, "YINYANG_MIN_CLUSTER_FEATURES", n_features * n_clusters)
+    monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 4)
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, np.float32, n_centers=n_clusters)
+    assert _cpu.run_kind(X, n_clusters) == "yinyang"
+    runs = []
+    real_init = _cpu_yinyang.YinyangRun.__init__
+    monkeypatch.setattr(_cpu_yinyang.YinyangRun, "__init__",
+                        lambda self, *a: runs.append(self) or real_init(self, *a))
+    params = dict(n_clusters=n_clusters, random_state=1, device="cpu", max_iter=15, tol=0)
+    in_memory = KMeans(**params).fit(X)
+    assert len(runs) == 1
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, step="lloyd_iter")
+    _assert_same_fit(streamed, in_memory)
+
+
+# The copies' three centers are one point: fewer distinct clusters, as the data say.
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+@pytest.mark.parametrize("dtype, n_features", [(np.float64, 6), (np.float32, 40)])
+def test_clusters_emptied_together_take_argpartitions_order(dtype, n_features, rng,
+                                                              tmp_path, monkeypatch):
+    """Four clusters empty at the first step; the farthest samples are three copies of
+    one outlier (tied distances) with different weights. The streamed fit pairs them
+    with the empty clusters in ``np.argpartition``'s order over all the distances
+    (scikit-learn's; not lowest index first on ties), as the in-memory fit does, and the
+    fits are equal bit for bit."""
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, n_centers=4)
+    copies = [10, n_samples // 2, n_samples - 7]
+    X[copies] = X.max(axis=0) + 20
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    n_clusters = 12 if dtype == np.float32 else 8  # float32: Hamerly's bounds
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init[-4:] = 1e3 * rng.standard_normal((4, n_features))  # far from every sample
+    # One iteration: the centers returned are the relocation's own.
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, device="cpu", max_iter=1)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    moved = []
+    far_samples = _streaming.StreamedData.far_samples
+
+    def recorded(*args):
+        samples = list(far_samples(*args))
+        moved.append([weight for _, _, _, weight, _ in samples])
+        return samples
+
+    monkeypatch.setattr(_streaming.StreamedData, "far_samples", recorded)
+    step = "StreamedBoundsRun.step" if dtype == np.float32 else "lloyd_iter"
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=4000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, step=step, sample_weight=sample_weight)
+    _assert_same_fit(streamed, in_memory)
+    # The three copies moved first (the fit rescales the weights).
+    ratios = np.sort(moved[0][:3]) / np.sort(sample_weight[copies])
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-6)
 
 
 def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
@@ -186,9 +275,14 @@ PEAK_SCRIPT = textwrap.dedent("""
                     return int(line.split()[1]) * 1024
 
     path, block_rows, n_clusters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    inference = sys.argv[4] == "inference"
     X = np.load(path, mmap_mode="r")
     params = dict(random_state=0, device="cpu", max_iter=3, stream_block_rows=block_rows)
-    KMeans(n_clusters, **params).fit(X[: 2**18 + 1000])  # loads the kernels first
+    small = KMeans(n_clusters, **params).fit(X[: 2**18 + 1000])  # loads the kernels first
+    if inference:
+        small.predict(X[: 2**18 + 1000]), small.score(X[: 2**18 + 1000])
+        model = KMeans(n_clusters, **params).fit(X)
+        assert model._fit_origin is not None  # inference centres X as the fit did
     base = rss_anon()
     peak, done = [base], []
 
@@ -199,29 +293,32 @@ PEAK_SCRIPT = textwrap.dedent("""
 
     thread = threading.Thread(target=sample)
     thread.start()
-    KMeans(n_clusters, **params).fit(X)
+    if inference:
+        model.predict(X), model.score(X)
+    else:
+        KMeans(n_clusters, **params).fit(X)
     done.append(1)
     thread.join()
     print(peak[0] - base)
 """)
 
 
-def _peak_growth(path, block_rows, n_clusters):
+def _peak_growth(path, block_rows, n_clusters, what="fit"):
     out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(block_rows), str(n_clusters)],
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(block_rows), str(n_clusters), what],
         capture_output=True, text=True, check=True, cwd=REPO,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )
     return int(out.stdout.split()[-1])
 
 
-def _write_blobs(path, n_samples, n_features, rng):
+def _write_blobs(path, n_samples, n_features, rng, offset=0.0):
     X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                   shape=(n_samples, n_features))
     for start in range(0, n_samples, 2**17):
         end = min(start + 2**17, n_samples)
         X[start:end] = (rng.standard_normal((end - start, n_features), dtype=np.float32)
-                        + rng.integers(0, 4, (end - start, 1)))
+                        + rng.integers(0, 4, (end - start, 1)) + offset)
     X.flush()
     return X.nbytes
 
@@ -238,3 +335,44 @@ def test_peak_memory_is_a_few_blocks(n_samples, rng, tmp_path):
     bound = 2 * 4 * n_samples + 6 * block_bytes + 16 * 2**20
     assert growth < bound, (growth, bound, data_bytes)
     assert growth < data_bytes / 4
+
+
+def test_inference_on_a_memmap_holds_no_copy_of_it(rng, tmp_path):
+    """predict and score on a memmap whose fit was centred read it block by block:
+    RssAnon grows by the labels, the unit weights and a few blocks, not by a centred
+    copy of X."""
+    n_samples, block_rows, n_features = 2**19, 16384, 32
+    # Far from the origin: the float32 fit centres.
+    data_bytes = _write_blobs(tmp_path / "X.npy", n_samples, n_features, rng, offset=10.0)
+    growth = _peak_growth(tmp_path / "X.npy", block_rows, 8, "inference")
+    bound = 2 * 4 * n_samples + 6 * block_rows * n_features * 4 + 16 * 2**20
+    assert growth < bound, (growth, bound, data_bytes)
+    assert growth < data_bytes / 4
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 100.0), (np.float64, 0.0)])
+def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tmp_path,
+                                                          monkeypatch):
+    """predict, score (weighted or not) and transform on a memmap, centred block by
+    block as the fit centred X, equal the same model's on the array in memory, bit for
+    bit; fit_predict is the fit's labels."""
+    n_features = 17
+    X = _blobs(rng, _n_samples(n_features), n_features, dtype, offset)
+    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
+    km = KMeans(7, random_state=0, device="cpu", max_iter=5).fit(X)
+    assert km._fit_origin is not None  # inference centres X
+    memmap = _memmap(X, tmp_path)
+    labels, score = km.predict(X), km.score(X)
+    weighted_score, distances = km.score(X, sample_weight=sample_weight), km.transform(X)
+    streamed = []
+    real = _streaming.assign_labels
+    monkeypatch.setattr(_streaming, "assign_labels",
+                        lambda *a: streamed.append(1) or real(*a))
+    km.set_params(stream_block_rows=3000)
+    assert np.array_equal(km.predict(memmap), labels)
+    assert km.score(memmap) == score
+    assert km.score(memmap, sample_weight=sample_weight) == weighted_score
+    assert np.array_equal(km.transform(memmap), distances)
+    assert len(streamed) == 3
+    refit = KMeans(7, random_state=0, device="cpu", max_iter=5, stream_block_rows=3000)
+    assert np.array_equal(refit.fit_predict(memmap), km.labels_)
