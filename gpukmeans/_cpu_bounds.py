@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import (
-    _closer_exactly, _dot1, _exact_argmin, _minus_two_centers_and_norms,
+    _dot1, _exact_argmin, _minus_two_centers_and_norms, _nearer_than,
     _nearest_of_near_ties, _rows_dots_blocked, _squared_distance_f64,
 )
 from ._cpu_passes import _weighted_sum_f64, inertia
@@ -151,10 +151,7 @@ def _hamerly_e_step(
                     continue
                 # Only the runner-up may be nearer.
                 value = centers_squared_norms[second] + _dot1(x, minus_two_centers[second])
-                if value > label_value + 2 * margin or (
-                    value >= label_value - 2 * margin
-                    and not _closer_exactly(x, centers, second, label)
-                ):
+                if not _nearer_than(x, centers, second, value, label, label_value, margin):
                     lower_runner_up[i] = _distance_bound(x_squared_norms[i], value, -margin)
                     continue
                 runner_up[i] = label
@@ -258,9 +255,7 @@ def _elkan_open_distances(
             continue
         value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
         bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norm, value, -margin))
-        if value > label_value + 2 * margin:
-            continue
-        if value >= label_value - 2 * margin and not _closer_exactly(x, centers, j, label):
+        if not _nearer_than(x, centers, j, value, label, label_value, margin):
             continue
         label = j
         label_value = value
