@@ -21,6 +21,7 @@ import numpy as np
 from ._cpu_bounds import ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import _kmeanspp_candidates_chunked
 from ._cpu_lloyd import BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked
+from ._cpu_minibatch import batch_search, minibatch_update
 from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, centered, inertia, row_norms_f64,
 )
@@ -178,6 +179,8 @@ def make_engine():
         centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
+        minibatch_update=minibatch_update,
+        batch_search=batch_search,
     )
 
 

@@ -123,6 +123,19 @@ class Engine(NamedTuple):
     centers, the samples moved into empty clusters); ``indices``: ints, on the host or in
     the engine's module."""
 
+    minibatch_update: Any = None
+    """``minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia)
+    -> (centers_new, weight_sums_new, inertia)``, or None: a dense mini-batch step's
+    update after its labels, in one call, bitwise what
+    :func:`gpukmeans._minibatch_step.mini_batch_step`'s array operations compute (which
+    run where this is None); ``inertia`` a float (0.0 unless ``compute_inertia``). For
+    an engine whose per-call overhead outweighs a batch's arithmetic (the CPU engine)."""
+
+    batch_search: Any = None
+    """``batch_search(cdf, bucket_starts, uniform) -> int64 (len(uniform),)``, or None:
+    :meth:`gpukmeans._minibatch_step.BatchSampler.search` compiled, on host arrays, the
+    same indices (the draws are made on the host whatever the engine)."""
+
 
 class StatelessRun(NamedTuple):
     """``Engine.start_lloyd``'s run for an engine that keeps nothing between passes."""
