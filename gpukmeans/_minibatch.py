@@ -242,7 +242,9 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         _validation.check_minibatch_params(self)
         device = self._resolve_fit_device(X)
         xp = array_module(device)
-        X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp)
+        # The mini-batches are never centred: no mean.
+        X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp,
+                                                                    need_mean=False)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
@@ -267,7 +269,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             centers = self._best_init(X, sample_weight, init, init_size, n_init, random_state,
                                       init_engine)
             n_steps = (self.max_iter * n_samples) // batch_size
-            draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size)
+            draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size,
+                                      batch_engine.batch_search)
             with batch_engine.runtime():
                 centers, counts, n_since_last_reassign, n_steps_done, stopping = (
                     minibatch_kmeans_single(
