@@ -14,6 +14,7 @@ from sklearn.base import (
 
 from . import _validation
 from ._device import array_module, get_engine
+from ._engine import labels_and_inertia
 from ._estimator import KMeans, _to_module, _tolerance, read_only
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
@@ -284,8 +285,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                engine.assign_labels(X, centers, labels)
-                inertia = float(engine.inertia(X, sample_weight, centers, labels)) * weight_scale
+                inertia = labels_and_inertia(engine, X, sample_weight, centers,
+                                             labels) * weight_scale
             else:
                 # scikit-learn's approximation: the smoothed inertia per sample times the
                 # total weight (a fit of one step has no average: its batch's).
@@ -398,8 +399,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                engine.assign_labels(X, centers, labels)
-                inertia = float(engine.inertia(X, sample_weight, centers, labels))
+                inertia = labels_and_inertia(engine, X, sample_weight, centers, labels)
 
         if not on_device and xp is not np:
             centers = to_host(centers)
@@ -482,8 +482,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                 print(f"Init {init_idx + 1}/{n_init} with method {init}")
             centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
                                            engine)
-            engine.assign_labels(X_valid, centers, labels)
-            inertia = float(engine.inertia(X_valid, sample_weight_valid, centers, labels))
+            inertia = labels_and_inertia(engine, X_valid, sample_weight_valid, centers, labels)
             if self.verbose:
                 print(f"Inertia for init {init_idx + 1}/{n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
