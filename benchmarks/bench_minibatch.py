@@ -143,6 +143,8 @@ def report_markdown(report, cfg):
         f"- Hardware: {hardware_line(env)}",
         f"- Versions: {versions_line(env)}",
         f"- Commit: {env['commit']}{' (dirty)' if env['dirty'] else ''}",
+        *([] if report.get("finished", True) else
+          ["- Partial: the run was stopped before its last rows (those below are complete)"]),
         "- Load average (1, 5, 15 min) at the start: "
         f"{', '.join(f'{v:.2f}' for v in report['load_average_start'])}; at the end: "
         f"{', '.join(f'{v:.2f}' for v in report['load_average_end'])} (a shared machine: "
@@ -194,6 +196,19 @@ def report_markdown(report, cfg):
     return "\n".join(lines)
 
 
+def write_report(report, cfg, out, finished=False):
+    """Writes ``results/<name>.{json,md}``; returns the markdown. Until ``finished``, the
+    report says it is partial."""
+    report["load_average_end"] = os.getloadavg()
+    report["finished"] = finished
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{cfg['name']}.json").write_text(json.dumps(report, indent=1, default=json_default))
+    markdown = report_markdown(report, cfg)
+    (out / f"{cfg['name']}.md").write_text(markdown)
+    return markdown
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke test")
@@ -213,6 +228,12 @@ def main(argv=None):
               "thread_counts": thread_counts, "load_average_start": os.getloadavg()}
     from gpukmeans import _cpu  # noqa: F401  (Numba's threading layer, for set_numba_threads)
 
+    def add(result):
+        # Written after every row: a run stopped early (scikit-learn's 10,000,000-sample
+        # fits take minutes) keeps the rows it measured.
+        report["results"].append(result)
+        write_report(report, cfg, args.out)
+
     mnist = find_mnist(args.mnist)
     if mnist is None:
         print("MNIST not found (pass --mnist DIR): MNIST workloads skipped")
@@ -222,10 +243,10 @@ def main(argv=None):
         for n_threads in thread_counts:
             for k in cfg["mnist_ks"]:
                 for seed in cfg["mnist_seeds"]:
-                    report["results"].append(
+                    add(
                         measure(X, "MNIST", k, seed, cfg["repeats"], n_threads))
             k, seed = cfg["mnist_float64"]
-            report["results"].append(
+            add(
                 measure(X.astype(np.float64), "MNIST", k, seed, cfg["repeats"], n_threads))
         del X
 
@@ -243,17 +264,12 @@ def main(argv=None):
         X = make_blobs_data(n_samples, n_features, k, seed=0)
         for n_threads in blobs_threads:
             for seed in cfg["blobs_seeds"]:
-                report["results"].append(
+                add(
                     measure(X, "blobs", k, seed, cfg["blobs_repeats"], n_threads,
                             warmup=cfg["blobs_warmup"]))
         del X
 
-    report["load_average_end"] = os.getloadavg()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{cfg['name']}.json").write_text(json.dumps(report, indent=1, default=json_default))
-    (out / f"{cfg['name']}.md").write_text(report_markdown(report, cfg))
-    print(report_markdown(report, cfg))
+    print(write_report(report, cfg, args.out, finished=True))
 
 
 if __name__ == "__main__":
