@@ -5,8 +5,10 @@ Sculley's web-scale k-means (2010) as scikit-learn implements it (``_mini_batch_
 ``sklearn/cluster/_kmeans.py``; ``_minibatch_update_dense`` in ``_k_means_minibatch.pyx``),
 written once against :class:`gpukmeans._engine.Engine` and its array module ``xp``: the
 engine assigns the labels and measures the inertia, NumPy or CuPy array operations update
-the centers. Every random draw is made on the host by the caller's
-``numpy.random.RandomState``, in scikit-learn's order.
+the centers (the CPU engine does that update, the inertia and the batch draw's search in
+compiled calls, bitwise the same: ``Engine.minibatch_update``, ``Engine.batch_search``).
+Every random draw is made on the host by the caller's ``numpy.random.RandomState``, in
+scikit-learn's order.
 
 Prior validation of data is assumed everywhere in this module.
 """
