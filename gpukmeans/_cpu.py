@@ -21,9 +21,13 @@ import numpy as np
 
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import _kmeanspp_candidates_chunked
-from ._cpu_lloyd import BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked, _reduce_partials_parallel
+from ._cpu_lloyd import (
+    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked, _reduce_partials_parallel,
+)
+from ._cpu_minibatch import batch_search, minibatch_update
 from ._cpu_passes import (
-    _assigned_distances, _pairwise_distances_chunked, centered, inertia, row_norms_f64,
+    _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered, inertia,
+    row_norms_f64,
 )
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
@@ -171,20 +175,32 @@ class PlainRun(NamedTuple):
 
     def finish(self, centers, labels, assign_labels):
         if assign_labels:
-            e_step(self.X, centers, labels, self.x_squared_norms)
+            return labels_inertia(self.X, self.sample_weight, centers, labels,
+                                  self.x_squared_norms)
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
-def e_step(X, centers, labels, x_squared_norms=_NO_NORMS):
-    """Engine ``assign_labels``; a run passes its ``x_squared_norms`` along."""
+def e_step(X, centers, labels, x_squared_norms=_NO_NORMS, distances=_NO_DISTANCES):
+    """Engine ``assign_labels``; a run passes its ``x_squared_norms`` along, and
+    :func:`labels_inertia` a ``distances`` to fill."""
     no_weight = np.empty(0, dtype=X.dtype)
     _lloyd_chunked(
         X, no_weight, centers, _centers_squared_norms(centers), labels, x_squared_norms,
         CHUNK_ROWS, 0,
         _n_chunks(X.shape[0]), False,
         _dots_kernel(X, centers.shape[0]), _bound_margin_coefficient(X.dtype, X.shape[1]),
-        X.dtype == np.float32,
+        X.dtype == np.float32, distances,
     )
+
+
+def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS):
+    """Engine ``labels_inertia``: :func:`e_step`, which also measures each sample's
+    distance to its new center while its chunk is in cache, then :func:`inertia`'s sum
+    of them (bitwise: the same distances, the same sequential sum); one pass over X
+    instead of two (MNIST, k=10, one thread: 47 ms instead of 67)."""
+    distances = np.empty(X.shape[0])
+    e_step(X, centers, labels, x_squared_norms, distances)
+    return np.float64(_weighted_sum_f64(distances, sample_weight))
 
 
 def assigned_distances(X, centers, labels):
@@ -219,6 +235,9 @@ def make_engine():
         centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
+        minibatch_update=minibatch_update,
+        labels_inertia=labels_inertia,
+        batch_search=batch_search,
     )
 
 

@@ -20,7 +20,8 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     GEMM_TILE_CENTERS, _chunk_dots_blocked, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _dot1,
-    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms, _squared_norm_f64,
+    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms, _squared_distance_f64,
+    _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -131,12 +132,16 @@ def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coef
     return n_near
 
 
+_NO_DISTANCES = np.empty(0)
+
+
 def _lloyd_chunked(
     X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms, chunk_rows,
     fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient, exact_labels,
+    distances=_NO_DISTANCES,
 ):
     """One E-step, and the M-step sums when ``update_centers``: :func:`_lloyd_partials`
-    on fresh partials, then added up in group order.
+    on fresh partials, then added up in group order. ``distances``: see there.
 
     Returns ``(sums, weight_in_clusters)`` in float64; both are all zero when
     ``update_centers`` is False.
@@ -149,7 +154,7 @@ def _lloyd_chunked(
     _lloyd_partials(
         X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms,
         chunk_rows, fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient,
-        exact_labels, sums_part, weights_part, True,
+        exact_labels, sums_part, weights_part, True, distances,
     )
     if not update_centers:
         return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
@@ -174,9 +179,13 @@ def _lloyd_partials(
     sums_part,  # INOUT (n_groups, n_clusters, n_features) float64 (unused unless update_centers)
     weights_part,  # INOUT (n_groups, n_clusters) float64
     zero_partials,
+    distances,  # OUT (n_samples,) float64, or (0,): not computed
 ):
     """One E-step, and each group's M-step sums added to its partials when
-    ``update_centers``; the partials are first zeroed when ``zero_partials``.
+    ``update_centers``; the partials are first zeroed when ``zero_partials``. With a
+    ``distances`` of n_samples, also each sample's ``||x - c||^2`` to its new center, as
+    the engine's ``assigned_distances`` computes it, while the chunk is in cache (the
+    final E-step and the inertia in one pass over X).
 
     A group's partial continues where it left off: a streamed fit
     (:mod:`gpukmeans._streaming`) runs each group's rows a block at a time, each block
@@ -198,6 +207,7 @@ def _lloyd_partials(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     have_norms = x_squared_norms.shape[0] == n_samples
+    with_distances = distances.shape[0] == n_samples
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
@@ -293,6 +303,10 @@ def _lloyd_partials(
                                           else np.float64(_dot1(x, x))) * (1 + margin_coefficient)
                         tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
                     labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
+            if with_distances:
+                for sample in range(chunk_start, chunk_end):
+                    distances[sample] = _squared_distance_f64(X[sample],
+                                                              centers_old[labels[sample]])
             if update_centers:
                 _accumulate_chunk(
                     X, sample_weight, labels, chunk_start, chunk_end,

@@ -123,6 +123,34 @@ class Engine(NamedTuple):
     centers, the samples moved into empty clusters); ``indices``: ints, on the host or in
     the engine's module."""
 
+    labels_inertia: Any = None
+    """``labels_inertia(X, sample_weight, centers, labels) -> float64 0-d array``, or None:
+    :attr:`assign_labels`, then :attr:`inertia` on the new labels, both bitwise, in one
+    pass over X (the CPU engine's); where None, the caller makes the two calls."""
+
+    minibatch_update: Any = None
+    """``minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia)
+    -> (centers_new, weight_sums_new, inertia)``, or None: a dense mini-batch step's
+    update after its labels, in one call, bitwise what
+    :func:`gpukmeans._minibatch_step.mini_batch_step`'s array operations compute (which
+    run where this is None); ``inertia`` a float (0.0 unless ``compute_inertia``). For
+    an engine whose per-call overhead outweighs a batch's arithmetic (the CPU engine)."""
+
+    batch_search: Any = None
+    """``batch_search(cdf, bucket_starts, uniform) -> int64 (len(uniform),)``, or None:
+    :meth:`gpukmeans._minibatch_step.BatchSampler.search` compiled, on host arrays, the
+    same indices (the draws are made on the host whatever the engine)."""
+
+
+def labels_and_inertia(engine, X, sample_weight, centers, labels):
+    """``engine``'s :attr:`Engine.assign_labels` into ``labels``, then its
+    :attr:`Engine.inertia` as a float: in one pass where the engine has
+    :attr:`Engine.labels_inertia`."""
+    if engine.labels_inertia is not None:
+        return float(engine.labels_inertia(X, sample_weight, centers, labels))
+    engine.assign_labels(X, centers, labels)
+    return float(engine.inertia(X, sample_weight, centers, labels))
+
 
 class StatelessRun(NamedTuple):
     """``Engine.start_lloyd``'s run for an engine that keeps nothing between passes."""

@@ -14,6 +14,7 @@ from sklearn.base import (
 
 from . import _validation
 from ._device import array_module, get_engine
+from ._engine import labels_and_inertia
 from ._estimator import KMeans, _to_module, _tolerance, read_only
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
@@ -242,7 +243,9 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         _validation.check_minibatch_params(self)
         device = self._resolve_fit_device(X)
         xp = array_module(device)
-        X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp)
+        # The mini-batches are never centred: no mean.
+        X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp,
+                                                                    need_mean=False)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
@@ -267,7 +270,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             centers = self._best_init(X, sample_weight, init, init_size, n_init, random_state,
                                       init_engine)
             n_steps = (self.max_iter * n_samples) // batch_size
-            draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size)
+            draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size,
+                                      batch_engine.batch_search)
             with batch_engine.runtime():
                 centers, counts, n_since_last_reassign, n_steps_done, stopping = (
                     minibatch_kmeans_single(
@@ -281,8 +285,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                engine.assign_labels(X, centers, labels)
-                inertia = float(engine.inertia(X, sample_weight, centers, labels)) * weight_scale
+                inertia = labels_and_inertia(engine, X, sample_weight, centers,
+                                             labels) * weight_scale
             else:
                 # scikit-learn's approximation: the smoothed inertia per sample times the
                 # total weight (a fit of one step has no average: its batch's).
@@ -395,8 +399,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                engine.assign_labels(X, centers, labels)
-                inertia = float(engine.inertia(X, sample_weight, centers, labels))
+                inertia = labels_and_inertia(engine, X, sample_weight, centers, labels)
 
         if not on_device and xp is not np:
             centers = to_host(centers)
@@ -479,8 +482,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                 print(f"Init {init_idx + 1}/{n_init} with method {init}")
             centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
                                            engine)
-            engine.assign_labels(X_valid, centers, labels)
-            inertia = float(engine.inertia(X_valid, sample_weight_valid, centers, labels))
+            inertia = labels_and_inertia(engine, X_valid, sample_weight_valid, centers, labels)
             if self.verbose:
                 print(f"Inertia for init {init_idx + 1}/{n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:

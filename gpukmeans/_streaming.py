@@ -61,7 +61,7 @@ import numpy as np
 from . import _cpu, _cpu_small
 from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
 from ._cpu_kmeanspp import _kmeanspp_partials
-from ._cpu_lloyd import _lloyd_partials, _reduce_partials
+from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
 )
@@ -287,7 +287,7 @@ def lloyd_iter(data, sample_weight, centers_old, labels):
         _lloyd_partials(
             rows, weights, centers_old, centers_squared_norms, block_labels, norms,
             CHUNK_ROWS, fold_rows, len(parts), True, dots_kernel, margin, exact,
-            sums_part[groups], weights_part[groups], False,
+            sums_part[groups], weights_part[groups], False, _NO_DISTANCES,
         )
         _scatter(block_labels, parts, labels)
 

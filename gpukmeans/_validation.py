@@ -215,12 +215,13 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
     return without_duplicates(X), True
 
 
-def check_fit_data(estimator, X, device_xp):
+def check_fit_data(estimator, X, device_xp, need_mean=True):
     """Validate ``X`` for ``fit``.
 
     Returns ``(X, on_device, feature_names, X_mean)`` where X is a C-contiguous
     float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
-    and ``X_mean = X.mean(axis=0)`` on the same side. X may be the caller's own array:
+    and ``X_mean = X.mean(axis=0)`` on the same side (None unless ``need_mean``: a pass
+    over X that a fit which never centres need not pay). X may be the caller's own array:
     callers must not modify it in place. Sparse X gives a CSR matrix (see
     :func:`_check_sparse_X`; a pandas DataFrame of sparse columns too, as scikit-learn
     takes it) and ``X_mean`` None: sparse data are never centred.
@@ -241,7 +242,7 @@ def check_fit_data(estimator, X, device_xp):
             )
         X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
         check_magnitude(X, scale_free=scale_free)
-        return X, True, None, X.mean(axis=0)
+        return X, True, None, X.mean(axis=0) if need_mean else None
 
     feature_names = _get_feature_names(X)
     X = check_array(
@@ -252,15 +253,20 @@ def check_fit_data(estimator, X, device_xp):
         estimator=estimator,
         input_name="X",
     )
-    # One pass over X for the mean and the finiteness check (scikit-learn's check is a
-    # pass of its own, a sum): NaN and infinity make the mean non-finite. A non-finite
-    # mean may also be an overflow of finite values, so only then is each value checked,
-    # with scikit-learn's own message.
-    with np.errstate(over="ignore", invalid="ignore"):
-        X_mean = X.mean(axis=0)
-    if not np.isfinite(X_mean).all():
+    # The finiteness check comes with passes that the fit needs anyway (scikit-learn's
+    # check is a pass of its own, a sum): NaN and infinity make the largest magnitude,
+    # and the mean, non-finite. Either may also be an overflow of finite values, so only
+    # then is each value checked, with scikit-learn's own message.
+    largest = largest_magnitude(X)
+    finite = bool(np.isfinite(largest))
+    X_mean = None
+    if need_mean:
+        with np.errstate(over="ignore", invalid="ignore"):
+            X_mean = X.mean(axis=0)
+        finite = finite and bool(np.isfinite(X_mean).all())
+    if not finite:
         check_array(X, dtype=None, estimator=estimator, input_name="X")
-    check_magnitude(X, scale_free=scale_free)
+    check_magnitude(X, scale_free=scale_free, largest=largest)
     return X, False, feature_names, X_mean
 
 
@@ -280,7 +286,14 @@ def usable_magnitude(dtype, n_samples, n_features):
     return lower, upper
 
 
-def check_magnitude(X, name="X", centers=None, scale_free=False):
+def largest_magnitude(X):
+    """The largest absolute value of X's values (a sparse matrix's stored ones), 0.0
+    when there are none; NaN or infinity where X holds them."""
+    values = X.data if is_sparse(X) else X  # a sparse matrix's implicit zeros change nothing
+    return max(float(values.max()), -float(values.min())) if values.size else 0.0
+
+
+def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
     """Refuse, before any work, data whose scale would overflow or underflow the squared
     distances in their dtype: the labels would be wrong, or the centers NaN, silently.
 
@@ -292,9 +305,10 @@ def check_magnitude(X, name="X", centers=None, scale_free=False):
     squares over them). For inference (``centers`` given), the scale is the larger of X's
     and the fitted centers', and only the distances' own sums count: a query near the
     origin is measured against centers of ordinary size, whatever the batch size.
+    ``largest``: X's :func:`largest_magnitude`, where the caller has it already.
     """
-    values = X.data if is_sparse(X) else X  # a sparse matrix's implicit zeros change nothing
-    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
+    if largest is None:
+        largest = largest_magnitude(X)
     if not np.isfinite(largest):
         raise ValueError(
             f"{name} holds values beyond the range of {X.dtype}, the dtype of the model's "

@@ -205,6 +205,40 @@ def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         np.testing.assert_array_equal(run_labels, labels)
 
 
+@pytest.mark.parametrize("kernel, dtype", [  # the blocked kernel is float32's only
+    (kernel, dtype) for kernel in _DOTS_KERNELS for dtype in (np.float32, np.float64)
+    if kernel != "blocked" or dtype == np.float32])
+def test_labels_inertia_in_one_pass_is_bitwise_the_two_passes(kernel, dtype, rng):
+    """The E-step that also measures each sample's distance (``distances``), with each
+    way of computing ``x . c``: the same labels, and the inertia of those distances is
+    bitwise the engine's ``inertia``; so is the engine's ``labels_inertia``."""
+    n_samples, n_clusters = int(rng.integers(1, 3000)), int(rng.integers(1, 80))
+    n_features = int(rng.integers(1, 200))
+    X = (rng.normal(size=(n_samples, n_features)) + rng.uniform(-5, 5)).astype(dtype)
+    sample_weight = rng.uniform(0, 2, n_samples).astype(dtype)
+    centers = X[rng.integers(0, n_samples, n_clusters)] + dtype(0.1)
+    norms = _cpu_small.centers_squared_norms(centers)
+    margin = _cpu_small.bound_margin_coefficient(X.dtype, n_features)
+    chunks = _cpu_small.n_chunks(n_samples)
+    labels, labels_too = (np.empty(n_samples, dtype=np.int32) for _ in range(2))
+    distances = np.empty(n_samples)
+    for out, dist in ((labels, _cpu_lloyd._NO_DISTANCES), (labels_too, distances)):
+        with _cpu.cpu_runtime():
+            _cpu_lloyd._lloyd_chunked(
+                X, sample_weight[:0], centers, norms, out, np.empty(0),
+                _cpu_small.CHUNK_ROWS, 0, chunks, False, _DOTS_KERNELS[kernel], margin,
+                dtype == np.float32, dist)
+    np.testing.assert_array_equal(labels_too, labels)
+    expected = _cpu.inertia(X, sample_weight, centers, labels)
+    assert _cpu._weighted_sum_f64(distances, sample_weight) == expected
+    with _cpu.cpu_runtime():
+        engine_labels = np.empty(n_samples, dtype=np.int32)
+        assert _cpu.labels_inertia(X, sample_weight, centers, engine_labels) == expected
+    np.testing.assert_array_equal(engine_labels, labels)
+    if dtype == np.float32:
+        assert_labels_exactly_nearest(labels, X, centers)
+
+
 def _clustered_float32(rng, n_clusters, offset, scale, n_samples=3000, n_features=24):
     """Blobs around ``n_clusters`` modes, moved by ``offset`` and scaled by ``scale``, and
     weights with some zeros."""

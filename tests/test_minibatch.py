@@ -223,17 +223,54 @@ def test_batches_are_the_indices_numpy_choice_draws(dtype, kind, rng):
     sample_weight = _weights(kind, n_samples, rng).astype(dtype)
     normalized = sample_weight / sample_weight.sum()
     seed = int(rng.integers(2**31))
-    ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
-    draw = BatchSampler(normalized, 1000)
-    for _ in range(20):
-        expected = theirs.choice(n_samples, 1000, p=normalized, replace=True)
-        np.testing.assert_array_equal(draw(ours), expected)
-    assert ours.randint(2**31) == theirs.randint(2**31)  # the same state after
+    from gpukmeans._cpu_minibatch import batch_search
+
+    for compiled_search in (None, batch_search):  # NumPy's search, the CPU engine's
+        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+        draw = BatchSampler(normalized, 1000, compiled_search)
+        for _ in range(20):
+            expected = theirs.choice(n_samples, 1000, p=normalized, replace=True)
+            np.testing.assert_array_equal(draw(ours), expected)
+        assert ours.randint(2**31) == theirs.randint(2**31)  # the same state after
     # The bucketed search is searchsorted's, also on and next to the cdf's own values.
     cdf = draw.cdf
     edges = np.concatenate([cdf, np.nextafter(cdf, 0), np.nextafter(cdf, 1), [0.0]])
     edges = edges[edges < 1]
-    np.testing.assert_array_equal(draw.search(edges), cdf.searchsorted(edges, side="right"))
+    expected = cdf.searchsorted(edges, side="right")
+    np.testing.assert_array_equal(draw.search(edges), expected)
+    np.testing.assert_array_equal(batch_search(cdf, draw.bucket_starts, edges), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [3, 50, 130])
+def test_cpu_fused_update_is_bitwise_the_array_operations(dtype, n_features, rng):
+    """The Numba engine's one-call update (``Engine.minibatch_update``) against the
+    generic path's NumPy operations, on the same labels: the same bits, centers, weights
+    and inertia; also with empty clusters, zero weights and a reassignment."""
+    from gpukmeans._cpu import make_engine
+    from gpukmeans._minibatch_step import mini_batch_step
+
+    fused = make_engine()
+    generic = fused._replace(minibatch_update=None)
+    n_samples, n_clusters = int(rng.integers(1, 700)), int(rng.integers(1, 40))
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype) * dtype(rng.uniform(0.1, 10))
+    sample_weight = rng.uniform(0, 3, n_samples).astype(dtype)
+    sample_weight[rng.random(n_samples) < 0.2] = 0
+    centers = X[rng.integers(0, n_samples, n_clusters)] + dtype(0.5)
+    weight_sums = rng.uniform(0, 50, n_clusters).astype(dtype)
+    weight_sums[rng.random(n_clusters) < 0.2] = 0
+    seed = int(rng.integers(2**31))
+    for random_reassign in (False, True):
+        args = (X, sample_weight, centers, weight_sums)
+        with fused.runtime():
+            ours = mini_batch_step(*args, np.random.RandomState(seed), fused,
+                                   random_reassign=random_reassign, reassignment_ratio=0.3)
+            theirs = mini_batch_step(*args, np.random.RandomState(seed), generic,
+                                     random_reassign=random_reassign, reassignment_ratio=0.3)
+        for a, b in zip(ours[:2], theirs[:2]):
+            assert a.dtype == b.dtype == dtype
+            np.testing.assert_array_equal(a, b)
+        assert ours[2] == theirs[2]
 
 
 def test_partial_fit_on_chunks_of_a_file_equals_in_memory_chunks(tmp_path, rng):
