@@ -27,8 +27,9 @@ How a fit runs:
    on a worker recomputing a lost block; a block no actor holds runs as a Dask task.
 """
 
-import logging
+import asyncio
 import functools
+import logging
 import numbers
 import sys
 import time
@@ -541,6 +542,14 @@ class _BlockHost:
 # How long the client waits for an actor to start on a worker before it leaves that
 # worker's blocks to tasks for the pass (a worker that died, not yet noticed).
 HOST_START_TIMEOUT = 10
+# How long the client waits for an actor's pass before it leaves that worker's blocks to
+# tasks, for this pass and the rest of the fit: ACTOR_PASS_TIMEOUT_FACTOR times the
+# longest pass an actor has taken in this fit, at least ACTOR_PASS_MIN_TIMEOUT seconds.
+# An actor's call was seen never to return (about one full test-suite run in six on the
+# two-core test machine, with the worker idle: cause not found); waiting for ever would
+# hang the fit. A pass redone as tasks gives the same result, bit for bit.
+ACTOR_PASS_TIMEOUT_FACTOR = 20
+ACTOR_PASS_MIN_TIMEOUT = 60
 
 
 class _Runner:
@@ -575,6 +584,8 @@ class _Runner:
             wait(self.X_blocks + self.w_blocks)
         self._hosts = None  # {worker address: (actor, block indices)}
         self._actors = {}  # {worker address: actor}, kept for the fit
+        self._unresponsive = set()  # workers whose actor missed a pass: tasks there
+        self._longest_pass = 0.0  # seconds, the longest an actor took for a pass
         # The longest time a worker spent on the last pass, as it measured it (NaN when
         # the pass did not run on actors alone): what the pass cannot do without.
         self.slowest_worker_seconds = float("nan")
@@ -593,7 +604,8 @@ class _Runner:
         who_has = self.client.who_has(self.X_blocks + self.w_blocks)
         placement = {}
         for i, (x, w) in enumerate(zip(self.X_blocks, self.w_blocks)):
-            both = [a for a in who_has.get(x.key, ()) if a in who_has.get(w.key, ())]
+            both = [a for a in who_has.get(x.key, ()) if a in who_has.get(w.key, ())
+                    and a not in self._unresponsive]
             if both:
                 placement.setdefault(both[0], []).append(i)
         starting = {address: self.client.submit(
@@ -639,14 +651,21 @@ class _Runner:
                  for actor, blocks in self._hosts.values()]
         subtrees = {}
         worker_seconds = [0.0]
-        for call in calls:
+        timeout = max(ACTOR_PASS_MIN_TIMEOUT, ACTOR_PASS_TIMEOUT_FACTOR * self._longest_pass)
+        for address, call in zip(list(self._hosts), calls):
             try:
-                done, seconds = call.result()
+                done, seconds = call.result(timeout=timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                logger.warning("the actor on worker %s did not answer in %.0f s; its blocks "
+                               "run as tasks for the rest of the fit", address, timeout)
+                self._unresponsive.add(address)
+                continue
             except Exception as exc:  # noqa: BLE001 - a worker lost mid-pass: tasks redo it
                 logger.info("a worker's actor failed (%r); its blocks run as tasks", exc)
                 continue
             subtrees.update(done)
             worker_seconds.append(seconds)
+            self._longest_pass = max(self._longest_pass, seconds)
         self.slowest_worker_seconds = max(worker_seconds)
         covered = set()
         for lo, hi in subtrees:
