@@ -115,6 +115,23 @@ def _fold_centers(center_acc, touched, sums):
 
 
 @njit(nogil=True, cache=CACHE)
+def _accumulate_and_fold(X, sample_weight, labels, chunk_start, chunk_end, group_end,
+                         fold_rows, rows_since_fold, center_acc, weights, touched, sums):
+    """One chunk of a group's M-step: :func:`_accumulate_chunk`, then
+    :func:`_fold_centers` once ``fold_rows`` rows have been summed or the group ends.
+    Returns the rows summed since the last fold. The plain step and Yinyang's M-step
+    (:func:`_accumulate_partials`) both sum through here, which keeps their sums the
+    same bit for bit."""
+    _accumulate_chunk(X, sample_weight, labels, chunk_start, chunk_end, center_acc, weights,
+                      touched)
+    rows_since_fold += chunk_end - chunk_start
+    if rows_since_fold >= fold_rows or chunk_end == group_end:
+        _fold_centers(center_acc, touched, sums)
+        rows_since_fold = 0
+    return rows_since_fold
+
+
+@njit(nogil=True, cache=CACHE)
 def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coefficient,
                     max_center_norm, tie_factor, near):
     """``near[i]``: whether row i's two smallest values ``||c||^2 - 2 x.c`` are within
@@ -308,14 +325,10 @@ def _lloyd_partials(
                     distances[sample] = _squared_distance_f64(X[sample],
                                                               centers_old[labels[sample]])
             if update_centers:
-                _accumulate_chunk(
-                    X, sample_weight, labels, chunk_start, chunk_end,
-                    center_acc, weights_part[group], touched,
-                )
-                rows_since_fold += chunk_end - chunk_start
-                if rows_since_fold >= fold_rows or chunk_end == end:
-                    _fold_centers(center_acc, touched, sums_part[group])
-                    rows_since_fold = 0
+                rows_since_fold = _accumulate_and_fold(
+                    X, sample_weight, labels, chunk_start, chunk_end, end, fold_rows,
+                    rows_since_fold, center_acc, weights_part[group], touched,
+                    sums_part[group])
 
 
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
@@ -345,10 +358,7 @@ def _accumulate_partials(
         rows_since_fold = 0
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
-            _accumulate_chunk(X, sample_weight, labels, chunk_start, chunk_end, center_acc,
-                              weights_part[group], touched)
-            rows_since_fold += chunk_end - chunk_start
-            if rows_since_fold >= fold_rows or chunk_end == end:
-                _fold_centers(center_acc, touched, sums_part[group])
-                rows_since_fold = 0
+            rows_since_fold = _accumulate_and_fold(
+                X, sample_weight, labels, chunk_start, chunk_end, end, fold_rows,
+                rows_since_fold, center_acc, weights_part[group], touched, sums_part[group])
 
