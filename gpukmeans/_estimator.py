@@ -271,7 +271,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         # Validation is over: from here on, work.
         sparse = is_sparse(X)
+        cosine = self.metric == "cosine"
         if streaming:
+            unit_mean = None
+            if cosine:
+                # The unit rows are a new array as large as X (a temporary file for a
+                # memmap): the fit streams them, as it would X.
+                X = _spherical.normalize_rows_blockwise(X, streaming.block_rows)
+                unit_mean = X.mean(axis=0, dtype=np.float64)
             X, engine = streaming.start(X, sample_weight)
         else:
             engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=sparse)
@@ -280,12 +287,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
         if not on_device and xp is not np and not sparse:
             X_mean = xp.asarray(X_mean)
-        cosine = self.metric == "cosine"
         inertia_scale = weight_scale * (_spherical.INERTIA_SCALE if cosine else 1.0)
         reporter = make_reporter(self.verbose, n_init, self.max_iter, inertia_scale)
         # Closed on the way out, also when the fit fails: no bar is left open.
         with engine.runtime(), contextlib.closing(reporter):
-            if cosine:
+            if cosine and streaming:  # unit rows already, block by block
+                from ._replay import RowNormsSum
+
+                x_squared_norms, is_centred, X_mean = RowNormsSum(X), False, unit_mean
+            elif cosine:
                 # Unit rows in a new array, never centred: centring would move them off
                 # the sphere. The tolerance is the variance of the unit rows.
                 X = _spherical.normalize_rows(X, engine)
@@ -664,9 +674,11 @@ def _count_distinct(labels, n_clusters):
 
 
 class _Streaming(NamedTuple):
-    """How a fit streams: ``start(X, sample_weight) -> (data, engine)``."""
+    """How a fit streams: ``start(X, sample_weight) -> (data, engine)``, reading
+    ``block_rows`` rows at a time."""
 
     start: Callable
+    block_rows: int
 
 
 def _streamed_inference(estimator, X, sample_weight, unit_weights, engine, block_rows):
@@ -699,7 +711,8 @@ def _plan_streaming(estimator, X, is_memmap, device, xp):
             return None
         block_rows = _replay.block_rows_for(X, estimator.stream_block_rows)
         return _Streaming(lambda X, sample_weight: (
-            _streaming.StreamedData(X, sample_weight, block_rows), _streaming.streamed_engine()))
+            _streaming.StreamedData(X, sample_weight, block_rows), _streaming.streamed_engine()),
+            block_rows)
     from . import _gpu_streaming
     from ._backend import current_backend
 
@@ -710,7 +723,7 @@ def _plan_streaming(estimator, X, is_memmap, device, xp):
     backend = current_backend()
     return _Streaming(lambda X, sample_weight: (
         _gpu_streaming.DeviceStreamedData(X, sample_weight, block_rows, backend),
-        _gpu_streaming.streamed_engine(backend)))
+        _gpu_streaming.streamed_engine(backend)), block_rows)
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):

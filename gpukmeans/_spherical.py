@@ -17,6 +17,8 @@ twice the cosine one) therefore serve unchanged. What changes:
 Prior validation of data is assumed everywhere in this module.
 """
 
+import tempfile
+
 import numpy as np
 
 METRICS = ("euclidean", "cosine")
@@ -127,6 +129,54 @@ def _scaled_csr_rows(X, factors, xp):
     return X
 
 
+class NoDirectionError(ValueError):
+    """Rows of ``name`` (their indices, ``rows``) with a zero L2 norm, refused by a fit."""
+
+    def __init__(self, name, rows):
+        self.name, self.rows = name, rows
+        named = ", ".join(str(int(i)) for i in rows[:NAMED_ROWS])
+        more = f" and {len(rows) - NAMED_ROWS} more" if len(rows) > NAMED_ROWS else ""
+        super().__init__(
+            f"metric='cosine' needs rows of {name} with a non-zero L2 norm, but "
+            f"{len(rows)} have none (rows {named}{more}); drop them or give them a "
+            "direction."
+        )
+
+
+def to_host_indices(indices):
+    """A list of Python ints from a NumPy or CuPy index array."""
+    get = getattr(indices, "get", None)
+    return (get() if get is not None else indices).tolist()
+
+
+def normalize_rows_blockwise(X, block_rows, name="X"):
+    """:func:`normalize_rows` of a host array too large to copy at once (a memmap, or
+    data a GPU fit streams), a block of rows at a time, into a new array of X's dtype:
+    an unlinked temporary file for a ``numpy.memmap`` (the unit rows are as large as X),
+    else memory. Each row is the in-memory function's bit for bit (the Numba engine's
+    row norms, as :func:`normalize_rows` of such an X uses them); the error names every
+    zero row of X, as :func:`normalize_rows` does."""
+    from . import _cpu
+
+    engine = _cpu.make_engine()
+    if isinstance(X, np.memmap):
+        out = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
+                        dtype=X.dtype, shape=X.shape)
+    else:
+        out = np.empty_like(X)
+    refused = []
+    with engine.runtime():
+        for start in range(0, X.shape[0], block_rows):
+            block = np.asarray(X[start:start + block_rows])
+            try:
+                out[start:start + block.shape[0]] = _normalized(block, engine, name, False)[0]
+            except NoDirectionError as error:  # go on: the message names them all
+                refused.extend(start + i for i in error.rows)
+    if refused:
+        raise NoDirectionError(name, refused)
+    return out
+
+
 def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     """``X`` (a copy) with each of ``rows_to_scale`` multiplied by the power of two that
     brings its largest absolute value to [0.5, 1), and the squared norms of the result.
@@ -141,13 +191,7 @@ def _power_of_two_scaled(X, squared_norms, rows_to_scale, engine, name):
     largest = _largest_abs(X, xp)
     refused = xp.flatnonzero((largest == 0) & rows_to_scale)
     if refused.shape[0]:
-        rows = ", ".join(str(int(i)) for i in refused[:NAMED_ROWS].tolist())
-        more = f" and {refused.shape[0] - NAMED_ROWS} more" if refused.shape[0] > NAMED_ROWS else ""
-        raise ValueError(
-            f"metric='cosine' needs rows of {name} with a non-zero L2 norm, but "
-            f"{refused.shape[0]} have none (rows {rows}{more}); drop them or give them a "
-            "direction."
-        )
+        raise NoDirectionError(name, to_host_indices(refused))
     exponent = xp.where(rows_to_scale, xp.frexp(largest)[1], 0)
     first_half = -exponent // 2
     halves = (xp.ldexp(1.0, first_half), xp.ldexp(1.0, -exponent - first_half))

@@ -53,6 +53,25 @@ def test_streamed_gpu_fit_is_the_in_memory_gpu_fit(on_gpu, dtype, weighted, rng,
     assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-12)
 
 
+def test_cosine_fit_streams_its_unit_rows(on_gpu, rng, monkeypatch, tmp_path):
+    """metric="cosine" on data larger than the GPU: the unit rows, made on the host
+    block by block, are streamed; the in-memory GPU cosine fit (unit rows made on the
+    GPU, rounded alike to within an ulp) up to float64 sums' rounding."""
+    n_samples, n_features, n_clusters = 2501, 6, 4
+    X = rng.standard_normal((n_samples, n_features)) + rng.uniform(-2, 2, n_features)
+    np.save(tmp_path / "X.npy", X)
+    params = dict(n_clusters=n_clusters, metric="cosine", random_state=0, device="gpu",
+                  max_iter=20)
+    in_memory = KMeans(**params).fit(X)
+    streamed = fit_streamed(
+        KMeans(**params, max_device_memory=_budget(X, n_clusters, 512)),
+        np.load(tmp_path / "X.npy", mmap_mode="r"), monkeypatch, _gpu_streaming)
+    assert np.array_equal(streamed.labels_, in_memory.labels_)
+    np.testing.assert_allclose(streamed.cluster_centers_, in_memory.cluster_centers_,
+                               rtol=1e-12, atol=1e-15)
+    assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-10)
+
+
 def test_relocation_and_array_init_when_streamed(on_gpu, rng, monkeypatch):
     """An init center far away empties its cluster: the farthest sample moves to it."""
     X = rng.standard_normal((1500, 3))

@@ -69,6 +69,24 @@ def test_streamed_fit_is_the_in_memory_fit(dtype, n_features, n_clusters, offset
     assert np.array_equal(streamed.predict(X[:1000]), in_memory.predict(X[:1000]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_fit_streams_its_unit_rows(dtype, rng, tmp_path, monkeypatch):
+    """metric="cosine" on a memmap: the unit rows go to a temporary file, block by block,
+    and the fit streams them: the in-memory cosine fit bit for bit. Zero rows anywhere in
+    the file are named before any work, all of them, by their rows in X."""
+    n_samples = _n_samples(16)
+    X = _blobs(rng, n_samples, 16, dtype, offset=3.0) * rng.uniform(0.1, 10, (n_samples, 1))
+    X = X.astype(dtype)
+    params = dict(n_clusters=7, metric="cosine", random_state=2, device="cpu", max_iter=15)
+    in_memory = KMeans(**params).fit(X)
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming)
+    _assert_same_fit(streamed, in_memory)
+    X[[5, n_samples - 2]] = 0
+    with pytest.raises(ValueError, match=rf"2 have none \(rows 5, {n_samples - 2}\)"):
+        KMeans(**params, stream_block_rows=3000).fit(_memmap(X, tmp_path))
+
+
 def test_memmap_streams_without_parameters(rng, tmp_path, monkeypatch):
     """A memmap streams by default (blocks of about 32 MiB), and gives the same fit."""
     X = _blobs(rng, _n_samples(16), 16, np.float64)
