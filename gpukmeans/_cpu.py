@@ -37,7 +37,7 @@ from ._cpu_small import centers_squared_norms as _centers_squared_norms
 from ._cpu_small import fold_rows as _fold_rows
 from ._cpu_small import n_chunks as _n_chunks
 from ._cpu_small import n_groups as _n_groups
-from ._engine import Engine
+from ._engine import Engine, by_dot_products
 
 
 # How the plain step finds each row's nearest center, by the shapes (_dots_kernel).
@@ -105,16 +105,19 @@ def _dots_kernel(X, n_clusters):
 _NO_NORMS = np.empty(0)
 
 
-def lloyd_iter(X, sample_weight, centers_old, labels, x_squared_norms=_NO_NORMS):
-    """Engine ``lloyd_iter``; a run passes its ``x_squared_norms`` (float64) along."""
+def lloyd_iter(X, sample_weight, centers_old, labels, x_squared_norms=_NO_NORMS,
+               unit_centers=False):
+    """Engine ``lloyd_iter``; a run passes its ``x_squared_norms`` (float64) along.
+    ``unit_centers`` (cosine fits) orders the centers by dot product alone (see
+    :func:`gpukmeans._cpu_nearest._exact_rank`)."""
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
     n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
     return _lloyd_chunked(
-        X, sample_weight, centers_old, _centers_squared_norms(centers_old), labels,
-        x_squared_norms, CHUNK_ROWS, _fold_rows(n_clusters),
+        X, sample_weight, centers_old, _centers_squared_norms(centers_old, unit_centers),
+        labels, x_squared_norms, CHUNK_ROWS, _fold_rows(n_clusters),
         n_groups, True, _dots_kernel(X, n_clusters),
-        _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
+        _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32, unit_centers,
     )
 
 
@@ -151,16 +154,16 @@ def run_kind(X, n_clusters):
     return "yinyang" if yinyang else "plain"
 
 
-def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
+def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
     """Engine ``start_lloyd``: the run :func:`run_kind` says; Hamerly's or Elkan's
     bounds where they pay (see :data:`PLAIN_MAX_FEATURES`), Yinyang's group bounds for
     many clusters (see :data:`YINYANG_MIN_FEATURES`), else the plain step."""
     kind = run_kind(X, n_clusters)
     if kind == "bounds":
-        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
+        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
     if kind == "yinyang":
-        return YinyangRun(X, x_squared_norms, sample_weight, n_clusters)
-    return PlainRun(X, x_squared_norms, sample_weight)
+        return YinyangRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
+    return PlainRun(X, x_squared_norms, sample_weight, unit_centers)
 
 
 class PlainRun(NamedTuple):
@@ -169,37 +172,41 @@ class PlainRun(NamedTuple):
     X: np.ndarray
     x_squared_norms: np.ndarray
     sample_weight: np.ndarray
+    unit_centers: bool = False
 
     def step(self, centers_old, labels):
-        return lloyd_iter(self.X, self.sample_weight, centers_old, labels, self.x_squared_norms)
+        return lloyd_iter(self.X, self.sample_weight, centers_old, labels, self.x_squared_norms,
+                          self.unit_centers)
 
     def finish(self, centers, labels, assign_labels):
         if assign_labels:
             return labels_inertia(self.X, self.sample_weight, centers, labels,
-                                  self.x_squared_norms)
+                                  self.x_squared_norms, self.unit_centers)
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
-def e_step(X, centers, labels, x_squared_norms=_NO_NORMS, distances=_NO_DISTANCES):
+def e_step(X, centers, labels, x_squared_norms=_NO_NORMS, distances=_NO_DISTANCES,
+           unit_centers=False):
     """Engine ``assign_labels``; a run passes its ``x_squared_norms`` along, and
     :func:`labels_inertia` a ``distances`` to fill."""
     no_weight = np.empty(0, dtype=X.dtype)
     _lloyd_chunked(
-        X, no_weight, centers, _centers_squared_norms(centers), labels, x_squared_norms,
-        CHUNK_ROWS, 0,
+        X, no_weight, centers, _centers_squared_norms(centers, unit_centers), labels,
+        x_squared_norms, CHUNK_ROWS, 0,
         _n_chunks(X.shape[0]), False,
         _dots_kernel(X, centers.shape[0]), _bound_margin_coefficient(X.dtype, X.shape[1]),
-        X.dtype == np.float32, distances,
+        X.dtype == np.float32, unit_centers, distances,
     )
 
 
-def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS):
+def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS,
+                   unit_centers=False):
     """Engine ``labels_inertia``: :func:`e_step`, which also measures each sample's
     distance to its new center while its chunk is in cache, then :func:`inertia`'s sum
     of them (bitwise: the same distances, the same sequential sum); one pass over X
     instead of two (MNIST, k=10, one thread: 47 ms instead of 67)."""
     distances = np.empty(X.shape[0])
-    e_step(X, centers, labels, x_squared_norms, distances)
+    e_step(X, centers, labels, x_squared_norms, distances, unit_centers)
     return np.float64(_weighted_sum_f64(distances, sample_weight))
 
 
@@ -221,13 +228,15 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
 
 
 
-def make_engine():
+def make_engine(unit_centers=False):
+    """The Numba engine; ``unit_centers`` (cosine fits and their inference) orders the
+    centers by dot product alone (:func:`gpukmeans._cpu_nearest._exact_rank`)."""
     return Engine(
         name="cpu",
         xp=np,
-        lloyd_iter=lloyd_iter,
-        start_lloyd=start_lloyd,
-        assign_labels=e_step,
+        lloyd_iter=by_dot_products(lloyd_iter, unit_centers),
+        start_lloyd=by_dot_products(start_lloyd, unit_centers),
+        assign_labels=by_dot_products(e_step, unit_centers),
         assigned_distances=assigned_distances,
         inertia=inertia,
         pairwise_distances=pairwise_distances,
@@ -236,7 +245,7 @@ def make_engine():
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
         minibatch_update=minibatch_update,
-        labels_inertia=labels_inertia,
+        labels_inertia=by_dot_products(labels_inertia, unit_centers),
         batch_search=batch_search,
     )
 

@@ -82,6 +82,7 @@ def _hamerly_e_step(
     center_shift,  # IN (n_clusters,) float64: how far each center moved since the last call
     half_gap,  # IN (n_clusters,) float64: half the distance to the nearest other center
     margin_coefficient,
+    unit_centers,  # compare by dot products (cosine fits): see _exact_rank
     sample_weight,  # IN (n_samples,)
     delta_sums,  # INOUT (n_groups, n_clusters, n_features) float64, zero on entry
     touched,  # INOUT (n_groups, n_clusters) bool, False on entry
@@ -101,7 +102,7 @@ def _hamerly_e_step(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
-        centers
+        centers, unit_centers
     )
 
     # `lower` covers every center but two: it loosens by the largest shift among them,
@@ -151,7 +152,8 @@ def _hamerly_e_step(
                     continue
                 # Only the runner-up may be nearer.
                 value = centers_squared_norms[second] + _dot1(x, minus_two_centers[second])
-                if not _nearer_than(x, centers, second, value, label, label_value, margin):
+                if not _nearer_than(x, centers, second, value, label, label_value, margin,
+                                    unit_centers):
                     lower_runner_up[i] = _distance_bound(x_squared_norms[i], value, -margin)
                     continue
                 runner_up[i] = label
@@ -187,7 +189,8 @@ def _hamerly_e_step(
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)
                 label = best
                 if second_value - best_value <= 2 * margin:
-                    label = _nearest_of_near_ties(X[i], centers, values, best, best_value, 2 * margin)
+                    label = _nearest_of_near_ties(X[i], centers, values, best, best_value,
+                                                  2 * margin, unit_centers)
                 if label != best:
                     # The float32 minimum is now the runner-up, and every other center's
                     # value is at least the second smallest.
@@ -223,7 +226,7 @@ def _any_center_open(upper, bounds, half_distances, label):
 @njit(nogil=True, cache=CACHE)
 def _elkan_open_distances(
     x, x_squared_norm, label, upper, bounds, half_center_distances, centers,
-    minus_two_centers, centers_squared_norms, margin, max_open,
+    minus_two_centers, centers_squared_norms, margin, max_open, unit_centers,
 ):
     """One unsettled sample of :func:`_elkan_e_step`: the distances its bounds leave open.
 
@@ -255,7 +258,7 @@ def _elkan_open_distances(
             continue
         value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
         bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norm, value, -margin))
-        if not _nearer_than(x, centers, j, value, label, label_value, margin):
+        if not _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers):
             continue
         label = j
         label_value = value
@@ -277,6 +280,7 @@ def _elkan_e_step(
     half_center_distances,  # IN (n_clusters, n_clusters) float64, +inf on the diagonal
     half_gap,  # IN (n_clusters,) float64: its row minima
     margin_coefficient,
+    unit_centers,  # compare by dot products (cosine fits): see _exact_rank
     search_all,  # no bounds yet: search every sample and set them all
     max_open,  # more open centers than this: search the sample in full
     sample_weight,  # IN, and the moves, as in _hamerly_e_step
@@ -301,7 +305,7 @@ def _elkan_e_step(
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
 
     minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
-        centers
+        centers, unit_centers
     )
 
     now = drift.shape[0] - 1
@@ -335,7 +339,7 @@ def _elkan_e_step(
                     label, bound_upper, search = _elkan_open_distances(
                         X[i], x_squared_norms[i], old, bound_upper, bounds,
                         half_center_distances, centers, minus_two_centers,
-                        centers_squared_norms, margin, max_open,
+                        centers_squared_norms, margin, max_open, unit_centers,
                     )
                     if search:
                         rows[n_search] = i
@@ -355,7 +359,7 @@ def _elkan_e_step(
                     value = centers_squared_norms[j] + dots[r, j]
                     values[j] = value
                     bounds[j] = _lower_bound_f32(_distance_bound(x_squared_norms[i], value, -margin))
-                label = _exact_argmin(X[i], centers, values, 2 * margin)
+                label = _exact_argmin(X[i], centers, values, 2 * margin, unit_centers)
                 upper[i] = _distance_bound(x_squared_norms[i], values[label], margin)
                 stamp[i] = now
                 if label != labels[i]:
@@ -428,9 +432,10 @@ class BoundsRun:
     copies, which the driver may change (relocation).
     """
 
-    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
         n_samples, n_features = X.shape
         self.X, self.x_squared_norms, self.sample_weight = X, x_squared_norms, sample_weight
+        self.unit_centers = unit_centers
         self.elkan = (
             n_clusters >= ELKAN_MIN_CLUSTERS
             and n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES
@@ -532,7 +537,7 @@ class BoundsRun:
             center_shift = _center_distances(centers, self.centers_prev)
         half_center_distances = _half_center_distances(centers)
         half_gap = half_center_distances.min(axis=1)
-        margin = self.margin_coefficient
+        margin, unit_centers = self.margin_coefficient, self.unit_centers
         if self.elkan:
             if self.bounds_set:
                 self.drift = np.vstack([self.drift, self.drift[-1] + center_shift])
@@ -543,7 +548,8 @@ class BoundsRun:
                 upper, lower, stamp = per_sample
                 _elkan_e_step(
                     X, x_squared_norms, centers, labels, upper, lower, stamp, drift,
-                    center_shift, half_center_distances, half_gap, margin, search_all,
+                    center_shift, half_center_distances, half_gap, margin, unit_centers,
+                    search_all,
                     max_open, sample_weight, delta_sums, touched, distances, CHUNK_ROWS,
                     n_groups,
                 )
@@ -554,7 +560,8 @@ class BoundsRun:
                 upper, runner_up, lower_runner_up, lower = per_sample
                 _hamerly_e_step(
                     X, x_squared_norms, centers, labels, upper, runner_up, lower_runner_up,
-                    lower, center_shift, half_gap, margin, sample_weight, delta_sums,
+                    lower, center_shift, half_gap, margin, unit_centers, sample_weight,
+                    delta_sums,
                     touched, distances, CHUNK_ROWS, n_groups,
                 )
         self.e_step_pass(kernel, centers, labels, distances)

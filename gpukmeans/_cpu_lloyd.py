@@ -155,7 +155,7 @@ _NO_DISTANCES = np.empty(0)
 def _lloyd_chunked(
     X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms, chunk_rows,
     fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient, exact_labels,
-    distances=_NO_DISTANCES,
+    unit_centers=False, distances=_NO_DISTANCES,
 ):
     """One E-step, and the M-step sums when ``update_centers``: :func:`_lloyd_partials`
     on fresh partials, then added up in group order. ``distances``: see there.
@@ -171,7 +171,7 @@ def _lloyd_chunked(
     _lloyd_partials(
         X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms,
         chunk_rows, fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient,
-        exact_labels, sums_part, weights_part, True, distances,
+        exact_labels, unit_centers, sums_part, weights_part, True, distances,
     )
     if not update_centers:
         return np.zeros((n_clusters, n_features)), np.zeros(n_clusters)
@@ -183,7 +183,8 @@ def _lloyd_partials(
     X,  # IN (n_samples, n_features)
     sample_weight,  # IN (n_samples,)
     centers_old,  # IN (n_clusters, n_features)
-    centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms
+    centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms (ones
+    #                         for unit_centers)
     labels,  # OUT (n_samples,) int32
     x_squared_norms,  # IN (n_samples,) float64 ||x||^2, or (0,): computed where needed
     chunk_rows,
@@ -193,6 +194,7 @@ def _lloyd_partials(
     dots_kernel,
     margin_coefficient,
     exact_labels,
+    unit_centers,  # compare by dot products (cosine fits): see _exact_rank
     sums_part,  # INOUT (n_groups, n_clusters, n_features) float64 (unused unless update_centers)
     weights_part,  # INOUT (n_groups, n_clusters) float64
     zero_partials,
@@ -225,7 +227,7 @@ def _lloyd_partials(
 
     have_norms = x_squared_norms.shape[0] == n_samples
     with_distances = distances.shape[0] == n_samples
-    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old)
+    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
     # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
@@ -290,8 +292,8 @@ def _lloyd_partials(
                 if n_near and exact_labels:
                     for i in range(n_rows):
                         if near[i]:
-                            labels[chunk_start + i] = _exactly_nearest(X[chunk_start + i],
-                                                                       centers_old)
+                            labels[chunk_start + i] = _exactly_nearest(
+                                X[chunk_start + i], centers_old, unit_centers)
                 elif n_near:
                     # Within both roundings: the GEMM's own values decide, as they do
                     # in scikit-learn (the whole chunk, as it multiplies it).
@@ -302,7 +304,7 @@ def _lloyd_partials(
                             for j in range(n_clusters):
                                 values[j] = centers_squared_norms[j] + dots[i, j]
                             labels[chunk_start + i] = _exact_argmin(
-                                X[chunk_start + i], centers_old, values, -1.0)
+                                X[chunk_start + i], centers_old, values, -1.0, unit_centers)
             else:
                 if dots_kernel == BLOCKED:
                     _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
@@ -319,7 +321,8 @@ def _lloyd_partials(
                         x_squared_norm = (x_squared_norms[chunk_start + i] if have_norms
                                           else np.float64(_dot1(x, x))) * (1 + margin_coefficient)
                         tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
-                    labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap)
+                    labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap,
+                                                            unit_centers)
             if with_distances:
                 for sample in range(chunk_start, chunk_end):
                     distances[sample] = _squared_distance_f64(X[sample],

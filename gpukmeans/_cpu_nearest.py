@@ -32,6 +32,22 @@ def _squared_distance_f64(x, c):
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _exact_rank(x, c, unit_centers):
+    """What the float64 decisions compare for a row ``x`` and a center ``c``, smaller
+    being nearer: ``||x - c||^2`` from the differences, or, for ``unit_centers`` (cosine
+    fits), ``-x.c``. Unit centers are unit only to a rounding: ``||x - c||^2`` would let
+    that rounding of ``||c||^2`` decide exact ties in ``x.c`` (a sparse row that shares
+    no term with any center), which go to the lowest index as cosine similarity orders
+    them. The products of float32 values are exact in float64."""
+    if not unit_centers:
+        return _squared_distance_f64(x, c)
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(c[f])
+    return -s
+
+
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _squared_norm_f64(x):
     """``||x||^2`` in float64 (vectorised: ``reassoc``, a fixed order per build)."""
     s = 0.0
@@ -91,15 +107,16 @@ def _dots_6x4(X, rows, r, centers, center, dots):
 
 
 @njit(nogil=True, cache=CACHE)
-def _minus_two_centers_and_norms(centers):
-    """``-2 c`` and ``||c||^2`` in the centers' dtype, and the largest ``||c||^2`` in
-    float64 as the rounding margins use it (padded for subnormals: see
-    :data:`_SUBNORMAL_NORM`).
+def _minus_two_centers_and_norms(centers, unit_centers):
+    """``-2 c`` and ``||c||^2`` in the centers' dtype (exactly 1 for ``unit_centers``:
+    see :func:`_exact_rank`), and the largest ``||c||^2`` in float64 as the rounding
+    margins use it (padded for subnormals: see :data:`_SUBNORMAL_NORM`).
 
     ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the argmin over c needs only
     ||c||^2 - 2 x.c, computed in X's dtype as scikit-learn's Lloyd does. Scaling the
     centers by -2 is exact in binary floating point, so the products yield -2 x.c with
-    no extra multiply.
+    no extra multiply. A unit center's ``||c||^2`` is 1 to within a rounding or two of
+    X's dtype, well inside the margins, which therefore still bound the values.
     """
     n_clusters, n_features = centers.shape
     minus_two_centers = np.empty((n_clusters, n_features), dtype=centers.dtype)
@@ -108,6 +125,8 @@ def _minus_two_centers_and_norms(centers):
         for f in range(n_features):
             minus_two_centers[j, f] = -2 * centers[j, f]
             squared_norms[j] += centers[j, f] * centers[j, f]
+    if unit_centers:
+        squared_norms[:] = 1
     max_squared_norm = np.float64(squared_norms.max()) + _SUBNORMAL_NORM
     return minus_two_centers, squared_norms, max_squared_norm
 
@@ -191,17 +210,19 @@ def _chunk_dots_blocked(X, chunk_start, chunk_end, centers, rows, dots):
 # k=256, 20 iterations: 1.6% of the labels and 1.8e-5 of the inertia apart). Near-ties
 # are rare, so the float64 work is negligible.
 @njit(nogil=True, cache=CACHE)
-def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap):
-    """The exactly nearest of ``best`` and the centers whose float32 ``values``
-    (``||c||^2 - 2 x.c``) are within ``tie_gap`` of ``best_value``."""
+def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap, unit_centers):
+    """The exactly nearest (:func:`_exact_rank`) of ``best`` and the centers whose
+    float32 ``values`` (``||c||^2 - 2 x.c``) are within ``tie_gap`` of ``best_value``."""
     limit = best_value + tie_gap
-    best_distance = -1.0
+    best_distance = 0.0
+    have_best = False
     for j in range(values.shape[0]):
         if j == best or values[j] > limit:
             continue
-        if best_distance < 0:
-            best_distance = _squared_distance_f64(x, centers[best])
-        distance = _squared_distance_f64(x, centers[j])
+        if not have_best:
+            best_distance = _exact_rank(x, centers[best], unit_centers)
+            have_best = True
+        distance = _exact_rank(x, centers[j], unit_centers)
         if distance < best_distance or (distance == best_distance and j < best):
             best = j
             best_distance = distance
@@ -209,7 +230,7 @@ def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap):
 
 
 @njit(nogil=True, cache=CACHE)
-def _exact_argmin(x, centers, values, tie_gap):
+def _exact_argmin(x, centers, values, tie_gap, unit_centers):
     """The argmin of ``values`` (``||c||^2 - 2 x.c``; lowest index on equal values), a
     near-tie within ``tie_gap`` of the minimum decided by :func:`_nearest_of_near_ties`;
     a negative ``tie_gap`` keeps the plain argmin."""
@@ -225,26 +246,29 @@ def _exact_argmin(x, centers, values, tie_gap):
         elif value < second_value:
             second_value = value
     if second_value - best_value <= tie_gap:
-        best = _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap)
+        best = _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap,
+                                     unit_centers)
     return best
 
 
 @njit(nogil=True, cache=CACHE)
-def _closer_exactly(x, centers, j, label):
-    """Whether center ``j`` is nearer to ``x`` than ``label`` in float64 (argmin's order)."""
-    distance = _squared_distance_f64(x, centers[j])
-    label_distance = _squared_distance_f64(x, centers[label])
+def _closer_exactly(x, centers, j, label, unit_centers):
+    """Whether center ``j`` is nearer to ``x`` than ``label`` in float64
+    (:func:`_exact_rank`; argmin's order)."""
+    distance = _exact_rank(x, centers[j], unit_centers)
+    label_distance = _exact_rank(x, centers[label], unit_centers)
     return distance < label_distance or (distance == label_distance and j < label)
 
 
 @njit(nogil=True, cache=CACHE)
-def _nearer_than(x, centers, j, value, label, label_value, margin):
+def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers):
     """Whether center ``j`` (its value ``||c||^2 - 2 x.c``) is nearer to ``x`` than
     ``label`` (``label_value``): by the values where they differ by more than twice
     their rounding ``margin``, else in float64 (:func:`_closer_exactly`)."""
     if value > label_value + 2 * margin:
         return False
-    return value < label_value - 2 * margin or _closer_exactly(x, centers, j, label)
+    return (value < label_value - 2 * margin
+            or _closer_exactly(x, centers, j, label, unit_centers))
 
 
 # The nearest two centers of a chunk's rows, vectorised over the rows: each center's
@@ -351,13 +375,13 @@ def _chunk_nearest_by_gemm(
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _exactly_nearest(x, centers):
-    """The center nearest to ``x`` in float64 from the differences (lowest index on an
+def _exactly_nearest(x, centers, unit_centers):
+    """The center nearest to ``x`` in float64 (:func:`_exact_rank`; lowest index on an
     exact tie), for the rare row whose float32 values cannot order its nearest two."""
     best = 0
-    best_distance = _squared_distance_f64(x, centers[0])
+    best_distance = _exact_rank(x, centers[0], unit_centers)
     for j in range(1, centers.shape[0]):
-        distance = _squared_distance_f64(x, centers[j])
+        distance = _exact_rank(x, centers[j], unit_centers)
         if distance < best_distance:
             best = j
             best_distance = distance

@@ -27,7 +27,7 @@ import sys
 import numpy as np
 import scipy.sparse
 
-from ._engine import Engine
+from ._engine import Engine, by_dot_products
 
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
 # n_features x n_clusters) over at most MAX_ELEMENTS values of X: the notebook's
@@ -157,16 +157,17 @@ def is_small(n_samples, n_features, n_clusters):
             and n_samples * n_clusters <= MAX_DISTANCES)
 
 
-def cpu_engine(n_samples, n_features, n_clusters):
+def cpu_engine(n_samples, n_features, n_clusters, unit_centers=False):
     """The CPU engine for a call of these shapes: this one for a small problem, else the
     Numba engine, whose single passes over small data still run here (see
     :data:`MAX_PASS_WORK`). Each function is chosen by the shapes of its own call only,
-    so the same call always runs the same code."""
+    so the same call always runs the same code. ``unit_centers``: see
+    :func:`make_engine`."""
     if is_small(n_samples, n_features, n_clusters):
-        return make_engine()
+        return make_engine(unit_centers)
     from . import _cpu
 
-    numba_engine = _cpu.make_engine()
+    numba_engine = _cpu.make_engine(unit_centers)
     return numba_engine._replace(
         row_norms=_by_size(row_norms, numba_engine.row_norms, _small_pass),
         centered=_by_size(centered, numba_engine.centered, _small_pass),
@@ -209,12 +210,18 @@ def bound_margin_coefficient(dtype, n_features):
     return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
 
 
-def centers_squared_norms(centers):
+def centers_squared_norms(centers, unit_centers=False):
     """``||c||^2`` in the centers' dtype, summed as scikit-learn's ``row_norms`` sums a
     NumPy array, by this einsum: summed in another order, an exact tie in
     ``||c||^2 - 2 x.c`` (integer or one-hot data) can round the other way, and float64
     labels would no longer be scikit-learn's bit for bit. (Called directly: its array-API
-    dispatch cost 50 us, a twentieth of a Lloyd step on 10,000 x 32 at k=32.)"""
+    dispatch cost 50 us, a twentieth of a Lloyd step on 10,000 x 32 at k=32.)
+
+    ``unit_centers`` (cosine fits): exactly 1 each, so that the values
+    ``1 - 2 x.c`` order the centers by dot product alone and an exact tie in ``x.c``
+    goes to the lowest index, not to the center whose norm rounded lowest."""
+    if unit_centers:
+        return np.ones(centers.shape[0], dtype=centers.dtype)
     return np.einsum("ij,ij->i", centers, centers)
 
 
@@ -225,21 +232,22 @@ def _squared_distances_f64(x, centers):
 
 
 def _assign_chunk(chunk, x_squared_norms, centers, minus_two_centers_t, squared_norms,
-                  max_center_norm, margin_coefficient):
+                  max_center_norm, margin_coefficient, unit_centers):
     """Labels of one chunk of rows (see :func:`_nearest_centers`)."""
     values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
     values += squared_norms
     return _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
-                            margin_coefficient)[0]
+                            margin_coefficient, unit_centers)[0]
 
 
 def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
-                     margin_coefficient):
+                     margin_coefficient, unit_centers):
     """The label of each row of the chunk from its ``values`` (``||c||^2 - 2 x.c``).
 
     A float32 value ``||c||^2 - 2 x.c`` is off by at most the margin, so two centers
     whose values are within twice the margin are a near-tie that float32 cannot order:
-    the float64 distances from the differences of the centers in that window decide,
+    the float64 distances from the differences of the centers in that window decide
+    (``-x.c`` for ``unit_centers``: see :func:`gpukmeans._cpu_nearest._exact_rank`),
     lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
     the plain argmin, scikit-learn's. ``values`` is overwritten.
 
@@ -268,7 +276,7 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     if near.shape[0]:
         values[near, labels[near]] = best_value[near]
         nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
-                                        best_value[near] + tie_gap[near])
+                                        best_value[near] + tie_gap[near], unit_centers)
         moved = nearest != labels[near]
         near, nearest = near[moved], nearest[moved]
         # The float32 minimum is now another center's.
@@ -279,11 +287,12 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     return labels, own_values, other_values
 
 
-def _nearest_of_near_ties(rows, centers, values, limits):
+def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     """Per row, the exactly nearest of the centers whose ``values`` are at most its
-    ``limits``: the least float64 ``||x - c||^2`` from the differences, the lowest index
-    on an exact tie (argmin's rule). Near-ties are rare; their (row, center) pairs are
-    taken a block at a time, so that even data where every pair is one use little memory.
+    ``limits``: the least float64 ``||x - c||^2`` from the differences (``-x.c`` for
+    ``unit_centers``), the lowest index on an exact tie (argmin's rule). Near-ties are
+    rare; their (row, center) pairs are taken a block at a time, so that even data where
+    every pair is one use little memory.
     """
     pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
     distances = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
@@ -291,15 +300,22 @@ def _nearest_of_near_ties(rows, centers, values, limits):
     for start in range(0, pair_rows.shape[0], block):
         in_rows = pair_rows[start:start + block]
         of_centers = pair_centers[start:start + block]
+        if unit_centers:
+            distances[in_rows, of_centers] = -np.einsum(
+                "ij,ij->i", rows[in_rows].astype(np.float64),
+                centers[of_centers].astype(np.float64))
+            continue
         diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
         distances[in_rows, of_centers] = np.einsum("ij,ij->i", diff, diff)
     return distances.argmin(axis=1)
 
 
-def e_step(X, centers, labels, x_squared_norms=None):
-    """Engine ``assign_labels``; a run passes the ``x_squared_norms`` it has."""
+def e_step(X, centers, labels, x_squared_norms=None, unit_centers=False):
+    """Engine ``assign_labels``; a run passes the ``x_squared_norms`` it has.
+    ``unit_centers`` (cosine fits) orders the centers by dot product alone (see
+    :func:`centers_squared_norms`)."""
     n_features = X.shape[1]
-    squared_norms = centers_squared_norms(centers)
+    squared_norms = centers_squared_norms(centers, unit_centers)
     # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
     # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
     # another kernel, whose other order breaks exact ties (integer data) the other way.
@@ -318,6 +334,7 @@ def e_step(X, centers, labels, x_squared_norms=None):
         labels[start:stop] = _assign_chunk(
             X[start:stop], None if x_squared_norms is None else x_squared_norms[start:stop],
             centers, minus_two_centers_t, squared_norms, max_center_norm, margin_coefficient,
+            unit_centers,
         )
 
 
@@ -359,8 +376,8 @@ def _cluster_sums(X_f64, sample_weight, labels, n_clusters):
     return sums, weight_in_clusters
 
 
-def lloyd_iter(X, sample_weight, centers_old, labels):
-    e_step(X, centers_old, labels)
+def lloyd_iter(X, sample_weight, centers_old, labels, unit_centers=False):
+    e_step(X, centers_old, labels, unit_centers=unit_centers)
     return _cluster_sums(X.astype(np.float64, copy=False), sample_weight, labels,
                          centers_old.shape[0])
 
@@ -370,18 +387,19 @@ class _Run:
     step searches every sample and sums every sample. A float32 X (the tests' reference
     for :class:`_BoundsRun`) is converted to float64 once, not once per step."""
 
-    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
         self.X, self.x_squared_norms = X, x_squared_norms
         self.sample_weight, self.n_clusters = sample_weight, n_clusters
+        self.unit_centers = unit_centers
         self.X_f64 = X.astype(np.float64, copy=False)
 
     def step(self, centers_old, labels):
-        e_step(self.X, centers_old, labels, self.x_squared_norms)
+        e_step(self.X, centers_old, labels, self.x_squared_norms, self.unit_centers)
         return _cluster_sums(self.X_f64, self.sample_weight, labels, self.n_clusters)
 
     def finish(self, centers, labels, assign_labels):
         if assign_labels:
-            e_step(self.X, centers, labels, self.x_squared_norms)
+            e_step(self.X, centers, labels, self.x_squared_norms, self.unit_centers)
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
@@ -416,10 +434,11 @@ class _BoundsRun:
     those of the labels, which a relocation does not change.
     """
 
-    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
         n_samples, n_features = X.shape
         self.X, self.x_squared_norms = X, x_squared_norms
         self.sample_weight = sample_weight
+        self.unit_centers = unit_centers
         self.weights = sample_weight.astype(np.float64)
         self.margin_coefficient = bound_margin_coefficient(X.dtype, n_features)
         # Set by the first E-step, which searches every sample.
@@ -452,7 +471,7 @@ class _BoundsRun:
         sums always match the labels."""
         X = self.X
         n_samples, n_clusters = X.shape[0], centers.shape[0]
-        squared_norms = centers_squared_norms(centers)
+        squared_norms = centers_squared_norms(centers, self.unit_centers)
         minus_two_centers_t = (-2 * centers).T
         max_center_norm = float(squared_norms.max()) + SUBNORMAL_NORM
         # The bounds after this E-step are for these centers.
@@ -483,7 +502,8 @@ class _BoundsRun:
             values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
             values += squared_norms
             new_labels, own_values, other_values = _nearest_centers(
-                chunk, chunk_norms, centers, values, max_center_norm, self.margin_coefficient)
+                chunk, chunk_norms, centers, values, max_center_norm, self.margin_coefficient,
+                self.unit_centers)
             margin = self.margin_coefficient * (chunk_norms + max_center_norm)
             self.upper[rows] = _distance_bound(chunk_norms, own_values, margin)
             self.lower[rows] = _distance_bound(chunk_norms, other_values, -margin)
@@ -548,12 +568,12 @@ def _move_samples(sums, weights, X_rows, old_labels, new_labels):
     sums += moves @ X_rows.astype(np.float64)
 
 
-def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
+def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
     """Engine ``start_lloyd``: Hamerly's bounds for float32; float64 runs take the plain
     step, whose GEMM keeps their labels bitwise scikit-learn's."""
     if X.dtype == np.float32:
-        return _BoundsRun(X, x_squared_norms, sample_weight, n_clusters)
-    return _Run(X, x_squared_norms, sample_weight, n_clusters)
+        return _BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
+    return _Run(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
 
 
 def assigned_distances(X, centers, labels):
@@ -642,13 +662,15 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     return distance_to_candidates, candidates_pot
 
 
-def make_engine():
+def make_engine(unit_centers=False):
+    """This engine; ``unit_centers`` (cosine fits and their inference) orders the centers
+    by dot product alone (see :func:`centers_squared_norms`)."""
     return Engine(
         name="cpu",
         xp=np,
-        lloyd_iter=lloyd_iter,
-        start_lloyd=start_lloyd,
-        assign_labels=e_step,
+        lloyd_iter=by_dot_products(lloyd_iter, unit_centers),
+        start_lloyd=by_dot_products(start_lloyd, unit_centers),
+        assign_labels=by_dot_products(e_step, unit_centers),
         assigned_distances=assigned_distances,
         inertia=inertia,
         pairwise_distances=pairwise_distances,

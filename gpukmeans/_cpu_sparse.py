@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ._cpu_runtime import CACHE, cpu_runtime, prange_only
 from ._cpu_small import CHUNK_ROWS, centers_squared_norms
-from ._engine import Engine, StatelessRun
+from ._engine import Engine, StatelessRun, by_dot_products
 
 LARGEST_FLOAT64 = float(np.finfo(np.float64).max)
 
@@ -252,9 +252,13 @@ def _transposed(centers):
     return np.ascontiguousarray(centers.T)  # (n_features, n_clusters)
 
 
-def assign_labels(X, centers, labels):
-    _assign_labels_csr(*_csr(X), _transposed(centers), _squared_norms_f64(centers), labels,
-                       CHUNK_ROWS)
+def assign_labels(X, centers, labels, unit_centers=False):
+    """Engine ``assign_labels``: the least ``||c||^2 - 2 x.c`` in float64, ``||c||^2``
+    exactly 1 for ``unit_centers`` (cosine fits: ordered by dot product alone, an exact
+    tie, as a row that shares no term with any center, to the lowest index)."""
+    squared_norms = (np.ones(centers.shape[0]) if unit_centers
+                     else _squared_norms_f64(centers))
+    _assign_labels_csr(*_csr(X), _transposed(centers), squared_norms, labels, CHUNK_ROWS)
 
 
 def cluster_sums(X, sample_weight, labels, n_clusters):
@@ -262,13 +266,15 @@ def cluster_sums(X, sample_weight, labels, n_clusters):
     return _cluster_sums_csr(*_csr(X), sample_weight, labels, n_clusters, X.shape[1])
 
 
-def lloyd_iter(X, sample_weight, centers_old, labels):
-    assign_labels(X, centers_old, labels)
+def lloyd_iter(X, sample_weight, centers_old, labels, unit_centers=False):
+    assign_labels(X, centers_old, labels, unit_centers)
     return cluster_sums(X, sample_weight, labels, centers_old.shape[0])
 
 
-def start_lloyd(X, x_squared_norms, sample_weight, n_clusters):
-    return StatelessRun(X, sample_weight, lloyd_iter, assign_labels, inertia)
+def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
+    return StatelessRun(X, sample_weight,
+                        by_dot_products(lloyd_iter, unit_centers),
+                        by_dot_products(assign_labels, unit_centers), inertia)
 
 
 def assigned_distances(X, centers, labels):
@@ -317,13 +323,15 @@ def take_rows(X, indices):
     return np.ascontiguousarray(X[np.asarray(indices)].toarray())
 
 
-def make_engine():
+def make_engine(unit_centers=False):
+    """The CSR engine; ``unit_centers`` (cosine fits and their inference): see
+    :func:`assign_labels`."""
     return Engine(
         name="cpu",
         xp=np,
-        lloyd_iter=lloyd_iter,
-        start_lloyd=start_lloyd,
-        assign_labels=assign_labels,
+        lloyd_iter=by_dot_products(lloyd_iter, unit_centers),
+        start_lloyd=by_dot_products(start_lloyd, unit_centers),
+        assign_labels=by_dot_products(assign_labels, unit_centers),
         assigned_distances=assigned_distances,
         inertia=inertia,
         pairwise_distances=pairwise_distances,

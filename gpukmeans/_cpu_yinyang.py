@@ -116,7 +116,7 @@ def _group_bound(x_squared_norm, values, label, order, first, last, margin):
 def _full_search(
     X, rows, n_rows, block, x_squared_norms, centers, perm_minus_two_centers,
     perm_centers_squared_norms, order, inverse_order, group_of_position, max_center_norm,
-    margin_coefficient, labels, upper, global_lower, lower, stamp, now, scratch,
+    margin_coefficient, unit_centers, labels, upper, global_lower, lower, stamp, now, scratch,
     group_best, group_least, group_second, best, best_value, second_value, row_norms,
     margins, row_bounds, least_bounds,
 ):
@@ -166,7 +166,7 @@ def _full_search(
     for r in range(n_rows):
         i = rows[r]
         if second_value[r] - best_value[r] <= 2 * margins[r]:
-            position = inverse_order[_exactly_nearest(X[i], centers)]
+            position = inverse_order[_exactly_nearest(X[i], centers, unit_centers)]
             best_value[r] = perm_centers_squared_norms[position] + _dot1(
                 X[i], perm_minus_two_centers[position])
             best[r] = position
@@ -189,7 +189,7 @@ def _full_search(
 @njit(nogil=True, cache=CACHE)
 def _search_open_groups(x, x_squared_norm, old, old_value, upper, bounds, group_distances,
                         values, centers, minus_two_centers, centers_squared_norms, order,
-                        starts, group_of, margin, searched):
+                        starts, group_of, margin, unit_centers, searched):
     """A sample with few centers left open by its group bounds (``group_distances``, as
     distances; ``bounds``, the same squared, float32): one dot product per center of
     each open group; the searched groups' bounds afresh, the old center into its
@@ -211,7 +211,7 @@ def _search_open_groups(x, x_squared_norm, old, old_value, upper, bounds, group_
                 continue
             value = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
             values[j] = value
-            if _nearer_than(x, centers, j, value, label, label_value, margin):
+            if _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers):
                 label = j
                 label_value = value
                 upper = _distance_bound(x_squared_norm, value, margin)
@@ -233,8 +233,8 @@ def _yinyang_chunk(
     X, x_squared_norms, centers, minus_two_centers, centers_squared_norms,
     perm_minus_two_centers, perm_centers_squared_norms, max_center_norm, labels, upper,
     global_lower, lower, stamp, drift, center_shift, max_shift, order, inverse_order,
-    starts, group_of, group_of_position, margin_coefficient, search_all, max_open,
-    chunk_start, chunk_end, values, searched, group_distances, rows, gathered, scratch,
+    starts, group_of, group_of_position, margin_coefficient, unit_centers, search_all,
+    max_open, chunk_start, chunk_end, values, searched, group_distances, rows, gathered, scratch,
     group_best, group_least, group_second, best, best_value, second_value, row_norms, margins,
     row_bounds, least_bounds,
 ):
@@ -281,7 +281,7 @@ def _yinyang_chunk(
         label, new_upper, new_lower = _search_open_groups(
             x, x_squared_norms[i], old, old_value, bound_upper, bounds, group_distances, values,
             centers, minus_two_centers, centers_squared_norms, order, starts, group_of, margin,
-            searched)
+            unit_centers, searched)
         labels[i] = label
         upper[i] = new_upper
         global_lower[i] = new_lower
@@ -296,9 +296,9 @@ def _yinyang_chunk(
     _full_search(
         X, rows, n_search, block, x_squared_norms, centers, perm_minus_two_centers,
         perm_centers_squared_norms, order, inverse_order, group_of_position, max_center_norm,
-        margin_coefficient, labels, upper, global_lower, lower, stamp, now, scratch,
-        group_best, group_least, group_second, best, best_value, second_value, row_norms,
-        margins, row_bounds, least_bounds)
+        margin_coefficient, unit_centers, labels, upper, global_lower, lower, stamp, now,
+        scratch, group_best, group_least, group_second, best, best_value, second_value,
+        row_norms, margins, row_bounds, least_bounds)
 
 
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
@@ -318,6 +318,7 @@ def _yinyang_e_step(
     starts,  # IN (n_center_groups + 1,) int64
     group_of,  # IN (n_clusters,) int64: each center's group
     margin_coefficient,
+    unit_centers,  # compare by dot products (cosine fits): see _exact_rank
     search_all,  # no bounds yet: search every sample and set them all
     max_open,  # more centers open than this: search the sample in full
     chunk_rows,
@@ -336,7 +337,7 @@ def _yinyang_e_step(
     n_center_groups = starts.shape[0] - 1
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     minus_two_centers, centers_squared_norms, max_center_norm = _minus_two_centers_and_norms(
-        centers)
+        centers, unit_centers)
     perm_minus_two_centers = np.ascontiguousarray(minus_two_centers[order])
     perm_centers_squared_norms = centers_squared_norms[order]
     inverse_order = np.empty(n_clusters, dtype=np.int64)
@@ -369,7 +370,7 @@ def _yinyang_e_step(
                 perm_minus_two_centers, perm_centers_squared_norms, max_center_norm, labels,
                 upper, global_lower, lower, stamp, drift, center_shift, max_shift, order,
                 inverse_order, starts, group_of, group_of_position, margin_coefficient,
-                search_all, max_open, chunk_start, min(chunk_start + chunk_rows, end), values,
+                unit_centers, search_all, max_open, chunk_start, min(chunk_start + chunk_rows, end), values,
                 searched, group_distances, rows, gathered, scratch, group_best, group_least,
                 group_second,
                 best, best_value, second_value, row_norms, margins, row_bounds, least_bounds)
@@ -382,9 +383,10 @@ class YinyangRun:
     sums every sample by the plain step's M-step, so its results are the plain run's.
     """
 
-    def __init__(self, X, x_squared_norms, sample_weight, n_clusters):
+    def __init__(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
         n_samples, n_features = X.shape
         self.X, self.x_squared_norms, self.sample_weight = X, x_squared_norms, sample_weight
+        self.unit_centers = unit_centers
         self.n_center_groups = n_center_groups(n_samples, n_clusters)
         self.upper = np.empty(n_samples)
         self.global_lower = np.empty(n_samples)
@@ -444,7 +446,8 @@ class YinyangRun:
         _yinyang_e_step(
             self.X, self.x_squared_norms, centers, labels, self.upper, self.global_lower,
             self.lower, self.stamp, self.drift, center_shift, float(center_shift.max()),
-            order, starts, group_of, self.margin_coefficient, search_all, self.max_open,
+            order, starts, group_of, self.margin_coefficient, self.unit_centers, search_all,
+            self.max_open,
             CHUNK_ROWS, self.n_groups,
         )
         self.centers_prev = centers.copy()

@@ -56,7 +56,7 @@ def array_module(device):
     return numpy
 
 
-def get_engine(device, n_samples, n_features, n_clusters, sparse=False):
+def get_engine(device, n_samples, n_features, n_clusters, sparse=False, unit_centers=False):
     """Return the :class:`gpukmeans._engine.Engine` for a resolved device name and the
     call's shapes.
 
@@ -65,20 +65,23 @@ def get_engine(device, n_samples, n_features, n_clusters, sparse=False):
     a larger fit's small single passes; the shapes alone decide (see
     :func:`gpukmeans._cpu_small.cpu_engine`). ``sparse``: the engine for CSR data
     (:mod:`gpukmeans._cpu_sparse`, :mod:`gpukmeans._gpu_sparse`), as scikit-learn picks
-    ``lloyd_iter_chunked_sparse``.
+    ``lloyd_iter_chunked_sparse``. ``unit_centers`` (``metric="cosine"``): labels order
+    the centers by dot product alone, their squared norms taken as exactly 1, so that
+    an exact tie in ``x.c`` goes to the lowest index (as cosine similarity orders them),
+    not to the center whose norm rounded lowest.
     """
     if sparse:
         if device == "gpu":
             from ._gpu_sparse import make_engine
 
-            return make_engine(current_backend())
+            return make_engine(current_backend(), unit_centers)
         from ._cpu_sparse import make_engine
 
-        return make_engine()
+        return make_engine(unit_centers)
     if device == "gpu":
         from ._gpu import make_engine
 
-        return make_engine(current_backend())
+        return make_engine(current_backend(), unit_centers)
     from ._cpu_small import cpu_engine
 
-    return cpu_engine(n_samples, n_features, n_clusters)
+    return cpu_engine(n_samples, n_features, n_clusters, unit_centers)

@@ -19,7 +19,15 @@ done in a fixed order, so the same input gives bitwise the same output.
 """
 
 import contextlib
+import functools
 from typing import Any, Callable, NamedTuple
+
+
+def by_dot_products(function, unit_centers):
+    """``function`` with ``unit_centers=True`` bound when ``unit_centers`` (a cosine fit's
+    engine: labels order the centers by dot product alone, see
+    :func:`gpukmeans._device.get_engine`), else ``function`` itself."""
+    return functools.partial(function, unit_centers=True) if unit_centers else function
 
 
 def take_dense_rows(X, indices):

@@ -279,9 +279,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 # memmap): the fit streams them, as it would X.
                 X = _spherical.normalize_rows_blockwise(X, streaming.block_rows)
                 unit_mean = X.mean(axis=0, dtype=np.float64)
-            X, engine = streaming.start(X, sample_weight)
+            X, engine = streaming.start(X, sample_weight, cosine)
         else:
-            engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=sparse)
+            engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=sparse,
+                                unit_centers=cosine)
             if not on_device and xp is not np:
                 # The one host-to-device copy of the fit.
                 X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
@@ -480,7 +481,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
         centers = self.cluster_centers_
         sparse = is_sparse(X)
-        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0], sparse=sparse)
+        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0], sparse=sparse,
+                            unit_centers=_is_cosine(self))
         xp = engine.xp
         X = _to_module(X, xp)
         if use_weight:
@@ -674,8 +676,9 @@ def _count_distinct(labels, n_clusters):
 
 
 class _Streaming(NamedTuple):
-    """How a fit streams: ``start(X, sample_weight) -> (data, engine)``, reading
-    ``block_rows`` rows at a time."""
+    """How a fit streams: ``start(X, sample_weight, unit_centers) -> (data, engine)``
+    (``unit_centers``: see :func:`gpukmeans._device.get_engine`), reading ``block_rows``
+    rows at a time."""
 
     start: Callable
     block_rows: int
@@ -710,9 +713,9 @@ def _plan_streaming(estimator, X, is_memmap, device, xp):
         if not _streaming.streams(X, estimator.n_clusters):
             return None
         block_rows = _replay.block_rows_for(X, estimator.stream_block_rows)
-        return _Streaming(lambda X, sample_weight: (
-            _streaming.StreamedData(X, sample_weight, block_rows), _streaming.streamed_engine()),
-            block_rows)
+        return _Streaming(lambda X, sample_weight, unit_centers: (
+            _streaming.StreamedData(X, sample_weight, block_rows),
+            _streaming.streamed_engine(unit_centers)), block_rows)
     from . import _gpu_streaming
     from ._backend import current_backend
 
@@ -721,9 +724,9 @@ def _plan_streaming(estimator, X, is_memmap, device, xp):
     if block_rows is None:
         return None
     backend = current_backend()
-    return _Streaming(lambda X, sample_weight: (
+    return _Streaming(lambda X, sample_weight, unit_centers: (
         _gpu_streaming.DeviceStreamedData(X, sample_weight, block_rows, backend),
-        _gpu_streaming.streamed_engine(backend)), block_rows)
+        _gpu_streaming.streamed_engine(backend, unit_centers)), block_rows)
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):

@@ -30,7 +30,7 @@ import sys
 import numpy as np
 
 from ._backend import current_backend
-from ._engine import Engine, StatelessRun
+from ._engine import Engine, StatelessRun, by_dot_products
 from ._kernels import ASSIGN_CLUSTER_TILES, DEFINES
 
 # Launch geometry: the tunables compiled into the kernels (gpukmeans._kernels.DEFINES).
@@ -427,10 +427,15 @@ class GpuKernels:
 
     # -- engine functions (the contract in gpukmeans._engine) -------------------------
 
-    def assign_labels_gemm(self, X, centers, labels):
+    def assign_labels_gemm(self, X, centers, labels, unit_centers=False):
         """The E-step through a GEMM (cuBLAS, by ``xp.matmul``) in row chunks, then the
         ``argmin_from_dots`` epilogue. Same output as :meth:`assign_labels` (up to the
         rounding of the dot products, which cuBLAS sums in its own order).
+
+        ``unit_centers`` (cosine fits): ``||c||^2`` is taken as exactly 1, so that the
+        centers are ordered by dot product alone and an exact tie in ``x.c`` (a row that
+        shares no feature with any center) goes to the lowest index, not to the center
+        whose norm rounded lowest.
 
         cuBLAS is deterministic for a given GPU, library version and shape (CuPy enables no
         atomics mode), so fits stay bitwise reproducible.
@@ -438,8 +443,11 @@ class GpuKernels:
         xp = self.xp
         n_samples = X.shape[0]
         n_clusters = centers.shape[0]
-        center_sq_norms = xp.empty(n_clusters, dtype=xp.float64)
-        self.row_squared_norms(centers, center_sq_norms)
+        if unit_centers:
+            center_sq_norms = xp.ones(n_clusters, dtype=xp.float64)
+        else:
+            center_sq_norms = xp.empty(n_clusters, dtype=xp.float64)
+            self.row_squared_norms(centers, center_sq_norms)
         chunk = gemm_chunk_rows(n_samples, n_clusters, X.dtype.itemsize)
         dots = xp.empty((chunk, n_clusters), dtype=X.dtype)
         for start in range(0, n_samples, chunk):
@@ -448,14 +456,16 @@ class GpuKernels:
             xp.matmul(X[start:stop], centers.T, out=block)  # (rows, n_clusters)
             self.argmin_from_dots(block, center_sq_norms, labels[start:stop])
 
-    def e_step(self, X, centers, labels):
+    def e_step(self, X, centers, labels, unit_centers=False):
         """Engine ``assign_labels``: the fused kernel or the GEMM path, as
-        :func:`choose_assign_path` decides from the shapes alone."""
+        :func:`choose_assign_path` decides from the shapes alone; always the GEMM path
+        for ``unit_centers`` (cosine fits), whose epilogue takes their norms as given
+        (see :meth:`assign_labels_gemm`)."""
         _check_operands(X, (centers,), labels)
         n_samples, n_features = X.shape
         path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
-        if path == "gemm":
-            self.assign_labels_gemm(X, centers, labels)
+        if path == "gemm" or unit_centers:
+            self.assign_labels_gemm(X, centers, labels, unit_centers)
         else:
             self.assign_labels(X, centers, labels)
 
@@ -495,15 +505,16 @@ class GpuKernels:
                                 weight_in_clusters)
         return sums, weight_in_clusters
 
-    def lloyd_iter(self, X, sample_weight, centers_old, labels):
+    def lloyd_iter(self, X, sample_weight, centers_old, labels, unit_centers=False):
         """Engine ``lloyd_iter``: the E-step, then the M-step accumulation."""
         _check_operands(X, (sample_weight,))
-        self.e_step(X, centers_old, labels)
+        self.e_step(X, centers_old, labels, unit_centers)
         return self.accumulate(X, sample_weight, labels, centers_old.shape[0])
 
-    def start_lloyd(self, X, x_squared_norms, sample_weight, n_clusters):
+    def start_lloyd(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
         """Engine ``start_lloyd``: the GPU step keeps no state between iterations."""
-        return StatelessRun(X, sample_weight, self.lloyd_iter, self.e_step, self.inertia)
+        return StatelessRun(X, sample_weight, by_dot_products(self.lloyd_iter, unit_centers),
+                            by_dot_products(self.e_step, unit_centers), self.inertia)
 
     def inertia(self, X, sample_weight, centers, labels):
         """Engine ``inertia``: ``sum_i w_i ||x_i - centers[labels[i]]||^2`` (float64 0-d array)."""
@@ -577,14 +588,15 @@ class GpuKernels:
         self.sum_partials(partials, candidates_pot)
         return candidates_pot
 
-    def engine(self):
-        """This backend's :class:`~gpukmeans._engine.Engine`."""
+    def engine(self, unit_centers=False):
+        """This backend's :class:`~gpukmeans._engine.Engine`; ``unit_centers`` (cosine fits
+        and their inference): see :meth:`assign_labels_gemm`."""
         return Engine(
             name="gpu",
             xp=self.xp,
-            lloyd_iter=self.lloyd_iter,
-            start_lloyd=self.start_lloyd,
-            assign_labels=self.e_step,
+            lloyd_iter=by_dot_products(self.lloyd_iter, unit_centers),
+            start_lloyd=by_dot_products(self.start_lloyd, unit_centers),
+            assign_labels=by_dot_products(self.e_step, unit_centers),
             assigned_distances=self.squared_distances_to_centers,
             inertia=self.inertia,
             pairwise_distances=self.transform_distances,
@@ -594,7 +606,9 @@ class GpuKernels:
         )
 
 
-def make_engine(backend=None):
+def make_engine(backend=None, unit_centers=False):
     """The GPU :class:`~gpukmeans._engine.Engine` on ``backend`` (default: the one
-    :func:`gpukmeans._backend.current_backend` gives, CuPy and NVRTC outside tests)."""
-    return GpuKernels(backend if backend is not None else current_backend()).engine()
+    :func:`gpukmeans._backend.current_backend` gives, CuPy and NVRTC outside tests);
+    ``unit_centers``: see :meth:`GpuKernels.engine`."""
+    return GpuKernels(backend if backend is not None else current_backend()).engine(
+        unit_centers)

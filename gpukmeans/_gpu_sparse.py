@@ -28,7 +28,7 @@ Prior validation of data is assumed everywhere in this module.
 
 import numpy as np
 
-from ._engine import Engine
+from ._engine import Engine, by_dot_products
 from ._gpu import REDUCE_THREADS, GpuKernels, _ceil_div, warp_per_row_launch
 from ._kernels import DEFINES
 
@@ -127,11 +127,14 @@ class SparseGpuKernels(GpuKernels):
         self.row_squared_norms(centers, out)
         return out
 
-    def e_step_sparse(self, X, centers, labels):
-        """Engine ``assign_labels``."""
+    def e_step_sparse(self, X, centers, labels, unit_centers=False):
+        """Engine ``assign_labels``; ``||c||^2`` exactly 1 for ``unit_centers`` (cosine
+        fits; see :meth:`GpuKernels.assign_labels_gemm`)."""
         X = X if isinstance(X, Csr) else self.csr(X)
         centers_t = self.xp.ascontiguousarray(centers.T)  # (n_features, n_clusters)
-        self.assign_labels_csr(X, centers_t, self.centers_norms(centers), labels)
+        squared_norms = (self.xp.ones(centers.shape[0], dtype=self.xp.float64) if unit_centers
+                         else self.centers_norms(centers))
+        self.assign_labels_csr(X, centers_t, squared_norms, labels)
 
     def accumulate_sparse(self, X_t, sample_weight, labels, n_clusters):
         """``(sums, weight_in_clusters)`` in float64, in a fixed order, from X's transpose."""
@@ -144,13 +147,14 @@ class SparseGpuKernels(GpuKernels):
         self.sum_partials(partials, weight_in_clusters)
         return sums, weight_in_clusters
 
-    def lloyd_iter_sparse(self, X, sample_weight, centers_old, labels):
+    def lloyd_iter_sparse(self, X, sample_weight, centers_old, labels, unit_centers=False):
         """Engine ``lloyd_iter`` (transposes X at every call: a run does it once)."""
-        return SparseRun(self, X, sample_weight).step(centers_old, labels)
+        return SparseRun(self, X, sample_weight, unit_centers).step(centers_old, labels)
 
-    def start_lloyd_sparse(self, X, x_squared_norms, sample_weight, n_clusters):
+    def start_lloyd_sparse(self, X, x_squared_norms, sample_weight, n_clusters,
+                           unit_centers=False):
         """Engine ``start_lloyd``: the run keeps X's arrays and its transpose."""
-        return SparseRun(self, X, sample_weight)
+        return SparseRun(self, X, sample_weight, unit_centers)
 
     def assigned_distances_sparse(self, X, centers, labels):
         """Engine ``assigned_distances``."""
@@ -208,14 +212,15 @@ class SparseGpuKernels(GpuKernels):
         """Engine ``take_rows``: dense rows, C-contiguous."""
         return self.xp.ascontiguousarray(X[indices].toarray())
 
-    def sparse_engine(self):
-        """This backend's :class:`~gpukmeans._engine.Engine` for CSR data."""
+    def sparse_engine(self, unit_centers=False):
+        """This backend's :class:`~gpukmeans._engine.Engine` for CSR data; ``unit_centers``:
+        see :meth:`e_step_sparse`."""
         return Engine(
             name="gpu",
             xp=self.xp,
-            lloyd_iter=self.lloyd_iter_sparse,
-            start_lloyd=self.start_lloyd_sparse,
-            assign_labels=self.e_step_sparse,
+            lloyd_iter=by_dot_products(self.lloyd_iter_sparse, unit_centers),
+            start_lloyd=by_dot_products(self.start_lloyd_sparse, unit_centers),
+            assign_labels=by_dot_products(self.e_step_sparse, unit_centers),
             assigned_distances=self.assigned_distances_sparse,
             inertia=self.inertia_sparse,
             pairwise_distances=self.transform_sparse,
@@ -229,23 +234,24 @@ class SparseGpuKernels(GpuKernels):
 class SparseRun:
     """One run's passes over a CSR matrix: its kernel arrays and its transpose, made once."""
 
-    def __init__(self, kernels, X, sample_weight):
+    def __init__(self, kernels, X, sample_weight, unit_centers=False):
         self.kernels = kernels
         self.X = kernels.csr(X)
         self.X_t = kernels.transpose(X)
         self.sample_weight = sample_weight
+        self.unit_centers = unit_centers
 
     def step(self, centers_old, labels):
-        self.kernels.e_step_sparse(self.X, centers_old, labels)
+        self.kernels.e_step_sparse(self.X, centers_old, labels, self.unit_centers)
         return self.kernels.accumulate_sparse(self.X_t, self.sample_weight, labels,
                                               centers_old.shape[0])
 
     def finish(self, centers, labels, assign_labels):
         if assign_labels:
-            self.kernels.e_step_sparse(self.X, centers, labels)
+            self.kernels.e_step_sparse(self.X, centers, labels, self.unit_centers)
         return self.kernels.inertia_sparse(self.X, self.sample_weight, centers, labels)
 
 
-def make_engine(backend):
+def make_engine(backend, unit_centers=False):
     """The GPU :class:`~gpukmeans._engine.Engine` for CSR data on ``backend``."""
-    return SparseGpuKernels(backend).sparse_engine()
+    return SparseGpuKernels(backend).sparse_engine(unit_centers)

@@ -39,7 +39,7 @@ import numpy as np
 from . import _replay
 from ._replay import RowNormsSum
 from ._cpu_small import CHUNK_ROWS
-from ._engine import StatelessRun
+from ._engine import StatelessRun, by_dot_products
 from ._gpu import GpuKernels, choose_assign_path, weighted_row_sums_launch
 from ._lloyd import to_host
 
@@ -233,23 +233,24 @@ class DeviceStreamedData:
                    row.astype(np.float64))
 
 
-def _e_step(data, centers, labels_rows, rows):
-    """The E-step on a block, on the path the whole X takes."""
+def _e_step(data, centers, labels_rows, rows, unit_centers):
+    """The E-step on a block, on the path the whole X takes (see
+    :meth:`gpukmeans._gpu.GpuKernels.e_step`)."""
     n_samples, n_features = data.shape
     path = choose_assign_path(n_samples, n_features, centers.shape[0], data.dtype.itemsize)
-    if path == "gemm":
-        data.kernels.assign_labels_gemm(rows, centers, labels_rows)
+    if path == "gemm" or unit_centers:
+        data.kernels.assign_labels_gemm(rows, centers, labels_rows, unit_centers)
     else:
         data.kernels.assign_labels(rows, centers, labels_rows)
 
 
-def lloyd_iter(data, sample_weight, centers_old, labels):
+def lloyd_iter(data, sample_weight, centers_old, labels, unit_centers=False):
     xp = data.xp
     n_clusters, n_features = centers_old.shape
     sums = xp.zeros((n_clusters, n_features), dtype=xp.float64)
     weight_in_clusters = xp.zeros(n_clusters, dtype=xp.float64)
     for start, end, rows, weights in data.device_blocks():
-        _e_step(data, centers_old, labels[start:end], rows)
+        _e_step(data, centers_old, labels[start:end], rows, unit_centers)
         block_sums, block_weights = data.kernels.accumulate(rows, weights, labels[start:end],
                                                             n_clusters)
         sums += block_sums
@@ -257,9 +258,9 @@ def lloyd_iter(data, sample_weight, centers_old, labels):
     return sums, weight_in_clusters
 
 
-def assign_labels(data, centers, labels):
+def assign_labels(data, centers, labels, unit_centers=False):
     for start, end, rows, _ in data.device_blocks():
-        _e_step(data, centers, labels[start:end], rows)
+        _e_step(data, centers, labels[start:end], rows, unit_centers)
 
 
 def inertia(data, sample_weight, centers, labels):
@@ -275,16 +276,20 @@ def centered(data, X_mean):
     return data, RowNormsSum(data), True
 
 
-def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
-    return StatelessRun(data, sample_weight, lloyd_iter, assign_labels, inertia)
+def start_lloyd(data, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
+    return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
+                        by_dot_products(assign_labels, unit_centers), inertia)
 
 
-def streamed_engine(backend):
-    """The GPU engine with the functions above; those a streamed fit never calls are None."""
+def streamed_engine(backend, unit_centers=False):
+    """The GPU engine with the functions above; those a streamed fit never calls are None.
+    ``unit_centers``: see :meth:`gpukmeans._gpu.GpuKernels.engine`."""
     from ._gpu import make_engine
 
-    return make_engine(backend)._replace(
-        lloyd_iter=lloyd_iter, start_lloyd=start_lloyd, assign_labels=assign_labels,
+    return make_engine(backend, unit_centers)._replace(
+        lloyd_iter=by_dot_products(lloyd_iter, unit_centers),
+        start_lloyd=by_dot_products(start_lloyd, unit_centers),
+        assign_labels=by_dot_products(assign_labels, unit_centers),
         inertia=inertia, centered=centered, assigned_distances=None, pairwise_distances=None,
         row_norms=None, kmeanspp_candidates=None,  # far_samples, kmeans_plusplus
     )

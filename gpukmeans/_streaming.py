@@ -66,7 +66,7 @@ from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
 )
 from ._cpu_small import CHUNK_ROWS
-from ._engine import StatelessRun
+from ._engine import StatelessRun, by_dot_products
 from ._lloyd import far_sample_tuples, farthest
 from ._progress import NULL_REPORTER
 from ._replay import (
@@ -270,13 +270,13 @@ def _scatter(values, parts, out):
 # --- the engine functions ---
 
 
-def lloyd_iter(data, sample_weight, centers_old, labels):
+def lloyd_iter(data, sample_weight, centers_old, labels, unit_centers=False):
     n_samples, n_features = data.shape
     n_clusters = centers_old.shape[0]
     n_groups = _cpu_small.n_groups(_cpu_small.n_chunks(n_samples), n_clusters, n_features)
     sums_part = np.zeros((n_groups, n_clusters, n_features))
     weights_part = np.zeros((n_groups, n_clusters))
-    centers_squared_norms = _cpu_small.centers_squared_norms(centers_old)
+    centers_squared_norms = _cpu_small.centers_squared_norms(centers_old, unit_centers)
     fold_rows = _cpu_small.fold_rows(n_clusters)
     dots_kernel = _cpu._dots_kernel(data, n_clusters)
     margin = _cpu_small.bound_margin_coefficient(data.dtype, n_features)
@@ -287,7 +287,7 @@ def lloyd_iter(data, sample_weight, centers_old, labels):
         _lloyd_partials(
             rows, weights, centers_old, centers_squared_norms, block_labels, norms,
             CHUNK_ROWS, fold_rows, len(parts), True, dots_kernel, margin, exact,
-            sums_part[groups], weights_part[groups], False, _NO_DISTANCES,
+            unit_centers, sums_part[groups], weights_part[groups], False, _NO_DISTANCES,
         )
         _scatter(block_labels, parts, labels)
 
@@ -298,10 +298,10 @@ def lloyd_iter(data, sample_weight, centers_old, labels):
     return _reduce_partials(sums_part, weights_part)
 
 
-def assign_labels(data, centers, labels):
+def assign_labels(data, centers, labels, unit_centers=False):
     for start, end in data.blocks():
         block, norms = data.rows(start, end)
-        _cpu.e_step(block, centers, labels[start:end], norms)
+        _cpu.e_step(block, centers, labels[start:end], norms, unit_centers=unit_centers)
 
 
 def inertia(data, sample_weight, centers, labels):
@@ -331,13 +331,14 @@ def centered(data, X_mean):
     return data, RowNormsSum(data), True
 
 
-def start_lloyd(data, x_squared_norms, sample_weight, n_clusters):
+def start_lloyd(data, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
     """The in-memory engine's choice (:func:`gpukmeans._cpu.run_kind`): Hamerly's or
     Elkan's bounds where it keeps them; the plain step otherwise, also where it keeps
     Yinyang's, whose results are the plain step's bit for bit."""
     if _cpu.run_kind(data, n_clusters) == "bounds":
-        return StreamedBoundsRun(data, n_clusters)
-    return StatelessRun(data, sample_weight, lloyd_iter, assign_labels, inertia)
+        return StreamedBoundsRun(data, n_clusters, unit_centers)
+    return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
+                        by_dot_products(assign_labels, unit_centers), inertia)
 
 
 class StreamedBoundsRun(BoundsRun):
@@ -347,8 +348,8 @@ class StreamedBoundsRun(BoundsRun):
     between the clusters' sums in the in-memory order. The per-sample bounds live in
     unlinked temporary files (page cache), gathered and written back with the rows."""
 
-    def __init__(self, data, n_clusters):
-        super().__init__(data, None, data.sample_weight, n_clusters)
+    def __init__(self, data, n_clusters, unit_centers=False):
+        super().__init__(data, None, data.sample_weight, n_clusters, unit_centers)
 
     def new_per_sample(self, shape, dtype, fill):
         # An unlinked file: its space goes with the mapping.
@@ -386,11 +387,14 @@ class StreamedBoundsRun(BoundsRun):
         return inertia(self.X, None, centers, labels)
 
 
-def streamed_engine():
+def streamed_engine(unit_centers=False):
     """The Numba engine with the functions above; the ones that a streamed fit never
-    calls (inference, whole-array passes) are None."""
-    return _cpu.make_engine()._replace(
-        lloyd_iter=lloyd_iter, start_lloyd=start_lloyd, assign_labels=assign_labels,
+    calls (inference, whole-array passes) are None. ``unit_centers``: see
+    :func:`gpukmeans._cpu.make_engine`."""
+    return _cpu.make_engine(unit_centers)._replace(
+        lloyd_iter=by_dot_products(lloyd_iter, unit_centers),
+        start_lloyd=by_dot_products(start_lloyd, unit_centers),
+        assign_labels=by_dot_products(assign_labels, unit_centers),
         inertia=inertia, centered=centered, assigned_distances=None, pairwise_distances=None,
         row_norms=None, kmeanspp_candidates=None,  # StreamedData.far_samples, kmeans_plusplus
     )

@@ -11,7 +11,7 @@ def fit_streamed(estimator, X, monkeypatch, module, step="lloyd_iter", **fit_par
     for part in path:
         owner = getattr(owner, part)
     real = getattr(owner, name)
-    monkeypatch.setattr(owner, name, lambda *a: passes.append(1) or real(*a))
+    monkeypatch.setattr(owner, name, lambda *a, **kw: passes.append(1) or real(*a, **kw))
     estimator.fit(X, **fit_params)
     assert passes, "the fit did not stream"
     return estimator

@@ -498,3 +498,78 @@ def test_sparse_rows_cluster_as_their_dense_twins(init, rng):
     np.testing.assert_allclose(fits[0].inertia_, fits[1].inertia_, rtol=1e-12)
     np.testing.assert_allclose(fits[0].transform(X[:7]), fits[1].transform(dense[:7]),
                                atol=1e-12)
+
+
+def _two_vocabularies(rng, n_samples, n_features, dtype):
+    """Rows with a few terms of the first half of the features (vocabulary A) or, one row
+    in three, of the second (B): a B row shares no term with a center made of A rows."""
+    X = np.zeros((n_samples, n_features))
+    half = n_features // 2
+    in_b = np.arange(n_samples) % 3 == 2
+    for i in range(n_samples):
+        first = half if in_b[i] else 0
+        X[i, first + rng.choice(half, 3, replace=False)] = rng.integers(1, 4, 3)
+    return X.astype(dtype), in_b
+
+
+def _unit_centers_largest_first(rng, X, in_b, n_clusters):
+    """Unit A rows of distinct directions as centers, ordered so that the first one's
+    squared norm rounds largest (in X's dtype and in float64): a tie broken by the
+    rounding of ``||c||^2`` would then never go to center 0."""
+    candidates = np.unique(unit(X[~in_b].astype(np.float64)), axis=0)
+    centers = candidates[rng.choice(candidates.shape[0], n_clusters, replace=False)]
+    centers = centers.astype(X.dtype)
+    norms = (centers * centers).sum(axis=1), (centers.astype(np.float64) ** 2).sum(axis=1)
+    return np.ascontiguousarray(centers[np.lexsort((-norms[1], -norms[0]))])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype, n_features, n_clusters", [
+    (np.float64, 12, 4),
+    (np.float32, 12, 4),  # the plain step
+    (np.float32, 40, 10),  # Hamerly's bounds (the Numba engine's; the NumPy engine's)
+    (np.float32, 60, 30),  # Elkan's
+    (np.float32, 64, 200),  # Yinyang's group bounds
+])
+def test_exact_cosine_ties_go_to_the_lowest_index(device, rng, dtype, n_features, n_clusters,
+                                                  sparse):
+    """A row that shares no term with any center has cosine 0 with all of them: an exact
+    tie, which goes to center 0, as argmax of the similarities orders them. Unit centers
+    are unit only to a rounding: comparing ``||c||^2 - 2 x.c`` with their rounded norms
+    sent such rows to the center whose norm rounded lowest (so that the same data as
+    CSR, or scaled by 3, could take other labels). Every pass of a cosine fit's run (the
+    first step, a step with its bounds set, the final E-step) and inference, on every
+    engine and run kind."""
+    from gpukmeans._device import get_engine
+
+    n_samples = 1500 if n_clusters < 100 else 2500
+    X, in_b = _two_vocabularies(rng, n_samples, n_features, dtype)
+    centers = _unit_centers_largest_first(rng, X, in_b, n_clusters)
+    # The same centers moved within vocabulary A: B rows still share no term with them.
+    moved = centers + (centers != 0) * rng.uniform(0, 0.05, centers.shape).astype(dtype)
+    moved = unit(moved.astype(np.float64)).astype(dtype)
+    engine = get_engine(device, n_samples, n_features, n_clusters, sparse=sparse,
+                        unit_centers=True)
+    xp = engine.xp
+    with engine.runtime():
+        X_unit = normalize_rows(sp.csr_matrix(X) if sparse else X, engine)
+        if device == "gpu":
+            from gpukmeans._sparse import to_module
+            X_unit = to_module(X_unit, xp) if sparse else xp.asarray(X_unit)
+        centers_, moved_ = xp.asarray(centers), xp.asarray(moved)
+        run = engine.start_lloyd(X_unit, engine.row_norms(X_unit),
+                                 xp.ones(n_samples, dtype=dtype), n_clusters)
+        labels = xp.full(n_samples, -1, dtype=xp.int32)
+        run.step(centers_, labels)
+        assert (to_host(labels)[in_b] == 0).all(), np.bincount(to_host(labels)[in_b])
+        run.step(moved_, labels)
+        assert (to_host(labels)[in_b] == 0).all(), np.bincount(to_host(labels)[in_b])
+        run.finish(moved_, labels, True)
+        assert (to_host(labels)[in_b] == 0).all(), np.bincount(to_host(labels)[in_b])
+        labels[:] = -1
+        engine.assign_labels(X_unit, moved_, labels)
+        assert (to_host(labels)[in_b] == 0).all(), np.bincount(to_host(labels)[in_b])
+    # Through the estimator: a model's B rows, dense, CSR or 3 X, against A centers.
+    model = _fit(device, X, centers, max_iter=1).fit(X[~in_b])
+    for query in (X[in_b], sp.csr_matrix(X[in_b]), 3 * X[in_b]):
+        np.testing.assert_array_equal(to_host(model.predict(query)), 0)

@@ -227,7 +227,7 @@ def test_labels_inertia_in_one_pass_is_bitwise_the_two_passes(kernel, dtype, rng
             _cpu_lloyd._lloyd_chunked(
                 X, sample_weight[:0], centers, norms, out, np.empty(0),
                 _cpu_small.CHUNK_ROWS, 0, chunks, False, _DOTS_KERNELS[kernel], margin,
-                dtype == np.float32, dist)
+                dtype == np.float32, False, dist)
     np.testing.assert_array_equal(labels_too, labels)
     expected = _cpu.inertia(X, sample_weight, centers, labels)
     assert _cpu._weighted_sum_f64(distances, sample_weight) == expected

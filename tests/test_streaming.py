@@ -385,7 +385,7 @@ def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tm
     streamed = []
     real = _streaming.assign_labels
     monkeypatch.setattr(_streaming, "assign_labels",
-                        lambda *a: streamed.append(1) or real(*a))
+                        lambda *a, **kw: streamed.append(1) or real(*a, **kw))
     km.set_params(stream_block_rows=3000)
     assert np.array_equal(km.predict(memmap), labels)
     assert km.score(memmap) == score

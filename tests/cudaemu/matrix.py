@@ -129,17 +129,25 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
         if kind == "int":  # exact arithmetic: must be the lowest index of the exact minimum
             bitwise("labels vs float64 argmin (exact data)", labels, np.argmin(sq, 1).astype(np.int32))
 
-    def gemm():
+    def gemm_labels(unit_centers):
+        """The GEMM path's labels and the emulation's: ``||c||^2`` taken as exactly 1 for
+        ``unit_centers`` (cosine fits)."""
         labels = np.full(n, -7, np.int32)
-        G.assign_labels_gemm(X, C, labels)
-        norms = refs.exact_row_squared_norms(C)
+        G.assign_labels_gemm(X, C, labels, unit_centers)
+        norms = np.ones(k) if unit_centers else refs.exact_row_squared_norms(C)
         chunk = gpu.gemm_chunk_rows(n, k, T.itemsize)
         want = np.empty(n, np.int32)
         for s in range(0, n, chunk):
             want[s:s + chunk] = refs.exact_argmin_from_dots(np.matmul(X[s:s + chunk], C.T), norms)
+        return labels, want
+
+    def gemm():
+        labels, want = gemm_labels(False)
         bitwise("gemm labels vs exact emulation", labels, want)
         if kind == "int":
             bitwise("gemm labels vs float64 argmin (exact data)", labels, np.argmin(sq, 1).astype(np.int32))
+        labels, want = gemm_labels(True)
+        bitwise("gemm labels (unit centers) vs exact emulation", labels, want)
 
     def e_step():
         labels = np.full(n, -7, np.int32)
@@ -149,6 +157,8 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
             bitwise(f"e_step ({path}) labels", labels, exact_labels)
         else:
             assert labels.min() >= 0 and labels.max() < k, "labels out of range"
+        G.e_step(X, C, labels, unit_centers=True)  # always the GEMM path
+        bitwise("e_step (unit centers) labels", labels, gemm_labels(True)[1])
 
     def row_norms():
         got = G.row_norms(X)
@@ -217,6 +227,10 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
         G.e_step_sparse(Xs, C, labels)
         bitwise("e_step (csr) labels vs exact emulation", labels,
                 refs.exact_assign_labels_csr(Xs, C))
+        unit_labels = np.full(n, -7, np.int32)
+        G.e_step_sparse(Xs, C, unit_labels, unit_centers=True)
+        bitwise("e_step (csr, unit centers) labels vs exact emulation", unit_labels,
+                refs.exact_assign_labels_csr(Xs, C, unit_centers=True))
         if kind == "int":
             bitwise("e_step (csr) labels vs float64 argmin (exact data)", labels,
                     np.argmin(refs.ref_sq_distances(Xs.toarray(), C), 1).astype(np.int32))
