@@ -581,7 +581,8 @@ class _Runner:
             # The persisted blocks are computed before the first pass looks for them.
             from distributed import wait
 
-            wait(self.X_blocks + self.w_blocks)
+            with self.client.as_current():  # wait() asks for the current client
+                wait(self.X_blocks + self.w_blocks)
         self._hosts = None  # {worker address: (actor, block indices)}
         # {worker address: (actor, the future that created it)}, kept for the fit. The
         # actor lives while a client wants its key, and its handle does not always want
@@ -621,13 +622,18 @@ class _Runner:
             _BlockHost, actor=True, workers=[address], allow_other_workers=False,
             pure=False, key=f"gpukmeans-host-{uuid.uuid4().hex}")
             for address in placement if address not in self._actors}
-        for address, future in starting.items():
-            try:
-                self._actors[address] = (future.result(timeout=HOST_START_TIMEOUT), future)
-            except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
-                logger.info("no actor on worker %s (%r); its blocks run as tasks", address,
-                            exc)
-                future.cancel()
+        # A handle that arrives over a comm calls through the client current when it
+        # arrives (else the default one): the fit's, even when the fit's client was
+        # chosen with dask.config.set(scheduler=client).
+        with self.client.as_current():
+            for address, future in starting.items():
+                try:
+                    self._actors[address] = (future.result(timeout=HOST_START_TIMEOUT),
+                                             future)
+                except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
+                    logger.info("no actor on worker %s (%r); its blocks run as tasks",
+                                address, exc)
+                    future.cancel()
         self._hosts = {address: (self._actors[address][0], blocks)
                        for address, blocks in placement.items() if address in self._actors}
 

@@ -452,6 +452,29 @@ def test_the_actors_live_until_the_fit_ends(thread_client, monkeypatch, caplog):
     assert on_actors_alone and "did not answer" not in caplog.text
 
 
+@pytest.mark.parametrize("cluster", ["process_client", "thread_client"])
+def test_a_client_neither_current_nor_default_runs_the_fit(request, rng, cluster):
+    """dask.config.set(scheduler=client) with a Client made with set_as_default=False:
+    the fit's waits and actors use that client (they looked for a current or default
+    one: 'No clients found', or an actor handle bound to no client), every pass runs on
+    the actors, and the fit is the one made under client.as_current()."""
+    client = request.getfixturevalue(cluster)
+    with pytest.raises(ValueError):
+        distributed.default_client()
+    X = _random_data(rng, 1000, 3, 5, np.float64, separated=False)
+    Xd = da.from_array(X, chunks=(250, 3))
+    with client.as_current():
+        expected = gkd.KMeans(5, random_state=0).fit(Xd)
+    with dask.config.set(scheduler=client):
+        km = gkd.KMeans(5, random_state=0).fit(Xd)
+        labels = km.labels_.compute()
+    assert np.isfinite(km._timings["slowest_worker"]).all()
+    assert km.cluster_centers_.tobytes() == expected.cluster_centers_.tobytes()
+    assert km.inertia_ == expected.inertia_ and km.n_iter_ == expected.n_iter_
+    with client.as_current():
+        np.testing.assert_array_equal(labels, expected.labels_.compute())
+
+
 def test_inference_is_lazy_with_the_inputs_chunks(on_processes, rng):
     X = _random_data(rng, 900, 3, 4, np.float32, separated=True)
     Xd = da.from_array(X, chunks=(200, 3))
