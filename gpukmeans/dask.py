@@ -545,9 +545,11 @@ HOST_START_TIMEOUT = 10
 # How long the client waits for an actor's pass before it leaves that worker's blocks to
 # tasks, for this pass and the rest of the fit: ACTOR_PASS_TIMEOUT_FACTOR times the
 # longest pass an actor has taken in this fit, at least ACTOR_PASS_MIN_TIMEOUT seconds.
-# An actor's call was seen never to return (about one full test-suite run in six on the
-# two-core test machine, with the worker idle: cause not found); waiting for ever would
-# hang the fit. A pass redone as tasks gives the same result, bit for bit.
+# distributed's Actor resolves a call only on a result or an OSError: a call that fails
+# otherwise on the worker (its actor gone: a KeyError) is never answered. The actor that
+# went away while the fit ran (the runner kept its handle, not its key's future) is
+# fixed; this keeps any other such call from hanging the fit. A pass redone as tasks
+# gives the same result, bit for bit.
 ACTOR_PASS_TIMEOUT_FACTOR = 20
 ACTOR_PASS_MIN_TIMEOUT = 60
 

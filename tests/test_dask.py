@@ -375,9 +375,10 @@ def test_a_worker_killed_mid_fit_changes_nothing(on_processes, rng, moment):
 
 def test_an_actor_that_does_not_answer_leaves_its_blocks_to_tasks(thread_client, rng,
                                                                   monkeypatch, caplog):
-    """An actor's pass that does not return in time (seen once in a few full test runs,
-    the worker idle) is not waited for for ever: that worker's blocks run as tasks, for
-    the rest of the fit, and the fit is the same, bit for bit."""
+    """An actor's pass that does not return in time (a call that fails on the worker
+    other than by an OSError is never answered by distributed's Actor) is not waited
+    for for ever: that worker's blocks run as tasks, for the rest of the fit, and the
+    fit is the same, bit for bit."""
     import threading
     import time as _time
 
