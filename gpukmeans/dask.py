@@ -545,9 +545,11 @@ HOST_START_TIMEOUT = 10
 # How long the client waits for an actor's pass before it leaves that worker's blocks to
 # tasks, for this pass and the rest of the fit: ACTOR_PASS_TIMEOUT_FACTOR times the
 # longest pass an actor has taken in this fit, at least ACTOR_PASS_MIN_TIMEOUT seconds.
-# An actor's call was seen never to return (about one full test-suite run in six on the
-# two-core test machine, with the worker idle: cause not found); waiting for ever would
-# hang the fit. A pass redone as tasks gives the same result, bit for bit.
+# distributed's Actor resolves a call only on a result or an OSError: a call that fails
+# otherwise on the worker (its actor gone: a KeyError) is never answered. The actor that
+# went away while the fit ran (the runner kept its handle, not its key's future) is
+# fixed; this keeps any other such call from hanging the fit. A pass redone as tasks
+# gives the same result, bit for bit.
 ACTOR_PASS_TIMEOUT_FACTOR = 20
 ACTOR_PASS_MIN_TIMEOUT = 60
 
@@ -581,9 +583,19 @@ class _Runner:
             # The persisted blocks are computed before the first pass looks for them.
             from distributed import wait
 
-            wait(self.X_blocks + self.w_blocks)
+            with self.client.as_current():  # wait() asks for the current client
+                wait(self.X_blocks + self.w_blocks)
         self._hosts = None  # {worker address: (actor, block indices)}
-        self._actors = {}  # {worker address: actor}, kept for the fit
+        # {worker address: (actor, the future that created it)}, kept for the fit. The
+        # actor lives while a client wants its key, and its handle does not always want
+        # it: a handle from a worker in this process (a LocalCluster of threads) is the
+        # worker's own and takes a reference only at its first call, and one that
+        # arrives with no current or default client takes none. With the handles alone,
+        # the creating futures' release (run on the client's event loop) could reach the
+        # scheduler before that first call: the worker dropped the actor, and the call
+        # waited for ever (distributed's Actor answers a call only with a result or an
+        # OSError, not with the worker's KeyError).
+        self._actors = {}
         self._unresponsive = set()  # workers whose actor missed a pass: tasks there
         self._longest_pass = 0.0  # seconds, the longest an actor took for a pass
         # The longest time a worker spent on the last pass, as it measured it (NaN when
@@ -612,14 +624,19 @@ class _Runner:
             _BlockHost, actor=True, workers=[address], allow_other_workers=False,
             pure=False, key=f"gpukmeans-host-{uuid.uuid4().hex}")
             for address in placement if address not in self._actors}
-        for address, future in starting.items():
-            try:
-                self._actors[address] = future.result(timeout=HOST_START_TIMEOUT)
-            except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
-                logger.info("no actor on worker %s (%r); its blocks run as tasks", address,
-                            exc)
-                future.cancel()
-        self._hosts = {address: (self._actors[address], blocks)
+        # A handle that arrives over a comm calls through the client current when it
+        # arrives (else the default one): the fit's, even when the fit's client was
+        # chosen with dask.config.set(scheduler=client).
+        with self.client.as_current():
+            for address, future in starting.items():
+                try:
+                    self._actors[address] = (future.result(timeout=HOST_START_TIMEOUT),
+                                             future)
+                except Exception as exc:  # noqa: BLE001 - any failure: tasks do these blocks
+                    logger.info("no actor on worker %s (%r); its blocks run as tasks",
+                                address, exc)
+                    future.cancel()
+        self._hosts = {address: (self._actors[address][0], blocks)
                        for address, blocks in placement.items() if address in self._actors}
 
     def map_blocks(self, func, shared_args, block_args=None, with_weights=True,
@@ -679,7 +696,7 @@ class _Runner:
                 key=[keys[i] for i in missing], pure=False)
             found = dict(zip(missing, self.client.gather(futures)))
             self._hosts = None
-            self._actors = {address: actor for address, actor in self._actors.items()
+            self._actors = {address: kept for address, kept in self._actors.items()
                             if address in self.client.scheduler_info()["workers"]}
         return self._finish_pass(found, subtrees, combine_two)
 
