@@ -13,7 +13,11 @@ in one call, with the same operations in the same order, so bitwise the same res
 - ``sum_i w_i`` per cluster in float64, in sample order (``numpy.bincount``), then
   rounded to X's dtype;
 - each center that received weight: ``(sums + c * W) * (1 / (W + w_new))`` in X's dtype;
-- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2`` as the engine's ``inertia`` sums it.
+- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2`` by the engine's own ``inertia`` call
+  (a second, cheap pass over the batch in cache): its squared distances are summed with
+  ``fastmath`` reassociation, whose order LLVM fixes per call site, so the same
+  function inlined here could round a distance otherwise (about one float64 batch in 60,
+  at 3 features, in the last bit).
 
 It also holds the batch draw's search, :meth:`gpukmeans._minibatch_step.BatchSampler.search`
 compiled (NumPy's vectorised binary search costs 0.14 ms a batch in small array calls,
@@ -25,7 +29,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit
 
-from ._cpu_nearest import _squared_distance_f64
+from ._cpu_passes import inertia as _inertia
 from ._cpu_runtime import CACHE
 
 
@@ -36,16 +40,13 @@ def _minibatch_update(
     labels,  # IN (n_samples,) int32, from the engine's assign_labels
     centers,  # IN (n_clusters, n_features) X.dtype
     weight_sums,  # IN (n_clusters,) X.dtype: the weight each center has accumulated
-    compute_inertia,
 ):
-    """Returns ``(centers_new, weight_sums_new, inertia)``; inertia is 0.0 unless
-    ``compute_inertia``. The inputs are not written."""
+    """Returns ``(centers_new, weight_sums_new)``. The inputs are not written."""
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = X.dtype.type
     sums = np.zeros((n_clusters, n_features), dtype=X.dtype)
     weight_in_clusters = np.zeros(n_clusters, dtype=np.float64)
-    inertia = 0.0
     for i in range(n_samples):
         label = labels[i]
         weight = sample_weight[i]
@@ -54,8 +55,6 @@ def _minibatch_update(
         x = X[i]
         for f in range(n_features):
             row[f] += weight * x[f]
-        if compute_inertia:
-            inertia += np.float64(weight) * _squared_distance_f64(x, centers[label])
     centers_new = centers.copy()
     weight_sums_new = np.empty(n_clusters, dtype=X.dtype)
     for j in range(n_clusters):
@@ -66,12 +65,15 @@ def _minibatch_update(
             for f in range(n_features):
                 scaled = centers[j, f] * weight_sums[j]
                 centers_new[j, f] = (sums[j, f] + scaled) * alpha
-    return centers_new, weight_sums_new, inertia
+    return centers_new, weight_sums_new
 
 
 def minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia):
     """Engine ``minibatch_update``."""
-    return _minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia)
+    centers_new, weight_sums_new = _minibatch_update(X, sample_weight, labels, centers,
+                                                     weight_sums)
+    inertia = float(_inertia(X, sample_weight, centers, labels)) if compute_inertia else 0.0
+    return centers_new, weight_sums_new, inertia
 
 
 @njit(nogil=True, cache=CACHE)

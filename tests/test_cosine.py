@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from gpukmeans import KMeans, MiniBatchKMeans
 from gpukmeans._lloyd import to_host
 from gpukmeans._spherical import normalize_rows, unit_centers
-from conftest import fit_device
+from conftest import fit_device, route_cpu_fits
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
 
@@ -573,3 +573,30 @@ def test_exact_cosine_ties_go_to_the_lowest_index(device, rng, dtype, n_features
     model = _fit(device, X, centers, max_iter=1).fit(X[~in_b])
     for query in (X[in_b], sp.csr_matrix(X[in_b]), 3 * X[in_b]):
         np.testing.assert_array_equal(to_host(model.predict(query)), 0)
+
+
+@pytest.mark.parametrize("n_features, n_clusters, kind", [
+    (40, 10, "bounds"), (60, 30, "bounds"), (64, 200, "yinyang")])
+def test_bounds_runs_give_the_plain_runs_labels(rng, n_features, n_clusters, kind,
+                                                monkeypatch):
+    """The float32 runs that keep distance bounds (Hamerly's, Elkan's, Yinyang's) label
+    by the values ``1 - 2 x.c`` of a cosine fit, which differ from ``||x - c||^2`` by
+    the unit centers' rounding; their margins cover it, so every step labels as the
+    plain step does: the same fit, labels equal (Yinyang's bitwise the plain run)."""
+    from gpukmeans import _cpu
+
+    X, _ = topic_embeddings(rng, 4000, n_features, max(4, n_clusters // 4), spread=1.0)
+    X = X.astype(np.float32)
+    init = _init_rows(rng, X, n_clusters)
+    assert _cpu.run_kind(X, n_clusters) == kind
+    route_cpu_fits(monkeypatch, "numba")
+    with_bounds = _fit("cpu", X, init, max_iter=12, tol=0.0).fit(X)
+    monkeypatch.setattr(_cpu, "run_kind", lambda X, n_clusters: "plain")
+    plain = _fit("cpu", X, init, max_iter=12, tol=0.0).fit(X)
+    np.testing.assert_array_equal(with_bounds.labels_, plain.labels_)
+    assert with_bounds.n_iter_ == plain.n_iter_
+    if kind == "yinyang":
+        np.testing.assert_array_equal(with_bounds.cluster_centers_, plain.cluster_centers_)
+    else:
+        np.testing.assert_allclose(with_bounds.cluster_centers_, plain.cluster_centers_,
+                                   rtol=0, atol=1e-6)
