@@ -55,6 +55,7 @@ Prior validation of data is assumed everywhere in this module.
 import contextlib
 import os
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 
@@ -305,14 +306,35 @@ def assign_labels(data, centers, labels, unit_centers=False):
 
 
 def inertia(data, sample_weight, centers, labels):
-    # The in-memory sum is sequential over the samples: each block's sum starts from the
-    # total so far (a first value of weight one).
+    return _summed_by_block(data, lambda start, end: _assigned_distances(
+        data.rows(start, end, with_norms=False)[0], centers, labels[start:end]))
+
+
+def labels_inertia(data, sample_weight, centers, labels, unit_centers=False):
+    """The in-memory plain run's final pass (:func:`gpukmeans._cpu.labels_inertia`: the
+    E-step measures each sample's distance to its new center) a block at a time: its
+    labels and inertia bit for bit. (The distances come from the same compiled E-step:
+    :func:`inertia`'s pass sums a squared distance with fastmath reassociation that the
+    compiler resolves per call site, and rounded some otherwise, float64 at 2 or 3
+    features.)"""
+    def distances_of(start, end):
+        block, norms = data.rows(start, end)
+        distances = np.empty(end - start)
+        _cpu.e_step(block, centers, labels[start:end], norms, distances,
+                    unit_centers=unit_centers)
+        return distances
+
+    return _summed_by_block(data, distances_of)
+
+
+def _summed_by_block(data, distances_of):
+    """``sum_i w_i d_i`` of the blocks' ``distances_of(start, end)``, as the in-memory
+    sum: sequential over the samples, each block's sum starting from the total so far
+    (a first value of weight one)."""
     total = np.zeros(1)
     one = np.ones(1, dtype=data.dtype)
     for start, end in data.blocks():
-        block, _ = data.rows(start, end, with_norms=False)
-        distances = _assigned_distances(block, centers, labels[start:end])
-        total[0] = _weighted_sum_f64(np.concatenate([total, distances]),
+        total[0] = _weighted_sum_f64(np.concatenate([total, distances_of(start, end)]),
                                      np.concatenate([one, data.weights(start, end)]))
     return np.float64(total[0])
 
@@ -335,10 +357,29 @@ def start_lloyd(data, x_squared_norms, sample_weight, n_clusters, unit_centers=F
     """The in-memory engine's choice (:func:`gpukmeans._cpu.run_kind`): Hamerly's or
     Elkan's bounds where it keeps them; the plain step otherwise, also where it keeps
     Yinyang's, whose results are the plain step's bit for bit."""
-    if _cpu.run_kind(data, n_clusters) == "bounds":
+    kind = _cpu.run_kind(data, n_clusters)
+    if kind == "bounds":
         return StreamedBoundsRun(data, n_clusters, unit_centers)
-    return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
-                        by_dot_products(assign_labels, unit_centers), inertia)
+    if kind == "yinyang":  # its final pass: an E-step, then inertia's pass
+        return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
+                            by_dot_products(assign_labels, unit_centers), inertia)
+    return StreamedPlainRun(data, unit_centers)
+
+
+class StreamedPlainRun(NamedTuple):
+    """The in-memory :class:`gpukmeans._cpu.PlainRun` on streamed data: its final pass
+    is :func:`labels_inertia`, as the plain run's."""
+
+    data: StreamedData
+    unit_centers: bool = False
+
+    def step(self, centers_old, labels):
+        return lloyd_iter(self.data, None, centers_old, labels, self.unit_centers)
+
+    def finish(self, centers, labels, assign_labels):
+        if assign_labels:
+            return labels_inertia(self.data, None, centers, labels, self.unit_centers)
+        return inertia(self.data, None, centers, labels)
 
 
 class StreamedBoundsRun(BoundsRun):
