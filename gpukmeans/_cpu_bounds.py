@@ -9,8 +9,8 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import (
-    _dot1, _exact_argmin, _minus_two_centers_and_norms, _nearer_than,
-    _nearest_of_near_ties, _rows_dots_blocked, _squared_distance_f64,
+    _chunk_distances, _dot1, _exact_argmin, _minus_two_centers_and_norms, _nearer_than,
+    _nearest_of_near_ties, _rows_dots_blocked,
 )
 from ._cpu_passes import _weighted_sum_f64, inertia
 from ._cpu_runtime import CACHE, prange_only
@@ -390,17 +390,6 @@ def _move_sample(x, weight, old, new, delta_sums, touched):
             new_sums[f] += contribution
         touched[old] = True
     touched[new] = True
-
-
-@njit(nogil=True, cache=CACHE)
-def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
-    """The final E-step's ``distances[i] = ||x_i - centers[labels[i]]||^2`` for a chunk,
-    right after its labels are final: the rows it read are still in cache, and the
-    values are :func:`_assigned_distances`' bitwise. Nothing when ``distances`` is empty."""
-    if distances.shape[0] == 0:
-        return
-    for i in range(chunk_start, chunk_end):
-        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
 
 
 @njit(nogil=True, cache=CACHE)

@@ -19,9 +19,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    GEMM_TILE_CENTERS, _chunk_dots_blocked, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _dot1,
-    _exact_argmin, _exactly_nearest, _minus_two_centers_and_norms, _squared_distance_f64,
-    _squared_norm_f64,
+    GEMM_TILE_CENTERS, _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
+    _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest,
+    _minus_two_centers_and_norms, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -324,9 +324,7 @@ def _lloyd_partials(
                     labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap,
                                                             unit_centers)
             if with_distances:
-                for sample in range(chunk_start, chunk_end):
-                    distances[sample] = _squared_distance_f64(X[sample],
-                                                              centers_old[labels[sample]])
+                _chunk_distances(X, centers_old, labels, chunk_start, chunk_end, distances)
             if update_centers:
                 rows_since_fold = _accumulate_and_fold(
                     X, sample_weight, labels, chunk_start, chunk_end, end, fold_rows,

@@ -31,6 +31,22 @@ def _squared_distance_f64(x, c):
     return s
 
 
+# Every pass that measures samples against their centers (a run's final E-step, the
+# inertia pass, relocation, the bounds runs' final steps) calls this one function on a
+# chunk: the sum in _squared_distance_f64 is reassociated for speed, and the compiler
+# fixes its order where it inlines it, so the same distance computed in two differently
+# shaped loops could round otherwise (float64 at 2 or 3 features: a fit's inertia_ and
+# score(X), or a streamed and an in-memory fit, differed in their last bits).
+@njit(nogil=True, cache=CACHE)
+def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
+    """``distances[i] = ||x_i - centers[labels[i]]||^2`` (float64, from the differences)
+    for the rows of a chunk; nothing when ``distances`` is empty."""
+    if distances.shape[0] == 0:
+        return
+    for i in range(chunk_start, chunk_end):
+        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
+
+
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _exact_rank(x, c, unit_centers):
     """What the float64 decisions compare for a row ``x`` and a center ``c``, smaller

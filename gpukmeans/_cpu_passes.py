@@ -7,19 +7,24 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_nearest import _squared_distance_f64, _squared_norm_f64
+from ._cpu_nearest import _chunk_distances, _squared_norm_f64
 from ._cpu_runtime import CACHE, prange_only
 from ._cpu_small import CANCELLATION as _CANCELLATION
+from ._cpu_small import CHUNK_ROWS as DISTANCE_CHUNK_ROWS
 from ._cpu_small import near_the_origin
 
 
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _assigned_distances(X, centers, labels):
-    """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences."""
+    """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences, by
+    :func:`_chunk_distances` (as every pass that measures them)."""
     n_samples = X.shape[0]
     distances = np.empty(n_samples, dtype=np.float64)
-    for i in prange(n_samples):
-        distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
+    n_chunks = (n_samples + DISTANCE_CHUNK_ROWS - 1) // DISTANCE_CHUNK_ROWS
+    for chunk in prange(n_chunks):
+        start = chunk * DISTANCE_CHUNK_ROWS
+        _chunk_distances(X, centers, labels, start, min(start + DISTANCE_CHUNK_ROWS, n_samples),
+                         distances)
     return distances
 
 

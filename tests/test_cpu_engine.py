@@ -4,7 +4,7 @@ Numba engine, and the NumPy engine that takes problems too small to repay a comp
 import numpy as np
 import pytest
 
-from gpukmeans import _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang, _lloyd
+from gpukmeans import KMeans, _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang, _lloyd
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -573,7 +573,6 @@ def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data):
     take them) against the same fits on plain steps: labels, centers, inertia and
     iterations bit for bit, with a center far from every sample (its cluster empties and
     is relocated) and a sample weight."""
-    from gpukmeans import KMeans
 
     n_samples, n_features, n_clusters = 2500, 24, 40
     if data == "blobs":
@@ -614,3 +613,23 @@ def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatc
     assert type(_cpu.start_lloyd(X, norms, weights, 1024)) is _cpu_yinyang.YinyangRun
     assert type(_cpu.start_lloyd(X.astype(np.float64), norms, weights.astype(np.float64),
                                  1024)) is _cpu.PlainRun
+
+
+def test_every_pass_measures_a_distance_alike(rng):
+    """The final E-step's distances (``labels_inertia``, one pass) and the inertia pass
+    are bitwise equal, and so a fit's ``inertia_`` and ``-score(X)``: both go through
+    ``_chunk_distances``, whose reassociated sum the compiler once ordered otherwise in
+    the E-step's loop and the inertia pass's (float64, 2 or 3 features: about one
+    array in 50 differed in its last bits)."""
+    with _cpu.cpu_runtime():
+        for _ in range(150):
+            n_samples, n_features = int(rng.integers(200, 3000)), int(rng.integers(1, 6))
+            X = rng.normal(size=(n_samples, n_features)) * rng.uniform(0.1, 10)
+            centers = X[rng.integers(0, n_samples, int(rng.integers(1, 40)))] + 0.5
+            weights = rng.uniform(0, 3, n_samples)
+            labels = np.empty(n_samples, dtype=np.int32)
+            one_pass = _cpu.labels_inertia(X, weights, centers, labels)
+            assert one_pass == _cpu.inertia(X, weights, centers, labels)
+    X = rng.normal(size=(300_000, 2)) * 3
+    km = KMeans(5, random_state=0, device="cpu", max_iter=5).fit(X)
+    assert -km.score(X) == km.inertia_
