@@ -633,3 +633,20 @@ def test_every_pass_measures_a_distance_alike(rng):
     X = rng.normal(size=(300_000, 2)) * 3
     km = KMeans(5, random_state=0, device="cpu", max_iter=5).fit(X)
     assert -km.score(X) == km.inertia_
+
+
+def test_centring_gives_row_norms_bitwise(rng):
+    """``Engine.centered``'s norms are ``row_norms`` of the centred data, bit for bit (the
+    contract): both go through ``_chunk_squared_norms`` (a reassociated sum the compiler
+    once ordered otherwise in the centring pass, one float64 array in seven)."""
+    from gpukmeans._cpu_passes import centered
+
+    with _cpu.cpu_runtime():
+        for _ in range(200):
+            n_samples, n_features = int(rng.integers(100, 3000)), int(rng.integers(1, 8))
+            dtype = rng.choice([np.float32, np.float64])
+            X = (rng.normal(size=(n_samples, n_features)) * rng.uniform(0.1, 10)
+                 + rng.uniform(-50, 50, n_features)).astype(dtype)
+            X_work, norms, is_centred = centered(X, X.mean(axis=0))
+            assert is_centred
+            np.testing.assert_array_equal(norms, _cpu.row_norms_f64(X_work))
