@@ -14,10 +14,10 @@ in one call, with the same operations in the same order, so bitwise the same res
   rounded to X's dtype;
 - each center that received weight: ``(sums + c * W) * (1 / (W + w_new))`` in X's dtype;
 - the inertia ``sum_i w_i ||x_i - c_{l_i}||^2`` by the engine's own ``inertia`` call
-  (a second, cheap pass over the batch in cache): its squared distances are summed with
-  ``fastmath`` reassociation, whose order LLVM fixes per call site, so the same
-  function inlined here could round a distance otherwise (about one float64 batch in 60,
-  at 3 features, in the last bit).
+  (a second, cheap pass over the batch in cache): a squared distance is a reassociated
+  sum whose order the compiler chooses where it inlines it, and the same function
+  inlined in this loop gave another last bit than the inertia pass's for about one
+  float64 batch in 60 at 3 features (seen with freshly compiled kernels).
 
 It also holds the batch draw's search, :meth:`gpukmeans._minibatch_step.BatchSampler.search`
 compiled (NumPy's vectorised binary search costs 0.14 ms a batch in small array calls,

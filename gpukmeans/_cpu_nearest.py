@@ -33,10 +33,12 @@ def _squared_distance_f64(x, c):
 
 # Every pass that measures samples against their centers (a run's final E-step, the
 # inertia pass, relocation, the bounds runs' final steps) calls this one function on a
-# chunk: the sum in _squared_distance_f64 is reassociated for speed, and the compiler
-# fixes its order where it inlines it, so the same distance computed in two differently
-# shaped loops could round otherwise (float64 at 2 or 3 features: a fit's inertia_ and
-# score(X), or a streamed and an in-memory fit, differed in their last bits).
+# chunk: the sum in _squared_distance_f64 is reassociated for speed, its order is the
+# compiler's choice where it inlines it, and the passes' bitwise agreement (a fit's
+# inertia_ and -score(X), a streamed and an in-memory fit) should not rest on the
+# compiler choosing alike in two differently shaped loops. (It did not for MiniBatch's
+# inline inertia, see _cpu_minibatch; the differences once seen between these passes
+# came from stale cached kernels, see _cpu_runtime._kernel_sources_digest.)
 @njit(nogil=True, cache=CACHE)
 def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
     """``distances[i] = ||x_i - centers[labels[i]]||^2`` (float64, from the differences)

@@ -80,10 +80,9 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
 @njit(nogil=True, cache=CACHE)
 def _chunk_squared_norms(X, chunk_start, chunk_end, out):
     """``out[i] = ||x_i||^2`` in float64 for the rows of a chunk: every pass that
-    computes row norms calls this one loop, so that they agree bitwise (the sum in
-    :func:`_squared_norm_f64` is reassociated, and the compiler fixes its order where it
-    inlines it: the centring pass's norms once differed from ``row_norms``' in the last
-    bit for one float64 array in seven at a few features)."""
+    computes row norms calls this one loop, so that their bitwise agreement does not
+    rest on the compiler ordering the reassociated sum of :func:`_squared_norm_f64` alike
+    in two different loops (see :func:`gpukmeans._cpu_nearest._chunk_distances`)."""
     for i in range(chunk_start, chunk_end):
         out[i] = _squared_norm_f64(X[i])
 

@@ -6,6 +6,7 @@ for its parallel loops, ``parallel=prange_only()``.
 """
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -19,28 +20,75 @@ from ._cpu_small import blas_controller
 
 logger = logging.getLogger("gpukmeans._cpu")
 
+def _kernel_sources_digest():
+    """A digest of the CPU engine's kernel sources (every ``_cpu*.py``) and Numba's
+    version: what a cached kernel was compiled from.
+
+    Numba checks only the decorated function's own file before it loads that function
+    from its cache, not the files of the functions it inlines (Numba's documented
+    limitation): after an edit or an update that changes ``_cpu_nearest.py`` alone, a
+    kernel of ``_cpu_passes.py`` loaded from the cache would run the old distance code
+    inlined in it, while the recompiled kernels run the new: in a development checkout
+    a fit's ``inertia_`` and ``-score(X)``, and a streamed and an in-memory fit's
+    inertia, differed in their last bits that way (float64, 2 or 3 features)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(numba.__version__.encode())
+    for name in sorted(os.listdir(package)):
+        if name.startswith("_cpu") and name.endswith(".py"):
+            with open(os.path.join(package, name), "rb") as source:
+                digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()[:16]
+
+
+def _drop_stale_kernels(directory, digest):
+    """Remove the cached CPU kernels in ``directory`` (Numba's ``__pycache__`` beside
+    the modules) when they were compiled from other sources than ``digest`` says, and
+    record it. Only this package's kernels (``_cpu*`` index and data files) go."""
+    record = os.path.join(directory, "gpukmeans-kernels.digest")
+    try:
+        with open(record) as file:
+            if file.read().strip() == digest:
+                return
+    except OSError:
+        pass
+    for name in os.listdir(directory):
+        if name.startswith("_cpu") and name.endswith((".nbi", ".nbc")):
+            with contextlib.suppress(OSError):  # another process may have gone first
+                os.remove(os.path.join(directory, name))
+    with open(record, "w") as file:
+        file.write(digest + "\n")
+
+
 def _ensure_writable_numba_cache():
-    """Point Numba's cache at a writable directory before any ``cache=True`` function.
+    """Point Numba's cache at a writable directory before any ``cache=True`` function,
+    one that holds only kernels compiled from this package's current sources
+    (:func:`_kernel_sources_digest`).
 
     Numba caches beside the module (``__pycache__``) or else under the home directory,
     and raises at decoration time when it can use neither. In a read-only site-packages
     with no usable home that would make ``import gpukmeans`` fail; a per-user temporary
-    directory keeps it working (and the cache useful within a machine). Returns whether
-    caching is possible at all.
+    directory keeps it working (and the cache useful within a machine): there, kernels
+    go to a subdirectory named by the digest. Beside the module, kernels compiled from
+    other sources are removed. A ``NUMBA_CACHE_DIR`` the user set is used as it is.
+    Returns whether caching is possible at all.
     """
     if numba.config.CACHE_DIR:
         return True
+    digest = _kernel_sources_digest()
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
     candidates = [here]
     home = os.path.expanduser("~")
     if home and home != "~":
-        candidates.append(os.path.join(home, ".cache", "gpukmeans", "numba"))
-    candidates.append(os.path.join(tempfile.gettempdir(), f"gpukmeans-numba-{os.getuid()}"))
+        candidates.append(os.path.join(home, ".cache", "gpukmeans", "numba", digest))
+    candidates.append(os.path.join(tempfile.gettempdir(), f"gpukmeans-numba-{os.getuid()}",
+                                   digest))
     for path in candidates:
         try:
             os.makedirs(path, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=path, prefix=".probe"):
                 pass
+            if path == here:
+                _drop_stale_kernels(here, digest)
         except OSError:
             continue
         if path != here:

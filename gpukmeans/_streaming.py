@@ -313,10 +313,7 @@ def inertia(data, sample_weight, centers, labels):
 def labels_inertia(data, sample_weight, centers, labels, unit_centers=False):
     """The in-memory plain run's final pass (:func:`gpukmeans._cpu.labels_inertia`: the
     E-step measures each sample's distance to its new center) a block at a time: its
-    labels and inertia bit for bit. (The distances come from the same compiled E-step:
-    :func:`inertia`'s pass sums a squared distance with fastmath reassociation that the
-    compiler resolves per call site, and rounded some otherwise, float64 at 2 or 3
-    features.)"""
+    labels and inertia bit for bit: the same compiled E-step measures the distances."""
     def distances_of(start, end):
         block, norms = data.rows(start, end)
         distances = np.empty(end - start)

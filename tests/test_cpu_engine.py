@@ -618,9 +618,8 @@ def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatc
 def test_every_pass_measures_a_distance_alike(rng):
     """The final E-step's distances (``labels_inertia``, one pass) and the inertia pass
     are bitwise equal, and so a fit's ``inertia_`` and ``-score(X)``: both go through
-    ``_chunk_distances``, whose reassociated sum the compiler once ordered otherwise in
-    the E-step's loop and the inertia pass's (float64, 2 or 3 features: about one
-    array in 50 differed in its last bits)."""
+    ``_chunk_distances``. (About one array in 50, float64 at 2 or 3 features, differed
+    when a stale cached inertia pass ran an older distance function.)"""
     with _cpu.cpu_runtime():
         for _ in range(150):
             n_samples, n_features = int(rng.integers(200, 3000)), int(rng.integers(1, 6))
@@ -637,8 +636,7 @@ def test_every_pass_measures_a_distance_alike(rng):
 
 def test_centring_gives_row_norms_bitwise(rng):
     """``Engine.centered``'s norms are ``row_norms`` of the centred data, bit for bit (the
-    contract): both go through ``_chunk_squared_norms`` (a reassociated sum the compiler
-    once ordered otherwise in the centring pass, one float64 array in seven)."""
+    contract): both go through ``_chunk_squared_norms``."""
     from gpukmeans._cpu_passes import centered
 
     with _cpu.cpu_runtime():

@@ -57,6 +57,37 @@ def test_numba_cache_never_breaks_import(tmp_path):
     assert any(Path(result.stdout.strip()).rglob("*.nbi")), "nothing was cached"
 
 
+def test_cached_kernels_follow_the_sources_they_inline(tmp_path):
+    """A kernel loaded from Numba's cache runs the code it was compiled from, inlined
+    callees included: Numba checks only the kernel's own file, so after an edit (or an
+    update) of ``_cpu_nearest.py`` alone, ``_cpu_passes``' cached inertia pass would
+    still run the old ``_squared_distance_f64``. The cache beside the modules is emptied
+    of this package's kernels when their sources change."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "gpukmeans", site / "gpukmeans", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(PYTHONPATH=str(site))
+    code = (
+        "import numpy as np\n"
+        "from gpukmeans._cpu_passes import _assigned_distances\n"
+        "X = np.array([[3.0, 4.0]]); C = np.zeros((1, 2)); labels = np.zeros(1, np.int32)\n"
+        "print(_assigned_distances(X, C, labels)[0])\n"
+    )
+    first = _run(code, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "25.0"
+    assert any((site / "gpukmeans" / "__pycache__").glob("_cpu_passes*.nbi")), "not cached"
+    nearest = site / "gpukmeans" / "_cpu_nearest.py"
+    source = nearest.read_text()
+    callee = "def _squared_distance_f64(x, c):"
+    body_end = source.index("    return s\n", source.index(callee))
+    nearest.write_text(source[:body_end] + "    return 2 * s\n"
+                       + source[body_end + len("    return s\n"):])
+    second = _run(code, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "50.0"  # the edited callee, not the cached kernel's
+
+
 def _readme_commands():
     text = (ROOT / "README.md").read_text()
     return re.findall(r"^```(?:bash|sh)\n(.*?)\n```", text, flags=re.S | re.M)

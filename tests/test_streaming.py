@@ -89,10 +89,7 @@ def test_cosine_fit_streams_its_unit_rows(dtype, rng, tmp_path, monkeypatch):
 
 def test_final_pass_is_the_in_memory_plain_runs(rng):
     """The streamed plain run's final E-step and inertia are the in-memory run's one pass
-    (``labels_inertia``) bit for bit, on data that need not stream. (Its inertia once
-    came from the standalone inertia pass, whose squared distances the compiler sums in
-    another order than the E-step's at 2 or 3 float64 features: inertia_ then differed
-    from the in-memory fit's in its last bits, about one fit in six.)"""
+    (``labels_inertia``) bit for bit, on data that need not stream."""
     from gpukmeans import _cpu
 
     with _cpu.cpu_runtime():
