@@ -506,8 +506,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = xp.asarray(self.cluster_centers_)
         zero_rows = None
         if _is_cosine(self):
+            streamed = (_streamed_cosine_inference(self, X, sample_weight, unit_weights, engine,
+                                                   block_rows)
+                        if stream and in_fit_frame else None)
             with engine.runtime():
-                X, zero_rows = _spherical.normalize_query_rows(X, engine)
+                if streamed is not None:  # normalised block by block: no copy of X
+                    X, engine, zero_rows = streamed
+                else:
+                    X, zero_rows = _spherical.normalize_query_rows(X, engine)
                 if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
                                                         self.cluster_centers_):
                     centers = _normalize_centers(centers, engine, "cluster_centers_")
@@ -581,6 +587,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             zero_rows_inertia = float(sample_weight[zero_rows].sum()) / _spherical.INERTIA_SCALE
             sample_weight = engine.xp.where(zero_rows, 0, sample_weight).astype(
                 sample_weight.dtype)
+            if hasattr(X, "blocks"):  # streamed data hold the weights of their blocks
+                X.sample_weight = sample_weight
         with engine.runtime():
             engine.assign_labels(X, centers, labels)
             inertia = float(engine.inertia(X, sample_weight, centers, labels))
@@ -697,6 +705,23 @@ def _streamed_inference(estimator, X, sample_weight, unit_weights, engine, block
     block_rows = _replay.block_rows_for(X, block_rows)
     weights = None if unit_weights else sample_weight
     return _streaming.StreamedData(X, weights, block_rows), _streaming.streamed_engine()
+
+
+def _streamed_cosine_inference(estimator, X, sample_weight, unit_weights, engine, block_rows):
+    """``(data, engine, zero_rows)`` for a cosine model's predict and score on host array
+    ``X`` that a CPU fit would stream (see :func:`_streamed_inference`): the rows
+    normalised block by block as they are read (``StreamedData.unit_rows``), bitwise
+    the in-memory inference's unit rows, and the zero rows found in one pass (None when
+    there are none). None where X does not stream."""
+    from . import _replay, _streaming
+
+    if engine.name != "cpu" or not _streaming.streams(X, estimator.n_clusters):
+        return None
+    block_rows = _replay.block_rows_for(X, block_rows)
+    data = _streaming.StreamedData(X, None if unit_weights else sample_weight, block_rows)
+    zero_rows = _streaming.zero_rows(data)
+    data.unit_rows = True
+    return data, _streaming.streamed_engine(unit_centers=True), zero_rows
 
 
 def _plan_streaming(estimator, X, is_memmap, device, xp):

@@ -83,15 +83,22 @@ def normalize_query_rows(X, engine):
     return _normalized(X, engine, "X", keep_zero_rows=True)
 
 
+def zero_rows_of(X, engine, squared_norms=None):
+    """The rows of ``X`` with no direction (every value 0; not a float64 row whose
+    squared norm underflowed), a boolean array in ``engine.xp``, or None where there are
+    none. ``squared_norms``: ``engine.row_norms(X)`` when the caller has them."""
+    if squared_norms is None:
+        squared_norms = engine.row_norms(X)
+    if not bool((squared_norms == 0).any()):
+        return None
+    zero_rows = (squared_norms == 0) & (_largest_abs(X, engine.xp) == 0)
+    return zero_rows if bool(zero_rows.any()) else None
+
+
 def _normalized(X, engine, name, keep_zero_rows):
     xp = engine.xp
     squared_norms = engine.row_norms(X)
-    zero_rows = None
-    if keep_zero_rows and bool((squared_norms == 0).any()):
-        # Exactly zero, not a float64 row whose squared norm underflowed.
-        zero_rows = (squared_norms == 0) & (_largest_abs(X, xp) == 0)
-        if not bool(zero_rows.any()):
-            zero_rows = None
+    zero_rows = zero_rows_of(X, engine, squared_norms) if keep_zero_rows else None
     out_of_range = ~((squared_norms >= SMALLEST_SQUARED_NORM)
                      & (squared_norms <= LARGEST_SQUARED_NORM))
     if zero_rows is not None:

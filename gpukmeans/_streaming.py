@@ -59,7 +59,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _cpu, _cpu_small
+from . import _cpu, _cpu_small, _spherical
 from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
 from ._cpu_kmeanspp import _kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
@@ -74,6 +74,25 @@ from ._replay import (
     RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
 )
 
+
+
+# The engine whose row norms normalise a cosine query's blocks: the in-memory inference
+# of data large enough to stream takes the Numba engine's (see streams).
+_NUMBA_ENGINE = _cpu.make_engine()
+
+
+def zero_rows(data):
+    """:func:`gpukmeans._spherical.zero_rows_of` of the whole source, a block at a time
+    (one pass): a boolean array, or None where no row is zero."""
+    found = np.zeros(data.shape[0], dtype=np.bool_)
+    any_found = False
+    for start, end in data.blocks():
+        block = np.asarray(data.source[start:end])
+        block_zero = _spherical.zero_rows_of(block, _NUMBA_ENGINE)
+        if block_zero is not None:
+            found[start:end] = block_zero
+            any_found = True
+    return found if any_found else None
 
 
 def streams(X, n_clusters):
@@ -103,15 +122,25 @@ class StreamedData:
         self.dtype = source.dtype
         self.sample_weight = sample_weight
         self.shift = None
+        self.unit_rows = False  # cosine inference: each block normalised (see rows)
         self.block_rows = block_rows
         self._norms_sum = None
 
     def rows(self, start, end, out=None, with_norms=True):
         """Rows ``[start, end)`` as the fit sees them (a view of the source where they
         need no centring and ``out`` is None), and their float64 squared norms (None
-        unless ``with_norms`` or centred, when they come with the subtraction)."""
+        unless ``with_norms`` or centred, when they come with the subtraction). With
+        ``unit_rows``, the rows divided by their norms (zero rows kept), as
+        :func:`gpukmeans._spherical.normalize_query_rows` makes them from the whole array,
+        bit for bit."""
         source = self.source[start:end]
         norms = np.empty(end - start)
+        if self.unit_rows:
+            unit, _ = _spherical.normalize_query_rows(np.asarray(source), _NUMBA_ENGINE)
+            if out is not None:
+                out[:] = unit
+                unit = out
+            return unit, _row_norms_f64(unit) if with_norms else None
         if self.shift is None:
             if out is None:
                 out = source

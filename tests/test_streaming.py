@@ -387,6 +387,33 @@ def test_inference_on_a_memmap_holds_no_copy_of_it(rng, tmp_path):
     assert growth < data_bytes / 4
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_inference_on_a_memmap_streams(dtype, rng, tmp_path, monkeypatch):
+    """A cosine model's predict and score on a memmap normalise it block by block (no
+    copy of X) and equal the in-memory inference bit for bit, zero rows (cosine
+    distance 1, label 0) and weights included; transform is unchanged."""
+    n_features = 12
+    X = _blobs(rng, _n_samples(n_features), n_features, dtype, offset=2.0)
+    X *= rng.uniform(0.1, 10, (X.shape[0], 1)).astype(dtype)
+    km = KMeans(6, metric="cosine", random_state=0, device="cpu", max_iter=5).fit(X)
+    X[[3, X.shape[0] - 7]] = 0  # empty documents at query time
+    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
+    labels, score = km.predict(X), km.score(X)
+    weighted_score, distances = km.score(X, sample_weight=sample_weight), km.transform(X)
+    memmap = _memmap(X, tmp_path)
+    streamed = []
+    real = _streaming.assign_labels
+    monkeypatch.setattr(_streaming, "assign_labels",
+                        lambda *a, **kw: streamed.append(1) or real(*a, **kw))
+    km.set_params(stream_block_rows=3000)
+    assert np.array_equal(km.predict(memmap), labels)
+    assert labels[3] == 0
+    assert km.score(memmap) == score
+    assert km.score(memmap, sample_weight=sample_weight) == weighted_score
+    assert np.array_equal(km.transform(memmap), distances)
+    assert len(streamed) == 3
+
+
 @pytest.mark.parametrize("dtype, offset", [(np.float32, 100.0), (np.float64, 0.0)])
 def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tmp_path,
                                                           monkeypatch):
