@@ -478,7 +478,17 @@ def check_init_array(init, n_clusters, n_features, dtype, xp):
             f"The shape of the initial centers {centers.shape} does not match "
             f"the number of features of the data {n_features}."
         )
-    return xp.array(centers, dtype=dtype, order="C", copy=True)
+    with np.errstate(over="ignore"):  # said below
+        rounded = xp.array(centers, dtype=dtype, order="C", copy=True)
+    # Finite values past the range of X's dtype (float32) round to infinity there: the
+    # fit would start from them silently (scikit-learn refuses them, as its check_array
+    # casts init to X's dtype first).
+    if not bool(xp.isfinite(rounded).all()):
+        raise ValueError(
+            f"init holds values beyond the range of {np.dtype(dtype)}, the dtype of X; "
+            "rescale init and X, or pass float64 X."
+        )
+    return rounded
 
 
 def check_n_samples(n_samples, n_clusters):

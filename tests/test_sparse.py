@@ -334,6 +334,24 @@ def test_unsorted_and_duplicate_entries(rng, device):
     np.testing.assert_array_equal(picked, canonical)
 
 
+@pytest.mark.parametrize("make_init", ["array", "callable"])
+def test_init_past_the_range_of_float32_data_is_refused(rng, make_init):
+    """Initial centers are cast to X's dtype: float64 values past float32's range became
+    infinite there, and KMeans went on from them (MiniBatchKMeans ended with NaN centers)
+    where scikit-learn refuses them. Sparse and dense X alike."""
+    X = tfidf_like(rng, 100, 30, 5, dtype=np.float32)
+    centers = X[:3].toarray().astype(np.float64)
+    centers[1, 2] = -1e39
+    init = centers if make_init == "array" else (lambda data, n_clusters, random_state: centers)
+    for data in (X, X.toarray()):
+        for estimator in (KMeans(3, init=init, n_init=1, device="cpu"),
+                          MiniBatchKMeans(3, init=init, n_init=1, device="cpu")):
+            with pytest.raises(ValueError, match="init holds values beyond the range of float32"):
+                estimator.fit(data)
+        # A float64 fit takes them.
+        KMeans(3, init=init, n_init=1, device="cpu").fit(data.astype(np.float64))
+
+
 def test_random_init_and_callable_init(rng, device):
     X = tfidf_like(rng, 300, 100, 10)
     km = KMeans(5, init="random", n_init=2, random_state=0, device=device).fit(X)
