@@ -190,6 +190,14 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
         # A column index out of range (or negative) would be read past the centers: a
         # crash or a silent wrong answer. One pass over the indices refuses it.
         try:
+            # On a new matrix over X's arrays: check_format rebinds the arrays of the
+            # matrix it checks (prunes them, unifies their index dtypes), and X may be the
+            # caller's. Contiguous: scikit-learn's mean_variance_axis takes no strided
+            # views (a CSR matrix built on values[:, 1] keeps one), and the engines are
+            # compiled for contiguous arrays; a copy only where X's are not.
+            X = type(X)(X, copy=False)
+            X.data, X.indices, X.indptr = (np.ascontiguousarray(part)
+                                           for part in (X.data, X.indices, X.indptr))
             X.check_format(full_check=True)
         except ValueError as exc:
             raise ValueError(f"X is not a valid CSR matrix: {exc}") from None
@@ -470,7 +478,17 @@ def check_init_array(init, n_clusters, n_features, dtype, xp):
             f"The shape of the initial centers {centers.shape} does not match "
             f"the number of features of the data {n_features}."
         )
-    return xp.array(centers, dtype=dtype, order="C", copy=True)
+    with np.errstate(over="ignore"):  # said below
+        rounded = xp.array(centers, dtype=dtype, order="C", copy=True)
+    # Finite values past the range of X's dtype (float32) round to infinity there: the
+    # fit would start from them silently (scikit-learn refuses them, as its check_array
+    # casts init to X's dtype first).
+    if not bool(xp.isfinite(rounded).all()):
+        raise ValueError(
+            f"init holds values beyond the range of {np.dtype(dtype)}, the dtype of X; "
+            "rescale init and X, or pass float64 X."
+        )
+    return rounded
 
 
 def check_n_samples(n_samples, n_clusters):

@@ -268,6 +268,35 @@ def test_all_zero_matrix(device):
     assert km.inertia_ == 0.0
 
 
+def test_strided_arrays_and_the_callers_attributes(rng, device):
+    """A CSR matrix on strided views (``csr_matrix((values[:, 1], indices, indptr))`` keeps
+    them) is scikit-learn's input too: it failed in scikit-learn's ``mean_variance_axis``
+    with "ndarray is not C-contiguous". And the caller's matrix keeps its own arrays:
+    scipy's ``check_format`` rebinds them (prunes them, unifies the index dtypes) on the
+    matrix it checks."""
+    X = tfidf_like(rng, 300, 80, 8)
+    pairs = np.stack([X.data, -X.data], axis=1)  # the values, as one column of a 2-D array
+    strided = sp.csr_matrix((pairs[:, 0], X.indices, X.indptr), shape=X.shape)
+    assert not strided.data.flags.c_contiguous
+    init = _init_rows(rng, X, 4)
+    ours = KMeans(4, init=init, n_init=1, device=device).fit(strided)
+    theirs = SKKMeans(4, init=init, n_init=1).fit(strided)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, atol=1e-12)
+    np.testing.assert_array_equal(ours.predict(strided), theirs.labels_)
+    model = MiniBatchKMeans(4, random_state=0, tol=1e-4, device=device).fit(strided)
+    np.testing.assert_array_equal(model.predict(strided), model.labels_)
+    # int32 column ids with int64 row pointers, as an attribute assignment leaves them.
+    mixed = X.copy()
+    mixed.indptr = mixed.indptr.astype(np.int64)
+    arrays = (mixed.data, mixed.indices, mixed.indptr)
+    KMeans(4, init=init, n_init=1, device=device).fit(mixed).predict(mixed)
+    kmeans_plusplus(mixed, 4, random_state=0, device=device)
+    for now, before in zip((mixed.data, mixed.indices, mixed.indptr), arrays):
+        assert now is before
+    assert mixed.indices.dtype == np.int32
+
+
 def test_unsorted_and_duplicate_entries(rng, device):
     """Unsorted distinct entries are used as stored (scikit-learn's order); duplicate
     entries are summed on a copy, as scipy's own arithmetic (and ``toarray``) counts them."""
@@ -303,6 +332,24 @@ def test_unsorted_and_duplicate_entries(rng, device):
     _, picked = kmeans_plusplus(duplicated, 6, random_state=0, device=device)
     _, canonical = kmeans_plusplus(X, 6, random_state=0, device=device)
     np.testing.assert_array_equal(picked, canonical)
+
+
+@pytest.mark.parametrize("make_init", ["array", "callable"])
+def test_init_past_the_range_of_float32_data_is_refused(rng, make_init):
+    """Initial centers are cast to X's dtype: float64 values past float32's range became
+    infinite there, and KMeans went on from them (MiniBatchKMeans ended with NaN centers)
+    where scikit-learn refuses them. Sparse and dense X alike."""
+    X = tfidf_like(rng, 100, 30, 5, dtype=np.float32)
+    centers = X[:3].toarray().astype(np.float64)
+    centers[1, 2] = -1e39
+    init = centers if make_init == "array" else (lambda data, n_clusters, random_state: centers)
+    for data in (X, X.toarray()):
+        for estimator in (KMeans(3, init=init, n_init=1, device="cpu"),
+                          MiniBatchKMeans(3, init=init, n_init=1, device="cpu")):
+            with pytest.raises(ValueError, match="init holds values beyond the range of float32"):
+                estimator.fit(data)
+        # A float64 fit takes them.
+        KMeans(3, init=init, n_init=1, device="cpu").fit(data.astype(np.float64))
 
 
 def test_random_init_and_callable_init(rng, device):
