@@ -317,21 +317,24 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
         )
     if scale_free:
         return
+    remedy = (f"Rescale {name} (for example with sklearn.preprocessing."
+              + ("MaxAbsScaler, which keeps it sparse" if is_sparse(X) else "StandardScaler")
+              + ", or by a power of two, which changes no label)"
+              + (", or pass float64 data." if X.dtype == np.float32 else "."))
     if centers is None:
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
-        largest = max(largest, float(np.abs(to_host(centers)).max()))
+        centers_largest = float(np.abs(to_host(centers)).max())
+        if centers_largest > largest:  # centers assigned by hand: name them, not X
+            name, largest = "cluster_centers_", centers_largest
+            remedy = "Assign centers within that range, or refit on rescaled data."
         lower, upper = usable_magnitude(X.dtype, 1, X.shape[1])
     if largest == 0 or lower <= largest <= upper:
         return
     raise ValueError(
         f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data of "
         f"shape {X.shape}, k-means' squared distances are exact only when the largest "
-        f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
-        f"{name} (for example with sklearn.preprocessing."
-        + ("MaxAbsScaler, which keeps it sparse" if is_sparse(X) else "StandardScaler")
-        + ", or by a power of two, which changes no label)"
-        + (", or pass float64 data." if X.dtype == np.float32 else ".")
+        f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). {remedy}"
     )
 
 
@@ -458,7 +461,15 @@ def check_init_array(init, n_clusters, n_features, dtype, xp):
         centers = _check_device_X(init, "init", cupy)
         centers = xp.asarray(centers.get() if xp is np else centers)
     else:
-        centers = check_array(init, dtype=list(FLOAT_DTYPES), input_name="init")
+        try:
+            centers = check_array(init, dtype=list(FLOAT_DTYPES), input_name="init")
+        except (TypeError, ValueError) as exc:
+            # Some of check_array's messages ("Expected 2D array", "could not convert
+            # string to float") do not say which argument they are about.
+            if "init" in str(exc):
+                raise
+            raise type(exc)(f"init must be an array of shape (n_clusters, n_features) of "
+                            f"real numbers: {exc}") from None
         centers = xp.asarray(centers)
     if centers.shape[0] != n_clusters:
         raise ValueError(

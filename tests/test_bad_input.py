@@ -74,6 +74,12 @@ def test_n_samples_below_n_clusters():
         ({"init": np.zeros((3, 2))}, ValueError, r"initial centers \(3, 2\).*number of clusters 2"),
         ({"init": np.zeros((2, 3))}, ValueError, r"initial centers \(2, 3\).*number of features"),
         ({"init": np.array([[0.0, np.nan], [1.0, 1.0]])}, ValueError, "NaN"),
+        # check_array's own messages for these name no argument.
+        ({"init": np.zeros(2)}, ValueError, "init must be an array.*Expected 2D array"),
+        ({"init": np.zeros((2, 2, 1))}, ValueError, "init must be an array.*dim 3"),
+        ({"init": np.full((2, 2), "a")}, ValueError, "init must be an array.*convert string"),
+        ({"init": np.ones((2, 2), dtype=complex)}, ValueError, "init must be an array.*[Cc]omplex"),
+        ({"init": lambda X, k, random_state: X[0]}, ValueError, "init must be an array.*2D"),
     ],
 )
 def test_bad_params(params, error, match):

@@ -195,6 +195,12 @@ def test_predict_refuses_data_the_model_cannot_measure(device):
     # Queries are measured against the centers: a point at (almost) the origin is fine,
     # and the bounds do not shrink with the batch size.
     assert to_host(km32.predict(np.array([[1e-15, 0.0]]))).shape == (1,)
+    # Centers assigned by hand beyond the range: the error names them, not the query.
+    assigned = KMeans(3, random_state=0, device=device).fit(X)
+    assigned.cluster_centers_ = np.full((3, 2), 1e200)
+    for method in (assigned.predict, assigned.transform, assigned.score):
+        with pytest.raises(ValueError, match=r"cluster_centers_ holds values up to 1e\+200"):
+            method(X)
     big = KMeans(3, random_state=0, device=device).fit((X * 1e17).astype(np.float32))
     query = np.tile((X * 1e17).astype(np.float32), (400, 1))
     np.testing.assert_array_equal(to_host(big.predict(query))[:50], to_host(big.labels_))
