@@ -1,9 +1,12 @@
 """Bad input: a clear error naming the parameter, before any work, nothing modified."""
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse
 
-from gpukmeans import KMeans
+from gpukmeans import KMeans, MiniBatchKMeans
 from gpukmeans import _device, _validation
 
 X_OK = np.arange(40, dtype=np.float64).reshape(20, 2)
@@ -47,6 +50,28 @@ def test_finite_check_is_exact_when_the_mean_overflows(bad, match):
     X[4, 1] = bad
     with pytest.raises(ValueError, match=match):
         _validation.check_fit_data(KMeans(), X, np)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_near_the_dtype_max_warn_nothing(dtype):
+    """Finite values of both signs near the dtype's largest: a fit is refused by the range
+    it names, and a float64 model predicts float32 ones, with no NumPy 'invalid value'
+    warning from the overflowing sum of scikit-learn's finiteness check."""
+    rng = np.random.default_rng()
+    X = rng.standard_normal((40, 3))
+    huge = (X / np.abs(X).max() * (0.9 * np.finfo(dtype).max)).astype(dtype)
+    model = KMeans(3, random_state=0, device="cpu").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in (huge, scipy.sparse.csr_matrix(huge)):
+            for estimator in (KMeans(3, device="cpu"), MiniBatchKMeans(3, device="cpu")):
+                with pytest.raises(ValueError, match="largest absolute value lies between"):
+                    estimator.fit(data)
+            if dtype == np.float32:
+                assert model.predict(data).shape == (40,)
+            else:
+                with pytest.raises(ValueError, match="X holds values up to"):
+                    model.predict(data)
 
 
 def test_n_samples_below_n_clusters():
