@@ -237,7 +237,7 @@ def _add_common(parser):
         "--device", choices=DEVICES, default="auto",
         help="where to compute: auto (the GPU when one is usable), cpu or gpu (default: auto)",
     )
-    parser.add_argument("--seed", type=int, default=8, help="random_state of the fits (default: 8, the notebook's)")
+    parser.add_argument("--seed", type=_seed, default=8, help="random_state of the fits (default: 8, the notebook's)")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a progress bar (default: when stderr is a terminal)",
@@ -251,6 +251,17 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    # Checked here, so that the error names --seed, not the estimator's random_state.
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
     return value
 
 

@@ -84,4 +84,6 @@ def get_engine(device, n_samples, n_features, n_clusters, sparse=False, unit_cen
         return make_engine(current_backend(), unit_centers)
     from ._cpu_small import cpu_engine
 
-    return cpu_engine(n_samples, n_features, n_clusters, unit_centers)
+    # Python ints: n_clusters may be a NumPy integer (np.int32(20), from an array of
+    # candidate k), whose products with the sizes would overflow, or raise OverflowError.
+    return cpu_engine(int(n_samples), int(n_features), int(n_clusters), unit_centers)

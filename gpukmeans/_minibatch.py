@@ -269,7 +269,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         with engine.runtime():
             centers = self._best_init(X, sample_weight, init, init_size, n_init, random_state,
                                       init_engine)
-            n_steps = (self.max_iter * n_samples) // batch_size
+            n_steps = (int(self.max_iter) * n_samples) // batch_size
             draw_batch = BatchSampler(sample_weight_host / sample_weight_host.sum(), batch_size,
                                       batch_engine.batch_search)
             with batch_engine.runtime():
@@ -390,7 +390,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                 counts = xp.zeros(self.n_clusters, dtype=X.dtype)
                 n_since_last_reassign = 0
             random_reassign, n_since_last_reassign = random_reassign_due(
-                counts, n_since_last_reassign, batch_size, self.n_clusters)
+                counts, n_since_last_reassign, batch_size, int(self.n_clusters))
             centers, counts, _ = mini_batch_step(
                 X, sample_weight, centers, counts, random_state, engine,
                 random_reassign=random_reassign, reassignment_ratio=self.reassignment_ratio,
@@ -429,21 +429,23 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
 
     def _sizes(self, n_samples, default_n_init):
         """scikit-learn's ``_check_params_vs_input``: ``(batch_size, init_size, n_init)``
-        for data of ``n_samples`` (warnings included)."""
-        batch_size = min(self.batch_size, n_samples)
-        init_size = self.init_size
+        for data of ``n_samples`` (warnings included), as Python ints: NumPy integer
+        parameters (np.int8(100)) would overflow in the step counts and the samples
+        counted since the last reassignment."""
+        n_clusters, batch_size = int(self.n_clusters), min(int(self.batch_size), n_samples)
+        init_size = None if self.init_size is None else int(self.init_size)
         if init_size is None:
             init_size = 3 * batch_size
-            if init_size < self.n_clusters:
-                init_size = 3 * self.n_clusters
-        elif init_size < self.n_clusters:
+            if init_size < n_clusters:
+                init_size = 3 * n_clusters
+        elif init_size < n_clusters:
             warnings.warn(
-                f"init_size={init_size} should be larger than n_clusters={self.n_clusters}. "
+                f"init_size={init_size} should be larger than n_clusters={n_clusters}. "
                 "Setting it to min(3*n_clusters, n_samples)",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            init_size = 3 * self.n_clusters
+            init_size = 3 * n_clusters
         init_size = min(init_size, n_samples)
 
         n_init = self.n_init

@@ -182,11 +182,13 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
     if not is_device_sparse(X):
         dtypes = list(FLOAT_DTYPES) if dtype is None else dtype
         if reset:  # fit: nothing is set on the estimator before the fit succeeds
-            X = check_array(X, accept_sparse="csr", dtype=dtypes, accept_large_sparse=True,
-                            estimator=estimator, input_name="X")
+            with _quiet_finiteness_check():
+                X = check_array(X, accept_sparse="csr", dtype=dtypes,
+                                accept_large_sparse=True, estimator=estimator, input_name="X")
         else:
-            X = validate_data(estimator, X, accept_sparse="csr", dtype=dtypes, reset=False,
-                              accept_large_sparse=True)
+            with _quiet_finiteness_check():
+                X = validate_data(estimator, X, accept_sparse="csr", dtype=dtypes,
+                                  reset=False, accept_large_sparse=True)
         # A column index out of range (or negative) would be read past the centers: a
         # crash or a silent wrong answer. One pass over the indices refuses it.
         try:
@@ -221,6 +223,14 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
             f"{estimator.n_features_in_} features as input."
         )
     return without_duplicates(X), True
+
+
+def _quiet_finiteness_check():
+    """scikit-learn's finiteness check sums X first: finite values of both signs near
+    the dtype's largest overflow that sum to inf and -inf, which NumPy warns about
+    ('invalid value encountered in reduce') before each value is checked. The check's
+    answer is right; the warning is noise beside the error that names the range."""
+    return np.errstate(over="ignore", invalid="ignore")
 
 
 def check_fit_data(estimator, X, device_xp, need_mean=True):
@@ -273,7 +283,8 @@ def check_fit_data(estimator, X, device_xp, need_mean=True):
             X_mean = X.mean(axis=0)
         finite = finite and bool(np.isfinite(X_mean).all())
     if not finite:
-        check_array(X, dtype=None, estimator=estimator, input_name="X")
+        with _quiet_finiteness_check():
+            check_array(X, dtype=None, estimator=estimator, input_name="X")
     check_magnitude(X, scale_free=scale_free, largest=largest)
     return X, False, feature_names, X_mean
 
@@ -325,21 +336,24 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
         )
     if scale_free:
         return
+    remedy = (f"Rescale {name} (for example with sklearn.preprocessing."
+              + ("MaxAbsScaler, which keeps it sparse" if is_sparse(X) else "StandardScaler")
+              + ", or by a power of two, which changes no label)"
+              + (", or pass float64 data." if X.dtype == np.float32 else "."))
     if centers is None:
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
-        largest = max(largest, float(np.abs(to_host(centers)).max()))
+        centers_largest = float(np.abs(to_host(centers)).max())
+        if centers_largest > largest:  # centers assigned by hand: name them, not X
+            name, largest = "cluster_centers_", centers_largest
+            remedy = "Assign centers within that range, or refit on rescaled data."
         lower, upper = usable_magnitude(X.dtype, 1, X.shape[1])
     if largest == 0 or lower <= largest <= upper:
         return
     raise ValueError(
         f"{name} holds values up to {largest:.3g} in absolute value; for {X.dtype} data of "
         f"shape {X.shape}, k-means' squared distances are exact only when the largest "
-        f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). Rescale "
-        f"{name} (for example with sklearn.preprocessing."
-        + ("MaxAbsScaler, which keeps it sparse" if is_sparse(X) else "StandardScaler")
-        + ", or by a power of two, which changes no label)"
-        + (", or pass float64 data." if X.dtype == np.float32 else ".")
+        f"absolute value lies between {lower:.3g} and {upper:.3g} (or is 0). {remedy}"
     )
 
 
@@ -368,9 +382,8 @@ def check_predict_data(estimator, X):
         X = cupy.ascontiguousarray(X, dtype=dtype)
         check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, True
-    X = validate_data(
-        estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False
-    )
+    with _quiet_finiteness_check():
+        X = validate_data(estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False)
     with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
         X = np.ascontiguousarray(X, dtype=dtype)
     check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
@@ -466,7 +479,15 @@ def check_init_array(init, n_clusters, n_features, dtype, xp):
         centers = _check_device_X(init, "init", cupy)
         centers = xp.asarray(centers.get() if xp is np else centers)
     else:
-        centers = check_array(init, dtype=list(FLOAT_DTYPES), input_name="init")
+        try:
+            centers = check_array(init, dtype=list(FLOAT_DTYPES), input_name="init")
+        except (TypeError, ValueError) as exc:
+            # Some of check_array's messages ("Expected 2D array", "could not convert
+            # string to float") do not say which argument they are about.
+            if "init" in str(exc):
+                raise
+            raise type(exc)(f"init must be an array of shape (n_clusters, n_features) of "
+                            f"real numbers: {exc}") from None
         centers = xp.asarray(centers)
     if centers.shape[0] != n_clusters:
         raise ValueError(

@@ -1,9 +1,12 @@
 """Bad input: a clear error naming the parameter, before any work, nothing modified."""
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse
 
-from gpukmeans import KMeans
+from gpukmeans import KMeans, MiniBatchKMeans
 from gpukmeans import _device, _validation
 
 X_OK = np.arange(40, dtype=np.float64).reshape(20, 2)
@@ -49,6 +52,28 @@ def test_finite_check_is_exact_when_the_mean_overflows(bad, match):
         _validation.check_fit_data(KMeans(), X, np)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_near_the_dtype_max_warn_nothing(dtype):
+    """Finite values of both signs near the dtype's largest: a fit is refused by the range
+    it names, and a float64 model predicts float32 ones, with no NumPy 'invalid value'
+    warning from the overflowing sum of scikit-learn's finiteness check."""
+    rng = np.random.default_rng()
+    X = rng.standard_normal((40, 3))
+    huge = (X / np.abs(X).max() * (0.9 * np.finfo(dtype).max)).astype(dtype)
+    model = KMeans(3, random_state=0, device="cpu").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in (huge, scipy.sparse.csr_matrix(huge)):
+            for estimator in (KMeans(3, device="cpu"), MiniBatchKMeans(3, device="cpu")):
+                with pytest.raises(ValueError, match="largest absolute value lies between"):
+                    estimator.fit(data)
+            if dtype == np.float32:
+                assert model.predict(data).shape == (40,)
+            else:
+                with pytest.raises(ValueError, match="X holds values up to"):
+                    model.predict(data)
+
+
 def test_n_samples_below_n_clusters():
     with pytest.raises(ValueError, match=r"n_samples=3 should be >= n_clusters=4"):
         _fit(X_OK[:3], n_clusters=4)
@@ -74,6 +99,12 @@ def test_n_samples_below_n_clusters():
         ({"init": np.zeros((3, 2))}, ValueError, r"initial centers \(3, 2\).*number of clusters 2"),
         ({"init": np.zeros((2, 3))}, ValueError, r"initial centers \(2, 3\).*number of features"),
         ({"init": np.array([[0.0, np.nan], [1.0, 1.0]])}, ValueError, "NaN"),
+        # check_array's own messages for these name no argument.
+        ({"init": np.zeros(2)}, ValueError, "init must be an array.*Expected 2D array"),
+        ({"init": np.zeros((2, 2, 1))}, ValueError, "init must be an array.*dim 3"),
+        ({"init": np.full((2, 2), "a")}, ValueError, "init must be an array.*convert string"),
+        ({"init": np.ones((2, 2), dtype=complex)}, ValueError, "init must be an array.*[Cc]omplex"),
+        ({"init": lambda X, k, random_state: X[0]}, ValueError, "init must be an array.*2D"),
     ],
 )
 def test_bad_params(params, error, match):

@@ -641,6 +641,8 @@ def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
         (["fit", tmp_path / "text.csv", "-k", 1], "'name'"),
         (["fit", tmp_path / "nan.csv", "-k", 1], "NaN or infinite values (first in sample 2, column 'b')"),
         (["fit", tmp_path / "ok.npy", "-k", 0], "expected a positive integer"),
+        (["fit", tmp_path / "ok.npy", "-k", 2, "--seed", -1], "--seed: expected an integer from 0"),
+        (["fit", tmp_path / "ok.npy", "-k", 2, "--seed", 2**32], "--seed: expected an integer from 0"),
         (["fit", tmp_path / "ok.npy", "-k", 2, "--device", "tpu"], "invalid choice: 'tpu'"),
         (["fit", tmp_path / "ok.npy", "-k", 2, "--image-shape", "3x3"], "does not match the 2 features"),
         (["fit", tmp_path / "ok.npy"], "-k/--n-clusters"),

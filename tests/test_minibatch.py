@@ -339,6 +339,8 @@ BAD_PARAMS = [
     ("tol", -1.0, ValueError),
     ("n_init", 0, ValueError),
     ("init", "kmeans", ValueError),
+    ("init", np.zeros(3), ValueError),  # 1-D: scikit-learn's message names no argument
+    ("init", np.full((3, 3), "a"), ValueError),
     ("device", "tpu", ValueError),
     ("random_state", "seed", TypeError),
 ]

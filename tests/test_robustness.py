@@ -10,7 +10,7 @@ import pytest
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from gpukmeans import KMeans
+from gpukmeans import KMeans, MiniBatchKMeans
 from gpukmeans._lloyd import to_host
 from label_checks import sq_dist64
 
@@ -195,6 +195,12 @@ def test_predict_refuses_data_the_model_cannot_measure(device):
     # Queries are measured against the centers: a point at (almost) the origin is fine,
     # and the bounds do not shrink with the batch size.
     assert to_host(km32.predict(np.array([[1e-15, 0.0]]))).shape == (1,)
+    # Centers assigned by hand beyond the range: the error names them, not the query.
+    assigned = KMeans(3, random_state=0, device=device).fit(X)
+    assigned.cluster_centers_ = np.full((3, 2), 1e200)
+    for method in (assigned.predict, assigned.transform, assigned.score):
+        with pytest.raises(ValueError, match=r"cluster_centers_ holds values up to 1e\+200"):
+            method(X)
     big = KMeans(3, random_state=0, device=device).fit((X * 1e17).astype(np.float32))
     query = np.tile((X * 1e17).astype(np.float32), (400, 1))
     np.testing.assert_array_equal(to_host(big.predict(query))[:50], to_host(big.labels_))
@@ -250,6 +256,35 @@ def test_random_state_errors_name_the_parameter(random_state):
     X = np.random.default_rng(11).standard_normal((50, 2))
     with pytest.raises((TypeError, ValueError), match="random_state"):
         KMeans(3, random_state=random_state, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("integer", [np.int8, np.int16])
+def test_numpy_integer_parameters_give_the_python_int_fit(device, integer, rng):
+    """Integer parameters given as NumPy integers (np.int32(k) from an array of candidate
+    k) give the fit of the same Python ints. They met the sizes in NumPy arithmetic: an
+    OverflowError (the engine's choice, n_samples * n_features * n_clusters; the
+    mini-batch step count, max_iter * n_samples), or a product that wrapped with a
+    RuntimeWarning (the samples counted since the last reassignment)."""
+    X = rng.standard_normal((2000, 4))
+    params = dict(n_clusters=5, max_iter=20, n_init=2)
+    for cls, extra in ((KMeans, {}), (MiniBatchKMeans, dict(batch_size=100))):
+        given = {**params, **extra}
+        plain = cls(**given, random_state=0, device=device).fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # an overflow warns
+            ours = cls(**{name: integer(value) for name, value in given.items()},
+                       random_state=0, device=device).fit(X)
+        np.testing.assert_array_equal(to_host(ours.cluster_centers_),
+                                      to_host(plain.cluster_centers_))
+        assert ours.n_iter_ == plain.n_iter_
+    plain = MiniBatchKMeans(5, batch_size=100, random_state=0, device=device)
+    ours = MiniBatchKMeans(integer(5), batch_size=integer(100), random_state=0, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for start in range(0, 2000, 250):  # more samples than an int8 counts
+            plain.partial_fit(X[start:start + 250])
+            ours.partial_fit(X[start:start + 250])
+    np.testing.assert_array_equal(to_host(ours.cluster_centers_), to_host(plain.cluster_centers_))
 
 
 # ----------------------------------------------------------------------------------------
