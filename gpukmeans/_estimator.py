@@ -251,12 +251,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
         streaming = (None if on_device or is_sparse(X)
                      else _plan_streaming(self, X, is_memmap, device, xp))
-        if streaming and isinstance(self.init, str) and self.init == "k-means||":
-            raise ValueError(
-                "init='k-means||' keeps several float64 values per sample and is not "
-                "streamed: this fit streams X (a numpy.memmap, stream_block_rows, or data "
-                "larger than the GPU's memory); use init='k-means++' or 'random', or an "
-                "array of initial centers.")
         if streaming and sample_weight is None:
             weight_scale = 1.0  # unit weights, made block by block
         else:
@@ -416,19 +410,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                         reporter=NULL_REPORTER):
         """Initial centers for one run. Prior validation of data is assumed."""
         xp = engine.xp
-        if hasattr(X, "init_centroids"):  # streamed data (gpukmeans._streaming)
-            centers = X.init_centroids(init, self.n_clusters, random_state, reporter)
-        elif isinstance(init, str) and init == "k-means++":
-            centers, _ = _kmeans_plusplus(
-                X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine,
-                reporter=reporter,
-            )
-        elif isinstance(init, str) and init == "k-means||":
+        if isinstance(init, str) and init == "k-means||":  # in memory or streamed
             centers, _ = kmeans_parallel(
                 X, self.n_clusters, sample_weight, random_state, engine,
                 oversampling_factor=self.oversampling_factor,
                 n_rounds=self.init_max_iter or KMEANS_PARALLEL_ROUNDS, reporter=reporter,
                 metric=self.metric,
+            )
+        elif hasattr(X, "init_centroids"):  # streamed data (gpukmeans._streaming)
+            centers = X.init_centroids(init, self.n_clusters, random_state, reporter)
+        elif isinstance(init, str) and init == "k-means++":
+            centers, _ = _kmeans_plusplus(
+                X, self.n_clusters, x_squared_norms, sample_weight, random_state, engine,
+                reporter=reporter,
             )
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, engine)

@@ -189,6 +189,20 @@ class DeviceStreamedData:
             yield (start, end, rows - self.shift if self.shift is not None else rows,
                    xp.asarray(self.weights(start, end)))
 
+    def weights64(self, start, end):
+        return self.weights(start, end).astype(np.float64)
+
+    def nearest_candidates(self, candidates, unit_centers):
+        """k-means||'s E-step against ``candidates`` (:func:`gpukmeans._init.nearest_of`)
+        a block at a time: ``(start, end, labels, distances)`` per block, on the host,
+        int64 and float64, on the paths the whole X takes."""
+        for start, end, rows, _ in self.device_blocks():
+            labels = self.xp.zeros(end - start, dtype=self.xp.int32)
+            if candidates.shape[0] > 1:
+                _e_step(self, candidates, labels, rows, unit_centers)
+            distances = self.kernels.squared_distances_to_centers(rows, candidates, labels)
+            yield start, end, to_host(labels).astype(np.int64), to_host(distances)
+
     def squared_norms_sum(self):
         """The in-memory fit's ``x_squared_norms.sum()``: the kernel's row norms, summed
         as the array module sums them, part by part as NumPy splits a pairwise sum."""

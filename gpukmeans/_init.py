@@ -5,6 +5,7 @@ the order scikit-learn makes them, so the same ``random_state`` picks the same p
 the passes over the data go through the engine.
 """
 
+import tempfile
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._lloyd import to_host
 from ._progress import NULL_REPORTER, progress_bars
+from ._replay import pairwise_sum, weighted_choice
 
 
 def kmeans_plusplus(
@@ -135,6 +137,15 @@ def kmeans_parallel(
     GEMM-shaped (against ``l`` candidates at a time): it pays when ``n_samples`` is many
     times ``5 l``.
 
+    ``X`` is an array in the engine's memory, or a streamed fit's data
+    (:class:`gpukmeans._streaming.StreamedData`,
+    :class:`gpukmeans._gpu_streaming.DeviceStreamedData`), read a block at a time; then
+    each sample's float64 distance to its nearest candidate and that candidate's int64
+    number live in unlinked temporary files, and the result is the in-memory one bit for
+    bit: the draws are made block by block from the same stream, the cost is NumPy's
+    pairwise sum replayed (:func:`gpukmeans._replay.pairwise_sum`), the candidates'
+    weights a sequential sum continued from block to block.
+
     Prior validation of data is assumed. The draws come from ``random_state`` (a
     ``numpy.random.RandomState``) on the host, so the same seed gives the same centers.
     ``metric="cosine"`` (X's rows unit vectors, whose ``d^2`` is ``2 (1 - cos)``): the
@@ -146,47 +157,114 @@ def kmeans_parallel(
     candidates : int64 ndarray of shape (n_candidates,)
         The rows of X kept, in the order they were kept.
     """
-    xp = engine.xp
-    n_samples = X.shape[0]
-    weight = to_host(sample_weight).astype(np.float64)
+    data = X if hasattr(X, "nearest_candidates") else _InMemoryData(X, sample_weight, engine)
+    n_samples = data.shape[0]
+    unit_centers = metric == "cosine"
     reporter.start_init("k-means||", n_clusters)
-    chosen = [np.array([random_state.choice(n_samples, p=weight / weight.sum())])]
-    closest_dist_sq, nearest = nearer_candidates(
-        engine, X, engine.take_rows(X, xp.asarray(chosen[0])), 0,
-        np.full(n_samples, np.inf), np.full(n_samples, -1, dtype=np.int64))
+    new_per_sample = _per_sample_file if data is X else np.full
+    closest_dist_sq = new_per_sample(n_samples, np.inf, dtype=np.float64)
+    nearest = new_per_sample(n_samples, -1, dtype=np.int64)
+    chosen = [np.array([weighted_choice(random_state, data, data.weights64)])]
+    _nearer(data, data.take(chosen[0]), 0, closest_dist_sq, nearest, unit_centers)
     n_kept = 1
     oversampling = float(oversampling_factor) * n_clusters
     for _ in range(n_rounds):
-        cost = float((weight * closest_dist_sq).sum())
+        cost = float(pairwise_sum(
+            lambda start, end: data.weights64(start, end) * closest_dist_sq[start:end],
+            n_samples, data.block_rows))
         if not cost > 0:
             break  # every sample sits on a candidate
-        draws = random_state.random_sample(n_samples)
-        new = np.flatnonzero(draws * cost < oversampling * weight * closest_dist_sq)
+        new = []
+        for start, end in data.blocks():  # one stream of draws, a block at a time
+            draws = random_state.random_sample(end - start)
+            new.append(start + np.flatnonzero(
+                draws * cost
+                < oversampling * data.weights64(start, end) * closest_dist_sq[start:end]))
+        new = np.concatenate(new)
         if new.size == 0:
             continue
-        closest_dist_sq, nearest = nearer_candidates(
-            engine, X, engine.take_rows(X, xp.asarray(new)), n_kept, closest_dist_sq, nearest)
+        _nearer(data, data.take(new), n_kept, closest_dist_sq, nearest, unit_centers)
         chosen.append(new)
         n_kept += new.size
     # A sample kept once sits at distance 0 from then on, so never twice.
     index = np.concatenate(chosen)
     if index.size < n_clusters:
         # Too few candidates (few distinct samples): top up with distinct rows drawn by
-        # weight, as many as there are samples of positive weight.
+        # weight, as many as there are samples of positive weight. NumPy's draw needs
+        # every weight at once: streamed, n_samples float64 for its while.
+        weight = np.concatenate([data.weights64(start, end) for start, end in data.blocks()])
         n_draws = min(n_clusters, int(np.count_nonzero(weight)))
         extra = random_state.choice(n_samples, size=n_draws, replace=False,
                                     p=weight / weight.sum())
+        del weight
         extra = np.setdiff1d(extra, index)
-        _, nearest = nearer_candidates(engine, X, engine.take_rows(X, xp.asarray(extra)),
-                                       index.size, closest_dist_sq, nearest)
+        _nearer(data, data.take(extra), index.size, closest_dist_sq, nearest, unit_centers)
         index = np.concatenate([index, extra])
-    candidates = engine.take_rows(X, xp.asarray(index))
+    candidates = data.take(index)
     # Each candidate weighs what its nearest samples weigh: no E-step against them all.
-    candidate_weight = np.bincount(nearest, weights=weight, minlength=index.size)
+    candidate_weight = None
+    for start, end in data.blocks():
+        block_nearest, block_weight = nearest[start:end], data.weights64(start, end)
+        if candidate_weight is not None:  # bincount's sums, continued sequentially
+            block_nearest = np.concatenate([np.arange(index.size), block_nearest])
+            block_weight = np.concatenate([candidate_weight, block_weight])
+        candidate_weight = np.bincount(block_nearest, weights=block_weight,
+                                       minlength=index.size)
     centers = recluster_candidates(to_host(candidates), candidate_weight, n_clusters,
                                    random_state, metric)
     reporter.init_step(n_clusters)
-    return xp.ascontiguousarray(xp.asarray(centers).astype(X.dtype, copy=False)), index
+    xp = engine.xp
+    return xp.ascontiguousarray(xp.asarray(centers).astype(candidates.dtype, copy=False)), index
+
+
+class _InMemoryData:
+    """k-means||'s view of an array in the engine's memory: one block (the protocol of
+    the streamed fits' data, which :func:`kmeans_parallel` reads a block at a time)."""
+
+    def __init__(self, X, sample_weight, engine):
+        self.X, self.engine = X, engine
+        self.shape = X.shape
+        self.block_rows = X.shape[0]
+        self._weight = to_host(sample_weight).astype(np.float64)
+
+    def blocks(self):
+        yield 0, self.shape[0]
+
+    def weights64(self, start, end):
+        return self._weight[start:end]
+
+    def take(self, indices):
+        return self.engine.take_rows(self.X, self.engine.xp.asarray(indices))
+
+    def nearest_candidates(self, candidates, unit_centers):
+        # The engine orders unit centers by dot products already (see get_engine).
+        yield (0, self.shape[0]) + nearest_of(self.engine, self.X, candidates)
+
+
+def _per_sample_file(n_samples, fill, dtype):
+    # An unlinked file (page cache): its space goes with the mapping.
+    array = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+", dtype=dtype,
+                      shape=(n_samples,))
+    array[:] = fill
+    return array
+
+
+def nearest_of(engine, X, candidates):
+    """Each row's nearest candidate (the engine's E-step label, host int64) and its
+    squared distance to it (computed from the differences, host float64)."""
+    labels = engine.xp.zeros(X.shape[0], dtype=engine.xp.int32)
+    if candidates.shape[0] > 1:  # against one candidate every label is 0
+        engine.assign_labels(X, candidates, labels)
+    distances = to_host(engine.assigned_distances(X, candidates, labels))
+    return to_host(labels).astype(np.int64), distances
+
+
+def _nearer(data, candidates, first, closest_dist_sq, nearest, unit_centers):
+    """:func:`nearer_candidates` on ``data``'s blocks, in place."""
+    for start, end, labels, distances in data.nearest_candidates(candidates, unit_centers):
+        closer = distances < closest_dist_sq[start:end]
+        closest_dist_sq[start:end] = np.where(closer, distances, closest_dist_sq[start:end])
+        nearest[start:end] = np.where(closer, labels + first, nearest[start:end])
 
 
 def nearer_candidates(engine, X, candidates, first, closest_dist_sq, nearest):
@@ -213,14 +291,10 @@ def nearer_candidates(engine, X, candidates, first, closest_dist_sq, nearest):
         computed from the differences in float64; it replaces the older one only when
         strictly nearer (ties keep the earlier candidate).
     """
-    xp = engine.xp
-    labels = xp.zeros(X.shape[0], dtype=xp.int32)
-    if candidates.shape[0] > 1:  # against one candidate every label is 0
-        engine.assign_labels(X, candidates, labels)
-    distances = to_host(engine.assigned_distances(X, candidates, labels))
+    labels, distances = nearest_of(engine, X, candidates)
     closer = distances < closest_dist_sq
     return (np.where(closer, distances, closest_dist_sq),
-            np.where(closer, to_host(labels).astype(np.int64) + first, nearest))
+            np.where(closer, labels + first, nearest))
 
 
 def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,

@@ -58,16 +58,18 @@ def pairwise_sum(read, n, max_rows, reduce=np.add.reduce):
     return part(0, n)
 
 
-def weighted_choice(random_state, data):
+def weighted_choice(random_state, data, weights=None):
     """``random_state.choice(n_samples, p=w / w.sum())`` as scikit-learn's k-means++ draws
     its first center, bit for bit, without the ``n_samples``-long float64 ``p`` and
     ``cdf``: NumPy's ``cdf = p.cumsum(); cdf /= cdf[-1]``, then the first index whose
-    ``cdf`` exceeds one uniform draw."""
+    ``cdf`` exceeds one uniform draw. ``w`` is ``weights(start, end)`` a block at a time,
+    by default ``data.weights`` (X's dtype)."""
     n_samples = data.shape[0]
-    weight_sum = pairwise_sum(data.weights, n_samples, data.block_rows)
+    weights = data.weights if weights is None else weights
+    weight_sum = pairwise_sum(weights, n_samples, data.block_rows)
 
     def probabilities(start, end):
-        return (data.weights(start, end) / weight_sum).astype(np.float64)
+        return (weights(start, end) / weight_sum).astype(np.float64)
 
     def cumulative_blocks():
         carry = None

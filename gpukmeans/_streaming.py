@@ -40,7 +40,8 @@ plus per sample the fit's int32 ``labels`` and the driver's previous labels, and
 process's memory, but for a moment at a relocation (rare): ``np.argpartition``'s int64
 indices. Temporary files (``tempfile``'s directory; page cache, read and written in
 order) hold k-means++'s per-sample distances, ``(2 + int(ln(n_clusters))) x 2 + 1``
-values of X's dtype per sample; a bounds run's bounds, 28 bytes per sample (Hamerly's)
+values of X's dtype per sample; k-means||'s nearest candidate and its distance, 16 bytes
+per sample (:func:`gpukmeans._init.kmeans_parallel`); a bounds run's bounds, 28 bytes per sample (Hamerly's)
 or ``16 + 4 n_clusters`` (Elkan's, which the in-memory fit keeps only while
 ``n_samples x n_clusters`` float32 fit 256 MiB); a relocation's distances, 8 bytes per
 sample.
@@ -172,6 +173,21 @@ class StreamedData:
         if self.sample_weight is None:
             return np.ones(end - start, dtype=self.dtype)
         return self.sample_weight[start:end]
+
+    def weights64(self, start, end):
+        return self.weights(start, end).astype(np.float64)
+
+    def nearest_candidates(self, candidates, unit_centers):
+        """k-means||'s E-step against ``candidates`` (:func:`gpukmeans._init.nearest_of`)
+        a block at a time: ``(start, end, labels, distances)`` per block, host int64
+        and float64, the in-memory engine's bit for bit (labels are per row)."""
+        for start, end in self.blocks():
+            block, norms = self.rows(start, end)
+            labels = np.zeros(end - start, dtype=np.int32)
+            if candidates.shape[0] > 1:
+                _cpu.e_step(block, candidates, labels, norms, unit_centers=unit_centers)
+            yield (start, end, labels.astype(np.int64),
+                   _assigned_distances(block, candidates, labels))
 
     def squared_norms_sum(self):
         """The in-memory fit's ``x_squared_norms.sum()`` (NumPy's pairwise sum, replayed)."""

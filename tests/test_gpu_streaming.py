@@ -53,6 +53,39 @@ def test_streamed_gpu_fit_is_the_in_memory_gpu_fit(on_gpu, dtype, weighted, rng,
     assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeans_parallel_when_streamed(on_gpu, dtype, rng, monkeypatch, tmp_path):
+    """init="k-means||" on data larger than the GPU: the in-memory GPU fit's candidates
+    and their weights bit for bit (labels and distances per row, on the paths the whole
+    X takes; the draws, the cost and the weights' sums on the host, replayed), then its
+    labels."""
+    from gpukmeans import _init
+
+    n_samples, n_features, n_clusters = 2501, 5, 4
+    centers = rng.uniform(-5, 5, (n_clusters, n_features))
+    X = (centers[rng.integers(0, n_clusters, n_samples)]
+         + rng.standard_normal((n_samples, n_features))).astype(dtype)
+    np.save(tmp_path / "X.npy", X)
+    sample_weight = rng.uniform(0.5, 2, n_samples)
+    reclustered = []
+    recluster = _init.recluster_candidates
+    monkeypatch.setattr(_init, "recluster_candidates",
+                        lambda *a: reclustered.append(a[:2]) or recluster(*a))
+    params = dict(n_clusters=n_clusters, init="k-means||", random_state=0, device="gpu",
+                  max_iter=20)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    streamed = fit_streamed(
+        KMeans(**params, max_device_memory=_budget(X, n_clusters, 512)),
+        np.load(tmp_path / "X.npy", mmap_mode="r"), monkeypatch, _gpu_streaming,
+        sample_weight=sample_weight)
+    (candidates, weights), (streamed_candidates, streamed_weights) = reclustered
+    assert candidates.shape[0] > 2 * n_clusters
+    assert np.array_equal(streamed_candidates, candidates)
+    assert np.array_equal(streamed_weights, weights)
+    assert np.array_equal(streamed.labels_, in_memory.labels_)
+    assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-12)
+
+
 def test_cosine_fit_streams_its_unit_rows(on_gpu, rng, monkeypatch, tmp_path):
     """metric="cosine" on data larger than the GPU: the unit rows, made on the host
     block by block, are streamed; the in-memory GPU cosine fit (unit rows made on the

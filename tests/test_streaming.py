@@ -272,12 +272,46 @@ def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
     _assert_same_fit(a, b)
 
 
-def test_kmeans_parallel_is_refused_before_any_work(rng, tmp_path, monkeypatch):
-    """k-means|| keeps float64 values per sample: a streamed fit says so, and does nothing."""
-    X = _memmap(_blobs(rng, _n_samples(17), 17, np.float32), tmp_path)
-    monkeypatch.setattr(_streaming, "StreamedData", None)  # any work would fail otherwise
-    with pytest.raises(ValueError, match="k-means\\|\\|"):
-        KMeans(4, init="k-means||", device="cpu").fit(X)
+@pytest.mark.parametrize(
+    "dtype, n_features, metric, weighted, few_rows",
+    [
+        (np.float32, 17, "euclidean", True, False),
+        (np.float64, 5, "euclidean", True, False),
+        (np.float32, 16, "cosine", False, False),
+        # 5 distinct rows for 9 clusters: too few candidates, topped up by a draw over
+        # every weight.
+        (np.float64, 3, "euclidean", True, True),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted, few_rows,
+                                            rng, tmp_path, monkeypatch):
+    """init="k-means||" on a memmap: each sample's distance to its nearest candidate and
+    that candidate's number live in temporary files, the draws are made a block at a
+    time from the one stream, the cost is NumPy's pairwise sum replayed, the candidates'
+    weights a sequential sum continued from block to block: the in-memory candidates,
+    their weights and the fit bit for bit, from blocks that cut everything."""
+    from gpukmeans import _init
+
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, dtype, offset=3.0)
+    if few_rows:
+        X = X[np.arange(n_samples) % 5]
+    sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
+    reclustered = []
+    recluster = _init.recluster_candidates
+    monkeypatch.setattr(_init, "recluster_candidates",
+                        lambda *a: reclustered.append(a[:2]) or recluster(*a))
+    params = dict(n_clusters=9, init="k-means||", metric=metric, random_state=4,
+                  device="cpu", max_iter=10)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, sample_weight=sample_weight)
+    (candidates, weights), (streamed_candidates, streamed_weights) = reclustered
+    assert candidates.shape[0] > (9 if few_rows else 50)
+    assert np.array_equal(streamed_candidates, candidates)
+    assert np.array_equal(streamed_weights, weights)
+    _assert_same_fit(streamed, in_memory)
 
 
 def test_stream_block_rows_is_validated():
