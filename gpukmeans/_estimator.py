@@ -260,7 +260,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         init = self.init
         init_is_array = not isinstance(init, str) and not callable(init)
         if init_is_array:
-            init = _validation.check_init_array(init, self.n_clusters, n_features, X.dtype, xp)
+            init = _validation.check_init_array(init, self.n_clusters, n_features, X.dtype, xp,
+                                                scale_free=self.metric == "cosine")
         random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
@@ -431,7 +432,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             X = read_only(X)
             centers = init(X, self.n_clusters, random_state=random_state)
             centers = _validation.check_init_array(
-                centers, self.n_clusters, X.shape[1], X.dtype, xp
+                centers, self.n_clusters, X.shape[1], X.dtype, xp,
+                scale_free=self.metric == "cosine",
             )
         else:
             centers = init

@@ -468,9 +468,15 @@ def check_random_init(init, n_clusters, sample_weight):
             )
 
 
-def check_init_array(init, n_clusters, n_features, dtype, xp):
+def check_init_array(init, n_clusters, n_features, dtype, xp, scale_free=False):
     """A fresh, validated copy of an array ``init`` in X's dtype, in ``xp``'s memory
-    (``init`` itself may be on either side: it is a parameter, not data)."""
+    (``init`` itself may be on either side: it is a parameter, not data).
+
+    Its values must lie within :func:`usable_magnitude`'s upper bound for one sample
+    (as a fitted model's centers must for inference, see :func:`check_magnitude`): a
+    center farther out overflows ``||c||^2 - 2 x.c`` in X's dtype, and the NaN or
+    infinities that make would decide labels silently. ``scale_free``
+    (``metric="cosine"``, whose initial centers are made unit): any finite values."""
     if _is_sparse(init):
         raise TypeError("init must be a dense array, got a sparse matrix.")
     if is_device_array(init):
@@ -508,6 +514,17 @@ def check_init_array(init, n_clusters, n_features, dtype, xp):
         raise ValueError(
             f"init holds values beyond the range of {np.dtype(dtype)}, the dtype of X; "
             "rescale init and X, or pass float64 X."
+        )
+    upper = usable_magnitude(dtype, 1, n_features)[1]
+    largest = float(xp.abs(rounded).max()) if rounded.size else 0.0
+    if not scale_free and largest > upper:
+        raise ValueError(
+            f"init holds values up to {largest:.3g} in absolute value; for {np.dtype(dtype)} "
+            f"data of {n_features} features, centers beyond {upper:.3g} overflow the squared "
+            "distances in that dtype and would decide labels silently. Assign initial "
+            "centers within that range, or rescale init and X (by a power of two, which "
+            "changes no label)"
+            + (", or pass float64 X." if np.dtype(dtype) == np.float32 else ".")
         )
     return rounded
 

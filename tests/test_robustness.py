@@ -184,6 +184,48 @@ def test_every_scale_gives_exact_labels_or_a_clear_error(device, dtype):
     assert accepted >= 20  # the usable range spans many decades
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_far_initial_center_gives_the_same_fit_or_a_clear_error(device, dtype, rng):
+    """One initial center far beyond the data: its cluster empties at the first step and
+    takes the farthest sample, wherever that center is, so every accepted position gives
+    the same fit. Past the bound that a model's centers meet for inference, the fit is
+    refused before any work, naming init: there ``||c||^2 - 2 x.c`` overflowed into NaN
+    in X's dtype, which took samples silently (float32, a center at 3e38: inertia 45%
+    above the fit from a center at 1e15, labels 6/50/444 of 500). Arrays and callables,
+    KMeans and MiniBatchKMeans; on the Numba engine's sizes too."""
+    from gpukmeans._validation import usable_magnitude
+
+    upper = usable_magnitude(dtype, 1, 3)[1]
+    sizes = (500, 2**18 + 7) if device == "cpu" else (500,)
+    for n_samples in sizes:
+        X = (rng.normal(size=(n_samples, 3)) + rng.integers(0, 3, (n_samples, 1)) * 4)
+        X = X.astype(dtype)
+
+        def fit(cls, position, as_callable=False):
+            init = np.vstack([X[:2], np.full((1, 3), position)]).astype(dtype)
+            start = (lambda data, n_clusters, random_state: init) if as_callable else init
+            return cls(3, init=start, n_init=1, random_state=0, device=device).fit(X)
+
+        for cls in (KMeans, MiniBatchKMeans):
+            near = fit(cls, 1e3)
+            for position in (upper / 4, upper * 0.99):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+                    far = fit(cls, position)
+                np.testing.assert_array_equal(to_host(far.labels_), to_host(near.labels_))
+                np.testing.assert_array_equal(to_host(far.cluster_centers_),
+                                              to_host(near.cluster_centers_))
+            for position in (upper * 1.01, np.finfo(dtype).max / 2):
+                for as_callable in (False, True):
+                    with pytest.raises(ValueError, match=r"init holds values up to .* beyond"):
+                        fit(cls, position, as_callable)
+    # metric="cosine" makes initial centers unit: any finite scale is taken.
+    if dtype == np.float32:
+        X = rng.normal(size=(500, 3)).astype(dtype) + 3
+        init = X[:3] * np.float32(upper * 8)
+        KMeans(3, init=init, n_init=1, metric="cosine", device=device).fit(X)
+
+
 def test_predict_refuses_data_the_model_cannot_measure(device):
     X = np.random.default_rng(8).standard_normal((50, 2))
     km = KMeans(3, random_state=0, device=device).fit(X)
