@@ -163,7 +163,7 @@ def _build_parser():
     fit = subparsers.add_parser(
         "fit",
         help="cluster a .npy, .npz, .csv, .tsv or .parquet file",
-        description="Cluster the rows of DATA and write labels, centres and a JSON summary.",
+        description="Cluster the rows of DATA and write labels, centers and a JSON summary.",
     )
     fit.add_argument("data", metavar="DATA", type=pathlib.Path, help="a .npy, .npz, .csv, .tsv (tab-separated) or .parquet file")
     fit.add_argument("-k", "--n-clusters", type=_positive_int, required=True, help="number of clusters")
@@ -192,14 +192,14 @@ def _build_parser():
     fit.add_argument(
         "--scale", action="store_true",
         help="standardise every feature (scikit-learn's StandardScaler) before clustering, so "
-        "that none counts more for its units; centres are still written in the data's units",
+        "that none counts more for its units; centers are still written in the data's units",
     )
     fit.add_argument("--n-init", default="auto", type=_n_init, help="runs from different seeds (default: auto)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, help="iterations per run (default: 300)")
     fit.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (default: 1e-4)")
     fit.add_argument(
         "--image-shape", metavar="HxW", type=_image_shape,
-        help="draw the centres as HxW images (default: 28x28 or 8x8 when the features fit)",
+        help="draw the centers as HxW images (default: 28x28 or 8x8 when the features fit)",
     )
     fit.set_defaults(run=_run_fit)
 
@@ -567,7 +567,7 @@ def _run_demo(args):
             f"{model.inertia_:.6g}", f"{adjusted_rand_score(y, model.labels_):.3f}",
         ])
         if name == "blobs":
-            print(f"blobs: {n_clusters} centres found on {model.device_} in {seconds:.3f} s:")
+            print(f"blobs: {n_clusters} centers found on {model.device_} in {seconds:.3f} s:")
             print(np.array2string(model.cluster_centers_, precision=3, suppress_small=True))
             print()
 

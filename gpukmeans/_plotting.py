@@ -93,7 +93,7 @@ def plot_clusters(X, labels, centers, path, *, title=None, feature_names=None):
     ax.scatter(points[:, 0], points[:, 1], c=colors, s=8, alpha=0.7, linewidths=0)
     ax.scatter(
         marks[:, 0], marks[:, 1], marker="X", s=180, c="black", edgecolors="white", linewidths=1.5,
-        label="centres",
+        label="centers",
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -89,7 +89,7 @@ def test_demo_with_mnist_writes_table_and_pictures(capsys, tmp_path, small_mnist
     out_dir = tmp_path / "demo"
     status, out, err = run(capsys, "demo", "--device", "cpu", "--mnist", small_mnist, "--out", out_dir, "--no-progress")
     assert status == 0, err
-    assert "blobs: 4 centres found on cpu" in out
+    assert "blobs: 4 centers found on cpu" in out
     header = next(line for line in out.splitlines() if line.startswith("data"))
     assert header.split() == ["data", "samples", "features", "k", "device", "time", "(s)", "inertia", "ARI"]
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["blobs"], ["digits"], ["MNIST"])}
