@@ -198,8 +198,10 @@ def kmeans_parallel(
                                     p=weight / weight.sum())
         del weight
         extra = np.setdiff1d(extra, index)
-        _nearer(data, data.take(extra), index.size, closest_dist_sq, nearest, unit_centers)
-        index = np.concatenate([index, extra])
+        if extra.size:  # none where every sample of positive weight is a candidate already
+            _nearer(data, data.take(extra), index.size, closest_dist_sq, nearest,
+                    unit_centers)
+            index = np.concatenate([index, extra])
     candidates = data.take(index)
     # Each candidate weighs what its nearest samples weigh: no E-step against them all.
     candidate_weight = None

@@ -113,6 +113,23 @@ def test_fewer_distinct_samples_than_clusters(device):
     assert km.inertia_ == 0.0
 
 
+@pytest.mark.parametrize("n_positive", [1, 2, 3])
+def test_fewer_samples_of_positive_weight_than_clusters(device, n_positive, rng):
+    """Every sample of positive weight already a candidate when the candidates are topped
+    up: nothing left to draw (it was an IndexError from an E-step against no rows). The
+    fit goes on as k-means++'s does: its centers are those samples, the inertia 0."""
+    X = rng.normal(size=(1000, 4))
+    sample_weight = np.r_[np.ones(n_positive), np.zeros(1000 - n_positive)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(3, init="k-means||", n_init=1, random_state=0, device=device).fit(
+            X, sample_weight=sample_weight)
+    centers = to_host(km.cluster_centers_)
+    assert np.isfinite(centers).all() and km.inertia_ == 0.0
+    for row in X[:n_positive]:  # each sample of positive weight sits on a center
+        assert np.isclose(((centers - row) ** 2).sum(axis=1).min(), 0.0, atol=1e-20)
+
+
 @pytest.mark.parametrize("params, error, message", [
     ({"oversampling_factor": 0}, ValueError, "oversampling_factor must be a finite float > 0"),
     ({"oversampling_factor": float("nan")}, ValueError, "oversampling_factor"),
