@@ -43,7 +43,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation
-from ._device import array_module, get_engine
+from ._device import array_module, get_engine, resolve_device
 from ._gpu import is_device_array
 from ._init import nearer_candidates
 from ._lloyd import farthest, lloyd, relocation_resolution, to_host
@@ -80,9 +80,34 @@ def _engine(device, X, n_clusters):
 STATS_CHUNK_BYTES = 2**16
 
 
+def _refuse_sparse_block(block, name="X"):
+    """Blocks are dense: a scipy or cupyx sparse matrix is named (its ufuncs failed
+    deep inside a pass, with messages that said nothing of sparse matrices)."""
+    if _validation._is_sparse(block):
+        raise TypeError(
+            f"{name}'s blocks are sparse matrices ({type(block).__name__}); "
+            "gpukmeans.dask.KMeans takes dense NumPy or CuPy blocks (densify them with "
+            f"{name}.map_blocks(lambda b: b.toarray()), or fit a scipy.sparse matrix in "
+            "memory with gpukmeans.KMeans)."
+        )
+
+
+def _check_query_block(X, centers):
+    """predict, transform and score check each block as it is computed (they are lazy):
+    gpukmeans.KMeans's checks of a query, finiteness and the usable magnitude."""
+    _refuse_sparse_block(X)
+    xp = _validation.array_module(X)
+    X = xp.asarray(X, dtype=centers.dtype)
+    if X.shape[0] and not bool(xp.isfinite(X).all()):
+        raise ValueError(f"Input X contains NaN or infinity, in a block of {X.shape[0]} rows.")
+    _validation.check_magnitude(X, centers=centers)
+    return X
+
+
 def _block_stats(X, sample_weight, block_index):
     """One block's validation numbers: array type, finiteness, float64 sums and squared
     deviations per feature, largest absolute value, and the weights' checks."""
+    _refuse_sparse_block(X)
     kind = "cupy" if is_device_array(X) else "numpy"
     xp = _validation.array_module(X)
     n_samples, n_features = X.shape
@@ -374,6 +399,7 @@ def _add(a, b):
 
 def _predict_block(X, origin, centers, device):
     """Labels of a block against the fitted centers, measured where the fit measured."""
+    X = _check_query_block(X, centers)
     if X.shape[0] == 0:
         return array_module(device).empty(0, dtype=np.int32)
     engine = _engine(device, X, centers.shape[0])
@@ -388,6 +414,7 @@ def _predict_block(X, origin, centers, device):
 
 
 def _transform_block(X, centers, device):
+    X = _check_query_block(X, centers)
     xp = array_module(device)
     if X.shape[0] == 0:
         return xp.empty((0, centers.shape[0]), dtype=centers.dtype)
@@ -398,6 +425,12 @@ def _transform_block(X, centers, device):
 
 
 def _score_block(X, sample_weight, origin, centers, device):
+    X = _check_query_block(X, centers)
+    weights = to_host(sample_weight)
+    if not np.isfinite(weights).all():
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if (weights < 0).any():
+        raise ValueError("Negative values in data passed to sample_weight.")
     if X.shape[0] == 0:
         return 0.0
     engine = _engine(device, X, centers.shape[0])
@@ -969,6 +1002,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     @staticmethod
     def _check_dask_X(X, name="X"):
         """Shape and chunk checks that need no computation."""
+        _refuse_sparse_block(X._meta, name)
         if X.ndim != 2:
             raise ValueError(f"Expected a 2D dask array for {name}, got {X.ndim}D of shape "
                              f"{X.shape}.")
@@ -1034,6 +1068,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         if not _is_dask_array(X):
             return self._fit_in_memory(X, sample_weight)
+        if self.device == "gpu":
+            # The client makes the graph's CuPy metadata: it says why, before any pass.
+            resolve_device("gpu")
         dtype = self._check_dask_X(X)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
@@ -1202,6 +1239,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                                          KMEANSPP_SAMPLE_PER_CLUSTER * self.n_clusters))
             _, _, rows, weights = self._sample(runner, offsets, n_draws, seed, _STAGE_SAMPLE,
                                                weighted=False)
+            if rows.shape[0] < self.n_clusters:
+                # Fewer samples of positive weight than clusters: each is a center, the
+                # rest repeat them and start empty, relocated as in any fit (as
+                # gpukmeans._init.recluster_candidates does with too few candidates).
+                return np.ascontiguousarray(
+                    rows[np.arange(self.n_clusters) % rows.shape[0]], dtype=dtype)
             centers, _ = kmeans_plusplus(np.ascontiguousarray(rows), self.n_clusters,
                                          sample_weight=weights, random_state=random_state,
                                          device="cpu")

@@ -691,6 +691,75 @@ def test_bad_data_and_weights_are_named():
             gkd.KMeans(2, init=np.eye(2)).fit(X).predict(da.ones((4, 3), chunks=(2, 3)))
 
 
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_inference_refuses_what_gpukmeans_refuses(in_memory, rng):
+    """predict, transform and score check each block as it is computed, as
+    gpukmeans.KMeans checks a query: NaN or infinity (predict gave label 0, transform NaN
+    distances, score NaN), values past the usable range, and score's weights: negative
+    (a positive 'score') or NaN. A reviewer's findings."""
+    X = rng.standard_normal((100, 3))
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(2, random_state=0).fit(da.from_array(X, chunks=(25, 3)))
+        local = gpukmeans.KMeans(2, init=km.cluster_centers_, n_init=1, max_iter=1,
+                                 device="cpu").fit(X)
+        bad = X.copy()
+        bad[55, 1] = np.nan
+        query = bad if in_memory else da.from_array(bad, chunks=(25, 3))
+        for method in (km.predict, km.transform, km.score):
+            with pytest.raises(ValueError, match="contains NaN"):
+                result = method(query)
+                if not in_memory and not np.isscalar(result):
+                    result.compute()
+        huge = da.from_array(X * 1e200, chunks=(25, 3))
+        with pytest.raises(ValueError, match="X holds values up to"):
+            km.predict(huge).compute()
+        query = X if in_memory else da.from_array(X, chunks=(25, 3))
+        for weights, message in ((-np.ones(100), "Negative values"),
+                                 (np.r_[np.ones(99), np.nan], "NaN")):
+            with pytest.raises(ValueError, match=message):
+                km.score(query, sample_weight=weights)
+            with pytest.raises(ValueError, match=message):
+                local.score(X, sample_weight=weights)  # the same refusal in memory
+
+
+def test_kmeans_plusplus_with_fewer_positive_weights_than_clusters(rng):
+    """k-means++ on a sample of the samples of positive weight, when there are fewer of
+    those than clusters: each is a center, as in gpukmeans.KMeans (the sample's k-means++
+    said 'n_samples=2 should be >= n_clusters=3' of a 1,000-row X, after two passes)."""
+    X = rng.standard_normal((1000, 4))
+    weights = np.r_[np.ones(2), np.zeros(998)]
+    with dask.config.set(scheduler="sync"):
+        with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="distinct clusters"):
+            km = gkd.KMeans(3, init="k-means++", random_state=0).fit(
+                da.from_array(X, chunks=(200, 4)), sample_weight=weights)
+    nearest = scipy_distance.cdist(X[:2], km.cluster_centers_).min(axis=1)
+    np.testing.assert_array_less(nearest, 1e-12)
+    assert km.inertia_ == pytest.approx(0, abs=1e-20)
+
+
+def test_sparse_blocks_and_an_unusable_gpu_are_named_before_any_work(monkeypatch):
+    """Blocks that are scipy.sparse matrices (TypeError: ufunc 'isfinite' not
+    supported) and device='gpu' with no usable GPU (CUDA's own error, after the
+    validation pass) get errors that say so, before any pass."""
+    import scipy.sparse
+
+    X = da.from_array(np.random.default_rng(0).standard_normal((40, 3)), chunks=(10, 3))
+    sparse = X.map_blocks(scipy.sparse.csr_matrix)
+    monkeypatch.setattr(gkd.KMeans, "_data_stats", None)  # any pass would fail otherwise
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(TypeError, match="blocks are sparse matrices"):
+            gkd.KMeans(2).fit(sparse)
+        monkeypatch.setattr(gkd, "resolve_device", lambda device: (_ for _ in ()).throw(
+            ValueError("device='gpu' was requested but no GPU is usable: no CuPy.")))
+        with pytest.raises(ValueError, match="no GPU is usable"):
+            gkd.KMeans(2, device="gpu").fit(X)
+    monkeypatch.undo()
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(2, random_state=0).fit(X)
+        with pytest.raises(TypeError, match="blocks are sparse matrices"):
+            km.predict(sparse)
+
+
 def test_a_failed_fit_leaves_the_fitted_model_unchanged():
     X = da.from_array(np.random.default_rng(0).standard_normal((40, 2)), chunks=(10, 2))
     with dask.config.set(scheduler="sync"):
