@@ -670,6 +670,7 @@ def test_bad_parameters_are_named(params, error, match):
         gkd.KMeans(**params).fit(da.ones((20, 2), chunks=(10, 2)))
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # X is all ones
 def test_bad_data_and_weights_are_named():
     X = da.ones((20, 2), chunks=(10, 2))
     with dask.config.set(scheduler="sync"):
