@@ -298,16 +298,22 @@ def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted
     if few_rows:
         X = X[np.arange(n_samples) % 5]
     sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
-    reclustered = []
-    recluster = _init.recluster_candidates
+    reclustered, per_sample = [], []
+    recluster, per_sample_file = _init.recluster_candidates, _init._per_sample_file
     monkeypatch.setattr(_init, "recluster_candidates",
                         lambda *a: reclustered.append(a[:2]) or recluster(*a))
+    monkeypatch.setattr(_init, "_per_sample_file",
+                        lambda *a, **kw: per_sample.append(per_sample_file(*a, **kw))
+                        or per_sample[-1])
     params = dict(n_clusters=9, init="k-means||", metric=metric, random_state=4,
                   device="cpu", max_iter=10)
     in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
     streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
                             monkeypatch, _streaming, sample_weight=sample_weight)
     (candidates, weights), (streamed_candidates, streamed_weights) = reclustered
+    # The streamed fit's two per-sample arrays (distances, nearest candidates) are files.
+    assert len(per_sample) == 2 and all(isinstance(a, np.memmap) for a in per_sample)
+    assert [a.shape for a in per_sample] == [(n_samples,)] * 2
     assert candidates.shape[0] > (9 if few_rows else 50)
     assert np.array_equal(streamed_candidates, candidates)
     assert np.array_equal(streamed_weights, weights)
