@@ -307,7 +307,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         self.inertia_ = inertia
         self.n_steps_ = n_steps_done
         self.n_iter_ = int(math.ceil(n_steps_done * batch_size / n_samples))
-        self._counts = counts
+        self._counts, self._counts_exponent = counts, 0  # counts of samples: unit weights
         self._n_since_last_reassign = n_since_last_reassign
         self._batch_size = batch_size
         self._init_size = init_size
@@ -376,18 +376,31 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         # Validation is over: from here on, work.
         if not on_device and xp is not np:
             X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
-        # The update counts the weights as given (a power-of-two rescaling, exact, undone).
-        sample_weight = sample_weight * X.dtype.type(weight_scale)
+        # The update counts the weights as given, relative to the counts so far: both
+        # are kept divided by a power of two, 2**counts_exponent, the larger of the
+        # batches' so far (each batch's own scale brings its largest weight near 1).
+        # Scaling by a power of two is exact, so the steps are those of the weights
+        # given, bit for bit, wherever those do not overflow or underflow X's dtype
+        # (float32 weights of 1e38 made the counts infinite and the centers NaN).
+        batch_exponent = math.frexp(weight_scale)[1] - 1
+        if has_centers:
+            kept_exponent = getattr(self, "_counts_exponent", 0)
+            counts_exponent = max(kept_exponent, batch_exponent)
+            counts = xp.ldexp(self._counts, kept_exponent - counts_exponent).astype(
+                X.dtype, copy=False)
+        else:
+            counts = xp.zeros(self.n_clusters, dtype=X.dtype)
+            counts_exponent = batch_exponent
+        sample_weight = xp.ldexp(sample_weight, batch_exponent - counts_exponent).astype(
+            X.dtype, copy=False)
         engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=is_sparse(X))
         with engine.runtime():
             if has_centers:
                 centers = xp.asarray(self.cluster_centers_)
-                counts = self._counts
                 n_since_last_reassign = self._n_since_last_reassign
             else:
                 centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
                                                engine)
-                counts = xp.zeros(self.n_clusters, dtype=X.dtype)
                 n_since_last_reassign = 0
             random_reassign, n_since_last_reassign = random_reassign_due(
                 counts, n_since_last_reassign, batch_size, int(self.n_clusters))
@@ -399,7 +412,9 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                inertia = labels_and_inertia(engine, X, sample_weight, centers, labels)
+                with np.errstate(over="ignore"):  # an inertia past float64's range is inf
+                    inertia = float(np.ldexp(labels_and_inertia(
+                        engine, X, sample_weight, centers, labels), counts_exponent))
 
         if not on_device and xp is not np:
             centers = to_host(centers)
@@ -409,7 +424,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         self.cluster_centers_ = centers
         if labels is not None:
             self.labels_, self.inertia_ = labels, inertia
-        self._counts = counts
+        self._counts, self._counts_exponent = counts, counts_exponent
         self._n_since_last_reassign = n_since_last_reassign
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         if not has_centers:

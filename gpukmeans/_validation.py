@@ -390,14 +390,23 @@ def check_predict_data(estimator, X):
     return X, False
 
 
+def weight_exponent(largest):
+    """The power of two by which weights whose largest is ``largest`` (finite, > 0) are
+    divided: the largest lands in [0.5, 1), or in [1, 2) from 2**1023 on, whose [0.5, 1)
+    scale, 2**1024, float64 cannot hold (it was infinite, and an inertia of 0 times it
+    NaN)."""
+    return min(int(np.frexp(largest)[1]), int(np.finfo(np.float64).maxexp) - 1)
+
+
 def check_sample_weight(sample_weight, X):
     """A fresh, validated ``sample_weight`` of X's dtype, on X's side, and its scale.
 
     Returns ``(sample_weight, scale)``: the weights divided by ``scale``, a power of two
-    that brings the largest to [0.5, 1). Every result is scale-invariant, and a power of
-    two scales exactly, so the fit is the same as with the weights given, bit for bit;
-    only weights a float32 (or float64) could not hold (1e39, 1e-46; sums past 1e308)
-    now work. Inertias computed with these weights are multiplied by ``scale``.
+    (:func:`weight_exponent`'s) that brings the largest to [0.5, 1). Every result is
+    scale-invariant, and a power of two scales exactly, so the fit is the same as with
+    the weights given, bit for bit; only weights a float32 (or float64) could not hold
+    (1e39, 1e-46; sums past 1e308) now work. Inertias computed with these weights are
+    multiplied by ``scale``.
     """
     xp = array_module(X)
     n_samples = X.shape[0]
@@ -430,7 +439,7 @@ def check_sample_weight(sample_weight, X):
     largest = float(sw.max())
     if not largest > 0:
         raise ValueError("sample_weight must have at least one positive value, got all zeros.")
-    exponent = int(np.frexp(largest)[1])
+    exponent = weight_exponent(largest)
     sw = xp.ldexp(sw, -exponent)  # exact: a power of two
     rounded = sw.astype(X.dtype, copy=False)
     lost = int(((sw > 0) & (rounded == 0)).sum())

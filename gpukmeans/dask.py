@@ -1102,7 +1102,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         # The power of two that brings the largest weight to [0.5, 1), as
         # gpukmeans.KMeans scales them: exact, and inertia is multiplied back.
-        exponent = 0 if sw is None else int(np.frexp(stats["w_max"])[1])
+        exponent = 0 if sw is None else _validation.weight_exponent(stats["w_max"])
         weight_scale = float(np.ldexp(1.0, exponent))
         tol = float(np.mean(stats["m2"] / n_samples) * self.tol) if self.tol else 0.0
         X_mean = X_mean64.astype(dtype)

@@ -254,15 +254,24 @@ def test_predict_refuses_data_the_model_cannot_measure(device):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("weight", [1e39, 1e-46, 1e307, 2.0**-1074])
+@pytest.mark.parametrize("weight", [1e39, 1e-46, 1e307, 1.7e308, 2.0**-1074])
 def test_weights_are_scale_invariant(device, dtype, weight):
     """Any positive finite uniform weight gives the unweighted fit, with the inertia
     multiplied by the weight; it was 'contains NaN or infinity', 'all zeros' or numpy's
-    'probabilities do not sum to 1'."""
+    'probabilities do not sum to 1'. From 2**1023 on, the weights' scale (2**1024) was
+    infinite: an inertia of 0 came out NaN, with an overflow warning."""
     X = np.random.default_rng(9).standard_normal((200, 3)).astype(dtype)
     params = dict(n_clusters=4, init=X[:4], n_init=1)
     plain = KMeans(device=device, **params).fit(X)
-    weighted = KMeans(device=device, **params).fit(X, sample_weight=np.full(200, weight))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        weighted = KMeans(device=device, **params).fit(X, sample_weight=np.full(200, weight))
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one distinct row below
+        ones = np.ones((20, 3), dtype=dtype)  # every center exact: an inertia of 0
+        on_centers = KMeans(2, init=ones[:2], n_init=1, device=device).fit(
+            ones, sample_weight=np.full(20, weight))
+        assert on_centers.inertia_ == 0.0
+        assert on_centers.score(ones, sample_weight=np.full(20, weight)) == 0.0
     np.testing.assert_array_equal(to_host(weighted.labels_), to_host(plain.labels_))
     # A weight that is not a power of two rounds the sums otherwise: equal up to that.
     np.testing.assert_allclose(to_host(weighted.cluster_centers_),
@@ -277,6 +286,44 @@ def test_weights_are_scale_invariant(device, dtype, weight):
         X, 4, sample_weight=np.full(200, weight), random_state=0, device=device)
     plain_centers, _ = __import__("gpukmeans").kmeans_plusplus(X, 4, random_state=0, device=device)
     np.testing.assert_array_equal(to_host(centers), to_host(plain_centers))
+
+
+@pytest.mark.parametrize("dtype, weight", [
+    (np.float32, 1e38), (np.float32, 3e38), (np.float32, 1e39), (np.float32, 1e-46),
+    (np.float64, 1e-310), (np.float64, 5e-324), (np.float64, 1.7e308),
+])
+def test_partial_fit_weights_at_the_dtypes_edges(device, dtype, weight):
+    """partial_fit counts the weights as given, relative to the counts so far: the first
+    batch's centers are those of unit weights, bit for bit, and a later batch whose
+    weights dwarf the counts so far moves the centers onto its own weighted means, as in
+    float64. Multiplying the power-of-two scale back into X's dtype made the counts
+    infinite (float32 weights of 1e38: NaN centers, every sample in cluster 0) or
+    subnormal (float64 weights of 1e-310: infinite centers), and a first batch of 1e39
+    in float32 failed in NumPy's draw."""
+    from gpukmeans import MiniBatchKMeans
+
+    X = np.random.default_rng(4).normal(size=(500, 6)).astype(dtype)
+    params = dict(n_clusters=4, random_state=0, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        first = MiniBatchKMeans(**params).partial_fit(X, sample_weight=np.full(500, weight))
+        unit = MiniBatchKMeans(**params).partial_fit(X)
+        # A weight that is not a power of two rounds the batch's 500 products otherwise:
+        # equal up to that.
+        np.testing.assert_allclose(to_host(first.cluster_centers_),
+                                   to_host(unit.cluster_centers_),
+                                   rtol=64 * np.finfo(dtype).eps, atol=64 * np.finfo(dtype).eps)
+        # Counts of 500 unit weights, then 500 weights of `weight`.
+        later = MiniBatchKMeans(**params).partial_fit(X).partial_fit(
+            X, sample_weight=np.full(500, weight))
+    X64 = X.astype(np.float64)
+    reference = MiniBatchKMeans(**params).partial_fit(X64).partial_fit(
+        X64, sample_weight=np.full(500, float(weight)))
+    centers = to_host(later.cluster_centers_)
+    assert np.isfinite(centers).all()
+    np.testing.assert_array_equal(to_host(later.labels_), to_host(reference.labels_))
+    np.testing.assert_allclose(centers, to_host(reference.cluster_centers_),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_weights_float32_cannot_hold_are_an_error_not_zero():
