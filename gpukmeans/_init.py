@@ -5,7 +5,6 @@ the order scikit-learn makes them, so the same ``random_state`` picks the same p
 the passes over the data go through the engine.
 """
 
-import tempfile
 import warnings
 
 import numpy as np
@@ -13,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._lloyd import to_host
 from ._progress import NULL_REPORTER, progress_bars
-from ._replay import pairwise_sum, weighted_choice
+from ._replay import pairwise_sum, temporary_array, weighted_choice
 
 
 def kmeans_plusplus(
@@ -244,9 +243,7 @@ class _InMemoryData:
 
 
 def _per_sample_file(n_samples, fill, dtype):
-    # An unlinked file (page cache): its space goes with the mapping.
-    array = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+", dtype=dtype,
-                      shape=(n_samples,))
+    array = temporary_array((n_samples,), dtype)
     array[:] = fill
     return array
 

@@ -9,6 +9,8 @@ both streamed engines (:mod:`gpukmeans._streaming` on the CPU,
 host array), ``block_rows``, ``blocks()`` and ``weights(start, end)``.
 """
 
+import tempfile
+
 import numpy as np
 
 from ._cpu_small import CHUNK_ROWS
@@ -16,6 +18,15 @@ from ._lloyd import to_host
 
 # The default block: about this many bytes of X's rows.
 BLOCK_BYTES = 2**25
+
+
+def temporary_array(shape, dtype):
+    """A new array in an unlinked temporary file (``tempfile``'s directory): page cache,
+    not the process's own memory; its space goes with the mapping. Reads as zeros. The
+    file object is closed at once (the mapping holds its own descriptor), so nothing is
+    left for the garbage collector to close (a ResourceWarning)."""
+    with tempfile.TemporaryFile(prefix="gpukmeans-") as file:
+        return np.memmap(file, mode="w+", dtype=dtype, shape=shape)
 
 
 def block_rows_for(X, block_rows):

@@ -17,7 +17,6 @@ twice the cosine one) therefore serve unchanged. What changes:
 Prior validation of data is assumed everywhere in this module.
 """
 
-import tempfile
 
 import numpy as np
 
@@ -167,8 +166,9 @@ def normalize_rows_blockwise(X, block_rows, name="X"):
 
     engine = _cpu.make_engine()
     if isinstance(X, np.memmap):
-        out = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
-                        dtype=X.dtype, shape=X.shape)
+        from ._replay import temporary_array
+
+        out = temporary_array(X.shape, X.dtype)
     else:
         out = np.empty_like(X)
     refused = []

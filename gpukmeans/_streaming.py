@@ -53,9 +53,6 @@ it block by block here instead of a centred copy (:func:`assign_labels`,
 Prior validation of data is assumed everywhere in this module.
 """
 
-import contextlib
-import os
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -72,7 +69,8 @@ from ._engine import StatelessRun, by_dot_products
 from ._lloyd import far_sample_tuples, farthest
 from ._progress import NULL_REPORTER
 from ._replay import (
-    RowNormsSum, init_centroids, pairwise_sum, search_cumulative, weighted_choice,
+    RowNormsSum, init_centroids, pairwise_sum, search_cumulative, temporary_array,
+    weighted_choice,
 )
 
 
@@ -215,8 +213,7 @@ class StreamedData:
         (8 bytes a sample, page cache); argpartition's int64 indices are held for the
         while (8 bytes a sample, transiently; emptied clusters are rare)."""
         n_samples = self.shape[0]
-        distances = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
-                              dtype=np.float64, shape=(n_samples,))
+        distances = temporary_array((n_samples,), np.float64)
         for start, end in self.blocks():
             block, _ = self.rows(start, end, with_norms=False)
             distances[start:end] = _assigned_distances(block, centers_old, labels[start:end])
@@ -435,9 +432,7 @@ class StreamedBoundsRun(BoundsRun):
         super().__init__(data, None, data.sample_weight, n_clusters, unit_centers)
 
     def new_per_sample(self, shape, dtype, fill):
-        # An unlinked file: its space goes with the mapping.
-        array = np.memmap(tempfile.TemporaryFile(prefix="gpukmeans-"), mode="w+",
-                          dtype=dtype, shape=shape)
+        array = temporary_array(shape, dtype)
         if fill is not None and fill != 0:  # a new file reads as zeros
             for start, end in self.X.blocks():
                 array[start:end] = fill
@@ -521,18 +516,6 @@ def _scatter_back(source, parts, out):
         position += end - start
 
 
-@contextlib.contextmanager
-def _scratch(shape, dtype):
-    """A temporary file-backed array (page cache, not the process's own memory)."""
-    with tempfile.TemporaryDirectory(prefix="gpukmeans-") as directory:
-        path = os.path.join(directory, "scratch.dat")
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        try:
-            yield array
-        finally:
-            del array
-
-
 def kmeans_plusplus(data, n_clusters, random_state, n_local_trials=None,
                     reporter=NULL_REPORTER):
     """:func:`gpukmeans._init.kmeans_plusplus` on streamed data: the same draws, in the
@@ -548,23 +531,22 @@ def kmeans_plusplus(data, n_clusters, random_state, n_local_trials=None,
     centers[0], indices[0] = first[0], center_id
     # Two files of candidate distances, in turn: the best row of one is the closest
     # distances that the next step reads while it writes the other.
-    with _scratch((1, n_samples), data.dtype) as first_distances, \
-            _scratch((n_local_trials, n_samples), data.dtype) as trials_a, \
-            _scratch((n_local_trials, n_samples), data.dtype) as trials_b:
-        current_pot = _candidates_pass(data, first, first_norm, None, first_distances)[0]
-        closest = first_distances[0]
-        reporter.init_step(1)
-        for c in range(1, n_clusters):
-            rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-            candidate_ids = search_cumulative(data, closest, rand_vals)
-            candidates, candidate_norms = data.take_with_norms(candidate_ids)
-            trials = trials_a if c % 2 else trials_b
-            candidates_pot = _candidates_pass(data, candidates, candidate_norms, closest,
-                                              trials)
-            best = int(np.argmin(candidates_pot))
-            current_pot = candidates_pot[best]
-            closest = trials[best]
-            centers[c] = candidates[best]
-            indices[c] = candidate_ids[best]
-            reporter.init_step(c + 1)
+    first_distances = temporary_array((1, n_samples), data.dtype)
+    trials_a = temporary_array((n_local_trials, n_samples), data.dtype)
+    trials_b = temporary_array((n_local_trials, n_samples), data.dtype)
+    current_pot = _candidates_pass(data, first, first_norm, None, first_distances)[0]
+    closest = first_distances[0]
+    reporter.init_step(1)
+    for c in range(1, n_clusters):
+        rand_vals = random_state.uniform(size=n_local_trials) * current_pot
+        candidate_ids = search_cumulative(data, closest, rand_vals)
+        candidates, candidate_norms = data.take_with_norms(candidate_ids)
+        trials = trials_a if c % 2 else trials_b
+        candidates_pot = _candidates_pass(data, candidates, candidate_norms, closest, trials)
+        best = int(np.argmin(candidates_pot))
+        current_pot = candidates_pot[best]
+        closest = trials[best]
+        centers[c] = candidates[best]
+        indices[c] = candidate_ids[best]
+        reporter.init_step(c + 1)
     return centers, indices

@@ -320,6 +320,29 @@ def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted
     _assert_same_fit(streamed, in_memory)
 
 
+def test_temporary_arrays_leave_no_file_to_the_garbage_collector():
+    """The streamed fits' temporary arrays (k-means||'s and k-means++'s per-sample
+    values, bounds, relocation distances, cosine unit rows) come from one function,
+    which closes its file object at once: np.memmap of a TemporaryFile left it to the
+    garbage collector, a ResourceWarning under ``python -X dev``."""
+    import gc
+    import warnings
+
+    from gpukmeans._replay import temporary_array
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        array = temporary_array((1000, 3), np.float32)
+        array[:] = 2
+        assert array.sum() == 6000 and isinstance(array, np.memmap)
+        del array
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    package = REPO / "gpukmeans"
+    users = [path.name for path in package.glob("*.py") if "tempfile.TemporaryFile(" in path.read_text()]
+    assert users == ["_replay.py"]
+
+
 def test_stream_block_rows_is_validated():
     X = np.zeros((10, 2))
     with pytest.raises(ValueError, match="stream_block_rows"):
