@@ -249,6 +249,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
+        _validation.check_random_init(self.init, self.n_clusters, sample_weight)
         batch_size, init_size, n_init = self._sizes(n_samples, default_n_init=3)
         init = self._checked_init(n_features, X.dtype, xp)
         random_state = _validation.check_random_state_param(self.random_state)
@@ -369,6 +370,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         else:
             batch_size, init_size, _ = self._sizes(n_samples, default_n_init=3)
             init = self._checked_init(n_features, X.dtype, xp)
+            _validation.check_random_init(init, self.n_clusters, sample_weight)
         random_state = getattr(self, "_random_state", None)
         if random_state is None:
             random_state = _validation.check_random_state_param(self.random_state)
@@ -516,6 +518,18 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             init_indices = xp.asarray(random_state.randint(0, n_samples, init_size))
             X = X[init_indices]
             sample_weight = sample_weight[init_indices]
+        if isinstance(init, str):
+            # The whole X had enough samples of positive weight (checked before any work);
+            # the init_size drawn from it, uniformly as scikit-learn draws them, may not.
+            n_positive = int((sample_weight > 0).sum())
+            needed = self.n_clusters if init == "random" else 1
+            if n_positive < needed:
+                draws = (f"n_clusters={self.n_clusters} distinct samples" if init == "random"
+                         else "its first center")
+                raise ValueError(
+                    f"init={init!r} draws {draws} by sample_weight from the "
+                    f"init_size={init_size} samples drawn for the initialisation, but only "
+                    f"{n_positive} of those have a positive weight; raise init_size.")
         if isinstance(init, str) and init == "k-means++":
             centers, _ = kmeans_plusplus(
                 X, self.n_clusters, engine.row_norms(X), sample_weight, random_state, engine

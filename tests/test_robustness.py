@@ -334,10 +334,27 @@ def test_weights_float32_cannot_hold_are_an_error_not_zero():
 
 
 def test_random_init_needs_enough_positive_weights(device):
+    """KMeans, MiniBatchKMeans.fit and partial_fit name init and sample_weight before any
+    work (MiniBatchKMeans gave NumPy's 'Fewer non-zero entries in p than size'); and
+    when the whole X has enough but MiniBatchKMeans's init_size sample does not, the
+    error says so."""
+    from gpukmeans import MiniBatchKMeans
+
     X = np.random.default_rng(10).standard_normal((50, 2))
     weight = np.r_[np.ones(3), np.zeros(47)]
-    with pytest.raises(ValueError, match=r"init='random'.*n_clusters=5.*only 3 .*sample_weight"):
+    message = r"init='random'.*n_clusters=5.*only 3 .*sample_weight"
+    with pytest.raises(ValueError, match=message):
         KMeans(5, init="random", device=device).fit(X, sample_weight=weight)
+    with pytest.raises(ValueError, match=message):
+        MiniBatchKMeans(5, init="random", device=device).fit(X, sample_weight=weight)
+    with pytest.raises(ValueError, match=message):
+        MiniBatchKMeans(5, init="random", device=device).partial_fit(X, sample_weight=weight)
+    X = np.random.default_rng(10).standard_normal((3000, 2))
+    weight = np.r_[np.ones(6), np.zeros(2994)]
+    for init in ("random", "k-means++"):  # k-means++: NumPy's 'probabilities contain NaN'
+        with pytest.raises(ValueError, match=r"init_size=30 samples .* raise init_size"):
+            MiniBatchKMeans(5, init=init, init_size=30, random_state=0,
+                            device=device).fit(X, sample_weight=weight)
 
 
 @pytest.mark.parametrize("random_state", [-1, 2**32, 1.5])
