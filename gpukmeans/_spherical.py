@@ -125,13 +125,21 @@ def _largest_abs(X, xp):
     return xp.abs(X).max(axis=1).astype(np.float64)
 
 
+# _scaled_csr_rows scales this many stored values at a time: its temporaries (each
+# value's row, factor and float64 product) stay about 32 MiB, not 24 bytes a value.
+SCALE_CHUNK_VALUES = 2**20
+
+
 def _scaled_csr_rows(X, factors, xp):
     """A copy of the CSR matrix X (``scipy.sparse`` or ``cupyx.scipy.sparse``) with each
     row's stored values times its float64 factor, rounded once to X's dtype, as dense
     rows are scaled. (scikit-learn's ``inplace_row_scale`` takes scipy's matrices only.)"""
     X = X.tocsr(copy=True)
-    row_of_value = xp.searchsorted(X.indptr, xp.arange(X.data.shape[0]), side="right") - 1
-    X.data = (X.data * factors[row_of_value]).astype(X.dtype)
+    data = X.data  # the copy's own: scaled in place
+    for start in range(0, data.shape[0], SCALE_CHUNK_VALUES):
+        stop = min(start + SCALE_CHUNK_VALUES, data.shape[0])
+        rows = xp.searchsorted(X.indptr, xp.arange(start, stop), side="right") - 1
+        data[start:stop] = data[start:stop] * factors[rows]  # float64, rounded once
     return X
 
 

@@ -453,6 +453,19 @@ def test_normalize_rows_sparse_matches_dense(rng):
     assert sp.issparse(X_unit) and X_unit.dtype == np.float32 and X_unit.nnz == X.nnz
     np.testing.assert_allclose(X_unit.toarray(), unit(X.toarray()), rtol=2e-7, atol=0)
     assert (X != before).nnz == 0
+    # The stored values are scaled a chunk at a time (bounded temporaries): chunks that
+    # cut rows give the same bits as one.
+    from gpukmeans import _spherical
+
+    original = _spherical.SCALE_CHUNK_VALUES
+    try:
+        _spherical.SCALE_CHUNK_VALUES = 7
+        chunked = normalize_rows(X, Engine)
+    finally:
+        _spherical.SCALE_CHUNK_VALUES = original
+    np.testing.assert_array_equal(chunked.data, X_unit.data)
+    np.testing.assert_array_equal(chunked.indices, X_unit.indices)
+    assert (X != before).nnz == 0
 
 
 # ----------------------------------------------------------------------------------------
