@@ -460,21 +460,8 @@ def test_cosine_inference_on_a_memmap_streams(dtype, rng, tmp_path, monkeypatch)
     X *= rng.uniform(0.1, 10, (X.shape[0], 1)).astype(dtype)
     km = KMeans(6, metric="cosine", random_state=0, device="cpu", max_iter=5).fit(X)
     X[[3, X.shape[0] - 7]] = 0  # empty documents at query time
-    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
-    labels, score = km.predict(X), km.score(X)
-    weighted_score, distances = km.score(X, sample_weight=sample_weight), km.transform(X)
-    memmap = _memmap(X, tmp_path)
-    streamed = []
-    real = _streaming.assign_labels
-    monkeypatch.setattr(_streaming, "assign_labels",
-                        lambda *a, **kw: streamed.append(1) or real(*a, **kw))
-    km.set_params(stream_block_rows=3000)
-    assert np.array_equal(km.predict(memmap), labels)
+    labels, _ = _assert_streamed_inference(km, X, rng, tmp_path, monkeypatch)
     assert labels[3] == 0
-    assert km.score(memmap) == score
-    assert km.score(memmap, sample_weight=sample_weight) == weighted_score
-    assert np.array_equal(km.transform(memmap), distances)
-    assert len(streamed) == 3
 
 
 @pytest.mark.parametrize("dtype, offset", [(np.float32, 100.0), (np.float64, 0.0)])
@@ -485,12 +472,21 @@ def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tm
     bit; fit_predict is the fit's labels."""
     n_features = 17
     X = _blobs(rng, _n_samples(n_features), n_features, dtype, offset)
-    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
     km = KMeans(7, random_state=0, device="cpu", max_iter=5).fit(X)
     assert km._fit_origin is not None  # inference centres X
-    memmap = _memmap(X, tmp_path)
+    _, memmap = _assert_streamed_inference(km, X, rng, tmp_path, monkeypatch)
+    refit = KMeans(7, random_state=0, device="cpu", max_iter=5, stream_block_rows=3000)
+    assert np.array_equal(refit.fit_predict(memmap), km.labels_)
+
+
+def _assert_streamed_inference(km, X, rng, tmp_path, monkeypatch):
+    """predict, score (weighted or not) and transform of ``km`` on X as a memmap, with
+    blocks of 3,000 rows: the in-memory inference bit for bit, predict and both scores
+    streamed. Returns the labels and the memmap."""
+    sample_weight = rng.uniform(0.5, 2.0, X.shape[0])
     labels, score = km.predict(X), km.score(X)
     weighted_score, distances = km.score(X, sample_weight=sample_weight), km.transform(X)
+    memmap = _memmap(X, tmp_path)
     streamed = []
     real = _streaming.assign_labels
     monkeypatch.setattr(_streaming, "assign_labels",
@@ -501,5 +497,4 @@ def test_inference_on_a_memmap_is_the_in_memory_inference(dtype, offset, rng, tm
     assert km.score(memmap, sample_weight=sample_weight) == weighted_score
     assert np.array_equal(km.transform(memmap), distances)
     assert len(streamed) == 3
-    refit = KMeans(7, random_state=0, device="cpu", max_iter=5, stream_block_rows=3000)
-    assert np.array_equal(refit.fit_predict(memmap), km.labels_)
+    return labels, memmap
