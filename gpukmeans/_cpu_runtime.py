@@ -104,10 +104,14 @@ CACHE = _ensure_writable_numba_cache()
 def _prefer_workqueue_threads():
     """Use Numba's own thread pool unless the user chose a threading layer.
 
-    Our parallel loops are coarse (tens of groups per call), so nothing is gained from
+    Our parallel loops are coarse (tens of groups per call), so little is gained from
     OpenMP, while libgomp's threads spin actively between parallel regions: on a shared
     or busy machine that made each Lloyd step ten times slower here. The workqueue layer
-    sleeps instead. It cannot run two parallel regions at once, so every public call
+    sleeps instead. Measured again on 2026-12-01 (2-core AMD EPYC VM, 100,000 x 32
+    float32, k=32, 10 iterations): quiet, OpenMP's fits were steadier (33 ms median
+    against 35, and a waking thread's delay doubles some of workqueue's steps: the
+    harness's float64 k=8 row took 2.8 ms per iteration against 5.1); with 2 and 4 busy
+    processes beside them, OpenMP's fits took 84 and 158 ms against 57 and 89. It cannot run two parallel regions at once, so every public call
     holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`). An explicit
     ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone.
     """
