@@ -1131,7 +1131,7 @@ def _run_compile(args):
         if target == "cpu":
             from . import _cpu
 
-            _cpu.warm_up()
+            _cpu.warm_up_all()
             where = _numba_cache()
         else:
             from . import _kernels

@@ -251,13 +251,17 @@ def test_compile_command_without_a_gpu(capsys, monkeypatch):
 def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """After ``gpukmeans compile`` no fit, predict, transform or score of any shape
     compiles or loads another kernel: the warm-up ran every path. (It shares the suite's
-    cache: cold, it compiles what the CPU engine's tests would.)"""
+    cache: cold, it compiles what the CPU engine's tests would.) Also on read-only arrays
+    (Numba compiles kernels again for them: a memmap read into memory took 14 s on a new
+    user's first fit after ``gpukmeans compile``), streamed, cosine and k-means|| fits,
+    CSR matrices (4 s) and MiniBatchKMeans."""
     result = _python("""
         import json, warnings
         import numpy as np
+        import scipy.sparse
         import importlib, pkgutil
         import gpukmeans
-        from gpukmeans import _cli, _cpu_small, KMeans, kmeans_plusplus
+        from gpukmeans import _cli, _cpu_small, KMeans, MiniBatchKMeans, kmeans_plusplus
         assert _cli.main(["compile", "--device", "cpu"]) == 0
         modules = [importlib.import_module(f"gpukmeans.{m.name}")
                    for m in pkgutil.iter_modules(gpukmeans.__path__) if m.name.startswith("_cpu")]
@@ -282,6 +286,25 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
                 km.predict(X); km.transform(X); km.score(X, sample_weight=w)
                 KMeans(n_clusters, init=X[:n_clusters], n_init=1, device="cpu").fit(X)
                 kmeans_plusplus(X, n_clusters, random_state=0, device="cpu")
+                if n_samples < 700:
+                    continue
+                params = dict(n_init=1, max_iter=3, device="cpu", random_state=0)
+                read_only = X.copy()
+                read_only.flags.writeable = False
+                km = KMeans(n_clusters, **params).fit(read_only)
+                km.predict(read_only); km.transform(read_only); km.score(read_only)
+                KMeans(n_clusters, stream_block_rows=512, **params).fit(read_only)
+                KMeans(n_clusters, init="k-means||", **params).fit(X)
+                KMeans(n_clusters, metric="cosine", **params).fit(X).predict(X)
+                MiniBatchKMeans(n_clusters, batch_size=256, max_iter=2, device="cpu",
+                                random_state=0).fit(X).partial_fit(X)
+            sparse = scipy.sparse.random(3000, 50, density=0.1, format="csr", dtype=dtype,
+                                         random_state=0)
+            sparse.data += 1
+            km = KMeans(5, n_init=1, max_iter=3, device="cpu", random_state=0).fit(sparse)
+            km.predict(sparse); km.transform(sparse); km.score(sparse)
+            MiniBatchKMeans(5, batch_size=256, max_iter=2, device="cpu",
+                            random_state=0).fit(sparse)
         after = signatures()
         print(json.dumps({name: sorted(set(after[name]) - set(before[name]))
                           for name in after if after[name] != before[name]}))
