@@ -655,9 +655,18 @@ def _read_data(path, key=None, delimiter=None, columns=None):
         names, index_dropped
 
 
+# The arrays scipy.sparse.save_npz writes (a CSR/CSC/COO matrix, not arrays to choose from).
+SPARSE_NPZ_KEYS = {"format", "shape", "data"}
+
+
 def _read_npz(path, key):
     with np.load(path, allow_pickle=False) as archive:
         keys = list(archive.keys())
+        if SPARSE_NPZ_KEYS <= set(keys):
+            raise CommandError(
+                f"{path} holds a scipy.sparse matrix (scipy.sparse.save_npz); the command "
+                "clusters dense arrays only: fit it in Python with gpukmeans.KMeans, which "
+                "takes sparse input, or save it dense (matrix.toarray()) with numpy.save")
         if key is None:
             if len(keys) == 1:
                 key = keys[0]

@@ -189,6 +189,13 @@ def test_fit_npz_with_key(capsys, tmp_path, blobs):
     np.savez(tmp_path / "several.npz", points=X, truth=y)
     assert_usage_error(capsys, ["fit", tmp_path / "several.npz", "-k", 3], "choose one with --key")
     assert_usage_error(capsys, ["fit", tmp_path / "several.npz", "-k", 3, "--key", "nope"], "has no array 'nope'")
+    # A scipy.sparse matrix saved with save_npz is said to be one (it was "holds several
+    # arrays (indices, indptr, format, shape, data); choose one with --key").
+    import scipy.sparse
+
+    scipy.sparse.save_npz(tmp_path / "sparse.npz", scipy.sparse.csr_matrix(X))
+    assert_usage_error(capsys, ["fit", tmp_path / "sparse.npz", "-k", 3],
+                       "holds a scipy.sparse matrix")
     status, _, err = run(capsys, "fit", tmp_path / "several.npz", "-k", 3, "--key", "points", "--device", "cpu", "--out", tmp_path / "r")
     assert status == 0, err
     check_fit_outputs(tmp_path / "r", 120, 3, 3)
