@@ -1104,17 +1104,18 @@ def _run_info(args):
 
 
 class _CompileNoticeHandler:
-    """Shows the CPU engine's "compiling" INFO line on stderr while the command runs, so
-    that a first fit's compile never looks like a hang; every other log record is left
-    to the logging configuration."""
+    """Shows the CPU engine's "compiling" line on stderr while the command runs, so that a
+    first fit's compile never looks like a hang, whatever the logging configuration; every
+    other log record is left to it."""
 
     def __init__(self):
         import logging
 
         self.logger = logging.getLogger("gpukmeans._cpu")
         self.handler = logging.StreamHandler(sys.stderr)
-        self.handler.setFormatter(logging.Formatter("gpukmeans: %(message)s"))
-        self.handler.addFilter(lambda record: record.getMessage().startswith("compiling"))
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.handler.addFilter(
+            lambda record: record.getMessage().startswith("gpukmeans: compiling"))
         self.level = self.logger.level
         self.logger.addHandler(self.handler)
         if self.logger.getEffectiveLevel() > logging.INFO:

@@ -133,9 +133,11 @@ class _CompileNotice(numba_event.Listener):
     """Says, once per public call, that this engine's kernels are being compiled: with an
     empty cache a first fit compiles for up to a minute, which must not look like a hang.
 
-    Numba raises the event only for a real compile, never for a load from the cache.
-    The command shows the INFO line on stderr; :func:`warm_up` (``gpukmeans compile``)
-    compiles everything ahead of time.
+    A WARNING: Python shows it on stderr with no logging set up, so a notebook's first fit
+    is not silent for a minute (at INFO, a new user saw nothing for 14 s). Numba raises
+    the event only for a real compile, never for a load from the cache: once per
+    installation. :func:`warm_up_all` (``gpukmeans compile``) compiles everything ahead
+    of time.
     """
 
     def __init__(self):
@@ -148,10 +150,11 @@ class _CompileNotice(numba_event.Listener):
             return
         self.announced = True
         if CACHE:
-            logger.info("compiling the CPU kernels once (up to a minute); later runs reuse them")
+            logger.warning("gpukmeans: compiling the CPU kernels once (up to a minute); later "
+                           "runs reuse them")
         else:
-            logger.info("compiling the CPU kernels (up to a minute); with no writable cache "
-                        "directory, every process compiles them again")
+            logger.warning("gpukmeans: compiling the CPU kernels (up to a minute); with no "
+                           "writable cache directory, every process compiles them again")
 
     def on_end(self, event):
         pass
