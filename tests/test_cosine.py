@@ -594,8 +594,14 @@ def test_bounds_runs_give_the_plain_runs_labels(rng, n_features, n_clusters, kin
                                                 monkeypatch):
     """The float32 runs that keep distance bounds (Hamerly's, Elkan's, Yinyang's) label
     by the values ``1 - 2 x.c`` of a cosine fit, which differ from ``||x - c||^2`` by
-    the unit centers' rounding; their margins cover it, so every step labels as the
-    plain step does: the same fit, labels equal (Yinyang's bitwise the plain run)."""
+    the unit centers' rounding; their margins cover it, so a step labels as the plain
+    step does from the same centers: the first step's labels, and the final E-step's
+    (``labels_`` is ``predict(X)``, the plain E-step, on the fit's own centers). Yinyang's
+    M-step is the plain step's, so its whole fit is the plain run's bit for bit.
+    Hamerly's and Elkan's move the samples that change cluster between float32 sums, so
+    their centers differ from the plain run's by a rounding, and a near-tie can later go
+    the other way (22 of 4,000 labels after 12 iterations, for one seed of 30 clusters):
+    only a near-identical fit is asked of them there."""
     from gpukmeans import _cpu
 
     X, _ = topic_embeddings(rng, 4000, n_features, max(4, n_clusters // 4), spread=1.0)
@@ -603,13 +609,17 @@ def test_bounds_runs_give_the_plain_runs_labels(rng, n_features, n_clusters, kin
     init = _init_rows(rng, X, n_clusters)
     assert _cpu.run_kind(X, n_clusters) == kind
     route_cpu_fits(monkeypatch, "numba")
-    with_bounds = _fit("cpu", X, init, max_iter=12, tol=0.0).fit(X)
-    monkeypatch.setattr(_cpu, "run_kind", lambda X, n_clusters: "plain")
-    plain = _fit("cpu", X, init, max_iter=12, tol=0.0).fit(X)
-    np.testing.assert_array_equal(with_bounds.labels_, plain.labels_)
-    assert with_bounds.n_iter_ == plain.n_iter_
+    fits = {}
+    for run_kind in (kind, "plain"):
+        monkeypatch.setattr(_cpu, "run_kind", lambda X, n_clusters, run_kind=run_kind: run_kind)
+        fits[run_kind] = [_fit("cpu", X, init, max_iter=max_iter, tol=0.0).fit(X)
+                          for max_iter in (1, 12)]
+    (first, with_bounds), (plain_first, plain) = fits[kind], fits["plain"]
+    np.testing.assert_array_equal(first.labels_, plain_first.labels_)
+    np.testing.assert_array_equal(with_bounds.labels_, with_bounds.predict(X))
     if kind == "yinyang":
+        np.testing.assert_array_equal(with_bounds.labels_, plain.labels_)
         np.testing.assert_array_equal(with_bounds.cluster_centers_, plain.cluster_centers_)
     else:
-        np.testing.assert_allclose(with_bounds.cluster_centers_, plain.cluster_centers_,
-                                   rtol=0, atol=1e-6)
+        assert np.mean(with_bounds.labels_ != plain.labels_) < 0.02
+        assert with_bounds.inertia_ == pytest.approx(plain.inertia_, rel=1e-3)
