@@ -456,13 +456,17 @@ class GpuKernels:
             xp.matmul(X[start:stop], centers.T, out=block)  # (rows, n_clusters)
             self.argmin_from_dots(block, center_sq_norms, labels[start:stop])
 
-    def e_step(self, X, centers, labels, unit_centers=False):
+    def e_step(self, X, centers, labels, unit_centers=False, path_samples=None):
         """Engine ``assign_labels``: the fused kernel or the GEMM path, as
         :func:`choose_assign_path` decides from the shapes alone; always the GEMM path
         for ``unit_centers`` (cosine fits), whose epilogue takes their norms as given
-        (see :meth:`assign_labels_gemm`)."""
+        (see :meth:`assign_labels_gemm`). ``path_samples``: the number of samples the
+        path is chosen for, by default X's (a block of a streamed X takes the whole X's
+        path: :mod:`gpukmeans._gpu_streaming`)."""
         _check_operands(X, (centers,), labels)
         n_samples, n_features = X.shape
+        if path_samples is not None:
+            n_samples = path_samples
         path = choose_assign_path(n_samples, n_features, centers.shape[0], X.dtype.itemsize)
         if path == "gemm" or unit_centers:
             self.assign_labels_gemm(X, centers, labels, unit_centers)

@@ -40,7 +40,7 @@ from . import _replay
 from ._replay import RowNormsSum
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun, by_dot_products
-from ._gpu import GpuKernels, choose_assign_path, weighted_row_sums_launch
+from ._gpu import GpuKernels, weighted_row_sums_launch
 from ._lloyd import to_host
 
 # Each pinned host buffer (there are two) holds at most this many bytes of rows.
@@ -248,14 +248,8 @@ class DeviceStreamedData:
 
 
 def _e_step(data, centers, labels_rows, rows, unit_centers):
-    """The E-step on a block, on the path the whole X takes (see
-    :meth:`gpukmeans._gpu.GpuKernels.e_step`)."""
-    n_samples, n_features = data.shape
-    path = choose_assign_path(n_samples, n_features, centers.shape[0], data.dtype.itemsize)
-    if path == "gemm" or unit_centers:
-        data.kernels.assign_labels_gemm(rows, centers, labels_rows, unit_centers)
-    else:
-        data.kernels.assign_labels(rows, centers, labels_rows)
+    """The E-step on a block, on the path the whole X takes."""
+    data.kernels.e_step(rows, centers, labels_rows, unit_centers, path_samples=data.shape[0])
 
 
 def lloyd_iter(data, sample_weight, centers_old, labels, unit_centers=False):
