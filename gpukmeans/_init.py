@@ -160,9 +160,13 @@ def kmeans_parallel(
     n_samples = data.shape[0]
     unit_centers = metric == "cosine"
     reporter.start_init("k-means||", n_clusters)
-    new_per_sample = _per_sample_file if data is X else np.full
-    closest_dist_sq = new_per_sample(n_samples, np.inf, dtype=np.float64)
-    nearest = new_per_sample(n_samples, -1, dtype=np.int64)
+
+    def new_per_sample(fill, dtype):  # streamed: a file (page cache), not our memory
+        return (temporary_array((n_samples,), dtype, fill) if data is X
+                else np.full(n_samples, fill, dtype=dtype))
+
+    closest_dist_sq = new_per_sample(np.inf, np.float64)
+    nearest = new_per_sample(-1, np.int64)
     chosen = [np.array([weighted_choice(random_state, data, data.weights64)])]
     _nearer(data, data.take(chosen[0]), 0, closest_dist_sq, nearest, unit_centers)
     n_kept = 1
@@ -240,12 +244,6 @@ class _InMemoryData:
     def nearest_candidates(self, candidates, unit_centers):
         # The engine orders unit centers by dot products already (see get_engine).
         yield (0, self.shape[0]) + nearest_of(self.engine, self.X, candidates)
-
-
-def _per_sample_file(n_samples, fill, dtype):
-    array = temporary_array((n_samples,), dtype)
-    array[:] = fill
-    return array
 
 
 def nearest_of(engine, X, candidates):

@@ -20,13 +20,17 @@ from ._lloyd import to_host
 BLOCK_BYTES = 2**25
 
 
-def temporary_array(shape, dtype):
+def temporary_array(shape, dtype, fill=0):
     """A new array in an unlinked temporary file (``tempfile``'s directory): page cache,
-    not the process's own memory; its space goes with the mapping. Reads as zeros. The
-    file object is closed at once (the mapping holds its own descriptor), so nothing is
-    left for the garbage collector to close (a ResourceWarning)."""
+    not the process's own memory; its space goes with the mapping. Holds ``fill`` (a new
+    file reads as zeros: other values are written). The file object is closed at once
+    (the mapping holds its own descriptor), so nothing is left for the garbage collector
+    to close (a ResourceWarning)."""
     with tempfile.TemporaryFile(prefix="gpukmeans-") as file:
-        return np.memmap(file, mode="w+", dtype=dtype, shape=shape)
+        array = np.memmap(file, mode="w+", dtype=dtype, shape=shape)
+    if fill != 0:
+        array[...] = fill
+    return array
 
 
 def block_rows_for(X, block_rows):

@@ -41,8 +41,8 @@ process's memory, but for a moment at a relocation (rare): ``np.argpartition``'s
 indices. Temporary files (``tempfile``'s directory; page cache, read and written in
 order) hold k-means++'s per-sample distances, ``(2 + int(ln(n_clusters))) x 2 + 1``
 values of X's dtype per sample; k-means||'s nearest candidate and its distance, 16 bytes
-per sample (:func:`gpukmeans._init.kmeans_parallel`); a bounds run's bounds, 28 bytes per sample (Hamerly's)
-or ``16 + 4 n_clusters`` (Elkan's, which the in-memory fit keeps only while
+per sample (:func:`gpukmeans._init.kmeans_parallel`); a bounds run's bounds, 28 bytes
+per sample (Hamerly's) or ``16 + 4 n_clusters`` (Elkan's, which the in-memory fit keeps only while
 ``n_samples x n_clusters`` float32 fit 256 MiB); a relocation's distances, 8 bytes per
 sample.
 
@@ -432,11 +432,7 @@ class StreamedBoundsRun(BoundsRun):
         super().__init__(data, None, data.sample_weight, n_clusters, unit_centers)
 
     def new_per_sample(self, shape, dtype, fill):
-        array = temporary_array(shape, dtype)
-        if fill is not None and fill != 0:  # a new file reads as zeros
-            for start, end in self.X.blocks():
-                array[start:end] = fill
-        return array
+        return temporary_array(shape, dtype, 0 if fill is None else fill)
 
     def weight_in_clusters(self, labels, n_clusters):
         weights = np.zeros(n_clusters)

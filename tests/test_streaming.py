@@ -299,11 +299,11 @@ def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted
         X = X[np.arange(n_samples) % 5]
     sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
     reclustered, per_sample = [], []
-    recluster, per_sample_file = _init.recluster_candidates, _init._per_sample_file
+    recluster, temporary_array = _init.recluster_candidates, _init.temporary_array
     monkeypatch.setattr(_init, "recluster_candidates",
                         lambda *a: reclustered.append(a[:2]) or recluster(*a))
-    monkeypatch.setattr(_init, "_per_sample_file",
-                        lambda *a, **kw: per_sample.append(per_sample_file(*a, **kw))
+    monkeypatch.setattr(_init, "temporary_array",
+                        lambda *a, **kw: per_sample.append(temporary_array(*a, **kw))
                         or per_sample[-1])
     params = dict(n_clusters=9, init="k-means||", metric=metric, random_state=4,
                   device="cpu", max_iter=10)
