@@ -294,6 +294,14 @@ def nearer_candidates(engine, X, candidates, first, closest_dist_sq, nearest):
             np.where(closer, labels + first, nearest))
 
 
+def repeated_rows(rows, n_clusters):
+    """``n_clusters`` initial centers from at most as many ``rows``: each row, then the
+    rows again in order; the clusters of the repeats start empty and are relocated as in
+    any fit. (k-means|| with too few candidates, k-means++ on Dask with too few samples
+    of positive weight.)"""
+    return rows[np.arange(n_clusters) % rows.shape[0]]
+
+
 def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,
                          metric="euclidean"):
     """k-means||'s last step, in memory and on Dask: the weighted candidates clustered
@@ -317,7 +325,7 @@ def recluster_candidates(candidates, candidate_weight, n_clusters, random_state,
         there are fewer (those clusters start empty and are relocated as in any fit).
     """
     if candidates.shape[0] <= n_clusters:
-        return candidates[np.arange(n_clusters) % candidates.shape[0]]
+        return repeated_rows(candidates, n_clusters)
     from ._estimator import KMeans  # the estimator reclusters the candidates
 
     # Inside the caller's fit: its bars and its one distinct-cluster warning (fewer

@@ -1239,12 +1239,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                                          KMEANSPP_SAMPLE_PER_CLUSTER * self.n_clusters))
             _, _, rows, weights = self._sample(runner, offsets, n_draws, seed, _STAGE_SAMPLE,
                                                weighted=False)
-            if rows.shape[0] < self.n_clusters:
-                # Fewer samples of positive weight than clusters: each is a center, the
-                # rest repeat them and start empty, relocated as in any fit (as
-                # gpukmeans._init.recluster_candidates does with too few candidates).
-                return np.ascontiguousarray(
-                    rows[np.arange(self.n_clusters) % rows.shape[0]], dtype=dtype)
+            if rows.shape[0] < self.n_clusters:  # fewer samples of positive weight
+                from ._init import repeated_rows
+
+                return np.ascontiguousarray(repeated_rows(rows, self.n_clusters), dtype=dtype)
             centers, _ = kmeans_plusplus(np.ascontiguousarray(rows), self.n_clusters,
                                          sample_weight=weights, random_state=random_state,
                                          device="cpu")
