@@ -1,6 +1,11 @@
 """The CPU engines' functions against float64 NumPy references, one call at a time: the
 Numba engine, and the NumPy engine that takes problems too small to repay a compile."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -648,3 +653,49 @@ def test_centring_gives_row_norms_bitwise(rng):
             X_work, norms, is_centred = centered(X, X.mean(axis=0))
             assert is_centred
             np.testing.assert_array_equal(norms, _cpu.row_norms_f64(X_work))
+
+
+_THREAD_POLICIES = """
+    import os
+    import numba
+    from gpukmeans import _cpu_runtime
+    numba.get_num_threads()
+    main = os.getpid()  # the main thread's id
+    policies = [os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")]
+    print(numba.threading_layer(), numba.config.NUMBA_NUM_THREADS,
+          policies.count(os.SCHED_BATCH), os.sched_getscheduler(main) == os.SCHED_OTHER)
+"""
+
+
+def _thread_policies(extra_env):
+    """Numba's threading layer, thread count, how many threads run SCHED_BATCH and whether
+    the main thread does not, in a new process with ``extra_env``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env.update(extra_env)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(_THREAD_POLICIES)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    layer, n_threads, n_batch, main_is_other = result.stdout.split()
+    return layer, int(n_threads), int(n_batch), main_is_other == "True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+@pytest.mark.parametrize("n_threads", ["1", "2", "3"])
+def test_numbas_workers_are_batch_threads_and_the_caller_is_not(n_threads):
+    """The engine starts Numba's workqueue threads as SCHED_BATCH (a woken worker then
+    does not preempt the thread still waking the others), every one of them and no
+    other thread (_cpu_runtime._start_batch_workers)."""
+    layer, found_threads, n_batch, main_is_other = _thread_policies(
+        {"NUMBA_NUM_THREADS": n_threads})
+    assert layer == "workqueue"
+    assert found_threads == int(n_threads)
+    assert n_batch == int(n_threads)
+    assert main_is_other
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_a_threading_layer_the_user_chose_is_left_alone():
+    layer, _, n_batch, main_is_other = _thread_policies({"NUMBA_THREADING_LAYER": "workqueue"})
+    assert layer == "workqueue"
+    assert n_batch == 0
+    assert main_is_other
