@@ -115,19 +115,20 @@ def _prefer_workqueue_threads():
     processes beside them, OpenMP's fits took 84 and 158 ms against 57 and 89. (GNU
     OpenMP is not fork-safe either: Numba ends a child forked after its first parallel
     loop.) The workqueue layer cannot run two parallel regions at once, so every public
-    call holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`). Its threads are started
-    here, as batch threads (:func:`_start_batch_workers`). An explicit
-    ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone.
+    call holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`), whose first entry starts
+    the layer's threads as batch threads (:func:`_start_batch_workers`). An explicit
+    ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone. Returns
+    whether the workqueue layer was chosen here.
     """
     if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
-        return
+        return False
     try:
         numba.threading_layer()
-        return  # already started: too late to choose
+        return False  # already started: too late to choose
     except ValueError:
         pass
     numba.config.THREADING_LAYER = "workqueue"
-    _start_batch_workers()
+    return True
 
 
 def _start_batch_workers():
@@ -147,14 +148,23 @@ def _start_batch_workers():
     vs 8.3 ms (10,000 x 32); with one busy process beside, 64 vs 64 ms; with two, 61 vs 60.
     Scheduling only: the results do not change.
 
-    The workers are the threads that starting the layer adds to the process; if their
-    number is not Numba's thread count (another thread started meanwhile), or the system
-    refuses, they are left as they are.
+    Called on the first engine call, not on import: starting Numba's threads fixes the
+    ``multiprocessing`` start method (Numba asks for it), which a program may still mean
+    to set; and again in a child forked after that, where Numba starts a new pool. The
+    workers are the threads that starting the layer adds to the process; if their number
+    is not Numba's thread count (another thread started meanwhile, or the pool had
+    started already), they are left as they are, and so they are where the caller does
+    not run ``SCHED_OTHER`` (a policy the user chose, ``chrt``, which the workers
+    inherit), or where ``/proc`` is another PID namespace's. A thread the system refuses
+    to switch, and those after it, stay as they are.
     """
     tasks = "/proc/self/task"
     if not sys.platform.startswith("linux") or not hasattr(os, "SCHED_BATCH"):
         return
     try:
+        if (os.sched_getscheduler(0) != os.SCHED_OTHER
+                or os.readlink("/proc/self") != str(os.getpid())):
+            return
         before = set(os.listdir(tasks))
         numba.get_num_threads()  # starts the layer's threads
         workers = set(os.listdir(tasks)) - before
@@ -168,8 +178,26 @@ def _start_batch_workers():
         logger.debug("Numba's workers left as they are: %s", exc)
 
 
-_prefer_workqueue_threads()
 _ENGINE_LOCK = threading.RLock()
+_batch_workers_due = _prefer_workqueue_threads()
+
+
+def _batch_workers_due_in_child():
+    global _batch_workers_due
+    _batch_workers_due = True
+
+
+if _batch_workers_due and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_batch_workers_due_in_child)
+
+
+def _start_batch_workers_once():
+    """:func:`_start_batch_workers` on the first engine call (of this process, or of a
+    child forked after it), where this module chose the layer."""
+    global _batch_workers_due
+    if _batch_workers_due:
+        _batch_workers_due = False
+        _start_batch_workers()
 
 
 class _CompileNotice(numba_event.Listener):
@@ -219,6 +247,7 @@ def cpu_runtime():
     try:
         with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
                 _interrupts_not_dropped():
+            _start_batch_workers_once()
             _COMPILE_NOTICE.announced = False
             yield
     except SystemError as exc:
@@ -280,5 +309,9 @@ def prange_only():
 
 
 def set_num_threads(n_threads):
-    """Set Numba's thread count (for tests of thread-count independence)."""
+    """Set Numba's thread count (for tests of thread-count independence, and the
+    benchmarks). Setting it starts Numba's threads: as the engine's first call would,
+    as batch threads (:func:`_start_batch_workers`)."""
+    with _ENGINE_LOCK:
+        _start_batch_workers_once()
     numba.set_num_threads(n_threads)

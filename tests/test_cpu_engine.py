@@ -656,35 +656,48 @@ def test_centring_gives_row_norms_bitwise(rng):
 
 
 _THREAD_POLICIES = """
-    import os
+    import multiprocessing, os, threading
     import numba
     from gpukmeans import _cpu_runtime
-    numba.get_num_threads()
-    main = os.getpid()  # the main thread's id
+    assert multiprocessing.get_start_method(allow_none=True) is None  # not fixed on import
+    {prelude}
+    with _cpu_runtime.cpu_runtime():
+        pass
+    numba.get_num_threads()  # the pool, where the engine left it unstarted
     policies = [os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")]
     print(numba.threading_layer(), numba.config.NUMBA_NUM_THREADS,
-          policies.count(os.SCHED_BATCH), os.sched_getscheduler(main) == os.SCHED_OTHER)
+          policies.count(os.SCHED_BATCH), os.sched_getscheduler(0) == os.SCHED_OTHER)
 """
 
 
-def _thread_policies(extra_env):
+def _thread_policies(extra_env, prelude="pass"):
     """Numba's threading layer, thread count, how many threads run SCHED_BATCH and whether
-    the main thread does not, in a new process with ``extra_env``."""
+    the main thread runs SCHED_OTHER, in a new process with ``extra_env`` after its first
+    engine call (``prelude`` first: Python code)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
     env.update(extra_env)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(_THREAD_POLICIES)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    code = textwrap.dedent(_THREAD_POLICIES.replace("{prelude}", prelude))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     layer, n_threads, n_batch, main_is_other = result.stdout.split()
     return layer, int(n_threads), int(n_batch), main_is_other == "True"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+_POLICIES_APPLY = (sys.platform.startswith("linux")
+                   and getattr(os, "SCHED_BATCH", None) is not None
+                   and os.sched_getscheduler(0) == os.SCHED_OTHER)
+needs_sched_other = pytest.mark.skipif(
+    not _POLICIES_APPLY, reason="SCHED_BATCH is Linux's, and applies under SCHED_OTHER only")
+
+
+@needs_sched_other
 @pytest.mark.parametrize("n_threads", ["1", "2", "3"])
 def test_numbas_workers_are_batch_threads_and_the_caller_is_not(n_threads):
-    """The engine starts Numba's workqueue threads as SCHED_BATCH (a woken worker then
-    does not preempt the thread still waking the others), every one of them and no
-    other thread (_cpu_runtime._start_batch_workers)."""
+    """The first engine call starts Numba's workqueue threads as SCHED_BATCH (a woken
+    worker then does not preempt the thread still waking the others): every one of them
+    and no other thread (_cpu_runtime._start_batch_workers); importing the engine does
+    not start them (nor fix the multiprocessing start method)."""
     layer, found_threads, n_batch, main_is_other = _thread_policies(
         {"NUMBA_NUM_THREADS": n_threads})
     assert layer == "workqueue"
@@ -693,9 +706,71 @@ def test_numbas_workers_are_batch_threads_and_the_caller_is_not(n_threads):
     assert main_is_other
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+@needs_sched_other
 def test_a_threading_layer_the_user_chose_is_left_alone():
     layer, _, n_batch, main_is_other = _thread_policies({"NUMBA_THREADING_LAYER": "workqueue"})
     assert layer == "workqueue"
     assert n_batch == 0
     assert main_is_other
+
+
+@needs_sched_other
+def test_a_policy_the_user_chose_is_left_alone():
+    """Under ``chrt --idle`` the workers inherit SCHED_IDLE and keep it (not promoted)."""
+    _, _, n_batch, main_is_other = _thread_policies(
+        {}, "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))")
+    assert n_batch == 0
+    assert not main_is_other
+
+
+@needs_sched_other
+def test_workers_not_told_apart_from_another_new_thread_are_left_alone():
+    """A thread started while the pool starts makes the new threads more than Numba's:
+    none is switched."""
+    prelude = textwrap.dedent("""\
+        start_pool = numba.get_num_threads
+        def start_pool_and_a_thread():
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+            return start_pool()
+        numba.get_num_threads = start_pool_and_a_thread""").replace("\n", "\n    ")
+    layer, _, n_batch, _ = _thread_policies({}, prelude)
+    assert layer == "workqueue"
+    assert n_batch == 0
+
+
+@needs_sched_other
+def test_a_forked_childs_new_workers_are_batch_threads_too(rng):
+    """Numba starts a new pool in a child forked after its first parallel loop; the
+    child's first engine call makes those batch threads, and the fit is the parent's."""
+    code = textwrap.dedent("""
+        import os
+        import numpy as np
+        import numba
+        from gpukmeans import KMeans
+        X = np.random.default_rng(0).normal(size=(60_000, 8)).astype(np.float32)
+        parent = KMeans(8, random_state=0, device="cpu").fit(X)
+        pid = os.fork()
+        if pid == 0:
+            child = KMeans(8, random_state=0, device="cpu").fit(X)
+            tids = os.listdir("/proc/self/task")
+            n_batch = sum(os.sched_getscheduler(int(t)) == os.SCHED_BATCH for t in tids)
+            same = (np.array_equal(child.labels_, parent.labels_)
+                    and child.inertia_ == parent.inertia_)
+            os._exit(0 if same and n_batch == numba.config.NUMBA_NUM_THREADS else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]
+
+
+@needs_sched_other
+def test_setting_the_thread_count_first_starts_batch_workers_too():
+    """The benchmarks set the thread count before any fit: that starts Numba's pool, as
+    batch threads too."""
+    layer, n_threads, n_batch, _ = _thread_policies(
+        {"NUMBA_NUM_THREADS": "2"}, "_cpu_runtime.set_num_threads(1)")
+    assert (layer, n_threads, n_batch) == ("workqueue", 2, 2)

@@ -3,6 +3,7 @@
 
 import contextlib
 import dataclasses
+import os
 import sys
 import time
 
@@ -464,6 +465,7 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
         if "numba" in sys.modules:  # the layer gpukmeans' CPU engine ran on, once it has run
             with contextlib.suppress(Exception):
                 env["numba_threading_layer"] = sys.modules["numba"].threading_layer()
+                env["numba_batch_threads"] = _batch_thread_count()
 
     result = {
         "schema": SCHEMA,
@@ -493,3 +495,14 @@ def thread_limits(threads):
     with threadpool_limits(limits=threads):
         yield
 
+
+def _batch_thread_count():
+    """How many of the process's threads run SCHED_BATCH (Numba's workers, where the CPU
+    engine made them so: ``gpukmeans._cpu_runtime._start_batch_workers``); None off Linux."""
+    if not hasattr(os, "SCHED_BATCH") or not os.path.isdir("/proc/self/task"):
+        return None
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            count += os.sched_getscheduler(int(tid)) == os.SCHED_BATCH
+    return count
