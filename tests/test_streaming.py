@@ -278,8 +278,8 @@ def test_small_or_unsuitable_memmaps_are_read_into_memory(rng, tmp_path):
         (np.float32, 17, "euclidean", True, False),
         (np.float64, 5, "euclidean", True, False),
         (np.float32, 16, "cosine", False, False),
-        # 5 distinct rows for 9 clusters: too few candidates, topped up by a draw over
-        # every weight.
+        # 5 distinct rows for 9 clusters and an oversampling of 0.01 (0.09 expected
+        # draws a round): too few candidates, topped up by a draw over every weight.
         (np.float64, 3, "euclidean", True, True),
     ],
 )
@@ -306,7 +306,9 @@ def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted
                         lambda *a, **kw: per_sample.append(temporary_array(*a, **kw))
                         or per_sample[-1])
     params = dict(n_clusters=9, init="k-means||", metric=metric, random_state=4,
-                  device="cpu", max_iter=10)
+                  device="cpu", max_iter=10, oversampling_factor=0.01 if few_rows else 2.0)
+    topped_up, setdiff1d = [], np.setdiff1d  # called by the top-up only
+    monkeypatch.setattr(np, "setdiff1d", lambda *a: topped_up.append(1) or setdiff1d(*a))
     in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
     streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
                             monkeypatch, _streaming, sample_weight=sample_weight)
@@ -314,7 +316,8 @@ def test_kmeans_parallel_streams_bit_for_bit(dtype, n_features, metric, weighted
     # The streamed fit's two per-sample arrays (distances, nearest candidates) are files.
     assert len(per_sample) == 2 and all(isinstance(a, np.memmap) for a in per_sample)
     assert [a.shape for a in per_sample] == [(n_samples,)] * 2
-    assert candidates.shape[0] > (9 if few_rows else 50)
+    assert len(topped_up) == (2 if few_rows else 0)
+    assert candidates.shape[0] >= 9 if few_rows else candidates.shape[0] > 50
     assert np.array_equal(streamed_candidates, candidates)
     assert np.array_equal(streamed_weights, weights)
     _assert_same_fit(streamed, in_memory)
