@@ -109,9 +109,10 @@ def _prefer_workqueue_threads():
     OpenMP, while libgomp's threads spin actively between parallel regions: on a shared
     or busy machine that made each Lloyd step ten times slower here. The workqueue layer
     sleeps instead. Measured again on 2026-12-01 (2-core AMD EPYC VM, 100,000 x 32
-    float32, k=32, 10 iterations): quiet, OpenMP's fits were steadier (33 ms median
-    against 35, and a waking thread's delay doubles some of workqueue's steps: the
-    harness's float64 k=8 row took 2.8 ms per iteration against 5.1); with 2 and 4 busy
+    float32, k=32, 10 iterations, before the workers became batch threads): quiet,
+    OpenMP's fits were steadier (33 ms median against 35, and a waking thread's delay
+    doubled some of workqueue's steps: the harness's float64 k=8 row took 2.8 ms per
+    iteration against 5.1; see :func:`_start_batch_workers`); with 2 and 4 busy
     processes beside them, OpenMP's fits took 84 and 158 ms against 57 and 89. (GNU
     OpenMP is not fork-safe either: Numba ends a child forked after its first parallel
     loop.) The workqueue layer cannot run two parallel regions at once, so every public
@@ -132,7 +133,8 @@ def _prefer_workqueue_threads():
 
 
 def _start_batch_workers():
-    """Start the workqueue layer's threads and, on Linux, make them ``SCHED_BATCH``.
+    """On Linux, start the workqueue layer's threads as ``SCHED_BATCH`` threads (elsewhere
+    they start with the first parallel loop, as they are).
 
     The thread that runs a parallel loop takes no share of it in this layer: it wakes
     each worker in turn, then sleeps until all are done. Linux runs a woken thread at

@@ -670,11 +670,17 @@ _THREAD_POLICIES = """
 """
 
 
+def _env_without_numba_settings():
+    """This process's environment but its ``NUMBA_*`` variables: a new process's Numba
+    as the engine would find it by default."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+
+
 def _thread_policies(extra_env, prelude="pass"):
     """Numba's threading layer, thread count, how many threads run SCHED_BATCH and whether
     the main thread runs SCHED_OTHER, in a new process with ``extra_env`` after its first
     engine call (``prelude`` first: Python code)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env = _env_without_numba_settings()
     env.update(extra_env)
     code = textwrap.dedent(_THREAD_POLICIES.replace("{prelude}", prelude))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -760,9 +766,8 @@ def test_a_forked_childs_new_workers_are_batch_threads_too(rng):
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
     """)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=600)
+                            env=_env_without_numba_settings(), timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0"]
 
