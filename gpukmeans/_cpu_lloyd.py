@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    GEMM_TILE_CENTERS, _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
-    _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest,
+    _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
+    _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
     _minus_two_centers_and_norms, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, prange_only
@@ -253,7 +253,7 @@ def _lloyd_partials(
         if dots_kernel == BY_ROWS:
             n_scratch = (n_features + 1) * chunk_rows
         elif dots_kernel == BY_GEMM:
-            n_scratch = min(n_clusters, GEMM_TILE_CENTERS) * chunk_rows
+            n_scratch = _gemm_scratch_size(X.itemsize, n_features, n_clusters, chunk_rows)
         scratch = np.empty(n_scratch, dtype=X.dtype)
         n_by_rows = chunk_rows if n_scratch else 0
         best = np.empty(n_by_rows, dtype=np.int32)

@@ -37,17 +37,27 @@ from ._engine import Engine, by_dot_products
 # about half a second to load in every new process (importing Numba, its NumPy support,
 # the cached kernels). Larger fits iterate on the Numba engine, and pass over the data
 # once here where the pass is small: a k-means++ step or a transform of at most
-# MAX_PASS_WORK multiply-adds, row norms and centring of at most MAX_PASS_ELEMENTS
-# values, where NumPy costs milliseconds and their Numba kernels seconds of compile.
+# MAX_PASS_WORK multiply-adds (milliseconds here, where its Numba kernel would add
+# seconds to a first compile), row norms and centring of at most MAX_PASS_ELEMENTS
+# values.
 # Measured: benchmarks/bench_startup.py. And at most MAX_DISTANCES (n_samples x
 # n_clusters) per E-step: each costs NumPy about 5 ns of argmin and bookkeeping whatever
 # the features, against a fraction of a nanosecond on Numba (float32 per iteration,
 # 100,000 x 2 at k=8: 15 ms here, 4.9 ms on Numba; 10,000 x 32 at k=32: 1.6 ms both).
+# And at most MAX_SAMPLES samples: each costs NumPy's bounded run a few dozen ns per
+# iteration whatever the clusters (a dozen array operations over the samples). Whole
+# fits from k-means++, warm, NumPy against Numba (2-core EPYC, float32 blobs):
+# 10,000 x 32 k=8 5.9 against 5.7 ms, 16,000 x 32 k=8 9.0 / 8.5, 32,000 x 8 k=4
+# 19.6 / 13.3, 65,000 x 2 k=2 18.8 / 11.6, 100,000 x 32 k=2 46.6 / 21.8.
+# Row norms and centring run here up to MAX_PASS_ELEMENTS values: a Numba pass costs
+# about 0.13 ms to start its threads, NumPy's float32 einsum 0.57 ns a value against
+# Numba's 0.11 (100,000 x 32: 1.84 against 0.36 ms; 10,000 x 32: 0.17 against 0.15).
 MAX_WORK = 10**8
 MAX_ELEMENTS = 2**22
 MAX_DISTANCES = 2**18
+MAX_SAMPLES = 2**14
 MAX_PASS_WORK = 4 * 10**7
-MAX_PASS_ELEMENTS = 2**22
+MAX_PASS_ELEMENTS = 2**18
 
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2. Both
@@ -152,7 +162,8 @@ def small_runtime():
 
 def is_small(n_samples, n_features, n_clusters):
     """Whether a problem of these shapes runs wholly on this engine, never importing Numba."""
-    return (n_samples * n_features <= MAX_ELEMENTS
+    return (n_samples <= MAX_SAMPLES
+            and n_samples * n_features <= MAX_ELEMENTS
             and n_samples * n_features * n_clusters <= MAX_WORK
             and n_samples * n_clusters <= MAX_DISTANCES)
 

@@ -589,7 +589,7 @@ def test_exact_cosine_ties_go_to_the_lowest_index(device, rng, dtype, n_features
 
 
 @pytest.mark.parametrize("n_features, n_clusters, kind", [
-    (40, 10, "bounds"), (60, 30, "bounds"), (64, 200, "yinyang")])
+    (40, 22, "bounds"), (60, 40, "bounds"), (64, 200, "yinyang")])
 def test_bounds_runs_give_the_plain_runs_labels(rng, n_features, n_clusters, kind,
                                                 monkeypatch):
     """The float32 runs that keep distance bounds (Hamerly's, Elkan's, Yinyang's) label

@@ -168,7 +168,8 @@ _DOTS_KERNELS = {"gemm": _cpu_lloyd.GEMM, "blocked": _cpu_lloyd.BLOCKED,
 @pytest.mark.parametrize("kernel", ["blocked", "by-rows", "by-gemm"])
 @pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", [
-    (700, 2, 5), (1300, 3, 40), (900, 8, 1), (2000, 16, 33), (1500, 33, 1100)])
+    (700, 2, 5), (1300, 3, 40), (900, 8, 1), (2000, 16, 33), (1500, 33, 1100),
+    (1700, 24, 7), (900, 64, 32)])
 def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         kernel, data, n_samples, n_features, n_clusters, rng):
     """Whatever computes ``x . c``, float32 labels are exactly the nearest centers and
@@ -208,6 +209,16 @@ def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         run_labels, _, _ = _plain_step(Xd, weight, centers, _DOTS_KERNELS[kernel],
                                        _cpu.row_norms_f64(Xd))
         np.testing.assert_array_equal(run_labels, labels)
+
+
+def test_the_gemm_by_rows_takes_both_orders_in_those_cases():
+    """The cases above reach both products of :func:`_chunk_nearest_by_gemm`: rows x
+    centers (few clusters, float32) and centers x rows."""
+    from gpukmeans._cpu_nearest import gemm_rows_first
+
+    assert gemm_rows_first(4, 24, 7) and gemm_rows_first(4, 64, 32)
+    assert not gemm_rows_first(8, 24, 7) and not gemm_rows_first(4, 16, 33)
+    assert not gemm_rows_first(4, 8, 1) and not gemm_rows_first(4, 33, 1100)
 
 
 @pytest.mark.parametrize("kernel, dtype", [  # the blocked kernel is float32's only

@@ -238,7 +238,7 @@ def test_sample_weight_equals_repetition_from_same_init(rng):
 @pytest.mark.usefixtures("cpu_engine")
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 @pytest.mark.parametrize("n_features, n_clusters, dtype", [
-    (32, 12, np.float32), (40, 30, np.float32),  # Hamerly's bounds, Elkan's
+    (40, 22, np.float32), (40, 30, np.float32),  # Hamerly's bounds, Elkan's
     (2, 40, np.float32), (3, 20, np.float64),  # the plain step by rows
     (16, 40, np.float32), (12, 20, np.float64),  # ... from a GEMM folded by rows
 ])

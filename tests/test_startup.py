@@ -46,7 +46,9 @@ def _python(code, env=None, timeout=600):
     ((100, 2, 4), True),  # the README's blobs
     ((1797, 64, 10), True),  # scikit-learn's digits
     ((5000, 784, 20), True),  # the notebook's MNIST subset
-    ((10**5, 2, 2), True),
+    ((2**14, 8, 16), True),
+    ((2**14 + 1, 2, 2), False),  # NumPy's bookkeeping per sample outweighs Numba's load
+    ((10**5, 2, 2), False),
     ((10**6, 2, 4), False),  # 4M distances per E-step: NumPy's 5 ns each would outweigh a load
     ((70000, 784, 20), False),  # all of MNIST
     ((20000, 784, 5), False),  # few clusters, but every pass reads 16M values
@@ -61,16 +63,16 @@ def test_the_shapes_alone_choose_the_cpu_engine(shape, small):
 
 
 def test_a_larger_fit_makes_its_small_passes_in_numpy(monkeypatch, rng):
-    """5,000 MNIST-like images at k=40 iterate on Numba, but their k-means++ steps
-    (5000 x 784 x 5 multiply-adds), row norms and centring are NumPy's: milliseconds
-    each, where their Numba kernels would add seconds to a first fit's compile. Full
-    MNIST's are Numba's."""
+    """20,000 samples of 8 features at k=40 iterate on Numba, but their k-means++ steps
+    (20000 x 8 x 5 multiply-adds), row norms and centring are NumPy's: a fraction of a
+    millisecond each, where their Numba kernels would add to a first fit's compile.
+    Full MNIST's are Numba's."""
     calls = []
     for name in ("kmeanspp_candidates", "row_norms", "centered"):
         original = getattr(_cpu_small, name)
         monkeypatch.setattr(_cpu_small, name, lambda *args, _f=original, _n=name:
                             calls.append(_n) or _f(*args))
-    X = rng.normal(size=(5000, 784)).astype(np.float32) + 3
+    X = rng.normal(size=(20000, 8)).astype(np.float32) + 3
     KMeans(40, random_state=0, max_iter=3, device="cpu").fit(X)
     assert not _cpu_small.is_small(*X.shape, 40)
     assert calls.count("kmeanspp_candidates") == 40 and "centered" in calls
