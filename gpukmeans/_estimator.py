@@ -805,7 +805,7 @@ def kmeans_plusplus(
         _validation._check_integer("n_local_trials", n_local_trials, 1)
     resolved = params._resolve_fit_device(X)
     xp = array_module(resolved)
-    X, on_device, _, _ = _validation.check_fit_data(params, X, xp)
+    X, on_device, _, _ = _validation.check_fit_data(params, X, xp, need_mean=False)
     _validation.check_n_samples(X.shape[0], n_clusters)
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
