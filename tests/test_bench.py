@@ -150,6 +150,28 @@ def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     assert json.loads((tmp_path / "all.json").read_text())["results"]
 
 
+def test_every_contestant_warms_up_alternated_before_the_first_workload(tmp_path, monkeypatch):
+    """The run's first workload is not measured on a process that has not fitted yet:
+    each contestant makes ``warm_up_fits`` untimed fits first, in turn, and the report
+    says so."""
+    from gpukmeans.bench import contestants
+
+    calls = []
+    for cls in (contestants.SklearnLloyd, contestants.NumpyNaive):
+        real = cls.fit_fixed
+        monkeypatch.setattr(cls, "fit_fixed", lambda self, X, init, n_iter, _real=real:
+                            calls.append((self.key, X.shape, n_iter)) or _real(self, X, init, n_iter))
+    workloads = [Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
+    settings = Settings(repeats=1, measure_seconds=1.0, floor_bytes=1 << 20, sgemm_size=64,
+                        plots=False, warm_up_fits=3)
+    run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"], settings=settings,
+              out_dir=tmp_path, name="w", workloads=workloads, log=lambda *a: None)
+    warm = [(key, shape) for key, shape, n_iter in calls if shape == (20000, 16)]
+    assert warm == [("sklearn-lloyd", (20000, 16)), ("numpy-naive", (20000, 16))] * 3
+    assert calls[:6] == [(key, shape, 10) for key, shape in warm]  # before any workload
+    assert "3 untimed fits" in (tmp_path / "w.md").read_text()
+
+
 def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
     _, report = select_contestants(device="gpu")
     assert {r["key"] for r in report} == {

@@ -59,7 +59,11 @@ def render_markdown(result):
         "the reference's (scikit-learn Lloyd) per-iteration time (k-means++: whole times). Inertia is recomputed here from each "
         "contestant's final centres; *Δinertia* is relative to the reference; *labels* is the "
         "fraction of points assigned as the reference assigns them (same initial centres, so no "
-        "permutation). GPU rows marked † have never run on a GPU in this project's CI.",
+        "permutation). GPU rows marked † have never run on a GPU in this project's CI."
+        + (f" Before the first workload every contestant made "
+           f"{result['settings']['warm_up_fits']} untimed fits of 20,000 x 16 blobs, k=16, "
+           "alternated (a new process's first fits run slow)."
+           if result.get("settings", {}).get("warm_up_fits") else ""),
         "",
     ]
     not_run = [c for c in result["contestants"] if not c["available"]]

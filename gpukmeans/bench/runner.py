@@ -45,6 +45,9 @@ class Settings:
     floor_bytes: int = 256 << 20
     sgemm_size: int = 2048
     plots: bool = True
+    warm_up_fits: int = 5
+    """Untimed fits of each contestant on small blobs before the first workload (see
+    :meth:`Runner.warm_up`)."""
 
 
 class Runner:
@@ -124,6 +127,19 @@ class Runner:
                 else:
                     entry["samples"].append(seconds)
         return out
+
+    def warm_up(self):
+        """A few untimed fits of every contestant, alternated, on small blobs before the
+        first workload: a new process's first fits run slower than its later ones (Numba's
+        and OpenMP's threads, page faults of first allocations: on the 2-core EPYC
+        gpukmeans' fits 2 to 5 of 10,000 x 32 took 11, 8, 8 and 7 ms, then 5-6), so without
+        it the run's first workload read slow for whoever had run least."""
+        X = make_blobs_data(20000, 16, 16, seed=1)
+        init = np.ascontiguousarray(X[:16])
+        for _ in range(self.settings.warm_up_fits):
+            for c in self.contestants.values():
+                with contextlib.suppress(Exception):
+                    c.fit_fixed(c.to_device(X), init, 10)
 
     # -- one workload ---------------------------------------------------------------------
 
@@ -435,6 +451,7 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
         runner.measure_floors(want_gpu)
         log(f"  floor: {runner.floors['bandwidth_gbps']['median']:.1f} GB/s copy, "
             f"{runner.floors['sgemm_gflops']['median']:.0f} GFLOP/s SGEMM")
+        runner.warm_up()
 
         mnist_cache = None
         for workload in workloads:
