@@ -109,15 +109,15 @@ def _prefer_workqueue_threads():
     OpenMP, while libgomp's threads spin actively between parallel regions: on a shared
     or busy machine that made each Lloyd step ten times slower here. The workqueue layer
     sleeps instead. Measured again on 2026-12-01 (2-core AMD EPYC VM, 100,000 x 32
-    float32, k=32, 10 iterations, before the workers became batch threads): quiet,
+    float32, k=32, 10 iterations, before the workers' nice level was raised): quiet,
     OpenMP's fits were steadier (33 ms median against 35, and a waking thread's delay
     doubled some of workqueue's steps: the harness's float64 k=8 row took 2.8 ms per
-    iteration against 5.1; see :func:`_start_batch_workers`); with 2 and 4 busy
+    iteration against 5.1; see :func:`_start_niced_workers`); with 2 and 4 busy
     processes beside them, OpenMP's fits took 84 and 158 ms against 57 and 89. (GNU
     OpenMP is not fork-safe either: Numba ends a child forked after its first parallel
     loop.) The workqueue layer cannot run two parallel regions at once, so every public
     call holds :data:`_ENGINE_LOCK` (see :func:`cpu_runtime`), whose first entry starts
-    the layer's threads as batch threads (:func:`_start_batch_workers`). An explicit
+    the layer's threads one nice level down (:func:`_start_niced_workers`). An explicit
     ``NUMBA_THREADING_LAYER``, or a layer already started, is left alone. Returns
     whether the workqueue layer was chosen here.
     """
@@ -132,9 +132,14 @@ def _prefer_workqueue_threads():
     return True
 
 
-def _start_batch_workers():
-    """On Linux, start the workqueue layer's threads as ``SCHED_BATCH`` threads (elsewhere
-    they start with the first parallel loop, as they are).
+# How many nice levels below the caller Numba's workers run (see _start_niced_workers).
+WORKER_NICE_INCREMENT = 1
+
+
+def _start_niced_workers():
+    """On Linux, start the workqueue layer's threads one nice level below the caller's
+    (:data:`WORKER_NICE_INCREMENT`; elsewhere they start with the first parallel loop, as
+    they are).
 
     The thread that runs a parallel loop takes no share of it in this layer: it wakes
     each worker in turn, then sleeps until all are done. Linux runs a woken thread at
@@ -143,12 +148,19 @@ def _start_batch_workers():
     its share: the step took twice as long, about one in five times (2-core AMD EPYC VM,
     100,000 x 32 float32, k=32, one plain step: 2.2 ms or 4.5-5 ms; a raw two-way loop
     of 0.5 ms showed the same; pinning the workers to CPUs did not help, running the
-    caller beside a worker on one CPU made every step slow). A ``SCHED_BATCH`` thread does
-    not preempt when woken, and keeps its share of the CPU. Measured on that machine,
-    10-iteration fits alternated 50 times each, medians: quiet 39 vs 49 ms and 49 vs 56
-    (100,000 x 32, k=32), 13 vs 18 ms (100,000 x 2), 100 vs 107 ms (100,000 x 128), 8.1
-    vs 8.3 ms (10,000 x 32); with one busy process beside, 64 vs 64 ms; with two, 61 vs 60.
-    Scheduling only: the results do not change.
+    caller beside a worker on one CPU made every step slow). A worker one nice level
+    down has a later deadline than the caller, so it does not preempt it on waking, yet
+    keeps nearly its share of the CPU (weight 820 against 1024) and still preempts a
+    thread that has used its own. Stop 23 made the workers ``SCHED_BATCH``, which never
+    preempts on waking: beside any other runnable thread (another library's BLAS
+    threads, which spin for a while after each call, or a busy process) a woken worker
+    then waited out that thread's time slice, and a third to a half of the fits took
+    3-5x longer. Measured on that machine (kernel 6.18), 100,000 x 32 float32, k=8,
+    10-iteration fits, the workers' settings alternated in one process, 30-40 fits each,
+    mean ms, nice +1 / nice 0 / SCHED_BATCH: quiet 7.1 / 9.0 / 11.0; after a NumPy
+    Lloyd fit (OpenBLAS on two threads) before each, 9.7 / 9.6 / 27.8 (16 of 30 batch
+    fits over twice the quiet median); beside a busy process 10.6 / 10.3 / 21.5, and both
+    15.4 / 15.7 / 30.9. Scheduling only: the results do not change.
 
     Called on the first engine call, not on import: starting Numba's threads fixes the
     ``multiprocessing`` start method (Numba asks for it), which a program may still mean
@@ -158,10 +170,10 @@ def _start_batch_workers():
     started already), they are left as they are, and so they are where the caller does
     not run ``SCHED_OTHER`` (a policy the user chose, ``chrt``, which the workers
     inherit), or where ``/proc`` is another PID namespace's. A thread the system refuses
-    to switch, and those after it, stay as they are.
+    to change, and those after it, stay as they are.
     """
     tasks = "/proc/self/task"
-    if not sys.platform.startswith("linux") or not hasattr(os, "SCHED_BATCH"):
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_getscheduler"):
         return
     try:
         if (os.sched_getscheduler(0) != os.SCHED_OTHER
@@ -174,32 +186,33 @@ def _start_batch_workers():
             logger.debug("Numba's workers not identified (%d new threads for %d); left as "
                          "they are", len(workers), numba.config.NUMBA_NUM_THREADS)
             return
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE_INCREMENT)
         for tid in workers:
-            os.sched_setscheduler(int(tid), os.SCHED_BATCH, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
     except OSError as exc:
         logger.debug("Numba's workers left as they are: %s", exc)
 
 
 _ENGINE_LOCK = threading.RLock()
-_batch_workers_due = _prefer_workqueue_threads()
+_niced_workers_due = _prefer_workqueue_threads()
 
 
-def _batch_workers_due_in_child():
-    global _batch_workers_due
-    _batch_workers_due = True
+def _niced_workers_due_in_child():
+    global _niced_workers_due
+    _niced_workers_due = True
 
 
-if _batch_workers_due and hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_batch_workers_due_in_child)
+if _niced_workers_due and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_niced_workers_due_in_child)
 
 
-def _start_batch_workers_once():
-    """:func:`_start_batch_workers` on the first engine call (of this process, or of a
+def _start_niced_workers_once():
+    """:func:`_start_niced_workers` on the first engine call (of this process, or of a
     child forked after it), where this module chose the layer."""
-    global _batch_workers_due
-    if _batch_workers_due:
-        _batch_workers_due = False
-        _start_batch_workers()
+    global _niced_workers_due
+    if _niced_workers_due:
+        _niced_workers_due = False
+        _start_niced_workers()
 
 
 class _CompileNotice(numba_event.Listener):
@@ -249,7 +262,7 @@ def cpu_runtime():
     try:
         with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
                 _interrupts_not_dropped():
-            _start_batch_workers_once()
+            _start_niced_workers_once()
             _COMPILE_NOTICE.announced = False
             yield
     except SystemError as exc:
@@ -313,7 +326,7 @@ def prange_only():
 def set_num_threads(n_threads):
     """Set Numba's thread count (for tests of thread-count independence, and the
     benchmarks). Setting it starts Numba's threads: as the engine's first call would,
-    as batch threads (:func:`_start_batch_workers`)."""
+    one nice level down (:func:`_start_niced_workers`)."""
     with _ENGINE_LOCK:
-        _start_batch_workers_once()
+        _start_niced_workers_once()
     numba.set_num_threads(n_threads)

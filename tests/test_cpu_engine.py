@@ -675,9 +675,10 @@ _THREAD_POLICIES = """
     with _cpu_runtime.cpu_runtime():
         pass
     numba.get_num_threads()  # the pool, where the engine left it unstarted
-    policies = [os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")]
+    main_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    nices = [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir("/proc/self/task")]
     print(numba.threading_layer(), numba.config.NUMBA_NUM_THREADS,
-          policies.count(os.SCHED_BATCH), os.sched_getscheduler(0) == os.SCHED_OTHER)
+          nices.count(main_nice + 1), os.sched_getscheduler(0) == os.SCHED_OTHER)
 """
 
 
@@ -688,7 +689,8 @@ def _env_without_numba_settings():
 
 
 def _thread_policies(extra_env, prelude="pass"):
-    """Numba's threading layer, thread count, how many threads run SCHED_BATCH and whether
+    """Numba's threading layer, thread count, how many threads run one nice level below the
+    main thread and whether
     the main thread runs SCHED_OTHER, in a new process with ``extra_env`` after its first
     engine call (``prelude`` first: Python code)."""
     env = _env_without_numba_settings()
@@ -697,68 +699,72 @@ def _thread_policies(extra_env, prelude="pass"):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    layer, n_threads, n_batch, main_is_other = result.stdout.split()
-    return layer, int(n_threads), int(n_batch), main_is_other == "True"
+    layer, n_threads, n_niced, main_is_other = result.stdout.split()
+    return layer, int(n_threads), int(n_niced), main_is_other == "True"
 
 
 _POLICIES_APPLY = (sys.platform.startswith("linux")
-                   and getattr(os, "SCHED_BATCH", None) is not None
-                   and os.sched_getscheduler(0) == os.SCHED_OTHER)
+                   and hasattr(os, "sched_getscheduler")
+                   and os.sched_getscheduler(0) == os.SCHED_OTHER
+                   and os.getpriority(os.PRIO_PROCESS, 0) < 19)
 needs_sched_other = pytest.mark.skipif(
-    not _POLICIES_APPLY, reason="SCHED_BATCH is Linux's, and applies under SCHED_OTHER only")
+    not _POLICIES_APPLY, reason="the workers' nice level is set on Linux, under SCHED_OTHER "
+                                "below nice 19 only")
 
 
 @needs_sched_other
 @pytest.mark.parametrize("n_threads", ["1", "2", "3"])
-def test_numbas_workers_are_batch_threads_and_the_caller_is_not(n_threads):
-    """The first engine call starts Numba's workqueue threads as SCHED_BATCH (a woken
-    worker then does not preempt the thread still waking the others): every one of them
-    and no other thread (_cpu_runtime._start_batch_workers); importing the engine does
-    not start them (nor fix the multiprocessing start method)."""
-    layer, found_threads, n_batch, main_is_other = _thread_policies(
+def test_numbas_workers_run_one_nice_level_down_and_the_caller_does_not(n_threads):
+    """The first engine call starts Numba's workqueue threads one nice level below the
+    caller (a woken worker then does not preempt the thread still waking the others):
+    every one of them and no other thread (_cpu_runtime._start_niced_workers); importing
+    the engine does not start them (nor fix the multiprocessing start method)."""
+    layer, found_threads, n_niced, main_is_other = _thread_policies(
         {"NUMBA_NUM_THREADS": n_threads})
     assert layer == "workqueue"
     assert found_threads == int(n_threads)
-    assert n_batch == int(n_threads)
+    assert n_niced == int(n_threads)
     assert main_is_other
 
 
 @needs_sched_other
 def test_a_threading_layer_the_user_chose_is_left_alone():
-    layer, _, n_batch, main_is_other = _thread_policies({"NUMBA_THREADING_LAYER": "workqueue"})
+    layer, _, n_niced, main_is_other = _thread_policies({"NUMBA_THREADING_LAYER": "workqueue"})
     assert layer == "workqueue"
-    assert n_batch == 0
+    assert n_niced == 0
     assert main_is_other
 
 
 @needs_sched_other
 def test_a_policy_the_user_chose_is_left_alone():
-    """Under ``chrt --idle`` the workers inherit SCHED_IDLE and keep it (not promoted)."""
-    _, _, n_batch, main_is_other = _thread_policies(
+    """Under ``chrt --idle`` the workers inherit SCHED_IDLE and keep it, at the caller's
+    nice level."""
+    _, _, n_niced, main_is_other = _thread_policies(
         {}, "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))")
-    assert n_batch == 0
+    assert n_niced == 0
     assert not main_is_other
 
 
 @needs_sched_other
 def test_workers_not_told_apart_from_another_new_thread_are_left_alone():
     """A thread started while the pool starts makes the new threads more than Numba's:
-    none is switched."""
+    none is changed."""
     prelude = textwrap.dedent("""\
         start_pool = numba.get_num_threads
         def start_pool_and_a_thread():
             threading.Thread(target=threading.Event().wait, daemon=True).start()
             return start_pool()
         numba.get_num_threads = start_pool_and_a_thread""").replace("\n", "\n    ")
-    layer, _, n_batch, _ = _thread_policies({}, prelude)
+    layer, _, n_niced, _ = _thread_policies({}, prelude)
     assert layer == "workqueue"
-    assert n_batch == 0
+    assert n_niced == 0
 
 
 @needs_sched_other
-def test_a_forked_childs_new_workers_are_batch_threads_too(rng):
+def test_a_forked_childs_new_workers_run_one_nice_level_down_too(rng):
     """Numba starts a new pool in a child forked after its first parallel loop; the
-    child's first engine call makes those batch threads, and the fit is the parent's."""
+    child's first engine call sets those one nice level down, and the fit is the
+    parent's."""
     code = textwrap.dedent("""
         import os
         import numpy as np
@@ -770,10 +776,11 @@ def test_a_forked_childs_new_workers_are_batch_threads_too(rng):
         if pid == 0:
             child = KMeans(8, random_state=0, device="cpu").fit(X)
             tids = os.listdir("/proc/self/task")
-            n_batch = sum(os.sched_getscheduler(int(t)) == os.SCHED_BATCH for t in tids)
+            main_nice = os.getpriority(os.PRIO_PROCESS, 0)
+            n_niced = sum(os.getpriority(os.PRIO_PROCESS, int(t)) == main_nice + 1 for t in tids)
             same = (np.array_equal(child.labels_, parent.labels_)
                     and child.inertia_ == parent.inertia_)
-            os._exit(0 if same and n_batch == numba.config.NUMBA_NUM_THREADS else 1)
+            os._exit(0 if same and n_niced == numba.config.NUMBA_NUM_THREADS else 1)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
     """)
@@ -784,9 +791,9 @@ def test_a_forked_childs_new_workers_are_batch_threads_too(rng):
 
 
 @needs_sched_other
-def test_setting_the_thread_count_first_starts_batch_workers_too():
-    """The benchmarks set the thread count before any fit: that starts Numba's pool, as
-    batch threads too."""
-    layer, n_threads, n_batch, _ = _thread_policies(
+def test_setting_the_thread_count_first_starts_niced_workers_too():
+    """The benchmarks set the thread count before any fit: that starts Numba's pool, one
+    nice level down too."""
+    layer, n_threads, n_niced, _ = _thread_policies(
         {"NUMBA_NUM_THREADS": "2"}, "_cpu_runtime.set_num_threads(1)")
-    assert (layer, n_threads, n_batch) == ("workqueue", 2, 2)
+    assert (layer, n_threads, n_niced) == ("workqueue", 2, 2)

@@ -171,8 +171,8 @@ def hardware_line(env):
     if env.get("memory_bytes"):
         parts.append(f"{env['memory_bytes'] / 2**30:.0f} GiB RAM")
     if env.get("numba_threading_layer"):
-        batch = " (SCHED_BATCH)" if env.get("numba_batch_threads") else ""
-        parts.append(f"Numba {env['numba_threading_layer']} threads{batch}")
+        niced = " (one nice level down)" if env.get("numba_niced_threads") else ""
+        parts.append(f"Numba {env['numba_threading_layer']} threads{niced}")
     gpu = env.get("gpu")
     if gpu and "name" in gpu:
         parts.append(f"GPU {gpu['name']} ({gpu['memory_bytes'] / 2**30:.0f} GiB, "

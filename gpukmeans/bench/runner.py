@@ -482,7 +482,7 @@ def run_suite(profile, *, contestants=None, device="all", mnist=None, settings=N
         if "numba" in sys.modules:  # the layer gpukmeans' CPU engine ran on, once it has run
             with contextlib.suppress(Exception):
                 env["numba_threading_layer"] = sys.modules["numba"].threading_layer()
-                env["numba_batch_threads"] = _batch_thread_count()
+                env["numba_niced_threads"] = _niced_thread_count()
 
     result = {
         "schema": SCHEMA,
@@ -513,13 +513,15 @@ def thread_limits(threads):
         yield
 
 
-def _batch_thread_count():
-    """How many of the process's threads run SCHED_BATCH (Numba's workers, where the CPU
-    engine made them so: ``gpukmeans._cpu_runtime._start_batch_workers``); None off Linux."""
-    if not hasattr(os, "SCHED_BATCH") or not os.path.isdir("/proc/self/task"):
+def _niced_thread_count():
+    """How many of the process's threads run at a higher nice level than the main
+    thread (Numba's workers, where the CPU engine set them so:
+    ``gpukmeans._cpu_runtime._start_niced_workers``); None off Linux."""
+    if not hasattr(os, "getpriority") or not os.path.isdir("/proc/self/task"):
         return None
+    main_nice = os.getpriority(os.PRIO_PROCESS, 0)
     count = 0
     for tid in os.listdir("/proc/self/task"):
         with contextlib.suppress(OSError):
-            count += os.sched_getscheduler(int(tid)) == os.SCHED_BATCH
+            count += os.getpriority(os.PRIO_PROCESS, int(tid)) > main_nice
     return count
