@@ -172,6 +172,27 @@ def test_every_contestant_warms_up_alternated_before_the_first_workload(tmp_path
     assert "3 untimed fits" in (tmp_path / "w.md").read_text()
 
 
+def test_each_timed_call_is_followed_by_the_settling_pause(tmp_path, monkeypatch):
+    """No contestant is timed beside the threads the previous one left spinning: every
+    timed call is followed by ``settle_seconds`` of sleep, and the report says so."""
+    from gpukmeans.bench import runner
+
+    events = []
+    real_timed = runner.timed
+    monkeypatch.setattr(runner, "timed", lambda *a: events.append("call") or real_timed(*a))
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: events.append(seconds))
+    workloads = [Workload("blobs-tiny", "sweep_k", "blobs", 500, 4, 3, n_iter=3)]
+    settings = Settings(repeats=1, measure_seconds=1.0, floor_bytes=1 << 20, sgemm_size=64,
+                        plots=False, warm_up_fits=0, settle_seconds=0.125)
+    run_suite("tiny", contestants=["sklearn-lloyd", "numpy-naive"], settings=settings,
+              out_dir=tmp_path, name="s", workloads=workloads, log=lambda *a: None)
+    # (time.sleep is the time module's: other threads' sleeps of other lengths pass by.)
+    ours = [event for event in events if event in ("call", 0.125)]
+    assert ours.count("call") >= 4
+    assert ours == ["call", 0.125] * ours.count("call")
+    assert "pause of 0.125 s" in (tmp_path / "s.md").read_text()
+
+
 def test_gpu_contestants_are_marked_untested_and_skip_cleanly():
     _, report = select_contestants(device="gpu")
     assert {r["key"] for r in report} == {

@@ -87,8 +87,10 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
 
 _PROFILE_SETTINGS = {
     "tiny": dict(repeats=1, floor_bytes=8 << 20, sgemm_size=256, measure_seconds=2.0),
-    "quick": dict(repeats=2, floor_bytes=128 << 20, sgemm_size=1024, measure_seconds=3.0),
-    "full": dict(repeats=3, floor_bytes=256 << 20, sgemm_size=2048, measure_seconds=15.0),
+    "quick": dict(repeats=2, floor_bytes=128 << 20, sgemm_size=1024, measure_seconds=3.0,
+                  settle_seconds=0.25),
+    "full": dict(repeats=3, floor_bytes=256 << 20, sgemm_size=2048, measure_seconds=15.0,
+                 settle_seconds=0.25),
 }
 
 

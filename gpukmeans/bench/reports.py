@@ -63,7 +63,11 @@ def render_markdown(result):
         + (f" Before the first workload every contestant made "
            f"{result['settings']['warm_up_fits']} untimed fits of 20,000 x 16 blobs, k=16, "
            "alternated (a new process's first fits run slow)."
-           if result.get("settings", {}).get("warm_up_fits") else ""),
+           if result.get("settings", {}).get("warm_up_fits") else "")
+        + (f" Each timed call was followed by a pause of "
+           f"{result['settings']['settle_seconds']:g} s, so that the threads a library "
+           "leaves spinning after a call are idle before the next contestant's."
+           if result.get("settings", {}).get("settle_seconds") else ""),
         "",
     ]
     not_run = [c for c in result["contestants"] if not c["available"]]
