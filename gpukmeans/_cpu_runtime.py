@@ -148,10 +148,11 @@ def _start_niced_workers():
     its share: the step took twice as long, about one in five times (2-core AMD EPYC VM,
     100,000 x 32 float32, k=32, one plain step: 2.2 ms or 4.5-5 ms; a raw two-way loop
     of 0.5 ms showed the same; pinning the workers to CPUs did not help, running the
-    caller beside a worker on one CPU made every step slow). A worker one nice level
-    down has a later deadline than the caller, so it does not preempt it on waking, yet
-    keeps nearly its share of the CPU (weight 820 against 1024) and still preempts a
-    thread that has used its own. Stop 23 made the workers ``SCHED_BATCH``, which never
+    caller beside a worker on one CPU made every step slow). Under Linux's EEVDF
+    scheduler (6.6 on; measured on 6.18) a worker one nice level down has a later
+    deadline than the caller, so it does not preempt it on waking, yet keeps nearly its
+    share of the CPU (weight 820 against 1024) and still preempts a thread that has used
+    its own; older kernels' CFS decides wake-up preemption otherwise (not measured). Stop 23 made the workers ``SCHED_BATCH``, which never
     preempts on waking: beside any other runnable thread (another library's BLAS
     threads, which spin for a while after each call, or a busy process) a woken worker
     then waited out that thread's time slice, and a third to a half of the fits took
