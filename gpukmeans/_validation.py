@@ -299,7 +299,7 @@ def column_means(X):
     ``mean`` sums pairwise, is left to ``mean``. float64 data are centred on this mean
     as scikit-learn centres them, so their labels stay scikit-learn's bit for bit.
     """
-    if X.shape[1] == 1 or X.shape[0] == 0:
+    if X.shape[1] == 1:
         return X.mean(axis=0)
     sums = np.einsum("ij->j", X)
     return np.true_divide(sums, np.intp(X.shape[0]), out=sums, casting="unsafe")

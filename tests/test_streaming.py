@@ -17,9 +17,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _n_samples(n_features):
-    """Past the NumPy engine's passes (2**18 samples, and its row norms' values), so that
-    the data stream; no multiple of anything."""
-    return max(2**18, _cpu_small.MAX_PASS_ELEMENTS // n_features) + 4001
+    """Past the NumPy engine's passes (its distances' samples, and its row norms'
+    values), so that the data stream; no multiple of anything."""
+    return max(_cpu_small.MAX_DISTANCES, _cpu_small.MAX_PASS_ELEMENTS // n_features) + 4001
 
 
 def _memmap(X, tmp_path):

@@ -142,6 +142,8 @@ class Runner:
         and OpenMP's threads, page faults of first allocations: on the 2-core EPYC
         gpukmeans' fits 2 to 5 of 10,000 x 32 took 11, 8, 8 and 7 ms, then 5-6), so without
         it the run's first workload read slow for whoever had run least."""
+        if not self.settings.warm_up_fits:
+            return
         X = make_blobs_data(20000, 16, 16, seed=1)
         init = np.ascontiguousarray(X[:16])
         for _ in range(self.settings.warm_up_fits):
