@@ -36,10 +36,10 @@ from ._engine import Engine, by_dot_products
 # and 0.3 s for scikit-learn. Numba would cost 10-20 s of compile on an empty cache, and
 # about half a second to load in every new process (importing Numba, its NumPy support,
 # the cached kernels). Larger fits iterate on the Numba engine, and pass over the data
-# once here where the pass is small: a k-means++ step or a transform of at most
-# MAX_PASS_WORK multiply-adds (milliseconds here, where its Numba kernel would add
-# seconds to a first compile), row norms and centring of at most MAX_PASS_ELEMENTS
-# values.
+# once here where the pass is small: a transform of at most MAX_PASS_WORK multiply-adds
+# (milliseconds here, where its Numba kernel would add seconds to a first compile), a
+# k-means++ step below MAX_KMEANSPP_DISTANCES and up to MAX_KMEANSPP_WORK (below), row
+# norms and centring of at most MAX_PASS_ELEMENTS values.
 # Measured: benchmarks/bench_startup.py. And at most MAX_DISTANCES (n_samples x
 # n_clusters) per E-step: each costs NumPy about 5 ns of argmin and bookkeeping whatever
 # the features, against a fraction of a nanosecond on Numba (float32 per iteration,
@@ -58,6 +58,17 @@ MAX_DISTANCES = 2**18
 MAX_SAMPLES = 2**14
 MAX_PASS_WORK = 4 * 10**7
 MAX_PASS_ELEMENTS = 2**18
+# A k-means++ step of a larger fit runs here below MAX_KMEANSPP_DISTANCES (sample,
+# candidate) pairs and up to MAX_KMEANSPP_WORK multiply-adds, where Numba's start (about
+# 0.1 ms) costs more than the step; beyond, NumPy's (n_candidates, n_samples) float64
+# temporaries cost several times the step (one step, float32, two threads, NumPy against
+# Numba, ms: 16,384 x 2, 4 candidates 0.85 / 0.28, 3: 0.14 / 0.23; 32,768 x 2, 2
+# candidates 0.87 / 0.33; 65,536 x 8, 3: 3.07 / 1.05; 100,000 x 2, 2: 2.68 / 0.95), and
+# Numba's parallel kernel wins on many features (3,072 x 784, 6 candidates: 1.63 /
+# 0.84, 2: 0.62 / 0.51, 1: 0.19 / 0.36; 16,384 x 128, 2: 0.48 / 0.94; 3,072 x 32, 6:
+# 0.15 / 0.29). The loss left: a first step, one candidate, on 65,536 x 128 (1.4 / 2.4).
+MAX_KMEANSPP_DISTANCES = 2**16
+MAX_KMEANSPP_WORK = 2**22
 
 # scikit-learn found 256 rows per chunk close to optimal for the GEMM + argmin + update
 # pattern; a chunk of MNIST (784 float32 features) is then 800 KB, half of one L2. Both
@@ -188,7 +199,7 @@ def cpu_engine(n_samples, n_features, n_clusters, unit_centers=False):
         kmeanspp_candidates=_by_size(
             kmeanspp_candidates, numba_engine.kmeanspp_candidates,
             lambda X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq:
-                _small_distances_pass(X, candidate_ids.shape[0])),
+                _small_kmeanspp_step(X, candidate_ids.shape[0])),
     )
 
 
@@ -196,6 +207,12 @@ def _small_distances_pass(X, n_centers):
     """A pass of ``X`` against ``n_centers`` centers small enough for NumPy (see
     :data:`MAX_PASS_WORK` and :data:`MAX_DISTANCES`)."""
     return X.size * n_centers <= MAX_PASS_WORK and X.shape[0] * n_centers <= MAX_DISTANCES
+
+
+def _small_kmeanspp_step(X, n_candidates):
+    """A k-means++ step small enough for NumPy (see :data:`MAX_KMEANSPP_DISTANCES`)."""
+    return (X.shape[0] * n_candidates < MAX_KMEANSPP_DISTANCES
+            and X.size * n_candidates <= MAX_KMEANSPP_WORK)
 
 
 def _small_pass(X, *args):

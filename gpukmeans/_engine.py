@@ -144,6 +144,14 @@ class Engine(NamedTuple):
     run where this is None); ``inertia`` a float (0.0 unless ``compute_inertia``). For
     an engine whose per-call overhead outweighs a batch's arithmetic (the CPU engine)."""
 
+    kmeanspp_search: Any = None
+    """``kmeanspp_search(sample_weight, closest_dist_sq, targets) -> int64 (len(targets),)``,
+    or None: greedy k-means++'s local trials, the first sample whose running sum of
+    ``w_i closest_dist_sq[i]`` (float64, in sample order) reaches each target, the last
+    sample where none does; bitwise what :func:`gpukmeans._init.kmeans_plusplus`'s
+    ``searchsorted(cumsum(...))`` finds (which runs where this is None), in one compiled
+    pass instead of three ``n_samples``-long arrays. On host arrays."""
+
     batch_search: Any = None
     """``batch_search(cdf, bucket_starts, uniform) -> int64 (len(uniform),)``, or None:
     :meth:`gpukmeans._minibatch_step.BatchSampler.search` compiled, on host arrays, the

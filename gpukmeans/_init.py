@@ -74,10 +74,13 @@ def kmeans_plusplus(
         # Sample candidates with probability proportional to the weighted squared
         # distance to the closest center chosen so far.
         rand_vals = xp.asarray(random_state.uniform(size=n_local_trials)) * current_pot
-        cumulative = xp.cumsum(sample_weight.astype(xp.float64) * closest_dist_sq)
-        candidate_ids = xp.searchsorted(cumulative, rand_vals)
-        # Rounding can put a draw past the last cumulative value.
-        candidate_ids = xp.minimum(candidate_ids, n_samples - 1).astype(xp.int64)
+        if engine.kmeanspp_search is not None:
+            candidate_ids = engine.kmeanspp_search(sample_weight, closest_dist_sq, rand_vals)
+        else:
+            cumulative = xp.cumsum(sample_weight.astype(xp.float64) * closest_dist_sq)
+            candidate_ids = xp.searchsorted(cumulative, rand_vals)
+            # Rounding can put a draw past the last cumulative value.
+            candidate_ids = xp.minimum(candidate_ids, n_samples - 1).astype(xp.int64)
 
         distance_to_candidates, candidates_pot = engine.kmeanspp_candidates(
             X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq

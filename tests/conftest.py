@@ -130,7 +130,8 @@ def route_cpu_fits(monkeypatch, engine):
     from gpukmeans import _cpu_small
 
     limit = math.inf if engine == "numpy" else 0
-    for name in ("MAX_WORK", "MAX_ELEMENTS", "MAX_DISTANCES", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS"):
+    for name in ("MAX_WORK", "MAX_ELEMENTS", "MAX_DISTANCES", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS",
+                 "MAX_KMEANSPP_DISTANCES", "MAX_KMEANSPP_WORK"):
         monkeypatch.setattr(_cpu_small, name, limit)
 
 

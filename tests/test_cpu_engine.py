@@ -9,7 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from gpukmeans import KMeans, _cpu, _cpu_bounds, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang, _lloyd
+from gpukmeans import (
+    KMeans, _cpu, _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang,
+    _lloyd,
+)
 from gpukmeans._lloyd import average_centers
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
 
@@ -103,6 +106,32 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
         rounding = 4 * (n_features + 2) * np.finfo(dtype).eps * 2 * norms.max()
         np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=max(1e-3, rounding))
         np.testing.assert_allclose(pot, dist.astype(np.float64) @ sample_weight.astype(np.float64), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeanspp_search_is_numpys_cumsum_and_searchsorted(dtype, rng):
+    """The compiled draw of k-means++'s local trials finds what ``searchsorted`` on the
+    float64 ``cumsum`` finds, clipped to the last sample: on running sums met exactly
+    (after samples of zero weight or distance, the first of equal sums), at 0, at the
+    total, past it, NaN, and a target repeated."""
+    n_samples = 5000
+    sample_weight = rng.uniform(0, 2, n_samples).astype(dtype)
+    closest_dist_sq = rng.uniform(0, 5, n_samples).astype(dtype)
+    sample_weight[:10] = 0
+    sample_weight[rng.choice(n_samples, 100)] = 0
+    closest_dist_sq[rng.choice(n_samples, 100)] = 0
+    cumulative = np.cumsum(sample_weight.astype(np.float64) * closest_dist_sq)
+    total = cumulative[-1]
+    targets = np.concatenate([
+        rng.uniform(0, 1, 20) * total, cumulative[rng.choice(n_samples, 20)],
+        [0.0, total, np.nextafter(total, np.inf), 2 * total, np.nan],
+        [cumulative[100]] * 2,
+    ])
+    targets = targets[rng.permutation(targets.shape[0])]
+    found = _cpu_kmeanspp.kmeanspp_search(sample_weight, closest_dist_sq, targets)
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(
+        found, np.minimum(np.searchsorted(cumulative, targets), n_samples - 1))
 
 
 @pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 8, 11, 64])

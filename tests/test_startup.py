@@ -63,19 +63,22 @@ def test_the_shapes_alone_choose_the_cpu_engine(shape, small):
 
 
 def test_a_larger_fit_makes_its_small_passes_in_numpy(monkeypatch, rng):
-    """20,000 samples of 8 features at k=40 iterate on Numba, but their k-means++ steps
-    (20000 x 8 x 5 multiply-adds), row norms and centring are NumPy's: a fraction of a
-    millisecond each, where their Numba kernels would add to a first fit's compile.
-    Full MNIST's are Numba's."""
+    """20,000 samples of 8 features iterate on Numba, but their row norms and centring
+    are NumPy's, and so are k-means++'s steps while they are small: at k=3 all three (3
+    candidates, 60,000 distances each), at k=40 only the first (one candidate; then 5,
+    100,000 distances, where NumPy's temporaries cost more than Numba's start). Full
+    MNIST's are all Numba's."""
     calls = []
     for name in ("kmeanspp_candidates", "row_norms", "centered"):
         original = getattr(_cpu_small, name)
         monkeypatch.setattr(_cpu_small, name, lambda *args, _f=original, _n=name:
                             calls.append(_n) or _f(*args))
     X = rng.normal(size=(20000, 8)).astype(np.float32) + 3
-    KMeans(40, random_state=0, max_iter=3, device="cpu").fit(X)
-    assert not _cpu_small.is_small(*X.shape, 40)
-    assert calls.count("kmeanspp_candidates") == 40 and "centered" in calls
+    for n_clusters, numpy_steps in ((3, 3), (40, 1)):
+        calls.clear()
+        KMeans(n_clusters, random_state=0, max_iter=3, device="cpu").fit(X)
+        assert not _cpu_small.is_small(*X.shape, n_clusters)
+        assert calls.count("kmeanspp_candidates") == numpy_steps and "centered" in calls
     calls.clear()
     engine = get_engine("cpu", 70000, 784, 20)
     big = np.zeros((70000, 784), np.float32)  # 220M multiply-adds per k-means++ step
@@ -274,7 +277,8 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
                     for module in modules for name, f in vars(module).items()
                     if hasattr(f, "signatures")}
         before = signatures()
-        for name in ("MAX_WORK", "MAX_DISTANCES", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS"):
+        for name in ("MAX_WORK", "MAX_DISTANCES", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS",
+                     "MAX_KMEANSPP_DISTANCES", "MAX_KMEANSPP_WORK"):
             setattr(_cpu_small, name, 0)  # every call on the Numba engine
         rng = np.random.default_rng(0)
         warnings.simplefilter("ignore")
