@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
-from ._cpu_kmeanspp import _kmeanspp_candidates_chunked, kmeanspp_search
+from ._cpu_kmeanspp import _kmeanspp_candidates_chunked, kmeanspp_search, weighted_draw
 from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked, _reduce_partials_parallel,
 )
@@ -253,6 +253,7 @@ def make_engine(unit_centers=False):
         centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
         runtime=cpu_runtime,
+        weighted_draw=weighted_draw,
         kmeanspp_search=kmeanspp_search,
         minibatch_update=minibatch_update,
         labels_inertia=by_dot_products(labels_inertia, unit_centers),

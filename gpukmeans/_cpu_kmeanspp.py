@@ -215,3 +215,34 @@ def kmeanspp_search(
             found[order[position]] = i
             position += 1
     return found
+
+
+def weighted_draw(random_state, sample_weight):
+    """Engine ``weighted_draw``. NumPy's ``choice`` with ``p`` takes ``p`` in float64,
+    ``cdf = p.cumsum(); cdf /= cdf[-1]`` and the first index whose ``cdf`` exceeds one
+    ``random_sample()``; ``p`` is the weights divided by their sum in their own dtype
+    (NumPy's pairwise sum, taken here as the caller took it). Its checks that ``p`` is
+    non-negative and sums to 1 are left out: the fit validated the weights (and those
+    sums drift past its tolerance in float32 over some 10^8 samples)."""
+    weight_sum = sample_weight.sum()
+    return int(_weighted_draw(sample_weight, weight_sum, random_state.random_sample()))
+
+
+@njit(nogil=True, cache=CACHE)
+def _weighted_draw(
+    sample_weight,  # IN (n_samples,)
+    weight_sum,  # IN sample_weight's dtype
+    uniform,  # IN float64 in [0, 1)
+):
+    """:func:`weighted_draw`'s two passes: the last cumulative probability, then the
+    first whose quotient by it exceeds ``uniform``; sequential sums, no ``fastmath``."""
+    n_samples = sample_weight.shape[0]
+    total = 0.0
+    for i in range(n_samples):
+        total += np.float64(sample_weight[i] / weight_sum)
+    cumulative = 0.0
+    for i in range(n_samples):
+        cumulative += np.float64(sample_weight[i] / weight_sum)
+        if cumulative / total > uniform:
+            return i
+    return n_samples - 1  # unreachable: the last quotient is 1

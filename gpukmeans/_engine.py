@@ -144,6 +144,13 @@ class Engine(NamedTuple):
     run where this is None); ``inertia`` a float (0.0 unless ``compute_inertia``). For
     an engine whose per-call overhead outweighs a batch's arithmetic (the CPU engine)."""
 
+    weighted_draw: Any = None
+    """``weighted_draw(random_state, sample_weight) -> int``, or None: k-means++'s first
+    center, ``random_state.choice(n_samples, p=sample_weight / sample_weight.sum())`` bit
+    for bit (the same index, the same draw taken from ``random_state``) without its
+    ``n_samples``-long float64 arrays and checks (which run where this is None). On host
+    arrays."""
+
     kmeanspp_search: Any = None
     """``kmeanspp_search(sample_weight, closest_dist_sq, targets) -> int64 (len(targets),)``,
     or None: greedy k-means++'s local trials, the first sample whose running sum of

@@ -56,7 +56,10 @@ def kmeans_plusplus(
 
     reporter.start_init("k-means++", n_clusters)
     weight_host = to_host(sample_weight)
-    center_id = random_state.choice(n_samples, p=weight_host / weight_host.sum())
+    if engine.weighted_draw is not None:
+        center_id = engine.weighted_draw(random_state, weight_host)
+    else:
+        center_id = random_state.choice(n_samples, p=weight_host / weight_host.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     centers[0] = engine.take_rows(X, xp.asarray([center_id]))[0]
     indices[0] = center_id

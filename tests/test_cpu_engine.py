@@ -134,6 +134,46 @@ def test_kmeanspp_search_is_numpys_cumsum_and_searchsorted(dtype, rng):
         found, np.minimum(np.searchsorted(cumulative, targets), n_samples - 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_draw_is_numpys_choice(dtype, rng):
+    """k-means++'s first center drawn as ``RandomState.choice(n, p=w / w.sum())`` draws
+    it, and the random state left where ``choice`` leaves it: on unit, random and mostly
+    zero weights, a single positive weight, and draws near 0 and 1 (seeds that give
+    them)."""
+    def cases():
+        for n_samples in (1, 2, 7, 1000, 100_003):
+            yield np.ones(n_samples, dtype=dtype)
+            yield rng.uniform(0, 3, n_samples).astype(dtype)
+            sparse_weights = np.zeros(n_samples, dtype=dtype)
+            sparse_weights[rng.choice(n_samples, max(1, n_samples // 50))] = 1.5
+            yield sparse_weights
+        one = np.zeros(5000, dtype=dtype)
+        one[4321] = 0.25
+        yield one
+
+    seeds = [int(seed) for seed in rng.integers(2**31, size=3)]
+    draws = [np.random.RandomState(seed).random_sample() for seed in range(2000)]
+    seeds += [int(np.argmin(draws)), int(np.argmax(draws))]
+    for sample_weight in cases():
+        for seed in seeds:
+            expected_state = np.random.RandomState(seed)
+            expected = expected_state.choice(sample_weight.shape[0],
+                                             p=sample_weight / sample_weight.sum())
+            state = np.random.RandomState(seed)
+            assert _cpu_kmeanspp.weighted_draw(state, sample_weight) == expected
+            assert state.random_sample() == expected_state.random_sample()
+        # Draws exactly on NumPy's cdf values and just below them: the first index whose
+        # cdf exceeds the draw, so the cdf must be NumPy's to the bit.
+        weight_sum = sample_weight.sum()
+        cdf = (sample_weight / weight_sum).astype(np.float64).cumsum()
+        cdf /= cdf[-1]
+        at = rng.choice(cdf.shape[0], min(cdf.shape[0], 20), replace=False)
+        for uniform in np.concatenate([cdf[at], np.nextafter(cdf[at], -np.inf)]):
+            if 0 <= uniform < 1:
+                assert (_cpu_kmeanspp._weighted_draw(sample_weight, weight_sum, uniform)
+                        == np.searchsorted(cdf, uniform, side="right"))
+
+
 @pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 8, 11, 64])
 @pytest.mark.parametrize("chunk_start, chunk_end", [(0, 256), (5, 17), (250, 253)])
 def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_end, rng):
