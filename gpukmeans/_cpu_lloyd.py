@@ -273,7 +273,7 @@ def _lloyd_partials(
                 else:
                     _chunk_nearest_by_gemm(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value,
+                        scratch, rows, best, best_value, second_value,
                     )
                 n_rows = chunk_end - chunk_start
                 if have_norms:

@@ -304,7 +304,8 @@ def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers)
 #   transposed (centers x rows), so that the fold reads each center's values as a
 #   contiguous row instead of a scalar argmin over each row's (a search over 4,096
 #   centers cost more than the GEMM); for few clusters, rows x centers and the small
-#   result transposed (gemm_rows_first).
+#   result transposed (gemm_rows_first), or in float64 the blocked kernel's rows x
+#   centers (values_by_blocks).
 
 
 @njit(nogil=True, cache=CACHE)
@@ -385,11 +386,31 @@ def gemm_rows_first(dtype_size, n_features, n_clusters):
 _gemm_rows_first = njit(nogil=True, cache=CACHE)(gemm_rows_first)
 
 
+def values_by_blocks(dtype_size, n_features, n_clusters):
+    """Whether :func:`_chunk_nearest_by_gemm` takes float64's values from the blocked
+    kernel (:func:`_rows_dots_blocked`: sums in registers, nothing packed) rather than a
+    GEMM: OpenBLAS multiplies a chunk of float64 rows by a few centers at a third of its
+    peak (100,000 x 32 by 8 centers, one thread: 2.8 ms, the blocked kernel 1.9). The
+    values' order of sums differs from the GEMM's, which near-ties then consult as for
+    the other kernels, so labels stay scikit-learn's. A float64 plain step on 100,000
+    blob rows, two threads, ms, GEMM against blocks: d=32 k=2 2.50 / 1.70, k=8 2.80 /
+    2.44, k=16 3.51 / 2.98; d=48 k=4 3.84 / 2.16, k=16 5.14 / 3.53; d=64 k=4 3.75 / 2.54;
+    d=128 k=2 6.83 / 4.10, k=16 9.46 / 7.83; d=16 k=2 1.38 / 0.86; d=12 k=2 1.26 / 1.08;
+    not at d=16 k=8 (1.48 / 1.68) and k=16 (1.85 / 2.26), and no longer from k=24 (d=32
+    3.81 / 3.68, d=128 10.8 / 10.2, within the runs' drift)."""
+    return dtype_size == 8 and (n_clusters <= 3 or (n_features >= 32 and n_clusters <= 16))
+
+
+_values_by_blocks = njit(nogil=True, cache=CACHE)(values_by_blocks)
+
+
 @njit(nogil=True, cache=CACHE)
 def _gemm_scratch_size(dtype_size, n_features, n_clusters, chunk_rows):
     """Values of scratch that :func:`_chunk_nearest_by_gemm` needs."""
     tile = min(n_clusters, GEMM_TILE_CENTERS) * chunk_rows
-    return 2 * tile if _gemm_rows_first(dtype_size, n_features, n_clusters) else tile
+    by_rows = (_gemm_rows_first(dtype_size, n_features, n_clusters)
+               or _values_by_blocks(dtype_size, n_features, n_clusters))
+    return 2 * tile if by_rows else tile
 
 
 @njit(nogil=True, cache=CACHE)
@@ -400,6 +421,7 @@ def _chunk_nearest_by_gemm(
     minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
     centers_squared_norms,  # IN (n_clusters,) X.dtype
     scratch,  # SCRATCH (>= _gemm_scratch_size(...),) X.dtype
+    rows,  # SCRATCH (>= chunk,) int64
     best,  # OUT, as in _chunk_nearest_by_rows
     best_value,
     second_value,
@@ -407,9 +429,13 @@ def _chunk_nearest_by_gemm(
     n_rows = chunk_end - chunk_start
     n_clusters, n_features = minus_two_centers.shape
     _start_nearest_two(n_rows, best, best_value, second_value)
-    if _gemm_rows_first(X.itemsize, n_features, n_clusters):
+    by_blocks = _values_by_blocks(X.itemsize, n_features, n_clusters)
+    if by_blocks or _gemm_rows_first(X.itemsize, n_features, n_clusters):
         dots = scratch[: n_rows * n_clusters].reshape((n_rows, n_clusters))
-        np.dot(X[chunk_start:chunk_end], minus_two_centers.T, dots)
+        if by_blocks:
+            _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+        else:
+            np.dot(X[chunk_start:chunk_end], minus_two_centers.T, dots)
         values = scratch[n_rows * n_clusters: 2 * n_rows * n_clusters].reshape(
             (n_clusters, n_rows))
         for j in range(n_clusters):

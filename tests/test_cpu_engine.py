@@ -238,7 +238,7 @@ _DOTS_KERNELS = {"gemm": _cpu_lloyd.GEMM, "blocked": _cpu_lloyd.BLOCKED,
 @pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", [
     (700, 2, 5), (1300, 3, 40), (900, 8, 1), (2000, 16, 33), (1500, 33, 1100),
-    (1700, 24, 7), (900, 64, 32)])
+    (1700, 24, 7), (900, 64, 32), (1100, 40, 16), (800, 12, 3)])
 def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         kernel, data, n_samples, n_features, n_clusters, rng):
     """Whatever computes ``x . c``, float32 labels are exactly the nearest centers and
@@ -280,14 +280,18 @@ def test_every_plain_kernel_gives_the_gemm_labels_and_sums(
         np.testing.assert_array_equal(run_labels, labels)
 
 
-def test_the_gemm_by_rows_takes_both_orders_in_those_cases():
-    """The cases above reach both products of :func:`_chunk_nearest_by_gemm`: rows x
-    centers (few clusters, float32) and centers x rows."""
-    from gpukmeans._cpu_nearest import gemm_rows_first
+def test_the_gemm_by_rows_takes_every_way_in_those_cases():
+    """The cases above reach every way of :func:`_chunk_nearest_by_gemm`: the GEMM rows x
+    centers (few clusters, float32), float64's blocked kernel (few clusters) and the GEMM
+    centers x rows."""
+    from gpukmeans._cpu_nearest import gemm_rows_first, values_by_blocks
 
     assert gemm_rows_first(4, 24, 7) and gemm_rows_first(4, 64, 32)
     assert not gemm_rows_first(8, 24, 7) and not gemm_rows_first(4, 16, 33)
     assert not gemm_rows_first(4, 8, 1) and not gemm_rows_first(4, 33, 1100)
+    assert values_by_blocks(8, 40, 16) and values_by_blocks(8, 12, 3)
+    assert not values_by_blocks(4, 40, 16) and not values_by_blocks(8, 24, 7)
+    assert not values_by_blocks(8, 64, 32) and not values_by_blocks(8, 33, 1100)
 
 
 @pytest.mark.parametrize("kernel, dtype", [  # the blocked kernel is float32's only
