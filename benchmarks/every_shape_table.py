@@ -8,7 +8,9 @@ pooled, with the iterations in brackets. "ours / best" divides gpukmeans' cell b
 lowest peer's, pooled and then run by run. "whole fit" does the same with the fits'
 whole times: where a peer stops on its own convergence test after fewer iterations, or
 has none (faiss runs all it is given), per-iteration times spread different fixed costs,
-and the whole fit compares the same call. "k-means++" divides gpukmeans' seeding time by
+and the whole fit compares the same call. "default fit" does it with each library's own
+default fit, ``KMeans(k, random_state=seed)`` from its own k-means++ (faiss has none, and
+is left out), the median over the seeds. "k-means++" divides gpukmeans' seeding time by
 scikit-learn's. Prints markdown on stdout.
 """
 
@@ -58,16 +60,18 @@ def table(runs):
     workloads = list({w["name"]: w for run in runs for w in run["workloads"]}.values())
     header = (["workload", "gpukmeans"] + list(PEERS.values())
               + ["ours / best peer (pooled)", "each run", "whole fit, ours / best",
-                 "k-means++ ours / scikit-learn"])
+                 "default fit, ours / best", "k-means++ ours / scikit-learn"])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for w in workloads:
         name = w["name"]
-        cells, per_iter, whole, per_run_iter = [], {}, {}, {}
+        cells, per_iter, whole, default, per_run_iter = [], {}, {}, {}, {}
         for key in [OURS, *PEERS]:
             samples, n_iter = _samples(runs, name, key, "time_fit", "per_iter_s")
             fit_samples, _ = _samples(runs, name, key, "time_fit", "time_s")
+            default_samples, _ = _samples(runs, name, key, "time_fit_defaults", "time_s")
             per_iter[key] = _median([s for run in samples for s in run])
             whole[key] = _median([s for run in fit_samples for s in run])
+            default[key] = _median([s for run in default_samples for s in run])
             per_run_iter[key] = [_median(run) for run in samples]
             cells.append("—" if per_iter[key] is None
                          else f"{per_iter[key] * 1e3:.3g} ({n_iter})")
@@ -77,6 +81,7 @@ def table(runs):
         each = [_ratio(per_run_iter[OURS][i], {k: per_run_iter[k][i] for k in PEERS})[0]
                 for i in range(len(runs))]
         whole_ratio, whole_best = _ratio(whole[OURS], {k: whole[k] for k in PEERS})
+        default_ratio, default_best = _ratio(default[OURS], {k: default[k] for k in PEERS})
         init, _ = _samples(runs, name, OURS, "time_init", "time_s")
         init_ref, _ = _samples(runs, name, "sklearn-lloyd", "time_init", "time_s")
         init_ours = _median([s for run in init for s in run])
@@ -85,6 +90,7 @@ def table(runs):
             "—" if pooled is None else f"{pooled:.2f}x ({PEERS[best]})",
             ", ".join("—" if r is None else f"{r:.2f}" for r in each),
             "—" if whole_ratio is None else f"{whole_ratio:.2f}x ({PEERS[whole_best]})",
+            "" if default_ratio is None else f"{default_ratio:.2f}x ({PEERS[default_best]})",
             "" if init_ours is None or init_theirs is None else
             f"{init_ours * 1e3:.0f} / {init_theirs * 1e3:.0f} ms ({init_ours / init_theirs:.2f}x)",
         ]
