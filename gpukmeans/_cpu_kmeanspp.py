@@ -29,8 +29,10 @@ TRANSPOSED_MAX_FEATURES = 8
 # on 100,000 random float32 rows, one thread, ms, candidates x rows against rows x
 # candidates: d=16 3 candidates 0.89 / 0.66, 8: 1.08 / 0.84; d=32 3: 1.83 / 1.10, 5: 2.22
 # / 1.42, 8: 2.37 / 1.39, 11: 3.11 / 2.12; d=48 5: 4.28 / 2.60; d=64 8: 3.94 / 2.95;
-# one candidate (a GEMV) the same. float64 keeps scikit-learn's orientation, whose sums
-# its potentials follow bit for bit.
+# one candidate (a GEMV) the same. float64 keeps scikit-learn's orientation: the bits of
+# a product change with it (an odd number of candidates), and float64 picks are
+# scikit-learn's (but where its one GEMM over all of X gives two equal rows distances
+# that differ in their last bits, and ours do not: the tie then picks the other row).
 def kmeanspp_rows_first(dtype_size):
     return dtype_size == 4
 
@@ -199,8 +201,9 @@ def kmeanspp_search(
     """Engine ``kmeanspp_search``: NumPy's ``cumsum`` of the float64 products is a
     sequential sum, which this loop adds in the same order (no ``fastmath``: nothing may
     reassociate it), and ``searchsorted`` finds the first sum not below each target; a
-    target no sum reaches (rounding, or NaN) takes the last sample, as the clipped
-    ``searchsorted`` gives it."""
+    target no sum reaches (rounding, or a NaN target) takes the last sample, as the
+    clipped ``searchsorted`` gives it. The sums are finite on validated data (a NaN sum,
+    which ``searchsorted`` would order last, is not handled)."""
     n_samples = sample_weight.shape[0]
     n_targets = targets.shape[0]
     found = np.full(n_targets, n_samples - 1, dtype=np.int64)

@@ -820,7 +820,14 @@ def kmeans_plusplus(
     if not on_device and xp is not np:
         X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
     with engine.runtime():
-        if x_squared_norms is None:
+        if x_squared_norms is None and X.dtype == np.float64 and isinstance(X, np.ndarray):
+            # scikit-learn's own norms, whose last bits its picks follow: on data far
+            # from the origin ||x||^2 - 2 x.c + ||c||^2 cancels, and the engine's norms
+            # (summed in another order) picked other rows for 2 seeds in 12.
+            from sklearn.utils.extmath import row_norms
+
+            x_squared_norms = row_norms(X, squared=True)
+        elif x_squared_norms is None:
             x_squared_norms = engine.row_norms(X)
         centers, indices = _kmeans_plusplus(
             X, n_clusters, x_squared_norms, sample_weight, random_state, engine, n_local_trials

@@ -300,6 +300,29 @@ def test_kmeans_plusplus_picks_sklearns_points(rng):
 
 
 @pytest.mark.usefixtures("cpu_engine")
+def test_kmeans_plusplus_picks_sklearns_points_far_from_the_origin(rng, monkeypatch):
+    """Far from the origin ``||x||^2 - 2 x.c + ||c||^2`` cancels, and the last bits of
+    the row norms pick the rows: float64 data as given are seeded on scikit-learn's own
+    norms (the Numba engine's, summed in another order, differed on 11,478 of these
+    30,000 rows and picked other rows for 2 seeds in 12)."""
+    from sklearn.utils.extmath import row_norms
+
+    from gpukmeans import _estimator
+
+    X = rng.normal(size=(30000, 16)) + 1e6
+    used = []
+    original = _estimator._kmeans_plusplus
+    monkeypatch.setattr(_estimator, "_kmeans_plusplus",
+                        lambda X, k, norms, *args: used.append(norms) or original(X, k, norms, *args))
+    for seed in rng.integers(10000, size=12):
+        ours, idx_ours = kmeans_plusplus(X, 9, random_state=int(seed), device="cpu")
+        ref, idx_ref = sklearn.cluster.kmeans_plusplus(X, 9, random_state=int(seed))
+        np.testing.assert_array_equal(idx_ours, idx_ref)
+        np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(used[0], row_norms(X, squared=True))
+
+
+@pytest.mark.usefixtures("cpu_engine")
 def test_float32_kmeans_plusplus_picks_sklearns_points_but_at_rounding(rng):
     """scikit-learn sums float32 potentials by a float32 GEMV and weights float32
     distances in float32; ours are float64 sums. Where two local trials' potentials are
