@@ -405,12 +405,18 @@ _values_by_blocks = njit(nogil=True, cache=CACHE)(values_by_blocks)
 
 
 @njit(nogil=True, cache=CACHE)
+def _values_rows_first(dtype_size, n_features, n_clusters):
+    """Whether :func:`_chunk_nearest_by_gemm` computes rows x centers (by GEMM or by
+    blocks) and transposes them, which takes twice the scratch."""
+    return (_gemm_rows_first(dtype_size, n_features, n_clusters)
+            or _values_by_blocks(dtype_size, n_features, n_clusters))
+
+
+@njit(nogil=True, cache=CACHE)
 def _gemm_scratch_size(dtype_size, n_features, n_clusters, chunk_rows):
     """Values of scratch that :func:`_chunk_nearest_by_gemm` needs."""
     tile = min(n_clusters, GEMM_TILE_CENTERS) * chunk_rows
-    by_rows = (_gemm_rows_first(dtype_size, n_features, n_clusters)
-               or _values_by_blocks(dtype_size, n_features, n_clusters))
-    return 2 * tile if by_rows else tile
+    return 2 * tile if _values_rows_first(dtype_size, n_features, n_clusters) else tile
 
 
 @njit(nogil=True, cache=CACHE)
@@ -429,10 +435,9 @@ def _chunk_nearest_by_gemm(
     n_rows = chunk_end - chunk_start
     n_clusters, n_features = minus_two_centers.shape
     _start_nearest_two(n_rows, best, best_value, second_value)
-    by_blocks = _values_by_blocks(X.itemsize, n_features, n_clusters)
-    if by_blocks or _gemm_rows_first(X.itemsize, n_features, n_clusters):
+    if _values_rows_first(X.itemsize, n_features, n_clusters):
         dots = scratch[: n_rows * n_clusters].reshape((n_rows, n_clusters))
-        if by_blocks:
+        if _values_by_blocks(X.itemsize, n_features, n_clusters):
             _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
         else:
             np.dot(X[chunk_start:chunk_end], minus_two_centers.T, dots)
