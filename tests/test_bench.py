@@ -111,6 +111,36 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
     assert naive_init and naive_init[0]["status"] == "skipped"
 
 
+def test_records_name_the_blas_kernels_and_the_variables_that_chose_them(monkeypatch):
+    """OPENBLAS_CORETYPE=Haswell on an AVX-512 machine halves every OpenBLAS GEMM (ours,
+    scikit-learn's, FAISS's): a report's hardware line must say which kernels ran."""
+    from threadpoolctl import threadpool_info
+
+    from gpukmeans.bench.environment import blas_line, environment, hardware_line
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = environment(1)
+    assert env["threading_variables"]["OPENBLAS_CORETYPE"] == "SkylakeX"
+    assert env["threading_variables"]["OMP_NUM_THREADS"] == "3"
+    line = hardware_line(env)
+    assert "OPENBLAS_CORETYPE=SkylakeX" in line.split(" under ")[1].split()
+    assert "OMP_NUM_THREADS" not in line  # threads are in the line already
+    for pool in threadpool_info():
+        if pool["user_api"] == "blas":
+            assert f"{pool['version']} ({pool['architecture']} kernels)" in line
+
+    record = {"threadpools": [
+        {"user_api": "openmp", "internal_api": "openmp", "version": None},
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.30",
+         "architecture": "Haswell"},
+        {"user_api": "blas", "internal_api": "mkl", "version": "2025.1"},
+    ], "threading_variables": {}}
+    assert blas_line(record) == "OpenBLAS 0.3.30 (Haswell kernels), MKL 2025.1"
+    assert blas_line({"threadpools": [], "threading_variables": {"OMP_NUM_THREADS": "1"}}) is None
+    assert blas_line({}) is None
+
+
 def test_bench_prints_its_results_table(tmp_path, fake_mnist, capsys):
     code = bench.main(["--profile", "tiny", "--contestants", "sklearn-lloyd,numpy-naive",
                        "--repeats", "1", "--mnist", str(fake_mnist), "--out", str(tmp_path),

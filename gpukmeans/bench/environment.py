@@ -133,7 +133,8 @@ def environment(threads, repo=None):
         from threadpoolctl import threadpool_info
 
         pools = [
-            {k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
+            {k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version",
+                                   "architecture")}
             for p in threadpool_info()
         ]
     return {
@@ -148,9 +149,46 @@ def environment(threads, repo=None):
         "gpu": gpu_info(),
         "versions": versions,
         "threadpools": pools,
+        "threading_variables": threading_variables(),
         "commit": commit,
         "dirty": dirty,
     }
+
+
+# The environment variables that choose a BLAS's kernels or threads, or the threads of
+# OpenMP and Numba: a benchmark's numbers mean little without them. OPENBLAS_CORETYPE,
+# for one, can hold OpenBLAS to AVX2 kernels on a CPU with AVX-512 (a GEMM at about half
+# the rate), and holds every library that loads OpenBLAS alike (ours through Numba and
+# SciPy, scikit-learn's, FAISS's), but not oneDAL (scikit-learn-intelex).
+_THREADING_PREFIXES = ("OPENBLAS_", "GOTO", "MKL_", "OMP_", "KMP_", "NUMBA_", "BLIS_")
+
+
+def threading_variables():
+    """The environment variables of :data:`_THREADING_PREFIXES`, sorted by name."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if name.startswith(_THREADING_PREFIXES)}
+
+
+def blas_line(env):
+    """The BLAS libraries of an :func:`environment` record and the kernels each runs, and
+    the variables that chose them, in one line; None where nothing was recorded."""
+    parts = []
+    for pool in env.get("threadpools") or ():
+        if pool.get("user_api") != "blas":
+            continue
+        name = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(
+            pool.get("internal_api"), pool.get("internal_api"))
+        kernels = f" ({pool['architecture']} kernels)" if pool.get("architecture") else ""
+        parts.append(f"{name} {pool.get('version')}{kernels}")
+    variables = env.get("threading_variables") or {}
+    chosen = [f"{k}={v}" for k, v in variables.items() if k.startswith(("OPENBLAS_", "GOTO",
+                                                                         "MKL_", "BLIS_"))]
+    if not parts and not chosen:
+        return None
+    line = ", ".join(parts) if parts else "no BLAS recorded"
+    if chosen:
+        line += " under " + " ".join(chosen)
+    return line
 
 
 def free_cupy():
@@ -179,6 +217,9 @@ def hardware_line(env):
                      f"CUDA runtime {gpu['runtime_version']})")
     else:
         parts.append("no GPU")
+    blas = blas_line(env)
+    if blas:
+        parts.append(f"BLAS {blas}")
     return ", ".join(parts)
 
 
