@@ -21,7 +21,10 @@ Workloads (float32, scikit-learn's defaults: ``batch_size=1024``, ``max_no_impro
   and gpukmeans' Numba threads held to the count).
 
 Each fit's wall-clock time and its CPU time (``time.process_time``) are both recorded: on
-a shared machine the CPU time of one-thread fits is the steadier of the two.
+a shared machine the CPU time of one-thread fits is the steadier of the two. Each fit is
+also set against its floor (:func:`fit_floor`: the distance products and reads of
+scikit-learn's algorithm at the GEMM rate and copy bandwidth measured in the run), which
+says whether 3x at equal work is within this machine's reach at all.
 
 Goal (issue 14): at least 3x faster than scikit-learn at equal inertia.
 
@@ -48,6 +51,7 @@ from gpukmeans.bench.contestants import set_numba_threads  # noqa: E402
 from gpukmeans.bench.environment import (  # noqa: E402
     default_threads, environment, hardware_line, versions_line,
 )
+from gpukmeans.bench.floors import measure_bandwidth, measure_sgemm, peak  # noqa: E402
 from gpukmeans.bench.reports import json_default  # noqa: E402
 from gpukmeans.bench.runner import thread_limits  # noqa: E402
 from gpukmeans.bench.timing import alternate  # noqa: E402
@@ -82,7 +86,63 @@ def with_cpu_time(fn, samples):
     return call
 
 
-def measure(X, dataset, k, seed, repeats, threads, warmup=True, log=print):
+def machine_rates(thread_counts, quick=False):
+    """This machine's GEMM rates (float32 and float64, square ``np.dot`` through NumPy's
+    BLAS, GFLOP/s) and its copy bandwidth (GB/s), measured at each thread count (and at
+    one), for the floors.
+
+    A floor must never be above what the machine can do, so each rate it uses
+    (``ceiling``) is the larger of the best measured at that thread count and that many
+    times the best on one thread: on a shared machine a multi-threaded GEMM whose
+    threads wait for a busy core measures far below the machine.
+    """
+    size, n_bytes = (256, 2**24) if quick else (1024, 2**28)
+    measured = {}
+    for threads in sorted(set(thread_counts) | {1}):
+        with thread_limits(threads):
+            measured[threads] = {
+                "gemm_gflops": {"float32": measure_sgemm(size),
+                                "float64": measure_sgemm(size, dtype=np.float64)},
+                "bandwidth_gbps": measure_bandwidth(n_bytes)}
+    one = measured[1]
+    rates = {}
+    for threads, rate in measured.items():
+        ceiling = {dtype: max(peak(stats), threads * peak(one["gemm_gflops"][dtype]))
+                   for dtype, stats in rate["gemm_gflops"].items()}
+        rates[threads] = {
+            "threads": threads, **rate,
+            "ceiling": {"gemm_gflops": ceiling,
+                        "bandwidth_gbps": max(peak(rate["bandwidth_gbps"]),
+                                              threads * peak(one["bandwidth_gbps"]))}}
+    return rates
+
+
+def fit_floor(n_samples, n_features, n_clusters, itemsize, n_steps, rates,
+              batch_size=1024):
+    """What one ``fit`` of scikit-learn's algorithm cannot beat on this machine, whoever
+    implements it: the distance products it must compute at the GEMM rate, or the data
+    it must read at the copy bandwidth, whichever is longer (``rates``: one entry of
+    :func:`machine_rates`, whose ceilings it uses).
+
+    The products: every step's ``batch_size x n_clusters`` distances, the final labels'
+    ``n_samples x n_clusters``, and k-means++ on ``init_size = 3 x batch_size`` samples
+    (``n_clusters - 1`` steps of ``2 + ln k`` candidates), 2 flops a multiply-add. The
+    reads: the data twice (validated, then labelled) and each step's batch once.
+    """
+    init_size = min(n_samples, 3 * batch_size)
+    n_trials = 2 + int(np.log(n_clusters))
+    products = (batch_size * n_steps + n_samples) * n_clusters \
+        + init_size * (1 + (n_clusters - 1) * n_trials)
+    flops = 2.0 * products * n_features
+    read_bytes = (2 * n_samples + batch_size * n_steps) * n_features * itemsize
+    dtype = "float32" if itemsize == 4 else "float64"
+    flop_s = flops / (rates["ceiling"]["gemm_gflops"][dtype] * 1e9)
+    read_s = read_bytes / (rates["ceiling"]["bandwidth_gbps"] * 1e9)
+    return {"gflop": flops / 1e9, "flop_s": flop_s, "read_gb": read_bytes / 1e9,
+            "read_s": read_s, "floor_s": max(flop_s, read_s)}
+
+
+def measure(X, dataset, k, seed, repeats, threads, rates, warmup=True, log=print):
     """Both contestants on ``threads`` threads: scikit-learn's OpenMP and BLAS pools, and
     gpukmeans' Numba engine (its per-batch work runs on NumPy with BLAS on one thread)."""
     from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
@@ -107,6 +167,13 @@ def measure(X, dataset, k, seed, repeats, threads, warmup=True, log=print):
     sk, gk = measured["sklearn"]["result"], measured["gpukmeans"]["result"]
     ratio = measured["gpukmeans"]["time_s"]["median"] / measured["sklearn"]["time_s"]["median"]
     inertia_rel_diff = (gk.inertia_ - sk.inertia_) / sk.inertia_
+    floor = fit_floor(X.shape[0], X.shape[1], k, X.itemsize, int(sk.n_steps_), rates)
+    # Whether 3x is within this machine's reach at equal work: a third of scikit-learn's
+    # fit, wall-clock and CPU time (the latter over the threads' floor).
+    floor["goal_reachable"] = {
+        "wall": floor["floor_s"] <= GOAL_RATIO * measured["sklearn"]["time_s"]["median"],
+        "cpu": floor["floor_s"] * threads <= GOAL_RATIO * cpu_s["sklearn"],
+    }
     return {
         "dataset": dataset, "dtype": str(X.dtype), "n_samples": X.shape[0],
         "n_features": X.shape[1],
@@ -125,6 +192,7 @@ def measure(X, dataset, k, seed, repeats, threads, warmup=True, log=print):
         "speedup": 1 / ratio,
         "cpu_s": cpu_s,
         "cpu_speedup": cpu_s["sklearn"] / cpu_s["gpukmeans"],
+        "floor": floor,
         "per_step_ms": {
             "sklearn": measured["sklearn"]["time_s"]["median"] / sk.n_steps_ * 1e3,
             "gpukmeans": measured["gpukmeans"]["time_s"]["median"] / gk.n_steps_ * 1e3,
@@ -173,8 +241,9 @@ def report_markdown(report, cfg):
     lines += [
         "| data | dtype | k | seed | threads | steps (sk / gk) | scikit-learn s | gpukmeans s "
         "| speed-up | ms/step (sk / gk) | CPU s (sk / gk) | CPU speed-up | inertia rel. diff "
-        "| goal met (wall / CPU) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| goal met (wall / CPU) | floor s (GFLOP, GB) | 3x reachable (wall / CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- | --- |",
     ]
     for r in report["results"]:
         met = ["yes" if speedup >= 1 / GOAL_RATIO and r["equal_inertia"] else "no"
@@ -187,27 +256,81 @@ def report_markdown(report, cfg):
             f"{r['speedup']:.2f}x | {r['per_step_ms']['sklearn']:.2f} / "
             f"{r['per_step_ms']['gpukmeans']:.2f} | {r['cpu_s']['sklearn']:.3f} / "
             f"{r['cpu_s']['gpukmeans']:.3f} | {r['cpu_speedup']:.2f}x | "
-            f"{r['inertia_rel_diff']:.1e} | {met[0]} / {met[1]} |")
-    lines += ["", "Where the time goes. Per step, both libraries gather the batch's rows (3 MB "
-              "on MNIST, read from memory), compute its labels (1024 x k distances: the same "
-              "product), its inertia and the center update. gpukmeans runs the update, the "
-              "inertia and the batch draw's search in one compiled serial call after the "
-              "labels (whose E-step is the step's only parallel region). Per fit, both also "
-              "validate the data, run k-means++ on `init_size` samples and label all the "
-              "data at the end (gpukmeans: labels and inertia in one pass). That common work "
-              "bounds the ratio. At k=100 the batches' distance products and the final "
-              "labels are 2 x (1,024 x steps + 70,000) x 784 x 100 flops, 37 GFLOP at 163 "
-              "steps: about 0.3 s on one core of the EPYC at its SGEMM peak (110-120 "
-              "GFLOP/s), more than a third of scikit-learn's one-thread fit (0.75-0.90 s), so "
-              "3x at equal work is beyond one core there; at k=10 the floor (reading the "
-              "data to validate it and to label it, and the batches' 3 MB a step from "
-              "memory) is some 60-80 ms against a third of scikit-learn's 0.24-0.32 s, "
-              "reachable only with every pass near memory speed. scikit-learn draws each "
-              "batch with `RandomState.choice(n_samples, batch_size, p=...)`, which sums all "
-              "n_samples weights at every step (about 30 ms at 2,000,000 samples, 150 at "
-              "10,000,000); gpukmeans builds that cumulative sum once and draws the same "
-              "indices from the same random numbers (`BatchSampler`).", ""]
+            f"{r['inertia_rel_diff']:.1e} | {met[0]} / {met[1]} | "
+            f"{_floor_cell(r['floor'])} | {_reachable_cell(r['floor'])} |")
+    lines += ["", *_rates_lines(report), "", *_where_the_time_goes(report), ""]
     return "\n".join(lines)
+
+
+def _floor_cell(floor):
+    return f"{floor['floor_s']:.3f} ({floor['gflop']:.1f}, {floor['read_gb']:.2f})"
+
+
+def _reachable_cell(floor):
+    return " / ".join("yes" if floor["goal_reachable"][kind] else "no"
+                      for kind in ("wall", "cpu"))
+
+
+def _rates_lines(report):
+    lines = ["The floor of each fit (`fit_floor`): the distance products scikit-learn's "
+             "algorithm makes (every step's batch, the final labels, k-means++ on "
+             "`init_size` samples; the GFLOP column) at this machine's peak GEMM rate, or "
+             "the data it reads (validated, labelled, each batch; the GB column) at its "
+             "copy bandwidth, whichever takes longer; measured in this run, at each thread "
+             "count:"]
+    for rates in report.get("machine_rates", ()):
+        gemm, ceiling = rates["gemm_gflops"], rates["ceiling"]
+        lines.append(
+            f"- {rates['threads']} thread(s): SGEMM {peak(gemm['float32']):.0f} GFLOP/s, "
+            f"DGEMM {peak(gemm['float64']):.0f} GFLOP/s, copy "
+            f"{peak(rates['bandwidth_gbps']):.1f} GB/s (best of square `np.dot` and "
+            "`np.copyto`); the floors use "
+            f"{ceiling['gemm_gflops']['float32']:.0f}, {ceiling['gemm_gflops']['float64']:.0f} "
+            f"and {ceiling['bandwidth_gbps']:.1f}, no less than the one-thread rates times "
+            "the threads")
+    lines.append("The BLAS's kernels are named in the hardware line above.")
+    lines += ["", "\"3x reachable\" says whether that floor is at most a third of "
+              "scikit-learn's time (wall; CPU: the floor times the threads against its CPU "
+              "time): where it says no, 3x at equal work is beyond this machine, however "
+              "the work is written."]
+    return lines
+
+
+def _where_the_time_goes(report):
+    """The closing paragraph, its numbers from this run's rows."""
+    lines = ["Where the time goes. Per step, both libraries gather the batch's rows, compute "
+             "its labels (batch_size x k distances: the same product), its inertia and the "
+             "center update; gpukmeans runs the update, the inertia and the batch draw's "
+             "search in one compiled serial call after the labels. Per fit, both also "
+             "validate the data, run k-means++ on `init_size` samples and label all the "
+             "data at the end (gpukmeans: labels and inertia in one pass). scikit-learn "
+             "draws each batch with `RandomState.choice(n_samples, batch_size, p=...)`, "
+             "which sums all n_samples weights at every step; gpukmeans builds that "
+             "cumulative sum once and draws the same indices from the same random numbers "
+             "(`BatchSampler`). In this run:", ""]
+    groups = {}
+    for r in report["results"]:
+        key = (r["dataset"], r["n_samples"], r["n_features"], r["dtype"], r["n_clusters"],
+               r["threads"])
+        groups.setdefault(key, []).append(r)
+    for (dataset, n, d, dtype, k, threads), rows in groups.items():
+        sk = [r["time_s"]["sklearn"]["median"] for r in rows]
+        gk = [r["time_s"]["gpukmeans"]["median"] for r in rows]
+        floors = [r["floor"]["floor_s"] for r in rows]
+        reachable = sum(r["floor"]["goal_reachable"]["wall"] for r in rows)
+        lines.append(
+            f"- {dataset} {n:,} x {d} {dtype}, k={k}, {threads} thread(s): scikit-learn "
+            f"{_span(sk)} s, gpukmeans {_span(gk)} s ({_span([s / g for s, g in zip(sk, gk)])}x "
+            f"faster), floor {_span(floors)} s, a third of scikit-learn's {_span(sk, 1 / 3)} s: "
+            + ("3x at equal work is beyond this machine" if reachable == 0 else
+               f"3x reachable at equal work in {reachable} of {len(rows)} fit(s)")
+            + f"; gpukmeans takes {_span([g / f for g, f in zip(gk, floors)])}x its floor.")
+    return lines
+
+
+def _span(values, scale=1.0):
+    low, high = min(values) * scale, max(values) * scale
+    return f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
 
 
 def write_report(report, cfg, out, finished=False):
@@ -242,6 +365,11 @@ def main(argv=None):
               "thread_counts": thread_counts, "load_average_start": os.getloadavg()}
     from gpukmeans import _cpu  # noqa: F401  (Numba's threading layer, for set_numba_threads)
 
+    rates = machine_rates(
+        set(thread_counts) | set(args.blobs_threads or cfg["blobs_threads"] or ()),
+        quick=args.quick)
+    report["machine_rates"] = list(rates.values())
+
     def add(result):
         # Written after every row: a run stopped early (scikit-learn's 10,000,000-sample
         # fits take minutes) keeps the rows it measured.
@@ -257,11 +385,11 @@ def main(argv=None):
         for n_threads in thread_counts:
             for k in cfg["mnist_ks"]:
                 for seed in cfg["mnist_seeds"]:
-                    add(
-                        measure(X, "MNIST", k, seed, cfg["repeats"], n_threads))
+                    add(measure(X, "MNIST", k, seed, cfg["repeats"], n_threads,
+                                rates[n_threads]))
             k, seed = cfg["mnist_float64"]
-            add(
-                measure(X.astype(np.float64), "MNIST", k, seed, cfg["repeats"], n_threads))
+            add(measure(X.astype(np.float64), "MNIST", k, seed, cfg["repeats"], n_threads,
+                        rates[n_threads]))
         del X
 
     n_samples, n_features = cfg["blobs"]
@@ -278,9 +406,8 @@ def main(argv=None):
         X = make_blobs_data(n_samples, n_features, k, seed=0)
         for n_threads in blobs_threads:
             for seed in cfg["blobs_seeds"]:
-                add(
-                    measure(X, "blobs", k, seed, cfg["blobs_repeats"], n_threads,
-                            warmup=cfg["blobs_warmup"]))
+                add(measure(X, "blobs", k, seed, cfg["blobs_repeats"], n_threads,
+                            rates[n_threads], warmup=cfg["blobs_warmup"]))
         del X
 
     print(write_report(report, cfg, args.out, finished=True))

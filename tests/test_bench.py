@@ -397,3 +397,56 @@ def test_bench_gpu_sparse_runs_on_the_emulated_device(tmp_path, emulated_device)
         assert row["e_step_ms"]["ours"] > 0 and row["fit_ms_per_iter"] > 0
     (report,) = tmp_path.glob("gpu-sparse-emulated-*.md")
     assert "EMULATED" in report.read_text()
+
+
+def test_fit_floor_counts_the_products_and_reads_of_scikit_learns_algorithm():
+    """MNIST, k=100, 163 steps (a real run's): (1,024 x 163 + 70,000) x 100 batch and
+    final-label distances, and k-means++ on 3,072 samples (1 + 99 x 6 distances each),
+    each 784 multiply-adds; the data read twice and each batch once."""
+    script = _load_script("bench_minibatch")
+    rates = {"ceiling": {"gemm_gflops": {"float32": 100.0, "float64": 50.0},
+                         "bandwidth_gbps": 10.0}}
+    floor = script.fit_floor(70_000, 784, 100, 4, 163, rates)
+    flops = 2 * 784 * ((1024 * 163 + 70_000) * 100 + 3072 * (1 + 99 * 6))
+    assert floor["gflop"] == pytest.approx(flops / 1e9)
+    assert floor["flop_s"] == pytest.approx(flops / 100e9)
+    read = (2 * 70_000 + 1024 * 163) * 784 * 4
+    assert floor["read_s"] == pytest.approx(read / 10e9)
+    assert floor["floor_s"] == max(floor["flop_s"], floor["read_s"])
+    as_float64 = script.fit_floor(70_000, 784, 100, 8, 163, rates)
+    assert as_float64["flop_s"] == pytest.approx(2 * floor["flop_s"])
+    # Fewer samples than init_size: k-means++ runs on all of them.
+    small = script.fit_floor(800, 10, 4, 4, 5, rates)
+    assert small["gflop"] == pytest.approx(
+        2 * 10 * ((1024 * 5 + 800) * 4 + 800 * (1 + 3 * 3)) / 1e9)
+
+
+def test_bench_minibatch_quick_reports_each_fit_against_its_floor(tmp_path, fake_mnist,
+                                                                   monkeypatch):
+    script = _load_script("bench_minibatch")
+    # The quick run's blobs, smaller still: this test checks the report, not the speed.
+    monkeypatch.setitem(script.QUICK, "blobs", (20_000, 8))
+    script.main(["--quick", "--mnist", str(fake_mnist), "--out", str(tmp_path),
+                 "--threads", "2"])
+    report = json.loads((tmp_path / "minibatch-quick.json").read_text())
+    rates = {r["threads"]: r for r in report["machine_rates"]}
+    assert set(rates) == {1, 2}  # one thread is always measured: the ceilings need it
+    for threads, r in rates.items():
+        for dtype in ("float32", "float64"):
+            ceiling = r["ceiling"]["gemm_gflops"][dtype]
+            assert ceiling >= r["gemm_gflops"][dtype]["max"]
+            assert ceiling >= threads * rates[1]["gemm_gflops"][dtype]["max"] * (1 - 1e-12)
+    assert {r["dataset"] for r in report["results"]} == {"MNIST", "blobs"}
+    for r in report["results"]:
+        assert r["threads"] == 2
+        floor = r["floor"]
+        assert 0 < floor["floor_s"] == max(floor["flop_s"], floor["read_s"])
+        third = r["time_s"]["sklearn"]["median"] / 3
+        assert floor["goal_reachable"]["wall"] == (floor["floor_s"] <= third)
+        assert floor["goal_reachable"]["cpu"] == (2 * floor["floor_s"] <= r["cpu_s"]["sklearn"] / 3)
+    markdown = (tmp_path / "minibatch-quick.md").read_text()
+    assert "| floor s (GFLOP, GB) | 3x reachable (wall / CPU) |" in markdown
+    for r in report["results"]:
+        line = (f"- {r['dataset']} {r['n_samples']:,} x {r['n_features']} {r['dtype']}, "
+                f"k={r['n_clusters']}, 2 thread(s): ")
+        assert line in markdown

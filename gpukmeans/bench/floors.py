@@ -20,12 +20,12 @@ def measure_bandwidth(n_bytes, repeats=5):
     return summarize(rates)
 
 
-def measure_sgemm(size, repeats=5):
-    """Square float32 ``np.dot`` rate in GFLOP/s."""
+def measure_sgemm(size, repeats=5, dtype=np.float32):
+    """Square ``np.dot`` rate in GFLOP/s: SGEMM, or DGEMM with ``dtype=np.float64``."""
     rng = np.random.default_rng(0)
-    a = rng.random((size, size), dtype=np.float32)
-    b = rng.random((size, size), dtype=np.float32)
-    out = np.empty((size, size), dtype=np.float32)
+    a = rng.random((size, size), dtype=dtype)
+    b = rng.random((size, size), dtype=dtype)
+    out = np.empty((size, size), dtype=dtype)
     np.dot(a, b, out=out)
     rates = []
     for _ in range(repeats):
