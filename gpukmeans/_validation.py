@@ -457,16 +457,19 @@ def check_sample_weight(sample_weight, X):
         raise ValueError("sample_weight must have at least one positive value, got all zeros.")
     exponent = weight_exponent(largest)
     sw = xp.ldexp(sw, -exponent)  # exact: a power of two
-    rounded = sw.astype(X.dtype, copy=False)
-    lost = int(((sw > 0) & (rounded == 0)).sum())
+    # Below the smallest normal number a weight keeps fewer significant bits (float32's
+    # 1e-45 is one bit), or none, and a cluster of such float64 weights has a weight
+    # whose reciprocal, which averages its center, overflows: infinite centers.
+    lost = int(((sw > 0) & (sw < float(np.finfo(X.dtype).tiny))).sum())
     if lost:
+        remedy = "Pass float64 X, or set" if X.dtype == np.float32 else "Set"
         raise ValueError(
             f"sample_weight spans more than {X.dtype} can hold: {lost} positive weights are "
-            f"over 2**{-int(np.finfo(X.dtype).minexp) + int(np.finfo(X.dtype).nmant)} times "
-            f"smaller than the largest ({largest:.3g}) and would count as zero. Pass float64 X, "
-            "or set those weights to 0 yourself."
+            f"over 2**{-int(np.finfo(X.dtype).minexp) - 1} times smaller than the largest "
+            f"({largest:.3g}) and would lose their precision or count as zero. {remedy} "
+            "those weights to 0 yourself."
         )
-    return rounded, float(np.ldexp(1.0, exponent))
+    return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))
 
 
 def check_random_state_param(random_state):

@@ -333,6 +333,46 @@ def test_weights_float32_cannot_hold_are_an_error_not_zero():
     KMeans(3, device="cpu").fit(X.astype(np.float64), sample_weight=np.r_[1e39, 1e-10 * np.ones(59)])
 
 
+@pytest.mark.usefixtures("cpu_engine")
+@pytest.mark.parametrize("dtype, held, lost", [
+    (np.float32, 2.0**-120, 2.0**-127), (np.float64, 2.0**-1000, 1e-310),
+])
+def test_weights_that_would_be_subnormal_are_an_error_not_infinite_centers(dtype, held, lost):
+    """A cluster whose float64 weights were all subnormal beside the largest (1e-310 next
+    to 1) had a weight whose reciprocal overflowed: an infinite center and inertia, with
+    warnings only; float32 weights rounded to subnormals lost their precision (1e-45 is
+    one bit). Such weights are refused; the smallest normal ones average exactly."""
+    from gpukmeans import MiniBatchKMeans
+
+    X = np.array([[0.0, 0.0], [0.1, 0.0], [10.0, 10.0], [10.1, 10.0]], dtype=dtype)
+    X = np.repeat(X, 10, axis=0)
+    init = X[[0, 20]]
+    for weight, refused in ((held, False), (lost, True)):
+        sample_weight = np.r_[np.ones(20), np.full(20, weight)]
+        for estimator in (KMeans(2, init=init, n_init=1, device="cpu"),
+                          # (no reassignment of the light cluster: its weight is tiny)
+                          MiniBatchKMeans(2, init=init, n_init=1, device="cpu", batch_size=40,
+                                          reassignment_ratio=0.0)):
+            if refused:
+                with pytest.raises(ValueError, match=(
+                        rf"sample_weight spans more than {np.dtype(dtype)} can hold: 20 "
+                        rf"positive weights are over 2\*\*{-np.finfo(dtype).minexp - 1} times")):
+                    estimator.fit(X, sample_weight=sample_weight)
+                assert not hasattr(estimator, "cluster_centers_")
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                estimator.fit(X, sample_weight=sample_weight)
+            np.testing.assert_array_equal(estimator.labels_, np.repeat([0, 1], 20))
+            assert np.isfinite(estimator.cluster_centers_).all()
+            assert np.isfinite(estimator.inertia_)
+            if isinstance(estimator, KMeans):  # (mini-batches are drawn by weight)
+                # The means, to the rounding of the data (float32 data are centred first).
+                np.testing.assert_allclose(
+                    estimator.cluster_centers_, [[0.05, 0.0], [10.05, 10.0]], rtol=0,
+                    atol=8 * np.finfo(dtype).eps * np.abs(X).max())
+
+
 def test_random_init_needs_enough_positive_weights(device):
     """KMeans, MiniBatchKMeans.fit and partial_fit name init and sample_weight before any
     work (MiniBatchKMeans gave NumPy's 'Fewer non-zero entries in p than size'); and
