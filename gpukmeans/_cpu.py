@@ -269,6 +269,23 @@ WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
                   (64, YINYANG_MIN_CLUSTER_FEATURES // 64))
 
 
+def _each_kernel_version():
+    """Yields once per version of the threaded kernels that calls in this process can
+    run (:class:`gpukmeans._cpu_runtime.ThreadedKernel`), with Numba's thread count set
+    for it: one thread (the serial twins), and more where Numba has more. The count is
+    restored after."""
+    import numba
+
+    n_threads = numba.get_num_threads()
+    counts = [1] if numba.config.NUMBA_NUM_THREADS == 1 else [1, max(2, n_threads)]
+    try:
+        for count in counts:
+            numba.set_num_threads(count)
+            yield count
+    finally:
+        numba.set_num_threads(n_threads)
+
+
 def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=False):
     """Compile, or load from the cache, every kernel this engine runs for ``dtypes``:
     what ``gpukmeans compile`` does, so that no later fit waits for a compile.
@@ -287,29 +304,30 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
     rng = np.random.default_rng(0)
     n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(n_clusters for _, n_clusters in shapes)
     with engine.runtime():
-        for dtype in map(np.dtype, dtypes):
-            sample_weight = np.ones(n_samples, dtype=dtype)
-            for n_features, n_clusters in shapes:
-                # Near the origin and far from it; read-only, the run uses the last X
-                # as the fits do: float32 near the origin uncentred, so read-only.
-                for offset in (100.0, 0.0) if read_only else (0.0, 100.0):
-                    X = (rng.standard_normal((n_samples, n_features)) + offset).astype(dtype)
-                    X.flags.writeable = not read_only
-                    source = X
-                    X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
-                centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
-                                             np.random.RandomState(0), engine)
-                centers[-1] = 1e6  # far from every sample: its cluster empties
-                labels, _, centers, _ = kmeans_single_lloyd(
-                    X, x_squared_norms, sample_weight, centers, engine, max_iter=3
-                )
-                engine.assign_labels(X, centers, labels)
-                engine.inertia(X, sample_weight, centers, labels)
-                engine.pairwise_distances(X, centers)
-                engine.lloyd_iter(X, sample_weight, centers, labels)
-                if read_only:  # transform and row norms take the caller's X, uncentred
-                    engine.pairwise_distances(source, centers)
-                    engine.row_norms(source)
+        for _ in _each_kernel_version():
+            for dtype in map(np.dtype, dtypes):
+                sample_weight = np.ones(n_samples, dtype=dtype)
+                for n_features, n_clusters in shapes:
+                    # Near the origin and far from it; read-only, the run uses the last X
+                    # as the fits do: float32 near the origin uncentred, so read-only.
+                    for offset in (100.0, 0.0) if read_only else (0.0, 100.0):
+                        X = (rng.standard_normal((n_samples, n_features)) + offset).astype(dtype)
+                        X.flags.writeable = not read_only
+                        source = X
+                        X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
+                    centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
+                                                 np.random.RandomState(0), engine)
+                    centers[-1] = 1e6  # far from every sample: its cluster empties
+                    labels, _, centers, _ = kmeans_single_lloyd(
+                        X, x_squared_norms, sample_weight, centers, engine, max_iter=3
+                    )
+                    engine.assign_labels(X, centers, labels)
+                    engine.inertia(X, sample_weight, centers, labels)
+                    engine.pairwise_distances(X, centers)
+                    engine.lloyd_iter(X, sample_weight, centers, labels)
+                    if read_only:  # transform and row norms take the caller's X, uncentred
+                        engine.pairwise_distances(source, centers)
+                        engine.row_norms(source)
         # Tiny data reduce their partials serially: the parallel reduction of larger
         # fits (float64 partials, whatever X's dtype) is compiled here too.
         _reduce_partials_parallel(np.zeros((2, 1, 1)), np.zeros((2, 1)))
@@ -321,7 +339,7 @@ def warm_up_all(dtypes=(np.float32, np.float64)):
     block's view, any array marked read-only, 14 s on a first such fit), streamed
     k-means++, CSR matrices (the sparse engine, int32 and int64 indices) and
     MiniBatchKMeans's step. What ``gpukmeans compile`` does, so that no later fit waits
-    for a compile (about 100 s on two cores, twice :func:`warm_up`'s)."""
+    for a compile (about 150 s on two cores, twice :func:`warm_up`'s)."""
     import scipy.sparse
 
     from . import _streaming
@@ -334,29 +352,31 @@ def warm_up_all(dtypes=(np.float32, np.float64)):
     rng = np.random.default_rng(0)
     n_samples, n_features, n_clusters = 2 * CHUNK_ROWS + 1, 6, 3
     with engine.runtime():
-        for dtype in map(np.dtype, dtypes):
-            X = rng.standard_normal((n_samples, n_features)).astype(dtype)
-            sample_weight = np.ones(n_samples, dtype=dtype)
-            centers = np.ascontiguousarray(X[:n_clusters])
-            labels = np.zeros(n_samples, dtype=np.int32)
-            engine.minibatch_update(X, sample_weight, labels, centers,
-                                    np.ones(n_clusters, dtype=dtype), True)
-            sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)
-            sampler(np.random.RandomState(0))
-            # A streamed fit's k-means++ (its potentials a block at a time).
-            _streaming.kmeans_plusplus(_streaming.StreamedData(X, None, CHUNK_ROWS), n_clusters,
-                                       np.random.RandomState(0))
-            for index_dtype in (np.int32, np.int64):
-                csr = scipy.sparse.csr_matrix(X * (rng.uniform(size=X.shape) < 0.5))
-                csr.indices = csr.indices.astype(index_dtype)
-                csr.indptr = csr.indptr.astype(index_dtype)
-                norms = sparse_engine.row_norms(csr)
-                run = sparse_engine.start_lloyd(csr, norms, sample_weight, n_clusters)
-                run.step(centers, labels)
-                run.finish(centers, labels, True)
-                sparse_engine.assign_labels(csr, centers, labels)
-                sparse_engine.assigned_distances(csr, centers, labels)
-                sparse_engine.inertia(csr, sample_weight, centers, labels)
-                sparse_engine.pairwise_distances(csr, centers)
-                sparse_engine.kmeanspp_candidates(
-                    csr, norms, sample_weight, np.arange(2), np.full(n_samples, 1.0, dtype=dtype))
+        for _ in _each_kernel_version():
+            for dtype in map(np.dtype, dtypes):
+                X = rng.standard_normal((n_samples, n_features)).astype(dtype)
+                sample_weight = np.ones(n_samples, dtype=dtype)
+                centers = np.ascontiguousarray(X[:n_clusters])
+                labels = np.zeros(n_samples, dtype=np.int32)
+                engine.minibatch_update(X, sample_weight, labels, centers,
+                                        np.ones(n_clusters, dtype=dtype), True)
+                sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)
+                sampler(np.random.RandomState(0))
+                # A streamed fit's k-means++ (its potentials a block at a time).
+                _streaming.kmeans_plusplus(_streaming.StreamedData(X, None, CHUNK_ROWS), n_clusters,
+                                           np.random.RandomState(0))
+                for index_dtype in (np.int32, np.int64):
+                    csr = scipy.sparse.csr_matrix(X * (rng.uniform(size=X.shape) < 0.5))
+                    csr.indices = csr.indices.astype(index_dtype)
+                    csr.indptr = csr.indptr.astype(index_dtype)
+                    norms = sparse_engine.row_norms(csr)
+                    run = sparse_engine.start_lloyd(csr, norms, sample_weight, n_clusters)
+                    run.step(centers, labels)
+                    run.finish(centers, labels, True)
+                    sparse_engine.assign_labels(csr, centers, labels)
+                    sparse_engine.assigned_distances(csr, centers, labels)
+                    sparse_engine.inertia(csr, sample_weight, centers, labels)
+                    sparse_engine.pairwise_distances(csr, centers)
+                    sparse_engine.kmeanspp_candidates(
+                        csr, norms, sample_weight, np.arange(2),
+                        np.full(n_samples, 1.0, dtype=dtype))

@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import _chunk_dots_blocked, _row_dots
-from ._cpu_runtime import CACHE, prange_only
+from ._cpu_runtime import CACHE, prange_only, threaded
 
 # Up to FUSED_MAX_FEATURES features, a chunk's distances to the candidates, their min
 # with the closest so far and the potentials come from loops vectorised over the chunk's
@@ -108,7 +108,6 @@ def _chunk_candidates_fused(
         pot[j] += total
 
 
-@njit(nogil=True, cache=CACHE)
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
     x_squared_norms,  # IN (n_samples,) float64
@@ -118,11 +117,12 @@ def _kmeanspp_candidates_chunked(
     chunk_rows,
     n_groups,
 ):
+    """:func:`_kmeanspp_partials` over all of X, its groups' potentials added in group
+    order. (Not compiled itself: the kernel it calls is chosen by Numba's thread count,
+    :class:`gpukmeans._cpu_runtime.ThreadedKernel`.)"""
     n_samples, n_features = X.shape
     n_candidates = candidate_ids.shape[0]
-    candidates = np.empty((n_candidates, n_features), dtype=X.dtype)
-    for j in range(n_candidates):
-        candidates[j] = X[candidate_ids[j]]
+    candidates = X[candidate_ids]
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
     _kmeanspp_partials(
@@ -135,6 +135,7 @@ def _kmeanspp_candidates_chunked(
     return distance_to_candidates, candidates_pot
 
 
+@threaded
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _kmeanspp_partials(
     X,  # IN (n_samples, n_features)

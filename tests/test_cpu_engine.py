@@ -870,3 +870,81 @@ def test_setting_the_thread_count_first_starts_niced_workers_too():
     layer, n_threads, n_niced, _ = _thread_policies(
         {"NUMBA_NUM_THREADS": "2"}, "_cpu_runtime.set_num_threads(1)")
     assert (layer, n_threads, n_niced) == ("workqueue", 2, 2)
+
+
+def _threaded_kernels():
+    from gpukmeans import _cpu_passes
+    from gpukmeans._cpu_runtime import ThreadedKernel
+
+    modules = (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang)
+    return {name: kernel for module in modules for name, kernel in vars(module).items()
+            if isinstance(kernel, ThreadedKernel)}
+
+
+def test_the_kernels_with_serial_twins():
+    """The per-step kernels (a parallel region costs about 0.1 ms to start, even on one
+    thread) have serial twins; the once-a-fit passes keep one version."""
+    assert set(_threaded_kernels()) == {
+        "_lloyd_partials", "_accumulate_partials", "_assigned_distances", "_hamerly_e_step",
+        "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_partials"}
+
+
+@pytest.mark.parametrize("n_features, n_clusters, dtype, path", [
+    (200, 8, np.float32, "blocked"), (200, 80, np.float32, "gemm"),
+    (40, 30, np.float32, "elkan"), (200, 80, np.float64, "gemm"), (64, 192, np.float32, "yinyang"),
+])
+def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dtype, path,
+                                                     rng, monkeypatch):
+    """A fit, a mini-batch fit and a streamed fit on one thread (the serial twins) and on
+    two (the parallel kernels) agree bit for bit, on the paths the thread-count test of
+    test_kmeans does not take; and one thread runs the twins only, two the parallel
+    kernels only."""
+    from conftest import route_cpu_fits
+
+    from gpukmeans import MiniBatchKMeans
+    from gpukmeans._cpu_runtime import numba, set_num_threads
+
+    route_cpu_fits(monkeypatch, "numba")
+    calls = []
+    for name, kernel in _threaded_kernels().items():
+        for version in ("serial", "parallel"):
+            compiled = getattr(kernel, version)
+
+            def spy(*args, _compiled=compiled, _name=name, _version=version):
+                calls.append((_name, _version))
+                return _compiled(*args)
+
+            monkeypatch.setattr(kernel, version, spy)
+    X = rng.normal(size=(6000, n_features)).astype(dtype)
+    X[: 3000] += 5.0  # two groups of blobs, so that the bounds skip work
+    seed = int(rng.integers(1000))
+    memmap = np.lib.format.open_memmap(
+        os.path.join(os.environ.get("TMPDIR", "/tmp"), f"twins-{os.getpid()}.npy"),
+        mode="w+", dtype=dtype, shape=X.shape)
+    memmap[:] = X
+    runs = {}
+    try:
+        for n_threads in (1, 2):
+            set_num_threads(n_threads)
+            del calls[:]
+            fit = KMeans(n_clusters, random_state=seed, n_init=1, device="cpu").fit(X)
+            minibatch = MiniBatchKMeans(n_clusters, random_state=seed, batch_size=512,
+                                        max_iter=3, device="cpu").fit(X)
+            streamed = KMeans(n_clusters, random_state=seed, n_init=1, device="cpu",
+                              max_iter=3, stream_block_rows=1000).fit(memmap)
+            runs[n_threads] = (fit, minibatch, streamed, sorted(set(calls)))
+    finally:
+        set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        del memmap
+        os.remove(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"twins-{os.getpid()}.npy"))
+    assert runs[1][3] and {version for _, version in runs[1][3]} == {"serial"}
+    assert {version for _, version in runs[2][3]} == {"parallel"}
+    # Both thread counts ran the same kernels, which include the path's own.
+    assert [name for name, _ in runs[1][3]] == [name for name, _ in runs[2][3]]
+    expected = {"blocked": "_lloyd_partials", "gemm": "_lloyd_partials",
+                "elkan": "_elkan_e_step", "yinyang": "_yinyang_e_step"}[path]
+    assert expected in [name for name, _ in runs[1][3]]
+    for one, two in zip(runs[1][:3], runs[2][:3]):
+        np.testing.assert_array_equal(one.cluster_centers_, two.cluster_centers_)
+        np.testing.assert_array_equal(one.labels_, two.labels_)
+        assert one.inertia_ == two.inertia_
