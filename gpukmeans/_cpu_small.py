@@ -13,9 +13,9 @@ chunk as scikit-learn computes it, and float32 near-ties are decided in float64 
 differences, as there, so the labels are the exactly nearest centers. Sums, inertia and
 transform's distances are float64; float64 sums are added in the Numba engine's order,
 so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
-products are exact, as with unit weights; float32 sums are float64
-throughout here, where the Numba engine folds float32 partial sums, far below what
-reaches the float32 centers. A float32 run keeps Hamerly's bounds between its steps, as
+products are exact, as with unit weights; float32 sums are float64 too, in the
+same order, and so the Numba engine's bit for bit (a float32 product is exact in
+float64). A float32 run keeps Hamerly's bounds between its steps, as
 there, and searches only the samples they leave open (:class:`_BoundsRun`).
 
 Prior validation of data is assumed everywhere in this module.
@@ -102,12 +102,10 @@ PARTIALS_BUDGET_BYTES = 256 * 2**20
 
 
 def fold_rows(n_clusters):
-    """Rows summed in X's dtype before the sums move to float64.
-
-    A float32 sum then spans about ``fold_rows / n_clusters`` samples per cluster
-    (never more than ``fold_rows``): a relative error near 1e-6, far below what
-    scikit-learn's float32 sums over a whole thread's share reach. Larger for many
-    clusters, so that folding (``n_clusters x n_features`` adds) stays cheap.
+    """Rows summed into a partial sum (float64) before it is added to its group's sums:
+    the order in which float64 sums match scikit-learn's (see :func:`_cluster_sums`).
+    Larger for many clusters, so that folding (``n_clusters x n_features`` adds) stays
+    cheap.
     """
     return max(8 * CHUNK_ROWS, 8 * n_clusters)
 

@@ -16,7 +16,7 @@ reproduced in its own order:
   group into one buffer and runs the same kernel on it, each group continuing its own
   partial (:func:`gpukmeans._cpu_lloyd._lloyd_partials`,
   :func:`gpukmeans._cpu_kmeanspp._kmeanspp_partials`); a group's block ends where its
-  float32 sums are folded into float64, so nothing in flight is cut. The groups run in
+  partial sums are folded into its sums, so nothing in flight is cut. The groups run in
   parallel, as in memory. Each pass reads every group's rows once, in order: as many
   sequential streams as groups (at most 16).
 - labels are per row, decided on the same 256-row chunks;
@@ -334,7 +334,7 @@ def lloyd_iter(data, sample_weight, centers_old, labels, unit_centers=False):
         )
         _scatter(block_labels, parts, labels)
 
-    # A group folds its float32 sums every this many rows: blocks end there.
+    # A group folds its partial sums every this many rows: blocks end there.
     period_rows = -(-fold_rows // CHUNK_ROWS) * CHUNK_ROWS
     # The in-memory run hands its row norms to each step (the near-ties' margins).
     _grouped_pass(data, n_groups, period_rows, run_block, with_norms=True)
@@ -449,7 +449,8 @@ class StreamedBoundsRun(BoundsRun):
             for values, out in zip(gathered, arrays):
                 _scatter(values.T, parts, out.T)  # along the samples' axis
 
-        # The kernels keep no float32 sums: a block may end at any chunk.
+        # The bounds kernels carry no partial sums from chunk to chunk: a block may end
+        # at any chunk.
         _grouped_pass(self.X, self.n_groups, CHUNK_ROWS, run_block, with_norms=True)
 
     def finish(self, centers, labels, assign_labels):

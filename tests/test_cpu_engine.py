@@ -562,15 +562,19 @@ def test_centered_is_numpys_subtraction_in_a_new_array_with_its_norms(
     np.testing.assert_array_equal(X, before)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_samples, n_clusters", [(300, 3), (5000, 7), (20000, 300)])
-def test_float64_sums_add_up_in_the_numba_engines_order(n_samples, n_clusters, rng):
-    """Exact products (weights that are powers of two) leave only the order of the
-    additions, which rounds differently in every order on full-precision data:
-    both engines add block after block within a group of chunks, then group after group,
-    as scikit-learn's threads do, so their float64 sums, hence centers, agree bit for bit
-    (and scikit-learn's with them: tests/test_robustness.py)."""
-    X = rng.normal(size=(n_samples, 7)) * 1e3
-    sample_weight = 2.0 ** rng.integers(0, 3, n_samples)
+def test_float64_sums_add_up_in_the_numba_engines_order(n_samples, n_clusters, dtype, rng):
+    """Exact products (weights that are powers of two; any float32 weight times a float32
+    value, in float64) leave only the order of the additions, which rounds differently
+    in every order on full-precision data: both engines add in float64, block after block
+    within a group of chunks, then group after group, as scikit-learn's threads do, so
+    their sums, hence centers, agree bit for bit (and scikit-learn's with them in
+    float64: tests/test_robustness.py). float32 data were summed in float32 between
+    folds on the Numba engine until stop 25."""
+    X = (rng.normal(size=(n_samples, 7)) * 1e3).astype(dtype)
+    sample_weight = (2.0 ** rng.integers(0, 3, n_samples) if dtype == np.float64
+                     else rng.uniform(0.5, 3.0, n_samples)).astype(dtype)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)]
     results = []
     for module in (_cpu, _cpu_small):
@@ -582,6 +586,21 @@ def test_float64_sums_add_up_in_the_numba_engines_order(n_samples, n_clusters, r
     np.testing.assert_array_equal(small_labels, labels)
     np.testing.assert_array_equal(small_sums, sums)
     np.testing.assert_array_equal(small_weights, weights)
+
+
+@pytest.mark.usefixtures("cpu_engine")
+@pytest.mark.parametrize("n_copies", [4096, 10_001, 100_000])
+def test_float32_clusters_of_one_repeated_row_average_to_that_row(n_copies):
+    """A cluster of identical float32 rows has that row for its center and no inertia:
+    its float64 sum of unit-weight copies is exact. (Summed in float32 between folds,
+    the Numba engine's centers were 1.6e-5 off, over 100 ulps, and the inertia positive;
+    rows sorted by cluster put one float32 sum over up to 2,048 copies.)"""
+    points = np.array([[0.1, 0.4], [0.7, 0.12], [1.5, -0.3], [-0.8, 0.9]], np.float32)
+    X = np.repeat(points, n_copies, axis=0)
+    fit = KMeans(4, init=points + np.float32(0.01), n_init=1, device="cpu").fit(X)
+    np.testing.assert_array_equal(fit.cluster_centers_, points)
+    assert fit.inertia_ == 0.0
+    np.testing.assert_array_equal(fit.labels_, np.repeat(np.arange(4), n_copies))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
