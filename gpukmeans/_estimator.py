@@ -84,9 +84,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         caller's array is never modified (scikit-learn's ``copy_x=False`` centres it in
         place and adds the mean back, which need not restore it bit for bit).
     algorithm : {"lloyd", "elkan"}, default="lloyd"
-        Both give Lloyd's exact result; accepted for compatibility with scikit-learn.
-        Both engines use fused distance+argmin passes that are faster than Elkan's
-        bounds on the hardware they target.
+        Both give Lloyd's exact result; accepted for compatibility with scikit-learn,
+        and neither chooses the method: the CPU engine skips distances by Hamerly's,
+        Elkan's or Yinyang's bounds where its measured rules say they pay (the README's
+        "CPU engine"), the GPU engine runs a fused distance and argmin pass each step.
     metric : {"euclidean", "cosine"}, default="euclidean"
         "euclidean": k-means. "cosine": spherical k-means (Dhillon and Modha, 2001), for
         directions such as text embeddings: the rows are L2-normalised (on a copy; a row
@@ -119,8 +120,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         temporary files); the result is the in-memory fit's, bit for bit (see the
         README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
         streams an in-memory array. ``predict`` and ``score`` on such data centre it
-        block by block where the fit centred, instead of copying it. Data too small for the Numba engine's passes (at most
-        2**22 values, or 2**18 samples and 4e7 values) are read into memory instead.
+        block by block where the fit centred, instead of copying it. Data too small for
+        the Numba engine's passes (at most 2**18 values; at most 2**18 samples and 4e7
+        values; or a fit small enough for the NumPy engine) are read into memory instead.
     max_device_memory : int or None, default=None
         Bytes of GPU memory a GPU fit of host data may use; None: the device's free
         memory. Host X (NumPy or memmap) whose fit would not fit is streamed to the
@@ -805,7 +807,8 @@ def kmeans_plusplus(
         _validation._check_integer("n_local_trials", n_local_trials, 1)
     resolved = params._resolve_fit_device(X)
     xp = array_module(resolved)
-    X, on_device, _, _ = _validation.check_fit_data(params, X, xp, need_mean=False)
+    X, on_device, _, _ = _validation.check_fit_data(params, X, xp, need_mean=False,
+                                                    caller="kmeans_plusplus")
     _validation.check_n_samples(X.shape[0], n_clusters)
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here

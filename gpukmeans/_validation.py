@@ -233,8 +233,9 @@ def _quiet_finiteness_check():
     return np.errstate(over="ignore", invalid="ignore")
 
 
-def check_fit_data(estimator, X, device_xp, need_mean=True):
-    """Validate ``X`` for ``fit``.
+def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
+    """Validate ``X`` for ``fit``; ``caller`` (a name) replaces the estimator's class
+    name in scikit-learn's messages (``kmeans_plusplus``'s NaN error named KMeans).
 
     Returns ``(X, on_device, feature_names, X_mean)`` where X is a C-contiguous
     float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
@@ -268,7 +269,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True):
         dtype=list(FLOAT_DTYPES),
         order="C",
         ensure_all_finite=False,
-        estimator=estimator,
+        estimator=caller or estimator,
         input_name="X",
     )
     # The finiteness check comes with passes that the fit needs anyway (scikit-learn's
@@ -284,7 +285,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True):
         finite = finite and bool(np.isfinite(X_mean).all())
     if not finite:
         with _quiet_finiteness_check():
-            check_array(X, dtype=None, estimator=estimator, input_name="X")
+            check_array(X, dtype=None, estimator=caller or estimator, input_name="X")
     check_magnitude(X, scale_free=scale_free, largest=largest)
     return X, False, feature_names, X_mean
 

@@ -36,6 +36,19 @@ def test_bad_X(X, error, match):
         _fit(X)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_kmeans_plusplus_names_itself_in_the_finiteness_error(bad):
+    from gpukmeans import kmeans_plusplus
+
+    X = np.ones((10, 2))
+    X[3, 1] = bad
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity).*") as info:
+        kmeans_plusplus(X, 2, random_state=0, device="cpu")
+    assert "KMeans" not in str(info.value)
+    if np.isnan(bad):
+        assert "kmeans_plusplus does not accept missing values" in str(info.value)
+
+
 # scikit-learn's own check sums X first, and max + max + -inf warns there.
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad, match", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
