@@ -13,7 +13,7 @@ from ._cpu_nearest import (
     _nearest_of_near_ties, _rows_dots_blocked,
 )
 from ._cpu_passes import _weighted_sum_f64, inertia
-from ._cpu_runtime import CACHE, prange_only, threaded
+from ._cpu_runtime import CACHE, always_parallel, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
 from ._cpu_small import n_chunks as _n_chunks
@@ -69,7 +69,10 @@ def _distance_bound(x_squared_norm, value, margin):
     return np.sqrt(max(x_squared_norm + value + margin, 0.0))
 
 
-@threaded
+# Parallel on more than one thread, whatever the size: how many samples the bounds
+# settle is not known before the step (run serially on two threads, fits of 10,000 x 32
+# to 60,000 x 64 took 1.1 to 2.4 times as long).
+@threaded(always_parallel)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _hamerly_e_step(
     X,  # IN (n_samples, n_features)
@@ -267,7 +270,10 @@ def _elkan_open_distances(
     return label, upper, False
 
 
-@threaded
+# Parallel on more than one thread, whatever the size: how many samples the bounds
+# settle is not known before the step (run serially on two threads, fits of 10,000 x 32
+# to 60,000 x 64 took 1.1 to 2.4 times as long).
+@threaded(always_parallel)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _elkan_e_step(
     X,  # IN (n_samples, n_features)

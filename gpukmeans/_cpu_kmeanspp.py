@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import _chunk_dots_blocked, _row_dots
-from ._cpu_runtime import CACHE, prange_only, threaded
+from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 
 # Up to FUSED_MAX_FEATURES features, a chunk's distances to the candidates, their min
 # with the closest so far and the potentials come from loops vectorised over the chunk's
@@ -135,7 +135,7 @@ def _kmeanspp_candidates_chunked(
     return distance_to_candidates, candidates_pot
 
 
-@threaded
+@threaded(rows_times(lambda X, norms, weights, candidates, *args: X.shape[1] * candidates.shape[0]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _kmeanspp_partials(
     X,  # IN (n_samples, n_features)

@@ -23,7 +23,7 @@ from ._cpu_nearest import (
     _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
     _minus_two_centers_and_norms, _squared_norm_f64,
 )
-from ._cpu_runtime import CACHE, prange_only, threaded
+from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
 
@@ -181,7 +181,7 @@ def _lloyd_chunked(
     return _reduce_partials(sums_part, weights_part)
 
 
-@threaded
+@threaded(rows_times(lambda X, sample_weight, centers, *args: X.shape[1] * centers.shape[0]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _lloyd_partials(
     X,  # IN (n_samples, n_features)
@@ -336,7 +336,7 @@ def _lloyd_partials(
                     sums_part[group])
 
 
-@threaded
+@threaded(rows_times(lambda X, *args: X.shape[1]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _accumulate_partials(
     X,  # IN (n_samples, n_features)

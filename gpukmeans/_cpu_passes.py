@@ -8,13 +8,13 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import _chunk_distances, _squared_norm_f64
-from ._cpu_runtime import CACHE, prange_only, threaded
+from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 from ._cpu_small import CANCELLATION as _CANCELLATION
 from ._cpu_small import CHUNK_ROWS as DISTANCE_CHUNK_ROWS
 from ._cpu_small import near_the_origin
 
 
-@threaded
+@threaded(rows_times(lambda X, *args: X.shape[1]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _assigned_distances(X, centers, labels):
     """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences, by

@@ -327,15 +327,29 @@ def prange_only():
 
 
 
+# A call whose work (a kernel's ``work`` estimate: multiply-adds, plus ROW_WORK a
+# sample for its bookkeeping) is below SERIAL_MAX_WORK runs serially even where Numba has
+# more threads: waking the workers of this 2-core VM (its idle vCPUs halted) costs a
+# parallel region 0.4-0.6 ms, not the 0.1 of a quiet call. Two threads, ms, parallel /
+# serial (benchmarks: the kernels alternated in one process): a 1,024-row MNIST batch's
+# E-step at k=10 (8e6 work) 0.35 / 0.22, at k=100 (8e7) 1.41 / 1.94; a Lloyd step of
+# 10,000 x 32, k=32 (1.2e7) 0.70 / 0.58, of 30,000 x 32, k=32 (3.7e7) 1.26 / 1.37, of
+# 20,000 x 8, k=8 (5.3e6) 0.39 / 0.24, of 100,000 x 2, k=32 (2.6e7) 1.23 / 1.32.
+ROW_WORK = 200
+SERIAL_MAX_WORK = 2 * 10**7
+
+
 class ThreadedKernel:
-    """A kernel with ``prange`` loops: run on Numba's threads, or, where Numba runs one
-    thread, by its serial twin (the same source compiled without them).
+    """A kernel with ``prange`` loops: run on Numba's threads, or by its serial twin (the
+    same source compiled without them) where Numba runs one thread or the call is small
+    (``work(*args)`` below :data:`SERIAL_MAX_WORK`).
 
     Starting a parallel region of the workqueue layer costs about 0.1 ms even on one
     thread (:func:`_prefer_workqueue_threads`: the caller wakes a worker and sleeps
-    until it is done): a tenth of a mini-batch step at k=10 on MNIST, and of a small
-    fit's Lloyd step. The twin runs the same groups in the same order with the same
-    arithmetic, so both give the same bits (the thread-count tests compare them).
+    until it is done), several times that when the workers' CPUs have gone idle: a
+    tenth of a mini-batch step at k=10 on MNIST, and of a small fit's Lloyd step. The
+    twin runs the same groups in the same order with the same arithmetic, so both give
+    the same bits (the thread-count tests compare them).
 
     The twin is another Python function on the same code, named ``<kernel>_serial``: Numba
     keys its cache files by the function's qualified name, not by its compile options,
@@ -343,8 +357,9 @@ class ThreadedKernel:
     kernel (``gpukmeans compile`` compiles both: :func:`gpukmeans._cpu.warm_up`).
     """
 
-    def __init__(self, kernel):
+    def __init__(self, kernel, work):
         self.parallel = kernel
+        self.work = work
         py_func = kernel.py_func
         twin = types.FunctionType(py_func.__code__, py_func.__globals__,
                                   py_func.__name__ + "_serial", py_func.__defaults__,
@@ -356,14 +371,27 @@ class ThreadedKernel:
         functools.update_wrapper(self, py_func)
 
     def __call__(self, *args):
-        if numba.get_num_threads() == 1:
+        if numba.get_num_threads() == 1 or self.work(*args) < SERIAL_MAX_WORK:
             return self.serial(*args)
         return self.parallel(*args)
 
 
-def threaded(kernel):
-    """Decorator, over ``njit(parallel=prange_only(), ...)``: see :class:`ThreadedKernel`."""
-    return ThreadedKernel(kernel)
+def threaded(work):
+    """Decorator, over ``njit(parallel=prange_only(), ...)``: see :class:`ThreadedKernel`.
+    ``work(*args)`` estimates a call's work; :func:`rows_times` makes the usual one."""
+    return lambda kernel: ThreadedKernel(kernel, work)
+
+
+def always_parallel(*args):
+    """A ``work`` estimate for a kernel whose work is not known before the call: parallel
+    wherever Numba has more than one thread."""
+    return SERIAL_MAX_WORK
+
+
+def rows_times(per_row):
+    """A ``work`` estimate: ``n_samples x (per_row(*args) + ROW_WORK)``, X the first
+    argument."""
+    return lambda X, *args: X.shape[0] * (per_row(X, *args) + ROW_WORK)
 
 
 def set_num_threads(n_threads):

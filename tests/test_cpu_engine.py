@@ -915,15 +915,16 @@ def test_the_kernels_with_serial_twins():
 def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dtype, path,
                                                      rng, monkeypatch):
     """A fit, a mini-batch fit and a streamed fit on one thread (the serial twins) and on
-    two (the parallel kernels) agree bit for bit, on the paths the thread-count test of
-    test_kmeans does not take; and one thread runs the twins only, two the parallel
-    kernels only."""
+    two (the parallel kernels, however small the call) agree bit for bit, on the paths
+    the thread-count test of test_kmeans does not take; and one thread runs the twins
+    only, two the parallel kernels only."""
     from conftest import route_cpu_fits
 
-    from gpukmeans import MiniBatchKMeans
+    from gpukmeans import MiniBatchKMeans, _cpu_runtime
     from gpukmeans._cpu_runtime import numba, set_num_threads
 
     route_cpu_fits(monkeypatch, "numba")
+    monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)
     calls = []
     for name, kernel in _threaded_kernels().items():
         for version in ("serial", "parallel"):
@@ -967,3 +968,37 @@ def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dty
         np.testing.assert_array_equal(one.cluster_centers_, two.cluster_centers_)
         np.testing.assert_array_equal(one.labels_, two.labels_)
         assert one.inertia_ == two.inertia_
+
+
+def test_small_calls_run_serially_on_any_number_of_threads(rng, monkeypatch):
+    """A call below SERIAL_MAX_WORK runs the serial twin on two threads too (waking the
+    workers costs more than it saves there); a larger one the parallel kernel, whose
+    labels are the serial twin's."""
+    from gpukmeans import _cpu_runtime
+    from gpukmeans._cpu_runtime import ROW_WORK, SERIAL_MAX_WORK, numba, set_num_threads
+
+    kernel = _cpu_lloyd._lloyd_partials
+    calls = []
+    for version in ("serial", "parallel"):
+        compiled = getattr(kernel, version)
+        monkeypatch.setattr(kernel, version,
+                            lambda *args, _c=compiled, _v=version: calls.append(_v) or _c(*args))
+    n_features, n_clusters = 32, 32
+    per_row = n_features * n_clusters + ROW_WORK
+    small_rows = SERIAL_MAX_WORK // per_row - 1
+    results = []
+    try:
+        for n_threads, n_samples in ((2, small_rows), (2, small_rows + 2), (1, small_rows + 2)):
+            set_num_threads(n_threads)
+            X = np.random.default_rng(n_samples).normal(size=(n_samples, n_features))
+            X = X.astype(np.float32)
+            centers = X[:n_clusters].copy()
+            labels = np.empty(n_samples, np.int32)
+            with _cpu_runtime.cpu_runtime():
+                _cpu.e_step(X, centers, labels)
+            results.append(labels)
+    finally:
+        set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert calls == ["serial", "parallel", "serial"]
+    assert kernel.work(X, None, centers) == (small_rows + 2) * per_row >= SERIAL_MAX_WORK
+    np.testing.assert_array_equal(results[1], results[2])
