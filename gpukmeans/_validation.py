@@ -174,17 +174,19 @@ def _check_device_X(X, name, xp):
     return X
 
 
-def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True):
+def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True, caller=None):
     """``X`` as the sparse engines take it: CSR, float32 or float64 (``dtype`` when
     given), finite, no duplicate entries (summed on a copy). A ``scipy.sparse`` matrix of
     any format is converted once, by scikit-learn's ``check_array``; a
-    ``cupyx.scipy.sparse`` one stays on the GPU. Returns ``(X, on_device)``."""
+    ``cupyx.scipy.sparse`` one stays on the GPU. Returns ``(X, on_device)``. ``caller``:
+    see :func:`check_fit_data`."""
     if not is_device_sparse(X):
         dtypes = list(FLOAT_DTYPES) if dtype is None else dtype
         if reset:  # fit: nothing is set on the estimator before the fit succeeds
             with _quiet_finiteness_check():
                 X = check_array(X, accept_sparse="csr", dtype=dtypes,
-                                accept_large_sparse=True, estimator=estimator, input_name="X")
+                                accept_large_sparse=True, estimator=caller or estimator,
+                                input_name="X")
         else:
             with _quiet_finiteness_check():
                 X = validate_data(estimator, X, accept_sparse="csr", dtype=dtypes,
@@ -250,7 +252,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
     scale_free = getattr(estimator, "metric", "euclidean") == "cosine"
     if is_sparse(X) or is_pandas_sparse(X):
         feature_names = _get_feature_names(X)  # a sparse DataFrame's column names
-        X, on_device = _check_sparse_X(estimator, X, device_xp)
+        X, on_device = _check_sparse_X(estimator, X, device_xp, caller=caller)
         check_magnitude(X, scale_free=scale_free)
         return X, on_device, feature_names, None
     if is_device_array(X):

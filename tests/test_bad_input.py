@@ -36,12 +36,14 @@ def test_bad_X(X, error, match):
         _fit(X)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_kmeans_plusplus_names_itself_in_the_finiteness_error(bad):
+def test_kmeans_plusplus_names_itself_in_the_finiteness_error(bad, sparse):
     from gpukmeans import kmeans_plusplus
 
     X = np.ones((10, 2))
     X[3, 1] = bad
+    X = scipy.sparse.csr_matrix(X) if sparse else X
     with pytest.raises(ValueError, match="Input X contains (NaN|infinity).*") as info:
         kmeans_plusplus(X, 2, random_state=0, device="cpu")
     assert "KMeans" not in str(info.value)
