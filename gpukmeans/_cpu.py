@@ -271,19 +271,25 @@ WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
 
 def _each_kernel_version():
     """Yields once per version of the threaded kernels that calls in this process can
-    run (:class:`gpukmeans._cpu_runtime.ThreadedKernel`), with Numba's thread count set
-    for it: one thread (the serial twins), and more where Numba has more. The count is
-    restored after."""
+    run (:class:`gpukmeans._cpu_runtime.ThreadedKernel`): on one thread (the serial
+    twins), and, where Numba has more, on more with every call parallel however small
+    (the warm-up's tiny data would otherwise run the twins only, and a large fit would
+    compile the parallel kernels). Numba's thread count is restored after."""
     import numba
 
+    from . import _cpu_runtime
+
     n_threads = numba.get_num_threads()
+    serial_max_work = _cpu_runtime.SERIAL_MAX_WORK
     counts = [1] if numba.config.NUMBA_NUM_THREADS == 1 else [1, max(2, n_threads)]
     try:
         for count in counts:
             numba.set_num_threads(count)
+            _cpu_runtime.SERIAL_MAX_WORK = 0 if count > 1 else serial_max_work
             yield count
     finally:
         numba.set_num_threads(n_threads)
+        _cpu_runtime.SERIAL_MAX_WORK = serial_max_work
 
 
 def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=False):

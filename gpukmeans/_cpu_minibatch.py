@@ -40,8 +40,11 @@ def _minibatch_update(
     labels,  # IN (n_samples,) int32, from the engine's assign_labels
     centers,  # IN (n_clusters, n_features) X.dtype
     weight_sums,  # IN (n_clusters,) X.dtype: the weight each center has accumulated
+    tiny,  # X.dtype's smallest normal number
 ):
-    """Returns ``(centers_new, weight_sums_new)``. The inputs are not written."""
+    """Returns ``(centers_new, weight_sums_new)``. The inputs are not written. A weight
+    sum below ``tiny`` (a cluster reached only by a batch far lighter than the earlier
+    ones) has a reciprocal that overflows: its center is divided by it instead."""
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = X.dtype.type
@@ -60,18 +63,22 @@ def _minibatch_update(
     for j in range(n_clusters):
         weight_new = dtype(weight_in_clusters[j])
         weight_sums_new[j] = weight_sums[j] + weight_new
-        if weight_new > 0:
+        if weight_new > 0 and weight_sums_new[j] >= tiny:
             alpha = dtype(1) / weight_sums_new[j]
             for f in range(n_features):
                 scaled = centers[j, f] * weight_sums[j]
                 centers_new[j, f] = (sums[j, f] + scaled) * alpha
+        elif weight_new > 0:
+            for f in range(n_features):
+                scaled = centers[j, f] * weight_sums[j]
+                centers_new[j, f] = (sums[j, f] + scaled) / weight_sums_new[j]
     return centers_new, weight_sums_new
 
 
 def minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia):
     """Engine ``minibatch_update``."""
     centers_new, weight_sums_new = _minibatch_update(X, sample_weight, labels, centers,
-                                                     weight_sums)
+                                                     weight_sums, np.finfo(X.dtype).tiny)
     inertia = float(_inertia(X, sample_weight, centers, labels)) if compute_inertia else 0.0
     return centers_new, weight_sums_new, inertia
 

@@ -367,7 +367,10 @@ class ThreadedKernel:
         twin.__qualname__ = py_func.__qualname__ + "_serial"
         twin.__module__ = py_func.__module__
         twin.__doc__ = py_func.__doc__
-        self.serial = numba.njit(nogil=True, cache=CACHE)(twin)
+        # The kernel's own options (nogil, fastmath, ...) but the threads.
+        options = {name: value for name, value in kernel.targetoptions.items()
+                   if name not in ("parallel", "nopython")}
+        self.serial = numba.njit(cache=CACHE, **options)(twin)
         functools.update_wrapper(self, py_func)
 
     def __call__(self, *args):

@@ -545,3 +545,4 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         else:
             centers = init.copy()
         return xp.ascontiguousarray(centers)
+

@@ -164,9 +164,14 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     weight_in_clusters = weight_in_clusters.astype(X.dtype)
     weight_sums_new = weight_sums + weight_in_clusters
     received = weight_in_clusters > 0
-    alpha = dtype(1) / xp.where(received, weight_sums_new, dtype(1))
+    # A weight sum below the smallest normal number (a cluster reached only by a batch
+    # far lighter than the earlier ones) has a reciprocal that overflows: divided.
+    normal = weight_sums_new >= dtype(np.finfo(X.dtype).tiny)
+    alpha = dtype(1) / xp.where(received & normal, weight_sums_new, dtype(1))
     sums += centers * weight_sums[:, None]
-    centers_new = xp.where(received[:, None], sums * alpha[:, None], centers)
+    averaged = xp.where(normal[:, None], sums * alpha[:, None],
+                        sums / xp.where(received, weight_sums_new, dtype(1))[:, None])
+    centers_new = xp.where(received[:, None], averaged, centers)
     return _reassigned(X, centers_new, weight_sums_new, inertia, random_state, engine,
                        random_reassign, reassignment_ratio, verbose)
 

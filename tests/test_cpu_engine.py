@@ -1002,3 +1002,31 @@ def test_small_calls_run_serially_on_any_number_of_threads(rng, monkeypatch):
     assert calls == ["serial", "parallel", "serial"]
     assert kernel.work(X, None, centers) == (small_rows + 2) * per_row >= SERIAL_MAX_WORK
     np.testing.assert_array_equal(results[1], results[2])
+
+
+def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
+    """What gpukmeans compile runs: with the serial twins taking small calls on any
+    number of threads, the warm-up's tiny data compiled the parallel kernels of the plain
+    step, the inertia and k-means++ no more, and a large fit after it compiled them
+    (a reviewer's find: 11 s). In a fresh process, so that no other test's calls count."""
+    code = textwrap.dedent("""
+        import numba, numpy as np
+        from gpukmeans import _cpu, _cpu_runtime
+        _cpu.warm_up(dtypes=(np.float32,))
+        assert _cpu_runtime.SERIAL_MAX_WORK == 2 * 10**7  # restored
+        from gpukmeans import _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang
+        for module in (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang):
+            for name, kernel in vars(module).items():
+                if isinstance(kernel, _cpu_runtime.ThreadedKernel):
+                    for version in ("serial", "parallel"):
+                        signatures = [str(s) for s in getattr(kernel, version).signatures]
+                        if not any(s.startswith("(Array(float32, 2, 'C'") for s in signatures):
+                            print("missing", name, version)
+        print("checked")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["NUMBA_NUM_THREADS"] = "2"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["checked"], result.stdout

@@ -373,6 +373,35 @@ def test_weights_that_would_be_subnormal_are_an_error_not_infinite_centers(dtype
                     atol=8 * np.finfo(dtype).eps * np.abs(X).max())
 
 
+@pytest.mark.parametrize("dtype, heavy, light, subnormal", [
+    (np.float32, 1e30, 1e-12, True), (np.float64, 1e300, 1e-20, True),
+    (np.float32, 1e20, 1e-12, False), (np.float64, 1e200, 1e-20, False),
+])
+def test_partial_fit_batch_far_lighter_than_the_counts_keeps_finite_centers(
+        device, dtype, heavy, light, subnormal):
+    """Each batch's weights pass the one-call check, but kept beside the heavier counts
+    of earlier batches they can be subnormal: a cluster reached only by them had a
+    weight sum whose reciprocal overflowed, an infinite center (a reviewer's find). Its
+    center is now the weighted mean of its samples, to the precision its subnormal
+    weights keep (a few bits: float32's 1e-42 is 2**-139, with 10 of 24)."""
+    from gpukmeans import MiniBatchKMeans
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(100, 2)).astype(dtype)
+    C = (rng.normal(size=(50, 2)) - 100).astype(dtype)
+    model = MiniBatchKMeans(2, init=np.array([[0, 0], [-100, -100]], dtype), n_init=1,
+                            reassignment_ratio=0.0, device=device)
+    model.partial_fit(A, sample_weight=np.full(100, heavy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model.partial_fit(C, sample_weight=np.full(50, light))
+    centers = to_host(model.cluster_centers_)
+    assert np.isfinite(centers).all()
+    # The light batch alone reached the second cluster: its mean.
+    np.testing.assert_allclose(centers[1], C.astype(np.float64).mean(axis=0),
+                               rtol=1e-2 if subnormal else 1e-5)
+
+
 def test_random_init_needs_enough_positive_weights(device):
     """KMeans, MiniBatchKMeans.fit and partial_fit name init and sample_weight before any
     work (MiniBatchKMeans gave NumPy's 'Fewer non-zero entries in p than size'); and
