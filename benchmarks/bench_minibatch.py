@@ -321,7 +321,8 @@ def _where_the_time_goes(report):
         lines.append(
             f"- {dataset} {n:,} x {d} {dtype}, k={k}, {threads} thread(s): scikit-learn "
             f"{_span(sk)} s, gpukmeans {_span(gk)} s (speed-up "
-            f"{_span([s / g for s, g in zip(sk, gk)])}x), floor {_span(floors)} s, a third of scikit-learn's {_span(sk, 1 / 3)} s: "
+            f"{_span([s / g for s, g in zip(sk, gk)])}x), floor {_span(floors)} s, a third "
+            f"of scikit-learn's {_span(sk, 1 / 3)} s: "
             + ("3x at equal work is beyond this machine" if reachable == 0 else
                f"3x reachable at equal work in {reachable} of {len(rows)} fit(s)")
             + f"; gpukmeans takes {_span([g / f for g, f in zip(gk, floors)])}x its floor.")

@@ -22,7 +22,7 @@ import numpy as np
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import _kmeanspp_candidates_chunked, kmeanspp_search, weighted_draw
 from ._cpu_lloyd import (
-    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked, _reduce_partials_parallel,
+    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
 from ._cpu_minibatch import batch_search, minibatch_update
 from ._cpu_nearest import gemm_rows_first
@@ -334,9 +334,6 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                     if read_only:  # transform and row norms take the caller's X, uncentred
                         engine.pairwise_distances(source, centers)
                         engine.row_norms(source)
-        # Tiny data reduce their partials serially: the parallel reduction of larger
-        # fits (float64 partials, whatever X's dtype) is compiled here too.
-        _reduce_partials_parallel(np.zeros((2, 1, 1)), np.zeros((2, 1)))
 
 
 def warm_up_all(dtypes=(np.float32, np.float64)):

@@ -69,9 +69,6 @@ def _distance_bound(x_squared_norm, value, margin):
     return np.sqrt(max(x_squared_norm + value + margin, 0.0))
 
 
-# Parallel on more than one thread, whatever the size: how many samples the bounds
-# settle is not known before the step (run serially on two threads, fits of 10,000 x 32
-# to 60,000 x 64 took 1.1 to 2.4 times as long).
 @threaded(always_parallel)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _hamerly_e_step(
@@ -270,9 +267,6 @@ def _elkan_open_distances(
     return label, upper, False
 
 
-# Parallel on more than one thread, whatever the size: how many samples the bounds
-# settle is not known before the step (run serially on two threads, fits of 10,000 x 32
-# to 60,000 x 64 took 1.1 to 2.4 times as long).
 @threaded(always_parallel)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _elkan_e_step(

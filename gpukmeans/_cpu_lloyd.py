@@ -23,7 +23,7 @@ from ._cpu_nearest import (
     _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
     _minus_two_centers_and_norms, _squared_norm_f64,
 )
-from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
+from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
 
@@ -45,16 +45,16 @@ _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
 REDUCE_SERIAL_MAX_VALUES = 2**17
 
 
+def _reduce_work(sums_part, weights_part):
+    """:func:`_reduce_partials`'s ``work``: serial up to REDUCE_SERIAL_MAX_VALUES values."""
+    return always_parallel() if sums_part.size > REDUCE_SERIAL_MAX_VALUES else 0
+
+
+@threaded(_reduce_work)
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _reduce_partials(sums_part, weights_part):
     """Add the groups' float64 partial sums in group order, clusters in parallel where
     they are many. Each output element is ``((p_0 + p_1) + p_2) + ...`` either way."""
-    reduce = (_reduce_partials_serial if sums_part.size <= REDUCE_SERIAL_MAX_VALUES
-              else _reduce_partials_parallel)
-    return reduce(sums_part, weights_part)
-
-
-def _reduce_partials_py(sums_part, weights_part):
-    """:func:`_reduce_partials`; ``prange`` is ``range`` in the serial compile."""
     n_groups, n_clusters, n_features = sums_part.shape
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_in_clusters = np.empty(n_clusters, dtype=np.float64)
@@ -65,11 +65,6 @@ def _reduce_partials_py(sums_part, weights_part):
             sums[j] += sums_part[group, j]
             weight_in_clusters[j] += weights_part[group, j]
     return sums, weight_in_clusters
-
-
-_reduce_partials_parallel = njit(parallel=prange_only(), nogil=True, cache=CACHE)(
-    _reduce_partials_py)
-_reduce_partials_serial = njit(nogil=True, cache=CACHE)(_reduce_partials_py)
 
 
 @njit(nogil=True, fastmath={"contract"}, cache=CACHE)

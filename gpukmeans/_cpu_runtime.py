@@ -387,7 +387,9 @@ def threaded(work):
 
 def always_parallel(*args):
     """A ``work`` estimate for a kernel whose work is not known before the call: parallel
-    wherever Numba has more than one thread."""
+    wherever Numba has more than one thread. The bounded E-steps (Hamerly, Elkan,
+    Yinyang): how many samples the bounds settle is not known before the step, and run
+    serially on two threads, fits of 10,000 x 32 to 60,000 x 64 took 1.1-2.4x as long."""
     return SERIAL_MAX_WORK
 
 

@@ -301,9 +301,6 @@ def _yinyang_chunk(
         row_norms, margins, row_bounds, least_bounds)
 
 
-# Parallel on more than one thread, whatever the size: how many samples the bounds
-# settle is not known before the step (run serially on two threads, fits of 10,000 x 32
-# to 60,000 x 64 took 1.1 to 2.4 times as long).
 @threaded(always_parallel)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _yinyang_e_step(

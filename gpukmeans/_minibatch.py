@@ -545,4 +545,3 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         else:
             centers = init.copy()
         return xp.ascontiguousarray(centers)
-

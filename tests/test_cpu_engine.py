@@ -902,10 +902,11 @@ def _threaded_kernels():
 
 def test_the_kernels_with_serial_twins():
     """The per-step kernels (a parallel region costs about 0.1 ms to start, even on one
-    thread) have serial twins; the once-a-fit passes keep one version."""
+    thread), and the partials' reduction, have serial twins; the once-a-fit passes keep
+    one version."""
     assert set(_threaded_kernels()) == {
         "_lloyd_partials", "_accumulate_partials", "_assigned_distances", "_hamerly_e_step",
-        "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_partials"}
+        "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_partials", "_reduce_partials"}
 
 
 @pytest.mark.parametrize("n_features, n_clusters, dtype, path", [
@@ -1020,7 +1021,10 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
                 if isinstance(kernel, _cpu_runtime.ThreadedKernel):
                     for version in ("serial", "parallel"):
                         signatures = [str(s) for s in getattr(kernel, version).signatures]
-                        if not any(s.startswith("(Array(float32, 2, 'C'") for s in signatures):
+                        # The float32 data's kernels; the reduction takes float64 partials.
+                        wanted = ("(Array(float64, 3, 'C'" if name == "_reduce_partials"
+                                  else "(Array(float32, 2, 'C'")
+                        if not any(s.startswith(wanted) for s in signatures):
                             print("missing", name, version)
         print("checked")
     """)
