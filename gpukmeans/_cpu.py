@@ -24,8 +24,11 @@ from ._cpu_kmeanspp import _kmeanspp_candidates_chunked, kmeanspp_search, weight
 from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
-from ._cpu_minibatch import batch_search, minibatch_update
-from ._cpu_nearest import gemm_rows_first
+from ._cpu_minibatch import (
+    BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _minibatch_update, batch_search,
+    labels_by_index,
+)
+from ._cpu_nearest import _rows_distances, gemm_rows_first
 from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered, inertia,
     row_norms_f64,
@@ -219,6 +222,31 @@ def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS,
     return np.float64(_weighted_sum_f64(distances, sample_weight))
 
 
+def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia):
+    """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (by index where
+    :func:`labels_by_index` says, else on the copied batch by :func:`e_step`), then its
+    update and inertia (see :mod:`gpukmeans._cpu_minibatch`)."""
+    if rows is None:
+        rows = np.arange(X.shape[0])
+    labels = np.empty(rows.shape[0], dtype=np.int32)
+    n_features, n_clusters = centers.shape[1], centers.shape[0]
+    if labels_by_index(X.dtype, n_features, n_clusters):
+        _batch_labels_by_index(X, rows, centers, _centers_squared_norms(centers),
+                               _bound_margin_coefficient(X.dtype, n_features), labels)
+    else:
+        X = np.take(X, rows, axis=0)
+        rows = np.arange(rows.shape[0])
+        e_step(X, centers, labels)
+    centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels, centers,
+                                                     weight_sums, np.finfo(X.dtype).tiny)
+    inertia = 0.0
+    if compute_inertia:
+        distances = np.empty(rows.shape[0])
+        _rows_distances(X, rows, centers, labels, distances)
+        inertia = float(_weighted_sum_f64(distances, sample_weight))
+    return labels, centers_new, weight_sums_new, inertia
+
+
 def assigned_distances(X, centers, labels):
     return _assigned_distances(X, centers, labels)
 
@@ -255,7 +283,7 @@ def make_engine(unit_centers=False):
         runtime=cpu_runtime,
         weighted_draw=weighted_draw,
         kmeanspp_search=kmeanspp_search,
-        minibatch_update=minibatch_update,
+        minibatch_step=minibatch_step,
         labels_inertia=by_dot_products(labels_inertia, unit_centers),
         batch_search=batch_search,
     )
@@ -361,8 +389,16 @@ def warm_up_all(dtypes=(np.float32, np.float64)):
                 sample_weight = np.ones(n_samples, dtype=dtype)
                 centers = np.ascontiguousarray(X[:n_clusters])
                 labels = np.zeros(n_samples, dtype=np.int32)
-                engine.minibatch_update(X, sample_weight, labels, centers,
-                                        np.ones(n_clusters, dtype=dtype), True)
+                # MiniBatchKMeans's step: on the copied batch, and by index on wide
+                # float32 rows, writable or not (a memmap's).
+                for data in (X, rng.standard_normal((n_samples, BY_INDEX_MIN_FEATURES))):
+                    data = data.astype(dtype)
+                    for writeable in (True, False):
+                        data.flags.writeable = writeable
+                        engine.minibatch_step(data, np.arange(0, n_samples, 2),
+                                              sample_weight[: (n_samples + 1) // 2],
+                                              np.ascontiguousarray(data[:n_clusters]),
+                                              np.ones(n_clusters, dtype=dtype), True)
                 sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)
                 sampler(np.random.RandomState(0))
                 # A streamed fit's k-means++ (its potentials a block at a time).

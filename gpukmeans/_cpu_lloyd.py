@@ -20,8 +20,8 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
-    _chunk_nearest_by_rows, _dot1, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
-    _minus_two_centers_and_norms, _squared_norm_f64,
+    _chunk_nearest_by_rows, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
+    _label_of_values, _minus_two_centers_and_norms, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -313,15 +313,11 @@ def _lloyd_partials(
                     values = values_buffer
                     for j in range(n_clusters):
                         values[j] = centers_squared_norms[j] + dots[i, j]
-                    x = X[chunk_start + i]
-                    tie_gap = -1.0  # float64: the plain argmin
-                    if exact_labels:
-                        # ||x||^2 rounded up past its float32 error (the cached row's).
-                        x_squared_norm = (x_squared_norms[chunk_start + i] if have_norms
-                                          else np.float64(_dot1(x, x))) * (1 + margin_coefficient)
-                        tie_gap = 2 * margin_coefficient * (x_squared_norm + max_center_norm)
-                    labels[chunk_start + i] = _exact_argmin(x, centers_old, values, tie_gap,
-                                                            unit_centers)
+                    labels[chunk_start + i] = _label_of_values(
+                        X[chunk_start + i],
+                        x_squared_norms[chunk_start + i] if have_norms else -1.0,
+                        centers_old, values, margin_coefficient, max_center_norm,
+                        exact_labels, unit_centers)
             if with_distances:
                 _chunk_distances(X, centers_old, labels, chunk_start, chunk_end, distances)
             if update_centers:

@@ -1,23 +1,32 @@
-"""The CPU engine's mini-batch center update: one serial pass over a batch.
+"""The CPU engine's mini-batch step, after the batch is drawn: its labels, its center
+update and its inertia, each one call, reading the batch's rows of X by index.
 
 A batch (scikit-learn's default: 1,024 rows) is too small to repay a parallel region
 (Numba's workqueue layer costs about 120 us to start one here), and NumPy's dozen small
 calls per step (the sums by label, the weights, the learning rates, the inertia) cost
-more than the arithmetic. This kernel does what
-:func:`gpukmeans._minibatch_step.mini_batch_step`'s generic path does, after the labels,
-in one call, with the same operations in the same order, so bitwise the same results:
+more than the arithmetic. Copying the batch out of X first (``X[indices]``, as
+scikit-learn does) costs as much again as labelling it: its rows are scattered over X,
+and the copy waits on memory that the labelling's arithmetic would otherwise overlap.
+So the rows are read where they lie:
 
-- ``sum_i w_i x_i`` per cluster in X's dtype, each cluster's samples added in sample
-  order to a zero start (``y += w * x``, no fused multiply-add, as
-  ``scipy.sparse``'s CSR product computes it);
-- ``sum_i w_i`` per cluster in float64, in sample order (``numpy.bincount``), then
-  rounded to X's dtype;
-- each center that received weight: ``(sums + c * W) * (1 / (W + w_new))`` in X's dtype;
-- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2`` by the engine's own ``inertia`` call
-  (a second, cheap pass over the batch in cache): a squared distance is a reassociated
-  sum whose order the compiler chooses where it inlines it, and the same function
-  inlined in this loop gave another last bit than the inertia pass's for about one
-  float64 batch in 60 at 3 features (seen with freshly compiled kernels).
+- the labels (:func:`_batch_labels_by_index`), where the blocked kernel beats a GEMM on
+  the batch (:func:`labels_by_index`: float32 with many features); elsewhere the batch
+  is copied and labelled by the engine's E-step (a GEMM needs its rows contiguous,
+  float64's labels are scikit-learn's GEMM's, and few features take other kernels).
+  Either way each label is the exactly nearest center, so both give the same labels;
+- the update (:func:`_minibatch_update`), what
+  :func:`gpukmeans._minibatch_step.mini_batch_step`'s generic path does after the labels,
+  with the same operations in the same order, so bitwise the same results:
+
+  - ``sum_i w_i x_i`` per cluster in X's dtype, each cluster's samples added in sample
+    order to a zero start (``y += w * x``, no fused multiply-add, as ``scipy.sparse``'s
+    CSR product computes it);
+  - ``sum_i w_i`` per cluster in float64, in sample order (``numpy.bincount``), then
+    rounded to X's dtype;
+  - each center that received weight: ``(sums + c * W) * (1 / (W + w_new))`` in X's dtype;
+- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2``: each distance by
+  :func:`gpukmeans._cpu_nearest._rows_distances` (the inertia pass's sum of the same
+  differences), added in sample order as the engine's ``inertia`` adds them.
 
 It also holds the batch draw's search, :meth:`gpukmeans._minibatch_step.BatchSampler.search`
 compiled (NumPy's vectorised binary search costs 0.14 ms a batch in small array calls,
@@ -27,17 +36,85 @@ Prior validation of data is assumed everywhere in this module.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._cpu_passes import inertia as _inertia
-from ._cpu_runtime import CACHE
+from ._cpu_nearest import _label_of_values, _minus_two_centers_and_norms, _rows_dots_blocked
+from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
+from ._cpu_small import CHUNK_ROWS
+from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
+
+
+# A batch is labelled by index (_batch_labels_by_index) for float32 (float64's labels
+# are scikit-learn's GEMM's) from BY_INDEX_MIN_FEATURES features (fewer take the
+# E-step's other kernels) up to BY_INDEX_MAX_CLUSTERS clusters, and from
+# BY_INDEX_MANY_FEATURES up to BY_INDEX_MANY_FEATURES_MAX_CLUSTERS; beyond, a GEMM on the
+# copied batch catches up. One 1,024-row batch of random rows of 70,000 x 784 random
+# float32 (of 70,000 x 784 / d at d features), one thread, ms, by index against copied +
+# GEMM: d=784 k=10 0.30 / 0.70, k=64 0.90 / 1.99, k=128 1.68 / 3.00, k=256 3.38 / 5.28,
+# k=512 7.33 / 10.0; d=256 k=10 0.18 / 0.38, k=128 0.79 / 1.26, k=512 2.59 / 3.39; d=130
+# k=64 0.36 / 0.42, k=128 0.62 / 0.63, k=256 1.27 / 1.24, k=512 2.98 / 2.41.
+BY_INDEX_MIN_FEATURES = 129
+BY_INDEX_MAX_CLUSTERS = 128
+BY_INDEX_MANY_FEATURES = 256
+BY_INDEX_MANY_FEATURES_MAX_CLUSTERS = 512
+
+
+def labels_by_index(dtype, n_features, n_clusters):
+    """Whether a batch of these shapes is labelled by index
+    (:func:`_batch_labels_by_index`) rather than copied and labelled by the E-step."""
+    if dtype != np.float32 or n_features < BY_INDEX_MIN_FEATURES:
+        return False
+    if n_features >= BY_INDEX_MANY_FEATURES:
+        return n_clusters <= BY_INDEX_MANY_FEATURES_MAX_CLUSTERS
+    return n_clusters <= BY_INDEX_MAX_CLUSTERS
+
+
+def _batch_work(X, rows, centers, *args):
+    """:func:`_batch_labels_by_index`'s ``work``: multiply-adds, and each row's bookkeeping."""
+    return rows.shape[0] * (X.shape[1] * centers.shape[0] + ROW_WORK)
+
+
+@threaded(_batch_work)
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _batch_labels_by_index(
+    X,  # IN (n_samples, n_features) float32
+    rows,  # IN (n_rows,) int64: the batch's rows of X
+    centers,  # IN (n_clusters, n_features)
+    centers_squared_norms,  # IN (n_clusters,) X.dtype (_cpu_small.centers_squared_norms)
+    margin_coefficient,  # bound_margin_coefficient(X.dtype, n_features)
+    labels,  # OUT (n_rows,) int32
+):
+    """The E-step's labels of ``X[rows]``, each the exactly nearest center
+    (:func:`gpukmeans._cpu_nearest._label_of_values`), the dot products by the blocked
+    kernel on the rows where they lie (:func:`_rows_dots_blocked`, whose value for a
+    (row, center) pair is the same wherever the row sits). Chunks of CHUNK_ROWS in
+    parallel (a batch large enough to repay the threads: :func:`_batch_work`)."""
+    n_rows = rows.shape[0]
+    n_clusters = centers.shape[0]
+    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
+    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
+    for chunk in prange(n_chunks):
+        start = chunk * CHUNK_ROWS
+        end = min(start + CHUNK_ROWS, n_rows)
+        chunk_rows = rows[start:end]
+        dots = np.empty((end - start, n_clusters), dtype=X.dtype)
+        values = np.empty(n_clusters, dtype=X.dtype)
+        _rows_dots_blocked(X, chunk_rows, end - start, minus_two_centers, dots)
+        for i in range(end - start):
+            for j in range(n_clusters):
+                values[j] = centers_squared_norms[j] + dots[i, j]
+            labels[start + i] = _label_of_values(
+                X[chunk_rows[i]], -1.0, centers, values, margin_coefficient, max_center_norm,
+                True, False)
 
 
 @njit(nogil=True, cache=CACHE)
 def _minibatch_update(
-    X,  # IN (n_samples, n_features): the batch
-    sample_weight,  # IN (n_samples,) X.dtype
-    labels,  # IN (n_samples,) int32, from the engine's assign_labels
+    X,  # IN (n_samples, n_features)
+    rows,  # IN (n_rows,) int64: the batch's rows of X
+    sample_weight,  # IN (n_rows,) X.dtype: the batch's
+    labels,  # IN (n_rows,) int32
     centers,  # IN (n_clusters, n_features) X.dtype
     weight_sums,  # IN (n_clusters,) X.dtype: the weight each center has accumulated
     tiny,  # X.dtype's smallest normal number
@@ -45,17 +122,17 @@ def _minibatch_update(
     """Returns ``(centers_new, weight_sums_new)``. The inputs are not written. A weight
     sum below ``tiny`` (a cluster reached only by a batch far lighter than the earlier
     ones) has a reciprocal that overflows: its center is divided by it instead."""
-    n_samples, n_features = X.shape
+    n_features = X.shape[1]
     n_clusters = centers.shape[0]
     dtype = X.dtype.type
     sums = np.zeros((n_clusters, n_features), dtype=X.dtype)
     weight_in_clusters = np.zeros(n_clusters, dtype=np.float64)
-    for i in range(n_samples):
+    for i in range(rows.shape[0]):
         label = labels[i]
         weight = sample_weight[i]
         weight_in_clusters[label] += np.float64(weight)
         row = sums[label]
-        x = X[i]
+        x = X[rows[i]]
         for f in range(n_features):
             row[f] += weight * x[f]
     centers_new = centers.copy()
@@ -73,14 +150,6 @@ def _minibatch_update(
                 scaled = centers[j, f] * weight_sums[j]
                 centers_new[j, f] = (sums[j, f] + scaled) / weight_sums_new[j]
     return centers_new, weight_sums_new
-
-
-def minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia):
-    """Engine ``minibatch_update``."""
-    centers_new, weight_sums_new = _minibatch_update(X, sample_weight, labels, centers,
-                                                     weight_sums, np.finfo(X.dtype).tiny)
-    inertia = float(_inertia(X, sample_weight, centers, labels)) if compute_inertia else 0.0
-    return centers_new, weight_sums_new, inertia
 
 
 @njit(nogil=True, cache=CACHE)

@@ -49,6 +49,15 @@ def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
         distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
 
 
+@njit(nogil=True, cache=CACHE)
+def _rows_distances(X, rows, centers, labels, distances):
+    """``distances[p] = ||X[rows[p]] - centers[labels[p]]||^2`` (float64, from the
+    differences): :func:`_chunk_distances` for rows taken by index (a mini-batch's, see
+    :mod:`gpukmeans._cpu_minibatch`), each the same sum of the same differences."""
+    for p in range(rows.shape[0]):
+        distances[p] = _squared_distance_f64(X[rows[p]], centers[labels[p]])
+
+
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _exact_rank(x, c, unit_centers):
     """What the float64 decisions compare for a row ``x`` and a center ``c``, smaller
@@ -267,6 +276,25 @@ def _exact_argmin(x, centers, values, tie_gap, unit_centers):
         best = _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap,
                                      unit_centers)
     return best
+
+
+@njit(nogil=True, cache=CACHE)
+def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max_center_norm,
+                     exact_labels, unit_centers):
+    """The label of a row ``x`` from its values ``||c||^2 - 2 x.c`` over every center
+    (a GEMM's or the blocked kernel's): their argmin, and with ``exact_labels`` (float32)
+    the exactly nearest center wherever the values are within twice their rounding
+    (:func:`_exact_argmin`). ``x_squared_norm``: ``||x||^2`` in float64, or negative to
+    compute it here (in X's dtype, as the margin assumes). float64 keeps the plain
+    argmin: scikit-learn's labels."""
+    tie_gap = -1.0
+    if exact_labels:
+        if x_squared_norm < 0:
+            x_squared_norm = np.float64(_dot1(x, x))
+        # ||x||^2 rounded up past its float32 error (the cached row's).
+        tie_gap = 2 * margin_coefficient * (
+            x_squared_norm * (1 + margin_coefficient) + max_center_norm)
+    return _exact_argmin(x, centers, values, tie_gap, unit_centers)
 
 
 @njit(nogil=True, cache=CACHE)

@@ -136,13 +136,15 @@ class Engine(NamedTuple):
     :attr:`assign_labels`, then :attr:`inertia` on the new labels, both bitwise, in one
     pass over X (the CPU engine's); where None, the caller makes the two calls."""
 
-    minibatch_update: Any = None
-    """``minibatch_update(X, sample_weight, labels, centers, weight_sums, compute_inertia)
-    -> (centers_new, weight_sums_new, inertia)``, or None: a dense mini-batch step's
-    update after its labels, in one call, bitwise what
-    :func:`gpukmeans._minibatch_step.mini_batch_step`'s array operations compute (which
-    run where this is None); ``inertia`` a float (0.0 unless ``compute_inertia``). For
-    an engine whose per-call overhead outweighs a batch's arithmetic (the CPU engine)."""
+    minibatch_step: Any = None
+    """``minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia)
+    -> (labels, centers_new, weight_sums_new, inertia)``, or None: a dense mini-batch
+    step on the batch ``X[rows]`` (``rows``: int64 on the host; None: all of X, in
+    order), its labels, update and inertia, bitwise what
+    :func:`gpukmeans._minibatch_step.mini_batch_step`'s array operations compute on the
+    copied batch (which run where this is None); ``inertia`` a float (0.0 unless
+    ``compute_inertia``). For an engine whose per-call overhead outweighs a batch's
+    arithmetic, and that can read the batch's rows where they lie (the CPU engine)."""
 
     weighted_draw: Any = None
     """``weighted_draw(random_state, sample_weight) -> int``, or None: k-means++'s first

@@ -5,8 +5,9 @@ Sculley's web-scale k-means (2010) as scikit-learn implements it (``_mini_batch_
 ``sklearn/cluster/_kmeans.py``; ``_minibatch_update_dense`` in ``_k_means_minibatch.pyx``),
 written once against :class:`gpukmeans._engine.Engine` and its array module ``xp``: the
 engine assigns the labels and measures the inertia, NumPy or CuPy array operations update
-the centers (the CPU engine does that update, the inertia and the batch draw's search in
-compiled calls, bitwise the same: ``Engine.minibatch_update``, ``Engine.batch_search``).
+the centers (the CPU engine does the whole step on the batch's rows where they lie in X,
+and the batch draw's search, in compiled calls, bitwise the same: ``Engine.minibatch_step``,
+``Engine.batch_search``).
 Every random draw is made on the host by the caller's ``numpy.random.RandomState``, in
 scikit-learn's order.
 
@@ -74,11 +75,11 @@ def minibatch_kmeans_single(X, centers_init, random_state, engine, draw_batch, n
     for step in range(n_steps):
         random_reassign, n_since_last_reassign = random_reassign_due(
             weight_sums, n_since_last_reassign, batch_size, n_clusters)
-        minibatch_indices = xp.asarray(draw_batch(random_state))
         centers_new, weight_sums, batch_inertia = mini_batch_step(
-            X[minibatch_indices], unit_sample_weight, centers, weight_sums, random_state,
-            engine, random_reassign=random_reassign, reassignment_ratio=reassignment_ratio,
-            verbose=verbose, compute_inertia=compute_inertia,
+            X, unit_sample_weight, centers, weight_sums, random_state, engine,
+            rows=draw_batch(random_state), random_reassign=random_reassign,
+            reassignment_ratio=reassignment_ratio, verbose=verbose,
+            compute_inertia=compute_inertia,
         )
         centers_squared_diff = float(((centers_new - centers) ** 2).sum()) if tol > 0.0 else 0.0
         centers = centers_new
@@ -97,10 +98,11 @@ def random_reassign_due(weight_sums, n_since_last_reassign, batch_size, n_cluste
     return False, n_since_last_reassign
 
 
-def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine,
+def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine, rows=None,
                     random_reassign=False, reassignment_ratio=0.01, verbose=0,
                     compute_inertia=True):
-    """One step of mini-batch k-means on the batch ``X``: new arrays, the inputs untouched.
+    """One step of mini-batch k-means on the batch ``X[rows]`` (``X`` itself where
+    ``rows`` is None): new arrays, the inputs untouched.
 
     Each sample is assigned to its closest center of ``centers``; then each center that
     received weight moves to the weighted mean of its old position, counted with the
@@ -114,14 +116,18 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
-        The mini-batch: C-contiguous float32 or float64, in ``engine.xp``'s memory.
-    sample_weight : array of shape (n_samples,), X's dtype and module.
+        The data or the mini-batch: C-contiguous float32 or float64, or CSR, in
+        ``engine.xp``'s memory.
+    sample_weight : array of shape (n_batch,), X's dtype and module.
+        The batch's weights.
     centers : array of shape (n_clusters, n_features), X's dtype and module. # IN
     weight_sums : array of shape (n_clusters,), X's dtype and module. # IN
         The weight each center has accumulated.
     random_state : numpy.random.RandomState
         Draws the samples that reassigned centers move onto.
     engine : Engine
+    rows : int64 NumPy array of shape (n_batch,), default=None
+        The batch's rows of ``X``, drawn on the host; None: ``X`` is the batch.
     random_reassign : bool, default=False
     reassignment_ratio : float, default=0.01
     verbose : int, default=0
@@ -138,22 +144,25 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     """
     xp = engine.xp
     n_clusters = centers.shape[0]
-    labels = xp.empty(X.shape[0], dtype=xp.int32)
     sparse = is_sparse(X)
+    if not sparse and engine.minibatch_step is not None:
+        # The whole step in compiled calls on the rows where they lie (the CPU engine's:
+        # a batch's arithmetic costs less than the dozen array operations below, and
+        # copying the batch out of X as much as labelling it).
+        _, centers_new, weight_sums_new, inertia = engine.minibatch_step(
+            X, rows, sample_weight, centers, weight_sums, compute_inertia)
+        return _reassigned(X, rows, centers_new, weight_sums_new,
+                           inertia if compute_inertia else None, random_state, engine,
+                           random_reassign, reassignment_ratio, verbose)
+    if rows is not None:
+        X = X[xp.asarray(rows)]
+    labels = xp.empty(X.shape[0], dtype=xp.int32)
     if sparse:
         # The sparse engines' M-step sums the rows by label (float64, in a fixed order).
         sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
         sums = sums.astype(X.dtype)
     else:
         engine.assign_labels(X, centers, labels)
-    if not sparse and engine.minibatch_update is not None:
-        # The same update in one call (the CPU engine's: a batch's arithmetic costs less
-        # than the dozen array operations below).
-        centers_new, weight_sums_new, inertia = engine.minibatch_update(
-            X, sample_weight, labels, centers, weight_sums, compute_inertia)
-        return _reassigned(X, centers_new, weight_sums_new,
-                           inertia if compute_inertia else None, random_state, engine,
-                           random_reassign, reassignment_ratio, verbose)
     if not sparse:
         cluster_sums = _cluster_sums_host if xp is np else _cluster_sums_device
         sums, weight_in_clusters = cluster_sums(X, sample_weight, labels, n_clusters, xp)
@@ -172,16 +181,17 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     averaged = xp.where(normal[:, None], sums * alpha[:, None],
                         sums / xp.where(received, weight_sums_new, dtype(1))[:, None])
     centers_new = xp.where(received[:, None], averaged, centers)
-    return _reassigned(X, centers_new, weight_sums_new, inertia, random_state, engine,
+    return _reassigned(X, None, centers_new, weight_sums_new, inertia, random_state, engine,
                        random_reassign, reassignment_ratio, verbose)
 
 
-def _reassigned(X, centers_new, weight_sums_new, inertia, random_state, engine,
+def _reassigned(X, rows, centers_new, weight_sums_new, inertia, random_state, engine,
                 random_reassign, reassignment_ratio, verbose):
     """The end of :func:`mini_batch_step`: the reassignment, when due; its return."""
     if random_reassign and reassignment_ratio > 0:
         centers_new, weight_sums_new = _reassign_small_clusters(
-            X, centers_new, weight_sums_new, random_state, reassignment_ratio, verbose, engine
+            X, rows, centers_new, weight_sums_new, random_state, reassignment_ratio, verbose,
+            engine
         )
     return centers_new, weight_sums_new, inertia
 
@@ -220,22 +230,26 @@ def _cluster_sums_device(X, sample_weight, labels, n_clusters, xp):
     return sums, weight_in_clusters
 
 
-def _reassign_small_clusters(X, centers, weight_sums, random_state, reassignment_ratio,
+def _reassign_small_clusters(X, rows, centers, weight_sums, random_state, reassignment_ratio,
                              verbose, engine):
-    """scikit-learn's random reassignment, on the host (``n_clusters`` values). ``centers``
-    is this step's own new array, changed in place; returns it and the new weights."""
+    """scikit-learn's random reassignment, on the host (``n_clusters`` values), onto
+    samples of the batch ``X[rows]`` (``X`` where ``rows`` is None). ``centers`` is this
+    step's own new array, changed in place; returns it and the new weights."""
     xp = engine.xp
+    n_batch = X.shape[0] if rows is None else rows.shape[0]
     weight_sums_host = to_host(weight_sums).copy()
     to_reassign = weight_sums_host < reassignment_ratio * weight_sums_host.max()
     # At most half of the batch's samples become centers.
-    if to_reassign.sum() > 0.5 * X.shape[0]:
-        indices_dont_reassign = np.argsort(weight_sums_host)[int(0.5 * X.shape[0]):]
+    if to_reassign.sum() > 0.5 * n_batch:
+        indices_dont_reassign = np.argsort(weight_sums_host)[int(0.5 * n_batch):]
         to_reassign[indices_dont_reassign] = False
     n_reassigns = int(to_reassign.sum())
     if n_reassigns:
-        new_centers = random_state.choice(X.shape[0], replace=False, size=n_reassigns)
+        new_centers = random_state.choice(n_batch, replace=False, size=n_reassigns)
         if verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
+        if rows is not None:
+            new_centers = rows[new_centers]
         centers[xp.asarray(np.flatnonzero(to_reassign))] = engine.take_rows(
             X, xp.asarray(new_centers))
     # A reassigned center's weight is raised to the smallest of the others', so that it

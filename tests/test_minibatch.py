@@ -242,35 +242,74 @@ def test_batches_are_the_indices_numpy_choice_draws(dtype, kind, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_features", [3, 50, 130])
-def test_cpu_fused_update_is_bitwise_the_array_operations(dtype, n_features, rng):
-    """The Numba engine's one-call update (``Engine.minibatch_update``) against the
-    generic path's NumPy operations, on the same labels: the same bits, centers, weights
-    and inertia; also with empty clusters, zero weights and a reassignment."""
+@pytest.mark.parametrize("n_features", [3, 50, 130, 300])
+def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng):
+    """The Numba engine's one-call step (``Engine.minibatch_step``, on the batch's rows
+    of X by index: its labels by index for wide float32 rows) against the generic path's
+    NumPy operations on the copied batch, on the same draws: the same bits, centers,
+    weights and inertia; also with repeated rows, empty clusters, zero weights, a
+    reassignment, and the whole of X as the batch (``partial_fit``)."""
     from gpukmeans._cpu import make_engine
+    from gpukmeans._cpu_minibatch import labels_by_index
     from gpukmeans._minibatch_step import mini_batch_step
 
     fused = make_engine()
-    generic = fused._replace(minibatch_update=None)
-    n_samples, n_clusters = int(rng.integers(1, 700)), int(rng.integers(1, 40))
+    generic = fused._replace(minibatch_step=None)
+    n_samples, n_clusters = int(rng.integers(1, 1400)), int(rng.integers(1, 40))
     X = rng.normal(size=(n_samples, n_features)).astype(dtype) * dtype(rng.uniform(0.1, 10))
-    sample_weight = rng.uniform(0, 3, n_samples).astype(dtype)
-    sample_weight[rng.random(n_samples) < 0.2] = 0
+    n_batch = int(rng.integers(1, 700))
     centers = X[rng.integers(0, n_samples, n_clusters)] + dtype(0.5)
     weight_sums = rng.uniform(0, 50, n_clusters).astype(dtype)
     weight_sums[rng.random(n_clusters) < 0.2] = 0
     seed = int(rng.integers(2**31))
-    for random_reassign in (False, True):
-        args = (X, sample_weight, centers, weight_sums)
-        with fused.runtime():
-            ours = mini_batch_step(*args, np.random.RandomState(seed), fused,
-                                   random_reassign=random_reassign, reassignment_ratio=0.3)
-            theirs = mini_batch_step(*args, np.random.RandomState(seed), generic,
-                                     random_reassign=random_reassign, reassignment_ratio=0.3)
-        for a, b in zip(ours[:2], theirs[:2]):
-            assert a.dtype == b.dtype == dtype
-            np.testing.assert_array_equal(a, b)
-        assert ours[2] == theirs[2]
+    for rows in (rng.integers(0, n_samples, n_batch), None):
+        size = n_samples if rows is None else n_batch
+        sample_weight = rng.uniform(0, 3, size).astype(dtype)
+        sample_weight[rng.random(size) < 0.2] = 0
+        for random_reassign in (False, True):
+            args = (X, sample_weight, centers, weight_sums)
+            with fused.runtime():
+                ours = mini_batch_step(*args, np.random.RandomState(seed), fused, rows=rows,
+                                       random_reassign=random_reassign, reassignment_ratio=0.3)
+                theirs = mini_batch_step(*args, np.random.RandomState(seed), generic,
+                                         rows=rows, random_reassign=random_reassign,
+                                         reassignment_ratio=0.3)
+            for a, b in zip(ours[:2], theirs[:2]):
+                assert a.dtype == b.dtype == dtype
+                np.testing.assert_array_equal(a, b)
+            assert ours[2] == theirs[2]
+    assert labels_by_index(np.dtype(dtype), n_features, n_clusters) == (
+        dtype == np.float32 and n_features >= 130)
+
+
+@pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
+def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clusters, rng):
+    """float32 batches labelled by index (the blocked kernel, on rows where they lie in
+    X) get the labels of the E-step on the copied batch (a GEMM from 65 clusters), and
+    both the exactly nearest centers, lowest index on exact ties: small integers far
+    from the origin make many, and near-ties that the float32 values ``||c||^2 - 2 x.c``
+    (about 1e7 here, rounded by about 1) cannot order."""
+    from gpukmeans._cpu import e_step, make_engine
+    from gpukmeans._cpu_minibatch import labels_by_index
+
+    engine = make_engine()
+    assert labels_by_index(np.dtype(np.float32), n_features, n_clusters)
+    X = (rng.integers(0, 3, (3000, n_features)) + 200).astype(np.float32)
+    X[:1000] += rng.normal(scale=1e-3, size=(1000, n_features)).astype(np.float32)
+    centers = X[rng.choice(3000, n_clusters, replace=False)] + np.float32(0.25)
+    centers[::3] = X[rng.choice(3000, len(centers[::3]), replace=False)]
+    rows = rng.integers(0, 3000, 2500)
+    weights = np.ones(2500, dtype=np.float32)
+    with engine.runtime():
+        labels = engine.minibatch_step(X, rows, weights, centers,
+                                       np.ones(n_clusters, np.float32), False)[0]
+        copied = np.empty(2500, dtype=np.int32)
+        e_step(X[rows], centers, copied)
+    batch = X[rows].astype(np.float64)
+    distances = np.stack([((batch - center) ** 2).sum(axis=1)
+                          for center in centers.astype(np.float64)], axis=1)
+    np.testing.assert_array_equal(labels, copied)
+    np.testing.assert_array_equal(labels, distances.argmin(axis=1))
 
 
 def test_partial_fit_on_chunks_of_a_file_equals_in_memory_chunks(tmp_path, rng):
