@@ -230,9 +230,10 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
         rows = np.arange(X.shape[0])
     labels = np.empty(rows.shape[0], dtype=np.int32)
     n_features, n_clusters = centers.shape[1], centers.shape[0]
-    if labels_by_index(X.dtype, n_features, n_clusters):
+    if labels_by_index(n_features, n_clusters):
         _batch_labels_by_index(X, rows, centers, _centers_squared_norms(centers),
-                               _bound_margin_coefficient(X.dtype, n_features), labels)
+                               _bound_margin_coefficient(X.dtype, n_features),
+                               X.dtype == np.float32, labels)
     else:
         X = np.take(X, rows, axis=0)
         rows = np.arange(rows.shape[0])

@@ -21,7 +21,7 @@ from numba import njit, prange
 from ._cpu_nearest import (
     _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
     _chunk_nearest_by_rows, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
-    _label_of_values, _minus_two_centers_and_norms, _squared_norm_f64,
+    _label_of_values, _minus_two_centers_and_norms, _squared_norm_f64, _values_margin,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -138,8 +138,7 @@ def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coef
     (almost all) must cost only this pass."""
     n_near = 0
     for i in range(n_rows):
-        margin = margin_coefficient * (
-            squared_norms[i] * (1 + margin_coefficient) + max_center_norm)
+        margin = _values_margin(squared_norms[i], margin_coefficient, max_center_norm)
         gap = np.float64(second_value[i]) - np.float64(best_value[i])
         is_near = gap <= tie_factor * margin
         near[i] = is_near

@@ -10,23 +10,21 @@ and the copy waits on memory that the labelling's arithmetic would otherwise ove
 So the rows are read where they lie:
 
 - the labels (:func:`_batch_labels_by_index`), where the blocked kernel beats a GEMM on
-  the batch (:func:`labels_by_index`: float32 with many features); elsewhere the batch
-  is copied and labelled by the engine's E-step (a GEMM needs its rows contiguous,
-  float64's labels are scikit-learn's GEMM's, and few features take other kernels).
-  Either way each label is the exactly nearest center, so both give the same labels;
-- the update (:func:`_minibatch_update`), what
-  :func:`gpukmeans._minibatch_step.mini_batch_step`'s generic path does after the labels,
-  with the same operations in the same order, so bitwise the same results:
-
-  - ``sum_i w_i x_i`` per cluster in X's dtype, each cluster's samples added in sample
-    order to a zero start (``y += w * x``, no fused multiply-add, as ``scipy.sparse``'s
-    CSR product computes it);
-  - ``sum_i w_i`` per cluster in float64, in sample order (``numpy.bincount``), then
-    rounded to X's dtype;
-  - each center that received weight: ``(sums + c * W) * (1 / (W + w_new))`` in X's dtype;
+  the copied batch (:func:`labels_by_index`: many features); elsewhere the batch is
+  copied and labelled by the engine's E-step (few features take its other kernels).
+  Either way the labels are the same: float32's the exactly nearest centers, float64's
+  scikit-learn's (its GEMM's argmin on the batch, consulted where the blocked values
+  cannot decide);
+- the update (:func:`_minibatch_update`), scikit-learn's arithmetic in its order, in
+  float64 (so float64 centers are its bit for bit), as
+  :func:`gpukmeans._minibatch_step.mini_batch_step`'s generic path does on the host:
+  each cluster's sum starts at ``c * W`` and adds ``w_i x_i`` in sample order (no fused
+  multiply-add), its weight ``w_new`` from zero likewise; each center that received
+  weight becomes ``sum * (1 / (W + w_new))``, rounded to X's dtype;
 - the inertia ``sum_i w_i ||x_i - c_{l_i}||^2``: each distance by
-  :func:`gpukmeans._cpu_nearest._rows_distances` (the inertia pass's sum of the same
-  differences), added in sample order as the engine's ``inertia`` adds them.
+  :func:`gpukmeans._cpu_nearest._rows_distances`, added in sample order as the engine's
+  ``inertia`` adds them; the same up to the last bits of each distance's reassociated
+  sum (scikit-learn's own batch inertia, summed on its threads, is another rounding).
 
 It also holds the batch draw's search, :meth:`gpukmeans._minibatch_step.BatchSampler.search`
 compiled (NumPy's vectorised binary search costs 0.14 ms a batch in small array calls,
@@ -38,31 +36,35 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_nearest import _label_of_values, _minus_two_centers_and_norms, _rows_dots_blocked
+from ._cpu_nearest import (
+    _exact_argmin, _label_of_values, _minus_two_centers_and_norms, _nearest_two,
+    _rows_dots_blocked, _squared_norm_f64, _values_margin,
+)
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
 
-# A batch is labelled by index (_batch_labels_by_index) for float32 (float64's labels
-# are scikit-learn's GEMM's) from BY_INDEX_MIN_FEATURES features (fewer take the
-# E-step's other kernels) up to BY_INDEX_MAX_CLUSTERS clusters, and from
-# BY_INDEX_MANY_FEATURES up to BY_INDEX_MANY_FEATURES_MAX_CLUSTERS; beyond, a GEMM on the
-# copied batch catches up. One 1,024-row batch of random rows of 70,000 x 784 random
-# float32 (of 70,000 x 784 / d at d features), one thread, ms, by index against copied +
-# GEMM: d=784 k=10 0.30 / 0.70, k=64 0.90 / 1.99, k=128 1.68 / 3.00, k=256 3.38 / 5.28,
-# k=512 7.33 / 10.0; d=256 k=10 0.18 / 0.38, k=128 0.79 / 1.26, k=512 2.59 / 3.39; d=130
-# k=64 0.36 / 0.42, k=128 0.62 / 0.63, k=256 1.27 / 1.24, k=512 2.98 / 2.41.
+# A batch is labelled by index (_batch_labels_by_index) from BY_INDEX_MIN_FEATURES
+# features (fewer take the E-step's other kernels) up to BY_INDEX_MAX_CLUSTERS clusters,
+# and from BY_INDEX_MANY_FEATURES up to BY_INDEX_MANY_FEATURES_MAX_CLUSTERS; beyond, a
+# GEMM on the copied batch catches up. One 1,024-row batch of random rows of 70,000 x
+# 784 random values (of 70,000 x 784 / d at d features), one thread, ms, by index
+# against copied + GEMM: float32 d=784 k=10 0.30 / 0.70, k=64 0.90 / 1.99, k=128 1.68 /
+# 3.00, k=256 3.38 / 5.28, k=512 7.33 / 10.0; d=256 k=10 0.18 / 0.38, k=128 0.79 / 1.26,
+# k=512 2.59 / 3.39; d=130 k=64 0.36 / 0.42, k=128 0.62 / 0.63, k=256 1.27 / 1.24, k=512
+# 2.98 / 2.41; float64 d=784 k=10 0.62 / 1.74, k=100 3.00 / 4.73, k=256 7.67 / 9.91;
+# d=256 k=10 0.23 / 0.45, k=100 0.97 / 1.65, k=256 1.87 / 3.04.
 BY_INDEX_MIN_FEATURES = 129
 BY_INDEX_MAX_CLUSTERS = 128
 BY_INDEX_MANY_FEATURES = 256
 BY_INDEX_MANY_FEATURES_MAX_CLUSTERS = 512
 
 
-def labels_by_index(dtype, n_features, n_clusters):
+def labels_by_index(n_features, n_clusters):
     """Whether a batch of these shapes is labelled by index
     (:func:`_batch_labels_by_index`) rather than copied and labelled by the E-step."""
-    if dtype != np.float32 or n_features < BY_INDEX_MIN_FEATURES:
+    if n_features < BY_INDEX_MIN_FEATURES:
         return False
     if n_features >= BY_INDEX_MANY_FEATURES:
         return n_clusters <= BY_INDEX_MANY_FEATURES_MAX_CLUSTERS
@@ -77,21 +79,31 @@ def _batch_work(X, rows, centers, *args):
 @threaded(_batch_work)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _batch_labels_by_index(
-    X,  # IN (n_samples, n_features) float32
+    X,  # IN (n_samples, n_features)
     rows,  # IN (n_rows,) int64: the batch's rows of X
     centers,  # IN (n_clusters, n_features)
     centers_squared_norms,  # IN (n_clusters,) X.dtype (_cpu_small.centers_squared_norms)
     margin_coefficient,  # bound_margin_coefficient(X.dtype, n_features)
+    exact_labels,  # float32: the exactly nearest centers; float64: scikit-learn's
     labels,  # OUT (n_rows,) int32
 ):
-    """The E-step's labels of ``X[rows]``, each the exactly nearest center
-    (:func:`gpukmeans._cpu_nearest._label_of_values`), the dot products by the blocked
-    kernel on the rows where they lie (:func:`_rows_dots_blocked`, whose value for a
-    (row, center) pair is the same wherever the row sits). Chunks of CHUNK_ROWS in
-    parallel (a batch large enough to repay the threads: :func:`_batch_work`)."""
-    n_rows = rows.shape[0]
+    """The E-step's labels of ``X[rows]``, the dot products by the blocked kernel on the
+    rows where they lie (:func:`_rows_dots_blocked`, whose value for a (row, center) pair
+    is the same wherever the row sits), in chunks of CHUNK_ROWS, in parallel where the
+    batch repays the threads (:func:`_batch_work`).
+
+    float32: each label the exactly nearest center
+    (:func:`gpukmeans._cpu_nearest._label_of_values`). float64: scikit-learn's, the
+    argmin of the GEMM on the batch's chunk (as its E-step multiplies the copied batch's,
+    256 rows at a time): the blocked values' argmin wherever their two smallest are
+    further apart than both computations' rounding (then both argmins agree), and for
+    the rows that are not, the chunk copied and multiplied as scikit-learn does.
+    """
+    n_rows, n_features = rows.shape[0], X.shape[1]
     n_clusters = centers.shape[0]
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
+    # Transposed, not copied: the GEMM as scikit-learn calls it (see _lloyd_partials).
+    minus_two_centers_t = minus_two_centers.T
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     for chunk in prange(n_chunks):
@@ -100,13 +112,32 @@ def _batch_labels_by_index(
         chunk_rows = rows[start:end]
         dots = np.empty((end - start, n_clusters), dtype=X.dtype)
         values = np.empty(n_clusters, dtype=X.dtype)
+        near = np.zeros(end - start, dtype=np.bool_)
         _rows_dots_blocked(X, chunk_rows, end - start, minus_two_centers, dots)
         for i in range(end - start):
             for j in range(n_clusters):
                 values[j] = centers_squared_norms[j] + dots[i, j]
-            labels[start + i] = _label_of_values(
-                X[chunk_rows[i]], -1.0, centers, values, margin_coefficient, max_center_norm,
-                True, False)
+            x = X[chunk_rows[i]]
+            if exact_labels:
+                labels[start + i] = _label_of_values(
+                    x, -1.0, centers, values, margin_coefficient, max_center_norm, True, False)
+                continue
+            best, best_value, second_value = _nearest_two(values)
+            labels[start + i] = best
+            # Each value and the GEMM's are off by up to a margin: four apart.
+            near[i] = second_value - np.float64(best_value) <= 4 * _values_margin(
+                _squared_norm_f64(x), margin_coefficient, max_center_norm)
+        if near.any():
+            chunk_copy = np.empty((end - start, n_features), dtype=X.dtype)
+            for i in range(end - start):
+                chunk_copy[i] = X[chunk_rows[i]]
+            np.dot(chunk_copy, minus_two_centers_t, dots)
+            for i in range(end - start):
+                if near[i]:
+                    for j in range(n_clusters):
+                        values[j] = centers_squared_norms[j] + dots[i, j]
+                    labels[start + i] = _exact_argmin(chunk_copy[i], centers, values, -1.0,
+                                                      False)
 
 
 @njit(nogil=True, cache=CACHE)
@@ -119,36 +150,46 @@ def _minibatch_update(
     weight_sums,  # IN (n_clusters,) X.dtype: the weight each center has accumulated
     tiny,  # X.dtype's smallest normal number
 ):
-    """Returns ``(centers_new, weight_sums_new)``. The inputs are not written. A weight
-    sum below ``tiny`` (a cluster reached only by a batch far lighter than the earlier
-    ones) has a reciprocal that overflows: its center is divided by it instead."""
+    """Returns ``(centers_new, weight_sums_new)``; the inputs are not written.
+
+    scikit-learn's arithmetic in its order (``_minibatch_update_dense``), in float64:
+    each cluster's sum starts at ``c * W`` and adds each ``w_i x_i`` in sample order, its
+    weight ``w_new`` from zero likewise; ``W + w_new`` is rounded to X's dtype, and a
+    center that received weight becomes ``sum * (1 / (W + w_new))``, rounded to X's
+    dtype. float64 centers are scikit-learn's bit for bit; float32 ones are rounded
+    once, from float64 sums (the products of float32 values are exact there), where
+    scikit-learn rounds each addition in float32. A weight sum below ``tiny`` (a cluster
+    reached only by a batch far lighter than the earlier ones) has a reciprocal that
+    overflows float64: the sum is divided by it instead."""
     n_features = X.shape[1]
     n_clusters = centers.shape[0]
     dtype = X.dtype.type
-    sums = np.zeros((n_clusters, n_features), dtype=X.dtype)
+    sums = np.empty((n_clusters, n_features), dtype=np.float64)
+    for j in range(n_clusters):
+        for f in range(n_features):
+            sums[j, f] = np.float64(centers[j, f]) * np.float64(weight_sums[j])
     weight_in_clusters = np.zeros(n_clusters, dtype=np.float64)
     for i in range(rows.shape[0]):
         label = labels[i]
-        weight = sample_weight[i]
-        weight_in_clusters[label] += np.float64(weight)
+        weight = np.float64(sample_weight[i])
+        weight_in_clusters[label] += weight
         row = sums[label]
         x = X[rows[i]]
         for f in range(n_features):
-            row[f] += weight * x[f]
+            row[f] += np.float64(x[f]) * weight
     centers_new = centers.copy()
-    weight_sums_new = np.empty(n_clusters, dtype=X.dtype)
+    weight_sums_new = weight_sums.copy()
     for j in range(n_clusters):
-        weight_new = dtype(weight_in_clusters[j])
-        weight_sums_new[j] = weight_sums[j] + weight_new
-        if weight_new > 0 and weight_sums_new[j] >= tiny:
-            alpha = dtype(1) / weight_sums_new[j]
-            for f in range(n_features):
-                scaled = centers[j, f] * weight_sums[j]
-                centers_new[j, f] = (sums[j, f] + scaled) * alpha
-        elif weight_new > 0:
-            for f in range(n_features):
-                scaled = centers[j, f] * weight_sums[j]
-                centers_new[j, f] = (sums[j, f] + scaled) / weight_sums_new[j]
+        if weight_in_clusters[j] > 0:
+            weight_sums_new[j] = weight_sums[j] + dtype(weight_in_clusters[j])
+            total = np.float64(weight_sums_new[j])
+            if weight_sums_new[j] >= tiny:
+                alpha = 1.0 / total
+                for f in range(n_features):
+                    centers_new[j, f] = dtype(sums[j, f] * alpha)
+            else:
+                for f in range(n_features):
+                    centers_new[j, f] = dtype(sums[j, f] / total)
     return centers_new, weight_sums_new
 
 

@@ -53,7 +53,9 @@ def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
 def _rows_distances(X, rows, centers, labels, distances):
     """``distances[p] = ||X[rows[p]] - centers[labels[p]]||^2`` (float64, from the
     differences): :func:`_chunk_distances` for rows taken by index (a mini-batch's, see
-    :mod:`gpukmeans._cpu_minibatch`), each the same sum of the same differences."""
+    :mod:`gpukmeans._cpu_minibatch`). Not bitwise the inertia pass's: inlined in this
+    loop, the reassociated sum may be vectorised in another order (seen at 3 float64
+    features); only a mini-batch's early stopping reads these."""
     for p in range(rows.shape[0]):
         distances[p] = _squared_distance_f64(X[rows[p]], centers[labels[p]])
 
@@ -257,10 +259,10 @@ def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap, unit_ce
 
 
 @njit(nogil=True, cache=CACHE)
-def _exact_argmin(x, centers, values, tie_gap, unit_centers):
-    """The argmin of ``values`` (``||c||^2 - 2 x.c``; lowest index on equal values), a
-    near-tie within ``tie_gap`` of the minimum decided by :func:`_nearest_of_near_ties`;
-    a negative ``tie_gap`` keeps the plain argmin."""
+def _nearest_two(values):
+    """``(argmin, smallest, second smallest)`` of ``values`` (lowest index on equal
+    values; the second is inf for a single value, and float64: the gap that callers
+    take is the float64 difference of the two)."""
     best = 0
     best_value = values[0]
     second_value = np.inf
@@ -272,10 +274,27 @@ def _exact_argmin(x, centers, values, tie_gap, unit_centers):
             best = j
         elif value < second_value:
             second_value = value
+    return best, best_value, second_value
+
+
+@njit(nogil=True, cache=CACHE)
+def _exact_argmin(x, centers, values, tie_gap, unit_centers):
+    """The argmin of ``values`` (``||c||^2 - 2 x.c``; lowest index on equal values), a
+    near-tie within ``tie_gap`` of the minimum decided by :func:`_nearest_of_near_ties`;
+    a negative ``tie_gap`` keeps the plain argmin."""
+    best, best_value, second_value = _nearest_two(values)
     if second_value - best_value <= tie_gap:
         best = _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap,
                                      unit_centers)
     return best
+
+
+@njit(nogil=True, cache=CACHE)
+def _values_margin(x_squared_norm, margin_coefficient, max_center_norm):
+    """How far a value ``||c||^2 - 2 x.c`` of a row may be off by rounding
+    (:func:`gpukmeans._cpu_small.bound_margin_coefficient`), its ``||x||^2`` (float64)
+    rounded up past its own error."""
+    return margin_coefficient * (x_squared_norm * (1 + margin_coefficient) + max_center_norm)
 
 
 @njit(nogil=True, cache=CACHE)
@@ -291,9 +310,7 @@ def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max
     if exact_labels:
         if x_squared_norm < 0:
             x_squared_norm = np.float64(_dot1(x, x))
-        # ||x||^2 rounded up past its float32 error (the cached row's).
-        tie_gap = 2 * margin_coefficient * (
-            x_squared_norm * (1 + margin_coefficient) + max_center_norm)
+        tie_gap = 2 * _values_margin(x_squared_norm, margin_coefficient, max_center_norm)
     return _exact_argmin(x, centers, values, tie_gap, unit_centers)
 
 

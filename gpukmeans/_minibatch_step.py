@@ -157,30 +157,32 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
     if rows is not None:
         X = X[xp.asarray(rows)]
     labels = xp.empty(X.shape[0], dtype=xp.int32)
+    # scikit-learn's update of a center that received weight w_new, in float64:
+    # (c * W + sum_i w_i x_i) * (1 / (W + w_new)), W + w_new rounded to X's dtype.
     if sparse:
-        # The sparse engines' M-step sums the rows by label (float64, in a fixed order).
+        # The sparse engines' M-step sums the rows by label (float64, in a fixed order);
+        # c * W is added last, a rounding per step off scikit-learn's order.
         sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
-        sums = sums.astype(X.dtype)
+        sums = sums + _times_weights(centers, weight_sums, xp)
     else:
         engine.assign_labels(X, centers, labels)
-    if not sparse:
-        cluster_sums = _cluster_sums_host if xp is np else _cluster_sums_device
-        sums, weight_in_clusters = cluster_sums(X, sample_weight, labels, n_clusters, xp)
+        if xp is np:
+            sums, weight_in_clusters = _center_sums_host(X, sample_weight, labels, centers,
+                                                         weight_sums)
+        else:
+            sums, weight_in_clusters = _cluster_sums_device(X, sample_weight, labels,
+                                                            n_clusters, xp)
+            sums = sums.astype(xp.float64) + _times_weights(centers, weight_sums, xp)
     inertia = float(engine.inertia(X, sample_weight, centers, labels)) if compute_inertia else None
-    # scikit-learn's update of a center that received weight w_new:
-    # (c * W + sum_i w_i x_i) * (1 / (W + w_new)), each operation in X's dtype.
-    dtype = X.dtype.type
-    weight_in_clusters = weight_in_clusters.astype(X.dtype)
-    weight_sums_new = weight_sums + weight_in_clusters
+    weight_sums_new = weight_sums + weight_in_clusters.astype(X.dtype)
     received = weight_in_clusters > 0
     # A weight sum below the smallest normal number (a cluster reached only by a batch
     # far lighter than the earlier ones) has a reciprocal that overflows: divided.
-    normal = weight_sums_new >= dtype(np.finfo(X.dtype).tiny)
-    alpha = dtype(1) / xp.where(received & normal, weight_sums_new, dtype(1))
-    sums += centers * weight_sums[:, None]
-    averaged = xp.where(normal[:, None], sums * alpha[:, None],
-                        sums / xp.where(received, weight_sums_new, dtype(1))[:, None])
-    centers_new = xp.where(received[:, None], averaged, centers)
+    normal = weight_sums_new >= np.finfo(X.dtype).tiny
+    totals = xp.where(received, weight_sums_new, 1).astype(xp.float64)
+    alpha = 1.0 / xp.where(normal, totals, 1.0)
+    averaged = xp.where(normal[:, None], sums * alpha[:, None], sums / totals[:, None])
+    centers_new = xp.where(received[:, None], averaged.astype(X.dtype), centers)
     return _reassigned(X, None, centers_new, weight_sums_new, inertia, random_state, engine,
                        random_reassign, reassignment_ratio, verbose)
 
@@ -196,33 +198,42 @@ def _reassigned(X, rows, centers_new, weight_sums_new, inertia, random_state, en
     return centers_new, weight_sums_new, inertia
 
 
-def _cluster_sums_host(X, sample_weight, labels, n_clusters, xp):
-    """``sum_i w_i x_i`` per cluster in X's dtype and ``sum_i w_i`` in float64, each
-    added in sample order (one sparse-times-dense product, CSR rows sorted by sample).
+def _times_weights(centers, weight_sums, xp):
+    """``c * W`` per cluster, in float64: where scikit-learn's sums start."""
+    return centers.astype(xp.float64) * weight_sums.astype(xp.float64)[:, None]
 
-    scikit-learn adds each ``w_i x_i`` to ``c * W`` in sample order; here the samples are
-    summed first and ``c * W`` added last, so that float64 centers differ from
-    scikit-learn's by a rounding per step (far below the 1e-10 the tests hold them to),
-    at a cost of one read of the batch (``np.add.at`` costs 12 ms on a batch of MNIST).
-    """
-    import scipy.sparse
 
-    n_samples = X.shape[0]
+def _center_sums_host(X, sample_weight, labels, centers, weight_sums):
+    """``c * W + sum_i w_i x_i`` per cluster, and ``sum_i w_i``, in float64, in
+    scikit-learn's order (``_minibatch_update_dense``): each cluster's sum starts at its
+    ``c * W`` and adds each product ``w_i x_i`` (no fused multiply-add) in sample order,
+    its weight from zero likewise; float64 centers are then scikit-learn's bit for bit,
+    step after step, as the CPU engine's compiled step's
+    (:mod:`gpukmeans._cpu_minibatch`). Added one after another by ``cumsum`` along the
+    samples, a cluster at a time (``np.add.at`` took 9 ms on a batch of MNIST; a
+    product's sums are in another order, which on wide data with many clusters sent the
+    runs apart within a few steps)."""
+    n_clusters = centers.shape[0]
     order = np.argsort(labels, kind="stable")  # sample order within each cluster
     counts = np.bincount(labels, minlength=n_clusters)
-    indptr = np.zeros(n_clusters + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    membership = scipy.sparse.csr_matrix(
-        (sample_weight[order], order, indptr), shape=(n_clusters, n_samples)
-    )
-    sums = np.asarray(membership @ X)  # (n_clusters, n_features)
-    weight_in_clusters = np.bincount(labels, weights=sample_weight, minlength=n_clusters)
+    ends = np.cumsum(counts)
+    weights = sample_weight[order].astype(np.float64)
+    products = X[order].astype(np.float64) * weights[:, None]
+    sums = _times_weights(centers, weight_sums, np)
+    weight_in_clusters = np.zeros(n_clusters)
+    for cluster in np.flatnonzero(counts):
+        members = slice(ends[cluster] - counts[cluster], ends[cluster])
+        sums[cluster] = np.cumsum(np.concatenate([sums[cluster][None], products[members]]),
+                                  axis=0)[-1]
+        weight_in_clusters[cluster] = np.cumsum(weights[members])[-1]
     return sums, weight_in_clusters
 
 
 def _cluster_sums_device(X, sample_weight, labels, n_clusters, xp):
-    """:func:`_cluster_sums_host` on the GPU: a dense one-hot product through cuBLAS, whose
-    sums have a fixed order (scatter-adds with atomics would not)."""
+    """``sum_i w_i x_i`` per cluster in X's dtype and ``sum_i w_i`` in float64 on the GPU:
+    a dense one-hot product through cuBLAS, whose sums have a fixed order (scatter-adds
+    with atomics would not), if not scikit-learn's: ``c * W`` is added to them after (in
+    float64), a rounding per step off its float64 centers."""
     membership = (labels[None, :] == xp.arange(n_clusters, dtype=xp.int32)[:, None])
     weighted = membership.astype(X.dtype) * sample_weight[None, :]  # (n_clusters, n_samples)
     sums = weighted @ X
