@@ -21,7 +21,8 @@ from numba import njit, prange
 from ._cpu_nearest import (
     _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
     _chunk_nearest_by_rows, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
-    _label_of_values, _minus_two_centers_and_norms, _squared_norm_f64, _values_margin,
+    _label_of_values, _minus_two_centers_and_norms, _sklearn_values, _squared_norm_f64,
+    _values_margin,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -227,9 +228,9 @@ def _lloyd_partials(
     with_distances = distances.shape[0] == n_samples
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    # A transposed view, not a copy: the GEMM is then called as scikit-learn calls it
-    # (X times the centers transposed), and OpenBLAS sums in the same order; a copy takes
-    # another kernel, whose other order breaks exact ties (integer data) the other way.
+    # float32's GEMM (float64's is scikit-learn's own call, _sklearn_values): a
+    # transposed view, not a copy, X times the centers transposed as scikit-learn
+    # multiplies them.
     minus_two_centers_t = minus_two_centers.T
 
     for group in prange(n_groups):
@@ -293,25 +294,31 @@ def _lloyd_partials(
                             labels[chunk_start + i] = _exactly_nearest(
                                 X[chunk_start + i], centers_old, unit_centers)
                 elif n_near:
-                    # Within both roundings: the GEMM's own values decide, as they do
-                    # in scikit-learn (the whole chunk, as it multiplies it).
-                    np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
-                    values = values_buffer
+                    # Within both roundings: scikit-learn's GEMM values decide (the
+                    # whole chunk, as it multiplies it).
+                    _sklearn_values(X[chunk_start:chunk_end], centers_old,
+                                    centers_squared_norms, dots)
                     for i in range(n_rows):
                         if near[i]:
-                            for j in range(n_clusters):
-                                values[j] = centers_squared_norms[j] + dots[i, j]
                             labels[chunk_start + i] = _exact_argmin(
-                                X[chunk_start + i], centers_old, values, -1.0, unit_centers)
+                                X[chunk_start + i], centers_old, dots[i], -1.0, unit_centers)
             else:
+                # float64's GEMM values are scikit-learn's, its norms already added.
+                norms_in_dots = dots_kernel == GEMM and not exact_labels
                 if dots_kernel == BLOCKED:
                     _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
+                elif norms_in_dots:
+                    _sklearn_values(X[chunk_start:chunk_end], centers_old,
+                                    centers_squared_norms, dots)
                 else:
                     np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
                 for i in range(chunk_end - chunk_start):
                     values = values_buffer
-                    for j in range(n_clusters):
-                        values[j] = centers_squared_norms[j] + dots[i, j]
+                    if norms_in_dots:
+                        values[:] = dots[i]
+                    else:
+                        for j in range(n_clusters):
+                            values[j] = centers_squared_norms[j] + dots[i, j]
                     labels[chunk_start + i] = _label_of_values(
                         X[chunk_start + i],
                         x_squared_norms[chunk_start + i] if have_norms else -1.0,

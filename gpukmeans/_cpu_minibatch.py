@@ -38,7 +38,7 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     _exact_argmin, _label_of_values, _minus_two_centers_and_norms, _nearest_two,
-    _rows_dots_blocked, _squared_norm_f64, _values_margin,
+    _rows_dots_blocked, _sklearn_values, _squared_norm_f64, _values_margin,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
@@ -97,13 +97,12 @@ def _batch_labels_by_index(
     argmin of the GEMM on the batch's chunk (as its E-step multiplies the copied batch's,
     256 rows at a time): the blocked values' argmin wherever their two smallest are
     further apart than both computations' rounding (then both argmins agree), and for
-    the rows that are not, the chunk copied and multiplied as scikit-learn does.
+    the rows that are not, the chunk copied and multiplied as scikit-learn does
+    (:func:`gpukmeans._cpu_nearest._sklearn_values`).
     """
     n_rows, n_features = rows.shape[0], X.shape[1]
     n_clusters = centers.shape[0]
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
-    # Transposed, not copied: the GEMM as scikit-learn calls it (see _lloyd_partials).
-    minus_two_centers_t = minus_two_centers.T
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     for chunk in prange(n_chunks):
@@ -131,12 +130,10 @@ def _batch_labels_by_index(
             chunk_copy = np.empty((end - start, n_features), dtype=X.dtype)
             for i in range(end - start):
                 chunk_copy[i] = X[chunk_rows[i]]
-            np.dot(chunk_copy, minus_two_centers_t, dots)
+            _sklearn_values(chunk_copy, centers, centers_squared_norms, dots)
             for i in range(end - start):
                 if near[i]:
-                    for j in range(n_clusters):
-                        values[j] = centers_squared_norms[j] + dots[i, j]
-                    labels[start + i] = _exact_argmin(chunk_copy[i], centers, values, -1.0,
+                    labels[start + i] = _exact_argmin(chunk_copy[i], centers, dots[i], -1.0,
                                                       False)
 
 

@@ -12,6 +12,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit
 
+from ._cpu_blas import gemm_nt_accumulate
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -47,6 +48,17 @@ def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
         return
     for i in range(chunk_start, chunk_end):
         distances[i] = _squared_distance_f64(X[i], centers[labels[i]])
+
+
+@njit(nogil=True, cache=CACHE)
+def _sklearn_values(X_rows, centers, centers_squared_norms, values):
+    """``values = ||c||^2 - 2 X_rows c^T`` (n_rows, n_clusters) as scikit-learn's E-step
+    computes them, so that float64 labels are its argmin bit for bit: the norms first,
+    then one GEMM adds ``-2 x.c`` onto them (:mod:`gpukmeans._cpu_blas`)."""
+    for i in range(X_rows.shape[0]):
+        for j in range(centers.shape[0]):
+            values[i, j] = centers_squared_norms[j]
+    gemm_nt_accumulate(-2.0, X_rows, centers, values)
 
 
 @njit(nogil=True, cache=CACHE)

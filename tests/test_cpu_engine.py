@@ -1034,3 +1034,33 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
                             env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["checked"], result.stdout
+
+
+@pytest.mark.parametrize("n_features", [200, 300, 784])
+def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(n_features, rng):
+    """float64 labels are scikit-learn's E-step's at near-ties, also past 256 features,
+    where the BLAS adds the product a block of features at a time: scikit-learn fills
+    the values with ``||c||^2`` and lets the GEMM add ``-2 x.c`` onto them (beta=1), and
+    so does the engine (``_sklearn_values``); ``np.dot`` and the norms added after gave
+    other last bits, 15-23 rows in 51,200 apart at 300 features (a reviewer's data).
+    The plain step, its inertia pass and MiniBatchKMeans's batch labels by index."""
+    from sklearn.cluster._kmeans import _labels_inertia
+
+    engine = _cpu.make_engine()
+    mismatches = 0
+    with engine.runtime():
+        for _ in range(60):
+            X = 1e4 * rng.random((1, n_features)) + 1e-2 * rng.random((600, n_features))
+            centers = X[rng.choice(600, 2, replace=False)].copy()
+            centers[1] = centers[0] + 1e-3
+            theirs = _labels_inertia(X, np.ones(600), centers, n_threads=1)[0]
+            ours = np.empty(600, dtype=np.int32)
+            _cpu.e_step(X, centers, ours)
+            sums_labels = np.empty(600, dtype=np.int32)
+            _cpu.lloyd_iter(X, np.ones(600), centers, sums_labels)
+            rows = rng.integers(0, 600, 512)
+            by_index = engine.minibatch_step(X, rows, np.ones(512), centers, np.ones(2), False)[0]
+            theirs_batch = _labels_inertia(X[rows], np.ones(512), centers, n_threads=1)[0]
+            mismatches += int((ours != theirs).sum() + (sums_labels != theirs).sum()
+                              + (by_index != theirs_batch).sum())
+    assert mismatches == 0
