@@ -226,17 +226,18 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
     """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (by index where
     :func:`labels_by_index` says, else on the copied batch by :func:`e_step`), then its
     update and inertia (see :mod:`gpukmeans._cpu_minibatch`)."""
+    n_features, n_clusters = centers.shape[1], centers.shape[0]
+    by_index = labels_by_index(n_features, n_clusters)
+    if rows is not None and not by_index:
+        X, rows = np.take(X, rows, axis=0), None  # labelled on the copy
     if rows is None:
         rows = np.arange(X.shape[0])
     labels = np.empty(rows.shape[0], dtype=np.int32)
-    n_features, n_clusters = centers.shape[1], centers.shape[0]
-    if labels_by_index(n_features, n_clusters):
+    if by_index:
         _batch_labels_by_index(X, rows, centers, _centers_squared_norms(centers),
                                _bound_margin_coefficient(X.dtype, n_features),
                                X.dtype == np.float32, labels)
     else:
-        X = np.take(X, rows, axis=0)
-        rows = np.arange(rows.shape[0])
         e_step(X, centers, labels)
     centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels, centers,
                                                      weight_sums, np.finfo(X.dtype).tiny)

@@ -313,10 +313,10 @@ def _lloyd_partials(
                 else:
                     np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
                 for i in range(chunk_end - chunk_start):
-                    values = values_buffer
                     if norms_in_dots:
-                        values[:] = dots[i]
+                        values = dots[i]
                     else:
+                        values = values_buffer
                         for j in range(n_clusters):
                             values[j] = centers_squared_norms[j] + dots[i, j]
                     labels[chunk_start + i] = _label_of_values(
