@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 import scipy.sparse
+from scipy.linalg.blas import dgemm
 
 from ._engine import Engine, by_dot_products
 
@@ -257,11 +258,28 @@ def _squared_distances_f64(x, centers):
     return np.einsum("ij,ij->i", diff, diff)
 
 
+def _sklearn_values(chunk, centers, squared_norms):
+    """float64 ``||c||^2 - 2 x.c`` (n_rows, n_clusters) as scikit-learn's E-step computes
+    them, so that the labels are its argmin bit for bit: the values start at the norms
+    and one GEMM adds ``-2 x.c`` onto them (beta=1). Past the BLAS's depth block (256
+    features in OpenBLAS's float64 kernels) the product is added a block of features at
+    a time, so the norms enter the sum first; ``chunk @ (-2 C).T`` with the norms added
+    after rounds otherwise. scikit-learn's call, through SciPy's BLAS as its Cython GEMM
+    calls it: column-major ``values.T = -2 C chunk.T + values.T``."""
+    values = np.empty((chunk.shape[0], centers.shape[0]))
+    values[...] = squared_norms
+    dgemm(-2.0, centers.T, chunk.T, 1.0, values.T, trans_a=1, overwrite_c=1)
+    return values
+
+
 def _assign_chunk(chunk, x_squared_norms, centers, minus_two_centers_t, squared_norms,
                   max_center_norm, margin_coefficient, unit_centers):
     """Labels of one chunk of rows (see :func:`_nearest_centers`)."""
-    values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
-    values += squared_norms
+    if chunk.dtype == np.float64:
+        values = _sklearn_values(chunk, centers, squared_norms)
+    else:
+        values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
+        values += squared_norms
     return _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
                             margin_coefficient, unit_centers)[0]
 

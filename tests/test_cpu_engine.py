@@ -1037,16 +1037,20 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
 
 
 @pytest.mark.parametrize("n_features", [200, 300, 784])
-def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(n_features, rng):
+@pytest.mark.parametrize("engine_name", ["numba", "numpy"])
+def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(engine_name, n_features, rng):
     """float64 labels are scikit-learn's E-step's at near-ties, also past 256 features,
     where the BLAS adds the product a block of features at a time: scikit-learn fills
     the values with ``||c||^2`` and lets the GEMM add ``-2 x.c`` onto them (beta=1), and
-    so does the engine (``_sklearn_values``); ``np.dot`` and the norms added after gave
-    other last bits, 15-23 rows in 51,200 apart at 300 features (a reviewer's data).
-    The plain step, its inertia pass and MiniBatchKMeans's batch labels by index."""
+    so do both engines (``_sklearn_values``); ``np.dot`` (or ``@``) and the norms added
+    after gave other last bits, 15-23 rows in 51,200 apart at 300 features (a reviewer's
+    data; the NumPy engine's 41 in 108,000 were found later). The plain step, its
+    inertia pass and MiniBatchKMeans's batch labels (by index on the Numba engine, the
+    copied batch's E-step on the NumPy engine, which has no fused step)."""
     from sklearn.cluster._kmeans import _labels_inertia
 
-    engine = _cpu.make_engine()
+    module = _cpu if engine_name == "numba" else _cpu_small
+    engine = module.make_engine()
     mismatches = 0
     with engine.runtime():
         for _ in range(60):
@@ -1055,12 +1059,17 @@ def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(n_features, rng
             centers[1] = centers[0] + 1e-3
             theirs = _labels_inertia(X, np.ones(600), centers, n_threads=1)[0]
             ours = np.empty(600, dtype=np.int32)
-            _cpu.e_step(X, centers, ours)
+            module.e_step(X, centers, ours)
             sums_labels = np.empty(600, dtype=np.int32)
-            _cpu.lloyd_iter(X, np.ones(600), centers, sums_labels)
+            module.lloyd_iter(X, np.ones(600), centers, sums_labels)
             rows = rng.integers(0, 600, 512)
-            by_index = engine.minibatch_step(X, rows, np.ones(512), centers, np.ones(2), False)[0]
+            if engine.minibatch_step is not None:
+                batch_labels = engine.minibatch_step(X, rows, np.ones(512), centers,
+                                                     np.ones(2), False)[0]
+            else:
+                batch_labels = np.empty(512, dtype=np.int32)
+                engine.assign_labels(X[rows], centers, batch_labels)
             theirs_batch = _labels_inertia(X[rows], np.ones(512), centers, n_threads=1)[0]
             mismatches += int((ours != theirs).sum() + (sums_labels != theirs).sum()
-                              + (by_index != theirs_batch).sum())
+                              + (batch_labels != theirs_batch).sum())
     assert mismatches == 0
