@@ -683,6 +683,9 @@ def centered(X, X_mean):
 
 
 def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
+    if X.dtype == np.float64:
+        return _sklearn_kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids,
+                                            closest_dist_sq)
     candidates = X[candidate_ids]
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype.
     # X @ candidates.T a block of rows at a time: OpenBLAS multiplies a small product
@@ -704,6 +707,27 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     distance_to_candidates = np.minimum(distances.astype(X.dtype), closest_dist_sq)
     candidates_pot = (distance_to_candidates * sample_weight.astype(np.float64)).sum(axis=1)
     return distance_to_candidates, candidates_pot
+
+
+def _sklearn_kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids,
+                                 closest_dist_sq):
+    """float64: scikit-learn's arithmetic for the step, operation for operation
+    (``_kmeans_plusplus`` and ``_euclidean_distances``), so that its picks are ours also
+    where two candidates are copies of one sample. Their potentials are then equal but
+    for the last bits that NumPy's one GEMM of the candidates by all of X gives each
+    candidate's row, which depend on the row's place among the candidates (OpenBLAS
+    multiplies the rows past a multiple of its tile with other kernels), and argmin
+    takes the lower one; another GEMM (``X @ C.T``, or by blocks of samples) or another
+    sum of the potentials picks the other copy, and the run goes another way. Copies are
+    common where k-means++ runs on a sample drawn with replacement (MiniBatchKMeans's
+    ``init_size``)."""
+    candidates = X[candidate_ids]
+    distances = -2 * (candidates @ X.T)  # (n_candidates, n_samples)
+    distances += row_norms(candidates)[:, None]
+    distances += x_squared_norms[None, :]
+    np.maximum(distances, 0.0, out=distances)
+    np.minimum(closest_dist_sq, distances, out=distances)
+    return distances, (distances @ sample_weight.reshape(-1, 1))[:, 0]
 
 
 def make_engine(unit_centers=False):

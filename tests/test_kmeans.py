@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpukmeans import KMeans, kmeans_plusplus
-from gpukmeans import _cpu_runtime
+from gpukmeans import _cpu_runtime, _cpu_small
 from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, near_tie_clusters
 
 
@@ -320,6 +320,32 @@ def test_kmeans_plusplus_picks_sklearns_points_far_from_the_origin(rng, monkeypa
         np.testing.assert_array_equal(idx_ours, idx_ref)
         np.testing.assert_array_equal(ours, ref)
     np.testing.assert_array_equal(used[0], row_norms(X, squared=True))
+
+
+def test_float64_kmeans_plusplus_picks_sklearns_copy_of_a_sample(rng):
+    """Where two candidates of a step are copies of one sample (a sample drawn with
+    replacement, as MiniBatchKMeans's ``init_size`` draws it, has many), their
+    potentials are equal but for the last bits of scikit-learn's one GEMM of the
+    candidates by all of X, which depend on each candidate's place among them; the
+    steps small enough for the NumPy engine (every one of these) make scikit-learn's
+    operations, and pick its copy. Its GEMM's bits also depend on its BLAS threads:
+    ours run on one, so the reference does too. (The NumPy engine's former arithmetic
+    picked another copy in 4 of these 12 draws, and a MiniBatchKMeans fit went
+    another way from its first step.)"""
+    from threadpoolctl import threadpool_limits
+
+    for _ in range(12):
+        n_features = int(rng.choice([8, 40, 150, 300]))
+        n_clusters = int(rng.integers(50, 200))
+        X, _ = make_blobs(n_samples=3000, n_features=n_features, centers=n_clusters,
+                          random_state=int(rng.integers(2**31)))
+        X = X[rng.integers(0, 3000, 3 * n_clusters)]
+        assert _cpu_small.is_small(*X.shape, n_clusters)
+        seed = int(rng.integers(2**31))
+        with threadpool_limits(limits=1, user_api="blas"):
+            _, idx_ref = sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=seed)
+        _, idx_ours = kmeans_plusplus(X, n_clusters, random_state=seed, device="cpu")
+        np.testing.assert_array_equal(idx_ours, idx_ref)
 
 
 @pytest.mark.usefixtures("cpu_engine")

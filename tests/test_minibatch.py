@@ -17,6 +17,7 @@ import pytest
 import sklearn.cluster
 from scipy.spatial.distance import cdist
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import fit_device
@@ -115,22 +116,55 @@ def test_float64_fit_matches_sklearn(case, device, rng):
         assert not hasattr(ours, "labels_")
 
 
+@pytest.mark.parametrize("case", ["defaults", "many-reassignments"])
 @pytest.mark.parametrize("n_features, n_clusters", [(150, 12), (150, 100), (300, 200)])
-def test_float64_fit_on_wide_rows_matches_sklearn(n_features, n_clusters, rng):
+def test_float64_fit_on_wide_rows_matches_sklearn(n_features, n_clusters, case, rng):
     """From 129 features the CPU engine labels each batch by index (the blocked kernel on
     the rows where they lie in X, scikit-learn's GEMM consulted at near-ties): still
-    scikit-learn's fit, bit for bit. (Not with FIT_CASES' many reassignments here: they
-    put two centers on copies of one sample, one ulp apart after an update, and a later
-    copy lies at an exact tie that our GEMM's last bit and scikit-learn's decide apart,
-    whichever way the batch is labelled, as before the labels by index.)"""
+    scikit-learn's fit, bit for bit. With many reassignments and many clusters, the
+    ``init_size`` sample (drawn with replacement) holds copies of samples, and k-means++
+    picks between copies as scikit-learn's GEMM on one BLAS thread does (see
+    test_float64_kmeans_plusplus_picks_sklearns_copy_of_a_sample): the reference runs
+    there. (Before the NumPy engine made scikit-learn's k-means++ operations, 5 of 15
+    such fits went another way from their init.)"""
+    from threadpoolctl import threadpool_limits
+
     from gpukmeans._cpu_minibatch import labels_by_index
 
     assert labels_by_index(n_features, n_clusters)
     X = _blobs(rng, n_samples=3000, n_features=n_features, n_clusters=n_clusters)
-    params = dict(random_state=int(rng.integers(2**31)))
-    theirs = sklearn.cluster.MiniBatchKMeans(n_clusters, **params).fit(X)
+    params = dict(FIT_CASES[case], random_state=int(rng.integers(2**31)))
+    with threadpool_limits(limits=1, user_api="blas"):
+        theirs = sklearn.cluster.MiniBatchKMeans(n_clusters, **params).fit(X)
     ours = MiniBatchKMeans(n_clusters, device="cpu", **params).fit(X)
     _assert_fit_matches(ours, theirs, _float64_rtol("cpu"))
+
+
+@pytest.mark.parametrize("init", ["k-means++", "rows"])
+@pytest.mark.parametrize("n_features", [300, 784])
+def test_float64_fit_on_copies_of_few_rows_matches_sklearn(n_features, init, rng):
+    """20 distinct rows, each 100 times, 30 clusters (a reviewer's data): exact ties
+    everywhere. Past 256 features the NumPy engine's batch labels once took ``X @ C.T``
+    and added the norms after, where scikit-learn's GEMM adds the product onto the norms
+    a block of features at a time: from a fixed init the fits parted (200-700 labels).
+    And k-means++ meets copies of one sample among its candidates (see
+    test_float64_kmeans_plusplus_picks_sklearns_copy_of_a_sample): the reference runs on
+    one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    X = np.repeat(rng.random((20, n_features)), 100, axis=0)
+    if init == "rows":
+        init = X[rng.choice(X.shape[0], 30, replace=False)].copy()
+    for reassignment_ratio in (0.01, 0.0):
+        params = dict(init=init, n_init=1, batch_size=128, random_state=int(rng.integers(2**31)),
+                      reassignment_ratio=reassignment_ratio)
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            theirs = sklearn.cluster.MiniBatchKMeans(30, **params).fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = MiniBatchKMeans(30, device="cpu", **params).fit(X)
+        _assert_fit_matches(ours, theirs, _float64_rtol("cpu"))
 
 
 def test_both_cpu_engines_match_sklearn(cpu_engine, rng):
