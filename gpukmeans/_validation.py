@@ -465,14 +465,28 @@ def check_sample_weight(sample_weight, X):
     # whose reciprocal, which averages its center, overflows: infinite centers.
     lost = int(((sw > 0) & (sw < float(np.finfo(X.dtype).tiny))).sum())
     if lost:
-        remedy = "Pass float64 X, or set" if X.dtype == np.float32 else "Set"
-        raise ValueError(
-            f"sample_weight spans more than {X.dtype} can hold: {lost} positive weights are "
-            f"over 2**{-int(np.finfo(X.dtype).minexp) - 1} times smaller than the largest "
-            f"({largest:.3g}) and would lose their precision or count as zero. {remedy} "
-            "those weights to 0 yourself."
-        )
+        raise_weights_beyond_dtype(X.dtype, f"{lost} positive weights are", largest)
     return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))
+
+
+def weights_beyond_dtype(dtype, smallest_positive, exponent):
+    """Whether a positive weight of ``smallest_positive``, divided by ``2**exponent``
+    (:func:`weight_exponent`'s), falls below ``dtype``'s smallest normal number, where it
+    keeps fewer significant bits, or none (see :func:`check_sample_weight`)."""
+    return float(np.ldexp(smallest_positive, -exponent)) < float(np.finfo(dtype).tiny)
+
+
+def raise_weights_beyond_dtype(dtype, which, largest):
+    """The error for weights :func:`weights_beyond_dtype` refuses; ``which`` names them
+    (``"20 positive weights are"``)."""
+    dtype = np.dtype(dtype)
+    remedy = "Pass float64 X, or set" if dtype == np.float32 else "Set"
+    raise ValueError(
+        f"sample_weight spans more than {dtype} can hold: {which} over "
+        f"2**{-int(np.finfo(dtype).minexp) - 1} times smaller than the largest "
+        f"({largest:.3g}) and would lose their precision or count as zero. {remedy} "
+        "those weights to 0 yourself."
+    )
 
 
 def check_random_state_param(random_state):

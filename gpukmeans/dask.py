@@ -139,10 +139,13 @@ def _block_stats(X, sample_weight, block_index):
         stats["w_finite"] = bool(np.isfinite(sw).all())
         stats["w_negative"] = bool((sw < 0).any())
         stats["w_max"] = float(sw.max()) if sw.size else 0.0
-        stats["w_positive"] = int((sw > 0).sum())
+        positive = sw[sw > 0]
+        stats["w_positive"] = int(positive.shape[0])
+        stats["w_min_positive"] = float(positive.min()) if positive.size else np.inf
     else:
         stats["w_finite"], stats["w_negative"] = True, False
         stats["w_max"], stats["w_positive"] = (1.0 if n_samples else 0.0), n_samples
+        stats["w_min_positive"] = 1.0 if n_samples else np.inf
     return _leaf_stats(stats, block_index)
 
 
@@ -158,6 +161,7 @@ def _combine_stats(a, b):
         "sum": a["sum"] + b["sum"],
         "absmax": max(a["absmax"], b["absmax"]),
         "w_max": max(a["w_max"], b["w_max"]),
+        "w_min_positive": min(a["w_min_positive"], b["w_min_positive"]),
         "w_positive": a["w_positive"] + b["w_positive"],
     }
     if a["n"] == 0 or b["n"] == 0:
@@ -179,6 +183,7 @@ def _leaf_stats(stats, block_index):
         "m2": stats["m2"],
         "absmax": stats["absmax"],
         "w_max": stats["w_max"],
+        "w_min_positive": stats["w_min_positive"],
         "w_positive": stats["w_positive"],
     }
 
@@ -1103,6 +1108,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # The power of two that brings the largest weight to [0.5, 1), as
         # gpukmeans.KMeans scales them: exact, and inertia is multiplied back.
         exponent = 0 if sw is None else _validation.weight_exponent(stats["w_max"])
+        if _validation.weights_beyond_dtype(dtype, stats["w_min_positive"], exponent):
+            _validation.raise_weights_beyond_dtype(
+                dtype, f"positive weights as small as {stats['w_min_positive']:.3g} are",
+                stats["w_max"])
         weight_scale = float(np.ldexp(1.0, exponent))
         tol = float(np.mean(stats["m2"] / n_samples) * self.tol) if self.tol else 0.0
         X_mean = X_mean64.astype(dtype)

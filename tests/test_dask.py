@@ -9,6 +9,7 @@ run (the seed is printed on failure), so agreement is tested, not memorised.
 import logging
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -690,6 +691,33 @@ def test_bad_data_and_weights_are_named():
             gkd.KMeans(2, init=np.ones((3, 2))).fit(X)
         with pytest.raises(ValueError, match="expecting 2 features"):
             gkd.KMeans(2, init=np.eye(2)).fit(X).predict(da.ones((4, 3), chunks=(2, 3)))
+
+
+@pytest.mark.parametrize("dtype, held, lost", [
+    (np.float32, 2.0**-120, 2.0**-127), (np.float64, 2.0**-1000, 1e-310),
+])
+def test_weights_that_would_be_subnormal_are_refused_as_gpukmeans_refuses_them(
+        dtype, held, lost):
+    """As gpukmeans.KMeans (test_robustness.py): positive weights that, divided by the
+    power of two of the largest, fall below the dtype's smallest normal number are an
+    error before any pass (a float64 cluster of 1e-310 weights beside 1 had an infinite
+    center); the smallest normal ones fit, and give the clusters' means."""
+    X = np.repeat(np.array([[0.0, 0.0], [0.1, 0.0], [10.0, 10.0], [10.1, 10.0]], dtype=dtype),
+                  10, axis=0)
+    init = X[[0, 20]]
+    Xd = da.from_array(X, chunks=(10, 2))
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match=(
+                rf"sample_weight spans more than {np.dtype(dtype)} can hold: positive weights "
+                rf"as small as {lost:.3g} are over 2\*\*{-np.finfo(dtype).minexp - 1} times")):
+            gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.ones(20), np.full(20, lost)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            km = gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.ones(20),
+                                                                      np.full(20, held)])
+    np.testing.assert_array_equal(km.labels_.compute(), np.repeat([0, 1], 20))
+    np.testing.assert_allclose(km.cluster_centers_, [[0.05, 0.0], [10.05, 10.0]], rtol=0,
+                               atol=8 * np.finfo(dtype).eps * 10)
 
 
 @pytest.mark.parametrize("in_memory", [False, True])
