@@ -20,7 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
-from ._cpu_kmeanspp import _kmeanspp_candidates_chunked, kmeanspp_search, weighted_draw
+from ._cpu_kmeanspp import (
+    KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, weighted_draw,
+)
 from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
@@ -259,11 +261,17 @@ def pairwise_distances(X, centers):
 
 
 def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
-    n_samples, n_features = X.shape
-    n_groups = _n_groups(_n_chunks(n_samples), candidate_ids.shape[0], 1)
+    n_groups = kmeanspp_groups(X.shape[0], candidate_ids.shape[0])
     return _kmeanspp_candidates_chunked(
-        X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, CHUNK_ROWS, n_groups
+        X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, KMEANSPP_CHUNK_ROWS,
+        n_groups,
     )
+
+
+def kmeanspp_groups(n_samples, n_candidates):
+    """The k-means++ step's accumulation groups, of whole :data:`KMEANSPP_CHUNK_ROWS`
+    chunks: a function of the shapes only, as for the E-step."""
+    return _n_groups(-(-n_samples // KMEANSPP_CHUNK_ROWS), n_candidates, 1)
 
 
 

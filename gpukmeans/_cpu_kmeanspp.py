@@ -22,6 +22,17 @@ from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 FUSED_MAX_FEATURES = 64
 TRANSPOSED_MAX_FEATURES = 8
 
+# A step takes its rows KMEANSPP_CHUNK_ROWS at a time, not the E-step's 256: a chunk's
+# few candidates make a small product, whose BLAS call, transposition and fold cost
+# about what its arithmetic does at 256 rows. One step, two threads, ms, alternated, 256
+# against 2048 rows: float32 100,000 x 2, 5 candidates 0.92 / 0.74, x 8 1.04 / 0.73,
+# x 32 1.61 / 1.25, 11 candidates 2.16 / 1.98, x 64 (8) 3.08 / 2.78, x 128 4.49 /
+# 4.28; 10,000 x 32 0.154 / 0.126; 1,000,000 x 32 (8) 10.3 / 9.4; MNIST (4) 9.2 / 9.5;
+# float64 100,000 x 8 0.66 / 0.48, x 32 2.45 / 2.22; 1,000,000 x 32 (8) 30.6 / 27.7. The
+# potentials are summed chunk by chunk: a streamed step takes the same chunks
+# (gpukmeans._streaming), so that its picks are the in-memory ones.
+KMEANSPP_CHUNK_ROWS = 2048
+
 
 # float32's GEMM multiplies the chunk's rows by the candidates, and the small (chunk,
 # n_candidates) result is transposed for the vectorised fold: OpenBLAS packs the chunk

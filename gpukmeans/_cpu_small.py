@@ -39,8 +39,8 @@ from ._engine import Engine, by_dot_products
 # the cached kernels). Larger fits iterate on the Numba engine, and pass over the data
 # once here where the pass is small: a transform of at most MAX_PASS_WORK multiply-adds
 # (milliseconds here, where its Numba kernel would add seconds to a first compile), a
-# k-means++ step below MAX_KMEANSPP_DISTANCES and up to MAX_KMEANSPP_WORK (below), row
-# norms and centring of at most MAX_PASS_ELEMENTS values.
+# float64 k-means++ step below MAX_KMEANSPP_DISTANCES and up to MAX_KMEANSPP_WORK
+# (below), row norms and centring of at most MAX_PASS_ELEMENTS values.
 # Measured: benchmarks/bench_startup.py. And at most MAX_DISTANCES (n_samples x
 # n_clusters) per E-step: each costs NumPy about 5 ns of argmin and bookkeeping whatever
 # the features, against a fraction of a nanosecond on Numba (float32 per iteration,
@@ -59,15 +59,15 @@ MAX_DISTANCES = 2**18
 MAX_SAMPLES = 2**14
 MAX_PASS_WORK = 4 * 10**7
 MAX_PASS_ELEMENTS = 2**18
-# A k-means++ step of a larger fit runs here below MAX_KMEANSPP_DISTANCES (sample,
-# candidate) pairs and up to MAX_KMEANSPP_WORK multiply-adds, where Numba's start (about
-# 0.1 ms) costs more than the step; beyond, NumPy's (n_candidates, n_samples) float64
-# temporaries cost several times the step (one step, float32, two threads, NumPy against
-# Numba, ms: 16,384 x 2, 4 candidates 0.85 / 0.28, 3: 0.14 / 0.23; 32,768 x 2, 2
-# candidates 0.87 / 0.33; 65,536 x 8, 3: 3.07 / 1.05; 100,000 x 2, 2: 2.68 / 0.95), and
-# Numba's parallel kernel wins on many features (3,072 x 784, 6 candidates: 1.63 /
-# 0.84, 2: 0.62 / 0.51, 1: 0.19 / 0.36; 16,384 x 128, 2: 0.48 / 0.94; 3,072 x 32, 6:
-# 0.15 / 0.29). The loss left: a first step, one candidate, on 65,536 x 128 (1.4 / 2.4).
+# A float64 k-means++ step of a larger fit runs here below MAX_KMEANSPP_DISTANCES
+# (sample, candidate) pairs and up to MAX_KMEANSPP_WORK multiply-adds: here it makes
+# scikit-learn's own operations, whose picks between copies of a sample the Numba
+# kernel does not reproduce (:func:`_sklearn_kmeanspp_candidates`); beyond, NumPy's
+# (n_candidates, n_samples) temporaries cost more than the Numba step. A float32 step
+# always runs on Numba: whole k-means++ runs, float32, ms, alternated, these limits
+# against all on Numba (2,048-row chunks): 600 x 2, k=500 16.0 / 8.5; 2,000 x 2, k=300
+# 18.6 / 7.3; 4,096 x 8, k=100 10.2 / 4.9; 10,000 x 32, k=32 8.4 / 5.6 (float64 on
+# Numba: 13.4 / 7.6, 7.9 / 5.9, 8.2 / 7.6 — the price of scikit-learn's picks).
 MAX_KMEANSPP_DISTANCES = 2**16
 MAX_KMEANSPP_WORK = 2**22
 
@@ -209,8 +209,10 @@ def _small_distances_pass(X, n_centers):
 
 
 def _small_kmeanspp_step(X, n_candidates):
-    """A k-means++ step small enough for NumPy (see :data:`MAX_KMEANSPP_DISTANCES`)."""
-    return (X.shape[0] * n_candidates < MAX_KMEANSPP_DISTANCES
+    """A float64 k-means++ step small enough for NumPy (see
+    :data:`MAX_KMEANSPP_DISTANCES`)."""
+    return (X.dtype == np.float64
+            and X.shape[0] * n_candidates < MAX_KMEANSPP_DISTANCES
             and X.size * n_candidates <= MAX_KMEANSPP_WORK)
 
 

@@ -11,8 +11,8 @@ Same result as the in-memory fit, bit for bit. Every reduction of the in-memory 
 reproduced in its own order:
 
 - the M-step's sums and the k-means++ potentials are float64 partials per *group* of
-  256-row chunks (:func:`gpukmeans._cpu_small.n_groups`, fixed by the shapes), added in
-  group order. A streamed pass gathers the next ``block_rows / n_groups`` rows of every
+  256-row chunks (2,048-row chunks for k-means++: :func:`gpukmeans._cpu_small.n_groups`,
+  fixed by the shapes), added in group order. A streamed pass gathers the next ``block_rows / n_groups`` rows of every
   group into one buffer and runs the same kernel on it, each group continuing its own
   partial (:func:`gpukmeans._cpu_lloyd._lloyd_partials`,
   :func:`gpukmeans._cpu_kmeanspp._kmeanspp_partials`); a group's block ends where its
@@ -59,7 +59,7 @@ import numpy as np
 
 from . import _cpu, _cpu_small, _spherical
 from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
-from ._cpu_kmeanspp import _kmeanspp_partials
+from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, _kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
@@ -227,12 +227,13 @@ class StreamedData:
 # --- the groups' rows, a block at a time ---
 
 
-def _rounds(n_samples, n_groups, group_rows):
+def _rounds(n_samples, n_groups, group_rows, chunk_rows):
     """The blocks of a grouped pass: ``(offset, [(start, end) per group])``; each round
     takes the next ``group_rows`` rows of every group (fewer at the end of a group), so
-    that each group's rows are read in order and end where a group ends."""
-    n_chunks = _cpu_small.n_chunks(n_samples)
-    bounds = [_cpu_small.group_bounds(g, n_groups, n_chunks, n_samples, CHUNK_ROWS)
+    that each group's rows are read in order and end where a group ends. The groups are
+    the in-memory kernel's, of whole ``chunk_rows`` chunks."""
+    n_chunks = -(-n_samples // chunk_rows)
+    bounds = [_cpu_small.group_bounds(g, n_groups, n_chunks, n_samples, chunk_rows)
               for g in range(n_groups)]
     offset = 0
     while any(start + offset < end for start, end in bounds):
@@ -279,17 +280,19 @@ def _gathered_weights(data, parts):
     return _gather(data.sample_weight, parts)
 
 
-def _grouped_pass(data, n_groups, period_rows, run_block, with_norms):
+def _grouped_pass(data, n_groups, period_rows, run_block, with_norms,
+                  chunk_rows=CHUNK_ROWS):
     """Run ``run_block(rows, norms, weights, parts, groups)`` on every round of the
-    groups: all groups together while each has a whole round of rows left (the
-    kernel's own groups are then the gathered parts), then each group's rest alone
-    (``groups`` the slice of the partials it continues). ``norms`` are the rows' float64
-    squared norms when ``with_norms``."""
+    groups (of whole ``chunk_rows`` chunks, a divisor of ``period_rows``): all groups
+    together while each has a whole round of rows left (the kernel's own groups are
+    then the gathered parts), then each group's rest alone (``groups`` the slice of the
+    partials it continues). ``norms`` are the rows' float64 squared norms when
+    ``with_norms``."""
     n_samples, n_features = data.shape
     group_rows = _group_rows(data, n_groups, period_rows)
     buffer = np.empty((n_groups * group_rows, n_features), dtype=data.dtype)
     norms = np.empty(n_groups * group_rows)
-    for parts in _rounds(n_samples, n_groups, group_rows):
+    for parts in _rounds(n_samples, n_groups, group_rows, chunk_rows):
         if all(end - start == group_rows for start, end in parts):
             rows, row_norms = _gathered(data, parts, buffer, norms, with_norms)
             run_block(rows, row_norms, _gathered_weights(data, parts), parts, slice(None))
@@ -484,7 +487,7 @@ def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_can
     :func:`gpukmeans._cpu._kmeanspp_candidates_chunked` computes them in memory."""
     n_samples = data.shape[0]
     n_candidates = candidates.shape[0]
-    n_groups = _cpu_small.n_groups(_cpu_small.n_chunks(n_samples), n_candidates, 1)
+    n_groups = _cpu.kmeanspp_groups(n_samples, n_candidates)
     pot_part = np.zeros((n_groups, n_candidates))
 
     def run_block(rows, norms, weights, parts, groups):
@@ -495,10 +498,11 @@ def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_can
             _scatter_back(closest, parts, block_closest)
         distances = np.empty((n_candidates, rows.shape[0]), dtype=data.dtype)
         _kmeanspp_partials(rows, norms, weights, candidates, candidate_norms, block_closest,
-                           CHUNK_ROWS, len(parts), distances, pot_part[groups])
+                           KMEANSPP_CHUNK_ROWS, len(parts), distances, pot_part[groups])
         _scatter(distances, parts, distance_to_candidates)
 
-    _grouped_pass(data, n_groups, CHUNK_ROWS, run_block, with_norms=True)
+    _grouped_pass(data, n_groups, KMEANSPP_CHUNK_ROWS, run_block, with_norms=True,
+                  chunk_rows=KMEANSPP_CHUNK_ROWS)
     candidates_pot = pot_part[0].copy()
     for group in range(1, n_groups):
         candidates_pot += pot_part[group]
