@@ -30,7 +30,7 @@ from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _minibatch_update, batch_search,
     labels_by_index,
 )
-from ._cpu_nearest import _rows_distances, gemm_rows_first
+from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered, inertia,
     row_norms_f64,
@@ -241,13 +241,11 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
                                X.dtype == np.float32, labels)
     else:
         e_step(X, centers, labels)
+    distances = np.empty(rows.shape[0] if compute_inertia else 0)
     centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels, centers,
-                                                     weight_sums, np.finfo(X.dtype).tiny)
-    inertia = 0.0
-    if compute_inertia:
-        distances = np.empty(rows.shape[0])
-        _rows_distances(X, rows, centers, labels, distances)
-        inertia = float(_weighted_sum_f64(distances, sample_weight))
+                                                     weight_sums, np.finfo(X.dtype).tiny,
+                                                     distances)
+    inertia = float(_weighted_sum_f64(distances, sample_weight)) if compute_inertia else 0.0
     return labels, centers_new, weight_sums_new, inertia
 
 

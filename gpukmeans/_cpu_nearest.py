@@ -61,17 +61,6 @@ def _sklearn_values(X_rows, centers, centers_squared_norms, values):
     gemm_nt_accumulate(-2.0, X_rows, centers, values)
 
 
-@njit(nogil=True, cache=CACHE)
-def _rows_distances(X, rows, centers, labels, distances):
-    """``distances[p] = ||X[rows[p]] - centers[labels[p]]||^2`` (float64, from the
-    differences): :func:`_chunk_distances` for rows taken by index (a mini-batch's, see
-    :mod:`gpukmeans._cpu_minibatch`). Not bitwise the inertia pass's: inlined in this
-    loop, the reassociated sum may be vectorised in another order (seen at 3 float64
-    features); only a mini-batch's early stopping reads these."""
-    for p in range(rows.shape[0]):
-        distances[p] = _squared_distance_f64(X[rows[p]], centers[labels[p]])
-
-
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _exact_rank(x, c, unit_centers):
     """What the float64 decisions compare for a row ``x`` and a center ``c``, smaller
