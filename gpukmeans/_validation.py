@@ -459,11 +459,13 @@ def check_sample_weight(sample_weight, X):
     if not largest > 0:
         raise ValueError("sample_weight must have at least one positive value, got all zeros.")
     exponent = weight_exponent(largest)
-    sw = xp.ldexp(sw, -exponent)  # exact: a power of two
+    positive = sw > 0
+    sw = xp.ldexp(sw, -exponent)  # exact: a power of two, unless it leaves the normals
     # Below the smallest normal number a weight keeps fewer significant bits (float32's
-    # 1e-45 is one bit), or none, and a cluster of such float64 weights has a weight
-    # whose reciprocal, which averages its center, overflows: infinite centers.
-    lost = int(((sw > 0) & (sw < float(np.finfo(X.dtype).tiny))).sum())
+    # 1e-45 is one bit), or none (1e-300 beside 1e300 became 0: its cluster kept its
+    # initial center), and a cluster of such float64 weights has a weight whose
+    # reciprocal, which averages its center, overflows: infinite centers.
+    lost = int((positive & (sw < float(np.finfo(X.dtype).tiny))).sum())
     if lost:
         raise_weights_beyond_dtype(X.dtype, f"{lost} positive weights are", largest)
     return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))

@@ -693,11 +693,12 @@ def test_bad_data_and_weights_are_named():
             gkd.KMeans(2, init=np.eye(2)).fit(X).predict(da.ones((4, 3), chunks=(2, 3)))
 
 
-@pytest.mark.parametrize("dtype, held, lost", [
-    (np.float32, 2.0**-120, 2.0**-127), (np.float64, 2.0**-1000, 1e-310),
+@pytest.mark.parametrize("dtype, heavy, held, lost", [
+    (np.float32, 1.0, 2.0**-120, 2.0**-127), (np.float64, 1.0, 2.0**-1000, 1e-310),
+    (np.float64, 1e300, 1e-5, 1e-300),
 ])
 def test_weights_that_would_be_subnormal_are_refused_as_gpukmeans_refuses_them(
-        dtype, held, lost):
+        dtype, heavy, held, lost):
     """As gpukmeans.KMeans (test_robustness.py): positive weights that, divided by the
     power of two of the largest, fall below the dtype's smallest normal number are an
     error before any pass (a float64 cluster of 1e-310 weights beside 1 had an infinite
@@ -710,10 +711,11 @@ def test_weights_that_would_be_subnormal_are_refused_as_gpukmeans_refuses_them(
         with pytest.raises(ValueError, match=(
                 rf"sample_weight spans more than {np.dtype(dtype)} can hold: positive weights "
                 rf"as small as {lost:.3g} are over 2\*\*{-np.finfo(dtype).minexp - 1} times")):
-            gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.ones(20), np.full(20, lost)])
+            gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.full(20, heavy),
+                                                                 np.full(20, lost)])
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
-            km = gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.ones(20),
+            km = gkd.KMeans(2, init=init).fit(Xd, sample_weight=np.r_[np.full(20, heavy),
                                                                       np.full(20, held)])
     np.testing.assert_array_equal(km.labels_.compute(), np.repeat([0, 1], 20))
     np.testing.assert_allclose(km.cluster_centers_, [[0.05, 0.0], [10.05, 10.0]], rtol=0,

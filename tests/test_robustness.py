@@ -334,10 +334,15 @@ def test_weights_float32_cannot_hold_are_an_error_not_zero():
 
 
 @pytest.mark.usefixtures("cpu_engine")
-@pytest.mark.parametrize("dtype, held, lost", [
-    (np.float32, 2.0**-120, 2.0**-127), (np.float64, 2.0**-1000, 1e-310),
+@pytest.mark.parametrize("dtype, heavy, held, lost", [
+    (np.float32, 1.0, 2.0**-120, 2.0**-127), (np.float64, 1.0, 2.0**-1000, 1e-310),
+    # Weights the power of two takes below the smallest subnormal, to exactly 0: they
+    # passed, and their cluster kept its initial center (a reviewer's find; Dask refused).
+    (np.float64, 1e300, 1e-5, 1e-300), (np.float32, 1e300, 1e270, 1e-300),
+    (np.float64, 2.0**1023, 4.0, 2.0**-1000),
 ])
-def test_weights_that_would_be_subnormal_are_an_error_not_infinite_centers(dtype, held, lost):
+def test_weights_that_would_be_subnormal_are_an_error_not_infinite_centers(dtype, heavy, held,
+                                                                           lost):
     """A cluster whose float64 weights were all subnormal beside the largest (1e-310 next
     to 1) had a weight whose reciprocal overflowed: an infinite center and inertia, with
     warnings only; float32 weights rounded to subnormals lost their precision (1e-45 is
@@ -348,7 +353,7 @@ def test_weights_that_would_be_subnormal_are_an_error_not_infinite_centers(dtype
     X = np.repeat(X, 10, axis=0)
     init = X[[0, 20]]
     for weight, refused in ((held, False), (lost, True)):
-        sample_weight = np.r_[np.ones(20), np.full(20, weight)]
+        sample_weight = np.r_[np.full(20, heavy), np.full(20, weight)]
         for estimator in (KMeans(2, init=init, n_init=1, device="cpu"),
                           # (no reassignment of the light cluster: its weight is tiny)
                           MiniBatchKMeans(2, init=init, n_init=1, device="cpu", batch_size=40,
