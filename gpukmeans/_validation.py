@@ -316,7 +316,15 @@ def usable_magnitude(dtype, n_samples, n_features):
     ``||c||^2 - 2 x.c`` (at most ``3 n_features M^2``) and the per-feature variances of
     the tolerance (at most ``4 n_samples M^2``).
     lower: two samples one unit in the last place apart at this scale still have a
-    normal (not subnormal, not zero) squared distance, ``(M eps)^2 >= tiny``.
+    normal (not subnormal, not zero) squared distance, ``(M eps)^2 >= tiny``. Below it
+    the CPU engines' float32 labels would stay exact (their near-ties are decided in
+    float64, and their margins cover subnormal roundings: tested on MNIST scaled down to
+    2^-72, 5e-20), but the GPU engine's kernels are compiled with ``-ftz=true`` (CuPy
+    adds it): a float32 product below ``tiny`` is flushed to 0, an error of up to
+    ``n_features tiny`` in every dot product, which this bound keeps below the
+    products' own rounding ``M^2 eps`` (at 2^-69, MNIST's dot products would lose most of
+    their value). One bound for every engine, since a model fitted on one predicts on
+    the other.
     """
     info = np.finfo(dtype)
     upper = float(np.sqrt(float(info.max) / (16 * max(n_samples, n_features))))
