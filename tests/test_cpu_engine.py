@@ -1036,6 +1036,43 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
     assert result.stdout.split() == ["checked"], result.stdout
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_by_rows_fold_per_feature_count_is_the_general_loop_bit_for_bit(dtype, rng):
+    """BY_ROWS compiles its values and fold once per feature count up to 8 (the value of
+    a row in a register, folded at once): the labels, smallest and second smallest
+    values of the general loop over a vector of values, bit for bit, for every count,
+    with ties (integer data) and more rows than a vector."""
+    from gpukmeans._cpu_nearest import _fold_by_rows, _fold_by_rows_any
+
+    for n_features in range(1, 9):
+        for data in ("normal", "integers"):
+            n_rows, n_clusters = 203, int(rng.integers(1, 40))
+            if data == "normal":
+                rows = rng.normal(size=(n_rows, n_features))
+            else:
+                rows = rng.integers(0, 3, size=(n_rows, n_features)).astype(float)
+            centers = rows[rng.integers(0, n_rows, n_clusters)] + (
+                0 if data == "integers" else rng.normal(scale=0.1, size=(n_clusters, n_features)))
+            rows_t = np.ascontiguousarray(rows.T, dtype=dtype)
+            minus_two_centers = (-2 * centers).astype(dtype)
+            norms = (centers.astype(dtype) ** 2).sum(axis=1).astype(dtype)
+            outputs = []
+            for fold in ("unrolled", "general"):
+                best = np.empty(n_rows, np.int32)
+                best_value = np.full(n_rows, np.inf, dtype=dtype)
+                second_value = np.full(n_rows, np.inf, dtype=dtype)
+                best[:] = 0
+                if fold == "unrolled":
+                    _fold_by_rows(rows_t, n_rows, minus_two_centers, norms, best, best_value,
+                                  second_value, n_features)
+                else:
+                    _fold_by_rows_any(rows_t, np.empty(n_rows, dtype=dtype), n_rows,
+                                      minus_two_centers, norms, best, best_value, second_value)
+                outputs.append((best, best_value, second_value))
+            for unrolled, general in zip(*outputs):
+                np.testing.assert_array_equal(unrolled, general)
+
+
 @pytest.mark.parametrize("n_features", [200, 300, 784])
 @pytest.mark.parametrize("engine_name", ["numba", "numpy"])
 def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(engine_name, n_features, rng):
