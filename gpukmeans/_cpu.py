@@ -35,6 +35,7 @@ from ._cpu_passes import (
     _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered, inertia,
     row_norms_f64,
 )
+from ._cpu_passes import largest_magnitude as _largest_magnitude
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_yinyang import YinyangRun
@@ -273,6 +274,13 @@ def kmeanspp_groups(n_samples, n_candidates):
 
 
 
+def largest_magnitude(X):
+    """Validation's largest ``|x|`` of a large C-contiguous float NumPy array, in one pass
+    on the engine's threads (:func:`gpukmeans._cpu_passes.largest_magnitude`)."""
+    with cpu_runtime():
+        return _largest_magnitude(X)
+
+
 def make_engine(unit_centers=False):
     """The Numba engine; ``unit_centers`` (cosine fits and their inference) orders the
     centers by dot product alone (:func:`gpukmeans._cpu_nearest._exact_rank`)."""
@@ -367,6 +375,7 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                     engine.inertia(X, sample_weight, centers, labels)
                     engine.pairwise_distances(X, centers)
                     engine.lloyd_iter(X, sample_weight, centers, labels)
+                    largest_magnitude(source)  # validation's, on the caller's X
                     if read_only:  # transform and row norms take the caller's X, uncentred
                         engine.pairwise_distances(source, centers)
                         engine.row_norms(source)

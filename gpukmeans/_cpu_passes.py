@@ -146,5 +146,51 @@ def centered(X, X_mean):
     return out, out_squared_norms, True
 
 
+# The largest magnitude (validation's scale and finiteness check) over blocks of X's
+# values taken as integers: a float's bits without the sign grow with its magnitude,
+# and infinity's and NaN's exceed every finite value's, so one integer maximum (which
+# vectorises; a NaN-aware float maximum does not) answers both. Blocks: a fixed number,
+# so that the threads share the pass whatever their count (a maximum is exact in any
+# order).
+MAGNITUDE_BLOCKS = 64
+
+
+@njit(nogil=True, cache=CACHE)
+def _largest_bits(bits, magnitude_mask):
+    """The largest ``bits[i] & magnitude_mask`` (0 for none). Indexed from 0: from a
+    ``start`` that might be negative as far as the compiler knows, each load would
+    carry NumPy's negative-index wraparound, and the loop ran 5x slower."""
+    largest = bits.dtype.type(0)
+    for i in range(bits.shape[0]):
+        largest = max(largest, bits.dtype.type(bits[i] & magnitude_mask))
+    return largest
+
+
+@threaded(lambda bits, magnitude_mask: bits.shape[0])
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _largest_magnitude_bits(bits, magnitude_mask):
+    """:func:`_largest_bits` over all of ``bits``, a block per ``prange`` iteration."""
+    n_values = bits.shape[0]
+    block_largest = np.zeros(MAGNITUDE_BLOCKS, dtype=bits.dtype)
+    for block in prange(MAGNITUDE_BLOCKS):
+        start = block * n_values // MAGNITUDE_BLOCKS
+        end = (block + 1) * n_values // MAGNITUDE_BLOCKS
+        block_largest[block] = _largest_bits(bits[start:end], magnitude_mask)
+    return block_largest.max()
+
+
+_SIGNED_OF_FLOAT = {4: np.int32, 8: np.int64}
+
+
+def largest_magnitude(X):
+    """The largest ``|x|`` of a C-contiguous float32 or float64 array, as a Python float:
+    NaN where X holds a NaN, else infinity where it holds one. One pass, against NumPy's
+    two (``max`` and ``min``): MNIST float32, one thread, 6.2 against 14.5 ms."""
+    signed = _SIGNED_OF_FLOAT[X.dtype.itemsize]
+    magnitude_mask = signed(np.iinfo(signed).max)  # every bit but the sign
+    largest = _largest_magnitude_bits(X.reshape(-1).view(signed), magnitude_mask)
+    return float(signed(largest).view(X.dtype))
+
+
 def inertia(X, sample_weight, centers, labels):
     return np.float64(_weighted_sum_f64(_assigned_distances(X, centers, labels), sample_weight))

@@ -68,6 +68,61 @@ def test_finite_check_is_exact_when_the_mean_overflows(bad, match):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_largest_magnitude_is_numpys(dtype):
+    """The Numba engine's one pass over X's bits gives NumPy's ``max(X.max(), -X.min())``
+    on fresh data of every scale (subnormals, signed zeros, values near the dtype's
+    largest), and names NaN before infinity wherever either lies, whatever its sign."""
+    from gpukmeans._cpu import largest_magnitude
+
+    rng = np.random.default_rng()
+    info = np.finfo(dtype)
+    for scale in (1.0, 1e-3, float(info.tiny) * 4, float(info.max) / 8):
+        for shape in ((1, 1), (7, 3), (1000, 17), (5000, 64)):
+            X = (rng.standard_normal(shape) * scale).astype(dtype)
+            X.flat[rng.integers(X.size)] = -0.0
+            assert largest_magnitude(X) == max(float(X.max()), -float(X.min()))
+            negative = -np.abs(X)  # the largest magnitude is the minimum
+            assert largest_magnitude(negative) == -float(negative.min())
+    assert largest_magnitude(np.zeros((4, 3), dtype=dtype)) == 0.0
+    assert largest_magnitude(np.full((2, 2), -0.0, dtype=dtype)) == 0.0
+    X = rng.standard_normal((3000, 5)).astype(dtype)
+    X.flags.writeable = False  # the caller's read-only data
+    assert largest_magnitude(X) == max(float(X.max()), -float(X.min()))
+    for bad in (np.inf, -np.inf):
+        X = rng.standard_normal((3000, 5)).astype(dtype)
+        X[rng.integers(3000), rng.integers(5)] = bad
+        assert largest_magnitude(X) == np.inf
+        X[rng.integers(3000), rng.integers(5)] = -np.nan if bad < 0 else np.nan
+        assert np.isnan(largest_magnitude(X))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("estimator", [KMeans, MiniBatchKMeans])
+@pytest.mark.parametrize("bad, match", [("nan", "NaN"), ("-inf", "infinity"),
+                                        ("huge", "largest absolute value lies between")])
+def test_large_X_is_refused_by_the_one_pass_check(estimator, bad, match, dtype, monkeypatch):
+    """Past the NumPy engine's MAX_ELEMENTS values, a CPU fit checks X's scale and
+    finiteness in the Numba engine's one pass: a bad value anywhere is still refused
+    with its own message, before any work, and the caller's X is left as it was."""
+    from gpukmeans import _cpu, _cpu_small
+
+    monkeypatch.setattr(_cpu_small, "MAX_ELEMENTS", 1000)
+    passes = []
+    monkeypatch.setattr(_cpu, "largest_magnitude",
+                        lambda X, one_pass=_cpu.largest_magnitude: passes.append(1) or one_pass(X))
+    rng = np.random.default_rng()
+    X = rng.standard_normal((600, 3)).astype(dtype)
+    huge = 1e19 if dtype == np.float32 else 1e160  # finite, past k-means' range
+    X[rng.integers(600), rng.integers(3)] = {"nan": np.nan, "-inf": -np.inf, "huge": huge}[bad]
+    before = X.copy()
+    with pytest.raises(ValueError, match=match):
+        estimator(3, device="cpu", random_state=0).fit(X)
+    assert passes
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_values_near_the_dtype_max_warn_nothing(dtype):
     """Finite values of both signs near the dtype's largest: a fit is refused by the range
     it names, and a float64 model predicts float32 ones, with no NumPy 'invalid value'
