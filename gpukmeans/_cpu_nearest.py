@@ -376,6 +376,69 @@ def _fold_center(values, center_norm, label, n_rows, best, best_value, second_va
         best_value[i] = value if closer else current
 
 
+@njit(nogil=True, cache=CACHE)
+def _fold_four_centers(values, first, centers_squared_norms, label, n_rows, best, best_value,
+                       second_value):
+    """:func:`_fold_center` for the four centers ``label`` to ``label + 3`` (their values
+    ``values[first]`` to ``values[first + 3]``), in that order, in one pass over the rows:
+    each row's smallest two are loaded and stored once for four centers, not four times.
+    The same rule in the same order, so the same bits."""
+    values0, values1, values2, values3 = (values[first], values[first + 1], values[first + 2],
+                                          values[first + 3])
+    norm0, norm1, norm2, norm3 = (centers_squared_norms[label], centers_squared_norms[label + 1],
+                                  centers_squared_norms[label + 2],
+                                  centers_squared_norms[label + 3])
+    label0, label1 = np.int32(label), np.int32(label + 1)
+    label2, label3 = np.int32(label + 2), np.int32(label + 3)
+    for i in range(n_rows):
+        nearest = best[i]
+        current = best_value[i]
+        second = second_value[i]
+        value = norm0 + values0[i]
+        closer = value < current
+        second = current if closer else min(second, value)
+        nearest = label0 if closer else nearest
+        current = value if closer else current
+        value = norm1 + values1[i]
+        closer = value < current
+        second = current if closer else min(second, value)
+        nearest = label1 if closer else nearest
+        current = value if closer else current
+        value = norm2 + values2[i]
+        closer = value < current
+        second = current if closer else min(second, value)
+        nearest = label2 if closer else nearest
+        current = value if closer else current
+        value = norm3 + values3[i]
+        closer = value < current
+        second = current if closer else min(second, value)
+        nearest = label3 if closer else nearest
+        current = value if closer else current
+        best[i] = nearest
+        best_value[i] = current
+        second_value[i] = second
+
+
+@njit(nogil=True, cache=CACHE)
+def _fold_centers(values, first, last, centers_squared_norms, label, n_rows, best, best_value,
+                  second_value):
+    """Fold ``values[first:last]`` (the centers ``label``, ``label + 1``, ...) in order,
+    as :func:`_fold_center` one center at a time would, four centers per pass
+    (:func:`_fold_four_centers`). The fold alone, 100,000 rows x 512 centers, one thread:
+    9.6 -> 3.4 ms; a whole plain step on 100,000 blob rows, k=512, one thread: 16
+    features 25 -> 21 ms, 32 features 42 -> 38.5 (the GEMM is the rest)."""
+    while first + 4 <= last:
+        _fold_four_centers(values, first, centers_squared_norms, label, n_rows, best,
+                           best_value, second_value)
+        first += 4
+        label += 4
+    while first < last:
+        _fold_center(values[first], centers_squared_norms[label], np.int32(label), n_rows, best,
+                     best_value, second_value)
+        first += 1
+        label += 1
+
+
 @njit(nogil=True, fastmath={"contract"}, cache=CACHE)
 def _chunk_nearest_by_rows(
     X,  # IN (n_samples, n_features)
@@ -453,15 +516,68 @@ def _fold_by_rows(rows_t, n_rows, minus_two_centers, centers_squared_norms, best
     (``numba.literally``: one compiled body per count, the loop over the features
     unrolled). Each row's value is summed in a register, from 0 and feature after
     feature as :func:`_fold_by_rows_any` sums it in memory (the same bits), and folded at once
-    (:func:`_fold_center`'s rule): no pass over a vector of values per feature and
-    per fold. One E-step on 100,000 x 8 random rows, k=32, one thread: float64 3.7 ->
-    2.0 ms, float32 (x 4) 1.5 -> 0.9; the same labels and values, bit for bit."""
+    (:func:`_fold_center`'s rule), four centers per pass over the rows as
+    :func:`_fold_four_centers` folds them: each row's smallest two are loaded and stored
+    once for four centers. The E-step's values and fold on 100,000 random rows, k=32, one
+    thread, ms: float64 x 8 3.7 (a vector of values) -> 2.0 (values in registers) ->
+    1.33 (four centers a pass; 1.45 one a pass), x 5 0.96 -> 0.81, x 2 0.79 -> 0.56;
+    float32 x 4 0.65 -> 0.56, x 3 0.59 -> 0.50, x 2 0.52 -> 0.47; the same labels and
+    values, bit for bit."""
     n_features = literally(n_features)
     zero = rows_t.dtype.type(0)
-    for j in range(minus_two_centers.shape[0]):
-        c = minus_two_centers[j]
-        center_norm = centers_squared_norms[j]
-        label = np.int32(j)
+    n_clusters = minus_two_centers.shape[0]
+    j = 0
+    while j + 4 <= n_clusters:
+        c0, c1 = minus_two_centers[j], minus_two_centers[j + 1]
+        c2, c3 = minus_two_centers[j + 2], minus_two_centers[j + 3]
+        norm0, norm1 = centers_squared_norms[j], centers_squared_norms[j + 1]
+        norm2, norm3 = centers_squared_norms[j + 2], centers_squared_norms[j + 3]
+        label0, label1 = np.int32(j), np.int32(j + 1)
+        label2, label3 = np.int32(j + 2), np.int32(j + 3)
+        for i in range(n_rows):
+            nearest = best[i]
+            current = best_value[i]
+            second = second_value[i]
+            value = zero
+            for f in range(n_features):
+                value += rows_t[f, i] * c0[f]
+            value = norm0 + value
+            closer = value < current
+            second = current if closer else min(second, value)
+            nearest = label0 if closer else nearest
+            current = value if closer else current
+            value = zero
+            for f in range(n_features):
+                value += rows_t[f, i] * c1[f]
+            value = norm1 + value
+            closer = value < current
+            second = current if closer else min(second, value)
+            nearest = label1 if closer else nearest
+            current = value if closer else current
+            value = zero
+            for f in range(n_features):
+                value += rows_t[f, i] * c2[f]
+            value = norm2 + value
+            closer = value < current
+            second = current if closer else min(second, value)
+            nearest = label2 if closer else nearest
+            current = value if closer else current
+            value = zero
+            for f in range(n_features):
+                value += rows_t[f, i] * c3[f]
+            value = norm3 + value
+            closer = value < current
+            second = current if closer else min(second, value)
+            nearest = label3 if closer else nearest
+            current = value if closer else current
+            best[i] = nearest
+            best_value[i] = current
+            second_value[i] = second
+        j += 4
+    for center in range(j, n_clusters):  # the last n_clusters % 4, one a pass
+        c = minus_two_centers[center]
+        center_norm = centers_squared_norms[center]
+        label = np.int32(center)
         for i in range(n_rows):
             value = zero
             for f in range(n_features):
@@ -556,18 +672,16 @@ def _chunk_nearest_by_gemm(
         for j in range(n_clusters):
             for i in range(n_rows):
                 values[j, i] = dots[i, j]
-        for j in range(n_clusters):
-            _fold_center(values[j], centers_squared_norms[j], np.int32(j), n_rows,
-                         best, best_value, second_value)
+        _fold_centers(values, 0, n_clusters, centers_squared_norms, 0, n_rows, best, best_value,
+                      second_value)
         return
     rows_t = X[chunk_start:chunk_end].T
     for tile_start in range(0, n_clusters, GEMM_TILE_CENTERS):
         tile_end = min(tile_start + GEMM_TILE_CENTERS, n_clusters)
         values = scratch[: (tile_end - tile_start) * n_rows].reshape((tile_end - tile_start, n_rows))
         np.dot(minus_two_centers[tile_start:tile_end], rows_t, values)
-        for j in range(tile_start, tile_end):
-            _fold_center(values[j - tile_start], centers_squared_norms[j], np.int32(j), n_rows,
-                         best, best_value, second_value)
+        _fold_centers(values, 0, tile_end - tile_start, centers_squared_norms, tile_start, n_rows,
+                      best, best_value, second_value)
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)

@@ -166,7 +166,6 @@ def _largest_bits(bits, magnitude_mask):
     return largest
 
 
-@threaded(lambda bits, magnitude_mask: bits.shape[0])
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _largest_magnitude_bits(bits, magnitude_mask):
     """:func:`_largest_bits` over all of ``bits``, a block per ``prange`` iteration."""

@@ -33,7 +33,7 @@ from numba import njit, prange
 from ._cpu_bounds import _center_distances, _distance_bound, _lower_bound_f32
 from ._cpu_lloyd import _accumulate_partials, _group_bounds, _reduce_partials
 from ._cpu_nearest import (
-    GEMM_TILE_CENTERS, _dot1, _exactly_nearest, _fold_center, _minus_two_centers_and_norms,
+    GEMM_TILE_CENTERS, _dot1, _exactly_nearest, _fold_centers, _minus_two_centers_and_norms,
     _nearer_than, _start_nearest_two,
 )
 from ._cpu_passes import inertia
@@ -141,10 +141,17 @@ def _full_search(
         n_tile = tile_end - tile_start
         values = scratch[: n_tile * n_rows].reshape((n_tile, n_rows))
         np.dot(perm_minus_two_centers[tile_start:tile_end], rows_t, values)
-        for p in range(tile_start, tile_end):
+        # Each run of positions of one group in the tile, folded into its group's.
+        p = tile_start
+        while p < tile_end:
             g = group_of_position[p]
-            _fold_center(values[p - tile_start], perm_centers_squared_norms[p], np.int32(p),
-                         n_rows, group_best[g], group_least[g], group_second[g])
+            run_end = p + 1
+            while run_end < tile_end and group_of_position[run_end] == g:
+                run_end += 1
+            _fold_centers(values, p - tile_start, run_end - tile_start,
+                          perm_centers_squared_norms, p, n_rows, group_best[g], group_least[g],
+                          group_second[g])
+            p = run_end
     # Each row's smallest two values overall, from the groups' (equal values to the
     # lower position, as argmin: the groups are in position order), and its margin;
     # loops over the rows innermost, branch-free, so that they vectorise.

@@ -1073,6 +1073,44 @@ def test_by_rows_fold_per_feature_count_is_the_general_loop_bit_for_bit(dtype, r
                 np.testing.assert_array_equal(unrolled, general)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_folding_four_centers_a_pass_is_one_at_a_time_bit_for_bit(dtype, rng):
+    """The GEMM's values are folded four centers per pass over the rows
+    (_fold_centers): the labels, smallest and second smallest values of folding one
+    center at a time (_fold_center), bit for bit, for every remainder of the centers by
+    four, a range that starts inside the values, ties (integer values) and more rows
+    than a vector."""
+    from gpukmeans._cpu_nearest import _fold_center, _fold_centers
+
+    for n_clusters in range(1, 14):
+        for data in ("normal", "integers"):
+            n_rows = 203
+            if data == "normal":
+                values = rng.normal(size=(n_clusters + 3, n_rows)).astype(dtype)
+                norms = rng.normal(size=n_clusters + 5).astype(dtype)
+            else:
+                values = rng.integers(-2, 2, size=(n_clusters + 3, n_rows)).astype(dtype)
+                norms = rng.integers(0, 2, size=n_clusters + 5).astype(dtype)
+            first, label = 3, 2  # values[3:] are the centers 2, 3, ...
+            outputs = []
+            for fold in ("four a pass", "one a pass"):
+                best = np.zeros(n_rows, np.int32)
+                best_value = np.full(n_rows, np.inf, dtype=dtype)
+                second_value = np.full(n_rows, np.inf, dtype=dtype)
+                if fold == "four a pass":
+                    _fold_centers(values, first, n_clusters + 3, norms, label, n_rows, best,
+                                  best_value, second_value)
+                else:
+                    for t in range(first, n_clusters + 3):
+                        _fold_center(values[t], norms[label + t - first],
+                                     np.int32(label + t - first), n_rows, best, best_value,
+                                     second_value)
+                outputs.append((best, best_value, second_value))
+            for four, one in zip(*outputs):
+                np.testing.assert_array_equal(four, one)
+            assert set(np.unique(outputs[0][0])) <= set(range(label, label + n_clusters))
+
+
 @pytest.mark.parametrize("n_features", [200, 300, 784])
 @pytest.mark.parametrize("engine_name", ["numba", "numpy"])
 def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(engine_name, n_features, rng):
