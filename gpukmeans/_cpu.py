@@ -276,8 +276,9 @@ def kmeanspp_groups(n_samples, n_candidates):
 
 def largest_magnitude(X):
     """Validation's largest ``|x|`` of a large C-contiguous float NumPy array, in one pass
-    on the engine's threads (:func:`gpukmeans._cpu_passes.largest_magnitude`)."""
-    with cpu_runtime():
+    on the engine's threads (:func:`gpukmeans._cpu_passes.largest_magnitude`). Part of the
+    call that validates X, not a call of its own (see :func:`cpu_runtime`)."""
+    with cpu_runtime(new_call=False):
         return _largest_magnitude(X)
 
 

@@ -232,11 +232,12 @@ class _CompileNotice(numba_event.Listener):
 
     def __init__(self):
         self.announced = False
+        self.quiet = False  # see cpu_runtime's new_call
 
     def on_start(self, event):
         dispatcher = event.data["dispatcher"]
         module = getattr(dispatcher.py_func, "__module__", None) or ""
-        if self.announced or not module.startswith("gpukmeans."):
+        if self.announced or self.quiet or not module.startswith("gpukmeans."):
             return
         self.announced = True
         if CACHE:
@@ -254,7 +255,7 @@ _COMPILE_NOTICE = _CompileNotice()
 numba_event.register("numba:compile", _COMPILE_NOTICE)
 
 @contextlib.contextmanager
-def cpu_runtime():
+def cpu_runtime(new_call=True):
     """What every public call runs inside (``Engine.runtime``): one engine call at a
     time per process, and BLAS limited to one thread while Numba's threads each call it
     on their own chunk.
@@ -262,13 +263,25 @@ def cpu_runtime():
     Without the limit, every Numba thread's GEMM would start its own BLAS threads
     (oversubscription), and a multi-threaded GEMM is not guaranteed to sum in the
     same order as a single-threaded one.
+
+    ``new_call``: a public call begins here, so a compile may be announced again
+    (:class:`_CompileNotice`). False for a pass that a call makes before it enters its
+    engine's runtime (validation's): its compile (a second or two) is not announced,
+    or a first fit would announce twice, once for it and once for its engine's kernels.
     """
     try:
         with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
                 _interrupts_not_dropped():
             _start_niced_workers_once()
-            _COMPILE_NOTICE.announced = False
-            yield
+            quiet = _COMPILE_NOTICE.quiet
+            if new_call:
+                _COMPILE_NOTICE.announced = False
+            else:
+                _COMPILE_NOTICE.quiet = True
+            try:
+                yield
+            finally:
+                _COMPILE_NOTICE.quiet = quiet
     except SystemError as exc:
         # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
         # function (or a helper it calls back, such as _numba_unpickle) returns, and

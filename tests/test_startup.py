@@ -229,6 +229,29 @@ def test_a_compile_is_announced_once_per_call_and_never_for_a_cached_kernel(tmp_
     assert "compiling" not in second.stderr and second.stdout.strip() == "done"
 
 
+def test_a_first_fit_that_validates_on_numba_announces_its_compile_once(tmp_path):
+    """A fit past the NumPy engine's MAX_ELEMENTS checks X's magnitude with a Numba pass
+    before it enters its engine's runtime: in a fresh cache that pass compiles too, and
+    the call still announces once, not once per runtime it entered."""
+    code = """
+        import numpy as np
+        from gpukmeans import _cpu, _cpu_lloyd, _validation
+        X = np.ones((5000, 1000), dtype=np.float32)  # past MAX_ELEMENTS
+        for call in range(2):
+            assert _validation.largest_magnitude(X, compiled=True) == 1.0
+            with _cpu.cpu_runtime():
+                _cpu_lloyd._group_bounds(0, 1, 1, 1, 1)
+        print("done")
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = _python(code, env=env)
+    notices = [line for line in first.stderr.splitlines() if "compiling" in line]
+    assert notices == [
+        "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them"
+    ], first.stderr
+    assert first.stdout.strip() == "done"
+
+
 def test_the_command_shows_the_compile_notice_on_stderr(capsys, monkeypatch):
     """The command shows the engine's compile line (and only that one) on stderr, once,
     whatever the logging configuration."""
