@@ -205,6 +205,19 @@ def test_import_and_help_load_neither_scikit_learn_nor_numba():
 # ---------------------------------------------------------------------- compiling
 
 
+def _announces_one_compile(code, tmp_path):
+    """Run ``code`` (which prints "done") in a fresh Numba cache; assert that its stderr
+    holds the compile notice once. Returns the environment, to run it again."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = _python(code, env=env)
+    notices = [line for line in first.stderr.splitlines() if "compiling" in line]
+    assert notices == [
+        "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them"
+    ], first.stderr
+    assert first.stdout.strip() == "done"
+    return env
+
+
 def test_a_compile_is_announced_once_per_call_and_never_for_a_cached_kernel(tmp_path):
     """In a fresh cache the first call logs a WARNING "compiling the CPU kernels", once
     per public call however many kernels it compiles, which Python shows on stderr with
@@ -219,12 +232,7 @@ def test_a_compile_is_announced_once_per_call_and_never_for_a_cached_kernel(tmp_
                 _cpu_passes._squared_norm_f64(__import__("numpy").ones(3))
         print("done")
     """
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    first = _python(code, env=env)
-    notices = [line for line in first.stderr.splitlines() if "compiling" in line]
-    assert notices == [
-        "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them"
-    ], first.stderr
+    env = _announces_one_compile(code, tmp_path)
     second = _python(code, env=env)
     assert "compiling" not in second.stderr and second.stdout.strip() == "done"
 
@@ -243,13 +251,7 @@ def test_a_first_fit_that_validates_on_numba_announces_its_compile_once(tmp_path
                 _cpu_lloyd._group_bounds(0, 1, 1, 1, 1)
         print("done")
     """
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    first = _python(code, env=env)
-    notices = [line for line in first.stderr.splitlines() if "compiling" in line]
-    assert notices == [
-        "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them"
-    ], first.stderr
-    assert first.stdout.strip() == "done"
+    _announces_one_compile(code, tmp_path)
 
 
 def test_the_command_shows_the_compile_notice_on_stderr(capsys, monkeypatch):
