@@ -388,7 +388,13 @@ def warm_up_all(dtypes=(np.float32, np.float64)):
     block's view, any array marked read-only, 14 s on a first such fit), streamed
     k-means++, CSR matrices (the sparse engine, int32 and int64 indices) and
     MiniBatchKMeans's step. What ``gpukmeans compile`` does, so that no later fit waits
-    for a compile (about 150 s on two cores, twice :func:`warm_up`'s)."""
+    for a compile (150-290 s on two cores, twice :func:`warm_up`'s); one runtime around
+    it all, so that its compile is announced once."""
+    with cpu_runtime():
+        _warm_up_all(dtypes)
+
+
+def _warm_up_all(dtypes):
     import scipy.sparse
 
     from . import _streaming

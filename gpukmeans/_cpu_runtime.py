@@ -233,6 +233,7 @@ class _CompileNotice(numba_event.Listener):
     def __init__(self):
         self.announced = False
         self.quiet = False  # see cpu_runtime's new_call
+        self.depth = 0  # runtimes entered and not left (under the engine lock)
 
     def on_start(self, event):
         dispatcher = event.data["dispatcher"]
@@ -265,22 +266,26 @@ def cpu_runtime(new_call=True):
     same order as a single-threaded one.
 
     ``new_call``: a public call begins here, so a compile may be announced again
-    (:class:`_CompileNotice`). False for a pass that a call makes before it enters its
-    engine's runtime (validation's): its compile (a second or two) is not announced,
-    or a first fit would announce twice, once for it and once for its engine's kernels.
+    (:class:`_CompileNotice`), unless this runtime is entered inside another (the
+    outermost one is the call: ``gpukmeans compile`` warms every kernel in one). False
+    for a pass that a call makes before it enters its engine's runtime (validation's):
+    its compile (a second or two) is not announced, or a first fit would announce
+    twice, once for it and once for its engine's kernels.
     """
     try:
         with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
                 _interrupts_not_dropped():
             _start_niced_workers_once()
             quiet = _COMPILE_NOTICE.quiet
-            if new_call:
-                _COMPILE_NOTICE.announced = False
-            else:
+            if not new_call:
                 _COMPILE_NOTICE.quiet = True
+            elif _COMPILE_NOTICE.depth == 0:
+                _COMPILE_NOTICE.announced = False
+            _COMPILE_NOTICE.depth += 1
             try:
                 yield
             finally:
+                _COMPILE_NOTICE.depth -= 1
                 _COMPILE_NOTICE.quiet = quiet
     except SystemError as exc:
         # Ctrl-C while Numba code runs: the KeyboardInterrupt is raised as a compiled
