@@ -27,8 +27,8 @@ from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
 from ._cpu_minibatch import (
-    BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _minibatch_update, batch_search,
-    labels_by_index,
+    BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
+    _minibatch_update, batch_search, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
@@ -236,16 +236,23 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
     if rows is None:
         rows = np.arange(X.shape[0])
     labels = np.empty(rows.shape[0], dtype=np.int32)
+    distances = np.empty(rows.shape[0] if compute_inertia else 0)
+    tiny = np.finfo(X.dtype).tiny
     if by_index:
-        _batch_labels_by_index(X, rows, centers, _centers_squared_norms(centers),
-                               _bound_margin_coefficient(X.dtype, n_features),
-                               X.dtype == np.float32, labels)
+        label_args = (X, rows, centers, _centers_squared_norms(centers),
+                      _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32)
+        if _batch_labels_by_index.runs_serially(*label_args, labels):
+            # On one thread, each chunk is summed while its rows are in cache.
+            centers_new, weight_sums_new = _labelled_update_by_index(
+                X, rows, sample_weight, *label_args[2:], weight_sums, tiny, labels, distances)
+        else:
+            _batch_labels_by_index(*label_args, labels)
+            centers_new, weight_sums_new = _minibatch_update(
+                X, rows, sample_weight, labels, centers, weight_sums, tiny, distances)
     else:
         e_step(X, centers, labels)
-    distances = np.empty(rows.shape[0] if compute_inertia else 0)
-    centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels, centers,
-                                                     weight_sums, np.finfo(X.dtype).tiny,
-                                                     distances)
+        centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels,
+                                                         centers, weight_sums, tiny, distances)
     inertia = float(_weighted_sum_f64(distances, sample_weight)) if compute_inertia else 0.0
     return labels, centers_new, weight_sums_new, inertia
 

@@ -391,8 +391,12 @@ class ThreadedKernel:
         self.serial = numba.njit(cache=CACHE, **options)(twin)
         functools.update_wrapper(self, py_func)
 
+    def runs_serially(self, *args):
+        """Whether a call with these arguments runs the serial twin."""
+        return numba.get_num_threads() == 1 or self.work(*args) < SERIAL_MAX_WORK
+
     def __call__(self, *args):
-        if numba.get_num_threads() == 1 or self.work(*args) < SERIAL_MAX_WORK:
+        if self.runs_serially(*args):
             return self.serial(*args)
         return self.parallel(*args)
 

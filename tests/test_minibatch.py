@@ -343,6 +343,45 @@ def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng):
     assert labels_by_index(n_features, n_clusters) == (n_features >= 130)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_clusters", [3, 12])
+def test_step_on_one_thread_chunk_by_chunk_is_the_two_passes(dtype, n_clusters, monkeypatch,
+                                                            rng):
+    """A batch labelled by index on one thread is summed a chunk at a time while its
+    rows are in cache (_labelled_update_by_index); on more threads, labelled in parallel
+    and then summed (_batch_labels_by_index, _minibatch_update). Both give the same
+    labels, centers, weights and inertia, bit for bit: batches of several chunks and a
+    partial one, repeated rows, near-ties (integers far from the origin, which float64
+    decides by the copied chunk's GEMM), zero weights, with and without the inertia."""
+    from gpukmeans import _cpu, _cpu_runtime
+    from gpukmeans._cpu_minibatch import _batch_labels_by_index, labels_by_index
+
+    n_features = 140
+    assert labels_by_index(n_features, n_clusters)
+    X, centers, _ = _near_tie_batch(n_features, n_clusters, 1e-11 if dtype == np.float64
+                                    else 1e-3, dtype, rng)
+    rows = rng.integers(0, X.shape[0], 700)
+    rows[::7] = rows[0]
+    sample_weight = rng.uniform(0, 3, rows.shape[0]).astype(dtype)
+    sample_weight[rng.random(rows.shape[0]) < 0.2] = 0
+    weight_sums = rng.uniform(0, 50, n_clusters).astype(dtype)
+    serial_max_work = _cpu_runtime.SERIAL_MAX_WORK
+    try:
+        _cpu_runtime.set_num_threads(2)
+        for compute_inertia in (True, False):
+            results = []
+            for max_work in (serial_max_work, 0):  # one thread's path, then two threads'
+                monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", max_work)
+                assert _batch_labels_by_index.runs_serially(X, rows, centers) == (max_work > 0)
+                with _cpu_runtime.cpu_runtime():
+                    results.append(_cpu.minibatch_step(X, rows, sample_weight, centers,
+                                                       weight_sums, compute_inertia))
+            for ours, theirs in zip(*results):
+                np.testing.assert_array_equal(ours, theirs)
+    finally:
+        _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
+
+
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
 def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clusters, rng):
     """float32 batches labelled by index (the blocked kernel, on rows where they lie in
