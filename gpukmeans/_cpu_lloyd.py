@@ -19,10 +19,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _chunk_distances, _chunk_dots_blocked, _chunk_nearest_by_gemm,
-    _chunk_nearest_by_rows, _exact_argmin, _exactly_nearest, _gemm_scratch_size,
-    _label_of_values, _minus_two_centers_and_norms, _sklearn_values, _squared_norm_f64,
-    _values_margin,
+    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _exact_argmin,
+    _exactly_nearest, _flag_near_ties, _gemm_scratch_size, _label_of_values,
+    _minus_two_centers_and_norms, _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -130,23 +129,6 @@ def _accumulate_and_fold(X, sample_weight, labels, chunk_start, chunk_end, group
     return rows_since_fold
 
 
-@njit(nogil=True, cache=CACHE)
-def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coefficient,
-                    max_center_norm, tie_factor, near):
-    """``near[i]``: whether row i's two smallest values ``||c||^2 - 2 x.c`` are within
-    ``tie_factor`` margins, too close for their rounding to order. Returns the count.
-    Branch-free, so that it vectorises: near-ties are rare, and the rows that are not
-    (almost all) must cost only this pass."""
-    n_near = 0
-    for i in range(n_rows):
-        margin = _values_margin(squared_norms[i], margin_coefficient, max_center_norm)
-        gap = np.float64(second_value[i]) - np.float64(best_value[i])
-        is_near = gap <= tie_factor * margin
-        near[i] = is_near
-        n_near += is_near
-    return n_near
-
-
 _NO_DISTANCES = np.empty(0)
 
 
@@ -244,7 +226,7 @@ def _lloyd_partials(
         rows_since_fold = 0
         # The GEMM's (chunk, n_clusters) values: the GEMM and BLOCKED kernels, and
         # float64's near-ties.
-        n_dots = chunk_rows if dots_kernel < BY_ROWS or not exact_labels else 0
+        n_dots = chunk_rows if dots_kernel == GEMM or not exact_labels else 0
         dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
         values_buffer = np.empty(n_clusters, dtype=X.dtype)
         rows = np.empty(chunk_rows, dtype=np.int64)
@@ -253,6 +235,8 @@ def _lloyd_partials(
             n_scratch = (n_features + 1) * chunk_rows
         elif dots_kernel == BY_GEMM:
             n_scratch = _gemm_scratch_size(X.itemsize, n_features, n_clusters, chunk_rows)
+        elif dots_kernel == BLOCKED:
+            n_scratch = n_clusters * chunk_rows
         scratch = np.empty(n_scratch, dtype=X.dtype)
         n_by_rows = chunk_rows if n_scratch else 0
         best = np.empty(n_by_rows, dtype=np.int32)
@@ -263,11 +247,18 @@ def _lloyd_partials(
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
-            if dots_kernel >= BY_ROWS:
+            if dots_kernel != GEMM:
                 if dots_kernel == BY_ROWS:
                     _chunk_nearest_by_rows(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                         scratch, best, best_value, second_value,
+                    )
+                elif dots_kernel == BLOCKED:
+                    for i in range(chunk_end - chunk_start):
+                        rows[i] = chunk_start + i
+                    _rows_nearest_blocked(
+                        X, rows, chunk_end - chunk_start, minus_two_centers,
+                        centers_squared_norms, scratch, best, best_value, second_value,
                     )
                 else:
                     _chunk_nearest_by_gemm(
@@ -304,10 +295,8 @@ def _lloyd_partials(
                                 X[chunk_start + i], centers_old, dots[i], -1.0, unit_centers)
             else:
                 # float64's GEMM values are scikit-learn's, its norms already added.
-                norms_in_dots = dots_kernel == GEMM and not exact_labels
-                if dots_kernel == BLOCKED:
-                    _chunk_dots_blocked(X, chunk_start, chunk_end, minus_two_centers, rows, dots)
-                elif norms_in_dots:
+                norms_in_dots = not exact_labels
+                if norms_in_dots:
                     _sklearn_values(X[chunk_start:chunk_end], centers_old,
                                     centers_squared_norms, dots)
                 else:

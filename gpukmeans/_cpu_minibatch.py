@@ -46,9 +46,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _exact_argmin, _label_of_values, _minus_two_centers_and_norms, _nearest_two,
-    _rows_dots_blocked, _sklearn_values, _squared_distance_f64, _squared_norm_f64,
-    _values_margin,
+    _exact_argmin, _exactly_nearest, _flag_near_ties, _minus_two_centers_and_norms,
+    _rows_nearest_blocked, _sklearn_values, _squared_distance_f64, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
@@ -98,12 +97,12 @@ def _batch_labels_by_index(
     labels,  # OUT (n_rows,) int32
 ):
     """The E-step's labels of ``X[rows]``, the dot products by the blocked kernel on the
-    rows where they lie (:func:`_rows_dots_blocked`, whose value for a (row, center) pair
-    is the same wherever the row sits), in chunks of CHUNK_ROWS, in parallel where the
-    batch repays the threads (:func:`_batch_work`).
+    rows where they lie (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`, whose value
+    for a (row, center) pair is the same wherever the row sits), in chunks of
+    CHUNK_ROWS (:func:`_label_chunk_by_index`), in parallel where the batch repays the
+    threads (:func:`_batch_work`).
 
-    float32: each label the exactly nearest center
-    (:func:`gpukmeans._cpu_nearest._label_of_values`). float64: scikit-learn's, the
+    float32: each label the exactly nearest center. float64: scikit-learn's, the
     argmin of the GEMM on the batch's chunk (as its E-step multiplies the copied batch's,
     256 rows at a time): the blocked values' argmin wherever their two smallest are
     further apart than both computations' rounding (then both argmins agree), and for
@@ -126,30 +125,36 @@ def _batch_labels_by_index(
 def _label_chunk_by_index(X, chunk_rows, centers, minus_two_centers, centers_squared_norms,
                           margin_coefficient, max_center_norm, exact_labels, chunk_labels):
     """:func:`_batch_labels_by_index` for one chunk of the batch's rows (at most
-    CHUNK_ROWS): ``chunk_labels[i]`` is ``X[chunk_rows[i]]``'s label."""
+    CHUNK_ROWS): ``chunk_labels[i]`` is ``X[chunk_rows[i]]``'s label. The nearest two
+    centers of every row by the blocked kernel and a fold over the centers
+    (:func:`gpukmeans._cpu_nearest._rows_nearest_blocked`); the rows whose two are within
+    the values' rounding (float32: twice the margin; float64: four, each value and the
+    GEMM's off by one) decided in float64 (float32) or by the copied chunk's GEMM
+    (float64), as the plain step decides them."""
     n_rows, n_features = chunk_rows.shape[0], X.shape[1]
     n_clusters = centers.shape[0]
-    dots = np.empty((n_rows, n_clusters), dtype=X.dtype)
-    values = np.empty(n_clusters, dtype=X.dtype)
-    near = np.zeros(n_rows, dtype=np.bool_)
-    _rows_dots_blocked(X, chunk_rows, n_rows, minus_two_centers, dots)
+    scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
+    best = np.empty(n_rows, dtype=np.int32)
+    best_value = np.empty(n_rows, dtype=X.dtype)
+    second_value = np.empty(n_rows, dtype=X.dtype)
+    _rows_nearest_blocked(X, chunk_rows, n_rows, minus_two_centers, centers_squared_norms,
+                          scratch, best, best_value, second_value)
+    row_norms = np.empty(n_rows, dtype=np.float64)
     for i in range(n_rows):
-        for j in range(n_clusters):
-            values[j] = centers_squared_norms[j] + dots[i, j]
-        x = X[chunk_rows[i]]
-        if exact_labels:
-            chunk_labels[i] = _label_of_values(
-                x, -1.0, centers, values, margin_coefficient, max_center_norm, True, False)
-            continue
-        best, best_value, second_value = _nearest_two(values)
-        chunk_labels[i] = best
-        # Each value and the GEMM's are off by up to a margin: four apart.
-        near[i] = second_value - np.float64(best_value) <= 4 * _values_margin(
-            _squared_norm_f64(x), margin_coefficient, max_center_norm)
-    if near.any():
+        row_norms[i] = _squared_norm_f64(X[chunk_rows[i]])
+    near = np.empty(n_rows, dtype=np.bool_)
+    n_near = _flag_near_ties(best_value, second_value, row_norms, n_rows, margin_coefficient,
+                             max_center_norm, 2.0 if exact_labels else 4.0, near)
+    chunk_labels[:] = best
+    if n_near and exact_labels:
+        for i in range(n_rows):
+            if near[i]:
+                chunk_labels[i] = _exactly_nearest(X[chunk_rows[i]], centers, False)
+    elif n_near:
         chunk_copy = np.empty((n_rows, n_features), dtype=X.dtype)
         for i in range(n_rows):
             chunk_copy[i] = X[chunk_rows[i]]
+        dots = np.empty((n_rows, n_clusters), dtype=X.dtype)
         _sklearn_values(chunk_copy, centers, centers_squared_norms, dots)
         for i in range(n_rows):
             if near[i]:

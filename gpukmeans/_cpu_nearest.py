@@ -299,6 +299,23 @@ def _values_margin(x_squared_norm, margin_coefficient, max_center_norm):
 
 
 @njit(nogil=True, cache=CACHE)
+def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coefficient,
+                    max_center_norm, tie_factor, near):
+    """``near[i]``: whether row i's two smallest values ``||c||^2 - 2 x.c`` are within
+    ``tie_factor`` margins, too close for their rounding to order. Returns the count.
+    Branch-free, so that it vectorises: near-ties are rare, and the rows that are not
+    (almost all) must cost only this pass."""
+    n_near = 0
+    for i in range(n_rows):
+        margin = _values_margin(squared_norms[i], margin_coefficient, max_center_norm)
+        gap = np.float64(second_value[i]) - np.float64(best_value[i])
+        is_near = gap <= tie_factor * margin
+        near[i] = is_near
+        n_near += is_near
+    return n_near
+
+
+@njit(nogil=True, cache=CACHE)
 def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max_center_norm,
                      exact_labels, unit_centers):
     """The label of a row ``x`` from its values ``||c||^2 - 2 x.c`` over every center
@@ -651,6 +668,33 @@ def _chunk_nearest_by_gemm(
         np.dot(minus_two_centers[tile_start:tile_end], rows_t, values)
         _fold_centers(values, 0, tile_end - tile_start, centers_squared_norms, tile_start, n_rows,
                       best, best_value, second_value)
+
+
+@njit(nogil=True, cache=CACHE)
+def _rows_nearest_blocked(
+    X,  # IN (n_samples, n_features)
+    rows,  # IN (>= n_rows,) int64: the rows of X
+    n_rows,
+    minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
+    centers_squared_norms,  # IN (n_clusters,) X.dtype
+    scratch,  # SCRATCH (>= n_clusters * n_rows,) X.dtype
+    best,  # OUT, as in _chunk_nearest_by_rows
+    best_value,
+    second_value,
+):
+    """The nearest two centers of the rows ``X[rows[i]]``, ``i < n_rows``, from the
+    blocked kernel's dot products (:func:`_rows_dots_blocked`, many features and few
+    clusters), written transposed (centers x rows) so that the fold reads each center's
+    values as a contiguous row (:func:`_fold_centers`). Each row's argmin, its row norm
+    and its margin test one row at a time cost about as much as the dot products:
+    MNIST's E-step, k=10, one thread, 32.8 -> 26.3 ms with this fold and the chunk's
+    vectorised margin test, k=64 111 -> 67; the same labels."""
+    n_clusters = minus_two_centers.shape[0]
+    values = scratch[: n_clusters * n_rows].reshape((n_clusters, n_rows))
+    _rows_dots_blocked(X, rows, n_rows, minus_two_centers, values.T)
+    _start_nearest_two(n_rows, best, best_value, second_value)
+    _fold_centers(values, 0, n_clusters, centers_squared_norms, 0, n_rows, best, best_value,
+                  second_value)
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)

@@ -389,7 +389,7 @@ def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clu
     both the exactly nearest centers, lowest index on exact ties: small integers far
     from the origin make many, and near-ties that the float32 values ``||c||^2 - 2 x.c``
     (about 1e7 here, rounded by about 1) cannot order."""
-    from gpukmeans._cpu import e_step, make_engine
+    from gpukmeans._cpu import make_engine
     from gpukmeans._cpu_minibatch import labels_by_index
 
     engine = make_engine()
