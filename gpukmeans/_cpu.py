@@ -57,9 +57,19 @@ from ._engine import Engine, by_dot_products
 #   float64 (no BLOCKED) d=2 k=32: 5.47, 1.91, 2.33   d=8 k=32: 7.13, 2.95, 2.82
 #           d=16 k=256: 27.0, 27.6, 16.2   d=32 k=4096: 508, 856, 350
 #           MNIST k=20: 53.5, 232, 70.7;  k=256: 254, 1081, 268
+# Since the blocked kernel's values are folded over the centers as the GEMM's are
+# (_cpu_nearest._rows_nearest_blocked), float32 beyond BY_GEMM_MAX_FEATURES takes it at
+# every k: its AVX-512 sums beat OpenBLAS's GEMM (its Haswell kernels here) from 129
+# features on, and lose below. One E-step, 2 threads, ms, random rows (100,000 unless
+# MNIST, 70,000 x 784), GEMM (as scikit-learn calls it, an argmin per row) / BY_GEMM /
+# BLOCKED: MNIST k=20 - / 23.8 / 14.6, k=100 74 / - / 45, k=256 - / 147 / 93, k=1024
+# 592 / - / 518, k=2048 1119 / - / 882; d=256 k=64 - / 19.9 / 15.5, k=256 91 / - / 66,
+# k=1024 - / 251 / 204; d=200 k=4096 955 / - / 841; d=160 k=32 - / 9.8 / 9.3, k=512
+# 100 / 78.7 / 73.0; below, d=128 k=32 - / 6.9 / 6.3, k=256 - / 32.7 / 34.6, k=1024 - /
+# 122 / 132; d=96 k=128 - / 13.7 / 16.3; d=64 k=256 - / 17.4 / 25.1; d=32 k=512 - / 17.8
+# / 39.9. The same labels every way.
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 BY_GEMM_MAX_FEATURES = 128
-BLOCKED_DOTS_MAX_CLUSTERS = 64
 # float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
 # than PLAIN_MAX_FEATURES features and, up to BY_GEMM's features, between
 # BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond them (where the plain step
@@ -104,14 +114,15 @@ YINYANG_MIN_CLUSTER_FEATURES = 12288
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): by rows
     for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`, then
-    float32 with few clusters without BLAS, where the GEMM is skinny (see
-    :func:`gpukmeans._cpu_nearest._dots_6x4`), else the GEMM as scikit-learn calls it."""
+    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`, at every k: see
+    :data:`BY_GEMM_MAX_FEATURES`), and float64 by the GEMM as scikit-learn calls it,
+    whose argmin its labels are."""
     n_features = X.shape[1]
     if n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]:
         return BY_ROWS
     if n_features <= BY_GEMM_MAX_FEATURES:
         return BY_GEMM
-    if X.dtype == np.float32 and n_clusters <= BLOCKED_DOTS_MAX_CLUSTERS:
+    if X.dtype == np.float32:
         return BLOCKED
     return GEMM
 
