@@ -49,7 +49,8 @@ from ._engine import Engine, by_dot_products
 
 # How the plain step finds each row's nearest center, by the shapes (_dots_kernel).
 # One E-step on 100,000 random rows, 2 threads, ms: GEMM, BLOCKED, BY_ROWS, BY_GEMM
-# (benchmarks/results/cpu-kernels.md, from benchmarks/bench_cpu_kernels.py):
+# (benchmarks/results/cpu-kernels.md, from benchmarks/bench_cpu_kernels.py; BLOCKED
+# there still took an argmin per row, before the fold below):
 #   float32 d=2 k=32: 6.38, 9.07, 2.09, 2.04     d=2 k=1024: 63.1, 108, 17.0, 24.1
 #           d=4 k=128: 12.6, 19.3, 3.34, 3.70    d=8 k=32: 7.91, 8.65, 3.71, 2.10
 #           d=32 k=4096: 346, 716, 349, 169      d=128 k=256: 46.7, 81.7, 127, 39.3
@@ -58,18 +59,23 @@ from ._engine import Engine, by_dot_products
 #           d=16 k=256: 27.0, 27.6, 16.2   d=32 k=4096: 508, 856, 350
 #           MNIST k=20: 53.5, 232, 70.7;  k=256: 254, 1081, 268
 # Since the blocked kernel's values are folded over the centers as the GEMM's are
-# (_cpu_nearest._rows_nearest_blocked), float32 beyond BY_GEMM_MAX_FEATURES takes it at
-# every k: its AVX-512 sums beat OpenBLAS's GEMM (its Haswell kernels here) from 129
-# features on, and lose below. One E-step, 2 threads, ms, random rows (100,000 unless
-# MNIST, 70,000 x 784), GEMM (as scikit-learn calls it, an argmin per row) / BY_GEMM /
-# BLOCKED: MNIST k=20 - / 23.8 / 14.6, k=100 74 / - / 45, k=256 - / 147 / 93, k=1024
-# 592 / - / 518, k=2048 1119 / - / 882; d=256 k=64 - / 19.9 / 15.5, k=256 91 / - / 66,
-# k=1024 - / 251 / 204; d=200 k=4096 955 / - / 841; d=160 k=32 - / 9.8 / 9.3, k=512
-# 100 / 78.7 / 73.0; below, d=128 k=32 - / 6.9 / 6.3, k=256 - / 32.7 / 34.6, k=1024 - /
-# 122 / 132; d=96 k=128 - / 13.7 / 16.3; d=64 k=256 - / 17.4 / 25.1; d=32 k=512 - / 17.8
-# / 39.9. The same labels every way.
+# (_cpu_nearest._rows_nearest_blocked), float32 beyond BY_GEMM_MAX_FEATURES takes it
+# while the centers stay in the last-level cache (BLOCKED_MAX_CENTER_BYTES): its AVX-512
+# sums beat OpenBLAS's GEMM (its Haswell kernels here) from 129 features on, and lose
+# below. One E-step, 2 threads, ms, random rows (100,000 unless MNIST), GEMM (as
+# scikit-learn calls it) / BY_GEMM / BLOCKED: MNIST k=20 - / 23.8 / 14.6, k=100 74 / - /
+# 45, k=256 - / 147 / 93, k=1024 592 / - / 518, k=2048 1119 / - / 882; d=256 k=64 - /
+# 19.9 / 15.5, k=256 91 / - / 66, k=1024 - / 251 / 204; d=200 k=4096 955 / - / 841;
+# d=160 k=32 - / 9.8 / 9.3, k=512 100 / 78.7 / 73.0; below, d=128 k=32 - / 6.9 / 6.3,
+# k=256 - / 32.7 / 34.6, k=1024 - / 122 / 132; d=96 k=128 - / 13.7 / 16.3; d=64 k=256 -
+# / 17.4 / 25.1; d=32 k=512 - / 17.8 / 39.9. The blocked kernel reads every center
+# again for each block of 6 rows: past the cache (this VM's L3 is 32 MB) the GEMM's
+# blocking wins. GEMM / BLOCKED: 30,000 x 784 k=4,096 (12.8 MB of centers) 966 / 942;
+# 30,000 x 256 k=8,192 (8.4 MB) 680 / 666; 20,000 x 784 k=8,192 (25.7 MB) 1,283 /
+# 2,169; 20,000 x 512 k=16,384 (33.5 MB) 1,847 / 3,122. The same labels every way.
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 BY_GEMM_MAX_FEATURES = 128
+BLOCKED_MAX_CENTER_BYTES = 2**23
 # float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
 # than PLAIN_MAX_FEATURES features and, up to BY_GEMM's features, between
 # BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond them (where the plain step
@@ -114,15 +120,15 @@ YINYANG_MIN_CLUSTER_FEATURES = 12288
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): by rows
     for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`, then
-    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`, at every k: see
-    :data:`BY_GEMM_MAX_FEATURES`), and float64 by the GEMM as scikit-learn calls it,
-    whose argmin its labels are."""
+    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) up to
+    :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else the GEMM as scikit-learn calls it
+    (float64's labels are its argmin)."""
     n_features = X.shape[1]
     if n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]:
         return BY_ROWS
     if n_features <= BY_GEMM_MAX_FEATURES:
         return BY_GEMM
-    if X.dtype == np.float32:
+    if X.dtype == np.float32 and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES:
         return BLOCKED
     return GEMM
 

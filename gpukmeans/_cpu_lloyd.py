@@ -1,11 +1,11 @@
 """The CPU engine's plain Lloyd step: one E-step and the M-step's sums, chunk by chunk.
 
 Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
-``chunk_rows`` samples; a chunk's dot products with the centers come from one BLAS GEMM
-(single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`)
-or, when the product is skinny, from a register-blocked kernel
-(:func:`gpukmeans._cpu_nearest._dots_6x4`), and the argmin and the center accumulation run
-while the chunk is still in cache.
+``chunk_rows`` samples; a chunk's dot products with the centers come from a BLAS GEMM
+(single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`),
+a register-blocked kernel (:func:`gpukmeans._cpu_nearest._dots_6x4`) or a kernel by rows
+(``dots_kernel`` below), and the labels and the center accumulation run while the chunk is
+still in cache.
 
 Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
 only on the data's shape, never on the thread count. Each group accumulates into its own
@@ -31,7 +31,7 @@ from ._cpu_small import group_bounds
 # How the plain step finds each row's nearest center (``dots_kernel``):
 GEMM = 0  # one BLAS GEMM per chunk: many features and clusters; float64's labels are
 #           scikit-learn's GEMM's bit for bit.
-BLOCKED = 1  # _rows_dots_blocked, vectorised over features: float32, few clusters.
+BLOCKED = 1  # _rows_nearest_blocked, vectorised over features: float32, many features.
 BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
 
@@ -196,11 +196,12 @@ def _lloyd_partials(
     ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`), which
     grows with ``||x||^2``: a run passes the norms it has (``x_squared_norms``; a tenth of
     a step at d=32 to compute again), a single E-step computes each row's as it needs it.
-    ``exact_labels`` (float32) has near-ties decided in float64
-    (:func:`_nearest_of_near_ties`), so each label is the exactly nearest center.
-    float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly, with
-    BY_ROWS and BY_GEMM wherever the values' gap is wider than both computations' rounding (then
-    both argmins agree), and from the chunk's GEMM for a row whose gap is not.
+    ``exact_labels`` (float32) has near-ties decided in float64 (:func:`_exactly_nearest`,
+    or :func:`_nearest_of_near_ties` after the GEMM), so each label is the exactly nearest
+    center. float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly,
+    with the other kernels wherever the values' gap is wider than both computations'
+    rounding (then both argmins agree), and from the chunk's GEMM for a row whose gap is
+    not.
     """
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
@@ -224,8 +225,8 @@ def _lloyd_partials(
         center_acc = np.zeros((n_acc, n_features), dtype=np.float64)
         touched = np.zeros(n_acc, dtype=np.bool_)
         rows_since_fold = 0
-        # The GEMM's (chunk, n_clusters) values: the GEMM and BLOCKED kernels, and
-        # float64's near-ties.
+        # The GEMM's (chunk, n_clusters) values: the GEMM kernel, and float64's
+        # near-ties.
         n_dots = chunk_rows if dots_kernel == GEMM or not exact_labels else 0
         dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
         values_buffer = np.empty(n_clusters, dtype=X.dtype)

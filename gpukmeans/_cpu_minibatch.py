@@ -9,9 +9,9 @@ scikit-learn does) costs as much again as labelling it: its rows are scattered o
 and the copy waits on memory that the labelling's arithmetic would otherwise overlap.
 So the rows are read where they lie:
 
-- the labels (:func:`_batch_labels_by_index`), where the blocked kernel beats a GEMM on
-  the copied batch (:func:`labels_by_index`: many features); elsewhere the batch is
-  copied and labelled by the engine's E-step (few features take its other kernels).
+- the labels (:func:`_batch_labels_by_index`), by the blocked kernel for many features
+  (:func:`labels_by_index`); elsewhere the batch is copied and labelled by the engine's
+  E-step (few features take its other kernels).
   Either way the labels are the same: float32's the exactly nearest centers, float64's
   scikit-learn's (its GEMM's argmin on the batch, consulted where the blocked values
   cannot decide);
@@ -63,7 +63,10 @@ from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 # 3.00, k=256 3.38 / 5.28, k=512 7.33 / 10.0; d=256 k=10 0.18 / 0.38, k=128 0.79 / 1.26,
 # k=512 2.59 / 3.39; d=130 k=64 0.36 / 0.42, k=128 0.62 / 0.63, k=256 1.27 / 1.24, k=512
 # 2.98 / 2.41; float64 d=784 k=10 0.62 / 1.74, k=100 3.00 / 4.73, k=256 7.67 / 9.91;
-# d=256 k=10 0.23 / 0.45, k=100 0.97 / 1.65, k=256 1.87 / 3.04.
+# d=256 k=10 0.23 / 0.45, k=100 0.97 / 1.65, k=256 1.87 / 3.04. (Measured before the
+# E-step took the blocked kernel for float32 at every k up to 8 MB of centers: beyond
+# these limits a float32 batch is now copied and then labelled by the same kernel, so
+# the limits only cost the copy there; not measured again.)
 BY_INDEX_MIN_FEATURES = 129
 BY_INDEX_MAX_CLUSTERS = 128
 BY_INDEX_MANY_FEATURES = 256

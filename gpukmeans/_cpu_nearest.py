@@ -319,7 +319,7 @@ def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coef
 def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max_center_norm,
                      exact_labels, unit_centers):
     """The label of a row ``x`` from its values ``||c||^2 - 2 x.c`` over every center
-    (a GEMM's or the blocked kernel's): their argmin, and with ``exact_labels`` (float32)
+    (the plain step's GEMM): their argmin, and with ``exact_labels`` (float32)
     the exactly nearest center wherever the values are within twice their rounding
     (:func:`_exact_argmin`). ``x_squared_norm``: ``||x||^2`` in float64, or negative to
     compute it here (in X's dtype, as the margin assumes). float64 keeps the plain
@@ -683,12 +683,14 @@ def _rows_nearest_blocked(
     second_value,
 ):
     """The nearest two centers of the rows ``X[rows[i]]``, ``i < n_rows``, from the
-    blocked kernel's dot products (:func:`_rows_dots_blocked`, many features and few
-    clusters), written transposed (centers x rows) so that the fold reads each center's
-    values as a contiguous row (:func:`_fold_centers`). Each row's argmin, its row norm
-    and its margin test one row at a time cost about as much as the dot products:
-    MNIST's E-step, k=10, one thread, 32.8 -> 26.3 ms with this fold and the chunk's
-    vectorised margin test, k=64 111 -> 67; the same labels."""
+    blocked kernel's dot products (:func:`_rows_dots_blocked`, for many features),
+    written transposed (centers x rows) so that the fold reads each center's values as
+    a contiguous row (:func:`_fold_centers`). Each row's argmin, its row norm and its
+    margin test one row at a time had cost about as much as the dot products: MNIST's
+    E-step, k=10, one thread, 32.8 -> 26.3 ms with this fold and the chunk's vectorised
+    margin test, k=64 111 -> 67; the same labels. A near-tie row is then decided among
+    all the centers in float64 (the callers' :func:`_exactly_nearest`), not only those
+    within its gap: rare, except where centers coincide."""
     n_clusters = minus_two_centers.shape[0]
     values = scratch[: n_clusters * n_rows].reshape((n_clusters, n_rows))
     _rows_dots_blocked(X, rows, n_rows, minus_two_centers, values.T)

@@ -294,6 +294,38 @@ def test_the_gemm_by_rows_takes_every_way_in_those_cases():
     assert not values_by_blocks(8, 64, 32) and not values_by_blocks(8, 33, 1100)
 
 
+def test_the_plain_step_kernel_by_shapes():
+    """Up to 128 features, by rows or a GEMM folded by rows; beyond, float32 takes the
+    blocked kernel while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them
+    for every 6 rows), else, and float64 always, the GEMM as scikit-learn calls it."""
+    def kernel(dtype, n_features, n_clusters):
+        return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
+
+    assert kernel(np.float32, 4, 1000) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
+    assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
+    limit = _cpu.BLOCKED_MAX_CENTER_BYTES // (4 * 784)
+    assert kernel(np.float32, 784, 10) == kernel(np.float32, 784, limit) == _cpu_lloyd.BLOCKED
+    assert kernel(np.float32, 784, limit + 1) == _cpu_lloyd.GEMM
+    assert kernel(np.float64, 129, 2) == kernel(np.float64, 784, 10) == _cpu_lloyd.GEMM
+
+
+@pytest.mark.parametrize("n_samples", [257, 262, 1])
+def test_blocked_labels_with_a_short_last_block(n_samples, rng):
+    """A chunk whose rows end in fewer than 6 (or one row in all): the blocked kernel's
+    last block overlaps the previous one, or its per-row path runs; the labels are the
+    exactly nearest centers either way, ties to the lowest index (duplicate centers)."""
+    X = rng.normal(size=(n_samples, 140)).astype(np.float32) + np.float32(3)
+    sources = rng.choice(n_samples, 9, replace=n_samples < 9)
+    centers = X[sources] + np.float32(0.01)
+    centers[5] = centers[2]
+    labels, _, _ = _plain_step(X, np.ones(n_samples, np.float32), centers,
+                               _cpu_lloyd.BLOCKED)
+    assert_labels_exactly_nearest(labels, X, centers)
+    assert 5 not in labels
+    if n_samples > 1:  # the row under centers 2 and 5 takes the lower index
+        assert labels[sources[2]] == 2
+
+
 @pytest.mark.parametrize("kernel, dtype", [  # the blocked kernel is float32's only
     (kernel, dtype) for kernel in _DOTS_KERNELS for dtype in (np.float32, np.float64)
     if kernel != "blocked" or dtype == np.float32])

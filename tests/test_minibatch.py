@@ -385,10 +385,10 @@ def test_step_on_one_thread_chunk_by_chunk_is_the_two_passes(dtype, n_clusters, 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
 def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clusters, rng):
     """float32 batches labelled by index (the blocked kernel, on rows where they lie in
-    X) get the labels of the E-step on the copied batch (a GEMM from 65 clusters), and
-    both the exactly nearest centers, lowest index on exact ties: small integers far
-    from the origin make many, and near-ties that the float32 values ``||c||^2 - 2 x.c``
-    (about 1e7 here, rounded by about 1) cannot order."""
+    X) get the labels of the E-step on the copied batch, and both the exactly nearest
+    centers (against float64 distances computed here), lowest index on exact ties:
+    small integers far from the origin make many, and near-ties that the float32 values
+    ``||c||^2 - 2 x.c`` (about 1e7 here, rounded by about 1) cannot order."""
     from gpukmeans._cpu import make_engine
     from gpukmeans._cpu_minibatch import labels_by_index
 
