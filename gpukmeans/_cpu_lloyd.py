@@ -19,9 +19,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _exact_argmin,
-    _exactly_nearest, _flag_near_ties, _gemm_scratch_size, _label_of_values,
-    _minus_two_centers_and_norms, _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
+    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _gemm_scratch_size,
+    _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
+    _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -196,12 +196,12 @@ def _lloyd_partials(
     ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`), which
     grows with ``||x||^2``: a run passes the norms it has (``x_squared_norms``; a tenth of
     a step at d=32 to compute again), a single E-step computes each row's as it needs it.
-    ``exact_labels`` (float32) has near-ties decided in float64 (:func:`_exactly_nearest`,
-    or :func:`_nearest_of_near_ties` after the GEMM), so each label is the exactly nearest
-    center. float64 keeps scikit-learn's argmin of its GEMM's values: with GEMM directly,
-    with the other kernels wherever the values' gap is wider than both computations'
-    rounding (then both argmins agree), and from the chunk's GEMM for a row whose gap is
-    not.
+    ``exact_labels`` (float32) has near-ties decided in float64
+    (:func:`_labels_of_nearest_two`, or :func:`_label_of_values` after the GEMM kernel),
+    so each label is the exactly nearest center. float64 keeps scikit-learn's argmin of
+    its GEMM's values: with GEMM directly, with the other kernels wherever the values'
+    gap is wider than both computations' rounding (then both argmins agree), and from
+    the chunk's GEMM for a row whose gap is not.
     """
     n_samples, n_features = X.shape
     n_clusters = centers_old.shape[0]
@@ -225,9 +225,8 @@ def _lloyd_partials(
         center_acc = np.zeros((n_acc, n_features), dtype=np.float64)
         touched = np.zeros(n_acc, dtype=np.bool_)
         rows_since_fold = 0
-        # The GEMM's (chunk, n_clusters) values: the GEMM kernel, and float64's
-        # near-ties.
-        n_dots = chunk_rows if dots_kernel == GEMM or not exact_labels else 0
+        # The GEMM kernel's (chunk, n_clusters) values.
+        n_dots = chunk_rows if dots_kernel == GEMM else 0
         dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
         values_buffer = np.empty(n_clusters, dtype=X.dtype)
         rows = np.empty(chunk_rows, dtype=np.int64)
@@ -249,16 +248,17 @@ def _lloyd_partials(
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
             if dots_kernel != GEMM:
+                n_rows = chunk_end - chunk_start
+                for i in range(n_rows):
+                    rows[i] = chunk_start + i
                 if dots_kernel == BY_ROWS:
                     _chunk_nearest_by_rows(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                         scratch, best, best_value, second_value,
                     )
                 elif dots_kernel == BLOCKED:
-                    for i in range(chunk_end - chunk_start):
-                        rows[i] = chunk_start + i
                     _rows_nearest_blocked(
-                        X, rows, chunk_end - chunk_start, minus_two_centers,
+                        X, rows, n_rows, minus_two_centers,
                         centers_squared_norms, scratch, best, best_value, second_value,
                     )
                 else:
@@ -266,34 +266,16 @@ def _lloyd_partials(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                         scratch, rows, best, best_value, second_value,
                     )
-                n_rows = chunk_end - chunk_start
                 if have_norms:
                     row_norms = x_squared_norms[chunk_start:chunk_end]
                 else:
                     row_norms = norms_buffer[:n_rows]
                     for i in range(n_rows):
                         row_norms[i] = _squared_norm_f64(X[chunk_start + i])
-                # float32: a near-tie is within twice the margin; float64's values and
-                # the GEMM's are each off by up to a margin: four.
-                n_near = _flag_near_ties(best_value, second_value, row_norms, n_rows,
-                                         margin_coefficient, max_center_norm,
-                                         2.0 if exact_labels else 4.0, near)
-                for i in range(n_rows):
-                    labels[chunk_start + i] = best[i]
-                if n_near and exact_labels:
-                    for i in range(n_rows):
-                        if near[i]:
-                            labels[chunk_start + i] = _exactly_nearest(
-                                X[chunk_start + i], centers_old, unit_centers)
-                elif n_near:
-                    # Within both roundings: scikit-learn's GEMM values decide (the
-                    # whole chunk, as it multiplies it).
-                    _sklearn_values(X[chunk_start:chunk_end], centers_old,
-                                    centers_squared_norms, dots)
-                    for i in range(n_rows):
-                        if near[i]:
-                            labels[chunk_start + i] = _exact_argmin(
-                                X[chunk_start + i], centers_old, dots[i], -1.0, unit_centers)
+                _labels_of_nearest_two(
+                    X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
+                    second_value, row_norms, margin_coefficient, max_center_norm,
+                    exact_labels, unit_centers, near, labels[chunk_start:chunk_end])
             else:
                 # float64's GEMM values are scikit-learn's, its norms already added.
                 norms_in_dots = not exact_labels

@@ -46,8 +46,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _exact_argmin, _exactly_nearest, _flag_near_ties, _minus_two_centers_and_norms,
-    _rows_nearest_blocked, _sklearn_values, _squared_distance_f64, _squared_norm_f64,
+    _labels_of_nearest_two, _minus_two_centers_and_norms, _rows_nearest_blocked,
+    _squared_distance_f64, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
@@ -134,8 +134,7 @@ def _label_chunk_by_index(X, chunk_rows, centers, minus_two_centers, centers_squ
     the values' rounding (float32: twice the margin; float64: four, each value and the
     GEMM's off by one) decided in float64 (float32) or by the copied chunk's GEMM
     (float64), as the plain step decides them."""
-    n_rows, n_features = chunk_rows.shape[0], X.shape[1]
-    n_clusters = centers.shape[0]
+    n_rows, n_clusters = chunk_rows.shape[0], centers.shape[0]
     scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
     best = np.empty(n_rows, dtype=np.int32)
     best_value = np.empty(n_rows, dtype=X.dtype)
@@ -145,23 +144,10 @@ def _label_chunk_by_index(X, chunk_rows, centers, minus_two_centers, centers_squ
     row_norms = np.empty(n_rows, dtype=np.float64)
     for i in range(n_rows):
         row_norms[i] = _squared_norm_f64(X[chunk_rows[i]])
-    near = np.empty(n_rows, dtype=np.bool_)
-    n_near = _flag_near_ties(best_value, second_value, row_norms, n_rows, margin_coefficient,
-                             max_center_norm, 2.0 if exact_labels else 4.0, near)
-    chunk_labels[:] = best
-    if n_near and exact_labels:
-        for i in range(n_rows):
-            if near[i]:
-                chunk_labels[i] = _exactly_nearest(X[chunk_rows[i]], centers, False)
-    elif n_near:
-        chunk_copy = np.empty((n_rows, n_features), dtype=X.dtype)
-        for i in range(n_rows):
-            chunk_copy[i] = X[chunk_rows[i]]
-        dots = np.empty((n_rows, n_clusters), dtype=X.dtype)
-        _sklearn_values(chunk_copy, centers, centers_squared_norms, dots)
-        for i in range(n_rows):
-            if near[i]:
-                chunk_labels[i] = _exact_argmin(chunk_copy[i], centers, dots[i], -1.0, False)
+    _labels_of_nearest_two(X, chunk_rows, n_rows, centers, centers_squared_norms, best,
+                           best_value, second_value, row_norms, margin_coefficient,
+                           max_center_norm, exact_labels, False,
+                           np.empty(n_rows, dtype=np.bool_), chunk_labels)
 
 
 @njit(nogil=True, cache=CACHE)
