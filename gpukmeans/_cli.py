@@ -1141,7 +1141,9 @@ def _run_compile(args):
         if target == "cpu":
             from . import _cpu
 
-            _cpu.warm_up_all()
+            print("CPU kernels: compiling every one, for every kind of data (4-7 minutes on "
+                  "two cores; a fit compiles only what it runs)", flush=True)
+            _cpu.warm_up_all(announce=False)
             where = _numba_cache()
         else:
             from . import _kernels

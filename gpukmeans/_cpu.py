@@ -36,6 +36,7 @@ from ._cpu_passes import (
     row_norms_f64,
 )
 from ._cpu_passes import largest_magnitude as _largest_magnitude
+from . import _cpu_runtime
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_yinyang import YinyangRun
@@ -58,24 +59,32 @@ from ._engine import Engine, by_dot_products
 #   float64 (no BLOCKED) d=2 k=32: 5.47, 1.91, 2.33   d=8 k=32: 7.13, 2.95, 2.82
 #           d=16 k=256: 27.0, 27.6, 16.2   d=32 k=4096: 508, 856, 350
 #           MNIST k=20: 53.5, 232, 70.7;  k=256: 254, 1081, 268
-# Since the blocked kernel's values are folded over the centers as the GEMM's are
-# (_cpu_nearest._rows_nearest_blocked), float32 beyond BY_GEMM_MAX_FEATURES takes it
-# while the centers stay in the last-level cache (BLOCKED_MAX_CENTER_BYTES): its AVX-512
-# sums beat OpenBLAS's GEMM (its Haswell kernels here) from 129 features on, and lose
-# below. One E-step, 2 threads, ms, random rows (100,000 unless MNIST), GEMM (as
-# scikit-learn calls it) / BY_GEMM / BLOCKED: MNIST k=20 - / 23.8 / 14.6, k=100 74 / - /
-# 45, k=256 - / 147 / 93, k=1024 592 / - / 518, k=2048 1119 / - / 882; d=256 k=64 - /
-# 19.9 / 15.5, k=256 91 / - / 66, k=1024 - / 251 / 204; d=200 k=4096 955 / - / 841;
-# d=160 k=32 - / 9.8 / 9.3, k=512 100 / 78.7 / 73.0; below, d=128 k=32 - / 6.9 / 6.3,
-# k=256 - / 32.7 / 34.6, k=1024 - / 122 / 132; d=96 k=128 - / 13.7 / 16.3; d=64 k=256 -
-# / 17.4 / 25.1; d=32 k=512 - / 17.8 / 39.9. The blocked kernel reads every center
-# again for each block of 6 rows: past the cache (this VM's L3 is 32 MB) the GEMM's
-# blocking wins. GEMM / BLOCKED: 30,000 x 784 k=4,096 (12.8 MB of centers) 966 / 942;
-# 30,000 x 256 k=8,192 (8.4 MB) 680 / 666; 20,000 x 784 k=8,192 (25.7 MB) 1,283 /
-# 2,169; 20,000 x 512 k=16,384 (33.5 MB) 1,847 / 3,122. The same labels every way.
+# Beyond BY_GEMM_MAX_FEATURES, float32 takes the blocked kernel
+# (_cpu_nearest._rows_nearest_blocked: 6 rows x 4 centers of sums in registers, nothing
+# packed, its values folded over the centers as the GEMM's are) for few clusters, at
+# most one per BLOCKED_FEATURES_PER_CLUSTER features, while they fit in
+# BLOCKED_MAX_CENTER_BYTES (it rereads every center for each block of 6 rows); then the
+# GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES, and the GEMM as scikit-learn calls
+# it beyond (its larger products, over every center at once, win there). One E-step,
+# CPU ms of both threads (the work: this VM's wall time drifts), OpenBLAS 0.3.30 on its
+# own AVX-512 (SkylakeX) kernels, random rows (100,000 unless named), GEMM (as
+# scikit-learn calls it) / BY_GEMM / BLOCKED: MNIST (70,000 x 784) k=10 50.4 / 43.7 /
+# 33.6, k=32 77.0 / 75.7 / 62.5, k=64 123 / 118 / 107, k=100 155 / 149 / 146, k=256 333 /
+# 333 / 353; 20,000 x 784 k=512 205 / 213 / 233, k=2,048 747 / 846 / 942; 30,000 x 1,024
+# k=32 40.8 / 57.8 / 33.5, k=128 111 / 115 / 103, k=512 411 / 444 / 472; 50,000 x 512
+# k=64 60.7 / 50.8 / 49.5, k=128 107 / 97.1 / 103, k=256 178 / 162 / 189, k=1,024 673 /
+# 702 / 791; d=256 k=32 55.9 / 46.8 / 41.2, k=64 68.8 / 57.6 / 62.5, k=128 105 / 88.1 /
+# 101, k=256 181 / 154 / 193; 50,000 x 256 k=1,024 326 / 286 / 396; d=192 k=48 66.5 /
+# 55.1 / 59.1; d=160 k=32 41.3 / 30.2 / 29.8, k=64 58.1 / 44.3 / 49.6, k=512 248 / 191 /
+# 292. The same labels every way. Stop 30 had given the blocked kernel every k up to 8 MB
+# of centers from measurements against OpenBLAS held to its AVX2 (Haswell) kernels by
+# the VM's OPENBLAS_CORETYPE; on its native kernels the GEMMs win from about one cluster
+# per 8 features (at d=160 k=512 the blocked kernel took 1.5x the GEMM folded by rows).
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 BY_GEMM_MAX_FEATURES = 128
+BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
+BY_GEMM_F32_MAX_FEATURES = 512
 # float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
 # than PLAIN_MAX_FEATURES features and, up to BY_GEMM's features, between
 # BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond them (where the plain step
@@ -119,17 +128,23 @@ YINYANG_MIN_CLUSTER_FEATURES = 12288
 
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): by rows
-    for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`, then
-    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) up to
-    :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else the GEMM as scikit-learn calls it
-    (float64's labels are its argmin)."""
+    for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond,
+    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) for at most one
+    cluster per :data:`BLOCKED_FEATURES_PER_CLUSTER` features and
+    :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else folded by rows up to
+    :data:`BY_GEMM_F32_MAX_FEATURES`; the rest (float64's labels are its argmin), the
+    GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
     if n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]:
         return BY_ROWS
     if n_features <= BY_GEMM_MAX_FEATURES:
         return BY_GEMM
-    if X.dtype == np.float32 and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES:
-        return BLOCKED
+    if X.dtype == np.float32:
+        if (n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
+                and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES):
+            return BLOCKED
+        if n_features <= BY_GEMM_F32_MAX_FEATURES:
+            return BY_GEMM
     return GEMM
 
 
@@ -346,8 +361,6 @@ def _each_kernel_version():
     compile the parallel kernels). Numba's thread count is restored after."""
     import numba
 
-    from . import _cpu_runtime
-
     n_threads = numba.get_num_threads()
     serial_max_work = _cpu_runtime.SERIAL_MAX_WORK
     counts = [1] if numba.config.NUMBA_NUM_THREADS == 1 else [1, max(2, n_threads)]
@@ -406,15 +419,18 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                         engine.row_norms(source)
 
 
-def warm_up_all(dtypes=(np.float32, np.float64)):
+def warm_up_all(dtypes=(np.float32, np.float64), announce=True):
     """:func:`warm_up`, and what fits of other kinds of data compile: read-only arrays
     (Numba compiles a kernel again for them: a memmap read into memory, a streamed
     block's view, any array marked read-only, 14 s on a first such fit), streamed
     k-means++, CSR matrices (the sparse engine, int32 and int64 indices) and
     MiniBatchKMeans's step. What ``gpukmeans compile`` does, so that no later fit waits
-    for a compile (150-290 s on two cores, twice :func:`warm_up`'s); one runtime around
-    it all, so that its compile is announced once."""
+    for a compile (230-400 s on two cores, twice :func:`warm_up`'s); one runtime around
+    it all, so that its compile is announced once, or not at all without ``announce``
+    (the command says how long it takes instead: a fit's notice promises a minute)."""
     with cpu_runtime():
+        if not announce:
+            _cpu_runtime._COMPILE_NOTICE.quiet = True  # until this runtime exits
         _warm_up_all(dtypes)
 
 

@@ -296,17 +296,52 @@ def test_the_gemm_by_rows_takes_every_way_in_those_cases():
 
 def test_the_plain_step_kernel_by_shapes():
     """Up to 128 features, by rows or a GEMM folded by rows; beyond, float32 takes the
-    blocked kernel while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them
-    for every 6 rows), else, and float64 always, the GEMM as scikit-learn calls it."""
+    blocked kernel for at most one cluster per BLOCKED_FEATURES_PER_CLUSTER features
+    while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every 6 rows),
+    else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest, and float64
+    always, the GEMM as scikit-learn calls it."""
     def kernel(dtype, n_features, n_clusters):
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
     assert kernel(np.float32, 4, 1000) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
     assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
-    limit = _cpu.BLOCKED_MAX_CENTER_BYTES // (4 * 784)
-    assert kernel(np.float32, 784, 10) == kernel(np.float32, 784, limit) == _cpu_lloyd.BLOCKED
-    assert kernel(np.float32, 784, limit + 1) == _cpu_lloyd.GEMM
+    per_cluster = _cpu.BLOCKED_FEATURES_PER_CLUSTER
+    assert (kernel(np.float32, 784, 10) == kernel(np.float32, 784, 784 // per_cluster)
+            == kernel(np.float32, 129, 1) == _cpu_lloyd.BLOCKED)
+    assert kernel(np.float32, 784, 784 // per_cluster + 1) == _cpu_lloyd.GEMM
+    widest = _cpu.BY_GEMM_F32_MAX_FEATURES
+    assert (kernel(np.float32, 129, 129 // per_cluster + 1) == kernel(np.float32, widest, 4096)
+            == _cpu_lloyd.BY_GEMM)
+    assert kernel(np.float32, widest + 1, 4096) == _cpu_lloyd.GEMM
+    # Few clusters for their features, but more centers than the limit.
+    n_features = 4096
+    n_clusters = _cpu.BLOCKED_MAX_CENTER_BYTES // (4 * n_features)
+    assert n_clusters * per_cluster <= n_features
+    assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
+    assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     assert kernel(np.float64, 129, 2) == kernel(np.float64, 784, 10) == _cpu_lloyd.GEMM
+
+
+@pytest.mark.parametrize("n_features, n_clusters", [(129, 17), (300, 64), (513, 70)])
+def test_wide_float32_steps_agree_by_every_kernel(n_features, n_clusters, rng):
+    """Beyond 128 features float32 takes the blocked kernel, the GEMM folded by rows or
+    scikit-learn's GEMM call by its shapes (_dots_kernel): each labels every row with its
+    exactly nearest center, the lower index of two equal ones, so the three plain steps
+    are one: the same labels, sums and weights."""
+    n_samples = int(rng.integers(300, 1500))
+    X = (rng.normal(size=(n_samples, n_features)) + 3).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)] + np.float32(0.01)
+    centers[-1] = centers[0]
+    steps = [_plain_step(X, sample_weight, centers, kernel)
+             for kernel in (_cpu_lloyd.BLOCKED, _cpu_lloyd.BY_GEMM, _cpu_lloyd.GEMM)]
+    for labels, _, _ in steps:
+        assert_labels_exactly_nearest(labels, X, centers)
+        assert n_clusters - 1 not in labels
+    for labels, sums, weights in steps[1:]:
+        np.testing.assert_array_equal(labels, steps[0][0])
+        np.testing.assert_array_equal(sums, steps[0][1])
+        np.testing.assert_array_equal(weights, steps[0][2])
 
 
 @pytest.mark.parametrize("n_samples", [257, 262, 1])

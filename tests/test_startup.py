@@ -350,6 +350,10 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """)
     assert "CPU kernels: ready" in result.stdout
     assert json.loads(result.stdout.splitlines()[-1]) == {}, "compiled after the warm-up"
+    # The command says how long compiling everything takes; a fit's notice (a minute)
+    # would understate it several times.
+    assert "CPU kernels: compiling every one" in result.stdout
+    assert "up to a minute" not in result.stderr
 
 
 def test_no_cuda_driver_is_known_before_cupy_is_imported(monkeypatch):
