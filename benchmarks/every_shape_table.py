@@ -10,8 +10,11 @@ whole times: where a peer stops on its own convergence test after fewer iteratio
 has none (faiss runs all it is given), per-iteration times spread different fixed costs,
 and the whole fit compares the same call. "default fit" does it with each library's own
 default fit, ``KMeans(k, random_state=seed)`` from its own k-means++ (faiss has none, and
-is left out), the median over the seeds. "k-means++" divides gpukmeans' seeding time by
-scikit-learn's. Prints markdown on stdout.
+is left out), the median over the seeds. "marginal" does it with the cost of one more
+iteration (the fixed-work fit's median time less a one-iteration fit's, over the
+iterations between them; runs from before that measurement have none), the median over
+the runs: the fixed costs out, whatever the iterations each ran. "k-means++" divides
+gpukmeans' seeding time by scikit-learn's. Prints markdown on stdout.
 """
 
 import json
@@ -45,6 +48,13 @@ def _samples(runs, workload, contestant, benchmark, field):
     return per_run, n_iter
 
 
+def _marginal(runs, workload, contestant):
+    """The median over the runs of the fixed-work fit's ``marginal_per_iter_s``."""
+    return _median([r["marginal_per_iter_s"] for run in runs for r in run["results"]
+                    if r["workload"] == workload and r["contestant"] == contestant
+                    and r["benchmark"] == "time_fit" and "marginal_per_iter_s" in r])
+
+
 def _median(values):
     return float(np.median(values)) if values else None
 
@@ -60,7 +70,8 @@ def table(runs):
     workloads = list({w["name"]: w for run in runs for w in run["workloads"]}.values())
     header = (["workload", "gpukmeans"] + list(PEERS.values())
               + ["ours / best peer (pooled)", "each run", "whole fit, ours / best",
-                 "default fit, ours / best", "k-means++ ours / scikit-learn"])
+                 "marginal, ours / best", "default fit, ours / best",
+                 "k-means++ ours / scikit-learn"])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for w in workloads:
         name = w["name"]
@@ -82,6 +93,10 @@ def table(runs):
                 for i in range(len(runs))]
         whole_ratio, whole_best = _ratio(whole[OURS], {k: whole[k] for k in PEERS})
         default_ratio, default_best = _ratio(default[OURS], {k: default[k] for k in PEERS})
+        marginal = {key: _marginal(runs, name, key) for key in [OURS, *PEERS]}
+        marginal_ratio, marginal_best = (
+            _ratio(marginal[OURS], {k: v for k, v in marginal.items() if k != OURS and v and v > 0})
+            if marginal[OURS] and marginal[OURS] > 0 else (None, None))
         init, _ = _samples(runs, name, OURS, "time_init", "time_s")
         init_ref, _ = _samples(runs, name, "sklearn-lloyd", "time_init", "time_s")
         init_ours = _median([s for run in init for s in run])
@@ -90,6 +105,8 @@ def table(runs):
             "—" if pooled is None else f"{pooled:.2f}x ({PEERS[best]})",
             ", ".join("—" if r is None else f"{r:.2f}" for r in each),
             "—" if whole_ratio is None else f"{whole_ratio:.2f}x ({PEERS[whole_best]})",
+            "—" if marginal_ratio is None else
+            f"{marginal_ratio:.2f}x ({PEERS[marginal_best]}; ours {marginal[OURS] * 1e3:.3g} ms)",
             "" if default_ratio is None else f"{default_ratio:.2f}x ({PEERS[default_best]})",
             "" if init_ours is None or init_theirs is None else
             f"{init_ours * 1e3:.0f} / {init_theirs * 1e3:.0f} ms ({init_ours / init_theirs:.2f}x)",

@@ -99,6 +99,16 @@ def test_quick_harness_tiny(tmp_path, fake_mnist):
         if r["contestant"] != "numpy-naive":  # the naive Lloyd keeps empty clusters' centres
             # Same initial centres and fixed work: gpukmeans lands where scikit-learn does.
             assert abs(r["inertia_rel_diff"]) < 1e-4
+    # One iteration from the same centres, and the marginal cost of the others from it.
+    ones = {(r["workload"], r["contestant"]): r for r in report["results"]
+            if r["benchmark"] == "time_fit_one"}
+    for r in fits:
+        one = ones[(r["workload"], r["contestant"])]
+        assert one["status"] == "ok" and one["n_iter"] == 1, one
+        if r["n_iter"] > 1:
+            expected = (r["time_s"]["median"] - one["time_s"]["median"]) / (r["n_iter"] - 1)
+            assert r["marginal_per_iter_s"] == pytest.approx(expected)
+    assert "| marginal ms |" in (out / "harness-tiny.md").read_text()
     kinds = {(r["contestant"], r["benchmark"]) for r in report["results"] if r["status"] == "ok"}
     assert ("gpukmeans-cpu", "time_init") in kinds and ("sklearn-lloyd", "time_init") in kinds
     assert ("gpukmeans-cpu", "time_fit_converge") in kinds
@@ -450,3 +460,39 @@ def test_bench_minibatch_quick_reports_each_fit_against_its_floor(tmp_path, fake
         line = (f"- {r['dataset']} {r['n_samples']:,} x {r['n_features']} {r['dtype']}, "
                 f"k={r['n_clusters']}, 2 thread(s): ")
         assert line in markdown
+
+
+def test_every_shape_table_divides_the_marginal_iterations():
+    """The README's every-shape table: besides the per-iteration times (fixed costs in),
+    our marginal cost of an iteration over the best peer's, and none from runs that did
+    not measure it."""
+    spec = importlib.util.spec_from_file_location(
+        "every_shape_table", REPO / "benchmarks" / "every_shape_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def fit(contestant, n_iter, seconds, marginal=None):
+        record = {"workload": "w", "contestant": contestant, "benchmark": "time_fit",
+                  "status": "ok", "n_iter": n_iter, "time_s": {"samples": [seconds]},
+                  "per_iter_s": {"samples": [seconds / n_iter]}}
+        if marginal is not None:
+            record["marginal_per_iter_s"] = marginal
+        return record
+
+    workload = {"name": "w", "dataset": "blobs", "n_samples": 1000, "n_features": 2,
+                "n_clusters": 3, "dtype": "float32"}
+    # We stop after 2 iterations, faiss runs 10: per iteration it looks 2.5x faster, an
+    # iteration of ours costs half of one of its.
+    run = {"workloads": [workload], "results": [
+        fit("gpukmeans-cpu", 2, 0.010, marginal=0.001), fit("faiss-cpu", 10, 0.020, 0.002),
+        fit("sklearn-lloyd", 2, 0.030, marginal=-0.001)]}  # noise: left out
+    def marginal_cell(runs):
+        header, _, row = module.table(runs).splitlines()
+        cells = dict(zip(header.split(" | "), row.split(" | ")))
+        assert cells["ours / best peer (pooled)"] == "2.50x (faiss)"
+        return cells["marginal, ours / best"]
+
+    assert marginal_cell([run]) == "0.50x (faiss; ours 1 ms)"
+    for record in run["results"]:
+        record.pop("marginal_per_iter_s", None)
+    assert marginal_cell([run]) == "—"

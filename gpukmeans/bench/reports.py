@@ -54,7 +54,10 @@ def render_markdown(result):
         "",
         "Times are medians [min–max] in ms over the samples taken after each contestant's first "
         "call. *per iter* = fixed-work fit time / iterations run (includes the fit's fixed costs: "
-        "validation, final assignment); *× floor* divides it by this machine's floor for one "
+        "validation, final assignment); *marginal* = (that fit's median time - a one-iteration "
+        "fit's from the same centres) / (the iterations between them): an iteration without "
+        "the fixed costs, whatever the iterations each contestant ran (a difference of two "
+        "medians: noisy on small shapes); *× floor* divides *per iter* by this machine's floor for one "
         "iteration (the larger of its 2nkd flops at the peak SGEMM rate and one read of X); *× ref* divides it by "
         "the reference's (scikit-learn Lloyd) per-iteration time (k-means++: whole times). Inertia is recomputed here from each "
         "contestant's final centres; *Δinertia* is relative to the reference; *labels* is the "
@@ -86,7 +89,7 @@ def render_markdown(result):
 
 
 _FIT_COLUMNS = (
-    "contestant", "per iter ms", "× floor", "× ref", "first call ms", "iters", "Δinertia",
+    "contestant", "per iter ms", "marginal ms", "× floor", "× ref", "first call ms", "iters", "Δinertia",
     "labels", "to convergence ms (iters)", "k-means++ ms", "× ref", "notes",
 )
 
@@ -178,7 +181,9 @@ def _fit_rows(wl, rows):
         if fit.get("library_log"):
             notes.append("; ".join(fit["library_log"])[:120])
         table.append([
-            name, _ms_range(fit.get("per_iter_s")), _num(fit.get("ratio_to_floor"), ".2f"),
+            name, _ms_range(fit.get("per_iter_s")),
+            _num(fit.get("marginal_per_iter_s") and fit["marginal_per_iter_s"] * 1e3, ".1f"),
+            _num(fit.get("ratio_to_floor"), ".2f"),
             _num(ratio_ref, ".2f"),
             _num(fit.get("first_call_s") and fit["first_call_s"] * 1e3, ".0f"),
             _num(fit.get("n_iter"), "d"), _num(fit.get("inertia_rel_diff"), "+.1e"),

@@ -220,6 +220,18 @@ class Runner:
                 self._last_fit[(workload.group, key)] = (
                     workload.work * workload.n_iter, float(np.median(m["samples"])))
 
+        # One iteration from the same centres: its difference from the fixed-work fit is
+        # the cost of an iteration without the fit's fixed costs (validation, norms, the
+        # final labels), whatever the number of iterations each contestant ran.
+        if workload.n_iter > 1:
+            calls = {key: (c, (lambda c=c, key=key: c.fit_fixed(Xd[key], init, 1)))
+                     for key, c in eligible.items()}
+            for key, m in self.measure(calls).items():
+                result = m["result"]
+                self._record_measured(workload, key, "time_fit_one", m,
+                                      n_iter=None if result is None else result.n_iter)
+                self._record_marginal(workload, key)
+
         # To convergence from the same centres.
         if workload.converge:
             tol_abs = tolerance(X, DEFAULT_TOL)
@@ -388,6 +400,22 @@ class Runner:
             if kind == "time_fit" and getattr(self.contestants[key], "last_log", None):
                 extra["library_log"] = self.contestants[key].last_log
             self._record_measured(workload, key, kind, m, **extra)
+
+    def _record_marginal(self, workload, key):
+        """Onto the fixed-work fit's record, ``marginal_per_iter_s``: the difference of its
+        median time from the one-iteration fit's (the record just made), over the
+        difference of their iterations; a difference of two noisy medians, so on a small
+        workload it can come out negative."""
+        one = self.results[-1]
+        fits = [r for r in self.results if r["workload"] == workload.name
+                and r["contestant"] == key and r["benchmark"] == "time_fit"]
+        if not fits or one["status"] != "ok" or fits[-1]["status"] != "ok":
+            return
+        fit = fits[-1]
+        extra_iterations = (fit.get("n_iter") or 0) - (one.get("n_iter") or 0)
+        if extra_iterations > 0:
+            fit["marginal_per_iter_s"] = (
+                fit["time_s"]["median"] - one["time_s"]["median"]) / extra_iterations
 
     def _record_measured(self, workload, key, kind, m, **extra):
         if m["error"] and not m["samples"]:
