@@ -320,6 +320,10 @@ def test_the_plain_step_kernel_by_shapes():
     assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     assert kernel(np.float64, 129, 2) == kernel(np.float64, 784, 10) == _cpu_lloyd.GEMM
+    # The measured boundaries themselves (_cpu.py's table): MNIST to k=98 blocked, 160
+    # features folded by rows from k=32.
+    assert kernel(np.float32, 784, 98) == _cpu_lloyd.BLOCKED
+    assert kernel(np.float32, 160, 32) == kernel(np.float32, 256, 64) == _cpu_lloyd.BY_GEMM
 
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 17), (300, 64), (513, 70)])
@@ -342,6 +346,11 @@ def test_wide_float32_steps_agree_by_every_kernel(n_features, n_clusters, rng):
         np.testing.assert_array_equal(labels, steps[0][0])
         np.testing.assert_array_equal(sums, steps[0][1])
         np.testing.assert_array_equal(weights, steps[0][2])
+    # The engine's own E-step, on the kernel its shapes choose.
+    labels = np.empty(n_samples, dtype=np.int32)
+    with _cpu.cpu_runtime():
+        _cpu.e_step(X, centers, labels)
+    np.testing.assert_array_equal(labels, steps[0][0])
 
 
 @pytest.mark.parametrize("n_samples", [257, 262, 1])

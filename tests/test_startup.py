@@ -286,6 +286,20 @@ def test_compile_command_without_a_gpu(capsys, monkeypatch):
     assert err == "gpukmeans compile: error: no GPU is usable: no CuPy\n"
 
 
+def test_the_compile_command_keeps_the_fit_notice_quiet_and_restores_it(monkeypatch):
+    """``gpukmeans compile`` says itself how long compiling everything takes; the fit's
+    notice ("up to a minute") stays quiet inside it, and speaks again after."""
+    from gpukmeans import _cpu, _cpu_runtime
+
+    seen = []
+    monkeypatch.setattr(_cpu, "_warm_up_all",
+                        lambda dtypes: seen.append(_cpu_runtime._COMPILE_NOTICE.quiet))
+    _cpu.warm_up_all(announce=False)
+    _cpu.warm_up_all()
+    assert seen == [True, False]
+    assert not _cpu_runtime._COMPILE_NOTICE.quiet
+
+
 def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """After ``gpukmeans compile`` no fit, predict, transform or score of any shape
     compiles or loads another kernel: the warm-up ran every path. (It shares the suite's
@@ -352,7 +366,7 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     assert json.loads(result.stdout.splitlines()[-1]) == {}, "compiled after the warm-up"
     # The command says how long compiling everything takes; a fit's notice (a minute)
     # would understate it several times.
-    assert "CPU kernels: compiling every one" in result.stdout
+    assert "CPU kernels: compiling every one not yet cached" in result.stdout
     assert "up to a minute" not in result.stderr
 
 

@@ -56,8 +56,9 @@ def render_markdown(result):
         "call. *per iter* = fixed-work fit time / iterations run (includes the fit's fixed costs: "
         "validation, final assignment); *marginal* = (that fit's median time - a one-iteration "
         "fit's from the same centres) / (the iterations between them): an iteration without "
-        "the fixed costs, whatever the iterations each contestant ran (a difference of two "
-        "medians: noisy on small shapes); *× floor* divides *per iter* by this machine's floor for one "
+        "the fixed costs (a difference of two medians: noisy on small shapes; none where a "
+        "fit stopped early on strict convergence, as it then skips the final labelling pass "
+        "the one-iteration fit makes); *× floor* divides *per iter* by this machine's floor for one "
         "iteration (the larger of its 2nkd flops at the peak SGEMM rate and one read of X); *× ref* divides it by "
         "the reference's (scikit-learn Lloyd) per-iteration time (k-means++: whole times). Inertia is recomputed here from each "
         "contestant's final centres; *Δinertia* is relative to the reference; *labels* is the "
@@ -212,7 +213,8 @@ def render_text(result):
             else:
                 lines.append(f"  {cells[0]:<{widths[0]}}  {cells[1]}")
     lines += ["",
-              "ms: medians [min–max] after the first call; × floor: per iteration / this machine's floor;",
+              "ms: medians [min–max] after the first call; marginal: (the fit - a one-iteration fit) /",
+              "the iterations between, fixed costs out; × floor: per iteration / this machine's floor;",
               "× ref, Δinertia, labels: against scikit-learn's Lloyd from the same centres; † never run",
               "on a GPU in CI. Notes and each library's own defaults: in the markdown report."]
     return "\n".join(lines).lstrip("\n") + "\n"

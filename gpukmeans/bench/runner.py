@@ -222,10 +222,13 @@ class Runner:
 
         # One iteration from the same centres: its difference from the fixed-work fit is
         # the cost of an iteration without the fit's fixed costs (validation, norms, the
-        # final labels), whatever the number of iterations each contestant ran.
-        if workload.n_iter > 1:
-            calls = {key: (c, (lambda c=c, key=key: c.fit_fixed(Xd[key], init, 1)))
-                     for key, c in eligible.items()}
+        # final labels), for the contestants whose fixed-work fit ran and ran every
+        # iteration (_record_marginal).
+        timed_fits = [key for key, m in measured.items() if m["samples"]]
+        if workload.n_iter > 1 and timed_fits:
+            calls = {key: (eligible[key], (lambda c=eligible[key], key=key: c.fit_fixed(
+                          Xd[key], init, 1)))
+                     for key in timed_fits}
             for key, m in self.measure(calls).items():
                 result = m["result"]
                 self._record_measured(workload, key, "time_fit_one", m,
@@ -404,18 +407,22 @@ class Runner:
     def _record_marginal(self, workload, key):
         """Onto the fixed-work fit's record, ``marginal_per_iter_s``: the difference of its
         median time from the one-iteration fit's (the record just made), over the
-        difference of their iterations; a difference of two noisy medians, so on a small
-        workload it can come out negative."""
+        iterations between them; a difference of two noisy medians, so on a small
+        workload it can come out negative.
+
+        Only where the fixed-work fit ran all its iterations and the other one: a fit that
+        stops on strict convergence skips the final labelling pass that a one-iteration
+        fit makes (its labels are already its centres'), so the difference would leave
+        an E-step out of its iterations. Those rows are compared by whole fits."""
         one = self.results[-1]
         fits = [r for r in self.results if r["workload"] == workload.name
                 and r["contestant"] == key and r["benchmark"] == "time_fit"]
         if not fits or one["status"] != "ok" or fits[-1]["status"] != "ok":
             return
         fit = fits[-1]
-        extra_iterations = (fit.get("n_iter") or 0) - (one.get("n_iter") or 0)
-        if extra_iterations > 0:
+        if fit.get("n_iter") == workload.n_iter and one.get("n_iter") == 1:
             fit["marginal_per_iter_s"] = (
-                fit["time_s"]["median"] - one["time_s"]["median"]) / extra_iterations
+                fit["time_s"]["median"] - one["time_s"]["median"]) / (workload.n_iter - 1)
 
     def _record_measured(self, workload, key, kind, m, **extra):
         if m["error"] and not m["samples"]:
