@@ -86,9 +86,12 @@ BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
 BY_GEMM_F32_MAX_FEATURES = 512
 # float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
-# than PLAIN_MAX_FEATURES features and, up to BY_GEMM's features, between
-# BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond them (where the plain step
-# multiplies by GEMM or the blocked kernel) up to BOUNDS_CLUSTERS_PER_FEATURE per feature.
+# than PLAIN_MAX_FEATURES features and, up to BY_GEMM_MAX_FEATURES, between
+# BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond (where the plain step takes
+# the blocked kernel or a GEMM, _dots_kernel) up to BOUNDS_CLUSTERS_PER_FEATURE per
+# feature. (Measured against OpenBLAS on its AVX2 kernels, which the VM's
+# OPENBLAS_CORETYPE=Haswell imposed until stop 31: on its own AVX-512 kernels the plain
+# step is faster, which these crossovers have not been measured against again.)
 # Elsewhere a full plain step costs less than keeping them. Blobs, 100,000 samples, 10
 # iterations from random rows, CPU ms (both threads) per iteration, plain vs bounds
 # (benchmarks/bench_cpu_kernels.py runs --clock cpu, results/cpu-kernels.md): d=8 k=8

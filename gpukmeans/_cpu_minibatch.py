@@ -63,10 +63,10 @@ from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 # 3.00, k=256 3.38 / 5.28, k=512 7.33 / 10.0; d=256 k=10 0.18 / 0.38, k=128 0.79 / 1.26,
 # k=512 2.59 / 3.39; d=130 k=64 0.36 / 0.42, k=128 0.62 / 0.63, k=256 1.27 / 1.24, k=512
 # 2.98 / 2.41; float64 d=784 k=10 0.62 / 1.74, k=100 3.00 / 4.73, k=256 7.67 / 9.91;
-# d=256 k=10 0.23 / 0.45, k=100 0.97 / 1.65, k=256 1.87 / 3.04. (Measured before the
-# E-step took the blocked kernel for float32 at every k up to 8 MB of centers: beyond
-# these limits a float32 batch is now copied and then labelled by the same kernel, so
-# the limits only cost the copy there; not measured again.)
+# d=256 k=10 0.23 / 0.45, k=100 0.97 / 1.65, k=256 1.87 / 3.04. (Measured against
+# OpenBLAS held to its AVX2 kernels by the VM's OPENBLAS_CORETYPE=Haswell; beyond these
+# limits a copied batch is labelled by the plain step's kernel for its shapes
+# (_cpu._dots_kernel), on OpenBLAS's native kernels now a GEMM: not measured again.)
 BY_INDEX_MIN_FEATURES = 129
 BY_INDEX_MAX_CLUSTERS = 128
 BY_INDEX_MANY_FEATURES = 256
