@@ -36,7 +36,6 @@ from ._cpu_passes import (
     row_norms_f64,
 )
 from ._cpu_passes import largest_magnitude as _largest_magnitude
-from . import _cpu_runtime
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_yinyang import YinyangRun
@@ -364,6 +363,8 @@ def _each_kernel_version():
     compile the parallel kernels). Numba's thread count is restored after."""
     import numba
 
+    from . import _cpu_runtime
+
     n_threads = numba.get_num_threads()
     serial_max_work = _cpu_runtime.SERIAL_MAX_WORK
     counts = [1] if numba.config.NUMBA_NUM_THREADS == 1 else [1, max(2, n_threads)]
@@ -431,9 +432,7 @@ def warm_up_all(dtypes=(np.float32, np.float64), announce=True):
     for a compile (230-400 s on two cores, twice :func:`warm_up`'s); one runtime around
     it all, so that its compile is announced once, or not at all without ``announce``
     (the command says how long it takes instead: a fit's notice promises a minute)."""
-    with cpu_runtime():
-        if not announce:
-            _cpu_runtime._COMPILE_NOTICE.quiet = True  # until this runtime exits
+    with cpu_runtime(new_call=announce):
         _warm_up_all(dtypes)
 
 

@@ -270,7 +270,8 @@ def cpu_runtime(new_call=True):
     outermost one is the call: ``gpukmeans compile`` warms every kernel in one). False
     for a pass that a call makes before it enters its engine's runtime (validation's):
     its compile (a second or two) is not announced, or a first fit would announce
-    twice, once for it and once for its engine's kernels.
+    twice, once for it and once for its engine's kernels; and for ``gpukmeans
+    compile``'s warm-up, which says itself how long it takes.
     """
     try:
         with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
