@@ -16,7 +16,7 @@ import pytest
 
 from gpukmeans import bench
 from gpukmeans.bench import plots
-from gpukmeans.bench.contestants import select_contestants
+from gpukmeans.bench.contestants import NO_FINAL_LABELS, select_contestants
 from gpukmeans.bench.reports import SCHEMA
 from gpukmeans.bench.runner import Settings, run_suite
 from gpukmeans.bench.workloads import Workload, find_mnist, load_mnist_images, profile_workloads
@@ -190,6 +190,13 @@ def test_every_cpu_contestant_reports_inertia_and_agreement(tmp_path):
     for key, r in fits.items():
         assert r["status"] == "ok", r
         assert r["inertia"] > 0 and "label_agreement" in r and "inertia_rel_diff" in r
+        # faiss and the naive loops stop at their last update, without the final E-step
+        # that scikit-learn's estimators make: their rows say so (issue 12).
+        final_labels = key in {"sklearn-lloyd", "sklearn-elkan", "sklearnex", "gpukmeans-cpu"}
+        assert (NO_FINAL_LABELS in r["notes"]) != final_labels, (key, r["notes"])
+    declared = {c["key"]: c["final_labels"] for c in result["contestants"]}
+    assert declared["faiss-cpu"] is False and declared["gpukmeans-cpu"] is True
+    assert NO_FINAL_LABELS in (tmp_path / "all.md").read_text()
     assert json.loads((tmp_path / "all.json").read_text())["results"]
 
 

@@ -43,6 +43,11 @@ class Contestant:
     """The first call pays for compilation: never use it as a sample."""
     host_input = False
     """A GPU contestant that takes host data and copies it inside the timed call."""
+    final_labels = False
+    """Whether a fit ends by labelling the data by its final centres (scikit-learn's final
+    E-step, so that ``labels_ == predict(X)``): a fit of n iterations then makes n + 1
+    E-steps. One that does not makes one E-step fewer, and its rows say so
+    (:data:`NO_FINAL_LABELS`); the marginal column compares the same work."""
 
     def availability(self):
         """None when usable here, else the reason it is not."""
@@ -78,7 +83,12 @@ class Contestant:
 
     def describe(self):
         return {"key": self.key, "library": self.library, "device": self.device,
-                "untested": self.untested}
+                "untested": self.untested, "final_labels": self.final_labels}
+
+
+NO_FINAL_LABELS = ("no final E-step: labels by the final centres not computed "
+                   "(one E-step fewer)")
+"""The note on the fit rows of a contestant without :attr:`Contestant.final_labels`."""
 
 
 def _import_reason(module):
@@ -100,9 +110,12 @@ def set_numba_threads(threads):
 
 
 class _SklearnLike(Contestant):
-    """A scikit-learn-compatible estimator class: sklearn, sklearnex, gpukmeans."""
+    """A scikit-learn-compatible estimator class: sklearn, sklearnex, gpukmeans. Each
+    labels the data by its final centres (sklearnex too: its ``labels_`` are the final
+    centres' nearest, checked on blobs)."""
 
     algorithm = "lloyd"
+    final_labels = True
     extra = {}
 
     def estimator_class(self):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .contestants import REFERENCE, NotSupported, select_contestants
+from .contestants import NO_FINAL_LABELS, REFERENCE, NotSupported, select_contestants
 from .environment import (
     available_memory_bytes, default_threads, environment, free_cupy, gpu_free_bytes,
 )
@@ -400,6 +400,9 @@ class Runner:
                 extra["h2d_s"] = h2d[key]
             elif self.contestants[key].host_input:
                 m["notes"].insert(0, "host data in: the copy to the GPU is inside the timed call")
+            if (kind in ("time_fit", "time_fit_converge")
+                    and not self.contestants[key].final_labels):
+                m["notes"].insert(0, NO_FINAL_LABELS)
             if kind == "time_fit" and getattr(self.contestants[key], "last_log", None):
                 extra["library_log"] = self.contestants[key].last_log
             self._record_measured(workload, key, kind, m, **extra)
