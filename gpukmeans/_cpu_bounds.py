@@ -162,7 +162,7 @@ def _hamerly_e_step(
                 upper[i] = _distance_bound(x_squared_norms[i], value, margin)
                 _move_sample(x, sample_weight[i], label, second, delta_sums[group], touched[group])
                 labels[i] = second
-            _rows_dots_blocked(X, rows, n_search, minus_two_centers, dots)
+            _rows_dots_blocked(X, rows, n_search, minus_two_centers, dots, np.empty(0))
             for r in range(n_search):
                 i = rows[r]
                 values = values_buffer
@@ -351,7 +351,7 @@ def _elkan_e_step(
                         _move_sample(X[i], sample_weight[i], old, label, delta_sums[group], touched[group])
                         labels[i] = label
                 upper[i] = bound_upper
-            _rows_dots_blocked(X, rows, n_search, minus_two_centers, dots)
+            _rows_dots_blocked(X, rows, n_search, minus_two_centers, dots, np.empty(0))
             for r in range(n_search):
                 i = rows[r]
                 margin = margin_coefficient * (x_squared_norms[i] + max_center_norm)

@@ -257,9 +257,11 @@ def _lloyd_partials(
                         scratch, best, best_value, second_value,
                     )
                 elif dots_kernel == BLOCKED:
+                    # Without norms, the kernel takes each row's as it first reads it.
                     _rows_nearest_blocked(
                         X, rows, n_rows, minus_two_centers,
                         centers_squared_norms, scratch, best, best_value, second_value,
+                        norms_buffer[:n_rows],
                     )
                 else:
                     _chunk_nearest_by_gemm(
@@ -270,8 +272,9 @@ def _lloyd_partials(
                     row_norms = x_squared_norms[chunk_start:chunk_end]
                 else:
                     row_norms = norms_buffer[:n_rows]
-                    for i in range(n_rows):
-                        row_norms[i] = _squared_norm_f64(X[chunk_start + i])
+                    if dots_kernel != BLOCKED:
+                        for i in range(n_rows):
+                            row_norms[i] = _squared_norm_f64(X[chunk_start + i])
                 _labels_of_nearest_two(
                     X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
                     second_value, row_norms, margin_coefficient, max_center_norm,

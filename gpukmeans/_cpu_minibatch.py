@@ -21,12 +21,13 @@ So the rows are read where they lie:
   each cluster's sum starts at ``c * W`` and adds ``w_i x_i`` in sample order (no fused
   multiply-add), its weight ``w_new`` from zero likewise; each center that received
   weight becomes ``sum * (1 / (W + w_new))``, rounded to X's dtype;
-- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2``: each distance measured by the update
-  while it holds the row (:func:`gpukmeans._cpu_nearest._squared_distance_f64`, against
-  the old center), added in sample order as the engine's ``inertia`` adds them; the same
-  up to the last bits of each distance's reassociated sum (scikit-learn's own batch
-  inertia, summed on its threads, is another rounding). A second pass over the batch's
-  rows cost a tenth of a step (MNIST, k=10).
+- the inertia ``sum_i w_i ||x_i - c_{l_i}||^2``: each distance measured in the update's
+  own loop over the row (from the differences in float64, against the old center, as
+  :func:`gpukmeans._cpu_nearest._squared_distance_f64` measures it), added in sample
+  order as the engine's ``inertia`` adds them; the same up to the last bits of each
+  distance's reassociated sum (scikit-learn's own batch inertia, summed on its threads,
+  is another rounding). A second pass over the batch's rows cost a tenth of a step
+  (MNIST, k=10), a second loop over each row a twentieth.
 
 Where the labels run on one thread (one thread, or a batch too small for two:
 :class:`gpukmeans._cpu_runtime.ThreadedKernel`), labels and update go a chunk of the
@@ -47,7 +48,6 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     _labels_of_nearest_two, _minus_two_centers_and_norms, _rows_nearest_blocked,
-    _squared_distance_f64, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
@@ -139,11 +139,9 @@ def _label_chunk_by_index(X, chunk_rows, centers, minus_two_centers, centers_squ
     best = np.empty(n_rows, dtype=np.int32)
     best_value = np.empty(n_rows, dtype=X.dtype)
     second_value = np.empty(n_rows, dtype=X.dtype)
-    _rows_nearest_blocked(X, chunk_rows, n_rows, minus_two_centers, centers_squared_norms,
-                          scratch, best, best_value, second_value)
     row_norms = np.empty(n_rows, dtype=np.float64)
-    for i in range(n_rows):
-        row_norms[i] = _squared_norm_f64(X[chunk_rows[i]])
+    _rows_nearest_blocked(X, chunk_rows, n_rows, minus_two_centers, centers_squared_norms,
+                          scratch, best, best_value, second_value, row_norms)
     _labels_of_nearest_two(X, chunk_rows, n_rows, centers, centers_squared_norms, best,
                            best_value, second_value, row_norms, margin_coefficient,
                            max_center_norm, exact_labels, False,
@@ -192,12 +190,17 @@ def _start_update(centers, weight_sums):
     return sums, np.zeros(n_clusters, dtype=np.float64)
 
 
-@njit(nogil=True, cache=CACHE)
+# ``reassoc`` vectorises the distance's sum (its order then fixed by the compiled code, the
+# same for every thread count); it cannot reorder the sums' additions, one per element,
+# and without ``contract`` no product is fused into them: scikit-learn's arithmetic.
+@njit(nogil=True, fastmath={"reassoc"}, cache=CACHE)
 def _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
                     distances):
     """Add ``w_i x_i`` of the rows ``X[rows[i]]`` to their clusters' ``sums``, in order,
     and ``w_i`` to ``weight_in_clusters``; each row's squared distance to its (old)
-    center into ``distances`` unless it is empty (see :func:`_minibatch_update`)."""
+    center, from the differences in float64, into ``distances`` unless it is empty (see
+    :func:`_minibatch_update`), in the same loop over the row (MNIST, k=10, one thread:
+    a second loop cost 5% of a step)."""
     n_features = X.shape[1]
     measure = distances.shape[0] > 0
     for i in range(rows.shape[0]):
@@ -206,10 +209,18 @@ def _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clu
         weight_in_clusters[label] += weight
         row = sums[label]
         x = X[rows[i]]
-        for f in range(n_features):
-            row[f] += np.float64(x[f]) * weight
         if measure:
-            distances[i] = _squared_distance_f64(x, centers[label])
+            center = centers[label]
+            distance = 0.0
+            for f in range(n_features):
+                value = np.float64(x[f])
+                row[f] += value * weight
+                difference = value - np.float64(center[f])
+                distance += difference * difference
+            distances[i] = distance
+        else:
+            for f in range(n_features):
+                row[f] += np.float64(x[f]) * weight
 
 
 @njit(nogil=True, cache=CACHE)

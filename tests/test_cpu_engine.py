@@ -177,14 +177,25 @@ def test_weighted_draw_is_numpys_choice(dtype, rng):
 @pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 8, 11, 64])
 @pytest.mark.parametrize("chunk_start, chunk_end", [(0, 256), (5, 17), (250, 253)])
 def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_end, rng):
-    """Every row and center, including those left over from the 6 x 4 blocks."""
+    """Every row and center, including those left over from the 6 x 4 blocks; and each
+    row's norm, taken as its block is first read: the one the engine takes of the row
+    alone (its labels' margins), bit for bit, with the same dot products as without."""
     X = rng.normal(size=(300, 37)).astype(np.float32)
     centers = rng.normal(size=(n_clusters, 37)).astype(np.float32)
-    dots = np.full((chunk_end - chunk_start, n_clusters), np.nan, np.float32)
-    _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, dots)
+    rows, n_rows = np.arange(chunk_start, chunk_end), chunk_end - chunk_start
+    dots = np.full((n_rows, n_clusters), np.nan, np.float32)
+    norms = np.full(n_rows, np.nan)
+    _cpu_nearest._rows_dots_blocked(X, rows, n_rows, centers, dots, norms)
     expected = X[chunk_start:chunk_end].astype(np.float64) @ centers.T.astype(np.float64)
     scale = np.abs(X[chunk_start:chunk_end]).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
     assert np.all(np.abs(dots - expected) <= 1e-6 * scale)
+    np.testing.assert_array_equal(
+        norms, [_cpu_nearest._squared_norm_f64(x) for x in X[chunk_start:chunk_end]])
+    np.testing.assert_allclose(norms, (X[chunk_start:chunk_end].astype(np.float64) ** 2).sum(1),
+                               rtol=1e-12)
+    dots_alone = np.full((n_rows, n_clusters), np.nan, np.float32)
+    _cpu_nearest._rows_dots_blocked(X, rows, n_rows, centers, dots_alone, np.empty(0))
+    np.testing.assert_array_equal(dots_alone, dots)
 
 
 def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
@@ -193,10 +204,11 @@ def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
     X = rng.normal(size=(300, 50)).astype(np.float32)
     centers = rng.normal(size=(7, 50)).astype(np.float32)
     whole = np.empty((256, 7), np.float32)
-    _cpu_nearest._rows_dots_blocked(X, np.arange(256), 256, centers, whole)
+    _cpu_nearest._rows_dots_blocked(X, np.arange(256), 256, centers, whole, np.empty(0))
     for chunk_start, chunk_end in [(3, 11), (100, 107), (249, 256)]:
         part = np.empty((chunk_end - chunk_start, 7), np.float32)
-        _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part)
+        _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part,
+                                        np.empty(0))
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
 
 
