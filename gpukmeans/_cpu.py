@@ -210,9 +210,10 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=Fals
     kind = run_kind(X, n_clusters)
     if kind == "bounds":
         return BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
+    plain = PlainRun(X, x_squared_norms, sample_weight, unit_centers)
     if kind == "yinyang":
-        return YinyangRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
-    return PlainRun(X, x_squared_norms, sample_weight, unit_centers)
+        return YinyangRun(X, x_squared_norms, sample_weight, n_clusters, plain, unit_centers)
+    return plain
 
 
 class PlainRun(NamedTuple):

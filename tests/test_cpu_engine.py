@@ -716,8 +716,10 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
     and weights are the plain step's bit for bit (the M-step is the plain one), and the
     bounds hold for the centers just used. Three centers per group, so that 20 and 70
     clusters make several groups; "open-groups-only" never sends a sample to the full
-    search, "full-only" always does. Offset and scale as for Hamerly's and Elkan's test."""
+    search, "full-only" always does. Offset and scale as for Hamerly's and Elkan's test.
+    The bounds start from the second step (START_CHANGED raised: the first is plain)."""
     monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 3)
+    monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)
     monkeypatch.setattr(_cpu_yinyang, "OPEN_DIVISOR",
                         {"mixed": 8, "open-groups-only": 1, "full-only": 10**9}[search])
     n_samples = 3000
@@ -728,16 +730,20 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
     X64 = X.astype(np.float64)
     norms = _cpu.row_norms_f64(X)
     with _cpu.cpu_runtime():
-        run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters)
         plain = _cpu.PlainRun(X, norms, sample_weight)
+        run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters, plain)
         assert run.n_center_groups == max(1, n_clusters // 3)
-        for _ in range(12):
+        for step in range(12):
             sums, weights = run.step(centers, labels)
             plain_sums, plain_weights = plain.step(centers, plain_labels)
             np.testing.assert_array_equal(labels, plain_labels)
             assert_labels_exactly_nearest(labels, X, centers)
             np.testing.assert_array_equal(sums, plain_sums)
             np.testing.assert_array_equal(weights, plain_weights)
+            assert run.bounded and (run.centers_prev is None) == (step == 0)
+            if step == 0:
+                centers = average_centers(sums, weights, centers, X.dtype, np)
+                continue
             distances = np.sqrt(((X64[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(-1))
             own = distances[np.arange(n_samples), labels]
             assert np.all(run.upper >= own * (1 - 1e-12))
@@ -749,6 +755,43 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
         inertia = run.finish(centers, labels, assign_labels=True)
         assert inertia == plain.finish(centers, plain_labels, assign_labels=True)
         np.testing.assert_array_equal(labels, plain_labels)
+
+
+@pytest.mark.parametrize("max_iter", [3, 30])
+def test_yinyang_run_keeps_bounds_from_the_step_after_the_labels_settle(max_iter, rng):
+    """A Yinyang run takes plain steps while they change more than START_CHANGED of the
+    labels (bounded steps cost more then), and its bounds from the next step on: each
+    step's labels, sums and weights the plain run's bit for bit either way, and the
+    final labels and inertia too, also when the run ends before its first bounded step
+    (max_iter=3: a plain final E-step, no full search for it)."""
+    n_samples, n_clusters = 4000, 40
+    X, sample_weight = _clustered_float32(rng, n_clusters, 0.0, 1.0, n_samples)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    labels = np.full(n_samples, -1, np.int32)
+    plain_labels = labels.copy()
+    norms = _cpu.row_norms_f64(X)
+    changed = []
+    with _cpu.cpu_runtime():
+        plain = _cpu.PlainRun(X, norms, sample_weight)
+        run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters,
+                                      _cpu.PlainRun(X, norms, sample_weight))
+        for _ in range(max_iter):
+            before = labels.copy()
+            bounded = run.bounded
+            sums, weights = run.step(centers, labels)
+            plain_sums, plain_weights = plain.step(centers, plain_labels)
+            np.testing.assert_array_equal(labels, plain_labels)
+            np.testing.assert_array_equal(sums, plain_sums)
+            np.testing.assert_array_equal(weights, plain_weights)
+            # Bounds kept from the step after the first that changed few labels.
+            assert bounded == any(c <= _cpu_yinyang.START_CHANGED for c in changed)
+            assert (run.centers_prev is not None) == bounded
+            changed.append(np.mean(labels != before))
+            centers = average_centers(sums, weights, centers, X.dtype, np)
+        assert run.finish(centers, labels, True) == plain.finish(centers, plain_labels, True)
+        np.testing.assert_array_equal(labels, plain_labels)
+    # The blobs settle within the longer run, not within three steps.
+    assert (run.centers_prev is not None) == (max_iter == 30), changed
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1014,6 +1057,7 @@ def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dty
 
     route_cpu_fits(monkeypatch, "numba")
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)
+    monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)  # bounded from the 2nd step
     calls = []
     for name, kernel in _threaded_kernels().items():
         for version in ("serial", "parallel"):
