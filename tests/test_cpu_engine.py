@@ -1144,9 +1144,13 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
     (a reviewer's find: 11 s). In a fresh process, so that no other test's calls count."""
     code = textwrap.dedent("""
         import numba, numpy as np
-        from gpukmeans import _cpu, _cpu_runtime
+        from gpukmeans import _cpu, _cpu_runtime, _cpu_yinyang
+        start_changed = _cpu_yinyang.START_CHANGED
         _cpu.warm_up(dtypes=(np.float32,))
         assert _cpu_runtime.SERIAL_MAX_WORK == 2 * 10**7  # restored
+        # Its Yinyang runs kept bounds from their second step (else their random data
+        # might never settle within the warm-up's steps): restored after.
+        assert _cpu_yinyang.START_CHANGED == start_changed
         from gpukmeans import _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang
         for module in (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang):
             for name, kernel in vars(module).items():
