@@ -32,6 +32,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/bench_minibatch.py             # results/minibatch.{md,json}
     .venv/bin/python benchmarks/bench_minibatch.py --quick     # smoke test, small sizes
+    .venv/bin/python benchmarks/bench_minibatch.py --no-blobs  # MNIST only
 """
 
 import argparse
@@ -359,6 +360,8 @@ def main(argv=None):
                         help="thread counts to measure at (default: 1 and all cores)")
     parser.add_argument("--blobs-ks", type=int, nargs="+", default=None,
                         help="the blobs' n_clusters (default: 32; the quick run's too)")
+    parser.add_argument("--no-blobs", action="store_true",
+                        help="MNIST only: skip the blobs (scikit-learn takes minutes a fit)")
     parser.add_argument("--blobs-threads", type=int, nargs="+", default=None,
                         help="thread counts for the blobs (default: 1)")
     args = parser.parse_args(argv)
@@ -397,9 +400,11 @@ def main(argv=None):
         del X
 
     n_samples, n_features = cfg["blobs"]
-    blobs_ks = args.blobs_ks or cfg["blobs_ks"]
+    blobs_ks = () if args.no_blobs else args.blobs_ks or cfg["blobs_ks"]
     blobs_threads = args.blobs_threads or cfg["blobs_threads"] or thread_counts
-    if not args.quick:
+    if args.no_blobs:
+        report["blobs_note"] = "Blobs: not run (`--no-blobs`)."
+    elif not args.quick:
         report["blobs_note"] = (
             f"Blobs: {n_samples:,} x {n_features}, k in {list(blobs_ks)}, at "
             f"{list(blobs_threads)} thread(s) only, {cfg['blobs_repeats']} timed fit each: "

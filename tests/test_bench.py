@@ -472,6 +472,15 @@ def test_bench_minibatch_quick_reports_each_fit_against_its_floor(tmp_path, fake
         assert line in markdown
 
 
+def test_bench_minibatch_no_blobs_measures_mnist_only(tmp_path, fake_mnist):
+    script = _load_script("bench_minibatch")
+    script.main(["--quick", "--no-blobs", "--mnist", str(fake_mnist), "--out", str(tmp_path),
+                 "--threads", "1"])
+    report = json.loads((tmp_path / "minibatch-quick.json").read_text())
+    assert report["results"] and {r["dataset"] for r in report["results"]} == {"MNIST"}
+    assert "Blobs: not run (`--no-blobs`)." in (tmp_path / "minibatch-quick.md").read_text()
+
+
 def test_every_shape_table_divides_the_marginal_iterations():
     """The README's every-shape table: besides the per-iteration times (fixed costs in),
     our marginal cost of an iteration over the best peer's, and none from runs that did
