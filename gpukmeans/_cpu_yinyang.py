@@ -56,9 +56,6 @@ from ._cpu_small import n_groups as _n_groups
 CLUSTERS_PER_GROUP = 10
 MAX_CENTER_GROUPS = 32
 GROUP_BOUNDS_BUDGET_BYTES = 256 * 2**20
-# A sample with more than n_clusters // OPEN_DIVISOR centers open after its group test
-# is searched in full by the chunk's GEMM instead of one dot product per open center.
-OPEN_DIVISOR = 8
 # Lloyd iterations that group the initial centers (Ding et al.: five).
 GROUPING_ITERATIONS = 5
 # A run takes plain steps until one changes at most this fraction of the labels, and
@@ -73,6 +70,22 @@ GROUPING_ITERATIONS = 5
 # and the bounded one give the same labels and sums bit for bit, so the switch changes
 # nothing but the time.
 START_CHANGED = 0.02
+
+
+def open_divisor(n_features):
+    """A sample with more than ``n_clusters // open_divisor(n_features)`` centers open
+    after its group test is searched in full by its chunk's GEMM, not one dot product
+    per open center: ``128 (32 / n_features)^2``, within [8, 128].
+
+    A lone dot product costs its call, its center's row fetched and a horizontal sum
+    whatever the features, where the GEMM's cost per pair grows with them. 100,000
+    blobs (64 modes), 12 steps from random rows with bounds from the second, one thread,
+    CPU ms of steps 3-12, divisor 8 / 32 / 128: d=32 k=512 71-122 / - / 65-89 (64: 60-89),
+    k=1,024 184-230 / - / 121-167, k=4,096 504-720 / - / 338-519 (64: 343-494), k=16,384
+    (steps 3-8) 2,961-3,509 / 1,801-2,446 / 1,491-1,950; d=64 k=512 119-164 / 92-147 / 116-171;
+    d=128 k=512 142-205 / 201-302 / 246-376 (the divisor was 8 at every width before).
+    """
+    return int(min(128, max(8, 128 * 32**2 // max(n_features, 1) ** 2)))
 
 
 def n_center_groups(n_samples, n_clusters):
@@ -426,7 +439,7 @@ class YinyangRun:
         self.margin_coefficient = _bound_margin_coefficient(X.dtype, n_features)
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
         self.fold_rows = _fold_rows(n_clusters)
-        self.max_open = max(1, n_clusters // OPEN_DIVISOR)
+        self.max_open = max(1, n_clusters // open_divisor(n_features))
         self.groups = None  # (order, starts, group_of), from the first centers
         self.centers_prev = None
 

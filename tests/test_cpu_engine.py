@@ -720,8 +720,8 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
     The bounds start from the second step (START_CHANGED raised: the first is plain)."""
     monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 3)
     monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)
-    monkeypatch.setattr(_cpu_yinyang, "OPEN_DIVISOR",
-                        {"mixed": 8, "open-groups-only": 1, "full-only": 10**9}[search])
+    divisor = {"mixed": 8, "open-groups-only": 1, "full-only": 10**9}[search]
+    monkeypatch.setattr(_cpu_yinyang, "open_divisor", lambda n_features: divisor)
     n_samples = 3000
     X, sample_weight = _clustered_float32(rng, n_clusters, offset, scale, n_samples)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
@@ -755,6 +755,16 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
         inertia = run.finish(centers, labels, assign_labels=True)
         assert inertia == plain.finish(centers, plain_labels, assign_labels=True)
         np.testing.assert_array_equal(labels, plain_labels)
+
+
+def test_yinyang_searches_fewer_centers_one_by_one_at_few_features():
+    """The measured divisors (see open_divisor): 128 up to 32 features, 32 at 64, 8 from
+    128; and a run's limit on the centers it searches one dot product at a time."""
+    divisors = {d: _cpu_yinyang.open_divisor(d) for d in (2, 24, 32, 48, 64, 96, 128, 784)}
+    assert divisors == {2: 128, 24: 128, 32: 128, 48: 56, 64: 32, 96: 14, 128: 8, 784: 8}
+    X = np.zeros((10, 32), np.float32)
+    run = _cpu_yinyang.YinyangRun(X, np.zeros(10), np.ones(10, np.float32), 1024, None)
+    assert run.max_open == 8
 
 
 @pytest.mark.parametrize("max_iter", [3, 30])
