@@ -122,6 +122,9 @@ BOUNDS_CLUSTERS_PER_FEATURE = 2
 # k=256 40.7 / 67.3 / 34.8; d=64 k=128 29.6 / 38.8 / 31.5, k=256 43.9 / 61.1 / 33.0;
 # d=128 k=64 34.5 / 28.2 / 31.6, k=128 49.9 / 41.1 / 37.6, k=1024 239 / 222 / 126;
 # d=256 k=256 168 / 94.5 / 92.1, k=512 279 / 175 / 119; d=8 k=4096 242 / - / 333.
+# (Yinyang's bounds from the first step then, and its open search's divisor 8 at
+# every width: runs now take plain steps until the labels settle, and search
+# fewer centers one by one at few features; see _cpu_yinyang.)
 YINYANG_MIN_FEATURES = 24
 YINYANG_MIN_CLUSTER_FEATURES = 12288
 
