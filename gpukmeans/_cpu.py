@@ -403,10 +403,9 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
     n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(n_clusters for _, n_clusters in shapes)
     # Yinyang's runs keep bounds once the labels settle, which these runs' random data
     # and three steps may never do: bounded from their second step here.
-    start_changed = _cpu_yinyang.START_CHANGED
-    _cpu_yinyang.START_CHANGED = 1.0
     with engine.runtime(), contextlib.ExitStack() as restore:
-        restore.callback(setattr, _cpu_yinyang, "START_CHANGED", start_changed)
+        restore.callback(setattr, _cpu_yinyang, "START_CHANGED", _cpu_yinyang.START_CHANGED)
+        _cpu_yinyang.START_CHANGED = 1.0
         for _ in _each_kernel_version():
             for dtype in map(np.dtype, dtypes):
                 sample_weight = np.ones(n_samples, dtype=dtype)

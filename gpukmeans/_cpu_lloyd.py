@@ -257,7 +257,7 @@ def _lloyd_partials(
                         scratch, best, best_value, second_value,
                     )
                 elif dots_kernel == BLOCKED:
-                    # Without norms, the kernel takes each row's as it first reads it.
+                    # Without norms, the kernel takes each row's after its block's dots.
                     _rows_nearest_blocked(
                         X, rows, n_rows, minus_two_centers,
                         centers_squared_norms, scratch, best, best_value, second_value,

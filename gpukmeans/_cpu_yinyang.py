@@ -3,18 +3,18 @@
 
 Ding, Zhao, Shen, Musuvathi and Mytkowicz, "Yinyang K-Means: A Drop-In Replacement of
 the Classic K-Means with Consistent Speedup", ICML 2015. The centers are split once into
-groups (k-means on the initial centers, :func:`center_groups`). Each sample keeps an
-upper bound on the distance to its center, a lower bound per group on the distance to
-every center of the group but its own, and the least of those (the global bound). Moving
-the centers loosens the upper bound by its center's shift, a group's bound by the
-largest shift in the group, the global bound by the largest of all. A sample whose upper
-bound is below its global bound keeps its center (O(1)); else the distance to its own
-center tightens the upper bound, and only the groups whose bound is still below it are
-searched. Hamerly's single bound (:mod:`gpukmeans._cpu_bounds`) fails for almost every
-sample when clusters are many and Elkan's per-center bounds outgrow memory; group
-bounds cost ``n_samples x n_groups`` float32 values and filter nearly as well. While
-the centers still move enough to change many labels, the bounds filter little and cost
-more than they save: a run takes plain steps until the labels settle
+groups (k-means on the centers of the first bounded step, :func:`center_groups`). Each
+sample keeps an upper bound on the distance to its center, a lower bound per group on
+the distance to every center of the group but its own, and the least of those (the
+global bound). Moving the centers loosens the upper bound by its center's shift, a
+group's bound by the largest shift in the group, the global bound by the largest of all.
+A sample whose upper bound is below its global bound keeps its center (O(1)); else the
+distance to its own center tightens the upper bound, and only the groups whose bound is
+still below it are searched. Hamerly's single bound (:mod:`gpukmeans._cpu_bounds`) fails
+for almost every sample when clusters are many and Elkan's per-center bounds outgrow
+memory; group bounds cost ``n_samples x n_groups`` float32 values and filter nearly as
+well. While the centers still move enough to change many labels, the bounds filter
+little and cost more than they save: a run takes plain steps until the labels settle
 (:data:`START_CHANGED`), and its bounds from then on.
 
 The bounds are exact-arithmetic statements about the float32 centers, set from
@@ -56,7 +56,7 @@ from ._cpu_small import n_groups as _n_groups
 CLUSTERS_PER_GROUP = 10
 MAX_CENTER_GROUPS = 32
 GROUP_BOUNDS_BUDGET_BYTES = 256 * 2**20
-# Lloyd iterations that group the initial centers (Ding et al.: five).
+# Lloyd iterations that group the centers (Ding et al.: five).
 GROUPING_ITERATIONS = 5
 # A run takes plain steps until one changes at most this fraction of the labels, and
 # keeps the group bounds from the next step on. While many labels change, most samples
@@ -440,7 +440,7 @@ class YinyangRun:
         self.n_groups = _n_groups(_n_chunks(n_samples), n_clusters, n_features)
         self.fold_rows = _fold_rows(n_clusters)
         self.max_open = max(1, n_clusters // open_divisor(n_features))
-        self.groups = None  # (order, starts, group_of), from the first centers
+        self.groups = None  # (order, starts, group_of), at the first bounded step
         self.centers_prev = None
 
     def step(self, centers_old, labels):

@@ -714,7 +714,8 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
     """A float32 run with Yinyang's group bounds, step by step beside a plain run: after
     every step the labels are exactly the nearest centers and the plain step's, the sums
     and weights are the plain step's bit for bit (the M-step is the plain one), and the
-    bounds hold for the centers just used. Three centers per group, so that 20 and 70
+    bounds hold for the centers just used, also after a center jumps (as a relocation
+    moves it) between two bounded steps. Three centers per group, so that 20 and 70
     clusters make several groups; "open-groups-only" never sends a sample to the full
     search, "full-only" always does. Offset and scale as for Hamerly's and Elkan's test.
     The bounds start from the second step (START_CHANGED raised: the first is plain)."""
@@ -752,6 +753,8 @@ def test_yinyang_steps_keep_valid_bounds_and_are_the_plain_steps(
             others[np.arange(n_samples), labels] = np.inf
             assert np.all(run.global_lower <= others.min(axis=1) * (1 + 1e-12))
             centers = average_centers(sums, weights, centers, X.dtype, np)
+            if step == 5:  # a center jumps onto a sample, as a relocation moves it
+                centers[-1] = X[rng.integers(n_samples)]
         inertia = run.finish(centers, labels, assign_labels=True)
         assert inertia == plain.finish(centers, plain_labels, assign_labels=True)
         np.testing.assert_array_equal(labels, plain_labels)
@@ -816,12 +819,25 @@ def test_center_groups_partition_the_centers(rng, dtype):
     np.testing.assert_array_equal(again[0], order)
 
 
+@pytest.mark.parametrize("start_changed", [1.0, None])
 @pytest.mark.parametrize("data", ["blobs", "uniform", "integers"])
-def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data):
+def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data, start_changed):
     """Whole float32 fits with Yinyang's bounds (thresholds lowered so that 40 clusters
     take them) against the same fits on plain steps: labels, centers, inertia and
     iterations bit for bit, with a center far from every sample (its cluster empties and
-    is relocated) and a sample weight."""
+    is relocated after the first step, which is plain) and a sample weight; with bounds
+    from the second step and from the run's own switch. (A center's jump inside the
+    bounds' drift: the step-by-step test.)"""
+    if start_changed is not None:
+        monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", start_changed)
+    bounded_steps = []
+    bounded_e_step = _cpu_yinyang._yinyang_e_step
+
+    def counted(*args):
+        bounded_steps.append(1)
+        return bounded_e_step(*args)
+
+    monkeypatch.setattr(_cpu_yinyang, "_yinyang_e_step", counted)
 
     n_samples, n_features, n_clusters = 2500, 24, 40
     if data == "blobs":
@@ -847,6 +863,8 @@ def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data):
     np.testing.assert_array_equal(yinyang.labels_, plain.labels_)
     np.testing.assert_array_equal(yinyang.cluster_centers_, plain.cluster_centers_)
     assert yinyang.inertia_ == plain.inertia_ and yinyang.n_iter_ == plain.n_iter_
+    if start_changed is not None:  # bounded from the second step: most steps were
+        assert len(bounded_steps) >= yinyang.n_iter_ - 1 > 0
 
 
 def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatch):
