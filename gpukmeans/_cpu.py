@@ -7,6 +7,8 @@ kernel modules, each of which holds one idea:
 - :mod:`gpukmeans._cpu_bounds`: float32 runs with Hamerly's or Elkan's bounds;
 - :mod:`gpukmeans._cpu_yinyang`: float32 runs with Yinyang's group bounds (many clusters);
 - :mod:`gpukmeans._cpu_kmeanspp`: the k-means++ candidates' distances and potentials;
+- :mod:`gpukmeans._cpu_panel`: a few centers' dot products with rows stored feature by
+  feature, in vector registers (k-means++ at few features);
 - :mod:`gpukmeans._cpu_passes`: row norms, centring, inertia, ``transform``.
 
 The engine functions here are thin wrappers that fix the chunking and the group count;
@@ -16,6 +18,7 @@ input gives bitwise the same output with 1 thread or 64.
 """
 
 import contextlib
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -23,8 +26,10 @@ import numpy as np
 from . import _cpu_yinyang
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import (
-    KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, weighted_draw,
+    KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, by_panel, kmeanspp_search,
+    weighted_draw,
 )
+from ._cpu_kmeanspp import TRANSPOSED_MAX_BYTES as KMEANSPP_TRANSPOSED_MAX_BYTES
 from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
@@ -34,8 +39,8 @@ from ._cpu_minibatch import (
 )
 from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
-    _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered, inertia,
-    row_norms_f64,
+    _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered,
+    feature_major, inertia, row_norms_f64,
 )
 from ._cpu_passes import largest_magnitude as _largest_magnitude
 from ._cpu_runtime import cpu_runtime
@@ -306,12 +311,25 @@ def pairwise_distances(X, centers):
     return _pairwise_distances_chunked(X, x_squared_norms, centers, CHUNK_ROWS)
 
 
-def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq):
+def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq,
+                        X_t=None):
+    """Engine ``kmeanspp_candidates``; ``X_t``: X transposed, where
+    :func:`start_kmeanspp` made it."""
     n_groups = kmeanspp_groups(X.shape[0], candidate_ids.shape[0])
     return _kmeanspp_candidates_chunked(
-        X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq, KMEANSPP_CHUNK_ROWS,
-        n_groups,
+        X, np.empty((0, 0), dtype=X.dtype) if X_t is None else X_t, x_squared_norms,
+        sample_weight, candidate_ids, closest_dist_sq, KMEANSPP_CHUNK_ROWS, n_groups,
     )
+
+
+def start_kmeanspp(X, x_squared_norms, sample_weight):
+    """Engine ``start_kmeanspp``: X transposed once for all the steps where they take
+    their dot products over feature-major rows (:func:`gpukmeans._cpu_kmeanspp.by_panel`)
+    and the copy takes at most ``TRANSPOSED_MAX_BYTES``, instead of each step transposing
+    each chunk; the same bits either way."""
+    transposes = by_panel(*X.shape, X.itemsize) and X.nbytes <= KMEANSPP_TRANSPOSED_MAX_BYTES
+    X_t = feature_major(X) if transposes else None
+    return functools.partial(kmeanspp_candidates, X, x_squared_norms, sample_weight, X_t=X_t)
 
 
 def kmeanspp_groups(n_samples, n_candidates):
@@ -344,6 +362,7 @@ def make_engine(unit_centers=False):
         row_norms=row_norms_f64,
         centered=centered,
         kmeanspp_candidates=kmeanspp_candidates,
+        start_kmeanspp=start_kmeanspp,
         runtime=cpu_runtime,
         weighted_draw=weighted_draw,
         kmeanspp_search=kmeanspp_search,

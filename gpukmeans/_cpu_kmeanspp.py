@@ -9,18 +9,24 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import _chunk_dots_blocked, _row_dots
+from ._cpu_panel import panel_chunk_dots, transpose_rows
 from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 
 # Up to FUSED_MAX_FEATURES features, a chunk's distances to the candidates, their min
 # with the closest so far and the potentials come from loops vectorised over the chunk's
-# rows (_chunk_candidates_fused), after the dot products: a GEMM of the candidates by the
-# chunk, or, up to TRANSPOSED_MAX_FEATURES, multiply-adds across the rows of the chunk
-# transposed once (a GEMM on a 2-wide panel spends its time packing). Beyond, per row,
-# vectorised over the features. One step of 5 candidates on 100,000 random float32 rows,
-# one thread, ms, before and after: d=2 4.49 -> 0.75, d=8 3.28 -> 1.37, d=16 3.33 -> 1.50,
-# d=32 3.46 -> 2.49, d=64 6.01 -> 4.77; d=128 9.9 (12.6 fused).
+# rows (_chunk_candidates_fused), after the dot products: up to TRANSPOSED_MAX_FEATURES,
+# and for float32 up to PANEL_MAX_FEATURES, multiply-adds across the rows stored feature
+# by feature (gpukmeans._cpu_panel: the whole of X transposed once for the run, or each
+# chunk as it comes), else a GEMM of the chunk by the candidates. One step of 5
+# candidates on 100,000 random float32 rows, one thread, ms, before and after fusing:
+# d=2 4.49 -> 0.75, d=8 3.28 -> 1.37, d=16 3.33 -> 1.50, d=32 3.46 -> 2.49, d=64 6.01 ->
+# 4.77; d=128 9.9 (12.6 fused). The dot products alone, GEMM against panel: d=16 0.52 /
+# 0.28, d=32 0.96-1.0 / 0.31-0.52, d=64 (8 candidates) 1.5-1.8 / 1.6-2.0, d=128 3.5-3.8
+# / 4.3-4.9. float64 keeps the GEMM from 9 features: its picks are scikit-learn's
+# (see kmeanspp_rows_first).
 FUSED_MAX_FEATURES = 64
 TRANSPOSED_MAX_FEATURES = 8
+PANEL_MAX_FEATURES = 32
 
 # A step takes its rows KMEANSPP_CHUNK_ROWS at a time, not the E-step's 256: a chunk's
 # few candidates make a small product, whose BLAS call, transposition and fold cost
@@ -51,9 +57,26 @@ def kmeanspp_rows_first(dtype_size):
 _kmeanspp_rows_first = njit(nogil=True, cache=CACHE)(kmeanspp_rows_first)
 
 
+# X transposed for the steps costs a copy of X: kept within this many bytes, beyond
+# which float32 X of more than TRANSPOSED_MAX_FEATURES keeps its GEMM (transposing each
+# chunk of each step cost about what the GEMM does).
+TRANSPOSED_MAX_BYTES = 256 * 2**20
+
+
+def by_panel(n_samples, n_features, dtype_size):
+    """Whether the k-means++ steps' dot products are multiply-adds over feature-major
+    rows (:mod:`gpukmeans._cpu_panel`): by the shape and dtype alone, so that a step over
+    X transposed once and one that transposes each chunk (a streamed step) give the same
+    bits."""
+    return n_features <= TRANSPOSED_MAX_FEATURES or (
+        dtype_size == 4 and n_features <= PANEL_MAX_FEATURES
+        and n_samples * n_features * dtype_size <= TRANSPOSED_MAX_BYTES)
+
+
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _chunk_candidates_fused(
     X,  # IN (n_samples, n_features)
+    X_t,  # IN (n_features, n_samples) X transposed, or (0, 0): transpose each chunk
     chunk_start,
     chunk_end,
     x_squared_norms,  # IN (n_samples,) float64
@@ -61,48 +84,38 @@ def _chunk_candidates_fused(
     candidates,  # IN (n_candidates, n_features)
     candidates_squared_norms,  # IN (n_candidates,) float64
     closest_dist_sq,  # IN (n_samples,) X.dtype
-    scratch,  # SCRATCH (>= max(n_features + 1, 2 * n_candidates) * chunk,) X.dtype
-    by_gemm,
+    scratch,  # SCRATCH (>= (n_features + 2 * n_candidates) * chunk,) X.dtype
+    panel,  # by_panel(X's whole shape)
     distance_to_candidates,  # OUT (n_candidates, n_samples) X.dtype, the chunk's columns
     pot,  # INOUT (n_candidates,) float64: the chunk's potentials added
 ):
     """The chunk's distances to every candidate and their potentials, vectorised over
-    the rows; the dot products by GEMM (``by_gemm``) or across the transposed rows.
+    the rows; the dot products over feature-major rows (:func:`by_panel`) or by GEMM.
     ``reassoc`` vectorises the potentials' sums; their order is then fixed by the
     compiled code, the same for every thread count."""
     n_rows = chunk_end - chunk_start
     n_features = X.shape[1]
     n_candidates = candidates.shape[0]
-    if by_gemm:
-        all_dots = scratch[: n_candidates * n_rows].reshape((n_candidates, n_rows))
-        if _kmeanspp_rows_first(X.itemsize):
-            dots_by_row = scratch[n_candidates * n_rows: 2 * n_candidates * n_rows].reshape(
-                (n_rows, n_candidates))
-            np.dot(X[chunk_start:chunk_end], candidates.T, dots_by_row)
-            for j in range(n_candidates):
-                for i in range(n_rows):
-                    all_dots[j, i] = dots_by_row[i, j]
+    all_dots = scratch[: n_candidates * n_rows].reshape((n_candidates, n_rows))
+    if panel:
+        if X_t.shape[1] > 0:
+            panel_chunk_dots(X_t, chunk_start, chunk_end, candidates, all_dots)
         else:
-            np.dot(candidates, X[chunk_start:chunk_end].T, all_dots)
-    else:
-        rows_t = scratch[: n_features * n_rows].reshape((n_features, n_rows))
-        for i in range(n_rows):
-            x = X[chunk_start + i]
-            for f in range(n_features):
-                rows_t[f, i] = x[f]
-        dots = scratch[n_features * n_rows: (n_features + 1) * n_rows]
-    zero = X.dtype.type(0)
-    for j in range(n_candidates):
-        if by_gemm:
-            dots = all_dots[j]
-        else:
+            rows_t = scratch[n_candidates * n_rows: (n_candidates + n_features) * n_rows
+                             ].reshape((n_features, n_rows))
+            transpose_rows(X, chunk_start, chunk_end, rows_t)
+            panel_chunk_dots(rows_t, 0, n_rows, candidates, all_dots)
+    elif _kmeanspp_rows_first(X.itemsize):
+        dots_by_row = scratch[n_candidates * n_rows: 2 * n_candidates * n_rows].reshape(
+            (n_rows, n_candidates))
+        np.dot(X[chunk_start:chunk_end], candidates.T, dots_by_row)
+        for j in range(n_candidates):
             for i in range(n_rows):
-                dots[i] = zero
-            for f in range(n_features):
-                c = candidates[j, f]
-                x_f = rows_t[f]
-                for i in range(n_rows):
-                    dots[i] += x_f[i] * c
+                all_dots[j, i] = dots_by_row[i, j]
+    else:
+        np.dot(candidates, X[chunk_start:chunk_end].T, all_dots)
+    for j in range(n_candidates):
+        dots = all_dots[j]
         distances = distance_to_candidates[j, chunk_start:chunk_end]
         closest = closest_dist_sq[chunk_start:chunk_end]
         norms = x_squared_norms[chunk_start:chunk_end]
@@ -121,6 +134,7 @@ def _chunk_candidates_fused(
 
 def _kmeanspp_candidates_chunked(
     X,  # IN (n_samples, n_features)
+    X_t,  # IN (n_features, n_samples) X transposed, or (0, 0) (see by_panel)
     x_squared_norms,  # IN (n_samples,) float64
     sample_weight,  # IN (n_samples,)
     candidate_ids,  # IN (n_candidates,) int64
@@ -137,8 +151,9 @@ def _kmeanspp_candidates_chunked(
     distance_to_candidates = np.empty((n_candidates, n_samples), dtype=X.dtype)
     pot_part = np.zeros((n_groups, n_candidates), dtype=np.float64)
     _kmeanspp_partials(
-        X, x_squared_norms, sample_weight, candidates, x_squared_norms[candidate_ids],
-        closest_dist_sq, chunk_rows, n_groups, distance_to_candidates, pot_part,
+        X, X_t, by_panel(n_samples, n_features, X.itemsize), x_squared_norms, sample_weight,
+        candidates, x_squared_norms[candidate_ids], closest_dist_sq, chunk_rows, n_groups,
+        distance_to_candidates, pot_part,
     )
     candidates_pot = pot_part[0].copy()
     for group in range(1, n_groups):
@@ -146,10 +161,13 @@ def _kmeanspp_candidates_chunked(
     return distance_to_candidates, candidates_pot
 
 
-@threaded(rows_times(lambda X, norms, weights, candidates, *args: X.shape[1] * candidates.shape[0]))
+@threaded(rows_times(
+    lambda X, X_t, panel, norms, weights, candidates, *args: X.shape[1] * candidates.shape[0]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _kmeanspp_partials(
     X,  # IN (n_samples, n_features)
+    X_t,  # IN (n_features, n_samples) X transposed, or (0, 0) (see by_panel)
+    panel,  # by_panel(the whole data's shape)
     x_squared_norms,  # IN (n_samples,) float64
     sample_weight,  # IN (n_samples,)
     candidates,  # IN (n_candidates, n_features) X.dtype
@@ -167,20 +185,19 @@ def _kmeanspp_partials(
     n_candidates = candidates.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     fused = n_features <= FUSED_MAX_FEATURES
-    by_gemm = n_features > TRANSPOSED_MAX_FEATURES
 
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
         dots = np.empty((chunk_rows, n_candidates), dtype=X.dtype)
         rows = np.empty(chunk_rows, dtype=np.int64)
-        scratch = np.empty(max(n_features + 1, 2 * n_candidates) * chunk_rows if fused else 0,
+        scratch = np.empty((n_features + 2 * n_candidates) * chunk_rows if fused else 0,
                            dtype=X.dtype)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             if fused:
                 _chunk_candidates_fused(
-                    X, chunk_start, chunk_end, x_squared_norms, sample_weight, candidates,
-                    candidate_squared_norms, closest_dist_sq, scratch, by_gemm,
+                    X, X_t, chunk_start, chunk_end, x_squared_norms, sample_weight,
+                    candidates, candidate_squared_norms, closest_dist_sq, scratch, panel,
                     distance_to_candidates, pot_part[group])
                 continue
             if n_candidates <= 4:

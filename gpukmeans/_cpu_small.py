@@ -22,6 +22,7 @@ Prior validation of data is assumed everywhere in this module.
 """
 
 import contextlib
+import functools
 import sys
 
 import numpy as np
@@ -199,7 +200,25 @@ def cpu_engine(n_samples, n_features, n_clusters, unit_centers=False):
             kmeanspp_candidates, numba_engine.kmeanspp_candidates,
             lambda X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq:
                 _small_kmeanspp_step(X, candidate_ids.shape[0])),
+        start_kmeanspp=functools.partial(_start_kmeanspp_by_size, numba_engine.start_kmeanspp),
     )
+
+
+def _start_kmeanspp_by_size(start_large, X, x_squared_norms, sample_weight):
+    """Engine ``start_kmeanspp`` whose steps run here where :func:`_small_kmeanspp_step`
+    says so, else by ``start_large``'s steps, prepared at the first such step."""
+    large_step = None
+
+    def step(candidate_ids, closest_dist_sq):
+        nonlocal large_step
+        if _small_kmeanspp_step(X, candidate_ids.shape[0]):
+            return kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids,
+                                       closest_dist_sq)
+        if large_step is None:
+            large_step = start_large(X, x_squared_norms, sample_weight)
+        return large_step(candidate_ids, closest_dist_sq)
+
+    return step
 
 
 def _small_distances_pass(X, n_centers):

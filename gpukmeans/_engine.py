@@ -118,6 +118,13 @@ class Engine(NamedTuple):
     ``(n_candidates,)``: ``sum_i w_i distance_to_candidates[j, i]``, fixed-order sum.
     """
 
+    start_kmeanspp: Any = None
+    """``start_kmeanspp(X, x_squared_norms, sample_weight) -> step``, or None: greedy
+    k-means++'s steps over one array, ``step(candidate_ids, closest_dist_sq)`` returning
+    bitwise what :attr:`kmeanspp_candidates` returns on it, after a preparation made once
+    for all the steps (the CPU engine transposes X of few features). Where None,
+    :func:`gpukmeans._init.kmeans_plusplus` calls :attr:`kmeanspp_candidates`."""
+
     runtime: Callable = contextlib.nullcontext
     """``with engine.runtime(): ...`` is entered once around each public call (a whole
     ``fit``, a ``predict``) and sets up what the other functions assume. The CPU engine

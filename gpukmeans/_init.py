@@ -5,6 +5,7 @@ the order scikit-learn makes them, so the same ``random_state`` picks the same p
 the passes over the data go through the engine.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -64,11 +65,15 @@ def kmeans_plusplus(
     centers[0] = engine.take_rows(X, xp.asarray([center_id]))[0]
     indices[0] = center_id
 
+    if engine.start_kmeanspp is not None:
+        candidates_step = engine.start_kmeanspp(X, x_squared_norms, sample_weight)
+    else:
+        candidates_step = functools.partial(
+            engine.kmeanspp_candidates, X, x_squared_norms, sample_weight)
     # The first center's distances are its "candidate" step against +inf.
     no_center_yet = xp.full(n_samples, np.inf, dtype=X.dtype)
-    distance_to_first, first_pot = engine.kmeanspp_candidates(
-        X, x_squared_norms, sample_weight, xp.asarray([center_id], dtype=xp.int64), no_center_yet
-    )
+    distance_to_first, first_pot = candidates_step(
+        xp.asarray([center_id], dtype=xp.int64), no_center_yet)
     closest_dist_sq = distance_to_first[0]
     current_pot = first_pot[0]
     reporter.init_step(1)
@@ -85,9 +90,7 @@ def kmeans_plusplus(
             # Rounding can put a draw past the last cumulative value.
             candidate_ids = xp.minimum(candidate_ids, n_samples - 1).astype(xp.int64)
 
-        distance_to_candidates, candidates_pot = engine.kmeanspp_candidates(
-            X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq
-        )
+        distance_to_candidates, candidates_pot = candidates_step(candidate_ids, closest_dist_sq)
         best = int(xp.argmin(candidates_pot))
         current_pot = candidates_pot[best]
         closest_dist_sq = distance_to_candidates[best]

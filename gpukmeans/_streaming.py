@@ -59,7 +59,7 @@ import numpy as np
 
 from . import _cpu, _cpu_small, _spherical
 from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
-from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, _kmeanspp_partials
+from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, _kmeanspp_partials, by_panel
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
@@ -485,10 +485,14 @@ def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_can
     """The k-means++ candidates' distances (written to ``distance_to_candidates``, an
     ``(n_candidates, n_samples)`` array) and potentials, as
     :func:`gpukmeans._cpu._kmeanspp_candidates_chunked` computes them in memory."""
-    n_samples = data.shape[0]
+    n_samples, n_features = data.shape
     n_candidates = candidates.shape[0]
     n_groups = _cpu.kmeanspp_groups(n_samples, n_candidates)
     pot_part = np.zeros((n_groups, n_candidates))
+    # The in-memory step's choice of dot products, by the whole data's shape; each chunk
+    # is transposed as it comes (same bits as the in-memory X transposed once).
+    panel = by_panel(n_samples, n_features, data.dtype.itemsize)
+    no_transposed = np.empty((0, 0), dtype=data.dtype)
 
     def run_block(rows, norms, weights, parts, groups):
         block_closest = np.empty(rows.shape[0], dtype=data.dtype)
@@ -497,8 +501,9 @@ def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_can
         else:
             _scatter_back(closest, parts, block_closest)
         distances = np.empty((n_candidates, rows.shape[0]), dtype=data.dtype)
-        _kmeanspp_partials(rows, norms, weights, candidates, candidate_norms, block_closest,
-                           KMEANSPP_CHUNK_ROWS, len(parts), distances, pot_part[groups])
+        _kmeanspp_partials(rows, no_transposed, panel, norms, weights, candidates,
+                           candidate_norms, block_closest, KMEANSPP_CHUNK_ROWS, len(parts),
+                           distances, pot_part[groups])
         _scatter(distances, parts, distance_to_candidates)
 
     _grouped_pass(data, n_groups, KMEANSPP_CHUNK_ROWS, run_block, with_norms=True,

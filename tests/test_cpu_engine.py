@@ -109,6 +109,116 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 8, 9, 32])
+def test_panel_dots_give_each_row_the_same_bits_wherever_its_block_starts(dtype, n_features,
+                                                                         rng):
+    """_cpu_panel.panel_chunk_dots: whole blocks by the vector kernel, the rest one
+    multiply-add at a time, both in feature order, so a row's dot products do not depend
+    on whether it fell in a block or in the rest; against float64 too."""
+    from gpukmeans import _cpu_panel
+
+    block = _cpu_panel.block_rows(np.dtype(dtype).itemsize)
+    n_samples = 3 * block + 17
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    X_t = np.ascontiguousarray(X.T)
+    candidates = X[rng.integers(0, n_samples, 5)] + dtype(0.5)
+    reference = candidates.astype(np.float64) @ X.T.astype(np.float64)
+    whole = np.full((5, n_samples), np.nan, dtype=dtype)
+    _cpu_panel.panel_chunk_dots(X_t, 0, n_samples, candidates, whole)
+    tol = 4 * n_features * np.finfo(dtype).eps
+    scale = np.abs(candidates).astype(np.float64) @ np.abs(X.T).astype(np.float64)
+    assert np.all(np.abs(whole - reference) <= tol * scale)
+    for start in (1, block - 3, block + 5, 2 * block + 16):
+        end = min(n_samples, start + block + 7)
+        part = np.full((5, end - start), np.nan, dtype=dtype)
+        _cpu_panel.panel_chunk_dots(X_t, start, end, candidates, part)
+        np.testing.assert_array_equal(part, whole[:, start:end])
+    rows_t = np.empty((n_features, 40), dtype=dtype)
+    _cpu_panel.transpose_rows(X, 7, 47, rows_t)
+    np.testing.assert_array_equal(rows_t, X[7:47].T)
+
+
+def test_kmeanspp_steps_by_panel_by_shape_and_dtype():
+    """Dot products over feature-major rows up to 8 features, and for float32 up to 32
+    while X transposed fits in 256 MiB; the GEMM elsewhere."""
+    by_panel = _cpu_kmeanspp.by_panel
+    assert by_panel(10**7, 8, 8) and not by_panel(10**5, 9, 8)
+    assert by_panel(10**5, 32, 4) and not by_panel(10**5, 33, 4)
+    assert by_panel(2**21, 32, 4) and not by_panel(2**21 + 1, 32, 4)
+    assert by_panel(10**9, 2, 4)
+
+
+@pytest.mark.parametrize("dtype, n_features", [
+    (np.float32, 3), (np.float32, 20), (np.float32, 40), (np.float64, 8), (np.float64, 20)])
+def test_kmeanspp_steps_on_x_transposed_once_are_the_chunked_steps(dtype, n_features, rng,
+                                                                   monkeypatch):
+    """The engine's start_kmeanspp transposes X once where the steps take their dot
+    products over feature-major rows, and its steps are those of a start that may not
+    copy X (each chunk transposed, as a streamed step does) bit for bit, on 1 and 2
+    threads."""
+    from gpukmeans import _cpu_runtime
+
+    n_samples = 3 * _cpu_kmeanspp.KMEANSPP_CHUNK_ROWS + 301
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype) + 2
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(dtype)
+    norms = _cpu.row_norms_f64(X)
+    closest = rng.uniform(0, 4 * n_features, n_samples).astype(dtype)
+    ids = rng.integers(0, n_samples, 6)
+    monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)  # the parallel kernel
+    transposed = []
+    feature_major = _cpu.feature_major
+    monkeypatch.setattr(_cpu, "feature_major", lambda X: transposed.append(1) or feature_major(X))
+    with _cpu.cpu_runtime():
+        step = _cpu.start_kmeanspp(X, norms, sample_weight)
+        assert len(transposed) == _cpu_kmeanspp.by_panel(n_samples, n_features, X.itemsize)
+        monkeypatch.setattr(_cpu, "KMEANSPP_TRANSPOSED_MAX_BYTES", X.nbytes - 1)
+        chunked_step = _cpu.start_kmeanspp(X, norms, sample_weight)  # too large to copy
+        assert len(transposed) <= 1
+        for n_threads in (1, 2):
+            _cpu_runtime.set_num_threads(n_threads)
+            try:
+                distances, pot = step(ids, closest)
+                chunked = chunked_step(ids, closest)
+            finally:
+                _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
+            np.testing.assert_array_equal(distances, chunked[0])
+            np.testing.assert_array_equal(pot, chunked[1])
+    X64 = X.astype(np.float64)
+    reference = np.minimum(((X64[None] - X64[ids][:, None]) ** 2).sum(-1), closest)
+    np.testing.assert_allclose(distances, reference, rtol=1e-4, atol=1e-3)
+
+
+def test_mixed_engine_takes_small_float64_kmeanspp_steps_on_numpy(rng, monkeypatch):
+    """The Numba engine of a fit too large for NumPy takes a float64 k-means++ step with
+    few (sample, candidate) pairs on NumPy, scikit-learn's operations, and prepares its
+    own steps (X transposed) at the first larger one only."""
+    n_samples, n_features = 20000, 4
+    assert not _cpu_small.is_small(n_samples, n_features, 32)
+    engine = _cpu_small.cpu_engine(n_samples, n_features, 32)
+    X = rng.normal(size=(n_samples, n_features))
+    sample_weight = rng.uniform(0.5, 2, n_samples)
+    norms = _cpu.row_norms_f64(X)
+    closest = np.full(n_samples, np.inf)
+    transposed = []
+    feature_major = _cpu.feature_major
+    monkeypatch.setattr(_cpu, "feature_major", lambda X: transposed.append(1) or feature_major(X))
+    with engine.runtime():
+        step = engine.start_kmeanspp(X, norms, sample_weight)
+        first = step(np.array([3]), closest)
+        assert transposed == []
+        np.testing.assert_array_equal(first[0], _cpu_small.kmeanspp_candidates(
+            X, norms, sample_weight, np.array([3]), closest)[0])
+        ids = rng.integers(0, n_samples, 5)
+        closest = first[0][0]
+        later = step(ids, closest)
+        assert transposed == [1]
+        np.testing.assert_array_equal(
+            later[0], _cpu.kmeanspp_candidates(X, norms, sample_weight, ids, closest)[0])
+        step(ids, closest)
+        assert transposed == [1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kmeanspp_search_is_numpys_cumsum_and_searchsorted(dtype, rng):
     """The compiled draw of k-means++'s local trials finds what ``searchsorted`` on the
     float64 ``cumsum`` finds, clipped to the last sample: on running sums met exactly
