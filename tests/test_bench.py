@@ -515,3 +515,30 @@ def test_every_shape_table_divides_the_marginal_iterations():
     for record in run["results"]:
         record.pop("marginal_per_iter_s", None)
     assert marginal_cell([run]) == "—"
+
+
+def test_every_shape_table_shows_the_default_fits_iterations():
+    """The default-fit cell: the median over the seeds of the whole fits, and of the
+    iterations each library's own seeding led to (ours, then the best peer's)."""
+    spec = importlib.util.spec_from_file_location(
+        "every_shape_table", REPO / "benchmarks" / "every_shape_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def record(contestant, benchmark, n_iter, seconds, seed=None):
+        return {"workload": "w", "contestant": contestant, "benchmark": benchmark,
+                "status": "ok", "n_iter": n_iter, "time_s": {"samples": [seconds]},
+                "per_iter_s": {"samples": [seconds / n_iter]}, "seed": seed}
+
+    workload = {"name": "w", "dataset": "blobs", "n_samples": 1000, "n_features": 2,
+                "n_clusters": 3, "dtype": "float32"}
+    results = [record("gpukmeans-cpu", "time_fit", 10, 0.01),
+               record("sklearnex", "time_fit", 10, 0.02)]
+    for seed, (ours, theirs) in enumerate([((2, 0.010), (2, 0.008)), ((17, 0.050), (2, 0.009)),
+                                           ((2, 0.011), (9, 0.030))]):
+        results += [record("gpukmeans-cpu", "time_fit_defaults", *ours, seed=seed),
+                    record("sklearnex", "time_fit_defaults", *theirs, seed=seed)]
+    header, _, row = module.table([{"workloads": [workload], "results": results}]).splitlines()
+    cells = dict(zip(header.split(" | "), row.split(" | ")))
+    # Medians: ours 0.011 s and 2 iterations, sklearnex's 0.009 s and 2.
+    assert cells["default fit, ours / best"] == "1.22x (sklearnex; iterations 2 / 2)"

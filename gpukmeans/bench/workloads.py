@@ -121,9 +121,12 @@ def profile_workloads(profile):
         # Issue 12 widened them: d from 2, k from 2 to 16,384, n to 10^7 on every device,
         # and float64 beside float32 where the two engines' paths differ.
         # Where a default fit (each library's own seeding, to convergence) takes seconds
-        # at most, it is timed too, for two seeds: issue 12 asks for the whole fit.
+        # at most, it is timed too: issue 12 asks for the whole fit. Five seeds: on blobs
+        # with as many modes as clusters a seeding either finds every mode (2 iterations)
+        # or not (9-17), and each library's seeds pick otherwise, so that two seeds' median
+        # compared luck more than code.
         sweep = dict(n_iter=10, converge=False)
-        whole = dict(defaults_seeds=(0, 1))
+        whole = dict(defaults_seeds=(0, 1, 2, 3, 4))
         workloads += [_blobs("sweep_n", n, 32, 32, **sweep, **(whole if n <= 10**5 else {}))
                       for n in (10**4, 10**5, 10**6, 10**7)]
         workloads += [_blobs("sweep_k", 10**5, 32, k, init_timing=k <= 1024, **sweep,
