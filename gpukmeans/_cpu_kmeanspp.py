@@ -163,13 +163,14 @@ def _kmeanspp_candidates_chunked(
 
 def _kmeanspp_work(X, X_t, panel, x_squared_norms, sample_weight, candidates, *args):
     """The step's work, for the threshold of its serial twin
-    (:class:`gpukmeans._cpu_runtime.ThreadedKernel`): half
-    the E-step's measure of the same shapes, whose per-row cost the threshold was set on.
-    100,000 x 32 float32 rows, 5 candidates on feature-major rows, ms, two threads
-    against one (ranges of two runs): 0.46-0.60 / 0.34-0.49; 150,000: 0.62-1.10 /
-    0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8 features, 300,000 0.83 /
-    0.71, 1,000,000 3.9 / 4.1."""
-    return X.shape[0] * (X.shape[1] * candidates.shape[0] + ROW_WORK) // 2
+    (:class:`gpukmeans._cpu_runtime.ThreadedKernel`): the E-step's measure of the same
+    shapes, whose per-row cost the threshold was set on, halved for dot products over
+    feature-major rows (``panel``). 100,000 x 32 float32 rows, 5 candidates, those dot
+    products, ms, two threads against one (ranges of two runs): 0.46-0.60 / 0.34-0.49;
+    150,000: 0.62-1.10 / 0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8
+    features, 300,000 0.83 / 0.71, 1,000,000 3.9 / 4.1."""
+    work = X.shape[0] * (X.shape[1] * candidates.shape[0] + ROW_WORK)
+    return work // 2 if panel else work
 
 
 @threaded(_kmeanspp_work)

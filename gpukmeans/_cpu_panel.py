@@ -18,7 +18,8 @@ lanes a register; AVX2 and NEON split a 64-byte vector in two or four).
 
 Each lane sums its row's products in feature order, one fused multiply-add at a time: the
 order of a loop ``dots[i] += X_t[f, i] * c[f]`` compiled with ``contract``, and so its
-bits.
+bits (where the CPU has fused multiply-adds, which ``contract`` uses; the rows after the
+last whole block take :func:`fused_multiply_add` on any CPU).
 """
 
 import llvmlite.binding as llvm
@@ -58,7 +59,8 @@ def panel_dots(typingctx, X_t, start, candidates, dots):
     ``dots`` (n_candidates, >= B) share a float dtype and have unit stride along their
     rows; no bounds are checked."""
     arrays = (X_t, candidates, dots)
-    if not all(isinstance(array, types.Array) and array.ndim == 2 for array in arrays):
+    if not all(isinstance(array, types.Array) and array.ndim == 2 and array.layout != "F"
+               for array in arrays):
         return None
     if not X_t.dtype == candidates.dtype == dots.dtype or X_t.dtype not in (
             types.float32, types.float64):
@@ -119,7 +121,24 @@ def panel_dots(typingctx, X_t, start, candidates, dots):
     return types.void(X_t, start, candidates, dots), codegen
 
 
-@njit(nogil=True, fastmath={"contract"}, cache=CACHE)
+@intrinsic
+def fused_multiply_add(typingctx, x, y, z):
+    """``x * y + z`` rounded once (LLVM's ``fma``, as :func:`panel_dots` uses), whether
+    or not the CPU fuses it in one instruction."""
+    if not (isinstance(x, types.Float) and x == y == z):
+        return None
+
+    def codegen(context, builder, signature, args):
+        scalar = context.get_data_type(signature.args[0])
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(scalar, [scalar] * 3),
+            f"llvm.fma.{'f32' if signature.args[0] == types.float32 else 'f64'}")
+        return builder.call(fma, args)
+
+    return x(x, y, z), codegen
+
+
+@njit(nogil=True, cache=CACHE)
 def panel_chunk_dots(
     X_t,  # IN (n_features, >= end) feature-major rows
     start,
@@ -128,9 +147,8 @@ def panel_chunk_dots(
     dots,  # OUT (n_candidates, >= end - start)
 ):
     """``dots[j, i] = candidates[j] @ X_t[:, start + i]`` for the rows ``start:end``: whole
-    blocks by :func:`panel_dots`, the rest one multiply-add at a time in the same order
-    (``contract`` fuses each, as the vectors do), so that a row's bits do not depend on
-    where its block starts."""
+    blocks by :func:`panel_dots`, the rest one fused multiply-add at a time in the same
+    order, so that a row's bits do not depend on where its block starts."""
     n_features = X_t.shape[0]
     block = _block_rows(X_t.itemsize)
     n_rows = end - start
@@ -145,7 +163,7 @@ def panel_chunk_dots(
             c = candidates[j, f]
             x_f = X_t[f, start + n_whole:end]
             for i in range(n_rows - n_whole):
-                tail[i] += x_f[i] * c
+                tail[i] = fused_multiply_add(x_f[i], c, tail[i])
 
 
 # Rows transposed per pass of transpose_rows: its writes go to TRANSPOSE_ROWS-long runs of

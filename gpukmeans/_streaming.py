@@ -474,7 +474,8 @@ def streamed_engine(unit_centers=False):
         start_lloyd=by_dot_products(start_lloyd, unit_centers),
         assign_labels=by_dot_products(assign_labels, unit_centers),
         inertia=inertia, centered=centered, assigned_distances=None, pairwise_distances=None,
-        row_norms=None, kmeanspp_candidates=None,  # StreamedData.far_samples, kmeans_plusplus
+        # StreamedData.far_samples, kmeans_plusplus:
+        row_norms=None, kmeanspp_candidates=None, start_kmeanspp=None,
     )
 
 

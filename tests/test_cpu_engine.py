@@ -138,6 +138,20 @@ def test_panel_dots_give_each_row_the_same_bits_wherever_its_block_starts(dtype,
     np.testing.assert_array_equal(rows_t, X[7:47].T)
 
 
+@pytest.mark.parametrize("dtype, bits", [(np.float32, 12), (np.float64, 27)])
+def test_fused_multiply_add_rounds_once(dtype, bits):
+    """(1 + 2^-b)^2 - 1 = 2^(1-b) + 2^-2b, which a multiply rounded before the add loses:
+    the panel's last rows take the vectors' one rounding on any CPU."""
+    from numba import njit
+
+    from gpukmeans import _cpu_panel
+
+    fma = njit(lambda x, y, z: _cpu_panel.fused_multiply_add(x, y, z))
+    x = dtype(1 + 2.0**-bits)
+    assert fma(x, x, dtype(-1)) == dtype(2.0**(1 - bits) + 2.0**(-2 * bits))
+    assert x * x - dtype(1) == dtype(2.0**(1 - bits))
+
+
 def test_kmeanspp_steps_by_panel_by_shape_and_dtype():
     """Dot products over feature-major rows up to 8 features, and for float32 up to 32
     while X transposed fits in 256 MiB; the GEMM elsewhere."""
