@@ -26,10 +26,9 @@ import numpy as np
 from . import _cpu_yinyang
 from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
 from ._cpu_kmeanspp import (
-    KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, by_panel, kmeanspp_search,
+    KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, transposes_once,
     weighted_draw,
 )
-from ._cpu_kmeanspp import TRANSPOSED_MAX_BYTES as KMEANSPP_TRANSPOSED_MAX_BYTES
 from ._cpu_lloyd import (
     _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
 )
@@ -323,12 +322,10 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
 
 
 def start_kmeanspp(X, x_squared_norms, sample_weight):
-    """Engine ``start_kmeanspp``: X transposed once for all the steps where they take
-    their dot products over feature-major rows (:func:`gpukmeans._cpu_kmeanspp.by_panel`)
-    and the copy takes at most ``TRANSPOSED_MAX_BYTES``, instead of each step transposing
-    each chunk; the same bits either way."""
-    transposes = by_panel(*X.shape, X.itemsize) and X.nbytes <= KMEANSPP_TRANSPOSED_MAX_BYTES
-    X_t = feature_major(X) if transposes else None
+    """Engine ``start_kmeanspp``: X transposed once for all the steps where
+    :func:`gpukmeans._cpu_kmeanspp.transposes_once` says so, instead of each step
+    transposing each chunk; the same bits either way."""
+    X_t = feature_major(X) if transposes_once(*X.shape, X.itemsize) else None
     return functools.partial(kmeanspp_candidates, X, x_squared_norms, sample_weight, X_t=X_t)
 
 

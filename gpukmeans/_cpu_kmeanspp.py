@@ -73,6 +73,14 @@ def by_panel(n_samples, n_features, dtype_size):
         and n_samples * n_features * dtype_size <= TRANSPOSED_MAX_BYTES)
 
 
+def transposes_once(n_samples, n_features, dtype_size):
+    """Whether a seeding in memory transposes X once for its steps: where they take
+    their dot products over feature-major rows and the copy fits in
+    TRANSPOSED_MAX_BYTES (else each step transposes its chunks, the same bits)."""
+    return (by_panel(n_samples, n_features, dtype_size)
+            and n_samples * n_features * dtype_size <= TRANSPOSED_MAX_BYTES)
+
+
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _chunk_candidates_fused(
     X,  # IN (n_samples, n_features)

@@ -50,6 +50,14 @@ def block_rows(itemsize):
 _block_rows = njit(nogil=True, cache=CACHE)(block_rows)
 
 
+def _declare_fma(module, value_type):
+    """LLVM's ``fma`` (one rounding) on ``value_type``, a float or a vector of floats."""
+    suffix = (f"v{value_type.count}{value_type.element.intrinsic_name}"
+              if isinstance(value_type, ir.VectorType) else value_type.intrinsic_name)
+    return cgutils.get_or_insert_function(
+        module, ir.FunctionType(value_type, [value_type] * 3), f"llvm.fma.{suffix}")
+
+
 @intrinsic
 def panel_dots(typingctx, X_t, start, candidates, dots):
     """``dots[j, :B] = candidates[j] @ X_t[:, start:start + B]`` for every candidate ``j``,
@@ -72,9 +80,7 @@ def panel_dots(typingctx, X_t, start, candidates, dots):
         itemsize = context.get_abi_sizeof(scalar)
         lanes = VECTOR_BYTES // itemsize
         vector = ir.VectorType(scalar, lanes)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fma.v{lanes}{'f32' if itemsize == 4 else 'f64'}")
+        fma = _declare_fma(builder.module, vector)
         rows, centers, out = (make_array(ty)(context, builder, value) for ty, value in zip(
             (signature.args[0], signature.args[2], signature.args[3]), (args[0], args[2], args[3])))
         start_value = context.cast(builder, args[1], signature.args[1], types.intp)
@@ -129,10 +135,7 @@ def fused_multiply_add(typingctx, x, y, z):
         return None
 
     def codegen(context, builder, signature, args):
-        scalar = context.get_data_type(signature.args[0])
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(scalar, [scalar] * 3),
-            f"llvm.fma.{'f32' if signature.args[0] == types.float32 else 'f64'}")
+        fma = _declare_fma(builder.module, context.get_data_type(signature.args[0]))
         return builder.call(fma, args)
 
     return x(x, y, z), codegen

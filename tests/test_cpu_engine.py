@@ -154,12 +154,25 @@ def test_fused_multiply_add_rounds_once(dtype, bits):
 
 def test_kmeanspp_steps_by_panel_by_shape_and_dtype():
     """Dot products over feature-major rows up to 8 features, and for float32 up to 32
-    while X transposed fits in 256 MiB; the GEMM elsewhere."""
+    while X transposed fits in 256 MiB; the GEMM elsewhere. X transposed once only while
+    the copy fits."""
     by_panel = _cpu_kmeanspp.by_panel
     assert by_panel(10**7, 8, 8) and not by_panel(10**5, 9, 8)
     assert by_panel(10**5, 32, 4) and not by_panel(10**5, 33, 4)
     assert by_panel(2**21, 32, 4) and not by_panel(2**21 + 1, 32, 4)
     assert by_panel(10**9, 2, 4)
+    # X is transposed once for the steps only while the copy fits in 256 MiB.
+    transposes_once = _cpu_kmeanspp.transposes_once
+    assert transposes_once(2**22, 8, 8) and not transposes_once(2**22 + 1, 8, 8)
+    assert transposes_once(2**21, 32, 4) and not transposes_once(10**5, 33, 4)
+
+
+def _count_transpositions(monkeypatch):
+    """A list that gains an item at each X the CPU engine transposes for k-means++."""
+    transposed = []
+    feature_major = _cpu.feature_major
+    monkeypatch.setattr(_cpu, "feature_major", lambda X: transposed.append(1) or feature_major(X))
+    return transposed
 
 
 @pytest.mark.parametrize("dtype, n_features", [
@@ -179,14 +192,12 @@ def test_kmeanspp_steps_on_x_transposed_once_are_the_chunked_steps(dtype, n_feat
     closest = rng.uniform(0, 4 * n_features, n_samples).astype(dtype)
     ids = rng.integers(0, n_samples, 6)
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)  # the parallel kernel
-    transposed = []
-    feature_major = _cpu.feature_major
-    monkeypatch.setattr(_cpu, "feature_major", lambda X: transposed.append(1) or feature_major(X))
+    transposed = _count_transpositions(monkeypatch)
     with _cpu.cpu_runtime():
         step = _cpu.start_kmeanspp(X, norms, sample_weight)
         assert len(transposed) == _cpu_kmeanspp.by_panel(n_samples, n_features, X.itemsize)
-        monkeypatch.setattr(_cpu, "KMEANSPP_TRANSPOSED_MAX_BYTES", X.nbytes - 1)
-        chunked_step = _cpu.start_kmeanspp(X, norms, sample_weight)  # too large to copy
+        monkeypatch.setattr(_cpu, "transposes_once", lambda *shape: False)  # too large
+        chunked_step = _cpu.start_kmeanspp(X, norms, sample_weight)
         assert len(transposed) <= 1
         for n_threads in (1, 2):
             _cpu_runtime.set_num_threads(n_threads)
@@ -213,9 +224,7 @@ def test_mixed_engine_takes_small_float64_kmeanspp_steps_on_numpy(rng, monkeypat
     sample_weight = rng.uniform(0.5, 2, n_samples)
     norms = _cpu.row_norms_f64(X)
     closest = np.full(n_samples, np.inf)
-    transposed = []
-    feature_major = _cpu.feature_major
-    monkeypatch.setattr(_cpu, "feature_major", lambda X: transposed.append(1) or feature_major(X))
+    transposed = _count_transpositions(monkeypatch)
     with engine.runtime():
         step = engine.start_kmeanspp(X, norms, sample_weight)
         first = step(np.array([3]), closest)
