@@ -30,7 +30,7 @@ from ._cpu_kmeanspp import (
     weighted_draw,
 )
 from ._cpu_lloyd import (
-    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_ROWS, GEMM, _lloyd_chunked,
+    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_PANEL, BY_ROWS, GEMM, _lloyd_chunked,
 )
 from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
@@ -86,6 +86,28 @@ from ._engine import Engine, by_dot_products
 # the VM's OPENBLAS_CORETYPE; on its native kernels the GEMMs win from about one cluster
 # per 8 features (at d=160 k=512 the blocked kernel took 1.5x the GEMM folded by rows).
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
+# Before both, float32 with few features and few clusters takes BY_PANEL
+# (_cpu_nearest._chunk_nearest_by_panel: the chunk transposed, then each center's values
+# for a block of rows at once, in vector registers, as k-means++ steps take theirs). The
+# same labels and sums as the other kernels, bit for bit (float32 labels are exactly the
+# nearest centers). Whole plain steps (E and M), blob rows, two threads, ms, the kernel
+# before (BY_ROWS up to 4 features, else BY_GEMM) / BY_PANEL, alternated, medians of
+# 21: 100,000 rows d=2 k=2 0.78 / 0.72, k=8 0.76 / 0.72, k=16 0.61 / 0.56; d=4 k=2 0.71 /
+# 0.59, k=8 0.72 / 0.68, k=16 0.80 / 0.77; d=6 k=8 0.57 / 0.51; d=8 k=2 0.61 / 0.51, k=4
+# 1.20 / 0.70, k=8 0.55 / 0.51, k=16 0.83 / 0.74; d=12 k=2 1.03 / 0.89, k=8 1.24 / 1.09,
+# k=16 1.28 / 1.30; 1,000,000 rows d=8 k=4 8.2 / 6.3, k=16 9.8 / 7.9; d=12 k=4 9.8 / 7.5;
+# d=3 k=4 5.7 / 5.3, k=16 4.1 / 4.6; 10,000 rows (one thread) d=8 k=8 0.156 / 0.137, d=12
+# k=16 0.224 / 0.214. Not beyond: d=16 k=2-16 1.01, 1.00, 1.06; d=24 k=2 1.19 / 1.33; d=32
+# k=2 0.96 / 1.29; d=3 k=32 0.93 / 1.09. float64 gained at some shapes and lost at others
+# (d=2 k=2 0.83x, d=4 k=2 1.19x): not taken. Against BY_GEMM (from 5 features) it
+# gains with more clusters too: d=6 k=24 2.39 / 2.06, k=32 1.31 / 1.20, k=48 2.71 / 2.03;
+# d=8 k=24 1.70 / 1.75, k=32 1.89 / 1.56, k=48 1.58 / 1.50; d=12 k=24 3.38 / 3.13, k=32
+# 3.65 / 3.10, k=48 2.98 / 2.69 (and by the run's drift d=8 k=64 3.65 / 3.13, d=12 k=64
+# 2.85 / 3.42: not taken); against BY_ROWS not past 16 (d=2 k=24 0.97 / 0.91, d=4 k=24
+# 1.03 / 1.06).
+BY_PANEL_MAX_FEATURES = 12
+BY_PANEL_MAX_CLUSTERS = 48
+BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 16
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
@@ -138,15 +160,22 @@ YINYANG_MIN_CLUSTER_FEATURES = 12288
 
 
 def _dots_kernel(X, n_clusters):
-    """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): by rows
-    for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond,
+    """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float32
+    over the chunk transposed for few features and clusters
+    (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would
+    replace the kernel by rows); by rows for a few
+    features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond,
     float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) for at most one
     cluster per :data:`BLOCKED_FEATURES_PER_CLUSTER` features and
     :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else folded by rows up to
     :data:`BY_GEMM_F32_MAX_FEATURES`; the rest (float64's labels are its argmin), the
     GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
-    if n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]:
+    by_rows = n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
+    if X.dtype == np.float32 and n_features <= BY_PANEL_MAX_FEATURES and n_clusters <= (
+            BY_PANEL_OVER_ROWS_MAX_CLUSTERS if by_rows else BY_PANEL_MAX_CLUSTERS):
+        return BY_PANEL
+    if by_rows:
         return BY_ROWS
     if n_features <= BY_GEMM_MAX_FEATURES:
         return BY_GEMM

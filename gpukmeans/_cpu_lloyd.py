@@ -19,7 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_rows, _gemm_scratch_size,
+    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_panel, _chunk_nearest_by_rows,
+    _gemm_scratch_size,
     _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
@@ -34,6 +35,8 @@ GEMM = 0  # one BLAS GEMM per chunk: many features and clusters; float64's label
 BLOCKED = 1  # _rows_nearest_blocked, vectorised over features: float32, many features.
 BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
+BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, few
+#               clusters.
 
 
 _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
@@ -192,10 +195,11 @@ def _lloyd_partials(
     ending where the group's partial sums fold, and so adds up what one call over the
     whole array would, bit for bit.
 
-    ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS or BY_GEMM) says how ``x . c`` is computed;
-    ``margin_coefficient`` bounds its rounding (:func:`bound_margin_coefficient`), which
-    grows with ``||x||^2``: a run passes the norms it has (``x_squared_norms``; a tenth of
-    a step at d=32 to compute again), a single E-step computes each row's as it needs it.
+    ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM or BY_PANEL) says how ``x . c`` is
+    computed; ``margin_coefficient`` bounds its rounding
+    (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
+    norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
+    single E-step computes each row's as it needs it.
     ``exact_labels`` (float32) has near-ties decided in float64
     (:func:`_labels_of_nearest_two`, or :func:`_label_of_values` after the GEMM kernel),
     so each label is the exactly nearest center. float64 keeps scikit-learn's argmin of
@@ -237,6 +241,8 @@ def _lloyd_partials(
             n_scratch = _gemm_scratch_size(X.itemsize, n_features, n_clusters, chunk_rows)
         elif dots_kernel == BLOCKED:
             n_scratch = n_clusters * chunk_rows
+        elif dots_kernel == BY_PANEL:
+            n_scratch = (n_features + n_clusters) * chunk_rows
         scratch = np.empty(n_scratch, dtype=X.dtype)
         n_by_rows = chunk_rows if n_scratch else 0
         best = np.empty(n_by_rows, dtype=np.int32)
@@ -262,6 +268,11 @@ def _lloyd_partials(
                         X, rows, n_rows, minus_two_centers,
                         centers_squared_norms, scratch, best, best_value, second_value,
                         norms_buffer[:n_rows],
+                    )
+                elif dots_kernel == BY_PANEL:
+                    _chunk_nearest_by_panel(
+                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                        scratch, best, best_value, second_value,
                     )
                 else:
                     _chunk_nearest_by_gemm(

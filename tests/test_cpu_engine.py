@@ -376,10 +376,11 @@ def _plain_step(X, sample_weight, centers, dots_kernel, x_squared_norms=np.empty
 
 
 _DOTS_KERNELS = {"gemm": _cpu_lloyd.GEMM, "blocked": _cpu_lloyd.BLOCKED,
-                 "by-rows": _cpu_lloyd.BY_ROWS, "by-gemm": _cpu_lloyd.BY_GEMM}
+                 "by-rows": _cpu_lloyd.BY_ROWS, "by-gemm": _cpu_lloyd.BY_GEMM,
+                 "by-panel": _cpu_lloyd.BY_PANEL}
 
 
-@pytest.mark.parametrize("kernel", ["blocked", "by-rows", "by-gemm"])
+@pytest.mark.parametrize("kernel", ["blocked", "by-rows", "by-gemm", "by-panel"])
 @pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors"])
 @pytest.mark.parametrize("n_samples, n_features, n_clusters", [
     (700, 2, 5), (1300, 3, 40), (900, 8, 1), (2000, 16, 33), (1500, 33, 1100),
@@ -440,7 +441,8 @@ def test_the_gemm_by_rows_takes_every_way_in_those_cases():
 
 
 def test_the_plain_step_kernel_by_shapes():
-    """Up to 128 features, by rows or a GEMM folded by rows; beyond, float32 takes the
+    """Up to 128 features, float32 over the chunk transposed for few features and
+    clusters, else by rows or a GEMM folded by rows; beyond, float32 takes the
     blocked kernel for at most one cluster per BLOCKED_FEATURES_PER_CLUSTER features
     while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every 6 rows),
     else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest, and float64
@@ -448,6 +450,13 @@ def test_the_plain_step_kernel_by_shapes():
     def kernel(dtype, n_features, n_clusters):
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
+    # float32 over the chunk transposed up to 12 features and 48 clusters, 16 where the
+    # kernel by rows would run (_cpu.py's table), before both.
+    assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 16) == kernel(np.float32, 5, 48)
+            == kernel(np.float32, 12, 48) == _cpu_lloyd.BY_PANEL)
+    assert kernel(np.float32, 4, 17) == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS
+    assert (kernel(np.float32, 13, 16) == kernel(np.float32, 12, 49)
+            == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, 4, 1000) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
     assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
     per_cluster = _cpu.BLOCKED_FEATURES_PER_CLUSTER
