@@ -97,15 +97,21 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # 1.20 / 0.70, k=8 0.55 / 0.51, k=16 0.83 / 0.74; d=12 k=2 1.03 / 0.89, k=8 1.24 / 1.09,
 # k=16 1.28 / 1.30; 1,000,000 rows d=8 k=4 8.2 / 6.3, k=16 9.8 / 7.9; d=12 k=4 9.8 / 7.5;
 # d=3 k=4 5.7 / 5.3, k=16 4.1 / 4.6; 10,000 rows (one thread) d=8 k=8 0.156 / 0.137, d=12
-# k=16 0.224 / 0.214. Not beyond: d=16 k=2-16 1.01, 1.00, 1.06; d=24 k=2 1.19 / 1.33; d=32
-# k=2 0.96 / 1.29; d=3 k=32 0.93 / 1.09. float64 gained at some shapes and lost at others
-# (d=2 k=2 0.83x, d=4 k=2 1.19x): not taken. Against BY_GEMM (from 5 features) it
-# gains with more clusters too: d=6 k=24 2.39 / 2.06, k=32 1.31 / 1.20, k=48 2.71 / 2.03;
-# d=8 k=24 1.70 / 1.75, k=32 1.89 / 1.56, k=48 1.58 / 1.50; d=12 k=24 3.38 / 3.13, k=32
-# 3.65 / 3.10, k=48 2.98 / 2.69 (and by the run's drift d=8 k=64 3.65 / 3.13, d=12 k=64
-# 2.85 / 3.42: not taken); against BY_ROWS not past 16 (d=2 k=24 0.97 / 0.91, d=4 k=24
-# 1.03 / 1.06).
-BY_PANEL_MAX_FEATURES = 12
+# k=16 0.224 / 0.214. float64 gained at some shapes and lost at others (d=2 k=2 0.83x,
+# d=4 k=2 1.19x): not taken. Against BY_GEMM (from 5 features) it gains with more
+# clusters too: d=6 k=24 2.39 / 2.06, k=32 1.31 / 1.20, k=48 2.71 / 2.03; d=8 k=24 1.70 /
+# 1.75, k=32 1.89 / 1.56, k=48 1.58 / 1.50; d=12 k=24 3.38 / 3.13, k=32 3.65 / 3.10, k=48
+# 2.98 / 2.69 (and by the run's drift d=8 k=64 3.65 / 3.13, d=12 k=64 2.85 / 3.42: not
+# taken); against BY_ROWS not past 16 (d=2 k=24 0.97 / 0.91, d=4 k=24 1.03 / 1.06; d=3
+# k=32 0.93 / 1.09). From 16 to 24 features two runs of 31 alternations gained, one of 21
+# lost: d=16 k=2 1.54 / 1.45 and 0.82 / 0.80, k=8 0.99 / 0.87 and 0.96 / 0.80, k=32 1.49 /
+# 1.31 and 1.27 / 1.12, k=48 1.61 / 1.51; d=20 k=8 1.05 / 0.95, k=32 1.65 / 1.48; d=24 k=2
+# 1.49 / 1.36 and 1.13 / 1.01, k=16 1.74 / 1.44, k=32 2.20 / 1.84 and 1.39 / 1.26, k=48
+# 2.41 / 2.04 (the other: d=16 k=2-16 1.01x, 1.00x, 1.06x, d=24 k=2 1.19 / 1.33, k=8 1.39
+# / 1.59); 1,000,000 rows d=16 k=4 12.2 / 10.1, k=32 14.7 / 11.8; d=24 k=4 11.6 / 11.1,
+# k=16 18.6 / 15.1, k=32 17.6 / 15.9. At 32 features it lost at k=2 (0.72 / 1.02; 0.96 /
+# 1.29) and tied at k=8; beyond 24 features the bounds take most runs anyway.
+BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 16
 BY_GEMM_MAX_FEATURES = 128
