@@ -3,8 +3,8 @@
 Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
 ``chunk_rows`` samples; a chunk's dot products with the centers come from a BLAS GEMM
 (single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`),
-a register-blocked kernel (:func:`gpukmeans._cpu_nearest._dots_6x4`) or a kernel by rows
-(``dots_kernel`` below), and the labels and the center accumulation run while the chunk is
+a register-blocked kernel (:func:`gpukmeans._cpu_nearest._dots_6x4`), a kernel by rows
+or vectors of rows over the chunk transposed (``dots_kernel`` below), and the labels and the center accumulation run while the chunk is
 still in cache.
 
 Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends

@@ -404,8 +404,11 @@ def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers)
 # row's running minimum, its index and the second smallest value, with selects, not
 # branches. A row's minimum is over the same values in the same order wherever the row
 # lies, and the caller decides near-ties (second - best within the rounding), so labels
-# never depend on the chunking. Two ways to get the values:
+# never depend on the chunking. Three ways to get the values:
 #
+# - _chunk_nearest_by_panel, float32 with few features and clusters: the chunk
+#   transposed, then each center's values for a block of rows at once in vector
+#   registers (gpukmeans._cpu_panel, as the k-means++ steps take theirs);
 # - _chunk_nearest_by_rows, for a few features (up to a dozen or two): a dot product is
 #   too short to vectorise over features, and a GEMM on a 2-wide panel spends its time
 #   packing. The chunk is transposed once into ``rows_t`` (n_features, chunk) and each
@@ -734,7 +737,7 @@ def _chunk_nearest_by_panel(
     in vector registers, each center's value for every row of the block at once),
     folded as the GEMM's are. For few clusters the GEMM's cost is its packing of the
     chunk, and a dot product of a few features is too short to vectorise over them; the
-    transposition of the chunk costs less (see :data:`gpukmeans._cpu.PANEL_MAX_CLUSTERS`)."""
+    transposition of the chunk costs less (see :func:`gpukmeans._cpu._dots_kernel`)."""
     n_rows = chunk_end - chunk_start
     n_clusters, n_features = minus_two_centers.shape
     rows_t = scratch[: n_features * n_rows].reshape((n_features, n_rows))
