@@ -102,8 +102,7 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # clusters too: d=6 k=24 2.39 / 2.06, k=32 1.31 / 1.20, k=48 2.71 / 2.03; d=8 k=24 1.70 /
 # 1.75, k=32 1.89 / 1.56, k=48 1.58 / 1.50; d=12 k=24 3.38 / 3.13, k=32 3.65 / 3.10, k=48
 # 2.98 / 2.69 (and by the run's drift d=8 k=64 3.65 / 3.13, d=12 k=64 2.85 / 3.42: not
-# taken); against BY_ROWS not past 16 (d=2 k=24 0.97 / 0.91, d=4 k=24 1.03 / 1.06; d=3
-# k=32 0.93 / 1.09). From 16 to 24 features two runs of 31 alternations gained, one of 21
+# taken). From 16 to 24 features two runs of 31 alternations gained, one of 21
 # lost: d=16 k=2 1.54 / 1.45 and 0.82 / 0.80, k=8 0.99 / 0.87 and 0.96 / 0.80, k=32 1.49 /
 # 1.31 and 1.27 / 1.12, k=48 1.61 / 1.51; d=20 k=8 1.05 / 0.95, k=32 1.65 / 1.48; d=24 k=2
 # 1.49 / 1.36 and 1.13 / 1.01, k=16 1.74 / 1.44, k=32 2.20 / 1.84 and 1.39 / 1.26, k=48
@@ -113,7 +112,7 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # 1.29) and tied at k=8. Within the limits, single shapes lost by the runs' drift (d=8
 # k=24 1.70 / 1.75, d=12 k=16 1.28 / 1.30). Against BY_ROWS, up to 4 features, only up to
 # 8 clusters gained in every run (d=2 k=16 gained twice and lost once, d=3 k=16 lost on
-# 1,000,000 rows).
+# 1,000,000 rows; d=2 k=24 0.97 / 0.91, d=4 k=24 1.03 / 1.06, d=3 k=32 0.93 / 1.09).
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
@@ -172,8 +171,8 @@ def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float32
     over the chunk transposed for few features and clusters
     (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would
-    replace the kernel by rows); by rows for a few
-    features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond,
+    replace the kernel by rows); by rows for a few features, a GEMM folded by rows up
+    to :data:`BY_GEMM_MAX_FEATURES`; beyond,
     float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) for at most one
     cluster per :data:`BLOCKED_FEATURES_PER_CLUSTER` features and
     :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else folded by rows up to

@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
 from ._cpu_nearest import _chunk_dots_blocked, _row_dots
-from ._cpu_panel import panel_chunk_dots, transpose_rows
+from ._cpu_panel import panel_chunk_dots, transposed_chunk_dots
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 
 # Up to FUSED_MAX_FEATURES features, a chunk's distances to the candidates, their min
@@ -102,17 +102,14 @@ def _chunk_candidates_fused(
     ``reassoc`` vectorises the potentials' sums; their order is then fixed by the
     compiled code, the same for every thread count."""
     n_rows = chunk_end - chunk_start
-    n_features = X.shape[1]
     n_candidates = candidates.shape[0]
     all_dots = scratch[: n_candidates * n_rows].reshape((n_candidates, n_rows))
     if panel:
         if X_t.shape[1] > 0:
             panel_chunk_dots(X_t, chunk_start, chunk_end, candidates, all_dots)
         else:
-            rows_t = scratch[n_candidates * n_rows: (n_candidates + n_features) * n_rows
-                             ].reshape((n_features, n_rows))
-            transpose_rows(X, chunk_start, chunk_end, rows_t)
-            panel_chunk_dots(rows_t, 0, n_rows, candidates, all_dots)
+            transposed_chunk_dots(X, chunk_start, chunk_end, candidates,
+                                  scratch[n_candidates * n_rows:], all_dots)
     elif _kmeanspp_rows_first(X.itemsize):
         dots_by_row = scratch[n_candidates * n_rows: 2 * n_candidates * n_rows].reshape(
             (n_rows, n_candidates))

@@ -4,8 +4,8 @@ Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chun
 ``chunk_rows`` samples; a chunk's dot products with the centers come from a BLAS GEMM
 (single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`),
 a register-blocked kernel (:func:`gpukmeans._cpu_nearest._dots_6x4`), a kernel by rows
-or vectors of rows over the chunk transposed (``dots_kernel`` below), and the labels and the center accumulation run while the chunk is
-still in cache.
+or vectors of rows over the chunk transposed (``dots_kernel`` below), and the labels and
+the center accumulation run while the chunk is still in cache.
 
 Determinism: ``prange`` runs over *groups* of consecutive chunks whose number depends
 only on the data's shape, never on the thread count. Each group accumulates into its own
@@ -20,8 +20,7 @@ from numba import njit, prange
 
 from ._cpu_nearest import (
     _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_panel, _chunk_nearest_by_rows,
-    _gemm_scratch_size,
-    _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
+    _gemm_scratch_size, _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
@@ -242,7 +241,7 @@ def _lloyd_partials(
         elif dots_kernel == BLOCKED:
             n_scratch = n_clusters * chunk_rows
         elif dots_kernel == BY_PANEL:
-            n_scratch = (n_features + n_clusters) * chunk_rows
+            n_scratch = (n_clusters + n_features) * chunk_rows
         scratch = np.empty(n_scratch, dtype=X.dtype)
         n_by_rows = chunk_rows if n_scratch else 0
         best = np.empty(n_by_rows, dtype=np.int32)

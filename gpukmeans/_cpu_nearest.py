@@ -13,7 +13,7 @@ import numpy as np
 from numba import literally, njit
 
 from ._cpu_blas import gemm_nt_accumulate
-from ._cpu_panel import panel_chunk_dots, transpose_rows
+from ._cpu_panel import transposed_chunk_dots
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -727,24 +727,22 @@ def _chunk_nearest_by_panel(
     chunk_end,
     minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
     centers_squared_norms,  # IN (n_clusters,) X.dtype
-    scratch,  # SCRATCH (>= (n_features + n_clusters) * chunk,) X.dtype
+    scratch,  # SCRATCH (>= (n_clusters + n_features) * chunk,) X.dtype
     best,  # OUT, as in _chunk_nearest_by_rows
     best_value,
     second_value,
 ):
     """The nearest two centers of a chunk's rows, their values from multiply-adds over
-    the chunk transposed (:func:`gpukmeans._cpu_panel.panel_chunk_dots`: a block of rows
-    in vector registers, each center's value for every row of the block at once),
+    the chunk transposed (:func:`gpukmeans._cpu_panel.transposed_chunk_dots`: a block of
+    rows in vector registers, each center's value for every row of the block at once),
     folded as the GEMM's are. For few clusters the GEMM's cost is its packing of the
     chunk, and a dot product of a few features is too short to vectorise over them; the
     transposition of the chunk costs less (see :func:`gpukmeans._cpu._dots_kernel`)."""
     n_rows = chunk_end - chunk_start
-    n_clusters, n_features = minus_two_centers.shape
-    rows_t = scratch[: n_features * n_rows].reshape((n_features, n_rows))
-    values = scratch[n_features * n_rows: (n_features + n_clusters) * n_rows].reshape(
-        (n_clusters, n_rows))
-    transpose_rows(X, chunk_start, chunk_end, rows_t)
-    panel_chunk_dots(rows_t, 0, n_rows, minus_two_centers, values)
+    n_clusters = minus_two_centers.shape[0]
+    values = scratch[: n_clusters * n_rows].reshape((n_clusters, n_rows))
+    transposed_chunk_dots(X, chunk_start, chunk_end, minus_two_centers,
+                          scratch[n_clusters * n_rows:], values)
     _start_nearest_two(n_rows, best, best_value, second_value)
     _fold_centers(values, 0, n_clusters, centers_squared_norms, 0, n_rows, best, best_value,
                   second_value)

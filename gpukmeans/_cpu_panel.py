@@ -190,3 +190,20 @@ def transpose_rows(
             x_f = X_t[f, offset:offset + rows.shape[0]]
             for i in range(rows.shape[0]):
                 x_f[i] = rows[i, f]
+
+
+@njit(nogil=True, cache=CACHE)
+def transposed_chunk_dots(
+    X,  # IN (n_samples, n_features)
+    start,
+    end,
+    candidates,  # IN (n_candidates, n_features)
+    rows_scratch,  # SCRATCH (>= n_features * (end - start),) X.dtype
+    dots,  # OUT (n_candidates, >= end - start)
+):
+    """:func:`panel_chunk_dots` of the rows ``start:end`` of row-major X, transposed into
+    ``rows_scratch`` first: the bits of the same rows in X transposed once."""
+    n_rows = end - start
+    rows_t = rows_scratch[: X.shape[1] * n_rows].reshape((X.shape[1], n_rows))
+    transpose_rows(X, start, end, rows_t)
+    panel_chunk_dots(rows_t, 0, n_rows, candidates, dots)
