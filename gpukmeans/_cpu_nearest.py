@@ -174,6 +174,52 @@ def _dots_1x4(x, centers, center, dots):
     dots[center], dots[center + 1], dots[center + 2], dots[center + 3] = s0, s1, s2, s3
 
 
+@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+def _dots_1x8(x, centers, dots):
+    """``dots[c] = x . centers[c]`` for c < 8: one row, streamed once."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = centers[0], centers[1], centers[2], centers[3], \
+        centers[4], centers[5], centers[6], centers[7]
+    zero = x.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    for f in range(x.shape[0]):
+        a = x[f]
+        s0 += a * c0[f]; s1 += a * c1[f]; s2 += a * c2[f]; s3 += a * c3[f]  # noqa: E702
+        s4 += a * c4[f]; s5 += a * c5[f]; s6 += a * c6[f]; s7 += a * c7[f]  # noqa: E702
+    dots[0], dots[1], dots[2], dots[3], dots[4], dots[5], dots[6], dots[7] = (
+        s0, s1, s2, s3, s4, s5, s6, s7)
+
+
+@njit(nogil=True, cache=CACHE)
+def padded_centers(n_centers):
+    """The rows :func:`_chunk_dots_by_rows` needs: ``n_centers`` rounded up to a multiple
+    of four."""
+    return -(-n_centers // 4) * 4
+
+
+@njit(nogil=True, cache=CACHE)
+def _chunk_dots_by_rows(X, chunk_start, chunk_end, centers, n_centers, dots):
+    """``dots[r, :n_centers] = centers[:n_centers] @ X[chunk_start + r]`` for the chunk's
+    rows, each row alone, eight centers at a time while more than four remain, then
+    four; ``centers`` has :func:`padded_centers` rows (the extra ones any values, zeros
+    say) and ``dots`` as many columns.
+
+    No block overlaps another, so that five to eight centers cost one pass of eight
+    accumulators over the row, not the two overlapping blocks of four of
+    :func:`_row_dots`: the k-means++ candidates of k >= 21 beyond 64 features (see
+    gpukmeans._cpu_kmeanspp.ROW_DOTS_MAX_FEATURES)."""
+    for sample in range(chunk_start, chunk_end):
+        x = X[sample]
+        row_dots = dots[sample - chunk_start]
+        center = 0
+        while center < n_centers:
+            if n_centers - center > 4:
+                _dots_1x8(x, centers[center:center + 8], row_dots[center:center + 8])
+                center += 8
+            else:
+                _dots_1x4(x, centers[center:center + 4], 0, row_dots[center:center + 4])
+                center += 4
+
+
 @njit(nogil=True, cache=CACHE)
 def _row_dots(x, centers, dots):
     """``dots = centers @ x`` for one row, four centers at a time (the last four overlap

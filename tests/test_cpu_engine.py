@@ -73,15 +73,18 @@ def test_lloyd_step_against_float64_reference(
             centers = average_centers(sums, weights, centers, X.dtype, np)
 
 
-@pytest.mark.parametrize("candidate_ids", [[3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77]])
+@pytest.mark.parametrize("candidate_ids", [
+    [3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0, 512, 77],
+    [3, 999, 10, 7, 0, 512, 77, 400, 401], [3, 999, 10, 7, 0, 512, 77, 400, 401, 2, 5, 8, 9]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_features", [3, 9, 70])
+@pytest.mark.parametrize("n_features", [3, 9, 70, 520])
 def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_ids, n_features,
                                                        rng):
     """The k-means++ step against float64: up to 64 features fused with the distances
     (dot products across the transposed rows up to 8 features, by GEMM above); beyond,
-    below 4 candidates one dot product each, at 4 the one-row kernel, above it the
-    blocked kernel."""
+    below 4 candidates one dot product each, at 4 the one-row kernel, above it blocks of
+    eight and four candidates a row up to 512 features (9 candidates: 8 and 4, 13: 8
+    and 8), the blocked kernel past them."""
     X = rng.normal(size=(1000, n_features)).astype(dtype) + 5
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
@@ -106,6 +109,47 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
         rounding = 4 * (n_features + 2) * np.finfo(dtype).eps * 2 * norms.max()
         np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=max(1e-3, rounding))
         np.testing.assert_allclose(pot, dist.astype(np.float64) @ sample_weight.astype(np.float64), rtol=1e-10)
+
+
+@pytest.mark.parametrize("n_candidates", [5, 8, 9, 13])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [65, 200, 512, 513])
+def test_kmeanspp_step_gives_each_row_the_same_bits_wherever_it_lies(dtype, n_features,
+                                                                   n_candidates, rng,
+                                                                   monkeypatch):
+    """Beyond 64 features a row's distances to the candidates come from the row alone
+    (up to ROW_DOTS_MAX_FEATURES) or from blocks of six rows that overlap at the end
+    (beyond): either way its bits do not depend on its place in X, hence on the chunk,
+    group or streamed block it falls in. Rows shuffled, on one thread and on two."""
+    from gpukmeans import _cpu_runtime
+
+    assert _cpu_kmeanspp.ROW_DOTS_MAX_FEATURES == 512
+    n_samples = 2 * _cpu_kmeanspp.KMEANSPP_CHUNK_ROWS + 1001
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    order = rng.permutation(n_samples)
+    inverse = np.argsort(order)
+    ids = rng.choice(n_samples, n_candidates, replace=False)
+    weight = np.ones(n_samples, dtype=dtype)
+    norms = _cpu.row_norms_f64(X)
+    closest = np.full(n_samples, np.inf, dtype=dtype)
+    monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)  # the parallel kernel
+    results = []
+    with _cpu.cpu_runtime():
+        for n_threads in (1, 2):
+            _cpu_runtime.set_num_threads(n_threads)
+            try:
+                dist, _ = _cpu.kmeanspp_candidates(X, norms, weight, ids, closest)
+                shuffled, _ = _cpu.kmeanspp_candidates(X[order], norms[order], weight,
+                                                       inverse[ids], closest)
+            finally:
+                _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
+            np.testing.assert_array_equal(shuffled[:, inverse], dist)
+            results.append(dist)
+    np.testing.assert_array_equal(results[0], results[1])
+    X64 = X.astype(np.float64)
+    reference = ((X64[None] - X64[ids][:, None]) ** 2).sum(-1)
+    tol = 8 * (n_features + 2) * np.finfo(dtype).eps * (norms.max() + norms[ids].max())
+    assert np.all(np.abs(dist - reference) <= tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -50,6 +50,8 @@ def _assert_same_fit(streamed, in_memory):
         (np.float32, 17, 32, 100.0, False),
         (np.float32, 4, 5, 0.0, True),  # few features: the by-rows kernel
         (np.float64, 1, 3, 0.0, True),  # one feature: NumPy's pairwise variance
+        # beyond 64 features, 5 k-means++ candidates: their dot products row by row
+        (np.float64, 80, 24, 0.0, True),
     ],
 )
 def test_streamed_fit_is_the_in_memory_fit(dtype, n_features, n_clusters, offset, weighted,
