@@ -542,3 +542,23 @@ def test_every_shape_table_shows_the_default_fits_iterations():
     cells = dict(zip(header.split(" | "), row.split(" | ")))
     # Medians: ours 0.011 s and 2 iterations, sklearnex's 0.009 s and 2.
     assert cells["default fit, ours / best"] == "1.22x (sklearnex; iterations 2 / 2)"
+
+
+def test_ab_commits_times_a_git_revision_beside_the_working_tree(tmp_path, capsys):
+    """benchmarks/ab_commits.py exports the base revision's package under another name,
+    imports it beside ``gpukmeans`` and alternates the two on the same seeds."""
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    script = _load_script("ab_commits")
+    script.main(["--base", "HEAD", "kmeans++", "400", "3", "5", "--repeats", "2",
+                 "--cache", str(tmp_path)])
+    base = sys.modules[script.BASE_PACKAGE]
+    assert pathlib.Path(base.__file__).is_relative_to(tmp_path)
+    out = capsys.readouterr().out
+    assert re.search(r"new / base: \d+\.\d\d; the same result in \d of 3 seeds", out)
