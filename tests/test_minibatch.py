@@ -658,3 +658,25 @@ def test_the_docstring_example_runs_and_says_what_sklearn_says():
     for test in doctest.DocTestFinder().find(MiniBatchKMeans, globs={}):
         runner.run(test)
     assert runner.tries >= 5 and runner.failures == 0
+
+
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_one_init_skips_the_validation_inertia_and_draws_as_sklearn(n_init, rng, monkeypatch):
+    """scikit-learn labels its validation set even for a single initialisation, which
+    then wins whatever its inertia; ours draws that set (the same random stream), but
+    labels it only to choose among several initialisations, or to print it (verbose).
+    The fit is scikit-learn's either way."""
+    from gpukmeans import _minibatch
+
+    X, _ = _separated_blobs(rng, np.float64, n_samples=2000)
+    init_size = 300
+    labelled = []
+    real = _minibatch.labels_and_inertia
+    monkeypatch.setattr(_minibatch, "labels_and_inertia",
+                        lambda engine, X, *a: labelled.append(X.shape[0]) or real(engine, X, *a))
+    params = dict(n_init=n_init, init_size=init_size, random_state=int(rng.integers(2**31)),
+                  max_iter=3)
+    theirs = sklearn.cluster.MiniBatchKMeans(5, **params).fit(X)
+    ours = MiniBatchKMeans(5, device="cpu", **params).fit(X)
+    _assert_fit_matches(ours, theirs, 0.0)
+    assert labelled.count(init_size) == (0 if n_init == 1 else n_init)
