@@ -8,7 +8,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_lloyd import _group_bounds
-from ._cpu_nearest import _chunk_dots_blocked, _chunk_dots_by_rows, _row_dots, padded_centers
+from ._cpu_nearest import (
+    _chunk_dots_blocked, _chunk_dots_by_rows, _row_dots, padded_centers,
+)
 from ._cpu_panel import panel_chunk_dots, transposed_chunk_dots
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 
@@ -29,14 +31,14 @@ TRANSPOSED_MAX_FEATURES = 8
 PANEL_MAX_FEATURES = 32
 
 # Beyond FUSED_MAX_FEATURES, each row's dot products with its step's candidates come
-# from the row alone (_row_dots, _chunk_dots_by_rows: X streamed once, the candidates in L1)
-# for up to four candidates, and for more up to ROW_DOTS_MAX_FEATURES; else from blocks
-# of six rows by four candidates (_chunk_dots_blocked), which reuse each candidate value
-# six times and win on long rows. One step, one thread, ms, blocks of six rows / eight
-# candidates a row (alternated, medians of 5-7): float32 100,000 x 100, 6 candidates 7.9
-# / 6.1; x 128, 5: 8.9-9.1 / 4.8-5.5; 9: 10.8 / 7.8; 11: 11.1 / 10.6; x 256, 7: 15.6-16.0
-# / 10.8-13.1; 50,000 x 512, 7: 13.4 / 11.7; 70,000 x 784, 5: 23.8 / 31.8, 7: 25.5 /
-# 30.1; float64 100,000 x 128, 5: 17.0 / 14.5; x 256, 7: 23.8 / 19.7.
+# from the row alone (_row_dots, _chunk_dots_by_rows: X streamed once, the candidates in
+# L1) for up to four candidates, and for more up to ROW_DOTS_MAX_FEATURES; else from
+# blocks of six rows by four candidates (_chunk_dots_blocked), which reuse each
+# candidate value six times and win on long rows. One step, one thread, ms, blocks of
+# six rows / eight candidates a row (alternated, medians of 5-7): float32 100,000 x 100,
+# 6 candidates 7.9 / 6.1; x 128, 5: 8.9-9.1 / 4.8-5.5; 9: 10.8 / 7.8; 11: 11.1 / 10.6; x
+# 256, 7: 15.6-16.0 / 10.8-13.1; 50,000 x 512, 7: 13.4 / 11.7; 70,000 x 784, 5: 23.8 /
+# 31.8, 7: 25.5 / 30.1; float64 100,000 x 128, 5: 17.0 / 14.5; x 256, 7: 23.8 / 19.7.
 ROW_DOTS_MAX_FEATURES = 512
 
 # A step takes its rows KMEANSPP_CHUNK_ROWS at a time, not the E-step's 256: a chunk's
@@ -212,7 +214,7 @@ def _kmeanspp_partials(
     n_candidates = candidates.shape[0]
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     fused = n_features <= FUSED_MAX_FEATURES
-    by_rows = n_candidates > 4 and n_features <= ROW_DOTS_MAX_FEATURES
+    by_rows = not fused and n_candidates > 4 and n_features <= ROW_DOTS_MAX_FEATURES
     n_padded = padded_centers(n_candidates)
     padded = np.zeros((n_padded if by_rows else 0, n_features), dtype=X.dtype)
     if by_rows:
