@@ -219,6 +219,14 @@ def _start_niced_workers_once():
         _start_niced_workers()
 
 
+# Each kind of data (float32 or float64, writeable or read-only, dense or CSR, in memory
+# or streamed) compiles kernels of its own on its first use: a new user read "once" four
+# times in a morning, and a first float64 MNIST fit compiled for 73 s.
+COMPILE_NOTICE = ("gpukmeans: compiling the CPU kernels for this kind of data (up to a "
+                  "minute or two, on its first use only; `gpukmeans compile` does every "
+                  "kind ahead of time)")
+
+
 class _CompileNotice(numba_event.Listener):
     """Says, once per public call, that this engine's kernels are being compiled: with an
     empty cache a first fit compiles for up to a minute, which must not look like a hang.
@@ -226,7 +234,7 @@ class _CompileNotice(numba_event.Listener):
     A WARNING: Python shows it on stderr with no logging set up, so a notebook's first fit
     is not silent for a minute (at INFO, a new user saw nothing for 14 s). Numba raises
     the event only for a real compile, never for a load from the cache: once per
-    installation. :func:`warm_up_all` (``gpukmeans compile``) compiles everything ahead
+    installation and kind of data (:data:`COMPILE_NOTICE`). :func:`warm_up_all` (``gpukmeans compile``) compiles everything ahead
     of time.
     """
 
@@ -242,8 +250,7 @@ class _CompileNotice(numba_event.Listener):
             return
         self.announced = True
         if CACHE:
-            logger.warning("gpukmeans: compiling the CPU kernels once (up to a minute); later "
-                           "runs reuse them")
+            logger.warning(COMPILE_NOTICE)
         else:
             logger.warning("gpukmeans: compiling the CPU kernels (up to a minute); with no "
                            "writable cache directory, every process compiles them again")

@@ -7,6 +7,7 @@ draws the classic data set where k-means splits a large round cluster wrongly.
 Nothing here imports more than NumPy and the standard library at import time.
 """
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -336,13 +337,15 @@ def _missing_message(directory, origin, missing, why):
     return (
         f"MNIST is not in {where}, {directory}, and could not be downloaded ({why}). "
         f"Put {files} (gzip-compressed or not) in {directory}, or point the environment "
-        f"variable GPUKMEANS_DATA (or path=) at a directory that holds them."
+        f"variable GPUKMEANS_DATA at a directory that holds them, or pass that directory "
+        f"(path= in Python, --mnist on the command)."
     )
 
 
 def _download_mnist(directory, origin, names, mirrors, verbose):
     """Download and verify each of ``names`` into ``directory``; return their paths."""
     mirrors = MNIST_MIRRORS if mirrors is None else tuple(mirrors)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -369,6 +372,9 @@ def _download_mnist(directory, origin, names, mirrors, verbose):
                     "; ".join(str(exc) for exc in checksum_failures)
                 ) from None
             why = "; ".join(str(exc) for exc in failures) or "no mirror given"
+            if created and not paths:  # offline: no empty cache directory left behind
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
             raise FileNotFoundError(_missing_message(directory, origin, names, why)) from None
     return paths
 

@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from command_checks import run
 from conftest import route_cpu_fits
-from gpukmeans import KMeans, _cpu_small, kmeans_plusplus
+from gpukmeans import KMeans, _cpu_runtime, _cpu_small, kmeans_plusplus
 from gpukmeans._device import get_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,9 +211,7 @@ def _announces_one_compile(code, tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     first = _python(code, env=env)
     notices = [line for line in first.stderr.splitlines() if "compiling" in line]
-    assert notices == [
-        "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them"
-    ], first.stderr
+    assert notices == [_cpu_runtime.COMPILE_NOTICE], first.stderr
     assert first.stdout.strip() == "done"
     return env
 
@@ -264,16 +262,14 @@ def test_the_command_shows_the_compile_notice_on_stderr(capsys, monkeypatch):
     from gpukmeans import _cli
 
     def fit_that_compiles(args):
-        logging.getLogger("gpukmeans._cpu").warning("gpukmeans: compiling the CPU kernels "
-                                                    "once (up to a minute); later runs reuse "
-                                                    "them")
+        logging.getLogger("gpukmeans._cpu").warning(_cpu_runtime.COMPILE_NOTICE)
         logging.getLogger("gpukmeans._cpu").info("something else")
         return 0
 
     monkeypatch.setattr(_cli, "_run_info", fit_that_compiles)
     code, out, err = run(capsys, "info")
     assert code == 0 and out == ""
-    assert err == "gpukmeans: compiling the CPU kernels once (up to a minute); later runs reuse them\n"
+    assert err == _cpu_runtime.COMPILE_NOTICE + "\n"
     assert not logging.getLogger("gpukmeans._cpu").handlers  # removed when the command ends
 
 
@@ -289,7 +285,7 @@ def test_compile_command_without_a_gpu(capsys, monkeypatch):
 def test_the_compile_command_keeps_the_fit_notice_quiet_and_restores_it(monkeypatch):
     """``gpukmeans compile`` says itself how long compiling everything takes; the fit's
     notice ("up to a minute") stays quiet inside it, and speaks again after."""
-    from gpukmeans import _cpu, _cpu_runtime
+    from gpukmeans import _cpu
 
     seen = []
     monkeypatch.setattr(_cpu, "_warm_up_all",
