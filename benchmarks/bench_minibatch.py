@@ -23,8 +23,9 @@ Workloads (float32, scikit-learn's defaults: ``batch_size=1024``, ``max_no_impro
 Each fit's wall-clock time and its CPU time (``time.process_time``) are both recorded: on
 a shared machine the CPU time of one-thread fits is the steadier of the two. Each fit is
 also set against its floor (:func:`fit_floor`: the distance products and reads of
-scikit-learn's algorithm at the GEMM rate and copy bandwidth measured in the run), which
-says whether 3x at equal work is within this machine's reach at all.
+scikit-learn's algorithm at the GEMM rate, copy bandwidth and random-row gather rate
+measured in the run), which says whether 3x at equal work is within this machine's reach
+at all.
 
 Goal (issue 14): at least 3x faster than scikit-learn at equal inertia.
 
@@ -118,28 +119,53 @@ def machine_rates(thread_counts, quick=False):
     return rates
 
 
+def gather_gbps(X, threads, batch_size=1024, repeats=15, seed=0):
+    """The rate (GB/s) at which ``batch_size`` random rows of ``X`` are copied out of it
+    (``np.take``, one thread, median of ``repeats`` batches), times ``threads``, the
+    bandwidth a mini-batch's rows are read at.
+
+    Random rows of data larger than the caches are each a cache miss: on MNIST (3 KB
+    rows) about 5 GB/s here against 18-28 GB/s for a streaming copy, so the copy rate
+    made a step's reads look five times cheaper than any implementation gets them."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
+    seconds = []
+    for _ in range(repeats):
+        rows = rng.integers(0, X.shape[0], batch_size)
+        start = time.perf_counter()
+        np.take(X, rows, axis=0, out=out)
+        seconds.append(time.perf_counter() - start)
+    return threads * out.nbytes / float(np.median(seconds)) / 1e9
+
+
 def fit_floor(n_samples, n_features, n_clusters, itemsize, n_steps, rates,
-              batch_size=1024):
+              batch_size=1024, batch_gbps=None):
     """What one ``fit`` of scikit-learn's algorithm cannot beat on this machine, whoever
     implements it: the distance products it must compute at the GEMM rate, or the data
-    it must read at the copy bandwidth, whichever is longer (``rates``: one entry of
-    :func:`machine_rates`, whose ceilings it uses).
+    it must read, whichever is longer (``rates``: one entry of :func:`machine_rates`,
+    whose ceilings it uses).
 
     The products: every step's ``batch_size x n_clusters`` distances, the final labels'
     ``n_samples x n_clusters``, and k-means++ on ``init_size = 3 x batch_size`` samples
     (``n_clusters - 1`` steps of ``2 + ln k`` candidates), 2 flops a multiply-add. The
-    reads: the data twice (validated, then labelled) and each step's batch once.
+    reads: the data twice (validated, then labelled) at the copy bandwidth, and each
+    step's batch once, at ``batch_gbps`` (random rows: :func:`gather_gbps`) where given,
+    at most the copy bandwidth.
     """
     init_size = min(n_samples, 3 * batch_size)
     n_trials = 2 + int(np.log(n_clusters))
     products = (batch_size * n_steps + n_samples) * n_clusters \
         + init_size * (1 + (n_clusters - 1) * n_trials)
     flops = 2.0 * products * n_features
-    read_bytes = (2 * n_samples + batch_size * n_steps) * n_features * itemsize
+    streamed_bytes = 2 * n_samples * n_features * itemsize
+    batch_bytes = batch_size * n_steps * n_features * itemsize
     dtype = "float32" if itemsize == 4 else "float64"
     flop_s = flops / (rates["ceiling"]["gemm_gflops"][dtype] * 1e9)
-    read_s = read_bytes / (rates["ceiling"]["bandwidth_gbps"] * 1e9)
-    return {"gflop": flops / 1e9, "flop_s": flop_s, "read_gb": read_bytes / 1e9,
+    bandwidth = rates["ceiling"]["bandwidth_gbps"]
+    batch_rate = bandwidth if batch_gbps is None else min(batch_gbps, bandwidth)
+    read_s = streamed_bytes / (bandwidth * 1e9) + batch_bytes / (batch_rate * 1e9)
+    return {"gflop": flops / 1e9, "flop_s": flop_s,
+            "read_gb": (streamed_bytes + batch_bytes) / 1e9, "batch_gbps": batch_rate,
             "read_s": read_s, "floor_s": max(flop_s, read_s)}
 
 
@@ -168,7 +194,8 @@ def measure(X, dataset, k, seed, repeats, threads, rates, warmup=True, log=print
     sk, gk = measured["sklearn"]["result"], measured["gpukmeans"]["result"]
     ratio = measured["gpukmeans"]["time_s"]["median"] / measured["sklearn"]["time_s"]["median"]
     inertia_rel_diff = (gk.inertia_ - sk.inertia_) / sk.inertia_
-    floor = fit_floor(X.shape[0], X.shape[1], k, X.itemsize, int(sk.n_steps_), rates)
+    floor = fit_floor(X.shape[0], X.shape[1], k, X.itemsize, int(sk.n_steps_), rates,
+                      batch_gbps=gather_gbps(X, threads))
     # Whether 3x is within this machine's reach at equal work: a third of scikit-learn's
     # fit, wall-clock and CPU time (the latter over the threads' floor).
     floor["goal_reachable"] = {
@@ -277,8 +304,9 @@ def _rates_lines(report):
              "algorithm makes (every step's batch, the final labels, k-means++ on "
              "`init_size` samples; the GFLOP column) at this machine's peak GEMM rate, or "
              "the data it reads (validated, labelled, each batch; the GB column) at its "
-             "copy bandwidth, whichever takes longer; measured in this run, at each thread "
-             "count:"]
+             "copy bandwidth, the batches' random rows at the rate `np.take` gathers them "
+             "(`gather_gbps`, per data set, in the JSON's `floor.batch_gbps`), whichever "
+             "takes longer; measured in this run, at each thread count:"]
     for rates in report.get("machine_rates", ()):
         gemm, ceiling = rates["gemm_gflops"], rates["ceiling"]
         lines.append(

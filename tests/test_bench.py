@@ -439,6 +439,13 @@ def test_fit_floor_counts_the_products_and_reads_of_scikit_learns_algorithm():
     small = script.fit_floor(800, 10, 4, 4, 5, rates)
     assert small["gflop"] == pytest.approx(
         2 * 10 * ((1024 * 5 + 800) * 4 + 800 * (1 + 3 * 3)) / 1e9)
+    # The batches' random rows at their gather rate, never above the copy bandwidth.
+    gathered = script.fit_floor(70_000, 784, 100, 4, 163, rates, batch_gbps=2.0)
+    assert gathered["read_s"] == pytest.approx(
+        2 * 70_000 * 784 * 4 / 10e9 + 1024 * 163 * 784 * 4 / 2e9)
+    assert gathered["read_gb"] == pytest.approx(floor["read_gb"])
+    assert script.fit_floor(70_000, 784, 100, 4, 163, rates, batch_gbps=50.0)["read_s"] \
+        == pytest.approx(floor["read_s"])
 
 
 def test_bench_minibatch_quick_reports_each_fit_against_its_floor(tmp_path, fake_mnist,
@@ -461,6 +468,7 @@ def test_bench_minibatch_quick_reports_each_fit_against_its_floor(tmp_path, fake
         assert r["threads"] == 2
         floor = r["floor"]
         assert 0 < floor["floor_s"] == max(floor["flop_s"], floor["read_s"])
+        assert 0 < floor["batch_gbps"] <= rates[2]["ceiling"]["bandwidth_gbps"]
         third = r["time_s"]["sklearn"]["median"] / 3
         assert floor["goal_reachable"]["wall"] == (floor["floor_s"] <= third)
         assert floor["goal_reachable"]["cpu"] == (2 * floor["floor_s"] <= r["cpu_s"]["sklearn"] / 3)
