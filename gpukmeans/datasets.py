@@ -366,15 +366,15 @@ def _download_mnist(directory, origin, names, mirrors, verbose):
                 # refused, reset, cut short (IncompleteRead), timed out, or a trickle
                 failures.append(OSError(f"{url}: {getattr(exc, 'reason', exc)}"))
         else:
+            if created and not paths:  # nothing saved: no empty directory of ours left behind
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
             checksum_failures = [exc for exc in failures if isinstance(exc, ChecksumError)]
             if checksum_failures:
                 raise ChecksumError(
                     "; ".join(str(exc) for exc in checksum_failures)
                 ) from None
             why = "; ".join(str(exc) for exc in failures) or "no mirror given"
-            if created and not paths:  # offline: no empty cache directory left behind
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
             raise FileNotFoundError(_missing_message(directory, origin, names, why)) from None
     return paths
 

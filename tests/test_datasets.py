@@ -231,6 +231,17 @@ def test_offline_leaves_no_empty_directory_of_its_own(tmp_path, subset_checksums
     assert cache.is_dir()
 
 
+def test_a_damaged_first_file_leaves_no_empty_directory_of_its_own(tmp_path, mirror,
+                                                                   subset_checksums):
+    """The same when a mirror's first file fails its checksum: nothing was saved."""
+    url, files, _ = mirror
+    files["/train-images-idx3-ubyte.gz"] = _corrupt(files["/train-images-idx3-ubyte.gz"])
+    target = tmp_path / "fresh"
+    with pytest.raises(ChecksumError):
+        load_mnist(target, mirrors=[url], verbose=False)
+    assert not target.exists()
+
+
 # --- make_mickey ---------------------------------------------------------------------------
 
 
