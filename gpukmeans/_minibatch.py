@@ -499,14 +499,15 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         validation set of ``init_size`` samples drawn once, before them."""
         xp = engine.xp
         n_samples = X.shape[0]
-        validation_indices = xp.asarray(random_state.randint(0, n_samples, init_size))
+        validation_indices = random_state.randint(0, n_samples, init_size)
         if n_init == 1 and not self.verbose:
             # The one initialisation is the best whatever its inertia: the validation set
-            # is drawn (the random stream stays scikit-learn's), not gathered nor
-            # labelled (MNIST, init_size 3,072: a gather of 9.6 MB and an E-step, 4-6 ms
-            # of a 160 ms fit at k=10).
+            # is drawn (the random stream stays scikit-learn's), not moved to the device,
+            # gathered nor labelled (MNIST, init_size 3,072: a gather of 9.6 MB and an
+            # E-step, 4-6 ms of a 160 ms fit at k=10).
             return self._init_centroids(X, sample_weight, init, init_size, random_state,
                                         engine)
+        validation_indices = xp.asarray(validation_indices)
         X_valid = X[validation_indices]
         sample_weight_valid = sample_weight[validation_indices]
         labels = xp.empty(init_size, dtype=xp.int32)
