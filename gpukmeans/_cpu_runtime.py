@@ -234,8 +234,8 @@ class _CompileNotice(numba_event.Listener):
     A WARNING: Python shows it on stderr with no logging set up, so a notebook's first fit
     is not silent for a minute (at INFO, a new user saw nothing for 14 s). Numba raises
     the event only for a real compile, never for a load from the cache: once per
-    installation and kind of data (:data:`COMPILE_NOTICE`). :func:`warm_up_all` (``gpukmeans compile``) compiles everything ahead
-    of time.
+    installation and kind of data (:data:`COMPILE_NOTICE`). :func:`warm_up_all`
+    (``gpukmeans compile``) compiles everything ahead of time.
     """
 
     def __init__(self):
@@ -252,8 +252,9 @@ class _CompileNotice(numba_event.Listener):
         if CACHE:
             logger.warning(COMPILE_NOTICE)
         else:
-            logger.warning("gpukmeans: compiling the CPU kernels (up to a minute); with no "
-                           "writable cache directory, every process compiles them again")
+            logger.warning("gpukmeans: compiling the CPU kernels (up to a minute or two); "
+                           "with no writable cache directory, every process compiles them "
+                           "again")
 
     def on_end(self, event):
         pass
