@@ -288,7 +288,8 @@ def _lloyd_partials(
                 _labels_of_nearest_two(
                     X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
                     second_value, row_norms, margin_coefficient, max_center_norm,
-                    exact_labels, unit_centers, near, labels[chunk_start:chunk_end])
+                    exact_labels, unit_centers, near, labels[chunk_start:chunk_end],
+                    rows[:n_rows], 0)
             else:
                 # float64's GEMM values are scikit-learn's, its norms already added.
                 norms_in_dots = not exact_labels

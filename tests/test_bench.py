@@ -570,3 +570,24 @@ def test_ab_commits_times_a_git_revision_beside_the_working_tree(tmp_path, capsy
     assert pathlib.Path(base.__file__).is_relative_to(tmp_path)
     out = capsys.readouterr().out
     assert re.search(r"new / base: \d+\.\d\d; the same result in \d of 3 seeds", out)
+
+
+def test_ab_commits_takes_mnist_in_place_of_blobs(tmp_path, capsys):
+    """``--mnist DIR``: the first n_samples images of the MNIST files in DIR (here the
+    test suite's subset); a n_features other than 784 is refused, naming the option."""
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    script = _load_script("ab_commits")
+    mnist = str(root / "tests" / "data" / "mnist")
+    script.main(["--base", "HEAD", "kmeans++", "300", "784", "4", "--repeats", "2",
+                 "--cache", str(tmp_path), "--mnist", mnist])
+    out = capsys.readouterr().out
+    assert "kmeans++ MNIST 300 x 784 float32, k=4" in out
+    assert "the same result in 3 of 3 seeds" in out
+    with pytest.raises(SystemExit):
+        script.main(["--base", "HEAD", "kmeans++", "300", "32", "4", "--mnist", mnist])
+    assert "--mnist: MNIST has 784 features, not n_features=32" in capsys.readouterr().err

@@ -347,12 +347,13 @@ def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng):
 @pytest.mark.parametrize("n_clusters", [3, 12])
 def test_step_on_one_thread_chunk_by_chunk_is_the_two_passes(dtype, n_clusters, monkeypatch,
                                                             rng):
-    """A batch labelled by index on one thread is summed a chunk at a time while its
-    rows are in cache (_labelled_update_by_index); on more threads, labelled in parallel
-    and then summed (_batch_labels_by_index, _minibatch_update). Both give the same
-    labels, centers, weights and inertia, bit for bit: batches of several chunks and a
-    partial one, repeated rows, near-ties (integers far from the origin, which float64
-    decides by the copied chunk's GEMM), zero weights, with and without the inertia."""
+    """A batch labelled by index on one thread is summed SUMMED_ROWS rows at a time
+    while they are in cache (_labelled_update_by_index); on more threads, labelled in
+    parallel and then summed (_batch_labels_by_index, _minibatch_update). Both give the
+    same labels, centers, weights and inertia, bit for bit: batches of several chunks
+    and a partial one, repeated rows, near-ties (integers far from the origin, which
+    float64 decides by the whole copied chunk's GEMM, also in a chunk's later parts),
+    zero weights, with and without the inertia."""
     from gpukmeans import _cpu, _cpu_runtime
     from gpukmeans._cpu_minibatch import _batch_labels_by_index, labels_by_index
 
