@@ -173,7 +173,7 @@ def _dots_kernel(X, n_clusters):
     (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would
     replace the kernel by rows); by rows for a few features, a GEMM folded by rows up
     to :data:`BY_GEMM_MAX_FEATURES`; beyond,
-    float32 without BLAS (:func:`gpukmeans._cpu_nearest._dots_6x4`) for at most one
+    float32 without BLAS (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one
     cluster per :data:`BLOCKED_FEATURES_PER_CLUSTER` features and
     :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else folded by rows up to
     :data:`BY_GEMM_F32_MAX_FEATURES`; the rest (float64's labels are its argmin), the

@@ -3,7 +3,7 @@
 Layout follows scikit-learn's ``_k_means_lloyd.pyx``: rows are processed in chunks of
 ``chunk_rows`` samples; a chunk's dot products with the centers come from a BLAS GEMM
 (single-threaded inside the parallel loop, see :func:`gpukmeans._cpu_runtime.cpu_runtime`),
-a register-blocked kernel (:func:`gpukmeans._cpu_nearest._dots_6x4`), a kernel by rows
+a register-blocked kernel (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`), a kernel by rows
 or vectors of rows over the chunk transposed (``dots_kernel`` below), and the labels and
 the center accumulation run while the chunk is still in cache.
 

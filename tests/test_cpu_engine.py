@@ -351,10 +351,11 @@ def test_weighted_draw_is_numpys_choice(dtype, rng):
                         == np.searchsorted(cdf, uniform, side="right"))
 
 
-@pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 8, 11, 64])
+@pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 6, 8, 10, 11, 64])
 @pytest.mark.parametrize("chunk_start, chunk_end", [(0, 256), (5, 17), (250, 253)])
 def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_end, rng):
-    """Every row and center, including those left over from the 6 x 4 blocks; and each
+    """Every row and center, including those left over from the 6 x 4 blocks (three:
+    an overlapping 6 x 4 block; one or two: a 6 x 2 block); and each
     row's norm, taken as its block is first read: the one the engine takes of the row
     alone (its labels' margins), bit for bit, with the same dot products as without."""
     X = rng.normal(size=(300, 37)).astype(np.float32)
@@ -375,15 +376,18 @@ def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_e
     np.testing.assert_array_equal(dots_alone, dots)
 
 
-def test_blocked_dots_do_not_depend_on_where_the_row_lies(rng):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_clusters", [5, 6, 7, 10])
+def test_blocked_dots_do_not_depend_on_where_the_row_lies(n_clusters, dtype, rng):
     """The overlapping tail blocks make each (row, center) product come from the same
-    code: a sample's label cannot change with the rows around it (predict on a slice)."""
-    X = rng.normal(size=(300, 50)).astype(np.float32)
-    centers = rng.normal(size=(7, 50)).astype(np.float32)
-    whole = np.empty((256, 7), np.float32)
+    code: a sample's label cannot change with the rows around it (predict on a slice).
+    The leftover centers (here one, two and three) take the same kernel for every row."""
+    X = rng.normal(size=(300, 50)).astype(dtype)
+    centers = rng.normal(size=(n_clusters, 50)).astype(dtype)
+    whole = np.empty((256, n_clusters), dtype)
     _cpu_nearest._rows_dots_blocked(X, np.arange(256), 256, centers, whole, np.empty(0))
     for chunk_start, chunk_end in [(3, 11), (100, 107), (249, 256)]:
-        part = np.empty((chunk_end - chunk_start, 7), np.float32)
+        part = np.empty((chunk_end - chunk_start, n_clusters), dtype)
         _cpu_nearest._rows_dots_blocked(X, np.arange(chunk_start, chunk_end), chunk_end - chunk_start, centers, part,
                                         np.empty(0))
         np.testing.assert_array_equal(part, whole[chunk_start:chunk_end])
