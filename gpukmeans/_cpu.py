@@ -358,11 +358,12 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     )
 
 
-def start_kmeanspp(X, x_squared_norms, sample_weight):
+def start_kmeanspp(X, x_squared_norms, sample_weight, n_clusters):
     """Engine ``start_kmeanspp``: X transposed once for all the steps where
     :func:`gpukmeans._cpu_kmeanspp.transposes_once` says so, instead of each step
     transposing each chunk; the same bits either way."""
-    X_t = feature_major(X) if transposes_once(*X.shape, X.itemsize) else None
+    X_t = (feature_major(X) if transposes_once(*X.shape, X.itemsize, n_clusters)
+           else None)
     return functools.partial(kmeanspp_candidates, X, x_squared_norms, sample_weight, X_t=X_t)
 
 

@@ -204,7 +204,7 @@ def cpu_engine(n_samples, n_features, n_clusters, unit_centers=False):
     )
 
 
-def _start_kmeanspp_by_size(start_large, X, x_squared_norms, sample_weight):
+def _start_kmeanspp_by_size(start_large, X, x_squared_norms, sample_weight, n_clusters):
     """Engine ``start_kmeanspp`` whose steps run here where :func:`_small_kmeanspp_step`
     says so, else by ``start_large``'s steps, prepared at the first such step."""
     large_step = None
@@ -215,7 +215,7 @@ def _start_kmeanspp_by_size(start_large, X, x_squared_norms, sample_weight):
             return kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids,
                                        closest_dist_sq)
         if large_step is None:
-            large_step = start_large(X, x_squared_norms, sample_weight)
+            large_step = start_large(X, x_squared_norms, sample_weight, n_clusters)
         return large_step(candidate_ids, closest_dist_sq)
 
     return step

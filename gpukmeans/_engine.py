@@ -119,10 +119,12 @@ class Engine(NamedTuple):
     """
 
     start_kmeanspp: Any = None
-    """``start_kmeanspp(X, x_squared_norms, sample_weight) -> step``, or None: greedy
-    k-means++'s steps over one array, ``step(candidate_ids, closest_dist_sq)`` returning
-    bitwise what :attr:`kmeanspp_candidates` returns on it, after a preparation made once
-    for all the steps (the CPU engine transposes X of few features). Where None,
+    """``start_kmeanspp(X, x_squared_norms, sample_weight, n_clusters) -> step``, or
+    None: greedy k-means++'s steps over one array (a seeding of ``n_clusters``
+    centers), ``step(candidate_ids, closest_dist_sq)`` returning bitwise what
+    :attr:`kmeanspp_candidates` returns on it, after a preparation made once for all
+    the steps (the CPU engine transposes X of few features, where the seeding's steps
+    repay the copy). Where None,
     :func:`gpukmeans._init.kmeans_plusplus` calls :attr:`kmeanspp_candidates`."""
 
     runtime: Callable = contextlib.nullcontext

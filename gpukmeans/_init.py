@@ -66,7 +66,8 @@ def kmeans_plusplus(
     indices[0] = center_id
 
     if engine.start_kmeanspp is not None:
-        candidates_step = engine.start_kmeanspp(X, x_squared_norms, sample_weight)
+        candidates_step = engine.start_kmeanspp(X, x_squared_norms, sample_weight,
+                                                n_clusters)
     else:
         candidates_step = functools.partial(
             engine.kmeanspp_candidates, X, x_squared_norms, sample_weight)

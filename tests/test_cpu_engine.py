@@ -199,16 +199,19 @@ def test_fused_multiply_add_rounds_once(dtype, bits):
 def test_kmeanspp_steps_by_panel_by_shape_and_dtype():
     """Dot products over feature-major rows up to 8 features, and for float32 up to 32
     while X transposed fits in 256 MiB; the GEMM elsewhere. X transposed once only while
-    the copy fits."""
+    the copy fits, and for three centers or more (two take two passes over X, which
+    do not repay the copy)."""
     by_panel = _cpu_kmeanspp.by_panel
     assert by_panel(10**7, 8, 8) and not by_panel(10**5, 9, 8)
     assert by_panel(10**5, 32, 4) and not by_panel(10**5, 33, 4)
     assert by_panel(2**21, 32, 4) and not by_panel(2**21 + 1, 32, 4)
     assert by_panel(10**9, 2, 4)
-    # X is transposed once for the steps only while the copy fits in 256 MiB.
+    # X is transposed once for the steps only while the copy fits in 256 MiB, and
+    # only for three centers or more.
     transposes_once = _cpu_kmeanspp.transposes_once
-    assert transposes_once(2**22, 8, 8) and not transposes_once(2**22 + 1, 8, 8)
-    assert transposes_once(2**21, 32, 4) and not transposes_once(10**5, 33, 4)
+    assert transposes_once(2**22, 8, 8, 3) and not transposes_once(2**22 + 1, 8, 8, 3)
+    assert transposes_once(2**21, 32, 4, 3) and not transposes_once(10**5, 33, 4, 3)
+    assert not transposes_once(10**5, 8, 4, 2) and transposes_once(10**5, 8, 4, 16)
 
 
 def _count_transpositions(monkeypatch):
@@ -238,11 +241,10 @@ def test_kmeanspp_steps_on_x_transposed_once_are_the_chunked_steps(dtype, n_feat
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)  # the parallel kernel
     transposed = _count_transpositions(monkeypatch)
     with _cpu.cpu_runtime():
-        step = _cpu.start_kmeanspp(X, norms, sample_weight)
+        step = _cpu.start_kmeanspp(X, norms, sample_weight, 8)
         assert len(transposed) == _cpu_kmeanspp.by_panel(n_samples, n_features, X.itemsize)
-        monkeypatch.setattr(_cpu, "transposes_once", lambda *shape: False)  # too large
-        chunked_step = _cpu.start_kmeanspp(X, norms, sample_weight)
-        assert len(transposed) <= 1
+        chunked_step = _cpu.start_kmeanspp(X, norms, sample_weight, 2)  # two passes
+        assert len(transposed) == _cpu_kmeanspp.by_panel(n_samples, n_features, X.itemsize)
         for n_threads in (1, 2):
             _cpu_runtime.set_num_threads(n_threads)
             try:
@@ -270,7 +272,7 @@ def test_mixed_engine_takes_small_float64_kmeanspp_steps_on_numpy(rng, monkeypat
     closest = np.full(n_samples, np.inf)
     transposed = _count_transpositions(monkeypatch)
     with engine.runtime():
-        step = engine.start_kmeanspp(X, norms, sample_weight)
+        step = engine.start_kmeanspp(X, norms, sample_weight, 32)
         first = step(np.array([3]), closest)
         assert transposed == []
         np.testing.assert_array_equal(first[0], _cpu_small.kmeanspp_candidates(
