@@ -92,8 +92,9 @@ def transposes_once(n_samples, n_features, dtype_size, n_clusters):
     TRANSPOSED_MAX_BYTES, and it pays (else each step transposes its chunks, the same
     bits). A seeding passes over X once per center; at two passes (two centers) the
     copy costs more than transposing each chunk as it is read, from three it costs less
-    (default fits, float32 blobs, alternated, ms, once / each chunk: 100,000 x 32, k=2
-    19.2 / 18.0, k=3 21.0 / 21.5; x 16, k=2 11.0 / 10.3)."""
+    (default fits, float32 blobs, the two alternated in one process, ms, once / each
+    chunk: 100,000 x 32, k=2 15.5 / 13.5 and, another run, 14.5 / 12.7; x 16, k=2 8.1
+    / 7.3; k=3 21.0 / 21.5)."""
     return (n_clusters >= 3 and by_panel(n_samples, n_features, dtype_size)
             and n_samples * n_features * dtype_size <= TRANSPOSED_MAX_BYTES)
 

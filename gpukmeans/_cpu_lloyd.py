@@ -249,6 +249,9 @@ def _lloyd_partials(
         second_value = np.empty(n_by_rows, dtype=X.dtype)
         near = np.empty(n_by_rows, dtype=np.bool_)
         norms_buffer = np.empty(0 if have_norms else n_by_rows, dtype=np.float64)
+        # Each chunk is labelled whole: its near-ties' GEMM is not kept.
+        no_gemm_values = np.empty((0, 0), dtype=X.dtype)
+        gemm_ready = np.zeros(1, dtype=np.bool_)
         for chunk_start in range(start, end, chunk_rows):
             chunk_end = min(chunk_start + chunk_rows, end)
             dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
@@ -289,7 +292,7 @@ def _lloyd_partials(
                     X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
                     second_value, row_norms, margin_coefficient, max_center_norm,
                     exact_labels, unit_centers, near, labels[chunk_start:chunk_end],
-                    rows[:n_rows], 0)
+                    rows[:n_rows], 0, no_gemm_values, gemm_ready)
             else:
                 # float64's GEMM values are scikit-learn's, its norms already added.
                 norms_in_dots = not exact_labels

@@ -123,21 +123,24 @@ def _batch_labels_by_index(
         end = min(start + CHUNK_ROWS, n_rows)
         _label_chunk_by_index(X, rows[start:end], 0, end - start, centers,
                               minus_two_centers, centers_squared_norms, margin_coefficient,
-                              max_center_norm, exact_labels, labels[start:end])
+                              max_center_norm, exact_labels, labels[start:end],
+                              np.empty((0, 0), dtype=X.dtype), np.zeros(1, dtype=np.bool_))
 
 
 @njit(nogil=True, cache=CACHE)
 def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers,
                           centers_squared_norms, margin_coefficient, max_center_norm,
-                          exact_labels, chunk_labels):
+                          exact_labels, chunk_labels, gemm_values, gemm_ready):
     """:func:`_batch_labels_by_index` for the rows ``first:last`` of one chunk of the
     batch (at most CHUNK_ROWS): ``chunk_labels[i]`` is ``X[chunk_rows[i]]``'s label. The
     nearest two centers of every row by the blocked kernel and a fold over the centers
     (:func:`gpukmeans._cpu_nearest._rows_nearest_blocked`); the rows whose two are within
     the values' rounding (float32: twice the margin; float64: four, each value and the
     GEMM's off by one) decided in float64 (float32) or by the whole chunk's GEMM
-    (float64: scikit-learn's chunk, whichever part of it is labelled), as the plain step
-    decides them."""
+    (float64: scikit-learn's chunk, whichever part of it is labelled; computed once
+    for all the chunk's parts into ``gemm_values``, see
+    :func:`gpukmeans._cpu_nearest._labels_of_nearest_two`), as the plain step decides
+    them."""
     rows = chunk_rows[first:last]
     n_rows, n_clusters = last - first, centers.shape[0]
     scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
@@ -151,7 +154,7 @@ def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers
                            best_value, second_value, row_norms, margin_coefficient,
                            max_center_norm, exact_labels, False,
                            np.empty(n_rows, dtype=np.bool_), chunk_labels[first:last],
-                           chunk_rows, first)
+                           chunk_rows, first, gemm_values, gemm_ready)
 
 
 @njit(nogil=True, cache=CACHE)
@@ -286,14 +289,19 @@ def _labelled_update_by_index(
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     sums, weight_in_clusters = _start_update(centers, weight_sums)
+    # float64's near-ties: the chunk's GEMM, once for all its parts.
+    gemm_values = np.empty((CHUNK_ROWS, centers.shape[0]), dtype=X.dtype)
+    gemm_ready = np.zeros(1, dtype=np.bool_)
     for start in range(0, n_rows, CHUNK_ROWS):
         end = min(start + CHUNK_ROWS, n_rows)
         chunk_rows = rows[start:end]
+        gemm_ready[0] = False
         for first in range(0, end - start, SUMMED_ROWS):
             last = min(first + SUMMED_ROWS, end - start)
             _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers,
                                   centers_squared_norms, margin_coefficient,
-                                  max_center_norm, exact_labels, labels[start:end])
+                                  max_center_norm, exact_labels, labels[start:end],
+                                  gemm_values[:end - start], gemm_ready)
             part_start, part_end = start + first, start + last
             _add_batch_rows(X, rows[part_start:part_end], sample_weight[part_start:part_end],
                             labels[part_start:part_end], centers, sums, weight_in_clusters,

@@ -423,7 +423,8 @@ def _flag_near_ties(best_value, second_value, squared_norms, n_rows, margin_coef
 @njit(nogil=True, cache=CACHE)
 def _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best, best_value,
                            second_value, row_norms, margin_coefficient, max_center_norm,
-                           exact_labels, unit_centers, near, labels, gemm_rows, gemm_first):
+                           exact_labels, unit_centers, near, labels, gemm_rows, gemm_first,
+                           gemm_values, gemm_ready):
     """``labels[i]``, the label of ``X[rows[i]]`` (``i < n_rows``), from its nearest two
     values of a fold (``best``, ``best_value``, ``second_value``) and its ``row_norms``
     (float64): the fold's argmin, except for the near-ties (:func:`_flag_near_ties`;
@@ -431,8 +432,12 @@ def _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best
     float64: within four, each value and the GEMM's off by one, decided by scikit-learn's
     GEMM on its chunk's rows, as it multiplies them: ``gemm_rows``, of which the rows
     labelled here are ``gemm_rows[gemm_first:gemm_first + n_rows]``, so that a part of a
-    chunk labelled alone is decided as the whole chunk would be). The plain step and the
-    mini-batch labels by index both label through here."""
+    chunk labelled alone is decided as the whole chunk would be). ``gemm_values``
+    (``(len(gemm_rows), n_clusters)``, X's dtype) keeps that GEMM for the chunk's other
+    parts, computed at the first near-tie of any of them (``gemm_ready[0]`` says whether
+    it is; the caller clears it for each chunk); of shape (0, 0), it is computed here
+    and not kept. The plain step and the mini-batch labels by index both label
+    through here."""
     n_near = _flag_near_ties(best_value, second_value, row_norms, n_rows, margin_coefficient,
                              max_center_norm, 2.0 if exact_labels else 4.0, near)
     for i in range(n_rows):
@@ -443,15 +448,19 @@ def _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best
                 labels[i] = _exactly_nearest(X[rows[i]], centers, unit_centers)
     elif n_near:
         n_chunk = gemm_rows.shape[0]
-        chunk = np.empty((n_chunk, X.shape[1]), dtype=X.dtype)
-        for i in range(n_chunk):
-            chunk[i] = X[gemm_rows[i]]
-        dots = np.empty((n_chunk, centers.shape[0]), dtype=X.dtype)
-        _sklearn_values(chunk, centers, centers_squared_norms, dots)
+        kept = gemm_values.shape[0] > 0
+        dots = gemm_values if kept else np.empty((n_chunk, centers.shape[0]), dtype=X.dtype)
+        if not (kept and gemm_ready[0]):
+            chunk = np.empty((n_chunk, X.shape[1]), dtype=X.dtype)
+            for i in range(n_chunk):
+                chunk[i] = X[gemm_rows[i]]
+            _sklearn_values(chunk, centers, centers_squared_norms, dots)
+            if kept:
+                gemm_ready[0] = True
         for i in range(n_rows):
             if near[i]:
-                labels[i] = _exact_argmin(chunk[gemm_first + i], centers,
-                                          dots[gemm_first + i], -1.0, unit_centers)
+                labels[i] = _exact_argmin(X[rows[i]], centers, dots[gemm_first + i], -1.0,
+                                          unit_centers)
 
 
 @njit(nogil=True, cache=CACHE)
