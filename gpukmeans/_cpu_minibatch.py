@@ -285,7 +285,6 @@ def _labelled_update_by_index(
     CHUNK_ROWS-row chunks), and the rows added in the same order, so the same bits.
     Returns ``(centers_new, weight_sums_new)``."""
     n_rows = rows.shape[0]
-    measure = distances.shape[0] > 0
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
     sums, weight_in_clusters = _start_update(centers, weight_sums)
@@ -305,7 +304,7 @@ def _labelled_update_by_index(
             part_start, part_end = start + first, start + last
             _add_batch_rows(X, rows[part_start:part_end], sample_weight[part_start:part_end],
                             labels[part_start:part_end], centers, sums, weight_in_clusters,
-                            distances[part_start:part_end] if measure else distances)
+                            distances[part_start:part_end])
     return _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny)
 
 

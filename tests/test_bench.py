@@ -552,17 +552,25 @@ def test_every_shape_table_shows_the_default_fits_iterations():
     assert cells["default fit, ours / best"] == "1.22x (sklearnex; iterations 2 / 2)"
 
 
-def test_ab_commits_times_a_git_revision_beside_the_working_tree(tmp_path, capsys):
-    """benchmarks/ab_commits.py exports the base revision's package under another name,
-    imports it beside ``gpukmeans`` and alternates the two on the same seeds."""
-    import re
+def _git_checkout_or_skip():
+    """The repository's root; the test is skipped outside a git checkout, whose
+    revisions ab_commits.py exports."""
     import subprocess
-    import sys
 
     root = pathlib.Path(__file__).resolve().parents[1]
     if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
                       capture_output=True).returncode != 0:
         pytest.skip("not a git checkout")
+    return root
+
+
+def test_ab_commits_times_a_git_revision_beside_the_working_tree(tmp_path, capsys):
+    """benchmarks/ab_commits.py exports the base revision's package under another name,
+    imports it beside ``gpukmeans`` and alternates the two on the same seeds."""
+    import re
+    import sys
+
+    _git_checkout_or_skip()
     script = _load_script("ab_commits")
     script.main(["--base", "HEAD", "kmeans++", "400", "3", "5", "--repeats", "2",
                  "--cache", str(tmp_path)])
@@ -575,12 +583,7 @@ def test_ab_commits_times_a_git_revision_beside_the_working_tree(tmp_path, capsy
 def test_ab_commits_takes_mnist_in_place_of_blobs(tmp_path, capsys):
     """``--mnist DIR``: the first n_samples images of the MNIST files in DIR (here the
     test suite's subset); a n_features other than 784 is refused, naming the option."""
-    import subprocess
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("not a git checkout")
+    root = _git_checkout_or_skip()
     script = _load_script("ab_commits")
     mnist = str(root / "tests" / "data" / "mnist")
     script.main(["--base", "HEAD", "kmeans++", "300", "784", "4", "--repeats", "2",

@@ -427,20 +427,17 @@ def test_float64_step_on_one_thread_decides_near_ties_on_whole_chunks(n_clusters
     float64 near-tie is still decided by the GEMM of scikit-learn's whole 256-row
     chunk, as the E-step on the copied batch decides it: a GEMM of the part alone gives
     other values in the last bits, and other labels (shown to fail so)."""
-    from gpukmeans import _cpu, _cpu_runtime
-    from gpukmeans._cpu import e_step
+    from gpukmeans import _cpu_runtime
+    from gpukmeans._cpu import make_engine
     from gpukmeans._cpu_minibatch import _batch_labels_by_index
 
+    engine = make_engine()
     X, centers, _ = _near_tie_batch(200, n_clusters, 1e-11, np.float64, rng)
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 10**15)
     for n_rows in (700, 1091):
         rows = rng.integers(0, X.shape[0], n_rows)
         assert _batch_labels_by_index.runs_serially(X, rows, centers)
-        with _cpu_runtime.cpu_runtime():
-            labels = _cpu.minibatch_step(X, rows, np.ones(n_rows), centers,
-                                         np.ones(n_clusters), True)[0]
-            copied = np.empty(n_rows, dtype=np.int32)
-            e_step(X[rows], centers, copied)
+        labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
         np.testing.assert_array_equal(labels, copied)
 
 
