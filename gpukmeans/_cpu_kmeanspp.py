@@ -39,6 +39,8 @@ PANEL_MAX_FEATURES = 32
 # 6 candidates 7.9 / 6.1; x 128, 5: 8.9-9.1 / 4.8-5.5; 9: 10.8 / 7.8; 11: 11.1 / 10.6; x
 # 256, 7: 15.6-16.0 / 10.8-13.1; 50,000 x 512, 7: 13.4 / 11.7; 70,000 x 784, 5: 23.8 /
 # 31.8, 7: 25.5 / 30.1; float64 100,000 x 128, 5: 17.0 / 14.5; x 256, 7: 23.8 / 19.7.
+# (Stop 37, when five and six candidates took a padded pass of eight; they now take
+# four and single products, faster still: see _cpu_nearest.BY_EIGHT_MIN_CENTERS.)
 ROW_DOTS_MAX_FEATURES = 512
 
 # A step takes its rows KMEANSPP_CHUNK_ROWS at a time, not the E-step's 256: a chunk's

@@ -240,7 +240,9 @@ def padded_centers(n_centers):
 # centers passes of four and one beat a pass of eight with 3 or 2 of them padding. The
 # dot products of 100,000 x d float32 rows, one thread, ms, a pass of eight / four then
 # one at a time: d=128, 5 centers 5.22 / 4.31, 6: 5.10 / 4.72, 7: 5.08 / 5.49; d=256,
-# 5: 10.1 / 8.0, 6: 10.3 / 8.8, 7: 10.2 / 9.9.
+# 5: 10.1 / 8.0, 6: 10.3 / 8.8, 7: 10.2 / 9.9. Three single products cost more than a
+# pass with one center of padding (7 centers: 4 and 3 single 5.49, 8 with 1 padding
+# 5.08), so three remaining take a pass of four.
 BY_EIGHT_MIN_CENTERS = 7
 BY_FOUR_MIN_CENTERS = 3
 

@@ -76,7 +76,8 @@ def test_lloyd_step_against_float64_reference(
 @pytest.mark.parametrize("candidate_ids", [
     [3, 999, 10], [3, 999, 10, 7], [3, 999, 10, 7, 0], [3, 999, 10, 7, 0, 512],
     [3, 999, 10, 7, 0, 512, 77], [3, 999, 10, 7, 0, 512, 77, 400, 401],
-    [3, 999, 10, 7, 0, 512, 77, 400, 401, 2], [3, 999, 10, 7, 0, 512, 77, 400, 401, 2, 5, 8, 9]])
+    [3, 999, 10, 7, 0, 512, 77, 400, 401, 2], [3, 999, 10, 7, 0, 512, 77, 400, 401, 2, 5],
+    [3, 999, 10, 7, 0, 512, 77, 400, 401, 2, 5, 8, 9]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [3, 9, 70, 520])
 def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_ids, n_features,
@@ -85,8 +86,8 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
     (dot products across the transposed rows up to 8 features, by GEMM above); beyond,
     below 4 candidates one dot product each, at 4 the one-row kernel, above it passes of
     eight, four and one candidates a row up to 512 features (5 candidates: 4 and 1; 6: 4,
-    1 and 1; 7: 8; 9: 8 and 1; 10: 8, 1 and 1; 13: 8, 4 and 1), the blocked kernel past
-    them."""
+    1 and 1; 7: 8; 9: 8 and 1; 10: 8, 1 and 1; 11: 8 and 4 of which one padding; 13: 8, 4
+    and 1), the blocked kernel past them."""
     X = rng.normal(size=(1000, n_features)).astype(dtype) + 5
     centers = X[:6].copy()
     sample_weight = rng.uniform(0, 2, 1000).astype(dtype)
@@ -113,7 +114,7 @@ def test_distances_inertia_transform_and_kmeanspp_step(engine, dtype, candidate_
         np.testing.assert_allclose(pot, dist.astype(np.float64) @ sample_weight.astype(np.float64), rtol=1e-10)
 
 
-@pytest.mark.parametrize("n_candidates", [5, 6, 8, 9, 10, 13])
+@pytest.mark.parametrize("n_candidates", [5, 6, 7, 8, 9, 10, 11, 13])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [65, 200, 512, 513])
 def test_kmeanspp_step_gives_each_row_the_same_bits_wherever_it_lies(dtype, n_features,
