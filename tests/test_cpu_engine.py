@@ -185,6 +185,28 @@ def test_panel_dots_give_each_row_the_same_bits_wherever_its_block_starts(dtype,
     np.testing.assert_array_equal(rows_t, X[7:47].T)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_rows_are_the_rows_transposed(dtype, rng):
+    """_cpu_panel.transpose_rows: squares of a vector's lanes transposed in registers,
+    the rows and features after them element by element; every shape gives ``X.T``
+    exactly, and nothing is written past the rows (NaN left there). Feature counts below,
+    at and past a square's side (16 float32 or 8 float64 lanes with AVX-512, half with
+    AVX2), row counts across the squares and the 256-row blocks, windows not at 0."""
+    from gpukmeans import _cpu_panel
+
+    lanes = _cpu_panel.tile_lanes(np.dtype(dtype).itemsize)
+    for n_features in sorted({1, 2, 3, lanes - 1, lanes, lanes + 1, 2 * lanes - 3, 2 * lanes,
+                              2 * lanes + 5, 40}):
+        X = rng.normal(size=(700, n_features)).astype(dtype)
+        for start, end in [(0, 0), (0, 1), (3, 3 + lanes - 1), (5, 5 + lanes),
+                           (0, 2 * lanes + 3), (1, 257), (7, 600), (0, 700)]:
+            out = np.full((n_features, end - start + 9), np.nan, dtype=dtype)
+            _cpu_panel.transpose_rows(X, start, end, out)
+            np.testing.assert_array_equal(out[:, :end - start], X[start:end].T)
+            assert np.isnan(out[:, end - start:]).all()
+        np.testing.assert_array_equal(_cpu.feature_major(X), X.T)
+
+
 @pytest.mark.parametrize("dtype, bits", [(np.float32, 12), (np.float64, 27)])
 def test_fused_multiply_add_rounds_once(dtype, bits):
     """(1 + 2^-b)^2 - 1 = 2^(1-b) + 2^-2b, which a multiply rounded before the add loses:
