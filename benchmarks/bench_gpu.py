@@ -350,9 +350,11 @@ def peer_contestants(X, X_host, centers, n_clusters, n_iter):
             continue
         version = getattr(peer, "__version__", "?")
         if module == "flash_kmeans":
-            contestants[f"flash-kmeans {version}"] = lambda: peer.batch_kmeans_Euclid(
-                X_t[None], n_clusters, max_iters=n_iter, tol=0.0,
-                init_centroids=centers_t[None].clone())
+            def flash_kmeans_iterations(peer=peer):  # bound now: the loop rebinds peer
+                peer.batch_kmeans_Euclid(X_t[None], n_clusters, max_iters=n_iter, tol=0.0,
+                                         init_centroids=centers_t[None].clone())
+
+            contestants[f"flash-kmeans {version}"] = flash_kmeans_iterations
         else:
             def fastkmeans_train(peer=peer):
                 peer.FastKMeans(X_host.shape[1], n_clusters, niter=n_iter, tol=-1.0, seed=0,
