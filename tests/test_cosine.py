@@ -565,10 +565,13 @@ def test_exact_cosine_ties_go_to_the_lowest_index(device, rng, dtype, n_features
                         unit_centers=True)
     xp = engine.xp
     with engine.runtime():
-        X_unit = normalize_rows(sp.csr_matrix(X) if sparse else X, engine)
+        # In the engine's memory first, as a fit normalises them: on CUDA, normalize_rows
+        # of host rows fails (the emulated device's arrays are NumPy's, so it did not).
+        X_in = sp.csr_matrix(X) if sparse else X
         if device == "gpu":
             from gpukmeans._sparse import to_module
-            X_unit = to_module(X_unit, xp) if sparse else xp.asarray(X_unit)
+            X_in = to_module(X_in, xp) if sparse else xp.asarray(X_in)
+        X_unit = normalize_rows(X_in, engine)
         centers_, moved_ = xp.asarray(centers), xp.asarray(moved)
         run = engine.start_lloyd(X_unit, engine.row_norms(X_unit),
                                  xp.ones(n_samples, dtype=dtype), n_clusters)
