@@ -99,6 +99,9 @@ def plan(X, n_clusters, budget):
     """
     n_samples, n_features = X.shape
     itemsize = X.dtype.itemsize
+    # Python ints: n_clusters may be a NumPy integer (np.int8(20)), whose products with
+    # the sizes overflowed (found on the first real GPU: the emulated device sets no budget).
+    n_clusters = int(n_clusters)
     if budget is None or resident_bytes(n_samples, n_features, n_clusters, itemsize) <= budget:
         return None
     fixed, per_row = streamed_bytes(n_samples, n_features, n_clusters, itemsize)

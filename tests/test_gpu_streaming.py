@@ -4,6 +4,8 @@ up to the rounding of float64 sums; where not even a block fits, MemoryError. On
 emulated device in every run, on a real GPU (pinned buffers, a copy stream) where one is
 usable."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -146,6 +148,21 @@ def test_plan():
     assert _gpu_streaming.plan(X, 4, fixed + 1000 * per_row) == 768
     with pytest.raises(ValueError, match="max_device_memory"):
         KMeans(2, max_device_memory=0).fit(X)
+
+
+@pytest.mark.parametrize("integer", [np.int8, np.int16, np.int32, np.uint8])
+def test_plan_takes_numpy_integer_cluster_counts(integer):
+    """A NumPy integer n_clusters plans as the Python int does: its products with the
+    sizes overflowed int8/int16 (a RuntimeWarning or OverflowError on a real GPU, whose
+    free memory is a budget; the emulated device has none). Streamed and resident."""
+    X = np.zeros((10_000, 100))
+    fixed, per_row = _gpu_streaming.streamed_bytes(10_000, 100, 100, 8)
+    for budget in (fixed + 3000 * per_row, 10**12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert (_gpu_streaming.plan(X, integer(100), budget)
+                    == _gpu_streaming.plan(X, 100, budget))
+    assert _gpu_streaming.plan(X, integer(100), fixed + 3000 * per_row) is not None
 
 
 def test_pinned_blocks_wait_before_reusing_a_buffer():
