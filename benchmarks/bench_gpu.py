@@ -44,6 +44,11 @@ PEERS = {"flash-kmeans": "flash_kmeans", "fastkmeans": "fastkmeans"}
 """GPU peers that install as small wheels (torch and triton are on the device), timed
 when importable: carry them as wheels (gpu_check.sh's header says how)."""
 
+ISOLATE = {"fastkmeans"}
+"""Peers timed only with ``--all-peers``: fastkmeans 0.5.0 tripped a device-side assert
+(PyTorch's ``index_add``, ``dstIndex < dstAddDimSize``) on MNIST from our initial centers
+on an H200 (2026-12-04), which poisons the CUDA context of every contestant after it."""
+
 
 # ----------------------------------------------------------------------------------------
 # CPU-only helpers
@@ -58,6 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--clusters", type=int, nargs="+", default=[20, 256])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sweep")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch contestant")
+    parser.add_argument("--all-peers", action="store_true",
+                        help=f"also time {', '.join(sorted(ISOLATE))} (see ISOLATE)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     return parser.parse_args(argv)
 
@@ -334,8 +341,9 @@ def cupy_naive_lloyd(X, centers_init, n_iter):
     return centers
 
 
-def peer_contestants(X, X_host, centers, n_clusters, n_iter):
-    """``{name: fn}`` of the importable Triton peers, each running ``n_iter`` iterations."""
+def peer_contestants(X, X_host, centers, n_clusters, n_iter, all_peers=False):
+    """``{name: fn}`` of the importable Triton peers, each running ``n_iter`` iterations
+    (those of :data:`ISOLATE` only with ``all_peers``)."""
     import importlib
 
     import torch
@@ -343,6 +351,9 @@ def peer_contestants(X, X_host, centers, n_clusters, n_iter):
     contestants = {}
     X_t, centers_t = torch.from_dlpack(X), torch.from_dlpack(centers)
     for name, module in PEERS.items():
+        if name in ISOLATE and not all_peers:
+            print(f"{name}: not timed (see ISOLATE; --all-peers times it)", flush=True)
+            continue
         try:
             peer = importlib.import_module(module)
         except Exception as exc:  # absent, or a broken install: say so in the log
@@ -364,7 +375,7 @@ def peer_contestants(X, X_host, centers, n_clusters, n_iter):
     return contestants
 
 
-def bench_iterations(X_host, n_clusters, n_iter, repeats, use_torch):
+def bench_iterations(X_host, n_clusters, n_iter, repeats, use_torch, all_peers=False):
     """Median seconds per iteration of each contestant, contestants alternated per repeat."""
     import cupy
 
@@ -388,7 +399,7 @@ def bench_iterations(X_host, n_clusters, n_iter, repeats, use_torch):
         X_t = torch.from_dlpack(X)
         centers_t = torch.from_dlpack(centers)
         contestants["pytorch"] = lambda: torch_lloyd(X_t, centers_t, n_iter)
-        contestants.update(peer_contestants(X, X_host, centers, n_clusters, n_iter))
+        contestants.update(peer_contestants(X, X_host, centers, n_clusters, n_iter, all_peers))
     gpu.e_step(X, centers, labels)
     times = {name: [] for name in contestants}
     for name, fn in contestants.items():  # warm-up: compile, cuBLAS handles, pools
@@ -480,7 +491,8 @@ def main(argv=None):
             use_torch = False
     results["iterations"] = []
     for k in args.clusters:
-        results["iterations"] += bench_iterations(X, k, args.n_iter, repeats, use_torch)
+        results["iterations"] += bench_iterations(X, k, args.n_iter, repeats, use_torch,
+                                                  args.all_peers)
         print(f"k={k} done", flush=True)
     results["fit"] = bench_fit(X, repeats)
     results["crossover"] = bench_crossover(X, args.quick)
