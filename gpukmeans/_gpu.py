@@ -185,59 +185,58 @@ def sum_partials_launch(n_rows):
 # Fused kernel or cuBLAS GEMM for the E-step
 # ----------------------------------------------------------------------------------------
 
-# NOT YET MEASURED. The constants below come from public datasheet figures and first
-# principles, not from a run on any GPU: the first device session must replace them with
-# the crossover that benchmarks/bench_gpu.py (run by benchmarks/gpu_check.sh) measures.
-FLOPS_PER_BYTE = {4: 20.0, 8: 10.0}
-"""Machine balance of the CUDA cores (FMA peak / DRAM bandwidth): H100 SXM, about
-67 TFLOP/s FP32 and 34 TFLOP/s FP64 over 3.35 TB/s."""
-GEMM_FLOPS_PER_BYTE = {4: 20.0, 8: 20.0}
-"""The same for cuBLAS: FP32 SGEMM runs on the CUDA cores (CuPy does not enable TF32 by
-default); DGEMM uses the FP64 tensor cores (about 67 TFLOP/s on an H100 SXM)."""
-FUSED_EFFICIENCY = 0.35
-"""Fraction of the FMA peak the fused kernel reaches: a 4 x 4 register tile fed from shared
-memory with scalar loads, as a textbook SGEMM; such kernels reach 30-50 % of peak."""
-GEMM_EFFICIENCY = 0.8
-"""Fraction of the peak cuBLAS reaches on large, square-ish shapes."""
-GEMM_FULL_WIDTH = 128
-"""Below this many clusters the GEMM is a thin matrix and cuBLAS's efficiency falls
-roughly in proportion (its tiles are 128 wide)."""
-LAUNCH_OVERHEAD_BYTES = 16e6
-"""About 5 us of launch and tail per extra kernel, in bytes of DRAM traffic at 3.35 TB/s."""
-GEMM_EXTRA_LAUNCHES = 2
-"""The GEMM path launches the centers' norms, the GEMM and the epilogue; the fused path one."""
+# Measured on an NVIDIA H200 (benchmarks/results/gpu-20261204T111423Z.md: float32,
+# n = 70,000, d in {32, 128, 784}, k from 8 to 1024, each path timed alone with CUDA
+# events). Each path is modelled as a fixed cost plus the larger of reading X and its
+# multiply-adds; the constants are those runs' rates, and the rule then picks the faster
+# path on every shape measured where the two differ by more than 10 % (a test reads that
+# file). The fused kernel reads X at only ~0.9 TB/s (22 % of the copy rate): where X's
+# read dominates (large d, small k) cuBLAS's path wins despite its fixed cost.
 GEMM_CHUNK_BYTES = 256 * 2**20
 """The GEMM path's (rows, n_clusters) product buffer is at most this large."""
+FUSED_FIXED_S = 12e-6
+"""Launch and tail of the fused kernel (d = 32, k = 8 took 22 us for 9 MB of X)."""
+FUSED_READ_BYTES_PER_S = 0.89e12
+"""X read by the fused kernel (d = 784, k = 8 to 32: 219 MB in 0.24-0.28 ms)."""
+FUSED_FLOPS_PER_S = {4: 19e12, 8: 19e12 * 34 / 67}
+"""Its multiply-adds (2 flops each, zero-padded center tiles included): 18-19 TFLOP/s at
+d = 128 and 784, k >= 64. float64 was not measured: scaled by the datasheet's FP64/FP32
+CUDA-core ratio (34 / 67 TFLOP/s)."""
+GEMM_FIXED_S = 115e-6
+"""The GEMM path's fixed cost (centers' norms, cuBLAS's set-up, the epilogue's launch):
+its E-step never took less than 0.12 ms, even at d = 32, k = 8."""
+GEMM_BYTES_PER_S = 4.0e12
+"""X read by cuBLAS and the products written and read back: about the copy rate (4.1 TB/s)."""
+GEMM_FLOPS_PER_S = {4: 48e12, 8: 48e12}
+"""cuBLAS's SGEMM on these thin shapes (d = 784, k = 512 to 1024: 45-50 TFLOP/s; the
+8192^3 SGEMM 50.5). float64 (DGEMM on the FP64 tensor cores, 67 TFLOP/s by the datasheet)
+was not measured."""
 
 
 def assign_path_costs(n_samples, n_features, n_clusters, itemsize):
-    """Modelled E-step times of the fused kernel and of the GEMM path, in bytes of DRAM
-    traffic (time x bandwidth). NOT YET MEASURED: see the constants above.
+    """Modelled E-step seconds of the fused kernel and of the GEMM path, from the rates
+    measured on an H200 (see the constants above; float64's are scaled, not measured).
 
-    fused: max(read X once, 2 n k' d flops at FUSED_EFFICIENCY of the CUDA-core peak), k'
-           being k rounded up to whole tiles of centers (the padding is computed too);
-    gemm:  max(read X once, 2 n k d flops at cuBLAS's efficiency) + write and read the
-           n x k products + the extra launches.
+    fused: fixed + max(read X, 2 n k' d flops), k' being k rounded up to whole tiles of
+           centers (the padding is computed too);
+    gemm:  fixed + max(read X, 2 n k d flops) + write and read the n x k products (the
+           measured d = 784, k = 1024 took two chunks of products, within the model).
     """
     x_bytes = n_samples * n_features * itemsize
     flops = 2.0 * n_samples * n_clusters * n_features
     tile = assign_labels_tile(n_clusters)
     padded_flops = flops * (_ceil_div(n_clusters, tile) * tile) / n_clusters
-    fused = max(x_bytes, padded_flops / (FUSED_EFFICIENCY * FLOPS_PER_BYTE[itemsize]))
-    gemm_efficiency = GEMM_EFFICIENCY * min(1.0, n_clusters / GEMM_FULL_WIDTH)
-    gemm = (
-        max(x_bytes, flops / (gemm_efficiency * GEMM_FLOPS_PER_BYTE[itemsize]))
-        + 2 * n_samples * n_clusters * itemsize
-        + GEMM_EXTRA_LAUNCHES * LAUNCH_OVERHEAD_BYTES
-    )
+    fused = FUSED_FIXED_S + max(x_bytes / FUSED_READ_BYTES_PER_S,
+                                padded_flops / FUSED_FLOPS_PER_S[itemsize])
+    gemm = (GEMM_FIXED_S
+            + max(x_bytes / GEMM_BYTES_PER_S, flops / GEMM_FLOPS_PER_S[itemsize])
+            + 2 * n_samples * n_clusters * itemsize / GEMM_BYTES_PER_S)
     return fused, gemm
 
 
 def choose_assign_path(n_samples, n_features, n_clusters, itemsize):
-    """``"gemm"`` when the cuBLAS path is modelled faster than the fused kernel, else ``"fused"``.
-
-    The one place the choice is made; NOT YET MEASURED (see :func:`assign_path_costs`).
-    """
+    """``"gemm"`` when the cuBLAS path is modelled faster than the fused kernel, else
+    ``"fused"``; the one place the choice is made (see :func:`assign_path_costs`)."""
     fused, gemm = assign_path_costs(n_samples, n_features, n_clusters, itemsize)
     return "gemm" if gemm < fused else "fused"
 
