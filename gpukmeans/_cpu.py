@@ -9,6 +9,8 @@ kernel modules, each of which holds one idea:
 - :mod:`gpukmeans._cpu_kmeanspp`: the k-means++ candidates' distances and potentials;
 - :mod:`gpukmeans._cpu_panel`: a few centers' dot products with rows stored feature by
   feature, in vector registers (k-means++ at few features);
+- :mod:`gpukmeans._cpu_distance`: float64 squared distances and norms in an order written
+  out in LLVM IR, the same bits wherever they are inlined (every pass's distances);
 - :mod:`gpukmeans._cpu_passes`: row norms, centring, inertia, ``transform``.
 
 The engine functions here are thin wrappers that fix the chunking and the group count;

@@ -23,8 +23,8 @@ So the rows are read where they lie:
   weight becomes ``sum * (1 / (W + w_new))``, rounded to X's dtype;
 - the inertia ``sum_i w_i ||x_i - c_{l_i}||^2``: each distance measured in the update's
   own loop over the row (from the differences in float64, against the old center; its
-  sum reassociated, without the fused multiply-adds that
-  :func:`gpukmeans._cpu_nearest._squared_distance_f64` may use), added in sample order
+  sum reassociated, in another order than
+  :func:`gpukmeans._cpu_distance.squared_distance_f64`'s), added in sample order
   as the engine's ``inertia`` adds them; the same up to the last bits of each
   distance's sum (scikit-learn's own batch inertia, summed on its threads,
   is another rounding). A second pass over the batch's rows cost a tenth of a step

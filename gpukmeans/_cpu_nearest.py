@@ -13,35 +13,22 @@ import numpy as np
 from numba import literally, njit
 
 from ._cpu_blas import gemm_nt_accumulate
+from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
+from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_panel import transposed_chunk_dots
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
 
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _squared_distance_f64(x, c):
-    """``||x - c||^2`` from the differences, in float64.
-
-    ``reassoc`` lets the sum vectorise (the inertia pass was 3x slower with four scalar
-    running sums); the order is then fixed by the compiled code, the same for every
-    thread count.
-    """
-    s = 0.0
-    for f in range(x.shape[0]):
-        d = np.float64(x[f]) - np.float64(c[f])
-        s += d * d
-    return s
-
-
 # Every pass that measures samples against their centers (a run's final E-step, the
-# inertia pass, relocation, the bounds runs' final steps) calls this one function on a
-# chunk: the sum in _squared_distance_f64 is reassociated for speed, its order is the
-# compiler's choice where it inlines it, and the passes' bitwise agreement (a fit's
-# inertia_ and -score(X), a streamed and an in-memory fit) should not rest on the
-# compiler choosing alike in two differently shaped loops. (It did not for MiniBatch's
-# inline inertia, see _cpu_minibatch; the differences once seen between these passes
-# came from stale cached kernels, see _cpu_runtime._kernel_sources_digest.)
-@njit(nogil=True, cache=CACHE)
+# inertia pass, relocation, the bounds runs' final steps) calls _chunk_distances on a
+# chunk, and so _squared_distance_f64, whose order is written out in LLVM IR: its bits
+# cannot depend on the loop LLVM inlines it into (see gpukmeans._cpu_distance; a
+# reassociated, contracted Numba loop did, in CI). Stale cached kernels could still mix
+# old and new code: see _cpu_runtime._kernel_sources_digest. fastmath=False, said: a
+# function that says nothing takes its first caller's flags (Numba), which would put
+# fast-math flags on the distance's IR.
+@njit(nogil=True, fastmath=False, cache=CACHE)
 def _chunk_distances(X, centers, labels, chunk_start, chunk_end, distances):
     """``distances[i] = ||x_i - centers[labels[i]]||^2`` (float64, from the differences)
     for the rows of a chunk; nothing when ``distances`` is empty."""
@@ -76,15 +63,6 @@ def _exact_rank(x, c, unit_centers):
     for f in range(x.shape[0]):
         s += np.float64(x[f]) * np.float64(c[f])
     return -s
-
-
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _squared_norm_f64(x):
-    """``||x||^2`` in float64 (vectorised: ``reassoc``, a fixed order per build)."""
-    s = 0.0
-    for f in range(x.shape[0]):
-        s += np.float64(x[f]) * np.float64(x[f])
-    return s
 
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
@@ -297,7 +275,7 @@ def _row_dots(x, centers, dots):
         center += 4
 
 
-@njit(nogil=True, cache=CACHE)
+@njit(nogil=True, fastmath=False, cache=CACHE)  # the norms' IR as written (_cpu_distance)
 def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
     """``dots[r] = centers @ X[rows[r]]`` for ``r < n_rows``, without BLAS; where
     ``row_norms`` has a place per row (else (0,)), also ``row_norms[r] = ||X[rows[r]]||^2``

@@ -80,12 +80,14 @@ def _pairwise_distances_chunked(X, x_squared_norms, centers, chunk_rows):
 
 
 
-@njit(nogil=True, cache=CACHE)
+@njit(nogil=True, fastmath=False, cache=CACHE)
 def _chunk_squared_norms(X, chunk_start, chunk_end, out):
-    """``out[i] = ||x_i||^2`` in float64 for the rows of a chunk: every pass that
-    computes row norms calls this one loop, so that their bitwise agreement does not
-    rest on the compiler ordering the reassociated sum of :func:`_squared_norm_f64` alike
-    in two different loops (see :func:`gpukmeans._cpu_nearest._chunk_distances`)."""
+    """``out[i] = ||x_i||^2`` in float64 for the rows of a chunk, every pass that computes
+    row norms by this one loop; their order is written out in LLVM IR
+    (:mod:`gpukmeans._cpu_distance`), so that passes agree bitwise wherever LLVM inlines
+    it (with a reassociated Numba loop, the norms of ``centered`` and of ``row_norms``
+    differed once one of them came from another process's cache). ``fastmath=False``:
+    see :func:`gpukmeans._cpu_nearest._chunk_distances`."""
     for i in range(chunk_start, chunk_end):
         out[i] = _squared_norm_f64(X[i])
 

@@ -1134,6 +1134,82 @@ def test_centring_gives_row_norms_bitwise(rng):
             np.testing.assert_array_equal(norms, _cpu.row_norms_f64(X_work))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squared_distances_in_their_written_order(rng, dtype):
+    """``_cpu_distance``'s IR gives the order of its plain-loop reference bit for bit
+    (lengths across the 16-lane blocks, rows of any stride, norms as distances to zero),
+    and is within float64 rounding of the exact sums."""
+    from numba import njit
+
+    from gpukmeans._cpu_distance import (
+        reference_squared_distance_f64, squared_distance_f64, squared_norm_f64,
+    )
+
+    @njit
+    def measured(X, C):
+        out = np.empty((X.shape[0], 3))
+        for i in range(X.shape[0]):
+            out[i, 0] = squared_distance_f64(X[i], C[i])
+            out[i, 1] = reference_squared_distance_f64(X[i], C[i])
+            out[i, 2] = squared_norm_f64(X[i])
+        return out
+
+    for n_features in (1, 2, 7, 15, 16, 17, 31, 32, 33, 100, 784):
+        X = (rng.normal(size=(40, n_features)) * 10.0 ** rng.integers(-3, 4, (40, 1)))
+        C = X + rng.normal(size=X.shape)
+        X, C = X.astype(dtype), C.astype(dtype)
+        for X_, C_ in ((X, C), (np.asfortranarray(X), C), (X, C[::-1][::-1].T.copy().T)):
+            out = measured(X_, C_)
+            np.testing.assert_array_equal(out[:, 0], out[:, 1])
+            np.testing.assert_array_equal(out[:, 2], measured(X_, np.zeros_like(C_))[:, 1])
+            exact = ((X.astype(np.float64) - C.astype(np.float64)) ** 2).sum(axis=1)
+            np.testing.assert_allclose(out[:, 0], exact, rtol=n_features * 2.3e-16)
+
+
+_WARM_SOME_KERNELS = """
+    import numpy as np
+    from gpukmeans import _cpu
+    from gpukmeans._cpu_passes import centered
+    X = np.random.default_rng(0).normal(size=(600, 2))
+    with _cpu.cpu_runtime():
+        _cpu.labels_inertia(X, np.ones(600), X[:14] + 0.5, np.empty(600, dtype=np.int32))
+        centered(X + 70, X.mean(axis=0) + 70)
+"""
+
+_PASSES_AGREE = """
+    import numpy as np
+    from gpukmeans import _cpu
+    from gpukmeans._cpu_passes import centered
+    rng = np.random.default_rng(4134753483)  # CI's draw: an ulp apart at 622 x 2, k = 14
+    with _cpu.cpu_runtime():
+        for _ in range(150):
+            n_samples, n_features = int(rng.integers(200, 3000)), int(rng.integers(1, 6))
+            X = rng.normal(size=(n_samples, n_features)) * rng.uniform(0.1, 10)
+            centers = X[rng.integers(0, n_samples, int(rng.integers(1, 40)))] + 0.5
+            weights = rng.uniform(0, 3, n_samples)
+            labels = np.empty(n_samples, dtype=np.int32)
+            one_pass = _cpu.labels_inertia(X, weights, centers, labels)
+            assert one_pass == _cpu.inertia(X, weights, centers, labels), (n_samples, n_features)
+            X_work, norms, _ = centered(X + 70, X.mean(axis=0) + 70)
+            assert (norms == _cpu.row_norms_f64(X_work)).all(), (n_samples, n_features)
+"""
+
+
+def test_passes_agree_with_kernels_from_another_processs_cache(tmp_path):
+    """The final E-step's distances and the inertia pass, and the norms of ``centered``
+    and of ``row_norms``, are bitwise equal also where some kernels were compiled by an
+    earlier process (its cache) and the others by this one. CI failed so (float64, 2
+    features, one ulp of inertia): the distance's Numba loop, reassociated and
+    contracted, was compiled with its sum in one order inside the cached kernels and in
+    another inside the fresh ones (``fma(d0, d0, d1^2)`` against ``fma(d1, d1,
+    d0^2)``). Its order is now written out in LLVM IR (:mod:`gpukmeans._cpu_distance`)."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    for script in (_WARM_SOME_KERNELS, _PASSES_AGREE):
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                                env=environment, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
 _THREAD_POLICIES = """
     import multiprocessing, os, threading
     import numba
