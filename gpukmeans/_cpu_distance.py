@@ -48,15 +48,24 @@ def _squared_distance_codegen(context, builder, x_type, c_type, x_value, c_value
     accumulators = [cgutils.alloca_once_value(builder, zero) for _ in range(ACCUMULATORS)]
     total = cgutils.alloca_once_value(builder, ir.Constant(double, 0.0))
 
-    def strides_in_items(array_type, array):
-        itemsize = context.get_constant(
-            types.intp, context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
-        return builder.sdiv(cgutils.unpack_tuple(builder, array.strides)[0], itemsize)
+    # Strides in bytes: a row's items need not lie a whole number of items apart (a field
+    # of a structured array).
+    strides = [cgutils.unpack_tuple(builder, array.strides)[0] for _, array in operands]
 
-    strides = [strides_in_items(ty, array) for ty, array in operands]
-    one = context.get_constant(types.intp, 1)
-    unit = builder.and_(*(builder.icmp_signed("==", s, one) for s in strides)) \
-        if len(strides) == 2 else builder.icmp_signed("==", strides[0], one)
+    def item_size(array_type):
+        return context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(array_type.dtype)))
+
+    unit = [builder.icmp_signed("==", stride, item_size(ty))
+            for (ty, _), stride in zip(operands, strides)]
+    unit = builder.and_(*unit) if len(unit) == 2 else unit[0]
+
+    def item_at(array_type, array, stride, index):
+        scalar = context.get_data_type(array_type.dtype)
+        byte = builder.gep(builder.bitcast(array.data, ir.IntType(8).as_pointer()),
+                           [builder.mul(index, stride)])
+        return to_double(array_type, builder.load(builder.bitcast(byte, scalar.as_pointer()),
+                                                  align=1))
 
     def to_double(array_type, value):
         if array_type.dtype == types.float64:
@@ -73,10 +82,9 @@ def _squared_distance_codegen(context, builder, x_type, c_type, x_value, c_value
                 pointer, align=context.get_abi_sizeof(scalar)))
         values = ir.Constant(vector, ir.Undefined)
         for lane in range(LANES):
-            index = builder.mul(builder.add(first, context.get_constant(types.intp, lane)),
-                                stride)
-            value = to_double(array_type, builder.load(builder.gep(array.data, [index])))
-            values = builder.insert_element(values, value, ir.Constant(ir.IntType(32), lane))
+            index = builder.add(first, context.get_constant(types.intp, lane))
+            values = builder.insert_element(values, item_at(array_type, array, stride, index),
+                                            ir.Constant(ir.IntType(32), lane))
         return values
 
     def squared_lanes(first, contiguous):
@@ -121,8 +129,8 @@ def _squared_distance_codegen(context, builder, x_type, c_type, x_value, c_value
             n_blocks, context.get_constant(types.intp, step)))) as loop:
         feature = builder.add(builder.mul(n_blocks, context.get_constant(types.intp, step)),
                               loop.index)
-        values = [to_double(ty, builder.load(builder.gep(array.data, [builder.mul(feature, s)])))
-                  for (ty, array), s in zip(operands, strides)]
+        values = [item_at(ty, array, stride, feature)
+                  for (ty, array), stride in zip(operands, strides)]
         difference = values[0] if len(values) == 1 else builder.fsub(values[0], values[1])
         builder.store(builder.fadd(builder.load(total), builder.fmul(difference, difference)),
                       total)
