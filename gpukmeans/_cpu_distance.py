@@ -4,10 +4,11 @@ Every pass that measures a sample against its center (a run's final E-step, the 
 pass, ``score``, relocation, a streamed fit's blocks) must give the same bits, or a fit's
 ``inertia_`` and ``-score(X)``, and a streamed and an in-memory fit, differ in their last
 digits. A Numba loop compiled with ``fastmath={"reassoc", "contract"}`` vectorises, but
-leaves the order of its sum and its fused multiply-adds to LLVM wherever the loop is
-inlined, and LLVM inlines it into each pass: CI once saw the final E-step's inertia and the
-inertia pass differ by an ulp (float64, 2 features), on a CPU other than the one where it
-was written. Without those flags Numba's loop stays scalar: 3-8x slower.
+leaves the order of its sum and its fused multiply-adds to LLVM in each kernel that
+inlines it: CI once saw the final E-step's inertia and the inertia pass an ulp apart
+(float64, 2 features), the one kernel loaded from a cache an earlier process wrote, the
+other compiled fresh, their copies summing ``fma(d0, d0, d1^2)`` and ``fma(d1, d1,
+d0^2)``. Without those flags Numba's loop stays scalar: 2.6-8x slower here.
 
 :func:`squared_distance_f64` writes the vectorised order out in LLVM IR, with no
 fast-math flags, so LLVM may not change it: 16 lanes of float64 differences squared

@@ -60,8 +60,8 @@ def test_numba_cache_never_breaks_import(tmp_path):
 def test_cached_kernels_follow_the_sources_they_inline(tmp_path):
     """A kernel loaded from Numba's cache runs the code it was compiled from, inlined
     callees included: Numba checks only the kernel's own file, so after an edit (or an
-    update) of ``_cpu_nearest.py`` alone, ``_cpu_passes``' cached inertia pass would
-    still run the old ``_squared_distance_f64``. The cache beside the modules is emptied
+    update) of ``_cpu_distance.py`` alone, ``_cpu_passes``' cached inertia pass would
+    still run the old ``squared_distance_f64``. The cache beside the modules is emptied
     of this package's kernels when their sources change."""
     site = tmp_path / "site"
     shutil.copytree(ROOT / "gpukmeans", site / "gpukmeans", ignore=shutil.ignore_patterns("__pycache__"))
@@ -77,12 +77,11 @@ def test_cached_kernels_follow_the_sources_they_inline(tmp_path):
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "25.0"
     assert any((site / "gpukmeans" / "__pycache__").glob("_cpu_passes*.nbi")), "not cached"
-    nearest = site / "gpukmeans" / "_cpu_nearest.py"
-    source = nearest.read_text()
-    callee = "def _squared_distance_f64(x, c):"
-    body_end = source.index("    return s\n", source.index(callee))
-    nearest.write_text(source[:body_end] + "    return 2 * s\n"
-                       + source[body_end + len("    return s\n"):])
+    distance = site / "gpukmeans" / "_cpu_distance.py"
+    source = distance.read_text()
+    body = "    return _squared_distance_ir(x, c)\n"
+    assert source.count(body) == 1
+    distance.write_text(source.replace(body, "    return 2 * _squared_distance_ir(x, c)\n"))
     second = _run(code, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "50.0"  # the edited callee, not the cached kernel's
