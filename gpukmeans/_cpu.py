@@ -32,7 +32,7 @@ from ._cpu_kmeanspp import (
     weighted_draw,
 )
 from ._cpu_lloyd import (
-    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_PANEL, BY_ROWS, GEMM, _lloyd_chunked,
+    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_PANEL, BY_ROWS, GEMM, NARROWED, _lloyd_chunked,
 )
 from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
@@ -122,6 +122,28 @@ BY_GEMM_MAX_FEATURES = 128
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
 BY_GEMM_F32_MAX_FEATURES = 512
+# float64 beyond the kernel by rows takes float32 products (_cpu_narrowed: each chunk
+# rounded to float32 in cache, the near-ties' values again in float64, labels
+# scikit-learn's bit for bit): from NARROWED_MIN_CLUSTERS clusters, from
+# NARROWED_FEW_FEATURES_MIN_CLUSTERS below NARROWED_FEW_FEATURES features, every k beyond
+# BY_GEMM_MAX_FEATURES (where the float64 kernel is scikit-learn's GEMM). One plain step
+# (E and M) on blob rows, ms, the float64 kernel / narrowed, medians of 7-9 alternated,
+# one thread, 50,000 rows: d=9 k=8 1.42 / 1.59, k=32 2.53 / 2.21, k=128 6.37 / 4.39;
+# d=16 k=2 1.11 / 1.39, k=4 1.42 / 1.42, k=8 2.16 / 1.87, k=32 3.61 / 2.80, k=512
+# 28.7 / 16.6; d=32 k=2 1.38 / 1.60, k=4 2.01 / 1.84, k=8 3.28 / 2.80, k=128 13.0 / 7.73,
+# k=512 43.3 / 23.9; d=64 k=4 5.04 / 3.00, k=32 12.2 / 6.93; d=128 k=2 3.99 / 4.72, k=4
+# 8.43 / 5.06, k=8 8.92 / 7.43, k=32 20.0 / 12.6; 30,000 rows: d=12 k=4 0.80 / 0.93, k=8
+# 0.53 / 0.57, k=16 0.73 / 0.70, k=64 2.36 / 1.76; d=200 k=4 7.72 / 4.05, k=256 82.2 /
+# 41.4; d=512 k=4 11.6 / 8.98, k=256 211 / 123; MNIST (70,000 x 784) k=10 114 / 73.8,
+# k=20 136 / 88.7, k=256 727 / 387. Two threads, 100,000 rows: d=12 k=4 3.55 / 3.60, k=8
+# 2.20 / 2.07, k=16 2.38 / 2.10, k=512 27.3 / 14.9; d=16 k=4 2.67 / 2.26, k=8 3.00 /
+# 2.59; d=32 k=4 5.02 / 2.83, k=8 4.11 / 3.35, k=32 6.82 / 4.58, k=512 48.5 / 26.0;
+# d=128 k=4 17.5 / 6.53, k=8 11.0 / 11.2, k=32 23.0 / 14.7, k=512 162 / 88.9. Up to 8
+# features (the kernel by rows) it lost: d=2 k=8-512 1.32-1.47x, d=4 1.19-1.36x, d=8 k=8
+# 1.42x, k=512 0.98x.
+NARROWED_MIN_CLUSTERS = 4
+NARROWED_FEW_FEATURES = 16
+NARROWED_FEW_FEATURES_MIN_CLUSTERS = 16
 # float32 runs keep Hamerly's or Elkan's bounds (_cpu_bounds) where they pay: with more
 # than PLAIN_MAX_FEATURES features and, up to BY_GEMM_MAX_FEATURES, between
 # BOUNDS_MIN_CLUSTERS and one cluster per feature; beyond (where the plain step takes
@@ -169,18 +191,32 @@ YINYANG_MIN_CLUSTER_FEATURES = 12288
 # cpu_runtime(), entered once per public call (Engine.runtime) ---
 
 
+def narrowed_pays(dtype, n_features, n_clusters):
+    """Whether float64 rows take the plain step's float32 products (``NARROWED``, see
+    :data:`NARROWED_MIN_CLUSTERS`)."""
+    if dtype != np.float64 or n_features <= BY_ROWS_MAX_FEATURES[8]:
+        return False
+    if n_features > BY_GEMM_MAX_FEATURES:
+        return True
+    if n_features < NARROWED_FEW_FEATURES:
+        return n_clusters >= NARROWED_FEW_FEATURES_MIN_CLUSTERS
+    return n_clusters >= NARROWED_MIN_CLUSTERS
+
+
 def _dots_kernel(X, n_clusters):
-    """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float32
-    over the chunk transposed for few features and clusters
-    (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would
-    replace the kernel by rows); by rows for a few features, a GEMM folded by rows up
-    to :data:`BY_GEMM_MAX_FEATURES`; beyond,
-    float32 without BLAS (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one
-    cluster per :data:`BLOCKED_FEATURES_PER_CLUSTER` features and
-    :data:`BLOCKED_MAX_CENTER_BYTES` of centers, else folded by rows up to
-    :data:`BY_GEMM_F32_MAX_FEATURES`; the rest (float64's labels are its argmin), the
-    GEMM as scikit-learn calls it."""
+    """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float64
+    from float32 products where :func:`narrowed_pays` (beyond a few features, and for
+    all but a few clusters); float32 over the chunk transposed for few features and
+    clusters (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where
+    it would replace the kernel by rows); by rows for a few features, a GEMM folded by
+    rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond, float32 without BLAS
+    (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
+    :data:`BLOCKED_FEATURES_PER_CLUSTER` features and :data:`BLOCKED_MAX_CENTER_BYTES`
+    of centers, else folded by rows up to :data:`BY_GEMM_F32_MAX_FEATURES`; the rest,
+    the GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
+    if narrowed_pays(X.dtype, n_features, n_clusters):
+        return NARROWED
     by_rows = n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
     if X.dtype == np.float32 and n_features <= BY_PANEL_MAX_FEATURES and n_clusters <= (
             BY_PANEL_OVER_ROWS_MAX_CLUSTERS if by_rows else BY_PANEL_MAX_CLUSTERS):

@@ -520,8 +520,9 @@ def test_the_plain_step_kernel_by_shapes():
     clusters, else by rows or a GEMM folded by rows; beyond, float32 takes the
     blocked kernel for at most one cluster per BLOCKED_FEATURES_PER_CLUSTER features
     while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every 6 rows),
-    else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest, and float64
-    always, the GEMM as scikit-learn calls it."""
+    else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest the GEMM as
+    scikit-learn calls it. float64 beyond the kernel by rows takes float32 products for
+    all but a few clusters, and always beyond 128 features."""
     def kernel(dtype, n_features, n_clusters):
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
@@ -548,7 +549,15 @@ def test_the_plain_step_kernel_by_shapes():
     assert n_clusters * per_cluster <= n_features
     assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
-    assert kernel(np.float64, 129, 2) == kernel(np.float64, 784, 10) == _cpu_lloyd.GEMM
+    # float64: float32 products from 4 clusters, from 16 below 16 features, always
+    # beyond 128 features; never where the kernel by rows runs.
+    assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 10)
+            == kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
+            == kernel(np.float64, 16, 4) == kernel(np.float64, 128, 4)
+            == kernel(np.float64, 32, 16384) == _cpu_lloyd.NARROWED)
+    assert (kernel(np.float64, 9, 15) == kernel(np.float64, 15, 15)
+            == kernel(np.float64, 16, 3) == kernel(np.float64, 128, 3) == _cpu_lloyd.BY_GEMM)
+    assert kernel(np.float64, 8, 4096) == _cpu_lloyd.BY_ROWS
     # The measured boundaries themselves (_cpu.py's table): MNIST to k=98 blocked, 160
     # features folded by rows from k=32.
     assert kernel(np.float32, 784, 98) == _cpu_lloyd.BLOCKED
@@ -1098,6 +1107,101 @@ def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatc
     assert type(_cpu.start_lloyd(X.astype(np.float64), norms, weights.astype(np.float64),
                                  1024)) is _cpu.PlainRun
 
+
+
+def _narrowed_data(rng, data, n_samples, n_features, n_clusters):
+    """float64 rows and centers for the float32-products run's tests."""
+    if data == "bisectors":
+        return _bisectors(rng, n_samples, n_features, n_clusters)
+    if data == "integers":  # duplicate centers: exact float64 ties, the GEMM decides
+        X = rng.integers(-3, 4, (n_samples, n_features)).astype(np.float64)
+        centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+        centers[n_clusters // 2:] = centers[: n_clusters - n_clusters // 2]
+        return X, centers
+    X = rng.normal(size=(n_samples, n_features)) * rng.uniform(0.5, 3, n_features)
+    if data == "far":
+        X += 30.0
+    elif data == "subnormal":  # float32's subnormals, float64's normal numbers
+        X *= 1e-40
+    elif data == "mixed":  # features of 1e-42 beside features of 1e9
+        X[:, ::2] *= 1e-42
+        X[:, 1::2] *= 1e9
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    if data == "row-beyond-float32":  # a row of a chunk, and so its square
+        X[300] *= 1e40
+    elif data == "center-beyond-float32":
+        centers[-1] = 2.0**41
+    return X, centers
+
+
+
+@pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors", "subnormal",
+                                  "mixed", "row-beyond-float32", "center-beyond-float32"])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters", [
+    (1500, 24, 7), (2000, 16, 33), (1300, 33, 1100), (900, 64, 32), (700, 9, 1),
+    (600, 200, 12)])
+def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
+        data, n_samples, n_features, n_clusters, rng):
+    """float64 rows labelled from float32 products (:mod:`gpukmeans._cpu_narrowed`) are
+    labelled as scikit-learn's float64 GEMM labels them (the GEMM kernel), with its
+    sums bit for bit, given row norms or not: on rows near the bisector of two centers
+    (every one a float32 near-tie), on integers with duplicate centers (exact float64
+    ties, decided by the GEMM), on float32's subnormal range, on features of 1e-42
+    beside 1e9 (float32 rounds them by an absolute amount), and with a row or a center
+    beyond float32's range (the row's chunk, or all rows, take float64 values). 1,100 centers take
+    two tiles of centers, 7 of 24 features the GEMM rows x centers."""
+    X, centers = _narrowed_data(rng, data, n_samples, n_features, n_clusters)
+    sample_weight = rng.uniform(0.5, 2, n_samples)
+    labels, sums, weights = _plain_step(X, sample_weight, centers, _cpu_lloyd.NARROWED)
+    gemm_labels, gemm_sums, gemm_weights = _plain_step(X, sample_weight, centers,
+                                                       _cpu_lloyd.GEMM)
+    np.testing.assert_array_equal(labels, gemm_labels)
+    np.testing.assert_array_equal(sums, gemm_sums)
+    np.testing.assert_array_equal(weights, gemm_weights)
+    run_labels, _, _ = _plain_step(X, sample_weight, centers, _cpu_lloyd.NARROWED,
+                                   _cpu.row_norms_f64(X))
+    np.testing.assert_array_equal(run_labels, labels)
+
+
+@pytest.mark.parametrize("data", ["blobs", "integers"])
+def test_narrowed_fit_is_the_plain_fit_and_scikit_learns(rng, monkeypatch, data):
+    """Whole float64 fits whose steps take float32 products against the same fits on
+    float64 products: labels, centers, inertia and iterations bit for bit, with a center
+    far from every sample (its cluster empties and is relocated) and a sample weight;
+    labels and iterations scikit-learn's."""
+    from sklearn.cluster import KMeans as SklearnKMeans
+
+    n_samples, n_features, n_clusters = 3000, 16, 60
+    if data == "blobs":
+        modes = rng.normal(scale=4.0, size=(n_clusters, n_features))
+        X = modes[rng.integers(n_clusters, size=n_samples)] + rng.normal(
+            size=(n_samples, n_features))
+    else:
+        X = rng.integers(0, 3, (n_samples, n_features)).astype(np.float64)
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init[-1] = 1e3
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    for name in ("MAX_WORK", "MAX_ELEMENTS", "MAX_DISTANCES"):  # the Numba engine
+        monkeypatch.setattr(_cpu_small, name, 0)
+    kernels = []
+    dots_kernel = _cpu._dots_kernel
+    monkeypatch.setattr(_cpu, "_dots_kernel",
+                        lambda X, k: kernels.append(dots_kernel(X, k)) or kernels[-1])
+    fits = []
+    for narrowed in (True, False):
+        monkeypatch.setattr(_cpu, "narrowed_pays", lambda *shape, pays=narrowed: pays)
+        fits.append(KMeans(n_clusters, init=init, n_init=1, max_iter=40, device="cpu")
+                    .fit(X, sample_weight=sample_weight))
+    narrowed, plain = fits
+    assert kernels.count(_cpu_lloyd.NARROWED) >= narrowed.n_iter_ > 1
+    assert kernels.count(_cpu_lloyd.NARROWED) < len(kernels)
+    np.testing.assert_array_equal(narrowed.labels_, plain.labels_)
+    np.testing.assert_array_equal(narrowed.cluster_centers_, plain.cluster_centers_)
+    assert narrowed.inertia_ == plain.inertia_ and narrowed.n_iter_ == plain.n_iter_
+    reference = SklearnKMeans(n_clusters, init=init, n_init=1, max_iter=40).fit(
+        X, sample_weight=sample_weight)
+    np.testing.assert_array_equal(narrowed.labels_, reference.labels_)
+    assert narrowed.n_iter_ == reference.n_iter_
 
 def test_every_pass_measures_a_distance_alike(rng):
     """The final E-step's distances (``labels_inertia``, one pass) and the inertia pass

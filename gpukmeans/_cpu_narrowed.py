@@ -1,0 +1,116 @@
+"""float64 labels from float32 products: scikit-learn's labels at float32's rate.
+
+A float64 label is scikit-learn's argmin of its GEMM's values ``||c||^2 - 2 x.c``, bit
+for bit. The values need not be computed in float64 to know that argmin wherever the
+nearest two are far apart. The plain step's ``NARROWED`` kernel
+(:mod:`gpukmeans._cpu_lloyd`) rounds each chunk of float64 rows to float32 while it is in
+cache and takes the values from float32 products
+(:func:`gpukmeans._cpu_nearest._chunk_nearest_by_gemm` with the centers rounded to
+float32), at twice float64's rate and on half the bytes. Each value is then off from the
+exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
+(:func:`gpukmeans._cpu_small.bound_margin_coefficient`: ``n_features + 2`` roundings of
+``||x||^2 + max ||c||^2``, twice over; rounding the row, the centers and the norms to
+float32 adds at most three more, so the products' ``n_features`` and these stay within
+it), and scikit-learn's by at most the float64 margin ``m64 <= m32``. So where a row's
+nearest two float32 values are more than ``4 m32`` apart, no other center's
+scikit-learn value comes within its rounding of the nearest one's: the float32 argmin is
+scikit-learn's. The rest (0.1-1 % of the rows of blobs or MNIST) have their values
+computed again in float64 and go on as the other float64 kernels' rows do: labelled by
+those values, and those within four float64 margins by scikit-learn's GEMM on their
+chunk (:func:`gpukmeans._cpu_nearest._labels_of_nearest_two`).
+
+Below float32's smallest normal number rounding is absolute, not relative: a feature of
+a row or a center rounded to a subnormal is off by up to 2^-150, which moves a value by
+at most ``2^-149 n_features a`` (``a`` the larger of ``||x||`` and ``||c||``), less than
+the margin's ``(n_features + 2) 2^-22 (a^2 + 2^-125)`` at any ``a`` (the last term is
+:data:`gpukmeans._cpu_small.SUBNORMAL_NORM`, there for float32 data's products). Above
+:data:`NARROWED_MAX_MAGNITUDE` float32 could overflow: such data or centers take the
+float64 kernels (:func:`gpukmeans._cpu.lloyd_iter`).
+
+The M-step sums the float64 rows of the same chunk, still in cache, as every plain step
+does: sums, inertia and labels are the other kernels' bit for bit, and the float32 chunk
+(``chunk_rows x n_features``) is all the memory it adds.
+
+Prior validation of data is assumed everywhere in this module.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._cpu_nearest import _chunk_nearest_by_gemm, _dot1, _flag_near_ties, _nearest_two
+from ._cpu_runtime import CACHE
+
+NARROWED_MAX_MAGNITUDE = 2.0**40
+"""Data or centers with a larger ``|x|`` take the float64 kernels: up to it, float32 holds
+every squared norm and dot product of up to 2^45 features."""
+
+
+@njit(nogil=True, cache=CACHE)
+def narrowed_centers(minus_two_centers, centers_squared_norms):
+    """``-2 c`` and ``||c||^2`` rounded to float32 (the first exactly ``-2`` times the
+    centers rounded), and whether every ``|c|`` is within :data:`NARROWED_MAX_MAGNITUDE`."""
+    n_clusters, n_features = minus_two_centers.shape
+    minus_two_narrow = np.empty((n_clusters, n_features), dtype=np.float32)
+    norms_narrow = np.empty(n_clusters, dtype=np.float32)
+    largest = 0.0
+    for j in range(n_clusters):
+        norms_narrow[j] = np.float32(centers_squared_norms[j])
+        for f in range(n_features):
+            minus_two_narrow[j, f] = np.float32(minus_two_centers[j, f])
+            largest = max(largest, abs(minus_two_centers[j, f]))
+    return minus_two_narrow, norms_narrow, largest <= 2 * NARROWED_MAX_MAGNITUDE
+
+
+@njit(nogil=True, cache=CACHE)
+def _chunk_nearest_narrowed(
+    X,  # IN (n_samples, n_features) float64
+    chunk_start,
+    chunk_end,
+    minus_two_centers,  # IN (n_clusters, n_features) float64: -2 c
+    centers_squared_norms,  # IN (n_clusters,) float64, scikit-learn's
+    minus_two_narrow,  # IN (n_clusters, n_features) float32: narrowed_centers
+    norms_narrow,  # IN (n_clusters,) float32
+    centers_in_range,  # narrowed_centers's: else every value in float64
+    row_norms,  # IN (chunk,) float64 ||x||^2 of the chunk's rows
+    margin_narrow,  # float32's bound_margin_coefficient
+    max_center_norm,  # float64 largest ||c||^2, padded for subnormals
+    chunk_narrow,  # SCRATCH (>= chunk, n_features) float32
+    scratch,  # SCRATCH (>= _gemm_scratch_size(4, ...),) float32
+    rows,  # SCRATCH (>= chunk,) int64
+    best_narrow,  # SCRATCH (>= chunk,) float32
+    second_narrow,  # SCRATCH (>= chunk,) float32
+    near,  # SCRATCH (>= chunk,) bool
+    values,  # SCRATCH (n_clusters,) float64
+    best,  # OUT (>= chunk,) int32
+    best_value,  # OUT (>= chunk,) float64
+    second_value,  # OUT (>= chunk,) float64
+):
+    """Each row's nearest center and two values for
+    :func:`gpukmeans._cpu_nearest._labels_of_nearest_two` (float64's rules): where the
+    float32 values settle the label (see the module), that center with a gap no margin
+    reaches (0 and inf); else the float64 values' nearest two. A chunk or centers beyond
+    :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
+    n_rows = chunk_end - chunk_start
+    n_clusters, n_features = minus_two_centers.shape
+    # |x| <= ||x||: the norms bound every feature, at no pass of their own.
+    largest_norm = 0.0
+    for i in range(n_rows):
+        largest_norm = max(largest_norm, row_norms[i])
+        for f in range(n_features):
+            chunk_narrow[i, f] = np.float32(X[chunk_start + i, f])
+    if centers_in_range and largest_norm <= NARROWED_MAX_MAGNITUDE**2:
+        _chunk_nearest_by_gemm(chunk_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
+                               scratch, rows, best, best_narrow, second_narrow)
+        _flag_near_ties(best_narrow, second_narrow, row_norms, n_rows, margin_narrow,
+                        max_center_norm, 4.0, near)
+    else:
+        near[:n_rows] = True
+    for i in range(n_rows):
+        if near[i]:
+            x = X[chunk_start + i]
+            for j in range(n_clusters):
+                values[j] = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
+            best[i], best_value[i], second_value[i] = _nearest_two(values)
+        else:
+            best_value[i] = 0.0
+            second_value[i] = np.inf
