@@ -32,7 +32,8 @@ from ._cpu_kmeanspp import (
     weighted_draw,
 )
 from ._cpu_lloyd import (
-    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_PANEL, BY_ROWS, GEMM, NARROWED, _lloyd_chunked,
+    _NO_DISTANCES, BLOCKED, BY_GEMM, BY_PANEL, BY_ROWS, GEMM, NARROWED, NARROWED_BLOCKED,
+    _lloyd_chunked,
 )
 from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
@@ -203,10 +204,22 @@ def narrowed_pays(dtype, n_features, n_clusters):
     return n_clusters >= NARROWED_MIN_CLUSTERS
 
 
+def _blocked_pays(n_features, n_clusters):
+    """Whether float32 values beyond :data:`BY_GEMM_MAX_FEATURES` come from the blocked
+    kernel (see :data:`BLOCKED_FEATURES_PER_CLUSTER`): float32 data's, and float64's
+    float32 products (float64 plain steps, one thread, ms, the float32 values by the
+    GEMM folded by rows / by the blocked kernel: MNIST k=10 62.7 / 41.9,
+    k=20 71.7 / 55.1, k=98 170 / 159; 30,000 x 200 k=8 7.89 / 6.04, k=25 11.2 / 11.5, k=64
+    16.4 / 19.8; 30,000 x 512 k=8 20.8 / 13.2, k=64 44.4 / 39.4)."""
+    return (n_features > BY_GEMM_MAX_FEATURES
+            and n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
+            and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES)
+
+
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float64
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
-    all but a few clusters); float32 over the chunk transposed for few features and
+    all but a few clusters), by the kernel float32 data would take; float32 over the chunk transposed for few features and
     clusters (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where
     it would replace the kernel by rows); by rows for a few features, a GEMM folded by
     rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond, float32 without BLAS
@@ -216,7 +229,7 @@ def _dots_kernel(X, n_clusters):
     the GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
     if narrowed_pays(X.dtype, n_features, n_clusters):
-        return NARROWED
+        return NARROWED_BLOCKED if _blocked_pays(n_features, n_clusters) else NARROWED
     by_rows = n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
     if X.dtype == np.float32 and n_features <= BY_PANEL_MAX_FEATURES and n_clusters <= (
             BY_PANEL_OVER_ROWS_MAX_CLUSTERS if by_rows else BY_PANEL_MAX_CLUSTERS):
@@ -226,8 +239,7 @@ def _dots_kernel(X, n_clusters):
     if n_features <= BY_GEMM_MAX_FEATURES:
         return BY_GEMM
     if X.dtype == np.float32:
-        if (n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
-                and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES):
+        if _blocked_pays(n_features, n_clusters):
             return BLOCKED
         if n_features <= BY_GEMM_F32_MAX_FEATURES:
             return BY_GEMM

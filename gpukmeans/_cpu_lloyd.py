@@ -37,7 +37,9 @@ BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
 BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, few
 #               clusters.
-NARROWED = 5  # _cpu_narrowed._chunk_nearest_narrowed: float64 rows by float32 products.
+NARROWED = 5  # _cpu_narrowed._chunk_nearest_narrowed: float64 rows by float32 products,
+#               the GEMM folded by rows,
+NARROWED_BLOCKED = 6  # or the blocked kernel (few clusters, many features).
 
 
 _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
@@ -218,7 +220,8 @@ def _lloyd_partials(
     with_distances = distances.shape[0] == n_samples
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    n_narrow = n_clusters if dots_kernel == NARROWED else 0
+    narrowed = dots_kernel == NARROWED or dots_kernel == NARROWED_BLOCKED
+    n_narrow = n_clusters if narrowed else 0
     minus_two_narrow, norms_narrow, centers_in_range = narrowed_centers(
         minus_two_centers[:n_narrow], centers_squared_norms[:n_narrow])
     margin_narrow = 2.0 * (n_features + 2) * _FLOAT32_EPS
@@ -250,14 +253,15 @@ def _lloyd_partials(
             n_scratch = n_clusters * chunk_rows
         elif dots_kernel == BY_PANEL:
             n_scratch = (n_clusters + n_features) * chunk_rows
-        elif dots_kernel == NARROWED:
+        elif narrowed:
             n_scratch = chunk_rows  # a non-empty scratch marks the kernels by rows
         scratch = np.empty(n_scratch, dtype=X.dtype)
         # NARROWED's float32 chunk, scratch and values.
-        n_rows_narrow = chunk_rows if dots_kernel == NARROWED else 0
+        n_rows_narrow = chunk_rows if narrowed else 0
         chunk_narrow = np.empty((n_rows_narrow, n_features), dtype=np.float32)
         scratch_narrow = np.empty(
-            _gemm_scratch_size(4, n_features, n_clusters, chunk_rows) if n_rows_narrow else 0,
+            max(_gemm_scratch_size(4, n_features, n_clusters, chunk_rows),
+                n_clusters * chunk_rows) if n_rows_narrow else 0,
             dtype=np.float32)
         best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
         second_narrow = np.empty(n_rows_narrow, dtype=np.float32)
@@ -295,7 +299,7 @@ def _lloyd_partials(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                         scratch, best, best_value, second_value,
                     )
-                elif dots_kernel == NARROWED:
+                elif narrowed:
                     if not have_norms:  # the margins need them first
                         for i in range(n_rows):
                             norms_buffer[i] = _squared_norm_f64(X[chunk_start + i])
@@ -305,8 +309,8 @@ def _lloyd_partials(
                         x_squared_norms[chunk_start:chunk_end] if have_norms
                         else norms_buffer[:n_rows],
                         margin_narrow, max_center_norm, chunk_narrow, scratch_narrow, rows,
-                        best_narrow, second_narrow, near, values_wide, best, best_value,
-                        second_value)
+                        best_narrow, second_narrow, near, values_wide,
+                        dots_kernel == NARROWED_BLOCKED, best, best_value, second_value)
                     for i in range(n_rows):
                         rows[i] = chunk_start + i
                 else:
@@ -318,7 +322,7 @@ def _lloyd_partials(
                     row_norms = x_squared_norms[chunk_start:chunk_end]
                 else:
                     row_norms = norms_buffer[:n_rows]
-                    if dots_kernel != BLOCKED and dots_kernel != NARROWED:
+                    if dots_kernel != BLOCKED and not narrowed:
                         for i in range(n_rows):
                             row_norms[i] = _squared_norm_f64(X[chunk_start + i])
                 _labels_of_nearest_two(

@@ -37,7 +37,9 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit
 
-from ._cpu_nearest import _chunk_nearest_by_gemm, _dot1, _flag_near_ties, _nearest_two
+from ._cpu_nearest import (
+    _chunk_nearest_by_gemm, _dot1, _flag_near_ties, _nearest_two, _rows_nearest_blocked,
+)
 from ._cpu_runtime import CACHE
 
 NARROWED_MAX_MAGNITUDE = 2.0**40
@@ -81,6 +83,7 @@ def _chunk_nearest_narrowed(
     second_narrow,  # SCRATCH (>= chunk,) float32
     near,  # SCRATCH (>= chunk,) bool
     values,  # SCRATCH (n_clusters,) float64
+    blocked,  # the float32 values by the blocked kernel, not the GEMM folded by rows
     best,  # OUT (>= chunk,) int32
     best_value,  # OUT (>= chunk,) float64
     second_value,  # OUT (>= chunk,) float64
@@ -88,7 +91,9 @@ def _chunk_nearest_narrowed(
     """Each row's nearest center and two values for
     :func:`gpukmeans._cpu_nearest._labels_of_nearest_two` (float64's rules): where the
     float32 values settle the label (see the module), that center with a gap no margin
-    reaches (0 and inf); else the float64 values' nearest two. A chunk or centers beyond
+    reaches (0 and inf); else the float64 values' nearest two. The float32 values come
+    from the GEMM folded by rows, or with ``blocked`` from the register-blocked kernel,
+    as float32 data of the shapes would take them. A chunk or centers beyond
     :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
     n_rows = chunk_end - chunk_start
     n_clusters, n_features = minus_two_centers.shape
@@ -99,8 +104,15 @@ def _chunk_nearest_narrowed(
         for f in range(n_features):
             chunk_narrow[i, f] = np.float32(X[chunk_start + i, f])
     if centers_in_range and largest_norm <= NARROWED_MAX_MAGNITUDE**2:
-        _chunk_nearest_by_gemm(chunk_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
-                               scratch, rows, best, best_narrow, second_narrow)
+        if blocked:
+            for i in range(n_rows):
+                rows[i] = i
+            _rows_nearest_blocked(chunk_narrow, rows, n_rows, minus_two_narrow, norms_narrow,
+                                  scratch, best, best_narrow, second_narrow,
+                                  np.empty(0, dtype=np.float64))
+        else:
+            _chunk_nearest_by_gemm(chunk_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
+                                   scratch, rows, best, best_narrow, second_narrow)
         _flag_near_ties(best_narrow, second_narrow, row_norms, n_rows, margin_narrow,
                         max_center_norm, 4.0, near)
     else:

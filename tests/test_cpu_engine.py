@@ -550,8 +550,11 @@ def test_the_plain_step_kernel_by_shapes():
     assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     # float64: float32 products from 4 clusters, from 16 below 16 features, always
-    # beyond 128 features; never where the kernel by rows runs.
-    assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 10)
+    # beyond 128 features (by the blocked kernel where float32 takes it); never where
+    # the kernel by rows runs.
+    assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 98)
+            == kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_BLOCKED)
+    assert (kernel(np.float64, 784, 99) == kernel(np.float64, 2 * n_features, n_clusters)
             == kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
             == kernel(np.float64, 16, 4) == kernel(np.float64, 128, 4)
             == kernel(np.float64, 32, 16384) == _cpu_lloyd.NARROWED)
@@ -1137,11 +1140,12 @@ def _narrowed_data(rng, data, n_samples, n_features, n_clusters):
 
 @pytest.mark.parametrize("data", ["normal", "far", "integers", "bisectors", "subnormal",
                                   "mixed", "row-beyond-float32", "center-beyond-float32"])
-@pytest.mark.parametrize("n_samples, n_features, n_clusters", [
-    (1500, 24, 7), (2000, 16, 33), (1300, 33, 1100), (900, 64, 32), (700, 9, 1),
-    (600, 200, 12)])
+@pytest.mark.parametrize("n_samples, n_features, n_clusters, kernel", [
+    (1500, 24, 7, "gemm"), (2000, 16, 33, "gemm"), (1300, 33, 1100, "gemm"),
+    (900, 64, 32, "gemm"), (700, 9, 1, "gemm"), (600, 200, 12, "gemm"),
+    (600, 200, 12, "blocked"), (700, 300, 6, "blocked"), (500, 130, 1, "blocked")])
 def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
-        data, n_samples, n_features, n_clusters, rng):
+        data, n_samples, n_features, n_clusters, kernel, rng):
     """float64 rows labelled from float32 products (:mod:`gpukmeans._cpu_narrowed`) are
     labelled as scikit-learn's float64 GEMM labels them (the GEMM kernel), with its
     sums bit for bit, given row norms or not: on rows near the bisector of two centers
@@ -1149,17 +1153,18 @@ def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
     ties, decided by the GEMM), on float32's subnormal range, on features of 1e-42
     beside 1e9 (float32 rounds them by an absolute amount), and with a row or a center
     beyond float32's range (the row's chunk, or all rows, take float64 values). 1,100 centers take
-    two tiles of centers, 7 of 24 features the GEMM rows x centers."""
+    two tiles of centers, 7 of 24 features the GEMM rows x centers; the float32 values
+    by the GEMM folded by rows or by the blocked kernel."""
     X, centers = _narrowed_data(rng, data, n_samples, n_features, n_clusters)
     sample_weight = rng.uniform(0.5, 2, n_samples)
-    labels, sums, weights = _plain_step(X, sample_weight, centers, _cpu_lloyd.NARROWED)
+    narrowed = {"gemm": _cpu_lloyd.NARROWED, "blocked": _cpu_lloyd.NARROWED_BLOCKED}[kernel]
+    labels, sums, weights = _plain_step(X, sample_weight, centers, narrowed)
     gemm_labels, gemm_sums, gemm_weights = _plain_step(X, sample_weight, centers,
                                                        _cpu_lloyd.GEMM)
     np.testing.assert_array_equal(labels, gemm_labels)
     np.testing.assert_array_equal(sums, gemm_sums)
     np.testing.assert_array_equal(weights, gemm_weights)
-    run_labels, _, _ = _plain_step(X, sample_weight, centers, _cpu_lloyd.NARROWED,
-                                   _cpu.row_norms_f64(X))
+    run_labels, _, _ = _plain_step(X, sample_weight, centers, narrowed, _cpu.row_norms_f64(X))
     np.testing.assert_array_equal(run_labels, labels)
 
 
