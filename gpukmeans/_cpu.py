@@ -371,7 +371,8 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
     tiny = np.finfo(X.dtype).tiny
     if by_index:
         label_args = (X, rows, centers, _centers_squared_norms(centers),
-                      _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32)
+                      _bound_margin_coefficient(X.dtype, n_features), X.dtype == np.float32,
+                      narrowed_pays(X.dtype, n_features, n_clusters))
         if _batch_labels_by_index.runs_serially(*label_args, labels):
             # On one thread, each chunk is summed while its rows are in cache.
             centers_new, weight_sums_new = _labelled_update_by_index(

@@ -23,7 +23,7 @@ from ._cpu_nearest import (
     _gemm_scratch_size, _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
-from ._cpu_narrowed import _chunk_nearest_narrowed, narrowed_centers
+from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
@@ -37,15 +37,13 @@ BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
 BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, few
 #               clusters.
-NARROWED = 5  # _cpu_narrowed._chunk_nearest_narrowed: float64 rows by float32 products,
+NARROWED = 5  # _cpu_narrowed.rows_nearest_narrowed: float64 rows by float32 products,
 #               the GEMM folded by rows,
 NARROWED_BLOCKED = 6  # or the blocked kernel (few clusters, many features).
 
 
 _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
 
-
-_FLOAT32_EPS = float(np.finfo(np.float32).eps)  # bound_margin_coefficient's, compiled in
 
 # Partials of at most this many float64 values are added by one thread: a parallel
 # region's launch (about 0.1 ms here) costs more than the additions (16 groups x 32 x 33
@@ -224,7 +222,7 @@ def _lloyd_partials(
     n_narrow = n_clusters if narrowed else 0
     minus_two_narrow, norms_narrow, centers_in_range = narrowed_centers(
         minus_two_centers[:n_narrow], centers_squared_norms[:n_narrow])
-    margin_narrow = 2.0 * (n_features + 2) * _FLOAT32_EPS
+    margin_narrow = narrowed_margin(n_features)
     # float32's GEMM (float64's is scikit-learn's own call, _sklearn_values): a
     # transposed view, not a copy, X times the centers transposed as scikit-learn
     # multiplies them.
@@ -263,6 +261,7 @@ def _lloyd_partials(
             max(_gemm_scratch_size(4, n_features, n_clusters, chunk_rows),
                 n_clusters * chunk_rows) if n_rows_narrow else 0,
             dtype=np.float32)
+        local_rows = np.empty(n_rows_narrow, dtype=np.int64)
         best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
         second_narrow = np.empty(n_rows_narrow, dtype=np.float32)
         values_wide = np.empty(n_clusters if n_rows_narrow else 0, dtype=np.float64)
@@ -303,16 +302,14 @@ def _lloyd_partials(
                     if not have_norms:  # the margins need them first
                         for i in range(n_rows):
                             norms_buffer[i] = _squared_norm_f64(X[chunk_start + i])
-                    _chunk_nearest_narrowed(
-                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                    rows_nearest_narrowed(
+                        X, rows, n_rows, minus_two_centers, centers_squared_norms,
                         minus_two_narrow, norms_narrow, centers_in_range,
                         x_squared_norms[chunk_start:chunk_end] if have_norms
                         else norms_buffer[:n_rows],
-                        margin_narrow, max_center_norm, chunk_narrow, scratch_narrow, rows,
-                        best_narrow, second_narrow, near, values_wide,
+                        margin_narrow, max_center_norm, chunk_narrow, scratch_narrow,
+                        local_rows, best_narrow, second_narrow, near, values_wide,
                         dots_kernel == NARROWED_BLOCKED, best, best_value, second_value)
-                    for i in range(n_rows):
-                        rows[i] = chunk_start + i
                 else:
                     _chunk_nearest_by_gemm(
                         X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,

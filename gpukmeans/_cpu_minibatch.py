@@ -48,8 +48,10 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
+from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_nearest import (
     _labels_of_nearest_two, _minus_two_centers_and_norms, _rows_nearest_blocked,
+    _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS
@@ -99,6 +101,7 @@ def _batch_labels_by_index(
     centers_squared_norms,  # IN (n_clusters,) X.dtype (_cpu_small.centers_squared_norms)
     margin_coefficient,  # bound_margin_coefficient(X.dtype, n_features)
     exact_labels,  # float32: the exactly nearest centers; float64: scikit-learn's
+    narrowed,  # float64 rows by float32 products (gpukmeans._cpu_narrowed)
     labels,  # OUT (n_rows,) int32
 ):
     """The E-step's labels of ``X[rows]``, the dot products by the blocked kernel on the
@@ -117,20 +120,25 @@ def _batch_labels_by_index(
     n_rows = rows.shape[0]
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    n_narrow = centers.shape[0] if narrowed else 0
+    narrow_centers = narrowed_centers(minus_two_centers[:n_narrow],
+                                      centers_squared_norms[:n_narrow])
     n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     for chunk in prange(n_chunks):
         start = chunk * CHUNK_ROWS
         end = min(start + CHUNK_ROWS, n_rows)
         _label_chunk_by_index(X, rows[start:end], 0, end - start, centers,
                               minus_two_centers, centers_squared_norms, margin_coefficient,
-                              max_center_norm, exact_labels, labels[start:end],
-                              np.empty((0, 0), dtype=X.dtype), np.zeros(1, dtype=np.bool_))
+                              max_center_norm, exact_labels, narrow_centers,
+                              labels[start:end], np.empty((0, 0), dtype=X.dtype),
+                              np.zeros(1, dtype=np.bool_))
 
 
 @njit(nogil=True, cache=CACHE)
 def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers,
                           centers_squared_norms, margin_coefficient, max_center_norm,
-                          exact_labels, chunk_labels, gemm_values, gemm_ready):
+                          exact_labels, narrow_centers, chunk_labels, gemm_values,
+                          gemm_ready):
     """:func:`_batch_labels_by_index` for the rows ``first:last`` of one chunk of the
     batch (at most CHUNK_ROWS): ``chunk_labels[i]`` is ``X[chunk_rows[i]]``'s label. The
     nearest two centers of every row by the blocked kernel and a fold over the centers
@@ -140,16 +148,32 @@ def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers
     (float64: scikit-learn's chunk, whichever part of it is labelled; computed once
     for all the chunk's parts into ``gemm_values``, see
     :func:`gpukmeans._cpu_nearest._labels_of_nearest_two`), as the plain step decides
-    them."""
+    them. float64 with ``narrow_centers`` (:func:`gpukmeans._cpu_narrowed.narrowed_centers`
+    of at least one center): the blocked kernel's values from float32 products, as the
+    plain step's float64 rows take them."""
     rows = chunk_rows[first:last]
     n_rows, n_clusters = last - first, centers.shape[0]
-    scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
     best = np.empty(n_rows, dtype=np.int32)
     best_value = np.empty(n_rows, dtype=X.dtype)
     second_value = np.empty(n_rows, dtype=X.dtype)
     row_norms = np.empty(n_rows, dtype=np.float64)
-    _rows_nearest_blocked(X, rows, n_rows, minus_two_centers, centers_squared_norms,
-                          scratch, best, best_value, second_value, row_norms)
+    minus_two_narrow, norms_narrow, centers_in_range = narrow_centers
+    if minus_two_narrow.shape[0]:
+        n_features = X.shape[1]
+        for i in range(n_rows):
+            row_norms[i] = _squared_norm_f64(X[rows[i]])
+        rows_nearest_narrowed(
+            X, rows, n_rows, minus_two_centers, centers_squared_norms, minus_two_narrow,
+            norms_narrow, centers_in_range, row_norms, narrowed_margin(n_features),
+            max_center_norm, np.empty((n_rows, n_features), dtype=np.float32),
+            np.empty(n_clusters * n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.int64),
+            np.empty(n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.float32),
+            np.empty(n_rows, dtype=np.bool_), np.empty(n_clusters, dtype=np.float64), True,
+            best, best_value, second_value)
+    else:
+        scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
+        _rows_nearest_blocked(X, rows, n_rows, minus_two_centers, centers_squared_norms,
+                              scratch, best, best_value, second_value, row_norms)
     _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best,
                            best_value, second_value, row_norms, margin_coefficient,
                            max_center_norm, exact_labels, False,
@@ -273,6 +297,7 @@ def _labelled_update_by_index(
     centers_squared_norms,  # IN (n_clusters,) X.dtype
     margin_coefficient,
     exact_labels,
+    narrowed,  # as in _batch_labels_by_index
     weight_sums,  # IN (n_clusters,) X.dtype
     tiny,
     labels,  # OUT (n_rows,) int32
@@ -287,6 +312,9 @@ def _labelled_update_by_index(
     n_rows = rows.shape[0]
     minus_two_centers, _, _ = _minus_two_centers_and_norms(centers, False)
     max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    n_narrow = centers.shape[0] if narrowed else 0
+    narrow_centers = narrowed_centers(minus_two_centers[:n_narrow],
+                                      centers_squared_norms[:n_narrow])
     sums, weight_in_clusters = _start_update(centers, weight_sums)
     # float64's near-ties: the chunk's GEMM, once for all its parts.
     gemm_values = np.empty((CHUNK_ROWS, centers.shape[0]), dtype=X.dtype)
@@ -299,8 +327,8 @@ def _labelled_update_by_index(
             last = min(first + SUMMED_ROWS, end - start)
             _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers,
                                   centers_squared_norms, margin_coefficient,
-                                  max_center_norm, exact_labels, labels[start:end],
-                                  gemm_values[:end - start], gemm_ready)
+                                  max_center_norm, exact_labels, narrow_centers,
+                                  labels[start:end], gemm_values[:end - start], gemm_ready)
             part_start, part_end = start + first, start + last
             _add_batch_rows(X, rows[part_start:part_end], sample_weight[part_start:part_end],
                             labels[part_start:part_end], centers, sums, weight_in_clusters,

@@ -47,6 +47,15 @@ NARROWED_MAX_MAGNITUDE = 2.0**40
 every squared norm and dot product of up to 2^45 features."""
 
 
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+@njit(nogil=True, cache=CACHE)
+def narrowed_margin(n_features):
+    """float32's :func:`gpukmeans._cpu_small.bound_margin_coefficient`, compiled."""
+    return 2.0 * (n_features + 2) * _FLOAT32_EPS
+
+
 @njit(nogil=True, cache=CACHE)
 def narrowed_centers(minus_two_centers, centers_squared_norms):
     """``-2 c`` and ``||c||^2`` rounded to float32 (the first exactly ``-2`` times the
@@ -64,62 +73,62 @@ def narrowed_centers(minus_two_centers, centers_squared_norms):
 
 
 @njit(nogil=True, cache=CACHE)
-def _chunk_nearest_narrowed(
+def rows_nearest_narrowed(
     X,  # IN (n_samples, n_features) float64
-    chunk_start,
-    chunk_end,
+    rows,  # IN (>= n_rows,) int64: the rows of X
+    n_rows,
     minus_two_centers,  # IN (n_clusters, n_features) float64: -2 c
     centers_squared_norms,  # IN (n_clusters,) float64, scikit-learn's
     minus_two_narrow,  # IN (n_clusters, n_features) float32: narrowed_centers
     norms_narrow,  # IN (n_clusters,) float32
     centers_in_range,  # narrowed_centers's: else every value in float64
-    row_norms,  # IN (chunk,) float64 ||x||^2 of the chunk's rows
+    row_norms,  # IN (n_rows,) float64 ||x||^2 of the rows
     margin_narrow,  # float32's bound_margin_coefficient
     max_center_norm,  # float64 largest ||c||^2, padded for subnormals
-    chunk_narrow,  # SCRATCH (>= chunk, n_features) float32
-    scratch,  # SCRATCH (>= _gemm_scratch_size(4, ...),) float32
-    rows,  # SCRATCH (>= chunk,) int64
-    best_narrow,  # SCRATCH (>= chunk,) float32
-    second_narrow,  # SCRATCH (>= chunk,) float32
-    near,  # SCRATCH (>= chunk,) bool
+    rows_narrow,  # SCRATCH (>= n_rows, n_features) float32
+    scratch,  # SCRATCH (>= max(_gemm_scratch_size(4, ...), n_clusters * n_rows),) float32
+    local_rows,  # SCRATCH (>= n_rows,) int64
+    best_narrow,  # SCRATCH (>= n_rows,) float32
+    second_narrow,  # SCRATCH (>= n_rows,) float32
+    near,  # SCRATCH (>= n_rows,) bool
     values,  # SCRATCH (n_clusters,) float64
     blocked,  # the float32 values by the blocked kernel, not the GEMM folded by rows
-    best,  # OUT (>= chunk,) int32
-    best_value,  # OUT (>= chunk,) float64
-    second_value,  # OUT (>= chunk,) float64
+    best,  # OUT (>= n_rows,) int32
+    best_value,  # OUT (>= n_rows,) float64
+    second_value,  # OUT (>= n_rows,) float64
 ):
     """Each row's nearest center and two values for
     :func:`gpukmeans._cpu_nearest._labels_of_nearest_two` (float64's rules): where the
     float32 values settle the label (see the module), that center with a gap no margin
     reaches (0 and inf); else the float64 values' nearest two. The float32 values come
     from the GEMM folded by rows, or with ``blocked`` from the register-blocked kernel,
-    as float32 data of the shapes would take them. A chunk or centers beyond
+    as float32 data of the shapes would take them. Rows or centers beyond
     :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
-    n_rows = chunk_end - chunk_start
     n_clusters, n_features = minus_two_centers.shape
     # |x| <= ||x||: the norms bound every feature, at no pass of their own.
     largest_norm = 0.0
     for i in range(n_rows):
         largest_norm = max(largest_norm, row_norms[i])
+        x = X[rows[i]]
         for f in range(n_features):
-            chunk_narrow[i, f] = np.float32(X[chunk_start + i, f])
+            rows_narrow[i, f] = np.float32(x[f])
     if centers_in_range and largest_norm <= NARROWED_MAX_MAGNITUDE**2:
         if blocked:
             for i in range(n_rows):
-                rows[i] = i
-            _rows_nearest_blocked(chunk_narrow, rows, n_rows, minus_two_narrow, norms_narrow,
-                                  scratch, best, best_narrow, second_narrow,
+                local_rows[i] = i
+            _rows_nearest_blocked(rows_narrow, local_rows, n_rows, minus_two_narrow,
+                                  norms_narrow, scratch, best, best_narrow, second_narrow,
                                   np.empty(0, dtype=np.float64))
         else:
-            _chunk_nearest_by_gemm(chunk_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
-                                   scratch, rows, best, best_narrow, second_narrow)
+            _chunk_nearest_by_gemm(rows_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
+                                   scratch, local_rows, best, best_narrow, second_narrow)
         _flag_near_ties(best_narrow, second_narrow, row_norms, n_rows, margin_narrow,
                         max_center_norm, 4.0, near)
     else:
         near[:n_rows] = True
     for i in range(n_rows):
         if near[i]:
-            x = X[chunk_start + i]
+            x = X[rows[i]]
             for j in range(n_clusters):
                 values[j] = centers_squared_norms[j] + _dot1(x, minus_two_centers[j])
             best[i], best_value[i], second_value[i] = _nearest_two(values)

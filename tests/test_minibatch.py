@@ -453,8 +453,10 @@ def _near_tie_batch(n_features, n_clusters, noise, dtype, rng):
 
 def _batch_labels_both_ways(engine, X, centers, rows):
     """The batch ``X[rows]``'s labels by ``Engine.minibatch_step`` and by the E-step on the
-    copied batch."""
+    copied batch; float64's also checked against scikit-learn's own: the argmin of its
+    GEMM (the norms, then ``-2 x.c`` added on) over each 256-row chunk of the copy."""
     from gpukmeans._cpu import e_step
+    from gpukmeans._cpu_small import CHUNK_ROWS, _sklearn_values, centers_squared_norms
 
     n_clusters = centers.shape[0]
     with engine.runtime():
@@ -462,6 +464,12 @@ def _batch_labels_both_ways(engine, X, centers, rows):
                                        np.ones(n_clusters, X.dtype), False)[0]
         copied = np.empty(rows.shape[0], dtype=np.int32)
         e_step(X[rows], centers, copied)
+    if X.dtype == np.float64:
+        batch, norms = X[rows], centers_squared_norms(centers)
+        gemm = np.concatenate([
+            _sklearn_values(batch[start:start + CHUNK_ROWS], centers, norms).argmin(axis=1)
+            for start in range(0, rows.shape[0], CHUNK_ROWS)])
+        np.testing.assert_array_equal(copied, gemm)
     return labels, copied
 
 
