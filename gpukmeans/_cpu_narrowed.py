@@ -2,11 +2,12 @@
 
 A float64 label is scikit-learn's argmin of its GEMM's values ``||c||^2 - 2 x.c``, bit
 for bit. The values need not be computed in float64 to know that argmin wherever the
-nearest two are far apart. The plain step's ``NARROWED`` kernel
-(:mod:`gpukmeans._cpu_lloyd`) rounds each chunk of float64 rows to float32 while it is in
-cache and takes the values from float32 products
-(:func:`gpukmeans._cpu_nearest._chunk_nearest_by_gemm` with the centers rounded to
-float32), at twice float64's rate and on half the bytes. Each value is then off from the
+nearest two are far apart. :func:`rows_nearest_narrowed` (the plain step's
+``NARROWED`` kernels, :mod:`gpukmeans._cpu_lloyd`, and the mini-batch step's labels by
+index, :mod:`gpukmeans._cpu_minibatch`) rounds each chunk of float64 rows to float32
+while it is in cache and takes the values from float32 products, by the kernel float32
+data of the shapes would take (the GEMM folded by rows or the blocked kernel, with the
+centers rounded to float32), at twice float64's rate and on half the bytes. Each value is then off from the
 exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
 (:func:`gpukmeans._cpu_small.bound_margin_coefficient`: ``n_features + 2`` roundings of
 ``||x||^2 + max ||c||^2``, twice over; rounding the row, the centers and the norms to
@@ -24,8 +25,9 @@ a row or a center rounded to a subnormal is off by up to 2^-150, which moves a v
 at most ``2^-149 n_features a`` (``a`` the larger of ``||x||`` and ``||c||``), less than
 the margin's ``(n_features + 2) 2^-22 (a^2 + 2^-125)`` at any ``a`` (the last term is
 :data:`gpukmeans._cpu_small.SUBNORMAL_NORM`, there for float32 data's products). Above
-:data:`NARROWED_MAX_MAGNITUDE` float32 could overflow: such data or centers take the
-float64 kernels (:func:`gpukmeans._cpu.lloyd_iter`).
+:data:`NARROWED_MAX_MAGNITUDE` float32 could overflow: a chunk with a row norm beyond
+its square (``|x| <= ||x||``), or centers beyond it, have every value computed in
+float64.
 
 The M-step sums the float64 rows of the same chunk, still in cache, as every plain step
 does: sums, inertia and labels are the other kernels' bit for bit, and the float32 chunk
@@ -58,8 +60,9 @@ def narrowed_margin(n_features):
 
 @njit(nogil=True, cache=CACHE)
 def narrowed_centers(minus_two_centers, centers_squared_norms):
-    """``-2 c`` and ``||c||^2`` rounded to float32 (the first exactly ``-2`` times the
-    centers rounded), and whether every ``|c|`` is within :data:`NARROWED_MAX_MAGNITUDE`."""
+    """``-2 c`` and ``||c||^2`` rounded to float32 (``-2 c`` is ``-2`` times the centers
+    rounded, except in float32's subnormal range, where rounding ``-2 c`` errs less),
+    and whether every ``|c|`` is within :data:`NARROWED_MAX_MAGNITUDE`."""
     n_clusters, n_features = minus_two_centers.shape
     minus_two_narrow = np.empty((n_clusters, n_features), dtype=np.float32)
     norms_narrow = np.empty(n_clusters, dtype=np.float32)
