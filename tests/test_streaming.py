@@ -439,7 +439,9 @@ def test_peak_memory_is_a_few_blocks(n_samples, rng, tmp_path):
     block_bytes = block_rows * n_features * 4
     bound = 2 * 4 * n_samples + 6 * block_bytes + 16 * 2**20
     assert growth < bound, (growth, bound, data_bytes)
-    assert growth < data_bytes / 4
+    # Not a copy of the data (64 MB at 2^19 rows): measured 11-15 MB on the 2-core EPYC
+    # and 18.8 MB in one CI run, against data / 4 = 16 MB before.
+    assert growth < data_bytes / 3
 
 
 def test_inference_on_a_memmap_holds_no_copy_of_it(rng, tmp_path):
