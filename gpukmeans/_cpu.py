@@ -219,10 +219,11 @@ def _blocked_pays(n_features, n_clusters):
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float64
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
-    all but a few clusters), by the kernel float32 data would take; float32 over the chunk transposed for few features and
-    clusters (:data:`BY_PANEL_MAX_FEATURES`, :data:`BY_PANEL_MAX_CLUSTERS`, fewer where
-    it would replace the kernel by rows); by rows for a few features, a GEMM folded by
-    rows up to :data:`BY_GEMM_MAX_FEATURES`; beyond, float32 without BLAS
+    all but a few clusters), by the kernel float32 data would take; float32 over the
+    chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
+    :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows); by
+    rows for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`;
+    beyond, float32 without BLAS
     (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
     :data:`BLOCKED_FEATURES_PER_CLUSTER` features and :data:`BLOCKED_MAX_CENTER_BYTES`
     of centers, else folded by rows up to :data:`BY_GEMM_F32_MAX_FEATURES`; the rest,

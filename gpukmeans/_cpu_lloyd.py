@@ -251,8 +251,6 @@ def _lloyd_partials(
             n_scratch = n_clusters * chunk_rows
         elif dots_kernel == BY_PANEL:
             n_scratch = (n_clusters + n_features) * chunk_rows
-        elif narrowed:
-            n_scratch = chunk_rows  # a non-empty scratch marks the kernels by rows
         scratch = np.empty(n_scratch, dtype=X.dtype)
         # NARROWED's float32 chunk, scratch and values.
         n_rows_narrow = chunk_rows if narrowed else 0
@@ -265,7 +263,7 @@ def _lloyd_partials(
         best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
         second_narrow = np.empty(n_rows_narrow, dtype=np.float32)
         values_wide = np.empty(n_clusters if n_rows_narrow else 0, dtype=np.float64)
-        n_by_rows = chunk_rows if n_scratch else 0
+        n_by_rows = 0 if dots_kernel == GEMM else chunk_rows
         best = np.empty(n_by_rows, dtype=np.int32)
         best_value = np.empty(n_by_rows, dtype=X.dtype)
         second_value = np.empty(n_by_rows, dtype=X.dtype)

@@ -7,8 +7,8 @@ nearest two are far apart. :func:`rows_nearest_narrowed` (the plain step's
 index, :mod:`gpukmeans._cpu_minibatch`) rounds each chunk of float64 rows to float32
 while it is in cache and takes the values from float32 products, by the kernel float32
 data of the shapes would take (the GEMM folded by rows or the blocked kernel, with the
-centers rounded to float32), at twice float64's rate and on half the bytes. Each value is then off from the
-exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
+centers rounded to float32), at twice float64's rate and on half the bytes. Each value
+is then off from the exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
 (:func:`gpukmeans._cpu_small.bound_margin_coefficient`: ``n_features + 2`` roundings of
 ``||x||^2 + max ||c||^2``, twice over; rounding the row, the centers and the norms to
 float32 adds at most three more, so the products' ``n_features`` and these stay within
