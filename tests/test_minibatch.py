@@ -454,21 +454,24 @@ def _near_tie_batch(n_features, n_clusters, noise, dtype, rng):
 def _batch_labels_both_ways(engine, X, centers, rows):
     """The batch ``X[rows]``'s labels by ``Engine.minibatch_step`` and by the E-step on the
     copied batch; float64's also checked against scikit-learn's own: the argmin of its
-    GEMM (the norms, then ``-2 x.c`` added on) over each 256-row chunk of the copy."""
+    GEMM (the norms, then ``-2 x.c`` added on) over each 256-row chunk of the copy, on
+    one BLAS thread as scikit-learn calls it (OpenBLAS's two-thread GEMM of a 67-row
+    chunk rounds some values otherwise: a near-tie in 40 batches went the other way)."""
     from gpukmeans._cpu import e_step
     from gpukmeans._cpu_small import CHUNK_ROWS, _sklearn_values, centers_squared_norms
 
     n_clusters = centers.shape[0]
-    with engine.runtime():
+    with engine.runtime():  # one BLAS thread, as in scikit-learn's fit and predict
         labels = engine.minibatch_step(X, rows, np.ones(rows.shape[0], X.dtype), centers,
                                        np.ones(n_clusters, X.dtype), False)[0]
         copied = np.empty(rows.shape[0], dtype=np.int32)
         e_step(X[rows], centers, copied)
+        if X.dtype == np.float64:
+            batch, norms = X[rows], centers_squared_norms(centers)
+            gemm = np.concatenate([
+                _sklearn_values(batch[start:start + CHUNK_ROWS], centers, norms).argmin(axis=1)
+                for start in range(0, rows.shape[0], CHUNK_ROWS)])
     if X.dtype == np.float64:
-        batch, norms = X[rows], centers_squared_norms(centers)
-        gemm = np.concatenate([
-            _sklearn_values(batch[start:start + CHUNK_ROWS], centers, norms).argmin(axis=1)
-            for start in range(0, rows.shape[0], CHUNK_ROWS)])
         np.testing.assert_array_equal(copied, gemm)
     return labels, copied
 
