@@ -5,7 +5,9 @@ two cores with an empty cache, and loads them in every new process, about half a
 A fit of at most :data:`MAX_WORK` multiply-adds per E-step is over before that here, and
 never imports Numba; a larger fit's small single passes run here too (:func:`cpu_engine`).
 The shapes alone decide, never a cache or the machine: the same call always runs the same
-code, and gives bitwise the same result with any number of threads (BLAS runs on one).
+code, and gives bitwise the same result with any number of threads (BLAS runs on one;
+large steps and passes take their pieces of rows on a few threads, pieces that the data
+alone decide, their results added in piece order).
 
 Same contract (:class:`gpukmeans._engine.Engine`) and same answers as the Numba engine:
 each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk by
@@ -15,14 +17,16 @@ transform's distances are float64; float64 sums are added in the Numba engine's 
 so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
 products are exact, as with unit weights; float32 sums are float64 too, in the
 same order, and so the Numba engine's bit for bit (a float32 product is exact in
-float64). A float32 run keeps Hamerly's bounds between its steps, as
-there, and searches only the samples they leave open (:class:`_BoundsRun`).
+float64). A float32 run keeps Elkan's bounds between its steps (the Numba engine
+Hamerly's, Elkan's or Yinyang's, by the shapes), and searches only the samples they
+leave open (:class:`_BoundsRun`).
 
 Prior validation of data is assumed everywhere in this module.
 """
 
 import contextlib
 import functools
+import os
 import sys
 
 import numpy as np
@@ -34,7 +38,7 @@ from ._engine import Engine, by_dot_products
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
 # n_features x n_clusters) over at most MAX_ELEMENTS values of X: the notebook's
 # KMeans(20) on 5,000 MNIST images (7.8e7 over 3.9e6) is one, and takes 0.13-0.15 s
-# here in float32 (Hamerly's bounds), against 0.09-0.14 s on the compiled Numba engine
+# here in float32 (then with Hamerly's bounds), against 0.09-0.14 s on the compiled Numba engine
 # and 0.3 s for scikit-learn. Numba would cost 10-20 s of compile on an empty cache, and
 # about half a second to load in every new process (importing Numba, its NumPy support,
 # the cached kernels). Larger fits iterate on the Numba engine, and pass over the data
@@ -77,9 +81,6 @@ MAX_KMEANSPP_WORK = 2**22
 # engines make the same BLAS calls on the same rows, so float64 labels match bit for bit.
 CHUNK_ROWS = 256
 
-# The inertia pass's float64 differences: this many bytes at a time.
-DISTANCES_CHUNK_BYTES = 2**19
-
 # Near-ties are decided in float64 from the differences, at most this many bytes of
 # them at a time.
 NEAR_TIE_BLOCK_BYTES = 2**20
@@ -88,6 +89,19 @@ NEAR_TIE_BLOCK_BYTES = 2**20
 # bytes of them at a time: few NumPy calls per step, and little memory. On MNIST the
 # fit hardly changes from 1 to 16 MiB.
 SEARCH_CHUNK_BYTES = 2**22
+
+# A bounded step searches its pieces of rows on several threads (NumPy's GEMM, gathers
+# and reductions let go of the GIL) when it has at least this many multiply-adds; so do
+# the passes over rows (norms, centring, the inertia) with as many values. The pieces
+# and the order their results are added in do not depend on the threads. MNIST's 5,000
+# images, k=20 (notebook), 20 steps from the same centers: 63 ms of steps on one
+# thread, 52 on two; row norms 4.5 ms, 2.4.
+THREADED_MIN_WORK = 2**20
+
+# The passes over rows (norms, centring, the inertia's differences) take pieces of
+# about this many float64 bytes: few enough NumPy calls for threads to pay (MNIST's
+# 5,000 images on two: the inertia 2.8 ms, 9.5 in pieces of 256 KB, 4.4 on one thread).
+ROW_PIECE_BYTES = 2**21
 
 # Moves of fewer than this many (cluster, sample) pairs go through a dense matrix; more,
 # through a sparse one (n_rows x n_features work, not times n_clusters).
@@ -157,6 +171,40 @@ def blas_controller():
         _controller[0] = ThreadpoolController()
         _controller[1] = len(sys.modules)
     return _controller[0]
+
+
+_pool = [None, None]  # the executor, and the process it was started in
+
+
+def _thread_pool():
+    """The threads that take a step's or a pass's pieces of rows: one per CPU this
+    process may run on, at most 8; started on first use, and again in a forked child
+    (which inherits the executor but not its threads)."""
+    if _pool[1] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+
+        n_cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count() or 1)
+        _pool[:] = [ThreadPoolExecutor(max(1, min(8, n_cpus)),
+                                       thread_name_prefix="gpukmeans-rows"), os.getpid()]
+    return _pool[0]
+
+
+def _map_pieces(function, pieces, work):
+    """``map(function, pieces)``, on the pool's threads where there are several pieces
+    and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
+    The results come in the order of the pieces: a caller that adds them up adds them in
+    that order, whichever thread made each one."""
+    if len(pieces) < 2 or work < THREADED_MIN_WORK:
+        return map(function, pieces)
+    return _thread_pool().map(function, pieces)
+
+
+def _row_pieces(n_rows, row_bytes):
+    """``(start, stop)`` pieces of rows of about :data:`ROW_PIECE_BYTES` each (the
+    shapes alone decide them)."""
+    piece_rows = max(1, ROW_PIECE_BYTES // max(1, row_bytes))
+    return [(start, min(start + piece_rows, n_rows)) for start in range(0, n_rows, piece_rows)]
 
 
 @contextlib.contextmanager
@@ -314,25 +362,25 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     the float64 distances from the differences of the centers in that window decide
     (``-x.c`` for ``unit_centers``: see :func:`gpukmeans._cpu_nearest._exact_rank`),
     lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
-    the plain argmin, scikit-learn's. ``values`` is overwritten.
+    the plain argmin, scikit-learn's, and leaves ``values`` as they were.
 
     Returns ``labels`` and, where ``margin_coefficient`` is not 0 (else None), for
-    Hamerly's bounds: ``own_values``, each row's value of its label, and
-    ``other_values``, the smallest of the other centers' (+inf for a single center).
+    Elkan's bounds: ``own_values``, each row's value of its label; ``values`` is then
+    left with every other center's value, and +inf at the row's label.
     """
     labels = values.argmin(axis=1)
     if margin_coefficient == 0:
-        return labels, None, None
+        return labels, None
     rows = np.arange(chunk.shape[0])
     best_value = values[rows, labels]
+    values[rows, labels] = np.inf
     if values.shape[1] == 1:
-        return labels, best_value, np.full(chunk.shape[0], np.inf, dtype=values.dtype)
+        return labels, best_value
     # The second smallest value: the minimum once the smallest is masked, taken down
     # the columns of a transposed copy, where NumPy vectorises it across the rows (along
     # rows of a few values it does not: 1,337 x 20 values, 20 us against 66).
-    values[rows, labels] = np.inf
     second_value = np.ascontiguousarray(values.T).min(axis=0)
-    own_values, other_values = best_value, second_value
+    own_values = best_value
     # 2 margin_coefficient (||x||^2 (1 + margin_coefficient) + max_center_norm)
     tie_gap = x_squared_norms * (2 * margin_coefficient * (1 + margin_coefficient))
     tie_gap += 2 * margin_coefficient * max_center_norm
@@ -343,13 +391,12 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
         nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
                                         best_value[near] + tie_gap[near], unit_centers)
         moved = nearest != labels[near]
-        near, nearest = near[moved], nearest[moved]
         # The float32 minimum is now another center's.
         own_values = best_value.copy()
-        own_values[near] = values[near, nearest]
-        other_values[near] = best_value[near]
+        own_values[near[moved]] = values[near[moved], nearest[moved]]
         labels[near] = nearest
-    return labels, own_values, other_values
+        values[near, nearest] = np.inf
+    return labels, own_values
 
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
@@ -468,14 +515,19 @@ class _Run:
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
-# Most samples keep their cluster from one iteration to the next. Hamerly (2010) keeps,
+# Most samples keep their cluster from one iteration to the next. Elkan (2003) keeps,
 # per sample, an upper bound on the distance to its own center and a lower bound on the
-# distance to every other; moving the centers loosens them by how far the centers moved.
-# While upper <= max(lower, half the gap from its center to the nearest other center),
-# no other center can be closer, and the sample is skipped. The Numba engine's float32
-# runs test sample by sample (gpukmeans._cpu._hamerly_e_step); here each test is one
-# NumPy operation over every sample, and the rows left open are searched by one GEMM on
-# their gathered rows, which also sets their bounds afresh.
+# distance to each other center; moving the centers loosens each by how far its center
+# moved. While upper <= max(the least lower bound, half the gap from its center to the
+# nearest other center), no other center can be closer, and the sample is skipped. The
+# Numba engine's float32 runs test sample by sample (gpukmeans._cpu_bounds); here each
+# test is a few NumPy operations over every sample, and the rows left open are searched
+# by one GEMM on their gathered rows, which also sets all their bounds afresh (the GEMM
+# gives every center's distance: Elkan's per-center bounds cost nothing more to set).
+# Hamerly's single lower bound (2010), loosened by the largest shift of any center, was
+# used here before: on the notebook's 5,000 MNIST images at k=20, 20 steps from the same
+# centers, it left 47,500 samples open to Elkan's 36,000 (the (n_clusters, n_samples)
+# bounds are at most MAX_DISTANCES values, 2 MB).
 #
 # The Numba engine first tightens an open sample's upper bound with the distance to its
 # own center, one dot product against a search's n_clusters. Not here: in NumPy that
@@ -491,7 +543,7 @@ class _Run:
 # is too, near-ties being decided in float64 as in the plain step (_nearest_centers).
 # So after every step the labels are the plain e_step's, whichever samples were skipped.
 class _BoundsRun:
-    """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
+    """The passes of one float32 run with Elkan's bounds (``Engine.start_lloyd``).
 
     Keeps the bounds, the float64 per-cluster sums (updated by the samples that moved)
     and the last centers between passes. :meth:`step` returns copies: the driver may
@@ -508,7 +560,9 @@ class _BoundsRun:
         self.margin_coefficient = bound_margin_coefficient(X.dtype, n_features)
         # Set by the first E-step, which searches every sample.
         self.upper = np.empty(n_samples)  # >= ||x - its center||
-        self.lower = np.empty(n_samples)  # <= ||x - c|| for every other center c
+        # lower[j, i] <= ||x_i - c_j|| for every center j but x_i's own, where it is +inf;
+        # centers by rows, so that the least bound of a sample is a vectorised min.
+        self.lower = np.empty((n_clusters, n_samples))
         self.sums = np.zeros((n_clusters, n_features))
         self.centers_prev = None
         self.chunk_rows = max(CHUNK_ROWS, SEARCH_CHUNK_BYTES // (X.itemsize * n_features))
@@ -544,42 +598,45 @@ class _BoundsRun:
         centers_prev, self.centers_prev = self.centers_prev, centers_f64
         if centers_prev is None:
             # Every sample, in contiguous chunks (nothing gathered), from no cluster.
-            chunks = ((np.arange(start, min(start + self.chunk_rows, n_samples)),
-                       X[start:start + self.chunk_rows])
-                      for start in range(0, n_samples, self.chunk_rows))
+            pieces = [np.arange(start, min(start + self.chunk_rows, n_samples))
+                      for start in range(0, n_samples, self.chunk_rows)]
+            gather = False
         else:
             center_shift = _center_shifts(centers_f64, centers_prev)
             self.upper += center_shift[labels]
-            # `lower` covers every center but the own one: it loosens by the largest
-            # shift among them, the second largest where the own one moved most (with a
-            # single center, `lower` is +inf and stays so).
-            others_shift = np.full(n_clusters, center_shift.max())
-            if n_clusters > 1:
-                others_shift[center_shift.argmax()] = np.sort(center_shift)[-2]
-            self.lower -= others_shift[labels]
-            bound = np.maximum(self.lower, _half_gaps(centers_f64)[labels])
+            self.lower -= center_shift[:, None]  # the own center's +inf stays +inf
+            bound = np.maximum(self.lower.min(axis=0), _half_gaps(centers_f64)[labels])
             open_rows = np.flatnonzero(self.upper > bound)
-            chunks = ((rows, X[rows]) for rows in (
-                open_rows[start:start + self.chunk_rows]
-                for start in range(0, open_rows.shape[0], self.chunk_rows)))
-        for rows, chunk in chunks:
+            pieces = [open_rows[start:start + self.chunk_rows]
+                      for start in range(0, open_rows.shape[0], self.chunk_rows)]
+            gather = True
+
+        def search(rows):
+            chunk = X[rows] if gather else X[rows[0]:rows[-1] + 1]
             chunk_norms = self.x_squared_norms[rows]
             values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
             values += squared_norms
-            new_labels, own_values, other_values = _nearest_centers(
+            new_labels, own_values = _nearest_centers(
                 chunk, chunk_norms, centers, values, max_center_norm, self.margin_coefficient,
                 self.unit_centers)
             margin = self.margin_coefficient * (chunk_norms + max_center_norm)
             self.upper[rows] = _distance_bound(chunk_norms, own_values, margin)
-            self.lower[rows] = _distance_bound(chunk_norms, other_values, -margin)
+            self.lower[:, rows] = _distance_bound(chunk_norms[:, None], values,
+                                                  -margin[:, None]).T
             old_labels = labels[rows]
             labels[rows] = new_labels
             changed = np.flatnonzero(new_labels != old_labels)
             if changed.shape[0] < rows.shape[0]:  # all of them in the first step
                 rows, chunk = rows[changed], chunk[changed]
                 old_labels, new_labels = old_labels[changed], new_labels[changed]
-            if rows.shape[0]:
-                _move_samples(self.sums, self.weights[rows], chunk, old_labels, new_labels)
+            if not rows.shape[0]:
+                return None
+            return _moved_sums(n_clusters, self.weights[rows], chunk, old_labels, new_labels)
+
+        work = sum(rows.shape[0] for rows in pieces) * X.shape[1] * n_clusters
+        for moved in _map_pieces(search, pieces, work):
+            if moved is not None:
+                self.sums += moved
 
 
 def _distance_bound(x_squared_norms, values, margin):
@@ -611,11 +668,12 @@ def _half_gaps(centers):
     return 0.5 * np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
 
-def _move_samples(sums, weights, X_rows, old_labels, new_labels):
-    """``sums[new] += w x`` and ``sums[old] -= w x`` (unless ``old`` is -1) in float64,
-    for each row of ``X_rows``, as the product of a (n_clusters, n_rows) matrix of
-    weights and the rows: each cluster's change is summed in a fixed order."""
-    n_clusters, n_rows = sums.shape[0], X_rows.shape[0]
+def _moved_sums(n_clusters, weights, X_rows, old_labels, new_labels):
+    """The change of the per-cluster sums when each row of ``X_rows`` moves: ``+w x`` to
+    its ``new`` cluster, ``-w x`` from its ``old`` one (unless -1), float64 (n_clusters,
+    n_features), as the product of a (n_clusters, n_rows) matrix of weights and the
+    rows: each cluster's change is summed in a fixed order."""
+    n_rows = X_rows.shape[0]
     in_rows = np.arange(n_rows)
     had_label = old_labels >= 0
     if n_clusters * n_rows <= DENSE_MOVES_MAX:
@@ -630,7 +688,7 @@ def _move_samples(sums, weights, X_rows, old_labels, new_labels):
               np.concatenate([in_rows, in_rows[had_label]]))),
             shape=(n_clusters, n_rows),
         )
-    sums += moves @ X_rows.astype(np.float64)
+    return np.asarray(moves @ X_rows.astype(np.float64))
 
 
 def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=False):
@@ -644,15 +702,17 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=Fals
 def assigned_distances(X, centers, labels):
     centers_f64 = centers.astype(np.float64)
     distances = np.empty(X.shape[0])
-    # Small blocks keep the float64 differences in cache (MNIST: 0.8 ms less than 128
-    # rows), and few features many rows each; one float64 dtype per operation keeps
-    # NumPy on its fast loops (a mixed float32 - float64 is 3x slower).
-    chunk_rows = max(CHUNK_ROWS // 4, DISTANCES_CHUNK_BYTES // (8 * X.shape[1]))
-    for start in range(0, X.shape[0], chunk_rows):
-        stop = start + chunk_rows
+
+    # One float64 dtype per operation keeps NumPy on its fast loops (a mixed float32 -
+    # float64 is 3x slower).
+    def piece(bounds):
+        start, stop = bounds
         diff = X[start:stop].astype(np.float64)
         diff -= centers_f64.take(labels[start:stop], axis=0)
         distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
+
+    for _ in _map_pieces(piece, _row_pieces(X.shape[0], 8 * X.shape[1]), X.size):
+        pass
     return distances
 
 
@@ -662,7 +722,18 @@ def inertia(X, sample_weight, centers, labels):
 
 
 def row_norms(X):
-    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    """float64 ``||x||^2`` of each row, summed in float64 (each row's sum is einsum's
+    over that row alone, whatever piece it is in)."""
+    norms = np.empty(X.shape[0])
+
+    def piece(bounds):
+        start, stop = bounds
+        rows = X[start:stop].astype(np.float64, copy=False)
+        norms[start:stop] = np.einsum("ij,ij->i", rows, rows)
+
+    for _ in _map_pieces(piece, _row_pieces(X.shape[0], 8 * X.shape[1]), X.size):
+        pass
+    return norms
 
 
 def pairwise_distances(X, centers):
@@ -699,7 +770,15 @@ def centered(X, X_mean):
         x_squared_norms = row_norms(X)
         if near_the_origin(X_mean, x_squared_norms):
             return X, x_squared_norms, False
-    out = X - X_mean.astype(X.dtype, copy=False)
+    out = np.empty_like(X, order="C")
+    mean = X_mean.astype(X.dtype, copy=False)
+
+    def piece(bounds):
+        start, stop = bounds
+        np.subtract(X[start:stop], mean, out=out[start:stop])
+
+    for _ in _map_pieces(piece, _row_pieces(X.shape[0], X.itemsize * X.shape[1]), X.size):
+        pass
     return out, row_norms(out), True
 
 

@@ -727,9 +727,9 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
 def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
     n_clusters, offset, scale, rng, monkeypatch
 ):
-    """The NumPy engine's float32 run (Hamerly's bounds, vectorised): after every step
+    """The NumPy engine's float32 run (Elkan's bounds, vectorised): after every step
     the labels are the plain E-step's (so exactly the nearest centers), the bounds hold
-    for the centers just used, the sums kept by moving only the samples that changed
+    for the centers just used (each other center's lower bound; +inf for the own), the sums kept by moving only the samples that changed
     cluster equal fresh float64 sums, and the weights are fresh; samples are skipped.
 
     The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
@@ -762,7 +762,8 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
             rows = np.arange(n_samples)
             assert np.all(run.upper >= distances[rows, labels] * (1 - 1e-12))
             distances[rows, labels] = np.inf
-            assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
+            assert np.all(run.lower.T <= distances * (1 + 1e-12))
+            assert np.all(run.lower[labels, rows] == np.inf)
             _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
             np.testing.assert_array_equal(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters))
@@ -776,6 +777,59 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
         assert run.finish(centers, labels, assign_labels=False) == inertia
     # The first step searches every sample; the bounds spare some later.
     assert searched_by_step[0] == n_samples and sum(searched_by_step) < 12 * n_samples
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0])  # uncentred and centred float32
+def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
+    """The NumPy engine takes a bounded step's pieces of rows, and the norms, centring
+    and inertia passes, on threads where they are large: the pieces and the order their
+    sums are added in follow from the data alone, so a fit is bitwise the one made on
+    the caller's thread alone, and so are its passes."""
+    from gpukmeans import KMeans
+
+    X, sample_weight = _clustered_float32(rng, 20, offset, 1.0, n_samples=5000,
+                                          n_features=300)
+    assert _cpu_small.is_small(*X.shape, 20)
+    maps = []
+    map_pieces = _cpu_small._map_pieces
+    monkeypatch.setattr(_cpu_small, "_map_pieces",
+                        lambda function, pieces, work: maps.append(
+                            function.__name__ if work >= _cpu_small.THREADED_MIN_WORK
+                            and len(pieces) > 1 else None)
+                        or map_pieces(function, pieces, work))
+    fits = []
+    for threaded_min_work in (2**62, 0):
+        monkeypatch.setattr(_cpu_small, "THREADED_MIN_WORK", threaded_min_work)
+        maps.clear()
+        model = KMeans(20, init="random", n_init=1, random_state=0, tol=0, max_iter=15,
+                       device="cpu").fit(X, sample_weight=sample_weight)
+        fits.append((model, list(maps)))
+        with _cpu_small.small_runtime():
+            fits[-1] += (_cpu_small.row_norms(X), _cpu_small.centered(X, X.mean(axis=0))[0],
+                         _cpu_small.inertia(X, sample_weight, model.cluster_centers_,
+                                            model.labels_))
+    (serial, serial_maps, *serial_passes), (threaded, threaded_maps, *threaded_passes) = fits
+    # Threads took the first steps' search (every row open) and the passes over rows.
+    assert not any(serial_maps) and {"search", "piece"} <= set(threaded_maps)
+    assert serial.n_iter_ == threaded.n_iter_ > 2
+    np.testing.assert_array_equal(serial.labels_, threaded.labels_)
+    np.testing.assert_array_equal(serial.cluster_centers_, threaded.cluster_centers_)
+    assert serial.inertia_ == threaded.inertia_
+    for ours, theirs in zip(serial_passes, threaded_passes):
+        np.testing.assert_array_equal(ours, theirs)
+    # The float64 sums themselves (the fit's float32 centers hide their last bits).
+    steps = []
+    for threaded_min_work in (2**62, 0):
+        monkeypatch.setattr(_cpu_small, "THREADED_MIN_WORK", threaded_min_work)
+        labels, centers, sums_by_step = np.full(5000, -1, np.int32), X[:20].copy(), []
+        with _cpu_small.small_runtime():
+            run = _cpu_small.start_lloyd(X, _cpu_small.row_norms(X), sample_weight, 20)
+            for _ in range(4):
+                sums, weights = run.step(centers, labels)
+                sums_by_step.append(sums)
+                centers = average_centers(sums, weights, centers, X.dtype, np)
+        steps.append(sums_by_step)
+    np.testing.assert_array_equal(*steps)
 
 
 def test_numpy_bounded_run_empties_a_cluster_exactly(rng):
