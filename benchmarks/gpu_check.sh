@@ -14,12 +14,15 @@
 #      fastkmeans (--all-peers only), a whole fit, compile times, the fused-vs-GEMM crossover,
 #      <= 120 s (about 45 on the H200);
 #   5. benchmarks/bench_gpu_sparse.py: the CSR kernels against cuSPARSE's SpMM on a 200,000 x
-#      100,000 TF-IDF-like matrix (issue 15's rule), <= 80 s (about 40).
+#      100,000 TF-IDF-like matrix (issue 15's rule), <= 80 s (about 40);
+#   6. benchmarks/gpu_loop_overhead.py: is MNIST's Lloyd loop bound by its kernels or by the
+#      host's launches (per E-step path), <= 60 s (never run yet; a few seconds expected).
 # Everything goes to $OUT (when set) and to benchmarks/results/gpu-check-<date>.log; the
 # benchmark also writes benchmarks/results/gpu-<date>.{md,json}. Exit status: the first
 # failing step's.
 #
-# Steps 1-5 took about 7 minutes on the H200, 10 at most: run with timeout_s=595, nothing else
+# Steps 1-5 took about 7 minutes on the H200 (6 at b6bb7b2), 10 at most: run with
+# timeout_s=595, nothing else
 # in the call, and copy the files it returns into benchmarks/results/.
 # Before the call, here (the device reaches no network and gets only the working tree):
 #     mkdir -p out/mnist && cp ../shared/data/mnist/*.gz out/mnist/
@@ -93,7 +96,12 @@ PY
         echo "not run (GPU_CHECK_NO_SPARSE)"
     fi
     echo "sparse bench exit status: $SPARSE_STATUS"
-    for status in "$TEST_STATUS" "$EMU_STATUS" "$BENCH_STATUS" "$SPARSE_STATUS"; do
+    echo
+    echo "## benchmarks/gpu_loop_overhead.py"
+    timeout 60 "$PYTHON" benchmarks/gpu_loop_overhead.py 2>&1
+    LOOP_STATUS=$?
+    echo "loop overhead exit status: $LOOP_STATUS"
+    for status in "$TEST_STATUS" "$EMU_STATUS" "$BENCH_STATUS" "$SPARSE_STATUS" "$LOOP_STATUS"; do
         [ "$status" -ne 0 ] && exit "$status"
     done
     exit 0

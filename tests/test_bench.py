@@ -419,6 +419,20 @@ def test_bench_gpu_sparse_runs_on_the_emulated_device(tmp_path, emulated_device)
     assert "EMULATED" in report.read_text()
 
 
+def test_gpu_loop_overhead_runs_on_the_emulated_device(emulated_device, capsys):
+    """The script that asks whether the GPU loop is host-bound, on the emulated device:
+    both E-step paths timed, the rule's marked, the rule restored after."""
+    from gpukmeans import _gpu
+
+    rule = _gpu.choose_assign_path
+    rows = _load_script("gpu_loop_overhead").main(["--emulated"])
+    assert [(row["k"], row["path"]) for row in rows] == [(3, "fused"), (3, "gemm")]
+    assert sum(row["rule"] for row in rows) == 1
+    assert all(row[key] > 0 for row in rows for key in ("device", "host", "e_step", "m_step"))
+    assert _gpu.choose_assign_path is rule
+    assert "EMULATED" in capsys.readouterr().out
+
+
 def test_fit_floor_counts_the_products_and_reads_of_scikit_learns_algorithm():
     """MNIST, k=100, 163 steps (a real run's): (1,024 x 163 + 70,000) x 100 batch and
     final-label distances, and k-means++ on 3,072 samples (1 + 99 x 6 distances each),
