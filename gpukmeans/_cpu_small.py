@@ -17,9 +17,8 @@ transform's distances are float64; float64 sums are added in the Numba engine's 
 so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
 products are exact, as with unit weights; float32 sums are float64 too, in the
 same order, and so the Numba engine's bit for bit (a float32 product is exact in
-float64). A float32 run keeps Elkan's bounds between its steps (the Numba engine
-Hamerly's, Elkan's or Yinyang's, by the shapes), and searches only the samples they
-leave open (:class:`_BoundsRun`).
+float64). A float32 run keeps Hamerly's bounds between its steps, as
+there, and searches only the samples they leave open (:class:`_BoundsRun`).
 
 Prior validation of data is assumed everywhere in this module.
 """
@@ -28,6 +27,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 
 import numpy as np
 import scipy.sparse
@@ -38,7 +38,7 @@ from ._engine import Engine, by_dot_products
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
 # n_features x n_clusters) over at most MAX_ELEMENTS values of X: the notebook's
 # KMeans(20) on 5,000 MNIST images (7.8e7 over 3.9e6) is one, and takes 0.13-0.15 s
-# here in float32 (then with Hamerly's bounds), against 0.09-0.14 s on the compiled Numba engine
+# here in float32 (Hamerly's bounds), against 0.09-0.14 s on the compiled Numba engine
 # and 0.3 s for scikit-learn. Numba would cost 10-20 s of compile on an empty cache, and
 # about half a second to load in every new process (importing Numba, its NumPy support,
 # the cached kernels). Larger fits iterate on the Numba engine, and pass over the data
@@ -174,20 +174,53 @@ def blas_controller():
 
 
 _pool = [None, None]  # the executor, and the process it was started in
+_pool_lock = threading.Lock()
+
+# The limits a user or a process pool (joblib's loky workers set them) puts on a
+# library's threads; the Numba engine's thread count follows NUMBA_NUM_THREADS too.
+THREAD_LIMIT_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def n_row_threads():
+    """The pool's size: the CPUs this process may run on, at most 8, and at most what
+    :data:`THREAD_LIMIT_VARIABLES` allow where they are set."""
+    n_cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count() or 1)
+    limits = [min(8, n_cpus)]
+    for variable in THREAD_LIMIT_VARIABLES:
+        try:
+            limits.append(int(os.environ[variable]))
+        except (KeyError, ValueError):
+            pass
+    return max(1, min(limits))
+
+
+def _nice_this_thread(nice):
+    """A pool thread runs one nice level below the caller, as the Numba engine's workers
+    do (see ``gpukmeans._cpu_runtime._start_niced_workers``): the caller waits while the
+    pieces run, and a woken worker that preempted it would delay the next piece's start."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):
+        pass
 
 
 def _thread_pool():
-    """The threads that take a step's or a pass's pieces of rows: one per CPU this
-    process may run on, at most 8; started on first use, and again in a forked child
-    (which inherits the executor but not its threads)."""
-    if _pool[1] != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
+    """The threads that take a step's or a pass's pieces of rows (:func:`n_row_threads`);
+    started on first use, and again in a forked child (which inherits the executor but
+    not its threads)."""
+    with _pool_lock:
+        if _pool[1] != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
 
-        n_cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                  else os.cpu_count() or 1)
-        _pool[:] = [ThreadPoolExecutor(max(1, min(8, n_cpus)),
-                                       thread_name_prefix="gpukmeans-rows"), os.getpid()]
-    return _pool[0]
+            initializer, nice = None, ()
+            if sys.platform.startswith("linux") and hasattr(os, "getpriority"):
+                initializer = _nice_this_thread
+                nice = (min(19, os.getpriority(os.PRIO_PROCESS, 0) + 1),)
+            _pool[:] = [ThreadPoolExecutor(n_row_threads(), thread_name_prefix="gpukmeans-rows",
+                                           initializer=initializer, initargs=nice),
+                        os.getpid()]
+        return _pool[0]
 
 
 def _map_pieces(function, pieces, work):
@@ -195,7 +228,7 @@ def _map_pieces(function, pieces, work):
     and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
     The results come in the order of the pieces: a caller that adds them up adds them in
     that order, whichever thread made each one."""
-    if len(pieces) < 2 or work < THREADED_MIN_WORK:
+    if len(pieces) < 2 or work < THREADED_MIN_WORK or n_row_threads() == 1:
         return map(function, pieces)
     return _thread_pool().map(function, pieces)
 
@@ -362,25 +395,25 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     the float64 distances from the differences of the centers in that window decide
     (``-x.c`` for ``unit_centers``: see :func:`gpukmeans._cpu_nearest._exact_rank`),
     lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
-    the plain argmin, scikit-learn's, and leaves ``values`` as they were.
+    the plain argmin, scikit-learn's. ``values`` is overwritten.
 
     Returns ``labels`` and, where ``margin_coefficient`` is not 0 (else None), for
-    Elkan's bounds: ``own_values``, each row's value of its label; ``values`` is then
-    left with every other center's value, and +inf at the row's label.
+    Hamerly's bounds: ``own_values``, each row's value of its label, and
+    ``other_values``, the smallest of the other centers' (+inf for a single center).
     """
     labels = values.argmin(axis=1)
     if margin_coefficient == 0:
-        return labels, None
+        return labels, None, None
     rows = np.arange(chunk.shape[0])
     best_value = values[rows, labels]
-    values[rows, labels] = np.inf
     if values.shape[1] == 1:
-        return labels, best_value
+        return labels, best_value, np.full(chunk.shape[0], np.inf, dtype=values.dtype)
     # The second smallest value: the minimum once the smallest is masked, taken down
     # the columns of a transposed copy, where NumPy vectorises it across the rows (along
     # rows of a few values it does not: 1,337 x 20 values, 20 us against 66).
+    values[rows, labels] = np.inf
     second_value = np.ascontiguousarray(values.T).min(axis=0)
-    own_values = best_value
+    own_values, other_values = best_value, second_value
     # 2 margin_coefficient (||x||^2 (1 + margin_coefficient) + max_center_norm)
     tie_gap = x_squared_norms * (2 * margin_coefficient * (1 + margin_coefficient))
     tie_gap += 2 * margin_coefficient * max_center_norm
@@ -391,12 +424,13 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
         nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
                                         best_value[near] + tie_gap[near], unit_centers)
         moved = nearest != labels[near]
+        near, nearest = near[moved], nearest[moved]
         # The float32 minimum is now another center's.
         own_values = best_value.copy()
-        own_values[near[moved]] = values[near[moved], nearest[moved]]
+        own_values[near] = values[near, nearest]
+        other_values[near] = best_value[near]
         labels[near] = nearest
-        values[near, nearest] = np.inf
-    return labels, own_values
+    return labels, own_values, other_values
 
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
@@ -515,19 +549,14 @@ class _Run:
         return inertia(self.X, self.sample_weight, centers, labels)
 
 
-# Most samples keep their cluster from one iteration to the next. Elkan (2003) keeps,
+# Most samples keep their cluster from one iteration to the next. Hamerly (2010) keeps,
 # per sample, an upper bound on the distance to its own center and a lower bound on the
-# distance to each other center; moving the centers loosens each by how far its center
-# moved. While upper <= max(the least lower bound, half the gap from its center to the
-# nearest other center), no other center can be closer, and the sample is skipped. The
-# Numba engine's float32 runs test sample by sample (gpukmeans._cpu_bounds); here each
-# test is a few NumPy operations over every sample, and the rows left open are searched
-# by one GEMM on their gathered rows, which also sets all their bounds afresh (the GEMM
-# gives every center's distance: Elkan's per-center bounds cost nothing more to set).
-# Hamerly's single lower bound (2010), loosened by the largest shift of any center, was
-# used here before: on the notebook's 5,000 MNIST images at k=20, 20 steps from the same
-# centers, it left 47,500 samples open to Elkan's 36,000 (the (n_clusters, n_samples)
-# bounds are at most MAX_DISTANCES values, 2 MB).
+# distance to every other; moving the centers loosens them by how far the centers moved.
+# While upper <= max(lower, half the gap from its center to the nearest other center),
+# no other center can be closer, and the sample is skipped. The Numba engine's float32
+# runs test sample by sample (gpukmeans._cpu._hamerly_e_step); here each test is one
+# NumPy operation over every sample, and the rows left open are searched by one GEMM on
+# their gathered rows, which also sets their bounds afresh.
 #
 # The Numba engine first tightens an open sample's upper bound with the distance to its
 # own center, one dot product against a search's n_clusters. Not here: in NumPy that
@@ -543,7 +572,7 @@ class _Run:
 # is too, near-ties being decided in float64 as in the plain step (_nearest_centers).
 # So after every step the labels are the plain e_step's, whichever samples were skipped.
 class _BoundsRun:
-    """The passes of one float32 run with Elkan's bounds (``Engine.start_lloyd``).
+    """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).
 
     Keeps the bounds, the float64 per-cluster sums (updated by the samples that moved)
     and the last centers between passes. :meth:`step` returns copies: the driver may
@@ -560,9 +589,7 @@ class _BoundsRun:
         self.margin_coefficient = bound_margin_coefficient(X.dtype, n_features)
         # Set by the first E-step, which searches every sample.
         self.upper = np.empty(n_samples)  # >= ||x - its center||
-        # lower[j, i] <= ||x_i - c_j|| for every center j but x_i's own, where it is +inf;
-        # centers by rows, so that the least bound of a sample is a vectorised min.
-        self.lower = np.empty((n_clusters, n_samples))
+        self.lower = np.empty(n_samples)  # <= ||x - c|| for every other center c
         self.sums = np.zeros((n_clusters, n_features))
         self.centers_prev = None
         self.chunk_rows = max(CHUNK_ROWS, SEARCH_CHUNK_BYTES // (X.itemsize * n_features))
@@ -604,8 +631,14 @@ class _BoundsRun:
         else:
             center_shift = _center_shifts(centers_f64, centers_prev)
             self.upper += center_shift[labels]
-            self.lower -= center_shift[:, None]  # the own center's +inf stays +inf
-            bound = np.maximum(self.lower.min(axis=0), _half_gaps(centers_f64)[labels])
+            # `lower` covers every center but the own one: it loosens by the largest
+            # shift among them, the second largest where the own one moved most (with a
+            # single center, `lower` is +inf and stays so).
+            others_shift = np.full(n_clusters, center_shift.max())
+            if n_clusters > 1:
+                others_shift[center_shift.argmax()] = np.sort(center_shift)[-2]
+            self.lower -= others_shift[labels]
+            bound = np.maximum(self.lower, _half_gaps(centers_f64)[labels])
             open_rows = np.flatnonzero(self.upper > bound)
             pieces = [open_rows[start:start + self.chunk_rows]
                       for start in range(0, open_rows.shape[0], self.chunk_rows)]
@@ -616,13 +649,12 @@ class _BoundsRun:
             chunk_norms = self.x_squared_norms[rows]
             values = chunk @ minus_two_centers_t  # (n_rows, n_clusters)
             values += squared_norms
-            new_labels, own_values = _nearest_centers(
+            new_labels, own_values, other_values = _nearest_centers(
                 chunk, chunk_norms, centers, values, max_center_norm, self.margin_coefficient,
                 self.unit_centers)
             margin = self.margin_coefficient * (chunk_norms + max_center_norm)
             self.upper[rows] = _distance_bound(chunk_norms, own_values, margin)
-            self.lower[:, rows] = _distance_bound(chunk_norms[:, None], values,
-                                                  -margin[:, None]).T
+            self.lower[rows] = _distance_bound(chunk_norms, other_values, -margin)
             old_labels = labels[rows]
             labels[rows] = new_labels
             changed = np.flatnonzero(new_labels != old_labels)

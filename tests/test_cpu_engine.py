@@ -727,9 +727,9 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
 def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
     n_clusters, offset, scale, rng, monkeypatch
 ):
-    """The NumPy engine's float32 run (Elkan's bounds, vectorised): after every step
+    """The NumPy engine's float32 run (Hamerly's bounds, vectorised): after every step
     the labels are the plain E-step's (so exactly the nearest centers), the bounds hold
-    for the centers just used (each other center's lower bound; +inf for the own), the sums kept by moving only the samples that changed
+    for the centers just used, the sums kept by moving only the samples that changed
     cluster equal fresh float64 sums, and the weights are fresh; samples are skipped.
 
     The offset moves the data away from the origin, where ||c||^2 - 2 x.c loses the most
@@ -762,8 +762,7 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
             rows = np.arange(n_samples)
             assert np.all(run.upper >= distances[rows, labels] * (1 - 1e-12))
             distances[rows, labels] = np.inf
-            assert np.all(run.lower.T <= distances * (1 + 1e-12))
-            assert np.all(run.lower[labels, rows] == np.inf)
+            assert np.all(run.lower <= distances.min(axis=1) * (1 + 1e-12))
             _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
             np.testing.assert_array_equal(
                 weights, np.bincount(labels, sample_weight, minlength=n_clusters))
@@ -830,6 +829,21 @@ def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
                 centers = average_centers(sums, weights, centers, X.dtype, np)
         steps.append(sums_by_step)
     np.testing.assert_array_equal(*steps)
+
+
+def test_numpy_engine_threads_follow_the_thread_limits(monkeypatch):
+    """The NumPy engine's row threads stay within NUMBA_NUM_THREADS and OMP_NUM_THREADS
+    (which joblib's process workers set), and within the CPUs the process may use."""
+    for variable in _cpu_small.THREAD_LIMIT_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    free = _cpu_small.n_row_threads()
+    assert 1 <= free <= min(8, len(os.sched_getaffinity(0)))
+    for variable in _cpu_small.THREAD_LIMIT_VARIABLES:
+        monkeypatch.setenv(variable, "1")
+        assert _cpu_small.n_row_threads() == 1
+        monkeypatch.setenv(variable, "not a number")
+        assert _cpu_small.n_row_threads() == free
+        monkeypatch.delenv(variable)
 
 
 def test_numpy_bounded_run_empties_a_cluster_exactly(rng):
