@@ -173,7 +173,7 @@ def blas_controller():
     return _controller[0]
 
 
-_pool = [None, None]  # the executor, and the process it was started in
+_pool = [None, None]  # the executor (None for one thread), and the process it is for
 _pool_lock = threading.Lock()
 
 # The limits a user or a process pool (joblib's loky workers set them) puts on a
@@ -201,25 +201,27 @@ def _nice_this_thread(nice):
     pieces run, and a woken worker that preempted it would delay the next piece's start."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError):
+    except OSError:
         pass
 
 
 def _thread_pool():
-    """The threads that take a step's or a pass's pieces of rows (:func:`n_row_threads`);
-    started on first use, and again in a forked child (which inherits the executor but
-    not its threads)."""
+    """The threads that take a step's or a pass's pieces of rows (:func:`n_row_threads`),
+    or None where that is one; started on first use, and again in a forked child (which
+    inherits the executor but not its threads)."""
     with _pool_lock:
         if _pool[1] != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
-            initializer, nice = None, ()
-            if sys.platform.startswith("linux") and hasattr(os, "getpriority"):
-                initializer = _nice_this_thread
-                nice = (min(19, os.getpriority(os.PRIO_PROCESS, 0) + 1),)
-            _pool[:] = [ThreadPoolExecutor(n_row_threads(), thread_name_prefix="gpukmeans-rows",
-                                           initializer=initializer, initargs=nice),
-                        os.getpid()]
+            executor, n_threads = None, n_row_threads()
+            if n_threads > 1:
+                initializer, nice = None, ()
+                if sys.platform.startswith("linux") and hasattr(os, "getpriority"):
+                    initializer = _nice_this_thread
+                    nice = (min(19, os.getpriority(os.PRIO_PROCESS, 0) + 1),)
+                executor = ThreadPoolExecutor(n_threads, thread_name_prefix="gpukmeans-rows",
+                                              initializer=initializer, initargs=nice)
+            _pool[:] = [executor, os.getpid()]
         return _pool[0]
 
 
@@ -228,16 +230,19 @@ def _map_pieces(function, pieces, work):
     and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
     The results come in the order of the pieces: a caller that adds them up adds them in
     that order, whichever thread made each one."""
-    if len(pieces) < 2 or work < THREADED_MIN_WORK or n_row_threads() == 1:
-        return map(function, pieces)
-    return _thread_pool().map(function, pieces)
+    pool = None if len(pieces) < 2 or work < THREADED_MIN_WORK else _thread_pool()
+    return map(function, pieces) if pool is None else pool.map(function, pieces)
 
 
-def _row_pieces(n_rows, row_bytes):
-    """``(start, stop)`` pieces of rows of about :data:`ROW_PIECE_BYTES` each (the
-    shapes alone decide them)."""
+def _over_row_pieces(function, X, row_bytes):
+    """``function((start, stop))`` over X's rows in pieces of about
+    :data:`ROW_PIECE_BYTES` (``row_bytes`` a row; the shapes alone decide the pieces),
+    for what it writes: on the pool's threads where X is large (:func:`_map_pieces`)."""
+    n_rows = X.shape[0]
     piece_rows = max(1, ROW_PIECE_BYTES // max(1, row_bytes))
-    return [(start, min(start + piece_rows, n_rows)) for start in range(0, n_rows, piece_rows)]
+    pieces = [(start, min(start + piece_rows, n_rows)) for start in range(0, n_rows, piece_rows)]
+    for _ in _map_pieces(function, pieces, X.size):
+        pass
 
 
 @contextlib.contextmanager
@@ -743,8 +748,7 @@ def assigned_distances(X, centers, labels):
         diff -= centers_f64.take(labels[start:stop], axis=0)
         distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
 
-    for _ in _map_pieces(piece, _row_pieces(X.shape[0], 8 * X.shape[1]), X.size):
-        pass
+    _over_row_pieces(piece, X, 8 * X.shape[1])
     return distances
 
 
@@ -763,8 +767,7 @@ def row_norms(X):
         rows = X[start:stop].astype(np.float64, copy=False)
         norms[start:stop] = np.einsum("ij,ij->i", rows, rows)
 
-    for _ in _map_pieces(piece, _row_pieces(X.shape[0], 8 * X.shape[1]), X.size):
-        pass
+    _over_row_pieces(piece, X, 8 * X.shape[1])
     return norms
 
 
@@ -809,8 +812,7 @@ def centered(X, X_mean):
         start, stop = bounds
         np.subtract(X[start:stop], mean, out=out[start:stop])
 
-    for _ in _map_pieces(piece, _row_pieces(X.shape[0], X.itemsize * X.shape[1]), X.size):
-        pass
+    _over_row_pieces(piece, X, X.itemsize * X.shape[1])
     return out, row_norms(out), True
 
 

@@ -471,8 +471,7 @@ def _batch_labels_both_ways(engine, X, centers, rows):
             gemm = np.concatenate([
                 _sklearn_values(batch[start:start + CHUNK_ROWS], centers, norms).argmin(axis=1)
                 for start in range(0, rows.shape[0], CHUNK_ROWS)])
-    if X.dtype == np.float64:
-        np.testing.assert_array_equal(copied, gemm)
+            np.testing.assert_array_equal(copied, gemm)
     return labels, copied
 
 
