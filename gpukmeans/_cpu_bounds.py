@@ -56,7 +56,7 @@ ELKAN_OPEN_DIVISOR = 16
 # are set from are ||x||^2 + (||c||^2 - 2 x.c) with a float32 dot product. A margin
 # larger than that rounding (see _bound_margin_coefficient) keeps them bounds, so a
 # skipped sample's label is its exact nearest center; a searched sample's is too, as in
-# the plain step, since near-ties within twice the margin are decided in float64
+# the plain step, since near-ties within twice the margin are decided exactly
 # (_nearest_of_near_ties). Both can differ from scikit-learn only at near-ties.
 
 
@@ -238,8 +238,8 @@ def _elkan_open_distances(
     ``search`` asks the caller to search the sample in full instead (more centers open):
     the blocked kernel computes every distance for little more than a few single dot
     products, and refreshing every bound keeps the sample settled for longer.
-    A center within twice the margin of the current label's value is compared in
-    float64 (:func:`_closer_exactly`). ``bounds`` (float32, up to date) is updated in
+    A center within twice the margin of the current label's value is compared
+    exactly (:func:`_closer_exactly`). ``bounds`` (float32, up to date) is updated in
     place.
     """
     if not _any_center_open(upper, bounds, half_center_distances[label], label):

@@ -203,7 +203,7 @@ def _lloyd_partials(
     (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
     norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
     single E-step computes each row's as it needs it.
-    ``exact_labels`` (float32) has near-ties decided in float64
+    ``exact_labels`` (float32) has near-ties decided exactly
     (:func:`_labels_of_nearest_two`, or :func:`_label_of_values` after the GEMM kernel),
     so each label is the exactly nearest center. float64 keeps scikit-learn's argmin of
     its GEMM's values: with GEMM directly, with the other kernels wherever the values'

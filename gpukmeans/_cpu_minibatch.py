@@ -144,7 +144,7 @@ def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers
     nearest two centers of every row by the blocked kernel and a fold over the centers
     (:func:`gpukmeans._cpu_nearest._rows_nearest_blocked`); the rows whose two are within
     the values' rounding (float32: twice the margin; float64: four, each value and the
-    GEMM's off by one) decided in float64 (float32) or by the whole chunk's GEMM
+    GEMM's off by one) decided exactly (float32) or by the whole chunk's GEMM
     (float64: scikit-learn's chunk, whichever part of it is labelled; computed once
     for all the chunk's parts into ``gemm_values``, see
     :func:`gpukmeans._cpu_nearest._labels_of_nearest_two`), as the plain step decides

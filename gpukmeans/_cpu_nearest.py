@@ -1,5 +1,5 @@
 """The CPU engine's distance kernels: dot products of rows with centers without BLAS,
-and the nearest center of a row, near-ties decided exactly.
+and the nearest center of a row, near-ties decided exactly (:mod:`gpukmeans._cpu_exact`).
 
 Few clusters (the E-step at small k) or a few candidates (each k-means++ step) make a
 GEMM skinny; these kernels keep the sums in registers instead, and the value of a (row,
@@ -15,6 +15,7 @@ from numba import literally, njit
 from ._cpu_blas import gemm_nt_accumulate
 from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
 from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
+from ._cpu_exact import exact_order, float64_is_exact, rank_rounding
 from ._cpu_panel import transposed_chunk_dots
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -335,29 +336,58 @@ def _chunk_dots_blocked(X, chunk_start, chunk_end, centers, rows, dots):
 
 # A float32 value ||c||^2 - 2 x.c is off by at most the margin, so two centers whose
 # values are within twice the margin are a near-tie that float32 cannot order: the
-# float64 distances from the differences decide it, and the label is then the exactly
-# nearest center (lowest index on an exact tie, as argmin). Without this, a near-tie
-# in one step sends a float32 run down another path than the float64 run's (MNIST,
-# k=256, 20 iterations: 1.6% of the labels and 1.8e-5 of the inertia apart). Near-ties
-# are rare, so the float64 work is negligible.
+# float64 distances from the differences decide it, exactly where they are too close
+# (_nearer), and the label is then the exactly nearest center (lowest index on an exact
+# tie, as argmin). Without this, a near-tie in one step sends a float32 run down another
+# path than the float64 run's (MNIST, k=256, 20 iterations: 1.6% of the labels and
+# 1.8e-5 of the inertia apart). Near-ties are rare, so the extra work is negligible.
 @njit(nogil=True, cache=CACHE)
 def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap, unit_centers):
-    """The exactly nearest (:func:`_exact_rank`) of ``best`` and the centers whose
-    float32 ``values`` (``||c||^2 - 2 x.c``) are within ``tie_gap`` of ``best_value``."""
+    """The exactly nearest (:func:`_nearer`) of ``best`` and the centers whose float32
+    ``values`` (``||c||^2 - 2 x.c``) are within ``tie_gap`` of ``best_value``."""
     limit = best_value + tie_gap
-    best_distance = 0.0
+    best_rank = best_rounding = 0.0
     have_best = False
     for j in range(values.shape[0]):
         if j == best or values[j] > limit:
             continue
         if not have_best:
-            best_distance = _exact_rank(x, centers[best], unit_centers)
+            best_rank, best_rounding = _rank_and_rounding(x, centers[best], unit_centers)
             have_best = True
-        distance = _exact_rank(x, centers[j], unit_centers)
-        if distance < best_distance or (distance == best_distance and j < best):
-            best = j
-            best_distance = distance
+        rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
+        if _nearer(x, centers, j, rank, rounding, best, best_rank, best_rounding,
+                   unit_centers):
+            best, best_rank, best_rounding = j, rank, rounding
     return best
+
+
+@njit(nogil=True, cache=CACHE)
+def _rank_and_rounding(x, c, unit_centers):
+    """:func:`_exact_rank` and a bound on its rounding
+    (:func:`gpukmeans._cpu_exact.rank_rounding`)."""
+    rank = _exact_rank(x, c, unit_centers)
+    return rank, rank_rounding(x, c, rank, unit_centers)
+
+
+@njit(nogil=True, cache=CACHE)
+def _nearer(x, centers, j, rank, rounding, label, label_rank, label_rounding, unit_centers):
+    """Whether center ``j`` is nearer to ``x`` than ``label``, exactly, the lower index
+    winning an exact tie (argmin's order): by their float64 ranks (:func:`_exact_rank`)
+    where these are further apart than their ``rounding`` or computed without rounding
+    (:func:`gpukmeans._cpu_exact.float64_is_exact`: integer data and centers that are
+    rows, where exact ties are common), else by the exact sign of their difference
+    (:func:`gpukmeans._cpu_exact.exact_order`). The float64 ranks alone had put a row with
+    the farther of two centers whose distances differed by 7e-15, and sent exact ties to
+    the higher index."""
+    gap = rank - label_rank
+    if gap < -(rounding + label_rounding):
+        return True
+    if gap > rounding + label_rounding:
+        return False
+    if float64_is_exact(x, centers[j], centers[label], unit_centers):
+        return gap < 0 or (gap == 0 and j < label)
+    order = exact_order(x, centers[j], centers[label], unit_centers)
+    return order < 0 or (order == 0 and j < label)
 
 
 @njit(nogil=True, cache=CACHE)
@@ -424,7 +454,7 @@ def _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best
     """``labels[i]``, the label of ``X[rows[i]]`` (``i < n_rows``), from its nearest two
     values of a fold (``best``, ``best_value``, ``second_value``) and its ``row_norms``
     (float64): the fold's argmin, except for the near-ties (:func:`_flag_near_ties`;
-    float32: within twice the margin, decided in float64 by :func:`_exactly_nearest`;
+    float32: within twice the margin, decided exactly by :func:`_exactly_nearest`;
     float64: within four, each value and the GEMM's off by one, decided by scikit-learn's
     GEMM on its chunk's rows, as it multiplies them: ``gemm_rows``, of which the rows
     labelled here are ``gemm_rows[gemm_first:gemm_first + n_rows]``, so that a part of a
@@ -478,18 +508,19 @@ def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max
 
 @njit(nogil=True, cache=CACHE)
 def _closer_exactly(x, centers, j, label, unit_centers):
-    """Whether center ``j`` is nearer to ``x`` than ``label`` in float64
-    (:func:`_exact_rank`; argmin's order)."""
-    distance = _exact_rank(x, centers[j], unit_centers)
-    label_distance = _exact_rank(x, centers[label], unit_centers)
-    return distance < label_distance or (distance == label_distance and j < label)
+    """Whether center ``j`` is nearer to ``x`` than ``label``, exactly (:func:`_nearer`;
+    argmin's order)."""
+    rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
+    label_rank, label_rounding = _rank_and_rounding(x, centers[label], unit_centers)
+    return _nearer(x, centers, j, rank, rounding, label, label_rank, label_rounding,
+                   unit_centers)
 
 
 @njit(nogil=True, cache=CACHE)
 def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers):
     """Whether center ``j`` (its value ``||c||^2 - 2 x.c``) is nearer to ``x`` than
     ``label`` (``label_value``): by the values where they differ by more than twice
-    their rounding ``margin``, else in float64 (:func:`_closer_exactly`)."""
+    their rounding ``margin``, else exactly (:func:`_closer_exactly`)."""
     if value > label_value + 2 * margin:
         return False
     return (value < label_value - 2 * margin
@@ -876,15 +907,15 @@ def _rows_nearest_blocked(
                   second_value)
 
 
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+@njit(nogil=True, cache=CACHE)
 def _exactly_nearest(x, centers, unit_centers):
-    """The center nearest to ``x`` in float64 (:func:`_exact_rank`; lowest index on an
-    exact tie), for the rare row whose float32 values cannot order its nearest two."""
+    """The center exactly nearest to ``x`` (:func:`_nearer`; lowest index on an exact
+    tie), for the rare row whose float32 values cannot order its nearest two."""
     best = 0
-    best_distance = _exact_rank(x, centers[0], unit_centers)
+    best_rank, best_rounding = _rank_and_rounding(x, centers[0], unit_centers)
     for j in range(1, centers.shape[0]):
-        distance = _exact_rank(x, centers[j], unit_centers)
-        if distance < best_distance:
-            best = j
-            best_distance = distance
+        rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
+        if _nearer(x, centers, j, rank, rounding, best, best_rank, best_rounding,
+                   unit_centers):
+            best, best_rank, best_rounding = j, rank, rounding
     return best

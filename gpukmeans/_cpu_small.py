@@ -11,8 +11,9 @@ alone decide, their results added in piece order).
 
 Same contract (:class:`gpukmeans._engine.Engine`) and same answers as the Numba engine:
 each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk by
-chunk as scikit-learn computes it, and float32 near-ties are decided in float64 from the
-differences, as there, so the labels are the exactly nearest centers. Sums, inertia and
+chunk as scikit-learn computes it, and float32 near-ties are decided exactly (float64
+from the differences where its rounding allows, else integer arithmetic), as there, so
+the labels are the exactly nearest centers. Sums, inertia and
 transform's distances are float64; float64 sums are added in the Numba engine's order,
 so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
 products are exact, as with unit weights; float32 sums are float64 too, in the
@@ -81,8 +82,8 @@ MAX_KMEANSPP_WORK = 2**22
 # engines make the same BLAS calls on the same rows, so float64 labels match bit for bit.
 CHUNK_ROWS = 256
 
-# Near-ties are decided in float64 from the differences, at most this many bytes of
-# them at a time.
+# Near-ties are decided in float64 from the differences (then exactly where those are
+# too close), at most this many bytes of them at a time.
 NEAR_TIE_BLOCK_BYTES = 2**20
 
 # A bounded run (:class:`_BoundsRun`) gathers the rows it searches, about this many
@@ -440,25 +441,84 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     """Per row, the exactly nearest of the centers whose ``values`` are at most its
-    ``limits``: the least float64 ``||x - c||^2`` from the differences (``-x.c`` for
-    ``unit_centers``), the lowest index on an exact tie (argmin's rule). Near-ties are
-    rare; their (row, center) pairs are taken a block at a time, so that even data where
-    every pair is one use little memory.
+    ``limits``, the lowest index on an exact tie (argmin's rule): by the float64
+    ``||x - c||^2`` from the differences (``-x.c`` for ``unit_centers``) where these are
+    further apart than their rounding or computed without it (:func:`_float64_is_exact`),
+    else exactly (:func:`_exactly_nearest`), as the Numba engine decides
+    (:func:`gpukmeans._cpu_nearest._nearer`). Near-ties are rare; their (row, center)
+    pairs are taken a block at a time, so that even data where every pair is one use
+    little memory.
     """
     pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
-    distances = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
+    ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
+    rounding = np.zeros(values.shape)
+    coefficient = 2.0 * (rows.shape[1] + 2) * 2.0**-53
     block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
     for start in range(0, pair_rows.shape[0], block):
         in_rows = pair_rows[start:start + block]
         of_centers = pair_centers[start:start + block]
         if unit_centers:
-            distances[in_rows, of_centers] = -np.einsum(
-                "ij,ij->i", rows[in_rows].astype(np.float64),
-                centers[of_centers].astype(np.float64))
+            products = rows[in_rows].astype(np.float64) * centers[of_centers].astype(np.float64)
+            ranks[in_rows, of_centers] = -products.sum(axis=1)
+            rounding[in_rows, of_centers] = coefficient * np.abs(products).sum(axis=1)
             continue
         diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
-        distances[in_rows, of_centers] = np.einsum("ij,ij->i", diff, diff)
-    return distances.argmin(axis=1)
+        pair_ranks = np.einsum("ij,ij->i", diff, diff)
+        ranks[in_rows, of_centers] = pair_ranks
+        rounding[in_rows, of_centers] = coefficient * pair_ranks
+    nearest = ranks.argmin(axis=1)
+    # A center may be the nearest when its rank, less its rounding, is within the
+    # rounding of the least rank; where two may, the float64 ranks cannot decide.
+    highest_least = (ranks + rounding).min(axis=1)
+    maybe = ranks - rounding <= highest_least[:, None]
+    for i in np.flatnonzero(maybe.sum(axis=1) > 1):
+        candidates = np.flatnonzero(maybe[i])
+        if not _float64_is_exact(rows[i], centers[candidates], unit_centers):
+            nearest[i] = _exactly_nearest(rows[i], centers, candidates, unit_centers)
+    return nearest
+
+
+def _float64_is_exact(x, centers, unit_centers):
+    """Whether the float64 ranks of ``centers`` for the row ``x`` were computed without
+    rounding, and so their argmin is exact (integer data: most exact ties), as
+    :func:`gpukmeans._cpu_exact.float64_is_exact` decides."""
+    x64, centers64 = x.astype(np.float64), centers.astype(np.float64)
+    if unit_centers:
+        largest = max(np.abs(x64).max(), np.abs(centers64).max())
+    else:
+        largest = np.abs(centers64 - x64).max()
+    if largest == 0:
+        return True
+    largest_exponent = np.frexp(largest)[1]
+    features_exponent = np.frexp(np.float64(x.shape[0]))[1]
+    q = (51 - int(features_exponent) - 2 * int(largest_exponent)) // 2
+    scaled = np.ldexp(np.concatenate([x64, centers64.ravel()]), q)
+    return bool(np.all(scaled == np.floor(scaled)))
+
+
+def _exactly_nearest(x, centers, candidates, unit_centers):
+    """The exactly nearest center to the row ``x`` of ``candidates`` (increasing
+    indices), the lowest index on an exact tie: ``||x - c||^2`` (``-x.c`` for
+    ``unit_centers``) in Python's integers, on every value scaled by 2^1127 (each
+    float64 value, subnormals too, is then an integer)."""
+    x = _exact_integers(x)
+    best, best_rank = None, None
+    for j in candidates:
+        c = _exact_integers(centers[j])
+        if unit_centers:
+            rank = -sum(x_f * c_f for x_f, c_f in zip(x, c))
+        else:
+            rank = sum((x_f - c_f) ** 2 for x_f, c_f in zip(x, c))
+        if best is None or rank < best_rank:
+            best, best_rank = j, rank
+    return best
+
+
+def _exact_integers(values):
+    """``values * 2**1127`` as Python integers, exactly (float32 or float64 values)."""
+    mantissas, exponents = np.frexp(values.astype(np.float64))
+    mantissas = np.ldexp(mantissas, 53).astype(np.int64)  # |mantissa| < 2^53: exact
+    return [int(m) << int(e + 1074) for m, e in zip(mantissas, exponents)]
 
 
 def e_step(X, centers, labels, x_squared_norms=None, unit_centers=False):
@@ -574,7 +634,7 @@ class _Run:
 # they are set from are ||x||^2 + (||c||^2 - 2 x.c) with a float32 dot product. A margin
 # larger than that rounding (bound_margin_coefficient) keeps them bounds, and strict
 # ones, so a skipped sample's label is its exactly nearest center; a searched sample's
-# is too, near-ties being decided in float64 as in the plain step (_nearest_centers).
+# is too, near-ties being decided exactly as in the plain step (_nearest_centers).
 # So after every step the labels are the plain e_step's, whichever samples were skipped.
 class _BoundsRun:
     """The passes of one float32 run with Hamerly's bounds (``Engine.start_lloyd``).

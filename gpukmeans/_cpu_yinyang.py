@@ -20,7 +20,7 @@ little and cost more than they save: a run takes plain steps until the labels se
 The bounds are exact-arithmetic statements about the float32 centers, set from
 ``||x||^2 + (||c||^2 - 2 x.c)`` with a margin above its rounding, as Hamerly's and
 Elkan's are (their module says how); a searched center within twice the margin of the
-best is compared in float64 (:func:`gpukmeans._cpu_nearest._closer_exactly`). So each
+best is compared exactly (:func:`gpukmeans._cpu_nearest._closer_exactly`). So each
 label is the exactly nearest center, as the plain step's. The M-step is the plain
 step's, over every sample in its order (:func:`gpukmeans._cpu_lloyd._accumulate_partials`),
 not moves between sums: a Yinyang run's labels, centers and inertia are the plain run's

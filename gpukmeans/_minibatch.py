@@ -142,7 +142,7 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
       scikit-learn adds them one by one to ``c * W``: one rounding per step in X's dtype;
     * the batch inertias that drive the early stopping are summed in float64 (scikit-learn:
       in X's dtype, in an order that depends on its thread count);
-    * float32 labels are the exactly nearest centers (near-ties decided in float64, as
+    * float32 labels are the exactly nearest centers (near-ties decided exactly, as
       :class:`gpukmeans.KMeans` on the CPU); scikit-learn's may differ at near-ties, after
       which the runs follow different paths;
     * a ``sample_weight`` must be non-negative with a positive value.

@@ -1,7 +1,9 @@
 """The rules tests use for labels: the float64 nearest center, except at near-ties that
 the GEMM form of the distance cannot resolve in the working precision (scikit-learn, the
-GPU engine); or exactly the nearest (the CPU engine's float32 passes, which decide
-near-ties in float64)."""
+GPU engine); the nearest by float64 distances (sparse data on the CPU); or exactly the
+nearest (the CPU engine's dense float32 passes, which decide near-ties exactly)."""
+
+from fractions import Fraction
 
 import numpy as np
 from scipy.spatial import distance as scipy_distance
@@ -30,16 +32,47 @@ def assert_labels_nearest(labels, X, centers, dtype):
 
 
 def assert_labels_exactly_nearest(labels, X, centers):
-    """Each label is a nearest center by the float64 distances from the differences (up
-    to their own 1e-12 rounding): no near-tie exception."""
+    """Each label is the exactly nearest center, by rational arithmetic on the given
+    float values where the float64 distances are too close to tell (within 1e-12 of
+    each other), the lowest index on an exact tie: no near-tie exception."""
+    labels = np.asarray(labels)
+    assert labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() < centers.shape[0], "unwritten or invalid labels"
+    d = sq_dist64(X, centers)
+    close = d <= d.min(axis=1, keepdims=True) * (1 + 1e-12) + 1e-300
+    rows = np.arange(X.shape[0])
+    wrong = np.flatnonzero(~close[rows, labels])
+    assert wrong.size == 0, f"{wrong.size} labels are not the nearest center (first: {wrong[:5]})"
+    undecided = np.flatnonzero(close.sum(axis=1) > 1)
+    exact = [exactly_nearest(X[i], centers, np.flatnonzero(close[i])) for i in undecided]
+    wrong = undecided[labels[undecided] != np.asarray(exact, dtype=np.int64)]
+    assert wrong.size == 0, (
+        f"{wrong.size} labels are not the exactly nearest center (first: {wrong[:5]})")
+
+
+def assert_labels_nearest_in_float64(labels, X, centers):
+    """Each label is a nearest center by the float64 distances from the differences, up
+    to their own 1e-12 rounding (sparse data, whose CPU labels are float64's)."""
     labels = np.asarray(labels)
     assert labels.dtype == np.int32
     assert labels.min() >= 0 and labels.max() < centers.shape[0], "unwritten or invalid labels"
     d = sq_dist64(X, centers)
     own = d[np.arange(X.shape[0]), labels]
-    nearest = d.min(axis=1)
-    wrong = np.flatnonzero(own > nearest * (1 + 1e-12) + 1e-300)
+    wrong = np.flatnonzero(own > d.min(axis=1) * (1 + 1e-12) + 1e-300)
     assert wrong.size == 0, f"{wrong.size} labels are not the nearest center (first: {wrong[:5]})"
+
+
+def exactly_nearest(x, centers, candidates=None):
+    """The center nearest to ``x`` of ``candidates`` (all by default) in exact rational
+    arithmetic on the float values, the lowest index on an exact tie."""
+    if candidates is None:
+        candidates = range(centers.shape[0])
+    x = [Fraction(float(v)) for v in x]
+
+    def exact_distance(j):
+        return sum((x_f - Fraction(float(c_f))) ** 2 for x_f, c_f in zip(x, centers[j]))
+
+    return min(candidates, key=lambda j: (exact_distance(j), j))
 
 
 def near_tie_clusters(X, centers, dtype):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from gpukmeans import (
     _lloyd,
 )
 from gpukmeans._lloyd import average_centers
-from label_checks import assert_labels_exactly_nearest, assert_labels_nearest
+from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, exactly_nearest
 
 
 @pytest.fixture(params=["numba", "numpy"])
@@ -1787,3 +1788,160 @@ def test_float64_labels_are_sklearns_beyond_the_blas_depth_block(engine_name, n_
             mismatches += int((ours != theirs).sum() + (sums_labels != theirs).sum()
                               + (batch_labels != theirs_batch).sum())
     assert mismatches == 0
+
+
+def _ties_beyond_float64(rng, n_samples, n_features, n_clusters):
+    """float32 rows and centers whose exact squared distances tie, or differ by less
+    than float64 rounds them: each center has one coordinate 1 + 2^-23 (a square of 47
+    bits) and tiny ones elsewhere (squares 2^-54 to 2^-56, below float64's rounding
+    of the sum near 1), the rows tiny values, so that differences carry up to 29 bits
+    and their squares up to 58. Which center a float64 sum finds nearest then depends
+    on its order of summation."""
+    tiny = np.float32([2.0**-27, 2.0**-28, 3 * 2.0**-28, 0.0])
+    shape = (n_clusters, n_features)
+    centers = rng.choice(tiny, shape) * rng.choice([-1, 1], shape)
+    centers[np.arange(n_clusters), rng.integers(0, n_features, n_clusters)] = 1 + 2.0**-23
+    X = rng.choice(tiny, (n_samples, n_features)) * rng.choice([-1, 1], (n_samples, n_features))
+    return X.astype(np.float32), centers.astype(np.float32)
+
+
+def _labels_by_path(path, X, centers, monkeypatch):
+    """The labels of X from ``centers`` by one of the CPU engines' float32 E-steps, after
+    a first step from other centers where a run keeps bounds (so that its second step
+    searches by its bounds)."""
+    n_samples, n_clusters = X.shape[0], centers.shape[0]
+    sample_weight = np.ones(n_samples, np.float32)
+    labels = np.full(n_samples, -1, np.int32)
+    norms = _cpu.row_norms_f64(X)
+    first_centers = centers[::-1].copy()
+    if path in _DOTS_KERNELS:
+        return _plain_step(X, sample_weight, centers, _DOTS_KERNELS[path])[0]
+    if path == "numpy-e-step":
+        _cpu_small.e_step(X, centers, labels)
+    elif path == "numba-e-step":
+        with _cpu.cpu_runtime():
+            _cpu.e_step(X, centers, labels)
+    elif path == "numpy-hamerly":
+        with _cpu_small.small_runtime():
+            run = _cpu_small.start_lloyd(X, _cpu_small.row_norms(X), sample_weight, n_clusters)
+            run.step(first_centers, labels)
+            run.step(centers, labels)
+    elif path in ("hamerly", "elkan"):
+        if path == "hamerly":
+            monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
+        else:
+            monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
+        with _cpu.cpu_runtime():
+            run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters)
+            run.step(first_centers, labels)
+            run.step(centers, labels)
+            assert run.elkan == (path == "elkan")
+    elif path == "yinyang":
+        monkeypatch.setattr(_cpu_yinyang, "CLUSTERS_PER_GROUP", 3)
+        monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)
+        with _cpu.cpu_runtime():
+            plain = _cpu.PlainRun(X, norms, sample_weight)
+            run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters, plain)
+            for step_centers in (first_centers, first_centers, centers):
+                run.step(step_centers, labels)
+    elif path == "minibatch":
+        rows = np.arange(n_samples, dtype=np.int64)
+        with _cpu.cpu_runtime():
+            labels = _cpu.minibatch_step(X, rows, sample_weight, centers,
+                                         np.ones(n_clusters, np.float32), False)[0]
+    return labels
+
+
+@pytest.mark.parametrize("path", [
+    "numpy-e-step", "numpy-hamerly", "numba-e-step", *_DOTS_KERNELS, "hamerly", "elkan",
+    "yinyang", "minibatch"])
+@pytest.mark.parametrize("n_features, n_clusters", [(5, 4), (40, 9)])
+def test_float32_labels_are_exactly_nearest_beyond_float64(
+        path, n_features, n_clusters, rng, monkeypatch):
+    """float32 labels are the exactly nearest centers, the lowest index on an exact tie,
+    also where float64 distances summed from the differences cannot tell (the data make
+    such rows common: the float64 argmin is wrong for some of them, so a step deciding
+    near-ties in float64 alone fails here). Each engine's E-step, the Numba engine's
+    plain kernels, bounds runs and mini-batch step."""
+    X, centers = _ties_beyond_float64(rng, 300, n_features, n_clusters)
+    exact = np.array([exactly_nearest(x, centers) for x in X])
+    assert np.any(exact != _reference_step(X, np.ones(300), centers)[0]), "no adversarial row"
+    labels = _labels_by_path(path, X, centers, monkeypatch)
+    np.testing.assert_array_equal(labels, exact)
+
+
+def test_predict_float32_is_exactly_nearest_beyond_float64(cpu_engine, rng):
+    """The estimator's float32 ``predict`` on each CPU engine: the exactly nearest of the
+    fitted centers where float64 cannot tell (each center fitted
+    as its own cluster, so that the model's centers are the adversarial ones)."""
+    X, centers = _ties_beyond_float64(rng, 300, 40, 9)
+    km = KMeans(9, init=centers, n_init=1, device="cpu").fit(centers)
+    np.testing.assert_array_equal(km.cluster_centers_, centers)
+    exact = np.array([exactly_nearest(x, centers) for x in X])
+    assert np.any(exact != _reference_step(X, np.ones(300), centers)[0]), "no adversarial row"
+    np.testing.assert_array_equal(km.predict(X), exact)
+
+
+@pytest.mark.parametrize("engine_module", [_cpu_small, _cpu], ids=["numpy", "numba"])
+def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng):
+    """With ``unit_centers`` (cosine fits) a float32 label is the center of the exactly
+    largest ``x.c``, the lowest index on an exact tie, where float64 sums of the (exact)
+    products cannot tell: rows and centers of one coordinate 1 + 2^-23 and tiny others,
+    products from 2^-56 to about 1."""
+    n_samples, n_features, n_clusters = 300, 24, 8
+    _, centers = _ties_beyond_float64(rng, 1, n_features, n_clusters)
+    X = _ties_beyond_float64(rng, 1, n_features, n_samples)[1]
+    X64, centers64 = X.astype(np.float64), centers.astype(np.float64)
+    exact = np.array([
+        max(range(n_clusters), key=lambda j: (
+            sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(x, centers64[j])), -j))
+        for x in X64])
+    assert np.any(exact != (X64 @ centers64.T).argmax(axis=1)), "no adversarial row"
+    labels = np.full(n_samples, -1, np.int32)
+    with engine_module.make_engine().runtime():
+        engine_module.e_step(X, centers, labels, unit_centers=True)
+    np.testing.assert_array_equal(labels, exact)
+
+
+@pytest.mark.parametrize("data", ["integers", "binary", "dyadic", "large-integers", "tiny",
+                                  "wide-integers", "normal"])
+def test_float64_is_exact_only_where_the_float64_ranks_are(data, rng):
+    """The test that lets an exact tie be decided from float64 ranks (both engines'
+    ``float64_is_exact``) holds only where those ranks are the exact values, for squared
+    distances and for dot products; and it holds on integer data (small, large, scaled
+    to subnormal float32), where exact ties are common (else each would cost an exact
+    sum)."""
+    from gpukmeans import _cpu_exact
+
+    n_features = int(rng.integers(1, 300))
+    draw = {
+        "integers": lambda size: rng.integers(0, 256, size),
+        "binary": lambda size: rng.integers(0, 2, size),
+        "dyadic": lambda size: rng.integers(-2**12, 2**12, size) * 2.0**-int(rng.integers(0, 30)),
+        "large-integers": lambda size: ((2**23 + rng.integers(0, 2**10, size))
+                                        * 2.0**int(rng.integers(0, 60))),
+        "tiny": lambda size: rng.integers(0, 2**10, size) * 2.0**-140,
+        # Squares of 48 bits: their float64 sums round, so none may be certified.
+        "wide-integers": lambda size: rng.integers(0, 2**24, size),
+        "normal": lambda size: rng.normal(size=size),
+    }[data]
+    certified = 0
+    for _ in range(40):
+        x, a, b = draw((3, n_features)).astype(np.float32)
+        for unit_centers in (False, True):
+            with _cpu.cpu_runtime():
+                numba_says = _cpu_exact.float64_is_exact(x, a, b, unit_centers)
+                ranks = [_cpu_nearest._exact_rank(x, c, unit_centers) for c in (a, b)]
+            numpy_says = _cpu_small._float64_is_exact(x, np.stack([a, b]), unit_centers)
+            assert numba_says == numpy_says
+            if numba_says:
+                certified += 1
+                for c, rank in zip((a, b), ranks):
+                    exact = sum((Fraction(float(x_f)) * Fraction(float(c_f)) if unit_centers
+                                 else (Fraction(float(x_f)) - Fraction(float(c_f))) ** 2)
+                                for x_f, c_f in zip(x, c))
+                    assert Fraction(rank) == (-exact if unit_centers else exact)
+    # Large integers' products (dot products) do round; their differences do not.
+    expected = {"integers": 80, "binary": 80, "tiny": 80, "large-integers": 40}
+    if data in expected:
+        assert certified == expected[data]
