@@ -39,7 +39,7 @@ from ._cpu_runtime import CACHE
 
 _SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 
-_UNIT_ROUNDOFF = 2.0 ** -53
+_FLOAT64_EPS = 2.0 ** -52
 
 # A nonoverlapping expansion of nonzero float64 components has at most one component per
 # bit position of float64's range (2^-1074 to 2^1023).
@@ -139,11 +139,13 @@ def rank_rounding(x, c, rank, unit_centers):
     """How far a float64 ``rank`` of ``c`` for ``x`` (:func:`gpukmeans._cpu_nearest._exact_rank`,
     any order of summation) may be from the exact value, bounded generously: ``||x - c||^2``
     sums ``n_features`` non-negative terms, each a difference and a square rounded once,
-    so it is off by less than ``(n_features + 2) u`` of itself; ``-x.c`` sums exact products
-    of both signs, off by less than ``n_features u`` of the sum of their magnitudes (Higham,
-    Accuracy and Stability of Numerical Algorithms, 2002, section 3.1). Twice those."""
+    so it is off by less than ``(n_features + 2) u`` of itself (``u = eps / 2``); ``-x.c``
+    sums exact products of both signs, off by less than ``n_features u`` of the sum of
+    their magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
+    section 3.1). Four times those: float64's
+    :func:`gpukmeans._cpu_small.bound_margin_coefficient`, as the NumPy engine takes it."""
     n_features = x.shape[0]
-    coefficient = 2.0 * (n_features + 2) * _UNIT_ROUNDOFF
+    coefficient = 2.0 * (n_features + 2) * _FLOAT64_EPS
     if not unit_centers:
         return coefficient * rank
     magnitudes = 0.0

@@ -20,7 +20,7 @@ import types
 import numba
 from numba.core import event as numba_event
 
-from ._cpu_small import blas_controller
+from ._cpu_small import WORKER_NICE_INCREMENT, blas_controller
 
 logger = logging.getLogger("gpukmeans._cpu")
 
@@ -133,10 +133,6 @@ def _prefer_workqueue_threads():
         pass
     numba.config.THREADING_LAYER = "workqueue"
     return True
-
-
-# How many nice levels below the caller Numba's workers run (see _start_niced_workers).
-WORKER_NICE_INCREMENT = 1
 
 
 def _start_niced_workers():

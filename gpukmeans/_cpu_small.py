@@ -196,10 +196,16 @@ def n_row_threads():
     return max(1, min(limits))
 
 
+# How many nice levels below the caller the worker threads of both engines run: the row
+# pool's here, Numba's (gpukmeans._cpu_runtime._start_niced_workers, which says why).
+WORKER_NICE_INCREMENT = 1
+
+
 def _nice_this_thread(nice):
-    """A pool thread runs one nice level below the caller, as the Numba engine's workers
-    do (see ``gpukmeans._cpu_runtime._start_niced_workers``): the caller waits while the
-    pieces run, and a woken worker that preempted it would delay the next piece's start."""
+    """A pool thread runs :data:`WORKER_NICE_INCREMENT` nice levels below the caller, as
+    the Numba engine's workers do (see ``gpukmeans._cpu_runtime._start_niced_workers``):
+    the caller waits while the pieces run, and a woken worker that preempted it would
+    delay the next piece's start."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError:
@@ -219,7 +225,8 @@ def _thread_pool():
                 initializer, nice = None, ()
                 if sys.platform.startswith("linux") and hasattr(os, "getpriority"):
                     initializer = _nice_this_thread
-                    nice = (min(19, os.getpriority(os.PRIO_PROCESS, 0) + 1),)
+                    nice = (min(19, os.getpriority(os.PRIO_PROCESS, 0)
+                                + WORKER_NICE_INCREMENT),)
                 executor = ThreadPoolExecutor(n_threads, thread_name_prefix="gpukmeans-rows",
                                               initializer=initializer, initargs=nice)
             _pool[:] = [executor, os.getpid()]
@@ -443,8 +450,9 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     """Per row, the exactly nearest of the centers whose ``values`` are at most its
     ``limits``, the lowest index on an exact tie (argmin's rule): by the float64
     ``||x - c||^2`` from the differences (``-x.c`` for ``unit_centers``) where these are
-    further apart than their rounding or computed without it (:func:`_float64_is_exact`),
-    else exactly (:func:`_exactly_nearest`), as the Numba engine decides
+    further apart than their rounding (:func:`gpukmeans._cpu_exact.rank_rounding`) or
+    computed without it (:func:`_float64_is_exact`), else exactly
+    (:func:`_exactly_nearest`), as the Numba engine decides
     (:func:`gpukmeans._cpu_nearest._nearer`). Near-ties are rare; their (row, center)
     pairs are taken a block at a time, so that even data where every pair is one use
     little memory.
@@ -452,7 +460,7 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
-    coefficient = 2.0 * (rows.shape[1] + 2) * 2.0**-53
+    coefficient = bound_margin_coefficient(np.float64, rows.shape[1])  # see rank_rounding
     block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
     for start in range(0, pair_rows.shape[0], block):
         in_rows = pair_rows[start:start + block]
