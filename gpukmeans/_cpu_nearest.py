@@ -386,8 +386,20 @@ def _nearer(x, centers, j, rank, rounding, label, label_rank, label_rounding, un
         return False
     if float64_is_exact(x, centers[j], centers[label], unit_centers):
         return gap < 0 or (gap == 0 and j < label)
+    if _same_center(centers[j], centers[label]):  # duplicated centers: an exact tie
+        return j < label
     order = exact_order(x, centers[j], centers[label], unit_centers)
     return order < 0 or (order == 0 and j < label)
+
+
+@njit(nogil=True, cache=CACHE)
+def _same_center(a, b):
+    """Whether two centers have equal values (an exact tie for every row, which would
+    otherwise each cost an exact sum)."""
+    for f in range(a.shape[0]):
+        if a[f] != b[f]:
+            return False
+    return True
 
 
 @njit(nogil=True, cache=CACHE)

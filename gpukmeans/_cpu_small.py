@@ -481,7 +481,12 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     maybe = ranks - rounding <= highest_least[:, None]
     for i in np.flatnonzero(maybe.sum(axis=1) > 1):
         candidates = np.flatnonzero(maybe[i])
-        if not _float64_is_exact(rows[i], centers[candidates], unit_centers):
+        # Duplicated centers tie exactly: only the lowest index of each can be the label.
+        candidates = candidates[np.sort(np.unique(centers[candidates], axis=0,
+                                                  return_index=True)[1])]
+        if candidates.shape[0] == 1:
+            nearest[i] = candidates[0]
+        elif not _float64_is_exact(rows[i], centers[candidates], unit_centers):
             nearest[i] = _exactly_nearest(rows[i], centers, candidates, unit_centers)
     return nearest
 
