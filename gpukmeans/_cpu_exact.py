@@ -6,25 +6,27 @@ can carry more than 53 bits (2^10 - 2^-20), their squares up to 106, and the sum
 squares rounds at each addition. Two centers whose exact distances differ by less than
 that rounding (or are equal: integer data, centers that are rows) can then come out in
 the wrong order, or an exact tie go to the higher index. So where two float64 distances
-are within their rounding bound of each other (:func:`rank_rounding`), the sign of
-their difference is computed exactly instead: each difference as a sum of two float64
-values (Knuth's TwoSum), each square as a sum of float64 products each with its exact
-error (Dekker's TwoProduct), all added into a floating-point expansion, a sum of
-non-overlapping float64 components held exactly (Shewchuk, "Adaptive Precision
-Floating-Point Arithmetic and Fast Robust Geometric Predicates", Discrete Comput. Geom.
-18, 1997: Grow-Expansion with zero elimination). The sign of an expansion is the sign of
-its largest component.
+are within their rounding bound of each other (:func:`rank_bounds`), the sign of
+their difference is computed exactly instead, over the features where the two centers
+differ: each difference as a sum of two float64 values (Knuth's TwoSum), each square as
+a sum of float64 products each with its exact error (Dekker's TwoProduct; both shared
+with the NumPy engine, :mod:`gpukmeans._cpu_error_free`), all added into a
+floating-point expansion, a sum of non-overlapping float64 components held exactly
+(Shewchuk, "Adaptive Precision Floating-Point Arithmetic and Fast Robust Geometric
+Predicates", Discrete Comput. Geom. 18, 1997: Grow-Expansion with zero elimination).
+The sign of an expansion is the sign of its largest component.
 
 Exact for float32 rows and centers, whose values are multiples of 2^-149 below 2^128:
 every product is a multiple of 2^-298, far above float64's underflow, and far below its
-overflow. Such decisions are rare (the float64 test settles all but ties within about
-``n_features`` ulps), so their cost does not matter; their correctness does.
+overflow.
 
-Most exact ties are between rows and centers of integers (binary or count data, centers
-that are rows), where float64 adds the squares without rounding: :func:`float64_is_exact`
-proves that in one pass, and the float64 ranks then decide, at about a tenth of the
-expansion's cost (binarised MNIST, k=20, the first iterations: 2-3x the fit's time
-without it).
+Most exact ties are between rows and centers on a coarse grid (binary, one-hot or count
+data, scaled or not, and centers that are rows), where float64 adds the squares without
+rounding: :func:`float64_is_exact` proves that from the ranks' size and one pass over
+the values, and the float64 ranks then decide. A tie it cannot certify costs an
+expansion over the features where the centers differ (one-hot data x 0.1, 30,000 x 50,
+k=20: about 1.2 s a fit when the test bounded the ranks by the largest difference and
+the expansion took every feature, against 22 ms without exact ties).
 
 Every function here is compiled without fast-math: reassociation or a fused
 multiply-add would change the error terms the algorithms rely on.
@@ -35,9 +37,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import _cpu_error_free
 from ._cpu_runtime import CACHE
-
-_SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 
 _FLOAT64_EPS = 2.0 ** -52
 
@@ -45,33 +46,10 @@ _FLOAT64_EPS = 2.0 ** -52
 # bit position of float64's range (2^-1074 to 2^1023).
 _MAX_COMPONENTS = 2100
 
-
-@njit(nogil=True, fastmath=False, cache=CACHE)
-def _two_sum(a, b):
-    """``(s, e)``: ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth)."""
-    s = a + b
-    b_virtual = s - a
-    a_virtual = s - b_virtual
-    return s, (a - a_virtual) + (b - b_virtual)
-
-
-@njit(nogil=True, fastmath=False, cache=CACHE)
-def _split(a):
-    """``(high, low)``, ``a = high + low`` exactly, each of at most 26 bits (Veltkamp)."""
-    c = _SPLITTER * a
-    high = c - (c - a)
-    return high, a - high
-
-
-@njit(nogil=True, fastmath=False, cache=CACHE)
-def _two_product(a, b):
-    """``(p, e)``: ``p = fl(a b)`` and ``a b = p + e`` exactly (Dekker), without a fused
-    multiply-add."""
-    p = a * b
-    a_high, a_low = _split(a)
-    b_high, b_low = _split(b)
-    e = ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
-    return p, e
+_two_sum = njit(nogil=True, fastmath=False, cache=CACHE)(_cpu_error_free.two_sum)
+_two_product = njit(nogil=True, fastmath=False, cache=CACHE)(_cpu_error_free.two_product)
+certified_grid_exponent = njit(nogil=True, fastmath=False, cache=CACHE)(
+    _cpu_error_free.certified_grid_exponent)
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)
@@ -116,11 +94,15 @@ def _grow_square_difference(expansion, n_components, x, c, sign):
 def exact_order(x, a, b, unit_centers):
     """The sign (-1, 0 or 1) of ``rank(a) - rank(b)`` for the row ``x``, computed exactly:
     ``rank(c) = ||x - c||^2``, or ``-x.c`` for ``unit_centers`` (cosine fits: see
-    :func:`gpukmeans._cpu_nearest._exact_rank`). -1: ``a`` is nearer."""
+    :func:`gpukmeans._cpu_nearest._exact_rank`). -1: ``a`` is nearer. Only the features
+    where ``a`` and ``b`` differ add to the difference: of two one-hot centers, two
+    features; of duplicated centers, none (an exact tie in one pass)."""
     n_features = x.shape[0]
     expansion = np.empty(min(12 * n_features + 1, _MAX_COMPONENTS))
     n = 0
     for f in range(n_features):
+        if a[f] == b[f]:
+            continue
         x_f = np.float64(x[f])
         if unit_centers:
             # rank(a) - rank(b) = x.b - x.a
@@ -135,51 +117,54 @@ def exact_order(x, a, b, unit_centers):
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)
-def rank_rounding(x, c, rank, unit_centers):
-    """How far a float64 ``rank`` of ``c`` for ``x`` (:func:`gpukmeans._cpu_nearest._exact_rank`,
-    any order of summation) may be from the exact value, bounded generously: ``||x - c||^2``
-    sums ``n_features`` non-negative terms, each a difference and a square rounded once,
-    so it is off by less than ``(n_features + 2) u`` of itself (``u = eps / 2``); ``-x.c``
+def rank_bounds(x, c, rank, unit_centers):
+    """``(rounding, extent)`` of a float64 ``rank`` of ``c`` for ``x``
+    (:func:`gpukmeans._cpu_nearest._exact_rank`, any order of summation): ``rounding``
+    bounds how far it may be from the exact value, generously: ``||x - c||^2`` sums
+    ``n_features`` non-negative terms, each a difference and a square rounded once, so
+    it is off by less than ``(n_features + 2) u`` of itself (``u = eps / 2``); ``-x.c``
     sums exact products of both signs, off by less than ``n_features u`` of the sum of
     their magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
     section 3.1). Four times those: float64's
-    :func:`gpukmeans._cpu_small.bound_margin_coefficient`, as the NumPy engine takes it."""
+    :func:`gpukmeans._cpu_small.bound_margin_coefficient`, as the NumPy engine takes it.
+    ``extent`` bounds every term and partial sum of the exact rank
+    (:func:`gpukmeans._cpu_error_free.certified_grid_exponent`): the exact distance, or
+    the sum of the products' magnitudes, each at most its float64 value plus rounding."""
     n_features = x.shape[0]
     coefficient = 2.0 * (n_features + 2) * _FLOAT64_EPS
     if not unit_centers:
-        return coefficient * rank
-    magnitudes = 0.0
-    for f in range(n_features):
-        magnitudes += abs(np.float64(x[f]) * np.float64(c[f]))
-    return coefficient * magnitudes
+        magnitudes = rank
+    else:
+        magnitudes = 0.0
+        for f in range(n_features):
+            magnitudes += abs(np.float64(x[f]) * np.float64(c[f]))
+    rounding = coefficient * magnitudes
+    return rounding, magnitudes + rounding
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)
-def float64_is_exact(x, a, b, unit_centers):
+def on_grid(values, q):
+    """Whether every value (float32, or float64 of float32 values) is a multiple of
+    ``2^-q``, for a ``q`` of :func:`certified_grid_exponent`: between about -114 and
+    175 for float32 data, so that the scaling by ``2^q`` neither overflows nor
+    underflows and is exact. Without an early exit, so that it vectorises: one-hot rows
+    tie with most centers, and the test runs over all of them."""
+    scale = math.ldexp(1.0, q)
+    off_grid = 0
+    for f in range(values.shape[0]):
+        scaled = np.float64(values[f]) * scale
+        off_grid += scaled != math.floor(scaled)
+    return off_grid == 0
+
+
+@njit(nogil=True, fastmath=False, cache=CACHE)
+def float64_is_exact(x, a, b, extent):
     """Whether the float64 ranks of ``a`` and ``b`` for ``x`` (:func:`exact_order`'s) were
-    computed without rounding, in any order of summation: true where some power of two
-    ``2^q`` makes every value an integer and ``n_features M^2 2^(2q) < 2^53``, ``M`` the
-    largest difference ``|x_f - c_f|`` (the largest ``|x_f|``, ``|c_f|`` for
-    ``unit_centers``), for then every difference, square, product and partial sum is an
-    integer times ``2^(-2q)`` below ``2^53`` of them. A sufficient test, not a necessary one."""
-    n_features = x.shape[0]
-    largest = 0.0
-    for f in range(n_features):
-        x_f = np.float64(x[f])
-        a_f, b_f = np.float64(a[f]), np.float64(b[f])
-        if unit_centers:
-            largest = max(largest, abs(x_f), abs(a_f), abs(b_f))
-        else:
-            largest = max(largest, abs(x_f - a_f), abs(x_f - b_f))
-    if largest == 0.0:
+    computed without rounding, in any order of summation, ``extent`` bounding the terms
+    and partial sums of both (:func:`rank_bounds`): true where ``x``, ``a`` and ``b`` lie
+    on the grid of :func:`gpukmeans._cpu_error_free.certified_grid_exponent`. A
+    sufficient test, not a necessary one."""
+    if extent == 0.0:
         return True
-    # 2^(2q) n_features M^2 <= 2^51: q = floor((51 - log2(n_features) - 2 log2(M)) / 2)
-    _, largest_exponent = math.frexp(largest)  # M < 2^largest_exponent
-    _, features_exponent = math.frexp(np.float64(n_features))
-    q = (51 - features_exponent - 2 * largest_exponent) // 2
-    for f in range(n_features):
-        for value in (np.float64(x[f]), np.float64(a[f]), np.float64(b[f])):
-            scaled = math.ldexp(value, q)
-            if scaled != math.floor(scaled):
-                return False
-    return True
+    q = certified_grid_exponent(extent)
+    return on_grid(x, q) and on_grid(a, q) and on_grid(b, q)

@@ -15,7 +15,8 @@ from numba import literally, njit
 from ._cpu_blas import gemm_nt_accumulate
 from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
 from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
-from ._cpu_exact import exact_order, float64_is_exact, rank_rounding
+from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
+                         rank_bounds)
 from ._cpu_panel import transposed_chunk_dots
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -346,60 +347,50 @@ def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap, unit_ce
     """The exactly nearest (:func:`_nearer`) of ``best`` and the centers whose float32
     ``values`` (``||c||^2 - 2 x.c``) are within ``tie_gap`` of ``best_value``."""
     limit = best_value + tie_gap
-    best_rank = best_rounding = 0.0
+    best_bounds = (0.0, 0.0, 0.0)
     have_best = False
     for j in range(values.shape[0]):
         if j == best or values[j] > limit:
             continue
         if not have_best:
-            best_rank, best_rounding = _rank_and_rounding(x, centers[best], unit_centers)
+            best_bounds = _rank_bounds(x, centers[best], unit_centers)
             have_best = True
-        rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
-        if _nearer(x, centers, j, rank, rounding, best, best_rank, best_rounding,
-                   unit_centers):
-            best, best_rank, best_rounding = j, rank, rounding
+        bounds = _rank_bounds(x, centers[j], unit_centers)
+        if _nearer(x, centers, j, bounds, best, best_bounds, unit_centers):
+            best, best_bounds = j, bounds
     return best
 
 
 @njit(nogil=True, cache=CACHE)
-def _rank_and_rounding(x, c, unit_centers):
-    """:func:`_exact_rank` and a bound on its rounding
-    (:func:`gpukmeans._cpu_exact.rank_rounding`)."""
+def _rank_bounds(x, c, unit_centers):
+    """``(rank, rounding, extent)``: :func:`_exact_rank` and the bounds on its rounding
+    and on its terms (:func:`gpukmeans._cpu_exact.rank_bounds`)."""
     rank = _exact_rank(x, c, unit_centers)
-    return rank, rank_rounding(x, c, rank, unit_centers)
+    rounding, extent = rank_bounds(x, c, rank, unit_centers)
+    return rank, rounding, extent
 
 
 @njit(nogil=True, cache=CACHE)
-def _nearer(x, centers, j, rank, rounding, label, label_rank, label_rounding, unit_centers):
+def _nearer(x, centers, j, bounds, label, label_bounds, unit_centers):
     """Whether center ``j`` is nearer to ``x`` than ``label``, exactly, the lower index
-    winning an exact tie (argmin's order): by their float64 ranks (:func:`_exact_rank`)
-    where these are further apart than their ``rounding`` or computed without rounding
-    (:func:`gpukmeans._cpu_exact.float64_is_exact`: integer data and centers that are
-    rows, where exact ties are common), else by the exact sign of their difference
+    winning an exact tie (argmin's order), from their :func:`_rank_bounds`: by their
+    float64 ranks where these are further apart than their rounding or computed without
+    rounding (:func:`gpukmeans._cpu_exact.float64_is_exact`: data on a coarse grid, where
+    exact ties are common), else by the exact sign of their difference
     (:func:`gpukmeans._cpu_exact.exact_order`). The float64 ranks alone had put a row with
     the farther of two centers whose distances differed by 7e-15, and sent exact ties to
     the higher index."""
+    rank, rounding, extent = bounds
+    label_rank, label_rounding, label_extent = label_bounds
     gap = rank - label_rank
     if gap < -(rounding + label_rounding):
         return True
     if gap > rounding + label_rounding:
         return False
-    if float64_is_exact(x, centers[j], centers[label], unit_centers):
+    if float64_is_exact(x, centers[j], centers[label], max(extent, label_extent)):
         return gap < 0 or (gap == 0 and j < label)
-    if _same_center(centers[j], centers[label]):  # duplicated centers: an exact tie
-        return j < label
     order = exact_order(x, centers[j], centers[label], unit_centers)
     return order < 0 or (order == 0 and j < label)
-
-
-@njit(nogil=True, cache=CACHE)
-def _same_center(a, b):
-    """Whether two centers have equal values (an exact tie for every row, which would
-    otherwise each cost an exact sum)."""
-    for f in range(a.shape[0]):
-        if a[f] != b[f]:
-            return False
-    return True
 
 
 @njit(nogil=True, cache=CACHE)
@@ -522,10 +513,8 @@ def _label_of_values(x, x_squared_norm, centers, values, margin_coefficient, max
 def _closer_exactly(x, centers, j, label, unit_centers):
     """Whether center ``j`` is nearer to ``x`` than ``label``, exactly (:func:`_nearer`;
     argmin's order)."""
-    rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
-    label_rank, label_rounding = _rank_and_rounding(x, centers[label], unit_centers)
-    return _nearer(x, centers, j, rank, rounding, label, label_rank, label_rounding,
-                   unit_centers)
+    return _nearer(x, centers, j, _rank_bounds(x, centers[j], unit_centers), label,
+                   _rank_bounds(x, centers[label], unit_centers), unit_centers)
 
 
 @njit(nogil=True, cache=CACHE)
@@ -921,13 +910,50 @@ def _rows_nearest_blocked(
 
 @njit(nogil=True, cache=CACHE)
 def _exactly_nearest(x, centers, unit_centers):
-    """The center exactly nearest to ``x`` (:func:`_nearer`; lowest index on an exact
-    tie), for the rare row whose float32 values cannot order its nearest two."""
+    """The center exactly nearest to ``x`` (lowest index on an exact tie), for the rare
+    row whose float32 values cannot order its nearest two, as the NumPy engine decides
+    (:func:`gpukmeans._cpu_small._nearest_of_near_ties`): the float64 argmin unless
+    another center's rank is within their rounding (:func:`_rank_bounds`); then that
+    argmin where the candidates' ranks are exact
+    (:func:`gpukmeans._cpu_exact.float64_is_exact`, one test for them all: one-hot or
+    binary rows tie with most centers), else the exactly nearest candidate
+    (:func:`gpukmeans._cpu_exact.exact_order`)."""
+    n_clusters = centers.shape[0]
+    ranks, rounding, extents = np.empty((3, n_clusters))
     best = 0
-    best_rank, best_rounding = _rank_and_rounding(x, centers[0], unit_centers)
-    for j in range(1, centers.shape[0]):
-        rank, rounding = _rank_and_rounding(x, centers[j], unit_centers)
-        if _nearer(x, centers, j, rank, rounding, best, best_rank, best_rounding,
-                   unit_centers):
-            best, best_rank, best_rounding = j, rank, rounding
+    for j in range(n_clusters):
+        ranks[j], rounding[j], extents[j] = _rank_bounds(x, centers[j], unit_centers)
+        if ranks[j] < ranks[best]:
+            best = j
+    # A center may be the nearest when its rank, less its rounding, is within the
+    # rounding of the least rank.
+    candidates = ranks - rounding <= np.min(ranks + rounding)
+    n_candidates = 0
+    extent = 0.0
+    for j in range(n_clusters):
+        if candidates[j]:
+            n_candidates += 1
+            extent = max(extent, extents[j])
+    if n_candidates == 1 or _float64_is_exact_among(x, centers, candidates, extent):
+        return best
+    best = -1
+    for j in range(n_clusters):
+        if candidates[j] and (
+                best < 0 or exact_order(x, centers[j], centers[best], unit_centers) < 0):
+            best = j
     return best
+
+
+@njit(nogil=True, cache=CACHE)
+def _float64_is_exact_among(x, centers, candidates, extent):
+    """:func:`gpukmeans._cpu_exact.float64_is_exact` for ``x`` and every center where
+    ``candidates`` is true."""
+    if extent == 0.0:
+        return True
+    q = certified_grid_exponent(extent)
+    if not on_grid(x, q):
+        return False
+    for j in range(centers.shape[0]):
+        if candidates[j] and not on_grid(centers[j], q):
+            return False
+    return True

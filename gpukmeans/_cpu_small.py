@@ -12,7 +12,8 @@ alone decide, their results added in piece order).
 Same contract (:class:`gpukmeans._engine.Engine`) and same answers as the Numba engine:
 each label is the center with the lowest ``||c||^2 - 2 x.c`` in X's dtype, chunk by
 chunk as scikit-learn computes it, and float32 near-ties are decided exactly (float64
-from the differences where its rounding allows, else integer arithmetic), as there, so
+from the differences where its rounding allows, else error-free terms summed exactly,
+:mod:`gpukmeans._cpu_error_free`, the rule the Numba engine compiles), as there, so
 the labels are the exactly nearest centers. Sums, inertia and
 transform's distances are float64; float64 sums are added in the Numba engine's order,
 so float64 centers agree bit for bit (and with scikit-learn's) wherever the weighted
@@ -26,6 +27,7 @@ Prior validation of data is assumed everywhere in this module.
 
 import contextlib
 import functools
+import math
 import os
 import sys
 import threading
@@ -34,6 +36,7 @@ import numpy as np
 import scipy.sparse
 from scipy.linalg.blas import dgemm
 
+from ._cpu_error_free import certified_grid_exponent, two_product, two_sum
 from ._engine import Engine, by_dot_products
 
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
@@ -450,7 +453,7 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     """Per row, the exactly nearest of the centers whose ``values`` are at most its
     ``limits``, the lowest index on an exact tie (argmin's rule): by the float64
     ``||x - c||^2`` from the differences (``-x.c`` for ``unit_centers``) where these are
-    further apart than their rounding (:func:`gpukmeans._cpu_exact.rank_rounding`) or
+    further apart than their rounding (:func:`gpukmeans._cpu_exact.rank_bounds`) or
     computed without it (:func:`_float64_is_exact`), else exactly
     (:func:`_exactly_nearest`), as the Numba engine decides
     (:func:`gpukmeans._cpu_nearest._nearer`). Near-ties are rare; their (row, center)
@@ -460,7 +463,8 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
-    coefficient = bound_margin_coefficient(np.float64, rows.shape[1])  # see rank_rounding
+    extents = np.zeros(values.shape)
+    coefficient = bound_margin_coefficient(np.float64, rows.shape[1])  # see rank_bounds
     block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
     for start in range(0, pair_rows.shape[0], block):
         in_rows = pair_rows[start:start + block]
@@ -468,72 +472,114 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
         if unit_centers:
             products = rows[in_rows].astype(np.float64) * centers[of_centers].astype(np.float64)
             ranks[in_rows, of_centers] = -products.sum(axis=1)
-            rounding[in_rows, of_centers] = coefficient * np.abs(products).sum(axis=1)
-            continue
-        diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
-        pair_ranks = np.einsum("ij,ij->i", diff, diff)
-        ranks[in_rows, of_centers] = pair_ranks
-        rounding[in_rows, of_centers] = coefficient * pair_ranks
+            magnitudes = np.abs(products).sum(axis=1)
+        else:
+            diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
+            magnitudes = np.einsum("ij,ij->i", diff, diff)
+            ranks[in_rows, of_centers] = magnitudes
+        rounding[in_rows, of_centers] = coefficient * magnitudes
+        extents[in_rows, of_centers] = magnitudes + coefficient * magnitudes
     nearest = ranks.argmin(axis=1)
     # A center may be the nearest when its rank, less its rounding, is within the
-    # rounding of the least rank; where two may, the float64 ranks cannot decide.
+    # rounding of the least rank; where two may, the float64 ranks cannot decide unless
+    # they are exact.
     highest_least = (ranks + rounding).min(axis=1)
     maybe = ranks - rounding <= highest_least[:, None]
-    for i in np.flatnonzero(maybe.sum(axis=1) > 1):
-        candidates = np.flatnonzero(maybe[i])
-        # Duplicated centers tie exactly: only the lowest index of each can be the label.
-        # (np.unique over rows took 3 ms a row at 784 features: their void-dtype sort.)
-        candidate_centers = centers[candidates]
-        same = (candidate_centers[:, None, :] == candidate_centers[None]).all(axis=-1)
-        candidates = candidates[same.argmax(axis=1) == np.arange(candidates.shape[0])]
-        if candidates.shape[0] == 1:
-            nearest[i] = candidates[0]
-        elif not _float64_is_exact(rows[i], centers[candidates], unit_centers):
-            nearest[i] = _exactly_nearest(rows[i], centers, candidates, unit_centers)
+    tied = np.flatnonzero(maybe.sum(axis=1) > 1)
+    if not tied.shape[0]:
+        return nearest
+    candidates = _without_repeats(maybe[tied], centers)
+    alone = candidates.sum(axis=1) == 1
+    nearest[tied[alone]] = candidates[alone].argmax(axis=1)
+    tied, candidates = tied[~alone], candidates[~alone]
+    if not tied.shape[0]:
+        return nearest
+    extent = np.where(candidates, extents[tied], 0).max(axis=1)
+    exact = _float64_is_exact(rows[tied], centers, candidates, extent)
+    for i, row_candidates in zip(tied[~exact], candidates[~exact]):
+        nearest[i] = _exactly_nearest(rows[i], centers, np.flatnonzero(row_candidates),
+                                      unit_centers)
     return nearest
 
 
-def _float64_is_exact(x, centers, unit_centers):
-    """Whether the float64 ranks of ``centers`` for the row ``x`` were computed without
-    rounding, and so their argmin is exact (integer data: most exact ties), as
-    :func:`gpukmeans._cpu_exact.float64_is_exact` decides."""
-    x64, centers64 = x.astype(np.float64), centers.astype(np.float64)
-    if unit_centers:
-        largest = max(np.abs(x64).max(), np.abs(centers64).max())
-    else:
-        largest = np.abs(centers64 - x64).max()
-    if largest == 0:
-        return True
-    largest_exponent = np.frexp(largest)[1]
-    features_exponent = np.frexp(np.float64(x.shape[0]))[1]
-    q = (51 - int(features_exponent) - 2 * int(largest_exponent)) // 2
-    scaled = np.ldexp(np.concatenate([x64, centers64.ravel()]), q)
-    return bool(np.all(scaled == np.floor(scaled)))
+def _without_repeats(candidates, centers):
+    """``candidates`` (rows x centers, a mask) less each center equal to a lower-index
+    candidate of the same row: an exact tie, which the lower index wins. Repeated
+    centers (a user's init, or rows repeated in the data) tie for every row near them,
+    each of which would otherwise cost an exact sum in Python."""
+    first = {}
+    candidates = candidates.copy()
+    for j in np.flatnonzero(candidates.any(axis=0)):
+        i = first.setdefault(centers[j].tobytes(), j)
+        if i != j:
+            candidates[:, j] &= ~candidates[:, i]
+    return candidates
+
+
+def _float64_is_exact(rows, centers, candidates, extent):
+    """Per row, whether the float64 ranks of its ``candidates`` (a mask over
+    ``centers``) were computed without rounding, ``extent`` bounding their terms and
+    partial sums, and so their argmin is exact (data on a coarse grid: most exact
+    ties), as :func:`gpukmeans._cpu_exact.float64_is_exact` decides: the row and the
+    candidates on the grid of :func:`certified_grid_exponent`, tested by each vector's
+    coarsest grid (:func:`_grid_exponents`, once per candidate center) so that one-hot
+    rows, which tie with most centers, cost no pass over the centers each."""
+    # (Tied rows of the same data share a few extents: the exponent once for each.)
+    extents, each = np.unique(extent, return_inverse=True)
+    finest = -np.array([certified_grid_exponent(float(e)) for e in extents],
+                       dtype=np.int64)[each]
+    used = np.flatnonzero(candidates.any(axis=0))
+    centers_grid = np.where(candidates[:, used], _grid_exponents(centers[used])[None, :],
+                            _ZERO_GRID)
+    on_grid = (_grid_exponents(rows) >= finest) & (centers_grid.min(axis=1) >= finest)
+    return on_grid | (extent == 0)
+
+
+# The grid exponent of a zero vector: on every grid.
+_ZERO_GRID = 1 << 20
+
+
+def _grid_exponents(vectors):
+    """Per row of ``vectors`` (float32 or float64), the largest ``e`` such that every
+    value is a multiple of ``2^e`` (:data:`_ZERO_GRID` for zeros): from each value's
+    mantissa as a 53-bit integer, its lowest set bit."""
+    mantissas, exponents = np.frexp(vectors.astype(np.float64))
+    integers = np.ldexp(mantissas, 53).astype(np.int64)  # |mantissa| 2^53 < 2^53: exact
+    lowest_bits = np.frexp((integers & -integers).astype(np.float64))[1] - 1
+    grids = np.where(vectors == 0, _ZERO_GRID, exponents - 53 + lowest_bits)
+    return grids.min(axis=1)
 
 
 def _exactly_nearest(x, centers, candidates, unit_centers):
     """The exactly nearest center to the row ``x`` of ``candidates`` (increasing
-    indices), the lowest index on an exact tie: ``||x - c||^2`` (``-x.c`` for
-    ``unit_centers``) in Python's integers, on every value scaled by 2^1127 (each
-    float64 value, subnormals too, is then an integer)."""
-    x = _exact_integers(x)
-    best, best_rank = None, None
-    for j in candidates:
-        c = _exact_integers(centers[j])
+    indices), the lowest index on an exact tie, as
+    :func:`gpukmeans._cpu_exact.exact_order` orders two: over the features where the two
+    differ, the difference of their ``||x - c||^2`` (``-x.c`` for ``unit_centers``) as
+    float64 values and their exact errors (:mod:`gpukmeans._cpu_error_free`), summed by
+    ``math.fsum``, correctly rounded and so of the exact sum's sign."""
+    x = x.astype(np.float64)
+    best = candidates[0]
+    for j in candidates[1:]:
+        differ = centers[j] != centers[best]
+        x_f = x[differ]
+        a, b = centers[j][differ].astype(np.float64), centers[best][differ].astype(np.float64)
         if unit_centers:
-            rank = -sum(x_f * c_f for x_f, c_f in zip(x, c))
+            # rank(j) - rank(best) = x.b - x.a
+            terms = [*two_product(x_f, b), *two_product(-x_f, a)]
         else:
-            rank = sum((x_f - c_f) ** 2 for x_f, c_f in zip(x, c))
-        if best is None or rank < best_rank:
-            best, best_rank = j, rank
+            terms = [*_square_terms(x_f, a), *(-term for term in _square_terms(x_f, b))]
+        terms = np.concatenate(terms)
+        if math.fsum(terms[terms != 0].tolist()) < 0:  # most errors are 0: exact products
+            best = j
     return best
 
 
-def _exact_integers(values):
-    """``values * 2**1127`` as Python integers, exactly (float32 or float64 values)."""
-    mantissas, exponents = np.frexp(values.astype(np.float64))
-    mantissas = np.ldexp(mantissas, 53).astype(np.int64)  # |mantissa| < 2^53: exact
-    return [int(m) << int(e + 1074) for m, e in zip(mantissas, exponents)]
+def _square_terms(x, c):
+    """``(x - c)^2`` of float64 arrays as six arrays of float64 values whose sum it is,
+    exactly: the difference as a TwoSum (high, low), the square of each part and twice
+    their product as TwoProducts."""
+    high, low = two_sum(x, -c)
+    return (*two_product(low, low), *two_product(2 * high, low), *two_product(high, high))
 
 
 def e_step(X, centers, labels, x_squared_norms=None, unit_centers=False):

@@ -1885,6 +1885,31 @@ def test_float32_labels_are_exactly_nearest_beyond_float64(
     np.testing.assert_array_equal(labels, exact)
 
 
+@pytest.mark.parametrize("path", [
+    "numpy-e-step", "numpy-hamerly", "numba-e-step", *_DOTS_KERNELS, "hamerly", "elkan",
+    "yinyang", "minibatch"])
+def test_float32_labels_are_exactly_nearest_with_repeated_centers(path, rng, monkeypatch):
+    """Centers repeated (an exact tie for every row: the lowest index) or repeated but
+    for one feature (their distances differ by less than float64 rounds them, and only
+    that feature decides): each float32 path gives the exactly nearest center. The
+    exact sums skip the features where two centers agree; a skip of the wrong features
+    or a tie sent to the higher index fails here."""
+    n_features = 40
+    X, centers = _ties_beyond_float64(rng, 300, n_features, 5)
+    one_feature_off = centers[[1, 3]].copy()
+    feature = rng.integers(0, n_features, 2)
+    tiny = np.float32([2.0**-27, 2.0**-28, 3 * 2.0**-28, 0.0])
+    for row, f in enumerate(feature):
+        others = tiny[tiny != abs(one_feature_off[row, f])]
+        one_feature_off[row, f] = rng.choice(others) * rng.choice([-1, 1])
+    # Repeats at lower and higher indices than the first of each.
+    centers = np.concatenate([centers[[2]], centers, one_feature_off, centers[[0, 2]]])
+    exact = np.array([exactly_nearest(x, centers) for x in X])
+    assert np.isin(exact, [0, 1]).any()  # rows nearest a repeated center
+    labels = _labels_by_path(path, X, centers, monkeypatch)
+    np.testing.assert_array_equal(labels, exact)
+
+
 def test_predict_float32_is_exactly_nearest_beyond_float64(cpu_engine, rng):
     """The estimator's float32 ``predict`` on each CPU engine: the exactly nearest of the
     fitted centers where float64 cannot tell (each center fitted
@@ -1922,25 +1947,33 @@ def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng)
     np.testing.assert_array_equal(labels, exact)
 
 
-@pytest.mark.parametrize("data", ["integers", "binary", "dyadic", "large-integers", "tiny",
-                                  "wide-integers", "normal"])
+@pytest.mark.parametrize("data", ["integers", "binary", "one-hot-tenths", "dyadic",
+                                  "large-integers", "tiny", "wide-integers", "normal"])
 def test_float64_is_exact_only_where_the_float64_ranks_are(data, rng):
     """The test that lets an exact tie be decided from float64 ranks (both engines'
     ``float64_is_exact``) holds only where those ranks are the exact values, for squared
-    distances and for dot products; and it holds on integer data (small, large, scaled
-    to subnormal float32), where exact ties are common (else each would cost an exact
-    sum)."""
+    distances and for dot products; and it holds on data on a coarse grid (small, large
+    and subnormal integers, one-hot rows of 0.1, whose grid is fine but whose ranks are
+    small), where exact ties are common (else each would cost an exact sum)."""
     from gpukmeans import _cpu_exact
 
-    n_features = int(rng.integers(1, 300))
+    # Dot products of large integers are exact up to 64 or so features.
+    n_features = int(rng.integers(100 if data == "large-integers" else 1, 300))
+
+    def one_hot_tenths(size):
+        values = np.zeros(size)
+        values[np.arange(size[0]), rng.integers(0, size[1], size[0])] = np.float32(0.1)
+        return values
+
     draw = {
         "integers": lambda size: rng.integers(0, 256, size),
         "binary": lambda size: rng.integers(0, 2, size),
+        "one-hot-tenths": one_hot_tenths,
         "dyadic": lambda size: rng.integers(-2**12, 2**12, size) * 2.0**-int(rng.integers(0, 30)),
         "large-integers": lambda size: ((2**23 + rng.integers(0, 2**10, size))
                                         * 2.0**int(rng.integers(0, 60))),
         "tiny": lambda size: rng.integers(0, 2**10, size) * 2.0**-140,
-        # Squares of 48 bits: their float64 sums round, so none may be certified.
+        # Squares of 48 bits: their float64 sums round past a feature or two.
         "wide-integers": lambda size: rng.integers(0, 2**24, size),
         "normal": lambda size: rng.normal(size=size),
     }[data]
@@ -1949,18 +1982,21 @@ def test_float64_is_exact_only_where_the_float64_ranks_are(data, rng):
         x, a, b = draw((3, n_features)).astype(np.float32)
         for unit_centers in (False, True):
             with _cpu.cpu_runtime():
-                numba_says = _cpu_exact.float64_is_exact(x, a, b, unit_centers)
-                ranks = [_cpu_nearest._exact_rank(x, c, unit_centers) for c in (a, b)]
-            numpy_says = _cpu_small._float64_is_exact(x, np.stack([a, b]), unit_centers)
+                bounds = [_cpu_nearest._rank_bounds(x, c, unit_centers) for c in (a, b)]
+                extent = max(bounds[0][2], bounds[1][2])
+                numba_says = _cpu_exact.float64_is_exact(x, a, b, extent)
+            numpy_says = _cpu_small._float64_is_exact(
+                x[None], np.stack([a, b]), np.ones((1, 2), bool), np.array([extent]))[0]
             assert numba_says == numpy_says
             if numba_says:
                 certified += 1
-                for c, rank in zip((a, b), ranks):
+                for c, (rank, _, _) in zip((a, b), bounds):
                     exact = sum((Fraction(float(x_f)) * Fraction(float(c_f)) if unit_centers
                                  else (Fraction(float(x_f)) - Fraction(float(c_f))) ** 2)
                                 for x_f, c_f in zip(x, c))
                     assert Fraction(rank) == (-exact if unit_centers else exact)
     # Large integers' products (dot products) do round; their differences do not.
-    expected = {"integers": 80, "binary": 80, "tiny": 80, "large-integers": 40}
+    expected = {"integers": 80, "binary": 80, "one-hot-tenths": 80, "tiny": 80,
+                "large-integers": 40}
     if data in expected:
         assert certified == expected[data]

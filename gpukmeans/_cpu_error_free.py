@@ -1,0 +1,63 @@
+"""Error-free float64 arithmetic and the float64-is-exact certificate, written once for
+both CPU engines: the NumPy engine (:mod:`gpukmeans._cpu_small`) calls these functions on
+arrays, the Numba engine (:mod:`gpukmeans._cpu_exact`) compiles them for scalars, so the
+two decide a float32 near-tie by the same rule.
+
+Nothing here may import Numba: the NumPy engine runs without compiling anything. The
+callers keep the arithmetic free of fused multiply-adds and reassociation (NumPy's
+ufuncs round each operation; the Numba engine compiles these without fast-math), on
+which the error terms rely.
+"""
+
+import math
+
+_SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
+
+# Partial sums at most this many grid steps are integers float64 holds exactly (2^53),
+# with a factor two to spare for the rounding of the bound itself.
+_EXACT_GRID_STEPS_EXPONENT = 52
+
+
+def two_sum(a, b):
+    """``(s, e)``: ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth, The Art of
+    Computer Programming 2, 4.2.2)."""
+    s = a + b
+    b_virtual = s - a
+    a_virtual = s - b_virtual
+    return s, (a - a_virtual) + (b - b_virtual)
+
+
+def two_product(a, b):
+    """``(p, e)``: ``p = fl(a b)`` and ``a b = p + e`` exactly (Dekker, "A floating-point
+    technique for extending the available precision", Numer. Math. 18, 1971), without a
+    fused multiply-add: each factor split into two halves of at most 26 bits (Veltkamp),
+    whose products are exact. Exact where ``a b`` neither overflows nor underflows: for
+    products of float32 values, always. (The split is written out twice: a function
+    called from here would be a global the Numba engine cannot compile.)"""
+    p = a * b
+    a_split = _SPLITTER * a
+    a_high = a_split - (a_split - a)
+    a_low = a - a_high
+    b_split = _SPLITTER * b
+    b_high = b_split - (b_split - b)
+    b_low = b - b_high
+    e = ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return p, e
+
+
+def certified_grid_exponent(extent):
+    """The finest grid ``2^-q`` on which float64 sums of products are exact up to
+    ``extent``: where every value is a multiple of ``2^-q``, each product and each
+    partial sum of magnitude at most ``extent`` is a multiple of ``2^-2q`` with at most
+    ``2^52`` steps, which float64 holds exactly. Returns ``q``, the largest with
+    ``extent 2^(2q) <= 2^52`` (``extent > 0``).
+
+    The ranks that decide a near-tie are such sums: ``||x - c||^2`` of squared
+    differences (each difference at most the square root of the sum, so exact on the
+    grid too; every partial sum at most the whole), ``-x.c`` of products (every partial
+    sum at most the sum of their magnitudes). With ``extent`` bounding those, a rank is
+    exact, in any order of summation, wherever ``x`` and the centers lie on the grid:
+    integer, binary and count data and centers that are rows, where exact ties are
+    common, in one cheap test. A sufficient condition, not a necessary one."""
+    _, extent_exponent = math.frexp(extent)  # extent < 2^extent_exponent
+    return (_EXACT_GRID_STEPS_EXPONENT - extent_exponent) // 2
