@@ -88,12 +88,12 @@ def make_data(name, n_samples, mnist, rng):
     elif name.startswith("binarised"):
         if mnist is None:
             return None
-        X = (load_mnist_images(mnist, n_samples) > 0.5).astype(np.float32)
+        X = (load_mnist_images(mnist)[:n_samples] > 0.5).astype(np.float32)
         if "1/255" in name:
             X *= np.float32(1 / 255)
     else:
         X = rng.standard_normal((n_samples, 784)).astype(np.float32)
-    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init = X[rng.choice(X.shape[0], n_clusters, replace=False)].copy()
     if name.startswith("Gaussian"):
         init[1], init[3] = init[0], init[2]
     return X, init
@@ -113,6 +113,7 @@ def run(rows_scale, repeats, mnist, log=print):
                 log(f"{name}: skipped (no MNIST)")
                 continue
             X, init = data
+            n_samples = X.shape[0]  # MNIST may hold fewer
             params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter, tol=0.0)
             log(f"{name}, {n_samples} x {X.shape[1]}, k={n_clusters}, {engine_name} engine")
             with engine(engine_name):
@@ -162,6 +163,7 @@ def render(result):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a fifth of the rows, 2 repeats")
+    p.add_argument("--scale", type=float, help="fraction of each workload's rows (default 1)")
     p.add_argument("--mnist", help="folder of the MNIST IDX files (default: ../shared/data/mnist)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="output folder")
     p.add_argument("--repeats", type=int, default=5, help="samples per measurement")
@@ -174,7 +176,7 @@ def main(argv=None):
     with thread_limits(args.threads):
         env = environment(args.threads, repo=REPO)
         print(f"on {hardware_line(env)}", flush=True)
-        rows = run(QUICK_ROWS if args.quick else 1.0, repeats, mnist,
+        rows = run(args.scale or (QUICK_ROWS if args.quick else 1.0), repeats, mnist,
                    log=lambda *a: print(*a, flush=True))
     result = {
         "schema": "gpukmeans-bench-exact-ties/1", "quick": args.quick, "environment": env,

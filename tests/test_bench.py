@@ -364,6 +364,23 @@ def test_bench_cpu_mnist_quick(tmp_path, fake_mnist):
     assert "| measurement |" in (tmp_path / "cpu-mnist-quick.md").read_text()
 
 
+def test_bench_exact_ties_runs_each_workload_on_each_engine(tmp_path, fake_mnist):
+    from gpukmeans import _cpu_small
+
+    limits = {name: getattr(_cpu_small, name) for name in ("MAX_WORK", "MAX_ELEMENTS")}
+    script = _load_script("bench_exact_ties")
+    code = script.main(["--quick", "--scale", "0.02", "--repeats", "1", "--mnist",
+                        str(fake_mnist), "--out", str(tmp_path)])
+    assert code == 0
+    assert {name: getattr(_cpu_small, name) for name in limits} == limits  # restored
+    rows = json.loads((tmp_path / "exact-ties-quick.json").read_text())["rows"]
+    assert [(r["workload"], r["engine"]) for r in rows] == [
+        (name, engine) for name in script.WORKLOADS for engine in ("numpy", "numba")]
+    for row in rows:
+        assert row["ratio"] > 0 and 0 <= row["labels_differing"] <= row["n_samples"]
+    assert "| workload | engine |" in (tmp_path / "exact-ties-quick.md").read_text()
+
+
 def test_harness_script_wraps_the_same_core(tmp_path, fake_mnist):
     harness = _load_script("harness")
     code = harness.main(["--profile", "tiny", "--contestants", "sklearn-lloyd", "--repeats", "0",
