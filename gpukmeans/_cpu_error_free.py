@@ -13,11 +13,6 @@ import math
 
 _SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 
-# Partial sums at most this many grid steps are integers float64 holds exactly (2^53),
-# with a factor two to spare for the rounding of the bound itself.
-_EXACT_GRID_STEPS_EXPONENT = 52
-
-
 def two_sum(a, b):
     """``(s, e)``: ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth, The Art of
     Computer Programming 2, 4.2.2)."""
@@ -45,19 +40,22 @@ def two_product(a, b):
     return p, e
 
 
-def certified_grid_exponent(extent):
-    """The finest grid ``2^-q`` on which float64 sums of products are exact up to
-    ``extent``: where every value is a multiple of ``2^-q``, each product and each
-    partial sum of magnitude at most ``extent`` is a multiple of ``2^-2q`` with at most
-    ``2^52`` steps, which float64 holds exactly. Returns ``q``, the largest with
-    ``extent 2^(2q) <= 2^52`` (``extent > 0``).
+def certified_grid_exponent(extent, significand_bits=53):
+    """The finest grid ``2^-q`` on which sums of products are exact up to ``extent`` in
+    a floating-point type of ``significand_bits`` (53: float64, 24: float32): where
+    every value is a multiple of ``2^-q``, each product and each partial sum of
+    magnitude at most ``extent`` is a multiple of ``2^-2q`` with at most
+    ``2^(significand_bits - 1)`` steps (half the type's integers, to spare the rounding
+    of the bound itself), which the type holds exactly. Returns ``q``, the largest with
+    ``extent 2^(2q) <= 2^(significand_bits - 1)`` (``extent > 0``).
 
     The ranks that decide a near-tie are such sums: ``||x - c||^2`` of squared
     differences (each difference at most the square root of the sum, so exact on the
     grid too; every partial sum at most the whole), ``-x.c`` of products (every partial
     sum at most the sum of their magnitudes). With ``extent`` bounding those, a rank is
-    exact, in any order of summation, wherever ``x`` and the centers lie on the grid:
-    integer, binary and count data and centers that are rows, where exact ties are
-    common, in one cheap test. A sufficient condition, not a necessary one."""
+    exact, in any order of summation and with or without fused multiply-adds, wherever
+    ``x`` and the centers lie on the grid: integer, binary and count data and centers
+    that are rows, where exact ties are common, in one cheap test. A sufficient
+    condition, not a necessary one."""
     _, extent_exponent = math.frexp(extent)  # extent < 2^extent_exponent
-    return (_EXACT_GRID_STEPS_EXPONENT - extent_exponent) // 2
+    return (significand_bits - 1 - extent_exponent) // 2

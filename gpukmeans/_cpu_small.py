@@ -410,8 +410,10 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     whose values are within twice the margin are a near-tie that float32 cannot order:
     the float64 distances from the differences of the centers in that window decide
     (``-x.c`` for ``unit_centers``: see :func:`gpukmeans._cpu_nearest._exact_rank`),
-    lowest index on an exact tie, as argmin. ``margin_coefficient`` 0 (float64) keeps
-    the plain argmin, scikit-learn's. ``values`` is overwritten.
+    lowest index on an exact tie, as argmin; where the values themselves are exact
+    (:func:`_values_are_exact`: one-hot or small-integer rows and centers that are rows,
+    whose rows tie with many centers), their argmin already is. ``margin_coefficient``
+    0 (float64) keeps the plain argmin, scikit-learn's. ``values`` is overwritten.
 
     Returns ``labels`` and, where ``margin_coefficient`` is not 0 (else None), for
     Hamerly's bounds: ``own_values``, each row's value of its label, and
@@ -436,6 +438,9 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     # (The float32 difference is compared in float64.)
     near = np.flatnonzero(second_value - best_value <= tie_gap)
     if near.shape[0]:
+        near = near[~_values_are_exact(chunk[near], x_squared_norms[near], centers,
+                                       unit_centers)]
+    if near.shape[0]:
         values[near, labels[near]] = best_value[near]
         nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
                                         best_value[near] + tie_gap[near], unit_centers)
@@ -447,6 +452,33 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
         other_values[near] = best_value[near]
         labels[near] = nearest
     return labels, own_values, other_values
+
+
+def _values_are_exact(rows, x_squared_norms, centers, unit_centers):
+    """Per row, whether its float32 values ``||c||^2 - 2 x.c`` (the chunk's GEMM onto
+    ``-2 C``, plus the centers' norms, each summed in any order) are exact, so that
+    their argmin is the exactly nearest center, the lowest index on an exact tie: the
+    row and the centers (and 1, the norm of ``unit_centers``) on the float32 grid of
+    :func:`certified_grid_exponent` for the values' extent, ``max ||c||^2 + 2 ||x||
+    max ||c||`` (every product and partial sum is within it). One-hot, binary and
+    small-integer rows against centers that are rows (k-means++ and random inits)
+    tie with many centers at once, each tie otherwise decided in float64."""
+    centers64 = centers.astype(np.float64)
+    center_norm = math.sqrt(float(np.einsum("ij,ij->i", centers64, centers64).max()))
+    norms_extent = 1.0 if unit_centers else center_norm * center_norm
+    centers_grid = _grid_exponents(centers).min()
+    if unit_centers:
+        centers_grid = min(centers_grid, 0)
+    if norms_extent > 0 and centers_grid < -certified_grid_exponent(norms_extent, 24):
+        # (Centers that are means, after the first step: no row needs looking at.)
+        return np.zeros(rows.shape[0], dtype=bool)
+    extent = norms_extent + 2 * np.sqrt(x_squared_norms) * center_norm
+    finest = np.minimum(_grid_exponents(rows), centers_grid)
+    # (Rows of the same data share a few extents: the exponent once for each.)
+    extents, each = np.unique(extent, return_inverse=True)
+    coarsest = -np.array([certified_grid_exponent(float(e), 24) for e in extents],
+                         dtype=np.int64)[each]
+    return finest >= coarsest
 
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):

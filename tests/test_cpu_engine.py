@@ -1902,10 +1902,10 @@ def test_float32_labels_are_exactly_nearest_with_repeated_centers(path, rng, mon
     for row, f in enumerate(feature):
         others = tiny[tiny != abs(one_feature_off[row, f])]
         one_feature_off[row, f] = rng.choice(others) * rng.choice([-1, 1])
-    # Repeats at lower and higher indices than the first of each.
-    centers = np.concatenate([centers[[2]], centers, one_feature_off, centers[[0, 2]]])
+    # Every center repeated at a higher index (one also at a lower), so that each row
+    # ties exactly with a copy of its nearest center, or is nearest a one-feature-off one.
+    centers = np.concatenate([centers[[2]], centers, one_feature_off, centers])
     exact = np.array([exactly_nearest(x, centers) for x in X])
-    assert np.isin(exact, [0, 1]).any()  # rows nearest a repeated center
     labels = _labels_by_path(path, X, centers, monkeypatch)
     np.testing.assert_array_equal(labels, exact)
 
@@ -1945,6 +1945,54 @@ def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng)
     with engine_module.make_engine().runtime():
         engine_module.e_step(X, centers, labels, unit_centers=True)
     np.testing.assert_array_equal(labels, exact)
+
+
+@pytest.mark.parametrize("data", ["one-hot", "binary", "small-integers", "integers",
+                                  "coarse-integers", "one-hot-tenths", "normal"])
+@pytest.mark.parametrize("unit_centers", [False, True])
+def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
+    """The NumPy engine takes a near-tie's float32 values ``||c||^2 - 2 x.c`` as they are
+    where ``_values_are_exact`` says they were computed without rounding (one-hot, binary
+    and small-integer rows against centers that are rows): there, each value is the
+    exact one, and the labels of an E-step are the exactly nearest centers; larger
+    integers and finer grids (one-hot rows of 0.1, normal data) must be refused where
+    float32 rounds, and so must multiples of 2^12 against unit centers, whose 1 is
+    finer than their grid."""
+    n_samples, n_features, n_clusters = 60, int(rng.integers(1, 300)), 8
+
+    def one_hot(scale):
+        X = np.zeros((n_samples, n_features))
+        X[np.arange(n_samples), rng.integers(0, n_features, n_samples)] = scale
+        return X
+
+    X = {
+        "one-hot": lambda: one_hot(1.0),
+        "binary": lambda: rng.integers(0, 2, (n_samples, n_features)),
+        "small-integers": lambda: rng.integers(0, 4, (n_samples, n_features)),
+        "integers": lambda: rng.integers(0, 2**10, (n_samples, n_features)),
+        "coarse-integers": lambda: rng.integers(1, 16, (n_samples, n_features)) * 2.0**12,
+        "one-hot-tenths": lambda: one_hot(np.float32(0.1)),
+        "normal": lambda: rng.normal(size=(n_samples, n_features)),
+    }[data]().astype(np.float32)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)]
+    centers[1] = centers[0]  # a repeated center: exact ties for the rows near it
+    x_squared_norms = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
+    exact = _cpu_small._values_are_exact(X, x_squared_norms, centers, unit_centers)
+    values = X @ (-2 * centers).T + _cpu_small.centers_squared_norms(centers, unit_centers)
+    for i in np.flatnonzero(exact):
+        for j in range(n_clusters):
+            dot = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(X[i], centers[j]))
+            norm = 1 if unit_centers else sum(Fraction(float(b)) ** 2 for b in centers[j])
+            assert Fraction(float(values[i, j])) == norm - 2 * dot
+    expected = {"one-hot": n_samples, "binary": n_samples, "small-integers": n_samples,
+                "coarse-integers": 0 if unit_centers else n_samples, "one-hot-tenths": 0,
+                "normal": 0}
+    if data in expected:
+        assert exact.sum() == expected[data]
+    if not unit_centers:
+        labels = np.full(n_samples, -1, np.int32)
+        _cpu_small.e_step(X, centers, labels)
+        np.testing.assert_array_equal(labels, [exactly_nearest(x, centers) for x in X])
 
 
 @pytest.mark.parametrize("data", ["integers", "binary", "one-hot-tenths", "dyadic",
