@@ -469,16 +469,22 @@ def _values_are_exact(rows, x_squared_norms, centers, unit_centers):
     centers_grid = _grid_exponents(centers).min()
     if unit_centers:
         centers_grid = min(centers_grid, 0)
-    if norms_extent > 0 and centers_grid < -certified_grid_exponent(norms_extent, 24):
+    if norms_extent > 0 and centers_grid < -min(certified_grid_exponent(norms_extent, 24),
+                                                 _FLOAT32_FINEST_GRID):
         # (Centers that are means, after the first step: no row needs looking at.)
         return np.zeros(rows.shape[0], dtype=bool)
     extent = norms_extent + 2 * np.sqrt(x_squared_norms) * center_norm
     finest = np.minimum(_grid_exponents(rows), centers_grid)
-    # (Rows of the same data share a few extents: the exponent once for each.)
+    # (Rows of the same data share a few extents: the exponent once for each.) A grid
+    # finer than 2^-74 would put products below float32's 2^-149, where they round.
     extents, each = np.unique(extent, return_inverse=True)
-    coarsest = -np.array([certified_grid_exponent(float(e), 24) for e in extents],
-                         dtype=np.int64)[each]
+    coarsest = -np.array([min(certified_grid_exponent(float(e), 24), _FLOAT32_FINEST_GRID)
+                          for e in extents], dtype=np.int64)[each]
     return finest >= coarsest
+
+
+# The finest grid whose products float32 holds: multiples of 2^-148 (subnormals: 2^-149).
+_FLOAT32_FINEST_GRID = 74
 
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):

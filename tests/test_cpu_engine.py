@@ -1948,7 +1948,8 @@ def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng)
 
 
 @pytest.mark.parametrize("data", ["one-hot", "binary", "small-integers", "integers",
-                                  "coarse-integers", "one-hot-tenths", "normal"])
+                                  "coarse-integers", "tiny-one-hot", "subnormal-integers",
+                                  "one-hot-tenths", "normal"])
 @pytest.mark.parametrize("unit_centers", [False, True])
 def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
     """The NumPy engine takes a near-tie's float32 values ``||c||^2 - 2 x.c`` as they are
@@ -1957,7 +1958,7 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
     exact one, and the labels of an E-step are the exactly nearest centers; larger
     integers and finer grids (one-hot rows of 0.1, normal data) must be refused where
     float32 rounds, and so must multiples of 2^12 against unit centers, whose 1 is
-    finer than their grid."""
+    finer than their grid, and tiny values whose products underflow."""
     n_samples, n_features, n_clusters = 60, int(rng.integers(1, 300)), 8
 
     def one_hot(scale):
@@ -1972,6 +1973,9 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
         "integers": lambda: rng.integers(0, 2**10, (n_samples, n_features)),
         "coarse-integers": lambda: rng.integers(1, 16, (n_samples, n_features)) * 2.0**12,
         "one-hot-tenths": lambda: one_hot(np.float32(0.1)),
+        # Products below float32's 2^-149 round (underflow): never exact.
+        "tiny-one-hot": lambda: one_hot(2.0**-80),
+        "subnormal-integers": lambda: rng.integers(0, 3, (n_samples, n_features)) * 2.0**-130,
         "normal": lambda: rng.normal(size=(n_samples, n_features)),
     }[data]().astype(np.float32)
     centers = X[rng.choice(n_samples, n_clusters, replace=False)]
@@ -1985,8 +1989,8 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
             norm = 1 if unit_centers else sum(Fraction(float(b)) ** 2 for b in centers[j])
             assert Fraction(float(values[i, j])) == norm - 2 * dot
     expected = {"one-hot": n_samples, "binary": n_samples, "small-integers": n_samples,
-                "coarse-integers": 0 if unit_centers else n_samples, "one-hot-tenths": 0,
-                "normal": 0}
+                "coarse-integers": 0 if unit_centers else n_samples, "tiny-one-hot": 0,
+                "one-hot-tenths": 0, "normal": 0}
     if data in expected:
         assert exact.sum() == expected[data]
     if not unit_centers:
