@@ -13,6 +13,9 @@ import math
 
 _SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 
+_FLOAT64_EPS = 2.0 ** -52
+
+
 def two_sum(a, b):
     """``(s, e)``: ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth, The Art of
     Computer Programming 2, 4.2.2)."""
@@ -40,14 +43,29 @@ def two_product(a, b):
     return p, e
 
 
-def certified_grid_exponent(extent, significand_bits=53):
+def rank_rounding_and_extent(magnitudes, n_features):
+    """``(rounding, extent)`` of a float64 rank (``||x - c||^2``, or ``-x.c``) summed in
+    any order from ``n_features`` terms whose magnitudes sum to ``magnitudes`` (computed
+    in float64: the rank itself for a distance): ``rounding`` bounds how far the rank
+    may be from the exact value, ``4 (n_features + 2) u`` of ``magnitudes``
+    (``u = eps / 2``; float64's :func:`gpukmeans._cpu_small.bound_margin_coefficient`),
+    and ``extent`` every term and partial sum of the exact rank, for
+    :func:`certified_grid_exponent`."""
+    rounding = 2.0 * (n_features + 2) * _FLOAT64_EPS * magnitudes
+    return rounding, magnitudes + rounding
+
+
+def certified_grid_exponent(extent, significand_bits=53, smallest_exponent=-1074):
     """The finest grid ``2^-q`` on which sums of products are exact up to ``extent`` in
-    a floating-point type of ``significand_bits`` (53: float64, 24: float32): where
-    every value is a multiple of ``2^-q``, each product and each partial sum of
-    magnitude at most ``extent`` is a multiple of ``2^-2q`` with at most
-    ``2^(significand_bits - 1)`` steps (half the type's integers, to spare the rounding
-    of the bound itself), which the type holds exactly. Returns ``q``, the largest with
-    ``extent 2^(2q) <= 2^(significand_bits - 1)`` (``extent > 0``).
+    a floating-point type of ``significand_bits`` whose smallest subnormal is
+    ``2^smallest_exponent`` (float64: 53 and -1074, float32: 24 and -149): where every
+    value is a multiple of ``2^-q``, each product and each partial sum of magnitude at
+    most ``extent`` is a multiple of ``2^-2q`` with at most ``2^(significand_bits - 1)``
+    steps (half the type's integers, to spare the rounding of the bound itself), which
+    the type holds exactly, ``2^-2q`` not below its smallest subnormal (finer products
+    would underflow: one-hot rows of 2^-80 in float32). Returns ``q``, the largest with
+    ``extent 2^(2q) <= 2^(significand_bits - 1)`` and ``2q <= -smallest_exponent``
+    (``extent > 0``).
 
     The ranks that decide a near-tie are such sums: ``||x - c||^2`` of squared
     differences (each difference at most the square root of the sum, so exact on the
@@ -58,4 +76,4 @@ def certified_grid_exponent(extent, significand_bits=53):
     that are rows, where exact ties are common, in one cheap test. A sufficient
     condition, not a necessary one."""
     _, extent_exponent = math.frexp(extent)  # extent < 2^extent_exponent
-    return (significand_bits - 1 - extent_exponent) // 2
+    return min((significand_bits - 1 - extent_exponent) // 2, -smallest_exponent // 2)

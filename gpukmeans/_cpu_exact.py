@@ -41,8 +41,6 @@ from numba import njit
 from . import _cpu_error_free
 from ._cpu_runtime import CACHE
 
-_FLOAT64_EPS = 2.0 ** -52
-
 # A nonoverlapping expansion of nonzero float64 components has at most one component per
 # bit position of float64's range (2^-1074 to 2^1023).
 _MAX_COMPONENTS = 2100
@@ -51,6 +49,8 @@ _two_sum = njit(nogil=True, fastmath=False, cache=CACHE)(_cpu_error_free.two_sum
 _two_product = njit(nogil=True, fastmath=False, cache=CACHE)(_cpu_error_free.two_product)
 certified_grid_exponent = njit(nogil=True, fastmath=False, cache=CACHE)(
     _cpu_error_free.certified_grid_exponent)
+_rank_rounding_and_extent = njit(nogil=True, fastmath=False, cache=CACHE)(
+    _cpu_error_free.rank_rounding_and_extent)
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)
@@ -120,27 +120,21 @@ def exact_order(x, a, b, unit_centers):
 @njit(nogil=True, fastmath=False, cache=CACHE)
 def rank_bounds(x, c, rank, unit_centers):
     """``(rounding, extent)`` of a float64 ``rank`` of ``c`` for ``x``
-    (:func:`gpukmeans._cpu_nearest._exact_rank`, any order of summation): ``rounding``
-    bounds how far it may be from the exact value, generously: ``||x - c||^2`` sums
+    (:func:`gpukmeans._cpu_nearest._exact_rank`, any order of summation), by
+    :func:`gpukmeans._cpu_error_free.rank_rounding_and_extent`: ``||x - c||^2`` sums
     ``n_features`` non-negative terms, each a difference and a square rounded once, so
     it is off by less than ``(n_features + 2) u`` of itself (``u = eps / 2``); ``-x.c``
     sums exact products of both signs, off by less than ``n_features u`` of the sum of
     their magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
-    section 3.1). Four times those: float64's
-    :func:`gpukmeans._cpu_small.bound_margin_coefficient`, as the NumPy engine takes it.
-    ``extent`` bounds every term and partial sum of the exact rank
-    (:func:`gpukmeans._cpu_error_free.certified_grid_exponent`): the exact distance, or
-    the sum of the products' magnitudes, each at most its float64 value plus rounding."""
+    section 3.1); ``rounding`` is four times those, ``extent`` the rank or the
+    magnitudes plus it."""
     n_features = x.shape[0]
-    coefficient = 2.0 * (n_features + 2) * _FLOAT64_EPS
     if not unit_centers:
-        magnitudes = rank
-    else:
-        magnitudes = 0.0
-        for f in range(n_features):
-            magnitudes += abs(np.float64(x[f]) * np.float64(c[f]))
-    rounding = coefficient * magnitudes
-    return rounding, magnitudes + rounding
+        return _rank_rounding_and_extent(rank, n_features)
+    magnitudes = 0.0
+    for f in range(n_features):
+        magnitudes += abs(np.float64(x[f]) * np.float64(c[f]))
+    return _rank_rounding_and_extent(magnitudes, n_features)
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)

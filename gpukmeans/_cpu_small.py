@@ -36,7 +36,8 @@ import numpy as np
 import scipy.sparse
 from scipy.linalg.blas import dgemm
 
-from ._cpu_error_free import certified_grid_exponent, two_product, two_sum
+from ._cpu_error_free import (certified_grid_exponent, rank_rounding_and_extent, two_product,
+                              two_sum)
 from ._engine import Engine, by_dot_products
 
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
@@ -469,22 +470,27 @@ def _values_are_exact(rows, x_squared_norms, centers, unit_centers):
     centers_grid = _grid_exponents(centers).min()
     if unit_centers:
         centers_grid = min(centers_grid, 0)
-    if norms_extent > 0 and centers_grid < -min(certified_grid_exponent(norms_extent, 24),
-                                                 _FLOAT32_FINEST_GRID):
+    if norms_extent > 0 and centers_grid < _required_grids(np.array([norms_extent]),
+                                                           *_FLOAT32_BITS)[0]:
         # (Centers that are means, after the first step: no row needs looking at.)
         return np.zeros(rows.shape[0], dtype=bool)
     extent = norms_extent + 2 * np.sqrt(x_squared_norms) * center_norm
-    finest = np.minimum(_grid_exponents(rows), centers_grid)
-    # (Rows of the same data share a few extents: the exponent once for each.) A grid
-    # finer than 2^-74 would put products below float32's 2^-149, where they round.
+    return (np.minimum(_grid_exponents(rows), centers_grid)
+            >= _required_grids(extent, *_FLOAT32_BITS))
+
+
+# float32's significand bits and smallest subnormal exponent, for certified_grid_exponent.
+_FLOAT32_BITS = (24, -149)
+
+
+def _required_grids(extent, *float_bits):
+    """Per extent, the coarsest grid exponent ``-q`` that values must lie on for sums up
+    to it to be exact (:func:`certified_grid_exponent`; ``float_bits``: its type,
+    float64 by default). Rows of the same data share a few extents: the exponent is
+    taken once for each."""
     extents, each = np.unique(extent, return_inverse=True)
-    coarsest = -np.array([min(certified_grid_exponent(float(e), 24), _FLOAT32_FINEST_GRID)
-                          for e in extents], dtype=np.int64)[each]
-    return finest >= coarsest
-
-
-# The finest grid whose products float32 holds: multiples of 2^-148 (subnormals: 2^-149).
-_FLOAT32_FINEST_GRID = 74
+    return -np.array([certified_grid_exponent(float(e), *float_bits) for e in extents],
+                     dtype=np.int64)[each]
 
 
 def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
@@ -502,7 +508,6 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
     extents = np.zeros(values.shape)
-    coefficient = bound_margin_coefficient(np.float64, rows.shape[1])  # see rank_bounds
     block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
     for start in range(0, pair_rows.shape[0], block):
         in_rows = pair_rows[start:start + block]
@@ -515,8 +520,8 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
             diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
             magnitudes = np.einsum("ij,ij->i", diff, diff)
             ranks[in_rows, of_centers] = magnitudes
-        rounding[in_rows, of_centers] = coefficient * magnitudes
-        extents[in_rows, of_centers] = magnitudes + coefficient * magnitudes
+        rounding[in_rows, of_centers], extents[in_rows, of_centers] = (
+            rank_rounding_and_extent(magnitudes, rows.shape[1]))  # as rank_bounds
     nearest = ranks.argmin(axis=1)
     # A center may be the nearest when its rank, less its rounding, is within the
     # rounding of the least rank; where two may, the float64 ranks cannot decide unless
@@ -562,14 +567,11 @@ def _float64_is_exact(rows, centers, candidates, extent):
     candidates on the grid of :func:`certified_grid_exponent`, tested by each vector's
     coarsest grid (:func:`_grid_exponents`, once per candidate center) so that one-hot
     rows, which tie with most centers, cost no pass over the centers each."""
-    # (Tied rows of the same data share a few extents: the exponent once for each.)
-    extents, each = np.unique(extent, return_inverse=True)
-    finest = -np.array([certified_grid_exponent(float(e)) for e in extents],
-                       dtype=np.int64)[each]
+    required = _required_grids(extent)
     used = np.flatnonzero(candidates.any(axis=0))
     centers_grid = np.where(candidates[:, used], _grid_exponents(centers[used])[None, :],
                             _ZERO_GRID)
-    on_grid = (_grid_exponents(rows) >= finest) & (centers_grid.min(axis=1) >= finest)
+    on_grid = (_grid_exponents(rows) >= required) & (centers_grid.min(axis=1) >= required)
     return on_grid | (extent == 0)
 
 
