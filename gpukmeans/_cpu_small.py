@@ -89,6 +89,9 @@ CHUNK_ROWS = 256
 # Near-ties are decided in float64 from the differences (then exactly where those are
 # too close), at most this many bytes of them at a time.
 NEAR_TIE_BLOCK_BYTES = 2**20
+# The fraction of a chunk's (row, center) pairs near a tie from which the dot products'
+# float64 ranks come from GEMMs over all pairs rather than from each pair's products.
+NEAR_TIES_BY_GEMM = 0.5
 
 # A bounded run (:class:`_BoundsRun`) gathers the rows it searches, about this many
 # bytes of them at a time: few NumPy calls per step, and little memory. On MNIST the
@@ -502,9 +505,19 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     (:func:`_exactly_nearest`), as the Numba engine decides
     (:func:`gpukmeans._cpu_nearest._nearer`). Near-ties are rare; their (row, center)
     pairs are taken a block at a time, so that even data where every pair is one use
-    little memory.
+    little memory, except dot products where most pairs are near (one-hot rows of
+    several categories against their means), whose ranks come from GEMMs.
     """
-    pair_rows, pair_centers = np.nonzero(values <= limits[:, None])
+    near = values <= limits[:, None]
+    pair_rows, pair_centers = np.nonzero(near)
+    rows64, centers64 = rows.astype(np.float64), centers.astype(np.float64)
+    if unit_centers and pair_rows.shape[0] >= NEAR_TIES_BY_GEMM * near.size:
+        # Most pairs near (rows of one-hot categories, whose centers differ little): two
+        # GEMMs beat gathering each pair's rows.
+        ranks = np.where(near, -(rows64 @ centers64.T), np.inf)
+        rounding, extents = rank_rounding_and_extent(np.abs(rows64) @ np.abs(centers64).T,
+                                                     rows.shape[1])
+        return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
     extents = np.zeros(values.shape)
@@ -513,15 +526,22 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
         in_rows = pair_rows[start:start + block]
         of_centers = pair_centers[start:start + block]
         if unit_centers:
-            products = rows[in_rows].astype(np.float64) * centers[of_centers].astype(np.float64)
+            products = rows64[in_rows] * centers64[of_centers]
             ranks[in_rows, of_centers] = -products.sum(axis=1)
             magnitudes = np.abs(products).sum(axis=1)
         else:
-            diff = rows[in_rows].astype(np.float64) - centers[of_centers].astype(np.float64)
+            diff = rows64[in_rows] - centers64[of_centers]
             magnitudes = np.einsum("ij,ij->i", diff, diff)
             ranks[in_rows, of_centers] = magnitudes
         rounding[in_rows, of_centers], extents[in_rows, of_centers] = (
             rank_rounding_and_extent(magnitudes, rows.shape[1]))  # as rank_bounds
+    return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
+
+
+def _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers):
+    """Per row, the exactly nearest center from the float64 ``ranks`` of its near centers
+    (+inf elsewhere), their ``rounding`` and ``extents``: see
+    :func:`_nearest_of_near_ties`."""
     nearest = ranks.argmin(axis=1)
     # A center may be the nearest when its rank, less its rounding, is within the
     # rounding of the least rank; where two may, the float64 ranks cannot decide unless
@@ -539,9 +559,9 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
         return nearest
     extent = np.where(candidates, extents[tied], 0).max(axis=1)
     exact = _float64_is_exact(rows[tied], centers, candidates, extent)
-    for i, row_candidates in zip(tied[~exact], candidates[~exact]):
-        nearest[i] = _exactly_nearest(rows[i], centers, np.flatnonzero(row_candidates),
-                                      unit_centers)
+    tied, candidates = tied[~exact], candidates[~exact]
+    if tied.shape[0]:
+        nearest[tied] = _exactly_nearest(rows[tied], centers, candidates, unit_centers)
     return nearest
 
 
@@ -549,7 +569,7 @@ def _without_repeats(candidates, centers):
     """``candidates`` (rows x centers, a mask) less each center equal to a lower-index
     candidate of the same row: an exact tie, which the lower index wins. Repeated
     centers (a user's init, or rows repeated in the data) tie for every row near them,
-    each of which would otherwise cost an exact sum in Python."""
+    each of which would otherwise cost an exact sum."""
     first = {}
     candidates = candidates.copy()
     for j in np.flatnonzero(candidates.any(axis=0)):
@@ -590,28 +610,128 @@ def _grid_exponents(vectors):
     return grids.min(axis=1)
 
 
-def _exactly_nearest(x, centers, candidates, unit_centers):
-    """The exactly nearest center to the row ``x`` of ``candidates`` (increasing
-    indices), the lowest index on an exact tie, as
-    :func:`gpukmeans._cpu_exact.exact_order` orders two: over the features where the two
-    differ, the difference of their ``||x - c||^2`` (``-x.c`` for ``unit_centers``) as
-    float64 values and their exact errors (:mod:`gpukmeans._cpu_error_free`), summed by
-    ``math.fsum``, correctly rounded and so of the exact sum's sign."""
-    x = x.astype(np.float64)
-    best = candidates[0]
-    for j in candidates[1:]:
-        differ = centers[j] != centers[best]
-        x_f = x[differ]
-        a, b = centers[j][differ].astype(np.float64), centers[best][differ].astype(np.float64)
+def _exactly_nearest(rows, centers, candidates, unit_centers):
+    """Per row, the exactly nearest of its ``candidates`` (a mask over ``centers``, at
+    least one per row), the lowest index on an exact tie: a knockout in which each
+    round pairs a row's remaining candidates in increasing index order and keeps the
+    nearer of each pair, the lower on a tie (:func:`_exactly_nearer`), so that the
+    lowest-index nearest center wins every match. A row of ``c`` candidates takes
+    ``log2 c`` rounds, each vectorised over all rows' pairs."""
+    row_ids, center_ids = np.nonzero(candidates)  # by row, then by increasing center
+    while True:
+        n_left = row_ids.shape[0]
+        starts_row = np.ones(n_left, dtype=bool)
+        starts_row[1:] = row_ids[1:] != row_ids[:-1]
+        everyone = np.arange(n_left)
+        position = everyone - np.maximum.accumulate(np.where(starts_row, everyone, 0))
+        # The first of each pair: an even position whose successor is of the same row.
+        firsts = np.flatnonzero((position[:-1] % 2 == 0) & ~starts_row[1:])
+        if not firsts.shape[0]:
+            return center_ids
+        second_nearer = _exactly_nearer(rows, row_ids[firsts], centers, center_ids[firsts + 1],
+                                        center_ids[firsts], unit_centers)
+        keep = np.ones(n_left, dtype=bool)
+        keep[np.where(second_nearer, firsts, firsts + 1)] = False
+        row_ids, center_ids = row_ids[keep], center_ids[keep]
+
+
+def _exactly_nearer(rows, row_ids, centers, a, b, unit_centers):
+    """Per pair, whether center ``a`` is exactly nearer the row than center ``b``:
+    ``||x - a||^2 - ||x - b||^2 < 0`` (``x.b - x.a`` for ``unit_centers``), over the
+    features where the two differ, as float64 error-free terms
+    (:mod:`gpukmeans._cpu_error_free`) whose exact sum's sign :func:`_exact_signs`
+    finds, as :func:`gpukmeans._cpu_exact.exact_order` orders two. Pairs are taken a
+    block at a time: the terms are 12 float64 values per feature."""
+    nearer = np.zeros(row_ids.shape[0], dtype=bool)
+    block = max(1, NEAR_TIE_BLOCK_BYTES // (96 * rows.shape[1]))
+    for start in range(0, row_ids.shape[0], block):
+        pairs = slice(start, start + block)
+        x = rows[row_ids[pairs]].astype(np.float64)
+        a_f = centers[a[pairs]].astype(np.float64)
+        b_f = centers[b[pairs]].astype(np.float64)
+        # Only the features where the centers differ (and, for dot products, x is not 0)
+        # add to the difference: one-hot rows and sparse centers have few.
+        differ = a_f != b_f
         if unit_centers:
-            # rank(j) - rank(best) = x.b - x.a
-            terms = [*two_product(x_f, b), *two_product(-x_f, a)]
+            differ &= x != 0
+        x, a_f, b_f = _packed(differ, x, a_f, b_f)
+        if unit_centers:
+            terms = [*two_product(-x, a_f), *two_product(x, b_f)]
         else:
-            terms = [*_square_terms(x_f, a), *(-term for term in _square_terms(x_f, b))]
-        terms = np.concatenate(terms)
-        if math.fsum(terms[terms != 0].tolist()) < 0:  # most errors are 0: exact products
-            best = j
-    return best
+            terms = [*_square_terms(x, a_f), *(-term for term in _square_terms(x, b_f))]
+        nearer[pairs] = _exact_signs(np.concatenate(terms, axis=1)) < 0
+    return nearer
+
+
+# Error-free passes of _exact_signs before the undecided sums go to math.fsum: each
+# shrinks what is left to decide by about float64's precision.
+EXACT_SIGN_PASSES = 4
+
+
+def _exact_signs(terms):
+    """Per row of ``terms`` (float64, each a multiple of ``2^-298``, far above float64's
+    subnormals, and finite with every partial sum: products and squares of float32
+    values and their errors), the sign of its exact sum: -1, 0 or 1.
+
+    Each pass turns a row into ``head + errors`` of the same exact sum by a tree of
+    TwoSums (:func:`_error_free_sum`), ``head`` its sum in float64; the sign is
+    ``head``'s once ``|head|`` exceeds a bound on the errors' sum (or the errors are 0).
+    The next pass sums ``head`` and the errors again, each pass as if in another
+    float64's worth of precision: K-fold summation (Ogita, Rump and Oishi, "Accurate
+    sum and dot product", SIAM J. Sci. Comput. 26, 2005) on arrays, vectorised over the
+    rows. Zero terms are dropped first, row by row. Rows still undecided after
+    :data:`EXACT_SIGN_PASSES` (sums exact to within ``2^-200`` of their terms) are
+    summed by ``math.fsum``, correctly rounded and so of the exact sum's sign."""
+    signs = np.zeros(terms.shape[0])
+    pending = np.arange(terms.shape[0])
+    for _ in range(EXACT_SIGN_PASSES):
+        terms, = _packed(terms != 0, terms)
+        if not terms.shape[1]:  # (every sum left is exactly 0)
+            return signs
+        head, errors = _error_free_sum(terms)
+        # |sum(errors)| <= sum|errors|, which float64 sums to within (m - 1)u of itself
+        # and the product below rounds by u more: 4 m u spares both (u = 2^-53).
+        magnitudes = np.abs(errors).sum(axis=1)
+        bound = magnitudes * (1 + 4 * (errors.shape[1] + 1) * 2.0**-53)
+        decided = (np.abs(head) > bound) | (magnitudes == 0)
+        signs[pending[decided]] = np.sign(head[decided])
+        pending = pending[~decided]
+        if not pending.shape[0]:
+            return signs
+        terms = np.concatenate([head[~decided, None], errors[~decided]], axis=1)
+    for i, row_terms in zip(pending, terms):
+        signs[i] = np.sign(math.fsum(row_terms.tolist()))
+    return signs
+
+
+def _packed(mask, *arrays):
+    """Each of ``arrays`` (the shape of ``mask``) with its values where ``mask`` holds
+    moved to the front of their row, in order, the rest 0, and the columns beyond the
+    most such values of any row dropped."""
+    rows, columns = np.nonzero(mask)  # by row, then by column
+    counts = np.bincount(rows, minlength=mask.shape[0])
+    packed_columns = np.arange(rows.shape[0]) - (np.cumsum(counts) - counts)[rows]
+    packed = []
+    for values in arrays:
+        packed.append(np.zeros((mask.shape[0], int(counts.max(initial=0))), values.dtype))
+        packed[-1][rows, packed_columns] = values[rows, columns]
+    return packed
+
+
+def _error_free_sum(terms):
+    """``(head, errors)`` per row of ``terms`` (``m >= 1`` columns): ``head`` the float64
+    sum of the row by a tree of additions, ``errors`` (``m - 1`` columns) the exact
+    rounding error of each addition (:func:`two_sum`), so that ``head + sum(errors)`` is
+    the row's exact sum, and ``|errors|`` sum to at most ``log2(m) u`` times its
+    magnitudes'."""
+    errors = []
+    while terms.shape[1] > 1:
+        half = terms.shape[1] // 2
+        high, low = two_sum(terms[:, :half], terms[:, half:2 * half])
+        errors.append(low)
+        terms = np.concatenate([high, terms[:, 2 * half:]], axis=1)  # an odd column waits
+    errors = np.concatenate(errors, axis=1) if errors else np.zeros((terms.shape[0], 0))
+    return terms[:, 0], errors
 
 
 def _square_terms(x, c):

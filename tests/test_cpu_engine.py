@@ -1920,13 +1920,19 @@ def test_predict_float32_is_exactly_nearest_beyond_float64(cpu_engine, rng):
     np.testing.assert_array_equal(km.predict(X), exact)
 
 
-@pytest.mark.parametrize("engine_module", [_cpu_small, _cpu], ids=["numpy", "numba"])
-def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng):
+@pytest.mark.parametrize("engine_module, by_gemm", [
+    (_cpu_small, 0.0), (_cpu_small, np.inf), (_cpu, None)],
+    ids=["numpy-gemm", "numpy-pairs", "numba"])
+def test_float32_dot_product_labels_are_exact_beyond_float64(
+        engine_module, by_gemm, rng, monkeypatch):
     """With ``unit_centers`` (cosine fits) a float32 label is the center of the exactly
     largest ``x.c``, the lowest index on an exact tie, where float64 sums of the (exact)
     products cannot tell: rows and centers of one coordinate 1 + 2^-23 and tiny others,
     products from 2^-56 to about 1 (few features, so that a row's big coordinate often
-    meets two centers')."""
+    meets two centers'). The NumPy engine takes the float64 ranks of near-ties from
+    GEMMs or from each pair's products: both."""
+    if by_gemm is not None:
+        monkeypatch.setattr(_cpu_small, "NEAR_TIES_BY_GEMM", by_gemm)
     n_samples, n_features, n_clusters = 300, 6, 8
     for _ in range(_ADVERSARIAL_DRAWS):
         _, centers = _ties_beyond_float64(rng, 1, n_features, n_clusters)
@@ -1945,6 +1951,68 @@ def test_float32_dot_product_labels_are_exact_beyond_float64(engine_module, rng)
     with engine_module.make_engine().runtime():
         engine_module.e_step(X, centers, labels, unit_centers=True)
     np.testing.assert_array_equal(labels, exact)
+
+
+@pytest.mark.parametrize("passes", [1, 2, _cpu_small.EXACT_SIGN_PASSES])
+def test_exact_signs_are_the_signs_of_exact_sums(passes, rng, monkeypatch):
+    """The NumPy engine's vectorised exact sign of a sum of float64 terms (products of
+    float32 values and their errors) is the sign of the rational sum: sums that cancel
+    to 0 exactly, to within one term's last bit, or across 500 binary orders of
+    magnitude, with too few error-free passes to decide (the rest go to math.fsum) and
+    with the usual number."""
+    monkeypatch.setattr(_cpu_small, "EXACT_SIGN_PASSES", passes)
+    n_rows, n_terms = 400, 24
+    exponents = rng.integers(-268, 200, (n_rows, n_terms))  # multiples of 2^-298
+    terms = np.ldexp(rng.integers(-2**24, 2**24, (n_rows, n_terms)) * 2.0**-24, exponents)
+    kind = np.arange(n_rows) % 4
+    # Exact zeros: each term with its negation, shuffled.
+    zero = kind == 1
+    terms[zero, n_terms // 2:] = -terms[zero, :n_terms // 2]
+    # One bit of the smallest term off a sum of 0.
+    off = kind == 2
+    terms[off, n_terms // 2:] = -terms[off, :n_terms // 2]
+    terms[off, -1] += np.ldexp(1.0, exponents[off, -1] - 30)
+    # Many large terms that cancel and a tiny one that decides, split into parts.
+    split = kind == 3
+    big = np.ldexp(rng.integers(1, 2**24, (split.sum(), 4)) * 1.0, 180)
+    terms[split, :4], terms[split, 4:8] = big, -big
+    terms[split, 8] = 2.0**-280 * rng.choice([-1, 0, 1], split.sum())
+    terms[split, 9:] = 0
+    order = rng.permuted(np.tile(np.arange(n_terms), (n_rows, 1)), axis=1)
+    terms = np.take_along_axis(terms, order, axis=1)
+    exact = [sum(map(Fraction, row.tolist())) for row in terms]
+    expected = np.array([(s > 0) - (s < 0) for s in exact], dtype=np.float64)
+    assert set(expected[zero]) == {0} and set(expected[split]) == {-1, 0, 1}
+    np.testing.assert_array_equal(_cpu_small._exact_signs(terms), expected)
+
+
+@pytest.mark.parametrize("unit_centers", [False, True])
+def test_knockout_finds_the_lowest_exactly_nearest_candidate(unit_centers, rng):
+    """The NumPy engine's exact decision among a row's candidate centers (a knockout,
+    pairs in index order): the exactly nearest of the candidates, the lowest index on an
+    exact tie, with up to all 23 centers a candidate and exact ties common (small
+    integers, where the float64 ranks are exact too, and centers that are mirror
+    images about a row)."""
+    n_samples, n_features, n_clusters = 200, 3, 23
+    X = rng.integers(-2, 3, (n_samples, n_features)).astype(np.float32)
+    centers = rng.integers(-3, 4, (n_clusters, n_features)).astype(np.float32)
+    centers[n_clusters // 2:] = (2 * X[:n_clusters - n_clusters // 2]
+                                 - centers[:n_clusters - n_clusters // 2])
+    candidates = rng.random((n_samples, n_clusters)) < rng.random((n_samples, 1))
+    candidates[np.arange(n_samples), rng.integers(0, n_clusters, n_samples)] = True
+    nearest = _cpu_small._exactly_nearest(X, centers, candidates, unit_centers)
+
+    def rank(x, c):
+        x, c = map(Fraction, x.tolist()), map(Fraction, c.tolist())
+        pairs = list(zip(x, c))
+        return -sum(a * b for a, b in pairs) if unit_centers else sum((a - b) ** 2 for a, b in pairs)
+
+    expected = [min(np.flatnonzero(cands), key=lambda j: (rank(x, centers[j]), j))
+                for x, cands in zip(X.astype(np.float64), candidates)]
+    ties = sum(len({rank(x, centers[j]) for j in np.flatnonzero(c)}) < c.sum()
+               for x, c in zip(X.astype(np.float64), candidates))
+    assert ties > n_samples // 4  # the lowest-index rule is exercised
+    np.testing.assert_array_equal(nearest, expected)
 
 
 @pytest.mark.parametrize("data", ["one-hot", "binary", "small-integers", "integers",
