@@ -96,13 +96,14 @@ def exact_order(x, a, b, unit_centers):
     """The sign (-1, 0 or 1) of ``rank(a) - rank(b)`` for the row ``x``, computed exactly:
     ``rank(c) = ||x - c||^2``, or ``-x.c`` for ``unit_centers`` (cosine fits: see
     :func:`gpukmeans._cpu_nearest._exact_rank`). -1: ``a`` is nearer. Only the features
-    where ``a`` and ``b`` differ add to the difference: of two one-hot centers, two
-    features; of duplicated centers, none (an exact tie in one pass)."""
+    where ``a`` and ``b`` differ add to the difference (and, for dot products, where
+    ``x`` is not 0): of two one-hot centers, two features; of duplicated centers, none
+    (an exact tie in one pass)."""
     n_features = x.shape[0]
     expansion = np.empty(min(12 * n_features + 1, _MAX_COMPONENTS))
     n = 0
     for f in range(n_features):
-        if a[f] == b[f]:
+        if a[f] == b[f] or (unit_centers and x[f] == 0):
             continue
         x_f = np.float64(x[f])
         if unit_centers:
