@@ -14,7 +14,11 @@ the same initial centers (rows drawn with a fixed seed; two duplicated pairs for
 duplicated case), ``n_init=1``, ``tol=0``, a fixed ``max_iter``; medians of the repeats,
 their ratio gpukmeans / scikit-learn, and how many labels differ (ties decided otherwise).
 Each engine is forced for every workload, at a size it would take: the NumPy engine's
-rows are fewer.
+rows are fewer. The cosine workload (``metric="cosine"``: rows that differ from each
+other and from their means by a coordinate 1e-4 of their norm, so that nearly every row
+is a near-tie of many centers) has no scikit-learn counterpart: scikit-learn's KMeans
+runs on the rows normalised, from the initial centers normalised (the same E-step
+products; its centers are not renormalised).
 
 Usage (from the repository root; about 3 minutes on 2 quiet cores)::
 
@@ -58,6 +62,7 @@ WORKLOADS = {
     "binarised MNIST": (5000, 70000, 20, 20),
     "binarised MNIST x 1/255": (5000, 70000, 20, 20),
     "Gaussian 784, two duplicated initial centers": (4000, 30000, 10, 3),
+    "cosine: one-hot x 0.1 and a feature of 1000": (8000, 30000, 20, 20),
 }
 QUICK_ROWS = 0.2
 
@@ -80,7 +85,11 @@ def engine(name):
 def make_data(name, n_samples, mnist, rng):
     """``(X, init)`` float32 for a workload, or None where it needs MNIST and there is none."""
     n_clusters = WORKLOADS[name][2]
-    if name.startswith("one-hot"):
+    if name.startswith("cosine"):
+        X = np.zeros((n_samples, 50), np.float32)
+        X[np.arange(n_samples), rng.integers(0, 49, n_samples)] = 0.1
+        X[:, 49] = 1000
+    elif name.startswith("one-hot"):
         X = np.zeros((n_samples, 50), np.float32)
         X[np.arange(n_samples), rng.integers(0, 50, n_samples)] = 0.1 if "0.1" in name else 1
     elif name.startswith("integers"):
@@ -115,16 +124,23 @@ def run(rows_scale, repeats, mnist, log=print):
             X, init = data
             n_samples = X.shape[0]  # MNIST may hold fewer
             params = dict(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter, tol=0.0)
+            cosine = name.startswith("cosine")
+            X_sk, sk_params = X, params
+            if cosine:
+                X_sk = X / np.linalg.norm(X, axis=1, keepdims=True)
+                sk_params = {**params, "init": init / np.linalg.norm(init, axis=1, keepdims=True)}
             log(f"{name}, {n_samples} x {X.shape[1]}, k={n_clusters}, {engine_name} engine")
             with engine(engine_name):
                 measured = alternate({
-                    "sklearn": lambda p=params: SkKMeans(**p).fit(X),
-                    "gpukmeans": lambda p=params: GkKMeans(**p, device="cpu").fit(X),
+                    "sklearn": lambda p=sk_params: SkKMeans(**p).fit(X_sk),
+                    "gpukmeans": lambda p=params: GkKMeans(
+                        **p, device="cpu", metric="cosine" if cosine else "euclidean").fit(X),
                 }, repeats, log=log)
             sk, gk = measured["sklearn"]["result"], measured["gpukmeans"]["result"]
             medians = {n: m["time_s"]["median"] for n, m in measured.items()}
             rows.append({
                 "workload": name, "engine": engine_name, "n_samples": n_samples,
+                "metric": "cosine" if cosine else "euclidean",
                 "n_features": X.shape[1], "n_clusters": n_clusters, "max_iter": max_iter,
                 "median_s": medians, "samples_s": {n: m["samples"] for n, m in measured.items()},
                 "ratio": medians["gpukmeans"] / medians["sklearn"],
