@@ -88,7 +88,7 @@ CHUNK_ROWS = 256
 
 # Near-ties are decided in float64 from the differences (then exactly where those are
 # too close), at most this many bytes of them at a time.
-NEAR_TIE_BLOCK_BYTES = 2**20
+NEAR_TIE_BLOCK_BYTES = 2**23
 # The fraction of a chunk's (row, center) pairs near a tie from which the dot products'
 # float64 ranks come from GEMMs over all pairs rather than from each pair's products.
 NEAR_TIES_BY_GEMM = 0.5

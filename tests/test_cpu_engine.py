@@ -1986,13 +1986,16 @@ def test_exact_signs_are_the_signs_of_exact_sums(passes, rng, monkeypatch):
     np.testing.assert_array_equal(_cpu_small._exact_signs(terms), expected)
 
 
+@pytest.mark.parametrize("block_bytes", [_cpu_small.NEAR_TIE_BLOCK_BYTES, 1])
 @pytest.mark.parametrize("unit_centers", [False, True])
-def test_knockout_finds_the_lowest_exactly_nearest_candidate(unit_centers, rng):
+def test_knockout_finds_the_lowest_exactly_nearest_candidate(
+        unit_centers, block_bytes, rng, monkeypatch):
     """The NumPy engine's exact decision among a row's candidate centers (a knockout,
     pairs in index order): the exactly nearest of the candidates, the lowest index on an
     exact tie, with up to all 23 centers a candidate and exact ties common (small
     integers, where the float64 ranks are exact too, and centers that are mirror
-    images about a row)."""
+    images about a row); pairs in one block, and one pair a block."""
+    monkeypatch.setattr(_cpu_small, "NEAR_TIE_BLOCK_BYTES", block_bytes)
     n_samples, n_features, n_clusters = 200, 3, 23
     X = rng.integers(-2, 3, (n_samples, n_features)).astype(np.float32)
     centers = rng.integers(-3, 4, (n_clusters, n_features)).astype(np.float32)
