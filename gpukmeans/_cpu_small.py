@@ -88,7 +88,7 @@ CHUNK_ROWS = 256
 
 # Near-ties are decided in float64 from the differences (then exactly where those are
 # too close), at most this many bytes of them at a time.
-NEAR_TIE_BLOCK_BYTES = 2**23
+NEAR_TIE_BLOCK_BYTES = 2**20
 # The fraction of a chunk's (row, center) pairs near a tie from which the dot products'
 # float64 ranks come from GEMMs over all pairs rather than from each pair's products.
 NEAR_TIES_BY_GEMM = 0.5
@@ -640,10 +640,12 @@ def _exactly_nearer(rows, row_ids, centers, a, b, unit_centers):
     ``||x - a||^2 - ||x - b||^2 < 0`` (``x.b - x.a`` for ``unit_centers``), over the
     features where the two differ, as float64 error-free terms
     (:mod:`gpukmeans._cpu_error_free`) whose exact sum's sign :func:`_exact_signs`
-    finds, as :func:`gpukmeans._cpu_exact.exact_order` orders two. Pairs are taken a
-    block at a time: the terms are 12 float64 values per feature."""
+    finds, as :func:`gpukmeans._cpu_exact.exact_order` orders two. Pairs are taken as
+    many at a time as the ranks' blocks hold pairs: their terms, 12 float64 values per
+    feature that differs, are few where few differ (one-hot rows), and the block's
+    NumPy calls are then most of the cost."""
     nearer = np.zeros(row_ids.shape[0], dtype=bool)
-    block = max(1, NEAR_TIE_BLOCK_BYTES // (96 * rows.shape[1]))
+    block = max(1, NEAR_TIE_BLOCK_BYTES // (8 * rows.shape[1]))
     for start in range(0, row_ids.shape[0], block):
         pairs = slice(start, start + block)
         x = rows[row_ids[pairs]].astype(np.float64)
