@@ -1953,14 +1953,18 @@ def test_float32_dot_product_labels_are_exact_beyond_float64(
     np.testing.assert_array_equal(labels, exact)
 
 
-@pytest.mark.parametrize("passes", [1, 2, _cpu_small.EXACT_SIGN_PASSES])
-def test_exact_signs_are_the_signs_of_exact_sums(passes, rng, monkeypatch):
+@pytest.mark.parametrize("passes, fsum_terms", [
+    (1, 0), (2, 0), (_cpu_small.EXACT_SIGN_PASSES, 0),
+    (_cpu_small.EXACT_SIGN_PASSES, _cpu_small.EXACT_SIGN_FSUM_TERMS)])
+def test_exact_signs_are_the_signs_of_exact_sums(passes, fsum_terms, rng, monkeypatch):
     """The NumPy engine's vectorised exact sign of a sum of float64 terms (products of
     float32 values and their errors) is the sign of the rational sum: sums that cancel
     to 0 exactly, to within one term's last bit, or across 500 binary orders of
-    magnitude, with too few error-free passes to decide (the rest go to math.fsum) and
-    with the usual number."""
+    magnitude, with too few error-free passes to decide (the rest go to math.fsum),
+    with the usual number and every pass vectorised, and as shipped (math.fsum once
+    few terms are left)."""
     monkeypatch.setattr(_cpu_small, "EXACT_SIGN_PASSES", passes)
+    monkeypatch.setattr(_cpu_small, "EXACT_SIGN_FSUM_TERMS", fsum_terms)
     n_rows, n_terms = 400, 24
     exponents = rng.integers(-268, 200, (n_rows, n_terms))  # multiples of 2^-298
     terms = np.ldexp(rng.integers(-2**24, 2**24, (n_rows, n_terms)) * 2.0**-24, exponents)
@@ -1986,16 +1990,19 @@ def test_exact_signs_are_the_signs_of_exact_sums(passes, rng, monkeypatch):
     np.testing.assert_array_equal(_cpu_small._exact_signs(terms), expected)
 
 
+@pytest.mark.parametrize("fsum_terms", [_cpu_small.EXACT_SIGN_FSUM_TERMS, 0])
 @pytest.mark.parametrize("block_bytes", [_cpu_small.NEAR_TIE_BLOCK_BYTES, 1])
 @pytest.mark.parametrize("unit_centers", [False, True])
 def test_knockout_finds_the_lowest_exactly_nearest_candidate(
-        unit_centers, block_bytes, rng, monkeypatch):
+        unit_centers, block_bytes, fsum_terms, rng, monkeypatch):
     """The NumPy engine's exact decision among a row's candidate centers (a knockout,
     pairs in index order): the exactly nearest of the candidates, the lowest index on an
     exact tie, with up to all 23 centers a candidate and exact ties common (small
     integers, where the float64 ranks are exact too, and centers that are mirror
-    images about a row); pairs in one block, and one pair a block."""
+    images about a row); pairs in one block, and one pair a block; signs by math.fsum
+    (few terms) and by the vectorised passes."""
     monkeypatch.setattr(_cpu_small, "NEAR_TIE_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_cpu_small, "EXACT_SIGN_FSUM_TERMS", fsum_terms)
     n_samples, n_features, n_clusters = 200, 3, 23
     X = rng.integers(-2, 3, (n_samples, n_features)).astype(np.float32)
     centers = rng.integers(-3, 4, (n_clusters, n_features)).astype(np.float32)
