@@ -693,11 +693,11 @@ def _exact_signs(terms):
     signs = np.zeros(terms.shape[0])
     pending = np.arange(terms.shape[0])
     for _ in range(EXACT_SIGN_PASSES):
-        if terms.size < EXACT_SIGN_FSUM_TERMS:
-            break
         terms, = _packed(terms != 0, terms)
         if not terms.shape[1]:  # (every sum left is exactly 0)
             return signs
+        if terms.size < EXACT_SIGN_FSUM_TERMS:
+            break
         head, errors = _error_free_sum(terms)
         # |sum(errors)| <= sum|errors|, which float64 sums to within (m - 1)u of itself
         # and the product below rounds by u more: 4 m u spares both (u = 2^-53).
