@@ -43,15 +43,32 @@ def two_product(a, b):
     return p, e
 
 
-def rank_rounding_and_extent(magnitudes, n_features):
+FLOAT64_EPS = _FLOAT64_EPS
+
+
+def sum_rounding_coefficient(n_features, eps):
+    """The relative rounding bound of every sum of ``n_features + 2`` terms that k-means
+    compares (``||c||^2 - 2 x.c``, and the float64 ranks ``||x - c||^2`` and ``-x.c``)
+    computed in a type of machine epsilon ``eps``, against the sum of the terms'
+    magnitudes: twice the worst case of a recursive sum, ``4 (n_features + 2) u``
+    (``u = eps / 2``), so that it holds in whatever order the sum was vectorised, fused
+    multiply-adds included. The one formula of the bounds' margin
+    (:func:`gpukmeans._cpu_small.bound_margin_coefficient`), the narrowed kernels'
+    (:func:`gpukmeans._cpu_narrowed.narrowed_margin`) and the ranks' rounding
+    (:func:`rank_rounding_and_extent`)."""
+    return 2.0 * (n_features + 2) * eps
+
+
+def rank_rounding_and_extent(magnitudes, rounding_coefficient):
     """``(rounding, extent)`` of a float64 rank (``||x - c||^2``, or ``-x.c``) summed in
     any order from ``n_features`` terms whose magnitudes sum to ``magnitudes`` (computed
     in float64: the rank itself for a distance): ``rounding`` bounds how far the rank
-    may be from the exact value, ``4 (n_features + 2) u`` of ``magnitudes``
-    (``u = eps / 2``; float64's :func:`gpukmeans._cpu_small.bound_margin_coefficient`),
-    and ``extent`` every term and partial sum of the exact rank, for
+    may be from the exact value, ``rounding_coefficient``
+    (``sum_rounding_coefficient(n_features, FLOAT64_EPS)``: a parameter, since a
+    function called from here would be a global the Numba engine cannot compile) times
+    ``magnitudes``, and ``extent`` every term and partial sum of the exact rank, for
     :func:`certified_grid_exponent`."""
-    rounding = 2.0 * (n_features + 2) * _FLOAT64_EPS * magnitudes
+    rounding = rounding_coefficient * magnitudes
     return rounding, magnitudes + rounding
 
 

@@ -51,6 +51,9 @@ certified_grid_exponent = njit(nogil=True, fastmath=False, cache=CACHE)(
     _cpu_error_free.certified_grid_exponent)
 _rank_rounding_and_extent = njit(nogil=True, fastmath=False, cache=CACHE)(
     _cpu_error_free.rank_rounding_and_extent)
+sum_rounding_coefficient = njit(nogil=True, fastmath=False, cache=CACHE)(
+    _cpu_error_free.sum_rounding_coefficient)
+_FLOAT64_EPS = _cpu_error_free.FLOAT64_EPS
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)
@@ -129,13 +132,13 @@ def rank_bounds(x, c, rank, unit_centers):
     their magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
     section 3.1); ``rounding`` is four times those, ``extent`` the rank or the
     magnitudes plus it."""
-    n_features = x.shape[0]
+    coefficient = sum_rounding_coefficient(x.shape[0], _FLOAT64_EPS)
     if not unit_centers:
-        return _rank_rounding_and_extent(rank, n_features)
+        return _rank_rounding_and_extent(rank, coefficient)
     magnitudes = 0.0
-    for f in range(n_features):
+    for f in range(x.shape[0]):
         magnitudes += abs(np.float64(x[f]) * np.float64(c[f]))
-    return _rank_rounding_and_extent(magnitudes, n_features)
+    return _rank_rounding_and_extent(magnitudes, coefficient)
 
 
 @njit(nogil=True, fastmath=False, cache=CACHE)

@@ -39,6 +39,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit
 
+from ._cpu_exact import sum_rounding_coefficient
 from ._cpu_nearest import (
     _chunk_nearest_by_gemm, _dot1, _flag_near_ties, _nearest_two, _rows_nearest_blocked,
 )
@@ -55,7 +56,7 @@ _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 @njit(nogil=True, cache=CACHE)
 def narrowed_margin(n_features):
     """float32's :func:`gpukmeans._cpu_small.bound_margin_coefficient`, compiled."""
-    return 2.0 * (n_features + 2) * _FLOAT32_EPS
+    return sum_rounding_coefficient(n_features, _FLOAT32_EPS)
 
 
 @njit(nogil=True, cache=CACHE)

@@ -36,8 +36,8 @@ import numpy as np
 import scipy.sparse
 from scipy.linalg.blas import dgemm
 
-from ._cpu_error_free import (certified_grid_exponent, rank_rounding_and_extent, two_product,
-                              two_sum)
+from ._cpu_error_free import (FLOAT64_EPS, certified_grid_exponent, rank_rounding_and_extent,
+                              sum_rounding_coefficient, two_product, two_sum)
 from ._engine import Engine, by_dot_products
 
 # A whole fit runs here when one E-step is at most MAX_WORK multiply-adds (n_samples x
@@ -354,9 +354,10 @@ def _by_size(small_function, large_function, is_small_call):
 def bound_margin_coefficient(dtype, n_features):
     """Relative rounding bound of ``||c||^2 - 2 x.c`` in ``dtype``, against
     ``||x||^2 + max ||c||^2``: twice the worst case of a recursive sum of
-    ``n_features + 2`` terms, so that it holds whatever order the sums were vectorised in.
+    ``n_features + 2`` terms, so that it holds whatever order the sums were vectorised in
+    (:func:`gpukmeans._cpu_error_free.sum_rounding_coefficient`).
     """
-    return 2.0 * (n_features + 2) * float(np.finfo(dtype).eps)
+    return sum_rounding_coefficient(n_features, float(np.finfo(dtype).eps))
 
 
 def centers_squared_norms(centers, unit_centers=False):
@@ -515,8 +516,9 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
         # Most pairs near (rows of one-hot categories, whose centers differ little): two
         # GEMMs beat gathering each pair's rows.
         ranks = np.where(near, -(rows64 @ centers64.T), np.inf)
-        rounding, extents = rank_rounding_and_extent(np.abs(rows64) @ np.abs(centers64).T,
-                                                     rows.shape[1])
+        rounding, extents = rank_rounding_and_extent(
+            np.abs(rows64) @ np.abs(centers64).T,
+            sum_rounding_coefficient(rows.shape[1], FLOAT64_EPS))
         return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
@@ -534,7 +536,8 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
             magnitudes = np.einsum("ij,ij->i", diff, diff)
             ranks[in_rows, of_centers] = magnitudes
         rounding[in_rows, of_centers], extents[in_rows, of_centers] = (
-            rank_rounding_and_extent(magnitudes, rows.shape[1]))  # as rank_bounds
+            rank_rounding_and_extent(  # as rank_bounds
+                magnitudes, sum_rounding_coefficient(rows.shape[1], FLOAT64_EPS)))
     return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
 
 
