@@ -2027,7 +2027,7 @@ def test_knockout_finds_the_lowest_exactly_nearest_candidate(
 
 @pytest.mark.parametrize("data", ["one-hot", "binary", "small-integers", "integers",
                                   "coarse-integers", "tiny-one-hot", "subnormal-integers",
-                                  "one-hot-tenths", "normal"])
+                                  "one-hot-tenths", "one-hot-third-last", "normal"])
 @pytest.mark.parametrize("unit_centers", [False, True])
 def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
     """The NumPy engine takes a near-tie's float32 values ``||c||^2 - 2 x.c`` as they are
@@ -2051,6 +2051,7 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
         "integers": lambda: rng.integers(0, 2**10, (n_samples, n_features)),
         "coarse-integers": lambda: rng.integers(1, 16, (n_samples, n_features)) * 2.0**12,
         "one-hot-tenths": lambda: one_hot(np.float32(0.1)),
+        "one-hot-third-last": lambda: one_hot(1.0),
         # Products below float32's 2^-149 round (underflow): never exact.
         "tiny-one-hot": lambda: one_hot(2.0**-80),
         "subnormal-integers": lambda: rng.integers(0, 3, (n_samples, n_features)) * 2.0**-130,
@@ -2059,7 +2060,10 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
     centers = X[rng.choice(n_samples, n_clusters, replace=False)]
     centers[1] = centers[0]  # a repeated center: exact ties for the rows near it
     x_squared_norms = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
-    exact = _cpu_small._values_are_exact(X, x_squared_norms, centers, unit_centers)
+    if data == "one-hot-third-last":
+        centers[-1] = X[0] / 3  # the last center off the grid: no row's values exact
+    exact = _cpu_small._values_are_exact(
+        X, x_squared_norms, _cpu_small._values_certificate(centers, unit_centers))
     values = X @ (-2 * centers).T + _cpu_small.centers_squared_norms(centers, unit_centers)
     for i in np.flatnonzero(exact):
         for j in range(n_clusters):
@@ -2068,7 +2072,7 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
             assert Fraction(float(values[i, j])) == norm - 2 * dot
     expected = {"one-hot": n_samples, "binary": n_samples, "small-integers": n_samples,
                 "coarse-integers": 0 if unit_centers else n_samples, "tiny-one-hot": 0,
-                "one-hot-tenths": 0, "normal": 0}
+                "one-hot-tenths": 0, "one-hot-third-last": 0, "normal": 0}
     if data in expected:
         assert exact.sum() == expected[data]
     if not unit_centers:
