@@ -417,8 +417,10 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     (``-x.c`` for ``unit_centers``: see :func:`gpukmeans._cpu_nearest._exact_rank`),
     lowest index on an exact tie, as argmin; where the values themselves are exact
     (:func:`_values_are_exact`: one-hot or small-integer rows and centers that are rows,
-    whose rows tie with many centers), their argmin already is; ``values_certificate``
-    is the centers' part of that test (:func:`_values_certificate`, once per E-step).
+    whose rows tie with many centers), their argmin already is; ``values_certificate()``
+    gives the centers' part of that test (:func:`_values_certificate`, once per E-step,
+    on first need: most chunks have no near-tie, and on small data the test would cost a
+    fifth of an E-step).
     ``margin_coefficient`` 0 (float64) keeps the plain argmin, scikit-learn's.
     ``values`` is overwritten.
 
@@ -444,8 +446,9 @@ def _nearest_centers(chunk, x_squared_norms, centers, values, max_center_norm,
     tie_gap += 2 * margin_coefficient * max_center_norm
     # (The float32 difference is compared in float64.)
     near = np.flatnonzero(second_value - best_value <= tie_gap)
-    if near.shape[0] and values_certificate is not None:
-        near = near[~_values_are_exact(chunk[near], x_squared_norms[near], values_certificate)]
+    if near.shape[0]:
+        near = near[~_values_are_exact(chunk[near], x_squared_norms[near],
+                                       values_certificate())]
     if near.shape[0]:
         values[near, labels[near]] = best_value[near]
         nearest = _nearest_of_near_ties(chunk[near], centers, values[near],
@@ -789,8 +792,8 @@ def e_step(X, centers, labels, x_squared_norms=None, unit_centers=False):
     )
     if margin_coefficient and x_squared_norms is None:
         x_squared_norms = row_norms(X)
-    values_certificate = (_values_certificate(centers, unit_centers) if margin_coefficient
-                          else None)
+    # Taken on first need, once (see _nearest_centers).
+    values_certificate = functools.cache(lambda: _values_certificate(centers, unit_centers))
     # float64 takes scikit-learn's chunks, for its labels bit for bit; float32 labels are
     # exact whatever the chunk, and few features make small chunks all Python overhead.
     chunk_rows = CHUNK_ROWS if X.dtype == np.float64 else max(CHUNK_ROWS, 2**15 // n_features)
@@ -939,7 +942,9 @@ class _BoundsRun:
         squared_norms = centers_squared_norms(centers, self.unit_centers)
         minus_two_centers_t = (-2 * centers).T
         max_center_norm = float(squared_norms.max()) + SUBNORMAL_NORM
-        values_certificate = _values_certificate(centers, self.unit_centers)
+        # On first need, once (pieces' threads racing take it twice, the same).
+        values_certificate = functools.cache(
+            lambda: _values_certificate(centers, self.unit_centers))
         # The bounds after this E-step are for these centers.
         centers_f64 = centers.astype(np.float64)
         centers_prev, self.centers_prev = self.centers_prev, centers_f64
