@@ -13,7 +13,7 @@ import math
 
 _SPLITTER = 134217729.0  # 2^27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 
-_FLOAT64_EPS = 2.0 ** -52
+FLOAT64_EPS = 2.0 ** -52
 
 
 def two_sum(a, b):
@@ -41,9 +41,6 @@ def two_product(a, b):
     b_low = b - b_high
     e = ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
     return p, e
-
-
-FLOAT64_EPS = _FLOAT64_EPS
 
 
 def sum_rounding_coefficient(n_features, eps):

@@ -533,13 +533,13 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
     near = values <= limits[:, None]
     pair_rows, pair_centers = np.nonzero(near)
     rows64, centers64 = rows.astype(np.float64), centers.astype(np.float64)
+    rounding_coefficient = sum_rounding_coefficient(rows.shape[1], FLOAT64_EPS)
     if unit_centers and pair_rows.shape[0] >= NEAR_TIES_BY_GEMM * near.size:
         # Most pairs near (rows of one-hot categories, whose centers differ little): two
         # GEMMs beat gathering each pair's rows.
         ranks = np.where(near, -(rows64 @ centers64.T), np.inf)
-        rounding, extents = rank_rounding_and_extent(
-            np.abs(rows64) @ np.abs(centers64).T,
-            sum_rounding_coefficient(rows.shape[1], FLOAT64_EPS))
+        rounding, extents = rank_rounding_and_extent(np.abs(rows64) @ np.abs(centers64).T,
+                                                     rounding_coefficient)
         return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
     ranks = np.full(values.shape, np.inf)  # (n_rows, n_clusters)
     rounding = np.zeros(values.shape)
@@ -557,8 +557,7 @@ def _nearest_of_near_ties(rows, centers, values, limits, unit_centers):
             magnitudes = np.einsum("ij,ij->i", diff, diff)
             ranks[in_rows, of_centers] = magnitudes
         rounding[in_rows, of_centers], extents[in_rows, of_centers] = (
-            rank_rounding_and_extent(  # as rank_bounds
-                magnitudes, sum_rounding_coefficient(rows.shape[1], FLOAT64_EPS)))
+            rank_rounding_and_extent(magnitudes, rounding_coefficient))  # as rank_bounds
     return _nearest_of_ranks(rows, centers, ranks, rounding, extents, unit_centers)
 
 
