@@ -15,7 +15,7 @@ reproduced in its own order:
   fixed by the shapes), added in group order. A streamed pass gathers the next ``block_rows / n_groups`` rows of every
   group into one buffer and runs the same kernel on it, each group continuing its own
   partial (:func:`gpukmeans._cpu_lloyd._lloyd_partials`,
-  :func:`gpukmeans._cpu_kmeanspp._kmeanspp_partials`); a group's block ends where its
+  :func:`gpukmeans._cpu_kmeanspp.kmeanspp_partials`); a group's block ends where its
   partial sums are folded into its sums, so nothing in flight is cut. The groups run in
   parallel, as in memory. Each pass reads every group's rows once, in order: as many
   sequential streams as groups (at most 16).
@@ -59,7 +59,7 @@ import numpy as np
 
 from . import _cpu, _cpu_small, _spherical
 from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
-from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, _kmeanspp_partials, by_panel
+from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, by_panel, kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
@@ -502,7 +502,7 @@ def _candidates_pass(data, candidates, candidate_norms, closest, distance_to_can
         else:
             _scatter_back(closest, parts, block_closest)
         distances = np.empty((n_candidates, rows.shape[0]), dtype=data.dtype)
-        _kmeanspp_partials(rows, no_transposed, panel, norms, weights, candidates,
+        kmeanspp_partials(rows, no_transposed, panel, norms, weights, candidates,
                            candidate_norms, block_closest, KMEANSPP_CHUNK_ROWS, len(parts),
                            distances, pot_part[groups])
         _scatter(distances, parts, distance_to_candidates)

@@ -1541,7 +1541,8 @@ def test_the_kernels_with_serial_twins():
     one version."""
     assert set(_threaded_kernels()) == {
         "_lloyd_partials", "_accumulate_partials", "_assigned_distances", "_hamerly_e_step",
-        "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_partials", "_reduce_partials"}
+        "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_fused_partials",
+        "_kmeanspp_dots_partials", "_reduce_partials"}
 
 
 @pytest.mark.parametrize("n_features, n_clusters, dtype, path", [
