@@ -107,7 +107,7 @@ def load_mnist(
         ``False`` keeps the pixel scale of the files, 0 (background) to 255 (ink);
         ``True`` divides by 255, giving values in [0, 1].
     dtype : dtype, default=np.float32
-        dtype of ``X``.
+        dtype of ``X``: any numeric dtype, a floating one with ``normalize``.
     download : bool, default=True
         Download missing files. ``False`` raises :class:`FileNotFoundError` instead.
     mirrors : sequence of str, default=None
@@ -131,7 +131,11 @@ def load_mnist(
         A downloaded file does not match its checksum (a damaged gzip stream included);
         nothing of it is kept, and the other mirrors were tried first.
     ValueError
-        A file found on disk is not a valid MNIST IDX file, or its gzip stream is damaged.
+        A file found on disk is not a valid MNIST IDX file, or its gzip stream is damaged;
+        or a bad ``subset`` or ``n_samples``, or ``normalize`` with a dtype that is not
+        floating (checked before any file is read).
+    TypeError
+        ``dtype`` is not a numeric NumPy dtype.
     PermissionError
         A directory or file that holds MNIST cannot be read; nothing was changed.
 
@@ -152,8 +156,18 @@ def load_mnist(
     """
     if subset not in _SUBSETS:
         raise ValueError(f"subset should be one of {sorted(_SUBSETS)}, got {subset!r}.")
-    if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 1):
+    if n_samples is not None and (not isinstance(n_samples, (int, np.integer))
+                                  or isinstance(n_samples, bool) or n_samples < 1):
         raise ValueError(f"n_samples should be a positive integer or None, got {n_samples!r}.")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"dtype should be a NumPy dtype, got {dtype!r}.") from error
+    if dtype.kind not in "biufc":
+        raise TypeError(f"dtype should be a numeric NumPy dtype, got {dtype}.")
+    if normalize and dtype.kind not in "fc":
+        raise ValueError("normalize=True divides the pixels by 255 and needs a floating "
+                         f"dtype, got dtype={dtype}.")
 
     directory, origin = _mnist_dir(path)
     found = _find_mnist(directory)

@@ -96,6 +96,16 @@ def test_bad_arguments():
         load_mnist(SUBSET, subset="validation")
     with pytest.raises(ValueError, match="n_samples"):
         load_mnist(SUBSET, n_samples=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        load_mnist(SUBSET, n_samples=True)  # a bool is not a count
+    for dtype in (np.uint8, int):
+        with pytest.raises(ValueError, match="normalize=True .* floating dtype"):
+            load_mnist(SUBSET, n_samples=10, dtype=dtype, normalize=True)
+    for dtype in ("no such type", object, "U3"):
+        with pytest.raises(TypeError, match="dtype"):
+            load_mnist(SUBSET, n_samples=10, dtype=dtype)
+    X, _ = load_mnist(SUBSET, n_samples=10, dtype=np.uint8)  # unnormalised integers: fine
+    assert X.dtype == np.uint8 and X.max() == 255
 
 
 def test_uncompressed_files_in_a_mnist_subdirectory(tmp_path):
