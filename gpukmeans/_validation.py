@@ -383,6 +383,8 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
         centers_largest = float(np.abs(to_host(centers)).max())
+        if np.isnan(centers_largest):  # assigned by hand: max() carries a NaN through
+            raise ValueError("cluster_centers_ holds NaN: assign finite centers, or refit.")
         if centers_largest > largest:  # centers assigned by hand: name them, not X
             name, largest = "cluster_centers_", centers_largest
             remedy = "Assign centers within that range, or refit on rescaled data."
@@ -396,11 +398,30 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
     )
 
 
+def _check_assigned_centers(estimator):
+    """``cluster_centers_`` as inference reads it. A fit leaves a valid array there, but
+    the attribute is public and may be assigned (scikit-learn's users do): a list, an
+    integer array or centers of another width fail here, named, not deep in an engine
+    (their finiteness and scale: :func:`check_magnitude`)."""
+    centers = estimator.cluster_centers_
+    if (not (isinstance(centers, np.ndarray) or is_device_array(centers))
+            or centers.ndim != 2 or centers.dtype not in (np.float32, np.float64)):
+        got = (f"an array of dtype {centers.dtype} and shape {centers.shape}"
+               if hasattr(centers, "dtype") and hasattr(centers, "shape")
+               else f"a {type(centers).__name__}")
+        raise TypeError(f"cluster_centers_ should be a 2-d float32 or float64 array, got {got}; "
+                        "assign np.asarray(centers, dtype=np.float64), for example.")
+    if centers.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"cluster_centers_ has {centers.shape[1]} features, but the model was "
+                         f"fitted on {estimator.n_features_in_}.")
+
+
 def check_predict_data(estimator, X):
     """Validate ``X`` for predict/transform/score against the fitted model.
 
     Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``.
     """
+    _check_assigned_centers(estimator)
     dtype = estimator.cluster_centers_.dtype
     # A cosine model (only its fit keeps unit centers) measures unit rows.
     scale_free = getattr(estimator, "_unit_centers", None) is not None
