@@ -467,6 +467,17 @@ WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
                   (64, YINYANG_MIN_CLUSTER_FEATURES // 64))
 
 
+def _dots_kernel_shapes(dtype):
+    """One ``(n_features, n_clusters)`` for each :func:`_dots_kernel` that ``dtype``
+    data reach, keyed by it."""
+    shapes = {}
+    for n_features in (2, 5, 9, 20, 33, 64, 129, 200, 513):
+        for n_clusters in (2, 3, 8, 16, 30, 49, 70, 130):
+            kernel = _dots_kernel(np.empty((0, n_features), dtype=dtype), n_clusters)
+            shapes.setdefault(kernel, (n_features, n_clusters))
+    return shapes
+
+
 def _each_kernel_version():
     """Yields once per version of the threaded kernels that calls in this process can
     run (:class:`gpukmeans._cpu_runtime.ThreadedKernel`): on one thread (the serial
@@ -537,6 +548,13 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                     if read_only:  # transform and row norms take the caller's X, uncentred
                         engine.pairwise_distances(source, centers)
                         engine.row_norms(source)
+                # The plain step's kernel of every way of taking the dot products that
+                # this dtype's data reach (one kernel each: _cpu_lloyd.LLOYD_PARTIALS).
+                for n_features, n_clusters in _dots_kernel_shapes(dtype).values():
+                    X = rng.standard_normal((n_samples, n_features)).astype(dtype)
+                    X.flags.writeable = not read_only
+                    centers = np.ascontiguousarray(X[:n_clusters])
+                    engine.lloyd_iter(X, sample_weight, centers, np.empty(n_samples, np.int32))
 
 
 def warm_up_all(dtypes=(np.float32, np.float64), announce=True):

@@ -164,194 +164,227 @@ def _lloyd_chunked(
     return _reduce_partials(sums_part, weights_part)
 
 
-@threaded(rows_times(lambda X, sample_weight, centers, *args: X.shape[1] * centers.shape[0]))
-@njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _lloyd_partials(
-    X,  # IN (n_samples, n_features)
-    sample_weight,  # IN (n_samples,)
-    centers_old,  # IN (n_clusters, n_features)
-    centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms (ones
-    #                         for unit_centers)
-    labels,  # OUT (n_samples,) int32
-    x_squared_norms,  # IN (n_samples,) float64 ||x||^2, or (0,): computed where needed
-    chunk_rows,
-    fold_rows,
-    n_groups,
-    update_centers,
-    dots_kernel,
-    margin_coefficient,
-    exact_labels,
-    unit_centers,  # compare by dot products (cosine fits): see _exact_rank
-    sums_part,  # INOUT (n_groups, n_clusters, n_features) float64 (unused unless update_centers)
-    weights_part,  # INOUT (n_groups, n_clusters) float64
-    zero_partials,
-    distances,  # OUT (n_samples,) float64, or (0,): not computed
+    X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms, chunk_rows,
+    fold_rows, n_groups, update_centers, dots_kernel, margin_coefficient, exact_labels,
+    unit_centers, sums_part, weights_part, zero_partials, distances,
 ):
-    """One E-step, and each group's M-step sums added to its partials when
-    ``update_centers``; the partials are first zeroed when ``zero_partials``. With a
-    ``distances`` of n_samples, also each sample's ``||x - c||^2`` to its new center, as
-    the engine's ``assigned_distances`` computes it, while the chunk is in cache (the
-    final E-step and the inertia in one pass over X).
+    """The plain step's kernel for ``dots_kernel`` (:data:`LLOYD_PARTIALS`), called with
+    the other arguments (see :func:`_make_lloyd_partials`)."""
+    LLOYD_PARTIALS[dots_kernel](
+        X, sample_weight, centers_old, centers_squared_norms, labels, x_squared_norms,
+        chunk_rows, fold_rows, n_groups, update_centers, margin_coefficient, exact_labels,
+        unit_centers, sums_part, weights_part, zero_partials, distances)
 
-    A group's partial continues where it left off: a streamed fit
-    (:mod:`gpukmeans._streaming`) runs each group's rows a block at a time, each block
-    ending where the group's partial sums fold, and so adds up what one call over the
-    whole array would, bit for bit.
 
-    ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM or BY_PANEL) says how ``x . c`` is
-    computed; ``margin_coefficient`` bounds its rounding
-    (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
-    norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
-    single E-step computes each row's as it needs it.
-    ``exact_labels`` (float32) has near-ties decided exactly
-    (:func:`_labels_of_nearest_two`, or :func:`_label_of_values` after the GEMM kernel),
-    so each label is the exactly nearest center. float64 keeps scikit-learn's argmin of
-    its GEMM's values: with GEMM directly, with the other kernels wherever the values'
-    gap is wider than both computations' rounding (then both argmins agree), and from
-    the chunk's GEMM for a row whose gap is not.
+def _make_lloyd_partials(dots_kernel):
+    """The plain step's kernel with ``dots_kernel`` fixed: a constant of the compiled
+    code, whose branches for the other kernels Numba drops before compiling them.
+
+    One kernel with every ``dots_kernel`` made every fit compile every way of taking the
+    dot products, twice (the serial twin and the parallel kernel): a compiled kernel
+    carries the code of all it calls, compiled again in it. The first float64 fit on
+    20,000 MNIST images, an empty cache, two threads: 55 of its 79 s of compiles in this
+    one kernel.
     """
-    n_samples, n_features = X.shape
-    n_clusters = centers_old.shape[0]
-    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    def _lloyd_partials(
+        X,  # IN (n_samples, n_features)
+        sample_weight,  # IN (n_samples,)
+        centers_old,  # IN (n_clusters, n_features)
+        centers_squared_norms,  # IN (n_clusters,) X.dtype, from _centers_squared_norms (ones
+        #                         for unit_centers)
+        labels,  # OUT (n_samples,) int32
+        x_squared_norms,  # IN (n_samples,) float64 ||x||^2, or (0,): computed where needed
+        chunk_rows,
+        fold_rows,
+        n_groups,
+        update_centers,
+        margin_coefficient,
+        exact_labels,
+        unit_centers,  # compare by dot products (cosine fits): see _exact_rank
+        sums_part,  # INOUT (n_groups, n_clusters, n_features) float64 (unused unless
+        #             update_centers)
+        weights_part,  # INOUT (n_groups, n_clusters) float64
+        zero_partials,
+        distances,  # OUT (n_samples,) float64, or (0,): not computed
+    ):
+        """One E-step, and each group's M-step sums added to its partials when
+        ``update_centers``; the partials are first zeroed when ``zero_partials``. With a
+        ``distances`` of n_samples, also each sample's ``||x - c||^2`` to its new center, as
+        the engine's ``assigned_distances`` computes it, while the chunk is in cache (the
+        final E-step and the inertia in one pass over X).
 
-    have_norms = x_squared_norms.shape[0] == n_samples
-    with_distances = distances.shape[0] == n_samples
-    minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
-    max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    narrowed = dots_kernel == NARROWED or dots_kernel == NARROWED_BLOCKED
-    n_narrow = n_clusters if narrowed else 0
-    minus_two_narrow, norms_narrow, centers_in_range = narrowed_centers(
-        minus_two_centers[:n_narrow], centers_squared_norms[:n_narrow])
-    margin_narrow = narrowed_margin(n_features)
-    # float32's GEMM (float64's is scikit-learn's own call, _sklearn_values): a
-    # transposed view, not a copy, X times the centers transposed as scikit-learn
-    # multiplies them.
-    minus_two_centers_t = minus_two_centers.T
+        A group's partial continues where it left off: a streamed fit
+        (:mod:`gpukmeans._streaming`) runs each group's rows a block at a time, each block
+        ending where the group's partial sums fold, and so adds up what one call over the
+        whole array would, bit for bit.
 
-    for group in prange(n_groups):
-        start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
-        if update_centers and zero_partials:
-            sums_part[group] = 0.0
-            weights_part[group] = 0.0
-        n_acc = n_clusters if update_centers else 0
-        center_acc = np.zeros((n_acc, n_features), dtype=np.float64)
-        touched = np.zeros(n_acc, dtype=np.bool_)
-        rows_since_fold = 0
-        # The GEMM kernel's (chunk, n_clusters) values.
-        n_dots = chunk_rows if dots_kernel == GEMM else 0
-        dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
-        values_buffer = np.empty(n_clusters, dtype=X.dtype)
-        rows = np.empty(chunk_rows, dtype=np.int64)
-        n_scratch = 0
-        if dots_kernel == BY_ROWS:
-            n_scratch = (n_features + 1) * chunk_rows
-        elif dots_kernel == BY_GEMM:
-            n_scratch = _gemm_scratch_size(X.itemsize, n_features, n_clusters, chunk_rows)
-        elif dots_kernel == BLOCKED:
-            n_scratch = n_clusters * chunk_rows
-        elif dots_kernel == BY_PANEL:
-            n_scratch = (n_clusters + n_features) * chunk_rows
-        scratch = np.empty(n_scratch, dtype=X.dtype)
-        # NARROWED's float32 chunk, scratch and values.
-        n_rows_narrow = chunk_rows if narrowed else 0
-        chunk_narrow = np.empty((n_rows_narrow, n_features), dtype=np.float32)
-        scratch_narrow = np.empty(
-            max(_gemm_scratch_size(4, n_features, n_clusters, chunk_rows),
-                n_clusters * chunk_rows) if n_rows_narrow else 0,
-            dtype=np.float32)
-        local_rows = np.empty(n_rows_narrow, dtype=np.int64)
-        best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
-        second_narrow = np.empty(n_rows_narrow, dtype=np.float32)
-        values_wide = np.empty(n_clusters if n_rows_narrow else 0, dtype=np.float64)
-        n_by_rows = 0 if dots_kernel == GEMM else chunk_rows
-        best = np.empty(n_by_rows, dtype=np.int32)
-        best_value = np.empty(n_by_rows, dtype=X.dtype)
-        second_value = np.empty(n_by_rows, dtype=X.dtype)
-        near = np.empty(n_by_rows, dtype=np.bool_)
-        norms_buffer = np.empty(0 if have_norms else n_by_rows, dtype=np.float64)
-        # Each chunk is labelled whole: its near-ties' GEMM is not kept.
-        no_gemm_values = np.empty((0, 0), dtype=X.dtype)
-        gemm_ready = np.zeros(1, dtype=np.bool_)
-        for chunk_start in range(start, end, chunk_rows):
-            chunk_end = min(chunk_start + chunk_rows, end)
-            dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
-            if dots_kernel != GEMM:
-                n_rows = chunk_end - chunk_start
-                for i in range(n_rows):
-                    rows[i] = chunk_start + i
-                if dots_kernel == BY_ROWS:
-                    _chunk_nearest_by_rows(
-                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value,
-                    )
-                elif dots_kernel == BLOCKED:
-                    # Without norms, the kernel takes each row's after its block's dots.
-                    _rows_nearest_blocked(
-                        X, rows, n_rows, minus_two_centers,
-                        centers_squared_norms, scratch, best, best_value, second_value,
-                        norms_buffer[:n_rows],
-                    )
-                elif dots_kernel == BY_PANEL:
-                    _chunk_nearest_by_panel(
-                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value,
-                    )
-                elif narrowed:
-                    if not have_norms:  # the margins need them first
-                        for i in range(n_rows):
-                            norms_buffer[i] = _squared_norm_f64(X[chunk_start + i])
-                    rows_nearest_narrowed(
-                        X, rows, n_rows, minus_two_centers, centers_squared_norms,
-                        minus_two_narrow, norms_narrow, centers_in_range,
-                        x_squared_norms[chunk_start:chunk_end] if have_norms
-                        else norms_buffer[:n_rows],
-                        margin_narrow, max_center_norm, chunk_narrow, scratch_narrow,
-                        local_rows, best_narrow, second_narrow, near, values_wide,
-                        dots_kernel == NARROWED_BLOCKED, best, best_value, second_value)
-                else:
-                    _chunk_nearest_by_gemm(
-                        X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, rows, best, best_value, second_value,
-                    )
-                if have_norms:
-                    row_norms = x_squared_norms[chunk_start:chunk_end]
-                else:
-                    row_norms = norms_buffer[:n_rows]
-                    if dots_kernel != BLOCKED and not narrowed:
-                        for i in range(n_rows):
-                            row_norms[i] = _squared_norm_f64(X[chunk_start + i])
-                _labels_of_nearest_two(
-                    X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
-                    second_value, row_norms, margin_coefficient, max_center_norm,
-                    exact_labels, unit_centers, near, labels[chunk_start:chunk_end],
-                    rows[:n_rows], 0, no_gemm_values, gemm_ready)
-            else:
-                # float64's GEMM values are scikit-learn's, its norms already added.
-                norms_in_dots = not exact_labels
-                if norms_in_dots:
-                    _sklearn_values(X[chunk_start:chunk_end], centers_old,
-                                    centers_squared_norms, dots)
-                else:
-                    np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
-                for i in range(chunk_end - chunk_start):
-                    if norms_in_dots:
-                        values = dots[i]
+        ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM or BY_PANEL) says how ``x . c`` is
+        computed; ``margin_coefficient`` bounds its rounding
+        (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
+        norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
+        single E-step computes each row's as it needs it.
+        ``exact_labels`` (float32) has near-ties decided exactly
+        (:func:`_labels_of_nearest_two`, or :func:`_label_of_values` after the GEMM kernel),
+        so each label is the exactly nearest center. float64 keeps scikit-learn's argmin of
+        its GEMM's values: with GEMM directly, with the other kernels wherever the values'
+        gap is wider than both computations' rounding (then both argmins agree), and from
+        the chunk's GEMM for a row whose gap is not.
+        """
+        n_samples, n_features = X.shape
+        n_clusters = centers_old.shape[0]
+        n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+
+        have_norms = x_squared_norms.shape[0] == n_samples
+        with_distances = distances.shape[0] == n_samples
+        minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
+        max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
+        narrowed = dots_kernel == NARROWED or dots_kernel == NARROWED_BLOCKED
+        n_narrow = n_clusters if narrowed else 0
+        minus_two_narrow, norms_narrow, centers_in_range = narrowed_centers(
+            minus_two_centers[:n_narrow], centers_squared_norms[:n_narrow])
+        margin_narrow = narrowed_margin(n_features)
+        # float32's GEMM (float64's is scikit-learn's own call, _sklearn_values): a
+        # transposed view, not a copy, X times the centers transposed as scikit-learn
+        # multiplies them.
+        minus_two_centers_t = minus_two_centers.T
+
+        for group in prange(n_groups):
+            start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
+            if update_centers and zero_partials:
+                sums_part[group] = 0.0
+                weights_part[group] = 0.0
+            n_acc = n_clusters if update_centers else 0
+            center_acc = np.zeros((n_acc, n_features), dtype=np.float64)
+            touched = np.zeros(n_acc, dtype=np.bool_)
+            rows_since_fold = 0
+            # The GEMM kernel's (chunk, n_clusters) values.
+            n_dots = chunk_rows if dots_kernel == GEMM else 0
+            dots_buffer = np.empty((n_dots, n_clusters), dtype=X.dtype)
+            values_buffer = np.empty(n_clusters, dtype=X.dtype)
+            rows = np.empty(chunk_rows, dtype=np.int64)
+            n_scratch = 0
+            if dots_kernel == BY_ROWS:
+                n_scratch = (n_features + 1) * chunk_rows
+            elif dots_kernel == BY_GEMM:
+                n_scratch = _gemm_scratch_size(X.itemsize, n_features, n_clusters, chunk_rows)
+            elif dots_kernel == BLOCKED:
+                n_scratch = n_clusters * chunk_rows
+            elif dots_kernel == BY_PANEL:
+                n_scratch = (n_clusters + n_features) * chunk_rows
+            scratch = np.empty(n_scratch, dtype=X.dtype)
+            # NARROWED's float32 chunk, scratch and values.
+            n_rows_narrow = chunk_rows if narrowed else 0
+            chunk_narrow = np.empty((n_rows_narrow, n_features), dtype=np.float32)
+            scratch_narrow = np.empty(
+                max(_gemm_scratch_size(4, n_features, n_clusters, chunk_rows),
+                    n_clusters * chunk_rows) if n_rows_narrow else 0,
+                dtype=np.float32)
+            local_rows = np.empty(n_rows_narrow, dtype=np.int64)
+            best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
+            second_narrow = np.empty(n_rows_narrow, dtype=np.float32)
+            values_wide = np.empty(n_clusters if n_rows_narrow else 0, dtype=np.float64)
+            n_by_rows = 0 if dots_kernel == GEMM else chunk_rows
+            best = np.empty(n_by_rows, dtype=np.int32)
+            best_value = np.empty(n_by_rows, dtype=X.dtype)
+            second_value = np.empty(n_by_rows, dtype=X.dtype)
+            near = np.empty(n_by_rows, dtype=np.bool_)
+            norms_buffer = np.empty(0 if have_norms else n_by_rows, dtype=np.float64)
+            # Each chunk is labelled whole: its near-ties' GEMM is not kept.
+            no_gemm_values = np.empty((0, 0), dtype=X.dtype)
+            gemm_ready = np.zeros(1, dtype=np.bool_)
+            for chunk_start in range(start, end, chunk_rows):
+                chunk_end = min(chunk_start + chunk_rows, end)
+                dots = dots_buffer[: chunk_end - chunk_start]  # (chunk, n_clusters)
+                if dots_kernel != GEMM:
+                    n_rows = chunk_end - chunk_start
+                    for i in range(n_rows):
+                        rows[i] = chunk_start + i
+                    if dots_kernel == BY_ROWS:
+                        _chunk_nearest_by_rows(
+                            X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                            scratch, best, best_value, second_value,
+                        )
+                    elif dots_kernel == BLOCKED:
+                        # Without norms, the kernel takes each row's after its block's dots.
+                        _rows_nearest_blocked(
+                            X, rows, n_rows, minus_two_centers,
+                            centers_squared_norms, scratch, best, best_value, second_value,
+                            norms_buffer[:n_rows],
+                        )
+                    elif dots_kernel == BY_PANEL:
+                        _chunk_nearest_by_panel(
+                            X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                            scratch, best, best_value, second_value,
+                        )
+                    elif narrowed:
+                        if not have_norms:  # the margins need them first
+                            for i in range(n_rows):
+                                norms_buffer[i] = _squared_norm_f64(X[chunk_start + i])
+                        rows_nearest_narrowed(
+                            X, rows, n_rows, minus_two_centers, centers_squared_norms,
+                            minus_two_narrow, norms_narrow, centers_in_range,
+                            x_squared_norms[chunk_start:chunk_end] if have_norms
+                            else norms_buffer[:n_rows],
+                            margin_narrow, max_center_norm, chunk_narrow, scratch_narrow,
+                            local_rows, best_narrow, second_narrow, near, values_wide,
+                            dots_kernel == NARROWED_BLOCKED, best, best_value, second_value)
                     else:
-                        values = values_buffer
-                        for j in range(n_clusters):
-                            values[j] = centers_squared_norms[j] + dots[i, j]
-                    labels[chunk_start + i] = _label_of_values(
-                        X[chunk_start + i],
-                        x_squared_norms[chunk_start + i] if have_norms else -1.0,
-                        centers_old, values, margin_coefficient, max_center_norm,
-                        exact_labels, unit_centers)
-            if with_distances:
-                _chunk_distances(X, centers_old, labels, chunk_start, chunk_end, distances)
-            if update_centers:
-                rows_since_fold = _accumulate_and_fold(
-                    X, sample_weight, labels, chunk_start, chunk_end, end, fold_rows,
-                    rows_since_fold, center_acc, weights_part[group], touched,
-                    sums_part[group])
+                        _chunk_nearest_by_gemm(
+                            X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                            scratch, rows, best, best_value, second_value,
+                        )
+                    if have_norms:
+                        row_norms = x_squared_norms[chunk_start:chunk_end]
+                    else:
+                        row_norms = norms_buffer[:n_rows]
+                        if dots_kernel != BLOCKED and not narrowed:
+                            for i in range(n_rows):
+                                row_norms[i] = _squared_norm_f64(X[chunk_start + i])
+                    _labels_of_nearest_two(
+                        X, rows, n_rows, centers_old, centers_squared_norms, best, best_value,
+                        second_value, row_norms, margin_coefficient, max_center_norm,
+                        exact_labels, unit_centers, near, labels[chunk_start:chunk_end],
+                        rows[:n_rows], 0, no_gemm_values, gemm_ready)
+                else:
+                    # float64's GEMM values are scikit-learn's, its norms already added.
+                    norms_in_dots = not exact_labels
+                    if norms_in_dots:
+                        _sklearn_values(X[chunk_start:chunk_end], centers_old,
+                                        centers_squared_norms, dots)
+                    else:
+                        np.dot(X[chunk_start:chunk_end], minus_two_centers_t, dots)
+                    for i in range(chunk_end - chunk_start):
+                        if norms_in_dots:
+                            values = dots[i]
+                        else:
+                            values = values_buffer
+                            for j in range(n_clusters):
+                                values[j] = centers_squared_norms[j] + dots[i, j]
+                        labels[chunk_start + i] = _label_of_values(
+                            X[chunk_start + i],
+                            x_squared_norms[chunk_start + i] if have_norms else -1.0,
+                            centers_old, values, margin_coefficient, max_center_norm,
+                            exact_labels, unit_centers)
+                if with_distances:
+                    _chunk_distances(X, centers_old, labels, chunk_start, chunk_end, distances)
+                if update_centers:
+                    rows_since_fold = _accumulate_and_fold(
+                        X, sample_weight, labels, chunk_start, chunk_end, end, fold_rows,
+                        rows_since_fold, center_acc, weights_part[group], touched,
+                        sums_part[group])
+
+    return _lloyd_partials
+
+
+# The plain step's kernels, one per dots_kernel (see _make_lloyd_partials).
+LLOYD_PARTIALS = {
+    dots_kernel: threaded(rows_times(
+        lambda X, sample_weight, centers, *args: X.shape[1] * centers.shape[0]))(
+            njit(parallel=prange_only(), nogil=True, cache=CACHE)(
+                _make_lloyd_partials(dots_kernel)))
+    for dots_kernel in (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED, NARROWED_BLOCKED)
+}
 
 
 @threaded(rows_times(lambda X, *args: X.shape[1]))

@@ -1531,8 +1531,12 @@ def _threaded_kernels():
     from gpukmeans._cpu_runtime import ThreadedKernel
 
     modules = (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang)
-    return {name: kernel for module in modules for name, kernel in vars(module).items()
-            if isinstance(kernel, ThreadedKernel)}
+    kernels = {name: kernel for module in modules for name, kernel in vars(module).items()
+               if isinstance(kernel, ThreadedKernel)}
+    # The plain step's, one per way of taking the dot products.
+    kernels.update({f"_lloyd_partials[{dots_kernel}]": kernel
+                    for dots_kernel, kernel in _cpu_lloyd.LLOYD_PARTIALS.items()})
+    return kernels
 
 
 def test_the_kernels_with_serial_twins():
@@ -1540,7 +1544,8 @@ def test_the_kernels_with_serial_twins():
     thread), and the partials' reduction, have serial twins; the once-a-fit passes keep
     one version."""
     assert set(_threaded_kernels()) == {
-        "_lloyd_partials", "_accumulate_partials", "_assigned_distances", "_hamerly_e_step",
+        *(f"_lloyd_partials[{dots_kernel}]" for dots_kernel in range(7)),
+        "_accumulate_partials", "_assigned_distances", "_hamerly_e_step",
         "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_fused_partials",
         "_kmeanspp_dots_partials", "_reduce_partials"}
 
@@ -1599,7 +1604,8 @@ def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dty
     assert {version for _, version in runs[2][3]} == {"parallel"}
     # Both thread counts ran the same kernels, which include the path's own.
     assert [name for name, _ in runs[1][3]] == [name for name, _ in runs[2][3]]
-    expected = {"blocked": "_lloyd_partials", "gemm": "_lloyd_partials",
+    plain_step = f"_lloyd_partials[{_cpu._dots_kernel(X, n_clusters)}]"
+    expected = {"blocked": plain_step, "gemm": plain_step,
                 "elkan": "_elkan_e_step", "yinyang": "_yinyang_e_step"}[path]
     assert expected in [name for name, _ in runs[1][3]]
     for one, two in zip(runs[1][:3], runs[2][:3]):
@@ -1615,13 +1621,14 @@ def test_small_calls_run_serially_on_any_number_of_threads(rng, monkeypatch):
     from gpukmeans import _cpu_runtime
     from gpukmeans._cpu_runtime import ROW_WORK, SERIAL_MAX_WORK, numba, set_num_threads
 
-    kernel = _cpu_lloyd._lloyd_partials
+    n_features, n_clusters = 32, 32
+    kernel = _cpu_lloyd.LLOYD_PARTIALS[
+        _cpu._dots_kernel(np.empty((0, n_features), np.float32), n_clusters)]
     calls = []
     for version in ("serial", "parallel"):
         compiled = getattr(kernel, version)
         monkeypatch.setattr(kernel, version,
                             lambda *args, _c=compiled, _v=version: calls.append(_v) or _c(*args))
-    n_features, n_clusters = 32, 32
     per_row = n_features * n_clusters + ROW_WORK
     small_rows = SERIAL_MAX_WORK // per_row - 1
     results = []
@@ -1657,16 +1664,24 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
         # might never settle within the warm-up's steps): restored after.
         assert _cpu_yinyang.START_CHANGED == start_changed
         from gpukmeans import _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang
-        for module in (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang):
-            for name, kernel in vars(module).items():
-                if isinstance(kernel, _cpu_runtime.ThreadedKernel):
-                    for version in ("serial", "parallel"):
-                        signatures = [str(s) for s in getattr(kernel, version).signatures]
-                        # The float32 data's kernels; the reduction takes float64 partials.
-                        wanted = ("(Array(float64, 3, 'C'" if name == "_reduce_partials"
-                                  else "(Array(float32, 2, 'C'")
-                        if not any(s.startswith(wanted) for s in signatures):
-                            print("missing", name, version)
+        kernels = [(name, kernel) for module in
+                   (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang)
+                   for name, kernel in vars(module).items()]
+        # The plain step's, but for the ways float32 data never take (float64 rows by
+        # float32 products).
+        kernels += [(f"_lloyd_partials[{dots_kernel}]", kernel)
+                    for dots_kernel, kernel in _cpu_lloyd.LLOYD_PARTIALS.items()
+                    if dots_kernel in _cpu._dots_kernel_shapes(np.float32)]
+        assert len(_cpu._dots_kernel_shapes(np.float32)) == 5
+        for name, kernel in kernels:
+            if isinstance(kernel, _cpu_runtime.ThreadedKernel):
+                for version in ("serial", "parallel"):
+                    signatures = [str(s) for s in getattr(kernel, version).signatures]
+                    # The float32 data's kernels; the reduction takes float64 partials.
+                    wanted = ("(Array(float64, 3, 'C'" if name == "_reduce_partials"
+                              else "(Array(float32, 2, 'C'")
+                    if not any(s.startswith(wanted) for s in signatures):
+                        print("missing", name, version)
         print("checked")
     """)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
