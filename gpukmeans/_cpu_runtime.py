@@ -216,11 +216,12 @@ def _start_niced_workers_once():
 
 
 # Each kind of data (float32 or float64, writeable or read-only, dense or CSR, in memory
-# or streamed) compiles kernels of its own on its first use: a new user read "once" four
-# times in a morning, and a first float64 MNIST fit compiled for 73 s.
+# or streamed) and each path the shapes choose compiles kernels of its own on its first
+# use: a new user read "once" four times in a morning, then "first use only" about ten
+# times in an hour (other dtypes, shapes, memmaps, weights).
 COMPILE_NOTICE = ("gpukmeans: compiling the CPU kernels for this kind of data (up to a "
-                  "minute or two, on its first use only; `gpukmeans compile` does every "
-                  "kind ahead of time)")
+                  "minute or two, once per kind of data and shape, then cached on disk; "
+                  "`gpukmeans compile` does every kind ahead of time)")
 
 
 class _CompileNotice(numba_event.Listener):
@@ -230,7 +231,7 @@ class _CompileNotice(numba_event.Listener):
     A WARNING: Python shows it on stderr with no logging set up, so a notebook's first fit
     is not silent for a minute (at INFO, a new user saw nothing for 14 s). Numba raises
     the event only for a real compile, never for a load from the cache: once per
-    installation and kind of data (:data:`COMPILE_NOTICE`). :func:`warm_up_all`
+    installation, kind of data and path (:data:`COMPILE_NOTICE`). :func:`warm_up_all`
     (``gpukmeans compile``) compiles everything ahead of time.
     """
 
