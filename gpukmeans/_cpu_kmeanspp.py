@@ -266,7 +266,11 @@ def _kmeanspp_dots_partials(X, X_t, panel, x_squared_norms, sample_weight, candi
     n_padded = padded_centers(n_candidates)
     padded = np.zeros((n_padded if by_rows else 0, n_features), dtype=X.dtype)
     if by_rows:
-        padded[:n_candidates] = candidates
+        # Copied value by value: an array assigned to a slice compiles Numba's
+        # shape-mismatch message (string formatting, 2-3 s of a first fit's compile).
+        for j in range(n_candidates):
+            for f in range(n_features):
+                padded[j, f] = candidates[j, f]
 
     for group in prange(n_groups):
         start, end = _group_bounds(group, n_groups, n_chunks, n_samples, chunk_rows)
