@@ -459,9 +459,9 @@ def make_engine(unit_centers=False):
     )
 
 
-# The (n_features, n_clusters) of the runs that warm_up makes by default: the plain step
-# (one function for every way of finding the nearest centers), Hamerly's bounds,
-# Elkan's and Yinyang's, each float32 and float64.
+# The (n_features, n_clusters) of the runs that warm_up makes by default: the plain step,
+# Hamerly's bounds, Elkan's and Yinyang's, each float32 and float64 (and then the plain
+# step's kernel of each way of taking the dot products, _dots_kernel_shapes).
 WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
                   (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS),
                   (64, YINYANG_MIN_CLUSTER_FEATURES // 64))
@@ -553,7 +553,9 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                 for n_features, n_clusters in _dots_kernel_shapes(dtype).values():
                     X = rng.standard_normal((n_samples, n_features)).astype(dtype)
                     X.flags.writeable = not read_only
-                    centers = np.ascontiguousarray(X[:n_clusters])
+                    # Writable centers, as every fit's, also beside read-only X: a
+                    # read-only view of X's rows would compile another signature.
+                    centers = X[:n_clusters].copy()
                     engine.lloyd_iter(X, sample_weight, centers, np.empty(n_samples, np.int32))
 
 

@@ -103,9 +103,12 @@ SEARCH_CHUNK_BYTES = 2**22
 # what searching a closed one does at 20 clusters on MNIST, and a closed row searched
 # gets fresh bounds (its label cannot change: the bounds held it). The notebook's fit,
 # 5,000 MNIST images, k=20, 20 iterations (three of whose steps open every row), ms,
-# alternated with gathering every piece: contiguous pieces read in place 0.96x;
-# widened from fractions 0.9, 0.7, 0.5, 0.3: 0.96x, 0.96x, 0.94x, 0.95x, the same
-# bits; blobs 10,000 x 32 at k=32, 16,000 x 8 at k=8, 8,000 x 64 at k=100 unchanged.
+# alternated with gathering every piece: contiguous pieces read in place 0.96x (the
+# same bits); widened from fractions 0.9, 0.7, 0.5, 0.3: 0.96x, 0.96x, 0.94x, 0.95x, the
+# same labels and results there; blobs 10,000 x 32 at k=32, 16,000 x 8 at k=8, 8,000 x
+# 64 at k=100 unchanged. (A closed row searched gets tighter bounds, so later steps open
+# other rows, and the moved rows' sums may be added in another order: the float64 sums
+# can differ in their last bits, about 1e-13 relative, from gathering only open rows.)
 DENSE_OPEN_FRACTION = 0.5
 
 # A bounded step searches its pieces of rows on several threads (NumPy's GEMM, gathers

@@ -383,8 +383,6 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
         lower, upper = usable_magnitude(X.dtype, *X.shape)
     else:
         centers_largest = float(np.abs(to_host(centers)).max())
-        if np.isnan(centers_largest):  # assigned by hand: max() carries a NaN through
-            raise ValueError("cluster_centers_ holds NaN: assign finite centers, or refit.")
         if centers_largest > largest:  # centers assigned by hand: name them, not X
             name, largest = "cluster_centers_", centers_largest
             remedy = "Assign centers within that range, or refit on rescaled data."
@@ -401,19 +399,24 @@ def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):
 def _check_assigned_centers(estimator):
     """``cluster_centers_`` as inference reads it. A fit leaves a valid array there, but
     the attribute is public and may be assigned (scikit-learn's users do): a list, an
-    integer array or centers of another width fail here, named, not deep in an engine
-    (their finiteness and scale: :func:`check_magnitude`)."""
+    integer array, centers of another shape or holding NaN or infinity fail here, named,
+    not deep in an engine or silently (NaN: max() carries it through the scale test, and
+    every comparison with it is False), whatever the metric (their scale:
+    :func:`check_magnitude`)."""
     centers = estimator.cluster_centers_
     if (not (isinstance(centers, np.ndarray) or is_device_array(centers))
-            or centers.ndim != 2 or centers.dtype not in (np.float32, np.float64)):
-        got = (f"an array of dtype {centers.dtype} and shape {centers.shape}"
-               if hasattr(centers, "dtype") and hasattr(centers, "shape")
+            or centers.dtype not in (np.float32, np.float64)):
+        got = (f"an array of dtype {centers.dtype}" if hasattr(centers, "dtype")
                else f"a {type(centers).__name__}")
-        raise TypeError(f"cluster_centers_ should be a 2-d float32 or float64 array, got {got}; "
+        raise TypeError(f"cluster_centers_ should be a float32 or float64 array, got {got}; "
                         "assign np.asarray(centers, dtype=np.float64), for example.")
-    if centers.shape[1] != estimator.n_features_in_:
-        raise ValueError(f"cluster_centers_ has {centers.shape[1]} features, but the model was "
-                         f"fitted on {estimator.n_features_in_}.")
+    if centers.ndim != 2 or centers.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"cluster_centers_ should have shape (n_clusters, "
+                         f"{estimator.n_features_in_}) (the features the model was fitted "
+                         f"on), got {centers.shape}.")
+    if not bool(array_module(centers).isfinite(centers).all()):
+        raise ValueError("cluster_centers_ holds NaN or infinity: assign finite centers, "
+                         "or refit.")
 
 
 def check_predict_data(estimator, X):

@@ -163,7 +163,7 @@ def load_mnist(
         dtype = np.dtype(dtype)
     except TypeError as error:
         raise TypeError(f"dtype should be a NumPy dtype, got {dtype!r}.") from error
-    if dtype.kind not in "biufc":
+    if dtype.kind not in "iufc":
         raise TypeError(f"dtype should be a numeric NumPy dtype, got {dtype}.")
     if normalize and dtype.kind not in "fc":
         raise ValueError("normalize=True divides the pixels by 255 and needs a floating "

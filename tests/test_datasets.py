@@ -101,7 +101,7 @@ def test_bad_arguments():
     for dtype in (np.uint8, int):
         with pytest.raises(ValueError, match="normalize=True .* floating dtype"):
             load_mnist(SUBSET, n_samples=10, dtype=dtype, normalize=True)
-    for dtype in ("no such type", object, "U3"):
+    for dtype in ("no such type", object, "U3", bool):
         with pytest.raises(TypeError, match="dtype"):
             load_mnist(SUBSET, n_samples=10, dtype=dtype)
     X, _ = load_mnist(SUBSET, n_samples=10, dtype=np.uint8)  # unnormalised integers: fine

@@ -244,20 +244,26 @@ def test_predict_refuses_data_the_model_cannot_measure(device):
         with pytest.raises(ValueError, match=r"cluster_centers_ holds values up to 1e\+200"):
             method(X)
     # NaN passed the scale test above (max() carried it through, and a comparison with
-    # NaN is False); a list, integer centers or another width failed deep inside.
-    nan_centers = to_host(assigned.cluster_centers_).copy()
-    nan_centers[0, 0] = np.nan
-    assigned.cluster_centers_ = nan_centers
-    for method in (assigned.predict, assigned.transform, assigned.score):
-        with pytest.raises(ValueError, match="cluster_centers_ holds NaN"):
-            method(X)
-    for bad in (np.ones((3, 2)).tolist(), np.ones((3, 2), dtype=np.int64), np.ones(6)):
+    # NaN is False), and a cosine model has no scale test; a list, integer centers or
+    # another shape failed deep inside.
+    cosine = KMeans(3, random_state=0, metric="cosine", device=device).fit(X)
+    for model in (assigned, cosine):
+        for bad_value in (np.nan, np.inf):
+            bad_centers = to_host(model.cluster_centers_).copy()
+            bad_centers[0, 0] = bad_value
+            model.cluster_centers_ = bad_centers
+            for method in (model.predict, model.transform, model.score):
+                with pytest.raises(ValueError, match="cluster_centers_ holds NaN or infinity"):
+                    method(X)
+    for bad in (np.ones((3, 2)).tolist(), np.ones((3, 2), dtype=np.int64)):
         assigned.cluster_centers_ = bad
-        with pytest.raises(TypeError, match="cluster_centers_ should be a 2-d float32"):
+        with pytest.raises(TypeError, match="cluster_centers_ should be a float32 or float64"):
             assigned.predict(X)
-    assigned.cluster_centers_ = np.ones((3, 5))
-    with pytest.raises(ValueError, match="cluster_centers_ has 5 features.*fitted on 2"):
-        assigned.predict(X)
+    for bad in (np.ones((3, 5)), np.ones(6)):
+        assigned.cluster_centers_ = bad
+        with pytest.raises(ValueError, match=r"cluster_centers_ should have shape \(n_clusters, "
+                                             r"2\).*got \("):
+            assigned.predict(X)
     big = KMeans(3, random_state=0, device=device).fit((X * 1e17).astype(np.float32))
     query = np.tile((X * 1e17).astype(np.float32), (400, 1))
     np.testing.assert_array_equal(to_host(big.predict(query))[:50], to_host(big.labels_))

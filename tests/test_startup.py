@@ -314,9 +314,19 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
         modules = [importlib.import_module(f"gpukmeans.{m.name}")
                    for m in pkgutil.iter_modules(gpukmeans.__path__) if m.name.startswith("_cpu")]
         def signatures():
-            return {f"{module.__name__}.{name}": sorted(map(str, f.signatures))
-                    for module in modules for name, f in vars(module).items()
-                    if hasattr(f, "signatures")}
+            found = {}
+            for module in modules:
+                for name, value in vars(module).items():
+                    # A kernel, a ThreadedKernel's two versions, or a dict of kernels
+                    # (the plain step's, one per way of taking the dot products).
+                    each = value.items() if isinstance(value, dict) else [(None, value)]
+                    for key, kernel in each:
+                        label = f"{module.__name__}.{name}" + ("" if key is None else f"[{key}]")
+                        for version in ("", ".serial", ".parallel"):
+                            dispatcher = getattr(kernel, version[1:], None) if version else kernel
+                            if hasattr(dispatcher, "signatures"):
+                                found[label + version] = sorted(map(str, dispatcher.signatures))
+            return found
         before = signatures()
         for name in ("MAX_WORK", "MAX_DISTANCES", "MAX_PASS_WORK", "MAX_PASS_ELEMENTS",
                      "MAX_KMEANSPP_DISTANCES", "MAX_KMEANSPP_WORK"):
@@ -324,9 +334,9 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
         rng = np.random.default_rng(0)
         warnings.simplefilter("ignore")
         for dtype in (np.float32, np.float64):
-            for n_samples, n_clusters, n_features in [(1, 1, 1), (700, 2, 3), (3000, 30, 40),
-                                                      (2000, 100, 9), (600, 20, 784),
-                                                      (3000, 8, 40), (600, 20, 300), (2500, 1100, 20)]:
+            for n_samples, n_clusters, n_features in [
+                    (1, 1, 1), (700, 2, 3), (3000, 30, 40), (2000, 100, 9), (600, 20, 784),
+                    (3000, 8, 40), (600, 20, 300), (2500, 1100, 20), (1000, 16, 3)]:
                 X = (rng.normal(size=(n_samples, n_features)) * 3 + 7).astype(dtype)
                 w = rng.uniform(0, 2, n_samples)
                 for init in ("k-means++", "random"):
