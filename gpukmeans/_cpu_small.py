@@ -125,7 +125,7 @@ THREADED_MIN_WORK = 2**20
 ROW_PIECE_BYTES = 2**21
 
 # Within a piece, the float64 temporaries of the norms and the inertia's differences are
-# made this many bytes of rows at a time (_row_blocks), so that they stay in L2: a piece's
+# made this many bytes of rows at a time (_row_ranges), so that they stay in L2: a piece's
 # 2 MiB of them at once had left it. MNIST's 5,000 images, the inertia pass, ms, whole
 # pieces / blocks of 32, 64, 128, 256 rows (256 KiB: 42 rows): one thread 8.4 / 5.3,
 # 5.0, 5.7, 7.8; two (the other core busy) 8.2 / 5.4, 5.0, 5.5, 7.7 (Xeon, 2 MiB of L2).
@@ -270,20 +270,18 @@ def _map_pieces(function, pieces, work):
     return map(function, pieces) if pool is None else pool.map(function, pieces)
 
 
-def _row_blocks(start, stop, row_bytes):
-    """The rows ``start:stop`` as ``(start, stop)`` blocks of about
-    :data:`ROW_BLOCK_BYTES` (``row_bytes`` a row)."""
-    block_rows = max(1, ROW_BLOCK_BYTES // max(1, row_bytes))
-    return [(block, min(block + block_rows, stop)) for block in range(start, stop, block_rows)]
+def _row_ranges(start, stop, row_bytes, range_bytes=ROW_BLOCK_BYTES):
+    """The rows ``start:stop`` as ``(start, stop)`` ranges of about ``range_bytes``
+    (``row_bytes`` a row; at least one row each)."""
+    range_rows = max(1, range_bytes // max(1, row_bytes))
+    return [(first, min(first + range_rows, stop)) for first in range(start, stop, range_rows)]
 
 
 def _over_row_pieces(function, X, row_bytes):
     """``function((start, stop))`` over X's rows in pieces of about
     :data:`ROW_PIECE_BYTES` (``row_bytes`` a row; the shapes alone decide the pieces),
     for what it writes: on the pool's threads where X is large (:func:`_map_pieces`)."""
-    n_rows = X.shape[0]
-    piece_rows = max(1, ROW_PIECE_BYTES // max(1, row_bytes))
-    pieces = [(start, min(start + piece_rows, n_rows)) for start in range(0, n_rows, piece_rows)]
+    pieces = _row_ranges(0, X.shape[0], row_bytes, ROW_PIECE_BYTES)
     for _ in _map_pieces(function, pieces, X.size):
         pass
 
@@ -1094,7 +1092,7 @@ def assigned_distances(X, centers, labels):
     # One float64 dtype per operation keeps NumPy on its fast loops (a mixed float32 -
     # float64 is 3x slower).
     def piece(bounds):
-        for start, stop in _row_blocks(*bounds, 8 * X.shape[1]):
+        for start, stop in _row_ranges(*bounds, 8 * X.shape[1]):
             diff = X[start:stop].astype(np.float64)
             diff -= centers_f64.take(labels[start:stop], axis=0)
             distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
@@ -1114,7 +1112,7 @@ def row_norms(X):
     norms = np.empty(X.shape[0])
 
     def piece(bounds):
-        for start, stop in _row_blocks(*bounds, 8 * X.shape[1]):
+        for start, stop in _row_ranges(*bounds, 8 * X.shape[1]):
             rows = X[start:stop].astype(np.float64, copy=False)
             norms[start:stop] = np.einsum("ij,ij->i", rows, rows)
 
