@@ -86,8 +86,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     algorithm : {"lloyd", "elkan"}, default="lloyd"
         Both give Lloyd's exact result; accepted for compatibility with scikit-learn,
         and neither chooses the method: the CPU engine skips distances by Hamerly's,
-        Elkan's or Yinyang's bounds where its measured rules say they pay (the README's
-        "CPU engine"), the GPU engine runs a fused distance and argmin pass each step.
+        Elkan's or Yinyang's bounds where its measured rules say they pay
+        (docs/cpu-engine.md), the GPU engine runs a fused distance and argmin pass each step.
     metric : {"euclidean", "cosine"}, default="euclidean"
         "euclidean": k-means. "cosine": spherical k-means (Dhillon and Modha, 2001), for
         directions such as text embeddings: the rows are L2-normalised (on a copy; a row
@@ -95,16 +95,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         from every center, in cluster 0, in ``predict``, ``transform`` and ``score``; any
         other scale is fine, the range Euclidean k-means needs does not apply), each
         sample goes to the center of largest cosine similarity (ties: lowest index among
-        centers equally near in float64; see the README on exact ties), and each center
+        centers equally near in float64; see docs/cosine.md on exact ties), and each center
         is the direction
         of its cluster's weighted sum, a unit vector (one whose sum is exactly zero keeps
         its previous center). k-means++ seeds on the cosine distance ``1 - cos``, array
         and callable inits are normalised, and the data are never centred. ``tol`` is
         relative to the mean feature variance of the normalised rows; ``inertia_``,
-        ``score`` and ``transform`` give cosine distances. See the README.
+        ``score`` and ``transform`` give cosine distances. See docs/cosine.md.
     device : {"auto", "cpu", "gpu"}, default="auto"
         "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
-        the Numba engine; "auto" picks the GPU when CuPy and a device are usable, or when
+        the CPU engine (NumPy for small fits, Numba for the rest); "auto" picks the GPU when CuPy and a device are usable, or when
         X already lives on the GPU, and the CPU otherwise.
     oversampling_factor : float, default=2.0
         "k-means||" only (as in cuML): the samples kept per round, about
@@ -118,7 +118,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         centers and per sample the int32 labels (twice) and ``sample_weight`` when given,
         whatever ``n_samples`` (k-means++'s distances and float32 distance bounds go to
         temporary files); the result is the in-memory fit's, bit for bit (see the
-        README's "Data larger than memory"). None: blocks of about 32 MiB. Set, it also
+        README's "KMeans on data larger than memory" and docs/streaming.md). None: blocks of about 32 MiB. Set, it also
         streams an in-memory array. ``predict`` and ``score`` on such data centre it
         block by block where the fit centred, instead of copying it. Data too small for
         the Numba engine's passes (at most 2**18 values; at most 2**18 samples and 4e7
@@ -136,7 +136,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Coordinates of the cluster centers, in X's dtype (float32 stays float32).
     labels_ : ndarray or cupy.ndarray of shape (n_samples,)
         Label of each point; equal to ``predict(X)``, bit for bit (inference measures in
-        the frame the fit measured in: see the README).
+        the frame the fit measured in: see docs/exactness.md).
     inertia_ : float
         Sum of (weighted) squared distances of samples to their closest center; with
         ``metric="cosine"``, of (weighted) cosine distances ``1 - cos``.
