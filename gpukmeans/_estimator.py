@@ -445,7 +445,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return xp.ascontiguousarray(centers)
 
     # ------------------------------------------------------------ inference
-    def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True):
+    def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True,
+                 promote=False):
         """Validate inputs and pick the engine for inference.
 
         Device arrays go to the GPU engine; host arrays to the engine of ``device_``
@@ -459,11 +460,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         unless they are the fit's own; ``zero_rows`` marks X's rows with no direction
         (None when there are none: always for Euclidean models), which the caller
         measures at cosine distance 1 from every center
-        (:func:`gpukmeans._spherical.normalize_query_rows`).
+        (:func:`gpukmeans._spherical.normalize_query_rows`). ``promote``: X and the
+        centers in the wider of X's and the centers' dtypes (``transform``; see
+        :func:`gpukmeans._validation.check_predict_data`).
         """
         check_is_fitted(self)
         given, unit_weights = X, sample_weight is None
-        X, on_device = _validation.check_predict_data(self, X)
+        X, on_device = _validation.check_predict_data(self, X, promote=promote)
         # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
         # that validation made (another dtype), which is in memory already.
         # (MiniBatchKMeans, which borrows this inference, has no stream_block_rows.)
@@ -502,6 +505,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
+        if promote:
+            centers = centers.astype(X.dtype, copy=False)  # only ever wider: exact
         zero_rows = None
         if _is_cosine(self):
             streamed = (_streamed_cosine_inference(self, X, sample_weight, unit_weights, engine,
@@ -552,10 +557,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Returns
         -------
         X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
+            float32 where both X and the model are float32, else float64 (X of another
+            dtype counts as float64), as scikit-learn's: a float64 query of a float32
+            model is measured in float64.
         """
         # Distances do not depend on the frame, and the engines sum them from the
         # differences where the norm expansion cancels: exactly 0 on a center, as given.
-        X, _, _, engine, centers, host, zero_rows = self._prepare(X, in_fit_frame=False)
+        X, _, _, engine, centers, host, zero_rows = self._prepare(X, in_fit_frame=False,
+                                                                  promote=True)
         with engine.runtime():
             distances = engine.pairwise_distances(X, centers)
         if _is_cosine(self):

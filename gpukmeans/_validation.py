@@ -419,18 +419,35 @@ def _check_assigned_centers(estimator):
                          "or refit.")
 
 
-def check_predict_data(estimator, X):
+def transform_dtype(query_dtype, centers_dtype):
+    """The dtype ``transform`` measures and returns in: float32 where both the query and
+    the centers are float32, else float64 (a query of any other dtype counts as
+    float64), as scikit-learn's ``euclidean_distances``."""
+    return np.result_type(np.float32 if query_dtype == np.float32 else np.float64,
+                          centers_dtype)
+
+
+def check_predict_data(estimator, X, promote=False):
     """Validate ``X`` for predict/transform/score against the fitted model.
 
-    Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``.
+    Returns ``(X, on_device)``; X is cast to the dtype of ``cluster_centers_``, or with
+    ``promote`` (``transform``) to :func:`transform_dtype`'s: a float64 query of a
+    float32 model is measured and returned in float64, as scikit-learn's.
     """
     _check_assigned_centers(estimator)
     dtype = estimator.cluster_centers_.dtype
+
+    def cast_to(query_dtype):
+        return transform_dtype(query_dtype, dtype) if promote else dtype
+
     # A cosine model (only its fit keeps unit centers) measures unit rows.
     scale_free = getattr(estimator, "_unit_centers", None) is not None
     if is_sparse(X) or is_pandas_sparse(X):
         with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
-            X, on_device = _check_sparse_X(estimator, X, None, dtype=dtype, reset=False)
+            X, on_device = _check_sparse_X(estimator, X, None,
+                                           dtype=None if promote else dtype, reset=False)
+            if X.dtype != cast_to(X.dtype):
+                X = X.astype(cast_to(X.dtype))
         check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, on_device
     if is_device_array(X):
@@ -442,13 +459,13 @@ def check_predict_data(estimator, X):
                 f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
                 f"{estimator.n_features_in_} features as input."
             )
-        X = cupy.ascontiguousarray(X, dtype=dtype)
+        X = cupy.ascontiguousarray(X, dtype=cast_to(X.dtype))
         check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, True
     with _quiet_finiteness_check():
         X = validate_data(estimator, X, dtype=list(FLOAT_DTYPES), order="C", reset=False)
     with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = np.ascontiguousarray(X, dtype=cast_to(X.dtype))
     check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
     return X, False
 

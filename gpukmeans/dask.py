@@ -1379,11 +1379,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : dask.array.Array of shape (n_samples, n_clusters), lazy, X's row chunks
-            and the centers' dtype; an in-memory array for in-memory X.
+        X_new : dask.array.Array of shape (n_samples, n_clusters), lazy, X's row chunks;
+            an in-memory array for in-memory X. float32 where both X and the model are
+            float32, else float64, as scikit-learn's.
         """
         X, is_dask = self._inference_X(X)
-        centers = self.cluster_centers_
+        centers = self.cluster_centers_.astype(
+            _validation.transform_dtype(X.dtype, self.cluster_centers_.dtype), copy=False)
         if not is_dask:
             device = self._inference_device(is_device_array(X))
             distances = _transform_block(X, centers, device)

@@ -494,6 +494,15 @@ def test_inference_is_lazy_with_the_inputs_chunks(on_processes, rng):
         distances, scipy_distance.cdist(X.astype(np.float64), km.cluster_centers_), rtol=1e-5,
         atol=1e-5)
     np.testing.assert_array_equal(km.fit_predict(Xd).compute(), km.labels_.compute())
+    # A float64 query of the float32 model is measured and returned in float64, as
+    # scikit-learn's transform (and gpukmeans.KMeans's) does.
+    X64 = X.astype(np.float64) * 1.5
+    for query in (da.from_array(X64, chunks=(200, 3)), X64):
+        distances = np.asarray(km.transform(query))
+        assert distances.dtype == np.float64
+        np.testing.assert_allclose(
+            distances, scipy_distance.cdist(X64, km.cluster_centers_.astype(np.float64)),
+            rtol=1e-12)
 
 
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SklearnKMeans
+from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from gpukmeans import KMeans, MiniBatchKMeans
@@ -523,6 +524,38 @@ def test_transform_of_the_centers_is_exactly_zero_on_the_diagonal(device, dtype)
     np.testing.assert_allclose(distances, np.sqrt(sq_dist64(to_host(km.cluster_centers_),
                                                             to_host(km.cluster_centers_))),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("estimator", [KMeans, MiniBatchKMeans])
+def test_transform_measures_in_the_wider_dtype_as_scikit_learn(device, rng, estimator,
+                                                                  model_dtype):
+    """A float64 query of a float32 model was cast to float32 and measured there; as
+    scikit-learn's euclidean_distances, transform returns float32 only where both the
+    query and the model are float32, and any other query dtype counts as float64."""
+    import scipy.sparse as sp
+
+    X = rng.standard_normal((400, 6)) * 5
+    km = estimator(4, random_state=0, n_init=1, device=device).fit(X.astype(model_dtype))
+    sk = (SklearnKMeans if estimator is KMeans else SklearnMiniBatchKMeans)(
+        4, random_state=0, n_init=1).fit(X.astype(model_dtype))
+    centers = to_host(km.cluster_centers_).astype(np.float64)
+    query = rng.standard_normal((50, 6)) * 5 + 0.1
+    for query_dtype in (np.float32, np.float64, np.int64, np.float16):
+        q = (query * 10).astype(query_dtype)
+        expected = sk.transform(q).dtype
+        assert expected == (np.float32 if query_dtype == np.float32 == model_dtype
+                            else np.float64)
+        forms = [q] if query_dtype == np.float16 else [q, sp.csr_matrix(q)]
+        for form in forms:
+            distances = to_host(km.transform(form))
+            assert distances.dtype == expected, (query_dtype, type(form))
+            reference = np.sqrt(sq_dist64(q.astype(np.float64), centers))
+            rtol = 1e-5 if expected == np.float32 else 1e-12
+            np.testing.assert_allclose(distances, reference, rtol=rtol)
+        # predict and score still measure in the model's dtype, on every query dtype
+        np.testing.assert_array_equal(to_host(km.predict(q)),
+                                      to_host(km.predict(q.astype(model_dtype))))
 
 
 def test_elkan_with_one_cluster_warns_as_scikit_learn_does():
