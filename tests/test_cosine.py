@@ -417,7 +417,7 @@ def test_metric_is_validated():
         with pytest.raises(ValueError, match="metric must be one of"):
             KMeans(2, metric=metric, device="cpu").fit(X)
     with pytest.raises(TypeError, match="metric"):
-        MiniBatchKMeans(2, metric="cosine")  # Euclidean only (see the README)
+        MiniBatchKMeans(2, metric="cosine")  # Euclidean only (docs/cosine.md)
 
 
 @pytest.mark.parametrize("fitted, changed", [("euclidean", "cosine"), ("cosine", "euclidean")])

@@ -387,7 +387,7 @@ def test_fit_with_empty_clusters_forced(on_gpu, dtype):
 def test_fit_on_duplicated_points_and_zero_weights(on_gpu, dtype):
     """40 distinct points each repeated 10 times, a tenth of the weights zero: duplicates
     everywhere (on integer-valued data, exact ties between centers can go either way on
-    the two engines, whose dot products are summed in other orders: README)."""
+    the two engines, whose dot products are summed in other orders: docs/exactness.md)."""
     rng = np.random.default_rng(3)
     X = np.repeat(rng.standard_normal((40, 4)) * 3, 10, axis=0).astype(dtype)
     sample_weight = np.where(rng.random(400) < 0.1, 0.0, 1.0)

@@ -33,7 +33,7 @@ NOT_APPLICABLE = {
     "test_minibatch_iter_steps": "MiniBatchKMeans",
     # It takes pytest's capsys: test_progress.py runs it.
     "test_kmeans_verbose": "run with capsys in test_progress.py",
-    # Differences on purpose, documented in the README.
+    # Differences on purpose, documented in docs/exactness.md.
     "test_kmeans_copyx": "copy_x changes nothing in gpukmeans (README); checked there",
     "test_weighted_vs_repeated": (
         "k-means++ draws differ between a weighted sample and its repetition, as in "
