@@ -396,12 +396,14 @@ def _move_sample(x, weight, old, new, delta_sums, touched):
 
 @njit(nogil=True, cache=CACHE)
 def _add_delta_sums(sums, delta_sums, touched):
-    """``sums += delta_sums[g]`` for each group g in order; leaves the deltas zero."""
+    """``sums += delta_sums[g]`` for each group g in order; leaves the deltas zero.
+    Element by element, as :func:`gpukmeans._cpu_lloyd._reduce_partials` says why."""
     for group in range(delta_sums.shape[0]):
         for j in range(sums.shape[0]):
             if touched[group, j]:
-                sums[j] += delta_sums[group, j]
-                delta_sums[group, j] = 0.0
+                for f in range(sums.shape[1]):
+                    sums[j, f] += delta_sums[group, j, f]
+                    delta_sums[group, j, f] = 0.0
                 touched[group, j] = False
 
 

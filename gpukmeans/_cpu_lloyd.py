@@ -64,11 +64,15 @@ def _reduce_partials(sums_part, weights_part):
     n_groups, n_clusters, n_features = sums_part.shape
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_in_clusters = np.empty(n_clusters, dtype=np.float64)
+    # Element by element: an array added to a row (``sums[j] += sums_part[g, j]``)
+    # makes Numba compile its shape-mismatch message (string formatting, about 2 s).
     for j in prange(n_clusters):
-        sums[j] = sums_part[0, j]
+        for f in range(n_features):
+            sums[j, f] = sums_part[0, j, f]
         weight_in_clusters[j] = weights_part[0, j]
         for group in range(1, n_groups):
-            sums[j] += sums_part[group, j]
+            for f in range(n_features):
+                sums[j, f] += sums_part[group, j, f]
             weight_in_clusters[j] += weights_part[group, j]
     return sums, weight_in_clusters
 

@@ -481,8 +481,9 @@ def _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best
         dots = gemm_values if kept else np.empty((n_chunk, centers.shape[0]), dtype=X.dtype)
         if not (kept and gemm_ready[0]):
             chunk = np.empty((n_chunk, X.shape[1]), dtype=X.dtype)
-            for i in range(n_chunk):
-                chunk[i] = X[gemm_rows[i]]
+            for i in range(n_chunk):  # by value: a row assigned whole compiles the
+                for f in range(X.shape[1]):  # shape-mismatch message (_reduce_partials)
+                    chunk[i, f] = X[gemm_rows[i], f]
             _sklearn_values(chunk, centers, centers_squared_norms, dots)
             if kept:
                 gemm_ready[0] = True

@@ -193,12 +193,13 @@ def feature_major(X):
 def _largest_magnitude_bits(bits, magnitude_mask):
     """:func:`_largest_bits` over all of ``bits``, a block per ``prange`` iteration."""
     n_values = bits.shape[0]
-    block_largest = np.zeros(MAGNITUDE_BLOCKS, dtype=bits.dtype)
+    block_largest = np.empty(MAGNITUDE_BLOCKS, dtype=bits.dtype)
     for block in prange(MAGNITUDE_BLOCKS):
         start = block * n_values // MAGNITUDE_BLOCKS
         end = (block + 1) * n_values // MAGNITUDE_BLOCKS
         block_largest[block] = _largest_bits(bits[start:end], magnitude_mask)
-    return block_largest.max()
+    # Not ``block_largest.max()``, whose NumPy implementation compiles for 0.7 s more.
+    return _largest_bits(block_largest, magnitude_mask)
 
 
 _SIGNED_OF_FLOAT = {4: np.int32, 8: np.int64}

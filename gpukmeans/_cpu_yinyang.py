@@ -325,8 +325,9 @@ def _yinyang_chunk(
     if search_all:
         block = X[chunk_start:chunk_end]
     else:
-        for r in range(n_search):
-            gathered[r] = X[rows[r]]
+        for r in range(n_search):  # by value: a row assigned whole compiles Numba's
+            for f in range(X.shape[1]):  # shape-mismatch message (_reduce_partials)
+                gathered[r, f] = X[rows[r], f]
         block = gathered
     _full_search(
         X, rows, n_search, block, x_squared_norms, centers, perm_minus_two_centers,
