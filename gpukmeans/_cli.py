@@ -358,9 +358,10 @@ def _check_out_dir(out_dir):
 
 
 MANIFEST = ".gpukmeans-outputs.json"
-"""In an output directory: the files gpukmeans wrote there last, with their SHA-256, so
-that a later run knows which files it may replace (its own, unchanged) and which it must
-not (anything else)."""
+"""In an output directory: the files gpukmeans wrote there last, with their SHA-256, the
+command and the input files they came from, so that a later run knows which files it may
+replace (its own, unchanged, from the same inputs) and which it must not (anything
+else)."""
 
 
 def _sha256(path):
@@ -373,14 +374,23 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _source(inputs):
+    """The input files a run reads, as its manifest records them: resolved paths."""
+    return sorted(str(pathlib.Path(p).resolve()) for p in inputs)
+
+
 def _read_manifest(out_dir):
-    """``{name: (sha256, command)}`` of the files gpukmeans wrote in ``out_dir``."""
+    """``{name: (sha256, command, source)}`` of the files gpukmeans wrote in ``out_dir``;
+    ``source``: the :func:`_source` of the run that wrote it, None where the manifest
+    predates that record."""
     path = out_dir / MANIFEST
     try:
         if path.is_symlink() or not path.is_file():
             return {}
         entries = json.loads(path.read_text()).get("files", {})
-        files = {str(name): (str(entry["sha256"]), str(entry["command"]))
+        files = {str(name): (str(entry["sha256"]), str(entry["command"]),
+                             None if entry.get("source") is None
+                             else sorted(map(str, entry["source"])))
                  for name, entry in entries.items()}
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}
@@ -404,7 +414,9 @@ def _ours_unchanged(out_dir, name, manifest):
 def _plan_output(command, out_dir, names, inputs, force):
     """Refuse, before any work, to write where the files would replace an input (never
     allowed), something that is not a plain file (never), or a file gpukmeans did not
-    write, or that changed since (allowed with --force)."""
+    write, or that changed since, or that a run of another input wrote (allowed with
+    --force: the default --out of ``fit`` is named by the data's stem, so that b.npy and
+    b.csv share one)."""
     out_dir = _check_out_dir(out_dir)
     inputs = {pathlib.Path(p).resolve() for p in inputs}
     for name in [*names, MANIFEST]:
@@ -426,6 +438,20 @@ def _plan_output(command, out_dir, names, inputs, force):
             f"--out {out_dir} already holds {', '.join(foreign)}, "
             "which gpukmeans did not write (or which changed since); pass --force to replace "
             "them, or choose another --out"
+        )
+    source = _source(inputs)
+    # Every result of this command there, not only the names this run writes: the rest
+    # would be removed as stale (a clusters.png of another input's run with --plot).
+    other_input = sorted(n for n, (_, by, came_from) in manifest.items()
+                         if (n in names or by == command) and came_from is not None
+                         and came_from != source and _ours_unchanged(out_dir, n, manifest))
+    if other_input:
+        _, by, came_from = manifest[other_input[0]]
+        raise CommandError(
+            f"--out {out_dir} already holds {', '.join(other_input)}, the results of "
+            f"gpukmeans {by} on {', '.join(came_from) or 'no input file'}, not on "
+            f"{', '.join(source) or 'no input file'}; pass --force to replace them, or "
+            "choose another --out"
         )
 
 
@@ -459,17 +485,19 @@ def _staged_output(command, out_dir, inputs=(), force=False):
         names = sorted(item.name for item in staging.iterdir())
         _plan_output(command, out_dir, names, inputs, force)
         manifest = _read_manifest(out_dir) if out_dir.is_dir() else {}
-        stale = [n for n, (_, by) in manifest.items()
+        stale = [n for n, (_, by, _) in manifest.items()
                  if n not in names and by == command and _ours_unchanged(out_dir, n, manifest)]
-        changed = [n for n, (_, by) in manifest.items()
+        changed = [n for n, (_, by, _) in manifest.items()
                    if n not in names and by == command and (out_dir / n).exists()
                    and not _ours_unchanged(out_dir, n, manifest)]
         kept = {n: entry for n, entry in manifest.items()
                 if entry[1] != command and _ours_unchanged(out_dir, n, manifest)}
         entries = dict(kept)
-        entries.update({n: (_sha256(staging / n), command) for n in names})
+        source = _source(inputs)
+        entries.update({n: (_sha256(staging / n), command, source) for n in names})
         (staging / MANIFEST).write_text(json.dumps(
-            {"files": {n: {"sha256": h, "command": c} for n, (h, c) in sorted(entries.items())}},
+            {"files": {n: {"sha256": h, "command": c, "source": src}
+                       for n, (h, c, src) in sorted(entries.items())}},
             indent=1) + "\n")
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

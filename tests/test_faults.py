@@ -98,6 +98,32 @@ def test_its_own_earlier_results_are_replaced_and_stale_ones_removed(capsys, dat
     assert (out / "centers.csv").read_text() == "edited\n"
 
 
+def test_results_of_another_input_are_kept_unless_forced(capsys, data, tmp_path,
+                                                         monkeypatch):
+    """fit's default --out is named by the data's stem: b.npy, then b.csv, then
+    b.parquet all wrote b-kmeans/, each replacing the last one's results (and its
+    clusters.png, as stale) without a word. Another input's results are now kept unless
+    forced; the same input's are replaced, as before."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    X = np.load(data)
+    np.save(tmp_path / "b.npy", X)
+    np.savetxt(tmp_path / "b.csv", X, delimiter=",")
+    assert run(capsys, "fit", "b.npy", "-k", 3, "--plot")[0] == 0
+    out = tmp_path / "b-kmeans"
+    before = snapshot(out)
+    status, _, err = run(capsys, "fit", "b.csv", "-k", 3)
+    assert_one_line_error(status, err, "on " + str(tmp_path / "b.npy"))
+    assert str(tmp_path / "b.csv") in err and "--force" in err
+    assert snapshot(out) == before
+    assert run(capsys, "fit", "b.npy", "-k", 4)[0] == 0  # its own input: replaced
+    assert '"n_clusters": 4' in (out / "summary.json").read_text()
+    status, _, err = run(capsys, "fit", "b.csv", "-k", 3, "--force")
+    assert status == 0, err
+    assert str(tmp_path / "b.csv") in (out / _cli.MANIFEST).read_text()
+    assert run(capsys, "fit", "b.csv", "-k", 2)[0] == 0
+
+
 def test_a_crafted_manifest_reaches_nothing_outside_out(capsys, data, tmp_path):
     import hashlib
     import json
