@@ -105,7 +105,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     device : {"auto", "cpu", "gpu"}, default="auto"
         "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
         the CPU engine (NumPy for small fits, Numba for the rest); "auto" picks the GPU when CuPy and a device are usable, or when
-        X already lives on the GPU, and the CPU otherwise.
+        X already lives on the GPU, and the CPU otherwise. A parameter of ``fit``:
+        inference runs on the GPU for GPU queries, and for host queries where the fit
+        ran (``device_``), whatever ``device`` says since.
     oversampling_factor : float, default=2.0
         "k-means||" only (as in cuML): the samples kept per round, about
         ``oversampling_factor * n_clusters``.
