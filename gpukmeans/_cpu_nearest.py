@@ -17,7 +17,8 @@ from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
 from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
                          rank_bounds)
-from ._cpu_panel import transposed_chunk_dots
+from ._cpu_panel import (BLOCK_DOTS_IN_IR, block_dots_6x2, block_dots_6x4,
+                         transposed_chunk_dots)
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -86,7 +87,11 @@ def _dot1(x, c):
 # every thread count, as a BLAS kernel's is.
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dots_6x4(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 4."""
+    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 4
+    (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.block_dots_6x4`)."""
+    if BLOCK_DOTS_IN_IR:
+        block_dots_6x4(X, rows, r, centers, center, dots)
+        return
     x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
     x3, x4, x5 = X[rows[r + 3]], X[rows[r + 4]], X[rows[r + 5]]
     c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
@@ -126,7 +131,11 @@ def _dots_6x4(X, rows, r, centers, center, dots):
 # the number of centers, never on the rows.
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dots_6x2(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 2."""
+    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 2
+    (:func:`gpukmeans._cpu_panel.block_dots_6x2` as for :func:`_dots_6x4`)."""
+    if BLOCK_DOTS_IN_IR:
+        block_dots_6x2(X, rows, r, centers, center, dots)
+        return
     x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
     x3, x4, x5 = X[rows[r + 3]], X[rows[r + 4]], X[rows[r + 5]]
     c0, c1 = centers[center], centers[center + 1]

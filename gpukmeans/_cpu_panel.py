@@ -308,3 +308,143 @@ def transposed_chunk_dots(
     rows_t = rows_scratch[: X.shape[1] * n_rows].reshape((X.shape[1], n_rows))
     transpose_rows(X, start, end, rows_t)
     panel_chunk_dots(rows_t, 0, n_rows, candidates, dots)
+
+
+def _make_block_dots(n_rows, n_centers):
+    """An intrinsic ``block_dots(X, rows, r, centers, center, dots)``: ``dots[r + i,
+    center + c] = X[rows[r + i]] . centers[center + c]`` for ``i < n_rows``, ``c <
+    n_centers``, the sums in ``n_rows * n_centers`` vector registers of VECTOR_BYTES.
+
+    What :func:`gpukmeans._cpu_nearest._dots_6x4` computes, written with vector types:
+    LLVM's loop vectoriser took that loop's 24 sums as 256-bit vectors (``ymm``) on this
+    Xeon, where its cost model prefers them to 512-bit ones, half of what each AVX-512
+    multiply-add can do. Each sum: its lanes add every ``lanes``-th feature by fused
+    multiply-adds in feature order, then the lanes are added in a fixed tree (halves
+    onto halves), then the features after the last whole vector, one fused multiply-add
+    at a time. The same operations whichever of the block's rows and centers a pair
+    is, so a pair's bits do not depend on its place in the block. X and centers have unit
+    stride along their rows (C-ordered rows); no bounds are checked."""
+
+    @intrinsic
+    def block_dots(typingctx, X, rows, r, centers, center, dots):
+        # X and centers are read a vector at a time along their rows; dots, written a
+        # value at a time, may be a transposed view (the fold's (n_clusters, n_rows)).
+        if not all(isinstance(array, types.Array) and array.ndim == 2
+                   and (array.layout != "F" or array is dots) for array in (X, centers, dots)):
+            return None
+        if not X.dtype == centers.dtype == dots.dtype or X.dtype not in (
+                types.float32, types.float64):
+            return None
+        if not (isinstance(rows, types.Array) and rows.ndim == 1
+                and isinstance(rows.dtype, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            dtype = signature.args[0].dtype
+            scalar = context.get_data_type(dtype)
+            itemsize = context.get_abi_sizeof(scalar)
+            lanes = VECTOR_BYTES // itemsize
+            vector = ir.VectorType(scalar, lanes)
+            fma = _declare_fma(builder.module, vector)
+            fma_scalar = _declare_fma(builder.module, scalar)
+            data, row_ids, means, out = (
+                make_array(ty)(context, builder, value)
+                for ty, value in zip((signature.args[0], signature.args[1],
+                                      signature.args[3], signature.args[5]),
+                                     (args[0], args[1], args[3], args[5])))
+            intp = cgutils.intp_t
+            r_value = context.cast(builder, args[2], signature.args[2], types.intp)
+            center_value = context.cast(builder, args[4], signature.args[4], types.intp)
+            n_features = cgutils.unpack_tuple(builder, data.shape)[1]
+            itemsize_value = context.get_constant(types.intp, itemsize)
+            data_stride, means_stride = (
+                builder.sdiv(cgutils.unpack_tuple(builder, array.strides)[0], itemsize_value)
+                for array in (data, means))
+            out_row_stride, out_column_stride = (
+                builder.sdiv(stride, itemsize_value)
+                for stride in cgutils.unpack_tuple(builder, out.strides))
+            ids_stride = builder.sdiv(
+                cgutils.unpack_tuple(builder, row_ids.strides)[0],
+                context.get_constant(types.intp, context.get_abi_sizeof(
+                    context.get_data_type(signature.args[1].dtype))))
+            row_pointers = []
+            for i in range(n_rows):
+                position = builder.mul(builder.add(r_value, ir.Constant(intp, i)), ids_stride)
+                row_id = context.cast(builder, builder.load(builder.gep(row_ids.data,
+                                                                        [position])),
+                                      signature.args[1].dtype, types.intp)
+                row_pointers.append(builder.gep(data.data, [builder.mul(row_id, data_stride)]))
+            center_pointers = [
+                builder.gep(means.data, [builder.mul(
+                    builder.add(center_value, ir.Constant(intp, c)), means_stride)])
+                for c in range(n_centers)]
+            sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_centers)]
+                    for _ in range(n_rows)]
+            for row_sums in sums:
+                for accumulator in row_sums:
+                    builder.store(ir.Constant(vector, None), accumulator)
+
+            def vector_at(pointer, feature):
+                return builder.load(builder.bitcast(builder.gep(pointer, [feature]),
+                                                    vector.as_pointer()), align=itemsize)
+
+            lanes_value = ir.Constant(intp, lanes)
+            n_vectors = builder.sdiv(n_features, lanes_value)
+            with cgutils.for_range(builder, n_vectors) as loop:
+                feature = builder.mul(loop.index, lanes_value)
+                center_vectors = [vector_at(p, feature) for p in center_pointers]
+                for i, row_pointer in enumerate(row_pointers):
+                    x = vector_at(row_pointer, feature)
+                    for c, center_vector in enumerate(center_vectors):
+                        builder.store(builder.call(fma, [x, center_vector,
+                                                         builder.load(sums[i][c])]),
+                                      sums[i][c])
+            # Each vector's lanes, halves onto halves, then the features left over.
+            totals = []
+            for i in range(n_rows):
+                row_totals = []
+                for c in range(n_centers):
+                    value, width = builder.load(sums[i][c]), lanes
+                    while width > 1:
+                        width //= 2
+                        low = builder.shuffle_vector(value, value, ir.Constant(
+                            ir.VectorType(ir.IntType(32), width), list(range(width))))
+                        high = builder.shuffle_vector(value, value, ir.Constant(
+                            ir.VectorType(ir.IntType(32), width),
+                            list(range(width, 2 * width))))
+                        value = builder.fadd(low, high)
+                    total = cgutils.alloca_once(builder, scalar)
+                    builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32),
+                                                                             0)), total)
+                    row_totals.append(total)
+                totals.append(row_totals)
+            first_left = builder.mul(n_vectors, lanes_value)
+            with cgutils.for_range_slice(builder, first_left, n_features,
+                                         ir.Constant(intp, 1)) as (feature, _):
+                means_values = [builder.load(builder.gep(p, [feature]))
+                                for p in center_pointers]
+                for i, row_pointer in enumerate(row_pointers):
+                    x = builder.load(builder.gep(row_pointer, [feature]))
+                    for c in range(n_centers):
+                        builder.store(builder.call(fma_scalar, [x, means_values[c],
+                                                                builder.load(totals[i][c])]),
+                                      totals[i][c])
+            for i in range(n_rows):
+                out_row = builder.gep(out.data, [builder.mul(
+                    builder.add(r_value, ir.Constant(intp, i)), out_row_stride)])
+                for c in range(n_centers):
+                    builder.store(builder.load(totals[i][c]), builder.gep(
+                        out_row, [builder.mul(builder.add(center_value, ir.Constant(intp, c)),
+                                              out_column_stride)]))
+            return context.get_dummy_value()
+
+        return types.void(X, rows, r, centers, center, dots), codegen
+
+    return block_dots
+
+
+# Where the CPU has 512-bit vectors (32 registers of them: 24 sums, 4 centers and a row
+# fit); elsewhere the Numba loops of gpukmeans._cpu_nearest, whose vectors LLVM picks.
+BLOCK_DOTS_IN_IR = VECTOR_BYTES == 64
+block_dots_6x4 = _make_block_dots(6, 4)
+block_dots_6x2 = _make_block_dots(6, 2)

@@ -405,6 +405,28 @@ def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_e
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 7, 8, 16, 17, 48, 784])
+def test_blocked_dots_of_any_width_into_a_transposed_output(dtype, n_features, rng):
+    """The 6 x 4 and 6 x 2 blocks (in LLVM IR with 512-bit vectors where the CPU has
+    them, :func:`gpukmeans._cpu_panel.block_dots_6x4`): fewer features than a vector's
+    lanes, whole vectors, whole vectors and a remainder; into ``dots`` as given and into
+    a transposed view (the fold's layout), the same bits; within the float64 product's
+    rounding bound of a float64 reference; rows gathered by index in any order."""
+    X = rng.normal(size=(40, n_features)).astype(dtype)
+    centers = rng.normal(size=(10, n_features)).astype(dtype)  # 4 + 4 + 2
+    rows = rng.choice(40, 13).astype(np.int64)
+    dots = np.full((13, 10), np.nan, dtype)
+    _cpu_nearest._rows_dots_blocked(X, rows, 13, centers, dots, np.empty(0))
+    transposed = np.full((10, 13), np.nan, dtype)
+    _cpu_nearest._rows_dots_blocked(X, rows, 13, centers, transposed.T, np.empty(0))
+    np.testing.assert_array_equal(transposed.T, dots)
+    expected = X[rows].astype(np.float64) @ centers.T.astype(np.float64)
+    scale = np.abs(X[rows]).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    assert np.all(np.abs(dots - expected) <= (n_features + 2) * eps * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_clusters", [5, 6, 7, 10])
 def test_blocked_dots_do_not_depend_on_where_the_row_lies(n_clusters, dtype, rng):
     """The overlapping tail blocks make each (row, center) product come from the same
