@@ -17,8 +17,8 @@ from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
 from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
                          rank_bounds)
-from ._cpu_panel import (BLOCK_DOTS_IN_IR, block_dots_6x2, block_dots_6x4,
-                         transposed_chunk_dots)
+from ._cpu_panel import (BLOCK_DOTS_IN_IR, block_dots_6x2, block_dots_6x4, row_dots_1x4,
+                         row_dots_1x8, transposed_chunk_dots)
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -191,7 +191,11 @@ def _minus_two_centers_and_norms(centers, unit_centers):
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dots_1x4(x, centers, center, dots):
-    """``dots[center + c] = x . centers[center + c]`` for c < 4: one row, streamed once."""
+    """``dots[center + c] = x . centers[center + c]`` for c < 4: one row, streamed once
+    (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.row_dots_1x4`)."""
+    if BLOCK_DOTS_IN_IR:
+        row_dots_1x4(x, centers, center, dots)
+        return
     c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
     zero = x.dtype.type(0)
     s0 = s1 = s2 = s3 = zero
@@ -203,7 +207,11 @@ def _dots_1x4(x, centers, center, dots):
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dots_1x8(x, centers, dots):
-    """``dots[c] = x . centers[c]`` for c < 8: one row, streamed once."""
+    """``dots[c] = x . centers[c]`` for c < 8: one row, streamed once (as
+    :func:`_dots_1x4`)."""
+    if BLOCK_DOTS_IN_IR:
+        row_dots_1x8(x, centers, 0, dots)
+        return
     c0, c1, c2, c3, c4, c5, c6, c7 = centers[0], centers[1], centers[2], centers[3], \
         centers[4], centers[5], centers[6], centers[7]
     zero = x.dtype.type(0)

@@ -427,6 +427,34 @@ def test_blocked_dots_of_any_width_into_a_transposed_output(dtype, n_features, r
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 8, 15, 16, 33, 47, 48, 49, 65, 784])
+def test_row_dots_of_any_width(dtype, n_features, rng):
+    """One row against a few centers, four or eight at a time (in LLVM IR with 512-bit
+    vectors and two chains per center where the CPU has them,
+    :func:`gpukmeans._cpu_panel.row_dots_1x4`): widths below a vector, at whole rounds
+    of chains, with one vector and with a remainder left over; every count of centers
+    a pass of eight, of four, and single products cover; within the float64 product's
+    rounding bound; k-means++'s two ways (overlapping fours, and passes by rows) agree
+    on every center they share a pass kind for."""
+    X = rng.normal(size=(5, n_features)).astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    for n_centers in range(1, 12):
+        centers = rng.normal(size=(_cpu_nearest.padded_centers(n_centers), n_features))
+        centers = centers.astype(dtype)
+        by_rows = np.full((5, centers.shape[0]), np.nan, dtype)
+        _cpu_nearest._chunk_dots_by_rows(X, 0, 5, centers, n_centers, by_rows)
+        expected = X.astype(np.float64) @ centers.T.astype(np.float64)
+        scale = np.abs(X).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
+        bound = (n_features + 2) * eps * scale
+        assert np.all(np.abs(by_rows[:, :n_centers] - expected[:, :n_centers])
+                      <= bound[:, :n_centers]), n_centers
+        for i in range(5):
+            row = np.full(n_centers, np.nan, dtype)
+            _cpu_nearest._row_dots(X[i], centers[:n_centers], row)
+            assert np.all(np.abs(row - expected[i, :n_centers]) <= bound[i, :n_centers])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_clusters", [5, 6, 7, 10])
 def test_blocked_dots_do_not_depend_on_where_the_row_lies(n_clusters, dtype, rng):
     """The overlapping tail blocks make each (row, center) product come from the same
