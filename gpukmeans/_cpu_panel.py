@@ -450,22 +450,94 @@ block_dots_6x4 = _make_block_dots(6, 4)
 block_dots_6x2 = _make_block_dots(6, 2)
 
 
+def _emit_row_sums(context, builder, dtype, row_pointer, center_pointers, n_features,
+                   chains):
+    """The IR of one row's dot products with a few centers (pointers to their first
+    values, unit stride), in vector registers of VECTOR_BYTES: ``chains`` vectors per
+    center take the features' vectors in turn (vector ``v`` into chain ``v % chains``),
+    so that ``len(center_pointers) * chains`` multiply-adds are in flight (a fused
+    multiply-add's latency times the two issued a cycle: 8); then the chains are added
+    in order, the lanes in a fixed tree of halves, then the features after the last
+    whole vector, one fused multiply-add at a time. Returns each center's sum, as a
+    stack slot of ``dtype``."""
+    scalar = context.get_data_type(dtype)
+    itemsize = context.get_abi_sizeof(scalar)
+    lanes = VECTOR_BYTES // itemsize
+    vector = ir.VectorType(scalar, lanes)
+    fma = _declare_fma(builder.module, vector)
+    fma_scalar = _declare_fma(builder.module, scalar)
+    intp = cgutils.intp_t
+    sums = [[cgutils.alloca_once(builder, vector) for _ in range(chains)]
+            for _ in center_pointers]
+    for center_sums in sums:
+        for accumulator in center_sums:
+            builder.store(ir.Constant(vector, None), accumulator)
+
+    def vector_at(pointer, feature):
+        return builder.load(builder.bitcast(builder.gep(pointer, [feature]),
+                                            vector.as_pointer()), align=itemsize)
+
+    def multiply_add(feature, chain):
+        x_vector = vector_at(row_pointer, feature)
+        for c, pointer in enumerate(center_pointers):
+            accumulator = sums[c][chain]
+            builder.store(builder.call(fma, [x_vector, vector_at(pointer, feature),
+                                             builder.load(accumulator)]), accumulator)
+
+    lanes_value = ir.Constant(intp, lanes)
+    step = ir.Constant(intp, lanes * chains)
+    n_rounds = builder.sdiv(n_features, step)
+    with cgutils.for_range(builder, n_rounds) as loop:
+        first = builder.mul(loop.index, step)
+        for chain in range(chains):
+            multiply_add(builder.add(first, ir.Constant(intp, chain * lanes)), chain)
+    # The whole vectors after the last round, into the chains in turn.
+    done = builder.mul(n_rounds, step)
+    n_vectors = builder.sdiv(n_features, lanes_value)
+    left = builder.sub(n_vectors, builder.sdiv(done, lanes_value))
+    for chain in range(1, chains):
+        with builder.if_then(builder.icmp_signed(">=", left, ir.Constant(intp, chain))):
+            multiply_add(builder.add(done, ir.Constant(intp, (chain - 1) * lanes)),
+                         chain - 1)
+    totals = []
+    for center_sums in sums:
+        value = builder.load(center_sums[0])
+        for accumulator in center_sums[1:]:
+            value = builder.fadd(value, builder.load(accumulator))
+        width = lanes
+        while width > 1:
+            width //= 2
+            low = builder.shuffle_vector(value, value, ir.Constant(
+                ir.VectorType(ir.IntType(32), width), list(range(width))))
+            high = builder.shuffle_vector(value, value, ir.Constant(
+                ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width))))
+            value = builder.fadd(low, high)
+        total = cgutils.alloca_once(builder, scalar)
+        builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32), 0)), total)
+        totals.append(total)
+    first_left = builder.mul(n_vectors, lanes_value)
+    with cgutils.for_range_slice(builder, first_left, n_features,
+                                 ir.Constant(intp, 1)) as (feature, _):
+        x_value = builder.load(builder.gep(row_pointer, [feature]))
+        for c, pointer in enumerate(center_pointers):
+            builder.store(builder.call(fma_scalar, [
+                x_value, builder.load(builder.gep(pointer, [feature])),
+                builder.load(totals[c])]), totals[c])
+    return totals
+
+
 def _make_row_dots(n_centers, chains):
     """An intrinsic ``row_dots(x, centers, center, dots)``: ``dots[center + c] = x .
     centers[center + c]`` for ``c < n_centers``, one row ``x`` against a few centers (the
-    k-means++ candidates beyond 64 features), in vector registers of VECTOR_BYTES, as
-    :func:`_make_block_dots` does for a block of rows. ``chains`` vectors per center take
-    the features' vectors in turn (vector ``v`` into chain ``v % chains``), so that
-    ``n_centers * chains`` multiply-adds are in flight (a fused multiply-add's latency
-    times the two issued a cycle: 8); then the chains are added in order, the lanes in a
-    fixed tree of halves, then the features after the last whole vector, one fused
-    multiply-add at a time. ``x`` and ``centers``' rows have unit stride."""
+    k-means++ candidates beyond 64 features) by :func:`_emit_row_sums`. ``x`` and
+    ``centers``' rows have unit stride."""
 
     @intrinsic
     def row_dots(typingctx, x, centers, center, dots):
-        if not (isinstance(x, types.Array) and x.ndim == 1 and isinstance(dots, types.Array)
-                and dots.ndim == 1 and isinstance(centers, types.Array)
-                and centers.ndim == 2 and centers.layout != "F"):
+        if not (isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+                and isinstance(dots, types.Array) and dots.ndim == 1
+                and isinstance(centers, types.Array) and centers.ndim == 2
+                and centers.layout != "F"):
             return None
         if not x.dtype == centers.dtype == dots.dtype or x.dtype not in (
                 types.float32, types.float64):
@@ -473,83 +545,22 @@ def _make_row_dots(n_centers, chains):
 
         def codegen(context, builder, signature, args):
             dtype = signature.args[0].dtype
-            scalar = context.get_data_type(dtype)
-            itemsize = context.get_abi_sizeof(scalar)
-            lanes = VECTOR_BYTES // itemsize
-            vector = ir.VectorType(scalar, lanes)
-            fma = _declare_fma(builder.module, vector)
-            fma_scalar = _declare_fma(builder.module, scalar)
+            itemsize_value = context.get_constant(
+                types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
             row, means, out = (make_array(ty)(context, builder, value) for ty, value in zip(
                 (signature.args[0], signature.args[1], signature.args[3]),
                 (args[0], args[1], args[3])))
             intp = cgutils.intp_t
             center_value = context.cast(builder, args[2], signature.args[2], types.intp)
-            n_features = cgutils.unpack_tuple(builder, row.shape)[0]
-            itemsize_value = context.get_constant(types.intp, itemsize)
-            means_stride = builder.sdiv(cgutils.unpack_tuple(builder, means.strides)[0],
-                                        itemsize_value)
-            out_stride = builder.sdiv(cgutils.unpack_tuple(builder, out.strides)[0],
-                                      itemsize_value)
+            means_stride, out_stride = (
+                builder.sdiv(cgutils.unpack_tuple(builder, array.strides)[0], itemsize_value)
+                for array in (means, out))
             center_pointers = [
                 builder.gep(means.data, [builder.mul(
                     builder.add(center_value, ir.Constant(intp, c)), means_stride)])
                 for c in range(n_centers)]
-            sums = [[cgutils.alloca_once(builder, vector) for _ in range(chains)]
-                    for _ in range(n_centers)]
-            for center_sums in sums:
-                for accumulator in center_sums:
-                    builder.store(ir.Constant(vector, None), accumulator)
-
-            def vector_at(pointer, feature):
-                return builder.load(builder.bitcast(builder.gep(pointer, [feature]),
-                                                    vector.as_pointer()), align=itemsize)
-
-            def multiply_add(feature, chain):
-                x_vector = vector_at(row.data, feature)
-                for c, pointer in enumerate(center_pointers):
-                    accumulator = sums[c][chain]
-                    builder.store(builder.call(fma, [x_vector, vector_at(pointer, feature),
-                                                     builder.load(accumulator)]), accumulator)
-
-            step = ir.Constant(intp, lanes * chains)
-            n_rounds = builder.sdiv(n_features, step)
-            with cgutils.for_range(builder, n_rounds) as loop:
-                first = builder.mul(loop.index, step)
-                for chain in range(chains):
-                    multiply_add(builder.add(first, ir.Constant(intp, chain * lanes)), chain)
-            # The whole vectors after the last round, into the chains in turn.
-            done = builder.mul(n_rounds, step)
-            n_vectors = builder.sdiv(n_features, ir.Constant(intp, lanes))
-            left = builder.sub(n_vectors, builder.sdiv(done, ir.Constant(intp, lanes)))
-            for chain in range(1, chains):
-                with builder.if_then(builder.icmp_signed(">=", left, ir.Constant(intp, chain))):
-                    multiply_add(builder.add(done, ir.Constant(intp, (chain - 1) * lanes)),
-                                 chain - 1)
-            totals = []
-            for c in range(n_centers):
-                value = builder.load(sums[c][0])
-                for chain in range(1, chains):
-                    value = builder.fadd(value, builder.load(sums[c][chain]))
-                width = lanes
-                while width > 1:
-                    width //= 2
-                    low = builder.shuffle_vector(value, value, ir.Constant(
-                        ir.VectorType(ir.IntType(32), width), list(range(width))))
-                    high = builder.shuffle_vector(value, value, ir.Constant(
-                        ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width))))
-                    value = builder.fadd(low, high)
-                total = cgutils.alloca_once(builder, scalar)
-                builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32), 0)),
-                              total)
-                totals.append(total)
-            first_left = builder.mul(n_vectors, ir.Constant(intp, lanes))
-            with cgutils.for_range_slice(builder, first_left, n_features,
-                                         ir.Constant(intp, 1)) as (feature, _):
-                x_value = builder.load(builder.gep(row.data, [feature]))
-                for c, pointer in enumerate(center_pointers):
-                    builder.store(builder.call(fma_scalar, [
-                        x_value, builder.load(builder.gep(pointer, [feature])),
-                        builder.load(totals[c])]), totals[c])
+            totals = _emit_row_sums(context, builder, dtype, row.data, center_pointers,
+                                    cgutils.unpack_tuple(builder, row.shape)[0], chains)
             for c in range(n_centers):
                 builder.store(builder.load(totals[c]), builder.gep(out.data, [builder.mul(
                     builder.add(center_value, ir.Constant(intp, c)), out_stride)]))
