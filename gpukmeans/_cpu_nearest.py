@@ -77,6 +77,14 @@ def _dot1(x, c):
     return s
 
 
+@njit(nogil=True, cache=CACHE)
+def _unit_strides(A, B):
+    """Whether the rows of two 2-d arrays lie value after value, as the vector loads of
+    :mod:`gpukmeans._cpu_panel`'s kernels read them (the engine's arrays always do: C-
+    ordered data, row blocks, centers; a strided view takes the Numba loop)."""
+    return A.strides[1] == A.itemsize and B.strides[1] == B.itemsize
+
+
 # Few clusters (the E-step at small k) or a few candidates (each k-means++ step, 2 + ln k)
 # make the GEMM skinny: OpenBLAS packs each chunk of X before multiplying, and at N = 20
 # the packing costs about as much as the flops (one core, 20,000 MNIST rows: SGEMM 48
@@ -89,7 +97,7 @@ def _dot1(x, c):
 def _dots_6x4(X, rows, r, centers, center, dots):
     """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 4
     (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.block_dots_6x4`)."""
-    if BLOCK_DOTS_IN_IR:
+    if BLOCK_DOTS_IN_IR and _unit_strides(X, centers):
         block_dots_6x4(X, rows, r, centers, center, dots)
         return
     x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
@@ -133,7 +141,7 @@ def _dots_6x4(X, rows, r, centers, center, dots):
 def _dots_6x2(X, rows, r, centers, center, dots):
     """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 2
     (:func:`gpukmeans._cpu_panel.block_dots_6x2` as for :func:`_dots_6x4`)."""
-    if BLOCK_DOTS_IN_IR:
+    if BLOCK_DOTS_IN_IR and _unit_strides(X, centers):
         block_dots_6x2(X, rows, r, centers, center, dots)
         return
     x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
@@ -193,7 +201,7 @@ def _minus_two_centers_and_norms(centers, unit_centers):
 def _dots_1x4(x, centers, center, dots):
     """``dots[center + c] = x . centers[center + c]`` for c < 4: one row, streamed once
     (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.row_dots_1x4`)."""
-    if BLOCK_DOTS_IN_IR:
+    if BLOCK_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
         row_dots_1x4(x, centers, center, dots)
         return
     c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
@@ -209,7 +217,7 @@ def _dots_1x4(x, centers, center, dots):
 def _dots_1x8(x, centers, dots):
     """``dots[c] = x . centers[c]`` for c < 8: one row, streamed once (as
     :func:`_dots_1x4`)."""
-    if BLOCK_DOTS_IN_IR:
+    if BLOCK_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
         row_dots_1x8(x, centers, 0, dots)
         return
     c0, c1, c2, c3, c4, c5, c6, c7 = centers[0], centers[1], centers[2], centers[3], \

@@ -323,7 +323,8 @@ def _make_block_dots(n_rows, n_centers):
     onto halves), then the features after the last whole vector, one fused multiply-add
     at a time. The same operations whichever of the block's rows and centers a pair
     is, so a pair's bits do not depend on its place in the block. X and centers have unit
-    stride along their rows (C-ordered rows); no bounds are checked."""
+    stride along their rows (the caller checks: the loads assume it); no bounds are
+    checked."""
 
     @intrinsic
     def block_dots(typingctx, X, rows, r, centers, center, dots):
@@ -530,11 +531,11 @@ def _make_row_dots(n_centers, chains):
     """An intrinsic ``row_dots(x, centers, center, dots)``: ``dots[center + c] = x .
     centers[center + c]`` for ``c < n_centers``, one row ``x`` against a few centers (the
     k-means++ candidates beyond 64 features) by :func:`_emit_row_sums`. ``x`` and
-    ``centers``' rows have unit stride."""
+    ``centers``' rows have unit stride (the caller checks: the loads assume it)."""
 
     @intrinsic
     def row_dots(typingctx, x, centers, center, dots):
-        if not (isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+        if not (isinstance(x, types.Array) and x.ndim == 1
                 and isinstance(dots, types.Array) and dots.ndim == 1
                 and isinstance(centers, types.Array) and centers.ndim == 2
                 and centers.layout != "F"):

@@ -2200,3 +2200,24 @@ def test_float64_is_exact_only_where_the_float64_ranks_are(data, rng):
                 "large-integers": 40}
     if data in expected:
         assert certified == expected[data]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_views_take_the_loop_and_give_the_same_products(dtype, rng):
+    """The 512-bit kernels load whole vectors of a row: a view whose rows are strided
+    (every other feature) must not reach them, and gives what a copy of it gives (up to
+    the two kernels' summation orders)."""
+    wide = rng.normal(size=(30, 2 * 40)).astype(dtype)
+    X, centers = wide[:, ::2], rng.normal(size=(9, 80)).astype(dtype)[:, ::2]
+    rows = np.arange(30)
+    dots = np.empty((30, 9), dtype)
+    _cpu_nearest._rows_dots_blocked(X, rows, 30, centers, dots, np.empty(0))
+    expected = X.astype(np.float64) @ centers.T.astype(np.float64)
+    scale = np.abs(X).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
+    assert np.all(np.abs(dots - expected) <= 42 * float(np.finfo(dtype).eps) * scale)
+    row = np.empty(9, dtype)
+    padded = np.zeros((12, 40), dtype)
+    padded[:9] = np.ascontiguousarray(centers)
+    _cpu_nearest._chunk_dots_by_rows(X, 0, 1, padded, 9, np.empty((1, 12), dtype))
+    _cpu_nearest._row_dots(X[0], centers, row)
+    assert np.all(np.abs(row - expected[0]) <= 42 * float(np.finfo(dtype).eps) * scale[0])
