@@ -318,11 +318,9 @@ def _make_block_dots(n_rows, n_centers):
     What :func:`gpukmeans._cpu_nearest._dots_6x4` computes, written with vector types:
     LLVM's loop vectoriser took that loop's 24 sums as 256-bit vectors (``ymm``) on this
     Xeon, where its cost model prefers them to 512-bit ones, half of what each AVX-512
-    multiply-add can do. Each sum: its lanes add every ``lanes``-th feature by fused
-    multiply-adds in feature order, then the lanes are added in a fixed tree (halves
-    onto halves), then the features after the last whole vector, one fused multiply-add
-    at a time. The same operations whichever of the block's rows and centers a pair
-    is, so a pair's bits do not depend on its place in the block. X and centers have unit
+    multiply-add can do. The sums by :func:`_emit_sums`, one chain each (the block's 24
+    are enough in flight): the same operations whichever of the block's rows and
+    centers a pair is, so a pair's bits do not depend on its place. X and centers have unit
     stride along their rows (the caller checks: the loads assume it); no bounds are
     checked."""
 
@@ -342,12 +340,7 @@ def _make_block_dots(n_rows, n_centers):
 
         def codegen(context, builder, signature, args):
             dtype = signature.args[0].dtype
-            scalar = context.get_data_type(dtype)
-            itemsize = context.get_abi_sizeof(scalar)
-            lanes = VECTOR_BYTES // itemsize
-            vector = ir.VectorType(scalar, lanes)
-            fma = _declare_fma(builder.module, vector)
-            fma_scalar = _declare_fma(builder.module, scalar)
+            itemsize = context.get_abi_sizeof(context.get_data_type(dtype))
             data, row_ids, means, out = (
                 make_array(ty)(context, builder, value)
                 for ty, value in zip((signature.args[0], signature.args[1],
@@ -379,57 +372,8 @@ def _make_block_dots(n_rows, n_centers):
                 builder.gep(means.data, [builder.mul(
                     builder.add(center_value, ir.Constant(intp, c)), means_stride)])
                 for c in range(n_centers)]
-            sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_centers)]
-                    for _ in range(n_rows)]
-            for row_sums in sums:
-                for accumulator in row_sums:
-                    builder.store(ir.Constant(vector, None), accumulator)
-
-            def vector_at(pointer, feature):
-                return builder.load(builder.bitcast(builder.gep(pointer, [feature]),
-                                                    vector.as_pointer()), align=itemsize)
-
-            lanes_value = ir.Constant(intp, lanes)
-            n_vectors = builder.sdiv(n_features, lanes_value)
-            with cgutils.for_range(builder, n_vectors) as loop:
-                feature = builder.mul(loop.index, lanes_value)
-                center_vectors = [vector_at(p, feature) for p in center_pointers]
-                for i, row_pointer in enumerate(row_pointers):
-                    x = vector_at(row_pointer, feature)
-                    for c, center_vector in enumerate(center_vectors):
-                        builder.store(builder.call(fma, [x, center_vector,
-                                                         builder.load(sums[i][c])]),
-                                      sums[i][c])
-            # Each vector's lanes, halves onto halves, then the features left over.
-            totals = []
-            for i in range(n_rows):
-                row_totals = []
-                for c in range(n_centers):
-                    value, width = builder.load(sums[i][c]), lanes
-                    while width > 1:
-                        width //= 2
-                        low = builder.shuffle_vector(value, value, ir.Constant(
-                            ir.VectorType(ir.IntType(32), width), list(range(width))))
-                        high = builder.shuffle_vector(value, value, ir.Constant(
-                            ir.VectorType(ir.IntType(32), width),
-                            list(range(width, 2 * width))))
-                        value = builder.fadd(low, high)
-                    total = cgutils.alloca_once(builder, scalar)
-                    builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32),
-                                                                             0)), total)
-                    row_totals.append(total)
-                totals.append(row_totals)
-            first_left = builder.mul(n_vectors, lanes_value)
-            with cgutils.for_range_slice(builder, first_left, n_features,
-                                         ir.Constant(intp, 1)) as (feature, _):
-                means_values = [builder.load(builder.gep(p, [feature]))
-                                for p in center_pointers]
-                for i, row_pointer in enumerate(row_pointers):
-                    x = builder.load(builder.gep(row_pointer, [feature]))
-                    for c in range(n_centers):
-                        builder.store(builder.call(fma_scalar, [x, means_values[c],
-                                                                builder.load(totals[i][c])]),
-                                      totals[i][c])
+            totals = _emit_sums(context, builder, dtype, row_pointers, center_pointers,
+                                n_features, 1)
             for i in range(n_rows):
                 out_row = builder.gep(out.data, [builder.mul(
                     builder.add(r_value, ir.Constant(intp, i)), out_row_stride)])
@@ -451,16 +395,16 @@ block_dots_6x4 = _make_block_dots(6, 4)
 block_dots_6x2 = _make_block_dots(6, 2)
 
 
-def _emit_row_sums(context, builder, dtype, row_pointer, center_pointers, n_features,
-                   chains):
-    """The IR of one row's dot products with a few centers (pointers to their first
+def _emit_sums(context, builder, dtype, row_pointers, center_pointers, n_features, chains):
+    """The IR of a few rows' dot products with a few centers (pointers to their first
     values, unit stride), in vector registers of VECTOR_BYTES: ``chains`` vectors per
-    center take the features' vectors in turn (vector ``v`` into chain ``v % chains``),
-    so that ``len(center_pointers) * chains`` multiply-adds are in flight (a fused
-    multiply-add's latency times the two issued a cycle: 8); then the chains are added
-    in order, the lanes in a fixed tree of halves, then the features after the last
-    whole vector, one fused multiply-add at a time. Returns each center's sum, as a
-    stack slot of ``dtype``."""
+    (row, center) take the features' vectors in turn (vector ``v`` into chain ``v %
+    chains``), each center's vector loaded once for all the rows, so that enough fused
+    multiply-adds are in flight (their latency times the two issued a cycle: 8); then
+    the chains are added in order, the lanes in a fixed tree of halves, then the
+    features after the last whole vector, one fused multiply-add at a time. The same
+    operations for every (row, center) pair, whatever its place. Returns each pair's
+    sum, ``totals[row][center]``, as a stack slot of ``dtype``."""
     scalar = context.get_data_type(dtype)
     itemsize = context.get_abi_sizeof(scalar)
     lanes = VECTOR_BYTES // itemsize
@@ -468,22 +412,25 @@ def _emit_row_sums(context, builder, dtype, row_pointer, center_pointers, n_feat
     fma = _declare_fma(builder.module, vector)
     fma_scalar = _declare_fma(builder.module, scalar)
     intp = cgutils.intp_t
-    sums = [[cgutils.alloca_once(builder, vector) for _ in range(chains)]
-            for _ in center_pointers]
-    for center_sums in sums:
-        for accumulator in center_sums:
-            builder.store(ir.Constant(vector, None), accumulator)
+    sums = [[[cgutils.alloca_once(builder, vector) for _ in range(chains)]
+             for _ in center_pointers] for _ in row_pointers]
+    for row_sums in sums:
+        for center_sums in row_sums:
+            for accumulator in center_sums:
+                builder.store(ir.Constant(vector, None), accumulator)
 
     def vector_at(pointer, feature):
         return builder.load(builder.bitcast(builder.gep(pointer, [feature]),
                                             vector.as_pointer()), align=itemsize)
 
     def multiply_add(feature, chain):
-        x_vector = vector_at(row_pointer, feature)
-        for c, pointer in enumerate(center_pointers):
-            accumulator = sums[c][chain]
-            builder.store(builder.call(fma, [x_vector, vector_at(pointer, feature),
-                                             builder.load(accumulator)]), accumulator)
+        center_vectors = [vector_at(pointer, feature) for pointer in center_pointers]
+        for i, row_pointer in enumerate(row_pointers):
+            x_vector = vector_at(row_pointer, feature)
+            for c, center_vector in enumerate(center_vectors):
+                accumulator = sums[i][c][chain]
+                builder.store(builder.call(fma, [x_vector, center_vector,
+                                                 builder.load(accumulator)]), accumulator)
 
     lanes_value = ir.Constant(intp, lanes)
     step = ir.Constant(intp, lanes * chains)
@@ -501,36 +448,43 @@ def _emit_row_sums(context, builder, dtype, row_pointer, center_pointers, n_feat
             multiply_add(builder.add(done, ir.Constant(intp, (chain - 1) * lanes)),
                          chain - 1)
     totals = []
-    for center_sums in sums:
-        value = builder.load(center_sums[0])
-        for accumulator in center_sums[1:]:
-            value = builder.fadd(value, builder.load(accumulator))
-        width = lanes
-        while width > 1:
-            width //= 2
-            low = builder.shuffle_vector(value, value, ir.Constant(
-                ir.VectorType(ir.IntType(32), width), list(range(width))))
-            high = builder.shuffle_vector(value, value, ir.Constant(
-                ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width))))
-            value = builder.fadd(low, high)
-        total = cgutils.alloca_once(builder, scalar)
-        builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32), 0)), total)
-        totals.append(total)
+    for row_sums in sums:
+        row_totals = []
+        for center_sums in row_sums:
+            value = builder.load(center_sums[0])
+            for accumulator in center_sums[1:]:
+                value = builder.fadd(value, builder.load(accumulator))
+            width = lanes
+            while width > 1:
+                width //= 2
+                low = builder.shuffle_vector(value, value, ir.Constant(
+                    ir.VectorType(ir.IntType(32), width), list(range(width))))
+                high = builder.shuffle_vector(value, value, ir.Constant(
+                    ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width))))
+                value = builder.fadd(low, high)
+            total = cgutils.alloca_once(builder, scalar)
+            builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32), 0)),
+                          total)
+            row_totals.append(total)
+        totals.append(row_totals)
     first_left = builder.mul(n_vectors, lanes_value)
     with cgutils.for_range_slice(builder, first_left, n_features,
                                  ir.Constant(intp, 1)) as (feature, _):
-        x_value = builder.load(builder.gep(row_pointer, [feature]))
-        for c, pointer in enumerate(center_pointers):
-            builder.store(builder.call(fma_scalar, [
-                x_value, builder.load(builder.gep(pointer, [feature])),
-                builder.load(totals[c])]), totals[c])
+        center_values = [builder.load(builder.gep(pointer, [feature]))
+                         for pointer in center_pointers]
+        for i, row_pointer in enumerate(row_pointers):
+            x_value = builder.load(builder.gep(row_pointer, [feature]))
+            for c, center_value in enumerate(center_values):
+                builder.store(builder.call(fma_scalar, [x_value, center_value,
+                                                        builder.load(totals[i][c])]),
+                              totals[i][c])
     return totals
 
 
 def _make_row_dots(n_centers, chains):
     """An intrinsic ``row_dots(x, centers, center, dots)``: ``dots[center + c] = x .
     centers[center + c]`` for ``c < n_centers``, one row ``x`` against a few centers (the
-    k-means++ candidates beyond 64 features) by :func:`_emit_row_sums`. ``x`` and
+    k-means++ candidates beyond 64 features) by :func:`_emit_sums`. ``x`` and
     ``centers``' rows have unit stride (the caller checks: the loads assume it)."""
 
     @intrinsic
@@ -560,8 +514,8 @@ def _make_row_dots(n_centers, chains):
                 builder.gep(means.data, [builder.mul(
                     builder.add(center_value, ir.Constant(intp, c)), means_stride)])
                 for c in range(n_centers)]
-            totals = _emit_row_sums(context, builder, dtype, row.data, center_pointers,
-                                    cgutils.unpack_tuple(builder, row.shape)[0], chains)
+            (totals,) = _emit_sums(context, builder, dtype, [row.data], center_pointers,
+                                   cgutils.unpack_tuple(builder, row.shape)[0], chains)
             for c in range(n_centers):
                 builder.store(builder.load(totals[c]), builder.gep(out.data, [builder.mul(
                     builder.add(center_value, ir.Constant(intp, c)), out_stride)]))
