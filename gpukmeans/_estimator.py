@@ -104,8 +104,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         ``score`` and ``transform`` give cosine distances. See docs/cosine.md.
     device : {"auto", "cpu", "gpu"}, default="auto"
         "gpu" runs on the CUDA device (an error if none is usable, saying why); "cpu" on
-        the CPU engine (NumPy for small fits, Numba for the rest); "auto" picks the GPU when CuPy and a device are usable, or when
-        X already lives on the GPU, and the CPU otherwise. A parameter of ``fit``:
+        the CPU engine (NumPy for small fits, Numba for the rest); "auto" picks the GPU
+        when CuPy and a device are usable, or when X already lives on the GPU, and the
+        CPU otherwise. A parameter of ``fit``:
         inference runs on the GPU for GPU queries, and for host queries where the fit
         ran (``device_``), whatever ``device`` says since.
     oversampling_factor : float, default=2.0
@@ -120,9 +121,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         centers and per sample the int32 labels (twice) and ``sample_weight`` when given,
         whatever ``n_samples`` (k-means++'s distances and float32 distance bounds go to
         temporary files); the result is the in-memory fit's, bit for bit (see the
-        README's "KMeans on data larger than memory" and docs/streaming.md). None: blocks of about 32 MiB. Set, it also
-        streams an in-memory array. ``predict`` and ``score`` on such data centre it
-        block by block where the fit centred, instead of copying it. Data too small for
+        README's "KMeans on data larger than memory" and docs/streaming.md). None:
+        blocks of about 32 MiB. Set, it also streams an in-memory array. ``predict`` and
+        ``score`` on such data centre it block by block where the fit centred, instead of
+        copying it. Data too small for
         the Numba engine's passes (at most 2**18 values; at most 2**18 samples and 4e7
         values; or a fit small enough for the NumPy engine) are read into memory instead.
     max_device_memory : int or None, default=None

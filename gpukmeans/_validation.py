@@ -449,8 +449,9 @@ def check_predict_data(estimator, X, promote=False):
         with np.errstate(over="ignore"):  # a float64 value past float32's range: said below
             X, on_device = _check_sparse_X(estimator, X, None,
                                            dtype=None if promote else dtype, reset=False)
-            if X.dtype != cast_to(X.dtype):
-                X = X.astype(cast_to(X.dtype))
+            wanted = cast_to(X.dtype)
+            if X.dtype != wanted:
+                X = X.astype(wanted)
         check_magnitude(X, centers=estimator.cluster_centers_, scale_free=scale_free)
         return X, on_device
     if is_device_array(X):
