@@ -45,6 +45,7 @@ from ._cpu_passes import (
     feature_major, inertia, row_norms_f64,
 )
 from ._cpu_passes import largest_magnitude as _largest_magnitude
+from ._cpu_passes import scan_float32 as _scan_float32
 from ._cpu_runtime import cpu_runtime
 from ._cpu_small import CHUNK_ROWS
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
@@ -434,6 +435,14 @@ def largest_magnitude(X):
         return _largest_magnitude(X)
 
 
+def scan_float32(X, with_norms):
+    """Validation's one pass over large float32 data
+    (:func:`gpukmeans._cpu_passes.scan_float32`), on the engine's threads, as
+    :func:`largest_magnitude`."""
+    with cpu_runtime(new_call=False):
+        return _scan_float32(X, with_norms)
+
+
 def make_engine(unit_centers=False):
     """The Numba engine; ``unit_centers`` (cosine fits and their inference) orders the
     centers by dot product alone (:func:`gpukmeans._cpu_nearest._exact_rank`)."""
@@ -545,6 +554,8 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                     engine.pairwise_distances(X, centers)
                     engine.lloyd_iter(X, sample_weight, centers, labels)
                     largest_magnitude(source)  # validation's, on the caller's X
+                    if dtype == np.float32:
+                        scan_float32(source, with_norms=True)
                     if read_only:  # transform and row norms take the caller's X, uncentred
                         engine.pairwise_distances(source, centers)
                         engine.row_norms(source)

@@ -123,8 +123,9 @@ def _subtract_rows_and_norms(X, vector, out, out_squared_norms):
         _chunk_squared_norms(out, start, end, out_squared_norms)
 
 
-def centered(X, X_mean):
-    """Engine ``centered``.
+def centered(X, X_mean, x_squared_norms=None):
+    """Engine ``centered``; ``x_squared_norms``: X's :func:`row_norms_f64`, where
+    validation's pass computed them (:func:`scan_float32`).
 
     float64 is centred, as scikit-learn does, so that its labels stay bitwise
     scikit-learn's. float32 labels are exact either way (near-ties are decided in
@@ -141,7 +142,8 @@ def centered(X, X_mean):
     the same pass instead of another read of X.
     """
     if X.dtype == np.float32:
-        x_squared_norms = _row_norms_f64(X)
+        if x_squared_norms is None:
+            x_squared_norms = _row_norms_f64(X)
         if near_the_origin(X_mean, x_squared_norms):
             return X, x_squared_norms, False
     out = np.empty_like(X)
@@ -203,6 +205,65 @@ def _largest_magnitude_bits(bits, magnitude_mask):
 
 
 _SIGNED_OF_FLOAT = {4: np.int32, 8: np.int64}
+
+
+# Rows of one piece of a scan's block (:func:`_scan_block`): its three sweeps over the
+# piece read it from L2 (about 128 KiB of rows).
+SCAN_PIECE_VALUES = 2**15
+
+
+@njit(nogil=True, cache=CACHE)
+def _scan_block(X, bits, magnitude_mask, start, end, sums, squared_norms, with_norms):
+    """:func:`_scan_float32` over rows ``start:end``: returns their largest bits, adds the
+    rows to ``sums`` (float64, in row order) and writes their norms."""
+    n_features = X.shape[1]
+    piece_rows = max(1, SCAN_PIECE_VALUES // max(1, n_features))
+    largest = bits.dtype.type(0)
+    for piece_start in range(start, end, piece_rows):
+        piece_end = min(piece_start + piece_rows, end)
+        largest = max(largest, _largest_bits(
+            bits[piece_start * n_features:piece_end * n_features], magnitude_mask))
+        for i in range(piece_start, piece_end):
+            for f in range(n_features):
+                sums[f] += np.float64(X[i, f])
+        if with_norms:
+            _chunk_squared_norms(X, piece_start, piece_end, squared_norms)
+    return largest
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _scan_float32(X, bits, magnitude_mask, squared_norms, with_norms):
+    """:func:`scan_float32`'s pass, a fixed block of rows per ``prange`` iteration, the
+    blocks' sums then added in block order: the same bits with any thread count."""
+    n_samples, n_features = X.shape
+    block_largest = np.empty(MAGNITUDE_BLOCKS, dtype=bits.dtype)
+    block_sums = np.zeros((MAGNITUDE_BLOCKS, n_features), dtype=np.float64)
+    for block in prange(MAGNITUDE_BLOCKS):
+        start = block * n_samples // MAGNITUDE_BLOCKS
+        end = (block + 1) * n_samples // MAGNITUDE_BLOCKS
+        block_largest[block] = _scan_block(X, bits, magnitude_mask, start, end,
+                                           block_sums[block], squared_norms, with_norms)
+    sums = np.zeros(n_features, dtype=np.float64)
+    for block in range(MAGNITUDE_BLOCKS):
+        for f in range(n_features):
+            sums[f] += block_sums[block, f]
+    return _largest_bits(block_largest, magnitude_mask), sums
+
+
+def scan_float32(X, with_norms):
+    """One pass over a C-contiguous float32 array for validation and the fit: ``(largest,
+    X_mean, x_squared_norms)``, where ``largest`` is :func:`largest_magnitude`'s value,
+    ``X_mean`` the column means summed in float64 and rounded to float32 (NumPy's float32
+    mean sums in float32), and ``x_squared_norms`` :func:`row_norms_f64`'s values bit
+    for bit, or None without ``with_norms``. Three passes before (MNIST float32 on two
+    threads: largest 15.9 ms, NumPy's mean 22.7, row norms 12.5)."""
+    magnitude_mask = np.int32(np.iinfo(np.int32).max)
+    squared_norms = np.empty(X.shape[0] if with_norms else 0, dtype=np.float64)
+    largest, sums = _scan_float32(X, X.reshape(-1).view(np.int32), magnitude_mask,
+                                  squared_norms, with_norms)
+    X_mean = (sums / X.shape[0]).astype(np.float32)
+    return (float(np.int32(largest).view(np.float32)), X_mean,
+            squared_norms if with_norms else None)
 
 
 def largest_magnitude(X):

@@ -1147,11 +1147,13 @@ def near_the_origin(X_mean, x_squared_norms):
     return mean_squared_norm <= float(x_squared_norms.mean()) - mean_squared_norm
 
 
-def centered(X, X_mean):
+def centered(X, X_mean, x_squared_norms=None):
     """Engine ``centered``: float64 always centred, as scikit-learn does; float32 only far
-    from the origin (:func:`near_the_origin`)."""
+    from the origin (:func:`near_the_origin`). ``x_squared_norms``: X's
+    :func:`row_norms`, where the caller has them."""
     if X.dtype == np.float32:
-        x_squared_norms = row_norms(X)
+        if x_squared_norms is None:
+            x_squared_norms = row_norms(X)
         if near_the_origin(X_mean, x_squared_norms):
             return X, x_squared_norms, False
     out = np.empty_like(X, order="C")

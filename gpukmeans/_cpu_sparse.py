@@ -314,7 +314,7 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
     return distance_to_candidates, candidates_pot
 
 
-def centered(X, X_mean):
+def centered(X, X_mean, x_squared_norms=None):
     """Sparse data are not centred (scikit-learn does not either): it would make them dense."""
     return X, row_norms(X), False
 

@@ -99,10 +99,12 @@ class Engine(NamedTuple):
     """``row_norms(X) -> float64 (n_samples,)``: ``||x_i||^2`` in float64."""
 
     centered: Callable
-    """``centered(X, X_mean) -> (X_work, x_squared_norms, is_centred)``: the data the fit
-    works on and :attr:`row_norms` of it, bitwise. ``X - X_mean`` in a new array (bitwise
-    NumPy's broadcast subtraction; ``X`` is the caller's and is never written), or ``X``
-    itself where the engine's labels do not need the centring (``is_centred`` False)."""
+    """``centered(X, X_mean, x_squared_norms=None) -> (X_work, x_squared_norms,
+    is_centred)``: the data the fit works on and :attr:`row_norms` of it, bitwise.
+    ``X - X_mean`` in a new array (bitwise NumPy's broadcast subtraction; ``X`` is the
+    caller's and is never written), or ``X`` itself where the engine's labels do not need
+    the centring (``is_centred`` False). ``x_squared_norms``: :attr:`row_norms` of X
+    where validation's pass computed them (CPU float32 fits), else None."""
 
     kmeanspp_candidates: Callable
     """``kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closest_dist_sq)

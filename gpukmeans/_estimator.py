@@ -251,7 +251,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         device = self._resolve_fit_device(X)
         xp = array_module(device)
         is_memmap = isinstance(X, np.memmap)
-        X, on_device, feature_names, X_mean = _validation.check_fit_data(self, X, xp)
+        X, on_device, feature_names, X_mean, x_squared_norms = _validation.check_fit_data(
+            self, X, xp, row_norms=not is_memmap and self.metric != "cosine")
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
@@ -307,7 +308,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 # Centred data give more accurate ||x||^2 - 2 x.c + ||c||^2 distances,
                 # where the engine's labels need them. A new array: the caller's is
                 # untouched.
-                X, x_squared_norms, is_centred = engine.centered(X, X_mean)
+                X, x_squared_norms, is_centred = engine.centered(X, X_mean, x_squared_norms)
             if sparse and not cosine:
                 # scikit-learn's mean_variance_axis: sparse data are never centred.
                 tol = _tolerance(X, self.tol, xp)
@@ -820,8 +821,8 @@ def kmeans_plusplus(
         _validation._check_integer("n_local_trials", n_local_trials, 1)
     resolved = params._resolve_fit_device(X)
     xp = array_module(resolved)
-    X, on_device, _, _ = _validation.check_fit_data(params, X, xp, need_mean=False,
-                                                    caller="kmeans_plusplus")
+    X, on_device, _, _, _ = _validation.check_fit_data(params, X, xp, need_mean=False,
+                                                       caller="kmeans_plusplus")
     _validation.check_n_samples(X.shape[0], n_clusters)
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here

@@ -545,7 +545,7 @@ class GpuKernels:
         self.row_squared_norms(X, out)
         return out
 
-    def centered(self, X, X_mean):
+    def centered(self, X, X_mean, x_squared_norms=None):
         """Engine ``centered``: always centres (the float32 labels come from the float32
         ``||c||^2 - 2 x.c``, more accurate on centred data); the array module's elementwise
         kernel is already parallel."""

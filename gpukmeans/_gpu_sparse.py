@@ -177,7 +177,7 @@ class SparseGpuKernels(GpuKernels):
         self.row_squared_norms_csr(X, out)
         return out
 
-    def centered_sparse(self, X, X_mean):
+    def centered_sparse(self, X, X_mean, x_squared_norms=None):
         """Engine ``centered``: sparse data are not centred (it would make them dense)."""
         return X, self.row_norms_sparse(X), False
 

@@ -281,7 +281,7 @@ def inertia(data, sample_weight, centers, labels):
     return total
 
 
-def centered(data, X_mean):
+def centered(data, X_mean, x_squared_norms=None):
     """Engine ``centered``: the GPU engine always centres (each block, as it comes)."""
     data.shift = data.xp.asarray(X_mean)
     return data, RowNormsSum(data), True

@@ -244,8 +244,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         device = self._resolve_fit_device(X)
         xp = array_module(device)
         # The mini-batches are never centred: no mean.
-        X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp,
-                                                                    need_mean=False)
+        X, on_device, feature_names, _, _ = _validation.check_fit_data(self, X, xp,
+                                                                       need_mean=False)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
@@ -369,7 +369,8 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         else:
             device = self._resolve_fit_device(X)
             xp = array_module(device)
-            X, on_device, feature_names, _ = _validation.check_fit_data(self, X, xp)
+            X, on_device, feature_names, _, _ = _validation.check_fit_data(
+                self, X, xp, need_mean=False)  # mini-batches are never centred
             _validation.check_n_samples(X.shape[0], self.n_clusters)
         n_samples, n_features = X.shape
         sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)

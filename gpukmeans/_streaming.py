@@ -381,7 +381,7 @@ def _summed_by_block(data, distances_of):
     return np.float64(total[0])
 
 
-def centered(data, X_mean):
+def centered(data, X_mean, x_squared_norms=None):
     """Engine ``centered`` (:func:`gpukmeans._cpu_passes.centered`'s rule): float64 always
     centred; float32 when the mean's squared norm exceeds the spread around it, from the
     mean of the row norms, summed as NumPy sums them. Returns ``(data, RowNormsSum(data),

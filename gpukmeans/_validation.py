@@ -235,17 +235,22 @@ def _quiet_finiteness_check():
     return np.errstate(over="ignore", invalid="ignore")
 
 
-def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
+def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_norms=False):
     """Validate ``X`` for ``fit``; ``caller`` (a name) replaces the estimator's class
     name in scikit-learn's messages (``kmeans_plusplus``'s NaN error named KMeans).
 
-    Returns ``(X, on_device, feature_names, X_mean)`` where X is a C-contiguous
-    float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for device input,
-    and ``X_mean = X.mean(axis=0)`` on the same side (None unless ``need_mean``: a pass
-    over X that a fit which never centres need not pay). X may be the caller's own array:
-    callers must not modify it in place. Sparse X gives a CSR matrix (see
-    :func:`_check_sparse_X`; a pandas DataFrame of sparse columns too, as scikit-learn
-    takes it) and ``X_mean`` None: sparse data are never centred.
+    Returns ``(X, on_device, feature_names, X_mean, x_squared_norms)`` where X is a
+    C-contiguous float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for
+    device input, and ``X_mean = X.mean(axis=0)`` on the same side (None unless
+    ``need_mean``: a pass over X that a fit which never centres need not pay). X may be
+    the caller's own array: callers must not modify it in place. Sparse X gives a CSR
+    matrix (see :func:`_check_sparse_X`; a pandas DataFrame of sparse columns too, as
+    scikit-learn takes it) and ``X_mean`` None: sparse data are never centred.
+
+    float32 data that the Numba engine will cluster are read once for the largest
+    magnitude, the mean and (with ``row_norms``, past the passes that run on NumPy) the
+    row norms (:func:`gpukmeans._cpu_passes.scan_float32`): their mean is summed in
+    float64, not NumPy's float32. ``x_squared_norms`` is those norms, else None.
     """
     from sklearn.utils.validation import _get_feature_names
 
@@ -254,7 +259,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
         feature_names = _get_feature_names(X)  # a sparse DataFrame's column names
         X, on_device = _check_sparse_X(estimator, X, device_xp, caller=caller)
         check_magnitude(X, scale_free=scale_free)
-        return X, on_device, feature_names, None
+        return X, on_device, feature_names, None, None
     if is_device_array(X):
         if device_xp is None or device_xp is np:
             raise ValueError(
@@ -263,7 +268,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
             )
         X = device_xp.ascontiguousarray(_check_device_X(X, "X", device_xp))
         check_magnitude(X, scale_free=scale_free)
-        return X, True, None, X.mean(axis=0) if need_mean else None
+        return X, True, None, X.mean(axis=0) if need_mean else None, None
 
     feature_names = _get_feature_names(X)
     X = check_array(
@@ -278,18 +283,27 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None):
     # check is a pass of its own, a sum): NaN and infinity make the largest magnitude,
     # and the mean, non-finite. Either may also be an overflow of finite values, so only
     # then is each value checked, with scikit-learn's own message.
-    largest = largest_magnitude(X, compiled=device_xp is np)
-    finite = bool(np.isfinite(largest))
-    X_mean = None
-    if need_mean:
+    X_mean = x_squared_norms = None
+    if need_mean and X.dtype == np.float32 and _runs_compiled(X, device_xp):
+        from ._cpu import scan_float32
+        from ._cpu_small import MAX_PASS_ELEMENTS
+
         with np.errstate(over="ignore", invalid="ignore"):
-            X_mean = column_means(X)
+            largest, X_mean, x_squared_norms = scan_float32(
+                X, with_norms=row_norms and X.size > MAX_PASS_ELEMENTS)
+    else:
+        largest = largest_magnitude(X, compiled=device_xp is np)
+        if need_mean:
+            with np.errstate(over="ignore", invalid="ignore"):
+                X_mean = column_means(X)
+    finite = bool(np.isfinite(largest))
+    if need_mean:
         finite = finite and bool(np.isfinite(X_mean).all())
     if not finite:
         with _quiet_finiteness_check():
             check_array(X, dtype=None, estimator=caller or estimator, input_name="X")
     check_magnitude(X, scale_free=scale_free, largest=largest)
-    return X, False, feature_names, X_mean
+    return X, False, feature_names, X_mean, x_squared_norms
 
 
 def column_means(X):
@@ -343,15 +357,21 @@ def largest_magnitude(X, compiled=False):
     (:func:`gpukmeans._cpu.largest_magnitude`) replaces NumPy's two, ``max`` and ``min``
     (MNIST float32: 6 against 15 ms on one thread; 100,000 x 32 float32: 0.4 against 1.0).
     The same value either way."""
-    from ._cpu_small import MAX_ELEMENTS, MAX_SAMPLES
-
-    if (compiled and not is_sparse(X)
-            and (X.size > MAX_ELEMENTS or X.shape[0] > MAX_SAMPLES)):
+    if compiled and not is_sparse(X) and _runs_compiled(X, np):
         from ._cpu import largest_magnitude as one_pass
 
         return one_pass(X)
     values = X.data if is_sparse(X) else X  # a sparse matrix's implicit zeros change nothing
     return max(float(values.max()), -float(values.min())) if values.size else 0.0
+
+
+def _runs_compiled(X, device_xp):
+    """Whether a fit of X on ``device_xp`` runs on the Numba engine whatever its clusters:
+    on the CPU past the NumPy engine's :data:`~gpukmeans._cpu_small.MAX_ELEMENTS` values
+    or :data:`~gpukmeans._cpu_small.MAX_SAMPLES` samples."""
+    from ._cpu_small import MAX_ELEMENTS, MAX_SAMPLES
+
+    return device_xp is np and (X.size > MAX_ELEMENTS or X.shape[0] > MAX_SAMPLES)
 
 
 def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):

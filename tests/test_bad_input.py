@@ -96,6 +96,50 @@ def test_one_pass_largest_magnitude_is_numpys(dtype):
         assert np.isnan(largest_magnitude(X))
 
 
+def test_float32_scan_gives_the_three_passes():
+    """Validation's one pass over large float32 data (the Numba engine's) gives NumPy's
+    largest magnitude, the row norms of the engine's own pass bit for bit, and the
+    column means of float64 arithmetic rounded to float32, on fresh data of every scale,
+    the same bits with one thread or two; NaN and infinity make both the magnitude and
+    the mean non-finite."""
+    import numba
+
+    from gpukmeans import _cpu
+
+    rng = np.random.default_rng()
+    info = np.finfo(np.float32)
+    for scale in (1.0, 1e-3, float(info.tiny) * 4, 1e30):
+        for shape in ((1, 1), (7, 3), (1000, 17), (5000, 64), (300, 784), (70, 5000)):
+            X = (rng.standard_normal(shape) * scale + scale * rng.uniform(-3, 3)).astype(
+                np.float32)
+            X.flat[rng.integers(X.size)] = -0.0
+            largest, X_mean, norms = _cpu.scan_float32(X, with_norms=True)
+            assert largest == max(float(X.max()), -float(X.min()))
+            np.testing.assert_array_equal(norms, _cpu.row_norms_f64(X))
+            assert X_mean.dtype == np.float32 and X_mean.shape == (shape[1],)
+            exact = X.astype(np.float64).mean(axis=0)
+            # rounded once to float32 (by at most a subnormal's spacing below tiny)
+            np.testing.assert_allclose(
+                X_mean, exact, rtol=float(info.eps),
+                atol=max(float(np.abs(X).max()) * 1e-12, float(info.smallest_subnormal)))
+            assert _cpu.scan_float32(X, with_norms=False)[2] is None
+            threads = numba.get_num_threads()
+            try:
+                numba.set_num_threads(1)
+                alone = _cpu.scan_float32(X, with_norms=True)
+            finally:
+                numba.set_num_threads(threads)
+            assert alone[0] == largest
+            np.testing.assert_array_equal(alone[1], X_mean)
+            np.testing.assert_array_equal(alone[2], norms)
+    for bad in (np.inf, -np.inf, np.nan):
+        X = rng.standard_normal((3000, 5)).astype(np.float32)
+        X[rng.integers(3000), rng.integers(5)] = bad
+        largest, X_mean, _ = _cpu.scan_float32(X, with_norms=False)
+        assert not np.isfinite(largest) and not np.isfinite(X_mean).all()
+        assert np.isnan(largest) == np.isnan(bad)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("estimator", [KMeans, MiniBatchKMeans])
@@ -111,6 +155,9 @@ def test_large_X_is_refused_by_the_one_pass_check(estimator, bad, match, dtype, 
     passes = []
     monkeypatch.setattr(_cpu, "largest_magnitude",
                         lambda X, one_pass=_cpu.largest_magnitude: passes.append(1) or one_pass(X))
+    # float32 fits of KMeans take the mean and row norms in the same pass
+    monkeypatch.setattr(_cpu, "scan_float32", lambda X, with_norms, one_pass=_cpu.scan_float32:
+                        passes.append(2) or one_pass(X, with_norms))
     rng = np.random.default_rng()
     X = rng.standard_normal((600, 3)).astype(dtype)
     huge = 1e19 if dtype == np.float32 else 1e160  # finite, past k-means' range
