@@ -252,7 +252,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         xp = array_module(device)
         is_memmap = isinstance(X, np.memmap)
         X, on_device, feature_names, X_mean, x_squared_norms = _validation.check_fit_data(
-            self, X, xp, row_norms=not is_memmap and self.metric != "cosine")
+            self, X, xp, row_norms=not (is_memmap or self.stream_block_rows is not None)
+            and self.metric != "cosine")  # streamed fits' norms come block by block
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.

@@ -241,16 +241,19 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
 
     Returns ``(X, on_device, feature_names, X_mean, x_squared_norms)`` where X is a
     C-contiguous float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for
-    device input, and ``X_mean = X.mean(axis=0)`` on the same side (None unless
+    device input, and ``X_mean``, X's column means, on the same side (None unless
     ``need_mean``: a pass over X that a fit which never centres need not pay). X may be
     the caller's own array: callers must not modify it in place. Sparse X gives a CSR
     matrix (see :func:`_check_sparse_X`; a pandas DataFrame of sparse columns too, as
     scikit-learn takes it) and ``X_mean`` None: sparse data are never centred.
 
-    float32 data that the Numba engine will cluster are read once for the largest
-    magnitude, the mean and (with ``row_norms``, past the passes that run on NumPy) the
-    row norms (:func:`gpukmeans._cpu_passes.scan_float32`): their mean is summed in
-    float64, not NumPy's float32. ``x_squared_norms`` is those norms, else None.
+    ``X_mean`` is ``X.mean(axis=0)`` bit for bit, except for float32 host data that a
+    CPU fit runs on the Numba engine whatever its clusters (:func:`_runs_compiled`: more
+    than MAX_SAMPLES samples or MAX_ELEMENTS values): those are read once for the
+    largest magnitude, the mean (float64 sums rounded once, not NumPy's float32 sums)
+    and, with ``row_norms`` and past the passes that run on NumPy, the row norms
+    (:func:`gpukmeans._cpu_passes.scan_float32`). ``x_squared_norms`` is those norms,
+    else None.
     """
     from sklearn.utils.validation import _get_feature_names
 
@@ -286,11 +289,12 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
     X_mean = x_squared_norms = None
     if need_mean and X.dtype == np.float32 and _runs_compiled(X, device_xp):
         from ._cpu import scan_float32
-        from ._cpu_small import MAX_PASS_ELEMENTS
+        from ._cpu_small import _small_pass
 
+        # Only where the engine's own row norms are the Numba pass's (bitwise these).
         with np.errstate(over="ignore", invalid="ignore"):
             largest, X_mean, x_squared_norms = scan_float32(
-                X, with_norms=row_norms and X.size > MAX_PASS_ELEMENTS)
+                X, with_norms=row_norms and not _small_pass(X))
     else:
         largest = largest_magnitude(X, compiled=device_xp is np)
         if need_mean:

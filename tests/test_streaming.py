@@ -116,6 +116,25 @@ def test_memmap_streams_without_parameters(rng, tmp_path, monkeypatch):
     _assert_same_fit(streamed, KMeans(5, random_state=0, device="cpu").fit(X))
 
 
+def test_streamed_fits_take_no_row_norms_in_validation(rng, tmp_path, monkeypatch):
+    """Validation's float32 pass takes row norms (8 bytes a sample) only for in-memory
+    fits: a memmap, or an array with ``stream_block_rows``, streams its norms block by
+    block; the fits are still the in-memory fit."""
+    from gpukmeans import _cpu
+
+    asked = []
+    monkeypatch.setattr(_cpu, "scan_float32", lambda X, with_norms, scan=_cpu.scan_float32:
+                        asked.append(with_norms) or scan(X, with_norms))
+    X = _blobs(rng, 2**18 + 100, 8, np.float32)
+    in_memory = KMeans(5, random_state=0, device="cpu", max_iter=5).fit(X)
+    assert asked == [True]
+    for data, params in ((_memmap(X, tmp_path), {}), (X, {"stream_block_rows": 50_000})):
+        asked.clear()
+        streamed = KMeans(5, random_state=0, device="cpu", max_iter=5, **params).fit(data)
+        assert asked == [False]
+        _assert_same_fit(streamed, in_memory)
+
+
 @pytest.mark.parametrize("init", ["random", "array", "callable"])
 def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
     """init="random", an array (one center far away: its cluster empties at the first
