@@ -125,10 +125,10 @@ def test_streamed_fits_take_no_row_norms_in_validation(rng, tmp_path, monkeypatc
     asked = []
     monkeypatch.setattr(_cpu, "scan_float32", lambda X, with_norms, scan=_cpu.scan_float32:
                         asked.append(with_norms) or scan(X, with_norms))
-    X = _blobs(rng, 2**18 + 100, 8, np.float32)
+    X = _blobs(rng, 2**15 + 100, 8, np.float32)  # past MAX_SAMPLES and MAX_PASS_ELEMENTS
     in_memory = KMeans(5, random_state=0, device="cpu", max_iter=5).fit(X)
     assert asked == [True]
-    for data, params in ((_memmap(X, tmp_path), {}), (X, {"stream_block_rows": 50_000})):
+    for data, params in ((_memmap(X, tmp_path), {}), (X, {"stream_block_rows": 10_000})):
         asked.clear()
         streamed = KMeans(5, random_state=0, device="cpu", max_iter=5, **params).fit(data)
         assert asked == [False]
