@@ -41,8 +41,8 @@ from ._cpu_minibatch import (
 )
 from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
-    _assigned_distances, _pairwise_distances_chunked, _weighted_sum_f64, centered,
-    feature_major, inertia, row_norms_f64,
+    _pairwise_distances_chunked, _weighted_sum_f64, centered, feature_major, inertia,
+    numpy_order_distances, row_norms_f64,
 )
 from ._cpu_passes import largest_magnitude as _largest_magnitude
 from ._cpu_passes import scan_float32 as _scan_float32
@@ -392,7 +392,7 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
 
 
 def assigned_distances(X, centers, labels):
-    return _assigned_distances(X, centers, labels)
+    return numpy_order_distances(X, centers, labels)
 
 
 def pairwise_distances(X, centers):

@@ -1,7 +1,7 @@
 """Squared distances and norms in float64 whose bits do not depend on the code around them.
 
 Every pass that measures a sample against its center (a run's final E-step, the inertia
-pass, ``score``, relocation, a streamed fit's blocks) must give the same bits, or a fit's
+pass, ``score``, a streamed fit's blocks) must give the same bits, or a fit's
 ``inertia_`` and ``-score(X)``, and a streamed and an in-memory fit, differ in their last
 digits. A Numba loop compiled with ``fastmath={"reassoc", "contract"}`` vectorises, but
 leaves the order of its sum and its fused multiply-adds to LLVM in each kernel that

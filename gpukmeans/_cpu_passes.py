@@ -20,7 +20,8 @@ from ._cpu_small import near_the_origin
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _assigned_distances(X, centers, labels):
     """``||x_i - centers[labels[i]]||^2`` per sample, float64, from the differences, by
-    :func:`_chunk_distances` (as every pass that measures them)."""
+    :func:`_chunk_distances`, as the final E-step and every inertia pass measure them
+    (relocation and k-means|| take NumPy's order instead: :func:`numpy_order_distances`)."""
     n_samples = X.shape[0]
     distances = np.empty(n_samples, dtype=np.float64)
     n_chunks = (n_samples + DISTANCE_CHUNK_ROWS - 1) // DISTANCE_CHUNK_ROWS
@@ -29,6 +30,116 @@ def _assigned_distances(X, centers, labels):
         _chunk_distances(X, centers, labels, start, min(start + DISTANCE_CHUNK_ROWS, n_samples),
                          distances)
     return distances
+
+
+# NumPy's pairwise summation, which ``.sum(axis=1)`` of a C-ordered array makes of each
+# row (numpy/_core/src/umath/loops_utils.h.src, ``pairwise_sum``): under 8 values added
+# in order onto 0.0; up to PAIRWISE_BLOCK values in 8 running sums (values i, i + 8,
+# ...) joined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the values past the
+# last multiple of 8 added after, in order; above, split at n // 2 - (n // 2) % 8.
+PAIRWISE_BLOCK = 128
+_ADD = -1
+
+
+def pairwise_plan(count):
+    """NumPy's splits of a pairwise sum of ``count`` values, as a postfix program: int64
+    rows ``(start, count)`` for a block summed whole, ``(0, _ADD)`` for "add the last two
+    sums". The same for every row, so made once; Numba loops over it (a recursive Numba
+    function crashed when loaded from its on-disk cache)."""
+    plan = []
+
+    def part(start, count):
+        if count <= PAIRWISE_BLOCK:
+            plan.append((start, count))
+            return
+        first = count // 2 - (count // 2) % 8
+        part(start, first)
+        part(start + first, count - first)
+        plan.append((0, _ADD))
+
+    part(0, count)
+    return np.array(plan, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(nogil=True, fastmath=False, cache=CACHE)
+def _squared_difference(x, c, f):
+    diff = np.float64(x[f]) - np.float64(c[f])
+    return diff * diff
+
+
+@njit(nogil=True, fastmath=False, cache=CACHE)
+def _pairwise_block(x, c, start, count):
+    """NumPy's sum of ``(x[f] - c[f])**2`` (float64) over ``count <= PAIRWISE_BLOCK``
+    features from ``start``."""
+    if count < 8:
+        total = 0.0
+        for f in range(start, start + count):
+            total += _squared_difference(x, c, f)
+        return total
+    r0 = _squared_difference(x, c, start)
+    r1 = _squared_difference(x, c, start + 1)
+    r2 = _squared_difference(x, c, start + 2)
+    r3 = _squared_difference(x, c, start + 3)
+    r4 = _squared_difference(x, c, start + 4)
+    r5 = _squared_difference(x, c, start + 5)
+    r6 = _squared_difference(x, c, start + 6)
+    r7 = _squared_difference(x, c, start + 7)
+    whole_end = start + count - count % 8
+    for f in range(start + 8, whole_end, 8):
+        r0 += _squared_difference(x, c, f)
+        r1 += _squared_difference(x, c, f + 1)
+        r2 += _squared_difference(x, c, f + 2)
+        r3 += _squared_difference(x, c, f + 3)
+        r4 += _squared_difference(x, c, f + 4)
+        r5 += _squared_difference(x, c, f + 5)
+        r6 += _squared_difference(x, c, f + 6)
+        r7 += _squared_difference(x, c, f + 7)
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for f in range(whole_end, start + count):
+        total += _squared_difference(x, c, f)
+    return total
+
+
+@njit(nogil=True, fastmath=False, cache=CACHE)
+def _pairwise_squared_differences(x, c, plan, sums):
+    """NumPy's pairwise sum of ``(x - c)**2`` over a row, by :func:`pairwise_plan`'s
+    ``plan``; ``sums``: scratch, ``plan.shape[0]`` float64."""
+    if plan.shape[0] == 1:
+        return _pairwise_block(x, c, 0, plan[0, 1])
+    depth = 0
+    for step in range(plan.shape[0]):
+        if plan[step, 1] == _ADD:
+            depth -= 1
+            sums[depth - 1] = sums[depth - 1] + sums[depth]
+        else:
+            sums[depth] = _pairwise_block(x, c, plan[step, 0], plan[step, 1])
+            depth += 1
+    return sums[0]
+
+
+@threaded(rows_times(lambda X, *args: X.shape[1]))
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _numpy_order_distances(X, centers, labels, plan):
+    """:func:`numpy_order_distances`, ``plan`` its :func:`pairwise_plan`."""
+    n_samples = X.shape[0]
+    distances = np.empty(n_samples, dtype=np.float64)
+    n_chunks = (n_samples + DISTANCE_CHUNK_ROWS - 1) // DISTANCE_CHUNK_ROWS
+    for chunk in prange(n_chunks):
+        start = chunk * DISTANCE_CHUNK_ROWS
+        sums = np.empty(plan.shape[0], dtype=np.float64)
+        for i in range(start, min(start + DISTANCE_CHUNK_ROWS, n_samples)):
+            distances[i] = _pairwise_squared_differences(X[i], centers[labels[i]], plan, sums)
+    return distances
+
+
+def numpy_order_distances(X, centers, labels):
+    """``||x_i - centers[labels[i]]||^2`` per sample, float64, each row's squares summed
+    as NumPy sums them: bit for bit ``((X - centers[labels])**2).sum(axis=1)`` for
+    float64 X (for float32 X, of its float64 differences). A relocation takes the
+    farthest samples by ``np.argpartition`` over these, as scikit-learn does over its
+    own: where samples tie, which one introselect leaves last depends on every value's
+    last bits, not only the tied ones'."""
+    return _numpy_order_distances(X, centers, labels, pairwise_plan(X.shape[1]))
 
 
 @njit(nogil=True, cache=CACHE)

@@ -1085,7 +1085,9 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=Fals
     return _Run(X, x_squared_norms, sample_weight, n_clusters, unit_centers)
 
 
-def assigned_distances(X, centers, labels):
+def _distances_to_labels(X, centers, labels, row_sums):
+    """``row_sums(diff)`` of each piece of ``X - centers[labels]`` (float64 differences),
+    float64 ``(n_samples,)``."""
     centers_f64 = centers.astype(np.float64)
     distances = np.empty(X.shape[0])
 
@@ -1093,17 +1095,31 @@ def assigned_distances(X, centers, labels):
     # float64 is 3x slower).
     def piece(bounds):
         for start, stop in _row_ranges(*bounds, 8 * X.shape[1]):
-            diff = X[start:stop].astype(np.float64)
+            # C order: NumPy sums a row pairwise only along a contiguous axis.
+            diff = X[start:stop].astype(np.float64, order="C")
             diff -= centers_f64.take(labels[start:stop], axis=0)
-            distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
+            distances[start:stop] = row_sums(diff)
 
     _over_row_pieces(piece, X, 8 * X.shape[1])
     return distances
 
 
+def _squares_summed_as_numpy(diff):
+    np.square(diff, out=diff)
+    return diff.sum(axis=1)
+
+
+def assigned_distances(X, centers, labels):
+    """Engine ``assigned_distances``: each row's squares summed by NumPy itself
+    (:func:`gpukmeans._cpu_passes.numpy_order_distances` replays its order)."""
+    return _distances_to_labels(X, centers, labels, _squares_summed_as_numpy)
+
+
 def inertia(X, sample_weight, centers, labels):
     # NumPy's pairwise sum: a fixed order, whatever the thread count.
-    return np.float64((assigned_distances(X, centers, labels) * sample_weight).sum())
+    distances = _distances_to_labels(X, centers, labels,
+                                     lambda diff: np.einsum("ij,ij->i", diff, diff))
+    return np.float64((distances * sample_weight).sum())
 
 
 def row_norms(X):

@@ -77,7 +77,10 @@ class Engine(NamedTuple):
     """``assigned_distances(X, centers, labels) -> float64 (n_samples,)``
 
     ``||x_i - centers[labels[i]]||^2`` from the differences (not the norm expansion),
-    in float64: for empty-cluster relocation ("farthest points") and inertia.
+    in float64, each row's squares summed in NumPy's pairwise order: bit for bit
+    ``((X - centers[labels])**2).sum(axis=1)`` for float64 X (for float32 X, of its
+    float64 differences), the array that scikit-learn's empty-cluster relocation
+    ("farthest points") partitions; also k-means||'s distances to the candidates.
     """
 
     inertia: Callable

@@ -49,6 +49,10 @@ SORT_MAX_COUNTS = 2**20
 ACCUMULATE_PIECE_SAMPLES = DEFINES["ACCUMULATE_PIECE_SAMPLES"]
 ACCUMULATE_THREADS = DEFINES["ACCUMULATE_THREADS"]
 
+PAIRWISE_ROWS_PER_WARP = WARP_SIZE // 8
+"""Samples per warp of ``assigned_distances``: a segment of 8 lanes each, NumPy's 8 running
+sums (reduce.cu); not a tunable."""
+
 MAX_GRID_Y = 65535
 """CUDA's limit on gridDim.y (gridDim.x goes to 2^31 - 1)."""
 
@@ -123,9 +127,15 @@ def pairwise_distances_launch(n_samples, n_clusters):
 
 
 def warp_per_row_launch(n_rows):
-    """``(grid, block)`` of the warp-per-row kernels (row norms, argmin epilogue, assigned
-    distances, k-means++ distances; label counting and ordering, one warp per range)."""
+    """``(grid, block)`` of the warp-per-row kernels (row norms, argmin epilogue,
+    k-means++ distances; label counting and ordering, one warp per range)."""
     return (max(1, _ceil_div(n_rows, WARPS_PER_BLOCK)),), (WARPS_PER_BLOCK * WARP_SIZE,)
+
+
+def pairwise_rows_launch(n_rows):
+    """``(grid, block)`` of ``assigned_distances``: 8 lanes per row (no block for no rows)."""
+    rows_per_block = WARPS_PER_BLOCK * PAIRWISE_ROWS_PER_WARP
+    return (_ceil_div(n_rows, rows_per_block),), (WARPS_PER_BLOCK * WARP_SIZE,)
 
 
 def sort_range_samples(n_samples, n_clusters):
@@ -391,9 +401,9 @@ class GpuKernels:
 
     def assigned_distances(self, X, centers, labels, out):
         """Launch ``assigned_distances<T>`` (OUT ``out[i] = ||x_i - centers[labels[i]]||^2``,
-        float64)."""
+        float64, summed as NumPy's ``.sum(axis=1)``)."""
         n_samples, n_features = X.shape
-        grid, block = warp_per_row_launch(n_samples)
+        grid, block = pairwise_rows_launch(n_samples)
         self._launch(
             grid, block, "assigned_distances", X.dtype,
             args=(X, centers, labels, np.int64(n_samples), np.int64(n_features),
@@ -532,7 +542,7 @@ class GpuKernels:
 
     def squared_distances_to_centers(self, X, centers, labels):
         """Engine ``assigned_distances``: ``||x_i - centers[labels[i]]||^2``, float64
-        ``(n_samples,)``."""
+        ``(n_samples,)``, each row summed as NumPy's ``.sum(axis=1)``, bit for bit."""
         _check_operands(X, (centers,), labels)
         out = self.xp.empty(X.shape[0], dtype=self.xp.float64)
         self.assigned_distances(X, centers, labels, out)

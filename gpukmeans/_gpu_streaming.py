@@ -29,6 +29,8 @@ on the emulated device where the in-memory fit's sums are sequential there too:
   tolerance is CuPy's sum per part of NumPy's pairwise split; k-means++'s first draw and
   the centring (per element) are bitwise the in-memory fit's. On the emulated device
   (NumPy) the scans and the sum are bitwise too.
+- emptied clusters take the in-memory fit's far samples: ``np.argpartition`` over every
+  sample's distance (the same kernel, per row), in a temporary file;
 - each k-means++ step takes two passes over X (the candidates' potentials, then the
   chosen candidate's distances again, recomputed bitwise: each candidate's distance is
   computed independently of the others).
@@ -41,7 +43,7 @@ from ._replay import RowNormsSum
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun, by_dot_products
 from ._gpu import GpuKernels, weighted_row_sums_launch
-from ._lloyd import to_host
+from ._lloyd import far_sample_tuples, farthest, to_host
 
 # Each pinned host buffer (there are two) holds at most this many bytes of rows.
 MAX_PINNED_BYTES = 2**28
@@ -227,27 +229,21 @@ class DeviceStreamedData:
         return kmeans_plusplus(self, n_clusters, random_state, reporter)
 
     def far_samples(self, centers_old, labels, n_empty):
-        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples: the ``n_empty``
-        samples farthest from their centers, farthest first (lowest index on ties)."""
-        kept_distances = np.empty(0)
-        kept_ids = np.empty(0, dtype=np.int64)
+        """:func:`gpukmeans._lloyd.relocate_empty_clusters`' far samples, as the
+        in-memory fit chooses them: ``np.argpartition``'s order over every sample's
+        distance to its center (the kernel's, NumPy's row sums bit for bit). The
+        distances go to an unlinked temporary file (8 bytes a sample, page cache), as
+        on the CPU (:meth:`gpukmeans._streaming.StreamedData.far_samples`)."""
+        distances = _replay.temporary_array((self.shape[0],), np.float64)
         for start, end, rows, _ in self.device_blocks():
-            distances = to_host(self.kernels.squared_distances_to_centers(
+            distances[start:end] = to_host(self.kernels.squared_distances_to_centers(
                 rows, centers_old, labels[start:end]))
-            kept_distances = np.concatenate([kept_distances, distances])
-            kept_ids = np.concatenate([kept_ids, np.arange(start, end)])
-            order = np.lexsort((kept_ids, -kept_distances))[:n_empty]
-            kept_distances, kept_ids = kept_distances[order], kept_ids[order]
-        rows = self.take(kept_ids)
-        norms = to_host(self.kernels.row_norms(rows))
-        centers_host = to_host(centers_old).astype(np.float64)
-        labels_host = to_host(labels[self.xp.asarray(kept_ids)])
-        for distance, i, row, norm, label in zip(kept_distances, kept_ids, rows, norms,
-                                                 labels_host):
-            resolution = (4 * self.shape[1] * np.finfo(self.dtype).eps
-                          * (norm + (centers_host[label] ** 2).sum()))
-            yield (distance, resolution, int(label), self.weights(i, i + 1)[0],
-                   row.astype(np.float64))
+        far = farthest(distances, n_empty)
+        rows = self.take(far)
+        weights = np.concatenate([self.weights(i, i + 1) for i in far])
+        return far_sample_tuples(self.dtype, centers_old, np.array(distances[far]),
+                                 to_host(self.kernels.row_norms(rows)),
+                                 to_host(labels[self.xp.asarray(far)]), weights, rows)
 
 
 def _e_step(data, centers, labels_rows, rows, unit_centers):

@@ -63,6 +63,7 @@ from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, by_panel, kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
     _assigned_distances, _row_norms_f64, _subtract_rows_and_norms, _weighted_sum_f64,
+    numpy_order_distances,
 )
 from ._cpu_small import CHUNK_ROWS
 from ._engine import StatelessRun, by_dot_products
@@ -185,7 +186,7 @@ class StreamedData:
             if candidates.shape[0] > 1:
                 _cpu.e_step(block, candidates, labels, norms, unit_centers=unit_centers)
             yield (start, end, labels.astype(np.int64),
-                   _assigned_distances(block, candidates, labels))
+                   numpy_order_distances(block, candidates, labels))
 
     def squared_norms_sum(self):
         """The in-memory fit's ``x_squared_norms.sum()`` (NumPy's pairwise sum, replayed)."""
@@ -216,7 +217,8 @@ class StreamedData:
         distances = temporary_array((n_samples,), np.float64)
         for start, end in self.blocks():
             block, _ = self.rows(start, end, with_norms=False)
-            distances[start:end] = _assigned_distances(block, centers_old, labels[start:end])
+            distances[start:end] = numpy_order_distances(block, centers_old,
+                                                         labels[start:end])
         far = farthest(distances, n_empty)
         rows, norms = self.take_with_norms(far)
         weights = np.concatenate([self.weights(i, i + 1) for i in far])

@@ -121,6 +121,44 @@ def test_relocation_and_array_init_when_streamed(on_gpu, rng, monkeypatch):
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clusters_emptied_together_take_argpartitions_order_when_streamed(on_gpu, dtype, rng,
+                                                                            monkeypatch):
+    """Eight clusters empty at the first step: the streamed fit pairs the farthest samples
+    with them in ``np.argpartition``'s order over all the distances, as the in-memory fit
+    does (it took them farthest first, lowest index on ties, before: other rows on other
+    centers whenever argpartition leaves its last eight otherwise)."""
+    from gpukmeans import _lloyd
+
+    n_samples, n_features, n_clusters = 3001, 5, 16
+    X = rng.standard_normal((n_samples, n_features)).astype(dtype)
+    X[rng.choice(n_samples, 12, replace=False)] *= 6  # far, distinct samples
+    # Five tied farthest samples, weighed differently: with ties, argpartition's order is
+    # not lowest index first (it was in 3 of 200 draws of such data).
+    X[[10, 600, 1500, 2200, 2990]] = X.max(axis=0) + 20
+    sample_weight = rng.uniform(0.5, 2.0, n_samples)
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    init[-8:] = 1e3 * rng.standard_normal((8, n_features))  # far from every sample
+    params = dict(n_clusters=n_clusters, init=init, n_init=1, device="gpu", max_iter=1)
+    moved = []
+    move = _lloyd.move_to_empty_clusters
+
+    def recorded(empty_clusters, far_samples, *args):
+        far_samples = list(far_samples)
+        moved.append([(label, float(weight)) for _, _, label, weight, _ in far_samples])
+        return move(empty_clusters, far_samples, *args)
+
+    monkeypatch.setattr(_lloyd, "move_to_empty_clusters", recorded)
+    in_memory = KMeans(**params).fit(X, sample_weight=sample_weight)
+    streamed = fit_streamed(KMeans(**params, max_device_memory=_budget(X, n_clusters, 512)),
+                            X, monkeypatch, _gpu_streaming, sample_weight=sample_weight)
+    assert len(moved) == 2 and len(moved[0]) == 8
+    assert moved[1] == moved[0]
+    assert np.array_equal(streamed.labels_, in_memory.labels_)
+    np.testing.assert_allclose(streamed.cluster_centers_, in_memory.cluster_centers_,
+                               rtol=1e-12 if dtype == np.float64 else 1e-6)
+
+
 def test_data_that_fit_are_not_streamed(on_gpu, rng, monkeypatch):
     X = rng.standard_normal((800, 3))
     passes = []

@@ -205,6 +205,15 @@ def test_warp_per_row_launch(n_rows):
     assert block % 32 == 0 and (grid - 1) * warps < n_rows <= grid * warps
 
 
+@pytest.mark.parametrize("n_rows", [0, 1, 31, 32, 33, 70_001])
+def test_pairwise_rows_launch(n_rows):
+    """8 lanes (one segment) per row: just enough blocks, none for no rows."""
+    (grid,), (block,) = _gpu.pairwise_rows_launch(n_rows)
+    segments = block // 8
+    assert block % 32 == 0 and (grid - 1) * segments < n_rows <= grid * segments
+    assert (grid == 0) == (n_rows == 0)
+
+
 @pytest.mark.parametrize("n_features", [1, 3, 31, 32, 33, 784, 2048])
 def test_feature_launch_whole_warps(n_features):
     (gx, gy), (threads,) = _gpu.feature_launch(10, n_features)

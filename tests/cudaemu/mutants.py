@@ -45,6 +45,16 @@ MUTANTS = {
         "                out[sample * n_clusters + cluster] = T(sqrt(sq[i][j]));\n"
         "                if (ty == 0) out[cluster] = T(blockIdx.x);\n",
         "plain", "pairwise"),
+    # NumPy's tree joined in another order: the 8 running sums added as r0 + r4, ... first.
+    "pairwise_other_tree": Mutant(
+        "reduce.cu", "for (int offset = 1; offset < PAIRWISE_LANES; offset <<= 1) {",
+        "for (int offset = PAIRWISE_LANES / 2; offset > 0; offset >>= 1) {", "plain",
+        "assigned"),
+    # Segments past the last sample read its label and row out of bounds instead of the
+    # last sample's.
+    "pairwise_tail_oob": Mutant(
+        "reduce.cu", "const index_t source = row < n_samples ? row : n_samples - 1;",
+        "const index_t source = row;", "asan", "assigned"),
     # The CSR M-step reads one entry past its column (into the next column, or past nnz).
     "csc_column_oob": Mutant("sparse.cu", "p < column_ptr[feature + 1]; ++p)",
                              "p <= column_ptr[feature + 1]; ++p)", "asan", "sparse"),
