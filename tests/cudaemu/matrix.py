@@ -93,6 +93,11 @@ def close(name, got, want, rtol, atol=0.0):
                        f"got {got[first]!r}, expected {want[first]!r}")
 
 
+CHECKS = ("fused", "gemm", "e_step", "row_norms", "pairwise", "assigned", "inertia",
+          "accumulate", "lloyd", "kmeanspp", "sparse")
+"""The names of :func:`run_checks`' checks, in its order (``--only`` takes them)."""
+
+
 def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
     """Every check of one case through the launchers and engine functions of ``G`` (a
     :class:`gpukmeans._gpu.GpuKernels`); returns ``{check: None or the failure}``."""
@@ -102,6 +107,7 @@ def run_checks(G, n, d, k, dtype, weights, kind, seed, only=None):
     results = {}
 
     def check(name, fn):
+        assert name in CHECKS, name
         if only and name not in only:
             return
         try:
@@ -327,17 +333,20 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="every variant of the small shapes")
     parser.add_argument("--schedules", action="store_true",
                         help="also run every case with reversed and random thread order")
+    parser.add_argument("--schedule", choices=("forward", "reverse", "random"),
+                        help="run every case in this thread order only")
     parser.add_argument("--max-cost", type=float, default=0, help="skip shapes with n*d*k above")
     parser.add_argument("--kernels", default="", help="a folder of .cu sources (planted bugs)")
     parser.add_argument("--only", default="", help="comma-separated checks")
     args = parser.parse_args(argv)
     emulated = device(args.variant, args.kernels or None)
     todo = cases(quick=not args.full, max_cost=args.max_cost)
-    schedules = ("forward", "reverse", "random") if args.schedules else ("forward",)
+    schedules = (("forward", "reverse", "random") if args.schedules
+                 else (args.schedule or "forward",))
     only = set(args.only.split(",")) - {""}
     start = time.perf_counter()
     failures = run(emulated, todo, schedules, only)
-    n_checks = len(todo) * len(schedules) * (len(only) or 11)
+    n_checks = len(todo) * len(schedules) * (len(only) or len(CHECKS))
     names = {name for name, _, _ in emulated.launches}
     print(f"{len(todo)} shapes x {len(schedules)} schedules, {len(emulated.launches)} launches "
           f"of {len(names)} instantiations, {time.perf_counter() - start:.0f} s ({args.variant})")
