@@ -14,6 +14,7 @@ from ._cpu_runtime import CACHE, prange_only, rows_times, threaded
 from ._cpu_small import CANCELLATION as _CANCELLATION
 from ._cpu_small import CHUNK_ROWS as DISTANCE_CHUNK_ROWS
 from ._cpu_small import near_the_origin
+from ._replay import PAIRWISE_BLOCK, pairwise_split
 
 
 @threaded(rows_times(lambda X, *args: X.shape[1]))
@@ -36,8 +37,7 @@ def _assigned_distances(X, centers, labels):
 # row (numpy/_core/src/umath/loops_utils.h.src, ``pairwise_sum``): under 8 values added
 # in order onto 0.0; up to PAIRWISE_BLOCK values in 8 running sums (values i, i + 8,
 # ...) joined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the values past the
-# last multiple of 8 added after, in order; above, split at n // 2 - (n // 2) % 8.
-PAIRWISE_BLOCK = 128
+# last multiple of 8 added after, in order; above, split at :func:`pairwise_split`.
 _ADD = -1
 
 
@@ -52,7 +52,7 @@ def pairwise_plan(count):
         if count <= PAIRWISE_BLOCK:
             plan.append((start, count))
             return
-        first = count // 2 - (count // 2) % 8
+        first = pairwise_split(count)
         part(start, first)
         part(start + first, count - first)
         plan.append((0, _ADD))

@@ -55,19 +55,31 @@ class RowNormsSum:
         return self.data.squared_norms_sum()
 
 
+# NumPy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src, ``pairwise_sum``):
+# at most PAIRWISE_BLOCK values are summed in one block (8 running sums); more are split
+# in two at :func:`pairwise_split` and the halves' sums added.
+PAIRWISE_BLOCK = 128
+
+
+def pairwise_split(count):
+    """The length of the first part where NumPy's pairwise summation splits ``count``
+    values: half of them, down to a multiple of 8."""
+    half = count // 2
+    return half - half % 8
+
+
 def pairwise_sum(read, n, max_rows, reduce=np.add.reduce):
     """``np.add.reduce`` of a 1-D array of ``n`` values that ``read(start, end)`` gives a
     slice at a time (at most ``max_rows``), bit for bit: NumPy's pairwise summation
     splits at ``n2 = n // 2 - (n // 2) % 8``, and any part of at most ``max_rows`` values
     is summed by NumPy itself (``reduce``), which splits it the same way down to 128
     values. (With CuPy's ``sum`` as ``reduce``, each part is summed CuPy's way.)"""
-    max_rows = max(max_rows, 128)
+    max_rows = max(max_rows, PAIRWISE_BLOCK)
 
     def part(start, count):
         if count <= max_rows:
             return reduce(read(start, start + count))
-        half = count // 2
-        half -= half % 8
+        half = pairwise_split(count)
         return part(start, half) + part(start + half, count - half)
 
     return part(0, n)
