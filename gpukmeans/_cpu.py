@@ -117,9 +117,22 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # k=24 1.70 / 1.75, d=12 k=16 1.28 / 1.30). Against BY_ROWS, up to 4 features, only up to
 # 8 clusters gained in every run (d=2 k=16 gained twice and lost once, d=3 k=16 lost on
 # 1,000,000 rows; d=2 k=24 0.97 / 0.91, d=4 k=24 1.03 / 1.06, d=3 k=32 0.93 / 1.09).
+# From 25 to 32 features it gains from 16 clusters (to 48), where BY_GEMM multiplies
+# the centers by the chunk transposed; below 16 it tied or lost. Whole plain steps,
+# float32 blob rows, ms, BY_GEMM / BY_PANEL, alternated, medians of 15 (2-core AMD EPYC,
+# Zen 3, AVX2, OpenBLAS on its Zen kernels; 2026-12-06), two threads: 100,000 rows d=28
+# k=2 2.64 / 2.86, k=4 1.71 / 1.90, k=8 3.33 / 3.15, k=16 3.80 / 3.46, k=24 5.07 / 4.53,
+# k=32 6.51 / 5.69, k=48 6.43 / 5.85; d=32 k=2 3.21 / 2.86, k=4 2.35 / 2.08, k=8 2.93 /
+# 2.93, k=12 3.21 / 3.14, k=16 2.99 / 2.63, k=24 5.21 / 4.75, k=32 5.50 / 5.03, k=48
+# 7.13 / 6.91; 10,000 rows (serial) d=28 k=32 0.650 / 0.532, d=32 k=16 0.435 / 0.403,
+# k=32 0.720 / 0.574, k=48 0.936 / 0.819; one thread, 100,000 rows d=32 k=16 4.42 /
+# 4.33, k=32 7.43 / 6.69. From 40 features it lost (d=40 k=8-48 1.00-1.16x, d=48
+# 1.08-1.35x). Stop 49's Xeon: d=32 k=32 2.86 / 2.24.
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
+BY_PANEL_WIDE_MAX_FEATURES = 32
+BY_PANEL_WIDE_MIN_CLUSTERS = 16
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
@@ -222,7 +235,8 @@ def _dots_kernel(X, n_clusters):
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
     all but a few clusters), by the kernel float32 data would take; float32 over the
     chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
-    :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows); by
+    :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows; up to
+    :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`); by
     rows for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`;
     beyond, float32 without BLAS
     (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
@@ -235,6 +249,9 @@ def _dots_kernel(X, n_clusters):
     by_rows = n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
     if X.dtype == np.float32 and n_features <= BY_PANEL_MAX_FEATURES and n_clusters <= (
             BY_PANEL_OVER_ROWS_MAX_CLUSTERS if by_rows else BY_PANEL_MAX_CLUSTERS):
+        return BY_PANEL
+    if (X.dtype == np.float32 and BY_PANEL_MAX_FEATURES < n_features <= BY_PANEL_WIDE_MAX_FEATURES
+            and BY_PANEL_WIDE_MIN_CLUSTERS <= n_clusters <= BY_PANEL_MAX_CLUSTERS):
         return BY_PANEL
     if by_rows:
         return BY_ROWS

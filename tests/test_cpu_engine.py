@@ -578,11 +578,15 @@ def test_the_plain_step_kernel_by_shapes():
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
-    # kernel by rows would run (_cpu.py's table), before both.
+    # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
+    # with 16 to 48 clusters.
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
-            == kernel(np.float32, 24, 48) == _cpu_lloyd.BY_PANEL)
-    assert kernel(np.float32, 4, 9) == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS
-    assert (kernel(np.float32, 25, 16) == kernel(np.float32, 24, 49)
+            == kernel(np.float32, 24, 48) == kernel(np.float32, 25, 16)
+            == kernel(np.float32, 32, 16) == kernel(np.float32, 32, 48) == _cpu_lloyd.BY_PANEL)
+    assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float64, 2, 2)
+            == _cpu_lloyd.BY_ROWS)
+    assert (kernel(np.float32, 25, 15) == kernel(np.float32, 32, 2) == kernel(np.float32, 32, 49)
+            == kernel(np.float32, 33, 16) == kernel(np.float32, 24, 49)
             == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, 4, 1000) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
     assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
