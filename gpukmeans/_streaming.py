@@ -434,7 +434,8 @@ class StreamedBoundsRun(BoundsRun):
     unlinked temporary files (page cache), gathered and written back with the rows."""
 
     def __init__(self, data, n_clusters, unit_centers=False):
-        super().__init__(data, None, data.sample_weight, n_clusters, unit_centers)
+        super().__init__(data, None, data.sample_weight, n_clusters, unit_centers,
+                         _cpu.dense_search_by_gemm(data.shape[1], n_clusters))
 
     def new_per_sample(self, shape, dtype, fill):
         return temporary_array(shape, dtype, 0 if fill is None else fill)

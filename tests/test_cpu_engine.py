@@ -2305,3 +2305,49 @@ def test_strided_views_take_the_loop_and_give_the_same_products(dtype, rng):
     _cpu_nearest._chunk_dots_by_rows(X, 0, 1, padded, 9, np.empty((1, 12), dtype))
     _cpu_nearest._row_dots(X[0], centers, row)
     assert np.all(np.abs(row - expected[0]) <= 42 * float(np.finfo(dtype).eps) * scale[0])
+
+
+@pytest.mark.parametrize("path", ["hamerly", "elkan"])
+@pytest.mark.parametrize("n_features, n_clusters", [(40, 30), (200, 60)])
+def test_bounded_runs_search_whole_chunks_by_gemm_to_the_same_bits(
+        path, n_features, n_clusters, rng, monkeypatch):
+    """A bounded run's chunks searched whole (its first step, and wherever every row of
+    a chunk is open) take BLAS's GEMM where the engine's rule says
+    (_cpu.dense_search_by_gemm), else the blocked kernel: other products, other bounds,
+    but each label is the exactly nearest center, so the labels, sums and weights of
+    every step are the same bits, and so are the whole fit's."""
+    if path == "hamerly":
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
+    else:
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
+    n_samples = int(rng.integers(1500, 3000))
+    X = (rng.normal(size=(n_samples, n_features))
+         + 4 * rng.integers(0, 5, size=(n_samples, 1))).astype(np.float32)
+    sample_weight = rng.uniform(0.5, 2, n_samples).astype(np.float32)
+    norms = _cpu.row_norms_f64(X)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    steps = {}
+    for dense_by_gemm in (False, True):
+        labels = np.full(n_samples, -1, np.int32)
+        results = []
+        with _cpu.cpu_runtime():
+            run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters,
+                                        dense_by_gemm=dense_by_gemm)
+            step_centers = centers
+            for _ in range(4):
+                sums, weights = run.step(step_centers, labels)
+                results.append((labels.copy(), sums, weights))
+                step_centers = (sums / np.maximum(weights, 1e-300)[:, None]).astype(np.float32)
+            inertia = run.finish(step_centers, labels, True)
+        assert run.elkan == (path == "elkan")
+        steps[dense_by_gemm] = results, labels.copy(), inertia
+    for (labels_a, sums_a, weights_a), (labels_b, sums_b, weights_b) in zip(
+            steps[False][0], steps[True][0]):
+        np.testing.assert_array_equal(labels_a, labels_b)
+        np.testing.assert_array_equal(sums_a, sums_b)
+        np.testing.assert_array_equal(weights_a, weights_b)
+    np.testing.assert_array_equal(steps[False][1], steps[True][1])
+    assert steps[False][2] == steps[True][2]
+    # The rule: the GEMM wherever the plain step would not take the blocked kernel.
+    assert _cpu.dense_search_by_gemm(40, 30) and _cpu.dense_search_by_gemm(784, 256)
+    assert not _cpu.dense_search_by_gemm(784, 20)
