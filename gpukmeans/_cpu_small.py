@@ -953,15 +953,16 @@ class _BoundsRun:
         return self.sums.copy(), weight_in_clusters
 
     def finish(self, centers, labels, assign_labels):
-        """The final E-step with the bounds, then the inertia pass."""
+        """The final E-step with the bounds (no sums: the run ends), then the inertia
+        pass."""
         if assign_labels:
-            self._e_step(centers, labels)
+            self._e_step(centers, labels, track_sums=False)
         return inertia(self.X, self.sample_weight, centers, labels)
 
-    def _e_step(self, centers, labels):
-        """Searches the samples whose bounds leave another center open; moves each one
-        that changes cluster from its old cluster's sum to its new one's, so that the
-        sums always match the labels."""
+    def _e_step(self, centers, labels, track_sums=True):
+        """Searches the samples whose bounds leave another center open; with
+        ``track_sums``, moves each one that changes cluster from its old cluster's sum to
+        its new one's, so that the sums always match the labels."""
         X = self.X
         n_samples, n_clusters = X.shape[0], centers.shape[0]
         squared_norms = centers_squared_norms(centers, self.unit_centers)
@@ -1011,6 +1012,8 @@ class _BoundsRun:
             self.lower[rows] = _distance_bound(chunk_norms, other_values, -margin)
             old_labels = labels[rows]
             labels[rows] = new_labels
+            if not track_sums:
+                return None
             changed = np.flatnonzero(new_labels != old_labels)
             if changed.shape[0] < rows.shape[0]:  # all of them in the first step
                 rows, chunk = rows[changed], chunk[changed]
