@@ -120,7 +120,7 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # From 25 to 32 features it gains from 16 clusters (to 48), where BY_GEMM multiplies
 # the centers by the chunk transposed; below 16 it tied or lost. Whole plain steps,
 # float32 blob rows, ms, BY_GEMM / BY_PANEL, alternated, medians of 15 (2-core AMD EPYC,
-# Zen 3, AVX2, OpenBLAS on its Zen kernels; 2026-12-06), two threads: 100,000 rows d=28
+# Zen 3, AVX2, OpenBLAS on its Haswell kernels; 2026-12-06), two threads: 100,000 rows d=28
 # k=2 2.64 / 2.86, k=4 1.71 / 1.90, k=8 3.33 / 3.15, k=16 3.80 / 3.46, k=24 5.07 / 4.53,
 # k=32 6.51 / 5.69, k=48 6.43 / 5.85; d=32 k=2 3.21 / 2.86, k=4 2.35 / 2.08, k=8 2.93 /
 # 2.93, k=12 3.21 / 3.14, k=16 2.99 / 2.63, k=24 5.21 / 4.75, k=32 5.50 / 5.03, k=48
