@@ -17,8 +17,8 @@ from ._cpu_distance import squared_distance_f64 as _squared_distance_f64
 from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
                          rank_bounds)
-from ._cpu_panel import (BLOCK_DOTS_IN_IR, block_dots_6x2, block_dots_6x4, row_dots_1x4,
-                         row_dots_1x8, transposed_chunk_dots)
+from ._cpu_panel import (BLOCK_CENTERS, BLOCK_ROWS, ROW_DOTS_IN_IR, block_dots,
+                         block_dots_two, row_dots_1x4, row_dots_1x8, transposed_chunk_dots)
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -70,7 +70,8 @@ def _exact_rank(x, c, unit_centers):
 
 @njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
 def _dot1(x, c):
-    """``x . c``, vectorised over features (``reassoc``: see below)."""
+    """``x . c``, vectorised over features (``reassoc``: its order fixed by the compiled
+    code, the same for every thread count)."""
     s = x.dtype.type(0)
     for f in range(x.shape[0]):
         s += x[f] * c[f]
@@ -88,88 +89,45 @@ def _unit_strides(A, B):
 # Few clusters (the E-step at small k) or a few candidates (each k-means++ step, 2 + ln k)
 # make the GEMM skinny: OpenBLAS packs each chunk of X before multiplying, and at N = 20
 # the packing costs about as much as the flops (one core, 20,000 MNIST rows: SGEMM 48
-# GFLOP/s, this kernel 68, and 97 with X in cache). A block of 6 rows x 4 centers keeps
-# 24 sums in vector registers, vectorised over features; each loaded feature of X serves
-# 4 centers and each center's 6 rows, and nothing is packed. ``reassoc`` lets the sums
-# over features vectorise; their order is then fixed by the compiled code, the same for
-# every thread count, as a BLAS kernel's is.
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _dots_6x4(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 4
-    (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.block_dots_6x4`)."""
-    if BLOCK_DOTS_IN_IR and _unit_strides(X, centers):
-        block_dots_6x4(X, rows, r, centers, center, dots)
-        return
-    x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
-    x3, x4, x5 = X[rows[r + 3]], X[rows[r + 4]], X[rows[r + 5]]
-    c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
-    zero = X.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-    s40 = s41 = s42 = s43 = s50 = s51 = s52 = s53 = zero
-    for f in range(X.shape[1]):
-        b0, b1, b2, b3 = c0[f], c1[f], c2[f], c3[f]
-        a = x0[f]
-        s00 += a * b0; s01 += a * b1; s02 += a * b2; s03 += a * b3  # noqa: E702
-        a = x1[f]
-        s10 += a * b0; s11 += a * b1; s12 += a * b2; s13 += a * b3  # noqa: E702
-        a = x2[f]
-        s20 += a * b0; s21 += a * b1; s22 += a * b2; s23 += a * b3  # noqa: E702
-        a = x3[f]
-        s30 += a * b0; s31 += a * b1; s32 += a * b2; s33 += a * b3  # noqa: E702
-        a = x4[f]
-        s40 += a * b0; s41 += a * b1; s42 += a * b2; s43 += a * b3  # noqa: E702
-        a = x5[f]
-        s50 += a * b0; s51 += a * b1; s52 += a * b2; s53 += a * b3  # noqa: E702
-    out = dots[r:r + 6, center:center + 4]
-    out[0, 0], out[0, 1], out[0, 2], out[0, 3] = s00, s01, s02, s03
-    out[1, 0], out[1, 1], out[1, 2], out[1, 3] = s10, s11, s12, s13
-    out[2, 0], out[2, 1], out[2, 2], out[2, 3] = s20, s21, s22, s23
-    out[3, 0], out[3, 1], out[3, 2], out[3, 3] = s30, s31, s32, s33
-    out[4, 0], out[4, 1], out[4, 2], out[4, 3] = s40, s41, s42, s43
-    out[5, 0], out[5, 1], out[5, 2], out[5, 3] = s50, s51, s52, s53
+# GFLOP/s, this kernel 68, and 97 with X in cache). A block of BLOCK_ROWS rows x
+# BLOCK_CENTERS centers (6 x 4 with 512-bit vectors, 4 x 3 with 256-bit ones: see
+# gpukmeans._cpu_panel) keeps its sums in vector registers, vectorised over features;
+# each loaded vector of X serves the block's centers and each center's vector its rows,
+# and nothing is packed. The sums' order is fixed by the kernel's IR, the same for every
+# thread count, block and place, as a BLAS kernel's is.
+@njit(nogil=True, cache=CACHE)
+def _dots_block(X, rows, r, centers, center, dots):
+    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i <
+    BLOCK_ROWS, c < BLOCK_CENTERS (:func:`gpukmeans._cpu_panel.block_dots`)."""
+    if _unit_strides(X, centers):
+        block_dots(X, rows, r, centers, center, dots)
+    else:
+        _dots_strided(X, rows, r, BLOCK_ROWS, centers, center, BLOCK_CENTERS, dots)
 
 
-# The centers left over from the 4-wide blocks, when one or two, take 6 x 2 blocks: an
-# overlapping 6 x 4 block had computed 12 products for 10 centers. The E-step's labels
-# of MNIST at k=10, one thread, ms: all 70,000 rows 25.7 -> 24.1 (float64 42.7 -> 39.6),
-# 1,026 random rows 0.44 -> 0.38 (0.72 -> 0.61). Its sums are vectorised as
-# _dots_6x4's, but the compiler may order them otherwise, so a product's bits depend on
-# the kernel that takes its center; which kernel takes which center depends only on
-# the number of centers, never on the rows.
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
-def _dots_6x2(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i < 6, c < 2
-    (:func:`gpukmeans._cpu_panel.block_dots_6x2` as for :func:`_dots_6x4`)."""
-    if BLOCK_DOTS_IN_IR and _unit_strides(X, centers):
-        block_dots_6x2(X, rows, r, centers, center, dots)
-        return
-    x0, x1, x2 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]]
-    x3, x4, x5 = X[rows[r + 3]], X[rows[r + 4]], X[rows[r + 5]]
-    c0, c1 = centers[center], centers[center + 1]
-    zero = X.dtype.type(0)
-    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = s40 = s41 = s50 = s51 = zero
-    for f in range(X.shape[1]):
-        b0, b1 = c0[f], c1[f]
-        a = x0[f]
-        s00 += a * b0; s01 += a * b1  # noqa: E702
-        a = x1[f]
-        s10 += a * b0; s11 += a * b1  # noqa: E702
-        a = x2[f]
-        s20 += a * b0; s21 += a * b1  # noqa: E702
-        a = x3[f]
-        s30 += a * b0; s31 += a * b1  # noqa: E702
-        a = x4[f]
-        s40 += a * b0; s41 += a * b1  # noqa: E702
-        a = x5[f]
-        s50 += a * b0; s51 += a * b1  # noqa: E702
-    out = dots[r:r + 6, center:center + 2]
-    out[0, 0], out[0, 1] = s00, s01
-    out[1, 0], out[1, 1] = s10, s11
-    out[2, 0], out[2, 1] = s20, s21
-    out[3, 0], out[3, 1] = s30, s31
-    out[4, 0], out[4, 1] = s40, s41
-    out[5, 0], out[5, 1] = s50, s51
+# The centers left over from the whole blocks, when fewer than BLOCK_CENTERS - 1, take
+# blocks of two (overlapping for one): an overlapping whole block had computed 12
+# products for 10 centers. The E-step's labels of MNIST at k=10, one thread, ms, with
+# 6 x 4 blocks: all 70,000 rows 25.7 -> 24.1 (float64 42.7 -> 39.6), 1,026 random rows
+# 0.44 -> 0.38 (0.72 -> 0.61).
+@njit(nogil=True, cache=CACHE)
+def _dots_block_two(X, rows, r, centers, center, dots):
+    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i <
+    BLOCK_ROWS, c < 2 (:func:`gpukmeans._cpu_panel.block_dots_two`)."""
+    if _unit_strides(X, centers):
+        block_dots_two(X, rows, r, centers, center, dots)
+    else:
+        _dots_strided(X, rows, r, BLOCK_ROWS, centers, center, 2, dots)
+
+
+@njit(nogil=True, cache=CACHE)
+def _dots_strided(X, rows, r, n_rows, centers, center, n_centers, dots):
+    """A block's products where a row's values are not consecutive (a strided view: the
+    IR kernels load whole vectors), one pair at a time."""
+    for i in range(r, r + n_rows):
+        x = X[rows[i]]
+        for c in range(center, center + n_centers):
+            dots[i, c] = _dot1(x, centers[c])
 
 
 @njit(nogil=True, cache=CACHE)
@@ -201,7 +159,7 @@ def _minus_two_centers_and_norms(centers, unit_centers):
 def _dots_1x4(x, centers, center, dots):
     """``dots[center + c] = x . centers[center + c]`` for c < 4: one row, streamed once
     (in 512-bit vectors where the CPU has them: :func:`gpukmeans._cpu_panel.row_dots_1x4`)."""
-    if BLOCK_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
+    if ROW_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
         row_dots_1x4(x, centers, center, dots)
         return
     c0, c1, c2, c3 = centers[center], centers[center + 1], centers[center + 2], centers[center + 3]
@@ -217,7 +175,7 @@ def _dots_1x4(x, centers, center, dots):
 def _dots_1x8(x, centers, dots):
     """``dots[c] = x . centers[c]`` for c < 8: one row, streamed once (as
     :func:`_dots_1x4`)."""
-    if BLOCK_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
+    if ROW_DOTS_IN_IR and x.strides[0] == x.itemsize and _unit_strides(centers, centers):
         row_dots_1x8(x, centers, 0, dots)
         return
     c0, c1, c2, c3, c4, c5, c6, c7 = centers[0], centers[1], centers[2], centers[3], \
@@ -309,25 +267,27 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
     (:func:`_squared_norm_f64`, float64).
 
     ``rows`` lists the samples: a chunk's consecutive rows, or the few that Hamerly's
-    bounds could not settle (gathered by index, never copied). Rows beyond the last full
-    block are covered by one more block that overlaps the previous one; centers beyond
-    it, if three, by an overlapping 6 x 4 block too, if one or two by a 6 x 2 block
-    (:func:`_dots_6x2`; overlapping for one). So a (row, center) pair's product comes
-    from the same kernel wherever the row lies, and does not depend on the block it
-    sits in: a sample's dot products, hence its label, are the same wherever it lies in
-    X. Only fewer than 6 rows or fewer than 4 centers use the per-row kernel.
+    bounds could not settle (gathered by index, never copied). Blocks of
+    :data:`BLOCK_ROWS` rows x :data:`BLOCK_CENTERS` centers (:func:`_dots_block`); rows
+    beyond the last whole block are covered by one more block that overlaps the
+    previous one; centers beyond it, if ``BLOCK_CENTERS - 1``, by an overlapping whole
+    block too, if fewer by a block of two (:func:`_dots_block_two`; overlapping for
+    one). So a (row, center) pair's product comes from the same kernel wherever the row
+    lies, and does not depend on the block it sits in: a sample's dot products, hence
+    its label, are the same wherever it lies in X. Only fewer rows or centers than a
+    block use the per-row kernel.
 
-    A block's norms are taken right after its dot products, while its six rows are in
+    A block's norms are taken right after its dot products, while its rows are in
     L1, so that the margins of the rows' labels cost no pass over the chunk of their own
     (256 MNIST rows, 800 KB, have left L1 and much of L2 by then). Taken before the dot
     products, they were the rows' first read from memory, one row at a time where the
-    kernel streams six, and slower. A 1,024-row mini-batch of MNIST on one thread, ms a
+    kernel streams a block's, and slower. A 1,024-row mini-batch of MNIST on one thread, ms a
     step, alternated: k=10 0.87 -> 0.82-0.83, k=100 3.08 -> 3.05; an E-step over all of
     MNIST (labels and inertia, k=10 and 100) the same.
     """
     n_clusters = centers.shape[0]
     with_norms = row_norms.shape[0] > 0
-    if n_rows < 6 or n_clusters < 4:
+    if n_rows < BLOCK_ROWS or n_clusters < BLOCK_CENTERS:
         for r in range(n_rows):
             x = X[rows[r]]
             if with_norms:
@@ -335,21 +295,22 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
             for j in range(n_clusters):
                 dots[r, j] = _dot1(x, centers[j])
         return
-    n_by_four = n_clusters if n_clusters % 4 == 3 else n_clusters - n_clusters % 4
+    left_over = n_clusters % BLOCK_CENTERS
+    n_by_blocks = n_clusters if left_over == BLOCK_CENTERS - 1 else n_clusters - left_over
     r = 0
     while r < n_rows:
-        r = min(r, n_rows - 6)
+        r = min(r, n_rows - BLOCK_ROWS)
         center = 0
-        while center < n_by_four:
-            center = min(center, n_by_four - 4)
-            _dots_6x4(X, rows, r, centers, center, dots)
-            center += 4
-        if n_by_four < n_clusters:
-            _dots_6x2(X, rows, r, centers, n_clusters - 2, dots)
+        while center < n_by_blocks:
+            center = min(center, n_by_blocks - BLOCK_CENTERS)
+            _dots_block(X, rows, r, centers, center, dots)
+            center += BLOCK_CENTERS
+        if n_by_blocks < n_clusters:
+            _dots_block_two(X, rows, r, centers, n_clusters - 2, dots)
         if with_norms:
-            for i in range(r, r + 6):
+            for i in range(r, r + BLOCK_ROWS):
                 row_norms[i] = _squared_norm_f64(X[rows[i]])
-        r += 6
+        r += BLOCK_ROWS
 
 
 @njit(nogil=True, cache=CACHE)

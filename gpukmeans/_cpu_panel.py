@@ -315,11 +315,11 @@ def _make_block_dots(n_rows, n_centers):
     center + c] = X[rows[r + i]] . centers[center + c]`` for ``i < n_rows``, ``c <
     n_centers``, the sums in ``n_rows * n_centers`` vector registers of VECTOR_BYTES.
 
-    What :func:`gpukmeans._cpu_nearest._dots_6x4` computes, written with vector types:
-    LLVM's loop vectoriser took that loop's 24 sums as 256-bit vectors (``ymm``) on this
-    Xeon, where its cost model prefers them to 512-bit ones, half of what each AVX-512
-    multiply-add can do. The sums by :func:`_emit_sums`, one chain each (the block's 24
-    are enough in flight): the same operations whichever of the block's rows and
+    Written with vector types because LLVM's loop vectoriser, given a Numba loop of a
+    6 x 4 block, took its 24 sums as 256-bit vectors (``ymm``) on a Xeon, where its
+    cost model prefers them to 512-bit ones, half of what each AVX-512 multiply-add can
+    do, and on AVX2 spilled sums (see :data:`BLOCK_ROWS`). The sums by
+    :func:`_emit_sums`, one chain each (a block's 12 or 24 are enough in flight): the same operations whichever of the block's rows and
     centers a pair is, so a pair's bits do not depend on its place. X and centers have unit
     stride along their rows (the caller checks: the loads assume it); no bounds are
     checked."""
@@ -388,11 +388,22 @@ def _make_block_dots(n_rows, n_centers):
     return block_dots
 
 
-# Where the CPU has 512-bit vectors (32 registers of them: 24 sums, 4 centers and a row
-# fit); elsewhere the Numba loops of gpukmeans._cpu_nearest, whose vectors LLVM picks.
-BLOCK_DOTS_IN_IR = VECTOR_BYTES == 64
-block_dots_6x4 = _make_block_dots(6, 4)
-block_dots_6x2 = _make_block_dots(6, 2)
+# The block's sums, its centers' vectors and a row's vector stay in registers: with
+# 512-bit vectors (32 registers) 6 rows x 4 centers (24 + 4 + 1); with 256-bit ones
+# (AVX2's 16) 4 rows x 3 centers (12 + 3 + 1). Where the 6 x 4 block took AVX2's
+# registers, LLVM spilled sums to the stack at every feature: a Zen 3 EPYC (AVX2), one
+# thread, all 70,000 MNIST rows against k centers, 256 rows a call, ms, the 6 x 4
+# Numba loop / 6 x 4 here / 3 x 4 (17 registers) / 4 x 3 / OpenBLAS's SGEMM: k=10 31.6
+# / 45.8 / 43.6 / 28.1 / 40.5; k=20 64.6 / 75.2 / 68.0 / 37.8 / 53.0; k=100 286 / 335 /
+# 299 / 142 / 147; k=256 717 / 838 / 760 / 358 / 329. Every (row, center) pair takes
+# the same operations in any block (_emit_sums), so the block's shape changes no bits.
+BLOCK_ROWS, BLOCK_CENTERS = (6, 4) if VECTOR_BYTES == 64 else (4, 3)
+block_dots = _make_block_dots(BLOCK_ROWS, BLOCK_CENTERS)
+block_dots_two = _make_block_dots(BLOCK_ROWS, 2)
+# One row against four or eight centers in IR where the CPU has 512-bit vectors (one
+# pass of eight: 8 sums and 8 centers' vectors, 16 of AVX2's registers before the row's);
+# elsewhere the Numba loops of gpukmeans._cpu_nearest, whose vectors LLVM picks.
+ROW_DOTS_IN_IR = VECTOR_BYTES == 64
 
 
 def _emit_sums(context, builder, dtype, row_pointers, center_pointers, n_features, chains):

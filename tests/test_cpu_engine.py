@@ -404,26 +404,65 @@ def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_e
     np.testing.assert_array_equal(dots_alone, dots)
 
 
+@pytest.mark.parametrize("n_clusters", [10, 11])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [1, 7, 8, 16, 17, 48, 784])
-def test_blocked_dots_of_any_width_into_a_transposed_output(dtype, n_features, rng):
-    """The 6 x 4 and 6 x 2 blocks (in LLVM IR with 512-bit vectors where the CPU has
-    them, :func:`gpukmeans._cpu_panel.block_dots_6x4`): fewer features than a vector's
-    lanes, whole vectors, whole vectors and a remainder; into ``dots`` as given and into
-    a transposed view (the fold's layout), the same bits; within the float64 product's
-    rounding bound of a float64 reference; rows gathered by index in any order."""
+def test_blocked_dots_of_any_width_into_a_transposed_output(dtype, n_features, n_clusters,
+                                                            rng):
+    """The blocks of :data:`gpukmeans._cpu_panel.BLOCK_ROWS` x ``BLOCK_CENTERS`` (6 x 4
+    with 512-bit vectors, 4 x 3 else) and the leftover centers' blocks (10 clusters:
+    4 + 4 + 2 or 3 + 3 + 3 and two overlapping; 11: overlapping whole blocks) in LLVM
+    IR: fewer features than a vector's lanes, whole vectors, whole vectors and a
+    remainder; into ``dots`` as given and into a transposed view (the fold's layout),
+    the same bits; within the float64 product's rounding bound of a float64 reference;
+    rows gathered by index in any order."""
     X = rng.normal(size=(40, n_features)).astype(dtype)
-    centers = rng.normal(size=(10, n_features)).astype(dtype)  # 4 + 4 + 2
+    centers = rng.normal(size=(n_clusters, n_features)).astype(dtype)
     rows = rng.choice(40, 13).astype(np.int64)
-    dots = np.full((13, 10), np.nan, dtype)
+    dots = np.full((13, n_clusters), np.nan, dtype)
     _cpu_nearest._rows_dots_blocked(X, rows, 13, centers, dots, np.empty(0))
-    transposed = np.full((10, 13), np.nan, dtype)
+    transposed = np.full((n_clusters, 13), np.nan, dtype)
     _cpu_nearest._rows_dots_blocked(X, rows, 13, centers, transposed.T, np.empty(0))
     np.testing.assert_array_equal(transposed.T, dots)
     expected = X[rows].astype(np.float64) @ centers.T.astype(np.float64)
     scale = np.abs(X[rows]).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
     eps = float(np.finfo(dtype).eps)
     assert np.all(np.abs(dots - expected) <= (n_features + 2) * eps * scale)
+
+
+def _block_driver(n_rows, n_centers):
+    from numba import njit
+
+    from gpukmeans._cpu_panel import _make_block_dots
+
+    block_dots = _make_block_dots(n_rows, n_centers)
+
+    @njit
+    def drive(X, rows, centers, dots):
+        for r in range(0, rows.shape[0] - n_rows + 1, n_rows):
+            for center in range(0, centers.shape[0] - n_centers + 1, n_centers):
+                block_dots(X, rows, r, centers, center, dots)
+
+    return drive
+
+
+def test_a_blocks_shape_changes_no_products_bits(rng):
+    """The engine takes 6 x 4 blocks with 512-bit vectors and 4 x 3 with 256-bit ones
+    (the registers each CPU has), and blocks of two for leftover centers: a (row,
+    center) pair's product is the same operations in a block of any shape, so the
+    choice changes no bits (12 rows, 12 centers: every shape covers all of them)."""
+    for n_features in (5, 37, 784):
+        X = rng.normal(size=(30, n_features)).astype(np.float32)
+        rows = rng.choice(30, 12).astype(np.int64)
+        centers = rng.normal(size=(12, n_features)).astype(np.float32)
+        products = []
+        for n_rows, n_centers in [(6, 4), (4, 3), (6, 2)]:
+            dots = np.full((12, 12), np.nan, np.float32)
+            _block_driver(n_rows, n_centers)(X, rows, centers, dots)
+            products.append(dots)
+        assert not np.isnan(products[0]).any()
+        for dots in products[1:]:
+            np.testing.assert_array_equal(dots, products[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
