@@ -10,6 +10,14 @@
   first: on CI's two cores a cold cache's minute of compiling then costs no time. The
   kernels land in the cache the suite reads; a test that needs one before it is written
   compiles it itself, so the order changes when, never what, is tested.
+- That second process then runs the test files of :data:`RUN_IN_BACKGROUND` in a pytest
+  of its own, which this run waits for at its end: its report is printed below this
+  run's, and its failure fails this run. The compile had ended about 250 s before the
+  suite did (a fresh-clone CI run on a 2-core Zen 3: compile 688-709 s, suite 921-946 s),
+  leaving one core idle for those files. (pytest-xdist would split every file between
+  two workers from the start, each compiling the same kernels, where this one process
+  compiles them once ahead of the tests.) ``GPUKMEANS_TEST_BACKGROUND_COMPILE=0`` runs
+  everything here, in order, and compiles nothing ahead.
 """
 
 import os
@@ -33,14 +41,29 @@ def _whole_suite(config):
 
 # Test files that need no Numba kernel, run first in a whole-suite run (see above).
 RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
+# Test files a whole-suite run leaves to the background process once its compile is
+# done (see above): about two minutes of tests, none on the emulated device (whose line
+# coverage this process measures), none that runs the first.
+RUN_IN_BACKGROUND = ("test_examples.py", "test_faults.py", "test_sklearn_minibatch_suite.py",
+                     "test_sklearn_suite.py", "test_startup.py", "test_streaming.py")
+BACKGROUND_TIMEOUT_S = 1800
+_BACKGROUND = """
+import subprocess, sys
+subprocess.run([sys.executable, "-m", "gpukmeans", "compile", "--device", "cpu"],
+               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+sys.exit(subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                         *sys.argv[1:]], stdin=subprocess.DEVNULL).returncode)
+"""
 
 
 def pytest_configure(config):
     if _whole_suite(config) and os.environ.get("GPUKMEANS_TEST_BACKGROUND_COMPILE") != "0":
         log = tempfile.TemporaryFile()
-        _state["compile"] = subprocess.Popen(
-            [sys.executable, "-m", "gpukmeans", "compile", "--device", "cpu"],
+        here = pathlib.Path(__file__).resolve().parent
+        _state["background"] = subprocess.Popen(
+            [sys.executable, "-c", _BACKGROUND, *(str(here / name) for name in RUN_IN_BACKGROUND)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=str(config.rootpath),
         ), log
     if not _whole_suite(config) or sys.gettrace() is not None:  # a subset, or already traced
         return
@@ -54,11 +77,21 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
-    if "compile" in _state:  # done long before, unless the run was cut short
-        process, log = _state.pop("compile")
-        process.kill()
-        process.wait()
+    if "background" in _state:
+        process, log = _state.pop("background")
+        finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        try:
+            returncode = process.wait(timeout=BACKGROUND_TIMEOUT_S if finished else 0)
+        except subprocess.TimeoutExpired:  # this run was cut short, or the other hangs
+            process.kill()
+            returncode = process.wait()
+        log.seek(0)
+        report = log.read().decode(errors="replace")
         log.close()
+        if finished:
+            _state["background report"] = report, returncode
+            if returncode != 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
     cov = _state["coverage"]
     if cov is None:
         return
@@ -71,6 +104,14 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if "background report" in _state:
+        report, returncode = _state["background report"]
+        terminalreporter.section(f"the test files run by the background process: "
+                                 f"{', '.join(RUN_IN_BACKGROUND)} (exit status {returncode})")
+        terminalreporter.write(report)
+        if returncode != 0:
+            terminalreporter.write_line("FAILED: the background process's tests failed",
+                                        red=True)
     if "report" not in _state:
         return
     percent, missing = _state["report"]
@@ -84,8 +125,11 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_collection_modifyitems(config, items):
-    if "compile" in _state:
+    if "background" in _state:
         items.sort(key=lambda item: item.path.name not in RUN_FIRST)  # stable
+        elsewhere = [item for item in items if item.path.name in RUN_IN_BACKGROUND]
+        items[:] = [item for item in items if item.path.name not in RUN_IN_BACKGROUND]
+        config.hook.pytest_deselected(items=elsewhere)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return
