@@ -319,10 +319,10 @@ def _make_block_dots(n_rows, n_centers):
     6 x 4 block, took its 24 sums as 256-bit vectors (``ymm``) on a Xeon, where its
     cost model prefers them to 512-bit ones, half of what each AVX-512 multiply-add can
     do, and on AVX2 spilled sums (see :data:`BLOCK_ROWS`). The sums by
-    :func:`_emit_sums`, one chain each (a block's 12 or 24 are enough in flight): the same operations whichever of the block's rows and
-    centers a pair is, so a pair's bits do not depend on its place. X and centers have unit
-    stride along their rows (the caller checks: the loads assume it); no bounds are
-    checked."""
+    :func:`_emit_sums`, one chain each (a block's 12 or 24 are enough in flight): the
+    same operations whichever of the block's rows and centers a pair is, so a pair's
+    bits do not depend on its place. X and centers have unit stride along their rows
+    (the caller checks: the loads assume it); no bounds are checked."""
 
     @intrinsic
     def block_dots(typingctx, X, rows, r, centers, center, dots):

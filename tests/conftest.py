@@ -43,7 +43,7 @@ def _whole_suite(config):
 RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
 # Test files a whole-suite run leaves to the background process once its compile is
 # done (see above): about two minutes of tests, none on the emulated device (whose line
-# coverage this process measures), none that runs the first.
+# coverage this process measures) and none of RUN_FIRST.
 RUN_IN_BACKGROUND = ("test_examples.py", "test_faults.py", "test_sklearn_minibatch_suite.py",
                      "test_sklearn_suite.py", "test_startup.py", "test_streaming.py")
 BACKGROUND_TIMEOUT_S = 1800
