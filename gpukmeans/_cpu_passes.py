@@ -15,6 +15,7 @@ from ._cpu_small import CANCELLATION as _CANCELLATION
 from ._cpu_small import CHUNK_ROWS as DISTANCE_CHUNK_ROWS
 from ._cpu_small import near_the_origin
 from ._replay import PAIRWISE_BLOCK, pairwise_split
+from ._validation import MEAN_BLOCKS
 
 
 @threaded(rows_times(lambda X, *args: X.shape[1]))
@@ -268,8 +269,8 @@ def centered(X, X_mean, x_squared_norms=None):
 # and infinity's and NaN's exceed every finite value's, so one integer maximum (which
 # vectorises; a NaN-aware float maximum does not) answers both. Blocks: a fixed number,
 # so that the threads share the pass whatever their count (a maximum is exact in any
-# order).
-MAGNITUDE_BLOCKS = 64
+# order; the means' sums are added in the blocks' order, as NumPy's route adds them).
+MAGNITUDE_BLOCKS = MEAN_BLOCKS
 
 
 @njit(nogil=True, cache=CACHE)

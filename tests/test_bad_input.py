@@ -100,11 +100,13 @@ def test_float32_scan_gives_the_three_passes():
     """Validation's one pass over large float32 data (the Numba engine's) gives NumPy's
     largest magnitude, the row norms of the engine's own pass bit for bit, and the
     column means of float64 arithmetic rounded to float32, on fresh data of every scale,
-    the same bits with one thread or two; NaN and infinity make both the magnitude and
-    the mean non-finite."""
+    the same bits with one thread or two, and with NumPy's route for smaller data
+    (:func:`~gpukmeans._validation.float32_column_means`, both of its branches); NaN and
+    infinity make both the magnitude and the mean non-finite."""
     import numba
 
     from gpukmeans import _cpu
+    from gpukmeans._validation import float32_column_means
 
     rng = np.random.default_rng()
     info = np.finfo(np.float32)
@@ -117,6 +119,7 @@ def test_float32_scan_gives_the_three_passes():
             assert largest == max(float(X.max()), -float(X.min()))
             np.testing.assert_array_equal(norms, _cpu.row_norms_f64(X))
             assert X_mean.dtype == np.float32 and X_mean.shape == (shape[1],)
+            assert float32_column_means(X).tobytes() == X_mean.tobytes(), shape
             exact = X.astype(np.float64).mean(axis=0)
             # rounded once to float32 (by at most a subnormal's spacing below tiny)
             np.testing.assert_allclose(
@@ -137,6 +140,8 @@ def test_float32_scan_gives_the_three_passes():
         X[rng.integers(3000), rng.integers(5)] = bad
         largest, X_mean, _ = _cpu.scan_float32(X, with_norms=False)
         assert not np.isfinite(largest) and not np.isfinite(X_mean).all()
+        with np.errstate(invalid="ignore"):
+            assert float32_column_means(X).tobytes() == X_mean.tobytes()
         assert np.isnan(largest) == np.isnan(bad)
 
 

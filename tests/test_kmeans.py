@@ -102,9 +102,10 @@ def test_float64_matches_sklearn_from_same_init(kind, n_samples, n_features, n_c
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_fits_mean_is_numpys_bit_for_bit(dtype, rng):
-    """The mean the fit centres on (scikit-learn centres float64 data on
+    """The mean the fit centres float64 data on (scikit-learn centres them on
     ``X.mean(axis=0)``) is NumPy's to the last bit, by the faster route, whatever the
-    shape; infinity and NaN come through as in NumPy."""
+    shape and dtype; infinity and NaN come through as in NumPy. (float32 data are
+    centred on float64 sums: test_float32_fits_centre_on_one_mean_whatever_the_engine.)"""
     from gpukmeans._validation import column_means
 
     for n_features in (1, 2, 3, 8, 33, 784):
