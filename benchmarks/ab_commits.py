@@ -15,13 +15,15 @@ Usage, from the repository root::
 
     .venv/bin/python benchmarks/ab_commits.py --base HEAD~1 kmeans++ 100000 128 32
     .venv/bin/python benchmarks/ab_commits.py --base a644795 fit 100000 8 32 --threads 1
+    .venv/bin/python benchmarks/ab_commits.py --base HEAD lloyd 100000 96 8
     .venv/bin/python benchmarks/ab_commits.py --base main minibatch 70000 784 10 --dtype float64
     .venv/bin/python benchmarks/ab_commits.py --base HEAD minibatch 70000 784 10 --mnist DIR
 
 Blobs (``make_blobs``, ``n_clusters`` centers, ``random_state=0``) by default; with
 ``--mnist DIR``, MNIST's first ``n_samples`` images in [0, 1] (``n_features`` 784):
 blobs converge in fewer mini-batch steps than digits do, which weighs a fit's parts
-otherwise.
+otherwise. ``fit`` is the default fit (k-means++ and its iterations); ``lloyd`` the
+iterations alone, as the harness times them: 20 from random rows, ``tol=0``.
 """
 
 import argparse
@@ -66,8 +68,10 @@ def workload(module, what, X, n_clusters, seed):
     """A call of ``module`` on ``X``: its result, to compare bit for bit."""
     if what == "kmeans++":
         return module.kmeans_plusplus(X, n_clusters, random_state=seed)[0]
-    if what == "fit":
-        km = module.KMeans(n_clusters, random_state=seed, device="cpu").fit(X)
+    if what in ("fit", "lloyd"):
+        # "lloyd": the iterations alone, as the harness times them (random rows, tol=0)
+        options = dict(init="random", n_init=1, max_iter=20, tol=0.0) if what == "lloyd" else {}
+        km = module.KMeans(n_clusters, random_state=seed, device="cpu", **options).fit(X)
         return km.cluster_centers_, km.labels_, np.float64(km.inertia_)
     km = module.MiniBatchKMeans(n_clusters, random_state=seed, device="cpu").fit(X)
     return km.cluster_centers_, km.labels_, np.float64(km.inertia_)
@@ -81,7 +85,7 @@ def same(a, b):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["kmeans++", "fit", "minibatch"])
+    parser.add_argument("what", choices=["kmeans++", "fit", "lloyd", "minibatch"])
     parser.add_argument("n_samples", type=int)
     parser.add_argument("n_features", type=int)
     parser.add_argument("n_clusters", type=int)

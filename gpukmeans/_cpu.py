@@ -68,13 +68,25 @@ from ._engine import Engine, by_dot_products
 #   float64 (no BLOCKED) d=2 k=32: 5.47, 1.91, 2.33   d=8 k=32: 7.13, 2.95, 2.82
 #           d=16 k=256: 27.0, 27.6, 16.2   d=32 k=4096: 508, 856, 350
 #           MNIST k=20: 53.5, 232, 70.7;  k=256: 254, 1081, 268
-# Beyond BY_GEMM_MAX_FEATURES, float32 takes the blocked kernel
-# (_cpu_nearest._rows_nearest_blocked: 6 rows x 4 centers of sums in registers, nothing
-# packed, its values folded over the centers as the GEMM's are) for few clusters, at
-# most one per BLOCKED_FEATURES_PER_CLUSTER features, while they fit in
-# BLOCKED_MAX_CENTER_BYTES (it rereads every center for each block of 6 rows); then the
-# GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES, and the GEMM as scikit-learn calls
-# it beyond (its larger products, over every center at once, win there). One E-step,
+# Beyond BLOCKED_MIN_FEATURES, float32 takes the blocked kernel
+# (_cpu_nearest._rows_nearest_blocked: blocks of 6 rows x 4 centers of sums in
+# registers with AVX-512, 4 x 3 with AVX2, nothing packed, its values folded over the
+# centers as the GEMM's are) for few clusters, at most one per
+# BLOCKED_FEATURES_PER_CLUSTER features, while they fit in BLOCKED_MAX_CENTER_BYTES (it
+# rereads every center for each block of rows); then the GEMM folded by rows up to
+# BY_GEMM_F32_MAX_FEATURES, and the GEMM as scikit-learn calls it beyond (its larger
+# products, over every center at once, win there). From 65 to 128 features (stop 53, a
+# 2-core Zen 3 EPYC, AVX2, OpenBLAS on its Haswell kernels; one E-step, 100,000 random
+# rows, wall ms, two threads, alternated, medians of 21, GEMM / BY_GEMM / BLOCKED):
+# d=72 k=4 6.24 / 5.49 / 3.35, k=9 7.44 / 4.60 / 3.34, k=12 8.24 / 4.54 / 4.25, k=16
+# 9.42 / 6.18 / 6.45; d=96 k=4 6.06 / 5.24 / 2.57, k=9 8.80 / 7.20 / 4.20, k=12 8.84 /
+# 7.35 / 4.29, k=16 9.87 / 7.46 / 6.40; d=128 k=4 8.28 / 7.39 / 3.59, k=9 10.1 / 9.27 /
+# 4.68, k=12 13.2 / 10.2 / 6.51, k=16 15.8 / 10.3 / 9.05; one thread d=80 k=8 14.4 /
+# 9.22 / 5.96, d=128 k=8 20.5 / 16.0 / 9.22, k=16 23.3 / 17.3 / 13.7. At 64 features the
+# GEMM folded by rows (rows first) won: k=4 2.10 / 2.16, k=8 2.20 / 2.71, k=16 3.20 /
+# 4.67 (BY_GEMM / BLOCKED); at 128, k=32 tied (11.6 / 12.1). float64's float32 products
+# stay folded by rows up to 128 features: there the blocked kernel won and lost by
+# turns (d=64-80 mostly lost, d=96-128 k <= 16 mostly won, in noisy runs). One E-step,
 # CPU ms of both threads (the work: this VM's wall time drifts), OpenBLAS 0.3.30 on its
 # own AVX-512 (SkylakeX) kernels, random rows (100,000 unless named), GEMM (as
 # scikit-learn calls it) / BY_GEMM / BLOCKED: MNIST (70,000 x 784) k=10 50.4 / 43.7 /
@@ -134,6 +146,7 @@ BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
 BY_PANEL_WIDE_MAX_FEATURES = 32
 BY_PANEL_WIDE_MIN_CLUSTERS = 16
 BY_GEMM_MAX_FEATURES = 128
+BLOCKED_MIN_FEATURES = 64
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
 BY_GEMM_F32_MAX_FEATURES = 512
@@ -218,14 +231,17 @@ def narrowed_pays(dtype, n_features, n_clusters):
     return n_clusters >= NARROWED_MIN_CLUSTERS
 
 
-def _blocked_pays(n_features, n_clusters):
-    """Whether float32 values beyond :data:`BY_GEMM_MAX_FEATURES` come from the blocked
-    kernel (see :data:`BLOCKED_FEATURES_PER_CLUSTER`): float32 data's, and float64's
-    float32 products (float64 plain steps, one thread, ms, the float32 values by the
-    GEMM folded by rows / by the blocked kernel: MNIST k=10 62.7 / 41.9,
-    k=20 71.7 / 55.1, k=98 170 / 159; 30,000 x 200 k=8 7.89 / 6.04, k=25 11.2 / 11.5, k=64
-    16.4 / 19.8; 30,000 x 512 k=8 20.8 / 13.2, k=64 44.4 / 39.4)."""
-    return (n_features > BY_GEMM_MAX_FEATURES
+def _blocked_pays(dtype, n_features, n_clusters):
+    """Whether the float32 values of ``dtype`` data come from the blocked kernel (see
+    :data:`BLOCKED_FEATURES_PER_CLUSTER`): float32 data's beyond
+    :data:`BLOCKED_MIN_FEATURES`, and float64's float32 products beyond
+    :data:`BY_GEMM_MAX_FEATURES` (float64 plain steps, one thread, ms, the float32 values
+    by the GEMM folded by rows / by the blocked kernel: MNIST k=10 62.7 / 41.9, k=20 71.7
+    / 55.1, k=98 170 / 159; 30,000 x 200 k=8 7.89 / 6.04, k=25 11.2 / 11.5, k=64 16.4 /
+    19.8; 30,000 x 512 k=8 20.8 / 13.2, k=64 44.4 / 39.4)."""
+    min_features = (BLOCKED_MIN_FEATURES if np.dtype(dtype) == np.float32
+                    else BY_GEMM_MAX_FEATURES)
+    return (n_features > min_features
             and n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
             and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES)
 
@@ -237,25 +253,26 @@ def dense_search_by_gemm(n_features, n_clusters):
     same centers, alternated, blocked / GEMM, the same labels and centers bit for bit:
     20,000 MNIST images, k=256, 3 iterations 296 / 242 ms; 100,000 x 128 blobs, k=32,
     the first E-step 22-30 / 16-21 ms, the 10-iteration fit within this VM's noise."""
-    return not _blocked_pays(n_features, n_clusters)
+    return not _blocked_pays(np.float32, n_features, n_clusters)
 
 
 def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float64
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
-    all but a few clusters), by the kernel float32 data would take; float32 over the
+    all but a few clusters), by the blocked kernel beyond :data:`BY_GEMM_MAX_FEATURES`
+    where float32 data would take it, else folded by rows; float32 over the
     chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
     :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows; up to
     :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`); by
-    rows for a few features, a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES`;
-    beyond, float32 without BLAS
+    rows for a few features; beyond :data:`BLOCKED_MIN_FEATURES`, float32 without BLAS
     (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
     :data:`BLOCKED_FEATURES_PER_CLUSTER` features and :data:`BLOCKED_MAX_CENTER_BYTES`
-    of centers, else folded by rows up to :data:`BY_GEMM_F32_MAX_FEATURES`; the rest,
-    the GEMM as scikit-learn calls it."""
+    of centers; else a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES` (float32:
+    :data:`BY_GEMM_F32_MAX_FEATURES`); the rest, the GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
     if narrowed_pays(X.dtype, n_features, n_clusters):
-        return NARROWED_BLOCKED if _blocked_pays(n_features, n_clusters) else NARROWED
+        return (NARROWED_BLOCKED if _blocked_pays(X.dtype, n_features, n_clusters)
+                else NARROWED)
     by_rows = n_features <= BY_ROWS_MAX_FEATURES[X.dtype.itemsize]
     if X.dtype == np.float32 and n_features <= BY_PANEL_MAX_FEATURES and n_clusters <= (
             BY_PANEL_OVER_ROWS_MAX_CLUSTERS if by_rows else BY_PANEL_MAX_CLUSTERS):
@@ -265,13 +282,11 @@ def _dots_kernel(X, n_clusters):
         return BY_PANEL
     if by_rows:
         return BY_ROWS
-    if n_features <= BY_GEMM_MAX_FEATURES:
+    if X.dtype == np.float32 and _blocked_pays(X.dtype, n_features, n_clusters):
+        return BLOCKED
+    if n_features <= BY_GEMM_MAX_FEATURES or (
+            X.dtype == np.float32 and n_features <= BY_GEMM_F32_MAX_FEATURES):
         return BY_GEMM
-    if X.dtype == np.float32:
-        if _blocked_pays(n_features, n_clusters):
-            return BLOCKED
-        if n_features <= BY_GEMM_F32_MAX_FEATURES:
-            return BY_GEMM
     return GEMM
 
 

@@ -382,8 +382,9 @@ def test_weighted_draw_is_numpys_choice(dtype, rng):
 @pytest.mark.parametrize("n_clusters", [1, 3, 4, 5, 6, 8, 10, 11, 64])
 @pytest.mark.parametrize("chunk_start, chunk_end", [(0, 256), (5, 17), (250, 253)])
 def test_blocked_dots_against_float64_reference(n_clusters, chunk_start, chunk_end, rng):
-    """Every row and center, including those left over from the 6 x 4 blocks (three:
-    an overlapping 6 x 4 block; one or two: a 6 x 2 block); and each
+    """Every row and center, including those left over from the blocks (BLOCK_ROWS x
+    BLOCK_CENTERS; one short of a block: an overlapping whole block; fewer: a block of
+    two); and each
     row's norm, taken as its block is first read: the one the engine takes of the row
     alone (its labels' margins), bit for bit, with the same dot products as without."""
     X = rng.normal(size=(300, 37)).astype(np.float32)
@@ -606,13 +607,14 @@ def test_the_gemm_by_rows_takes_every_way_in_those_cases():
 
 
 def test_the_plain_step_kernel_by_shapes():
-    """Up to 128 features, float32 over the chunk transposed for few features and
+    """Up to 64 features, float32 over the chunk transposed for few features and
     clusters, else by rows or a GEMM folded by rows; beyond, float32 takes the
     blocked kernel for at most one cluster per BLOCKED_FEATURES_PER_CLUSTER features
-    while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every 6 rows),
-    else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest the GEMM as
-    scikit-learn calls it. float64 beyond the kernel by rows takes float32 products for
-    all but a few clusters, and always beyond 128 features."""
+    while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every block
+    of rows), else the GEMM folded by rows up to BY_GEMM_F32_MAX_FEATURES; the rest the
+    GEMM as scikit-learn calls it. float64 beyond the kernel by rows takes float32
+    products for all but a few clusters, and always beyond 128 features (by the blocked
+    kernel from there only)."""
     def kernel(dtype, n_features, n_clusters):
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
@@ -631,7 +633,11 @@ def test_the_plain_step_kernel_by_shapes():
     assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
     per_cluster = _cpu.BLOCKED_FEATURES_PER_CLUSTER
     assert (kernel(np.float32, 784, 10) == kernel(np.float32, 784, 784 // per_cluster)
-            == kernel(np.float32, 129, 1) == _cpu_lloyd.BLOCKED)
+            == kernel(np.float32, 129, 1) == kernel(np.float32, 65, 8)
+            == kernel(np.float32, 128, 16) == _cpu_lloyd.BLOCKED)
+    # From 65 features (_cpu.py's table: at 64 the GEMM folded by rows won).
+    assert (kernel(np.float32, 64, 8) == kernel(np.float32, 65, 9)
+            == kernel(np.float32, 128, 17) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, 784, 784 // per_cluster + 1) == _cpu_lloyd.GEMM
     widest = _cpu.BY_GEMM_F32_MAX_FEATURES
     assert (kernel(np.float32, 129, 129 // per_cluster + 1) == kernel(np.float32, widest, 4096)
@@ -661,9 +667,10 @@ def test_the_plain_step_kernel_by_shapes():
     assert kernel(np.float32, 160, 32) == kernel(np.float32, 256, 64) == _cpu_lloyd.BY_GEMM
 
 
-@pytest.mark.parametrize("n_features, n_clusters", [(129, 17), (300, 64), (513, 70)])
+@pytest.mark.parametrize("n_features, n_clusters", [(65, 8), (100, 12), (129, 17), (300, 64),
+                                                     (513, 70)])
 def test_wide_float32_steps_agree_by_every_kernel(n_features, n_clusters, rng):
-    """Beyond 128 features float32 takes the blocked kernel, the GEMM folded by rows or
+    """Beyond 64 features float32 takes the blocked kernel, the GEMM folded by rows or
     scikit-learn's GEMM call by its shapes (_dots_kernel): each labels every row with its
     exactly nearest center, the lower index of two equal ones, so the three plain steps
     are one: the same labels, sums and weights."""
@@ -2389,4 +2396,5 @@ def test_bounded_runs_search_whole_chunks_by_gemm_to_the_same_bits(
     assert steps[False][2] == steps[True][2]
     # The rule: the GEMM wherever the plain step would not take the blocked kernel.
     assert _cpu.dense_search_by_gemm(40, 30) and _cpu.dense_search_by_gemm(784, 256)
-    assert not _cpu.dense_search_by_gemm(784, 20)
+    assert _cpu.dense_search_by_gemm(64, 8) and _cpu.dense_search_by_gemm(128, 17)
+    assert not _cpu.dense_search_by_gemm(784, 20) and not _cpu.dense_search_by_gemm(128, 16)
