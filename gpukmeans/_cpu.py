@@ -23,6 +23,7 @@ import contextlib
 import functools
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from . import _cpu_yinyang
@@ -37,7 +38,8 @@ from ._cpu_lloyd import (
 )
 from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
-    _minibatch_update, batch_search, labels_by_index,
+    UPDATE_GROUPS_PER_THREAD, _minibatch_update, _minibatch_update_by_clusters, batch_search,
+    labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
@@ -424,8 +426,10 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
                 X, rows, sample_weight, *label_args[2:], weight_sums, tiny, labels, distances)
         else:
             _batch_labels_by_index(*label_args, labels)
-            centers_new, weight_sums_new = _minibatch_update(
-                X, rows, sample_weight, labels, centers, weight_sums, tiny, distances)
+            # On the threads too: see _minibatch_update_by_clusters.
+            centers_new, weight_sums_new = _minibatch_update_by_clusters(
+                X, rows, sample_weight, labels, centers, weight_sums, tiny, distances,
+                min(n_clusters, UPDATE_GROUPS_PER_THREAD * numba.get_num_threads()))
     else:
         e_step(X, centers, labels)
         centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels,

@@ -37,6 +37,12 @@ are summed while they are in cache from their labelling, not gathered from X a s
 time. The same labels, the rows added in the same order: the same bits. MNIST, 1,024
 random rows, one thread, a step at k=10: 0.64 -> 0.57-0.60 ms with chunks of 256 rows
 (at k=100, 1.8 ms, the arithmetic hides it), and 10-15% less again with parts of 64.
+Where the labels run on the threads, so does the update, its clusters in groups
+(:func:`_minibatch_update_by_clusters`, the same bits): run serially between two
+parallel labellings, it left the workers idle long enough that the next labelling lost
+most of its second thread to waking them. Whole fits on MNIST, two threads, base / new
+alternated (``benchmarks/ab_commits.py``), the same results: k=100 699-750 / 648-650 ms,
+k=30 313 / 275, k=10 206 / 195, float64 k=100 773 / 743.
 
 It also holds the batch draw's search, :meth:`gpukmeans._minibatch_step.BatchSampler.search`
 compiled (NumPy's vectorised binary search costs 0.14 ms a batch in small array calls,
@@ -205,22 +211,63 @@ def _minibatch_update(
     scikit-learn rounds each addition in float32. A weight sum below ``tiny`` (a cluster
     reached only by a batch far lighter than the earlier ones) has a reciprocal that
     overflows float64: the sum is divided by it instead."""
-    sums, weight_in_clusters = _start_update(centers, weight_sums)
+    sums, weight_in_clusters, centers_new, weight_sums_new = _update_arrays(centers,
+                                                                            weight_sums)
+    n_clusters = centers.shape[0]
+    _start_update(centers, weight_sums, sums, 0, n_clusters)
     _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
-                    distances)
-    return _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny)
+                    distances, 0, n_clusters)
+    _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
+                   weight_sums_new, 0, n_clusters)
+    return centers_new, weight_sums_new
+
+
+# _minibatch_update_by_clusters splits the clusters into this many groups a thread (the
+# groups' sizes follow the labels, not the split: several a thread even out the work).
+UPDATE_GROUPS_PER_THREAD = 4
+
+
+@njit(parallel=prange_only(), nogil=True, cache=CACHE)
+def _minibatch_update_by_clusters(X, rows, sample_weight, labels, centers, weight_sums, tiny,
+                                  distances, n_groups):
+    """:func:`_minibatch_update` on Numba's threads, its clusters in ``n_groups`` groups:
+    each group's sums start, gather their rows (in sample order, every row read by the
+    group of its label alone) and finish in one ``prange`` iteration, so the bits are
+    :func:`_minibatch_update`'s whatever the groups. For steps whose labels ran on the
+    threads: run serially between two parallel labellings, the update left the
+    workers idle long enough that waking them cost the next labelling its second thread
+    (MNIST, 1,024 rows, k=100, two threads: a labelling alone 1.8 ms back to back, 3.0
+    after 0.5 ms of serial work, as long as on one thread)."""
+    sums, weight_in_clusters, centers_new, weight_sums_new = _update_arrays(centers,
+                                                                            weight_sums)
+    n_clusters = centers.shape[0]
+    for group in prange(n_groups):
+        first = group * n_clusters // n_groups
+        last = (group + 1) * n_clusters // n_groups
+        _start_update(centers, weight_sums, sums, first, last)
+        _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
+                        distances, first, last)
+        _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
+                       weight_sums_new, first, last)
+    return centers_new, weight_sums_new
 
 
 @njit(nogil=True, cache=CACHE)
-def _start_update(centers, weight_sums):
-    """:func:`_minibatch_update`'s float64 ``(sums, weight_in_clusters)`` before the
-    batch: ``c * W`` and zeros."""
+def _update_arrays(centers, weight_sums):
+    """The update's float64 ``sums`` and ``weight_in_clusters`` (zeros), and
+    ``centers_new`` and ``weight_sums_new`` (copies of the old)."""
     n_clusters, n_features = centers.shape
-    sums = np.empty((n_clusters, n_features), dtype=np.float64)
-    for j in range(n_clusters):
+    return (np.empty((n_clusters, n_features), dtype=np.float64),
+            np.zeros(n_clusters, dtype=np.float64), centers.copy(), weight_sums.copy())
+
+
+@njit(nogil=True, cache=CACHE)
+def _start_update(centers, weight_sums, sums, first, last):
+    """The float64 sums of clusters ``first:last`` before the batch: ``c * W``."""
+    n_features = centers.shape[1]
+    for j in range(first, last):
         for f in range(n_features):
             sums[j, f] = np.float64(centers[j, f]) * np.float64(weight_sums[j])
-    return sums, np.zeros(n_clusters, dtype=np.float64)
 
 
 # ``reassoc`` vectorises the distance's sum (its order then fixed by the compiled code, the
@@ -228,16 +275,18 @@ def _start_update(centers, weight_sums):
 # and without ``contract`` no product is fused into them: scikit-learn's arithmetic.
 @njit(nogil=True, fastmath={"reassoc"}, cache=CACHE)
 def _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
-                    distances):
-    """Add ``w_i x_i`` of the rows ``X[rows[i]]`` to their clusters' ``sums``, in order,
-    and ``w_i`` to ``weight_in_clusters``; each row's squared distance to its (old)
-    center, from the differences in float64, into ``distances`` unless it is empty (see
-    :func:`_minibatch_update`), in the same loop over the row (MNIST, k=10, one thread:
-    a second loop cost 5% of a step)."""
+                    distances, first, last):
+    """Add ``w_i x_i`` of the rows ``X[rows[i]]`` labelled ``first:last`` to their
+    clusters' ``sums``, in order, and ``w_i`` to ``weight_in_clusters``; each such row's
+    squared distance to its (old) center, from the differences in float64, into
+    ``distances`` unless it is empty (see :func:`_minibatch_update`), in the same loop
+    over the row (MNIST, k=10, one thread: a second loop cost 5% of a step)."""
     n_features = X.shape[1]
     measure = distances.shape[0] > 0
     for i in range(rows.shape[0]):
         label = labels[i]
+        if label < first or label >= last:
+            continue
         weight = np.float64(sample_weight[i])
         weight_in_clusters[label] += weight
         row = sums[label]
@@ -257,14 +306,13 @@ def _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clu
 
 
 @njit(nogil=True, cache=CACHE)
-def _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny):
-    """:func:`_minibatch_update`'s ``(centers_new, weight_sums_new)`` from the batch's
-    sums."""
-    n_clusters, n_features = centers.shape
+def _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
+                   weight_sums_new, first, last):
+    """:func:`_minibatch_update`'s ``centers_new`` and ``weight_sums_new`` of clusters
+    ``first:last`` from the batch's sums (the others' stay as they are)."""
+    n_features = centers.shape[1]
     dtype = centers.dtype.type
-    centers_new = centers.copy()
-    weight_sums_new = weight_sums.copy()
-    for j in range(n_clusters):
+    for j in range(first, last):
         if weight_in_clusters[j] > 0:
             weight_sums_new[j] = weight_sums[j] + dtype(weight_in_clusters[j])
             total = np.float64(weight_sums_new[j])
@@ -275,7 +323,6 @@ def _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny):
             else:
                 for f in range(n_features):
                     centers_new[j, f] = dtype(sums[j, f] / total)
-    return centers_new, weight_sums_new
 
 
 # _labelled_update_by_index labels and sums the batch SUMMED_ROWS at a time, which stay
@@ -315,7 +362,10 @@ def _labelled_update_by_index(
     n_narrow = centers.shape[0] if narrowed else 0
     narrow_centers = narrowed_centers(minus_two_centers[:n_narrow],
                                       centers_squared_norms[:n_narrow])
-    sums, weight_in_clusters = _start_update(centers, weight_sums)
+    sums, weight_in_clusters, centers_new, weight_sums_new = _update_arrays(centers,
+                                                                            weight_sums)
+    n_clusters = centers.shape[0]
+    _start_update(centers, weight_sums, sums, 0, n_clusters)
     # float64's near-ties: the chunk's GEMM, once for all its parts.
     gemm_values = np.empty((CHUNK_ROWS, centers.shape[0]), dtype=X.dtype)
     gemm_ready = np.zeros(1, dtype=np.bool_)
@@ -332,8 +382,10 @@ def _labelled_update_by_index(
             part_start, part_end = start + first, start + last
             _add_batch_rows(X, rows[part_start:part_end], sample_weight[part_start:part_end],
                             labels[part_start:part_end], centers, sums, weight_in_clusters,
-                            distances[part_start:part_end])
-    return _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny)
+                            distances[part_start:part_end], 0, n_clusters)
+    _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
+                   weight_sums_new, 0, n_clusters)
+    return centers_new, weight_sums_new
 
 
 @njit(nogil=True, cache=CACHE)

@@ -349,7 +349,8 @@ def test_step_on_one_thread_chunk_by_chunk_is_the_two_passes(dtype, n_clusters, 
                                                             rng):
     """A batch labelled by index on one thread is summed SUMMED_ROWS rows at a time
     while they are in cache (_labelled_update_by_index); on more threads, labelled in
-    parallel and then summed (_batch_labels_by_index, _minibatch_update). Both give the
+    parallel and then summed on the threads too (_batch_labels_by_index,
+    _minibatch_update_by_clusters). Both give the
     same labels, centers, weights and inertia, bit for bit: batches of several chunks
     and a partial one, repeated rows, near-ties (integers far from the origin, which
     float64 decides by the whole copied chunk's GEMM, also in a chunk's later parts),
@@ -381,6 +382,51 @@ def test_step_on_one_thread_chunk_by_chunk_is_the_two_passes(dtype, n_clusters, 
                 np.testing.assert_array_equal(ours, theirs)
     finally:
         _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_by_groups_of_clusters_is_the_serial_update(dtype, rng):
+    """The update on the threads, its clusters in any number of groups
+    (_minibatch_update_by_clusters), gives the serial update's centers, weight sums and
+    distances bit for bit: each cluster's rows are still added in sample order, by one
+    thread. Clusters that receive no row, zero weights, and a weight sum below the
+    dtype's tiny (its sum divided rather than multiplied by the reciprocal)."""
+    from gpukmeans import _cpu_runtime
+    from gpukmeans._cpu_minibatch import _minibatch_update, _minibatch_update_by_clusters
+
+    n_samples, n_features, n_clusters = 2000, 37, 13
+    X = (rng.normal(size=(n_samples, n_features)) * 10 + 3).astype(dtype)
+    rows = rng.integers(0, n_samples, 900)
+    labels = rng.integers(0, n_clusters - 2, rows.shape[0]).astype(np.int32)  # two empty
+    sample_weight = rng.uniform(0, 3, rows.shape[0]).astype(dtype)
+    sample_weight[rng.random(rows.shape[0]) < 0.2] = 0
+    sample_weight[labels == 4] = np.finfo(dtype).tiny / (2 * np.count_nonzero(labels == 4))
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    weight_sums = rng.uniform(0, 50, n_clusters).astype(dtype)
+    weight_sums[4] = 0
+    tiny = np.finfo(dtype).tiny
+    distances = np.full(rows.shape[0], np.nan)
+    expected = _minibatch_update(X, rows, sample_weight, labels, centers, weight_sums, tiny,
+                                 distances)
+    assert expected[1][4] < tiny
+    centers_before, weights_before = centers.copy(), weight_sums.copy()
+    try:
+        _cpu_runtime.set_num_threads(2)
+        with _cpu_runtime.cpu_runtime():
+            for n_groups in (1, 2, 5, n_clusters):
+                for measure in (True, False):
+                    got_distances = np.full(rows.shape[0] if measure else 0, np.nan)
+                    got = _minibatch_update_by_clusters(X, rows, sample_weight, labels,
+                                                        centers, weight_sums, tiny,
+                                                        got_distances, n_groups)
+                    assert got[0].tobytes() == expected[0].tobytes(), n_groups
+                    assert got[1].tobytes() == expected[1].tobytes(), n_groups
+                    if measure:
+                        assert got_distances.tobytes() == distances.tobytes(), n_groups
+    finally:
+        _cpu_runtime.set_num_threads(_cpu_runtime.numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(centers, centers_before)
+    np.testing.assert_array_equal(weight_sums, weights_before)
 
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
