@@ -111,7 +111,9 @@ def test_float32_scan_gives_the_three_passes():
     rng = np.random.default_rng()
     info = np.finfo(np.float32)
     for scale in (1.0, 1e-3, float(info.tiny) * 4, 1e30):
-        for shape in ((1, 1), (7, 3), (1000, 17), (5000, 64), (300, 784), (70, 5000)):
+        # (One column: where NumPy would sum pairwise, the means must still add in order.)
+        for shape in ((1, 1), (7, 3), (1000, 17), (5000, 64), (300, 784), (70, 5000),
+                      (20000, 1), (300000, 1), (3000, 2)):
             X = (rng.standard_normal(shape) * scale + scale * rng.uniform(-3, 3)).astype(
                 np.float32)
             X.flat[rng.integers(X.size)] = -0.0
