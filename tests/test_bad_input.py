@@ -147,6 +147,33 @@ def test_float32_scan_gives_the_three_passes():
         assert np.isnan(largest) == np.isnan(bad)
 
 
+def test_float32_column_sums_add_in_the_scans_order(rng):
+    """NumPy's route to the float32 means (the NumPy engine's) adds in the Numba pass's
+    order, each block's rows one after another, on values of many magnitudes, where
+    another order (NumPy's pairwise sums of a contiguous column, ``reduceat``'s of any
+    block) gives other float64 sums; and on a tie that the order decides: 1 + 2^-24 +
+    2^-53 + 2^-53 in order is 1 + 2^-24, whose mean over 256 rows rounds down."""
+    from gpukmeans import _cpu_passes
+    from gpukmeans._validation import float32_column_means, float32_column_sums
+
+    def scan_sums(X):
+        magnitude_mask = np.int32(np.iinfo(np.int32).max)
+        return _cpu_passes._scan_float32(X, X.reshape(-1).view(np.int32), magnitude_mask,
+                                         np.empty(0), False)[1]
+
+    for shape in ((5, 1), (256, 1), (20000, 1), (300000, 1), (3000, 2), (20000, 3),
+                  (1000, 17), (130000, 2), (200, 784)):
+        X = (rng.standard_normal(shape)
+             * 10.0 ** rng.integers(-20, 20, shape)).astype(np.float32)
+        assert float32_column_sums(X).tobytes() == scan_sums(X).tobytes(), shape
+    for n_features in (1, 2, 3):
+        X = np.zeros((256, n_features), np.float32)
+        X[:4, 0] = [1.0, 2.0**-24, 2.0**-53, 2.0**-53]
+        assert float32_column_sums(X)[0] == 1.0 + 2.0**-24
+        assert float32_column_means(X)[0] == np.float32(1 / 256)
+        assert float32_column_means(X).tobytes() == _cpu_passes.scan_float32(X, False)[1].tobytes()
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("estimator", [KMeans, MiniBatchKMeans])
