@@ -10,7 +10,7 @@
   first: on CI's two cores a cold cache's minute of compiling then costs no time. The
   kernels land in the cache the suite reads; a test that needs one before it is written
   compiles it itself, so the order changes when, never what, is tested.
-- That second process then runs the test files of :data:`RUN_IN_BACKGROUND` in a pytest
+- That second process then runs the tests of :data:`RUN_IN_BACKGROUND` in a pytest
   of its own, which this run waits for at its end: its report is printed below this
   run's, and its failure fails this run. The compile had ended about 250 s before the
   suite did (a fresh-clone CI run on a 2-core Zen 3: compile 688-709 s, suite 921-946 s),
@@ -41,11 +41,20 @@ def _whole_suite(config):
 
 # Test files that need no Numba kernel, run first in a whole-suite run (see above).
 RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
-# Test files a whole-suite run leaves to the background process once its compile is
-# done (see above): about two minutes of tests, none on the emulated device (whose line
-# coverage this process measures) and none of RUN_FIRST.
+# Test files, or single tests (``file::name``), that a whole-suite run leaves to the
+# background process once its compile is done (see above): about two minutes of tests,
+# none on the emulated device (whose line coverage this process measures) and none of
+# RUN_FIRST. The serial-twins test compiled kernels of both thread counts that the
+# compile had not reached yet (33 + 24 s of CI's run); after it, it loads them.
 RUN_IN_BACKGROUND = ("test_examples.py", "test_faults.py", "test_sklearn_minibatch_suite.py",
-                     "test_sklearn_suite.py", "test_startup.py", "test_streaming.py")
+                     "test_sklearn_suite.py", "test_startup.py", "test_streaming.py",
+                     "test_cpu_engine.py::test_serial_twins_give_the_parallel_kernels_bits")
+
+
+def _runs_in_background(item):
+    test = item.nodeid.split("::")[1].split("[")[0] if "::" in item.nodeid else ""
+    return (item.path.name in RUN_IN_BACKGROUND
+            or f"{item.path.name}::{test}" in RUN_IN_BACKGROUND)
 BACKGROUND_TIMEOUT_S = 1800
 _BACKGROUND = """
 import subprocess, sys
@@ -106,7 +115,7 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter):
     if "background report" in _state:
         report, returncode = _state["background report"]
-        terminalreporter.section(f"the test files run by the background process: "
+        terminalreporter.section(f"the tests run by the background process: "
                                  f"{', '.join(RUN_IN_BACKGROUND)} (exit status {returncode})")
         terminalreporter.write(report)
         if returncode != 0:
@@ -127,8 +136,8 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_collection_modifyitems(config, items):
     if "background" in _state:
         items.sort(key=lambda item: item.path.name not in RUN_FIRST)  # stable
-        elsewhere = [item for item in items if item.path.name in RUN_IN_BACKGROUND]
-        items[:] = [item for item in items if item.path.name not in RUN_IN_BACKGROUND]
+        elsewhere = [item for item in items if _runs_in_background(item)]
+        items[:] = [item for item in items if not _runs_in_background(item)]
         config.hook.pytest_deselected(items=elsewhere)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
