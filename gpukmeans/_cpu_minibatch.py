@@ -213,12 +213,9 @@ def _minibatch_update(
     overflows float64: the sum is divided by it instead."""
     sums, weight_in_clusters, centers_new, weight_sums_new = _update_arrays(centers,
                                                                             weight_sums)
-    n_clusters = centers.shape[0]
-    _start_update(centers, weight_sums, sums, 0, n_clusters)
-    _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
-                    distances, 0, n_clusters)
-    _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
-                   weight_sums_new, 0, n_clusters)
+    _update_clusters(X, rows, sample_weight, labels, centers, weight_sums, tiny, distances,
+                     sums, weight_in_clusters, centers_new, weight_sums_new, 0,
+                     centers.shape[0])
     return centers_new, weight_sums_new
 
 
@@ -242,14 +239,22 @@ def _minibatch_update_by_clusters(X, rows, sample_weight, labels, centers, weigh
                                                                             weight_sums)
     n_clusters = centers.shape[0]
     for group in prange(n_groups):
-        first = group * n_clusters // n_groups
-        last = (group + 1) * n_clusters // n_groups
-        _start_update(centers, weight_sums, sums, first, last)
-        _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
-                        distances, first, last)
-        _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
-                       weight_sums_new, first, last)
+        _update_clusters(X, rows, sample_weight, labels, centers, weight_sums, tiny,
+                         distances, sums, weight_in_clusters, centers_new, weight_sums_new,
+                         group * n_clusters // n_groups, (group + 1) * n_clusters // n_groups)
     return centers_new, weight_sums_new
+
+
+@njit(nogil=True, cache=CACHE)
+def _update_clusters(X, rows, sample_weight, labels, centers, weight_sums, tiny, distances,
+                     sums, weight_in_clusters, centers_new, weight_sums_new, first, last):
+    """The whole update of clusters ``first:last`` (:func:`_minibatch_update`): their
+    sums started, their rows added, their centers and weight sums finished."""
+    _start_update(centers, weight_sums, sums, first, last)
+    _add_batch_rows(X, rows, sample_weight, labels, centers, sums, weight_in_clusters,
+                    distances, first, last)
+    _finish_update(centers, weight_sums, sums, weight_in_clusters, tiny, centers_new,
+                   weight_sums_new, first, last)
 
 
 @njit(nogil=True, cache=CACHE)

@@ -49,12 +49,6 @@ RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
 RUN_IN_BACKGROUND = ("test_examples.py", "test_faults.py", "test_sklearn_minibatch_suite.py",
                      "test_sklearn_suite.py", "test_startup.py", "test_streaming.py",
                      "test_cpu_engine.py::test_serial_twins_give_the_parallel_kernels_bits")
-
-
-def _runs_in_background(item):
-    test = item.nodeid.split("::")[1].split("[")[0] if "::" in item.nodeid else ""
-    return (item.path.name in RUN_IN_BACKGROUND
-            or f"{item.path.name}::{test}" in RUN_IN_BACKGROUND)
 BACKGROUND_TIMEOUT_S = 1800
 _BACKGROUND = """
 import subprocess, sys
@@ -63,6 +57,12 @@ subprocess.run([sys.executable, "-m", "gpukmeans", "compile", "--device", "cpu"]
 sys.exit(subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                          *sys.argv[1:]], stdin=subprocess.DEVNULL).returncode)
 """
+
+
+def _runs_in_background(item):
+    test = getattr(item, "originalname", item.name)  # without its parameters
+    return (item.path.name in RUN_IN_BACKGROUND
+            or f"{item.path.name}::{test}" in RUN_IN_BACKGROUND)
 
 
 def pytest_configure(config):
