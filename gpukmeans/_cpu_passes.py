@@ -269,8 +269,8 @@ def centered(X, X_mean, x_squared_norms=None):
 # and infinity's and NaN's exceed every finite value's, so one integer maximum (which
 # vectorises; a NaN-aware float maximum does not) answers both. Blocks: a fixed number,
 # so that the threads share the pass whatever their count (a maximum is exact in any
-# order; the means' sums are added in the blocks' order, as NumPy's route adds them).
-MAGNITUDE_BLOCKS = MEAN_BLOCKS
+# order; the means' sums are added in the blocks' order, as NumPy's route adds them):
+# MEAN_BLOCKS, the one number both routes read.
 
 
 @njit(nogil=True, cache=CACHE)
@@ -307,10 +307,10 @@ def feature_major(X):
 def _largest_magnitude_bits(bits, magnitude_mask):
     """:func:`_largest_bits` over all of ``bits``, a block per ``prange`` iteration."""
     n_values = bits.shape[0]
-    block_largest = np.empty(MAGNITUDE_BLOCKS, dtype=bits.dtype)
-    for block in prange(MAGNITUDE_BLOCKS):
-        start = block * n_values // MAGNITUDE_BLOCKS
-        end = (block + 1) * n_values // MAGNITUDE_BLOCKS
+    block_largest = np.empty(MEAN_BLOCKS, dtype=bits.dtype)
+    for block in prange(MEAN_BLOCKS):
+        start = block * n_values // MEAN_BLOCKS
+        end = (block + 1) * n_values // MEAN_BLOCKS
         block_largest[block] = _largest_bits(bits[start:end], magnitude_mask)
     # Not ``block_largest.max()``, whose NumPy implementation compiles for 0.7 s more.
     return _largest_bits(block_largest, magnitude_mask)
@@ -348,15 +348,15 @@ def _scan_float32(X, bits, magnitude_mask, squared_norms, with_norms):
     """:func:`scan_float32`'s pass, a fixed block of rows per ``prange`` iteration, the
     blocks' sums then added in block order: the same bits with any thread count."""
     n_samples, n_features = X.shape
-    block_largest = np.empty(MAGNITUDE_BLOCKS, dtype=bits.dtype)
-    block_sums = np.zeros((MAGNITUDE_BLOCKS, n_features), dtype=np.float64)
-    for block in prange(MAGNITUDE_BLOCKS):
-        start = block * n_samples // MAGNITUDE_BLOCKS
-        end = (block + 1) * n_samples // MAGNITUDE_BLOCKS
+    block_largest = np.empty(MEAN_BLOCKS, dtype=bits.dtype)
+    block_sums = np.zeros((MEAN_BLOCKS, n_features), dtype=np.float64)
+    for block in prange(MEAN_BLOCKS):
+        start = block * n_samples // MEAN_BLOCKS
+        end = (block + 1) * n_samples // MEAN_BLOCKS
         block_largest[block] = _scan_block(X, bits, magnitude_mask, start, end,
                                            block_sums[block], squared_norms, with_norms)
     sums = np.zeros(n_features, dtype=np.float64)
-    for block in range(MAGNITUDE_BLOCKS):
+    for block in range(MEAN_BLOCKS):
         for f in range(n_features):
             sums[f] += block_sums[block, f]
     return _largest_bits(block_largest, magnitude_mask), sums
