@@ -280,7 +280,7 @@ def _kmeanspp_dots_partials(X, X_t, panel, x_squared_norms, sample_weight, candi
             chunk_end = min(chunk_start + chunk_rows, end)
             if n_candidates <= 4:
                 for sample in range(chunk_start, chunk_end):
-                    _row_dots(X[sample], candidates, dots[sample - chunk_start])
+                    _row_dots(X, sample, candidates, dots, sample - chunk_start)
             elif by_rows:
                 _chunk_dots_by_rows(X, chunk_start, chunk_end, padded, n_candidates, dots)
             else:

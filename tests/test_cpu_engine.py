@@ -489,9 +489,10 @@ def test_row_dots_of_any_width(dtype, n_features, rng):
         assert np.all(np.abs(by_rows[:, :n_centers] - expected[:, :n_centers])
                       <= bound[:, :n_centers]), n_centers
         for i in range(5):
-            row = np.full(n_centers, np.nan, dtype)
-            _cpu_nearest._row_dots(X[i], centers[:n_centers], row)
-            assert np.all(np.abs(row - expected[i, :n_centers]) <= bound[i, :n_centers])
+            row = np.full((2, n_centers), np.nan, dtype)
+            _cpu_nearest._row_dots(X, i, centers[:n_centers], row, 1)
+            assert np.all(np.isnan(row[0]))
+            assert np.all(np.abs(row[1] - expected[i, :n_centers]) <= bound[i, :n_centers])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -2345,12 +2346,15 @@ def test_strided_views_take_the_loop_and_give_the_same_products(dtype, rng):
     expected = X.astype(np.float64) @ centers.T.astype(np.float64)
     scale = np.abs(X).astype(np.float64) @ np.abs(centers.T).astype(np.float64)
     assert np.all(np.abs(dots - expected) <= 42 * float(np.finfo(dtype).eps) * scale)
-    row = np.empty(9, dtype)
+    row = np.empty((1, 9), dtype)
     padded = np.zeros((12, 40), dtype)
     padded[:9] = np.ascontiguousarray(centers)
-    _cpu_nearest._chunk_dots_by_rows(X, 0, 1, padded, 9, np.empty((1, 12), dtype))
-    _cpu_nearest._row_dots(X[0], centers, row)
-    assert np.all(np.abs(row - expected[0]) <= 42 * float(np.finfo(dtype).eps) * scale[0])
+    by_rows = np.empty((1, 12), dtype)
+    _cpu_nearest._chunk_dots_by_rows(X, 0, 1, padded, 9, by_rows)
+    _cpu_nearest._row_dots(X, 0, centers, row, 0)
+    for products in (row[0], by_rows[0, :9]):
+        assert np.all(np.abs(products - expected[0])
+                      <= 42 * float(np.finfo(dtype).eps) * scale[0])
 
 
 @pytest.mark.parametrize("path", ["hamerly", "elkan"])
