@@ -77,6 +77,8 @@ from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 # OpenBLAS held to its AVX2 kernels by the VM's OPENBLAS_CORETYPE=Haswell; beyond these
 # limits a copied batch is labelled by the plain step's kernel for its shapes
 # (_cpu._dots_kernel), on OpenBLAS's native kernels now a GEMM: not measured again.)
+# From 65 features by index was slower (Zen 3, two threads, whole fits of 200,000 blobs
+# alternated, by index / copied: d=100 k=10 1.02x, k=64 1.38x; d=72 k=32 1.13x).
 BY_INDEX_MIN_FEATURES = 129
 BY_INDEX_MAX_CLUSTERS = 128
 BY_INDEX_MANY_FEATURES = 256
