@@ -122,10 +122,16 @@ def test_each_cpu_engine_per_block(cpu_engine, rng, dtype):
     if dtype == np.float64:
         np.testing.assert_array_equal(labels, local.labels_)
         assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+        assert km.n_iter_ == local.n_iter_
     else:
-        assert (labels != local.labels_).sum() <= 2
+        # The blocks are centred on their mean; the local fit of data this near the
+        # origin is not: float32 values a rounding apart, so a near-tie may go the other
+        # way, and the fits then take their own number of iterations.
+        differ = np.flatnonzero(labels != local.labels_)
+        assert differ.size <= 2
         assert km.inertia_ == pytest.approx(local.inertia_, rel=1e-5)
-    assert km.n_iter_ == local.n_iter_
+        if differ.size == 0:
+            assert km.n_iter_ == local.n_iter_
 
 
 def test_weighted_fit_as_gpukmeans(on_processes, rng):

@@ -111,11 +111,18 @@ def test_float32_labels_are_exactly_nearest(rng, device, n_clusters):
     assert km.transform(X).dtype == np.float32
     assert_labels_nearest_in_float64(km.labels_, X.toarray(), km.cluster_centers_)
     np.testing.assert_array_equal(km.predict(X), km.labels_)
-    # The float64 run from the same centers follows the same path.
+    # The float64 run from the same centers follows the same path, but where a sample's
+    # two nearest centers lie within the float32 rounding of the centers (the runs'
+    # centers differ by it from the second step): then both runs' labels stay the
+    # nearest of their own centers, and differ at few samples.
     km64 = KMeans(n_clusters, init=init, n_init=1, max_iter=5, tol=0, device=device).fit(
         X.astype(np.float64))
-    np.testing.assert_array_equal(km.labels_, km64.labels_)
-    np.testing.assert_allclose(km.cluster_centers_, km64.cluster_centers_, atol=1e-6)
+    differ = np.flatnonzero(km.labels_ != km64.labels_)
+    if differ.size == 0:
+        np.testing.assert_allclose(km.cluster_centers_, km64.cluster_centers_, atol=1e-6)
+    else:
+        assert differ.size <= 0.01 * X.shape[0], f"{differ.size} labels differ"
+        assert_labels_nearest_in_float64(km64.labels_, X.toarray(), km64.cluster_centers_)
 
 
 def test_sparse_and_dense_steps_agree(rng, device):
