@@ -155,9 +155,10 @@ def _minus_two_centers_and_norms(centers, unit_centers):
     return minus_two_centers, squared_norms, max_squared_norm
 
 
-# The one-row kernels below index X, the centers and the dots in place: a view per row
-# or center (``X[sample]``, ``centers[j]``, a slice) is a new array whose reference count
-# the compiled code raises and drops, atomically, on one count shared by every thread,
+# The one-row kernels below index X, the centers and the dots in place (but for the
+# 512-bit IR kernels' row and dots, which they take as arrays): a view per row or center
+# (``X[sample]``, ``centers[j]``, a slice) is a new array whose reference count the
+# compiled code raises and drops, atomically, on one count shared by every thread,
 # several times a row. The k-means++ candidates' dot products of 100,000 float32 rows, one
 # thread, ms, with views / in place (the same bits): 128 features, 4 candidates 6.25 /
 # 2.88, 8: 6.42 / 4.50; 72 features, 4: 5.31 / 1.83; 256, 4: 8.28 / 5.50.

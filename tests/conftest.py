@@ -227,7 +227,8 @@ def device(request):
 def rng(request):
     """A fresh random generator per test; its seed is printed (shown on failure) and kept
     in the test's report, so that a failing draw can be replayed: with
-    ``GPUKMEANS_TEST_SEED=<seed>`` every test draws from that seed."""
+    ``GPUKMEANS_TEST_SEED=<seed>`` every test that takes this fixture draws from that
+    seed."""
     import numpy as np
 
     replayed = os.environ.get("GPUKMEANS_TEST_SEED")

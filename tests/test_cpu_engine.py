@@ -475,7 +475,7 @@ def test_row_dots_of_any_width(dtype, n_features, rng):
     of chains, with one vector and with a remainder left over; every count of centers
     a pass of eight, of four, and single products cover; within the float64 product's
     rounding bound; k-means++'s two ways (overlapping fours, and passes by rows) agree
-    on every center they share a pass kind for."""
+    where they take the same kernels (one, two and four centers)."""
     X = rng.normal(size=(5, n_features)).astype(dtype)
     eps = float(np.finfo(dtype).eps)
     for n_centers in range(1, 12):
@@ -488,11 +488,20 @@ def test_row_dots_of_any_width(dtype, n_features, rng):
         bound = (n_features + 2) * eps * scale
         assert np.all(np.abs(by_rows[:, :n_centers] - expected[:, :n_centers])
                       <= bound[:, :n_centers]), n_centers
+        # A chunk that starts further in: its rows' products at the chunk's rows.
+        later = np.full((5, centers.shape[0]), np.nan, dtype)
+        _cpu_nearest._chunk_dots_by_rows(X, 2, 5, centers, n_centers, later)
+        np.testing.assert_array_equal(later[:3, :n_centers], by_rows[2:, :n_centers])
+        assert np.all(np.isnan(later[3:]))
         for i in range(5):
             row = np.full((2, n_centers), np.nan, dtype)
             _cpu_nearest._row_dots(X, i, centers[:n_centers], row, 1)
             assert np.all(np.isnan(row[0]))
             assert np.all(np.abs(row[1] - expected[i, :n_centers]) <= bound[i, :n_centers])
+            # The same kernels: single products for one or two centers, one pass of
+            # four for four.
+            shared = n_centers if n_centers in (1, 2, 4) else 0
+            np.testing.assert_array_equal(row[1, :shared], by_rows[i, :shared])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -92,7 +92,9 @@ def _reference(X, sample_weight, n_clusters, seed, oversampling_factor=2.0, n_ro
     else:
         # float32 candidates are reclustered in float32, whose k-means++ potentials and
         # Lloyd labels can part from float64's at a near-tie: the float32 reference is
-        # our CPU fit (scikit-learn's own agreement: test_kmeans.py, test_cpu_engine.py).
+        # our CPU fit, so float32 checks the candidates, their weights and the draws
+        # handed to it, not the reclustering (that fit against scikit-learn:
+        # test_kmeans.py, test_cpu_engine.py; float64 here).
         recluster = KMeans(n_clusters, init="k-means++", n_init=1,
                            random_state=random_state, device="cpu")
     centers = recluster.fit(X[index], sample_weight=candidate_weight).cluster_centers_

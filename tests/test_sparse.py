@@ -16,7 +16,7 @@ from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 from conftest import fit_device
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
 from gpukmeans._sparse import is_sparse
-from label_checks import assert_labels_nearest_in_float64, sq_dist64
+from label_checks import assert_labels_nearest_in_float64, near_tie_clusters, sq_dist64
 
 ENGINES = ["cpu", "emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -123,6 +123,10 @@ def test_float32_labels_are_exactly_nearest(rng, device, n_clusters):
     else:
         assert differ.size <= 0.01 * X.shape[0], f"{differ.size} labels differ"
         assert_labels_nearest_in_float64(km64.labels_, X.toarray(), km64.cluster_centers_)
+        dense = X[differ].toarray()
+        for centers in (km.cluster_centers_, km64.cluster_centers_):
+            ties = near_tie_clusters(dense, centers, np.float32)
+            assert set(km.labels_[differ]) | set(km64.labels_[differ]) <= ties, differ
 
 
 def test_sparse_and_dense_steps_agree(rng, device):
