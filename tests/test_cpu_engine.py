@@ -469,13 +469,13 @@ def test_a_blocks_shape_changes_no_products_bits(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [1, 8, 15, 16, 33, 47, 48, 49, 65, 784])
 def test_row_dots_of_any_width(dtype, n_features, rng):
-    """One row against a few centers, four or eight at a time (in LLVM IR with 512-bit
-    vectors and two chains per center where the CPU has them,
+    """One row against a few centers, two, four or eight at a time (four and eight in
+    LLVM IR with 512-bit vectors and two chains per center where the CPU has them,
     :func:`gpukmeans._cpu_panel.row_dots_1x4`): widths below a vector, at whole rounds
     of chains, with one vector and with a remainder left over; every count of centers
-    a pass of eight, of four, and single products cover; within the float64 product's
+    passes of eight, four and two and single products cover; within the float64 product's
     rounding bound; k-means++'s two ways (overlapping fours, and passes by rows) agree
-    where they take the same kernels (one, two and four centers)."""
+    where they take the same kernels (one and four centers)."""
     X = rng.normal(size=(5, n_features)).astype(dtype)
     eps = float(np.finfo(dtype).eps)
     for n_centers in range(1, 12):
@@ -498,9 +498,9 @@ def test_row_dots_of_any_width(dtype, n_features, rng):
             _cpu_nearest._row_dots(X, i, centers[:n_centers], row, 1)
             assert np.all(np.isnan(row[0]))
             assert np.all(np.abs(row[1] - expected[i, :n_centers]) <= bound[i, :n_centers])
-            # The same kernels: single products for one or two centers, one pass of
-            # four for four.
-            shared = n_centers if n_centers in (1, 2, 4) else 0
+            # The same kernels: a single product for one center, one pass of four for
+            # four.
+            shared = n_centers if n_centers in (1, 4) else 0
             np.testing.assert_array_equal(row[1, :shared], by_rows[i, :shared])
 
 
