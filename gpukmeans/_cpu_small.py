@@ -121,23 +121,40 @@ THREADED_MIN_WORK = 2**20
 
 # The passes over rows (norms, centring, the inertia's differences) take pieces of
 # about this many float64 bytes: few enough NumPy calls for threads to pay (MNIST's
-# 5,000 images on two: the inertia 2.8 ms, 9.5 in pieces of 256 KB, 4.4 on one thread).
-ROW_PIECE_BYTES = 2**21
+# 5,000 images on two: the inertia 2.8 ms, 9.5 in pieces of 256 KB, 4.4 on one thread;
+# Xeon). Each piece's NumPy calls take the GIL, and on the 2-core Zen 3 VM of stop 55
+# threads waiting for it cost more than the second core gave back at 2 MiB: the same
+# 5,000 images, pieces of 2 / 4 / 8 MiB (blocks of 512 KiB), medians of 15, the inertia
+# 5.4 / 4.5 / 4.1 ms, the norms 3.5 / 2.9 / 2.3; 16,384 x 256: 5.0 / 4.0 / 3.6, 3.3 /
+# 2.7 / 2.1. Four pieces of MNIST's 5,000 images still share two threads evenly.
+ROW_PIECE_BYTES = 2**23
 
 # Within a piece, the float64 temporaries of the norms and the inertia's differences are
 # made this many bytes of rows at a time (_row_ranges), so that they stay in L2: a piece's
 # 2 MiB of them at once had left it. MNIST's 5,000 images, the inertia pass, ms, whole
 # pieces / blocks of 32, 64, 128, 256 rows (256 KiB: 42 rows): one thread 8.4 / 5.3,
 # 5.0, 5.7, 7.8; two (the other core busy) 8.2 / 5.4, 5.0, 5.5, 7.7 (Xeon, 2 MiB of L2).
-# Each row's sum is einsum's over that row alone: the same bits in any block.
-ROW_BLOCK_BYTES = 2**18
+# On the Zen 3 VM (512 KiB of L2) each NumPy call costs more than the cache misses save,
+# and larger blocks win: pieces of 8 MiB, blocks of 256 KiB / 512 KiB / 1 MiB, MNIST's
+# 5,000 images, the inertia 6.4 / 4.1 / 3.3 ms, the norms 2.9 / 2.3 / 2.1; 16,384 x 256:
+# 4.7 / 3.6 / 3.1, 2.7 / 2.1 / 1.8. 512 KiB (83 MNIST rows) is between the Xeon's best
+# (64 rows) and this VM's. Each row's sum is einsum's over that row alone: the same bits
+# in any block.
+ROW_BLOCK_BYTES = 2**19
 
 # Moves of fewer than this many (cluster, sample) pairs go through a dense matrix; more,
 # through a sparse one (n_rows x n_features work, not times n_clusters).
 DENSE_MOVES_MAX = 2**14
 
-# A k-means++ step multiplies this many (sample, candidate, feature) triples at a time.
-KMEANSPP_BLOCK_WORK = 2**19
+# A float32 k-means++ step multiplies X by its candidates in pieces of this many bytes
+# of X, one GEMM a piece, on the pool's threads (:func:`_map_pieces`): OpenBLAS copies
+# a large product's X into its packed layout first, which costs more than a few
+# candidates' products, and many small products cost a call each. MNIST's 5,000
+# images, 4 candidates, the step, ms, medians of 60 (Zen 3 VM, two threads): 2.4 in
+# blocks of 2^19 multiply-adds on one thread (the rule until stop 55; 0.6 against 1.3 in
+# one call on the Xeon), pieces of 1 / 2 / 4 / 8 MiB 1.6 / 1.1-1.3 / 1.1-1.3 / 1.5-1.9;
+# the same products bit for bit.
+KMEANSPP_PIECE_BYTES = 2**22
 
 # Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
 # every iteration: enough groups to feed 16 cores, few enough that at k=256 on MNIST
@@ -1191,18 +1208,19 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
         return _sklearn_kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids,
                                             closest_dist_sq)
     candidates = X[candidate_ids]
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype.
-    # X @ candidates.T a block of rows at a time: OpenBLAS multiplies a small product
-    # directly, where a large one first copies X into its packed layout, which costs
-    # more than a few candidates' products (MNIST, 4 candidates: 0.6 ms, against 1.3 in
-    # one call and 2.5 as candidates @ X.T). The copy to C order keeps the sums below
-    # in their order.
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the norms in float64, the dots in X's dtype,
+    # X @ candidates.T a piece of rows at a time (see KMEANSPP_PIECE_BYTES). The copy to
+    # C order keeps the sums below in their order.
     n_samples = X.shape[0]
     dots = np.empty((n_samples, candidates.shape[0]), dtype=X.dtype)
-    block_rows = max(1, KMEANSPP_BLOCK_WORK // candidates.size)
-    for start in range(0, n_samples, block_rows):
-        stop = start + block_rows
+
+    def piece(bounds):
+        start, stop = bounds
         np.matmul(X[start:stop], candidates.T, out=dots[start:stop])
+
+    pieces = _row_ranges(0, n_samples, X.itemsize * X.shape[1], KMEANSPP_PIECE_BYTES)
+    for _ in _map_pieces(piece, pieces, candidates.shape[0] * X.size):
+        pass
     dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)
     distances = x_squared_norms[None, :] - 2.0 * dots
     distances += x_squared_norms[candidate_ids][:, None]
