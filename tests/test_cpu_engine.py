@@ -891,11 +891,12 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
 
 @pytest.mark.parametrize("offset", [0.0, 30.0])  # uncentred and centred float32
 def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
-    """The NumPy engine takes a bounded step's pieces of rows, and the norms, centring
-    and inertia passes, on threads where they are large: the pieces and the order their
-    sums are added in follow from the data alone, so a fit is bitwise the one made on
-    the caller's thread alone, and so are its passes."""
-    from gpukmeans import KMeans
+    """The NumPy engine takes a bounded step's pieces of rows, a float32 k-means++
+    step's products, and the norms, centring and inertia passes, on threads where they
+    are large: the pieces and the order their sums are added in follow from the data
+    alone, so a fit is bitwise the one made on the caller's thread alone, and so are its
+    passes and its k-means++ picks."""
+    from gpukmeans import KMeans, kmeans_plusplus
 
     X, sample_weight = _clustered_float32(rng, 20, offset, 1.0, n_samples=5000,
                                           n_features=300)
@@ -918,9 +919,16 @@ def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
             fits[-1] += (_cpu_small.row_norms(X), _cpu_small.centered(X, X.mean(axis=0))[0],
                          _cpu_small.inertia(X, sample_weight, model.cluster_centers_,
                                             model.labels_))
-    (serial, serial_maps, *serial_passes), (threaded, threaded_maps, *threaded_passes) = fits
-    # Threads took the first steps' search (every row open) and the passes over rows.
+        maps.clear()
+        fits[-1] += kmeans_plusplus(X, 20, sample_weight=sample_weight, random_state=0,
+                                    device="cpu")
+        fits[-1] += (maps.count("piece"),)  # its row norms once, then once a step
+    ((serial, serial_maps, *serial_passes, serial_kmeanspp_pieces),
+     (threaded, threaded_maps, *threaded_passes, threaded_kmeanspp_pieces)) = fits
+    # Threads took the first steps' search (every row open), the passes over rows and
+    # k-means++'s products.
     assert not any(serial_maps) and {"search", "piece"} <= set(threaded_maps)
+    assert serial_kmeanspp_pieces == 0 and threaded_kmeanspp_pieces == 21
     assert serial.n_iter_ == threaded.n_iter_ > 2
     np.testing.assert_array_equal(serial.labels_, threaded.labels_)
     np.testing.assert_array_equal(serial.cluster_centers_, threaded.cluster_centers_)
