@@ -26,7 +26,173 @@ from ._sparse import is_device_sparse, is_sparse, mean_variance, to_module
 logger = logging.getLogger(__name__)
 
 
-class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
+                  BaseEstimator):
+    """What :class:`KMeans` and :class:`gpukmeans.MiniBatchKMeans` share, as
+    scikit-learn's ``_BaseKMeans``: the device of a fit, and inference (labels, distances
+    and inertia against ``cluster_centers_``, in the fit's frame where it kept one)."""
+
+    def _resolve_fit_device(self, X):
+        """The device of a fit: data already on the GPU go to the GPU under "auto"."""
+        if self.device == "auto" and (_validation.is_device_array(X) or is_device_sparse(X)):
+            return resolve_device("gpu")
+        return resolve_device(self.device)
+
+    # ------------------------------------------------------------ inference
+    def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True,
+                 promote=False):
+        """Validate inputs and pick the engine for inference.
+
+        Device arrays go to the GPU engine; host arrays to the engine of ``device_``
+        (or the CPU when the model was fitted on a GPU no longer usable).
+        Returns ``(X, sample_weight, weight_scale, engine, centers, to_host, zero_rows)``,
+        the arrays
+        in the engine's memory; ``weight_scale`` multiplies inertias computed with
+        ``sample_weight`` (see ``check_sample_weight``), and halves them for
+        ``metric="cosine"``; ``to_host`` says whether results go back to NumPy.
+        With ``metric="cosine"``, X's rows are L2-normalised, and so are the centers
+        unless they are the fit's own; ``zero_rows`` marks X's rows with no direction
+        (None when there are none: always for Euclidean models), which the caller
+        measures at cosine distance 1 from every center
+        (:func:`gpukmeans._spherical.normalize_query_rows`). ``promote``: X and the
+        centers in the wider of X's and the centers' dtypes (``transform``; see
+        :func:`gpukmeans._validation.check_predict_data`).
+        """
+        check_is_fitted(self)
+        given, unit_weights = X, sample_weight is None
+        X, on_device = _validation.check_predict_data(self, X, promote=promote)
+        # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
+        # that validation made (another dtype), which is in memory already.
+        # (MiniBatchKMeans, which shares this inference, has no stream_block_rows.)
+        block_rows = getattr(self, "stream_block_rows", None)
+        stream = ((isinstance(given, np.memmap) or block_rows is not None)
+                  and not on_device and np.may_share_memory(X, given))
+        weight_scale = 1.0
+        if use_weight:
+            sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
+        if on_device:
+            device = "gpu"
+        else:
+            device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
+        centers = self.cluster_centers_
+        sparse = is_sparse(X)
+        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0], sparse=sparse,
+                            unit_centers=_is_cosine(self))
+        xp = engine.xp
+        X = _to_module(X, xp)
+        if use_weight:
+            sample_weight = xp.asarray(sample_weight)
+        # A sparse query is measured as it is: centring it would make it dense.
+        if (in_fit_frame and not sparse and getattr(self, "_fit_origin", None) is not None
+                and _validation.holds_fitted_centers(self._frame_of_centers,
+                                                     self.cluster_centers_)):
+            # Labels and inertia where the fit measured them: X moved by the fit's mean (a
+            # new array, bitwise the fit's centring) against the centers as the fit
+            # computed them.
+            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine,
+                                            block_rows) if stream else None)
+            if streamed is not None:  # centred block by block: no copy of X
+                X, engine = streamed
+                X.shift = self._fit_origin
+            else:
+                X = X - xp.asarray(self._fit_origin)
+            centers = xp.asarray(self._centers_at_origin)
+        else:
+            centers = xp.asarray(self.cluster_centers_)
+        if promote:
+            centers = centers.astype(X.dtype, copy=False)  # only ever wider: exact
+        zero_rows = None
+        if _is_cosine(self):
+            streamed = (_streamed_cosine_inference(self, X, sample_weight, unit_weights, engine,
+                                                   block_rows)
+                        if stream and in_fit_frame else None)
+            with engine.runtime():
+                if streamed is not None:  # normalised block by block: no copy of X
+                    X, engine, zero_rows = streamed
+                else:
+                    X, zero_rows = _spherical.normalize_query_rows(X, engine)
+                if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
+                                                        self.cluster_centers_):
+                    centers = _normalize_centers(centers, engine, "cluster_centers_")
+            weight_scale *= _spherical.INERTIA_SCALE
+        return X, sample_weight, weight_scale, engine, centers, not on_device, zero_rows
+
+    def _return(self, array, host):
+        return to_host(array) if host else array
+
+    def predict(self, X):
+        """Index of the closest cluster center for each sample in X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, cupy.ndarray, cupyx.scipy.sparse matrix} of shape \
+                (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray or cupy.ndarray of shape (n_samples,)
+        """
+        X, _, _, engine, centers, host, zero_rows = self._prepare(X)
+        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+        with engine.runtime():
+            engine.assign_labels(X, centers, labels)
+        if zero_rows is not None:
+            labels[zero_rows] = 0  # equally far from every center
+        return self._return(labels, host)
+
+    def transform(self, X):
+        """Euclidean distance from each sample to each cluster center; with
+        ``metric="cosine"``, the cosine distance ``1 - cos``, in [0, 2].
+
+        Returns
+        -------
+        X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
+            float32 where both X and the model are float32, else float64 (X of another
+            dtype counts as float64), as scikit-learn's: a float64 query of a float32
+            model is measured in float64.
+        """
+        # Distances do not depend on the frame, and the engines sum them from the
+        # differences where the norm expansion cancels: exactly 0 on a center, as given.
+        X, _, _, engine, centers, host, zero_rows = self._prepare(X, in_fit_frame=False,
+                                                                  promote=True)
+        with engine.runtime():
+            distances = engine.pairwise_distances(X, centers)
+        if _is_cosine(self):
+            distances = _spherical.cosine_distances(distances)
+            if zero_rows is not None:
+                distances[zero_rows] = 1.0
+        return self._return(distances, host)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then ``transform(X)``."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of X under the fitted centers (cosine
+        distances with ``metric="cosine"``).
+
+        Returns
+        -------
+        score : float
+        """
+        X, sample_weight, weight_scale, engine, centers, _, zero_rows = self._prepare(
+            X, sample_weight, use_weight=True
+        )
+        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
+        zero_rows_inertia = 0.0
+        if zero_rows is not None:  # cosine distance 1 each, whatever their label
+            zero_rows_inertia = float(sample_weight[zero_rows].sum()) / _spherical.INERTIA_SCALE
+            sample_weight = engine.xp.where(zero_rows, 0, sample_weight).astype(
+                sample_weight.dtype)
+            if hasattr(X, "blocks"):  # streamed data hold the weights of their blocks
+                X.sample_weight = sample_weight
+        with engine.runtime():
+            engine.assign_labels(X, centers, labels)
+            inertia = float(engine.inertia(X, sample_weight, centers, labels))
+        return -(inertia + zero_rows_inertia) * weight_scale
+
+
+class KMeans(_BaseKMeans):
     """K-Means clustering on an NVIDIA GPU (CUDA kernels) or the CPU (Numba).
 
     A drop-in for :class:`sklearn.cluster.KMeans`: every shared parameter means the
@@ -387,12 +553,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 best = labels, inertia, centers, n_iter
         return best
 
-    def _resolve_fit_device(self, X):
-        """The device of a fit: data already on the GPU go to the GPU under "auto"."""
-        if self.device == "auto" and (_validation.is_device_array(X) or is_device_sparse(X)):
-            return resolve_device("gpu")
-        return resolve_device(self.device)
-
     def _effective_n_init(self):
         n_init = self.n_init
         init = self.init
@@ -450,169 +610,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             centers = _normalize_centers(centers, engine, "init")
         return xp.ascontiguousarray(centers)
 
-    # ------------------------------------------------------------ inference
-    def _prepare(self, X, sample_weight=None, use_weight=False, in_fit_frame=True,
-                 promote=False):
-        """Validate inputs and pick the engine for inference.
-
-        Device arrays go to the GPU engine; host arrays to the engine of ``device_``
-        (or the CPU when the model was fitted on a GPU no longer usable).
-        Returns ``(X, sample_weight, weight_scale, engine, centers, to_host, zero_rows)``,
-        the arrays
-        in the engine's memory; ``weight_scale`` multiplies inertias computed with
-        ``sample_weight`` (see ``check_sample_weight``), and halves them for
-        ``metric="cosine"``; ``to_host`` says whether results go back to NumPy.
-        With ``metric="cosine"``, X's rows are L2-normalised, and so are the centers
-        unless they are the fit's own; ``zero_rows`` marks X's rows with no direction
-        (None when there are none: always for Euclidean models), which the caller
-        measures at cosine distance 1 from every center
-        (:func:`gpukmeans._spherical.normalize_query_rows`). ``promote``: X and the
-        centers in the wider of X's and the centers' dtypes (``transform``; see
-        :func:`gpukmeans._validation.check_predict_data`).
-        """
-        check_is_fitted(self)
-        given, unit_weights = X, sample_weight is None
-        X, on_device = _validation.check_predict_data(self, X, promote=promote)
-        # As the fit streams: a memmap, or any array with stream_block_rows; not a copy
-        # that validation made (another dtype), which is in memory already.
-        # (MiniBatchKMeans, which borrows this inference, has no stream_block_rows.)
-        block_rows = getattr(self, "stream_block_rows", None)
-        stream = ((isinstance(given, np.memmap) or block_rows is not None)
-                  and not on_device and np.may_share_memory(X, given))
-        weight_scale = 1.0
-        if use_weight:
-            sample_weight, weight_scale = _validation.check_sample_weight(sample_weight, X)
-        if on_device:
-            device = "gpu"
-        else:
-            device = self.device_ if self.device_ == "cpu" else resolve_device("auto")
-        centers = self.cluster_centers_
-        sparse = is_sparse(X)
-        engine = get_engine(device, X.shape[0], X.shape[1], centers.shape[0], sparse=sparse,
-                            unit_centers=_is_cosine(self))
-        xp = engine.xp
-        X = _to_module(X, xp)
-        if use_weight:
-            sample_weight = xp.asarray(sample_weight)
-        # A sparse query is measured as it is: centring it would make it dense.
-        if (in_fit_frame and not sparse and getattr(self, "_fit_origin", None) is not None
-                and _validation.holds_fitted_centers(self._frame_of_centers,
-                                                     self.cluster_centers_)):
-            # Labels and inertia where the fit measured them: X moved by the fit's mean (a
-            # new array, bitwise the fit's centring) against the centers as the fit
-            # computed them.
-            streamed = (_streamed_inference(self, X, sample_weight, unit_weights, engine,
-                                            block_rows) if stream else None)
-            if streamed is not None:  # centred block by block: no copy of X
-                X, engine = streamed
-                X.shift = self._fit_origin
-            else:
-                X = X - xp.asarray(self._fit_origin)
-            centers = xp.asarray(self._centers_at_origin)
-        else:
-            centers = xp.asarray(self.cluster_centers_)
-        if promote:
-            centers = centers.astype(X.dtype, copy=False)  # only ever wider: exact
-        zero_rows = None
-        if _is_cosine(self):
-            streamed = (_streamed_cosine_inference(self, X, sample_weight, unit_weights, engine,
-                                                   block_rows)
-                        if stream and in_fit_frame else None)
-            with engine.runtime():
-                if streamed is not None:  # normalised block by block: no copy of X
-                    X, engine, zero_rows = streamed
-                else:
-                    X, zero_rows = _spherical.normalize_query_rows(X, engine)
-                if not _validation.holds_fitted_centers(getattr(self, "_unit_centers", None),
-                                                        self.cluster_centers_):
-                    centers = _normalize_centers(centers, engine, "cluster_centers_")
-            weight_scale *= _spherical.INERTIA_SCALE
-        return X, sample_weight, weight_scale, engine, centers, not on_device, zero_rows
-
-    def _return(self, array, host):
-        return to_host(array) if host else array
-
-    def predict(self, X):
-        """Index of the closest cluster center for each sample in X.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, cupy.ndarray, cupyx.scipy.sparse matrix} of shape \
-                (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray or cupy.ndarray of shape (n_samples,)
-        """
-        X, _, _, engine, centers, host, zero_rows = self._prepare(X)
-        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
-        with engine.runtime():
-            engine.assign_labels(X, centers, labels)
-        if zero_rows is not None:
-            labels[zero_rows] = 0  # equally far from every center
-        return self._return(labels, host)
-
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (equal to ``predict(X)``)."""
         return self.fit(X, sample_weight=sample_weight).labels_
-
-    def transform(self, X):
-        """Euclidean distance from each sample to each cluster center; with
-        ``metric="cosine"``, the cosine distance ``1 - cos``, in [0, 2].
-
-        Returns
-        -------
-        X_new : ndarray or cupy.ndarray of shape (n_samples, n_clusters)
-            float32 where both X and the model are float32, else float64 (X of another
-            dtype counts as float64), as scikit-learn's: a float64 query of a float32
-            model is measured in float64.
-        """
-        # Distances do not depend on the frame, and the engines sum them from the
-        # differences where the norm expansion cancels: exactly 0 on a center, as given.
-        X, _, _, engine, centers, host, zero_rows = self._prepare(X, in_fit_frame=False,
-                                                                  promote=True)
-        with engine.runtime():
-            distances = engine.pairwise_distances(X, centers)
-        if _is_cosine(self):
-            distances = _spherical.cosine_distances(distances)
-            if zero_rows is not None:
-                distances[zero_rows] = 1.0
-        return self._return(distances, host)
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then ``transform(X)``."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the (weighted) inertia of X under the fitted centers (cosine
-        distances with ``metric="cosine"``).
-
-        Returns
-        -------
-        score : float
-        """
-        X, sample_weight, weight_scale, engine, centers, _, zero_rows = self._prepare(
-            X, sample_weight, use_weight=True
-        )
-        labels = engine.xp.empty(X.shape[0], dtype=engine.xp.int32)
-        zero_rows_inertia = 0.0
-        if zero_rows is not None:  # cosine distance 1 each, whatever their label
-            zero_rows_inertia = float(sample_weight[zero_rows].sum()) / _spherical.INERTIA_SCALE
-            sample_weight = engine.xp.where(zero_rows, 0, sample_weight).astype(
-                sample_weight.dtype)
-            if hasattr(X, "blocks"):  # streamed data hold the weights of their blocks
-                X.sample_weight = sample_weight
-        with engine.runtime():
-            engine.assign_labels(X, centers, labels)
-            inertia = float(engine.inertia(X, sample_weight, centers, labels))
-        return -(inertia + zero_rows_inertia) * weight_scale
 
 
 def _is_cosine(estimator):
     """Whether inference measures cosine distances: whether the model was fitted with
     ``metric="cosine"`` (only such a fit keeps unit centers), whatever ``metric`` says
     now, as set_params without a new fit changes no fitted attribute. MiniBatchKMeans,
-    which borrows KMeans' inference, has no ``metric``: always Euclidean."""
+    which shares KMeans' inference (_BaseKMeans), has no ``metric``: always Euclidean."""
     return getattr(estimator, "_unit_centers", None) is not None
 
 

@@ -5,17 +5,11 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    ClusterMixin,
-    TransformerMixin,
-)
 
 from . import _validation
 from ._device import array_module, get_engine
 from ._engine import labels_and_inertia
-from ._estimator import KMeans, _to_module, _tolerance, read_only
+from ._estimator import _BaseKMeans, _to_module, _tolerance, read_only
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
 from ._sparse import is_device_sparse, is_sparse
@@ -29,8 +23,7 @@ from ._minibatch_step import (
 logger = logging.getLogger(__name__)
 
 
-class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
-                      BaseEstimator):
+class MiniBatchKMeans(_BaseKMeans):
     """Mini-batch k-means on an NVIDIA GPU (CuPy) or the CPU.
 
     A drop-in for :class:`sklearn.cluster.MiniBatchKMeans`: the same parameters, each with
@@ -195,15 +188,6 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         self.reassignment_ratio = reassignment_ratio
         self.device = device
 
-    # Inference is KMeans's: labels, distances and inertia against cluster_centers_ (never
-    # centred here, so KMeans's frame of the fit is the data's own).
-    _prepare = KMeans._prepare
-    _return = KMeans._return
-    predict = KMeans.predict
-    transform = KMeans.transform
-    score = KMeans.score
-    _resolve_fit_device = KMeans._resolve_fit_device
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # transform() returns X's dtype, float32 included, as scikit-learn's.
@@ -214,10 +198,6 @@ class MiniBatchKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (needs ``compute_labels=True``)."""
         return self.fit(X, sample_weight=sample_weight).labels_
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then ``transform(X)``."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):

@@ -575,6 +575,19 @@ def test_inference_methods(dtype, device, rng):
         distances)
 
 
+def test_inference_methods_are_shared_not_borrowed_from_kmeans():
+    """predict, transform and score are a base class's that both estimators derive from
+    (scikit-learn's ``_BaseKMeans``), so that a message or help() about them never names
+    KMeans, a class a MiniBatchKMeans is not."""
+    model = MiniBatchKMeans(3, random_state=0, device="cpu").fit(
+        np.random.default_rng(0).normal(size=(100, 2)))
+    for name in ("predict", "transform", "score"):
+        owner = getattr(MiniBatchKMeans, name).__qualname__.split(".")[0]
+        assert owner in {cls.__name__ for cls in MiniBatchKMeans.__mro__}, (name, owner)
+    with pytest.raises(TypeError, match=r"^_BaseKMeans\.predict\(\) got an unexpected"):
+        model.predict(np.zeros((5, 2)), foo=1)
+
+
 # ----------------------------------------------------------------------- validation
 
 BAD_PARAMS = [
