@@ -478,7 +478,9 @@ def _staged_output(command, out_dir, inputs=(), force=False):
     try:
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
     except OSError as exc:
-        raise CommandError(f"cannot write in {ancestor}: {exc.strerror or exc}") from None
+        # Name the folder asked for; where it does not exist yet, also where it failed.
+        where = "" if ancestor == out_dir else f" (in {ancestor})"
+        raise CommandError(f"cannot write in {out_dir}{where}: {exc.strerror or exc}") from None
     _STAGING.add(staging)
     try:
         yield staging

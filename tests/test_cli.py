@@ -664,6 +664,23 @@ def test_fit_bad_inputs_are_one_line_errors_writing_nothing(capsys, tmp_path):
         assert nothing_left(tmp_path), argv
 
 
+def test_an_out_dir_that_cannot_be_made_is_the_one_named(capsys, tmp_path, monkeypatch):
+    """Where the results' folder cannot be made, the error names it, and the existing
+    folder where making it failed (it had named only the latter, as if it were asked
+    for)."""
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((20, 2)))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_cli.tempfile, "mkdtemp", refuse)
+    out_dir = tmp_path / "new" / "out"
+    assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--out", out_dir],
+                       f"cannot write in {out_dir} (in {tmp_path}): Permission denied")
+    assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--out", tmp_path],
+                       f"cannot write in {tmp_path}: Permission denied")
+
+
 def test_one_error_prefix_wherever_the_error_is_found(capsys, tmp_path, monkeypatch):
     """argparse's subparser and main parser, the device, the reader, --out, the estimator:
     all say ``gpukmeans fit: error:`` for fit (``demo`` for demo), once."""

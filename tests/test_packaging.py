@@ -1,6 +1,7 @@
 """Packaging: the wheel carries the CUDA sources, Numba's cache never breaks import,
 the README's commands are the ones CI runs, importing prints nothing."""
 
+import ast
 import os
 import re
 import shutil
@@ -90,6 +91,41 @@ def test_cached_kernels_follow_the_sources_they_inline(tmp_path):
 def _readme_commands():
     text = (ROOT / "README.md").read_text()
     return re.findall(r"^```(?:bash|sh)\n(.*?)\n```", text, flags=re.S | re.M)
+
+
+def _code_blocks(path):
+    """``(language, text)`` of each fenced block of a Markdown file."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+
+
+_DOCUMENTATION = [ROOT / "README.md", ROOT / "benchmarks" / "README.md",
+                  *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", _DOCUMENTATION, ids=lambda path: str(path.relative_to(ROOT)))
+def test_python_blocks_are_whole_statements(path):
+    """Every Python block of the documentation parses, and no statement in it is a bare
+    word: the sign of a comment wrapped onto a line of its own (two of the README's
+    snippets had one, an IndentationError and a NameError for a user who ran them)."""
+    for language, block in _code_blocks(path):
+        if language != "python":
+            continue
+        tree = ast.parse(block)
+        bare = [node.value.id for node in ast.walk(tree)
+                if isinstance(node, ast.Expr) and isinstance(node.value, ast.Name)]
+        assert not bare, f"{path.name}: bare words {bare} in\n{block}"
+
+
+def test_readme_command_blocks_hold_only_commands():
+    """Each line of the README's shell blocks is a command or a comment (a wrapped
+    comment had left "IDX files" on a line of its own, for a shell to run)."""
+    commands = ("gpukmeans", "python3", ".venv/bin/", "pip", "cd", "git")
+    blocks = [block for language, block in _code_blocks(ROOT / "README.md")
+              if language in ("", "bash", "sh")]
+    assert blocks
+    for block in blocks:
+        for line in block.splitlines():
+            assert not line.strip() or line.lstrip().startswith(("#",) + commands), line
 
 
 def _extras():
