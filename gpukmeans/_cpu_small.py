@@ -151,9 +151,9 @@ DENSE_MOVES_MAX = 2**14
 # a large product's X into its packed layout first, which costs more than a few
 # candidates' products, and many small products cost a call each. MNIST's 5,000
 # images, 4 candidates, the step, ms, medians of 60 (Zen 3 VM, two threads): 2.4 in
-# blocks of 2^19 multiply-adds on one thread (the rule until stop 55; 0.6 against 1.3 in
-# one call on the Xeon), pieces of 1 / 2 / 4 / 8 MiB 1.6 / 1.1-1.3 / 1.1-1.3 / 1.5-1.9;
-# the same products bit for bit.
+# blocks of 2^19 multiply-adds on one thread (the rule until stop 55, measured then at
+# 0.6 against 1.3 in one call on an earlier machine), pieces of 1 / 2 / 4 / 8 MiB 1.6 /
+# 1.1-1.3 / 1.1-1.3 / 1.5-1.9; the same products bit for bit.
 KMEANSPP_PIECE_BYTES = 2**22
 
 # Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
