@@ -126,11 +126,14 @@ THREADED_MIN_WORK = 2**20
 # threads waiting for it cost more than the second core gave back at 2 MiB: the same
 # 5,000 images, pieces of 2 / 4 / 8 MiB (blocks of 512 KiB), medians of 15, the inertia
 # 5.4 / 4.5 / 4.1 ms, the norms 3.5 / 2.9 / 2.3; 16,384 x 256: 5.0 / 4.0 / 3.6, 3.3 /
-# 2.7 / 2.1. Four pieces of MNIST's 5,000 images still share two threads evenly.
+# 2.7 / 2.1 (the old 2 MiB with 256 KiB blocks: the inertia 8.0 ms, the norms 4.6).
+# Four pieces of MNIST's 5,000 images still share two threads evenly; tuned on two
+# cores, where more threads would take at most four pieces (2^22 values of X, 32 MiB as
+# float64). The centring pass counts X's own bytes (float32: twice the rows a piece).
 ROW_PIECE_BYTES = 2**23
 
 # Within a piece, the float64 temporaries of the norms and the inertia's differences are
-# made this many bytes of rows at a time (_row_ranges), so that they stay in L2: a piece's
+# made this many bytes of rows at a time (_row_ranges), for L2 on the Xeon: a piece's
 # 2 MiB of them at once had left it. MNIST's 5,000 images, the inertia pass, ms, whole
 # pieces / blocks of 32, 64, 128, 256 rows (256 KiB: 42 rows): one thread 8.4 / 5.3,
 # 5.0, 5.7, 7.8; two (the other core busy) 8.2 / 5.4, 5.0, 5.5, 7.7 (Xeon, 2 MiB of L2).
@@ -153,7 +156,9 @@ DENSE_MOVES_MAX = 2**14
 # images, 4 candidates, the step, ms, medians of 60 (Zen 3 VM, two threads): 2.4 in
 # blocks of 2^19 multiply-adds on one thread (the rule until stop 55, measured then at
 # 0.6 against 1.3 in one call on an earlier machine), pieces of 1 / 2 / 4 / 8 MiB 1.6 /
-# 1.1-1.3 / 1.1-1.3 / 1.5-1.9; the same products bit for bit.
+# 1.1-1.3 / 1.1-1.3 / 1.5-1.9; the same products bit for bit there (not on every
+# shape: OpenBLAS's rounding can follow the rows multiplied together). Tuned on two cores:
+# a whole fit of this engine has at most 16 MiB of float32 X, so at most four pieces.
 KMEANSPP_PIECE_BYTES = 2**22
 
 # Partial sums are (n_groups, n_clusters, n_features) float64, zeroed and added up on
@@ -1218,7 +1223,13 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
         start, stop = bounds
         np.matmul(X[start:stop], candidates.T, out=dots[start:stop])
 
-    pieces = _row_ranges(0, n_samples, X.itemsize * X.shape[1], KMEANSPP_PIECE_BYTES)
+    # Pieces of equal rows (one apart at most), not a short last one: OpenBLAS multiplies
+    # a single row by its GEMV and a few by other kernels, which round otherwise than the
+    # rows beside them (a 3,496-row X in pieces of 3,495 rows changed 2 of 5 potentials).
+    # The products' last bits follow the pieces, which follow the shapes alone.
+    n_pieces = max(1, -(-X.nbytes // KMEANSPP_PIECE_BYTES))
+    edges = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
+    pieces = [(start, stop) for start, stop in zip(edges[:-1], edges[1:]) if stop > start]
     for _ in _map_pieces(piece, pieces, candidates.shape[0] * X.size):
         pass
     dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)

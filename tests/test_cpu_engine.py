@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
@@ -890,7 +892,7 @@ def test_numpy_bounded_steps_keep_valid_bounds_and_exact_sums(
 
 
 @pytest.mark.parametrize("offset", [0.0, 30.0])  # uncentred and centred float32
-def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
+def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch, request):
     """The NumPy engine takes a bounded step's pieces of rows, a float32 k-means++
     step's products, and the norms, centring and inertia passes, on threads where they
     are large: the pieces and the order their sums are added in follow from the data
@@ -901,34 +903,44 @@ def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch):
     X, sample_weight = _clustered_float32(rng, 20, offset, 1.0, n_samples=5000,
                                           n_features=300)
     assert _cpu_small.is_small(*X.shape, 20)
-    maps = []
+    # Threads of the test's own, whatever the CPUs or the thread limits of the runner.
+    pool = ThreadPoolExecutor(2, thread_name_prefix="test-rows")
+    request.addfinalizer(pool.shutdown)
+    monkeypatch.setattr(_cpu_small, "_thread_pool", lambda: pool)
+    # Six pieces of X for each k-means++ step, whatever the constant's value.
+    monkeypatch.setattr(_cpu_small, "KMEANSPP_PIECE_BYTES", 2**20)
+    calls = []  # (piece function, whether a pool thread ran it)
     map_pieces = _cpu_small._map_pieces
-    monkeypatch.setattr(_cpu_small, "_map_pieces",
-                        lambda function, pieces, work: maps.append(
-                            function.__name__ if work >= _cpu_small.THREADED_MIN_WORK
-                            and len(pieces) > 1 else None)
-                        or map_pieces(function, pieces, work))
+
+    def traced_map_pieces(function, pieces, work):
+        def traced(piece):
+            calls.append((function.__qualname__,
+                          threading.current_thread().name.startswith("test-rows")))
+            return function(piece)
+        return map_pieces(traced, pieces, work)
+
+    monkeypatch.setattr(_cpu_small, "_map_pieces", traced_map_pieces)
     fits = []
     for threaded_min_work in (2**62, 0):
         monkeypatch.setattr(_cpu_small, "THREADED_MIN_WORK", threaded_min_work)
-        maps.clear()
+        calls.clear()
         model = KMeans(20, init="random", n_init=1, random_state=0, tol=0, max_iter=15,
                        device="cpu").fit(X, sample_weight=sample_weight)
-        fits.append((model, list(maps)))
         with _cpu_small.small_runtime():
-            fits[-1] += (_cpu_small.row_norms(X), _cpu_small.centered(X, X.mean(axis=0))[0],
-                         _cpu_small.inertia(X, sample_weight, model.cluster_centers_,
-                                            model.labels_))
-        maps.clear()
-        fits[-1] += kmeans_plusplus(X, 20, sample_weight=sample_weight, random_state=0,
-                                    device="cpu")
-        fits[-1] += (maps.count("piece"),)  # its row norms once, then once a step
-    ((serial, serial_maps, *serial_passes, serial_kmeanspp_pieces),
-     (threaded, threaded_maps, *threaded_passes, threaded_kmeanspp_pieces)) = fits
+            passes = (_cpu_small.row_norms(X), _cpu_small.centered(X, X.mean(axis=0))[0],
+                      _cpu_small.inertia(X, sample_weight, model.cluster_centers_,
+                                         model.labels_))
+        picks = kmeans_plusplus(X, 20, sample_weight=sample_weight, random_state=0,
+                                device="cpu")
+        on_threads = [name for name, on_pool in calls if on_pool]
+        fits.append((model, on_threads, *passes, *picks))
+    (serial, serial_threads, *serial_passes), (threaded, threaded_threads, *threaded_passes) = fits
     # Threads took the first steps' search (every row open), the passes over rows and
-    # k-means++'s products.
-    assert not any(serial_maps) and {"search", "piece"} <= set(threaded_maps)
-    assert serial_kmeanspp_pieces == 0 and threaded_kmeanspp_pieces == 21
+    # each k-means++ step's six pieces (the first center's and 19 steps').
+    assert serial_threads == []
+    assert {"_BoundsRun._e_step.<locals>.search",
+            "row_norms.<locals>.piece"} <= set(threaded_threads)
+    assert threaded_threads.count("kmeanspp_candidates.<locals>.piece") == 6 * 20
     assert serial.n_iter_ == threaded.n_iter_ > 2
     np.testing.assert_array_equal(serial.labels_, threaded.labels_)
     np.testing.assert_array_equal(serial.cluster_centers_, threaded.cluster_centers_)
