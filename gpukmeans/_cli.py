@@ -479,8 +479,10 @@ def _staged_output(command, out_dir, inputs=(), force=False):
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".gpukmeans-", dir=ancestor))
     except OSError as exc:
         # Name the folder asked for; where it does not exist yet, also where it failed.
-        where = "" if ancestor == out_dir else f" (in {ancestor})"
-        raise CommandError(f"cannot write in {out_dir}{where}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        message = (f"cannot write in {out_dir}: {reason}" if ancestor == out_dir
+                   else f"cannot create {out_dir}: cannot write in {ancestor}: {reason}")
+        raise CommandError(message) from None
     _STAGING.add(staging)
     try:
         yield staging

@@ -676,7 +676,7 @@ def test_an_out_dir_that_cannot_be_made_is_the_one_named(capsys, tmp_path, monke
     monkeypatch.setattr(_cli.tempfile, "mkdtemp", refuse)
     out_dir = tmp_path / "new" / "out"
     assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--out", out_dir],
-                       f"cannot write in {out_dir} (in {tmp_path}): Permission denied")
+                       f"cannot create {out_dir}: cannot write in {tmp_path}: Permission denied")
     assert_usage_error(capsys, ["fit", tmp_path / "ok.npy", "-k", 2, "--out", tmp_path],
                        f"cannot write in {tmp_path}: Permission denied")
 
