@@ -293,10 +293,18 @@ def _map_pieces(function, pieces, work):
 
 
 def _row_ranges(start, stop, row_bytes, range_bytes=ROW_BLOCK_BYTES):
-    """The rows ``start:stop`` as ``(start, stop)`` ranges of about ``range_bytes``
-    (``row_bytes`` a row; at least one row each)."""
+    """The rows ``start:stop`` as ``(start, stop)`` ranges of at most ``range_bytes``
+    (``row_bytes`` a row; at least one row each), as many as that takes and of equal
+    rows, one apart at most: no short last range. The pool's threads share them evenly,
+    and a product of X's rows never has one row alone, which OpenBLAS multiplies by its
+    GEMV and rounds otherwise than the rows beside it (a 3,496-row X in k-means++ pieces
+    of 3,495 rows changed 2 of 5 potentials)."""
     range_rows = max(1, range_bytes // max(1, row_bytes))
-    return [(first, min(first + range_rows, stop)) for first in range(start, stop, range_rows)]
+    n_ranges = -(-(stop - start) // range_rows)
+    if n_ranges <= 0:
+        return []
+    edges = [start + (stop - start) * i // n_ranges for i in range(n_ranges + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _over_row_pieces(function, X, row_bytes):
@@ -1223,13 +1231,8 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
         start, stop = bounds
         np.matmul(X[start:stop], candidates.T, out=dots[start:stop])
 
-    # Pieces of equal rows (one apart at most), not a short last one: OpenBLAS multiplies
-    # a single row by its GEMV and a few by other kernels, which round otherwise than the
-    # rows beside them (a 3,496-row X in pieces of 3,495 rows changed 2 of 5 potentials).
-    # The products' last bits follow the pieces, which follow the shapes alone.
-    n_pieces = max(1, -(-X.nbytes // KMEANSPP_PIECE_BYTES))
-    edges = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
-    pieces = [(start, stop) for start, stop in zip(edges[:-1], edges[1:]) if stop > start]
+    # The products' last bits follow the pieces (_row_ranges), which follow the shapes.
+    pieces = _row_ranges(0, n_samples, X.itemsize * X.shape[1], KMEANSPP_PIECE_BYTES)
     for _ in _map_pieces(piece, pieces, candidates.shape[0] * X.size):
         pass
     dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)

@@ -30,7 +30,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                   BaseEstimator):
     """What :class:`KMeans` and :class:`gpukmeans.MiniBatchKMeans` share, as
     scikit-learn's ``_BaseKMeans``: the device of a fit, and inference (labels, distances
-    and inertia against ``cluster_centers_``, in the fit's frame where it kept one)."""
+    and inertia against ``cluster_centers_``, in the fit's frame where it kept one; a
+    MiniBatchKMeans fit never centres, so its frame is the data's own)."""
 
     def _resolve_fit_device(self, X):
         """The device of a fit: data already on the GPU go to the GPU under "auto"."""
