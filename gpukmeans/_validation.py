@@ -23,6 +23,13 @@ ALGORITHMS = ("lloyd", "elkan")
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A hyper-parameter of the wrong type or value. Both a ``ValueError`` and a
+    ``TypeError``, as scikit-learn's ``InvalidParameterError``: code written for its
+    estimators, catching either, catches ours (``n_clusters=2.5`` is a ``ValueError``
+    there, where a plain ``TypeError`` would escape ``except ValueError``)."""
+
+
 def array_module(X):
     """CuPy for a device array or matrix, NumPy otherwise (imports CuPy only for those)."""
     if is_device_array(X) or is_device_sparse(X):
@@ -48,9 +55,10 @@ def _is_sparse(obj):
 
 def _check_integer(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
+        raise InvalidParameterError(
+            f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}.")
     return int(value)
 
 
@@ -59,23 +67,24 @@ def check_params(estimator):
     _check_shared_params(estimator, KMEANS_INITS)
     factor = estimator.oversampling_factor
     if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-        raise TypeError(f"oversampling_factor must be a float, got {factor!r} of type "
-                        f"{type(factor).__name__}.")
+        raise InvalidParameterError(f"oversampling_factor must be a float, got {factor!r} of "
+                                    f"type {type(factor).__name__}.")
     if not np.isfinite(factor) or factor <= 0:
-        raise ValueError(f"oversampling_factor must be a finite float > 0, got {factor}.")
+        raise InvalidParameterError(
+            f"oversampling_factor must be a finite float > 0, got {factor}.")
     if estimator.init_max_iter is not None:
         _check_integer("init_max_iter", estimator.init_max_iter, 1)
     if not isinstance(estimator.copy_x, (bool, np.bool_)):
-        raise TypeError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
+        raise InvalidParameterError(f"copy_x must be a bool, got {estimator.copy_x!r}.")
     for name in ("stream_block_rows", "max_device_memory"):
         if getattr(estimator, name, None) is not None:
             _check_integer(name, getattr(estimator, name), 1)
     if estimator.algorithm not in ALGORITHMS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"algorithm must be one of {ALGORITHMS}, got {estimator.algorithm!r}."
         )
     if not isinstance(estimator.metric, str) or estimator.metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {estimator.metric!r}.")
+        raise InvalidParameterError(f"metric must be one of {METRICS}, got {estimator.metric!r}.")
 
 
 def check_minibatch_params(estimator):
@@ -84,29 +93,32 @@ def check_minibatch_params(estimator):
     _check_shared_params(estimator, INITS)
     _check_integer("batch_size", estimator.batch_size, 1)
     if not isinstance(estimator.compute_labels, (bool, np.bool_)):
-        raise TypeError(f"compute_labels must be a bool, got {estimator.compute_labels!r}.")
+        raise InvalidParameterError(
+            f"compute_labels must be a bool, got {estimator.compute_labels!r}.")
     if estimator.max_no_improvement is not None:
         _check_integer("max_no_improvement", estimator.max_no_improvement, 0)
     if estimator.init_size is not None:
         _check_integer("init_size", estimator.init_size, 1)
     ratio = estimator.reassignment_ratio
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise TypeError(
+        raise InvalidParameterError(
             f"reassignment_ratio must be a float, got {ratio!r} of type {type(ratio).__name__}."
         )
     if not np.isfinite(ratio) or ratio < 0:
-        raise ValueError(f"reassignment_ratio must be a finite float >= 0, got {ratio}.")
+        raise InvalidParameterError(
+            f"reassignment_ratio must be a finite float >= 0, got {ratio}.")
 
 
 def check_tol_and_device(estimator):
     """``tol`` and ``device``, as every estimator of the package takes them."""
     tol = estimator.tol
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise TypeError(f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
+        raise InvalidParameterError(
+            f"tol must be a float, got {tol!r} of type {type(tol).__name__}.")
     if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite float >= 0, got {tol}.")
+        raise InvalidParameterError(f"tol must be a finite float >= 0, got {tol}.")
     if estimator.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
+        raise InvalidParameterError(f"device must be one of {DEVICES}, got {estimator.device!r}.")
 
 
 def _check_shared_params(estimator, inits):
@@ -118,18 +130,19 @@ def _check_shared_params(estimator, inits):
         _check_integer("verbose", estimator.verbose, 0)
     if not (isinstance(estimator.n_init, str) and estimator.n_init == "auto"):
         if isinstance(estimator.n_init, str):
-            raise ValueError(f"n_init must be 'auto' or an int >= 1, got {estimator.n_init!r}.")
+            raise InvalidParameterError(
+                f"n_init must be 'auto' or an int >= 1, got {estimator.n_init!r}.")
         _check_integer("n_init", estimator.n_init, 1)
     check_tol_and_device(estimator)
     init = estimator.init
     if isinstance(init, str):
         if init not in inits:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"init must be one of {inits}, a callable or an array of shape "
                 f"(n_clusters, n_features), got {init!r}."
             )
     elif not callable(init) and not hasattr(init, "__len__") and not is_device_array(init):
-        raise TypeError(
+        raise InvalidParameterError(
             f"init must be one of {inits}, a callable or an array of shape "
             f"(n_clusters, n_features), got {type(init).__name__}."
         )
@@ -139,7 +152,7 @@ def _check_shared_params(estimator, inits):
         or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))
         or isinstance(rs, np.random.RandomState)
     ):
-        raise TypeError(
+        raise InvalidParameterError(
             "random_state must be None, an int or a numpy.random.RandomState, "
             f"got {type(rs).__name__}."
         )
@@ -573,6 +586,14 @@ def check_sample_weight(sample_weight, X):
     if _is_sparse(sample_weight):
         raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
     sw = as_cupy(sample_weight) if xp is not np else np.asarray(sample_weight)
+    if sw.dtype == object:
+        # Decimals, Fractions, None: converted where they convert, as check_array
+        # converts an object X, and as scikit-learn converts sample_weight.
+        try:
+            sw = sw.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"sample_weight must hold real numbers, got dtype object whose "
+                            f"values do not convert to float64: {exc}") from None
     if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
     if sw.ndim != 1 or sw.shape[0] != n_samples:
@@ -625,7 +646,7 @@ def check_random_state_param(random_state):
     try:
         return check_random_state(random_state)
     except ValueError as exc:
-        raise ValueError(
+        raise InvalidParameterError(
             "random_state must be None, an int in [0, 2**32 - 1] or a "
             f"numpy.random.RandomState, got {random_state!r}."
         ) from exc

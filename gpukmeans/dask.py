@@ -980,26 +980,28 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             _validation._check_integer("init_max_iter", self.init_max_iter, 1)
         factor = self.oversampling_factor
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-            raise TypeError(f"oversampling_factor must be a number, got {factor!r}.")
+            raise _validation.InvalidParameterError(
+                f"oversampling_factor must be a number, got {factor!r}.")
         if not np.isfinite(factor) or factor <= 0:
-            raise ValueError(f"oversampling_factor must be a finite number > 0, got {factor}.")
+            raise _validation.InvalidParameterError(
+                f"oversampling_factor must be a finite number > 0, got {factor}.")
         _validation.check_tol_and_device(self)
         init = self.init
         if isinstance(init, str):
             if init not in INITS:
-                raise ValueError(
+                raise _validation.InvalidParameterError(
                     f"init must be one of {INITS} or an array of shape (n_clusters, "
                     f"n_features), got {init!r}."
                 )
         elif callable(init) or not (hasattr(init, "__len__") or is_device_array(init)):
-            raise TypeError(
+            raise _validation.InvalidParameterError(
                 f"init must be one of {INITS} or an array of shape (n_clusters, "
                 f"n_features), got {type(init).__name__}."
             )
         rs = self.random_state
         if not (rs is None or isinstance(rs, np.random.RandomState)
                 or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))):
-            raise TypeError(
+            raise _validation.InvalidParameterError(
                 "random_state must be None, an int or a numpy.random.RandomState, "
                 f"got {type(rs).__name__}."
             )

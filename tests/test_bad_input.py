@@ -263,6 +263,72 @@ def test_bad_params(params, error, match):
         _fit(**params)
 
 
+# Hyper-parameters of a wrong type or value, each estimator's (sample of them).
+PARAMETER_ERRORS = [
+    (KMeans, {"n_clusters": 2.5}), (KMeans, {"n_clusters": 0}), (KMeans, {"max_iter": 1.5}),
+    (KMeans, {"n_init": "many"}), (KMeans, {"tol": "x"}), (KMeans, {"tol": -1.0}),
+    (KMeans, {"init": 3}), (KMeans, {"init": "kmeans++"}), (KMeans, {"algorithm": "full"}),
+    (KMeans, {"random_state": "seed"}), (KMeans, {"random_state": -1}),
+    (KMeans, {"copy_x": "yes"}), (KMeans, {"verbose": -1}), (KMeans, {"device": "tpu"}),
+    (KMeans, {"metric": "manhattan"}), (KMeans, {"oversampling_factor": 0}),
+    (KMeans, {"stream_block_rows": 0}),
+    (MiniBatchKMeans, {"batch_size": 2.5}), (MiniBatchKMeans, {"batch_size": 0}),
+    (MiniBatchKMeans, {"compute_labels": "yes"}), (MiniBatchKMeans, {"init_size": 0}),
+    (MiniBatchKMeans, {"reassignment_ratio": "high"}),
+    (MiniBatchKMeans, {"max_no_improvement": -1}), (MiniBatchKMeans, {"n_clusters": 2.5}),
+]
+
+
+def _raised(call):
+    with pytest.raises(Exception) as caught:
+        call()
+    return caught.value
+
+
+@pytest.mark.parametrize("estimator, params", PARAMETER_ERRORS,
+                         ids=[f"{e.__name__}-{p}" for e, p in PARAMETER_ERRORS])
+def test_parameter_errors_are_value_and_type_errors_as_scikit_learns(estimator, params):
+    """scikit-learn raises its InvalidParameterError, a ValueError and a TypeError both,
+    so code written for its estimators may catch either: ours are both too (n_clusters=2.5
+    was a plain TypeError, which escaped ``except ValueError``)."""
+    import sklearn.cluster
+
+    (name,) = params
+    ours = _raised(lambda: estimator(**{"n_clusters": 2, "device": "cpu", **params}).fit(X_OK))
+    assert isinstance(ours, ValueError) and isinstance(ours, TypeError), type(ours)
+    assert name in str(ours)
+    theirs_class = getattr(sklearn.cluster, estimator.__name__)
+    if name in theirs_class().get_params():
+        theirs = _raised(lambda: theirs_class(**{"n_clusters": 2, **params}).fit(X_OK))
+        assert isinstance(theirs, ValueError) and isinstance(theirs, TypeError), type(theirs)
+
+
+def test_kmeans_plusplus_parameter_errors_are_value_and_type_errors():
+    from gpukmeans import kmeans_plusplus
+
+    for params in ({"n_local_trials": 0}, {"n_local_trials": 1.5}, {"random_state": "seed"}):
+        error = _raised(lambda: kmeans_plusplus(X_OK, 2, device="cpu", **params))
+        assert isinstance(error, ValueError) and isinstance(error, TypeError), params
+
+
+def test_object_weights_convert_as_scikit_learn_converts_them():
+    """A list of Decimals (or Fractions) is taken as its float64 values, as scikit-learn
+    takes it, and as an object X is; values that do not convert name sample_weight."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    weights = np.linspace(0.5, 3.0, 20)
+    expected = _fit(sample_weight=weights, random_state=0)
+    for given in ([Decimal(float(w)) for w in weights], [Fraction(float(w)) for w in weights],
+                  np.array(weights, dtype=object)):
+        model = _fit(sample_weight=given, random_state=0)
+        np.testing.assert_array_equal(model.cluster_centers_, expected.cluster_centers_)
+        assert model.inertia_ == expected.inertia_
+    for bad in (["a"] * 20, [1j] * 20):
+        with pytest.raises(TypeError, match="sample_weight must hold real numbers"):
+            _fit(sample_weight=np.array(bad, dtype=object))
+
+
 @pytest.mark.parametrize(
     "sample_weight, error, match",
     [

@@ -682,8 +682,10 @@ def test_cupy_blocks_run_the_gpu_engine_on_the_emulated_device(request, rng, mon
     ({"random_state": "seed"}, TypeError, "random_state"),
 ])
 def test_bad_parameters_are_named(params, error, match):
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as caught:
         gkd.KMeans(**params).fit(da.ones((20, 2), chunks=(10, 2)))
+    # As scikit-learn's InvalidParameterError: caught by either except clause.
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
 
 
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # X is all ones
