@@ -91,6 +91,29 @@ def test_a_far_away_empty_center_does_not_stop_relocation(device):
     _assert_consistent(km, X)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kept_empty_center_beside_a_sample_keeps_the_labels_exact(device, dtype):
+    """More clusters than distinct samples, and an initial center a hair from a sample's
+    own (a breaker's find, stop 56): the kept empty center lies within the rounding of
+    ``||c||^2 - 2 x.c``, which in float64 decides between the two, as scikit-learn's
+    E-step does (its labels_ went to the center 1e-9 away, not to the one on the
+    sample). float32 labels are still the exactly nearest, lowest index on a tie;
+    float64 ones within that rounding, and predict(X) gives labels_ in both."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        X = np.repeat(rng.normal(size=(3, 2)), 10, axis=0).astype(dtype)
+        gap = 10.0 ** (rng.uniform(-7, -3) if dtype == np.float32 else rng.uniform(-12, -7))
+        init = np.r_[X[::10], X[:1] + dtype(gap)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            km = KMeans(4, init=init, n_init=1, device=device).fit(X)
+        _assert_consistent(km, X)
+        if dtype == np.float32:
+            centers = to_host(km.cluster_centers_).astype(np.longdouble)
+            exact = ((X.astype(np.longdouble)[:, None] - centers[None]) ** 2).sum(-1)
+            np.testing.assert_array_equal(to_host(km.labels_), exact.argmin(axis=1))
+
+
 @pytest.mark.parametrize("dtype, offset", [(np.float64, 1e8), (np.float32, 1e3),
                                            (np.float32, 1e5)])
 def test_labels_far_from_the_origin_are_nearest_and_predicted(device, dtype, offset):
