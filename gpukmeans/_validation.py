@@ -156,6 +156,17 @@ def _check_shared_params(estimator, inits):
             "random_state must be None, an int or a numpy.random.RandomState, "
             f"got {type(rs).__name__}."
         )
+    check_seed_range(rs)
+
+
+def check_seed_range(random_state):
+    """An int ``random_state`` outside NumPy's seeds, refused with the parameters, before
+    any work (:func:`check_random_state_param` would refuse it only once the data were
+    read)."""
+    if isinstance(random_state, numbers.Integral) and not 0 <= random_state < 2**32:
+        raise InvalidParameterError(
+            "random_state must be None, an int in [0, 2**32 - 1] or a "
+            f"numpy.random.RandomState, got {random_state!r}.")
 
 
 def check_real_and_not_empty(X, name):
@@ -559,6 +570,22 @@ def weight_exponent(largest):
     return min(int(np.frexp(largest)[1]), int(np.finfo(np.float64).maxexp) - 1)
 
 
+def converted_weights(sw):
+    """A NumPy ``sample_weight`` of strings or objects (Decimals, Fractions) as float64,
+    converted as scikit-learn's ``check_array`` converts them (and an X of such values),
+    with its error classes: a ValueError where a value does not parse or overflows, a
+    TypeError where it is no number (complex). None becomes NaN, refused later as
+    scikit-learn refuses it. Other arrays are returned as they are."""
+    if sw.dtype.kind not in "OUS":
+        return sw
+    try:
+        return sw.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error("sample_weight must hold real numbers: its values do not convert to "
+                    f"float64 ({exc}).") from None
+
+
 def check_sample_weight(sample_weight, X):
     """A fresh, validated ``sample_weight`` of X's dtype, on X's side, and its scale.
 
@@ -585,15 +612,7 @@ def check_sample_weight(sample_weight, X):
         )
     if _is_sparse(sample_weight):
         raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
-    sw = as_cupy(sample_weight) if xp is not np else np.asarray(sample_weight)
-    if sw.dtype == object:
-        # Decimals, Fractions, None: converted where they convert, as check_array
-        # converts an object X, and as scikit-learn converts sample_weight.
-        try:
-            sw = sw.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"sample_weight must hold real numbers, got dtype object whose "
-                            f"values do not convert to float64: {exc}") from None
+    sw = as_cupy(sample_weight) if xp is not np else converted_weights(np.asarray(sample_weight))
     if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
     if sw.ndim != 1 or sw.shape[0] != n_samples:

@@ -1005,6 +1005,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 "random_state must be None, an int or a numpy.random.RandomState, "
                 f"got {type(rs).__name__}."
             )
+        _validation.check_seed_range(rs)
 
     @staticmethod
     def _check_dask_X(X, name="X"):
@@ -1043,7 +1044,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             if _validation._is_sparse(sample_weight):
                 raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
-            sw = sample_weight if is_device_array(sample_weight) else np.asarray(sample_weight)
+            sw = (sample_weight if is_device_array(sample_weight)
+                  else _validation.converted_weights(np.asarray(sample_weight)))
         if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
             raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
         if sw.ndim != 1 or sw.shape[0] != X.shape[0]:

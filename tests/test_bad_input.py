@@ -259,8 +259,10 @@ def test_n_samples_below_n_clusters():
     ],
 )
 def test_bad_params(params, error, match):
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as caught:
         _fit(**params)
+    if isinstance(params.get("init"), np.ndarray):  # data, not a hyper-parameter's type
+        assert type(caught.value) is ValueError
 
 
 # Hyper-parameters of a wrong type or value, each estimator's (sample of them).
@@ -324,9 +326,31 @@ def test_object_weights_convert_as_scikit_learn_converts_them():
         model = _fit(sample_weight=given, random_state=0)
         np.testing.assert_array_equal(model.cluster_centers_, expected.cluster_centers_)
         assert model.inertia_ == expected.inertia_
-    for bad in (["a"] * 20, [1j] * 20):
-        with pytest.raises(TypeError, match="sample_weight must hold real numbers"):
+    # Strings parse, as check_array parses them.
+    model = _fit(sample_weight=np.array([repr(float(w)) for w in weights]), random_state=0)
+    np.testing.assert_array_equal(model.cluster_centers_, expected.cluster_centers_)
+    # scikit-learn's error classes: ValueError for what does not parse or overflows,
+    # TypeError for what is no number.
+    for bad, error in (([10**400] * 20, ValueError), (["a"] * 20, ValueError),
+                       ([1j] * 20, TypeError), (np.array(["a"] * 20), ValueError)):
+        with pytest.raises(error, match="sample_weight must hold real numbers.*do not convert"):
             _fit(sample_weight=np.array(bad, dtype=object))
+
+
+@pytest.mark.parametrize("random_state", [-1, 2**32])
+def test_a_seed_out_of_range_is_refused_before_the_data_are_read(random_state):
+    """Parameters are checked before any work: a bad seed is named even when the data
+    would fail too (it was checked only after the data were scanned)."""
+    from gpukmeans import kmeans_plusplus
+
+    X_bad = X_OK.copy()
+    X_bad[3, 1] = np.nan
+    for call in (lambda: _fit(X_bad, random_state=random_state),
+                 lambda: MiniBatchKMeans(2, random_state=random_state, device="cpu").fit(X_bad),
+                 lambda: kmeans_plusplus(X_bad, 2, random_state=random_state, device="cpu")):
+        error = _raised(call)
+        assert isinstance(error, ValueError) and isinstance(error, TypeError), repr(error)
+        assert "random_state" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -338,7 +362,7 @@ def test_object_weights_convert_as_scikit_learn_converts_them():
         (np.zeros(20), ValueError, "sample_weight must have at least one positive"),
         (np.ones(19), ValueError, r"sample_weight.shape == \(19,\)"),
         (np.ones((20, 1)), ValueError, "sample_weight.shape"),
-        (np.array(["a"] * 20), TypeError, "sample_weight must hold real numbers"),
+        (np.array(["a"] * 20), ValueError, "sample_weight must hold real numbers.*convert"),
     ],
 )
 def test_bad_sample_weight(sample_weight, error, match):

@@ -688,6 +688,22 @@ def test_bad_parameters_are_named(params, error, match):
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
 
 
+def test_object_weights_convert_and_a_bad_seed_is_named_before_any_work():
+    from decimal import Decimal
+
+    X = da.from_array(np.arange(40, dtype=np.float64).reshape(20, 2), chunks=(10, 2))
+    weights = np.linspace(0.5, 3.0, 20)
+    with dask.config.set(scheduler="sync"):
+        expected = gkd.KMeans(2, random_state=0).fit(X, sample_weight=weights)
+        model = gkd.KMeans(2, random_state=0).fit(
+            X, sample_weight=[Decimal(float(w)) for w in weights])
+        with pytest.raises(ValueError, match="do not convert"):
+            gkd.KMeans(2).fit(X, sample_weight=["a"] * 20)
+        with pytest.raises(ValueError, match="random_state must be None, an int in"):
+            gkd.KMeans(2, random_state=-1).fit(X, sample_weight=["a"] * 20)
+    np.testing.assert_array_equal(model.cluster_centers_, expected.cluster_centers_)
+
+
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # X is all ones
 def test_bad_data_and_weights_are_named():
     X = da.ones((20, 2), chunks=(10, 2))
