@@ -146,23 +146,22 @@ def _check_shared_params(estimator, inits):
             f"init must be one of {inits}, a callable or an array of shape "
             f"(n_clusters, n_features), got {type(init).__name__}."
         )
-    rs = estimator.random_state
+    check_random_state_type(estimator.random_state)
+
+
+def check_random_state_type(random_state):
+    """``random_state`` among the parameters, before any work: None, a NumPy seed or a
+    RandomState (:func:`check_random_state_param`, which makes the generator, runs only
+    once the data were read)."""
     if not (
-        rs is None
-        or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))
-        or isinstance(rs, np.random.RandomState)
+        random_state is None
+        or (isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool))
+        or isinstance(random_state, np.random.RandomState)
     ):
         raise InvalidParameterError(
             "random_state must be None, an int or a numpy.random.RandomState, "
-            f"got {type(rs).__name__}."
+            f"got {type(random_state).__name__}."
         )
-    check_seed_range(rs)
-
-
-def check_seed_range(random_state):
-    """An int ``random_state`` outside NumPy's seeds, refused with the parameters, before
-    any work (:func:`check_random_state_param` would refuse it only once the data were
-    read)."""
     if isinstance(random_state, numbers.Integral) and not 0 <= random_state < 2**32:
         raise InvalidParameterError(
             "random_state must be None, an int in [0, 2**32 - 1] or a "

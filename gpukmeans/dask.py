@@ -998,14 +998,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"init must be one of {INITS} or an array of shape (n_clusters, "
                 f"n_features), got {type(init).__name__}."
             )
-        rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.RandomState)
-                or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))):
-            raise _validation.InvalidParameterError(
-                "random_state must be None, an int or a numpy.random.RandomState, "
-                f"got {type(rs).__name__}."
-            )
-        _validation.check_seed_range(rs)
+        _validation.check_random_state_type(self.random_state)
 
     @staticmethod
     def _check_dask_X(X, name="X"):
