@@ -25,6 +25,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -51,9 +52,11 @@ RUN_IN_BACKGROUND = ("test_examples.py", "test_faults.py", "test_sklearn_minibat
                      "test_cpu_engine.py::test_serial_twins_give_the_parallel_kernels_bits")
 BACKGROUND_TIMEOUT_S = 1800
 _BACKGROUND = """
-import subprocess, sys
+import subprocess, sys, time
+start = time.perf_counter()
 subprocess.run([sys.executable, "-m", "gpukmeans", "compile", "--device", "cpu"],
                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(f"the compile took {time.perf_counter() - start:.0f} s", flush=True)
 sys.exit(subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                          *sys.argv[1:]], stdin=subprocess.DEVNULL).returncode)
 """
@@ -89,13 +92,16 @@ def pytest_sessionfinish(session, exitstatus):
     if "background" in _state:
         process, log = _state.pop("background")
         finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        waited = time.perf_counter()
         try:
             returncode = process.wait(timeout=BACKGROUND_TIMEOUT_S if finished else 0)
         except subprocess.TimeoutExpired:  # this run was cut short, or the other hangs
             process.kill()
             returncode = process.wait()
         log.seek(0)
-        report = log.read().decode(errors="replace")
+        # Which of the two processes ends the run, and by how much: where to move tests.
+        report = (f"this run waited {time.perf_counter() - waited:.0f} s for the background "
+                  f"process at its end\n" + log.read().decode(errors="replace"))
         log.close()
         if finished:
             _state["background report"] = report, returncode

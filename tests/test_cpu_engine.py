@@ -17,7 +17,8 @@ from gpukmeans import (
     _lloyd,
 )
 from gpukmeans._lloyd import average_centers
-from label_checks import assert_labels_exactly_nearest, assert_labels_nearest, exactly_nearest
+from label_checks import (assert_labels_exactly_nearest, assert_labels_nearest,
+                          exactly_nearest_labels)
 
 
 @pytest.fixture(params=["numba", "numpy"])
@@ -1584,6 +1585,7 @@ _PASSES_AGREE = """
 """
 
 
+@pytest.mark.slow  # two processes compiling into an empty cache: 40 s of CI's 15 minutes
 def test_passes_agree_with_kernels_from_another_processs_cache(tmp_path):
     """The final E-step's distances and the inertia pass, and the norms of ``centered``
     and of ``row_norms``, are bitwise equal also where some kernels were compiled by an
@@ -2042,7 +2044,7 @@ def _adversarial_draw(rng, n_samples, n_features, n_clusters):
     distances from the differences get some label wrong."""
     for _ in range(_ADVERSARIAL_DRAWS):
         X, centers = _ties_beyond_float64(rng, n_samples, n_features, n_clusters)
-        exact = np.array([exactly_nearest(x, centers) for x in X])
+        exact = exactly_nearest_labels(X, centers)
         if np.any(exact != _reference_step(X, np.ones(n_samples), centers)[0]):
             return X, centers, exact
     pytest.fail("no draw where float64 distances cannot tell")
@@ -2131,7 +2133,7 @@ def test_float32_labels_are_exactly_nearest_with_repeated_centers(path, rng, mon
     # Every center repeated at a higher index (one also at a lower), so that each row
     # ties exactly with a copy of its nearest center, or is nearest a one-feature-off one.
     centers = np.concatenate([centers[[2]], centers, one_feature_off, centers])
-    exact = np.array([exactly_nearest(x, centers) for x in X])
+    exact = exactly_nearest_labels(X, centers)
     labels = _labels_by_path(path, X, centers, monkeypatch)
     np.testing.assert_array_equal(labels, exact)
 
@@ -2304,7 +2306,7 @@ def test_float32_values_are_exact_only_where_they_are(data, unit_centers, rng):
     if not unit_centers:
         labels = np.full(n_samples, -1, np.int32)
         _cpu_small.e_step(X, centers, labels)
-        np.testing.assert_array_equal(labels, [exactly_nearest(x, centers) for x in X])
+        np.testing.assert_array_equal(labels, exactly_nearest_labels(X, centers))
 
 
 @pytest.mark.parametrize("data", ["integers", "binary", "one-hot-tenths", "dyadic",
