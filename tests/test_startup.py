@@ -319,6 +319,9 @@ def test_the_compile_command_keeps_the_fit_notice_quiet_and_restores_it(monkeypa
     assert not _cpu_runtime._COMPILE_NOTICE.quiet
 
 
+# Its cold compile is all of ``gpukmeans compile``, minutes of CI's 15 (see conftest.py):
+# run by hand before a change to the kernels or to what a fit runs.
+@pytest.mark.slow
 def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """After ``gpukmeans compile`` no fit, predict, transform or score of any shape
     compiles or loads another kernel: the warm-up ran every path. (It shares the suite's
