@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KMeans", "MiniBatchKMeans", "kmeans_plusplus", "gpu_available", "progress_bars",
-    "__version__",
+    "InvalidParameterError", "__version__",
 ]
 
 # The public names are imported on first use (PEP 562), so that ``import gpukmeans`` and
@@ -18,6 +18,7 @@ _LAZY = {
     "kmeans_plusplus": "._estimator",
     "gpu_available": "._device",
     "progress_bars": "._progress",
+    "InvalidParameterError": "._validation",
 }
 
 

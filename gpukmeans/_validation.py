@@ -23,11 +23,19 @@ ALGORITHMS = ("lloyd", "elkan")
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
-class InvalidParameterError(ValueError, TypeError):
+try:  # private in scikit-learn, so looked up, not relied on
+    from sklearn.utils._param_validation import InvalidParameterError as _SklearnParameterError
+except ImportError:  # pragma: no cover - a scikit-learn that moved it
+    _SklearnParameterError = None
+
+
+class InvalidParameterError(*((_SklearnParameterError,) if _SklearnParameterError is not None
+                              else (ValueError, TypeError))):
     """A hyper-parameter of the wrong type or value. Both a ``ValueError`` and a
-    ``TypeError``, as scikit-learn's ``InvalidParameterError``: code written for its
-    estimators, catching either, catches ours (``n_clusters=2.5`` is a ``ValueError``
-    there, where a plain ``TypeError`` would escape ``except ValueError``)."""
+    ``TypeError``, and a subclass of scikit-learn's ``InvalidParameterError`` (which is
+    both) where scikit-learn has that class: code written for its estimators, catching
+    any of the three, catches ours (``n_clusters=2.5`` is a ``ValueError`` there, where
+    a plain ``TypeError`` would escape ``except ValueError``). ``gpukmeans.InvalidParameterError``."""
 
 
 def array_module(X):

@@ -5,7 +5,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse
+from sklearn.utils._param_validation import InvalidParameterError
 
+import gpukmeans
 from gpukmeans import KMeans, MiniBatchKMeans
 from gpukmeans import _device, _validation
 
@@ -298,6 +300,8 @@ def test_parameter_errors_are_value_and_type_errors_as_scikit_learns(estimator, 
     (name,) = params
     ours = _raised(lambda: estimator(**{"n_clusters": 2, "device": "cpu", **params}).fit(X_OK))
     assert isinstance(ours, ValueError) and isinstance(ours, TypeError), type(ours)
+    assert isinstance(ours, gpukmeans.InvalidParameterError), type(ours)
+    assert isinstance(ours, InvalidParameterError), type(ours)  # scikit-learn's
     assert name in str(ours)
     theirs_class = getattr(sklearn.cluster, estimator.__name__)
     if name in theirs_class().get_params():
@@ -311,6 +315,7 @@ def test_kmeans_plusplus_parameter_errors_are_value_and_type_errors():
     for params in ({"n_local_trials": 0}, {"n_local_trials": 1.5}, {"random_state": "seed"}):
         error = _raised(lambda: kmeans_plusplus(X_OK, 2, device="cpu", **params))
         assert isinstance(error, ValueError) and isinstance(error, TypeError), params
+        assert isinstance(error, InvalidParameterError), params
 
 
 def test_object_weights_convert_as_scikit_learn_converts_them():

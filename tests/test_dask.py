@@ -684,8 +684,9 @@ def test_cupy_blocks_run_the_gpu_engine_on_the_emulated_device(request, rng, mon
 def test_bad_parameters_are_named(params, error, match):
     with pytest.raises(error, match=match) as caught:
         gkd.KMeans(**params).fit(da.ones((20, 2), chunks=(10, 2)))
-    # As scikit-learn's InvalidParameterError: caught by either except clause.
+    # scikit-learn's InvalidParameterError: caught by either except clause, and by its own.
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
+    assert isinstance(caught.value, gpukmeans.InvalidParameterError)
 
 
 def test_object_weights_convert_and_a_bad_seed_is_named_before_any_work():
