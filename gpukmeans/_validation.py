@@ -35,7 +35,8 @@ class InvalidParameterError(*((_SklearnParameterError,) if _SklearnParameterErro
     ``TypeError``, and a subclass of scikit-learn's ``InvalidParameterError`` (which is
     both) where scikit-learn has that class: code written for its estimators, catching
     any of the three, catches ours (``n_clusters=2.5`` is a ``ValueError`` there, where
-    a plain ``TypeError`` would escape ``except ValueError``). ``gpukmeans.InvalidParameterError``."""
+    a plain ``TypeError`` would escape ``except ValueError``). Public as
+    ``gpukmeans.InvalidParameterError``."""
 
 
 def array_module(X):
@@ -617,15 +618,7 @@ def check_sample_weight(sample_weight, X):
             f"sample_weight is a {where_sw} array but X is a {where_x} array; "
             "pass both on the same side."
         )
-    if _is_sparse(sample_weight):
-        raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
-    sw = as_cupy(sample_weight) if xp is not np else converted_weights(np.asarray(sample_weight))
-    if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
-    if sw.ndim != 1 or sw.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight.shape == {sw.shape}, expected ({n_samples},) to match X."
-        )
+    sw = weights_of_shape(sample_weight, n_samples, as_cupy if xp is not np else None)
     sw = sw.astype(xp.float64, copy=True)  # checked before any rounding to X's dtype
     if not bool(xp.isfinite(sw).all()):
         raise ValueError("Input sample_weight contains NaN or infinity.")
@@ -645,6 +638,27 @@ def check_sample_weight(sample_weight, X):
     if lost:
         raise_weights_beyond_dtype(X.dtype, f"{lost} positive weights are", largest)
     return sw.astype(X.dtype, copy=False), float(np.ldexp(1.0, exponent))
+
+
+def weights_of_shape(sample_weight, n_samples, as_array=None):
+    """The checks of ``sample_weight`` that read no value, for every estimator: a sparse
+    matrix refused; the array, ``as_array(sample_weight)`` (a device or dask array kept as
+    it is), or by default :func:`converted_weights` of it on the host; a real dtype
+    (``TypeError``) and the shape ``(n_samples,)`` (``ValueError``). A number is taken
+    as ``n_samples`` copies of itself (before this call: the side it lands on is the
+    caller's). Returns the array; its values are the caller's to check, where it has
+    them (a dask array's are read by the fit)."""
+    if _is_sparse(sample_weight):
+        raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
+    sw = (as_array(sample_weight) if as_array is not None
+          else converted_weights(np.asarray(sample_weight)))
+    if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {sw.shape}, expected ({n_samples},) to match X."
+        )
+    return sw
 
 
 def weights_beyond_dtype(dtype, smallest_positive, exponent):

@@ -1029,22 +1029,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return None
         if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
             sample_weight = np.full(X.shape[0], float(sample_weight))
-        if _is_dask_array(sample_weight):
-            if any(np.isnan(c) for c in sample_weight.chunks[0]):
-                raise ValueError("sample_weight has unknown chunk sizes; call "
-                                 "sample_weight.compute_chunk_sizes().")
-            sw = sample_weight
-        else:
-            if _validation._is_sparse(sample_weight):
-                raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
-            sw = (sample_weight if is_device_array(sample_weight)
-                  else _validation.converted_weights(np.asarray(sample_weight)))
-        if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
-            raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
-        if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},) to match X."
-            )
+        if _is_dask_array(sample_weight) and any(np.isnan(c) for c in sample_weight.chunks[0]):
+            raise ValueError("sample_weight has unknown chunk sizes; call "
+                             "sample_weight.compute_chunk_sizes().")
+        # A dask array's values are checked lazily, by the fit's passes.
+        kept = _is_dask_array(sample_weight) or is_device_array(sample_weight)
+        sw = _validation.weights_of_shape(sample_weight, X.shape[0],
+                                          (lambda weights: weights) if kept else None)
         if _is_dask_array(sw):
             return sw.rechunk((X.chunks[0],))
         return da.from_array(sw, chunks=(X.chunks[0],))

@@ -18,11 +18,13 @@
   that run them, and the test that the command compiles every kernel runs by hand.)
 - That second process then runs the tests of :data:`RUN_IN_BACKGROUND` in a pytest
   of its own, which this run waits for at its end: its report is printed below this
-  run's, and its failure fails this run. The compile had ended about 250 s before the
-  suite did (a fresh-clone CI run on a 2-core Zen 3: compile 688-709 s, suite 921-946 s),
-  leaving one core idle for those files. (pytest-xdist would split every file between
-  two workers from the start, each compiling the same kernels, where this one process
-  compiles them once ahead of the tests.) ``GPUKMEANS_TEST_BACKGROUND_COMPILE=0`` runs
+  run's, and its failure fails this run. (When it compiled all of ``gpukmeans compile``,
+  that compile had ended about 250 s before the suite did, a fresh-clone CI run on a
+  2-core Zen 3: compile 688-709 s, suite 921-946 s, leaving one core idle for those
+  files; see :data:`RUN_IN_BACKGROUND` for the balance now.) (pytest-xdist would
+  split every file between two workers from the start, each compiling the same
+  kernels, where this one process compiles them once ahead of the tests.) A failed
+  warm-up fails the run too. ``GPUKMEANS_TEST_BACKGROUND_COMPILE=0`` runs
   everything here, in order, and compiles nothing ahead.
 """
 
@@ -64,11 +66,16 @@ BACKGROUND_TIMEOUT_S = 1800
 _BACKGROUND = """
 import subprocess, sys, time
 start = time.perf_counter()
-subprocess.run([sys.executable, "-c", "from gpukmeans import _cpu; _cpu.warm_up()"],
-               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(f"the compile took {time.perf_counter() - start:.0f} s", flush=True)
-sys.exit(subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                         *sys.argv[1:]], stdin=subprocess.DEVNULL).returncode)
+warm_up = subprocess.run([sys.executable, "-c", "from gpukmeans import _cpu; _cpu.warm_up()"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+print(f"the compile took {time.perf_counter() - start:.0f} s, exit status {warm_up.returncode}",
+      flush=True)
+if warm_up.returncode:  # the warm-up that the demo and gpukmeans compile run failed
+    print(warm_up.stderr[-5000:], flush=True)
+tests = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                        *sys.argv[1:]], stdin=subprocess.DEVNULL).returncode
+sys.exit(tests or warm_up.returncode)
 """
 
 

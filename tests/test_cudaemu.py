@@ -1,7 +1,8 @@
 """The CUDA emulator (tests/cudaemu) checks itself, then runs the kernels' shape matrix:
-in every CI run the plain build in three thread orders and the ASan+UBSan build on small
-shapes; as ``slow`` tests the ThreadSanitizer build, the full matrix, and the planted bugs
-that prove the harness catches each kind of fault."""
+in every CI run the plain build in the forward order (the quick matrix) and in a random
+order (small shapes), and the ASan+UBSan build on small shapes; as ``slow`` tests the
+small shapes in reversed order, the ThreadSanitizer build, the full matrix, and the
+planted bugs that prove the harness catches each kind of fault."""
 
 import os
 import pathlib
