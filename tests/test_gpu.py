@@ -461,6 +461,29 @@ def test_memory_does_not_grow_with_iterations(cupy):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("estimator", ["KMeans", "MiniBatchKMeans"])
+def test_a_number_weights_gpu_data_as_its_copies(cupy, estimator):
+    """``sample_weight=2.5`` with a CuPy X: the fit of 2.5 for every sample, as on the
+    host (it was refused as a host array); 2.0, a power of two, the unit-weight fit bit
+    for bit with twice its inertia (weights are scaled by powers of two, exactly)."""
+    import gpukmeans
+
+    X, _ = _blobs(2000, 5, 4, np.float32)
+    X_d = cupy.asarray(X)
+    cls = getattr(gpukmeans, estimator)
+
+    def fit(sample_weight=None):
+        return cls(4, random_state=0, device="gpu").fit(X_d, sample_weight=sample_weight)
+
+    number, vector = fit(2.5), fit(cupy.full(X.shape[0], 2.5, dtype=cupy.float32))
+    cupy.testing.assert_array_equal(number.cluster_centers_, vector.cluster_centers_)
+    assert number.inertia_ == vector.inertia_
+    plain, doubled = fit(), fit(2.0)
+    cupy.testing.assert_array_equal(doubled.cluster_centers_, plain.cluster_centers_)
+    assert doubled.inertia_ == 2 * plain.inertia_
+
+
+@pytest.mark.gpu
 def test_residency(cupy):
     X, _ = _blobs(2000, 5, 4, np.float32)
     X_d = cupy.asarray(X)
