@@ -57,11 +57,16 @@ RUN_FIRST = ("test_cudaemu.py", "test_gpu.py", "test_kernels_compile.py")
 # compile had not reached yet (33 + 24 s of CI's run); after it, it loads them.
 # With the warm-up's compile (372 s in the CI run that brought it) its 256 s of tests ended
 # 160 s before the main process's 788: test_cli, test_kmeans and test_packaging (62 s
-# there, none on the emulated device) moved here.
+# there, none on the emulated device) moved here; it still ended about 100 s before the
+# main process (compile 398 s + tests 279 s, against 777 s): the wide-rows MiniBatchKMeans
+# test and the strided-views test (27 + 24 s there, CPU only) moved here too.
 RUN_IN_BACKGROUND = ("test_cli.py", "test_examples.py", "test_faults.py", "test_kmeans.py",
                      "test_packaging.py", "test_sklearn_minibatch_suite.py",
                      "test_sklearn_suite.py", "test_startup.py", "test_streaming.py",
-                     "test_cpu_engine.py::test_serial_twins_give_the_parallel_kernels_bits")
+                     "test_cpu_engine.py::test_serial_twins_give_the_parallel_kernels_bits",
+                     "test_cpu_engine.py::"
+                     "test_strided_views_take_the_loop_and_give_the_same_products",
+                     "test_minibatch.py::test_float64_fit_on_wide_rows_matches_sklearn")
 BACKGROUND_TIMEOUT_S = 1800
 _BACKGROUND = """
 import subprocess, sys, time
