@@ -1174,7 +1174,7 @@ def _run_compile(args):
             from . import _cpu
 
             print("CPU kernels: compiling every one not yet cached, for every kind of data "
-                  "(from an empty cache 4-7 minutes on two cores; a fit compiles only what it "
+                  "(from an empty cache about 8 minutes on two cores; a fit compiles only what it "
                   "runs)", flush=True)
             _cpu.warm_up_all(announce=False)
             where = _numba_cache()

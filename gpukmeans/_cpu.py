@@ -557,7 +557,7 @@ def _each_kernel_version():
         _cpu_runtime.SERIAL_MAX_WORK = serial_max_work
 
 
-def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=False):
+def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
     """Compile, or load from the cache, every kernel this engine runs for ``dtypes``:
     what ``gpukmeans compile`` does, so that no later fit waits for a compile.
 
@@ -565,8 +565,8 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
     k-means++, the steps of runs of each ``(n_features, n_clusters)`` in ``shapes``
     (by default the plain step, Hamerly's, Elkan's and Yinyang's bounds, each with an
     empty cluster to relocate), the final E-step, predict, inertia and transform. One shape
-    compiles what fits of that shape run (the demo's warm-up). ``read_only``: the same
-    on read-only arrays (see :func:`warm_up_all`).
+    compiles what fits of that shape run (the demo's warm-up). Read-only data take the
+    same kernels (:func:`gpukmeans._validation.kernel_view`).
     """
     from ._init import kmeans_plusplus
     from ._lloyd import kmeans_single_lloyd
@@ -583,11 +583,10 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
             for dtype in map(np.dtype, dtypes):
                 sample_weight = np.ones(n_samples, dtype=dtype)
                 for n_features, n_clusters in shapes:
-                    # Near the origin and far from it; read-only, the run uses the last X
-                    # as the fits do: float32 near the origin uncentred, so read-only.
-                    for offset in (100.0, 0.0) if read_only else (0.0, 100.0):
+                    # Near the origin and far from it (float32 near the origin is used
+                    # uncentred: the caller's array, of the same type as a centred copy).
+                    for offset in (0.0, 100.0):
                         X = (rng.standard_normal((n_samples, n_features)) + offset).astype(dtype)
-                        X.flags.writeable = not read_only
                         source = X
                         X, x_squared_norms, _ = engine.centered(X, X.mean(axis=0))
                     centers, _ = kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight,
@@ -603,27 +602,20 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES, read_only=Fa
                     largest_magnitude(source)  # validation's, on the caller's X
                     if dtype == np.float32:
                         scan_float32(source, with_norms=True)
-                    if read_only:  # transform and row norms take the caller's X, uncentred
-                        engine.pairwise_distances(source, centers)
-                        engine.row_norms(source)
                 # The plain step's kernel of every way of taking the dot products that
                 # this dtype's data reach (one kernel each: _cpu_lloyd.LLOYD_PARTIALS).
                 for n_features, n_clusters in _dots_kernel_shapes(dtype).values():
                     X = rng.standard_normal((n_samples, n_features)).astype(dtype)
-                    X.flags.writeable = not read_only
-                    # Writable centers, as every fit's, also beside read-only X: a
-                    # read-only view of X's rows would compile another signature.
                     centers = X[:n_clusters].copy()
                     engine.lloyd_iter(X, sample_weight, centers, np.empty(n_samples, np.int32))
 
 
 def warm_up_all(dtypes=(np.float32, np.float64), announce=True):
-    """:func:`warm_up`, and what fits of other kinds of data compile: read-only arrays
-    (Numba compiles a kernel again for them: a memmap read into memory, a streamed
-    block's view, any array marked read-only, 14 s on a first such fit), streamed
+    """:func:`warm_up`, and what fits of other kinds of data compile: streamed
     k-means++, CSR matrices (the sparse engine, int32 and int64 indices) and
-    MiniBatchKMeans's step. What ``gpukmeans compile`` does, so that no later fit waits
-    for a compile (230-400 s on two cores, twice :func:`warm_up`'s); one runtime around
+    MiniBatchKMeans's step (read-only arrays, a memmap's, take the writable arrays'
+    kernels: :func:`gpukmeans._validation.kernel_view`). What ``gpukmeans compile``
+    does, so that no later fit waits for a compile; one runtime around
     it all, so that its compile is announced once, or not at all without ``announce``
     (the command says how long it takes instead: a fit's notice promises a minute)."""
     with cpu_runtime(new_call=announce):
@@ -638,7 +630,6 @@ def _warm_up_all(dtypes):
     from ._minibatch_step import BatchSampler
 
     warm_up(dtypes)
-    warm_up(dtypes, read_only=True)
     engine, sparse_engine = make_engine(), make_sparse_engine()
     rng = np.random.default_rng(0)
     n_samples, n_features, n_clusters = 2 * CHUNK_ROWS + 1, 6, 3
@@ -650,15 +641,13 @@ def _warm_up_all(dtypes):
                 centers = np.ascontiguousarray(X[:n_clusters])
                 labels = np.zeros(n_samples, dtype=np.int32)
                 # MiniBatchKMeans's step: on the copied batch, and by index on wide
-                # float32 rows, writable or not (a memmap's).
+                # float32 rows.
                 for data in (X, rng.standard_normal((n_samples, BY_INDEX_MIN_FEATURES))):
                     data = data.astype(dtype)
-                    for writeable in (True, False):
-                        data.flags.writeable = writeable
-                        engine.minibatch_step(data, np.arange(0, n_samples, 2),
-                                              sample_weight[: (n_samples + 1) // 2],
-                                              np.ascontiguousarray(data[:n_clusters]),
-                                              np.ones(n_clusters, dtype=dtype), True)
+                    engine.minibatch_step(data, np.arange(0, n_samples, 2),
+                                          sample_weight[: (n_samples + 1) // 2],
+                                          np.ascontiguousarray(data[:n_clusters]),
+                                          np.ones(n_clusters, dtype=dtype), True)
                 sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)
                 sampler(np.random.RandomState(0))
                 # A streamed fit's k-means++ (its potentials a block at a time).

@@ -215,7 +215,7 @@ def _start_niced_workers_once():
         _start_niced_workers()
 
 
-# Each kind of data (float32 or float64, writeable or read-only, dense or CSR, in memory
+# Each kind of data (float32 or float64, dense or CSR, in memory
 # or streamed) and each path the shapes choose compiles kernels of its own on its first
 # use: a new user read "once" four times in a morning, then "first use only" about ten
 # times in an hour (other dtypes, shapes, memmaps, weights).

@@ -97,7 +97,7 @@ def _check_query_block(X, centers):
     gpukmeans.KMeans's checks of a query, finiteness and the usable magnitude."""
     _refuse_sparse_block(X)
     xp = _validation.array_module(X)
-    X = xp.asarray(X, dtype=centers.dtype)
+    X = _validation.kernel_view(xp.asarray(X, dtype=centers.dtype))
     if X.shape[0] and not bool(xp.isfinite(X).all()):
         raise ValueError(f"Input X contains NaN or infinity, in a block of {X.shape[0]} rows.")
     _validation.check_magnitude(X, centers=centers)

@@ -319,6 +319,66 @@ def test_the_compile_command_keeps_the_fit_notice_quiet_and_restores_it(monkeypa
     assert not _cpu_runtime._COMPILE_NOTICE.quiet
 
 
+def _kernel_signatures():
+    """Every compiled signature of the CPU engine's kernels in this process, by name."""
+    import importlib
+    import pkgutil
+
+    import gpukmeans
+
+    found = {}
+    for info in pkgutil.iter_modules(gpukmeans.__path__):
+        if not info.name.startswith("_cpu"):
+            continue
+        module = importlib.import_module(f"gpukmeans.{info.name}")
+        for name, value in vars(module).items():
+            each = value.items() if isinstance(value, dict) else [(None, value)]
+            for key, kernel in each:
+                for version in (kernel, getattr(kernel, "serial", None),
+                                getattr(kernel, "parallel", None)):
+                    if hasattr(version, "signatures"):
+                        found.setdefault(f"{info.name}.{name}[{key}]", set()).update(
+                            map(str, version.signatures))
+    return found
+
+
+def test_read_only_data_run_the_writable_datas_kernels(tmp_path, monkeypatch):
+    """A read-only X (a memmap opened with mode="r", an array marked unwritable) runs the
+    kernels that the same fit, predict, transform, score and MiniBatchKMeans of a
+    writable X compiled: no kernel of a signature of its own (they were all compiled
+    again for it: 14 s on a first memmap fit, and half of ``gpukmeans compile``). The
+    fits are the same bit for bit, and the memmap is not written."""
+    from gpukmeans import MiniBatchKMeans
+
+    route_cpu_fits(monkeypatch, "numba")  # these shapes would run on NumPy, no kernels
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(3000, 40)) * 3 + 7).astype(np.float32)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+
+    def fits(data):
+        params = dict(n_init=1, max_iter=3, device="cpu", random_state=0)
+        km = KMeans(20, **params).fit(data)
+        minibatch = MiniBatchKMeans(20, batch_size=256, max_iter=2, device="cpu",
+                                    random_state=0).fit(data).partial_fit(data)
+        return (km.cluster_centers_, km.labels_, km.predict(data), km.transform(data),
+                km.score(data), KMeans(20, stream_block_rows=512, **params).fit(data).labels_,
+                minibatch.cluster_centers_)
+
+    expected = fits(X)
+    compiled = _kernel_signatures()
+    marked = X.copy()
+    marked.flags.writeable = False
+    for data in (marked, np.load(path, mmap_mode="r")):
+        for ours, theirs in zip(fits(data), expected):
+            np.testing.assert_array_equal(ours, theirs)
+    new = {name: sorted(signatures - compiled.get(name, set()))
+           for name, signatures in _kernel_signatures().items()
+           if signatures - compiled.get(name, set())}
+    assert new == {}, new
+    np.testing.assert_array_equal(np.load(path), X)
+
+
 # Its cold compile is all of ``gpukmeans compile``, minutes of CI's 15 (see conftest.py):
 # run by hand before a change to the kernels or to what a fit runs.
 @pytest.mark.slow
@@ -379,6 +439,9 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
                 km = KMeans(n_clusters, **params).fit(read_only)
                 km.predict(read_only); km.transform(read_only); km.score(read_only)
                 KMeans(n_clusters, stream_block_rows=512, **params).fit(read_only)
+                kmeans_plusplus(read_only, n_clusters, random_state=0, device="cpu")
+                MiniBatchKMeans(n_clusters, batch_size=256, max_iter=2, device="cpu",
+                                random_state=0).fit(read_only).partial_fit(read_only)
                 KMeans(n_clusters, init="k-means||", **params).fit(X)
                 KMeans(n_clusters, metric="cosine", **params).fit(X).predict(X)
                 MiniBatchKMeans(n_clusters, batch_size=256, max_iter=2, device="cpu",
