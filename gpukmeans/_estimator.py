@@ -652,7 +652,7 @@ def read_only(X):
     caller's own array keeps its flags. A GPU array cannot be marked and is passed as is.
     """
     if isinstance(X, np.ndarray):
-        X = X.view()
+        X = _validation.original_array(X).view()
         X.flags.writeable = False
     elif is_sparse(X) and isinstance(X.data, np.ndarray):
         parts = [part.view() for part in (X.data, X.indices, X.indptr)]

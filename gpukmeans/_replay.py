@@ -165,9 +165,9 @@ def init_centroids(data, init, n_clusters, random_state, reporter, xp):
                                     p=weights / weights.sum())
         return data.take(seeds)
     if callable(init):
-        from ._validation import check_init_array
+        from ._validation import check_init_array, original_array
 
-        source = data.source.view()
+        source = original_array(data.source).view()
         source.flags.writeable = False
         centers = check_init_array(init(source, n_clusters, random_state=random_state),
                                    n_clusters, data.shape[1], data.dtype, xp)

@@ -283,13 +283,23 @@ def kernel_view(X):
     marked so; any other X is returned as it is. Numba compiles each kernel once per
     kind of array, and read-only is a kind of its own: every fit, ``predict`` and
     ``transform`` of read-only data compiled the whole engine again (14 s on a first
-    memmap fit after ``gpukmeans compile``, which compiled everything twice for it).
+    memmap fit, until ``gpukmeans compile`` compiled every kernel a second time for it).
     The kernels never write X (a write to a read-only memmap's view would be a
     segmentation fault, not a silent change): they write only arrays the engine made.
-    Only the validated X of a fit or query is passed through here, after its checks."""
+    Only the validated X of a fit or query is passed through here, once converted
+    (``check_array``) and before the checks' own passes, which run kernels too. A callable
+    ``init`` is given the caller's array, not this view (:func:`original_array`)."""
     if isinstance(X, np.ndarray) and not X.flags.writeable and X.size:
         return np.asarray(_WritableInterface(X))
     return X
+
+
+def original_array(X):
+    """The array that :func:`kernel_view` made ``X`` a view of (else X): what a callable
+    ``init`` is shown, read-only, so that it cannot mark its way into the caller's memory
+    (a view of the kernel view could be made writable again)."""
+    base = X.base if isinstance(X, np.ndarray) else None
+    return base.array if isinstance(base, _WritableInterface) else X
 
 
 def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_norms=False):

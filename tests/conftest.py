@@ -10,12 +10,13 @@
   dtypes, each thread count's version) while the emulator's tests, which need none of
   them, run first: on CI's two cores a cold cache's minutes of compiling then cost no
   time. The kernels land in the cache the suite reads; a test that needs one before it
-  is written, or one the warm-up does not make (read-only arrays, CSR, streaming),
+  is written, or one the warm-up does not make (CSR, streaming, MiniBatchKMeans),
   compiles it itself, so the order changes when, never what, is tested. (The whole of
   ``gpukmeans compile``, read-only arrays and the rest, took 761 s of CI's run at
   83d9113 beside the suite, and its 133 s of tests after it ended the run 136 s after
-  the main process: the read-only kernels and the others are compiled only by the tests
-  that run them, and the test that the command compiles every kernel runs by hand.)
+  the main process: the kernels beyond the warm-up's are compiled only by the tests that
+  run them, and the test that the command compiles every kernel runs by hand. Read-only
+  dense arrays have taken the writable arrays' kernels since: ``kernel_view``.)
 - That second process then runs the tests of :data:`RUN_IN_BACKGROUND` in a pytest
   of its own, which this run waits for at its end: its report is printed below this
   run's, and its failure fails this run. (When it compiled all of ``gpukmeans compile``,

@@ -379,6 +379,25 @@ def test_read_only_data_run_the_writable_datas_kernels(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.load(path), X)
 
 
+def test_a_callable_init_cannot_unlock_a_read_only_array():
+    """A callable ``init`` is shown the caller's read-only array (uncentred float32 near
+    the origin, in memory and streamed), read-only, and cannot mark it writable: it is
+    a view of the caller's array, not of the writable view the kernels are given."""
+    X = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
+    X.flags.writeable = False
+    refused = []
+
+    def init(data, n_clusters, random_state):
+        with pytest.raises(ValueError):
+            data.flags.writeable = True
+        refused.append(True)
+        return np.array(data[:n_clusters])
+
+    KMeans(3, init=init, n_init=1, device="cpu").fit(X)
+    KMeans(3, init=init, n_init=1, device="cpu", stream_block_rows=128).fit(X)
+    assert refused == [True, True]
+
+
 # Its cold compile is all of ``gpukmeans compile``, minutes of CI's 15 (see conftest.py):
 # run by hand before a change to the kernels or to what a fit runs.
 @pytest.mark.slow
@@ -386,9 +405,9 @@ def test_compile_command_warms_every_numba_kernel_a_fit_can_run(tmp_path):
     """After ``gpukmeans compile`` no fit, predict, transform or score of any shape
     compiles or loads another kernel: the warm-up ran every path. (It shares the suite's
     cache: cold, it compiles what the CPU engine's tests would.) Also on read-only arrays
-    (Numba compiles kernels again for them: a memmap read into memory took 14 s on a new
-    user's first fit after ``gpukmeans compile``), streamed, cosine and k-means|| fits,
-    CSR matrices (4 s) and MiniBatchKMeans."""
+    (which take the writable arrays' kernels: _validation.kernel_view; a memmap's first
+    fit took 14 s of compiles before), streamed, cosine and k-means|| fits, CSR matrices
+    (4 s) and MiniBatchKMeans."""
     result = _python("""
         import json, warnings
         import numpy as np
