@@ -647,9 +647,9 @@ def check_sample_weight(sample_weight, X):
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
         # A number has no side: its copies go where X is (a GPU X refused it as a host
         # array before).
-        sample_weight = converted_weights(np.full(n_samples, sample_weight))
-        if xp is not np:
-            sample_weight = xp.asarray(sample_weight)
+        sample_weight = np.full(n_samples, sample_weight)
+        if xp is not np:  # converted on the host first, as a host array is below
+            sample_weight = xp.asarray(converted_weights(sample_weight))
     x_on_device = is_device_array(X) or is_device_sparse(X)
     if is_device_array(sample_weight) != x_on_device:
         where_sw = "GPU" if is_device_array(sample_weight) else "host (NumPy)"

@@ -75,18 +75,20 @@ def _as_integers(*arrays):
 def exactly_nearest_labels(X, centers):
     """:func:`exactly_nearest` of every row of ``X`` (int64 array of shape (n_samples,))."""
     X_int, centers_int = _as_integers(X, centers)
-    labels = np.empty(X_int.shape[0], dtype=np.int64)
-    for i, x in enumerate(X_int):
-        distances = ((centers_int - x) ** 2).sum(axis=1)
-        labels[i] = min(range(distances.shape[0]), key=lambda j: (distances[j], j))
-    return labels
+    candidates = list(range(centers_int.shape[0]))
+    return np.array([_nearest_of(x, centers_int, candidates) for x in X_int], dtype=np.int64)
 
 
 def exactly_nearest(x, centers, candidates=None):
     """The center nearest to ``x`` of ``candidates`` (all by default) in exact arithmetic
     on the float values, the lowest index on an exact tie."""
     candidates = list(range(centers.shape[0]) if candidates is None else candidates)
-    x_int, centers_int = _as_integers(x, np.asarray(centers)[candidates])
+    return _nearest_of(*_as_integers(x, np.asarray(centers)[candidates]), candidates)
+
+
+def _nearest_of(x_int, centers_int, candidates):
+    """Of ``candidates`` (the indices of the rows of ``centers_int``, in their order),
+    the one nearest ``x_int``, the lowest index on a tie (:func:`_as_integers`' values)."""
     distances = ((centers_int - x_int) ** 2).sum(axis=1)
     return candidates[min(range(len(candidates)), key=lambda i: (distances[i], candidates[i]))]
 
