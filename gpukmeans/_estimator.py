@@ -447,7 +447,7 @@ class KMeans(_BaseKMeans):
             if cosine:
                 # The unit rows are a new array as large as X (a temporary file for a
                 # memmap): the fit streams them, as it would X.
-                X = _spherical.normalize_rows_blockwise(X, streaming.block_rows)
+                X = _spherical.normalize_rows_blockwise(X, streaming.block_rows, is_memmap)
                 unit_mean = X.mean(axis=0, dtype=np.float64)
             X, engine = streaming.start(X, sample_weight, cosine)
         else:

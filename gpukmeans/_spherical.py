@@ -163,17 +163,18 @@ def to_host_indices(indices):
     return (get() if get is not None else indices).tolist()
 
 
-def normalize_rows_blockwise(X, block_rows, name="X"):
+def normalize_rows_blockwise(X, block_rows, in_file, name="X"):
     """:func:`normalize_rows` of a host array too large to copy at once (a memmap, or
     data a GPU fit streams), a block of rows at a time, into a new array of X's dtype:
-    an unlinked temporary file for a ``numpy.memmap`` (the unit rows are as large as X),
-    else memory. Each row is the in-memory function's bit for bit (the Numba engine's
+    an unlinked temporary file where ``in_file`` (X was a ``numpy.memmap``: the unit rows
+    are as large as X; validation has made X a plain view, so the caller says), else
+    memory. Each row is the in-memory function's bit for bit (the Numba engine's
     row norms, as :func:`normalize_rows` of such an X uses them); the error names every
     zero row of X, as :func:`normalize_rows` does."""
     from . import _cpu
 
     engine = _cpu.make_engine()
-    if isinstance(X, np.memmap):
+    if in_file:
         from ._replay import temporary_array
 
         out = temporary_array(X.shape, X.dtype)

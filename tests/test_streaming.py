@@ -81,9 +81,17 @@ def test_cosine_fit_streams_its_unit_rows(dtype, rng, tmp_path, monkeypatch):
     X = X.astype(dtype)
     params = dict(n_clusters=7, metric="cosine", random_state=2, device="cpu", max_iter=15)
     in_memory = KMeans(**params).fit(X)
+    from gpukmeans import _replay
+
+    files = []
+    real_temporary_array = _replay.temporary_array
+    monkeypatch.setattr(_replay, "temporary_array",
+                        lambda *a, **k: files.append(real_temporary_array(*a, **k)) or files[-1])
     streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
                             monkeypatch, _streaming)
     _assert_same_fit(streamed, in_memory)
+    # The unit rows went to a file, not to the process's memory.
+    assert [f.shape for f in files] == [X.shape] and files[0].dtype == dtype
     X[[5, n_samples - 2]] = 0
     with pytest.raises(ValueError, match=rf"2 have none \(rows 5, {n_samples - 2}\)"):
         KMeans(**params, stream_block_rows=3000).fit(_memmap(X, tmp_path))
