@@ -836,7 +836,9 @@ def kmeans_plusplus(
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
     if x_squared_norms is not None:
-        x_squared_norms = xp.asarray(x_squared_norms, dtype=xp.float64)
+        # Contiguous, and never read-only (a signature of the kernels of its own).
+        x_squared_norms = _validation.kernel_view(
+            xp.ascontiguousarray(x_squared_norms, dtype=xp.float64))
         if x_squared_norms.shape != (X.shape[0],):
             raise ValueError(  # scikit-learn's message
                 f"The length of x_squared_norms {x_squared_norms.shape[0]} should be equal "

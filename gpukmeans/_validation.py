@@ -230,9 +230,10 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True, caller=None
             # matrix it checks (prunes them, unifies their index dtypes), and X may be the
             # caller's. Contiguous: scikit-learn's mean_variance_axis takes no strided
             # views (a CSR matrix built on values[:, 1] keeps one), and the engines are
-            # compiled for contiguous arrays; a copy only where X's are not.
+            # compiled for contiguous arrays; a copy only where X's are not. Read-only
+            # parts run the writable parts' kernels (kernel_view).
             X = type(X)(X, copy=False)
-            X.data, X.indices, X.indptr = (np.ascontiguousarray(part)
+            X.data, X.indices, X.indptr = (kernel_view(np.ascontiguousarray(part))
                                            for part in (X.data, X.indices, X.indptr))
             X.check_format(full_check=True)
         except ValueError as exc:
@@ -286,9 +287,11 @@ def kernel_view(X):
     memmap fit, until ``gpukmeans compile`` compiled every kernel a second time for it).
     The kernels never write X (a write to a read-only memmap's view would be a
     segmentation fault, not a silent change): they write only arrays the engine made.
-    Only the validated X of a fit or query is passed through here, once converted
-    (``check_array``) and before the checks' own passes, which run kernels too. A callable
-    ``init`` is given the caller's array, not this view (:func:`original_array`)."""
+    Only arrays the kernels read and nothing writes are passed through here: the
+    validated X of a fit or query (once converted by ``check_array``, before the checks'
+    own passes, which run kernels too), a CSR X's three parts, ``kmeans_plusplus``'s
+    ``x_squared_norms`` and a Dask block's weights. A callable ``init`` is given the
+    caller's array, not this view (:func:`original_array`)."""
     if isinstance(X, np.ndarray) and not X.flags.writeable and X.size:
         return np.asarray(_WritableInterface(X))
     return X

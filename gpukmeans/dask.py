@@ -444,7 +444,10 @@ def _score_block(X, sample_weight, origin, centers, device):
     if origin is not None:
         X = X - xp.asarray(origin)
     X = xp.ascontiguousarray(X)
-    sample_weight = xp.asarray(sample_weight, dtype=centers.dtype)
+    # Contiguous and writable, as a fit's weights: a block of da.ones is a read-only
+    # broadcast (stride 0), a kind of array the kernels would be compiled for again.
+    sample_weight = _validation.kernel_view(xp.ascontiguousarray(sample_weight,
+                                                                 dtype=centers.dtype))
     centers = xp.asarray(centers)
     labels = xp.empty(X.shape[0], dtype=xp.int32)
     with engine.runtime():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
@@ -343,9 +344,10 @@ def _kernel_signatures():
 
 
 def test_read_only_data_run_the_writable_datas_kernels(tmp_path, monkeypatch):
-    """A read-only X (a memmap opened with mode="r", an array marked unwritable) runs the
-    kernels that the same fit, predict, transform, score and MiniBatchKMeans of a
-    writable X compiled: no kernel of a signature of its own (they were all compiled
+    """A read-only X (a memmap opened with mode="r", an array marked unwritable, a CSR
+    matrix of read-only parts) and read-only ``x_squared_norms`` run the kernels that
+    the same fit, predict, transform, score, kmeans_plusplus and MiniBatchKMeans of
+    writable data compiled: no kernel of a signature of its own (they were all compiled
     again for it: 14 s on a first memmap fit, and half of ``gpukmeans compile``). The
     fits are the same bit for bit, and the memmap is not written."""
     from gpukmeans import MiniBatchKMeans
@@ -365,18 +367,54 @@ def test_read_only_data_run_the_writable_datas_kernels(tmp_path, monkeypatch):
                 km.score(data), KMeans(20, stream_block_rows=512, **params).fit(data).labels_,
                 minibatch.cluster_centers_)
 
-    expected = fits(X)
+    def sparse_fits(data, norms):
+        km = KMeans(6, n_init=1, max_iter=3, device="cpu", random_state=0).fit(data)
+        seeds = kmeans_plusplus(data, 6, x_squared_norms=norms, random_state=0,
+                                device="cpu")
+        return km.cluster_centers_, km.labels_, km.predict(data), seeds[0], seeds[1]
+
+    def read_only(array):
+        array = array.copy()
+        array.flags.writeable = False
+        return array
+
+    X_csr = sparse.random(2000, 30, density=0.2, format="csr", random_state=0,
+                          dtype=np.float64)
+    norms = np.asarray(X_csr.multiply(X_csr).sum(axis=1)).ravel()
+    expected, sparse_expected = fits(X), sparse_fits(X_csr, norms)
     compiled = _kernel_signatures()
-    marked = X.copy()
-    marked.flags.writeable = False
-    for data in (marked, np.load(path, mmap_mode="r")):
+    for data in (read_only(X), np.load(path, mmap_mode="r")):
         for ours, theirs in zip(fits(data), expected):
             np.testing.assert_array_equal(ours, theirs)
+    X_csr.data, X_csr.indices, X_csr.indptr = map(
+        read_only, (X_csr.data, X_csr.indices, X_csr.indptr))
+    for ours, theirs in zip(sparse_fits(X_csr, read_only(norms)), sparse_expected):
+        np.testing.assert_array_equal(ours, theirs)
     new = {name: sorted(signatures - compiled.get(name, set()))
            for name, signatures in _kernel_signatures().items()
            if signatures - compiled.get(name, set())}
     assert new == {}, new
     np.testing.assert_array_equal(np.load(path), X)
+
+
+def test_a_dask_score_without_weights_runs_the_weighted_scores_kernels(monkeypatch):
+    """``gpukmeans.dask.KMeans.score`` without weights gives its blocks unit weights from
+    ``da.ones``, read-only broadcasts: they run the kernels of a score with weights (no
+    signature of their own), and give its score."""
+    da = pytest.importorskip("dask.array")
+    import gpukmeans.dask as gkd
+
+    route_cpu_fits(monkeypatch, "numba")
+    X = np.random.default_rng(1).normal(size=(3000, 12))
+    Xd = da.from_array(X, chunks=(1000, 12))
+    km = gkd.KMeans(5, max_iter=3, random_state=0, device="cpu").fit(Xd)
+    weighted = km.score(Xd, sample_weight=da.from_array(np.ones(3000), chunks=1000))
+    compiled = _kernel_signatures()
+    assert km.score(Xd) == weighted
+    new = {name: sorted(signatures - compiled.get(name, set()))
+           for name, signatures in _kernel_signatures().items()
+           if signatures - compiled.get(name, set())}
+    assert new == {}, new
 
 
 def test_a_callable_init_cannot_unlock_a_read_only_array():
