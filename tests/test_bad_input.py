@@ -238,6 +238,10 @@ def test_n_samples_below_n_clusters():
         ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
         ({"n_clusters": 2.5}, TypeError, "n_clusters must be an int"),
         ({"n_clusters": True}, TypeError, "n_clusters must be an int"),
+        # scikit-learn takes these as 1: a slip, refused here (README).
+        ({"max_iter": True}, TypeError, "max_iter must be an int, got True of type bool"),
+        ({"n_init": np.True_}, TypeError, "n_init must be an int, got np.True_"),
+        ({"tol": True}, TypeError, "tol must be a float, got True of type bool"),
         ({"max_iter": 0}, ValueError, "max_iter"),
         ({"n_init": 0}, ValueError, "n_init"),
         ({"n_init": "many"}, ValueError, "n_init"),
@@ -307,6 +311,19 @@ def test_parameter_errors_are_value_and_type_errors_as_scikit_learns(estimator, 
     if name in theirs_class().get_params():
         theirs = _raised(lambda: theirs_class(**{"n_clusters": 2, **params}).fit(X_OK))
         assert isinstance(theirs, ValueError) and isinstance(theirs, TypeError), type(theirs)
+
+
+@pytest.mark.parametrize("estimator, name", [
+    (KMeans, "max_iter"), (KMeans, "n_init"), (KMeans, "tol"), (MiniBatchKMeans, "batch_size"),
+    (MiniBatchKMeans, "max_no_improvement"), (MiniBatchKMeans, "reassignment_ratio"),
+    (MiniBatchKMeans, "init_size")])
+def test_a_bool_is_no_number_of_any_parameter(estimator, name):
+    """``True`` for a count or a tolerance is refused by name (scikit-learn takes some as
+    1 and fails on others with a bare TypeError: README)."""
+    for value in (True, np.False_):
+        error = _raised(lambda: estimator(2, device="cpu", **{name: value}).fit(X_OK))
+        assert isinstance(error, gpukmeans.InvalidParameterError), type(error)
+        assert f"{name} must be" in str(error) and "of type bool" in str(error), error
 
 
 def test_kmeans_plusplus_parameter_errors_are_value_and_type_errors():
