@@ -617,6 +617,19 @@ def weight_exponent(largest):
     return min(int(np.frexp(largest)[1]), int(np.finfo(np.float64).maxexp) - 1)
 
 
+def is_number_weight(sample_weight):
+    """Whether ``sample_weight`` is one number for every sample (a bool is not one)."""
+    return isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool)
+
+
+def number_weights(sample_weight, n_samples):
+    """A number given as ``sample_weight``: its ``n_samples`` copies, a host array
+    (:func:`converted_weights`: a Decimal or Fraction becomes float64, a complex number
+    keeps its dtype for :func:`weights_of_shape` to refuse by name). The caller puts
+    them where X is."""
+    return converted_weights(np.full(n_samples, sample_weight))
+
+
 def converted_weights(sw):
     """A NumPy ``sample_weight`` of strings or objects (Decimals, Fractions) as float64,
     converted as scikit-learn's ``check_array`` converts them (and an X of such values),
@@ -647,12 +660,12 @@ def check_sample_weight(sample_weight, X):
     n_samples = X.shape[0]
     if sample_weight is None:
         return xp.ones(n_samples, dtype=X.dtype), 1.0
-    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+    if is_number_weight(sample_weight):
         # A number has no side: its copies go where X is (a GPU X refused it as a host
         # array before).
-        sample_weight = np.full(n_samples, sample_weight)
-        if xp is not np:  # converted on the host first, as a host array is below
-            sample_weight = xp.asarray(converted_weights(sample_weight))
+        sample_weight = number_weights(sample_weight, n_samples)
+        if xp is not np:
+            sample_weight = xp.asarray(sample_weight)
     x_on_device = is_device_array(X) or is_device_sparse(X)
     if is_device_array(sample_weight) != x_on_device:
         where_sw = "GPU" if is_device_array(sample_weight) else "host (NumPy)"

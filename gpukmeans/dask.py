@@ -1030,8 +1030,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """``sample_weight`` as a dask array with X's row chunks, or None."""
         if sample_weight is None:
             return None
-        if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
-            sample_weight = np.full(X.shape[0], float(sample_weight))
+        if _validation.is_number_weight(sample_weight):
+            sample_weight = _validation.number_weights(sample_weight, X.shape[0])
         if _is_dask_array(sample_weight) and any(np.isnan(c) for c in sample_weight.chunks[0]):
             raise ValueError("sample_weight has unknown chunk sizes; call "
                              "sample_weight.compute_chunk_sizes().")

@@ -787,6 +787,31 @@ def test_inference_refuses_what_gpukmeans_refuses(in_memory, rng):
                 local.score(X, sample_weight=weights)  # the same refusal in memory
 
 
+def test_a_number_as_sample_weight_is_taken_as_gpukmeans_takes_it(rng):
+    """A number is its copies for every sample, converted as gpukmeans.KMeans converts
+    it (one helper: a Decimal is its float64; 2, a power of two, gives the unweighted fit
+    bit for bit); a complex
+    number is refused by name (``float(1j)`` raised a bare TypeError)."""
+    from decimal import Decimal
+
+    X = rng.standard_normal((200, 3))
+    Xd = da.from_array(X, chunks=(50, 3))
+    with dask.config.set(scheduler="sync"):
+        params = dict(init=X[:3], max_iter=5)
+        plain = gkd.KMeans(3, **params).fit(Xd)
+        for weight in (2, Decimal("2.0"), np.float32(2)):
+            weighted = gkd.KMeans(3, **params).fit(Xd, sample_weight=weight)
+            np.testing.assert_array_equal(weighted.cluster_centers_, plain.cluster_centers_)
+            assert weighted.inertia_ == pytest.approx(2 * plain.inertia_, rel=1e-12)
+            assert plain.score(Xd, sample_weight=weight) == pytest.approx(
+                -weighted.inertia_, rel=1e-12)
+        for estimator, data in ((gkd.KMeans(3, **params), Xd),
+                                (gpukmeans.KMeans(3, n_init=1, device="cpu", **params), X)):
+            with pytest.raises(TypeError, match="sample_weight must hold real numbers, "
+                                                "got dtype complex128"):
+                estimator.fit(data, sample_weight=1j)
+
+
 def test_kmeans_plusplus_with_fewer_positive_weights_than_clusters(rng):
     """k-means++ on a sample of the samples of positive weight, when there are fewer of
     those than clusters: each is a center, as in gpukmeans.KMeans (the sample's k-means++
