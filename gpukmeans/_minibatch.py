@@ -1,5 +1,6 @@
 """The public mini-batch estimator: parameters, validation calls, dispatch, fitted attributes."""
 
+import contextlib
 import logging
 import math
 import warnings
@@ -21,6 +22,18 @@ from ._minibatch_step import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _generator_restored_on_failure(random_state):
+    """``random_state`` (a ``numpy.random.RandomState``) put back as it was where the
+    block raises."""
+    state = random_state.get_state()
+    try:
+        yield
+    except BaseException:
+        random_state.set_state(state)
+        raise
 
 
 class MiniBatchKMeans(_BaseKMeans):
@@ -78,7 +91,10 @@ class MiniBatchKMeans(_BaseKMeans):
     reassignment_ratio : float, default=0.01
         Centers whose accumulated weight is below this fraction of the largest are moved
         onto random samples of the batch, every ``10 * n_clusters`` samples seen and
-        whenever a center has received no weight yet. 0 disables reassignment.
+        whenever a center has received no weight yet (at most half the batch's samples
+        become centers; a reassigned center's weight becomes the smallest of the others').
+        0 disables reassignment. Above 1 every center can be below it: where all are
+        reassigned, each keeps its weight (scikit-learn fails there).
     device : {"auto", "cpu", "gpu"}, default="auto"
         As in :class:`gpukmeans.KMeans`. ``partial_fit`` runs where the first batch did.
 
@@ -365,51 +381,55 @@ class MiniBatchKMeans(_BaseKMeans):
             random_state = _validation.check_random_state_param(self.random_state)
 
         # Validation is over: from here on, work.
-        if not on_device and xp is not np:
-            X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
-        # The update counts the weights as given, relative to the counts so far: both
-        # are kept divided by a power of two, 2**counts_exponent, the larger of the
-        # batches' so far (each batch's own scale brings its largest weight near 1).
-        # Scaling by a power of two is exact, so the steps are those of the weights
-        # given, bit for bit, wherever those do not overflow or underflow X's dtype
-        # (float32 weights of 1e38 made the counts infinite and the centers NaN).
-        batch_exponent = math.frexp(weight_scale)[1] - 1
-        if has_centers:
-            kept_exponent = getattr(self, "_counts_exponent", 0)
-            counts_exponent = max(kept_exponent, batch_exponent)
-            counts = xp.ldexp(self._counts, kept_exponent - counts_exponent).astype(
-                X.dtype, copy=False)
-        else:
-            counts = xp.zeros(self.n_clusters, dtype=X.dtype)
-            counts_exponent = batch_exponent
-        sample_weight = xp.ldexp(sample_weight, batch_exponent - counts_exponent).astype(
-            X.dtype, copy=False)
-        engine = get_engine(device, n_samples, n_features, self.n_clusters, sparse=is_sparse(X))
-        with engine.runtime():
+        # A call that fails leaves the model as it was, its generator included: the
+        # draws a failed step made would otherwise change every later call's batches.
+        with _generator_restored_on_failure(random_state):
+            if not on_device and xp is not np:
+                X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
+            # The update counts the weights as given, relative to the counts so far: both
+            # are kept divided by a power of two, 2**counts_exponent, the larger of the
+            # batches' so far (each batch's own scale brings its largest weight near 1).
+            # Scaling by a power of two is exact, so the steps are those of the weights
+            # given, bit for bit, wherever those do not overflow or underflow X's dtype
+            # (float32 weights of 1e38 made the counts infinite and the centers NaN).
+            batch_exponent = math.frexp(weight_scale)[1] - 1
             if has_centers:
-                centers = xp.asarray(self.cluster_centers_)
-                n_since_last_reassign = self._n_since_last_reassign
+                kept_exponent = getattr(self, "_counts_exponent", 0)
+                counts_exponent = max(kept_exponent, batch_exponent)
+                counts = xp.ldexp(self._counts, kept_exponent - counts_exponent).astype(
+                    X.dtype, copy=False)
             else:
-                centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
-                                               engine)
-                n_since_last_reassign = 0
-            random_reassign, n_since_last_reassign = random_reassign_due(
-                counts, n_since_last_reassign, batch_size, int(self.n_clusters))
-            centers, counts, _ = mini_batch_step(
-                X, sample_weight, centers, counts, random_state, engine,
-                random_reassign=random_reassign, reassignment_ratio=self.reassignment_ratio,
-                verbose=self.verbose, compute_inertia=False,
-            )
-            labels = inertia = None
-            if self.compute_labels:
-                labels = xp.empty(n_samples, dtype=xp.int32)
-                with np.errstate(over="ignore"):  # an inertia past float64's range is inf
-                    inertia = float(np.ldexp(labels_and_inertia(
-                        engine, X, sample_weight, centers, labels), counts_exponent))
+                counts = xp.zeros(self.n_clusters, dtype=X.dtype)
+                counts_exponent = batch_exponent
+            sample_weight = xp.ldexp(sample_weight, batch_exponent - counts_exponent).astype(
+                X.dtype, copy=False)
+            engine = get_engine(device, n_samples, n_features, self.n_clusters,
+                                sparse=is_sparse(X))
+            with engine.runtime():
+                if has_centers:
+                    centers = xp.asarray(self.cluster_centers_)
+                    n_since_last_reassign = self._n_since_last_reassign
+                else:
+                    centers = self._init_centroids(X, sample_weight, init, init_size,
+                                                   random_state, engine)
+                    n_since_last_reassign = 0
+                random_reassign, n_since_last_reassign = random_reassign_due(
+                    counts, n_since_last_reassign, batch_size, int(self.n_clusters))
+                centers, counts, _ = mini_batch_step(
+                    X, sample_weight, centers, counts, random_state, engine,
+                    random_reassign=random_reassign, reassignment_ratio=self.reassignment_ratio,
+                    verbose=self.verbose, compute_inertia=False,
+                )
+                labels = inertia = None
+                if self.compute_labels:
+                    labels = xp.empty(n_samples, dtype=xp.int32)
+                    with np.errstate(over="ignore"):  # an inertia past float64's range is inf
+                        inertia = float(np.ldexp(labels_and_inertia(
+                            engine, X, sample_weight, centers, labels), counts_exponent))
 
-        if not on_device and xp is not np:
-            centers = to_host(centers)
-            labels = None if labels is None else to_host(labels)
+            if not on_device and xp is not np:
+                centers = to_host(centers)
+                labels = None if labels is None else to_host(labels)
         # The model changes here only, all at once.
         self._random_state = random_state
         self.cluster_centers_ = centers

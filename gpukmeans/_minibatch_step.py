@@ -265,7 +265,11 @@ def _reassign_small_clusters(X, rows, centers, weight_sums, random_state, reassi
             X, xp.asarray(new_centers))
     # A reassigned center's weight is raised to the smallest of the others', so that it
     # is not reassigned again at once (this also lowers its learning rate, as there).
-    weight_sums_host[to_reassign] = np.min(weight_sums_host[~to_reassign])
+    # Where every center is reassigned (a reassignment_ratio above 1, with at most half
+    # the batch's samples as clusters), there are no others: each keeps its own weight
+    # (scikit-learn fails there, on the minimum of nothing).
+    if not to_reassign.all():
+        weight_sums_host[to_reassign] = np.min(weight_sums_host[~to_reassign])
     return centers, xp.asarray(weight_sums_host)
 
 

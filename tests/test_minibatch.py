@@ -229,6 +229,28 @@ def test_float64_partial_fit_matches_sklearn_after_every_batch(weighted, reassig
         _assert_fit_matches(ours, theirs, _float64_rtol(device))
 
 
+def test_reassignment_ratio_above_one(device, rng):
+    """Above 1 every center is below the ratio times the largest. With more clusters than
+    half a batch, at most half the batch's samples become centers, the rest keep theirs:
+    scikit-learn's run, which we match. With fewer, every center is reassigned, and each
+    keeps its weight (scikit-learn fails on the minimum of no other center's: a
+    helper's find): the fit completes, its labels its own predictions."""
+    X = _blobs(rng, n_clusters=10)
+    params = dict(random_state=int(rng.integers(2**31)), reassignment_ratio=1.5,
+                  batch_size=64, max_iter=2)
+    theirs = sklearn.cluster.MiniBatchKMeans(40, **params).fit(X)
+    ours = MiniBatchKMeans(40, device=device, **params).fit(X)
+    _assert_fit_matches(ours, theirs, _float64_rtol(device))
+    with pytest.raises(ValueError, match="zero-size array"):
+        sklearn.cluster.MiniBatchKMeans(10, **params).fit(X)
+    fitted = MiniBatchKMeans(10, device=device, **params).fit(X)
+    streamed = MiniBatchKMeans(10, device=device, **params).partial_fit(X[:64]).partial_fit(
+        X[64:128])
+    for model, last_X in ((fitted, X), (streamed, X[64:128])):
+        assert np.isfinite(model.cluster_centers_).all()
+        np.testing.assert_array_equal(model.labels_, model.predict(last_X))
+
+
 def test_partial_fit_after_fit_continues_like_sklearn(device, rng):
     X = _blobs(rng)
     params = dict(random_state=int(rng.integers(2**31)), batch_size=256)
@@ -672,6 +694,34 @@ def test_partial_fit_refuses_another_n_features_and_stays_unchanged(rng):
         np.testing.assert_array_equal(model._random_state.get_state()[1], state[5])
     model.partial_fit(X[500:600])
     assert model.n_steps_ == 2
+
+
+def test_a_partial_fit_failing_mid_step_leaves_later_batches_as_they_were(rng, monkeypatch):
+    """A partial_fit that fails after its step drew random numbers (here a reassignment,
+    then an error: a MemoryError, an interrupt) puts the model's generator back: the
+    next calls give what they would have without the failed one (the draws had changed
+    every later reassignment). A helper's find."""
+    from gpukmeans import _minibatch
+
+    X, _ = make_blobs([170, 20, 10], n_features=4, random_state=0)
+    real_step = _minibatch.mini_batch_step
+
+    def failing_step(*args, **kwargs):
+        real_step(*args, **kwargs)  # draws, as a reassignment does
+        raise MemoryError("injected")
+
+    def later_centers(fail):
+        model = MiniBatchKMeans(3, random_state=0, reassignment_ratio=0.9,
+                                device="cpu").partial_fit(X)
+        if fail:
+            with monkeypatch.context() as patch:
+                patch.setattr(_minibatch, "mini_batch_step", failing_step)
+                with pytest.raises(MemoryError, match="injected"):
+                    model.partial_fit(X)
+        return model.partial_fit(X).partial_fit(X).cluster_centers_
+
+    expected = later_centers(fail=False)
+    np.testing.assert_array_equal(later_centers(fail=True), expected)
 
 
 class _DeviceArrayStandIn:
