@@ -802,8 +802,9 @@ def kmeans_plusplus(
         For cosine seeding, pass L2-normalised rows (``KMeans(metric="cosine")`` does).
     n_clusters : int
     sample_weight : array-like of shape (n_samples,), default=None
-    x_squared_norms : array-like of shape (n_samples,), default=None
-        Squared row norms of X; computed when None.
+    x_squared_norms : array-like of shape (n_samples,) or (n_samples, 1), default=None
+        Squared row norms of X, finite (else ``ValueError``), taken as float64 on X's
+        side; computed when None.
     random_state : int, RandomState instance or None, default=None
     n_local_trials : int, default=None
         ``2 + int(ln(n_clusters))`` when None.
@@ -836,14 +837,7 @@ def kmeans_plusplus(
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
     if x_squared_norms is not None:
-        # Contiguous, and never read-only (a signature of the kernels of its own).
-        x_squared_norms = _validation.kernel_view(
-            xp.ascontiguousarray(x_squared_norms, dtype=xp.float64))
-        if x_squared_norms.shape != (X.shape[0],):
-            raise ValueError(  # scikit-learn's message
-                f"The length of x_squared_norms {x_squared_norms.shape[0]} should be equal "
-                f"to the length of n_samples {X.shape[0]} (got shape {x_squared_norms.shape})."
-            )
+        x_squared_norms = _validation.check_x_squared_norms(x_squared_norms, X.shape[0], xp)
     random_state = _validation.check_random_state_param(random_state)
     if not on_device and xp is not np:
         X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)

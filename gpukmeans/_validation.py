@@ -737,6 +737,32 @@ def raise_weights_beyond_dtype(dtype, which, largest):
     )
 
 
+def check_x_squared_norms(x_squared_norms, n_samples, xp):
+    """``kmeans_plusplus``'s ``x_squared_norms`` as its kernels take it: float64, on X's
+    side (``xp``), contiguous, never read-only (:func:`kernel_view`), of shape
+    ``(n_samples,)``; a column ``(n_samples, 1)`` is taken as scikit-learn takes it.
+    NaN or infinity is refused, as scikit-learn refuses it (they picked one row again
+    and again)."""
+    if xp is np and not is_device_array(x_squared_norms):
+        with _quiet_finiteness_check():
+            norms = check_array(x_squared_norms, dtype=np.float64, ensure_2d=False,
+                                input_name="x_squared_norms")
+    else:
+        norms = xp.asarray(x_squared_norms, dtype=xp.float64)
+        if not bool(xp.isfinite(norms).all()):
+            raise ValueError("Input x_squared_norms contains NaN or infinity.")
+    if norms.ndim == 2 and norms.shape[1] == 1:
+        norms = norms[:, 0]
+    if norms.ndim == 0 or norms.shape[0] != n_samples:
+        raise ValueError(  # scikit-learn's message
+            f"The length of x_squared_norms {norms.shape[0] if norms.ndim else 1} should "
+            f"be equal to the length of n_samples {n_samples}.")
+    if norms.ndim != 1:
+        raise ValueError(f"x_squared_norms must have shape ({n_samples},) or "
+                         f"({n_samples}, 1), got {norms.shape}.")
+    return kernel_view(xp.ascontiguousarray(norms))
+
+
 def check_random_state_param(random_state):
     """scikit-learn's ``check_random_state``, with an error that names the parameter."""
     try:

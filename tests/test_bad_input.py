@@ -326,6 +326,34 @@ def test_a_bool_is_no_number_of_any_parameter(estimator, name):
         assert f"{name} must be" in str(error) and "of type bool" in str(error), error
 
 
+def test_kmeans_plusplus_checks_x_squared_norms_as_scikit_learn(rng):
+    """NaN or infinite norms are refused by name (they picked one row again and again: a
+    helper's find); a column of norms is taken as scikit-learn takes it, the same picks
+    as the flat norms and as scikit-learn's; other shapes name what was expected."""
+    import sklearn.cluster
+
+    from gpukmeans import kmeans_plusplus
+
+    X = rng.standard_normal((200, 4))
+    norms = (X**2).sum(axis=1)
+    flat = kmeans_plusplus(X, 5, x_squared_norms=norms, random_state=0, device="cpu")[1]
+    column = kmeans_plusplus(X, 5, x_squared_norms=norms[:, None], random_state=0,
+                             device="cpu")[1]
+    theirs = sklearn.cluster.kmeans_plusplus(X, 5, x_squared_norms=norms[:, None],
+                                             random_state=0)[1]
+    np.testing.assert_array_equal(flat, column)
+    np.testing.assert_array_equal(column, theirs)
+    for bad, message in ((np.where(np.arange(200) == 7, np.nan, norms),
+                          "Input x_squared_norms contains NaN"),
+                         (np.full(200, np.inf), "Input x_squared_norms contains infinity"),
+                         (norms[:10], "The length of x_squared_norms 10 should be equal to "
+                                      "the length of n_samples 200"),
+                         (np.c_[norms, norms], r"x_squared_norms must have shape \(200,\) "
+                                               r"or \(200, 1\), got \(200, 2\)")):
+        with pytest.raises(ValueError, match=message):
+            kmeans_plusplus(X, 5, x_squared_norms=bad, device="cpu")
+
+
 def test_kmeans_plusplus_parameter_errors_are_value_and_type_errors():
     from gpukmeans import kmeans_plusplus
 
