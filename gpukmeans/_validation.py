@@ -135,7 +135,8 @@ def _check_shared_params(estimator, inits):
     the estimator takes."""
     _check_integer("n_clusters", estimator.n_clusters, 1)
     _check_integer("max_iter", estimator.max_iter, 1)
-    if not isinstance(estimator.verbose, bool):  # verbose=True is accepted, as in sklearn
+    # verbose=True is accepted, as in scikit-learn (NumPy's True too).
+    if not isinstance(estimator.verbose, (bool, np.bool_)):
         _check_integer("verbose", estimator.verbose, 0)
     if not (isinstance(estimator.n_init, str) and estimator.n_init == "auto"):
         if isinstance(estimator.n_init, str):
@@ -618,8 +619,10 @@ def weight_exponent(largest):
 
 
 def is_number_weight(sample_weight):
-    """Whether ``sample_weight`` is one number for every sample (a bool is not one)."""
-    return isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool)
+    """Whether ``sample_weight`` is one number for every sample. A bool is one, as in
+    scikit-learn (``True`` weighs each sample 1, as an array of bools weighs it 0 or 1;
+    it was refused as an array of shape ())."""
+    return isinstance(sample_weight, (numbers.Number, np.bool_))
 
 
 def number_weights(sample_weight, n_samples):
@@ -708,7 +711,9 @@ def weights_of_shape(sample_weight, n_samples, as_array=None):
         raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix.")
     sw = (as_array(sample_weight) if as_array is not None
           else converted_weights(np.asarray(sample_weight)))
-    if sw.dtype.kind == "c" or sw.dtype.kind not in "biuf":
+    if sw.dtype.kind == "c":  # a ValueError, as scikit-learn's for complex X or weights
+        raise ValueError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
+    if sw.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}.")
     if sw.ndim != 1 or sw.shape[0] != n_samples:
         raise ValueError(

@@ -413,6 +413,10 @@ def test_a_seed_out_of_range_is_refused_before_the_data_are_read(random_state):
         (np.ones(19), ValueError, r"sample_weight.shape == \(19,\)"),
         (np.ones((20, 1)), ValueError, "sample_weight.shape"),
         (np.array(["a"] * 20), ValueError, "sample_weight must hold real numbers.*convert"),
+        # A ValueError, as scikit-learn's for complex data (X or weights).
+        (np.ones(20, dtype=complex), ValueError, "sample_weight must hold real numbers, got "
+                                                 "dtype complex128"),
+        (False, ValueError, "sample_weight must have at least one positive"),
     ],
 )
 def test_bad_sample_weight(sample_weight, error, match):
@@ -420,6 +424,20 @@ def test_bad_sample_weight(sample_weight, error, match):
     with pytest.raises(error, match=match):
         _fit(sample_weight=sample_weight)
     np.testing.assert_array_equal(np.asarray(sample_weight), before)
+
+
+def test_bools_that_scikit_learn_takes_as_numbers():
+    """``sample_weight=True`` weighs every sample 1, as in scikit-learn (and as an array
+    of bools weighs each 0 or 1; it was refused as an array of shape ()), and
+    ``verbose=np.True_`` is ``verbose=True`` (a helper's finds). Counts and tolerances
+    stay refused as bools (README)."""
+    plain = _fit(random_state=0)
+    weighted = _fit(random_state=0, sample_weight=True)
+    np.testing.assert_array_equal(weighted.cluster_centers_, plain.cluster_centers_)
+    assert weighted.inertia_ == plain.inertia_
+    assert MiniBatchKMeans(2, random_state=0, device="cpu").fit(
+        X_OK, sample_weight=np.True_).n_steps_ > 0
+    KMeans(2, verbose=np.True_, n_init=1, device="cpu").fit(X_OK)
 
 
 def test_feature_mismatch_at_predict_and_transform():

@@ -807,7 +807,7 @@ def test_a_number_as_sample_weight_is_taken_as_gpukmeans_takes_it(rng):
                 -weighted.inertia_, rel=1e-12)
         for estimator, data in ((gkd.KMeans(3, **params), Xd),
                                 (gpukmeans.KMeans(3, n_init=1, device="cpu", **params), X)):
-            with pytest.raises(TypeError, match="sample_weight must hold real numbers, "
+            with pytest.raises(ValueError, match="sample_weight must hold real numbers, "
                                                 "got dtype complex128"):
                 estimator.fit(data, sample_weight=1j)
 
