@@ -24,6 +24,19 @@ from ._minibatch_step import (
 logger = logging.getLogger(__name__)
 
 
+def _check_same_clusters(model):
+    """A partial_fit continues the clusters the model has counts for: assigned centers
+    of another number are refused by name (they failed deep in the step, on arrays that
+    did not broadcast). A changed ``n_clusters`` only sets how often centers are
+    reassigned, as in scikit-learn."""
+    n_counted = model._counts.shape[0]
+    n_centers = model.cluster_centers_.shape[0]
+    if n_centers != n_counted:
+        raise ValueError(
+            f"partial_fit continues the model's {n_counted} clusters, but "
+            f"cluster_centers_ has {n_centers}; assign {n_counted} centers, or fit again.")
+
+
 @contextlib.contextmanager
 def _generator_restored_on_failure(random_state):
     """``random_state`` (a ``numpy.random.RandomState``) put back as it was where the
@@ -359,6 +372,7 @@ class MiniBatchKMeans(_BaseKMeans):
                     "on one side."
                 )
             X, on_device = _validation.check_predict_data(self, X)
+            _check_same_clusters(self)
             device = self.device_
             xp = array_module(device)
             feature_names = getattr(self, "feature_names_in_", None)

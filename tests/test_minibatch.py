@@ -724,6 +724,22 @@ def test_a_partial_fit_failing_mid_step_leaves_later_batches_as_they_were(rng, m
     np.testing.assert_array_equal(later_centers(fail=True), expected)
 
 
+def test_partial_fit_refuses_assigned_centers_of_another_number(rng):
+    """Centers assigned with a row more than the model counts are named (a broadcasting
+    error deep in the step before: a helper's find); the model is left as it was."""
+    X = _blobs(rng, n_features=4)
+    model = MiniBatchKMeans(3, random_state=0, device="cpu").partial_fit(X[:300])
+    model.cluster_centers_ = np.vstack([model.cluster_centers_, X[:1]])
+    centers = model.cluster_centers_.copy()
+    with pytest.raises(ValueError, match="partial_fit continues the model's 3 clusters, "
+                                         "but cluster_centers_ has 4"):
+        model.partial_fit(X[300:400])
+    np.testing.assert_array_equal(model.cluster_centers_, centers)
+    assert model.n_steps_ == 1
+    model.cluster_centers_ = centers[:3]
+    assert model.partial_fit(X[300:400]).n_steps_ == 2
+
+
 class _DeviceArrayStandIn:
     """Looks like a GPU array to the residency check (it exports
     ``__cuda_array_interface__``), and like nothing else: any other use of it fails."""
