@@ -39,8 +39,9 @@ import numpy as np
 
 import dask
 import dask.array as da
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin,
+                          TransformerMixin)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _validation
 from ._device import array_module, get_engine, resolve_device
@@ -843,7 +844,10 @@ class _DaskRun:
 
 # ---------------------------------------------------------------- the estimator
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+# No set_output: transform returns a lazy dask array, which a pandas container would
+# compute whole on the client (an in-memory X's model is gpukmeans.KMeans's, which has it).
+class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator,
+             auto_wrap_output_keys=None):
     """K-Means clustering of a ``dask.array`` on a Dask cluster, each block on its worker's
     gpukmeans engine (Numba on CPUs for NumPy blocks, CUDA for CuPy blocks).
 
@@ -904,6 +908,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     n_iter_ : int
         Number of Lloyd iterations run.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The columns of an in-memory DataFrame X (checked at inference, as
+        :class:`gpukmeans.KMeans` checks them); absent for a dask array.
     device_ : {"cpu", "gpu"}
 
     Raises
@@ -1160,6 +1167,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.device_ = device
         self._chunk_kind = "cupy" if "cupy" in stats["kinds"] else "numpy"
         self._timings = run_seconds
+        self._n_features_out = self.cluster_centers_.shape[0]
+        self.__dict__.pop("feature_names_in_", None)  # a dask array has no column names
         self.labels_ = self.predict(X)
         return self
 
@@ -1179,6 +1188,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.inertia_ = local.inertia_
         self.n_iter_ = local.n_iter_
         self.n_features_in_ = local.n_features_in_
+        self._n_features_out = self.cluster_centers_.shape[0]
+        if hasattr(local, "feature_names_in_"):  # a DataFrame's columns
+            self.feature_names_in_ = local.feature_names_in_
+        else:
+            self.__dict__.pop("feature_names_in_", None)
         self.device_ = local.device_
         self._chunk_kind = "cupy" if is_device_array(local.cluster_centers_) else "numpy"
         return self
@@ -1319,8 +1333,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return X, True
         if is_device_array(X):
             X = _validation._check_device_X(X, "X", _validation.array_module(X))
-        else:
-            X = _validation.check_array(X, dtype=list(_validation.FLOAT_DTYPES), order="C")
+        else:  # a DataFrame's columns are checked against the fit's, as in scikit-learn
+            X = validate_data(self, X, dtype=list(_validation.FLOAT_DTYPES), order="C",
+                              reset=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting "
                              f"{self.n_features_in_} features as input.")

@@ -812,6 +812,32 @@ def test_a_number_as_sample_weight_is_taken_as_gpukmeans_takes_it(rng):
                 estimator.fit(data, sample_weight=1j)
 
 
+def test_feature_names_as_gpukmeans_keeps_them(rng):
+    """An in-memory DataFrame's columns are kept and checked at inference, as
+    gpukmeans.KMeans keeps them (they were dropped: a helper's find); the output names
+    are scikit-learn's; a refit on a dask array forgets the columns. No set_output:
+    transform's lazy array would be computed whole into a pandas frame."""
+    pd = pytest.importorskip("pandas")
+
+    frame = pd.DataFrame(rng.standard_normal((120, 3)), columns=["a", "b", "c"])
+    with dask.config.set(scheduler="sync"):
+        km = gkd.KMeans(3, random_state=0, device="cpu").fit(frame)
+        local = gpukmeans.KMeans(3, random_state=0, device="cpu").fit(frame)
+        np.testing.assert_array_equal(km.feature_names_in_, ["a", "b", "c"])
+        np.testing.assert_array_equal(km.get_feature_names_out(),
+                                      local.get_feature_names_out())
+        np.testing.assert_array_equal(km.predict(frame), km.labels_)
+        with pytest.raises(ValueError, match="feature names should match"):
+            km.predict(frame.rename(columns={"a": "z"}))
+        with pytest.warns(UserWarning, match="X does not have valid feature names"):
+            km.transform(frame.to_numpy())
+        km.fit(da.from_array(frame.to_numpy(), chunks=(40, 3)))
+        assert not hasattr(km, "feature_names_in_")
+        np.testing.assert_array_equal(km.get_feature_names_out(),
+                                      ["kmeans0", "kmeans1", "kmeans2"])
+    assert not hasattr(km, "set_output")
+
+
 def test_kmeans_plusplus_with_fewer_positive_weights_than_clusters(rng):
     """k-means++ on a sample of the samples of positive weight, when there are fewer of
     those than clusters: each is a center, as in gpukmeans.KMeans (the sample's k-means++
