@@ -8,6 +8,7 @@ into place only once all of them exist.
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import pathlib
@@ -1051,10 +1052,12 @@ def _write_fit_results(args, X, names, model, seconds, image_shape, directory, *
     np.save(directory / "labels.npy", labels)
     np.save(directory / "centers.npy", centers)
     np.savetxt(directory / "labels.csv", labels, fmt="%d", header="label", comments="")
-    np.savetxt(
-        directory / "centers.csv", centers, delimiter=",", fmt="%.17g",
-        header=",".join(names), comments="",
-    )
+    # The csv module quotes a name holding a comma, a quote or a line break (joined
+    # with commas, such a header had more fields than the rows).
+    with open(directory / "centers.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([["%.17g" % value for value in row] for row in centers])
     written = ["labels.npy", "labels.csv", "centers.npy", "centers.csv"]
     if args.plot:
         from ._plotting import plot_centroid_grid, plot_clusters

@@ -60,6 +60,10 @@ def _project_2d(X, centers, feature_names=None):
         ), (names[0], "")
     if n_features == 2:
         return X, centers, (names[0], names[1])
+    if len(X) < 2 or not np.ptp(X, axis=0).any():
+        # No principal axes to find (one row, or every row the same: PCA fails, or its
+        # variance ratios are 0 / 0): the first two features, as they are.
+        return X[:, :2], centers[:, :2], (names[0], names[1])
     from sklearn.decomposition import PCA
 
     # A full SVD of 20,000 x 784 rows takes seconds, and computes 782 axes nobody draws;
@@ -69,6 +73,12 @@ def _project_2d(X, centers, feature_names=None):
     return pca.transform(X), pca.transform(centers), (
         f"PC 1 ({ratio[0]:.0%} of variance)", f"PC 2 ({ratio[1]:.0%} of variance)"
     )
+
+
+def _plain_text(text):
+    """``text`` as matplotlib draws it letter for letter: a ``$`` would start math text
+    (a file or column named ``cost_$k`` failed to draw)."""
+    return str(text).replace("$", r"\$")
 
 
 def plot_clusters(X, labels, centers, path, *, title=None, feature_names=None):
@@ -95,11 +105,11 @@ def plot_clusters(X, labels, centers, path, *, title=None, feature_names=None):
         marks[:, 0], marks[:, 1], marker="X", s=180, c="black", edgecolors="white", linewidths=1.5,
         label="centers",
     )
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(_plain_text(xlabel))
+    ax.set_ylabel(_plain_text(ylabel))
     ax.legend(loc="best", frameon=True)
     if title:
-        ax.set_title(title)
+        ax.set_title(_plain_text(title))
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
@@ -124,9 +134,10 @@ def plot_centroid_grid(centers, image_shape, path, *, title=None, subtitles=None
             # would otherwise stretch the pixels to the cell.
             ax.imshow(centers[index].reshape(image_shape), cmap="gray_r", interpolation="nearest",
                       aspect="equal")
-            ax.set_title(f"{index}" if subtitles is None else subtitles[index], fontsize=8, pad=2)
+            ax.set_title(f"{index}" if subtitles is None else _plain_text(subtitles[index]),
+                         fontsize=8, pad=2)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain_text(title))
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path

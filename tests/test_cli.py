@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -513,6 +514,42 @@ def test_fit_plot(capsys, tmp_path):
     assert_picture(tmp_path / "r" / "clusters.png", (640, 520))  # 64 features: drawn on 2 principal axes
     assert_picture(tmp_path / "r" / "centroids.png", (650, 310))
     assert "centroids.png" in json.loads((tmp_path / "r" / "summary.json").read_text())["files"]
+
+
+def test_fit_writes_names_with_commas_quotes_and_dollars(capsys, tmp_path):
+    """Column names holding a comma or a quote are quoted in centers.csv, which reads
+    back with its two columns (joined by commas, the header had more fields than the
+    rows); a ``$`` in a file or column name is drawn as it is (matplotlib took it for
+    math text and failed after the fit). A helper's finds."""
+    pytest.importorskip("matplotlib")
+    pd = pytest.importorskip("pandas")
+    names = ["height, cm", 'say "hi"']
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (30, 2)), rng.normal(9, 1, (30, 2))]
+    path = tmp_path / "sales_$k_vs_$m.csv"
+    pd.DataFrame(X, columns=names).to_csv(path, index=False)
+    status, _, err = run(capsys, "fit", path, "-k", 2, "--device", "cpu", "--out",
+                         tmp_path / "r", "--plot")
+    assert status == 0, err
+    centers = pd.read_csv(tmp_path / "r" / "centers.csv")
+    assert list(centers.columns) == names
+    np.testing.assert_array_equal(centers.to_numpy(), np.load(tmp_path / "r" / "centers.npy"))
+    assert_picture(tmp_path / "r" / "clusters.png", (640, 520))
+
+
+def test_fit_plot_of_one_row_or_identical_rows(capsys, tmp_path):
+    """With three features or more, one row (PCA failed: a traceback after the fit) or
+    rows all alike (its variance ratios were 0 / 0) are drawn on their first two
+    features."""
+    pytest.importorskip("matplotlib")
+    for name, X in (("one", np.array([[1.0, 2.0, 3.0]])), ("same", np.ones((5, 3)))):
+        np.save(tmp_path / f"{name}.npy", X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            status, _, err = run(capsys, "fit", tmp_path / f"{name}.npy", "-k", 1, "--device",
+                                 "cpu", "--out", tmp_path / name, "--plot")
+        assert status == 0, err
+        assert_picture(tmp_path / name / "clusters.png", (640, 520))
 
 
 @pytest.fixture
