@@ -107,7 +107,8 @@ def load_mnist(
         ``False`` keeps the pixel scale of the files, 0 (background) to 255 (ink);
         ``True`` divides by 255, giving values in [0, 1].
     dtype : dtype, default=np.float32
-        dtype of ``X``: any numeric dtype, a floating one with ``normalize``.
+        dtype of ``X``: any numeric dtype that holds 0 to 255 (not int8), a floating one
+        with ``normalize``.
     download : bool, default=True
         Download missing files. ``False`` raises :class:`FileNotFoundError` instead.
     mirrors : sequence of str, default=None
@@ -133,7 +134,8 @@ def load_mnist(
     ValueError
         A file found on disk is not a valid MNIST IDX file, or its gzip stream is damaged;
         or a bad ``subset`` or ``n_samples``, or ``normalize`` with a dtype that is not
-        floating (checked before any file is read).
+        floating, or a dtype that cannot hold 0 to 255 (checked before any file is read;
+        ``n_samples`` beyond the subset's digits after).
     TypeError
         ``dtype`` is not a numeric NumPy dtype.
     PermissionError
@@ -165,6 +167,9 @@ def load_mnist(
         raise TypeError(f"dtype should be a NumPy dtype, got {dtype!r}.") from error
     if dtype.kind not in "iufc":
         raise TypeError(f"dtype should be a numeric NumPy dtype, got {dtype}.")
+    if not np.can_cast(np.uint8, dtype):  # int8 wrapped the ink, 128 to 255, to negatives
+        raise ValueError(f"dtype={dtype} cannot hold the pixels' values, 0 to 255; use "
+                         "uint8, a wider integer or a floating dtype.")
     if normalize and dtype.kind not in "fc":
         raise ValueError("normalize=True divides the pixels by 255 and needs a floating "
                          f"dtype, got dtype={dtype}.")
@@ -194,6 +199,9 @@ def load_mnist(
         images.append(these_images)
         labels.append(these_labels)
     images = np.concatenate(images)[:n_samples]  # (n_samples, 28, 28) uint8
+    if n_samples is not None and n_samples > len(images):
+        raise ValueError(f"n_samples={n_samples}, but subset={subset!r} holds "
+                         f"{len(images):,} digits.")
     labels = np.concatenate(labels)[:n_samples]
 
     X = images.reshape(len(images), 28 * 28).astype(dtype)  # (n_samples, 784)

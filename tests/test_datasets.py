@@ -106,6 +106,15 @@ def test_bad_arguments():
             load_mnist(SUBSET, n_samples=10, dtype=dtype)
     X, _ = load_mnist(SUBSET, n_samples=10, dtype=np.uint8)  # unnormalised integers: fine
     assert X.dtype == np.uint8 and X.max() == 255
+    # int8 wrapped the ink (128 to 255) to negative values: refused (a helper's find),
+    # as a subset's count beyond its digits is (it gave fewer rows).
+    with pytest.raises(ValueError, match="dtype=int8 cannot hold the pixels' values"):
+        load_mnist(SUBSET, n_samples=10, dtype=np.int8)
+    X, _ = load_mnist(SUBSET, n_samples=10, dtype=np.float16)
+    assert X.max() == 255
+    with pytest.raises(ValueError, match=f"n_samples={N_TEST + 1}, but subset='test' holds "
+                                         f"{N_TEST:,} digits"):
+        load_mnist(SUBSET, subset="test", n_samples=N_TEST + 1, download=False)
 
 
 def test_uncompressed_files_in_a_mnist_subdirectory(tmp_path):
