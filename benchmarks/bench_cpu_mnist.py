@@ -360,7 +360,7 @@ def main(argv=None):
     mnist = find_mnist(args.mnist)
     if mnist is None:
         p.error("MNIST not found: pass --mnist DIR (the folder of the IDX .gz files)")
-    X = load_mnist_images(mnist, cfg["n_samples"])
+    X = load_mnist_images(mnist)[:cfg["n_samples"]]  # at most n_samples
     cfg["ks"] = tuple(k for k in cfg["ks"] if k <= X.shape[0])
 
     set_numba_threads(args.threads)

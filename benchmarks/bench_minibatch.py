@@ -416,7 +416,7 @@ def main(argv=None):
         print("MNIST not found (pass --mnist DIR): MNIST workloads skipped")
         report["mnist_note"] = "MNIST not found: skipped"
     else:
-        X = load_mnist_images(mnist, n_samples=5000 if args.quick else None)
+        X = load_mnist_images(mnist)[:5000 if args.quick else None]  # at most 5,000
         for n_threads in thread_counts:
             for k in cfg["mnist_ks"]:
                 for seed in cfg["mnist_seeds"]:

@@ -390,6 +390,21 @@ def test_harness_script_wraps_the_same_core(tmp_path, fake_mnist):
     assert json.loads((tmp_path / "harness-tiny.json").read_text())["profile"] == "tiny"
 
 
+def test_bad_numbers_and_out_are_refused_before_the_run(tmp_path, capsys):
+    """Negative counts and budgets, no threads, and an --out that is a file are usage
+    errors before any work (--repeats -1 and an --out file had failed after the whole
+    run, its results lost: a helper's finds)."""
+    for option, value in (("--repeats", "-1"), ("--threads", "0"), ("--max-seconds", "-5"),
+                          ("--max-seconds", "nan"), ("--slow-cap", "-1")):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(["--profile", "tiny", option, value, "--quiet"])
+        assert exit_.value.code == 2
+        assert f"argument {option}: expected at least" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert bench.main(["--profile", "tiny", "--out", str(tmp_path / "a-file"), "--quiet"]) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "a-file").read_text() == ""
+
+
 def test_workloads_option_runs_the_named_workloads_only(tmp_path, fake_mnist, capsys):
     code = bench.main(["--profile", "tiny", "--contestants", "numpy-naive", "--repeats", "0",
                        "--workloads", "blobs-*-k16", "--mnist", str(fake_mnist),

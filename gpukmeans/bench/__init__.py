@@ -40,6 +40,7 @@ library when asked whether it is available.
 
 import argparse
 import fnmatch
+import pathlib
 import sys
 
 from .contestants import select_contestants
@@ -47,6 +48,21 @@ from .environment import default_threads
 from .reports import render_text
 from .runner import Settings, run_suite
 from .workloads import profile_workloads
+
+
+def _at_least(kind, low):
+    """An argparse type: a number of ``kind`` of at least ``low`` (``--threads 0`` and
+    ``--max-seconds -5`` were taken, and ``--repeats -1`` failed after the run)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+        if not value >= low:  # NaN too
+            raise argparse.ArgumentTypeError(f"expected at least {low}, got {text}")
+        return value
+
+    return parse
 
 
 def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out="gpukmeans-bench"):
@@ -68,15 +84,15 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
                    "user cache of gpukmeans.datasets, then shared/data/mnist; never downloads)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--name", help="file stem (default harness-<profile>)")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=_at_least(int, 0), default=None,
                    help="samples after the first call (default: tiny 1, quick 2, full 3)")
-    p.add_argument("--max-seconds", type=float, default=max_seconds,
+    p.add_argument("--max-seconds", type=_at_least(float, 0), default=max_seconds,
                    help=f"time budget; later measurements are skipped (default {max_seconds:g})")
-    p.add_argument("--measure-seconds", type=float, default=None,
+    p.add_argument("--measure-seconds", type=_at_least(float, 0), default=None,
                    help="stop sampling one contestant after this many seconds (default: by profile)")
-    p.add_argument("--slow-cap", type=float, default=60.0,
+    p.add_argument("--slow-cap", type=_at_least(float, 0), default=60.0,
                    help="skip sweep points predicted slower than this per fit (default 60)")
-    p.add_argument("--threads", type=int, default=default_threads(),
+    p.add_argument("--threads", type=_at_least(int, 1), default=default_threads(),
                    help="threads for every library (default: the cores available)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--list", action="store_true", help="list contestants and availability, then exit")
@@ -115,6 +131,12 @@ def main(argv=None, *, prog="gpukmeans bench", profile="quick", max_seconds=110.
             state = "available" if r["available"] else f"not available: {r['reason']}"
             print(f"{r['key']:26s} {r['device']:4s} {state}{' (untested)' if r['untested'] else ''}")
         return 0
+    try:  # before the run, not after it: its results would be lost
+        pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{prog}: error: --out {args.out}: cannot make this folder ({exc.strerror})",
+              file=sys.stderr)
+        return 2
     workloads = None
     if args.workloads:
         patterns = [p.strip() for p in args.workloads.split(",")]
