@@ -273,8 +273,10 @@ def _n_init(text):
 def _delimiter(text):
     # A tab is hard to type in a shell: \t and "tab" name it too.
     value = {"\\t": "\t", "tab": "\t"}.get(text.lower(), text)
-    if len(value) != 1 or value in '"\r\n':
+    if len(value) != 1:
         raise argparse.ArgumentTypeError(f"expected one character such as ';' or \\t, got {text!r}")
+    if value in '"\r\n':  # the quote and line ends are CSV's own
+        raise argparse.ArgumentTypeError(f"a quote or a line break cannot separate fields, got {text!r}")
     return value
 
 
@@ -669,6 +671,7 @@ def _read_data(path, key=None, delimiter=None, columns=None):
     index_dropped = False
     try:
         if suffix in (".npy", ".npz"):
+            _check_numpy_format(path, suffix)
             X = np.load(path, allow_pickle=False) if suffix == ".npy" else _read_npz(path, key)
             X, names = _select_array_columns(X, columns, path)
         elif suffix in (".csv", ".tsv"):
@@ -688,6 +691,27 @@ def _read_data(path, key=None, delimiter=None, columns=None):
         names, index_dropped
 
 
+# What a .npy file and a .npz archive (a zip) start with.
+NPY_MAGIC, NPZ_MAGIC = b"\x93NUMPY", b"PK"  # a zip: an entry, or none
+
+
+def _check_numpy_format(path, suffix):
+    """A .npy or .npz file is what its name says: one saved under the other's name, or
+    a file of neither kind, is named as such (NumPy's own errors spoke of pickles, of
+    context managers, or of strings in the data)."""
+    with open(path, "rb") as file:
+        start = file.read(len(NPY_MAGIC))
+    kind = (".npy" if start.startswith(NPY_MAGIC) else
+            ".npz" if start.startswith(NPZ_MAGIC) else None)
+    if kind == suffix:
+        return
+    if kind is None:
+        raise CommandError(f"{path}: is not a NumPy {suffix} file (it does not start as one; "
+                           "damaged, or another format)")
+    raise CommandError(f"{path}: is a NumPy {kind} file under a {suffix} name; rename it "
+                       f"to {path.with_suffix(kind).name}")
+
+
 # The arrays scipy.sparse.save_npz writes (a CSR/CSC/COO matrix, not arrays to choose from).
 SPARSE_NPZ_KEYS = {"format", "shape", "data"}
 
@@ -700,6 +724,8 @@ def _read_npz(path, key):
                 f"{path} holds a scipy.sparse matrix (scipy.sparse.save_npz); the command "
                 "clusters dense arrays only: fit it in Python with gpukmeans.KMeans, which "
                 "takes sparse input, or save it dense (matrix.toarray()) with numpy.save")
+        if not keys:
+            raise CommandError(f"{path} holds no array")
         if key is None:
             if len(keys) == 1:
                 key = keys[0]

@@ -516,6 +516,27 @@ def test_fit_plot(capsys, tmp_path):
     assert "centroids.png" in json.loads((tmp_path / "r" / "summary.json").read_text())["files"]
 
 
+def test_fit_names_numpy_files_that_are_not_what_their_names_say(capsys, tmp_path):
+    """A .npz under a .npy name, the reverse, an empty archive and a file of neither kind
+    are named as such (NumPy's errors spoke of pickles, context managers or strings),
+    and a quote as --delimiter is refused as a quote, not as 'not one character'. A
+    helper's finds."""
+    np.save(tmp_path / "real.npy", np.ones((4, 2)))
+    (tmp_path / "real.npz").write_bytes((tmp_path / "real.npy").read_bytes())
+    np.savez(tmp_path / "zipped.npz", X=np.ones((4, 2)))
+    (tmp_path / "zipped.npz").rename(tmp_path / "zipped.npy")
+    np.savez(tmp_path / "empty.npz")
+    (tmp_path / "garbage.npy").write_bytes(b"not an array at all")
+    for name, message in (("real.npz", "is a NumPy .npy file under a .npz name; rename it to "
+                                       "real.npy"),
+                          ("zipped.npy", "is a NumPy .npz file under a .npy name"),
+                          ("empty.npz", "holds no array"),
+                          ("garbage.npy", "is not a NumPy .npy file")):
+        assert_usage_error(capsys, ["fit", tmp_path / name, "-k", 1], message)
+    assert_usage_error(capsys, ["fit", tmp_path / "real.npy", "-k", 1, "--delimiter", '"'],
+                       "a quote or a line break cannot separate fields")
+
+
 def test_fit_writes_names_with_commas_quotes_and_dollars(capsys, tmp_path):
     """Column names holding a comma or a quote are quoted in centers.csv, which reads
     back with its two columns (joined by commas, the header had more fields than the
