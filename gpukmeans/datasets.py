@@ -175,6 +175,9 @@ def load_mnist(
                          f"dtype, got dtype={dtype}.")
 
     directory, origin = _mnist_dir(path)
+    if directory.is_file():  # its files would have been looked for, and put, "in" it
+        raise ValueError(f"{origin} should be the folder of the MNIST files, but "
+                         f"{directory} is a file.")
     found = _find_mnist(directory)
     needed = [f"{prefix}-{kind}" for prefix in _SUBSETS[subset] for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
     missing = [name for name in needed if name not in found]

@@ -110,6 +110,9 @@ def test_bad_arguments():
     # as a subset's count beyond its digits is (it gave fewer rows).
     with pytest.raises(ValueError, match="dtype=int8 cannot hold the pixels' values"):
         load_mnist(SUBSET, n_samples=10, dtype=np.int8)
+    with pytest.raises(ValueError, match="path should be the folder of the MNIST files, but "
+                                         ".* is a file"):
+        load_mnist(SUBSET / "README.md", download=False)
     X, _ = load_mnist(SUBSET, n_samples=10, dtype=np.float16)
     assert X.max() == 255
     with pytest.raises(ValueError, match=f"n_samples={N_TEST + 1}, but subset='test' holds "
