@@ -147,11 +147,11 @@ def _build_parser():
     )
     _add_common(demo)
     demo.add_argument(
-        "--mnist", metavar="PATH", type=pathlib.Path,
+        "--mnist", metavar="PATH", type=_path,
         help="directory holding the MNIST IDX files (default: $GPUKMEANS_DATA, then the cache)",
     )
     demo.add_argument(
-        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("gpukmeans-demo"),
+        "--out", metavar="DIR", type=_path, default=pathlib.Path("gpukmeans-demo"),
         help="where to write the pictures (default: ./gpukmeans-demo)",
     )
     demo.add_argument("--no-plots", action="store_true", help="write no pictures")
@@ -166,11 +166,11 @@ def _build_parser():
         help="cluster a .npy, .npz, .csv, .tsv or .parquet file",
         description="Cluster the rows of DATA and write labels, centers and a JSON summary.",
     )
-    fit.add_argument("data", metavar="DATA", type=pathlib.Path, help="a .npy, .npz, .csv, .tsv (tab-separated) or .parquet file")
+    fit.add_argument("data", metavar="DATA", type=_path, help="a .npy, .npz, .csv, .tsv (tab-separated) or .parquet file")
     fit.add_argument("-k", "--n-clusters", type=_positive_int, required=True, help="number of clusters")
     _add_common(fit)
     fit.add_argument(
-        "--out", metavar="DIR", type=pathlib.Path,
+        "--out", metavar="DIR", type=_path,
         help="where to write the results (default: ./<DATA name>-kmeans)",
     )
     fit.add_argument("--plot", action="store_true", help="also write the pictures (needs matplotlib)")
@@ -268,6 +268,13 @@ def _seed(text):
 
 def _n_init(text):
     return "auto" if text == "auto" else _positive_int(text)
+
+
+def _path(text):
+    # An empty argument would be the current folder (pathlib.Path("") is "."): a slip.
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty argument")
+    return pathlib.Path(text)
 
 
 def _delimiter(text):

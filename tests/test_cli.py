@@ -535,6 +535,9 @@ def test_fit_names_numpy_files_that_are_not_what_their_names_say(capsys, tmp_pat
         assert_usage_error(capsys, ["fit", tmp_path / name, "-k", 1], message)
     assert_usage_error(capsys, ["fit", tmp_path / "real.npy", "-k", 1, "--delimiter", '"'],
                        "a quote or a line break cannot separate fields")
+    # An empty --out was the current folder.
+    assert_usage_error(capsys, ["fit", tmp_path / "real.npy", "-k", 1, "--out", ""],
+                       "argument --out: expected a path, got an empty argument")
 
 
 def test_fit_writes_names_with_commas_quotes_and_dollars(capsys, tmp_path):
