@@ -55,6 +55,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
+from ._cpu_panel import VECTOR_BYTES
 from ._cpu_nearest import (
     _labels_of_nearest_two, _minus_two_centers_and_norms, _rows_nearest_blocked,
     _squared_norm_f64,
@@ -79,17 +80,33 @@ from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 # (_cpu._dots_kernel), on OpenBLAS's native kernels now a GEMM: not measured again.)
 # From 65 features by index was slower (Zen 3, two threads, whole fits of 200,000 blobs
 # alternated, by index / copied: d=100 k=10 1.02x, k=64 1.38x; d=72 k=32 1.13x).
+# Those limits are the 512-bit kernels' (6 x 4 blocks, the Xeon). With 256-bit vectors
+# (4 x 3 blocks: AVX2 alone, as on the Zen 3 VM of stop 58, OpenBLAS on its own Haswell
+# kernels) the copied batch's GEMM wins from about one cluster per
+# BY_INDEX_AVX2_FEATURES_PER_CLUSTER features: the whole step, the same 1,024-row
+# batches, alternated, medians of 34, one thread, ms, by index / copied (float32):
+# d=784 k=10 0.84 / 1.00, k=64 2.42 / 2.59, k=100 3.38 / 3.47, k=128 4.19 / 4.01,
+# k=256 8.41 / 7.46; d=512 k=32 1.07 / 1.17, k=64 1.85 / 1.91, k=100 2.88 / 2.90; d=256
+# k=32 0.62 / 0.62, k=64 1.03 / 0.96, k=128 1.85 / 1.58, k=512 7.87 / 6.67; d=130 k=32
+# 0.45 / 0.39, k=64 0.69 / 0.53, k=128 1.21 / 0.83 (float64 alike: d=256 k=128 2.01 /
+# 1.67, d=130 k=128 1.29 / 0.87); two threads, d=784 k=100 4.14 / 3.67, k=128 5.10 /
+# 4.45, d=130 k=64 0.70 / 0.53.
 BY_INDEX_MIN_FEATURES = 129
 BY_INDEX_MAX_CLUSTERS = 128
 BY_INDEX_MANY_FEATURES = 256
 BY_INDEX_MANY_FEATURES_MAX_CLUSTERS = 512
+BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 
 
 def labels_by_index(n_features, n_clusters):
     """Whether a batch of these shapes is labelled by index
-    (:func:`_batch_labels_by_index`) rather than copied and labelled by the E-step."""
+    (:func:`_batch_labels_by_index`) rather than copied and labelled by the E-step. The
+    same labels either way (exactly nearest in float32, scikit-learn's in float64): the
+    rule is speed only, and so follows the CPU's vector width."""
     if n_features < BY_INDEX_MIN_FEATURES:
         return False
+    if VECTOR_BYTES < 64:
+        return n_clusters * BY_INDEX_AVX2_FEATURES_PER_CLUSTER <= n_features
     if n_features >= BY_INDEX_MANY_FEATURES:
         return n_clusters <= BY_INDEX_MANY_FEATURES_MAX_CLUSTERS
     return n_clusters <= BY_INDEX_MAX_CLUSTERS

@@ -47,6 +47,18 @@ def device(request):
     return fit_device(request, request.param)
 
 
+@pytest.fixture
+def by_index(monkeypatch):
+    """Batches of BY_INDEX_MIN_FEATURES features or more labelled by index, whatever the
+    CPU's vector width: the rule (``labels_by_index``) is speed only, and on 256-bit
+    vectors it leaves many clusters to the copied batch, whose labels are the same."""
+    from gpukmeans import _cpu
+    from gpukmeans._cpu_minibatch import BY_INDEX_MIN_FEATURES
+
+    monkeypatch.setattr(_cpu, "labels_by_index",
+                        lambda n_features, n_clusters: n_features >= BY_INDEX_MIN_FEATURES)
+
+
 def _blobs(rng, n_samples=2500, n_features=5, n_clusters=12, cluster_std=None):
     X, _ = make_blobs(
         n_samples=n_samples, n_features=n_features, centers=n_clusters,
@@ -118,7 +130,7 @@ def test_float64_fit_matches_sklearn(case, device, rng):
 
 @pytest.mark.parametrize("case", ["defaults", "many-reassignments"])
 @pytest.mark.parametrize("n_features, n_clusters", [(150, 12), (150, 100), (300, 200)])
-def test_float64_fit_on_wide_rows_matches_sklearn(n_features, n_clusters, case, rng):
+def test_float64_fit_on_wide_rows_matches_sklearn(n_features, n_clusters, case, rng, by_index):
     """From 129 features the CPU engine labels each batch by index (the blocked kernel on
     the rows where they lie in X, scikit-learn's GEMM consulted at near-ties): still
     scikit-learn's fit, bit for bit. With many reassignments and many clusters, the
@@ -129,9 +141,6 @@ def test_float64_fit_on_wide_rows_matches_sklearn(n_features, n_clusters, case, 
     such fits went another way from their init.)"""
     from threadpoolctl import threadpool_limits
 
-    from gpukmeans._cpu_minibatch import labels_by_index
-
-    assert labels_by_index(n_features, n_clusters)
     X = _blobs(rng, n_samples=3000, n_features=n_features, n_clusters=n_clusters)
     params = dict(FIT_CASES[case], random_state=int(rng.integers(2**31)))
     with threadpool_limits(limits=1, user_api="blas"):
@@ -322,17 +331,31 @@ def test_batches_are_the_indices_numpy_choice_draws(dtype, kind, rng):
     np.testing.assert_array_equal(batch_search(cdf, draw.bucket_starts, edges), expected)
 
 
+def test_labels_by_index_follows_the_vector_width(monkeypatch):
+    """The 512-bit kernels label wide batches by index up to many clusters; with 256-bit
+    vectors (AVX2) the copied batch's GEMM wins from one cluster per 8 features (the
+    measurements: gpukmeans/_cpu_minibatch.py). Never below 129 features."""
+    from gpukmeans import _cpu_minibatch
+
+    for vector_bytes, expected in ((64, [True, True, True, False, True, True, False]),
+                                   (32, [True, True, False, False, True, False, False])):
+        monkeypatch.setattr(_cpu_minibatch, "VECTOR_BYTES", vector_bytes)
+        assert [_cpu_minibatch.labels_by_index(d, k) for d, k in (
+            (784, 10), (784, 98), (784, 100), (128, 3), (130, 16), (130, 17), (300, 600))
+        ] == expected
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [3, 50, 130, 300])
-def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng):
+def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng, by_index):
     """The Numba engine's one-call step (``Engine.minibatch_step``, on the batch's rows
     of X by index: its labels by index for wide rows) against the generic path's NumPy
     operations on the copied batch, on the same draws: the same bits, centers and
     weights (both in scikit-learn's order), and the inertia; also with repeated rows,
     empty clusters, zero weights, a reassignment, and the whole of X as the batch
     (``partial_fit``)."""
+    from gpukmeans import _cpu
     from gpukmeans._cpu import make_engine
-    from gpukmeans._cpu_minibatch import labels_by_index
     from gpukmeans._minibatch_step import mini_batch_step
 
     fused = make_engine()
@@ -362,7 +385,7 @@ def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng):
             # Each distance is a reassociated sum, whose order the compiler chooses in
             # each loop: the batch inertia agrees to its last bits.
             assert ours[2] == pytest.approx(theirs[2], rel=1e-14, abs=1e-300)
-    assert labels_by_index(n_features, n_clusters) == (n_features >= 130)
+    assert _cpu.labels_by_index(n_features, n_clusters) == (n_features >= 130)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -452,17 +475,16 @@ def test_update_by_groups_of_clusters_is_the_serial_update(dtype, rng):
 
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
-def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clusters, rng):
+def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clusters, rng,
+                                                               by_index):
     """float32 batches labelled by index (the blocked kernel, on rows where they lie in
     X) get the labels of the E-step on the copied batch, and both the exactly nearest
     centers (against float64 distances computed here), lowest index on exact ties:
     small integers far from the origin make many, and near-ties that the float32 values
     ``||c||^2 - 2 x.c`` (about 1e7 here, rounded by about 1) cannot order."""
     from gpukmeans._cpu import make_engine
-    from gpukmeans._cpu_minibatch import labels_by_index
 
     engine = make_engine()
-    assert labels_by_index(n_features, n_clusters)
     X, centers, rows = _near_tie_batch(n_features, n_clusters, 1e-3, np.float32, rng)
     labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
     np.testing.assert_array_equal(labels, copied)
@@ -474,7 +496,7 @@ def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clu
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
 def test_float64_batch_labels_by_index_are_the_copied_batch_gemms(n_features, n_clusters,
-                                                                  rng):
+                                                                  rng, by_index):
     """float64 batches labelled by index get scikit-learn's labels, the argmin of the
     GEMM on the copied batch's chunks, as the E-step on the copied batch computes them:
     where the blocked kernel's values differ from the GEMM's in their last bits and the
@@ -490,7 +512,7 @@ def test_float64_batch_labels_by_index_are_the_copied_batch_gemms(n_features, n_
 
 @pytest.mark.parametrize("n_clusters", [3, 12, 100])
 def test_float64_step_on_one_thread_decides_near_ties_on_whole_chunks(n_clusters, rng,
-                                                                      monkeypatch):
+                                                                      monkeypatch, by_index):
     """On one thread a batch is labelled and summed SUMMED_ROWS rows at a time, but a
     float64 near-tie is still decided by the GEMM of scikit-learn's whole 256-row
     chunk, as the E-step on the copied batch decides it: a GEMM of the part alone gives
