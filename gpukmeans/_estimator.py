@@ -655,7 +655,10 @@ def read_only(X):
         X = _validation.original_array(X).view()
         X.flags.writeable = False
     elif is_sparse(X) and isinstance(X.data, np.ndarray):
-        parts = [part.view() for part in (X.data, X.indices, X.indptr)]
+        # Views of the caller's own parts, not of the kernels' writable views of them
+        # (_validation.kernel_view), which a view could be marked writable again through.
+        parts = [_validation.original_array(part).view()
+                 for part in (X.data, X.indices, X.indptr)]
         for part in parts:
             part.flags.writeable = False
         X = type(X)(tuple(parts), shape=X.shape, copy=False)

@@ -231,12 +231,16 @@ def _check_sparse_X(estimator, X, device_xp, dtype=None, reset=True, caller=None
             # matrix it checks (prunes them, unifies their index dtypes), and X may be the
             # caller's. Contiguous: scikit-learn's mean_variance_axis takes no strided
             # views (a CSR matrix built on values[:, 1] keeps one), and the engines are
-            # compiled for contiguous arrays; a copy only where X's are not. Read-only
-            # parts run the writable parts' kernels (kernel_view).
+            # compiled for contiguous arrays; a copy only where X's are not.
             X = type(X)(X, copy=False)
-            X.data, X.indices, X.indptr = (kernel_view(np.ascontiguousarray(part))
+            X.data, X.indices, X.indptr = (np.ascontiguousarray(part)
                                            for part in (X.data, X.indices, X.indptr))
             X.check_format(full_check=True)
+            # Read-only parts run the writable parts' kernels: views made after the
+            # check, which takes views of its own (original_array must find the
+            # caller's parts one view down, for a callable init).
+            X.data, X.indices, X.indptr = (kernel_view(part)
+                                           for part in (X.data, X.indices, X.indptr))
         except ValueError as exc:
             raise ValueError(f"X is not a valid CSR matrix: {exc}") from None
         return without_duplicates(X), False
@@ -292,7 +296,7 @@ def kernel_view(X):
     validated X of a fit or query (once converted by ``check_array``, before the checks'
     own passes, which run kernels too), a CSR X's three parts, ``kmeans_plusplus``'s
     ``x_squared_norms`` and a Dask block's weights. A callable ``init`` is given the
-    caller's array, not this view (:func:`original_array`)."""
+    caller's arrays (X's, or a CSR X's parts), not these views (:func:`original_array`)."""
     if isinstance(X, np.ndarray) and not X.flags.writeable and X.size:
         return np.asarray(_WritableInterface(X))
     return X
@@ -302,8 +306,15 @@ def original_array(X):
     """The array that :func:`kernel_view` made ``X`` a view of (else X): what a callable
     ``init`` is shown, read-only, so that it cannot mark its way into the caller's memory
     (a view of the kernel view could be made writable again)."""
-    base = X.base if isinstance(X, np.ndarray) else None
-    return base.array if isinstance(base, _WritableInterface) else X
+    base = X
+    # Down through whole views of the same memory (scipy re-wraps a matrix's parts).
+    while isinstance(base, np.ndarray) and (
+            base is X or (base.shape, base.strides, base.dtype, base.ctypes.data)
+            == (X.shape, X.strides, X.dtype, X.ctypes.data)):
+        if isinstance(base.base, _WritableInterface):
+            return base.base.array
+        base = base.base
+    return X
 
 
 def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_norms=False):

@@ -419,8 +419,9 @@ def test_a_dask_score_without_weights_runs_the_weighted_scores_kernels(monkeypat
 
 def test_a_callable_init_cannot_unlock_a_read_only_array():
     """A callable ``init`` is shown the caller's read-only array (uncentred float32 near
-    the origin, in memory and streamed), read-only, and cannot mark it writable: it is
-    a view of the caller's array, not of the writable view the kernels are given."""
+    the origin, in memory and streamed; a CSR matrix's parts), read-only, and cannot
+    mark it writable: it is a view of the caller's array, not of the writable view the
+    kernels are given."""
     X = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
     X.flags.writeable = False
     refused = []
@@ -434,6 +435,30 @@ def test_a_callable_init_cannot_unlock_a_read_only_array():
     KMeans(3, init=init, n_init=1, device="cpu").fit(X)
     KMeans(3, init=init, n_init=1, device="cpu", stream_block_rows=128).fit(X)
     assert refused == [True, True]
+
+    # A CSR X of read-only parts: each part shown read-only, its own memory (the
+    # kernels' writable views of them could be unlocked: a reviewer's find).
+    from gpukmeans import MiniBatchKMeans
+
+    def read_only(part):
+        return np.frombuffer(part.tobytes(), dtype=part.dtype)
+
+    csr = sparse.random(200, 10, density=0.3, format="csr", random_state=0)
+    csr = sparse.csr_matrix(tuple(map(read_only, (csr.data, csr.indices, csr.indptr))),
+                            shape=csr.shape)
+    before = csr.data.copy()
+
+    def sparse_init(data, n_clusters, random_state):
+        for part in (data.data, data.indices, data.indptr):
+            with pytest.raises(ValueError):
+                part.flags.writeable = True
+        refused.append(True)
+        return data[:n_clusters].toarray()
+
+    KMeans(3, init=sparse_init, n_init=1, device="cpu").fit(csr)
+    MiniBatchKMeans(3, init=sparse_init, n_init=1, device="cpu").fit(csr)
+    assert refused == [True] * 4
+    np.testing.assert_array_equal(csr.data, before)
 
 
 # Its cold compile is all of ``gpukmeans compile``, minutes of CI's 15 (see conftest.py):
