@@ -117,7 +117,7 @@ def main(argv=None):
         directory = find_mnist(args.mnist)
         if directory is None:
             parser.error(f"--mnist: no MNIST IDX files in {args.mnist}")
-        X = load_mnist_images(directory, n_samples=args.n_samples)
+        X = load_mnist_images(directory)[:args.n_samples]  # at most n_samples
         data = "MNIST"
     X = X.astype(args.dtype)
     head = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],

@@ -759,20 +759,27 @@ def check_x_squared_norms(x_squared_norms, n_samples, xp):
     ``(n_samples,)``; a column ``(n_samples, 1)`` is taken as scikit-learn takes it.
     NaN or infinity is refused, as scikit-learn refuses it (they picked one row again
     and again)."""
+    if np.ndim(x_squared_norms) == 0:
+        raise ValueError(f"x_squared_norms must be an array of shape ({n_samples},), got "
+                         f"{x_squared_norms!r}.")
     if xp is np and not is_device_array(x_squared_norms):
         with _quiet_finiteness_check():
             norms = check_array(x_squared_norms, dtype=np.float64, ensure_2d=False,
                                 input_name="x_squared_norms")
-    else:
-        norms = xp.asarray(x_squared_norms, dtype=xp.float64)
+    else:  # on the GPU: the host's checks, without check_array
+        norms = xp.asarray(x_squared_norms)
+        if norms.dtype.kind not in "biuf":
+            raise ValueError("x_squared_norms must hold real numbers, got dtype "
+                             f"{norms.dtype}.")
+        norms = norms.astype(xp.float64, copy=False)
         if not bool(xp.isfinite(norms).all()):
             raise ValueError("Input x_squared_norms contains NaN or infinity.")
     if norms.ndim == 2 and norms.shape[1] == 1:
         norms = norms[:, 0]
-    if norms.ndim == 0 or norms.shape[0] != n_samples:
+    if norms.shape[0] != n_samples:
         raise ValueError(  # scikit-learn's message
-            f"The length of x_squared_norms {norms.shape[0] if norms.ndim else 1} should "
-            f"be equal to the length of n_samples {n_samples}.")
+            f"The length of x_squared_norms {norms.shape[0]} should be equal to the length "
+            f"of n_samples {n_samples}.")
     if norms.ndim != 1:
         raise ValueError(f"x_squared_norms must have shape ({n_samples},) or "
                          f"({n_samples}, 1), got {norms.shape}.")

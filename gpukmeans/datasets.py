@@ -134,7 +134,8 @@ def load_mnist(
     ValueError
         A file found on disk is not a valid MNIST IDX file, or its gzip stream is damaged;
         or a bad ``subset`` or ``n_samples``, or ``normalize`` with a dtype that is not
-        floating, or a dtype that cannot hold 0 to 255 (checked before any file is read;
+        floating, or a dtype that cannot hold 0 to 255, or a ``path`` (or
+        ``GPUKMEANS_DATA``) that is a file (checked before any file is read;
         ``n_samples`` beyond the subset's digits after).
     TypeError
         ``dtype`` is not a numeric NumPy dtype.

@@ -349,7 +349,9 @@ def test_kmeans_plusplus_checks_x_squared_norms_as_scikit_learn(rng):
                          (norms[:10], "The length of x_squared_norms 10 should be equal to "
                                       "the length of n_samples 200"),
                          (np.c_[norms, norms], r"x_squared_norms must have shape \(200,\) "
-                                               r"or \(200, 1\), got \(200, 2\)")):
+                                               r"or \(200, 1\), got \(200, 2\)"),
+                         (3.0, r"x_squared_norms must be an array of shape \(200,\), got "
+                               "3.0")):
         with pytest.raises(ValueError, match=message):
             kmeans_plusplus(X, 5, x_squared_norms=bad, device="cpu")
 
@@ -426,7 +428,7 @@ def test_bad_sample_weight(sample_weight, error, match):
     np.testing.assert_array_equal(np.asarray(sample_weight), before)
 
 
-def test_bools_that_scikit_learn_takes_as_numbers():
+def test_bools_that_scikit_learn_takes_as_numbers(capsys):
     """``sample_weight=True`` weighs every sample 1, as in scikit-learn (and as an array
     of bools weighs each 0 or 1; it was refused as an array of shape ()), and
     ``verbose=np.True_`` is ``verbose=True`` (a helper's finds). Counts and tolerances
@@ -438,6 +440,7 @@ def test_bools_that_scikit_learn_takes_as_numbers():
     assert MiniBatchKMeans(2, random_state=0, device="cpu").fit(
         X_OK, sample_weight=np.True_).n_steps_ > 0
     KMeans(2, verbose=np.True_, n_init=1, device="cpu").fit(X_OK)
+    assert "Iteration 0" in capsys.readouterr().out  # verbose, as with True
 
 
 def test_feature_mismatch_at_predict_and_transform():

@@ -401,8 +401,21 @@ def test_bad_numbers_and_out_are_refused_before_the_run(tmp_path, capsys):
         assert exit_.value.code == 2
         assert f"argument {option}: expected at least" in capsys.readouterr().err
     (tmp_path / "a-file").write_text("")
-    assert bench.main(["--profile", "tiny", "--out", str(tmp_path / "a-file"), "--quiet"]) == 2
-    assert "--out" in capsys.readouterr().err and (tmp_path / "a-file").read_text() == ""
+    for out in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        assert bench.main(["--profile", "tiny", "--out", str(out), "--quiet"]) == 2
+        assert f"--out {out} " in capsys.readouterr().err
+    assert (tmp_path / "a-file").read_text() == ""
+    for option in ("--out", "--mnist"):  # an empty --out was the current folder
+        with pytest.raises(SystemExit):
+            bench.main(["--profile", "tiny", option, "", "--quiet"])
+        assert "expected a path, got an empty argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "1.5"])
+    assert "argument --repeats: expected an integer, got '1.5'" in capsys.readouterr().err
+    # A run that stops before any work makes no folder.
+    assert bench.main(["--profile", "tiny", "--workloads", "nothing-*", "--out",
+                       str(tmp_path / "new"), "--quiet"]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 def test_workloads_option_runs_the_named_workloads_only(tmp_path, fake_mnist, capsys):

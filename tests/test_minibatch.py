@@ -258,6 +258,17 @@ def test_reassignment_ratio_above_one(device, rng):
     for model, last_X in ((fitted, X), (streamed, X[64:128])):
         assert np.isfinite(model.cluster_centers_).all()
         np.testing.assert_array_equal(model.labels_, model.predict(last_X))
+    # The reassignment itself: every center onto a distinct batch row, each weight kept.
+    from gpukmeans._cpu import make_engine
+    from gpukmeans._minibatch_step import _reassign_small_clusters
+
+    weights = rng.uniform(1, 5, 10)
+    centers, new_weights = _reassign_small_clusters(
+        X[:64], None, np.zeros((10, X.shape[1])), weights.copy(), np.random.RandomState(0),
+        1.5, False, make_engine())
+    np.testing.assert_array_equal(new_weights, weights)
+    assert len({tuple(c) for c in centers}) == 10
+    assert all((X[:64] == c).all(axis=1).any() for c in centers)
 
 
 def test_partial_fit_after_fit_continues_like_sklearn(device, rng):

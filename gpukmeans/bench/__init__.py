@@ -40,6 +40,7 @@ library when asked whether it is available.
 
 import argparse
 import fnmatch
+import os
 import pathlib
 import sys
 
@@ -57,12 +58,34 @@ def _at_least(kind, low):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         if not value >= low:  # NaN too
             raise argparse.ArgumentTypeError(f"expected at least {low}, got {text}")
         return value
 
     return parse
+
+
+def _folder(text):
+    # An empty argument would be the current folder (pathlib.Path("") is ".").
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty argument")
+    return text
+
+
+def _out_problem(out):
+    """Why the results could not be written in folder ``out`` (None if they could),
+    found without making it: a run that fails or stops early leaves nothing behind."""
+    path = pathlib.Path(out).absolute()
+    if path.exists():
+        if not path.is_dir():
+            return "is not a folder"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = next(p for p in path.parents if p.exists())  # the root always exists
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is not a folder"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be made in {parent}"
 
 
 def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out="gpukmeans-bench"):
@@ -80,9 +103,9 @@ def build_parser(prog="gpukmeans bench", profile="quick", max_seconds=110.0, out
                    "profile's workloads to run (e.g. 'blobs-n100000-d2-*,notebook'); all by default")
     p.add_argument("--device", choices=("all", "cpu", "gpu"), default="all",
                    help="run only the contestants on this device")
-    p.add_argument("--mnist", help="folder of the MNIST IDX files (default: $GPUKMEANS_DATA, the "
+    p.add_argument("--mnist", type=_folder, help="folder of the MNIST IDX files (default: $GPUKMEANS_DATA, the "
                    "user cache of gpukmeans.datasets, then shared/data/mnist; never downloads)")
-    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--out", type=_folder, default=out, help=f"output folder (default {out})")
     p.add_argument("--name", help="file stem (default harness-<profile>)")
     p.add_argument("--repeats", type=_at_least(int, 0), default=None,
                    help="samples after the first call (default: tiny 1, quick 2, full 3)")
@@ -131,11 +154,9 @@ def main(argv=None, *, prog="gpukmeans bench", profile="quick", max_seconds=110.
             state = "available" if r["available"] else f"not available: {r['reason']}"
             print(f"{r['key']:26s} {r['device']:4s} {state}{' (untested)' if r['untested'] else ''}")
         return 0
-    try:  # before the run, not after it: its results would be lost
-        pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"{prog}: error: --out {args.out}: cannot make this folder ({exc.strerror})",
-              file=sys.stderr)
+    problem = _out_problem(args.out)  # before the run, not after it: its results lost
+    if problem:
+        print(f"{prog}: error: --out {args.out} {problem}", file=sys.stderr)
         return 2
     workloads = None
     if args.workloads:
