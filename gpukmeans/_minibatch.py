@@ -40,7 +40,9 @@ def _check_same_clusters(model):
 @contextlib.contextmanager
 def _generator_restored_on_failure(random_state):
     """``random_state`` (a ``numpy.random.RandomState``) put back as it was where the
-    block raises."""
+    block raises. With ``random_state=None`` that is NumPy's global generator, as
+    scikit-learn's ``check_random_state`` gives it: a failed call then draws nothing from
+    it either."""
     state = random_state.get_state()
     try:
         yield
