@@ -371,7 +371,9 @@ def _missing_message(directory, origin, missing, why):
 def _download_mnist(directory, origin, names, mirrors, verbose):
     """Download and verify each of ``names`` into ``directory``; return their paths."""
     mirrors = MNIST_MIRRORS if mirrors is None else tuple(mirrors)
-    created = not directory.exists()
+    # The folders this call makes (a new nested path makes its parents too), deepest
+    # first: removed again if nothing is saved.
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -392,9 +394,10 @@ def _download_mnist(directory, origin, names, mirrors, verbose):
                 # refused, reset, cut short (IncompleteRead), timed out, or a trickle
                 failures.append(OSError(f"{url}: {getattr(exc, 'reason', exc)}"))
         else:
-            if created and not paths:  # nothing saved: no empty directory of ours left behind
+            if not paths:  # nothing saved: no empty directory of ours left behind
                 with contextlib.suppress(OSError):
-                    directory.rmdir()
+                    for folder in created:
+                        folder.rmdir()
             checksum_failures = [exc for exc in failures if isinstance(exc, ChecksumError)]
             if checksum_failures:
                 raise ChecksumError(
