@@ -41,7 +41,7 @@ import dask
 import dask.array as da
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin,
                           TransformerMixin)
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
 from . import _validation
 from ._device import array_module, get_engine, resolve_device
@@ -1325,6 +1325,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     def _inference_X(self, X):
         """Validate X for inference. Returns ``(X, is_dask)``."""
         check_is_fitted(self)
+        if _is_dask_array(X) or is_device_array(X):
+            # No column names: scikit-learn's warning where the fit had a DataFrame's.
+            _check_feature_names(self, X, reset=False)
         if _is_dask_array(X):
             self._check_dask_X(X)
             if X.shape[1] != self.n_features_in_:

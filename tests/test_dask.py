@@ -831,6 +831,8 @@ def test_feature_names_as_gpukmeans_keeps_them(rng):
             km.predict(frame.rename(columns={"a": "z"}))
         with pytest.warns(UserWarning, match="X does not have valid feature names"):
             km.transform(frame.to_numpy())
+        with pytest.warns(UserWarning, match="X does not have valid feature names"):
+            km.predict(da.from_array(frame.to_numpy(), chunks=(40, 3))).compute()
         km.fit(da.from_array(frame.to_numpy(), chunks=(40, 3)))
         assert not hasattr(km, "feature_names_in_")
         np.testing.assert_array_equal(km.get_feature_names_out(),
