@@ -371,6 +371,25 @@ def test_float32_kmeans_plusplus_picks_sklearns_points_but_at_rounding(rng):
     assert agreeing >= 20
 
 
+@pytest.mark.parametrize("offset", [1e3, 1e6])
+def test_float32_kmeans_plusplus_far_from_the_origin_is_seeded_centred(offset, rng):
+    """float32 rows far from the origin are seeded centred, as KMeans.fit seeds them:
+    the picks are scikit-learn's (whose float32 distances are float64's) and the
+    float64 copy's; the centers are the caller's rows. Uncentred, at 1e6 from the origin
+    3 picks in 6 were others (a helper's find)."""
+    for _ in range(5):
+        X = (rng.standard_normal((300, 3)) + offset).astype(np.float32)
+        seed = int(rng.integers(10000))
+        centers, ours = kmeans_plusplus(X, 6, random_state=seed, device="cpu")
+        _, theirs = sklearn.cluster.kmeans_plusplus(X.astype(np.float64), 6,
+                                                    random_state=seed)
+        _, as_float64 = kmeans_plusplus(X.astype(np.float64), 6, random_state=seed,
+                                        device="cpu")
+        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(ours, as_float64)
+        np.testing.assert_array_equal(centers, X[ours])
+
+
 @pytest.mark.usefixtures("cpu_engine")
 def test_notebook_blobs_reproduce_sklearn():
     X, _ = make_blobs(centers=4, cluster_std=0.5, random_state=0)
