@@ -300,6 +300,7 @@ class KMeans(_BaseKMeans):
         device in blocks (pinned buffers, the next block's copy overlapping the kernels
         on this one); where not even one block fits, MemoryError, before any work.
         Same result as the in-memory GPU fit up to the rounding of its float64 sums.
+        Dense data only: a sparse X is copied to the device whole, whatever this says.
 
     Attributes
     ----------

@@ -563,7 +563,17 @@ class MiniBatchKMeans(_BaseKMeans):
                     f"init={init!r} draws {draws} by sample_weight from the "
                     f"init_size={init_size} samples drawn for the initialisation, but only "
                     f"{n_positive} of those have a positive weight; raise init_size.")
-        if isinstance(init, str) and init == "k-means++":
+        if isinstance(init, str) and init == "k-means++" and (
+                X.dtype == np.float32 and not is_sparse(X)):
+            # Seeded centred, as KMeans seeds float32 rows (far from the origin their
+            # float32 products cancel: other picks than scikit-learn's, whose float32
+            # distances are float64's); the centers are the rows themselves.
+            mean = X.mean(axis=0, dtype=xp.float64).astype(X.dtype)  # X's dtype, as a fit's
+            seeded, norms, _ = engine.centered(X, mean)
+            _, indices = kmeans_plusplus(seeded, self.n_clusters, norms, sample_weight,
+                                         random_state, engine)
+            centers = engine.take_rows(X, xp.asarray(indices))
+        elif isinstance(init, str) and init == "k-means++":
             centers, _ = kmeans_plusplus(
                 X, self.n_clusters, engine.row_norms(X), sample_weight, random_state, engine
             )

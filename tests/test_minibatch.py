@@ -271,6 +271,19 @@ def test_reassignment_ratio_above_one(device, rng):
     assert all((X[:64] == c).all(axis=1).any() for c in centers)
 
 
+def test_float32_far_from_the_origin_seeds_as_float64(rng):
+    """float32 rows far from the origin are seeded centred, as KMeans seeds them: the
+    fit follows scikit-learn's float64 fit to float32's precision there (its float32
+    products had cancelled: other seeds, centers units away; a helper's find)."""
+    centers = rng.uniform(-5, 5, (5, 4))
+    X = centers[rng.integers(0, 5, 2000)] + rng.standard_normal((2000, 4)) + 1e4
+    params = dict(n_clusters=5, random_state=int(rng.integers(2**31)), batch_size=256,
+                  max_iter=1, max_no_improvement=None)
+    ours = MiniBatchKMeans(device="cpu", **params).fit(X.astype(np.float32))
+    theirs = sklearn.cluster.MiniBatchKMeans(**params).fit(X.astype(np.float32).astype(float))
+    assert np.abs(ours.cluster_centers_ - theirs.cluster_centers_).max() < 1e4 * 1e-6
+
+
 def test_partial_fit_after_fit_continues_like_sklearn(device, rng):
     X = _blobs(rng)
     params = dict(random_state=int(rng.integers(2**31)), batch_size=256)
