@@ -181,6 +181,24 @@ class Engine(NamedTuple):
     same indices (the draws are made on the host whatever the engine)."""
 
 
+def shifted_to_centers(engine, X, centers):
+    """``(X - m, centers - m)``, ``m`` the mean of X's rows, where an engine's float32
+    labels are the argmin of its float32 values ``||c||^2 - 2 x.c`` (the GPU engine's,
+    dense data); else ``(X, centers)``. Far from the origin those values cancel: 10,000
+    away from it, clusters a few units wide, half of MiniBatchKMeans' GPU labels were not
+    the nearest center (a helper's run); beside the data they keep their digits (the
+    data's mean, not the centers': one center far out would carry theirs away). A
+    translation changes no distance, so the labels are the nearest centers' either way
+    (the values' rounding aside). For data a fit has not centred (MiniBatchKMeans, as
+    scikit-learn never centres it; inference on assigned centers). ``X - m`` is a new
+    array as large as X, on X's side; the CPU engines' float32 labels are exact at
+    near-ties, and need none."""
+    if engine.name != "gpu" or X.dtype != "float32" or hasattr(X, "tocsr"):
+        return X, centers
+    shift = X.mean(axis=0, dtype="float64").astype(X.dtype)
+    return X - shift, centers - shift
+
+
 def labels_and_inertia(engine, X, sample_weight, centers, labels):
     """``engine``'s :attr:`Engine.assign_labels` into ``labels``, then its
     :attr:`Engine.inertia` as a float: in one pass where the engine has

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _spherical, _validation
 from ._device import array_module, get_engine, resolve_device
+from ._engine import shifted_to_centers
 from ._init import kmeans_plusplus as _kmeans_plusplus
 from ._init import KMEANS_PARALLEL_ROUNDS, kmeans_parallel, random_init
 from ._lloyd import kmeans_single_lloyd, to_host
@@ -100,6 +101,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             centers = xp.asarray(self._centers_at_origin)
         else:
             centers = xp.asarray(self.cluster_centers_)
+            if in_fit_frame and not stream and not _is_cosine(self):
+                # No fit's frame (MiniBatchKMeans, assigned centers): labels measured
+                # beside the centers where the engine's float32 labels need it.
+                X, centers = shifted_to_centers(engine, X, centers)
         if promote:
             centers = centers.astype(X.dtype, copy=False)  # only ever wider: exact
         zero_rows = None

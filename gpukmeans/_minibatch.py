@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _validation
 from ._device import array_module, get_engine
-from ._engine import labels_and_inertia
+from ._engine import labels_and_inertia, shifted_to_centers
 from ._estimator import _BaseKMeans, _to_module, _tolerance, read_only
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
@@ -22,6 +22,18 @@ from ._minibatch_step import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _labels_and_inertia(engine, X, sample_weight, centers, labels):
+    """The engine's labels and inertia: the labels measured beside the centers where its
+    float32 labels need it (:func:`gpukmeans._engine.shifted_to_centers`: the data are
+    never centred here), the inertia on X as given (its float64 differences exact, not
+    those of the shifted rows, rounded to float32)."""
+    X_near, centers_near = shifted_to_centers(engine, X, centers)
+    if X_near is X:
+        return labels_and_inertia(engine, X, sample_weight, centers, labels)
+    engine.assign_labels(X_near, centers_near, labels)
+    return float(engine.inertia(X, sample_weight, centers, labels))
 
 
 def _check_same_clusters(model):
@@ -305,8 +317,8 @@ class MiniBatchKMeans(_BaseKMeans):
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                inertia = labels_and_inertia(engine, X, sample_weight, centers,
-                                             labels) * weight_scale
+                inertia = _labels_and_inertia(engine, X, sample_weight, centers,
+                                              labels) * weight_scale
             else:
                 # scikit-learn's approximation: the smoothed inertia per sample times the
                 # total weight (a fit of one step has no average: its batch's).
@@ -440,7 +452,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 if self.compute_labels:
                     labels = xp.empty(n_samples, dtype=xp.int32)
                     with np.errstate(over="ignore"):  # an inertia past float64's range is inf
-                        inertia = float(np.ldexp(labels_and_inertia(
+                        inertia = float(np.ldexp(_labels_and_inertia(
                             engine, X, sample_weight, centers, labels), counts_exponent))
 
             if not on_device and xp is not np:
@@ -534,7 +546,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 print(f"Init {init_idx + 1}/{n_init} with method {init}")
             centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
                                            engine)
-            inertia = labels_and_inertia(engine, X_valid, sample_weight_valid, centers, labels)
+            inertia = _labels_and_inertia(engine, X_valid, sample_weight_valid, centers, labels)
             if self.verbose:
                 print(f"Inertia for init {init_idx + 1}/{n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
