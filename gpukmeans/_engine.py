@@ -181,22 +181,45 @@ class Engine(NamedTuple):
     same indices (the draws are made on the host whatever the engine)."""
 
 
+def _measured_beside_the_data(engine, X):
+    """Whether the engine's float32 labels of X are the argmin of its float32 values
+    ``||c||^2 - 2 x.c`` (the GPU engine's, dense data), which cancel far from the origin:
+    10,000 away from it, clusters a few units wide, half of MiniBatchKMeans' GPU labels
+    were not the nearest center (a helper's run). The CPU engines' float32 labels are
+    exact at near-ties."""
+    return engine.name == "gpu" and X.dtype == "float32" and not hasattr(X, "tocsr")
+
+
 def shifted_to_centers(engine, X, centers):
-    """``(X - m, centers - m)``, ``m`` the mean of X's rows, where an engine's float32
-    labels are the argmin of its float32 values ``||c||^2 - 2 x.c`` (the GPU engine's,
-    dense data); else ``(X, centers)``. Far from the origin those values cancel: 10,000
-    away from it, clusters a few units wide, half of MiniBatchKMeans' GPU labels were not
-    the nearest center (a helper's run); beside the data they keep their digits (the
-    data's mean, not the centers': one center far out would carry theirs away). A
-    translation changes no distance, so the labels are the nearest centers' either way
-    (the values' rounding aside). For data a fit has not centred (MiniBatchKMeans, as
-    scikit-learn never centres it; inference on assigned centers). ``X - m`` is a new
-    array as large as X, on X's side; the CPU engines' float32 labels are exact at
-    near-ties, and need none."""
-    if engine.name != "gpu" or X.dtype != "float32" or hasattr(X, "tocsr"):
+    """``(X - m, centers - m)``, ``m`` the mean of X's rows, where the engine's float32
+    labels need it (:func:`_measured_beside_the_data`); else ``(X, centers)``. Beside the
+    data the values keep their digits (the data's mean, not the centers': one center far
+    out would carry theirs away); a translation changes no distance, so the labels are
+    the nearest centers' either way (the values' rounding aside). For data a fit has not
+    centred (MiniBatchKMeans' batches, as scikit-learn never centres them; inference on
+    assigned centers). ``X - m`` is a new array as large as X, on X's side."""
+    if not _measured_beside_the_data(engine, X):
         return X, centers
     shift = X.mean(axis=0, dtype="float64").astype(X.dtype)
     return X - shift, centers - shift
+
+
+# Rows of X moved at a time by assign_labels_beside_the_data: a block, not a second X.
+SHIFT_BLOCK_ROWS = 2**16
+
+
+def assign_labels_beside_the_data(engine, X, centers, labels):
+    """``engine.assign_labels(X, centers, labels)``, measured as
+    :func:`shifted_to_centers` measures, a block of rows at a time (no copy of the whole
+    of X on the device)."""
+    if not _measured_beside_the_data(engine, X):
+        engine.assign_labels(X, centers, labels)
+        return
+    shift = X.mean(axis=0, dtype="float64").astype(X.dtype)
+    centers_near = centers - shift
+    for start in range(0, X.shape[0], SHIFT_BLOCK_ROWS):
+        stop = min(start + SHIFT_BLOCK_ROWS, X.shape[0])
+        engine.assign_labels(X[start:stop] - shift, centers_near, labels[start:stop])
 
 
 def labels_and_inertia(engine, X, sample_weight, centers, labels):

@@ -103,7 +103,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             centers = xp.asarray(self.cluster_centers_)
             if in_fit_frame and not stream and not _is_cosine(self):
                 # No fit's frame (MiniBatchKMeans, assigned centers): labels measured
-                # beside the centers where the engine's float32 labels need it.
+                # beside the data where the engine's float32 labels need it (a moved
+                # copy of X, as the fit's frame takes one).
                 X, centers = shifted_to_centers(engine, X, centers)
         if promote:
             centers = centers.astype(X.dtype, copy=False)  # only ever wider: exact
@@ -813,7 +814,9 @@ def kmeans_plusplus(
     sample_weight : array-like of shape (n_samples,), default=None
     x_squared_norms : array-like of shape (n_samples,) or (n_samples, 1), default=None
         Squared row norms of X, finite (else ``ValueError``), taken as float64 on X's
-        side; computed when None.
+        side; computed when None, and then float32 rows are seeded centred on the CPU
+        (as ``KMeans`` seeds them: far from the origin the float32 products cancel),
+        where given norms are of X as it is.
     random_state : int, RandomState instance or None, default=None
     n_local_trials : int, default=None
         ``2 + int(ln(n_clusters))`` when None.
@@ -840,12 +843,14 @@ def kmeans_plusplus(
         _validation._check_integer("n_local_trials", n_local_trials, 1)
     resolved = params._resolve_fit_device(X)
     xp = array_module(resolved)
-    # float32 dense data are seeded centred, as KMeans.fit seeds them (the same picks):
-    # far from the origin ||x||^2 - 2 x.c + ||c||^2 cancels in float32's products (at
-    # 1e6 from it, 3 picks in 6 were not scikit-learn's, whose float32 distances are
-    # float64's). float64 data keep scikit-learn's own arithmetic, and its picks.
-    centre = x_squared_norms is None and not is_sparse(X) and not (
-        getattr(X, "dtype", None) == np.float64)
+    # float32 dense data are seeded centred on the CPU, as KMeans.fit seeds them (the
+    # same picks): far from the origin ||x||^2 - 2 x.c + ||c||^2 cancels in float32's
+    # products (at 1e6 from it, 3 picks in 6 were not scikit-learn's, whose float32
+    # distances are float64's). float64 data keep scikit-learn's own arithmetic, and its
+    # picks; given norms are the caller's (of X as it is).
+    # (The GPU engine's candidates are float64 differences already: it needs no copy.)
+    centre = (x_squared_norms is None and resolved != "gpu"
+              and getattr(X, "dtype", None) == np.float32 and not is_sparse(X))
     X, on_device, _, X_mean, _ = _validation.check_fit_data(
         params, X, xp, need_mean=centre, caller="kmeans_plusplus")
     centre = centre and X.dtype == np.float32

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _validation
 from ._device import array_module, get_engine
-from ._engine import labels_and_inertia, shifted_to_centers
+from ._engine import assign_labels_beside_the_data, labels_and_inertia
 from ._estimator import _BaseKMeans, _to_module, _tolerance, read_only
 from ._init import kmeans_plusplus, random_init
 from ._lloyd import to_host
@@ -25,14 +25,13 @@ logger = logging.getLogger(__name__)
 
 
 def _labels_and_inertia(engine, X, sample_weight, centers, labels):
-    """The engine's labels and inertia: the labels measured beside the centers where its
-    float32 labels need it (:func:`gpukmeans._engine.shifted_to_centers`: the data are
-    never centred here), the inertia on X as given (its float64 differences exact, not
-    those of the shifted rows, rounded to float32)."""
-    X_near, centers_near = shifted_to_centers(engine, X, centers)
-    if X_near is X:
+    """The engine's labels and inertia: the labels measured beside the data where its
+    float32 labels need it (:func:`gpukmeans._engine.assign_labels_beside_the_data`: the
+    data are never centred here), the inertia on X as given (its float64 differences
+    exact, not those of rows moved and rounded to float32)."""
+    if engine.name != "gpu":
         return labels_and_inertia(engine, X, sample_weight, centers, labels)
-    engine.assign_labels(X_near, centers_near, labels)
+    assign_labels_beside_the_data(engine, X, centers, labels)
     return float(engine.inertia(X, sample_weight, centers, labels))
 
 
@@ -576,10 +575,11 @@ class MiniBatchKMeans(_BaseKMeans):
                     f"init_size={init_size} samples drawn for the initialisation, but only "
                     f"{n_positive} of those have a positive weight; raise init_size.")
         if isinstance(init, str) and init == "k-means++" and (
-                X.dtype == np.float32 and not is_sparse(X)):
-            # Seeded centred, as KMeans seeds float32 rows (far from the origin their
-            # float32 products cancel: other picks than scikit-learn's, whose float32
-            # distances are float64's); the centers are the rows themselves.
+                X.dtype == np.float32 and not is_sparse(X) and engine.name != "gpu"):
+            # Seeded centred, as KMeans seeds float32 rows (far from the origin the CPU
+            # engine's float32 products cancel: other picks than scikit-learn's, whose
+            # float32 distances are float64's; the GPU's are float64 differences); the
+            # centers are the rows themselves.
             mean = X.mean(axis=0, dtype=xp.float64).astype(X.dtype)  # X's dtype, as a fit's
             seeded, norms, _ = engine.centered(X, mean)
             _, indices = kmeans_plusplus(seeded, self.n_clusters, norms, sample_weight,

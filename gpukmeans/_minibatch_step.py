@@ -16,7 +16,7 @@ Prior validation of data is assumed everywhere in this module.
 
 import numpy as np
 
-from ._engine import shifted_to_centers
+from ._engine import assign_labels_beside_the_data
 from ._lloyd import to_host
 from ._sparse import is_sparse
 
@@ -166,7 +166,7 @@ def mini_batch_step(X, sample_weight, centers, weight_sums, random_state, engine
         sums, weight_in_clusters = engine.lloyd_iter(X, sample_weight, centers, labels)
         sums = sums + _times_weights(centers, weight_sums, xp)
     else:
-        engine.assign_labels(*shifted_to_centers(engine, X, centers), labels)
+        assign_labels_beside_the_data(engine, X, centers, labels)
         if xp is np:
             sums, weight_in_clusters = _center_sums_host(X, sample_weight, labels, centers,
                                                          weight_sums)

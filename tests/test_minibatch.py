@@ -271,14 +271,17 @@ def test_reassignment_ratio_above_one(device, rng):
     assert all((X[:64] == c).all(axis=1).any() for c in centers)
 
 
-def test_float32_labels_far_from_the_origin_are_the_nearest_centers(device, rng):
+def test_float32_labels_far_from_the_origin_are_the_nearest_centers(device, rng,
+                                                                    monkeypatch):
     """float32 rows 10,000 from the origin, clusters a few units wide, never centred (as
     in scikit-learn): labels_, predict and the batches' labels are the nearest centers
     on every engine. The GPU engine's float32 ||c||^2 - 2 x.c cancelled there: half its
     labels were others, the inertia 2.5x the CPU's (a helper's find); it now measures
-    beside the centers. Also a KMeans whose centers were assigned (no fit frame)."""
-    from gpukmeans import KMeans
+    beside the data (the final labels a block of rows at a time). Also a KMeans whose
+    centers were assigned (no fit frame)."""
+    from gpukmeans import KMeans, _engine
 
+    monkeypatch.setattr(_engine, "SHIFT_BLOCK_ROWS", 300)  # the final labels, in blocks
     centers = rng.uniform(-5, 5, (5, 4))
     X = (centers[rng.integers(0, 5, 2000)] + rng.standard_normal((2000, 4))
          + 1e4).astype(np.float32)
