@@ -200,8 +200,13 @@ def shifted_to_centers(engine, X, centers):
     assigned centers). ``X - m`` is a new array as large as X, on X's side."""
     if not _measured_beside_the_data(engine, X):
         return X, centers
-    shift = X.mean(axis=0, dtype="float64").astype(X.dtype)
+    shift = _rows_mean(X)
     return X - shift, centers - shift
+
+
+def _rows_mean(X):
+    """The mean of X's rows, summed in float64, in X's dtype: where labels are measured."""
+    return X.mean(axis=0, dtype="float64").astype(X.dtype)
 
 
 # Rows of X moved at a time by assign_labels_beside_the_data: a block, not a second X.
@@ -215,7 +220,7 @@ def assign_labels_beside_the_data(engine, X, centers, labels):
     if not _measured_beside_the_data(engine, X):
         engine.assign_labels(X, centers, labels)
         return
-    shift = X.mean(axis=0, dtype="float64").astype(X.dtype)
+    shift = _rows_mean(X)
     centers_near = centers - shift
     for start in range(0, X.shape[0], SHIFT_BLOCK_ROWS):
         stop = min(start + SHIFT_BLOCK_ROWS, X.shape[0])
@@ -229,6 +234,16 @@ def labels_and_inertia(engine, X, sample_weight, centers, labels):
     if engine.labels_inertia is not None:
         return float(engine.labels_inertia(X, sample_weight, centers, labels))
     engine.assign_labels(X, centers, labels)
+    return float(engine.inertia(X, sample_weight, centers, labels))
+
+
+def labels_and_inertia_beside_the_data(engine, X, sample_weight, centers, labels):
+    """:func:`labels_and_inertia` of data a fit has not centred: the labels measured as
+    :func:`assign_labels_beside_the_data` measures them, the inertia on X as given (its
+    float64 differences exact, not those of rows moved and rounded to float32)."""
+    if not _measured_beside_the_data(engine, X):
+        return labels_and_inertia(engine, X, sample_weight, centers, labels)
+    assign_labels_beside_the_data(engine, X, centers, labels)
     return float(engine.inertia(X, sample_weight, centers, labels))
 
 

@@ -19,7 +19,8 @@ from . import _spherical, _validation
 from ._device import array_module, get_engine, resolve_device
 from ._engine import shifted_to_centers
 from ._init import kmeans_plusplus as _kmeans_plusplus
-from ._init import KMEANS_PARALLEL_ROUNDS, kmeans_parallel, random_init
+from ._init import (KMEANS_PARALLEL_ROUNDS, kmeans_parallel, kmeans_plusplus_centred,
+                    random_init)
 from ._lloyd import kmeans_single_lloyd, to_host
 from ._progress import NULL_REPORTER, make_reporter
 from ._sparse import is_device_sparse, is_sparse, mean_variance, to_module
@@ -853,7 +854,6 @@ def kmeans_plusplus(
               and getattr(X, "dtype", None) == np.float32 and not is_sparse(X))
     X, on_device, _, X_mean, _ = _validation.check_fit_data(
         params, X, xp, need_mean=centre, caller="kmeans_plusplus")
-    centre = centre and X.dtype == np.float32
     _validation.check_n_samples(X.shape[0], n_clusters)
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here
@@ -863,22 +863,23 @@ def kmeans_plusplus(
     if not on_device and xp is not np:
         X, sample_weight = _to_module(X, xp), xp.asarray(sample_weight)
     with engine.runtime():
-        if x_squared_norms is None and X.dtype == np.float64 and isinstance(X, np.ndarray):
-            # scikit-learn's own norms, whose last bits its picks follow: on data far
-            # from the origin ||x||^2 - 2 x.c + ||c||^2 cancels, and the engine's norms
-            # (summed in another order) picked other rows for 2 seeds in 12.
-            from sklearn.utils.extmath import row_norms
+        if centre:
+            centers, indices = kmeans_plusplus_centred(
+                X, xp.asarray(X_mean), n_clusters, sample_weight, random_state, engine,
+                n_local_trials)
+        else:
+            if x_squared_norms is None and X.dtype == np.float64 and isinstance(X, np.ndarray):
+                # scikit-learn's own norms, whose last bits its picks follow: on data far
+                # from the origin ||x||^2 - 2 x.c + ||c||^2 cancels, and the engine's
+                # norms (summed in another order) picked other rows for 2 seeds in 12.
+                from sklearn.utils.extmath import row_norms
 
-            x_squared_norms = row_norms(X, squared=True)
-        elif centre:
-            X_seeded, x_squared_norms, _ = engine.centered(X, xp.asarray(X_mean))
-        elif x_squared_norms is None:
-            x_squared_norms = engine.row_norms(X)
-        centers, indices = _kmeans_plusplus(
-            X_seeded if centre else X, n_clusters, x_squared_norms, sample_weight,
-            random_state, engine, n_local_trials)
-        if centre:  # the caller's rows, not the centred ones plus the mean
-            centers = engine.take_rows(X, xp.asarray(indices))
+                x_squared_norms = row_norms(X, squared=True)
+            elif x_squared_norms is None:
+                x_squared_norms = engine.row_norms(X)
+            centers, indices = _kmeans_plusplus(
+                X, n_clusters, x_squared_norms, sample_weight, random_state, engine,
+                n_local_trials)
     if not on_device and xp is not np:
         centers = to_host(centers)
     return centers, indices

@@ -104,6 +104,16 @@ def kmeans_plusplus(
     return centers, indices
 
 
+
+def kmeans_plusplus_centred(X, X_mean, n_clusters, sample_weight, random_state, engine,
+                            n_local_trials=None):
+    """:func:`kmeans_plusplus` on X moved by ``X_mean`` (the engine's ``centered`` copy,
+    as a fit seeds it), its centers X's own rows: ``(centers, indices)``."""
+    seeded, x_squared_norms, _ = engine.centered(X, X_mean)
+    _, indices = kmeans_plusplus(seeded, n_clusters, x_squared_norms, sample_weight,
+                                 random_state, engine, n_local_trials)
+    return engine.take_rows(X, engine.xp.asarray(indices)), indices
+
 def random_init(X, n_clusters, sample_weight, random_state, engine):
     """``n_clusters`` distinct rows drawn with probability proportional to their weight."""
     weight_host = to_host(sample_weight)

@@ -9,9 +9,9 @@ import numpy as np
 
 from . import _validation
 from ._device import array_module, get_engine
-from ._engine import assign_labels_beside_the_data, labels_and_inertia
+from ._engine import labels_and_inertia_beside_the_data
 from ._estimator import _BaseKMeans, _to_module, _tolerance, read_only
-from ._init import kmeans_plusplus, random_init
+from ._init import kmeans_plusplus, kmeans_plusplus_centred, random_init
 from ._lloyd import to_host
 from ._sparse import is_device_sparse, is_sparse
 from ._minibatch_step import (
@@ -22,17 +22,6 @@ from ._minibatch_step import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _labels_and_inertia(engine, X, sample_weight, centers, labels):
-    """The engine's labels and inertia: the labels measured beside the data where its
-    float32 labels need it (:func:`gpukmeans._engine.assign_labels_beside_the_data`: the
-    data are never centred here), the inertia on X as given (its float64 differences
-    exact, not those of rows moved and rounded to float32)."""
-    if engine.name != "gpu":
-        return labels_and_inertia(engine, X, sample_weight, centers, labels)
-    assign_labels_beside_the_data(engine, X, centers, labels)
-    return float(engine.inertia(X, sample_weight, centers, labels))
 
 
 def _check_same_clusters(model):
@@ -316,8 +305,8 @@ class MiniBatchKMeans(_BaseKMeans):
             labels = inertia = None
             if self.compute_labels:
                 labels = xp.empty(n_samples, dtype=xp.int32)
-                inertia = _labels_and_inertia(engine, X, sample_weight, centers,
-                                              labels) * weight_scale
+                inertia = labels_and_inertia_beside_the_data(
+                    engine, X, sample_weight, centers, labels) * weight_scale
             else:
                 # scikit-learn's approximation: the smoothed inertia per sample times the
                 # total weight (a fit of one step has no average: its batch's).
@@ -451,7 +440,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 if self.compute_labels:
                     labels = xp.empty(n_samples, dtype=xp.int32)
                     with np.errstate(over="ignore"):  # an inertia past float64's range is inf
-                        inertia = float(np.ldexp(_labels_and_inertia(
+                        inertia = float(np.ldexp(labels_and_inertia_beside_the_data(
                             engine, X, sample_weight, centers, labels), counts_exponent))
 
             if not on_device and xp is not np:
@@ -545,7 +534,8 @@ class MiniBatchKMeans(_BaseKMeans):
                 print(f"Init {init_idx + 1}/{n_init} with method {init}")
             centers = self._init_centroids(X, sample_weight, init, init_size, random_state,
                                            engine)
-            inertia = _labels_and_inertia(engine, X_valid, sample_weight_valid, centers, labels)
+            inertia = labels_and_inertia_beside_the_data(engine, X_valid, sample_weight_valid,
+                                                         centers, labels)
             if self.verbose:
                 print(f"Inertia for init {init_idx + 1}/{n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
@@ -574,21 +564,18 @@ class MiniBatchKMeans(_BaseKMeans):
                     f"init={init!r} draws {draws} by sample_weight from the "
                     f"init_size={init_size} samples drawn for the initialisation, but only "
                     f"{n_positive} of those have a positive weight; raise init_size.")
-        if isinstance(init, str) and init == "k-means++" and (
-                X.dtype == np.float32 and not is_sparse(X) and engine.name != "gpu"):
-            # Seeded centred, as KMeans seeds float32 rows (far from the origin the CPU
-            # engine's float32 products cancel: other picks than scikit-learn's, whose
-            # float32 distances are float64's; the GPU's are float64 differences); the
-            # centers are the rows themselves.
-            mean = X.mean(axis=0, dtype=xp.float64).astype(X.dtype)  # X's dtype, as a fit's
-            seeded, norms, _ = engine.centered(X, mean)
-            _, indices = kmeans_plusplus(seeded, self.n_clusters, norms, sample_weight,
-                                         random_state, engine)
-            centers = engine.take_rows(X, xp.asarray(indices))
-        elif isinstance(init, str) and init == "k-means++":
-            centers, _ = kmeans_plusplus(
-                X, self.n_clusters, engine.row_norms(X), sample_weight, random_state, engine
-            )
+        if isinstance(init, str) and init == "k-means++":
+            if X.dtype == np.float32 and not is_sparse(X) and engine.name != "gpu":
+                # Seeded centred, as KMeans seeds float32 rows (far from the origin the
+                # CPU engine's float32 products cancel: other picks than scikit-learn's,
+                # whose float32 distances are float64's; the GPU's are float64
+                # differences).
+                mean = X.mean(axis=0, dtype=xp.float64).astype(X.dtype)  # as a fit's
+                centers, _ = kmeans_plusplus_centred(X, mean, self.n_clusters,
+                                                     sample_weight, random_state, engine)
+            else:
+                centers, _ = kmeans_plusplus(X, self.n_clusters, engine.row_norms(X),
+                                             sample_weight, random_state, engine)
         elif isinstance(init, str) and init == "random":
             centers = random_init(X, self.n_clusters, sample_weight, random_state, engine)
         elif callable(init):

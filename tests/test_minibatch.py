@@ -915,8 +915,8 @@ def test_one_init_skips_the_validation_inertia_and_draws_as_sklearn(n_init, rng,
     X, _ = _separated_blobs(rng, np.float64, n_samples=2000)
     init_size = 300
     labelled = []
-    real = _minibatch.labels_and_inertia
-    monkeypatch.setattr(_minibatch, "labels_and_inertia",
+    real = _minibatch.labels_and_inertia_beside_the_data
+    monkeypatch.setattr(_minibatch, "labels_and_inertia_beside_the_data",
                         lambda engine, X, *a: labelled.append(X.shape[0]) or real(engine, X, *a))
     params = dict(n_init=n_init, init_size=init_size, random_state=int(rng.integers(2**31)),
                   max_iter=3)
