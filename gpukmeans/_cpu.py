@@ -39,7 +39,7 @@ from ._cpu_lloyd import (
 from ._cpu_minibatch import (
     BY_INDEX_MIN_FEATURES, _batch_labels_by_index, _labelled_update_by_index,
     UPDATE_GROUPS_PER_THREAD, _minibatch_update, _minibatch_update_by_clusters, batch_search,
-    labels_by_index,
+    batch_labels_by_gemm, labels_by_gemm, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
 from ._cpu_passes import (
@@ -404,11 +404,13 @@ def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS,
 
 
 def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia):
-    """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (by index where
+    """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (on the copied batch by
+    BLAS's GEMM where :func:`labels_by_gemm` says, by index where
     :func:`labels_by_index` says, else on the copied batch by :func:`e_step`), then its
     update and inertia (see :mod:`gpukmeans._cpu_minibatch`)."""
     n_features, n_clusters = centers.shape[1], centers.shape[0]
-    by_index = labels_by_index(n_features, n_clusters)
+    by_gemm = labels_by_gemm(X.dtype, n_features, n_clusters)
+    by_index = not by_gemm and labels_by_index(n_features, n_clusters)
     if rows is not None and not by_index:
         X, rows = np.take(X, rows, axis=0), None  # labelled on the copy
     if rows is None:
@@ -431,7 +433,11 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
                 X, rows, sample_weight, labels, centers, weight_sums, tiny, distances,
                 min(n_clusters, UPDATE_GROUPS_PER_THREAD * numba.get_num_threads()))
     else:
-        e_step(X, centers, labels)
+        if by_gemm:
+            batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
+                                 _bound_margin_coefficient(X.dtype, n_features), labels)
+        else:
+            e_step(X, centers, labels)
         centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels,
                                                          centers, weight_sums, tiny, distances)
     inertia = float(_weighted_sum_f64(distances, sample_weight)) if compute_inertia else 0.0
@@ -641,13 +647,16 @@ def _warm_up_all(dtypes):
                 centers = np.ascontiguousarray(X[:n_clusters])
                 labels = np.zeros(n_samples, dtype=np.int32)
                 # MiniBatchKMeans's step: on the copied batch, and by index on wide
-                # float32 rows.
+                # rows.
                 for data in (X, rng.standard_normal((n_samples, BY_INDEX_MIN_FEATURES))):
                     data = data.astype(dtype)
                     engine.minibatch_step(data, np.arange(0, n_samples, 2),
                                           sample_weight[: (n_samples + 1) // 2],
                                           np.ascontiguousarray(data[:n_clusters]),
                                           np.ones(n_clusters, dtype=dtype), True)
+                if dtype == np.float32:  # and by BLAS's GEMM, on many features and clusters
+                    batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
+                                         _bound_margin_coefficient(dtype, n_features), labels)
                 sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)
                 sampler(np.random.RandomState(0))
                 # A streamed fit's k-means++ (its potentials a block at a time).

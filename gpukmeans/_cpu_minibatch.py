@@ -11,8 +11,10 @@ So the rows are read where they lie:
 
 - the labels (:func:`_batch_labels_by_index`), by the blocked kernel for many features
   (:func:`labels_by_index`); elsewhere the batch is copied and labelled by the engine's
-  E-step (few features take its other kernels).
-  Either way the labels are the same: float32's the exactly nearest centers, float64's
+  E-step (few features take its other kernels), or, float32 with many features and
+  clusters, by one GEMM on BLAS's threads (:func:`labels_by_gemm`,
+  :func:`batch_labels_by_gemm`).
+  Every way the labels are the same: float32's the exactly nearest centers, float64's
   scikit-learn's (its GEMM's argmin on the batch, consulted where the blocked values
   cannot decide);
 - the update (:func:`_minibatch_update`), scikit-learn's arithmetic in its order, in
@@ -51,17 +53,18 @@ this loop 0.01).
 Prior validation of data is assumed everywhere in this module.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_panel import VECTOR_BYTES
 from ._cpu_nearest import (
-    _labels_of_nearest_two, _minus_two_centers_and_norms, _rows_nearest_blocked,
-    _squared_norm_f64,
+    _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
+    _rows_nearest_blocked, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
-from ._cpu_small import CHUNK_ROWS
+from ._cpu_small import CHUNK_ROWS, blas_controller
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
 
@@ -98,6 +101,39 @@ BY_INDEX_MANY_FEATURES_MAX_CLUSTERS = 512
 BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 
 
+# With 256-bit vectors, a float32 batch of at least BY_GEMM_MIN_FEATURES features and
+# BY_GEMM_MIN_CLUSTERS clusters is labelled by batch_labels_by_gemm rather than by index
+# or by the E-step on the copy (its blocked kernel). The whole step, 1,024 random rows
+# of uniform values, medians of 3 x 60 alternated, ms, by index /
+# copied (E-step) / by GEMM, two threads then one: d=784 k=10 0.91 / 1.04 / 1.07, 0.90
+# / 1.05 / 1.14; k=20 1.32 / 1.48 / 1.51, 1.32 / 1.49 / 1.38; k=32 2.08 / 2.25 / 1.85,
+# 1.84 / 1.99 / 1.57; k=64 3.37 / 3.53 / 2.64, 3.22 / 3.40 / 2.22; k=98 4.17 / 4.94 /
+# 2.07, 4.72 / 5.08 / 2.94; d=512 k=32 1.16 / 1.24 / 1.18, 1.15 / 1.23 / 1.11; d=384
+# k=32 0.89 / 0.95 / 0.81, 0.87 / 0.95 / 0.88; k=48 1.18 / 1.22 / 0.91, 1.15 / 1.22 /
+# 1.05; d=256 k=32 0.64 / 0.64 / 0.61, 0.62 / 0.63 / 0.65; k=64 1.03 / 0.98 / 0.78, 1.04
+# / 0.97 / 0.90; k=128 1.97 / 1.92 / 1.09, 1.88 / 1.59 / 1.36; fewer features lose on one
+# thread (d=130 k=256 1.49 / 1.13 on two, 1.37 / 1.42 on one; d=64 k=64 0.28 / 0.48).
+# On MNIST's rows, by index / by GEMM, two threads then one: k=20 1.10 / 1.20, 1.08 /
+# 1.41; k=32 1.64 / 1.37, 1.42 / 1.51; k=48 2.12 / 1.80, 1.88 / 1.83; k=64 2.57 / 2.05,
+# 2.33 / 2.19; k=98 3.45 / 2.38, 3.44 / 3.23.
+# The 512-bit kernels' by-index labels were not measured against it: they keep theirs.
+BY_GEMM_MIN_FEATURES = 256
+BY_GEMM_MIN_CLUSTERS = 48
+
+
+def labels_by_gemm(dtype, n_features, n_clusters):
+    """Whether a batch of this dtype and these shapes is copied and labelled by
+    :func:`batch_labels_by_gemm`: float32 (whose labels are the exactly nearest centers
+    however the products are summed) from BY_GEMM_MIN_FEATURES features and
+    BY_GEMM_MIN_CLUSTERS clusters, but where the 512-bit kernels label by index. Speed only, as
+    :func:`labels_by_index`: the same labels every way."""
+    if dtype != np.float32 or n_features < BY_GEMM_MIN_FEATURES:
+        return False
+    if VECTOR_BYTES >= 64 and labels_by_index(n_features, n_clusters):
+        return False
+    return n_clusters >= BY_GEMM_MIN_CLUSTERS
+
+
 def labels_by_index(n_features, n_clusters):
     """Whether a batch of these shapes is labelled by index
     (:func:`_batch_labels_by_index`) rather than copied and labelled by the E-step. The
@@ -110,6 +146,50 @@ def labels_by_index(n_features, n_clusters):
     if n_features >= BY_INDEX_MANY_FEATURES:
         return n_clusters <= BY_INDEX_MANY_FEATURES_MAX_CLUSTERS
     return n_clusters <= BY_INDEX_MAX_CLUSTERS
+
+
+# A float32 batch that labels_by_gemm picks is copied and labelled by one GEMM on
+# BLAS's threads, folded on one (batch_labels_by_gemm): the plain step's
+# GEMMs run a 256-row chunk each on Numba's threads, whose second thread this VM seldom
+# gives a loop that follows serial work (docs/cpu-engine.md), while OpenBLAS's own
+# threads halve the product every time. MNIST, 1,024 random rows, k=100, the whole
+# step (copy, labels, update, inertia), medians of 80, ms: 3.45 -> 2.0 on two threads
+# (2.95 with BLAS on one). The labels are the same: float32's are the exactly nearest
+# centers, whatever order the products are summed in (the margin covers any).
+# The values, at most GEMM_VALUES_BYTES of them at a time.
+GEMM_VALUES_BYTES = 2**23
+
+
+def batch_labels_by_gemm(X, centers, centers_squared_norms, margin_coefficient, labels):
+    """The float32 labels of the batch ``X`` (a copy, C-contiguous) as the plain step's
+    GEMM kernel gives them (each the exactly nearest center, the lowest index on an
+    exact tie): ``||c||^2 - 2 x.c`` by NumPy's GEMM on as many BLAS threads as Numba
+    has, a block of rows at a time, then :func:`_labels_of_gemm_values` on one."""
+    n_rows, n_clusters = X.shape[0], centers.shape[0]
+    minus_two_centers_t = (-2 * centers).T  # exact: a power of two
+    max_center_norm = float(centers_squared_norms.max()) + _SUBNORMAL_NORM
+    block_rows = max(CHUNK_ROWS, GEMM_VALUES_BYTES // (X.itemsize * n_clusters))
+    with blas_controller().limit(limits=numba.get_num_threads(), user_api="blas"):
+        for start in range(0, n_rows, block_rows):
+            block = X[start:start + block_rows]
+            _labels_of_gemm_values(block, block @ minus_two_centers_t, centers,
+                                   centers_squared_norms, margin_coefficient,
+                                   max_center_norm, labels[start:start + block_rows])
+
+
+@njit(nogil=True, cache=CACHE)
+def _labels_of_gemm_values(X, dots, centers, centers_squared_norms, margin_coefficient,
+                           max_center_norm, labels):
+    """``labels[i]``: the exactly nearest center to ``X[i]`` from its products ``dots[i]``
+    (``-2 x.c``, overwritten by the values ``||c||^2 - 2 x.c``), as the plain step's GEMM
+    kernel folds them (:func:`gpukmeans._cpu_nearest._label_of_values`)."""
+    n_clusters = centers.shape[0]
+    for i in range(X.shape[0]):
+        values = dots[i]
+        for j in range(n_clusters):
+            values[j] = centers_squared_norms[j] + values[j]
+        labels[i] = _label_of_values(X[i], -1.0, centers, values, margin_coefficient,
+                                     max_center_norm, True, False)
 
 
 def _batch_work(X, rows, centers, *args):

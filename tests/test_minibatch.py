@@ -57,6 +57,19 @@ def by_index(monkeypatch):
 
     monkeypatch.setattr(_cpu, "labels_by_index",
                         lambda n_features, n_clusters: n_features >= BY_INDEX_MIN_FEATURES)
+    monkeypatch.setattr(_cpu, "labels_by_gemm", lambda dtype, n_features, n_clusters: False)
+
+
+@pytest.fixture
+def by_gemm(monkeypatch):
+    """float32 batches of any shape copied and labelled by BLAS's GEMM
+    (``batch_labels_by_gemm``), a few rows at a time (its blocks of values): the rule
+    (``labels_by_gemm``) is speed only, as ``labels_by_index``."""
+    from gpukmeans import _cpu, _cpu_minibatch
+
+    monkeypatch.setattr(_cpu, "labels_by_gemm",
+                        lambda dtype, n_features, n_clusters: dtype == np.float32)
+    monkeypatch.setattr(_cpu_minibatch, "GEMM_VALUES_BYTES", 1)  # blocks of CHUNK_ROWS
 
 
 def _blobs(rng, n_samples=2500, n_features=5, n_clusters=12, cluster_std=None):
@@ -410,6 +423,23 @@ def test_labels_by_index_follows_the_vector_width(monkeypatch):
         ] == expected
 
 
+def test_labels_by_gemm_follows_the_vector_width_and_the_dtype(monkeypatch):
+    """float32 batches of 256 features or more and 48 clusters or more are labelled by
+    BLAS's GEMM on 256-bit vectors; the 512-bit kernels keep their labels by index
+    (not measured against it), and the GEMM takes what they leave. float64 never: its
+    labels are scikit-learn's GEMM's on 256-row chunks."""
+    from gpukmeans import _cpu_minibatch
+
+    shapes = ((784, 10), (784, 47), (784, 48), (784, 100), (255, 600), (256, 48), (300, 600))
+    for vector_bytes, expected in ((64, [False, False, False, False, False, False, True]),
+                                   (32, [False, False, True, True, False, True, True])):
+        monkeypatch.setattr(_cpu_minibatch, "VECTOR_BYTES", vector_bytes)
+        assert [_cpu_minibatch.labels_by_gemm(np.dtype(np.float32), d, k)
+                for d, k in shapes] == expected
+        assert not any(_cpu_minibatch.labels_by_gemm(np.dtype(np.float64), d, k)
+                       for d, k in shapes)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [3, 50, 130, 300])
 def test_cpu_fused_step_is_bitwise_the_array_operations(dtype, n_features, rng, by_index):
@@ -557,6 +587,44 @@ def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clu
     distances = np.stack([((batch - center) ** 2).sum(axis=1)
                           for center in centers.astype(np.float64)], axis=1)
     np.testing.assert_array_equal(labels, distances.argmin(axis=1))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_features, n_clusters", [(3, 5), (140, 12), (300, 60)])
+def test_batch_labels_by_gemm_are_the_exactly_nearest_centers(n_features, n_clusters,
+                                                              n_threads, rng, by_gemm):
+    """float32 batches labelled by BLAS's GEMM on its threads (several blocks of values)
+    get the labels of the E-step on the copied batch, the exactly nearest centers,
+    lowest index on exact ties, on one thread and on two (OpenBLAS's threads may sum
+    the products in another order: the margin covers it); and the step's centers are
+    the generic path's, bit for bit."""
+    from gpukmeans import _cpu_runtime
+    from gpukmeans._cpu import make_engine
+    from gpukmeans._minibatch_step import mini_batch_step
+
+    import numba
+
+    previous = numba.get_num_threads()
+    _cpu_runtime.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        engine = make_engine()
+        X, centers, rows = _near_tie_batch(n_features, n_clusters, 1e-3, np.float32, rng)
+        labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
+        np.testing.assert_array_equal(labels, copied)
+        batch = X[rows].astype(np.float64)
+        distances = np.stack([((batch - center) ** 2).sum(axis=1)
+                              for center in centers.astype(np.float64)], axis=1)
+        np.testing.assert_array_equal(labels, distances.argmin(axis=1))
+        weights = rng.uniform(0, 3, rows.shape[0]).astype(np.float32)
+        weight_sums = rng.uniform(0, 50, n_clusters).astype(np.float32)
+        with engine.runtime():
+            ours, theirs = (mini_batch_step(X, weights, centers, weight_sums,
+                                            np.random.RandomState(0), each, rows=rows)
+                            for each in (engine, engine._replace(minibatch_step=None)))
+        for a, b in zip(ours[:2], theirs[:2]):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        _cpu_runtime.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
