@@ -53,7 +53,6 @@ this loop 0.01).
 Prior validation of data is assumed everywhere in this module.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -148,33 +147,41 @@ def labels_by_index(n_features, n_clusters):
     return n_clusters <= BY_INDEX_MAX_CLUSTERS
 
 
-# A float32 batch that labels_by_gemm picks is copied and labelled by one GEMM on
-# BLAS's threads, folded on one (batch_labels_by_gemm): the plain step's
-# GEMMs run a 256-row chunk each on Numba's threads, whose second thread this VM seldom
-# gives a loop that follows serial work (docs/cpu-engine.md), while OpenBLAS's own
-# threads halve the product every time. MNIST, 1,024 random rows, k=100, the whole
-# step (copy, labels, update, inertia), medians of 80, ms: 3.45 -> 2.0 on two threads
-# (2.95 with BLAS on one). The labels are the same: float32's are the exactly nearest
-# centers, whatever order the products are summed in (the margin covers any).
-# The values, at most GEMM_VALUES_BYTES of them at a time.
+# A float32 batch that labels_by_gemm picks is labelled by GEMMs on BLAS's own threads,
+# folded on one (batch_labels_by_gemm): the plain step's GEMMs run a 256-row chunk each
+# on Numba's threads, whose second thread this VM seldom gives a loop that follows
+# serial work (docs/cpu-engine.md), while OpenBLAS's own threads halve the product
+# every time. MNIST, 1,024 random rows, k=100, the whole step (copy, labels, update,
+# inertia), medians of 80, ms: 3.45 -> 2.0 on two threads (2.95 with BLAS on one). The
+# labels are the same: float32's are the exactly nearest centers, whatever order the
+# products are summed in (the margin covers any). The rows are copied out of X
+# GEMM_ROWS_BYTES at a time, and their values are at most GEMM_VALUES_BYTES, so that a
+# large batch takes no second copy of itself (a batch_size of all of X would).
+GEMM_ROWS_BYTES = 2**23
 GEMM_VALUES_BYTES = 2**23
 
 
-def batch_labels_by_gemm(X, centers, centers_squared_norms, margin_coefficient, labels):
-    """The float32 labels of the batch ``X`` (a copy, C-contiguous) as the plain step's
-    GEMM kernel gives them (each the exactly nearest center, the lowest index on an
-    exact tie): ``||c||^2 - 2 x.c`` by NumPy's GEMM on as many BLAS threads as Numba
-    has, a block of rows at a time, then :func:`_labels_of_gemm_values` on one."""
-    n_rows, n_clusters = X.shape[0], centers.shape[0]
+def batch_labels_by_gemm(X, rows, centers, centers_squared_norms, margin_coefficient,
+                         labels, n_threads):
+    """The float32 labels of the batch ``X[rows]`` (all of X where ``rows`` is None) as
+    the plain step's GEMM kernel gives them (each the exactly nearest center, the lowest
+    index on an exact tie): a block of rows at a time, copied out of X, its
+    ``||c||^2 - 2 x.c`` by NumPy's GEMM on ``n_threads`` BLAS threads
+    (:func:`gpukmeans._cpu_runtime.gemm_threads`), then :func:`_labels_of_gemm_values`
+    on one."""
+    n_rows = X.shape[0] if rows is None else rows.shape[0]
+    n_clusters, n_features = centers.shape
     minus_two_centers_t = (-2 * centers).T  # exact: a power of two
     max_center_norm = float(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    block_rows = max(CHUNK_ROWS, GEMM_VALUES_BYTES // (X.itemsize * n_clusters))
-    with blas_controller().limit(limits=numba.get_num_threads(), user_api="blas"):
+    block_rows = max(CHUNK_ROWS, min(GEMM_VALUES_BYTES // (X.itemsize * n_clusters),
+                                     GEMM_ROWS_BYTES // (X.itemsize * n_features)))
+    with blas_controller().limit(limits=n_threads, user_api="blas"):
         for start in range(0, n_rows, block_rows):
-            block = X[start:start + block_rows]
+            end = min(start + block_rows, n_rows)
+            block = X[start:end] if rows is None else np.take(X, rows[start:end], axis=0)
             _labels_of_gemm_values(block, block @ minus_two_centers_t, centers,
                                    centers_squared_norms, margin_coefficient,
-                                   max_center_norm, labels[start:start + block_rows])
+                                   max_center_norm, labels[start:end])
 
 
 @njit(nogil=True, cache=CACHE)

@@ -20,7 +20,7 @@ import types
 import numba
 from numba.core import event as numba_event
 
-from ._cpu_small import WORKER_NICE_INCREMENT, blas_controller
+from ._cpu_small import WORKER_NICE_INCREMENT, blas_controller, n_row_threads
 
 logger = logging.getLogger("gpukmeans._cpu")
 
@@ -260,6 +260,49 @@ class _CompileNotice(numba_event.Listener):
 _COMPILE_NOTICE = _CompileNotice()
 numba_event.register("numba:compile", _COMPILE_NOTICE)
 
+# The BLAS threads a GEMM on BLAS's own threads may take (gemm_threads, before Numba's
+# count): those the caller allowed (the fewest of any BLAS library's), as the outermost
+# cpu_runtime found them before it held BLAS to one, and the CPUs; None outside.
+_CALLER_BLAS_THREADS = [None]
+
+
+def _blas_threads_now():
+    return min((library.num_threads for library in blas_controller().lib_controllers
+                if library.user_api == "blas"), default=1)
+
+
+def _blas_threads_allowed():
+    return min(_blas_threads_now(), n_row_threads())
+
+
+@contextlib.contextmanager
+def _caller_blas_threads_kept():
+    """Keeps :data:`_CALLER_BLAS_THREADS` for the outermost runtime's duration (once a
+    call: the CPUs' count reads /proc, 26 us); entered under the engine's lock, before
+    the limit."""
+    if _CALLER_BLAS_THREADS[0] is not None:  # inside another runtime: its caller's
+        yield
+        return
+    _CALLER_BLAS_THREADS[0] = _blas_threads_allowed()
+    try:
+        yield
+    finally:
+        _CALLER_BLAS_THREADS[0] = None
+
+
+def gemm_threads():
+    """The threads a GEMM that runs on BLAS's own threads may take inside the runtime
+    (:func:`gpukmeans._cpu_minibatch.batch_labels_by_gemm`): Numba's thread count, at
+    most the CPUs this process may run on (OpenBLAS's threads spin while they wait, so
+    more threads than CPUs cost much more than Numba's, which sleep: a helper measured
+    a MiniBatchKMeans fit 3.2x slower at NUMBA_NUM_THREADS=8 on 2 CPUs), and at most the
+    BLAS threads its caller allowed (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``)."""
+    allowed = _CALLER_BLAS_THREADS[0]
+    if allowed is None:
+        allowed = _blas_threads_allowed()
+    return max(1, min(numba.get_num_threads(), allowed))
+
+
 @contextlib.contextmanager
 def cpu_runtime(new_call=True):
     """What every public call runs inside (``Engine.runtime``): one engine call at a
@@ -279,8 +322,8 @@ def cpu_runtime(new_call=True):
     compile``'s warm-up, which says itself how long it takes.
     """
     try:
-        with _ENGINE_LOCK, blas_controller().limit(limits=1, user_api="blas"), \
-                _interrupts_not_dropped():
+        with _ENGINE_LOCK, _caller_blas_threads_kept(), \
+                blas_controller().limit(limits=1, user_api="blas"), _interrupts_not_dropped():
             _start_niced_workers_once()
             quiet = _COMPILE_NOTICE.quiet
             if not new_call:
