@@ -37,7 +37,7 @@ from ._cpu_lloyd import (
     _lloyd_chunked,
 )
 from ._cpu_minibatch import (
-    BY_INDEX_MIN_FEATURES, GEMM_ROWS_BYTES, UPDATE_GROUPS_PER_THREAD, _batch_labels_by_index,
+    BY_INDEX_MIN_FEATURES, GEMM_MAX_BATCH_BYTES, UPDATE_GROUPS_PER_THREAD, _batch_labels_by_index,
     _labelled_update_by_index, _minibatch_update, _minibatch_update_by_clusters,
     batch_labels_by_gemm, batch_search, labels_by_gemm, labels_by_index,
 )
@@ -405,19 +405,17 @@ def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS,
 
 def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia):
     """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (on the copied batch by
-    BLAS's GEMM where :func:`labels_by_gemm` says, by index where
+    BLAS's GEMM where :func:`labels_by_gemm` says and the batch is at most
+    GEMM_MAX_BATCH_BYTES, by index where
     :func:`labels_by_index` says, else on the copied batch by :func:`e_step`), then its
     update and inertia (see :mod:`gpukmeans._cpu_minibatch`)."""
     n_features, n_clusters = centers.shape[1], centers.shape[0]
-    by_gemm = labels_by_gemm(X.dtype, n_features, n_clusters)
+    n_rows = X.shape[0] if rows is None else rows.shape[0]
+    by_gemm = (labels_by_gemm(X.dtype, n_features, n_clusters)
+               and n_rows * n_features * X.itemsize <= GEMM_MAX_BATCH_BYTES)
     by_index = not by_gemm and labels_by_index(n_features, n_clusters)
-    if rows is not None and not by_index and (
-            not by_gemm or rows.shape[0] * n_features * X.itemsize <= GEMM_ROWS_BYTES):
-        # Labelled on the copy, summed from it (by BLAS's GEMM, a batch larger than
-        # GEMM_ROWS_BYTES is copied a block at a time, and summed by index: 0.4 ms more
-        # on MNIST's 1,024 rows, but no second X for a batch_size of all of it).
-        X, rows = np.take(X, rows, axis=0), None
-    gathered_rows = rows  # None: X is the batch
+    if rows is not None and not by_index:
+        X, rows = np.take(X, rows, axis=0), None  # labelled on the copy
     if rows is None:
         rows = np.arange(X.shape[0])
     labels = np.empty(rows.shape[0], dtype=np.int32)
@@ -439,7 +437,7 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
                 min(n_clusters, UPDATE_GROUPS_PER_THREAD * numba.get_num_threads()))
     else:
         if by_gemm:
-            batch_labels_by_gemm(X, gathered_rows, centers, _centers_squared_norms(centers),
+            batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
                                  _bound_margin_coefficient(X.dtype, n_features), labels,
                                  gemm_threads())
         else:
@@ -661,7 +659,7 @@ def _warm_up_all(dtypes):
                                           np.ascontiguousarray(data[:n_clusters]),
                                           np.ones(n_clusters, dtype=dtype), True)
                 if dtype == np.float32:  # and by BLAS's GEMM, on many features and clusters
-                    batch_labels_by_gemm(X, None, centers, _centers_squared_norms(centers),
+                    batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
                                          _bound_margin_coefficient(dtype, n_features), labels,
                                          1)
                 sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)

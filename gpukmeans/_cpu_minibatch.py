@@ -115,22 +115,21 @@ BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 # On MNIST's rows, by index / by GEMM, two threads then one: k=20 1.10 / 1.20, 1.08 /
 # 1.41; k=32 1.64 / 1.37, 1.42 / 1.51; k=48 2.12 / 1.80, 1.88 / 1.83; k=64 2.57 / 2.05,
 # 2.33 / 2.19; k=98 3.45 / 2.38, 3.44 / 3.23.
-# The 512-bit kernels' by-index labels were not measured against it: they keep theirs.
+# Beyond, measured by a helper, by GEMM / before: d=256 k=128 0.59-0.80x, d=2048 k=200
+# 0.11-0.26x. The 512-bit kernels were not measured against it: they keep their ways.
 BY_GEMM_MIN_FEATURES = 256
 BY_GEMM_MIN_CLUSTERS = 48
 
 
 def labels_by_gemm(dtype, n_features, n_clusters):
-    """Whether a batch of this dtype and these shapes is copied and labelled by
-    :func:`batch_labels_by_gemm`: float32 (whose labels are the exactly nearest centers
-    however the products are summed) from BY_GEMM_MIN_FEATURES features and
-    BY_GEMM_MIN_CLUSTERS clusters, but where the 512-bit kernels label by index. Speed only, as
+    """Whether a batch (of at most GEMM_MAX_BATCH_BYTES) of this dtype and these shapes
+    is copied and labelled by :func:`batch_labels_by_gemm`: float32 (whose labels are the
+    exactly nearest centers however the products are summed) from BY_GEMM_MIN_FEATURES
+    features and BY_GEMM_MIN_CLUSTERS clusters, on 256-bit vectors, where it was
+    measured (the 512-bit kernels keep their ways). Speed only, as
     :func:`labels_by_index`: the same labels every way."""
-    if dtype != np.float32 or n_features < BY_GEMM_MIN_FEATURES:
-        return False
-    if VECTOR_BYTES >= 64 and labels_by_index(n_features, n_clusters):
-        return False
-    return n_clusters >= BY_GEMM_MIN_CLUSTERS
+    return (dtype == np.float32 and VECTOR_BYTES < 64 and n_features >= BY_GEMM_MIN_FEATURES
+            and n_clusters >= BY_GEMM_MIN_CLUSTERS)
 
 
 def labels_by_index(n_features, n_clusters):
@@ -154,34 +153,32 @@ def labels_by_index(n_features, n_clusters):
 # every time. MNIST, 1,024 random rows, k=100, the whole step (copy, labels, update,
 # inertia), medians of 80, ms: 3.45 -> 2.0 on two threads (2.95 with BLAS on one). The
 # labels are the same: float32's are the exactly nearest centers, whatever order the
-# products are summed in (the margin covers any). The rows are copied out of X
-# GEMM_ROWS_BYTES at a time, and their values are at most GEMM_VALUES_BYTES, so that a
-# large batch takes no second copy of itself (a batch_size of all of X would).
-GEMM_ROWS_BYTES = 2**23
+# products are summed in (the margin covers any). Only a batch of at most
+# GEMM_MAX_BATCH_BYTES: a larger one keeps the other ways (its fold, on one thread, would
+# weigh more beside a GEMM on many, and its copy would be a second X for a batch_size of
+# all of it). The values are made GEMM_VALUES_BYTES at a time (or CHUNK_ROWS rows).
+GEMM_MAX_BATCH_BYTES = 2**23
 GEMM_VALUES_BYTES = 2**23
 
 
-def batch_labels_by_gemm(X, rows, centers, centers_squared_norms, margin_coefficient,
-                         labels, n_threads):
-    """The float32 labels of the batch ``X[rows]`` (all of X where ``rows`` is None) as
-    the plain step's GEMM kernel gives them (each the exactly nearest center, the lowest
-    index on an exact tie): a block of rows at a time, copied out of X, its
+def batch_labels_by_gemm(X, centers, centers_squared_norms, margin_coefficient, labels,
+                         n_threads):
+    """The float32 labels of the batch ``X`` (C-contiguous: a copy, or partial_fit's
+    batch) as the plain step's GEMM kernel gives them (each the exactly nearest center,
+    the lowest index on an exact tie): a block of rows at a time, its
     ``||c||^2 - 2 x.c`` by NumPy's GEMM on ``n_threads`` BLAS threads
     (:func:`gpukmeans._cpu_runtime.gemm_threads`), then :func:`_labels_of_gemm_values`
     on one."""
-    n_rows = X.shape[0] if rows is None else rows.shape[0]
-    n_clusters, n_features = centers.shape
+    n_rows, n_clusters = X.shape[0], centers.shape[0]
     minus_two_centers_t = (-2 * centers).T  # exact: a power of two
     max_center_norm = float(centers_squared_norms.max()) + _SUBNORMAL_NORM
-    block_rows = max(CHUNK_ROWS, min(GEMM_VALUES_BYTES // (X.itemsize * n_clusters),
-                                     GEMM_ROWS_BYTES // (X.itemsize * n_features)))
+    block_rows = max(CHUNK_ROWS, GEMM_VALUES_BYTES // (X.itemsize * n_clusters))
     with blas_controller().limit(limits=n_threads, user_api="blas"):
         for start in range(0, n_rows, block_rows):
-            end = min(start + block_rows, n_rows)
-            block = X[start:end] if rows is None else np.take(X, rows[start:end], axis=0)
+            block = X[start:start + block_rows]
             _labels_of_gemm_values(block, block @ minus_two_centers_t, centers,
                                    centers_squared_norms, margin_coefficient,
-                                   max_center_norm, labels[start:end])
+                                   max_center_norm, labels[start:start + block_rows])
 
 
 @njit(nogil=True, cache=CACHE)

@@ -278,8 +278,8 @@ def _blas_threads_allowed():
 @contextlib.contextmanager
 def _caller_blas_threads_kept():
     """Keeps :data:`_CALLER_BLAS_THREADS` for the outermost runtime's duration (once a
-    call: the CPUs' count reads /proc, 26 us); entered under the engine's lock, before
-    the limit."""
+    call, not once a step: the CPUs' count is a system call and the environment's
+    limits, a few us); entered under the engine's lock, before the limit."""
     if _CALLER_BLAS_THREADS[0] is not None:  # inside another runtime: its caller's
         yield
         return
@@ -293,9 +293,11 @@ def _caller_blas_threads_kept():
 def gemm_threads():
     """The threads a GEMM that runs on BLAS's own threads may take inside the runtime
     (:func:`gpukmeans._cpu_minibatch.batch_labels_by_gemm`): Numba's thread count, at
-    most the CPUs this process may run on (OpenBLAS's threads spin while they wait, so
-    more threads than CPUs cost much more than Numba's, which sleep: a helper measured
-    a MiniBatchKMeans fit 3.2x slower at NUMBA_NUM_THREADS=8 on 2 CPUs), and at most the
+    most :func:`gpukmeans._cpu_small.n_row_threads` (the CPUs this process may run on, at
+    most 8 and what OMP_NUM_THREADS or NUMBA_NUM_THREADS allow: OpenBLAS's threads spin
+    while they wait, so more threads than CPUs cost much more than Numba's, which sleep:
+    a helper measured a MiniBatchKMeans fit 3.2x slower at NUMBA_NUM_THREADS=8 on 2
+    CPUs), and at most the
     BLAS threads its caller allowed (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``)."""
     allowed = _CALLER_BLAS_THREADS[0]
     if allowed is None:

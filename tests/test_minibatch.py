@@ -60,21 +60,16 @@ def by_index(monkeypatch):
     monkeypatch.setattr(_cpu, "labels_by_gemm", lambda dtype, n_features, n_clusters: False)
 
 
-@pytest.fixture(params=["copied", "gathered"])
-def by_gemm(request, monkeypatch):
+@pytest.fixture
+def by_gemm(monkeypatch):
     """float32 batches of any shape labelled by BLAS's GEMM (``batch_labels_by_gemm``),
     a few rows at a time (its blocks of values): the rule (``labels_by_gemm``) is speed
-    only, as ``labels_by_index``. "copied": the batch copied whole, and summed from the
-    copy; "gathered": as a batch larger than GEMM_ROWS_BYTES, copied a block at a time
-    and summed by index."""
+    only, as ``labels_by_index``."""
     from gpukmeans import _cpu, _cpu_minibatch
 
     monkeypatch.setattr(_cpu, "labels_by_gemm",
                         lambda dtype, n_features, n_clusters: dtype == np.float32)
     monkeypatch.setattr(_cpu_minibatch, "GEMM_VALUES_BYTES", 1)  # blocks of CHUNK_ROWS
-    if request.param == "gathered":
-        monkeypatch.setattr(_cpu, "GEMM_ROWS_BYTES", 1)
-        monkeypatch.setattr(_cpu_minibatch, "GEMM_ROWS_BYTES", 1)
 
 
 def _blobs(rng, n_samples=2500, n_features=5, n_clusters=12, cluster_std=None):
@@ -430,13 +425,13 @@ def test_labels_by_index_follows_the_vector_width(monkeypatch):
 
 def test_labels_by_gemm_follows_the_vector_width_and_the_dtype(monkeypatch):
     """float32 batches of 256 features or more and 48 clusters or more are labelled by
-    BLAS's GEMM on 256-bit vectors; the 512-bit kernels keep their labels by index
-    (not measured against it), and the GEMM takes what they leave. float64 never: its
-    labels are scikit-learn's GEMM's on 256-row chunks."""
+    BLAS's GEMM on 256-bit vectors; the 512-bit kernels keep their ways (not measured
+    against it). float64 never: its labels are scikit-learn's GEMM's on 256-row
+    chunks."""
     from gpukmeans import _cpu_minibatch
 
     shapes = ((784, 10), (784, 47), (784, 48), (784, 100), (255, 600), (256, 48), (300, 600))
-    for vector_bytes, expected in ((64, [False, False, False, False, False, False, True]),
+    for vector_bytes, expected in ((64, [False] * 7),
                                    (32, [False, False, True, True, False, True, True])):
         monkeypatch.setattr(_cpu_minibatch, "VECTOR_BYTES", vector_bytes)
         assert [_cpu_minibatch.labels_by_gemm(np.dtype(np.float32), d, k)
@@ -632,67 +627,85 @@ def test_batch_labels_by_gemm_are_the_exactly_nearest_centers(n_features, n_clus
         _cpu_runtime.set_num_threads(previous)
 
 
-def test_batch_labels_by_gemm_copy_a_block_of_rows_at_a_time(monkeypatch, rng):
-    """A batch labelled by BLAS's GEMM is copied out of X a block of GEMM_ROWS_BYTES at a
-    time (a batch_size of all of X took a second X: a helper's find), its values at most
-    GEMM_VALUES_BYTES: the blocks' labels are the whole batch's."""
-    from gpukmeans import _cpu_minibatch
+def test_batch_labels_by_gemm_in_blocks_and_only_for_batches_up_to_a_size(monkeypatch, rng,
+                                                                          by_gemm):
+    """The GEMM's values are made a block of rows at a time (GEMM_VALUES_BYTES, at least
+    CHUNK_ROWS rows): the blocks' labels are the whole batch's. A batch beyond
+    GEMM_MAX_BATCH_BYTES keeps the other ways (its fold would run on one thread beside a
+    GEMM on many, and its copy would be a second X for a batch_size of all of X: a
+    helper's find): the same step, bit for bit."""
+    from gpukmeans import _cpu, _cpu_minibatch
     from gpukmeans._cpu_small import CHUNK_ROWS, bound_margin_coefficient
 
     n_features, n_clusters = 300, 60
     X = rng.normal(size=(3000, n_features)).astype(np.float32)
     centers = X[:n_clusters] + np.float32(0.1)
-    rows = rng.integers(0, X.shape[0], 2500)
     norms = (centers.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
     coefficient = bound_margin_coefficient(X.dtype, n_features)
-    whole = np.empty(rows.shape[0], dtype=np.int32)
-    _cpu_minibatch.batch_labels_by_gemm(X, rows, centers, norms, coefficient, whole, 2)
     blocks = []
     labels_of_values = _cpu_minibatch._labels_of_gemm_values
     monkeypatch.setattr(_cpu_minibatch, "_labels_of_gemm_values",
                         lambda block, *args: (blocks.append(block.shape[0]),
                                               labels_of_values(block, *args)))
-    monkeypatch.setattr(_cpu_minibatch, "GEMM_ROWS_BYTES", 700 * 4 * n_features)
-    in_blocks = np.empty(rows.shape[0], dtype=np.int32)
-    _cpu_minibatch.batch_labels_by_gemm(X, rows, centers, norms, coefficient, in_blocks, 2)
-    assert blocks == [700, 700, 700, 400]
-    np.testing.assert_array_equal(in_blocks, whole)
-    monkeypatch.setattr(_cpu_minibatch, "GEMM_ROWS_BYTES", 1)  # no fewer than CHUNK_ROWS
-    blocks.clear()
-    _cpu_minibatch.batch_labels_by_gemm(X[:600], None, centers, norms, coefficient,
-                                        in_blocks[:600], 1)
-    assert blocks == [CHUNK_ROWS, CHUNK_ROWS, 600 - 2 * CHUNK_ROWS]
-    np.testing.assert_array_equal(in_blocks[:600], cdist(
-        X[:600].astype(np.float64), centers.astype(np.float64), "sqeuclidean").argmin(axis=1))
+    for values_bytes, expected in ((700 * 4 * n_clusters, [700, 700, 700, 400]),
+                                   (1, [CHUNK_ROWS] * 9 + [2500 - 9 * CHUNK_ROWS])):
+        monkeypatch.setattr(_cpu_minibatch, "GEMM_VALUES_BYTES", values_bytes)
+        blocks.clear()
+        labels = np.empty(2500, dtype=np.int32)
+        _cpu_minibatch.batch_labels_by_gemm(X[:2500], centers, norms, coefficient, labels, 2)
+        assert blocks == expected
+        np.testing.assert_array_equal(labels, cdist(
+            X[:2500].astype(np.float64), centers.astype(np.float64),
+            "sqeuclidean").argmin(axis=1))
+    rows = rng.integers(0, X.shape[0], 1000)
+    weights = np.ones(rows.shape[0], dtype=np.float32)
+    weight_sums = rng.uniform(0, 50, n_clusters).astype(np.float32)
+    engine = _cpu.make_engine()
+    with engine.runtime():
+        blocks.clear()
+        small = engine.minibatch_step(X, rows, weights, centers, weight_sums, True)
+        assert blocks  # by GEMM
+        monkeypatch.setattr(_cpu, "GEMM_MAX_BATCH_BYTES", 1000 * 4 * n_features - 1)
+        blocks.clear()
+        large = engine.minibatch_step(X, rows, weights, centers, weight_sums, True)
+        assert not blocks  # too large a batch: the E-step on the copy
+    for a, b in zip(small, large):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_gemm_threads_follow_the_callers_blas_limit_and_the_cpus(monkeypatch):
     """The batch GEMM's BLAS threads: Numba's count, at most the CPUs the process may run
     on (OpenBLAS's waiting threads spin: at NUMBA_NUM_THREADS=8 on 2 CPUs a fit took 3.2x
     as long), and at most what the caller allowed BLAS (threadpoolctl, or
-    OPENBLAS_NUM_THREADS), as the outermost engine call found it; the engine itself holds
-    BLAS to one thread inside."""
-    import numba
+    OPENBLAS_NUM_THREADS), as the outermost engine call found it, nested calls too,
+    forgotten when the call ends, also by an exception; the engine itself holds BLAS to
+    one thread inside. Numba's count is set to 4 here, so that every limit shows."""
     from threadpoolctl import threadpool_limits
 
     from gpukmeans import _cpu_runtime
     from gpukmeans._cpu_runtime import cpu_runtime, gemm_threads
 
-    monkeypatch.setattr(_cpu_runtime, "n_row_threads", lambda: 1)
-    with cpu_runtime():
-        assert gemm_threads() == 1
-    monkeypatch.setattr(_cpu_runtime, "n_row_threads", lambda: 64)
-    caller = _cpu_runtime._blas_threads_now()
-    with cpu_runtime():
-        assert gemm_threads() == min(numba.get_num_threads(), caller)
-    with threadpool_limits(limits=1, user_api="blas"):
+    monkeypatch.setattr(_cpu_runtime.numba, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(_cpu_runtime, "n_row_threads", lambda: 3)
+    with threadpool_limits(limits=8, user_api="blas"):
         with cpu_runtime():
-            with cpu_runtime(new_call=False):  # a nested runtime keeps the caller's
-                assert gemm_threads() == 1
+            assert gemm_threads() == 3  # the CPUs
+            assert _cpu_runtime._blas_threads_now() == 1  # the engine's own limit
+        monkeypatch.setattr(_cpu_runtime, "n_row_threads", lambda: 64)
+        with cpu_runtime():
+            assert gemm_threads() == 4  # Numba's
     with threadpool_limits(limits=2, user_api="blas"):
         with cpu_runtime():
-            assert gemm_threads() == min(2, numba.get_num_threads())
-            assert _cpu_runtime._blas_threads_now() == 1  # the engine's own limit
+            with cpu_runtime(new_call=False):  # a nested runtime keeps the caller's
+                assert gemm_threads() == 2
+            assert gemm_threads() == 2
+        with pytest.raises(RuntimeError):
+            with cpu_runtime():
+                raise RuntimeError
+        assert _cpu_runtime._CALLER_BLAS_THREADS[0] is None
+    with threadpool_limits(limits=1, user_api="blas"):
+        with cpu_runtime():
+            assert gemm_threads() == 1
 
 
 @pytest.mark.parametrize("n_features, n_clusters", [(129, 3), (129, 128), (300, 512)])
