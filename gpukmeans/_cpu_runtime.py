@@ -297,8 +297,8 @@ def gemm_threads():
     most 8 and what OMP_NUM_THREADS or NUMBA_NUM_THREADS allow: OpenBLAS's threads spin
     while they wait, so more threads than CPUs cost much more than Numba's, which sleep:
     a helper measured a MiniBatchKMeans fit 3.2x slower at NUMBA_NUM_THREADS=8 on 2
-    CPUs), and at most the
-    BLAS threads its caller allowed (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``)."""
+    CPUs), and at most the BLAS threads its caller allowed (``OPENBLAS_NUM_THREADS``,
+    ``threadpoolctl``)."""
     allowed = _CALLER_BLAS_THREADS[0]
     if allowed is None:
         allowed = _blas_threads_allowed()

@@ -579,14 +579,7 @@ def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clu
     ``||c||^2 - 2 x.c`` (about 1e7 here, rounded by about 1) cannot order."""
     from gpukmeans._cpu import make_engine
 
-    engine = make_engine()
-    X, centers, rows = _near_tie_batch(n_features, n_clusters, 1e-3, np.float32, rng)
-    labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
-    np.testing.assert_array_equal(labels, copied)
-    batch = X[rows].astype(np.float64)
-    distances = np.stack([((batch - center) ** 2).sum(axis=1)
-                          for center in centers.astype(np.float64)], axis=1)
-    np.testing.assert_array_equal(labels, distances.argmin(axis=1))
+    _check_float32_batch_labels_are_exact(make_engine(), n_features, n_clusters, rng)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -598,23 +591,18 @@ def test_batch_labels_by_gemm_are_the_exactly_nearest_centers(n_features, n_clus
     lowest index on exact ties, on one thread and on two (OpenBLAS's threads may sum
     the products in another order: the margin covers it); and the step's centers are
     the generic path's, bit for bit."""
+    import numba
+
     from gpukmeans import _cpu_runtime
     from gpukmeans._cpu import make_engine
     from gpukmeans._minibatch_step import mini_batch_step
-
-    import numba
 
     previous = numba.get_num_threads()
     _cpu_runtime.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     try:
         engine = make_engine()
-        X, centers, rows = _near_tie_batch(n_features, n_clusters, 1e-3, np.float32, rng)
-        labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
-        np.testing.assert_array_equal(labels, copied)
-        batch = X[rows].astype(np.float64)
-        distances = np.stack([((batch - center) ** 2).sum(axis=1)
-                              for center in centers.astype(np.float64)], axis=1)
-        np.testing.assert_array_equal(labels, distances.argmin(axis=1))
+        X, centers, rows = _check_float32_batch_labels_are_exact(engine, n_features,
+                                                                 n_clusters, rng)
         weights = rng.uniform(0, 3, rows.shape[0]).astype(np.float32)
         weight_sums = rng.uniform(0, 50, n_clusters).astype(np.float32)
         with engine.runtime():
@@ -635,12 +623,14 @@ def test_batch_labels_by_gemm_in_blocks_and_only_for_batches_up_to_a_size(monkey
     GEMM on many, and its copy would be a second X for a batch_size of all of X: a
     helper's find): the same step, bit for bit."""
     from gpukmeans import _cpu, _cpu_minibatch
-    from gpukmeans._cpu_small import CHUNK_ROWS, bound_margin_coefficient
+    from gpukmeans._cpu_small import (
+        CHUNK_ROWS, bound_margin_coefficient, centers_squared_norms,
+    )
 
     n_features, n_clusters = 300, 60
     X = rng.normal(size=(3000, n_features)).astype(np.float32)
     centers = X[:n_clusters] + np.float32(0.1)
-    norms = (centers.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    norms = centers_squared_norms(centers)
     coefficient = bound_margin_coefficient(X.dtype, n_features)
     blocks = []
     labels_of_values = _cpu_minibatch._labels_of_gemm_values
@@ -753,6 +743,21 @@ def _near_tie_batch(n_features, n_clusters, noise, dtype, rng):
     centers = X[rng.choice(3000, n_clusters, replace=False)] + dtype(0.25)
     centers[::3] = X[rng.choice(3000, len(centers[::3]), replace=False)]
     return X, centers, rng.integers(0, 3000, 2500)
+
+
+def _check_float32_batch_labels_are_exact(engine, n_features, n_clusters, rng):
+    """A float32 near-tie batch (:func:`_near_tie_batch`) labelled by the engine's step:
+    the labels of the E-step on the copied batch, and the exactly nearest centers
+    (against float64 distances computed here), lowest index on exact ties. Returns the
+    batch's ``X, centers, rows``."""
+    X, centers, rows = _near_tie_batch(n_features, n_clusters, 1e-3, np.float32, rng)
+    labels, copied = _batch_labels_both_ways(engine, X, centers, rows)
+    np.testing.assert_array_equal(labels, copied)
+    batch = X[rows].astype(np.float64)
+    distances = np.stack([((batch - center) ** 2).sum(axis=1)
+                          for center in centers.astype(np.float64)], axis=1)
+    np.testing.assert_array_equal(labels, distances.argmin(axis=1))
+    return X, centers, rows
 
 
 def _batch_labels_both_ways(engine, X, centers, rows):
