@@ -100,10 +100,10 @@ BY_INDEX_MANY_FEATURES_MAX_CLUSTERS = 512
 BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 
 
-# With 256-bit vectors, a float32 batch of at least BY_GEMM_MIN_FEATURES features and
-# BY_GEMM_MIN_CLUSTERS clusters is labelled by batch_labels_by_gemm rather than by index
-# or by the E-step on the copy (its blocked kernel). The whole step, 1,024 random rows
-# of uniform values, medians of 3 x 60 alternated, ms, by index /
+# A float32 batch of at least BY_GEMM_MIN_FEATURES features and BY_GEMM_MIN_CLUSTERS
+# clusters is labelled by batch_labels_by_gemm rather than by index or by the E-step on
+# the copy (its blocked kernel). With 256-bit vectors (the Zen 3), the whole step,
+# 1,024 random rows of uniform values, medians of 3 x 60 alternated, ms, by index /
 # copied (E-step) / by GEMM, two threads then one: d=784 k=10 0.91 / 1.04 / 1.07, 0.90
 # / 1.05 / 1.14; k=20 1.32 / 1.48 / 1.51, 1.32 / 1.49 / 1.38; k=32 2.08 / 2.25 / 1.85,
 # 1.84 / 1.99 / 1.57; k=64 3.37 / 3.53 / 2.64, 3.22 / 3.40 / 2.22; k=98 4.17 / 4.94 /
@@ -116,7 +116,15 @@ BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 # 1.41; k=32 1.64 / 1.37, 1.42 / 1.51; k=48 2.12 / 1.80, 1.88 / 1.83; k=64 2.57 / 2.05,
 # 2.33 / 2.19; k=98 3.45 / 2.38, 3.44 / 3.23.
 # Beyond, measured by a helper, by GEMM / before: d=256 k=128 0.59-0.80x, d=2048 k=200
-# 0.11-0.26x. The 512-bit kernels were not measured against it: they keep their ways.
+# 0.11-0.26x. With 512-bit vectors (a 2-core Xeon, stop 60), the whole step by index /
+# by GEMM, medians of 120 alternated in blocks of 12, ms, two threads: MNIST k=20 0.83 /
+# 1.09, k=32 1.46 / 1.14, k=48 1.80 / 1.28, k=64 1.97 / 1.40, k=100 2.57 / 1.73, k=200
+# 4.26 / 2.40; uniform rows d=256 k=32 0.52 / 0.57, k=48 0.64 / 0.60, k=64 0.80 / 0.65,
+# k=128 1.38 / 1.31; d=384 k=48 0.91 / 0.76, k=128 2.06 / 1.08; d=512 k=32 0.91 / 0.86,
+# k=48 1.36 / 0.93, k=128 2.78 / 1.34; d=1024 k=32 2.42 / 1.54, k=128 7.27 / 2.60. One
+# thread: MNIST k=32 1.10 / 1.33, k=48 1.31 / 1.49 (the rule's one loss), k=64 1.76 /
+# 1.74, k=100 2.40 / 2.13; d=256 k=48 0.63 / 0.62, k=128 1.33 / 0.93; d=384 k=48 0.95 /
+# 0.87; d=1024 k=48 2.77 / 2.06. So one rule for both widths.
 BY_GEMM_MIN_FEATURES = 256
 BY_GEMM_MIN_CLUSTERS = 48
 
@@ -125,10 +133,10 @@ def labels_by_gemm(dtype, n_features, n_clusters):
     """Whether a batch (of at most GEMM_MAX_BATCH_BYTES) of this dtype and these shapes
     is copied and labelled by :func:`batch_labels_by_gemm`: float32 (whose labels are the
     exactly nearest centers however the products are summed) from BY_GEMM_MIN_FEATURES
-    features and BY_GEMM_MIN_CLUSTERS clusters, on 256-bit vectors, where it was
-    measured (the 512-bit kernels keep their ways). Speed only, as
-    :func:`labels_by_index`: the same labels every way."""
-    return (dtype == np.float32 and VECTOR_BYTES < 64 and n_features >= BY_GEMM_MIN_FEATURES
+    features and BY_GEMM_MIN_CLUSTERS clusters, on 256-bit and 512-bit vectors alike
+    (measured on both). Speed only, as :func:`labels_by_index`: the same labels every
+    way."""
+    return (dtype == np.float32 and n_features >= BY_GEMM_MIN_FEATURES
             and n_clusters >= BY_GEMM_MIN_CLUSTERS)
 
 

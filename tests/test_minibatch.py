@@ -423,19 +423,18 @@ def test_labels_by_index_follows_the_vector_width(monkeypatch):
         ] == expected
 
 
-def test_labels_by_gemm_follows_the_vector_width_and_the_dtype(monkeypatch):
+def test_labels_by_gemm_follows_the_shapes_and_the_dtype_on_every_vector_width(monkeypatch):
     """float32 batches of 256 features or more and 48 clusters or more are labelled by
-    BLAS's GEMM on 256-bit vectors; the 512-bit kernels keep their ways (not measured
-    against it). float64 never: its labels are scikit-learn's GEMM's on 256-row
-    chunks."""
+    BLAS's GEMM, with 256-bit and 512-bit vectors alike (measured on both:
+    gpukmeans/_cpu_minibatch.py). float64 never: its labels are scikit-learn's GEMM's on
+    256-row chunks."""
     from gpukmeans import _cpu_minibatch
 
     shapes = ((784, 10), (784, 47), (784, 48), (784, 100), (255, 600), (256, 48), (300, 600))
-    for vector_bytes, expected in ((64, [False] * 7),
-                                   (32, [False, False, True, True, False, True, True])):
+    for vector_bytes in (64, 32):
         monkeypatch.setattr(_cpu_minibatch, "VECTOR_BYTES", vector_bytes)
         assert [_cpu_minibatch.labels_by_gemm(np.dtype(np.float32), d, k)
-                for d, k in shapes] == expected
+                for d, k in shapes] == [False, False, True, True, False, True, True]
         assert not any(_cpu_minibatch.labels_by_gemm(np.dtype(np.float64), d, k)
                        for d, k in shapes)
 
