@@ -156,12 +156,13 @@ def labels_by_index(n_features, n_clusters):
 
 # A float32 batch that labels_by_gemm picks is labelled by GEMMs on BLAS's own threads,
 # folded on one (batch_labels_by_gemm): the plain step's GEMMs run a 256-row chunk each
-# on Numba's threads, whose second thread this VM seldom gives a loop that follows
-# serial work (docs/cpu-engine.md), while OpenBLAS's own threads halve the product
-# every time. MNIST, 1,024 random rows, k=100, the whole step (copy, labels, update,
-# inertia), medians of 80, ms: 3.45 -> 2.0 on two threads (2.95 with BLAS on one). The
-# labels are the same: float32's are the exactly nearest centers, whatever order the
-# products are summed in (the margin covers any). Only a batch of at most
+# on Numba's threads, whose second thread the Zen 3 VM of stop 59 seldom gave a loop
+# that follows serial work (docs/cpu-engine.md), while OpenBLAS's own threads halve the
+# product every time. There, MNIST, 1,024 random rows, k=100, the whole step (copy,
+# labels, update, inertia), medians of 80, ms: 3.45 -> 2.0 on two threads (2.95 with
+# BLAS on one; the Xeon's, above: 2.57 -> 1.73). The labels are the same: float32's
+# are the exactly nearest centers, whatever order the products are summed in (the
+# margin covers any). Only a batch of at most
 # GEMM_MAX_BATCH_BYTES: a larger one keeps the other ways (its fold, on one thread, would
 # weigh more beside a GEMM on many, and its copy would be a second X for a batch_size of
 # all of it). The values are made GEMM_VALUES_BYTES at a time (or CHUNK_ROWS rows).
