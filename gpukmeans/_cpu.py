@@ -142,11 +142,40 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # k=32 0.720 / 0.574, k=48 0.936 / 0.819; one thread, 100,000 rows d=32 k=16 4.42 /
 # 4.33, k=32 7.43 / 6.69. From 40 features it lost (d=40 k=8-48 1.00-1.16x, d=48
 # 1.08-1.35x). Stop 49's Xeon: d=32 k=32 2.86 / 2.24.
+# Since stop 61 BY_PANEL keeps a few centers' sums for a few vectors of rows in registers
+# and folds them there (_cpu_panel.panel_chunk_nearest; before, one center at a time over
+# 8 vectors of rows, its values folded from memory; the same bits): one thread, E-step
+# alone over 100,000 random rows, ms, the old panel / the new / the GEMM folded by rows,
+# on a 2-core Xeon with AVX-512: d=32 k=512 31.9 / 21.7 / 34.2 (151 GFLOP/s, its SGEMM
+# 191), k=1024 90.9 / 42.5 / 65.6, k=4096 401 / 165 / 261; d=16 k=512 18.6 / 11.2 / 22.0;
+# d=8 k=512 16.3 / 7.6 / 17.2 (by rows 9.8); d=2 k=1024 23.6 / 8.8 / 28.6 (by rows 11.3);
+# d=64 k=512 89.0 / 39.6 / 50.7; d=128 k=512 278 / 88.5 / 96.3. It now takes many
+# clusters too: up to 32 features from BY_PANEL_MANY_MIN_CLUSTERS, to
+# BY_PANEL_MANY_MAX_FEATURES from BY_PANEL_MANY_WIDE_MIN_CLUSTERS. Whole plain steps,
+# float32 blobs, 100,000 rows, two threads, alternated, medians of 7, the kernel before
+# / BY_PANEL: d=2 (by rows) k=64 2.80 / 2.09, k=256 4.47 / 3.76, k=4096 116 / 111 (k=1024
+# 14.3 / 15.0); d=3 k=1024 8.46 / 6.18; d=4 k=256 2.60 / 2.09, k=4096 35.7 / 26.4; d=6
+# (by GEMM) k=64 3.56 / 2.47, k=1024 17.7 / 8.06; d=8 k=64 3.62 / 2.52, k=512 12.1 /
+# 7.19, k=4096 77.0 / 34.8; d=12 k=512 11.8 / 6.52; d=16 k=64 2.44 / 1.91, k=512 12.8 /
+# 7.52, k=4096 90.2 / 50.3; d=24 k=64 5.86 / 4.69, k=1024 31.8 / 19.8; d=32 k=64 6.88 /
+# 5.19, k=256 9.47 / 6.49, k=1024 36.4 / 24.1, k=4096 141 / 94.6; d=40 k=128 7.06 /
+# 5.80, k=1024 43.9 / 31.7; d=48 k=256 13.5 / 11.4, k=4096 190 / 148 (k=128 8.81 /
+# 9.06); d=64 k=128 13.2 / 11.0, k=4096 230 / 193; d=96 k=128 15.9 / 14.8, k=1024 83.0
+# / 75.3; d=128 k=128 22.6 / 17.1, k=4096 442 / 418. Below those it won and lost by
+# turns against the GEMM (d=32 k=2 1.19 / 1.35, k=8 3.23 / 2.69; d=64 k=4 3.48 / 4.95,
+# k=8 4.58 / 3.00), and lost to the blocked kernel (d=96 k=2 2.17 / 3.44). With 256-bit
+# vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
+# OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
+# k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
+# k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89).
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
 BY_PANEL_WIDE_MAX_FEATURES = 32
 BY_PANEL_WIDE_MIN_CLUSTERS = 16
+BY_PANEL_MANY_MIN_CLUSTERS = 49
+BY_PANEL_MANY_MAX_FEATURES = 128
+BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 128
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_MIN_FEATURES = 64
 BLOCKED_FEATURES_PER_CLUSTER = 8
@@ -265,7 +294,9 @@ def _dots_kernel(X, n_clusters):
     where float32 data would take it, else folded by rows; float32 over the
     chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
     :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows; up to
-    :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`); by
+    :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`), and for
+    many clusters (:data:`BY_PANEL_MANY_MIN_CLUSTERS`, to
+    :data:`BY_PANEL_MANY_MAX_FEATURES` from :data:`BY_PANEL_MANY_WIDE_MIN_CLUSTERS`); by
     rows for a few features; beyond :data:`BLOCKED_MIN_FEATURES`, float32 without BLAS
     (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
     :data:`BLOCKED_FEATURES_PER_CLUSTER` features and :data:`BLOCKED_MAX_CENTER_BYTES`
@@ -281,6 +312,11 @@ def _dots_kernel(X, n_clusters):
         return BY_PANEL
     if (X.dtype == np.float32 and BY_PANEL_MAX_FEATURES < n_features <= BY_PANEL_WIDE_MAX_FEATURES
             and BY_PANEL_WIDE_MIN_CLUSTERS <= n_clusters <= BY_PANEL_MAX_CLUSTERS):
+        return BY_PANEL
+    if X.dtype == np.float32 and n_clusters >= (
+            BY_PANEL_MANY_MIN_CLUSTERS if n_features <= BY_PANEL_WIDE_MAX_FEATURES
+            else BY_PANEL_MANY_WIDE_MIN_CLUSTERS if n_features <= BY_PANEL_MANY_MAX_FEATURES
+            else np.inf):
         return BY_PANEL
     if by_rows:
         return BY_ROWS

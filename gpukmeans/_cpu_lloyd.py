@@ -24,6 +24,7 @@ from ._cpu_nearest import (
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
 from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
+from ._cpu_panel import panel_scratch_size
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
@@ -35,8 +36,8 @@ GEMM = 0  # one BLAS GEMM per chunk: many features and clusters; float64's label
 BLOCKED = 1  # _rows_nearest_blocked, vectorised over features: float32, many features.
 BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
-BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, few
-#               clusters.
+BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, sums
+#               and fold in vector registers.
 NARROWED = 5  # _cpu_narrowed.rows_nearest_narrowed: float64 rows by float32 products,
 #               the GEMM folded by rows,
 NARROWED_BLOCKED = 6  # or the blocked kernel (few clusters, many features).
@@ -276,7 +277,7 @@ def _make_lloyd_partials(dots_kernel):
             elif dots_kernel == BLOCKED:
                 n_scratch = n_clusters * chunk_rows
             elif dots_kernel == BY_PANEL:
-                n_scratch = (n_clusters + n_features) * chunk_rows
+                n_scratch = panel_scratch_size(X.itemsize, n_features, chunk_rows)
             scratch = np.empty(n_scratch, dtype=X.dtype)
             # NARROWED's float32 chunk, scratch and values.
             n_rows_narrow = chunk_rows if narrowed else 0

@@ -18,7 +18,7 @@ from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
                          rank_bounds)
 from ._cpu_panel import (BLOCK_CENTERS, BLOCK_ROWS, ROW_DOTS_IN_IR, block_dots,
-                         block_dots_two, row_dots_1x4, row_dots_1x8, transposed_chunk_dots)
+                         block_dots_two, panel_chunk_nearest, row_dots_1x4, row_dots_1x8)
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -884,25 +884,20 @@ def _chunk_nearest_by_panel(
     chunk_end,
     minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
     centers_squared_norms,  # IN (n_clusters,) X.dtype
-    scratch,  # SCRATCH (>= (n_clusters + n_features) * chunk,) X.dtype
+    scratch,  # SCRATCH (>= panel_scratch_size(X.itemsize, n_features, chunk),) X.dtype
     best,  # OUT, as in _chunk_nearest_by_rows
     best_value,
     second_value,
 ):
     """The nearest two centers of a chunk's rows, their values from multiply-adds over
-    the chunk transposed (:func:`gpukmeans._cpu_panel.transposed_chunk_dots`: a block of
-    rows in vector registers, each center's value for every row of the block at once),
-    folded as the GEMM's are. For few clusters the GEMM's cost is its packing of the
-    chunk, and a dot product of a few features is too short to vectorise over them; the
-    transposition of the chunk costs less (see :func:`gpukmeans._cpu._dots_kernel`)."""
-    n_rows = chunk_end - chunk_start
-    n_clusters = minus_two_centers.shape[0]
-    values = scratch[: n_clusters * n_rows].reshape((n_clusters, n_rows))
-    transposed_chunk_dots(X, chunk_start, chunk_end, minus_two_centers,
-                          scratch[n_clusters * n_rows:], values)
-    _start_nearest_two(n_rows, best, best_value, second_value)
-    _fold_centers(values, 0, n_clusters, centers_squared_norms, 0, n_rows, best, best_value,
-                  second_value)
+    the chunk transposed, a few centers by a few vectors of rows in vector registers,
+    folded there (:func:`gpukmeans._cpu_panel.panel_chunk_nearest`; the same bits as the
+    GEMM's values folded by :func:`_fold_centers`). A GEMM packs the chunk and writes
+    its values out before the fold, and a dot product of a few features is too short to
+    vectorise over them; the transposition of the chunk costs less (see
+    :func:`gpukmeans._cpu._dots_kernel`)."""
+    panel_chunk_nearest(X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
+                        scratch, best, best_value, second_value)
 
 
 @njit(nogil=True, cache=CACHE)

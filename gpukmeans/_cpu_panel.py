@@ -23,6 +23,7 @@ last whole block take :func:`fused_multiply_add` on any CPU).
 """
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -543,3 +544,208 @@ def _make_row_dots(n_centers, chains):
 # Four centers take two chains each, eight one: eight multiply-adds in flight either way.
 row_dots_1x4 = _make_row_dots(4, 2)
 row_dots_1x8 = _make_row_dots(8, 1)
+
+
+def _make_panel_nearest(n_vectors, n_centers):
+    """An intrinsic ``panel_nearest(rows_t, start, minus_two_centers, centers_squared_norms,
+    center, best, best_value, second_value, out_start)``: the values ``centers_squared_norms[j]
+    + minus_two_centers[j] @ rows_t[:, start + i]`` of the centers ``center <= j < center +
+    n_centers``, for the ``n_vectors`` vectors of rows from ``start``, folded in the
+    centers' order into each row's ``best``, ``best_value`` and ``second_value`` (at
+    ``out_start + i``), as :func:`gpukmeans._cpu_nearest._fold_value` folds them.
+
+    The sums stay in ``n_vectors x n_centers`` vector registers and are folded there:
+    :func:`panel_dots` (one center at a time over 8 vectors of rows) reloads every row
+    vector for each center, one load per multiply-add, and its values go through memory
+    before the fold; here each feature's row vectors serve ``n_centers`` centers and
+    each center's broadcast value ``n_vectors`` row vectors. Each sum is
+    :func:`panel_dots`' (from 0, feature after feature, one fused multiply-add each) and
+    each fold :func:`gpukmeans._cpu_nearest._fold_center`'s (the norm added, then ``<``,
+    a lower index keeping an equal value, ``min`` as Numba's), so the results are those of
+    :func:`panel_dots` and :func:`gpukmeans._cpu_nearest._fold_centers` bit for bit.
+    ``rows_t`` and ``minus_two_centers`` have unit stride along their rows, the 1-d arrays
+    unit stride; no bounds are checked."""
+
+    @intrinsic
+    def panel_nearest(typingctx, rows_t, start, minus_two_centers, centers_squared_norms,
+                      center, best, best_value, second_value, out_start):
+        matrices = (rows_t, minus_two_centers)
+        vectors = (centers_squared_norms, best, best_value, second_value)
+        if not (all(isinstance(array, types.Array) and array.ndim == 2 and array.layout != "F"
+                    for array in matrices)
+                and all(isinstance(array, types.Array) and array.ndim == 1
+                        for array in vectors)):
+            return None
+        dtype = rows_t.dtype
+        if dtype not in (types.float32, types.float64) or not (
+                minus_two_centers.dtype == centers_squared_norms.dtype == best_value.dtype
+                == second_value.dtype == dtype) or best.dtype != types.int32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            scalar = context.get_data_type(dtype)
+            itemsize = context.get_abi_sizeof(scalar)
+            lanes = VECTOR_BYTES // itemsize
+            vector = ir.VectorType(scalar, lanes)
+            int32 = ir.IntType(32)
+            labels_vector = ir.VectorType(int32, lanes)
+            intp = cgutils.intp_t
+            fma = _declare_fma(builder.module, vector)
+            (rows, centers, norms, nearest_out, best_out, second_out) = (
+                make_array(signature.args[index])(context, builder, args[index])
+                for index in (0, 2, 3, 5, 6, 7))
+            start_value, center_value, out_value = (
+                context.cast(builder, args[index], signature.args[index], types.intp)
+                for index in (1, 4, 8))
+            n_features = cgutils.unpack_tuple(builder, rows.shape)[0]
+            itemsize_value = context.get_constant(types.intp, itemsize)
+            rows_stride, centers_stride = (
+                builder.sdiv(cgutils.unpack_tuple(builder, array.strides)[0], itemsize_value)
+                for array in (rows, centers))
+            block = builder.gep(rows.data, [start_value])
+            center_pointers = [
+                builder.gep(centers.data, [builder.mul(
+                    builder.add(center_value, ir.Constant(intp, c)), centers_stride)])
+                for c in range(n_centers)]
+            lane_zero = ir.Constant(int32, 0)
+            broadcast_mask = ir.Constant(ir.VectorType(int32, lanes), None)
+
+            def broadcast(value, vector_type=vector):
+                empty = ir.Constant(vector_type, ir.Undefined)
+                return builder.shuffle_vector(builder.insert_element(empty, value, lane_zero),
+                                              empty, broadcast_mask)
+
+            def vector_pointer(pointer, index, pointee=vector):
+                return builder.bitcast(builder.gep(pointer, [index]), pointee.as_pointer())
+
+            # Stack slots, promoted to registers by LLVM (each only loaded and stored whole).
+            sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_centers)]
+                    for _ in range(n_vectors)]
+            for row_sums in sums:
+                for accumulator in row_sums:
+                    builder.store(ir.Constant(vector, None), accumulator)
+            with cgutils.for_range(builder, n_features) as feature_loop:
+                row = builder.gep(block, [builder.mul(feature_loop.index, rows_stride)])
+                xs = [builder.load(vector_pointer(row, ir.Constant(intp, v * lanes)),
+                                   align=itemsize) for v in range(n_vectors)]
+                for c, pointer in enumerate(center_pointers):
+                    values = broadcast(builder.load(builder.gep(pointer, [feature_loop.index])))
+                    for v, x in enumerate(xs):
+                        accumulator = sums[v][c]
+                        builder.store(builder.call(fma, [x, values, builder.load(accumulator)]),
+                                      accumulator)
+            center_norms = [broadcast(builder.load(builder.gep(norms.data, [
+                builder.add(center_value, ir.Constant(intp, c))]))) for c in range(n_centers)]
+            center_labels = [broadcast(builder.trunc(builder.add(
+                center_value, ir.Constant(intp, c)), int32), labels_vector)
+                for c in range(n_centers)]
+            for v in range(n_vectors):
+                offset = builder.add(out_value, ir.Constant(intp, v * lanes))
+                pointers = (vector_pointer(nearest_out.data, offset, labels_vector),
+                            vector_pointer(best_out.data, offset),
+                            vector_pointer(second_out.data, offset))
+                nearest, current, second = (builder.load(pointer, align=4 if i == 0 else itemsize)
+                                            for i, pointer in enumerate(pointers))
+                for c in range(n_centers):
+                    value = builder.fadd(center_norms[c], builder.load(sums[v][c]))
+                    closer = builder.fcmp_ordered("<", value, current)
+                    below_second = builder.fcmp_ordered("<", value, second)
+                    nearest = builder.select(closer, center_labels[c], nearest)
+                    second = builder.select(closer, current,
+                                            builder.select(below_second, value, second))
+                    current = builder.select(closer, value, current)
+                for i, (pointer, result) in enumerate(zip(pointers, (nearest, current, second))):
+                    builder.store(result, pointer, align=4 if i == 0 else itemsize)
+            return context.get_dummy_value()
+
+        return (types.void(rows_t, start, minus_two_centers, centers_squared_norms, center,
+                           best, best_value, second_value, out_start), codegen)
+
+    return panel_nearest
+
+
+# Rows x centers of panel_nearest's sums: with 512-bit vectors (32 registers) 4 vectors
+# of rows x 6 centers (24 sums, 4 row vectors, a broadcast value); with 256-bit ones
+# (AVX2's 16) 2 x 5 (10 + 2 + 1).
+NEAREST_VECTORS, NEAREST_CENTERS = (4, 6) if VECTOR_BYTES == 64 else (2, 5)
+panel_nearest = _make_panel_nearest(NEAREST_VECTORS, NEAREST_CENTERS)
+panel_nearest_one = _make_panel_nearest(NEAREST_VECTORS, 1)
+
+
+def nearest_block_rows(itemsize):
+    """Rows a :func:`panel_nearest` call covers."""
+    return NEAREST_VECTORS * (VECTOR_BYTES // itemsize)
+
+
+_nearest_block_rows = njit(nogil=True, cache=CACHE)(nearest_block_rows)
+
+
+@njit(nogil=True, cache=CACHE)
+def panel_scratch_size(itemsize, n_features, chunk_rows):
+    """Values of scratch :func:`panel_chunk_nearest` needs for a chunk of ``chunk_rows``."""
+    block = _nearest_block_rows(itemsize)
+    return n_features * ((chunk_rows + block - 1) // block * block)
+
+
+@njit(nogil=True, cache=CACHE)
+def panel_chunk_nearest(
+    X,  # IN (n_samples, n_features)
+    chunk_start,
+    chunk_end,
+    minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
+    centers_squared_norms,  # IN (n_clusters,) X.dtype
+    scratch,  # SCRATCH (>= panel_scratch_size(X.itemsize, n_features, chunk),) X.dtype
+    best,  # OUT (>= chunk,) int32: the argmin of the values (lowest index on equal values)
+    best_value,  # OUT (>= chunk,) X.dtype: the smallest value
+    second_value,  # OUT (>= chunk,) X.dtype: the second smallest (inf for one center)
+):
+    """The nearest two centers of the rows ``chunk_start:chunk_end`` by
+    :func:`panel_nearest`: the chunk transposed (zeros after its last row up to a whole
+    block, whose lanes' results are dropped), then each group of centers, in order, over
+    each block of rows. The bits of :func:`transposed_chunk_dots` folded by
+    :func:`gpukmeans._cpu_nearest._fold_centers`."""
+    n_rows = chunk_end - chunk_start
+    n_features = X.shape[1]
+    n_clusters = minus_two_centers.shape[0]
+    block = _nearest_block_rows(X.itemsize)
+    n_padded = (n_rows + block - 1) // block * block
+    rows_t = scratch[: n_features * n_padded].reshape((n_features, n_padded))
+    transpose_rows(X, chunk_start, chunk_end, rows_t)
+    zero = X.dtype.type(0)
+    for f in range(n_features):
+        for i in range(n_rows, n_padded):
+            rows_t[f, i] = zero
+    n_whole = n_rows - n_rows % block
+    # The last block's fold, padded to a whole block.
+    n_tail = block if n_whole < n_rows else 0
+    tail = np.empty(n_tail, dtype=np.int32)
+    tail_value = np.empty(n_tail, dtype=X.dtype)
+    tail_second = np.empty(n_tail, dtype=X.dtype)
+    inf = X.dtype.type(np.inf)
+    for i in range(n_rows):
+        best[i] = 0
+        best_value[i] = inf
+        second_value[i] = inf
+    for i in range(n_tail):
+        tail[i] = 0
+        tail_value[i] = inf
+        tail_second[i] = inf
+    n_grouped = n_clusters - n_clusters % NEAREST_CENTERS
+    for center in range(0, n_grouped, NEAREST_CENTERS):
+        for start in range(0, n_whole, block):
+            panel_nearest(rows_t, start, minus_two_centers, centers_squared_norms, center,
+                          best, best_value, second_value, start)
+        if n_tail:
+            panel_nearest(rows_t, n_whole, minus_two_centers, centers_squared_norms, center,
+                          tail, tail_value, tail_second, 0)
+    for center in range(n_grouped, n_clusters):
+        for start in range(0, n_whole, block):
+            panel_nearest_one(rows_t, start, minus_two_centers, centers_squared_norms, center,
+                              best, best_value, second_value, start)
+        if n_tail:
+            panel_nearest_one(rows_t, n_whole, minus_two_centers, centers_squared_norms,
+                              center, tail, tail_value, tail_second, 0)
+    for i in range(n_rows - n_whole):
+        best[n_whole + i] = tail[i]
+        best_value[n_whole + i] = tail_value[i]
+        second_value[n_whole + i] = tail_second[i]

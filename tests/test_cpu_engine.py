@@ -190,6 +190,56 @@ def test_panel_dots_give_each_row_the_same_bits_wherever_its_block_starts(dtype,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 3, 16, 17, 33])
+@pytest.mark.parametrize("n_clusters", [1, 5, 6, 7, 13, 70])
+def test_panel_nearest_folds_in_registers_what_the_values_fold_in_memory(
+        dtype, n_features, n_clusters, rng):
+    """_cpu_panel.panel_chunk_nearest (sums of a few centers by a few vectors of rows in
+    registers, folded there, the last block padded with zero rows) against each center's
+    values by panel_chunk_dots then folded by _cpu_nearest._fold_centers: the same
+    nearest, smallest and second smallest values, bit for bit, on chunks of whole and
+    partial blocks, a group of centers and the centers after the last group, copies of
+    one center (exact ties: the lower index keeps them); and the nearest are the exactly
+    nearest centers, from float64, where the gap is clear."""
+    from gpukmeans import _cpu_nearest, _cpu_panel
+
+    block = _cpu_panel.nearest_block_rows(np.dtype(dtype).itemsize)
+    n_samples = 4 * block + 11
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    centers = X[rng.integers(0, n_samples, n_clusters)] + dtype(0.25)
+    centers[n_clusters // 2:: 3] = centers[0]
+    minus_two_centers = -2 * centers
+    norms = (centers.astype(np.float64) ** 2).sum(axis=1).astype(dtype)
+    for start, end in ((0, n_samples), (0, 3 * block), (block + 1, 2 * block + 7),
+                       (n_samples - 5, n_samples)):
+        n_rows = end - start
+        results = []
+        for by_registers in (True, False):
+            best = np.full(n_rows + 3, -1, np.int32)
+            best_value, second_value = (np.full(n_rows + 3, np.nan, dtype) for _ in range(2))
+            if by_registers:
+                scratch = np.full(_cpu_panel.panel_scratch_size(X.itemsize, n_features, n_rows),
+                                  np.nan, dtype)
+                _cpu_panel.panel_chunk_nearest(X, start, end, minus_two_centers, norms, scratch,
+                                               best, best_value, second_value)
+            else:
+                values = np.empty((n_clusters, n_rows), dtype)
+                _cpu_panel.panel_chunk_dots(np.ascontiguousarray(X.T), start, end,
+                                            minus_two_centers, values)
+                _cpu_nearest._start_nearest_two(n_rows, best, best_value, second_value)
+                _cpu_nearest._fold_centers(values, 0, n_clusters, norms, 0, n_rows, best,
+                                           best_value, second_value)
+            assert np.all(best[n_rows:] == -1) and np.isnan(best_value[n_rows:]).all()
+            results.append((best[:n_rows], best_value[:n_rows], second_value[:n_rows]))
+        for by_registers, by_values in zip(*results):
+            np.testing.assert_array_equal(by_registers, by_values)
+        exact = ((X[start:end, None].astype(np.float64) - centers.astype(np.float64)) ** 2).sum(-1)
+        ordered = np.sort(exact, axis=1)
+        clear = (ordered[:, 1] - ordered[:, 0] if n_clusters > 1 else np.inf) > 1e-3
+        np.testing.assert_array_equal(results[0][0][clear], exact.argmin(axis=1)[clear])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transposed_rows_are_the_rows_transposed(dtype, rng):
     """_cpu_panel.transpose_rows: squares of a vector's lanes transposed in registers,
     the rows and features after them element by element; every shape gives ``X.T``
@@ -633,17 +683,22 @@ def test_the_plain_step_kernel_by_shapes():
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
     # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
-    # with 16 to 48 clusters.
+    # with 16 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
             == kernel(np.float32, 24, 48) == kernel(np.float32, 25, 16)
-            == kernel(np.float32, 32, 16) == kernel(np.float32, 32, 48) == _cpu_lloyd.BY_PANEL)
-    assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float64, 2, 2)
-            == _cpu_lloyd.BY_ROWS)
-    assert (kernel(np.float32, 25, 15) == kernel(np.float32, 32, 2) == kernel(np.float32, 32, 49)
-            == kernel(np.float32, 33, 16) == kernel(np.float32, 24, 49)
+            == kernel(np.float32, 32, 16) == kernel(np.float32, 32, 48)
+            == kernel(np.float32, 4, 49) == kernel(np.float32, 24, 49)
+            == kernel(np.float32, 32, 49) == kernel(np.float32, 2, 16384)
+            == kernel(np.float32, 33, 128) == kernel(np.float32, 128, 4096)
+            == _cpu_lloyd.BY_PANEL)
+    assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float32, 4, 48)
+            == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS)
+    assert (kernel(np.float32, 25, 15) == kernel(np.float32, 32, 2)
+            == kernel(np.float32, 33, 16) == kernel(np.float32, 33, 127)
+            == kernel(np.float32, 128, 127) == kernel(np.float32, 129, 4096)
             == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
-    assert kernel(np.float32, 4, 1000) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
-    assert kernel(np.float32, 128, 4096) == kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
+    assert kernel(np.float32, 4, 48) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
+    assert kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
     per_cluster = _cpu.BLOCKED_FEATURES_PER_CLUSTER
     assert (kernel(np.float32, 784, 10) == kernel(np.float32, 784, 784 // per_cluster)
             == kernel(np.float32, 129, 1) == kernel(np.float32, 65, 8)
