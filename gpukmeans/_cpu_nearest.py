@@ -52,7 +52,7 @@ def _sklearn_values(X_rows, centers, centers_squared_norms, values):
     gemm_nt_accumulate(-2.0, X_rows, centers, values)
 
 
-@njit(nogil=True, fastmath={"reassoc", "contract"}, cache=CACHE)
+@njit(nogil=True, fastmath={"reassoc", "contract"}, forceinline=True, cache=CACHE)
 def _exact_rank(x, c, unit_centers):
     """What the float64 decisions compare for a row ``x`` and a center ``c``, smaller
     being nearer: ``||x - c||^2`` from the differences, or, for ``unit_centers`` (cosine
@@ -388,7 +388,7 @@ def _nearest_of_near_ties(x, centers, values, best, best_value, tie_gap, unit_ce
     return best
 
 
-@njit(nogil=True, cache=CACHE)
+@njit(nogil=True, forceinline=True, cache=CACHE)
 def _rank_bounds(x, c, unit_centers):
     """``(rank, rounding, extent)``: :func:`_exact_rank` and the bounds on its rounding
     and on its terms (:func:`gpukmeans._cpu_exact.rank_bounds`)."""
@@ -944,16 +944,19 @@ def _exactly_nearest(x, centers, unit_centers):
     n_clusters = centers.shape[0]
     ranks, rounding, extents = np.empty((3, n_clusters))
     best = 0
+    # A center may be the nearest when its rank, less its rounding, is within the
+    # rounding of the least rank.
+    threshold = np.inf
     for j in range(n_clusters):
         ranks[j], rounding[j], extents[j] = _rank_bounds(x, centers[j], unit_centers)
         if ranks[j] < ranks[best]:
             best = j
-    # A center may be the nearest when its rank, less its rounding, is within the
-    # rounding of the least rank.
-    candidates = ranks - rounding <= np.min(ranks + rounding)
+        threshold = min(threshold, ranks[j] + rounding[j])
+    candidates = np.empty(n_clusters, dtype=np.bool_)
     n_candidates = 0
     extent = 0.0
     for j in range(n_clusters):
+        candidates[j] = ranks[j] - rounding[j] <= threshold
         if candidates[j]:
             n_candidates += 1
             extent = max(extent, extents[j])
