@@ -23,6 +23,9 @@ from ._cpu_nearest import (
     _gemm_scratch_size, _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
+from ._cpu_narrowed import BY_BLOCKS as NARROW_BY_BLOCKS
+from ._cpu_narrowed import BY_GEMM_FOLDED as NARROW_BY_GEMM_FOLDED
+from ._cpu_narrowed import BY_PANEL as NARROW_BY_PANEL
 from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_panel import panel_scratch_size
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
@@ -40,7 +43,8 @@ BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed
 #               and fold in vector registers.
 NARROWED = 5  # _cpu_narrowed.rows_nearest_narrowed: float64 rows by float32 products,
 #               the GEMM folded by rows,
-NARROWED_BLOCKED = 6  # or the blocked kernel (few clusters, many features).
+NARROWED_BLOCKED = 6  # or the blocked kernel (few clusters, many features),
+NARROWED_PANEL = 7  # or the panel (few features).
 
 
 _group_bounds = njit(nogil=True, cache=CACHE)(group_bounds)
@@ -224,8 +228,8 @@ def _make_lloyd_partials(dots_kernel):
         ending where the group's partial sums fold, and so adds up what one call over the
         whole array would, bit for bit.
 
-        ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED or
-        NARROWED_BLOCKED, a constant of the closure) says how ``x . c`` is computed;
+        ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED,
+        NARROWED_BLOCKED or NARROWED_PANEL, a constant of the closure) says how ``x . c`` is computed;
         ``margin_coefficient`` bounds its rounding
         (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
         norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
@@ -245,7 +249,11 @@ def _make_lloyd_partials(dots_kernel):
         with_distances = distances.shape[0] == n_samples
         minus_two_centers, _, _ = _minus_two_centers_and_norms(centers_old, unit_centers)
         max_center_norm = np.float64(centers_squared_norms.max()) + _SUBNORMAL_NORM
-        narrowed = dots_kernel == NARROWED or dots_kernel == NARROWED_BLOCKED
+        narrowed = (dots_kernel == NARROWED or dots_kernel == NARROWED_BLOCKED
+                    or dots_kernel == NARROWED_PANEL)
+        float32_kernel = (NARROW_BY_BLOCKS if dots_kernel == NARROWED_BLOCKED
+                          else NARROW_BY_PANEL if dots_kernel == NARROWED_PANEL
+                          else NARROW_BY_GEMM_FOLDED)
         n_narrow = n_clusters if narrowed else 0
         minus_two_narrow, norms_narrow, centers_in_range = narrowed_centers(
             minus_two_centers[:n_narrow], centers_squared_norms[:n_narrow])
@@ -284,7 +292,8 @@ def _make_lloyd_partials(dots_kernel):
             chunk_narrow = np.empty((n_rows_narrow, n_features), dtype=np.float32)
             scratch_narrow = np.empty(
                 max(_gemm_scratch_size(4, n_features, n_clusters, chunk_rows),
-                    n_clusters * chunk_rows) if n_rows_narrow else 0,
+                    n_clusters * chunk_rows, panel_scratch_size(4, n_features, chunk_rows))
+                if n_rows_narrow else 0,
                 dtype=np.float32)
             local_rows = np.empty(n_rows_narrow, dtype=np.int64)
             best_narrow = np.empty(n_rows_narrow, dtype=np.float32)
@@ -334,7 +343,7 @@ def _make_lloyd_partials(dots_kernel):
                             else norms_buffer[:n_rows],
                             margin_narrow, max_center_norm, chunk_narrow, scratch_narrow,
                             local_rows, best_narrow, second_narrow, near, values_wide,
-                            dots_kernel == NARROWED_BLOCKED, best, best_value, second_value)
+                            float32_kernel, best, best_value, second_value)
                     else:
                         _chunk_nearest_by_gemm(
                             X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
@@ -389,7 +398,8 @@ LLOYD_PARTIALS = {
         lambda X, sample_weight, centers, *args: X.shape[1] * centers.shape[0]))(
             njit(parallel=prange_only(), nogil=True, cache=CACHE)(
                 _make_lloyd_partials(dots_kernel)))
-    for dots_kernel in (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED, NARROWED_BLOCKED)
+    for dots_kernel in (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED, NARROWED_BLOCKED,
+                        NARROWED_PANEL)
 }
 
 

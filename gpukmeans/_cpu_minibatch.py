@@ -56,7 +56,7 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
+from ._cpu_narrowed import BY_BLOCKS, narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_panel import VECTOR_BYTES
 from ._cpu_nearest import (
     _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
@@ -286,8 +286,8 @@ def _label_chunk_by_index(X, chunk_rows, first, last, centers, minus_two_centers
             max_center_norm, np.empty((n_rows, n_features), dtype=np.float32),
             np.empty(n_clusters * n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.int64),
             np.empty(n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.float32),
-            np.empty(n_rows, dtype=np.bool_), np.empty(n_clusters, dtype=np.float64), True,
-            best, best_value, second_value)
+            np.empty(n_rows, dtype=np.bool_), np.empty(n_clusters, dtype=np.float64),
+            BY_BLOCKS, best, best_value, second_value)
     else:
         scratch = np.empty(n_clusters * n_rows, dtype=X.dtype)
         _rows_nearest_blocked(X, rows, n_rows, minus_two_centers, centers_squared_norms,

@@ -6,8 +6,8 @@ nearest two are far apart. :func:`rows_nearest_narrowed` (the plain step's
 ``NARROWED`` kernels, :mod:`gpukmeans._cpu_lloyd`, and the mini-batch step's labels by
 index, :mod:`gpukmeans._cpu_minibatch`) rounds each chunk of float64 rows to float32
 while it is in cache and takes the values from float32 products, by the kernel float32
-data of the shapes would take (the GEMM folded by rows or the blocked kernel, with the
-centers rounded to float32), at twice float64's rate and on half the bytes. Each value
+data of the shapes would take (the GEMM folded by rows, the blocked kernel or the panel's
+sums in registers, with the centers rounded to float32), at twice float64's rate and on half the bytes. Each value
 is then off from the exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
 (:func:`gpukmeans._cpu_small.bound_margin_coefficient`: ``n_features + 2`` roundings of
 ``||x||^2 + max ||c||^2``, twice over; rounding the row, the centers and the norms to
@@ -43,7 +43,14 @@ from ._cpu_exact import sum_rounding_coefficient
 from ._cpu_nearest import (
     _chunk_nearest_by_gemm, _dot1, _flag_near_ties, _nearest_two, _rows_nearest_blocked,
 )
+from ._cpu_panel import panel_chunk_nearest
 from ._cpu_runtime import CACHE
+
+# How rows_nearest_narrowed takes its float32 values: as float32 data of the shapes would
+# (gpukmeans._cpu._dots_kernel).
+BY_GEMM_FOLDED = 0  # the GEMM folded by rows (_cpu_nearest._chunk_nearest_by_gemm)
+BY_BLOCKS = 1  # the blocked kernel (_cpu_nearest._rows_nearest_blocked)
+BY_PANEL = 2  # the chunk transposed, sums in registers (_cpu_panel.panel_chunk_nearest)
 
 NARROWED_MAX_MAGNITUDE = 2.0**40
 """Data or centers with a larger ``|x|`` take the float64 kernels: up to it, float32 holds
@@ -90,13 +97,14 @@ def rows_nearest_narrowed(
     margin_narrow,  # float32's bound_margin_coefficient
     max_center_norm,  # float64 largest ||c||^2, padded for subnormals
     rows_narrow,  # SCRATCH (>= n_rows, n_features) float32
-    scratch,  # SCRATCH (>= max(_gemm_scratch_size(4, ...), n_clusters * n_rows),) float32
+    scratch,  # SCRATCH (>= max(_gemm_scratch_size(4, ...), n_clusters * n_rows,
+    #           panel_scratch_size(4, ...)),) float32
     local_rows,  # SCRATCH (>= n_rows,) int64
     best_narrow,  # SCRATCH (>= n_rows,) float32
     second_narrow,  # SCRATCH (>= n_rows,) float32
     near,  # SCRATCH (>= n_rows,) bool
     values,  # SCRATCH (n_clusters,) float64
-    blocked,  # the float32 values by the blocked kernel, not the GEMM folded by rows
+    float32_kernel,  # BY_GEMM_FOLDED, BY_BLOCKS or BY_PANEL: how the float32 values come
     best,  # OUT (>= n_rows,) int32
     best_value,  # OUT (>= n_rows,) float64
     second_value,  # OUT (>= n_rows,) float64
@@ -105,8 +113,8 @@ def rows_nearest_narrowed(
     :func:`gpukmeans._cpu_nearest._labels_of_nearest_two` (float64's rules): where the
     float32 values settle the label (see the module), that center with a gap no margin
     reaches (0 and inf); else the float64 values' nearest two. The float32 values come
-    from the GEMM folded by rows, or with ``blocked`` from the register-blocked kernel,
-    as float32 data of the shapes would take them. Rows or centers beyond
+    from the GEMM folded by rows, the register-blocked kernel or the panel
+    (``float32_kernel``), as float32 data of the shapes would take them. Rows or centers beyond
     :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
     n_clusters, n_features = minus_two_centers.shape
     # |x| <= ||x||: the norms bound every feature, at no pass of their own.
@@ -117,12 +125,15 @@ def rows_nearest_narrowed(
         for f in range(n_features):
             rows_narrow[i, f] = np.float32(x[f])
     if centers_in_range and largest_norm <= NARROWED_MAX_MAGNITUDE**2:
-        if blocked:
+        if float32_kernel == BY_BLOCKS:
             for i in range(n_rows):
                 local_rows[i] = i
             _rows_nearest_blocked(rows_narrow, local_rows, n_rows, minus_two_narrow,
                                   norms_narrow, scratch, best, best_narrow, second_narrow,
                                   np.empty(0, dtype=np.float64))
+        elif float32_kernel == BY_PANEL:
+            panel_chunk_nearest(rows_narrow, 0, n_rows, minus_two_narrow, norms_narrow, scratch,
+                                best, best_narrow, second_narrow)
         else:
             _chunk_nearest_by_gemm(rows_narrow, 0, n_rows, minus_two_narrow, norms_narrow,
                                    scratch, local_rows, best, best_narrow, second_narrow)

@@ -718,14 +718,24 @@ def test_the_plain_step_kernel_by_shapes():
     assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     # float64: float32 products from 4 clusters, from 16 below 16 features, always
-    # beyond 128 features (by the blocked kernel where float32 takes it); never where
-    # the kernel by rows runs.
+    # beyond 128 features (by the blocked kernel or the panel where float32 takes
+    # them); never where the kernel by rows runs.
     assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 98)
             == kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_BLOCKED)
     assert (kernel(np.float64, 784, 99) == kernel(np.float64, 2 * n_features, n_clusters)
-            == kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
-            == kernel(np.float64, 16, 4) == kernel(np.float64, 128, 4)
-            == kernel(np.float64, 32, 16384) == _cpu_lloyd.NARROWED)
+            == kernel(np.float64, 25, 15) == kernel(np.float64, 32, 4)
+            == kernel(np.float64, 33, 127) == kernel(np.float64, 128, 4)
+            == kernel(np.float64, 129, 4096) == _cpu_lloyd.NARROWED)
+    assert (kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
+            == kernel(np.float64, 16, 4) == kernel(np.float64, 24, 48)
+            == kernel(np.float64, 32, 16) == kernel(np.float64, 32, 16384)
+            == kernel(np.float64, 33, 128) == kernel(np.float64, 128, 4096)
+            == _cpu_lloyd.NARROWED_PANEL)
+    for n_features, n_clusters in ((9, 16), (30, 15), (30, 16), (40, 127), (40, 128),
+                                   (128, 4096), (129, 4096)):
+        float32_kernel = kernel(np.float32, n_features, n_clusters)
+        assert (kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_PANEL) == (
+            float32_kernel == _cpu_lloyd.BY_PANEL)
     assert (kernel(np.float64, 9, 15) == kernel(np.float64, 15, 15)
             == kernel(np.float64, 16, 3) == kernel(np.float64, 128, 3) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float64, 8, 4096) == _cpu_lloyd.BY_ROWS
@@ -1398,7 +1408,9 @@ def _narrowed_data(rng, data, n_samples, n_features, n_clusters):
 @pytest.mark.parametrize("n_samples, n_features, n_clusters, kernel", [
     (1500, 24, 7, "gemm"), (2000, 16, 33, "gemm"), (1300, 33, 1100, "gemm"),
     (900, 64, 32, "gemm"), (700, 9, 1, "gemm"), (600, 200, 12, "gemm"),
-    (600, 200, 12, "blocked"), (700, 300, 6, "blocked"), (500, 130, 1, "blocked")])
+    (600, 200, 12, "blocked"), (700, 300, 6, "blocked"), (500, 130, 1, "blocked"),
+    (1500, 24, 7, "panel"), (2000, 16, 33, "panel"), (1300, 33, 1100, "panel"),
+    (700, 9, 1, "panel"), (800, 40, 130, "panel")])
 def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
         data, n_samples, n_features, n_clusters, kernel, rng):
     """float64 rows labelled from float32 products (:mod:`gpukmeans._cpu_narrowed`) are
@@ -1409,10 +1421,11 @@ def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
     beside 1e9 (float32 rounds them by an absolute amount), and with a row or a center
     beyond float32's range (the row's chunk, or all rows, take float64 values). 1,100 centers take
     two tiles of centers, 7 of 24 features the GEMM rows x centers; the float32 values
-    by the GEMM folded by rows or by the blocked kernel."""
+    by the GEMM folded by rows, by the blocked kernel or by the panel."""
     X, centers = _narrowed_data(rng, data, n_samples, n_features, n_clusters)
     sample_weight = rng.uniform(0.5, 2, n_samples)
-    narrowed = {"gemm": _cpu_lloyd.NARROWED, "blocked": _cpu_lloyd.NARROWED_BLOCKED}[kernel]
+    narrowed = {"gemm": _cpu_lloyd.NARROWED, "blocked": _cpu_lloyd.NARROWED_BLOCKED,
+                "panel": _cpu_lloyd.NARROWED_PANEL}[kernel]
     labels, sums, weights = _plain_step(X, sample_weight, centers, narrowed)
     gemm_labels, gemm_sums, gemm_weights = _plain_step(X, sample_weight, centers,
                                                        _cpu_lloyd.GEMM)
@@ -1423,12 +1436,13 @@ def test_narrowed_steps_are_scikit_learns_gemm_labels_and_sums(
     np.testing.assert_array_equal(run_labels, labels)
 
 
+@pytest.mark.parametrize("by_panel", [True, False])
 @pytest.mark.parametrize("data", ["blobs", "integers"])
-def test_narrowed_fit_is_the_plain_fit_and_scikit_learns(rng, monkeypatch, data):
-    """Whole float64 fits whose steps take float32 products against the same fits on
-    float64 products: labels, centers, inertia and iterations bit for bit, with a center
-    far from every sample (its cluster empties and is relocated) and a sample weight;
-    labels and iterations scikit-learn's."""
+def test_narrowed_fit_is_the_plain_fit_and_scikit_learns(rng, monkeypatch, data, by_panel):
+    """Whole float64 fits whose steps take float32 products (by the panel or by the GEMM
+    folded by rows) against the same fits on float64 products: labels, centers, inertia
+    and iterations bit for bit, with a center far from every sample (its cluster empties
+    and is relocated) and a sample weight; labels and iterations scikit-learn's."""
     from sklearn.cluster import KMeans as SklearnKMeans
 
     n_samples, n_features, n_clusters = 3000, 16, 60
@@ -1447,14 +1461,16 @@ def test_narrowed_fit_is_the_plain_fit_and_scikit_learns(rng, monkeypatch, data)
     dots_kernel = _cpu._dots_kernel
     monkeypatch.setattr(_cpu, "_dots_kernel",
                         lambda X, k: kernels.append(dots_kernel(X, k)) or kernels[-1])
+    monkeypatch.setattr(_cpu, "_panel_pays", lambda *shape: by_panel)
     fits = []
     for narrowed in (True, False):
         monkeypatch.setattr(_cpu, "narrowed_pays", lambda *shape, pays=narrowed: pays)
         fits.append(KMeans(n_clusters, init=init, n_init=1, max_iter=40, device="cpu")
                     .fit(X, sample_weight=sample_weight))
     narrowed, plain = fits
-    assert kernels.count(_cpu_lloyd.NARROWED) >= narrowed.n_iter_ > 1
-    assert kernels.count(_cpu_lloyd.NARROWED) < len(kernels)
+    narrowed_kernel = _cpu_lloyd.NARROWED_PANEL if by_panel else _cpu_lloyd.NARROWED
+    assert kernels.count(narrowed_kernel) >= narrowed.n_iter_ > 1
+    assert kernels.count(narrowed_kernel) < len(kernels)
     np.testing.assert_array_equal(narrowed.labels_, plain.labels_)
     np.testing.assert_array_equal(narrowed.cluster_centers_, plain.cluster_centers_)
     assert narrowed.inertia_ == plain.inertia_ and narrowed.n_iter_ == plain.n_iter_
@@ -1810,7 +1826,7 @@ def test_the_kernels_with_serial_twins():
     thread), and the partials' reduction, have serial twins; the once-a-fit passes keep
     one version."""
     assert set(_threaded_kernels()) == {
-        *(f"_lloyd_partials[{dots_kernel}]" for dots_kernel in range(7)),
+        *(f"_lloyd_partials[{dots_kernel}]" for dots_kernel in range(8)),
         "_accumulate_partials", "_assigned_distances", "_numpy_order_distances",
         "_hamerly_e_step",
         "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_fused_partials",
