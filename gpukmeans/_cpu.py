@@ -105,7 +105,7 @@ from ._engine import Engine, by_dot_products
 # per 8 features (at d=160 k=512 the blocked kernel took 1.5x the GEMM folded by rows).
 BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # Before both, float32 with few features and few clusters takes BY_PANEL
-# (_cpu_nearest._chunk_nearest_by_panel: the chunk transposed, then each center's values
+# (_cpu_panel.panel_chunk_nearest: the chunk transposed, then each center's values
 # for a block of rows at once, in vector registers, as k-means++ steps take theirs). The
 # same labels and sums as the other kernels, bit for bit (float32 labels are exactly the
 # nearest centers). Whole plain steps (E and M), blob rows, two threads, ms, the kernel

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu_nearest import (
-    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_panel, _chunk_nearest_by_rows,
+    _chunk_distances, _chunk_nearest_by_gemm, _chunk_nearest_by_rows,
     _gemm_scratch_size, _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _sklearn_values, _squared_norm_f64,
 )
@@ -27,7 +27,7 @@ from ._cpu_narrowed import BY_BLOCKS as NARROW_BY_BLOCKS
 from ._cpu_narrowed import BY_GEMM_FOLDED as NARROW_BY_GEMM_FOLDED
 from ._cpu_narrowed import BY_PANEL as NARROW_BY_PANEL
 from ._cpu_narrowed import narrowed_centers, narrowed_margin, rows_nearest_narrowed
-from ._cpu_panel import panel_scratch_size
+from ._cpu_panel import panel_chunk_nearest, panel_scratch_size
 from ._cpu_runtime import CACHE, always_parallel, prange_only, rows_times, threaded
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 from ._cpu_small import group_bounds
@@ -39,7 +39,7 @@ GEMM = 0  # one BLAS GEMM per chunk: many features and clusters; float64's label
 BLOCKED = 1  # _rows_nearest_blocked, vectorised over features: float32, many features.
 BY_ROWS = 2  # _chunk_nearest_by_rows, vectorised over the rows: few features.
 BY_GEMM = 3  # _chunk_nearest_by_gemm: a GEMM per tile of centers, folded by rows.
-BY_PANEL = 4  # _chunk_nearest_by_panel: multiply-adds over the chunk transposed, sums
+BY_PANEL = 4  # _cpu_panel.panel_chunk_nearest: multiply-adds over the chunk transposed, sums
 #               and fold in vector registers.
 NARROWED = 5  # _cpu_narrowed.rows_nearest_narrowed: float64 rows by float32 products,
 #               the GEMM folded by rows,
@@ -328,7 +328,7 @@ def _make_lloyd_partials(dots_kernel):
                             norms_buffer[:n_rows],
                         )
                     elif dots_kernel == BY_PANEL:
-                        _chunk_nearest_by_panel(
+                        panel_chunk_nearest(
                             X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
                             scratch, best, best_value, second_value,
                         )

@@ -18,7 +18,7 @@ from ._cpu_distance import squared_norm_f64 as _squared_norm_f64
 from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact, on_grid,
                          rank_bounds)
 from ._cpu_panel import (BLOCK_CENTERS, BLOCK_ROWS, ROW_DOTS_IN_IR, block_dots,
-                         block_dots_two, panel_chunk_nearest, row_dots_1x4, row_dots_1x8)
+                         block_dots_two, row_dots_1x4, row_dots_1x8)
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -563,7 +563,7 @@ def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers)
 # lies, and the caller decides near-ties (second - best within the rounding), so labels
 # never depend on the chunking. Three ways to get the values:
 #
-# - _chunk_nearest_by_panel, float32 with few features and clusters: the chunk
+# - _cpu_panel.panel_chunk_nearest, float32 with few features and clusters: the chunk
 #   transposed, then each center's values for a block of rows at once in vector
 #   registers (gpukmeans._cpu_panel, as the k-means++ steps take theirs);
 # - _chunk_nearest_by_rows, for a few features (up to a dozen or two): a dot product is
@@ -875,29 +875,6 @@ def _chunk_nearest_by_gemm(
         np.dot(minus_two_centers[tile_start:tile_end], rows_t, values)
         _fold_centers(values, 0, tile_end - tile_start, centers_squared_norms, tile_start, n_rows,
                       best, best_value, second_value)
-
-
-@njit(nogil=True, cache=CACHE)
-def _chunk_nearest_by_panel(
-    X,  # IN (n_samples, n_features)
-    chunk_start,
-    chunk_end,
-    minus_two_centers,  # IN (n_clusters, n_features) X.dtype: -2 c
-    centers_squared_norms,  # IN (n_clusters,) X.dtype
-    scratch,  # SCRATCH (>= panel_scratch_size(X.itemsize, n_features, chunk),) X.dtype
-    best,  # OUT, as in _chunk_nearest_by_rows
-    best_value,
-    second_value,
-):
-    """The nearest two centers of a chunk's rows, their values from multiply-adds over
-    the chunk transposed, a few centers by a few vectors of rows in vector registers,
-    folded there (:func:`gpukmeans._cpu_panel.panel_chunk_nearest`; the same bits as the
-    GEMM's values folded by :func:`_fold_centers`). A GEMM packs the chunk and writes
-    its values out before the fold, and a dot product of a few features is too short to
-    vectorise over them; the transposition of the chunk costs less (see
-    :func:`gpukmeans._cpu._dots_kernel`)."""
-    panel_chunk_nearest(X, chunk_start, chunk_end, minus_two_centers, centers_squared_norms,
-                        scratch, best, best_value, second_value)
 
 
 @njit(nogil=True, cache=CACHE)

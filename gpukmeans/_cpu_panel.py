@@ -703,7 +703,10 @@ def panel_chunk_nearest(
     :func:`panel_nearest`: the chunk transposed (zeros after its last row up to a whole
     block, whose lanes' results are dropped), then each group of centers, in order, over
     each block of rows. The bits of :func:`transposed_chunk_dots` folded by
-    :func:`gpukmeans._cpu_nearest._fold_centers`."""
+    :func:`gpukmeans._cpu_nearest._fold_centers`. The plain step's ``BY_PANEL``: a GEMM
+    packs the chunk and writes its values out before the fold, and a dot product of a
+    few features is too short to vectorise over them; the transposition of the chunk
+    costs less (see :func:`gpukmeans._cpu._dots_kernel`)."""
     n_rows = chunk_end - chunk_start
     n_features = X.shape[1]
     n_clusters = minus_two_centers.shape[0]
