@@ -19,6 +19,7 @@ from ._cpu_exact import (certified_grid_exponent, exact_order, float64_is_exact,
                          rank_bounds)
 from ._cpu_panel import (BLOCK_CENTERS, BLOCK_ROWS, ROW_DOTS_IN_IR, block_dots,
                          block_dots_two, row_dots_1x4, row_dots_1x8)
+from ._cpu_panel import start_nearest_two as _start_nearest_two
 from ._cpu_runtime import CACHE
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
@@ -576,15 +577,6 @@ def _nearer_than(x, centers, j, value, label, label_value, margin, unit_centers)
 #   centers cost more than the GEMM); for few clusters, rows x centers and the small
 #   result transposed (gemm_rows_first), or in float64 the blocked kernel's rows x
 #   centers (values_by_blocks).
-
-
-@njit(nogil=True, cache=CACHE)
-def _start_nearest_two(n_rows, best, best_value, second_value):
-    inf = best_value.dtype.type(np.inf)
-    for i in range(n_rows):
-        best[i] = 0
-        best_value[i] = inf
-        second_value[i] = inf
 
 
 @njit(nogil=True, cache=CACHE, inline="always")

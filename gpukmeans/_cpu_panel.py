@@ -688,6 +688,17 @@ def panel_scratch_size(itemsize, n_features, chunk_rows):
 
 
 @njit(nogil=True, cache=CACHE)
+def start_nearest_two(n_rows, best, best_value, second_value):
+    """Each row's nearest two before any center is folded in: center 0, both values inf
+    (the folds' starting point, here and in :mod:`gpukmeans._cpu_nearest`)."""
+    inf = best_value.dtype.type(np.inf)
+    for i in range(n_rows):
+        best[i] = 0
+        best_value[i] = inf
+        second_value[i] = inf
+
+
+@njit(nogil=True, cache=CACHE)
 def panel_chunk_nearest(
     X,  # IN (n_samples, n_features)
     chunk_start,
@@ -724,15 +735,8 @@ def panel_chunk_nearest(
     tail = np.empty(n_tail, dtype=np.int32)
     tail_value = np.empty(n_tail, dtype=X.dtype)
     tail_second = np.empty(n_tail, dtype=X.dtype)
-    inf = X.dtype.type(np.inf)
-    for i in range(n_rows):
-        best[i] = 0
-        best_value[i] = inf
-        second_value[i] = inf
-    for i in range(n_tail):
-        tail[i] = 0
-        tail_value[i] = inf
-        tail_second[i] = inf
+    start_nearest_two(n_rows, best, best_value, second_value)
+    start_nearest_two(n_tail, tail, tail_value, tail_second)
     n_grouped = n_clusters - n_clusters % NEAREST_CENTERS
     for center in range(0, n_grouped, NEAREST_CENTERS):
         for start in range(0, n_whole, block):
