@@ -328,14 +328,18 @@ def test_float32_labels_far_from_the_origin_are_the_nearest_centers(device, rng,
 def test_float32_far_from_the_origin_seeds_as_float64(rng):
     """float32 rows far from the origin are seeded centred, as KMeans seeds them: the
     fit follows scikit-learn's float64 fit to float32's precision there (its float32
-    products had cancelled: other seeds, centers units away; a helper's find)."""
+    products had cancelled: other seeds, centers units away; a helper's find). The runs
+    part only where float32's rounding of the centers (an ulp, ~1e-3 at 1e4) labels a row
+    at a near-tie the other way, which moves its center by about |x - c| / W: over 1,200
+    seeds our largest difference was 1e-3 at the median, 5.1e-2 at most (a tolerance of
+    1e-2 failed CI at 1.4e-2); the bug's, 1.0 at least, 2.3 at the median."""
     centers = rng.uniform(-5, 5, (5, 4))
     X = centers[rng.integers(0, 5, 2000)] + rng.standard_normal((2000, 4)) + 1e4
     params = dict(n_clusters=5, random_state=int(rng.integers(2**31)), batch_size=256,
                   max_iter=1, max_no_improvement=None)
     ours = MiniBatchKMeans(device="cpu", **params).fit(X.astype(np.float32))
     theirs = sklearn.cluster.MiniBatchKMeans(**params).fit(X.astype(np.float32).astype(float))
-    assert np.abs(ours.cluster_centers_ - theirs.cluster_centers_).max() < 1e4 * 1e-6
+    assert np.abs(ours.cluster_centers_ - theirs.cluster_centers_).max() < 0.25
 
 
 def test_partial_fit_after_fit_continues_like_sklearn(device, rng):
