@@ -428,7 +428,8 @@ class KMeans(_BaseKMeans):
         is_memmap = isinstance(X, np.memmap)
         X, on_device, feature_names, X_mean, x_squared_norms = _validation.check_fit_data(
             self, X, xp, row_norms=not (is_memmap or self.stream_block_rows is not None)
-            and self.metric != "cosine")  # streamed fits' norms come block by block
+            and self.metric != "cosine",  # streamed fits' norms come block by block
+            n_clusters=self.n_clusters)
         n_samples, n_features = X.shape
         _validation.check_n_samples(n_samples, self.n_clusters)
         # Data larger than memory, or than the GPU's: a fit a block of rows at a time.
@@ -853,7 +854,7 @@ def kmeans_plusplus(
     centre = (x_squared_norms is None and resolved != "gpu"
               and getattr(X, "dtype", None) == np.float32 and not is_sparse(X))
     X, on_device, _, X_mean, _ = _validation.check_fit_data(
-        params, X, xp, need_mean=centre, caller="kmeans_plusplus")
+        params, X, xp, need_mean=centre, caller="kmeans_plusplus", n_clusters=n_clusters)
     _validation.check_n_samples(X.shape[0], n_clusters)
     engine = get_engine(resolved, X.shape[0], X.shape[1], n_clusters, sparse=is_sparse(X))
     sample_weight, _ = _validation.check_sample_weight(sample_weight, X)  # scale-free here

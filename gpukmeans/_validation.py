@@ -317,9 +317,13 @@ def original_array(X):
     return X
 
 
-def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_norms=False):
+def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_norms=False,
+                   n_clusters=None):
     """Validate ``X`` for ``fit``; ``caller`` (a name) replaces the estimator's class
     name in scikit-learn's messages (``kmeans_plusplus``'s NaN error named KMeans).
+    ``n_clusters``: the clusters of a fit whose CPU engine the shapes pick
+    (:func:`gpukmeans._cpu_small.cpu_engine`), so that one which will run on the Numba
+    engine scans X there (see below); None where the engine is not known.
 
     Returns ``(X, on_device, feature_names, X_mean, x_squared_norms)`` where X is a
     C-contiguous float32/float64 array: NumPy for host input, ``device_xp`` (CuPy) for
@@ -332,8 +336,8 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
     ``X_mean`` of float64 host data is ``X.mean(axis=0)`` bit for bit (scikit-learn's
     centring); of float32 host data, float64 sums rounded once
     (:func:`float32_column_means`), the same bits on either CPU engine. Float32 data
-    that a CPU fit runs on the Numba engine whatever its clusters (:func:`_runs_compiled`:
-    more than MAX_SAMPLES samples or MAX_ELEMENTS values) are read once for the largest
+    that a CPU fit runs on the Numba engine (:func:`_runs_compiled`: more than
+    MAX_SAMPLES samples or MAX_ELEMENTS values, or by ``n_clusters``) are read once for the largest
     magnitude, the mean and, with ``row_norms`` and past the passes that run on NumPy,
     the row norms (:func:`gpukmeans._cpu_passes.scan_float32`). ``x_squared_norms`` is
     those norms, else None.
@@ -371,7 +375,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
     # and the mean, non-finite. Either may also be an overflow of finite values, so only
     # then is each value checked, with scikit-learn's own message.
     X_mean = x_squared_norms = None
-    if need_mean and X.dtype == np.float32 and _runs_compiled(X, device_xp):
+    if need_mean and X.dtype == np.float32 and _runs_compiled(X, device_xp, n_clusters):
         from ._cpu import scan_float32
         from ._cpu_small import _small_pass
 
@@ -380,7 +384,7 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
             largest, X_mean, x_squared_norms = scan_float32(
                 X, with_norms=row_norms and not _small_pass(X))
     else:
-        largest = largest_magnitude(X, compiled=device_xp is np)
+        largest = largest_magnitude(X, compiled=device_xp is np, n_clusters=n_clusters)
         if need_mean:
             with np.errstate(over="ignore", invalid="ignore"):
                 X_mean = (float32_column_means(X) if X.dtype == np.float32
@@ -473,7 +477,7 @@ def usable_magnitude(dtype, n_samples, n_features):
     return lower, upper
 
 
-def largest_magnitude(X, compiled=False):
+def largest_magnitude(X, compiled=False, n_clusters=None):
     """The largest absolute value of X's values (a sparse matrix's stored ones), 0.0
     when there are none; NaN or infinity where X holds them.
 
@@ -483,8 +487,9 @@ def largest_magnitude(X, compiled=False):
     whatever its clusters, whose one pass over X's bits
     (:func:`gpukmeans._cpu.largest_magnitude`) replaces NumPy's two, ``max`` and ``min``
     (MNIST float32: 6 against 15 ms on one thread; 100,000 x 32 float32: 0.4 against 1.0).
-    The same value either way."""
-    if compiled and not is_sparse(X) and _runs_compiled(X, np):
+    So does a fit of ``n_clusters`` that its shapes put on the Numba engine. The same
+    value either way."""
+    if compiled and not is_sparse(X) and _runs_compiled(X, np, n_clusters):
         from ._cpu import largest_magnitude as one_pass
 
         return one_pass(X)
@@ -492,13 +497,21 @@ def largest_magnitude(X, compiled=False):
     return max(float(values.max()), -float(values.min())) if values.size else 0.0
 
 
-def _runs_compiled(X, device_xp):
-    """Whether a fit of X on ``device_xp`` runs on the Numba engine whatever its clusters:
-    on the CPU past the NumPy engine's :data:`~gpukmeans._cpu_small.MAX_ELEMENTS` values
-    or :data:`~gpukmeans._cpu_small.MAX_SAMPLES` samples."""
-    from ._cpu_small import MAX_ELEMENTS, MAX_SAMPLES
+def _runs_compiled(X, device_xp, n_clusters=None):
+    """Whether a fit of X on ``device_xp`` runs on the Numba engine: on the CPU past the
+    NumPy engine's :data:`~gpukmeans._cpu_small.MAX_ELEMENTS` values or
+    :data:`~gpukmeans._cpu_small.MAX_SAMPLES` samples whatever its clusters, or where
+    ``n_clusters`` (when known) makes it too large for that engine
+    (:func:`~gpukmeans._cpu_small.is_small`). Validation's passes then run there too:
+    10,000 x 32 float32 at k=32, NumPy's column sums, largest magnitude and the engine's
+    row norms took 1.4 ms of a 10 ms fit, the one Numba scan 0.1."""
+    from ._cpu_small import MAX_ELEMENTS, MAX_SAMPLES, is_small
 
-    return device_xp is np and (X.size > MAX_ELEMENTS or X.shape[0] > MAX_SAMPLES)
+    if device_xp is not np:
+        return False
+    if X.size > MAX_ELEMENTS or X.shape[0] > MAX_SAMPLES:
+        return True
+    return n_clusters is not None and not is_small(X.shape[0], X.shape[1], n_clusters)
 
 
 def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):

@@ -149,6 +149,43 @@ def test_float32_scan_gives_the_three_passes():
         assert np.isnan(largest) == np.isnan(bad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fit_its_clusters_put_on_numba_validates_there(dtype, rng, monkeypatch):
+    """Below the NumPy engine's MAX_SAMPLES and MAX_ELEMENTS, a fit whose clusters make
+    it too large for that engine iterates on Numba, and its validation's passes run there
+    too (float32: the one scan for the largest magnitude, the mean and the row norms;
+    float64: the one-pass magnitude): the same fit as NumPy's route, bit for bit, near
+    the origin and far from it (centred); a fit small enough for the NumPy engine keeps
+    NumPy's route."""
+    from gpukmeans import _cpu, _cpu_small
+
+    scanned = []
+    for name in ("scan_float32", "largest_magnitude"):
+        original = getattr(_cpu, name)
+        monkeypatch.setattr(_cpu, name, lambda *args, _f=original, _n=name, **kwargs: (
+            scanned.append(_n), _f(*args, **kwargs))[1])
+    n_samples, n_features, n_clusters = 9000, 24, 40
+    assert not _cpu_small.is_small(n_samples, n_features, n_clusters)
+    assert _cpu_small.is_small(n_samples, n_features, 8)
+    for offset in (0.0, 1e3):
+        centers = rng.uniform(-10, 10, (n_clusters, n_features))
+        X = (centers[rng.integers(0, n_clusters, n_samples)]
+             + rng.standard_normal((n_samples, n_features)) + offset).astype(dtype)
+        params = dict(n_init=1, random_state=int(rng.integers(2**31)), device="cpu")
+        scanned.clear()
+        ours = KMeans(n_clusters, **params).fit(X)
+        assert scanned == ["scan_float32" if dtype == np.float32 else "largest_magnitude"]
+        with monkeypatch.context() as numpy_route:
+            numpy_route.setattr(_validation, "_runs_compiled", lambda *args: False)
+            reference = KMeans(n_clusters, **params).fit(X)
+        np.testing.assert_array_equal(ours.labels_, reference.labels_)
+        assert ours.cluster_centers_.tobytes() == reference.cluster_centers_.tobytes()
+        assert ours.inertia_ == reference.inertia_ and ours.n_iter_ == reference.n_iter_
+        scanned.clear()
+        KMeans(8, **params).fit(X)
+        assert scanned == []
+
+
 def test_float32_column_sums_add_in_the_scans_order(rng):
     """NumPy's route to the float32 means (the NumPy engine's) adds in the Numba pass's
     order, each block's rows one after another, on values of many magnitudes, where
