@@ -95,30 +95,13 @@ def _unit_strides(A, B):
 # gpukmeans._cpu_panel) keeps its sums in vector registers, vectorised over features;
 # each loaded vector of X serves the block's centers and each center's vector its rows,
 # and nothing is packed. The sums' order is fixed by the kernel's IR, the same for every
-# thread count, block and place, as a BLAS kernel's is.
-@njit(nogil=True, cache=CACHE)
-def _dots_block(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i <
-    BLOCK_ROWS, c < BLOCK_CENTERS (:func:`gpukmeans._cpu_panel.block_dots`)."""
-    if _unit_strides(X, centers):
-        block_dots(X, rows, r, centers, center, dots)
-    else:
-        _dots_strided(X, rows, r, BLOCK_ROWS, centers, center, BLOCK_CENTERS, dots)
-
-
+# thread count, block and place, as a BLAS kernel's is (_rows_dots_blocked).
+#
 # The centers left over from the whole blocks, when fewer than BLOCK_CENTERS - 1, take
-# blocks of two (overlapping for one): an overlapping whole block had computed 12
-# products for 10 centers. The E-step's labels of MNIST at k=10, one thread, ms, with
-# 6 x 4 blocks: all 70,000 rows 25.7 -> 24.1 (float64 42.7 -> 39.6), 1,026 random rows
-# 0.44 -> 0.38 (0.72 -> 0.61).
-@njit(nogil=True, cache=CACHE)
-def _dots_block_two(X, rows, r, centers, center, dots):
-    """``dots[r + i, center + c] = X[rows[r + i]] . centers[center + c]``, i <
-    BLOCK_ROWS, c < 2 (:func:`gpukmeans._cpu_panel.block_dots_two`)."""
-    if _unit_strides(X, centers):
-        block_dots_two(X, rows, r, centers, center, dots)
-    else:
-        _dots_strided(X, rows, r, BLOCK_ROWS, centers, center, 2, dots)
+# blocks of two (gpukmeans._cpu_panel.block_dots_two, overlapping for one): an
+# overlapping whole block had computed 12 products for 10 centers. The E-step's labels of
+# MNIST at k=10, one thread, ms, with 6 x 4 blocks: all 70,000 rows 25.7 -> 24.1 (float64
+# 42.7 -> 39.6), 1,026 random rows 0.44 -> 0.38 (0.72 -> 0.61).
 
 
 @njit(nogil=True, cache=CACHE)
@@ -310,14 +293,21 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
 
     ``rows`` lists the samples: a chunk's consecutive rows, or the few that Hamerly's
     bounds could not settle (gathered by index, never copied). Blocks of
-    :data:`BLOCK_ROWS` rows x :data:`BLOCK_CENTERS` centers (:func:`_dots_block`); rows
-    beyond the last whole block are covered by one more block that overlaps the
-    previous one; centers beyond it, if ``BLOCK_CENTERS - 1``, by an overlapping whole
-    block too, if fewer by a block of two (:func:`_dots_block_two`; overlapping for
-    one). So a (row, center) pair's product comes from the same kernel wherever the row
-    lies, and does not depend on the block it sits in: a sample's dot products, hence
-    its label, are the same wherever it lies in X. Only fewer rows or centers than a
-    block use the per-row kernel.
+    :data:`BLOCK_ROWS` rows x :data:`BLOCK_CENTERS` centers
+    (:func:`gpukmeans._cpu_panel.block_dots`); rows beyond the last whole block are
+    covered by one more block that overlaps the previous one; centers beyond it, if
+    ``BLOCK_CENTERS - 1``, by an overlapping whole block too, if fewer by a block of two
+    (``block_dots_two``; overlapping for one). So a (row, center) pair's product comes
+    from the same kernel wherever the row lies, and does not depend on the block it
+    sits in: a sample's dot products, hence its label, are the same wherever it lies in
+    X. Only fewer rows or centers than a block use the per-row kernel, and a strided
+    view of X or of the centers (whose values the IR kernels' vector loads cannot read)
+    the Numba loop.
+
+    Whether the strides are unit is decided once a call: decided per block, in a
+    helper called per block, it kept the helper's call and its reference counts in
+    the loop (one thread, 100,000 rows, ms, the kernel alone: float32 d=32 k=16 5.3 ->
+    3.2, d=128 k=128 63 -> 40; float64 d=64 k=32 16.7 -> 10.7; a helper's find).
 
     A block's norms are taken right after its dot products, while its rows are in
     L1, so that the margins of the rows' labels cost no pass over the chunk of their own
@@ -337,6 +327,7 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
             for j in range(n_clusters):
                 dots[r, j] = _dot1(x, centers[j])
         return
+    unit = _unit_strides(X, centers)
     left_over = n_clusters % BLOCK_CENTERS
     n_by_blocks = n_clusters if left_over == BLOCK_CENTERS - 1 else n_clusters - left_over
     r = 0
@@ -345,10 +336,16 @@ def _rows_dots_blocked(X, rows, n_rows, centers, dots, row_norms):
         center = 0
         while center < n_by_blocks:
             center = min(center, n_by_blocks - BLOCK_CENTERS)
-            _dots_block(X, rows, r, centers, center, dots)
+            if unit:
+                block_dots(X, rows, r, centers, center, dots)
+            else:
+                _dots_strided(X, rows, r, BLOCK_ROWS, centers, center, BLOCK_CENTERS, dots)
             center += BLOCK_CENTERS
         if n_by_blocks < n_clusters:
-            _dots_block_two(X, rows, r, centers, n_clusters - 2, dots)
+            if unit:
+                block_dots_two(X, rows, r, centers, n_clusters - 2, dots)
+            else:
+                _dots_strided(X, rows, r, BLOCK_ROWS, centers, n_clusters - 2, 2, dots)
         if with_norms:
             for i in range(r, r + BLOCK_ROWS):
                 row_norms[i] = _squared_norm_f64(X[rows[i]])
