@@ -35,10 +35,11 @@ LARGEST_FLOAT64 = float(np.finfo(np.float64).max)
 # --- kernels ---------------------------------------------------------------------------
 
 
-@njit(nogil=True, cache=CACHE)
+@njit(nogil=True, forceinline=True, cache=CACHE)
 def _row_dots(data, indices, start, end, centers_t, dots):
     """``dots[j] = x.c_j`` in float64 for the row whose entries are ``[start, end)``:
-    each center's products added in the row's stored order, starting from 0."""
+    each center's products added in the row's stored order, starting from 0. Inlined:
+    called per row, where its call cost float32 labels 4-13% (a helper's audit)."""
     n_clusters = centers_t.shape[1]
     for j in range(n_clusters):
         dots[j] = 0.0
