@@ -353,10 +353,25 @@ def _scan_block(X, bits, magnitude_mask, start, end, sums, squared_norms, with_n
     return largest
 
 
+# Validation's scan runs on one thread (its serial twin) below the runtime's
+# SERIAL_MAX_WORK, counted as SCAN_WORK_PER_FEATURE a value and ROW_WORK a row (at 32
+# features, up to 28,000 rows; at 8, 60,000): in a small fit whose steps run serially it
+# was the one parallel loop, and waking its workers cost more than the pass. The pass
+# alone, one thread / two, ms, warm / after 50 ms idle: 10,000 x 32 0.09 / 0.26, 0.20 /
+# 0.56; 30,000 x 32 0.36 / 0.30, 0.78 / 0.80; 100,000 x 8 0.65 / 0.45, 1.09 / 0.95;
+# 5,000 x 784 1.24 / 1.45, 2.00 / 1.49; 100,000 x 32 1.24 / 1.33, 2.02 / 1.34. Whole
+# fits (10 iterations from the same centers, 0.25 s apart, medians of 21 alternated),
+# serial scan / parallel: 10,000 x 32, k=32 7.32 / 7.81; 16,000 x 16, k=64 8.79 /
+# 9.32; 30,000 x 32, k=32 13.87 / 13.28.
+SCAN_WORK_PER_FEATURE = 16
+
+
+@threaded(rows_times(lambda X, *args: SCAN_WORK_PER_FEATURE * X.shape[1]))
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _scan_float32(X, bits, magnitude_mask, squared_norms, with_norms):
     """:func:`scan_float32`'s pass, a fixed block of rows per ``prange`` iteration, the
-    blocks' sums then added in block order: the same bits with any thread count."""
+    blocks' sums then added in block order: the same bits with any thread count (and by
+    the serial twin, which small data take: see SCAN_WORK_PER_FEATURE)."""
     n_samples, n_features = X.shape
     block_largest = np.empty(MEAN_BLOCKS, dtype=bits.dtype)
     block_sums = np.zeros((MEAN_BLOCKS, n_features), dtype=np.float64)

@@ -186,6 +186,31 @@ def test_a_fit_its_clusters_put_on_numba_validates_there(dtype, rng, monkeypatch
         assert scanned == []
 
 
+def test_float32_scans_serial_twin_gives_its_parallel_bits(rng):
+    """Small data take the scan's serial twin (a parallel loop's wake-up cost more than
+    the pass), larger its parallel kernel: both give the same largest magnitude, sums and
+    row norms, bit for bit, with either thread count."""
+    import numba
+
+    from gpukmeans import _cpu_passes, _cpu_runtime
+
+    kernel = _cpu_passes._scan_float32
+    magnitude_mask = np.int32(np.iinfo(np.int32).max)
+    assert kernel.runs_serially(np.empty((10000, 32), np.float32))
+    assert not kernel.runs_serially(np.empty((100000, 32), np.float32)) or (
+        numba.get_num_threads() == 1)
+    for shape in ((1, 1), (65, 3), (3000, 32), (20000, 7), (500, 784)):
+        X = (rng.standard_normal(shape) * rng.uniform(0.1, 1e3)).astype(np.float32)
+        bits = X.reshape(-1).view(np.int32)
+        results = []
+        with _cpu_runtime.cpu_runtime():
+            for version in (kernel.serial, kernel.parallel):
+                norms = np.empty(shape[0])
+                largest, sums = version(X, bits, magnitude_mask, norms, True)
+                results.append((int(largest), sums.tobytes(), norms.tobytes()))
+        assert results[0] == results[1], shape
+
+
 def test_float32_column_sums_add_in_the_scans_order(rng):
     """NumPy's route to the float32 means (the NumPy engine's) adds in the Numba pass's
     order, each block's rows one after another, on values of many magnitudes, where
