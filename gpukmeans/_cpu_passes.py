@@ -214,6 +214,23 @@ def _chunk_squared_norms(X, chunk_start, chunk_end, out):
         out[i] = _squared_norm_f64(X[i])
 
 
+# The once-a-fit passes (validation's scan, the row norms, centring, the largest
+# magnitude) run on one thread (their serial twins) below the runtime's SERIAL_MAX_WORK,
+# counted as PASS_WORK_PER_VALUE a value and ROW_WORK a row (at 32 features, up to 28,000
+# rows; at 8, 60,000): in a small fit whose steps run serially they were its only
+# parallel loops, and waking the workers cost more than the pass. Alone, one thread /
+# two, ms, warm / after 50 ms idle: the scan, 10,000 x 32 0.09 / 0.26, 0.20 / 0.56;
+# 30,000 x 32 0.36 / 0.30, 0.78 / 0.80; 100,000 x 8 0.65 / 0.45, 1.09 / 0.95; 5,000 x
+# 784 1.24 / 1.45, 2.00 / 1.49; 100,000 x 32 1.24 / 1.33, 2.02 / 1.34; the row norms,
+# 10,000 x 32 0.04 / 0.18, 0.13 / 0.42; 30,000 x 32 0.14 / 0.31, 0.60 / 0.83; 100,000 x 8
+# 0.42 / 0.32, 1.25 / 0.95. Whole fits (10 iterations from the same centers, 0.25 s
+# apart, medians of 21 alternated), serial scan / parallel: 10,000 x 32, k=32 7.32 /
+# 7.81; 16,000 x 16, k=64 8.79 / 9.32; 20,000 x 32, k=32 12.3 / 13.1.
+PASS_WORK_PER_VALUE = 16
+_pass_work = rows_times(lambda X, *args: PASS_WORK_PER_VALUE * X.shape[1])
+
+
+@threaded(_pass_work)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _row_norms_f64(X):
     """``||x_i||^2`` in float64 (:func:`_chunk_squared_norms`)."""
@@ -230,6 +247,7 @@ def row_norms_f64(X):
     return _row_norms_f64(X)
 
 
+@threaded(_pass_work)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _subtract_rows_and_norms(X, vector, out, out_squared_norms):
     """``out = X - vector`` and its row norms (:func:`_chunk_squared_norms`), a chunk's
@@ -313,6 +331,7 @@ def feature_major(X):
     return X_t
 
 
+@threaded(lambda bits, *args: PASS_WORK_PER_VALUE * bits.shape[0])
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _largest_magnitude_bits(bits, magnitude_mask):
     """:func:`_largest_bits` over all of ``bits``, a block per ``prange`` iteration."""
@@ -353,25 +372,14 @@ def _scan_block(X, bits, magnitude_mask, start, end, sums, squared_norms, with_n
     return largest
 
 
-# Validation's scan runs on one thread (its serial twin) below the runtime's
-# SERIAL_MAX_WORK, counted as SCAN_WORK_PER_FEATURE a value and ROW_WORK a row (at 32
-# features, up to 28,000 rows; at 8, 60,000): in a small fit whose steps run serially it
-# was the one parallel loop, and waking its workers cost more than the pass. The pass
-# alone, one thread / two, ms, warm / after 50 ms idle: 10,000 x 32 0.09 / 0.26, 0.20 /
-# 0.56; 30,000 x 32 0.36 / 0.30, 0.78 / 0.80; 100,000 x 8 0.65 / 0.45, 1.09 / 0.95;
-# 5,000 x 784 1.24 / 1.45, 2.00 / 1.49; 100,000 x 32 1.24 / 1.33, 2.02 / 1.34. Whole
-# fits (10 iterations from the same centers, 0.25 s apart, medians of 21 alternated),
-# serial scan / parallel: 10,000 x 32, k=32 7.32 / 7.81; 16,000 x 16, k=64 8.79 /
-# 9.32; 30,000 x 32, k=32 13.87 / 13.28.
-SCAN_WORK_PER_FEATURE = 16
 
 
-@threaded(rows_times(lambda X, *args: SCAN_WORK_PER_FEATURE * X.shape[1]))
+@threaded(_pass_work)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _scan_float32(X, bits, magnitude_mask, squared_norms, with_norms):
     """:func:`scan_float32`'s pass, a fixed block of rows per ``prange`` iteration, the
     blocks' sums then added in block order: the same bits with any thread count (and by
-    the serial twin, which small data take: see SCAN_WORK_PER_FEATURE)."""
+    the serial twin, which small data take: see PASS_WORK_PER_VALUE)."""
     n_samples, n_features = X.shape
     block_largest = np.empty(MEAN_BLOCKS, dtype=bits.dtype)
     block_sums = np.zeros((MEAN_BLOCKS, n_features), dtype=np.float64)

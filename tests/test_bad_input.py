@@ -186,28 +186,40 @@ def test_a_fit_its_clusters_put_on_numba_validates_there(dtype, rng, monkeypatch
         assert scanned == []
 
 
-def test_float32_scans_serial_twin_gives_its_parallel_bits(rng):
-    """Small data take the scan's serial twin (a parallel loop's wake-up cost more than
-    the pass), larger its parallel kernel: both give the same largest magnitude, sums and
-    row norms, bit for bit, with either thread count."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_passes_serial_twins_give_their_parallel_bits(dtype, rng):
+    """Small data take the once-a-fit passes' serial twins (a parallel loop's wake-up
+    cost more than the pass), larger their parallel kernels: both give the same bits,
+    for validation's scan (largest magnitude, sums, row norms), the row norms, centring
+    and the largest magnitude."""
     import numba
 
     from gpukmeans import _cpu_passes, _cpu_runtime
 
-    kernel = _cpu_passes._scan_float32
-    magnitude_mask = np.int32(np.iinfo(np.int32).max)
-    assert kernel.runs_serially(np.empty((10000, 32), np.float32))
-    assert not kernel.runs_serially(np.empty((100000, 32), np.float32)) or (
+    scan = _cpu_passes._scan_float32
+    assert scan.runs_serially(np.empty((10000, 32), np.float32))
+    assert not scan.runs_serially(np.empty((100000, 32), np.float32)) or (
         numba.get_num_threads() == 1)
+    signed = np.int32 if dtype == np.float32 else np.int64
+    magnitude_mask = signed(np.iinfo(signed).max)
     for shape in ((1, 1), (65, 3), (3000, 32), (20000, 7), (500, 784)):
-        X = (rng.standard_normal(shape) * rng.uniform(0.1, 1e3)).astype(np.float32)
-        bits = X.reshape(-1).view(np.int32)
+        X = (rng.standard_normal(shape) * rng.uniform(0.1, 1e3)
+             + rng.uniform(-1e3, 1e3)).astype(dtype)
+        bits = X.reshape(-1).view(signed)
+        mean = X.mean(axis=0)
         results = []
         with _cpu_runtime.cpu_runtime():
-            for version in (kernel.serial, kernel.parallel):
-                norms = np.empty(shape[0])
-                largest, sums = version(X, bits, magnitude_mask, norms, True)
-                results.append((int(largest), sums.tobytes(), norms.tobytes()))
+            for version in ("serial", "parallel"):
+                out, norms = np.empty_like(X), np.empty(shape[0])
+                getattr(_cpu_passes._subtract_rows_and_norms, version)(X, mean, out, norms)
+                result = [getattr(_cpu_passes._row_norms_f64, version)(X).tobytes(),
+                          out.tobytes(), norms.tobytes(), int(getattr(
+                              _cpu_passes._largest_magnitude_bits, version)(bits, magnitude_mask))]
+                if dtype == np.float32:
+                    norms = np.empty(shape[0])
+                    largest, sums = getattr(scan, version)(X, bits, magnitude_mask, norms, True)
+                    result += [int(largest), sums.tobytes(), norms.tobytes()]
+                results.append(result)
         assert results[0] == results[1], shape
 
 

@@ -1823,14 +1823,16 @@ def _threaded_kernels():
 
 def test_the_kernels_with_serial_twins():
     """The per-step kernels (a parallel region costs about 0.1 ms to start, even on one
-    thread), and the partials' reduction, have serial twins; the once-a-fit passes keep
-    one version."""
+    thread), the partials' reduction, and the once-a-fit passes over the data (whose
+    parallel loops were a small serial fit's only ones: waking the workers cost more
+    than the pass) have serial twins."""
     assert set(_threaded_kernels()) == {
         *(f"_lloyd_partials[{dots_kernel}]" for dots_kernel in range(8)),
         "_accumulate_partials", "_assigned_distances", "_numpy_order_distances",
         "_hamerly_e_step",
         "_elkan_e_step", "_yinyang_e_step", "_kmeanspp_fused_partials",
-        "_kmeanspp_dots_partials", "_reduce_partials", "_scan_float32"}
+        "_kmeanspp_dots_partials", "_reduce_partials", "_scan_float32", "_row_norms_f64",
+        "_subtract_rows_and_norms", "_largest_magnitude_bits"}
 
 
 @pytest.mark.parametrize("n_features, n_clusters, dtype, path", [
