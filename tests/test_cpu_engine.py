@@ -683,9 +683,10 @@ def test_the_plain_step_kernel_by_shapes():
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
     # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
-    # with 16 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
+    # with 4 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
-            == kernel(np.float32, 24, 48) == kernel(np.float32, 25, 16)
+            == kernel(np.float32, 24, 48) == kernel(np.float32, 25, 4)
+            == kernel(np.float32, 32, 8) == kernel(np.float32, 25, 16)
             == kernel(np.float32, 32, 16) == kernel(np.float32, 32, 48)
             == kernel(np.float32, 4, 49) == kernel(np.float32, 24, 49)
             == kernel(np.float32, 32, 49) == kernel(np.float32, 2, 16384)
@@ -693,7 +694,7 @@ def test_the_plain_step_kernel_by_shapes():
             == _cpu_lloyd.BY_PANEL)
     assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float32, 4, 48)
             == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS)
-    assert (kernel(np.float32, 25, 15) == kernel(np.float32, 32, 2)
+    assert (kernel(np.float32, 25, 3) == kernel(np.float32, 32, 2)
             == kernel(np.float32, 33, 16) == kernel(np.float32, 33, 127)
             == kernel(np.float32, 128, 127) == kernel(np.float32, 129, 4096)
             == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
@@ -723,21 +724,22 @@ def test_the_plain_step_kernel_by_shapes():
     assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 98)
             == kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_BLOCKED)
     assert (kernel(np.float64, 784, 99) == kernel(np.float64, 2 * n_features, n_clusters)
-            == kernel(np.float64, 25, 15) == kernel(np.float64, 32, 4)
-            == kernel(np.float64, 33, 127) == kernel(np.float64, 128, 4)
+            == kernel(np.float64, 33, 4) == kernel(np.float64, 33, 127) == kernel(np.float64, 128, 4)
             == kernel(np.float64, 129, 4096) == _cpu_lloyd.NARROWED)
     assert (kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
             == kernel(np.float64, 16, 4) == kernel(np.float64, 24, 48)
             == kernel(np.float64, 32, 16) == kernel(np.float64, 32, 16384)
+            == kernel(np.float64, 25, 15) == kernel(np.float64, 32, 4)
             == kernel(np.float64, 33, 128) == kernel(np.float64, 128, 4096)
             == _cpu_lloyd.NARROWED_PANEL)
-    for n_features, n_clusters in ((9, 16), (30, 15), (30, 16), (40, 127), (40, 128),
+    for n_features, n_clusters in ((9, 16), (30, 3), (30, 4), (40, 127), (40, 128),
                                    (128, 4096), (129, 4096)):
         float32_kernel = kernel(np.float32, n_features, n_clusters)
         assert (kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_PANEL) == (
             float32_kernel == _cpu_lloyd.BY_PANEL)
     assert (kernel(np.float64, 9, 15) == kernel(np.float64, 15, 15)
-            == kernel(np.float64, 16, 3) == kernel(np.float64, 128, 3) == _cpu_lloyd.BY_GEMM)
+            == kernel(np.float64, 16, 3) == kernel(np.float64, 32, 3)
+            == kernel(np.float64, 128, 3) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float64, 8, 4096) == _cpu_lloyd.BY_ROWS
     # The measured boundaries themselves (_cpu.py's table): MNIST to k=98 blocked, 160
     # features folded by rows from k=32.
@@ -1962,8 +1964,10 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
             if isinstance(kernel, _cpu_runtime.ThreadedKernel):
                 for version in ("serial", "parallel"):
                     signatures = [str(s) for s in getattr(kernel, version).signatures]
-                    # The float32 data's kernels; the reduction takes float64 partials.
+                    # The float32 data's kernels; the reduction takes float64 partials,
+                    # the largest magnitude the data's bits as integers.
                     wanted = ("(Array(float64, 3, 'C'" if name == "_reduce_partials"
+                              else "(Array(int32, 1, 'C'" if name == "_largest_magnitude_bits"
                               else "(Array(float32, 2, 'C'")
                     if not any(s.startswith(wanted) for s in signatures):
                         print("missing", name, version)
