@@ -42,6 +42,7 @@ from ._cpu_minibatch import (
     batch_labels_by_gemm, batch_search, labels_by_gemm, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
+from ._cpu_panel import VECTOR_BYTES
 from ._cpu_passes import (
     _pairwise_distances_chunked, _weighted_sum_f64, centered, feature_major, inertia,
     numpy_order_distances, row_norms_f64,
@@ -175,12 +176,17 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # d=32 k=6 26.8 / 20.8, k=8 23.9 / 21.8, 1,000,000 rows k=8 235 / 205; float64 d=32 k=8
 # 35.3 / 30.5, k=12 37.9 / 31.5, d=30 k=6 37.7 / 32.4, d=28 k=8 33.2 / 31.0, 1,000,000
 # rows k=8 403 / 353; tied below (float64 d=32 k=2 28.1 / 28.5, k=4 30.7 / 30.2;
-# float32 k=3 25.1 / 24.8). Measured on the AVX-512 Xeon only.
+# float32 k=3 25.1 / 24.8). With 256-bit vectors (the panel's 2 x 5 sums) nothing to
+# gain: the same Xeon compiling for Haswell (AVX-512 hidden, OpenBLAS on its Haswell
+# kernels), float32 d=32 k=4 20.2 / 20.0, k=6 21.5 / 21.1, k=8 23.2 / 24.2, k=12 31.0 /
+# 32.3; float64 k=8 32.3 / 32.1, d=28 33.0 / 33.2: there it keeps
+# BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT (stop 61's rule).
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
 BY_PANEL_WIDE_MAX_FEATURES = 32
 BY_PANEL_WIDE_MIN_CLUSTERS = 4
+BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT = 16
 BY_PANEL_MANY_MIN_CLUSTERS = 49
 BY_PANEL_MANY_MAX_FEATURES = 128
 BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 128
@@ -291,9 +297,16 @@ def _panel_pays(n_features, n_clusters):
     if n_features <= BY_PANEL_MAX_FEATURES:
         return True  # up to BY_PANEL_MAX_CLUSTERS, and from BY_PANEL_MANY_MIN_CLUSTERS
     if n_features <= BY_PANEL_WIDE_MAX_FEATURES:
-        return n_clusters >= BY_PANEL_WIDE_MIN_CLUSTERS
+        return n_clusters >= wide_min_clusters()
     return BY_PANEL_MANY_WIDE_MIN_CLUSTERS <= n_clusters and (
         n_features <= BY_PANEL_MANY_MAX_FEATURES)
+
+
+def wide_min_clusters():
+    """The clusters from which float32 rows of 25 to 32 features take the panel: fewer
+    with 512-bit vectors than with 256-bit ones (see BY_PANEL_WIDE_MIN_CLUSTERS)."""
+    return (BY_PANEL_WIDE_MIN_CLUSTERS if VECTOR_BYTES >= 64
+            else BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT)
 
 
 def _blocked_pays(dtype, n_features, n_clusters):

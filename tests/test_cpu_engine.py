@@ -683,10 +683,13 @@ def test_the_plain_step_kernel_by_shapes():
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
     # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
-    # with 4 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
+    # with 4 to 48 clusters (16 to 48 with 256-bit vectors); from 49 clusters up to 32
+    # features, from 128 up to 128.
+    wide_min = _cpu.wide_min_clusters()
+    assert wide_min == (4 if _cpu.VECTOR_BYTES >= 64 else 16)
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
-            == kernel(np.float32, 24, 48) == kernel(np.float32, 25, 4)
-            == kernel(np.float32, 32, 8) == kernel(np.float32, 25, 16)
+            == kernel(np.float32, 24, 48) == kernel(np.float32, 25, wide_min)
+            == kernel(np.float32, 32, wide_min) == kernel(np.float32, 25, 16)
             == kernel(np.float32, 32, 16) == kernel(np.float32, 32, 48)
             == kernel(np.float32, 4, 49) == kernel(np.float32, 24, 49)
             == kernel(np.float32, 32, 49) == kernel(np.float32, 2, 16384)
@@ -694,7 +697,7 @@ def test_the_plain_step_kernel_by_shapes():
             == _cpu_lloyd.BY_PANEL)
     assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float32, 4, 48)
             == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS)
-    assert (kernel(np.float32, 25, 3) == kernel(np.float32, 32, 2)
+    assert (kernel(np.float32, 25, wide_min - 1) == kernel(np.float32, 32, 2)
             == kernel(np.float32, 33, 16) == kernel(np.float32, 33, 127)
             == kernel(np.float32, 128, 127) == kernel(np.float32, 129, 4096)
             == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
@@ -729,10 +732,9 @@ def test_the_plain_step_kernel_by_shapes():
     assert (kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
             == kernel(np.float64, 16, 4) == kernel(np.float64, 24, 48)
             == kernel(np.float64, 32, 16) == kernel(np.float64, 32, 16384)
-            == kernel(np.float64, 25, 15) == kernel(np.float64, 32, 4)
             == kernel(np.float64, 33, 128) == kernel(np.float64, 128, 4096)
             == _cpu_lloyd.NARROWED_PANEL)
-    for n_features, n_clusters in ((9, 16), (30, 3), (30, 4), (40, 127), (40, 128),
+    for n_features, n_clusters in ((9, 16), (30, 3), (30, 4), (30, 15), (40, 127), (40, 128),
                                    (128, 4096), (129, 4096)):
         float32_kernel = kernel(np.float32, n_features, n_clusters)
         assert (kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_PANEL) == (
