@@ -229,8 +229,8 @@ def _make_lloyd_partials(dots_kernel):
         whole array would, bit for bit.
 
         ``dots_kernel`` (GEMM, BLOCKED, BY_ROWS, BY_GEMM, BY_PANEL, NARROWED,
-        NARROWED_BLOCKED or NARROWED_PANEL, a constant of the closure) says how ``x . c`` is computed;
-        ``margin_coefficient`` bounds its rounding
+        NARROWED_BLOCKED or NARROWED_PANEL, a constant of the closure) says how ``x . c``
+        is computed; ``margin_coefficient`` bounds its rounding
         (:func:`bound_margin_coefficient`), which grows with ``||x||^2``: a run passes the
         norms it has (``x_squared_norms``; a tenth of a step at d=32 to compute again), a
         single E-step computes each row's as it needs it.

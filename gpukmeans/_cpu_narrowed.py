@@ -7,18 +7,19 @@ nearest two are far apart. :func:`rows_nearest_narrowed` (the plain step's
 index, :mod:`gpukmeans._cpu_minibatch`) rounds each chunk of float64 rows to float32
 while it is in cache and takes the values from float32 products, by the kernel float32
 data of the shapes would take (the GEMM folded by rows, the blocked kernel or the panel's
-sums in registers, with the centers rounded to float32), at twice float64's rate and on half the bytes. Each value
-is then off from the exact ``||c||^2 - 2 x.c`` by at most ``m32``, float32's margin
-(:func:`gpukmeans._cpu_small.bound_margin_coefficient`: ``n_features + 2`` roundings of
-``||x||^2 + max ||c||^2``, twice over; rounding the row, the centers and the norms to
-float32 adds at most three more, so the products' ``n_features`` and these stay within
-it), and scikit-learn's by at most the float64 margin ``m64 <= m32``. So where a row's
-nearest two float32 values are more than ``4 m32`` apart, no other center's
-scikit-learn value comes within its rounding of the nearest one's: the float32 argmin is
-scikit-learn's. The rest (0.1-1 % of the rows of blobs or MNIST) have their values
-computed again in float64 and go on as the other float64 kernels' rows do: labelled by
-those values, and those within four float64 margins by scikit-learn's GEMM on their
-chunk (:func:`gpukmeans._cpu_nearest._labels_of_nearest_two`).
+sums in registers, with the centers rounded to float32), at twice float64's rate and on
+half the bytes. Each value is then off from the exact ``||c||^2 - 2 x.c`` by at most
+``m32``, float32's margin (:func:`gpukmeans._cpu_small.bound_margin_coefficient`:
+``n_features + 2`` roundings of ``||x||^2 + max ||c||^2``, twice over; rounding the row,
+the centers and the norms to float32 adds at most three more, so the products'
+``n_features`` and these stay within it), and scikit-learn's by at most the float64
+margin ``m64 <= m32``. So where a row's nearest two float32 values are more than
+``4 m32`` apart, no other center's scikit-learn value comes within its rounding of the
+nearest one's: the float32 argmin is scikit-learn's. The rest (0.1-1 % of the rows of
+blobs or MNIST) have their values computed again in float64 and go on as the other
+float64 kernels' rows do: labelled by those values, and those within four float64
+margins by scikit-learn's GEMM on their chunk
+(:func:`gpukmeans._cpu_nearest._labels_of_nearest_two`).
 
 Below float32's smallest normal number rounding is absolute, not relative: a feature of
 a row or a center rounded to a subnormal is off by up to 2^-150, which moves a value by
@@ -114,8 +115,8 @@ def rows_nearest_narrowed(
     float32 values settle the label (see the module), that center with a gap no margin
     reaches (0 and inf); else the float64 values' nearest two. The float32 values come
     from the GEMM folded by rows, the register-blocked kernel or the panel
-    (``float32_kernel``), as float32 data of the shapes would take them. Rows or centers beyond
-    :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
+    (``float32_kernel``), as float32 data of the shapes would take them. Rows or centers
+    beyond :data:`NARROWED_MAX_MAGNITUDE` have all their values in float64."""
     n_clusters, n_features = minus_two_centers.shape
     # |x| <= ||x||: the norms bound every feature, at no pass of their own.
     largest_norm = 0.0

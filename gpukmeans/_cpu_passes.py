@@ -372,8 +372,6 @@ def _scan_block(X, bits, magnitude_mask, start, end, sums, squared_norms, with_n
     return largest
 
 
-
-
 @threaded(_pass_work)
 @njit(parallel=prange_only(), nogil=True, cache=CACHE)
 def _scan_float32(X, bits, magnitude_mask, squared_norms, with_norms):

@@ -339,8 +339,8 @@ def check_fit_data(estimator, X, device_xp, need_mean=True, caller=None, row_nor
     that a CPU fit runs on the Numba engine (:func:`_runs_compiled`: more than
     MAX_SAMPLES samples or MAX_ELEMENTS values, or by ``n_clusters``) are read once
     for the largest magnitude, the mean and, with ``row_norms`` and past the passes
-    that run on NumPy, the row norms (:func:`gpukmeans._cpu_passes.scan_float32`). ``x_squared_norms`` is
-    those norms, else None.
+    that run on NumPy, the row norms (:func:`gpukmeans._cpu_passes.scan_float32`).
+    ``x_squared_norms`` is those norms, else None.
     """
     from sklearn.utils.validation import _get_feature_names
 
