@@ -169,24 +169,22 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
 # k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89).
-# From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on (16 until stop
-# 62, from the stop 61 steps above): whole fits of 10 iterations from the same centers,
-# blobs, 0.25 s apart, alternated, medians of 11, ms, the GEMM folded by rows (float64:
-# its float32 products, Hamerly's bounds at k=8) / the panel, the same results: float32
-# d=32 k=6 26.8 / 20.8, k=8 23.9 / 21.8, 1,000,000 rows k=8 235 / 205; float64 d=32 k=8
-# 35.3 / 30.5, k=12 37.9 / 31.5, d=30 k=6 37.7 / 32.4, d=28 k=8 33.2 / 31.0, 1,000,000
-# rows k=8 403 / 353; tied below (float64 d=32 k=2 28.1 / 28.5, k=4 30.7 / 30.2;
-# float32 k=3 25.1 / 24.8). With 256-bit vectors (the panel's 2 x 5 sums) nothing to
-# gain: the same Xeon compiling for Haswell (AVX-512 hidden, OpenBLAS on its Haswell
+# From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on, 4 with 512-bit
+# vectors (16 until stop 62, from the stop 61 steps above): whole fits of 10 iterations
+# from the same centers, blobs, 0.25 s apart, alternated, medians of 11, ms, the GEMM
+# folded by rows (float64: its float32 products, Hamerly's bounds at k=8) / the panel, the
+# same results: float32 d=32 k=6 26.8 / 20.8, k=8 23.9 / 21.8, 1,000,000 rows k=8 235 /
+# 205; float64 d=32 k=8 35.3 / 30.5, k=12 37.9 / 31.5, d=30 k=6 37.7 / 32.4, d=28 k=8 33.2
+# / 31.0, 1,000,000 rows k=8 403 / 353; tied below (float64 d=32 k=2 28.1 / 28.5, k=4 30.7
+# / 30.2; float32 k=3 25.1 / 24.8). With 256-bit vectors (the panel's 2 x 5 sums) nothing
+# to gain: the same Xeon compiling for Haswell (AVX-512 hidden, OpenBLAS on its Haswell
 # kernels), float32 d=32 k=4 20.2 / 20.0, k=6 21.5 / 21.1, k=8 23.2 / 24.2, k=12 31.0 /
-# 32.3; float64 k=8 32.3 / 32.1, d=28 33.0 / 33.2: there it keeps
-# BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT (stop 61's rule).
+# 32.3; float64 k=8 32.3 / 32.1, d=28 33.0 / 33.2: there it keeps stop 61's 16.
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
 BY_PANEL_WIDE_MAX_FEATURES = 32
-BY_PANEL_WIDE_MIN_CLUSTERS = 4
-BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT = 16
+BY_PANEL_WIDE_MIN_CLUSTERS = 4 if VECTOR_BYTES >= 64 else 16
 BY_PANEL_MANY_MIN_CLUSTERS = 49
 BY_PANEL_MANY_MAX_FEATURES = 128
 BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 128
@@ -297,16 +295,9 @@ def _panel_pays(n_features, n_clusters):
     if n_features <= BY_PANEL_MAX_FEATURES:
         return True  # up to BY_PANEL_MAX_CLUSTERS, and from BY_PANEL_MANY_MIN_CLUSTERS
     if n_features <= BY_PANEL_WIDE_MAX_FEATURES:
-        return n_clusters >= wide_min_clusters()
+        return n_clusters >= BY_PANEL_WIDE_MIN_CLUSTERS
     return BY_PANEL_MANY_WIDE_MIN_CLUSTERS <= n_clusters and (
         n_features <= BY_PANEL_MANY_MAX_FEATURES)
-
-
-def wide_min_clusters():
-    """The clusters from which float32 rows of 25 to 32 features take the panel: fewer
-    with 512-bit vectors than with 256-bit ones (see BY_PANEL_WIDE_MIN_CLUSTERS)."""
-    return (BY_PANEL_WIDE_MIN_CLUSTERS if VECTOR_BYTES >= 64
-            else BY_PANEL_WIDE_MIN_CLUSTERS_256_BIT)
 
 
 def _blocked_pays(dtype, n_features, n_clusters):
