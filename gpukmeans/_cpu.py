@@ -168,7 +168,9 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
-# k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89).
+# k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89; on a real
+# Zen 3 EPYC they won everywhere, 0.85-0.95x 2 x 5's time, and are AVX2's since
+# stop 63: _cpu_panel.NEAREST_VECTORS).
 # From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on, 4 with 512-bit
 # vectors (16 until stop 62, from the stop 61 steps above): whole fits of 10 iterations
 # from the same centers, blobs, 0.25 s apart, alternated, medians of 11, ms, the GEMM

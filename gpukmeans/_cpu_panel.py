@@ -666,10 +666,23 @@ def _make_panel_nearest(n_vectors, n_centers):
 
 # Rows x centers of panel_nearest's sums: with 512-bit vectors (32 registers) 4 vectors
 # of rows x 6 centers (24 sums, 4 row vectors, a broadcast value); with 256-bit ones
-# (AVX2's 16) 2 x 5 (10 + 2 + 1).
-NEAREST_VECTORS, NEAREST_CENTERS = (4, 6) if VECTOR_BYTES == 64 else (2, 5)
+# (AVX2's 16) 3 x 4 (12 + 3 + 1: all sixteen). On a Zen 3 EPYC (AVX2 only), one
+# thread, labels of 50,000 blob rows in 256-row chunks, alternated, medians of 7, ms,
+# 2 x 5 (stop 61's, chosen on the AVX-512 Xeon compiling for Haswell) / 3 x 4: d=32
+# k=16 1.34 / 1.16, k=64 3.97 / 3.47, k=1,024 58.3 / 52.8; d=16 k=32 1.12 / 0.99,
+# k=1,024 30.3 / 26.9; d=8 k=512 7.82 / 7.39; d=2 k=64 0.73 / 0.61; d=24 k=48 3.06 /
+# 2.69; d=64 k=256 25.9 / 23.2; d=128 k=512 106 / 90.7 (72 GF/s, the core's SGEMM 93);
+# 4 x 3 (17 registers: spilled) took 2-2.3x as long, 3 x 3 and 2 x 6 about 2 x 5's.
+# The same labels and values with any shape.
+NEAREST_VECTORS, NEAREST_CENTERS = (4, 6) if VECTOR_BYTES == 64 else (3, 4)
 panel_nearest = _make_panel_nearest(NEAREST_VECTORS, NEAREST_CENTERS)
 panel_nearest_one = _make_panel_nearest(NEAREST_VECTORS, 1)
+# A chunk's last rows, where they fit in a vector fewer than a whole block: 256-row
+# chunks leave 16 rows after ten blocks of 24 with AVX2, which a block of 2 vectors
+# covers instead of 24 rows of which 8 are zeros (d=16 k=1,024 above: 28.4 ms padded,
+# 26.9 so; d=128 k=512 97.7 / 90.7).
+panel_nearest_narrow = _make_panel_nearest(NEAREST_VECTORS - 1, NEAREST_CENTERS)
+panel_nearest_narrow_one = _make_panel_nearest(NEAREST_VECTORS - 1, 1)
 
 
 def nearest_block_rows(itemsize):
@@ -730,8 +743,10 @@ def panel_chunk_nearest(
         for i in range(n_rows, n_padded):
             rows_t[f, i] = zero
     n_whole = n_rows - n_rows % block
-    # The last block's fold, padded to a whole block.
+    # The last block's fold, padded to a whole block, or to one a vector narrower where
+    # that holds the rows left.
     n_tail = block if n_whole < n_rows else 0
+    narrow_tail = n_rows - n_whole <= block - block // NEAREST_VECTORS
     tail = np.empty(n_tail, dtype=np.int32)
     tail_value = np.empty(n_tail, dtype=X.dtype)
     tail_second = np.empty(n_tail, dtype=X.dtype)
@@ -742,14 +757,21 @@ def panel_chunk_nearest(
         for start in range(0, n_whole, block):
             panel_nearest(rows_t, start, minus_two_centers, centers_squared_norms, center,
                           best, best_value, second_value, start)
-        if n_tail:
+        if n_tail and narrow_tail:
+            panel_nearest_narrow(rows_t, n_whole, minus_two_centers, centers_squared_norms,
+                                 center, tail, tail_value, tail_second, 0)
+        elif n_tail:
             panel_nearest(rows_t, n_whole, minus_two_centers, centers_squared_norms, center,
                           tail, tail_value, tail_second, 0)
     for center in range(n_grouped, n_clusters):
         for start in range(0, n_whole, block):
             panel_nearest_one(rows_t, start, minus_two_centers, centers_squared_norms, center,
                               best, best_value, second_value, start)
-        if n_tail:
+        if n_tail and narrow_tail:
+            panel_nearest_narrow_one(rows_t, n_whole, minus_two_centers,
+                                     centers_squared_norms, center, tail, tail_value,
+                                     tail_second, 0)
+        elif n_tail:
             panel_nearest_one(rows_t, n_whole, minus_two_centers, centers_squared_norms,
                               center, tail, tail_value, tail_second, 0)
     for i in range(n_rows - n_whole):

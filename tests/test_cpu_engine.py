@@ -199,19 +199,24 @@ def test_panel_nearest_folds_in_registers_what_the_values_fold_in_memory(
     values by panel_chunk_dots then folded by _cpu_nearest._fold_centers: the same
     nearest, smallest and second smallest values, bit for bit, on chunks of whole and
     partial blocks, a group of centers and the centers after the last group, copies of
-    one center (exact ties: the lower index keeps them); and the nearest are the exactly
+    one center (exact ties: the lower index keeps them), tails a block less a vector or
+    fewer rows (a block a vector narrower) and more; and the nearest are the exactly
     nearest centers, from float64, where the gap is clear."""
     from gpukmeans import _cpu_nearest, _cpu_panel
 
     block = _cpu_panel.nearest_block_rows(np.dtype(dtype).itemsize)
-    n_samples = 4 * block + 11
+    n_samples = max(4 * block + 11, 260)
     X = rng.normal(size=(n_samples, n_features)).astype(dtype)
     centers = X[rng.integers(0, n_samples, n_clusters)] + dtype(0.25)
     centers[n_clusters // 2:: 3] = centers[0]
     minus_two_centers = -2 * centers
     norms = (centers.astype(np.float64) ** 2).sum(axis=1).astype(dtype)
+    lanes = block // _cpu_panel.NEAREST_VECTORS
+    # Tails of a block less a vector or fewer rows (a narrower block: 256-row chunks with
+    # AVX2) and of more (padded to a whole block).
     for start, end in ((0, n_samples), (0, 3 * block), (block + 1, 2 * block + 7),
-                       (n_samples - 5, n_samples)):
+                       (n_samples - 5, n_samples), (0, 2 * block + block - lanes),
+                       (3, block + block - lanes + 4), (0, 256)):
         n_rows = end - start
         results = []
         for by_registers in (True, False):
