@@ -42,7 +42,6 @@ from ._cpu_minibatch import (
     batch_labels_by_gemm, batch_search, labels_by_gemm, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
-from ._cpu_panel import VECTOR_BYTES
 from ._cpu_passes import (
     _pairwise_distances_chunked, _weighted_sum_f64, centered, feature_major, inertia,
     numpy_order_distances, row_norms_f64,
@@ -171,22 +170,27 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89; on a real
 # Zen 3 EPYC they won everywhere, 0.85-0.95x 2 x 5's time, and are AVX2's since
 # stop 63: _cpu_panel.NEAREST_VECTORS).
-# From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on, 4 with 512-bit
-# vectors (16 until stop 62, from the stop 61 steps above): whole fits of 10 iterations
-# from the same centers, blobs, 0.25 s apart, alternated, medians of 11, ms, the GEMM
-# folded by rows (float64: its float32 products, Hamerly's bounds at k=8) / the panel, the
-# same results: float32 d=32 k=6 26.8 / 20.8, k=8 23.9 / 21.8, 1,000,000 rows k=8 235 /
-# 205; float64 d=32 k=8 35.3 / 30.5, k=12 37.9 / 31.5, d=30 k=6 37.7 / 32.4, d=28 k=8 33.2
-# / 31.0, 1,000,000 rows k=8 403 / 353; tied below (float64 d=32 k=2 28.1 / 28.5, k=4 30.7
-# / 30.2; float32 k=3 25.1 / 24.8). With 256-bit vectors (the panel's 2 x 5 sums) nothing
-# to gain: the same Xeon compiling for Haswell (AVX-512 hidden, OpenBLAS on its Haswell
-# kernels), float32 d=32 k=4 20.2 / 20.0, k=6 21.5 / 21.1, k=8 23.2 / 24.2, k=12 31.0 /
-# 32.3; float64 k=8 32.3 / 32.1, d=28 33.0 / 33.2: there it keeps stop 61's 16.
+# From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on, 4 (16 until
+# stop 62, and with 256-bit vectors until stop 63, from the stop 61 steps above): whole
+# fits of 10 iterations from the same centers, blobs, 0.25 s apart, alternated, medians
+# of 11, ms, the GEMM folded by rows (float64: its float32 products, Hamerly's bounds at
+# k=8) / the panel, the same results: float32 d=32 k=6 26.8 / 20.8, k=8 23.9 / 21.8,
+# 1,000,000 rows k=8 235 / 205; float64 d=32 k=8 35.3 / 30.5, k=12 37.9 / 31.5, d=30
+# k=6 37.7 / 32.4, d=28 k=8 33.2 / 31.0, 1,000,000 rows k=8 403 / 353; tied below
+# (float64 d=32 k=2 28.1 / 28.5, k=4 30.7 / 30.2; float32 k=3 25.1 / 24.8). With 256-bit
+# vectors and the panel's old 2 x 5 sums, nothing to gain (the same Xeon compiling for
+# Haswell: float32 d=32 k=8 23.2 / 24.2, k=12 31.0 / 32.3), so stop 62 kept 16 there;
+# with stop 63's 3 x 4 sums on a real Zen 3 EPYC (AVX2), two runs of the same fits:
+# float32 d=32 k=6 70.6 / 55.5 and 71.2 / 62.9, k=8 62.3 / 58.6 and 66.0 / 56.9, k=12
+# 74.2 / 66.0 and 69.9 / 64.3; float64 d=32 k=8 83.4 / 75.8 and 78.7 / 70.3, d=28 k=12
+# 101 / 82.1 and 83.1 / 76.2, k=4 (3 iterations) 41.8 / 37.7 and 43.0 / 37.0; float32
+# d=28 tied (k=6 73.4 / 68.0 and 56.7 / 57.9, k=8 76.4 / 76.5 and 58.1 / 61.7, k=12 81.7
+# / 82.5 and 74.8 / 77.2): 4 on both widths.
 BY_PANEL_MAX_FEATURES = 24
 BY_PANEL_MAX_CLUSTERS = 48
 BY_PANEL_OVER_ROWS_MAX_CLUSTERS = 8
 BY_PANEL_WIDE_MAX_FEATURES = 32
-BY_PANEL_WIDE_MIN_CLUSTERS = 4 if VECTOR_BYTES >= 64 else 16
+BY_PANEL_WIDE_MIN_CLUSTERS = 4
 BY_PANEL_MANY_MIN_CLUSTERS = 49
 BY_PANEL_MANY_MAX_FEATURES = 128
 BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 128

@@ -688,10 +688,9 @@ def test_the_plain_step_kernel_by_shapes():
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
     # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
-    # with 4 to 48 clusters (16 to 48 with 256-bit vectors); from 49 clusters up to 32
-    # features, from 128 up to 128.
+    # with 4 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
     wide_min = _cpu.BY_PANEL_WIDE_MIN_CLUSTERS
-    assert wide_min == (4 if _cpu.VECTOR_BYTES >= 64 else 16)
+    assert wide_min == 4
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
             == kernel(np.float32, 24, 48) == kernel(np.float32, 25, wide_min)
             == kernel(np.float32, 32, wide_min) == kernel(np.float32, 25, 16)
