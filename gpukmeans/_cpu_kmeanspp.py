@@ -189,13 +189,19 @@ def _kmeanspp_candidates_chunked(
 def _kmeanspp_work(X, X_t, panel, x_squared_norms, sample_weight, candidates, *args):
     """The step's work, for the threshold of its serial twin
     (:class:`gpukmeans._cpu_runtime.ThreadedKernel`): the E-step's measure of the same
-    shapes, whose per-row cost the threshold was set on, halved for dot products over
-    feature-major rows (``panel``). 100,000 x 32 float32 rows, 5 candidates, those dot
-    products, ms, two threads against one (ranges of two runs): 0.46-0.60 / 0.34-0.49;
-    150,000: 0.62-1.10 / 0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8
+    shapes, whose per-row cost the threshold was set on, two thirds of it for dot
+    products over feature-major rows (``panel``). Whole seedings (default fits of one
+    iteration), float32 blobs, 0.25 s apart, alternated, medians of 7, ms, serial steps /
+    parallel, on a Zen 3 EPYC: 100,000 x 32 k=8 38.9 / 32.1, k=32 139 / 120, k=64 245 /
+    182; x 16 k=32 77.0 / 76.0; x 8 k=32 44.6 / 47.8; x 2 k=32 37.3 / 40.2; 30,000 x 32
+    k=32 32.9 / 37.8; and on stop 62's Xeon 100,000 x 32 0.91-0.94x, x 16 0.95x, x 8
+    1.05x, x 2 1.16x: parallel from 100,000 rows at 32 features, where half the work
+    (stop 60's rule, 100,000 x 32 serial) had kept them serial. The steps alone, back to
+    back, 100,000 x 32, 5 candidates, two threads against one: 0.46-0.60 / 0.34-0.49
+    ms; 150,000: 0.62-1.10 / 0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8
     features, 300,000 0.83 / 0.71, 1,000,000 3.9 / 4.1."""
     work = X.shape[0] * (X.shape[1] * candidates.shape[0] + ROW_WORK)
-    return work // 2 if panel else work
+    return work * 2 // 3 if panel else work
 
 
 def kmeanspp_partials(
