@@ -168,7 +168,7 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
 # k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89; on a real
-# Zen 3 EPYC they won everywhere, 0.85-0.95x 2 x 5's time, and are AVX2's since
+# Zen 3 EPYC they won everywhere, 0.84-0.95x 2 x 5's time, and are AVX2's since
 # stop 63: _cpu_panel.NEAREST_VECTORS).
 # From 25 to 32 features it takes BY_PANEL_WIDE_MIN_CLUSTERS clusters on, 4 (16 until
 # stop 62, and with 256-bit vectors until stop 63, from the stop 61 steps above): whole
@@ -183,7 +183,7 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # with stop 63's 3 x 4 sums on a real Zen 3 EPYC (AVX2), two runs of the same fits:
 # float32 d=32 k=6 70.6 / 55.5 and 71.2 / 62.9, k=8 62.3 / 58.6 and 66.0 / 56.9, k=12
 # 74.2 / 66.0 and 69.9 / 64.3; float64 d=32 k=8 83.4 / 75.8 and 78.7 / 70.3, d=28 k=12
-# 101 / 82.1 and 83.1 / 76.2, k=4 (3 iterations) 41.8 / 37.7 and 43.0 / 37.0; float32
+# 101 / 82.1 and 83.1 / 76.2, d=28 k=4 (3 iterations) 41.8 / 37.7 and 43.0 / 37.0; float32
 # d=28 tied (k=6 73.4 / 68.0 and 56.7 / 57.9, k=8 76.4 / 76.5 and 58.1 / 61.7, k=12 81.7
 # / 82.5 and 74.8 / 77.2): 4 on both widths.
 BY_PANEL_MAX_FEATURES = 24

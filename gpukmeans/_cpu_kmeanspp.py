@@ -195,11 +195,13 @@ def _kmeanspp_work(X, X_t, panel, x_squared_norms, sample_weight, candidates, *a
     parallel, on a Zen 3 EPYC: 100,000 x 32 k=8 38.9 / 32.1, k=32 139 / 120, k=64 245 /
     182; x 16 k=32 77.0 / 76.0; x 8 k=32 44.6 / 47.8; x 2 k=32 37.3 / 40.2; 30,000 x 32
     k=32 32.9 / 37.8; and on stop 62's Xeon 100,000 x 32 0.91-0.94x, x 16 0.95x, x 8
-    1.05x, x 2 1.16x: parallel from 100,000 rows at 32 features, where half the work
-    (stop 60's rule, 100,000 x 32 serial) had kept them serial. The steps alone, back to
-    back, 100,000 x 32, 5 candidates, two threads against one: 0.46-0.60 / 0.34-0.49
-    ms; 150,000: 0.62-1.10 / 0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8
-    features, 300,000 0.83 / 0.71, 1,000,000 3.9 / 4.1."""
+    1.05x, x 2 1.16x: parallel at 100,000 rows from k=8 at 32 features (4 candidates),
+    from k=21 at 24 (5), where half the work (stop 60's rule) had kept them serial. That
+    rule came from the steps alone, back to back, which favoured one thread at 100,000
+    x 32 (5 candidates, two threads against one: 0.46-0.60 / 0.34-0.49 ms; 150,000:
+    0.62-1.10 / 0.99-1.01; 300,000: 1.32 / 2.27; 1,000,000 4.9 / 9.5; 8 features,
+    300,000 0.83 / 0.71, 1,000,000 3.9 / 4.1); whole seedings, which the rule is for,
+    did not."""
     work = X.shape[0] * (X.shape[1] * candidates.shape[0] + ROW_WORK)
     return work * 2 // 3 if panel else work
 
