@@ -329,7 +329,10 @@ def small_runtime():
 
 
 def is_small(n_samples, n_features, n_clusters):
-    """Whether a problem of these shapes runs wholly on this engine, never importing Numba."""
+    """Whether a problem of these shapes runs wholly on this engine, never importing Numba.
+    The sizes may be NumPy integers (an estimator's ``n_clusters=np.int8(5)``): they are
+    multiplied as Python ints, which cannot overflow."""
+    n_samples, n_features, n_clusters = int(n_samples), int(n_features), int(n_clusters)
     return (n_samples <= MAX_SAMPLES
             and n_samples * n_features <= MAX_ELEMENTS
             and n_samples * n_features * n_clusters <= MAX_WORK

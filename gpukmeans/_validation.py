@@ -511,8 +511,7 @@ def _runs_compiled(X, device_xp, n_clusters=None):
         return False
     if X.size > MAX_ELEMENTS or X.shape[0] > MAX_SAMPLES:
         return True
-    # A Python int: a NumPy integer parameter (np.int8(5)) would overflow in the product.
-    return n_clusters is not None and not is_small(X.shape[0], X.shape[1], int(n_clusters))
+    return n_clusters is not None and not is_small(X.shape[0], X.shape[1], n_clusters)
 
 
 def check_magnitude(X, name="X", centers=None, scale_free=False, largest=None):

@@ -483,6 +483,21 @@ def test_random_state_errors_name_the_parameter(random_state):
         KMeans(3, random_state=random_state, device="cpu").fit(X)
 
 
+def test_a_numpy_integer_n_clusters_fits_a_memmap(tmp_path, rng):
+    """A memmap's fit asks whether it streams (``_streaming.streams``) with the
+    estimator's own ``n_clusters``: np.int8(5) met the sizes in NumPy arithmetic there
+    too (OverflowError: 40000 out of bounds for int8), after stop 62 had converted it
+    for validation's question alone. Now :func:`gpukmeans._cpu_small.is_small` takes
+    any integers, and the fit is the Python int's."""
+    path = tmp_path / "X.npy"
+    np.save(path, rng.standard_normal((10000, 4)))
+    X = np.load(path, mmap_mode="r")
+    plain = KMeans(5, random_state=0, max_iter=5, device="cpu").fit(X)
+    ours = KMeans(np.int8(5), random_state=0, max_iter=5, device="cpu").fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, plain.cluster_centers_)
+    assert ours.n_iter_ == plain.n_iter_
+
+
 @pytest.mark.parametrize("integer", [np.int8, np.int16])
 def test_numpy_integer_parameters_give_the_python_int_fit(device, integer, rng):
     """Integer parameters given as NumPy integers (np.int32(k) from an array of candidate
