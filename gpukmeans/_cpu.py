@@ -42,6 +42,7 @@ from ._cpu_minibatch import (
     batch_labels_by_gemm, batch_search, labels_by_gemm, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
+from ._cpu_panel import VECTOR_BYTES
 from ._cpu_passes import (
     _pairwise_distances_chunked, _weighted_sum_f64, centered, feature_major, inertia,
     numpy_order_distances, row_norms_f64,
@@ -163,7 +164,20 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # 9.06); d=64 k=128 13.2 / 11.0, k=4096 230 / 193; d=96 k=128 15.9 / 14.8, k=1024 83.0
 # / 75.3; d=128 k=128 22.6 / 17.1, k=4096 442 / 418. Below those it won and lost by
 # turns against the GEMM (d=32 k=2 1.19 / 1.35, k=8 3.23 / 2.69; d=64 k=4 3.48 / 4.95,
-# k=8 4.58 / 3.00), and lost to the blocked kernel (d=96 k=2 2.17 / 3.44). With 256-bit
+# k=8 4.58 / 3.00), and lost to the blocked kernel (d=96 k=2 2.17 / 3.44). Between 16
+# and 128 clusters the Xeon was not measured; on a 2-core Zen 4 EPYC (AVX-512, stop 64)
+# the panel won there from 24 clusters on, so with 512-bit vectors
+# BY_PANEL_MANY_WIDE_MIN_CLUSTERS is 24: one E-step (labels and distances), 100,000
+# random rows, two threads, alternated, medians of 6-8, ms, the GEMM folded by rows /
+# the panel: d=33 k=32 5.5 / 4.0, k=64 6.4 / 5.1, k=96 7.8 / 6.1; d=40 k=24 5.8 / 4.4,
+# k=48 6.8 / 5.4; d=56 k=24 6.6 / 5.7, k=64 10.4 / 8.4; d=64 k=24 6.6 / 5.6, k=48 9.2 /
+# 7.4, k=96 12.7 / 10.3; d=80 k=32 9.7 / 7.2, k=64 12.4 / 10.3; d=96 k=32 11.6 / 8.5,
+# k=96 17.4 / 14.1; d=128 k=32 15.1 / 11.0, k=96 25.5 / 18.8; float64's float32
+# products likewise (NARROWED / NARROWED_PANEL): d=40 k=24 5.8 / 5.0, k=96 9.9 / 8.0;
+# d=64 k=24 7.1 / 5.5; d=96 k=48 12.8 / 10.1; d=128 k=24 13.0 / 9.9, k=96 23.0 / 19.4.
+# At 16 clusters it tied (d=33 3.9 / 3.6, d=48 4.3 / 4.2, d=64 5.2 / 5.7; float64 d=40
+# 4.9 / 5.0; d=128 the blocked kernel 9.1 / 8.9). 256-bit vectors keep 128 (not
+# measured below it on AVX2). With 256-bit
 # vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
@@ -193,11 +207,26 @@ BY_PANEL_WIDE_MAX_FEATURES = 32
 BY_PANEL_WIDE_MIN_CLUSTERS = 4
 BY_PANEL_MANY_MIN_CLUSTERS = 49
 BY_PANEL_MANY_MAX_FEATURES = 128
-BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 128
+BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 24 if VECTOR_BYTES == 64 else 128
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_MIN_FEATURES = 64
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
+# Beyond BLOCKED_WIDE_FEATURES features a block's six float32 rows (24 KB at 1,024)
+# outgrow a 32 KB L1 and are read again from L2 for every four centers: with 512-bit
+# vectors, float32 takes the blocked kernel there only for BLOCKED_WIDE_MAX_CENTER_BYTES
+# of centers (float64's float32 products keep it: their other kernel lost by more). On a
+# 2-core Zen 4 EPYC (stop 64), one E-step, random rows, two threads, alternated, medians
+# of 8, ms, GEMM / BLOCKED: 20,000 x 1,280 k=16 17.2 / 14.0, k=64 32.5 / 34.2, k=160 65.6
+# / 83.7; x 1,536 k=16 19.1 / 17.0, k=64 36.0 / 42.5, k=192 86.0 / 123; x 2,048 k=8 20.0
+# / 16.1, k=32 34.5 / 38.2, k=64 52.9 / 63.4, k=256 154 / 224; 10,000 x 3,072 k=16 18.1
+# / 19.1, k=64 38.7 / 61.6; x 4,096 k=8 20.9 / 19.8, k=16 23.7 / 29.2, k=64 56.5 / 96.8;
+# up to 1,024 features it keeps the lead (MNIST k=10 33.2 / 21.5, k=98 93.4 / 86.1;
+# 20,000 x 1,024 k=32 18.0 / 16.1, k=128 43.5 / 46.5). float64, NARROWED / NARROWED_BLOCKED:
+# 20,000 x 2,048 k=32 79.4 / 53.8, k=128 186 / 166; 10,000 x 4,096 k=64 199 / 170.
+# 256-bit vectors (4-row blocks) were not measured there and keep the rule above.
+BLOCKED_WIDE_FEATURES = 1024
+BLOCKED_WIDE_MAX_CENTER_BYTES = 2**17
 BY_GEMM_F32_MAX_FEATURES = 512
 # float64 beyond the kernel by rows takes float32 products (_cpu_narrowed: each chunk
 # rounded to float32 in cache, the near-ties' values again in float64, labels
@@ -314,11 +343,14 @@ def _blocked_pays(dtype, n_features, n_clusters):
     by the GEMM folded by rows / by the blocked kernel: MNIST k=10 62.7 / 41.9, k=20 71.7
     / 55.1, k=98 170 / 159; 30,000 x 200 k=8 7.89 / 6.04, k=25 11.2 / 11.5, k=64 16.4 /
     19.8; 30,000 x 512 k=8 20.8 / 13.2, k=64 44.4 / 39.4)."""
-    min_features = (BLOCKED_MIN_FEATURES if np.dtype(dtype) == np.float32
-                    else BY_GEMM_MAX_FEATURES)
+    float32 = np.dtype(dtype) == np.float32
+    min_features = BLOCKED_MIN_FEATURES if float32 else BY_GEMM_MAX_FEATURES
+    max_center_bytes = BLOCKED_MAX_CENTER_BYTES
+    if float32 and VECTOR_BYTES == 64 and n_features > BLOCKED_WIDE_FEATURES:
+        max_center_bytes = BLOCKED_WIDE_MAX_CENTER_BYTES
     return (n_features > min_features
             and n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
-            and n_clusters * n_features * 4 <= BLOCKED_MAX_CENTER_BYTES)
+            and n_clusters * n_features * 4 <= max_center_bytes)
 
 
 def dense_search_by_gemm(n_features, n_clusters):

@@ -16,6 +16,7 @@ from gpukmeans import (
     KMeans, _cpu, _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_nearest, _cpu_small, _cpu_yinyang,
     _lloyd,
 )
+from gpukmeans._cpu_panel import VECTOR_BYTES
 from gpukmeans._lloyd import average_centers
 from label_checks import (assert_labels_exactly_nearest, assert_labels_nearest,
                           exactly_nearest_labels)
@@ -691,6 +692,16 @@ def test_the_plain_step_kernel_by_shapes():
     # with 4 to 48 clusters; from 49 clusters up to 32 features, from 128 up to 128.
     wide_min = _cpu.BY_PANEL_WIDE_MIN_CLUSTERS
     assert wide_min == 4
+    # From 33 to 128 features, many clusters: from 24 with 512-bit vectors (measured on a
+    # Zen 4), 128 with 256-bit ones.
+    many_wide_min = _cpu.BY_PANEL_MANY_WIDE_MIN_CLUSTERS
+    assert many_wide_min == (24 if VECTOR_BYTES == 64 else 128)
+    assert (kernel(np.float32, 33, many_wide_min) == kernel(np.float32, 128, many_wide_min)
+            == _cpu_lloyd.BY_PANEL)
+    assert (kernel(np.float32, 33, many_wide_min - 1)
+            == kernel(np.float32, 128, many_wide_min - 1) == _cpu_lloyd.BY_GEMM)
+    assert kernel(np.float64, 64, many_wide_min) == _cpu_lloyd.NARROWED_PANEL
+    assert kernel(np.float64, 64, many_wide_min - 1) == _cpu_lloyd.NARROWED
     assert (kernel(np.float32, 1, 1) == kernel(np.float32, 4, 8) == kernel(np.float32, 5, 48)
             == kernel(np.float32, 24, 48) == kernel(np.float32, 25, wide_min)
             == kernel(np.float32, 32, wide_min) == kernel(np.float32, 25, 16)
@@ -702,8 +713,8 @@ def test_the_plain_step_kernel_by_shapes():
     assert (kernel(np.float32, 4, 9) == kernel(np.float32, 4, 16) == kernel(np.float32, 4, 48)
             == kernel(np.float64, 2, 2) == _cpu_lloyd.BY_ROWS)
     assert (kernel(np.float32, 25, wide_min - 1) == kernel(np.float32, 32, 2)
-            == kernel(np.float32, 33, 16) == kernel(np.float32, 33, 127)
-            == kernel(np.float32, 128, 127) == kernel(np.float32, 129, 4096)
+            == kernel(np.float32, 33, 16) == kernel(np.float32, 128, 17)
+            == kernel(np.float32, 129, 4096)
             == kernel(np.float64, 12, 2) == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, 4, 48) == kernel(np.float64, 8, 3) == _cpu_lloyd.BY_ROWS
     assert kernel(np.float64, 9, 3) == _cpu_lloyd.BY_GEMM
@@ -719,11 +730,23 @@ def test_the_plain_step_kernel_by_shapes():
     assert (kernel(np.float32, 129, 129 // per_cluster + 1) == kernel(np.float32, widest, 4096)
             == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, widest + 1, 4096) == _cpu_lloyd.GEMM
-    # Few clusters for their features, but more centers than the limit.
+    # Few clusters for their features, but more centers than the limit: with 512-bit
+    # vectors, beyond BLOCKED_WIDE_FEATURES features a far lower limit (a block's rows
+    # outgrow L1), for float32 data only.
     n_features = 4096
     n_clusters = _cpu.BLOCKED_MAX_CENTER_BYTES // (4 * n_features)
     assert n_clusters * per_cluster <= n_features
-    assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.BLOCKED
+    wide = _cpu.BLOCKED_WIDE_FEATURES
+    assert wide == 1024 and _cpu.BLOCKED_WIDE_MAX_CENTER_BYTES == 2**17
+    if VECTOR_BYTES == 64:
+        assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.GEMM
+        assert (kernel(np.float32, n_features, 8) == kernel(np.float32, wide + 1, 31)
+                == kernel(np.float32, wide, wide // per_cluster) == _cpu_lloyd.BLOCKED)
+        assert (kernel(np.float32, n_features, 9) == kernel(np.float32, wide + 1, 32)
+                == kernel(np.float32, 2048, 64) == _cpu_lloyd.GEMM)
+    else:
+        assert (kernel(np.float32, n_features, n_clusters) == kernel(np.float32, 2048, 64)
+                == _cpu_lloyd.BLOCKED)
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     # float64: float32 products from 4 clusters, from 16 below 16 features, always
     # beyond 128 features (by the blocked kernel or the panel where float32 takes
@@ -731,7 +754,7 @@ def test_the_plain_step_kernel_by_shapes():
     assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 98)
             == kernel(np.float64, n_features, n_clusters) == _cpu_lloyd.NARROWED_BLOCKED)
     assert (kernel(np.float64, 784, 99) == kernel(np.float64, 2 * n_features, n_clusters)
-            == kernel(np.float64, 33, 4) == kernel(np.float64, 33, 127)
+            == kernel(np.float64, 33, 4) == kernel(np.float64, 33, many_wide_min - 1)
             == kernel(np.float64, 128, 4)
             == kernel(np.float64, 129, 4096) == _cpu_lloyd.NARROWED)
     assert (kernel(np.float64, 9, 16) == kernel(np.float64, 15, 16)
