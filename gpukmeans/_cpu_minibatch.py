@@ -59,10 +59,9 @@ from numba import njit, prange
 from ._cpu_narrowed import BY_BLOCKS, narrowed_centers, narrowed_margin, rows_nearest_narrowed
 from ._cpu_panel import VECTOR_BYTES
 from ._cpu_nearest import (
-    _fold_centers, _labels_of_nearest_two, _minus_two_centers_and_norms,
+    _label_of_values, _labels_of_nearest_two, _minus_two_centers_and_norms,
     _rows_nearest_blocked, _squared_norm_f64,
 )
-from ._cpu_panel import start_nearest_two
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
 from ._cpu_small import CHUNK_ROWS, blas_controller
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
@@ -166,12 +165,7 @@ def labels_by_index(n_features, n_clusters):
 # margin covers any). Only a batch of at most
 # GEMM_MAX_BATCH_BYTES: a larger one keeps the other ways (its fold, on one thread, would
 # weigh more beside a GEMM on many, and its copy would be a second X for a batch_size of
-# all of it). The values are made GEMM_VALUES_BYTES at a time (or CHUNK_ROWS rows),
-# centers x rows, so that each center's values are a contiguous row folded across the
-# rows in vectors: folded row by row (an argmin over each row's values, in order), the
-# fold cost more than a quarter of the GEMM. On the Zen 4 VM of stop 64, MNIST, 1,024
-# random rows, k=100, two threads, medians of 90: GEMM 1.01 ms, its fold by rows 0.29;
-# the transposed GEMM 1.11, its fold 0.03.
+# all of it). The values are made GEMM_VALUES_BYTES at a time (or CHUNK_ROWS rows).
 GEMM_MAX_BATCH_BYTES = 2**23
 GEMM_VALUES_BYTES = 2**23
 
@@ -185,40 +179,30 @@ def batch_labels_by_gemm(X, centers, centers_squared_norms, margin_coefficient, 
     (:func:`gpukmeans._cpu_runtime.gemm_threads`), then :func:`_labels_of_gemm_values`
     on one."""
     n_rows, n_clusters = X.shape[0], centers.shape[0]
-    minus_two_centers = -2 * centers  # exact: a power of two
+    minus_two_centers_t = (-2 * centers).T  # exact: a power of two
     max_center_norm = float(centers_squared_norms.max()) + _SUBNORMAL_NORM
     block_rows = max(CHUNK_ROWS, GEMM_VALUES_BYTES // (X.itemsize * n_clusters))
     with blas_controller().limit(limits=n_threads, user_api="blas"):
         for start in range(0, n_rows, block_rows):
             block = X[start:start + block_rows]
-            _labels_of_gemm_values(block, minus_two_centers @ block.T, centers,
+            _labels_of_gemm_values(block, block @ minus_two_centers_t, centers,
                                    centers_squared_norms, margin_coefficient,
                                    max_center_norm, labels[start:start + block_rows])
 
 
 @njit(nogil=True, cache=CACHE)
-def _labels_of_gemm_values(X, dots_t, centers, centers_squared_norms, margin_coefficient,
+def _labels_of_gemm_values(X, dots, centers, centers_squared_norms, margin_coefficient,
                            max_center_norm, labels):
-    """``labels[i]``: the exactly nearest center to ``X[i]`` from its products
-    ``dots_t[:, i]`` (``-2 c.x``, centers x rows), folded a center at a time across the
-    rows and their near-ties decided as the plain step's GEMM folded by rows does
-    (:func:`gpukmeans._cpu_nearest._labels_of_nearest_two`)."""
-    n_rows, n_clusters = X.shape[0], centers.shape[0]
-    best = np.empty(n_rows, dtype=np.int32)
-    best_value = np.empty(n_rows, dtype=X.dtype)
-    second_value = np.empty(n_rows, dtype=X.dtype)
-    start_nearest_two(n_rows, best, best_value, second_value)
-    _fold_centers(dots_t, 0, n_clusters, centers_squared_norms, 0, n_rows, best, best_value,
-                  second_value)
-    row_norms = np.empty(n_rows, dtype=np.float64)
-    rows = np.empty(n_rows, dtype=np.int64)
-    for i in range(n_rows):
-        row_norms[i] = _squared_norm_f64(X[i])
-        rows[i] = i
-    _labels_of_nearest_two(X, rows, n_rows, centers, centers_squared_norms, best, best_value,
-                           second_value, row_norms, margin_coefficient, max_center_norm,
-                           True, False, np.empty(n_rows, dtype=np.bool_), labels, rows, 0,
-                           np.empty((0, 0), dtype=X.dtype), np.zeros(1, dtype=np.bool_))
+    """``labels[i]``: the exactly nearest center to ``X[i]`` from its products ``dots[i]``
+    (``-2 x.c``, overwritten by the values ``||c||^2 - 2 x.c``), as the plain step's GEMM
+    kernel folds them (:func:`gpukmeans._cpu_nearest._label_of_values`)."""
+    n_clusters = centers.shape[0]
+    for i in range(X.shape[0]):
+        values = dots[i]
+        for j in range(n_clusters):
+            values[j] = centers_squared_norms[j] + values[j]
+        labels[i] = _label_of_values(X[i], -1.0, centers, values, margin_coefficient,
+                                     max_center_norm, True, False)
 
 
 def _batch_work(X, rows, centers, *args):
