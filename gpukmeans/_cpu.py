@@ -224,17 +224,17 @@ BLOCKED_MAX_CENTER_BYTES = 2**23
 # arithmetic. With 512-bit vectors, float32 takes the blocked kernel there only for
 # BLOCKED_WIDE_MAX_CENTER_BYTES of centers (float64's float32 products keep it: their
 # other kernel lost by more), and bounded runs' whole-chunk searches follow
-# (dense_search_by_gemm). On a
-# 2-core Zen 4 EPYC (stop 64), one E-step, random rows, two threads, alternated, medians
-# of 8, ms, GEMM / BLOCKED: 20,000 x 1,280 k=16 17.2 / 14.0, k=64 32.5 / 34.2, k=160 65.6
-# / 83.7; x 1,536 k=16 19.1 / 17.0, k=64 36.0 / 42.5, k=192 86.0 / 123; x 2,048 k=8 20.0
-# / 16.1, k=32 34.5 / 38.2, k=64 52.9 / 63.4, k=256 154 / 224; 10,000 x 3,072 k=16 18.1
-# / 19.1, k=64 38.7 / 61.6; x 4,096 k=8 20.9 / 19.8, k=16 23.7 / 29.2, k=64 56.5 / 96.8;
-# up to 1,024 features it mostly keeps the lead (MNIST k=10 33.2 / 21.5, k=98 93.4 /
-# 86.1; 20,000 x 1,024 k=32 18.0 / 16.1, but k=128 43.5 / 46.5, where the Xeon's 30,000
-# x 1,024 had it ahead, 103 against 111 CPU ms). float64, NARROWED / NARROWED_BLOCKED:
-# 20,000 x 2,048 k=32 79.4 / 53.8, k=128 186 / 166; 10,000 x 4,096 k=64 199 / 170.
-# 256-bit vectors (4-row blocks) were not measured there and keep the rule above.
+# (dense_search_by_gemm). On a 2-core Zen 4 EPYC (stop 64), one E-step, random rows, two
+# threads, alternated, medians of 8, ms, GEMM / BLOCKED: 20,000 x 1,280 k=16 17.2 / 14.0,
+# k=64 32.5 / 34.2, k=160 65.6 / 83.7; x 1,536 k=16 19.1 / 17.0, k=64 36.0 / 42.5, k=192
+# 86.0 / 123; x 2,048 k=8 20.0 / 16.1, k=32 34.5 / 38.2, k=64 52.9 / 63.4, k=256 154 /
+# 224; 10,000 x 3,072 k=16 18.1 / 19.1, k=64 38.7 / 61.6; x 4,096 k=8 20.9 / 19.8, k=16
+# 23.7 / 29.2, k=64 56.5 / 96.8; up to 1,024 features it mostly keeps the lead (MNIST
+# k=10 33.2 / 21.5, k=98 93.4 / 86.1; 20,000 x 1,024 k=32 18.0 / 16.1, but k=128 43.5 /
+# 46.5, where the Xeon's 30,000 x 1,024 had it ahead, 103 against 111 CPU ms). float64,
+# NARROWED / NARROWED_BLOCKED: 20,000 x 2,048 k=32 79.4 / 53.8, k=128 186 / 166; 10,000 x
+# 4,096 k=64 199 / 170. 256-bit vectors (4-row blocks) were not measured there and keep
+# the rule above.
 BLOCKED_WIDE_FEATURES = 1024
 BLOCKED_WIDE_MAX_CENTER_BYTES = 2**17
 BY_GEMM_F32_MAX_FEATURES = 512
@@ -380,7 +380,8 @@ def _dots_kernel(X, n_clusters):
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
     all but a few clusters), by the blocked kernel beyond :data:`BY_GEMM_MAX_FEATURES`
     where float32 data would take it (and beyond :data:`BLOCKED_WIDE_FEATURES` with
-    512-bit vectors, whatever their centers' bytes), else folded by rows; float32 over the
+    512-bit vectors where float32 data would not for the centers' bytes), else folded
+    by rows; float32 over the
     chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
     :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows; up to
     :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`), and for
