@@ -42,7 +42,6 @@ from ._cpu_minibatch import (
     batch_labels_by_gemm, batch_search, labels_by_gemm, labels_by_index,
 )
 from ._cpu_nearest import gemm_rows_first
-from ._cpu_panel import VECTOR_BYTES
 from ._cpu_passes import (
     _pairwise_distances_chunked, _weighted_sum_f64, centered, feature_major, inertia,
     numpy_order_distances, row_norms_f64,
@@ -76,8 +75,8 @@ from ._engine import Engine, by_dot_products
 # registers with AVX-512, 4 x 3 with AVX2, nothing packed, its values folded over the
 # centers as the GEMM's are) for few clusters, at most one per
 # BLOCKED_FEATURES_PER_CLUSTER features, while they fit in BLOCKED_MAX_CENTER_BYTES (it
-# rereads every center for each block of rows; with 512-bit vectors, beyond
-# BLOCKED_WIDE_FEATURES, BLOCKED_WIDE_MAX_CENTER_BYTES); then the GEMM folded by rows up to
+# rereads every center for each block of rows; beyond BLOCKED_WIDE_FEATURES,
+# BLOCKED_WIDE_MAX_CENTER_BYTES); then the GEMM folded by rows up to
 # BY_GEMM_F32_MAX_FEATURES, and the GEMM as scikit-learn calls it beyond (its larger
 # products, over every center at once, win there). From 65 to 128 features (stop 53, a
 # 2-core Zen 3 EPYC, AVX2, OpenBLAS on its Haswell kernels; one E-step, 100,000 random
@@ -168,8 +167,8 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # k=8 4.58 / 3.00), and lost to the blocked kernel (d=96 k=2 2.17 / 3.44). Between 16
 # and 128 clusters the Xeon's float32 was not measured (its float64 products at d=96
 # k=64 lost 5%: _panel_pays); on a 2-core Zen 4 EPYC (AVX-512, stop 64) the panel won
-# there from 24 clusters on, so with 512-bit vectors, the Xeon's included,
-# BY_PANEL_MANY_WIDE_MIN_CLUSTERS is 24: one E-step (labels and distances), 100,000
+# there from 24 clusters on, so BY_PANEL_MANY_WIDE_MIN_CLUSTERS is 24 (the Xeon's
+# included): one E-step (labels and distances), 100,000
 # random rows, two threads, alternated, medians of 6-8, ms, the GEMM folded by rows /
 # the panel: d=33 k=32 5.5 / 4.0, k=64 6.4 / 5.1, k=96 7.8 / 6.1; d=40 k=24 5.8 / 4.4,
 # k=48 6.8 / 5.4; d=56 k=24 6.6 / 5.7, k=64 10.4 / 8.4; d=64 k=24 6.6 / 5.6, k=48 9.2 /
@@ -178,13 +177,23 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # products likewise (NARROWED / NARROWED_PANEL): d=40 k=24 5.8 / 5.0, k=96 9.9 / 8.0;
 # d=64 k=24 7.1 / 5.5; d=96 k=48 12.8 / 10.1; d=128 k=24 13.0 / 9.9, k=96 23.0 / 19.4.
 # At 16 clusters it tied (d=33 3.9 / 3.6, d=48 4.3 / 4.2, d=64 5.2 / 5.7; float64 d=40
-# 4.9 / 5.0; d=128 the blocked kernel 9.1 / 8.9). 256-bit vectors keep 128 (not
-# measured below it on AVX2). Read at call time, by VECTOR_BYTES, so that the tests
-# check both widths on any CPU. Whole fits with Hamerly's or Elkan's bounds never take
-# the plain step's kernels (they search with _cpu_bounds'); plain runs, Yinyang's plain
-# steps, predict, score, transform, streamed plain runs and the mini-batch steps of
-# fewer than 129 features (their copied batch's E-step) do. With 256-bit
-# vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
+# 4.9 / 5.0; d=128 the blocked kernel 9.1 / 8.9). 256-bit vectors take it from 24 too
+# since stop 65 (128 before; a 2-core Zen 3 EPYC, AVX2, the same E-steps, medians of
+# 8-16): d=33 k=24 5.83 / 4.56, k=64 6.70 / 4.74; d=40 k=24 5.98 / 4.91, k=32 7.32 /
+# 4.50, k=48 9.22 / 6.33; d=48 k=24 5.41 / 4.03; d=56 k=64 11.3 / 8.57; d=64 k=24 7.11 /
+# 5.73, k=96 15.5 / 12.3; d=80 k=32 10.3 / 7.83; d=96 k=24 11.2 / 8.41, k=96 21.7 /
+# 18.6; d=112 k=64 18.6 / 15.1; d=128 k=32 16.4 / 12.7, k=96 26.0 / 21.6 (a first
+# run of d=40 k=24-48, d=64 k=24 and d=128 k=96 had lost 5-12%; a second of 16 won
+# them all); float64's float32 products d=40 k=24 5.90 / 4.78, k=96 10.8 / 8.19; d=64
+# k=24 9.47 / 6.99; d=128 k=24 16.2 / 10.5, k=96 28.4 / 23.8. At 16 clusters, as on the
+# Zen 4, won and lost by turns (d=33 3.92 / 2.82, d=48 4.66 / 4.43, d=64 3.59 / 3.87).
+# Whole 10-iteration fits from the same centers (blobs, 100,000 rows, medians of 9, the
+# same results): float32 d=48 k=64 125 / 101, d=64 k=32 124 / 100, d=96 k=96 292 / 267;
+# float64 d=40 k=24 90.7 / 81.5, d=64 k=48 167 / 157. Whole fits with Hamerly's or
+# Elkan's bounds never take the plain step's kernels (they search with _cpu_bounds');
+# plain runs, Yinyang's plain steps, predict, score, transform, streamed plain runs and
+# the mini-batch steps of fewer than 129 features (their copied batch's E-step) do.
+# With 256-bit vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
 # k=4096 270 / 176 / 234 (3 x 4 sums lost at d=32 k=16: 3.83 against 1.89; on a real
@@ -213,28 +222,43 @@ BY_PANEL_WIDE_MAX_FEATURES = 32
 BY_PANEL_WIDE_MIN_CLUSTERS = 4
 BY_PANEL_MANY_MIN_CLUSTERS = 49
 BY_PANEL_MANY_MAX_FEATURES = 128
-BY_PANEL_MANY_WIDE_MIN_CLUSTERS = {64: 24, 32: 128}  # by VECTOR_BYTES
+BY_PANEL_MANY_WIDE_MIN_CLUSTERS = 24
 BY_GEMM_MAX_FEATURES = 128
 BLOCKED_MIN_FEATURES = 64
 BLOCKED_FEATURES_PER_CLUSTER = 8
 BLOCKED_MAX_CENTER_BYTES = 2**23
-# Beyond BLOCKED_WIDE_FEATURES features a block's six float32 rows and four centers (40
-# KB at 1,024 features) outgrow a 32 KB L1 and are read again from L2 for every four
-# centers; the boundary at 1,024 is where the measurements below turn, not that
-# arithmetic. With 512-bit vectors, float32 takes the blocked kernel there only for
-# BLOCKED_WIDE_MAX_CENTER_BYTES of centers (float64's float32 products keep it: their
-# other kernel lost by more), and bounded runs' whole-chunk searches follow
-# (dense_search_by_gemm). On a 2-core Zen 4 EPYC (stop 64), one E-step, random rows, two
-# threads, alternated, medians of 8, ms, GEMM / BLOCKED: 20,000 x 1,280 k=16 17.2 / 14.0,
-# k=64 32.5 / 34.2, k=160 65.6 / 83.7; x 1,536 k=16 19.1 / 17.0, k=64 36.0 / 42.5, k=192
-# 86.0 / 123; x 2,048 k=8 20.0 / 16.1, k=32 34.5 / 38.2, k=64 52.9 / 63.4, k=256 154 /
-# 224; 10,000 x 3,072 k=16 18.1 / 19.1, k=64 38.7 / 61.6; x 4,096 k=8 20.9 / 19.8, k=16
-# 23.7 / 29.2, k=64 56.5 / 96.8; up to 1,024 features it mostly keeps the lead (MNIST
-# k=10 33.2 / 21.5, k=98 93.4 / 86.1; 20,000 x 1,024 k=32 18.0 / 16.1, but k=128 43.5 /
-# 46.5, where the Xeon's 30,000 x 1,024 had it ahead, 103 against 111 CPU ms). float64,
-# NARROWED / NARROWED_BLOCKED: 20,000 x 2,048 k=32 79.4 / 53.8, k=128 186 / 166; 10,000 x
-# 4,096 k=64 199 / 170. 256-bit vectors (4-row blocks) were not measured there and keep
-# the rule above.
+# Beyond BLOCKED_WIDE_FEATURES features a block's rows and centers (six and four with
+# 512-bit vectors, 40 KB at 1,024 features; four and three with 256-bit ones, 28 KB)
+# outgrow a 32 KB L1 and are read again from L2 for every few centers; the boundary at
+# 1,024 is where the measurements below turn, not that arithmetic. float32 takes the
+# blocked kernel there only for BLOCKED_WIDE_MAX_CENTER_BYTES of centers (float64's
+# float32 products keep it: their other kernel lost by more), and bounded runs'
+# whole-chunk searches follow (dense_search_by_gemm). On a 2-core Zen 4 EPYC (AVX-512,
+# stop 64), one E-step, random rows, two threads, alternated, medians of 8, ms, GEMM /
+# BLOCKED: 20,000 x 1,280 k=16 17.2 / 14.0, k=64 32.5 / 34.2, k=160 65.6 / 83.7; x 1,536
+# k=16 19.1 / 17.0, k=64 36.0 / 42.5, k=192 86.0 / 123; x 2,048 k=8 20.0 / 16.1, k=32
+# 34.5 / 38.2, k=64 52.9 / 63.4, k=256 154 / 224; 10,000 x 3,072 k=16 18.1 / 19.1, k=64
+# 38.7 / 61.6; x 4,096 k=8 20.9 / 19.8, k=16 23.7 / 29.2, k=64 56.5 / 96.8; up to 1,024
+# features it mostly keeps the lead (MNIST k=10 33.2 / 21.5, k=98 93.4 / 86.1; 20,000 x
+# 1,024 k=32 18.0 / 16.1, but k=128 43.5 / 46.5, where the Xeon's 30,000 x 1,024 had it
+# ahead, 103 against 111 CPU ms). float64, NARROWED / NARROWED_BLOCKED: 20,000 x 2,048
+# k=32 79.4 / 53.8, k=128 186 / 166; 10,000 x 4,096 k=64 199 / 170. With 256-bit
+# vectors since stop 65 (until then they kept the blocked kernel to one cluster per 8
+# features there), on a 2-core Zen 3 EPYC (AVX2), the same E-steps, medians of 8-14:
+# 20,000 x 1,280 k=16 16.6 / 13.0, k=24 15.6 / 13.6, k=32 19.4 / 17.8, k=64 32.2 /
+# 37.1, k=160 70.1 / 89.4; x 1,536 k=16 17.7 / 15.7, k=24 21.8 / 20.4, k=32 24.4 / 25.5,
+# k=64 41.3 / 62.0; x 2,048 k=8 16.3 / 13.4, k=24 25.8 / 26.5, k=32 32.3 / 36.8, k=64
+# 46.3 / 71.2, k=256 162 / 258; 10,000 x 3,072 k=12 16.7 / 14.7, k=16 16.1-17.3 / 17.6-20.2,
+# k=64 38.9 / 64.9; x 4,096 k=8 18.9 / 16.7, k=16 22.9 / 27.7, k=64 52.6 / 98.5: on both
+# widths the turn lies between 128 and 192 KB of centers (x 1,152 k=40, 180 KB, 22.3 /
+# 20.0, won; x 1,536 k=32 and x 2,048 k=24, 192 KB, lost 3-5%), and the limit stays at
+# 128 KB. float64's float32 products: 20,000 x 2,048 k=32 64.5 / 52.3, k=128 185 /
+# 181; 10,000 x 4,096 k=64 169 / 162. Up to 1,024 features the Zen 3 had the GEMM ahead
+# from about 384 KB of centers (20,000 x 1,024 k=64 22.6-26.7 / 25.1-28.6, k=96 38.1 /
+# 39.3, k=128 46.6 / 55.2; x 960 k=120 46.4 / 51.1; x 896 k=112 40.4 / 44.5; but x 896
+# k=64 24.9 / 22.9, x 832 k=104 38.2 / 36.3, MNIST k=98 93.6-105 / 88.0-102): whole fits
+# there (Elkan's bounds) moved by 0.95-1.04x with a 384 KB limit, within the noise, and
+# the Xeon had measured the opposite at 1,024 features; not taken.
 BLOCKED_WIDE_FEATURES = 1024
 BLOCKED_WIDE_MAX_CENTER_BYTES = 2**17
 BY_GEMM_F32_MAX_FEATURES = 512
@@ -333,8 +357,8 @@ def _panel_pays(n_features, n_clusters):
     5.73 / 3.81, k=512 24.0 / 17.9, k=4,096 148 / 96.4; d=40 k=128 8.07 / 6.52; d=64
     k=128 11.5 / 10.6, k=4,096 251 / 211; d=128 k=128 22.7 / 21.1, k=1,024 125 / 112.
     Where float32 data would not take it, it tied or lost (d=32 k=4 1.92 / 1.98; d=48
-    k=8 4.62 / 6.50; d=64 k=4 3.13 / 4.72; d=96 k=64 15.1 / 15.8, which 512-bit vectors
-    take since stop 64: :data:`BY_PANEL_MANY_WIDE_MIN_CLUSTERS`)."""
+    k=8 4.62 / 6.50; d=64 k=4 3.13 / 4.72; d=96 k=64 15.1 / 15.8, which it takes
+    since stop 64: :data:`BY_PANEL_MANY_WIDE_MIN_CLUSTERS`)."""
     if n_features <= BY_ROWS_MAX_FEATURES[4]:
         return (n_clusters <= BY_PANEL_OVER_ROWS_MAX_CLUSTERS
                 or n_clusters >= BY_PANEL_MANY_MIN_CLUSTERS)
@@ -342,14 +366,14 @@ def _panel_pays(n_features, n_clusters):
         return True  # up to BY_PANEL_MAX_CLUSTERS, and from BY_PANEL_MANY_MIN_CLUSTERS
     if n_features <= BY_PANEL_WIDE_MAX_FEATURES:
         return n_clusters >= BY_PANEL_WIDE_MIN_CLUSTERS
-    return BY_PANEL_MANY_WIDE_MIN_CLUSTERS[VECTOR_BYTES] <= n_clusters and (
+    return BY_PANEL_MANY_WIDE_MIN_CLUSTERS <= n_clusters and (
         n_features <= BY_PANEL_MANY_MAX_FEATURES)
 
 
 def _blocked_pays(dtype, n_features, n_clusters):
     """Whether the float32 values of ``dtype`` data come from the blocked kernel (see
-    :data:`BLOCKED_FEATURES_PER_CLUSTER`, and :data:`BLOCKED_WIDE_FEATURES` for float32
-    with 512-bit vectors): float32 data's beyond
+    :data:`BLOCKED_FEATURES_PER_CLUSTER`, and :data:`BLOCKED_WIDE_FEATURES` for
+    float32): float32 data's beyond
     :data:`BLOCKED_MIN_FEATURES`, and float64's float32 products beyond
     :data:`BY_GEMM_MAX_FEATURES` (float64 plain steps, one thread, ms, the float32 values
     by the GEMM folded by rows / by the blocked kernel: MNIST k=10 62.7 / 41.9, k=20 71.7
@@ -358,7 +382,7 @@ def _blocked_pays(dtype, n_features, n_clusters):
     float32 = np.dtype(dtype) == np.float32
     min_features = BLOCKED_MIN_FEATURES if float32 else BY_GEMM_MAX_FEATURES
     max_center_bytes = BLOCKED_MAX_CENTER_BYTES
-    if float32 and VECTOR_BYTES == 64 and n_features > BLOCKED_WIDE_FEATURES:
+    if float32 and n_features > BLOCKED_WIDE_FEATURES:
         max_center_bytes = BLOCKED_WIDE_MAX_CENTER_BYTES
     return (n_features > min_features
             and n_clusters * BLOCKED_FEATURES_PER_CLUSTER <= n_features
@@ -379,10 +403,9 @@ def _dots_kernel(X, n_clusters):
     """How the plain step computes ``x . c`` (see :mod:`gpukmeans._cpu_lloyd`): float64
     from float32 products where :func:`narrowed_pays` (beyond a few features, and for
     all but a few clusters), by the blocked kernel beyond :data:`BY_GEMM_MAX_FEATURES`
-    where float32 data would take it (and beyond :data:`BLOCKED_WIDE_FEATURES` with
-    512-bit vectors where float32 data would not for the centers' bytes), else folded
-    by rows; float32 over the
-    chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
+    where float32 data would take it (and beyond :data:`BLOCKED_WIDE_FEATURES`
+    where float32 data would not for the centers' bytes), else folded by rows; float32
+    over the chunk transposed for few features and clusters (:data:`BY_PANEL_MAX_FEATURES`,
     :data:`BY_PANEL_MAX_CLUSTERS`, fewer where it would replace the kernel by rows; up to
     :data:`BY_PANEL_WIDE_MAX_FEATURES` from :data:`BY_PANEL_WIDE_MIN_CLUSTERS`), and for
     many clusters (:data:`BY_PANEL_MANY_MIN_CLUSTERS`, to
@@ -390,8 +413,8 @@ def _dots_kernel(X, n_clusters):
     rows for a few features; beyond :data:`BLOCKED_MIN_FEATURES`, float32 without BLAS
     (:func:`gpukmeans._cpu_nearest._rows_dots_blocked`) for at most one cluster per
     :data:`BLOCKED_FEATURES_PER_CLUSTER` features and :data:`BLOCKED_MAX_CENTER_BYTES`
-    of centers (:data:`BLOCKED_WIDE_MAX_CENTER_BYTES` beyond :data:`BLOCKED_WIDE_FEATURES`
-    with 512-bit vectors); else a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES` (float32:
+    of centers (:data:`BLOCKED_WIDE_MAX_CENTER_BYTES` beyond :data:`BLOCKED_WIDE_FEATURES`);
+    else a GEMM folded by rows up to :data:`BY_GEMM_MAX_FEATURES` (float32:
     :data:`BY_GEMM_F32_MAX_FEATURES`); the rest, the GEMM as scikit-learn calls it."""
     n_features = X.shape[1]
     if narrowed_pays(X.dtype, n_features, n_clusters):

@@ -48,8 +48,8 @@ from ._cpu_panel import panel_chunk_nearest
 from ._cpu_runtime import CACHE
 
 # How rows_nearest_narrowed takes its float32 values: as float32 data of the shapes would
-# (gpukmeans._cpu._dots_kernel), but by blocks beyond 1,024 features with 512-bit vectors
-# where float32 data take the GEMM (_cpu.BLOCKED_WIDE_FEATURES).
+# (gpukmeans._cpu._dots_kernel), but by blocks beyond 1,024 features where float32 data
+# take the GEMM (_cpu.BLOCKED_WIDE_FEATURES).
 BY_GEMM_FOLDED = 0  # the GEMM folded by rows (_cpu_nearest._chunk_nearest_by_gemm)
 BY_BLOCKS = 1  # the blocked kernel (_cpu_nearest._rows_nearest_blocked)
 BY_PANEL = 2  # the chunk transposed, sums in registers (_cpu_panel.panel_chunk_nearest)

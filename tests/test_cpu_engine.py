@@ -674,33 +674,29 @@ def test_the_gemm_by_rows_takes_every_way_in_those_cases():
     assert not values_by_blocks(8, 64, 32) and not values_by_blocks(8, 33, 1100)
 
 
-@pytest.mark.parametrize("vector_bytes", [32, 64])
-def test_the_plain_step_kernel_by_shapes(vector_bytes, monkeypatch):
+def test_the_plain_step_kernel_by_shapes():
     """Up to 64 features, float32 over the chunk transposed for few features and
-    clusters (from 33 features, from BY_PANEL_MANY_WIDE_MIN_CLUSTERS, which follows the
-    vector width), else by rows or a GEMM folded by rows; beyond, float32 takes the
-    blocked kernel for at most one cluster per BLOCKED_FEATURES_PER_CLUSTER features
-    while its centers fit in BLOCKED_MAX_CENTER_BYTES (it rereads them for every block
-    of rows; with 512-bit vectors, beyond BLOCKED_WIDE_FEATURES features,
-    BLOCKED_WIDE_MAX_CENTER_BYTES), else the GEMM folded by rows up to
-    BY_GEMM_F32_MAX_FEATURES; the rest the GEMM as scikit-learn calls it. float64
+    clusters (from 33 features, from BY_PANEL_MANY_WIDE_MIN_CLUSTERS), else by rows or a
+    GEMM folded by rows; beyond, float32 takes the blocked kernel for at most one
+    cluster per BLOCKED_FEATURES_PER_CLUSTER features while its centers fit in
+    BLOCKED_MAX_CENTER_BYTES (it rereads them for every block of rows; beyond
+    BLOCKED_WIDE_FEATURES features, BLOCKED_WIDE_MAX_CENTER_BYTES), else the GEMM folded
+    by rows up to BY_GEMM_F32_MAX_FEATURES; the rest the GEMM as scikit-learn calls it. float64
     beyond the kernel by rows takes float32 products for all but a few clusters, and
     always beyond 128 features (by the blocked kernel from there only)."""
-    monkeypatch.setattr(_cpu, "VECTOR_BYTES", vector_bytes)  # both widths on any CPU
 
     def kernel(dtype, n_features, n_clusters):
         return _cpu._dots_kernel(np.empty((1, n_features), dtype=dtype), n_clusters)
 
     # float32 over the chunk transposed up to 24 features and 48 clusters, 8 where the
     # kernel by rows would run (_cpu.py's table), before both; from 25 to 32 features
-    # with 4 to 48 clusters; from 49 clusters up to 32 features, from 128 (24 with
-    # 512-bit vectors) up to 128.
+    # with 4 to 48 clusters; from 49 clusters up to 32 features, from 24 up to 128.
     wide_min = _cpu.BY_PANEL_WIDE_MIN_CLUSTERS
     assert wide_min == 4
-    # From 33 to 128 features, many clusters: from 24 with 512-bit vectors (measured on a
-    # Zen 4), 128 with 256-bit ones.
-    many_wide_min = _cpu.BY_PANEL_MANY_WIDE_MIN_CLUSTERS[vector_bytes]
-    assert many_wide_min == (24 if vector_bytes == 64 else 128)
+    # From 33 to 128 features, many clusters: from 24 (measured on a Zen 4 and a Zen 3,
+    # 512- and 256-bit vectors).
+    many_wide_min = _cpu.BY_PANEL_MANY_WIDE_MIN_CLUSTERS
+    assert many_wide_min == 24
     assert (kernel(np.float32, 33, many_wide_min) == kernel(np.float32, 128, many_wide_min)
             == _cpu_lloyd.BY_PANEL)
     assert (kernel(np.float32, 33, many_wide_min - 1)
@@ -734,28 +730,24 @@ def test_the_plain_step_kernel_by_shapes(vector_bytes, monkeypatch):
     assert (kernel(np.float32, 129, 129 // per_cluster + 1) == kernel(np.float32, widest, 4096)
             == _cpu_lloyd.BY_GEMM)
     assert kernel(np.float32, widest + 1, 4096) == _cpu_lloyd.GEMM
-    # Few clusters for their features, but more centers than the limit: with 512-bit
-    # vectors, beyond BLOCKED_WIDE_FEATURES features a far lower limit (a block's rows
-    # outgrow L1), for float32 data only.
+    # Few clusters for their features, but more centers than the limit: beyond
+    # BLOCKED_WIDE_FEATURES features a far lower limit (a block's rows outgrow L1), for
+    # float32 data only.
     n_features = 4096
     n_clusters = _cpu.BLOCKED_MAX_CENTER_BYTES // (4 * n_features)
     assert n_clusters * per_cluster <= n_features
     wide = _cpu.BLOCKED_WIDE_FEATURES
     assert wide == 1024 and _cpu.BLOCKED_WIDE_MAX_CENTER_BYTES == 2**17
-    if vector_bytes == 64:
-        assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.GEMM
-        assert (kernel(np.float32, n_features, 8) == kernel(np.float32, wide + 1, 31)
-                == kernel(np.float32, wide, wide // per_cluster) == _cpu_lloyd.BLOCKED)
-        assert (kernel(np.float32, n_features, 9) == kernel(np.float32, wide + 1, 32)
-                == kernel(np.float32, 2048, 64) == _cpu_lloyd.GEMM)
-        assert kernel(np.float32, wide, 32) == _cpu_lloyd.BLOCKED  # the same k, narrower
-    else:
-        assert (kernel(np.float32, n_features, n_clusters) == kernel(np.float32, 2048, 64)
-                == _cpu_lloyd.BLOCKED)
+    assert kernel(np.float32, n_features, n_clusters) == _cpu_lloyd.GEMM
+    assert (kernel(np.float32, n_features, 8) == kernel(np.float32, wide + 1, 31)
+            == kernel(np.float32, wide, wide // per_cluster) == _cpu_lloyd.BLOCKED)
+    assert (kernel(np.float32, n_features, 9) == kernel(np.float32, wide + 1, 32)
+            == kernel(np.float32, 2048, 64) == _cpu_lloyd.GEMM)
+    assert kernel(np.float32, wide, 32) == _cpu_lloyd.BLOCKED  # the same k, narrower
     assert kernel(np.float32, 2 * n_features, n_clusters) == _cpu_lloyd.GEMM
     # float64: float32 products from 4 clusters, from 16 below 16 features, always
     # beyond 128 features (by the blocked kernel or the panel where float32 takes
-    # them, and by the blocked kernel beyond 1,024 features where 512-bit float32 takes
+    # them, and by the blocked kernel beyond 1,024 features where float32 takes
     # the GEMM); never where the kernel by rows runs.
     assert (kernel(np.float64, 129, 1) == kernel(np.float64, 784, 98)
             == kernel(np.float64, n_features, n_clusters) == kernel(np.float64, 2048, 64)
