@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from . import _cpu_yinyang
-from ._cpu_bounds import ELKAN_BOUNDS_BUDGET_BYTES, ELKAN_MIN_CLUSTERS, BoundsRun
+from ._cpu_bounds import ELKAN_MIN_CLUSTER_FEATURES, BoundsRun, elkan_by_shape, elkan_pays
 from ._cpu_kmeanspp import (
     KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, transposes_once,
     weighted_draw,
@@ -476,11 +476,15 @@ def run_kind(X, n_clusters):
     scikit-learn's by the plain step's GEMM."""
     if X.dtype != np.float32:
         return "plain"
-    # Where Elkan's n x k bounds would not fit, Hamerly's single bound filters little
-    # among many clusters: MNIST, k=1,024, 20 iterations, CPU ms per iteration:
-    # Hamerly 1,420, Yinyang 791 (k=256, where Elkan's fit: Elkan 155, Yinyang 220).
-    hamerly_among_many = (n_clusters >= ELKAN_MIN_CLUSTERS
-                          and X.shape[0] * n_clusters * 4 > ELKAN_BOUNDS_BUDGET_BYTES)
+    # Where Elkan's bounds would pay (_cpu_bounds.elkan_by_shape) but their n x k would
+    # not fit, Hamerly's single bound filters little among so many clusters: MNIST,
+    # k=1,024, 20 iterations, CPU ms per iteration: Hamerly 1,420, Yinyang 791 (k=256,
+    # where Elkan's fit: Elkan 155, Yinyang 220). Below that shape Hamerly's beat
+    # Yinyang's (60,000 MNIST images on 128 principal axes, k=100, whole fit 1,174 / 2,179
+    # ms; on 256, k=128 1,689 / 2,629; k=256 a tie, 2,135 / 2,068).
+    n_samples, n_features = X.shape
+    hamerly_among_many = (elkan_by_shape(n_features, n_clusters)
+                          and not elkan_pays(n_samples, n_features, n_clusters))
     yinyang = _yinyang_pays(X, n_clusters)
     if _bounds_pay(X, n_clusters) and not (hamerly_among_many and yinyang):
         return "bounds"
@@ -671,7 +675,7 @@ def make_engine(unit_centers=False):
 # Hamerly's bounds, Elkan's and Yinyang's, each float32 and float64 (and then the plain
 # step's kernel of each way of taking the dot products, _dots_kernel_shapes).
 WARM_UP_SHAPES = ((5, 3), (BY_GEMM_MAX_FEATURES + 1, 3),
-                  (BY_GEMM_MAX_FEATURES + 1, ELKAN_MIN_CLUSTERS),
+                  (384, ELKAN_MIN_CLUSTER_FEATURES // 384),
                   (64, YINYANG_MIN_CLUSTER_FEATURES // 64))
 
 

@@ -1,5 +1,6 @@
 """The CPU engine's float32 runs with distance bounds: Hamerly's, and Elkan's from
-``ELKAN_MIN_CLUSTERS`` on (:class:`BoundsRun`, an ``Engine.start_lloyd`` run).
+many clusters and features (:func:`elkan_pays`; :class:`BoundsRun`, an
+``Engine.start_lloyd`` run).
 
 Prior validation of data is assumed everywhere in this module.
 """
@@ -29,6 +30,36 @@ from ._cpu_small import n_groups as _n_groups
 # searches (ELKAN_OPEN_DIVISOR): k=20, whole fit, 424 ms Elkan vs 421 ms Hamerly.
 ELKAN_MIN_CLUSTERS = 24
 ELKAN_BOUNDS_BUDGET_BYTES = 256 * 2**20
+# ... and only from ELKAN_MIN_CLUSTER_FEATURES (n_clusters x n_features) on (since stop
+# 65): with fewer, an open sample's full search by Hamerly's bound costs less than
+# keeping k bounds per sample, and the plain step's kernels had got faster than those
+# measurements above. Whole fits to convergence (tol 1e-4) from the same random rows,
+# 60,000 MNIST images projected on their first d principal axes, a 2-core Zen 3 EPYC,
+# alternated, medians of 3, ms, Elkan / Hamerly: d=48 k=32 989 / 437; d=64 k=40 1,119 /
+# 542; d=96 k=24 962 / 434, k=64 872 / 523; d=128 k=32 945 / 451, k=100 2,890 / 1,174;
+# d=160 k=64 1,612 / 822; d=256 k=32 1,147 / 544, k=128 2,647 / 1,689, k=256 2,217 /
+# 2,135 (40 iterations); d=384 k=48 1,090 / 811, k=192 2,540 / 2,214 (60), k=256 2,131 /
+# 2,476 (40); d=512 k=64 1,415 / 1,078, k=256 3,355 / 3,722 (60); d=256 k=384 2,914 /
+# 3,304 (40); MNIST itself (784 features, 60 or 40 iterations) k=24 954 / 691, k=64
+# 1,659 / 1,586, k=128 1,727 / 2,027, k=256 3,835 / 5,503, k=512 5,090 / 9,487. The
+# same labels every way. Elkan's won from about 98,304 (d=256 k=384, d=384 k=256, d=784
+# k=128) and lost below (d=384 k=192, 73,728; d=256 k=256, 65,536, a tie).
+ELKAN_MIN_CLUSTER_FEATURES = 96 * 1024
+
+
+def elkan_pays(n_samples, n_features, n_clusters):
+    """Whether a float32 run with bounds keeps Elkan's (one per sample and center)
+    rather than Hamerly's: from :data:`ELKAN_MIN_CLUSTERS` and
+    :data:`ELKAN_MIN_CLUSTER_FEATURES` on, while they fit
+    :data:`ELKAN_BOUNDS_BUDGET_BYTES`."""
+    return elkan_by_shape(n_features, n_clusters) and (
+        n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES)
+
+
+def elkan_by_shape(n_features, n_clusters):
+    """Whether Elkan's bounds would pay for these shapes if they fit their budget."""
+    return (n_clusters >= ELKAN_MIN_CLUSTERS
+            and n_clusters * n_features >= ELKAN_MIN_CLUSTER_FEATURES)
 # In Elkan's step, a sample with more than n_clusters // ELKAN_OPEN_DIVISOR centers
 # still open after tightening is searched in full by the blocked kernel (which computes
 # a distance several times faster than a single dot product, and refreshes every bound)
@@ -37,7 +68,7 @@ ELKAN_BOUNDS_BUDGET_BYTES = 256 * 2**20
 # the same either way (within the noise).
 ELKAN_OPEN_DIVISOR = 16
 
-# --- Distance bounds (float32 runs): Hamerly's, and Elkan's from ELKAN_MIN_CLUSTERS on ---
+# --- Distance bounds (float32 runs): Hamerly's, and Elkan's where elkan_pays ---
 #
 # Most samples keep their cluster from one iteration to the next. Hamerly (2010) keeps,
 # per sample, an upper bound on the distance to its own center and a lower bound on the
@@ -440,11 +471,11 @@ def _add_weight_in_clusters(labels, sample_weight, weights):
 class BoundsRun:
     """The passes of one float32 run with distance bounds (``Engine.start_lloyd``).
 
-    Elkan's bounds (one lower bound per sample and center, float32) from
-    ``ELKAN_MIN_CLUSTERS`` on when they fit ``ELKAN_BOUNDS_BUDGET_BYTES``, else Hamerly's
-    (one lower bound per sample). Keeps the bounds, the per-cluster sums (updated by the
-    samples that moved) and the last centers between passes; :meth:`step` returns
-    copies, which the driver may change (relocation).
+    Elkan's bounds (one lower bound per sample and center, float32) where
+    :func:`elkan_pays`, else Hamerly's (one lower bound per sample). Keeps the bounds,
+    the per-cluster sums (updated by the samples that moved) and the last centers
+    between passes; :meth:`step` returns copies, which the driver may change
+    (relocation).
     """
 
     def __init__(self, X, x_squared_norms, sample_weight, n_clusters, unit_centers=False,
@@ -454,10 +485,7 @@ class BoundsRun:
         self.unit_centers = unit_centers
         # Chunks searched whole by BLAS's GEMM (_searched_rows_dots): the engine's rule.
         self.dense_by_gemm = dense_by_gemm
-        self.elkan = (
-            n_clusters >= ELKAN_MIN_CLUSTERS
-            and n_samples * n_clusters * 4 <= ELKAN_BOUNDS_BUDGET_BYTES
-        )
+        self.elkan = elkan_pays(n_samples, n_features, n_clusters)
         # Bounds that hold nothing: the first E-step searches every sample and sets them.
         # The per-sample arrays, in the kernel's argument order (see per_sample_arrays).
         self.per_sample = tuple(

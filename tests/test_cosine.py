@@ -130,8 +130,20 @@ def test_float64_matches_reference_from_same_init(device, rng, tol):
 
 
 # (n_features, n_clusters): on the Numba engine, float32 runs with Hamerly's bounds, then
-# with Elkan's (see gpukmeans._cpu.start_lloyd); the NumPy engine keeps Hamerly's.
+# with Elkan's (see gpukmeans._cpu.start_lloyd; the fixture below); the NumPy engine
+# keeps Hamerly's.
 FLOAT32_SHAPES = [(32, 10), (48, 26)]
+
+
+@pytest.fixture(autouse=True)
+def elkan_from_few_features(monkeypatch):
+    """Elkan's bounds from 24 clusters whatever the features, as this module's shapes
+    name them (by default only from 98,304 clusters x features:
+    :func:`gpukmeans._cpu_bounds.elkan_pays`), so that their cosine runs are tested
+    on small data."""
+    from gpukmeans import _cpu_bounds
+
+    monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
 
 
 @pytest.mark.parametrize("n_features, n_clusters", FLOAT32_SHAPES)

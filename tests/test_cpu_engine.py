@@ -903,6 +903,7 @@ def test_bounded_steps_keep_valid_bounds_and_exact_sums(
         monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
     else:
         monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
     if bounds == "elkan-single-dots":
         monkeypatch.setattr(_cpu_bounds, "ELKAN_OPEN_DIVISOR", 1)
     with _cpu.cpu_runtime():
@@ -1393,15 +1394,24 @@ def test_yinyang_fit_is_the_plain_fit(rng, monkeypatch, data, start_changed):
 
 
 def test_many_clusters_take_yinyang_where_elkans_bounds_would_not_fit(monkeypatch):
-    """In the bounds' region (here 200 features, 256 clusters), Elkan's bounds while
-    they fit their budget, Yinyang's rather than Hamerly's when they do not; Yinyang's
-    beyond it (1,024 clusters) and the plain step for float64."""
-    X = np.zeros((1000, 200), dtype=np.float32)
+    """In the bounds' region (here 400 features), Elkan's bounds from 98,304 clusters x
+    features (246 clusters) while they fit their budget, Yinyang's rather than
+    Hamerly's when they do not; Hamerly's below that shape, whatever the budget;
+    Yinyang's beyond the bounds' region (1,024 clusters) and the plain step for
+    float64."""
+    n_features = 400
+    X = np.zeros((1000, n_features), dtype=np.float32)
     norms, weights = np.zeros(1000), np.ones(1000, dtype=np.float32)
-    assert type(_cpu.start_lloyd(X, norms, weights, 256)) is _cpu_bounds.BoundsRun
-    monkeypatch.setattr(_cpu, "ELKAN_BOUNDS_BUDGET_BYTES", 1000 * 256 * 4 - 1)
-    assert type(_cpu.start_lloyd(X, norms, weights, 256)) is _cpu_yinyang.YinyangRun
-    assert type(_cpu.start_lloyd(X, norms, weights, 16)) is _cpu_bounds.BoundsRun  # Hamerly
+    elkan_min = -(-_cpu_bounds.ELKAN_MIN_CLUSTER_FEATURES // n_features)
+    assert elkan_min == 246
+    for n_clusters, elkan in ((elkan_min, True), (elkan_min - 1, False), (16, False)):
+        run = _cpu.start_lloyd(X, norms, weights, n_clusters)
+        assert type(run) is _cpu_bounds.BoundsRun and run.elkan == elkan
+    monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 1000 * elkan_min * 4 - 1)
+    assert type(_cpu.start_lloyd(X, norms, weights, elkan_min)) is _cpu_yinyang.YinyangRun
+    for n_clusters in (elkan_min - 1, 16):  # Hamerly's
+        run = _cpu.start_lloyd(X, norms, weights, n_clusters)
+        assert type(run) is _cpu_bounds.BoundsRun and not run.elkan
     assert type(_cpu.start_lloyd(X, norms, weights, 1024)) is _cpu_yinyang.YinyangRun
     assert type(_cpu.start_lloyd(X.astype(np.float64), norms, weights.astype(np.float64),
                                  1024)) is _cpu.PlainRun
@@ -1884,6 +1894,7 @@ def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dty
     route_cpu_fits(monkeypatch, "numba")
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)
     monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)  # bounded from the 2nd step
+    monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)  # at 40 x 30
     calls = []
     for name, kernel in _threaded_kernels().items():
         for version in ("serial", "parallel"):
@@ -2182,6 +2193,7 @@ def _labels_by_path(path, X, centers, monkeypatch):
             monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
         else:
             monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
+            monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
         with _cpu.cpu_runtime():
             run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters)
             run.step(first_centers, labels)
@@ -2507,6 +2519,7 @@ def test_bounded_runs_search_whole_chunks_by_gemm_to_the_same_bits(
         monkeypatch.setattr(_cpu_bounds, "ELKAN_BOUNDS_BUDGET_BYTES", 0)
     else:
         monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTERS", 1)
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
     n_samples = int(rng.integers(1500, 3000))
     X = (rng.normal(size=(n_samples, n_features))
          + 4 * rng.integers(0, 5, size=(n_samples, 1))).astype(np.float32)

@@ -265,9 +265,12 @@ def test_sample_weight_equals_repetition_from_same_init(rng):
     (16, 40, np.float32), (12, 20, np.float64),  # ... from a GEMM folded by rows
 ])
 def test_same_random_state_is_bitwise_identical_across_thread_counts(
-        init, n_features, n_clusters, dtype, rng):
-    from gpukmeans import _cpu
+        init, n_features, n_clusters, dtype, rng, monkeypatch):
+    from gpukmeans import _cpu, _cpu_bounds
 
+    # Elkan's bounds at 30 clusters of 40 features (by default only from 98,304
+    # clusters x features: elkan_pays), Hamerly's at 22.
+    monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
     X_probe = np.empty((1, n_features), dtype)
     assert _cpu._bounds_pay(X_probe, n_clusters) == (n_features >= 32)  # the paths named
     # Enough rows for several accumulation groups, so a thread-dependent reduction

@@ -196,11 +196,14 @@ def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, blo
     the in-memory fit's, bit for bit."""
     from gpukmeans import _cpu, _cpu_bounds
 
+    # Elkan's bounds from 24 clusters of 40 features (by default only from 98,304
+    # clusters x features: elkan_pays).
+    monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
     n_features = 40
     n_samples = _n_samples(n_features)
     X = _blobs(rng, n_samples, n_features, dtype, n_centers=n_clusters)
     assert _cpu._bounds_pay(X, n_clusters)
-    elkan = n_clusters >= _cpu_bounds.ELKAN_MIN_CLUSTERS
+    elkan = _cpu_bounds.elkan_by_shape(n_features, n_clusters)
     sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
     if init == "array":
         init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
