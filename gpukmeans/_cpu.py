@@ -26,8 +26,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _cpu_yinyang
-from ._cpu_bounds import ELKAN_MIN_CLUSTER_FEATURES, BoundsRun, elkan_by_shape, elkan_pays
+from . import _cpu_bounds, _cpu_yinyang
+from ._cpu_bounds import (
+    ELKAN_MIN_CLUSTER_FEATURES, BoundsRun, elkan_by_shape, elkan_pays, starts_plain,
+)
 from ._cpu_kmeanspp import (
     KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, transposes_once,
     weighted_draw,
@@ -496,10 +498,11 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=Fals
     bounds where they pay (see :data:`PLAIN_MAX_FEATURES`), Yinyang's group bounds for
     many clusters (see :data:`YINYANG_MIN_FEATURES`), else the plain step."""
     kind = run_kind(X, n_clusters)
-    if kind == "bounds":
-        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers,
-                         dense_search_by_gemm(X.shape[1], n_clusters))
     plain = PlainRun(X, x_squared_norms, sample_weight, unit_centers)
+    if kind == "bounds":  # plain steps until the labels settle, for few features
+        return BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers,
+                         dense_search_by_gemm(X.shape[1], n_clusters),
+                         plain if starts_plain(X.shape[1]) else None)
     if kind == "yinyang":
         return YinyangRun(X, x_squared_norms, sample_weight, n_clusters, plain, unit_centers)
     return plain
@@ -730,11 +733,12 @@ def warm_up(dtypes=(np.float32, np.float64), shapes=WARM_UP_SHAPES):
     engine = make_engine()
     rng = np.random.default_rng(0)
     n_samples = 2 * CHUNK_ROWS + 1 + 2 * max(n_clusters for _, n_clusters in shapes)
-    # Yinyang's runs keep bounds once the labels settle, which these runs' random data
+    # Runs with bounds keep them once the labels settle, which these runs' random data
     # and three steps may never do: bounded from their second step here.
     with engine.runtime(), contextlib.ExitStack() as restore:
-        restore.callback(setattr, _cpu_yinyang, "START_CHANGED", _cpu_yinyang.START_CHANGED)
-        _cpu_yinyang.START_CHANGED = 1.0
+        for module in (_cpu_bounds, _cpu_yinyang):
+            restore.callback(setattr, module, "START_CHANGED", module.START_CHANGED)
+            module.START_CHANGED = 1.0
         for _ in _each_kernel_version():
             for dtype in map(np.dtype, dtypes):
                 sample_weight = np.ones(n_samples, dtype=dtype)

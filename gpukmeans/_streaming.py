@@ -58,7 +58,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _cpu, _cpu_small, _spherical
-from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
+from ._cpu_bounds import BoundsRun, _add_weight_in_clusters, starts_plain
 from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, by_panel, kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
@@ -402,8 +402,10 @@ def start_lloyd(data, x_squared_norms, sample_weight, n_clusters, unit_centers=F
     Elkan's bounds where it keeps them; the plain step otherwise, also where it keeps
     Yinyang's, whose results are the plain step's bit for bit."""
     kind = _cpu.run_kind(data, n_clusters)
-    if kind == "bounds":
-        return StreamedBoundsRun(data, n_clusters, unit_centers)
+    if kind == "bounds":  # plain steps first where the in-memory run takes them
+        plain = StreamedPlainRun(data, unit_centers)
+        return StreamedBoundsRun(data, n_clusters, unit_centers,
+                                 plain if starts_plain(data.shape[1]) else None)
     if kind == "yinyang":  # its final pass: an E-step, then inertia's pass
         return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
                             by_dot_products(assign_labels, unit_centers), inertia)
@@ -433,9 +435,9 @@ class StreamedBoundsRun(BoundsRun):
     between the clusters' sums in the in-memory order. The per-sample bounds live in
     unlinked temporary files (page cache), gathered and written back with the rows."""
 
-    def __init__(self, data, n_clusters, unit_centers=False):
+    def __init__(self, data, n_clusters, unit_centers=False, plain=None):
         super().__init__(data, None, data.sample_weight, n_clusters, unit_centers,
-                         _cpu.dense_search_by_gemm(data.shape[1], n_clusters))
+                         _cpu.dense_search_by_gemm(data.shape[1], n_clusters), plain)
 
     def new_per_sample(self, shape, dtype, fill):
         return temporary_array(shape, dtype, 0 if fill is None else fill)

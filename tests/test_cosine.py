@@ -617,10 +617,11 @@ def test_bounds_runs_give_the_plain_runs_labels(rng, n_features, n_clusters, kin
     their centers differ from the plain run's by a rounding, and a near-tie can later go
     the other way (22 of 4,000 labels after 12 iterations, for one seed of 30 clusters):
     only a near-identical fit is asked of them there."""
-    from gpukmeans import _cpu, _cpu_yinyang
+    from gpukmeans import _cpu, _cpu_bounds, _cpu_yinyang
 
-    # Yinyang's bounds from the second step on, whatever the labels do in the first.
+    # Bounds from the second step on, whatever the labels do in the first.
     monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)
+    monkeypatch.setattr(_cpu_bounds, "START_CHANGED", 1.0)
     X, _ = topic_embeddings(rng, 4000, n_features, max(4, n_clusters // 4), spread=1.0)
     X = X.astype(np.float32)
     init = _init_rows(rng, X, n_clusters)

@@ -1296,6 +1296,61 @@ def test_yinyang_searches_fewer_centers_one_by_one_at_few_features():
     assert run.max_open == 8
 
 
+@pytest.mark.parametrize("bounds", ["hamerly", "elkan"])
+@pytest.mark.parametrize("max_iter", [3, 30])
+def test_bounds_run_keeps_bounds_from_the_step_after_the_labels_settle(
+        bounds, max_iter, rng, monkeypatch):
+    """A run with Hamerly's or Elkan's bounds, given the plain run (as the engine's
+    start_lloyd gives it), takes plain steps while they change more than START_CHANGED
+    of the labels, and its bounds from the next step on, whose first search sets them
+    and the sums whatever the plain steps labelled: each step's labels the plain run's,
+    its sums and weights too while plain and up to a rounding after (the bounded run
+    moves samples between kept sums), and the final labels and inertia the plain run's
+    also when the run ends before its first bounded step (max_iter=3)."""
+    if bounds == "elkan":
+        monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
+    n_samples, n_clusters = 4000, 40
+    X, sample_weight = _clustered_float32(rng, n_clusters, 0.0, 1.0, n_samples)
+    X64 = X.astype(np.float64)
+    total_abs = np.abs(sample_weight[:, None].astype(np.float64) * X64).sum(axis=0)
+    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
+    labels = np.full(n_samples, -1, np.int32)
+    plain_labels = labels.copy()
+    norms = _cpu.row_norms_f64(X)
+    changed = []
+    with _cpu.cpu_runtime():
+        plain = _cpu.PlainRun(X, norms, sample_weight)
+        run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters,
+                                    plain=_cpu.PlainRun(X, norms, sample_weight))
+        assert run.elkan == (bounds == "elkan")
+        for _ in range(max_iter):
+            before = labels.copy()
+            bounded = run.bounded
+            sums, weights = run.step(centers, labels)
+            plain_sums, plain_weights = plain.step(centers, plain_labels)
+            np.testing.assert_array_equal(labels, plain_labels)
+            if bounded:
+                _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
+                np.testing.assert_allclose(weights, plain_weights, rtol=1e-12)
+            else:
+                np.testing.assert_array_equal(sums, plain_sums)
+                np.testing.assert_array_equal(weights, plain_weights)
+            # Bounds kept from the step after the first that changed few labels.
+            assert bounded == any(c <= _cpu_bounds.START_CHANGED for c in changed)
+            assert run.bounds_set == bounded
+            changed.append(np.mean(labels != before))
+            centers = average_centers(sums, weights, centers, X.dtype, np)
+            plain_labels[:] = labels  # from the same labels and centers each step
+        inertia = run.finish(centers, labels, True)
+        plain_inertia = plain.finish(centers, plain_labels, True)
+        np.testing.assert_array_equal(labels, plain_labels)
+        assert inertia == pytest.approx(plain_inertia, rel=1e-12)
+    if max_iter == 30:
+        assert run.bounds_set  # the labels settled within the steps
+    else:
+        assert not run.bounds_set and inertia == plain_inertia
+
+
 @pytest.mark.parametrize("max_iter", [3, 30])
 def test_yinyang_run_keeps_bounds_from_the_step_after_the_labels_settle(max_iter, rng):
     """A Yinyang run takes plain steps while they change more than START_CHANGED of the
@@ -1893,7 +1948,8 @@ def test_serial_twins_give_the_parallel_kernels_bits(n_features, n_clusters, dty
 
     route_cpu_fits(monkeypatch, "numba")
     monkeypatch.setattr(_cpu_runtime, "SERIAL_MAX_WORK", 0)
-    monkeypatch.setattr(_cpu_yinyang, "START_CHANGED", 1.0)  # bounded from the 2nd step
+    for module in (_cpu_bounds, _cpu_yinyang):  # bounded from the 2nd step
+        monkeypatch.setattr(module, "START_CHANGED", 1.0)
     monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)  # at 40 x 30
     calls = []
     for name, kernel in _threaded_kernels().items():
@@ -1983,13 +2039,13 @@ def test_warm_up_compiles_both_versions_of_every_threaded_kernel():
     (a reviewer's find: 11 s). In a fresh process, so that no other test's calls count."""
     code = textwrap.dedent("""
         import numba, numpy as np
-        from gpukmeans import _cpu, _cpu_runtime, _cpu_yinyang
-        start_changed = _cpu_yinyang.START_CHANGED
+        from gpukmeans import _cpu, _cpu_bounds, _cpu_runtime, _cpu_yinyang
+        start_changed = _cpu_yinyang.START_CHANGED, _cpu_bounds.START_CHANGED
         _cpu.warm_up(dtypes=(np.float32,))
         assert _cpu_runtime.SERIAL_MAX_WORK == 2 * 10**7  # restored
-        # Its Yinyang runs kept bounds from their second step (else their random data
+        # Its runs with bounds kept them from their second step (else their random data
         # might never settle within the warm-up's steps): restored after.
-        assert _cpu_yinyang.START_CHANGED == start_changed
+        assert (_cpu_yinyang.START_CHANGED, _cpu_bounds.START_CHANGED) == start_changed
         from gpukmeans import _cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang
         kernels = [(name, kernel) for module in
                    (_cpu_bounds, _cpu_kmeanspp, _cpu_lloyd, _cpu_passes, _cpu_yinyang)

@@ -197,8 +197,10 @@ def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, blo
     from gpukmeans import _cpu, _cpu_bounds
 
     # Elkan's bounds from 24 clusters of 40 features (by default only from 98,304
-    # clusters x features: elkan_pays).
+    # clusters x features: elkan_pays), bounded from the second step on (by default
+    # once the labels settle: the first step is plain, streamed or not).
     monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
+    monkeypatch.setattr(_cpu_bounds, "START_CHANGED", 1.0)
     n_features = 40
     n_samples = _n_samples(n_features)
     X = _blobs(rng, n_samples, n_features, dtype, n_centers=n_clusters)
