@@ -7,7 +7,8 @@ Two tables, each contestant alternated with the others and repeated, medians quo
   way of finding the nearest centers (GEMM as scikit-learn calls it, BLOCKED, BY_ROWS,
   BY_GEMM), in float32 and float64. Decides ``_dots_kernel``.
 - ``runs``: a float32 fit of 10 iterations from random rows of blobs, per iteration, by
-  the plain step and by the bounded run (Hamerly's or Elkan's). Decides ``_bounds_pay``.
+  the plain step and by the bounded run (Hamerly's or Elkan's, as the engine runs it: up
+  to 256 features, plain steps until the labels settle). Decides ``_bounds_pay``.
 
 ``--clock cpu`` times the process's CPU time (all threads) instead of the wall time: the
 work each way does, which a machine shared with other jobs does not blur as much.

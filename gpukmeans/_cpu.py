@@ -191,10 +191,12 @@ BY_ROWS_MAX_FEATURES = {4: 4, 8: 8}  # by X's itemsize
 # Zen 4, won and lost by turns (d=33 3.92 / 2.82, d=48 4.66 / 4.43, d=64 3.59 / 3.87).
 # Whole 10-iteration fits from the same centers (blobs, 100,000 rows, medians of 9, the
 # same results): float32 d=48 k=64 125 / 101, d=64 k=32 124 / 100, d=96 k=96 292 / 267;
-# float64 d=40 k=24 90.7 / 81.5, d=64 k=48 167 / 157. Whole fits with Hamerly's or
-# Elkan's bounds never take the plain step's kernels (they search with _cpu_bounds');
-# plain runs, Yinyang's plain steps, predict, score, transform, streamed plain runs and
-# the mini-batch steps of fewer than 129 features (their copied batch's E-step) do.
+# float64 d=40 k=24 90.7 / 81.5, d=64 k=48 167 / 157. Bounded steps (Hamerly's or
+# Elkan's) never take the plain step's kernels (they search with _cpu_bounds'); plain
+# runs, the plain steps that runs with bounds take until the labels settle (Yinyang's,
+# and since stop 65 Hamerly's and Elkan's up to 256 features), predict, score,
+# transform, streamed plain runs and the mini-batch steps of fewer than 129 features
+# (their copied batch's E-step) do.
 # With 256-bit vectors (2 x 5 sums; measured only on the Xeon, Numba compiling for Haswell and
 # OpenBLAS on its Haswell kernels, one thread, E-step alone, old / new / GEMM): d=32
 # k=64 7.45 / 5.50 / 6.63, k=512 41.9 / 35.8 / 42.8; d=8 k=16 0.77 / 0.67 / 0.96; d=16
@@ -392,9 +394,10 @@ def _blocked_pays(dtype, n_features, n_clusters):
 
 
 def dense_search_by_gemm(n_features, n_clusters):
-    """Whether a bounded run's chunks searched whole (its first steps) take BLAS's GEMM
-    rather than the blocked kernel (:func:`gpukmeans._cpu_bounds._searched_rows_dots`):
-    wherever the plain step would not take the blocked kernel. On a Zen 3 EPYC, from the
+    """Whether a bounded run's chunks searched whole (its first bounded steps) take BLAS's
+    GEMM rather than the blocked kernel
+    (:func:`gpukmeans._cpu_bounds._searched_rows_dots`): wherever the plain step would
+    not take the blocked kernel. On a Zen 3 EPYC, from the
     same centers, alternated, blocked / GEMM, the same labels and centers bit for bit:
     20,000 MNIST images, k=256, 3 iterations 296 / 242 ms; 100,000 x 128 blobs, k=32,
     the first E-step 22-30 / 16-21 ms, the 10-iteration fit within this VM's noise."""

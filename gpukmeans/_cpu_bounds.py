@@ -511,6 +511,8 @@ class BoundsRun:
         # (START_CHANGED); None: bounded from the first step.
         self.plain = plain
         self.bounded = plain is None
+        # The labels before a plain step, to count its changes (the driver counts them
+        # too, but after the step returns: the run decides within it, as Yinyang's).
         self.labels_before = None if plain is None else np.empty(n_samples, dtype=np.int32)
         # Chunks searched whole by BLAS's GEMM (_searched_rows_dots): the engine's rule.
         self.dense_by_gemm = dense_by_gemm

@@ -21,8 +21,9 @@ reproduced in its own order:
   sequential streams as groups (at most 16).
 - labels are per row, decided on the same 256-row chunks;
 - float32 runs that keep Hamerly's or Elkan's distance bounds in memory
-  (:func:`gpukmeans._cpu.start_lloyd`) keep them here too (:class:`StreamedBoundsRun`):
-  the same E-step kernels run on the gathered rows, each part a kernel group continuing
+  (:func:`gpukmeans._cpu.start_lloyd`) keep them here too (:class:`StreamedBoundsRun`),
+  from the same step (up to 256 features, plain steps until the labels settle): the
+  same E-step kernels run on the gathered rows, each part a kernel group continuing
   its own float64 deltas, so every sample that changes cluster is moved between the
   sums in the in-memory order; the bounds are gathered and written back with the rows;
 - the inertia is a sequential sum, continued from block to block; k-means++'s
@@ -463,7 +464,10 @@ class StreamedBoundsRun(BoundsRun):
 
     def finish(self, centers, labels, assign_labels):
         """The final E-step with the bounds, then the inertia in another pass (the
-        in-memory run sums the same distances in the same order during its E-step)."""
+        in-memory run sums the same distances in the same order during its E-step); the
+        plain run's final pass where no bounded step ran, as in memory."""
+        if not self.bounds_set and self.plain is not None:
+            return self.plain.finish(centers, labels, assign_labels)
         if assign_labels:
             self._e_step(centers, labels)
             self.centers_prev = centers.copy()

@@ -269,8 +269,10 @@ def test_same_random_state_is_bitwise_identical_across_thread_counts(
     from gpukmeans import _cpu, _cpu_bounds
 
     # Elkan's bounds at 30 clusters of 40 features (by default only from 98,304
-    # clusters x features: elkan_pays), Hamerly's at 22.
+    # clusters x features: elkan_pays), Hamerly's at 22, from the second step (by
+    # default once the labels settle, which these blobs may not wait for).
     monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
+    monkeypatch.setattr(_cpu_bounds, "START_CHANGED", 1.0)
     X_probe = np.empty((1, n_features), dtype)
     assert _cpu._bounds_pay(X_probe, n_clusters) == (n_features >= 32)  # the paths named
     # Enough rows for several accumulation groups, so a thread-dependent reduction

@@ -188,8 +188,9 @@ def test_other_inits_and_an_emptied_cluster(init, rng, tmp_path, monkeypatch):
         pytest.param(np.float64, 10, True, "array", 3000, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.parametrize("start", ["plain-first", "bounded-first"])
 def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, block_rows,
-                                          rng, tmp_path, monkeypatch):
+                                          start, rng, tmp_path, monkeypatch):
     """Where the in-memory float32 fit keeps Hamerly's or Elkan's bounds (many features,
     few clusters), the streamed fit runs the same bounds kernels on the gathered blocks:
     each sample is moved between the clusters' sums in the same order, and the fit is
@@ -198,9 +199,12 @@ def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, blo
 
     # Elkan's bounds from 24 clusters of 40 features (by default only from 98,304
     # clusters x features: elkan_pays), bounded from the second step on (by default
-    # once the labels settle: the first step is plain, streamed or not).
+    # once the labels settle: the first step is plain, streamed or not), or from the
+    # first.
     monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
     monkeypatch.setattr(_cpu_bounds, "START_CHANGED", 1.0)
+    if start == "bounded-first":  # as runs of more than 256 features are
+        monkeypatch.setattr(_cpu_bounds, "START_PLAIN_MAX_FEATURES", 0)
     n_features = 40
     n_samples = _n_samples(n_features)
     X = _blobs(rng, n_samples, n_features, dtype, n_centers=n_clusters)
@@ -226,6 +230,32 @@ def test_bounds_shapes_stream_bit_for_bit(dtype, n_clusters, weighted, init, blo
         assert [run.elkan for run in runs] == [elkan]
         # The bounds live in files, not in the process's memory.
         assert all(isinstance(array, np.memmap) for array in runs[0].per_sample)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_bounds_runs_ended_before_their_bounds_stream_bit_for_bit(max_iter, rng, tmp_path,
+                                                                 monkeypatch):
+    """A run with bounds that ends while it still takes plain steps (the labels never
+    settled) ends with the plain run's final pass, streamed as in memory: the same fit
+    bit for bit, and no bounded step or search in either."""
+    from gpukmeans import _cpu, _cpu_bounds
+
+    monkeypatch.setattr(_cpu_bounds, "START_CHANGED", 0.0)  # never settled
+    n_features, n_clusters = 40, 22
+    n_samples = _n_samples(n_features)
+    X = _blobs(rng, n_samples, n_features, np.float32, n_centers=n_clusters)
+    assert _cpu.run_kind(X, n_clusters) == "bounds"
+    bounded = []
+    e_step = _cpu_bounds.BoundsRun._e_step
+    monkeypatch.setattr(_cpu_bounds.BoundsRun, "_e_step",
+                        lambda self, *a: bounded.append(self) or e_step(self, *a))
+    params = dict(n_clusters=n_clusters, random_state=1, device="cpu", max_iter=max_iter,
+                  tol=0)
+    in_memory = KMeans(**params).fit(X)
+    streamed = fit_streamed(KMeans(**params, stream_block_rows=3000), _memmap(X, tmp_path),
+                            monkeypatch, _streaming, step="StreamedBoundsRun.step")
+    _assert_same_fit(streamed, in_memory)
+    assert bounded == []
 
 
 def test_yinyang_shapes_stream_bit_for_bit(rng, tmp_path, monkeypatch):
@@ -262,12 +292,16 @@ def test_clusters_emptied_together_take_argpartitions_order(dtype, n_features, r
     with the empty clusters in ``np.argpartition``'s order over all the distances
     (scikit-learn's; not lowest index first on ties), as the in-memory fit does, and the
     fits are equal bit for bit."""
+    from gpukmeans import _cpu_bounds
+
     n_samples = _n_samples(n_features)
     X = _blobs(rng, n_samples, n_features, dtype, n_centers=4)
     copies = [10, n_samples // 2, n_samples - 7]
     X[copies] = X.max(axis=0) + 20
     sample_weight = rng.uniform(0.5, 2.0, n_samples)
-    n_clusters = 22 if dtype == np.float32 else 8  # float32: Hamerly's bounds
+    n_clusters = 22 if dtype == np.float32 else 8  # float32: Hamerly's bounds, ...
+    # ... from the first step (by default, up to 256 features, once the labels settle).
+    monkeypatch.setattr(_cpu_bounds, "START_PLAIN_MAX_FEATURES", 0)
     init = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
     init[-4:] = 1e3 * rng.standard_normal((4, n_features))  # far from every sample
     # One iteration: the centers returned are the relocation's own.
