@@ -71,6 +71,17 @@ def starts_plain(n_features):
     return n_features <= START_PLAIN_MAX_FEATURES
 
 
+def plain_step_settles(plain, centers_old, labels, labels_before, start_changed):
+    """``plain``'s step, and whether it changed at most ``start_changed`` of the
+    labels: the plain steps that runs with bounds (this module's and Yinyang's) take
+    until the labels settle. ``labels_before``: the run's buffer for the labels before
+    the step. Returns ``(sums, weight_in_clusters, settled)``."""
+    labels_before[:] = labels
+    sums, weight_in_clusters = plain.step(centers_old, labels)
+    n_changed = np.count_nonzero(labels != labels_before)
+    return sums, weight_in_clusters, n_changed <= start_changed * labels.shape[0]
+
+
 def elkan_pays(n_samples, n_features, n_clusters):
     """Whether a float32 run with bounds keeps Elkan's (one per sample and center)
     rather than Hamerly's: from :data:`ELKAN_MIN_CLUSTERS` and
@@ -541,10 +552,8 @@ class BoundsRun:
         the labels have not settled (:data:`START_CHANGED`); the first bounded step
         searches every sample, sets the bounds and adds every sample to the sums."""
         if not self.bounded:
-            self.labels_before[:] = labels
-            sums, weight_in_clusters = self.plain.step(centers_old, labels)
-            n_changed = np.count_nonzero(labels != self.labels_before)
-            self.bounded = n_changed <= START_CHANGED * labels.shape[0]
+            sums, weight_in_clusters, self.bounded = plain_step_settles(
+                self.plain, centers_old, labels, self.labels_before, START_CHANGED)
             return sums, weight_in_clusters
         n_clusters = centers_old.shape[0]
         if not self.bounds_set:

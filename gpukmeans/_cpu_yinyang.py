@@ -33,7 +33,9 @@ Prior validation of data is assumed everywhere in this module.
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_bounds import _center_distances, _distance_bound, _lower_bound_f32
+from ._cpu_bounds import (
+    _center_distances, _distance_bound, _lower_bound_f32, plain_step_settles,
+)
 from ._cpu_lloyd import _accumulate_partials, _group_bounds, _reduce_partials
 from ._cpu_nearest import (
     GEMM_TILE_CENTERS, _dot1, _exactly_nearest, _fold_centers, _minus_two_centers_and_norms,
@@ -449,10 +451,8 @@ class YinyangRun:
         :data:`START_CHANGED`); the first bounded step searches every sample and sets
         the bounds."""
         if not self.bounded:
-            self.labels_before[:] = labels
-            sums, weight_in_clusters = self.plain.step(centers_old, labels)
-            n_changed = np.count_nonzero(labels != self.labels_before)
-            self.bounded = n_changed <= START_CHANGED * labels.shape[0]
+            sums, weight_in_clusters, self.bounded = plain_step_settles(
+                self.plain, centers_old, labels, self.labels_before, START_CHANGED)
             return sums, weight_in_clusters
         self._e_step(centers_old, labels)
         n_clusters, n_features = centers_old.shape

@@ -1296,19 +1296,23 @@ def test_yinyang_searches_fewer_centers_one_by_one_at_few_features():
     assert run.max_open == 8
 
 
-@pytest.mark.parametrize("bounds", ["hamerly", "elkan"])
+@pytest.mark.parametrize("kind", ["yinyang", "hamerly", "elkan"])
 @pytest.mark.parametrize("max_iter", [3, 30])
-def test_bounds_run_keeps_bounds_from_the_step_after_the_labels_settle(
-        bounds, max_iter, rng, monkeypatch):
-    """A run with Hamerly's or Elkan's bounds, given the plain run (as the engine's
-    start_lloyd gives it), takes plain steps while they change more than START_CHANGED
-    of the labels, and its bounds from the next step on, whose first search sets them
-    and the sums whatever the plain steps labelled: each step's labels the plain run's,
-    its sums and weights too while plain and up to a rounding after (the bounded run
-    moves samples between kept sums), and the final labels and inertia the plain run's
-    also when the run ends before its first bounded step (max_iter=3)."""
-    if bounds == "elkan":
+def test_runs_with_bounds_keep_them_from_the_step_after_the_labels_settle(
+        kind, max_iter, rng, monkeypatch):
+    """A run with Yinyang's, Hamerly's or Elkan's bounds, given the plain run (as the
+    engine's start_lloyd gives it), takes plain steps while they change more than its
+    module's START_CHANGED of the labels (bounded steps cost more then), and its bounds
+    from the next step on, whose first search sets them (Hamerly's and Elkan's also the
+    sums, whatever the plain steps labelled). Each step's labels are the plain run's;
+    its sums and weights too, bit for bit, while plain and always with Yinyang's (whose
+    M-step is the plain step's), up to a rounding after with Hamerly's and Elkan's
+    (which move samples between kept sums); the final labels and inertia the plain
+    run's, bit for bit also when the run ends before its first bounded step
+    (max_iter=3: a plain final pass, no full search for it)."""
+    if kind == "elkan":
         monkeypatch.setattr(_cpu_bounds, "ELKAN_MIN_CLUSTER_FEATURES", 1)
+    module = _cpu_yinyang if kind == "yinyang" else _cpu_bounds
     n_samples, n_clusters = 4000, 40
     X, sample_weight = _clustered_float32(rng, n_clusters, 0.0, 1.0, n_samples)
     X64 = X.astype(np.float64)
@@ -1320,72 +1324,45 @@ def test_bounds_run_keeps_bounds_from_the_step_after_the_labels_settle(
     changed = []
     with _cpu.cpu_runtime():
         plain = _cpu.PlainRun(X, norms, sample_weight)
-        run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters,
-                                    plain=_cpu.PlainRun(X, norms, sample_weight))
-        assert run.elkan == (bounds == "elkan")
+        given = _cpu.PlainRun(X, norms, sample_weight)
+        if kind == "yinyang":
+            run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters, given)
+
+            def bounds_set():
+                return run.centers_prev is not None
+        else:
+            run = _cpu_bounds.BoundsRun(X, norms, sample_weight, n_clusters, plain=given)
+            assert run.elkan == (kind == "elkan")
+
+            def bounds_set():
+                return run.bounds_set
         for _ in range(max_iter):
             before = labels.copy()
             bounded = run.bounded
             sums, weights = run.step(centers, labels)
             plain_sums, plain_weights = plain.step(centers, plain_labels)
             np.testing.assert_array_equal(labels, plain_labels)
-            if bounded:
+            if bounded and kind != "yinyang":
                 _assert_kept_sums_are_fresh(sums, labels, X64, sample_weight, total_abs)
                 np.testing.assert_allclose(weights, plain_weights, rtol=1e-12)
             else:
                 np.testing.assert_array_equal(sums, plain_sums)
                 np.testing.assert_array_equal(weights, plain_weights)
             # Bounds kept from the step after the first that changed few labels.
-            assert bounded == any(c <= _cpu_bounds.START_CHANGED for c in changed)
-            assert run.bounds_set == bounded
+            assert bounded == any(c <= module.START_CHANGED for c in changed)
+            assert bounds_set() == bounded
             changed.append(np.mean(labels != before))
             centers = average_centers(sums, weights, centers, X.dtype, np)
             plain_labels[:] = labels  # from the same labels and centers each step
         inertia = run.finish(centers, labels, True)
         plain_inertia = plain.finish(centers, plain_labels, True)
         np.testing.assert_array_equal(labels, plain_labels)
-        assert inertia == pytest.approx(plain_inertia, rel=1e-12)
-    if max_iter == 30:
-        assert run.bounds_set  # the labels settled within the steps
-    else:
-        assert not run.bounds_set and inertia == plain_inertia
-
-
-@pytest.mark.parametrize("max_iter", [3, 30])
-def test_yinyang_run_keeps_bounds_from_the_step_after_the_labels_settle(max_iter, rng):
-    """A Yinyang run takes plain steps while they change more than START_CHANGED of the
-    labels (bounded steps cost more then), and its bounds from the next step on: each
-    step's labels, sums and weights the plain run's bit for bit either way, and the
-    final labels and inertia too, also when the run ends before its first bounded step
-    (max_iter=3: a plain final E-step, no full search for it)."""
-    n_samples, n_clusters = 4000, 40
-    X, sample_weight = _clustered_float32(rng, n_clusters, 0.0, 1.0, n_samples)
-    centers = X[rng.choice(n_samples, n_clusters, replace=False)].copy()
-    labels = np.full(n_samples, -1, np.int32)
-    plain_labels = labels.copy()
-    norms = _cpu.row_norms_f64(X)
-    changed = []
-    with _cpu.cpu_runtime():
-        plain = _cpu.PlainRun(X, norms, sample_weight)
-        run = _cpu_yinyang.YinyangRun(X, norms, sample_weight, n_clusters,
-                                      _cpu.PlainRun(X, norms, sample_weight))
-        for _ in range(max_iter):
-            before = labels.copy()
-            bounded = run.bounded
-            sums, weights = run.step(centers, labels)
-            plain_sums, plain_weights = plain.step(centers, plain_labels)
-            np.testing.assert_array_equal(labels, plain_labels)
-            np.testing.assert_array_equal(sums, plain_sums)
-            np.testing.assert_array_equal(weights, plain_weights)
-            # Bounds kept from the step after the first that changed few labels.
-            assert bounded == any(c <= _cpu_yinyang.START_CHANGED for c in changed)
-            assert (run.centers_prev is not None) == bounded
-            changed.append(np.mean(labels != before))
-            centers = average_centers(sums, weights, centers, X.dtype, np)
-        assert run.finish(centers, labels, True) == plain.finish(centers, plain_labels, True)
-        np.testing.assert_array_equal(labels, plain_labels)
+        if kind == "yinyang" or not bounds_set():
+            assert inertia == plain_inertia
+        else:
+            assert inertia == pytest.approx(plain_inertia, rel=1e-12)
     # The blobs settle within the longer run, not within three steps.
-    assert (run.centers_prev is not None) == (max_iter == 30), changed
+    assert bounds_set() == (max_iter == 30), changed
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
