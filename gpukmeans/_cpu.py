@@ -556,22 +556,28 @@ def labels_inertia(X, sample_weight, centers, labels, x_squared_norms=_NO_NORMS,
 
 
 def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia):
-    """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (on the copied batch by
-    BLAS's GEMM where :func:`labels_by_gemm` says and the batch is at most
-    GEMM_MAX_BATCH_BYTES, by index where
-    :func:`labels_by_index` says, else on the copied batch by :func:`e_step`), then its
-    update and inertia (see :mod:`gpukmeans._cpu_minibatch`)."""
+    """Engine ``minibatch_step``: the batch ``X[rows]``'s labels (copied and labelled in
+    pieces by :func:`batch_labels_by_gemm` where :func:`labels_by_gemm` says and the
+    batch is at most GEMM_MAX_BATCH_BYTES, by index where :func:`labels_by_index` says,
+    else on the copied batch by :func:`e_step`), then its update and inertia (see
+    :mod:`gpukmeans._cpu_minibatch`)."""
     n_features, n_clusters = centers.shape[1], centers.shape[0]
     n_rows = X.shape[0] if rows is None else rows.shape[0]
-    by_gemm = (labels_by_gemm(X.dtype, n_features, n_clusters)
+    n_pieces = gemm_threads()
+    by_gemm = (labels_by_gemm(X.dtype, n_features, n_clusters, n_pieces)
                and n_rows * n_features * X.itemsize <= GEMM_MAX_BATCH_BYTES)
     by_index = not by_gemm and labels_by_index(n_features, n_clusters)
-    if rows is not None and not by_index:
+    labels = np.empty(n_rows, dtype=np.int32)
+    if by_gemm:  # copied (where rows are given) and labelled in pieces
+        X = batch_labels_by_gemm(X, rows, centers, _centers_squared_norms(centers),
+                                 _bound_margin_coefficient(X.dtype, n_features), labels,
+                                 n_pieces)
+        rows = None
+    elif rows is not None and not by_index:
         X, rows = np.take(X, rows, axis=0), None  # labelled on the copy
     if rows is None:
         rows = np.arange(X.shape[0])
-    labels = np.empty(rows.shape[0], dtype=np.int32)
-    distances = np.empty(rows.shape[0] if compute_inertia else 0)
+    distances = np.empty(n_rows if compute_inertia else 0)
     tiny = np.finfo(X.dtype).tiny
     if by_index:
         label_args = (X, rows, centers, _centers_squared_norms(centers),
@@ -588,11 +594,7 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
                 X, rows, sample_weight, labels, centers, weight_sums, tiny, distances,
                 min(n_clusters, UPDATE_GROUPS_PER_THREAD * numba.get_num_threads()))
     else:
-        if by_gemm:
-            batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
-                                 _bound_margin_coefficient(X.dtype, n_features), labels,
-                                 gemm_threads())
-        else:
+        if not by_gemm:
             e_step(X, centers, labels)
         centers_new, weight_sums_new = _minibatch_update(X, rows, sample_weight, labels,
                                                          centers, weight_sums, tiny, distances)
@@ -812,7 +814,7 @@ def _warm_up_all(dtypes):
                                           np.ascontiguousarray(data[:n_clusters]),
                                           np.ones(n_clusters, dtype=dtype), True)
                 if dtype == np.float32:  # and by BLAS's GEMM, on many features and clusters
-                    batch_labels_by_gemm(X, centers, _centers_squared_norms(centers),
+                    batch_labels_by_gemm(X, None, centers, _centers_squared_norms(centers),
                                          _bound_margin_coefficient(dtype, n_features), labels,
                                          1)
                 sampler = BatchSampler(np.full(n_samples, 1.0 / n_samples), 8, engine.batch_search)

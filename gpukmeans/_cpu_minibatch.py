@@ -12,8 +12,8 @@ So the rows are read where they lie:
 - the labels (:func:`_batch_labels_by_index`), by the blocked kernel for many features
   (:func:`labels_by_index`); elsewhere the batch is copied and labelled by the engine's
   E-step (few features take its other kernels), or, float32 with many features and
-  clusters, by one GEMM on BLAS's threads (:func:`labels_by_gemm`,
-  :func:`batch_labels_by_gemm`).
+  clusters, copied and labelled in pieces on the row pool's threads, a GEMM each
+  (:func:`labels_by_gemm`, :func:`batch_labels_by_gemm`).
   Every way the labels are the same: float32's the exactly nearest centers, float64's
   scikit-learn's (its GEMM's argmin on the batch, consulted where the blocked values
   cannot decide);
@@ -63,7 +63,7 @@ from ._cpu_nearest import (
     _rows_nearest_blocked, _squared_norm_f64,
 )
 from ._cpu_runtime import CACHE, ROW_WORK, prange_only, threaded
-from ._cpu_small import CHUNK_ROWS, blas_controller
+from ._cpu_small import CHUNK_ROWS, map_pieces
 from ._cpu_small import SUBNORMAL_NORM as _SUBNORMAL_NORM
 
 
@@ -125,19 +125,43 @@ BY_INDEX_AVX2_FEATURES_PER_CLUSTER = 8
 # thread: MNIST k=32 1.10 / 1.33, k=48 1.31 / 1.49 (the rule's one loss), k=64 1.76 /
 # 1.74, k=100 2.40 / 2.13; d=256 k=48 0.63 / 0.62, k=128 1.33 / 0.93; d=384 k=48 0.95 /
 # 0.87; d=1024 k=48 2.77 / 2.06. So one rule for both widths.
+# Since stop 66 the batch is labelled in pieces on the row pool's threads (below), which
+# on two threads wins from fewer features and clusters too: from
+# BY_GEMM_THREADED_MIN_FEATURES features and BY_GEMM_THREADED_MIN_CLUSTERS clusters
+# where they make BY_GEMM_THREADED_MIN_CLUSTER_FEATURES. Whole float32 fits (Zen 4 EPYC,
+# two threads, alternated, medians of 6-8, the same results), in pieces / by the rule
+# before (by index, or the E-step on the copy below 129 features): MNIST (70,000 images)
+# k=10 1.12x, k=16 1.21x, k=20 1.00x, k=24 1.01x, k=32 0.91x, k=40 1.00x; uniform rows
+# (70,000 x 784 values) d=1024 k=8 0.73x, k=16 0.54x; d=640 k=12 0.82x; d=512 k=8
+# 1.35x, k=16 0.89x, k=32 0.62x; d=384 k=16 0.92x, k=24 0.88x; d=300 k=24 0.89x; d=256
+# k=16 1.16x, k=24 1.01x, k=32 0.88x; d=200 k=40 0.91x, k=64 0.78x; d=160 k=32 1.07x,
+# k=64 0.91x, k=128 0.83x; d=129 k=64 1.05x; d=128 k=32 1.16x, k=128 0.93x; d=100 k=64
+# 1.19x; d=64 k=128 1.26x; d=48 k=256 1.25x. MNIST's few clusters lose where uniform
+# rows as wide win (d=640 k=12): the limits keep clusters from 32. On one thread (one
+# piece: the GEMM and the gather serial, as before) the old limits stay: MNIST k=32
+# 1.12x there, d=256 k=32 0.99x, d=200 k=64 0.92x.
 BY_GEMM_MIN_FEATURES = 256
 BY_GEMM_MIN_CLUSTERS = 48
+BY_GEMM_THREADED_MIN_FEATURES = 160
+BY_GEMM_THREADED_MIN_CLUSTERS = 32
+BY_GEMM_THREADED_MIN_CLUSTER_FEATURES = 8192
 
 
-def labels_by_gemm(dtype, n_features, n_clusters):
+def labels_by_gemm(dtype, n_features, n_clusters, n_pieces):
     """Whether a batch (of at most GEMM_MAX_BATCH_BYTES) of this dtype and these shapes
-    is copied and labelled by :func:`batch_labels_by_gemm`: float32 (whose labels are the
-    exactly nearest centers however the products are summed) from BY_GEMM_MIN_FEATURES
-    features and BY_GEMM_MIN_CLUSTERS clusters, on 256-bit and 512-bit vectors alike
-    (measured on both). Speed only, as :func:`labels_by_index`: the same labels every
-    way."""
-    return (dtype == np.float32 and n_features >= BY_GEMM_MIN_FEATURES
-            and n_clusters >= BY_GEMM_MIN_CLUSTERS)
+    is copied and labelled by :func:`batch_labels_by_gemm` in ``n_pieces`` pieces:
+    float32 (whose labels are the exactly nearest centers however the products are
+    summed) from BY_GEMM_MIN_FEATURES features and BY_GEMM_MIN_CLUSTERS clusters, on
+    256-bit and 512-bit vectors alike (measured on both); in several pieces (on as many
+    threads) from the BY_GEMM_THREADED_ limits. Speed only, as :func:`labels_by_index`:
+    the same labels every way."""
+    if dtype != np.float32:
+        return False
+    if n_features >= BY_GEMM_MIN_FEATURES and n_clusters >= BY_GEMM_MIN_CLUSTERS:
+        return True
+    return (n_pieces > 1 and n_features >= BY_GEMM_THREADED_MIN_FEATURES
+            and n_clusters >= BY_GEMM_THREADED_MIN_CLUSTERS
+            and n_features * n_clusters >= BY_GEMM_THREADED_MIN_CLUSTER_FEATURES)
 
 
 def labels_by_index(n_features, n_clusters):
@@ -154,40 +178,64 @@ def labels_by_index(n_features, n_clusters):
     return n_clusters <= BY_INDEX_MAX_CLUSTERS
 
 
-# A float32 batch that labels_by_gemm picks is labelled by GEMMs on BLAS's own threads,
-# folded on one (batch_labels_by_gemm): the plain step's GEMMs run a 256-row chunk each
+# A float32 batch that labels_by_gemm picks is copied and labelled in pieces, one per
+# thread of the row pool (gpukmeans._cpu_small's, whose threads sleep when idle), each
+# piece gathering its rows, multiplying them by one single-threaded GEMM and folding
+# the products (batch_labels_by_gemm). The plain step's GEMMs run a 256-row chunk each
 # on Numba's threads, whose second thread the Zen 3 VM of stop 59 seldom gave a loop
-# that follows serial work (docs/cpu-engine.md), while OpenBLAS's own threads halve the
-# product every time. There, MNIST, 1,024 random rows, k=100, the whole step (copy,
-# labels, update, inertia), medians of 80, ms: 3.45 -> 2.0 on two threads (2.95 with
-# BLAS on one; the Xeon's, above: 2.57 -> 1.73). The labels are the same: float32's
-# are the exactly nearest centers, whatever order the products are summed in (the
-# margin covers any). Only a batch of at most
-# GEMM_MAX_BATCH_BYTES: a larger one keeps the other ways (its fold, on one thread, would
-# weigh more beside a GEMM on many, and its copy would be a second X for a batch_size of
-# all of it). The values are made GEMM_VALUES_BYTES at a time (or CHUNK_ROWS rows).
+# that follows serial work (docs/cpu-engine.md); from stop 59 to stop 65 the batch was
+# one GEMM on OpenBLAS's own threads instead, folded on one thread (MNIST, 1,024 random
+# rows, k=100, the whole step: 3.45 -> 2.0 ms on the Zen 3, 2.57 -> 1.73 on a Xeon).
+# But OpenBLAS's idle threads spin for about a tenth of a second after each call and
+# hold a core: a fit's final labels on Numba's threads, right after the steps, took
+# 105-134 ms on a Zen 4 EPYC (stop 66), 74-90 after a pause. In pieces on the pool, BLAS
+# on one thread as everywhere in the engine, the gather and the fold run on both
+# threads too: whole float32 fits on 70,000 MNIST images, k=100, two threads,
+# alternated, the same results: 476 -> 400 ms (medians of 8), the final labels 67-82 ms.
+# The labels are the same every way: float32's are the exactly nearest centers,
+# whatever order the products are summed in (the margin covers any). Only a batch of at
+# most GEMM_MAX_BATCH_BYTES: a larger one keeps the other ways (its copy would be a
+# second X for a batch_size of all of it). The values are made GEMM_VALUES_BYTES at a
+# time (or CHUNK_ROWS rows) within a piece.
 GEMM_MAX_BATCH_BYTES = 2**23
 GEMM_VALUES_BYTES = 2**23
 
 
-def batch_labels_by_gemm(X, centers, centers_squared_norms, margin_coefficient, labels,
-                         n_threads):
-    """The float32 labels of the batch ``X`` (C-contiguous: a copy, or partial_fit's
-    batch) as the plain step's GEMM kernel gives them (each the exactly nearest center,
-    the lowest index on an exact tie): a block of rows at a time, its
-    ``||c||^2 - 2 x.c`` by NumPy's GEMM on ``n_threads`` BLAS threads
-    (:func:`gpukmeans._cpu_runtime.gemm_threads`), then :func:`_labels_of_gemm_values`
-    on one."""
-    n_rows, n_clusters = X.shape[0], centers.shape[0]
+def batch_labels_by_gemm(X, rows, centers, centers_squared_norms, margin_coefficient, labels,
+                         n_pieces):
+    """The float32 labels of the batch ``X[rows]`` (``rows`` None: all of ``X``, which is
+    C-contiguous, partial_fit's batch) as the plain step's GEMM kernel gives them (each
+    the exactly nearest center, the lowest index on an exact tie), in ``n_pieces`` pieces
+    of rows (:func:`gpukmeans._cpu_runtime.gemm_threads`) on the row pool's threads
+    (:func:`gpukmeans._cpu_small.map_pieces`): each copies its rows, makes their
+    ``||c||^2 - 2 x.c`` by NumPy's GEMM (BLAS on one thread, as the runtime holds it), a
+    block of rows at a time, and folds them (:func:`_labels_of_gemm_values`).
+
+    Returns the batch: the rows copied (C-contiguous), or ``X`` where ``rows`` is None.
+    """
+    n_rows, n_clusters = (X.shape[0] if rows is None else rows.shape[0]), centers.shape[0]
+    batch = X if rows is None else np.empty((n_rows, X.shape[1]), dtype=X.dtype)
     minus_two_centers_t = (-2 * centers).T  # exact: a power of two
     max_center_norm = float(centers_squared_norms.max()) + _SUBNORMAL_NORM
     block_rows = max(CHUNK_ROWS, GEMM_VALUES_BYTES // (X.itemsize * n_clusters))
-    with blas_controller().limit(limits=n_threads, user_api="blas"):
-        for start in range(0, n_rows, block_rows):
-            block = X[start:start + block_rows]
+
+    def label_piece(piece):
+        first, last = piece
+        if rows is not None:
+            # mode="clip" (the rows are valid): "raise" buffers the copy, 3.6x as long.
+            np.take(X, rows[first:last], axis=0, out=batch[first:last], mode="clip")
+        for start in range(first, last, block_rows):
+            block = batch[start:min(start + block_rows, last)]
             _labels_of_gemm_values(block, block @ minus_two_centers_t, centers,
                                    centers_squared_norms, margin_coefficient,
-                                   max_center_norm, labels[start:start + block_rows])
+                                   max_center_norm, labels[start:start + block.shape[0]])
+
+    n_pieces = max(1, min(n_pieces, n_rows))
+    edges = [n_rows * piece // n_pieces for piece in range(n_pieces + 1)]
+    for _ in map_pieces(label_piece, list(zip(edges[:-1], edges[1:])),
+                        n_rows * X.shape[1] * n_clusters):
+        pass
+    return batch
 
 
 @njit(nogil=True, cache=CACHE)

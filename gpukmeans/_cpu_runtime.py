@@ -260,9 +260,9 @@ class _CompileNotice(numba_event.Listener):
 _COMPILE_NOTICE = _CompileNotice()
 numba_event.register("numba:compile", _COMPILE_NOTICE)
 
-# The BLAS threads a GEMM on BLAS's own threads may take (gemm_threads, before Numba's
-# count): those the caller allowed (the fewest of any BLAS library's), as the outermost
-# cpu_runtime found them before it held BLAS to one, and the CPUs; None outside.
+# The BLAS threads the caller allowed (the fewest of any BLAS library's), which
+# gemm_threads' pieces follow, as the outermost cpu_runtime found them before it held
+# BLAS to one, and at most the CPUs; None outside.
 _CALLER_BLAS_THREADS = [None]
 
 
@@ -291,14 +291,13 @@ def _caller_blas_threads_kept():
 
 
 def gemm_threads():
-    """The threads a GEMM that runs on BLAS's own threads may take inside the runtime
-    (:func:`gpukmeans._cpu_minibatch.batch_labels_by_gemm`): Numba's thread count, at
-    most :func:`gpukmeans._cpu_small.n_row_threads` (the CPUs this process may run on, at
-    most 8 and what OMP_NUM_THREADS or NUMBA_NUM_THREADS allow: OpenBLAS's threads spin
-    while they wait, so more threads than CPUs cost much more than Numba's, which sleep:
-    a helper measured a MiniBatchKMeans fit 3.2x slower at NUMBA_NUM_THREADS=8 on 2
-    CPUs), and at most the BLAS threads its caller allowed (``OPENBLAS_NUM_THREADS``,
-    ``threadpoolctl``)."""
+    """The pieces a batch's GEMM labels are made in, each on a thread of the row pool
+    with BLAS on one thread (:func:`gpukmeans._cpu_minibatch.batch_labels_by_gemm`):
+    Numba's thread count, at most :func:`gpukmeans._cpu_small.n_row_threads` (the
+    pool's size: the CPUs this process may run on, at most 8 and what OMP_NUM_THREADS
+    or NUMBA_NUM_THREADS allow), and at most the BLAS threads its caller allowed
+    (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``: these GEMMs stand for one on BLAS's
+    own threads, which they replaced)."""
     allowed = _CALLER_BLAS_THREADS[0]
     if allowed is None:
         allowed = _blas_threads_allowed()

@@ -150,7 +150,7 @@ ROW_BLOCK_BYTES = 2**19
 DENSE_MOVES_MAX = 2**14
 
 # A float32 k-means++ step multiplies X by its candidates in pieces of this many bytes
-# of X, one GEMM a piece, on the pool's threads (:func:`_map_pieces`): OpenBLAS copies
+# of X, one GEMM a piece, on the pool's threads (:func:`map_pieces`): OpenBLAS copies
 # a large product's X into its packed layout first, which costs more than a few
 # candidates' products, and many small products cost a call each. MNIST's 5,000
 # images, 4 candidates, the step, ms, medians of 60 (Zen 3 VM, two threads): 2.4 in
@@ -283,7 +283,7 @@ def _thread_pool():
         return _pool[0]
 
 
-def _map_pieces(function, pieces, work):
+def map_pieces(function, pieces, work):
     """``map(function, pieces)``, on the pool's threads where there are several pieces
     and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
     The results come in the order of the pieces: a caller that adds them up adds them in
@@ -310,9 +310,9 @@ def _row_ranges(start, stop, row_bytes, range_bytes=ROW_BLOCK_BYTES):
 def _over_row_pieces(function, X, row_bytes):
     """``function((start, stop))`` over X's rows in pieces of about
     :data:`ROW_PIECE_BYTES` (``row_bytes`` a row; the shapes alone decide the pieces),
-    for what it writes: on the pool's threads where X is large (:func:`_map_pieces`)."""
+    for what it writes: on the pool's threads where X is large (:func:`map_pieces`)."""
     pieces = _row_ranges(0, X.shape[0], row_bytes, ROW_PIECE_BYTES)
-    for _ in _map_pieces(function, pieces, X.size):
+    for _ in map_pieces(function, pieces, X.size):
         pass
 
 
@@ -1056,7 +1056,7 @@ class _BoundsRun:
             return _moved_sums(n_clusters, self.weights[rows], chunk, old_labels, new_labels)
 
         work = sum(rows.shape[0] for rows in pieces) * X.shape[1] * n_clusters
-        for moved in _map_pieces(search, pieces, work):
+        for moved in map_pieces(search, pieces, work):
             if moved is not None:
                 self.sums += moved
 
@@ -1236,7 +1236,7 @@ def kmeanspp_candidates(X, x_squared_norms, sample_weight, candidate_ids, closes
 
     # The products' last bits follow the pieces (_row_ranges), which follow the shapes.
     pieces = _row_ranges(0, n_samples, X.itemsize * X.shape[1], KMEANSPP_PIECE_BYTES)
-    for _ in _map_pieces(piece, pieces, candidates.shape[0] * X.size):
+    for _ in map_pieces(piece, pieces, candidates.shape[0] * X.size):
         pass
     dots = np.ascontiguousarray(dots.T)  # (n_candidates, n_samples)
     distances = x_squared_norms[None, :] - 2.0 * dots

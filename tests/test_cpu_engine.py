@@ -1008,7 +1008,7 @@ def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch, request):
     # Six pieces of X for each k-means++ step, whatever the constant's value.
     monkeypatch.setattr(_cpu_small, "KMEANSPP_PIECE_BYTES", 2**20)
     calls = []  # (piece function, whether a pool thread ran it)
-    map_pieces = _cpu_small._map_pieces
+    map_pieces = _cpu_small.map_pieces
 
     def traced_map_pieces(function, pieces, work):
         def traced(piece):
@@ -1017,7 +1017,7 @@ def test_numpy_engine_threads_change_no_bit(offset, rng, monkeypatch, request):
             return function(piece)
         return map_pieces(traced, pieces, work)
 
-    monkeypatch.setattr(_cpu_small, "_map_pieces", traced_map_pieces)
+    monkeypatch.setattr(_cpu_small, "map_pieces", traced_map_pieces)
     fits = []
     for threaded_min_work in (2**62, 0):
         monkeypatch.setattr(_cpu_small, "THREADED_MIN_WORK", threaded_min_work)

@@ -57,18 +57,19 @@ def by_index(monkeypatch):
 
     monkeypatch.setattr(_cpu, "labels_by_index",
                         lambda n_features, n_clusters: n_features >= BY_INDEX_MIN_FEATURES)
-    monkeypatch.setattr(_cpu, "labels_by_gemm", lambda dtype, n_features, n_clusters: False)
+    monkeypatch.setattr(_cpu, "labels_by_gemm",
+                        lambda dtype, n_features, n_clusters, n_pieces: False)
 
 
 @pytest.fixture
 def by_gemm(monkeypatch):
-    """float32 batches of any shape labelled by BLAS's GEMM (``batch_labels_by_gemm``),
+    """float32 batches of any shape labelled by GEMMs (``batch_labels_by_gemm``),
     a few rows at a time (its blocks of values): the rule (``labels_by_gemm``) is speed
     only, as ``labels_by_index``."""
     from gpukmeans import _cpu, _cpu_minibatch
 
     monkeypatch.setattr(_cpu, "labels_by_gemm",
-                        lambda dtype, n_features, n_clusters: dtype == np.float32)
+                        lambda dtype, n_features, n_clusters, n_pieces: dtype == np.float32)
     monkeypatch.setattr(_cpu_minibatch, "GEMM_VALUES_BYTES", 1)  # blocks of CHUNK_ROWS
 
 
@@ -427,20 +428,29 @@ def test_labels_by_index_follows_the_vector_width(monkeypatch):
         ] == expected
 
 
-def test_labels_by_gemm_follows_the_shapes_and_the_dtype_on_every_vector_width(monkeypatch):
+def test_labels_by_gemm_follows_the_shapes_the_pieces_and_the_dtype_on_every_width(
+        monkeypatch):
     """float32 batches of 256 features or more and 48 clusters or more are labelled by
-    BLAS's GEMM, with 256-bit and 512-bit vectors alike (measured on both:
-    gpukmeans/_cpu_minibatch.py). float64 never: its labels are scikit-learn's GEMM's on
-    256-row chunks."""
+    GEMMs, with 256-bit and 512-bit vectors alike (measured on both:
+    gpukmeans/_cpu_minibatch.py); in several pieces (threads) also from 160 features and
+    32 clusters that make 8,192 clusters x features. float64 never: its labels are
+    scikit-learn's GEMM's on 256-row chunks."""
     from gpukmeans import _cpu_minibatch
 
-    shapes = ((784, 10), (784, 47), (784, 48), (784, 100), (255, 600), (256, 48), (300, 600))
+    shapes = ((784, 10), (784, 31), (784, 32), (784, 47), (784, 48), (784, 100), (255, 600),
+              (256, 31), (256, 32), (256, 48), (300, 600), (159, 600), (160, 51), (160, 52))
     for vector_bytes in (64, 32):
         monkeypatch.setattr(_cpu_minibatch, "VECTOR_BYTES", vector_bytes)
-        assert [_cpu_minibatch.labels_by_gemm(np.dtype(np.float32), d, k)
-                for d, k in shapes] == [False, False, True, True, False, True, True]
-        assert not any(_cpu_minibatch.labels_by_gemm(np.dtype(np.float64), d, k)
-                       for d, k in shapes)
+        for n_pieces, expected in (
+                (1, [False, False, False, False, True, True, False,
+                     False, False, True, True, False, False, False]),
+                (2, [False, False, True, True, True, True, True,
+                     False, True, True, True, False, False, True])):
+            assert [_cpu_minibatch.labels_by_gemm(np.dtype(np.float32), d, k, n_pieces)
+                    for d, k in shapes] == expected
+            assert not any(_cpu_minibatch.labels_by_gemm(np.dtype(np.float64), d, k,
+                                                         n_pieces)
+                           for d, k in shapes)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -589,11 +599,11 @@ def test_batch_labels_by_index_are_the_exactly_nearest_centers(n_features, n_clu
 @pytest.mark.parametrize("n_features, n_clusters", [(3, 5), (140, 12), (300, 60)])
 def test_batch_labels_by_gemm_are_the_exactly_nearest_centers(n_features, n_clusters,
                                                               n_threads, rng, by_gemm):
-    """float32 batches labelled by BLAS's GEMM on its threads (several blocks of values)
-    get the labels of the E-step on the copied batch, the exactly nearest centers,
-    lowest index on exact ties, on one thread and on two (OpenBLAS's threads may sum
-    the products in another order: the margin covers it); and the step's centers are
-    the generic path's, bit for bit."""
+    """float32 batches labelled by GEMMs (several blocks of values, in a piece per
+    thread) get the labels of the E-step on the copied batch, the exactly nearest
+    centers, lowest index on exact ties, on one thread and on two (pieces of other rows
+    may sum the products in another order: the margin covers it); and the step's
+    centers are the generic path's, bit for bit."""
     import numba
 
     from gpukmeans import _cpu_runtime
@@ -618,39 +628,57 @@ def test_batch_labels_by_gemm_are_the_exactly_nearest_centers(n_features, n_clus
         _cpu_runtime.set_num_threads(previous)
 
 
-def test_batch_labels_by_gemm_in_blocks_and_only_for_batches_up_to_a_size(monkeypatch, rng,
-                                                                          by_gemm):
-    """The GEMM's values are made a block of rows at a time (GEMM_VALUES_BYTES, at least
-    CHUNK_ROWS rows): the blocks' labels are the whole batch's. A batch beyond
-    GEMM_MAX_BATCH_BYTES keeps the other ways (its fold would run on one thread beside a
-    GEMM on many, and its copy would be a second X for a batch_size of all of X: a
-    helper's find): the same step, bit for bit."""
-    from gpukmeans import _cpu, _cpu_minibatch
+def test_batch_labels_by_gemm_in_pieces_and_blocks_and_only_for_batches_up_to_a_size(
+        monkeypatch, request, rng, by_gemm):
+    """The batch is copied and labelled in pieces, one per thread (on the row pool's
+    threads when it has several), and within a piece the GEMM's values are made a block
+    of rows at a time (GEMM_VALUES_BYTES, at least CHUNK_ROWS rows): the pieces' labels
+    and copied rows are the whole batch's, on the pool or not. A batch beyond
+    GEMM_MAX_BATCH_BYTES keeps the other ways (its copy would be a second X for a
+    batch_size of all of X: a helper's find): the same step, bit for bit."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpukmeans import _cpu, _cpu_minibatch, _cpu_small
     from gpukmeans._cpu_small import (
         CHUNK_ROWS, bound_margin_coefficient, centers_squared_norms,
     )
 
+    pool = ThreadPoolExecutor(2, thread_name_prefix="test-rows")
+    request.addfinalizer(pool.shutdown)
+    monkeypatch.setattr(_cpu_small, "_thread_pool", lambda: pool)
     n_features, n_clusters = 300, 60
     X = rng.normal(size=(3000, n_features)).astype(np.float32)
     centers = X[:n_clusters] + np.float32(0.1)
     norms = centers_squared_norms(centers)
     coefficient = bound_margin_coefficient(X.dtype, n_features)
-    blocks = []
+    blocks = []  # (rows, whether a pool thread labelled them)
     labels_of_values = _cpu_minibatch._labels_of_gemm_values
     monkeypatch.setattr(_cpu_minibatch, "_labels_of_gemm_values",
-                        lambda block, *args: (blocks.append(block.shape[0]),
-                                              labels_of_values(block, *args)))
-    for values_bytes, expected in ((700 * 4 * n_clusters, [700, 700, 700, 400]),
-                                   (1, [CHUNK_ROWS] * 9 + [2500 - 9 * CHUNK_ROWS])):
+                        lambda block, *args: (blocks.append(
+                            (block.shape[0],
+                             threading.current_thread().name.startswith("test-rows"))),
+                            labels_of_values(block, *args)))
+    rows = rng.integers(0, X.shape[0], 2500)
+    expected_labels = cdist(X[rows].astype(np.float64), centers.astype(np.float64),
+                            "sqeuclidean").argmin(axis=1)
+    for n_pieces, values_bytes, expected in (
+            (1, 700 * 4 * n_clusters, [700, 700, 700, 400]),
+            (2, 700 * 4 * n_clusters, [700, 550, 700, 550]),
+            (3, 1, [CHUNK_ROWS] * 3 + [833 - 3 * CHUNK_ROWS] + [CHUNK_ROWS] * 3
+             + [833 - 3 * CHUNK_ROWS] + [CHUNK_ROWS] * 3 + [834 - 3 * CHUNK_ROWS])):
         monkeypatch.setattr(_cpu_minibatch, "GEMM_VALUES_BYTES", values_bytes)
-        blocks.clear()
-        labels = np.empty(2500, dtype=np.int32)
-        _cpu_minibatch.batch_labels_by_gemm(X[:2500], centers, norms, coefficient, labels, 2)
-        assert blocks == expected
-        np.testing.assert_array_equal(labels, cdist(
-            X[:2500].astype(np.float64), centers.astype(np.float64),
-            "sqeuclidean").argmin(axis=1))
-    rows = rng.integers(0, X.shape[0], 1000)
+        for data, data_rows in ((X, rows), (X[rows], None)):  # a fit's; partial_fit's
+            blocks.clear()
+            labels = np.empty(2500, dtype=np.int32)
+            batch = _cpu_minibatch.batch_labels_by_gemm(data, data_rows, centers, norms,
+                                                        coefficient, labels, n_pieces)
+            assert sorted(size for size, _ in blocks) == sorted(expected)
+            assert all(on_pool == (n_pieces > 1) for _, on_pool in blocks)
+            np.testing.assert_array_equal(batch, X[rows])
+            assert batch.flags.c_contiguous and (data_rows is not None or batch is data)
+            np.testing.assert_array_equal(labels, expected_labels)
+    rows = rows[:1000]
     weights = np.ones(rows.shape[0], dtype=np.float32)
     weight_sums = rng.uniform(0, 50, n_clusters).astype(np.float32)
     engine = _cpu.make_engine()
