@@ -51,7 +51,7 @@ from ._cpu_passes import (
 from ._cpu_passes import largest_magnitude as _largest_magnitude
 from ._cpu_passes import scan_float32 as _scan_float32
 from ._cpu_runtime import cpu_runtime, gemm_threads
-from ._cpu_small import CHUNK_ROWS
+from ._cpu_small import CHUNK_ROWS, THREADED_MIN_WORK
 from ._cpu_small import bound_margin_coefficient as _bound_margin_coefficient
 from ._cpu_small import centers_squared_norms as _centers_squared_norms
 from ._cpu_small import fold_rows as _fold_rows
@@ -563,7 +563,10 @@ def minibatch_step(X, rows, sample_weight, centers, weight_sums, compute_inertia
     :mod:`gpukmeans._cpu_minibatch`)."""
     n_features, n_clusters = centers.shape[1], centers.shape[0]
     n_rows = X.shape[0] if rows is None else rows.shape[0]
-    n_pieces = gemm_threads()
+    # Several pieces only where the pool would run them on its threads (map_pieces):
+    # the rule's lower limits were measured so.
+    n_pieces = (gemm_threads() if X.dtype == np.float32
+                and n_rows * n_features * n_clusters >= THREADED_MIN_WORK else 1)
     by_gemm = (labels_by_gemm(X.dtype, n_features, n_clusters, n_pieces)
                and n_rows * n_features * X.itemsize <= GEMM_MAX_BATCH_BYTES)
     by_index = not by_gemm and labels_by_index(n_features, n_clusters)

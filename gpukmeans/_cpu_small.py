@@ -287,9 +287,23 @@ def map_pieces(function, pieces, work):
     """``map(function, pieces)``, on the pool's threads where there are several pieces
     and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
     The results come in the order of the pieces: a caller that adds them up adds them in
-    that order, whichever thread made each one."""
+    that order, whichever thread made each one. Where a piece raises (or the caller is
+    interrupted while it waits), the pieces not started are cancelled and the running
+    ones waited for, so that none still writes to the caller's arrays, or calls BLAS
+    beside the next engine call, after this returns."""
     pool = None if len(pieces) < 2 or work < THREADED_MIN_WORK else _thread_pool()
-    return map(function, pieces) if pool is None else pool.map(function, pieces)
+    if pool is None:
+        return map(function, pieces)
+    from concurrent.futures import wait
+
+    futures = [pool.submit(function, piece) for piece in pieces]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise
 
 
 def _row_ranges(start, stop, row_bytes, range_bytes=ROW_BLOCK_BYTES):

@@ -694,13 +694,77 @@ def test_batch_labels_by_gemm_in_pieces_and_blocks_and_only_for_batches_up_to_a_
         np.testing.assert_array_equal(a, b)
 
 
+def test_batches_too_small_for_the_pool_take_one_piece_and_the_one_thread_rule(
+        monkeypatch, rng):
+    """A batch whose products are fewer than THREADED_MIN_WORK multiply-adds would run its
+    pieces one after another on the caller's thread (map_pieces): it is labelled in one
+    piece, by the one-thread rule (the lower limits were measured with the pieces on two
+    threads); one more row and it takes two. The labels are the exactly nearest either
+    way."""
+    from gpukmeans import _cpu, _cpu_minibatch
+    from gpukmeans._cpu_small import THREADED_MIN_WORK
+
+    monkeypatch.setattr(_cpu, "gemm_threads", lambda: 2)
+    calls = []
+    labels_by_gemm = _cpu_minibatch.labels_by_gemm
+    monkeypatch.setattr(_cpu, "labels_by_gemm", lambda *args: (calls.append(args[-1]),
+                                                               labels_by_gemm(*args))[1])
+    n_features, n_clusters = 200, 48  # the threaded rule's shapes, not the one-thread one's
+    X = rng.normal(size=(4000, n_features)).astype(np.float32)
+    centers = np.ascontiguousarray(X[:n_clusters]) + np.float32(0.05)
+    engine = _cpu.make_engine()
+    for n_rows in (THREADED_MIN_WORK // (n_features * n_clusters),
+                   THREADED_MIN_WORK // (n_features * n_clusters) + 1):
+        rows = rng.integers(0, X.shape[0], n_rows)
+        with engine.runtime():
+            labels = engine.minibatch_step(
+                X, rows, np.ones(n_rows, dtype=np.float32), centers,
+                np.full(n_clusters, 10, dtype=np.float32), True)[0]
+        np.testing.assert_array_equal(labels, cdist(
+            X[rows].astype(np.float64), centers.astype(np.float64),
+            "sqeuclidean").argmin(axis=1))
+    assert calls == [1, 2]
+
+
+def test_map_pieces_waits_for_running_pieces_when_one_raises(monkeypatch, request):
+    """Where a piece raises on the pool, the pieces still running are waited for before
+    the error reaches the caller (none writes to its arrays, or calls BLAS beside its
+    next engine call, afterwards), and those not yet started are cancelled."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpukmeans import _cpu_small
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="test-rows")
+    request.addfinalizer(pool.shutdown)
+    monkeypatch.setattr(_cpu_small, "_thread_pool", lambda: pool)
+    done, started = [], threading.Event()
+
+    def piece(index):
+        if index == 0:
+            started.wait(5)
+            raise ValueError("piece 0")
+        started.set()
+        time.sleep(0.2)
+        done.append(index)
+
+    with pytest.raises(ValueError, match="piece 0"):
+        _cpu_small.map_pieces(piece, list(range(8)), 2**62)
+    finished = list(done)
+    assert 1 in finished  # the piece running when 0 raised finished before the error came
+    assert len(finished) < 7  # some not started were cancelled
+    time.sleep(0.5)
+    assert done == finished  # and nothing ran after
+
+
 def test_gemm_threads_follow_the_callers_blas_limit_and_the_cpus(monkeypatch):
-    """The batch GEMM's BLAS threads: Numba's count, at most the CPUs the process may run
-    on (OpenBLAS's waiting threads spin: at NUMBA_NUM_THREADS=8 on 2 CPUs a fit took 3.2x
-    as long), and at most what the caller allowed BLAS (threadpoolctl, or
-    OPENBLAS_NUM_THREADS), as the outermost engine call found it, nested calls too,
-    forgotten when the call ends, also by an exception; the engine itself holds BLAS to
-    one thread inside. Numba's count is set to 4 here, so that every limit shows."""
+    """The pieces of a batch's GEMM labels (one per thread of the row pool): Numba's
+    count, at most the pool's threads (the CPUs the process may run on), and at most what
+    the caller allowed BLAS (threadpoolctl, or OPENBLAS_NUM_THREADS: the pieces stand for
+    a GEMM on BLAS's own threads), as the outermost engine call found it, nested calls
+    too, forgotten when the call ends, also by an exception; the engine itself holds BLAS
+    to one thread inside. Numba's count is set to 4 here, so that every limit shows."""
     from threadpoolctl import threadpool_limits
 
     from gpukmeans import _cpu_runtime
