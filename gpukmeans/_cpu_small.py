@@ -288,16 +288,25 @@ def map_pieces(function, pieces, work):
     and ``work`` (multiply-adds, or values read) is at least :data:`THREADED_MIN_WORK`.
     The results come in the order of the pieces: a caller that adds them up adds them in
     that order, whichever thread made each one. Where a piece raises (or the caller is
-    interrupted while it waits), the pieces not started are cancelled and the running
-    ones waited for, so that none still writes to the caller's arrays, or calls BLAS
-    beside the next engine call, after this returns."""
+    interrupted while it hands them out or waits), the pieces not started are cancelled
+    and the running ones waited for, so that none still writes to the caller's arrays,
+    or calls BLAS beside the next engine call, after this returns (a second interrupt
+    stops the waiting). Where the pool takes no more work (an ``atexit`` handler's call:
+    Python has shut every pool down by then), the pieces run here, one after another."""
     pool = None if len(pieces) < 2 or work < THREADED_MIN_WORK else _thread_pool()
     if pool is None:
         return map(function, pieces)
     from concurrent.futures import wait
 
-    futures = [pool.submit(function, piece) for piece in pieces]
+    futures = []
     try:
+        try:
+            for piece in pieces:
+                futures.append(pool.submit(function, piece))
+        except RuntimeError:  # "cannot schedule new futures after (interpreter) shutdown"
+            if futures:
+                raise
+            return list(map(function, pieces))
         return [future.result() for future in futures]
     except BaseException:
         for future in futures:

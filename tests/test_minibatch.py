@@ -758,6 +758,55 @@ def test_map_pieces_waits_for_running_pieces_when_one_raises(monkeypatch, reques
     assert done == finished  # and nothing ran after
 
 
+def test_map_pieces_waits_for_running_pieces_when_interrupted_handing_them_out(
+        monkeypatch, request):
+    """An interrupt while the pieces are handed out (the pool's first use starts its
+    threads there, a piece already running: a breaker's find) still waits for the
+    running pieces before it reaches the caller."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpukmeans import _cpu_small
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="test-rows")
+    request.addfinalizer(pool.shutdown)
+    submit, started, done = pool.submit, threading.Event(), []
+
+    def interrupted_submit(function, piece):
+        if piece == 1:
+            started.wait(5)
+            raise KeyboardInterrupt
+        return submit(function, piece)
+
+    monkeypatch.setattr(pool, "submit", interrupted_submit)
+    monkeypatch.setattr(_cpu_small, "_thread_pool", lambda: pool)
+
+    def piece(index):
+        started.set()
+        time.sleep(0.2)
+        done.append(index)
+
+    with pytest.raises(KeyboardInterrupt):
+        _cpu_small.map_pieces(piece, [0, 1, 2], 2**62)
+    assert done == [0]
+
+
+def test_map_pieces_run_here_where_the_pool_takes_no_more_work(monkeypatch):
+    """In an ``atexit`` handler Python has shut every thread pool down; a fit there (after
+    an earlier fit started the pool) runs its pieces on the caller's thread instead of
+    failing (a breaker's find: "cannot schedule new futures after shutdown")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpukmeans import _cpu_small
+
+    pool = ThreadPoolExecutor(2)
+    pool.shutdown()
+    monkeypatch.setattr(_cpu_small, "_thread_pool", lambda: pool)
+    assert list(_cpu_small.map_pieces(lambda piece: piece * piece, [1, 2, 3], 2**62)) == [
+        1, 4, 9]
+
+
 def test_gemm_threads_follow_the_callers_blas_limit_and_the_cpus(monkeypatch):
     """The pieces of a batch's GEMM labels (one per thread of the row pool): Numba's
     count, at most the pool's threads (the CPUs the process may run on), and at most what
