@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _cpu_bounds, _cpu_yinyang
 from ._cpu_bounds import (
-    ELKAN_MIN_CLUSTER_FEATURES, BoundsRun, elkan_by_shape, elkan_pays, starts_plain,
+    ELKAN_MIN_CLUSTER_FEATURES, BoundsRun, elkan_by_shape, elkan_pays,
 )
 from ._cpu_kmeanspp import (
     KMEANSPP_CHUNK_ROWS, _kmeanspp_candidates_chunked, kmeanspp_search, transposes_once,
@@ -504,8 +504,7 @@ def start_lloyd(X, x_squared_norms, sample_weight, n_clusters, unit_centers=Fals
     plain = PlainRun(X, x_squared_norms, sample_weight, unit_centers)
     if kind == "bounds":  # plain steps until the labels settle, for few features
         return BoundsRun(X, x_squared_norms, sample_weight, n_clusters, unit_centers,
-                         dense_search_by_gemm(X.shape[1], n_clusters),
-                         plain if starts_plain(X.shape[1]) else None)
+                         dense_search_by_gemm(X.shape[1], n_clusters), plain)
     if kind == "yinyang":
         return YinyangRun(X, x_squared_norms, sample_weight, n_clusters, plain, unit_centers)
     return plain

@@ -518,13 +518,15 @@ class BoundsRun:
         n_samples, n_features = X.shape
         self.X, self.x_squared_norms, self.sample_weight = X, x_squared_norms, sample_weight
         self.unit_centers = unit_centers
-        # The plain run whose steps this one takes until the labels settle
-        # (START_CHANGED); None: bounded from the first step.
-        self.plain = plain
-        self.bounded = plain is None
+        # The plain run on the same data (the engine's), whose steps this one takes
+        # until the labels settle (START_CHANGED) where it starts plain (starts_plain);
+        # None: bounded from the first step.
+        self.plain = plain if plain is not None and starts_plain(n_features) else None
+        self.bounded = self.plain is None
         # The labels before a plain step, to count its changes (the driver counts them
         # too, but after the step returns: the run decides within it, as Yinyang's).
-        self.labels_before = None if plain is None else np.empty(n_samples, dtype=np.int32)
+        self.labels_before = (None if self.plain is None
+                              else np.empty(n_samples, dtype=np.int32))
         # Chunks searched whole by BLAS's GEMM (_searched_rows_dots): the engine's rule.
         self.dense_by_gemm = dense_by_gemm
         self.elkan = elkan_pays(n_samples, n_features, n_clusters)
@@ -569,12 +571,16 @@ class BoundsRun:
         return self.sums.copy(), weight_in_clusters
 
     def finish(self, centers, labels, assign_labels):
+        """The final pass: the plain run's where no bounded step ran (no bounds yet,
+        whose first search costs more than that pass), else :meth:`_finish_bounded`."""
+        if not self.bounds_set and self.plain is not None:
+            return self.plain.finish(centers, labels, assign_labels)
+        return self._finish_bounded(centers, labels, assign_labels)
+
+    def _finish_bounded(self, centers, labels, assign_labels):
         """The final E-step with the bounds, which also computes every sample's distance
         to its center for the inertia (one pass over X instead of two), or the inertia
         alone."""
-        if not self.bounds_set and self.plain is not None:
-            # No bounds yet, whose first search costs more than the plain run's pass.
-            return self.plain.finish(centers, labels, assign_labels)
         if not assign_labels:
             return inertia(self.X, self.sample_weight, centers, labels)
         distances = np.empty(self.X.shape[0])

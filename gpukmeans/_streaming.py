@@ -59,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _cpu, _cpu_small, _spherical
-from ._cpu_bounds import BoundsRun, _add_weight_in_clusters, starts_plain
+from ._cpu_bounds import BoundsRun, _add_weight_in_clusters
 from ._cpu_kmeanspp import KMEANSPP_CHUNK_ROWS, by_panel, kmeanspp_partials
 from ._cpu_lloyd import _NO_DISTANCES, _lloyd_partials, _reduce_partials
 from ._cpu_passes import (
@@ -404,9 +404,8 @@ def start_lloyd(data, x_squared_norms, sample_weight, n_clusters, unit_centers=F
     Yinyang's, whose results are the plain step's bit for bit."""
     kind = _cpu.run_kind(data, n_clusters)
     if kind == "bounds":  # plain steps first where the in-memory run takes them
-        plain = StreamedPlainRun(data, unit_centers)
         return StreamedBoundsRun(data, n_clusters, unit_centers,
-                                 plain if starts_plain(data.shape[1]) else None)
+                                 StreamedPlainRun(data, unit_centers))
     if kind == "yinyang":  # its final pass: an E-step, then inertia's pass
         return StatelessRun(data, sample_weight, by_dot_products(lloyd_iter, unit_centers),
                             by_dot_products(assign_labels, unit_centers), inertia)
@@ -462,12 +461,9 @@ class StreamedBoundsRun(BoundsRun):
         # at any chunk.
         _grouped_pass(self.X, self.n_groups, CHUNK_ROWS, run_block, with_norms=True)
 
-    def finish(self, centers, labels, assign_labels):
+    def _finish_bounded(self, centers, labels, assign_labels):
         """The final E-step with the bounds, then the inertia in another pass (the
-        in-memory run sums the same distances in the same order during its E-step); the
-        plain run's final pass where no bounded step ran, as in memory."""
-        if not self.bounds_set and self.plain is not None:
-            return self.plain.finish(centers, labels, assign_labels)
+        in-memory run sums the same distances in the same order during its E-step)."""
         if assign_labels:
             self._e_step(centers, labels)
             self.centers_prev = centers.copy()
